@@ -1,0 +1,18 @@
+//! Quibble's wire protocol: the frame types both sides exchange, the length-prefixed frame
+//! codec, the WebSocket multiplexing envelope, and the sans-IO client session state machine.
+//!
+//! Nothing here does I/O or reads a clock: transports move bytes in and out, and callers pass
+//! the current time in milliseconds where a decision depends on it.
+
+pub mod codec;
+pub mod error_code;
+pub mod limits;
+pub mod mux;
+pub mod session;
+pub mod wire;
+
+pub use codec::{CodecError, Decoder, encode};
+pub use error_code::ErrorCode;
+pub use wire::{
+    ChatMessage, ClientFrame, ConversationId, Cursor, ServerFrame, UserId, PROTOCOL_VERSION,
+};

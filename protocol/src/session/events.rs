@@ -1,0 +1,90 @@
+//! What the session hands its driver: frames to send, actions on the transport, events for
+//! the application, and its connection state.
+
+use crate::error_code::ErrorCode;
+use crate::wire::{ChatMessage, ClientFrame, ConversationId, UserId};
+
+/// A logical stream: the control stream or one conversation's stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StreamKey {
+    Control,
+    Conversation(ConversationId),
+}
+
+/// A frame to send on a logical stream (opening the stream first if it is not open).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub stream: StreamKey,
+    pub frame: ClientFrame,
+}
+
+/// Something the driver must do with the transport.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Open a new transport connection (first connect, or reconnect after backoff).
+    Connect,
+    /// Close the transport: it is dead (missed heartbeats) or the server refused us. The
+    /// driver then calls [`super::Session::on_disconnected`].
+    Disconnect { reason: String },
+}
+
+/// The connection state, for a connection indicator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Waiting for the driver to connect (right after creation, or a reconnect is due).
+    Connecting,
+    /// Transport up, `Hello` sent, no `Welcome` yet.
+    Handshaking,
+    /// Welcomed: chatting.
+    Ready,
+    /// Disconnected; a reconnect is scheduled at `retry_at_ms`.
+    Reconnecting { retry_at_ms: u64, attempt: u32 },
+    /// The server refused us for good (bad token, unsupported version); no reconnects.
+    Failed(ErrorCode),
+}
+
+/// Something the application should know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// `Welcome` received.
+    Connected { user: UserId, username: String },
+    /// A conversation stream is live; `head_seq` is the newest seq at join time.
+    Joined {
+        conversation: ConversationId,
+        head_seq: u64,
+    },
+    /// The store's epoch changed: everything cached for this conversation is void.
+    Reset { conversation: ConversationId },
+    /// A new message, in seq order, each seq once (replayed or live).
+    Message(ChatMessage),
+    /// An older page asked for with `load_older`, ascending.
+    History {
+        conversation: ConversationId,
+        messages: Vec<ChatMessage>,
+        has_more: bool,
+    },
+    /// One of our sends is durable.
+    Sent {
+        conversation: ConversationId,
+        client_id: u64,
+        seq: u64,
+        sent_at_ms: u64,
+    },
+    /// One of our sends was refused for good and dropped from the outbox.
+    Rejected {
+        conversation: ConversationId,
+        client_id: u64,
+        code: ErrorCode,
+        reason: String,
+    },
+    /// The server reported a fatal error on a stream.
+    Error {
+        stream: StreamKey,
+        code: ErrorCode,
+        reason: String,
+    },
+    /// The server is going away; the session reconnects after the hint.
+    GoAway { reconnect_after_ms: u64 },
+    /// The connection dropped; the session will reconnect.
+    Disconnected,
+}

@@ -1,0 +1,122 @@
+//! The frames of the protocol: what a client may send ([`ClientFrame`]) and what a server may
+//! send ([`ServerFrame`]), each carried as one postcard-encoded value per frame.
+//!
+//! Streams: a connection has one control stream (`Hello`, `Ping`) and one stream per joined
+//! conversation (`Join` first, then `Send`, `History`, `Leave`). Over WebTransport these are
+//! client-opened bidirectional streams; over WebSocket they are multiplexed by stream id
+//! (see [`crate::mux`]), stream id 0 being the control stream.
+//!
+//! Compatibility: new variants are only ever appended, so older peers keep decoding the ones
+//! they know.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error_code::ErrorCode;
+
+/// Version a client announces in `Hello`; the server refuses versions it cannot speak.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// A conversation: a room (and, later, a direct-message pair). Ids are assigned by the store.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConversationId(pub u64);
+
+/// A user account id, assigned by the store.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserId(pub u64);
+
+/// A resume point: the store's epoch and the last seq the client has of a conversation.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Cursor {
+    pub epoch: u64,
+    pub seq: u64,
+}
+
+/// A durable chat message as the server delivers it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ChatMessage {
+    pub conversation: ConversationId,
+    /// Position in the conversation, strictly increasing, assigned when made durable.
+    pub seq: u64,
+    pub author: UserId,
+    pub author_name: String,
+    /// The id the author's client chose when sending (for matching its own optimistic copy).
+    pub client_id: u64,
+    /// Server time at which the message became durable, Unix milliseconds.
+    pub sent_at_ms: u64,
+    pub body: String,
+}
+
+/// Client → server.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum ClientFrame {
+    /// First frame on the control stream.
+    Hello { version: u16, token: String },
+    /// Heartbeat on the control stream; answered by `Pong`.
+    Ping { nonce: u64 },
+    /// First frame on a conversation stream. With `resume`, the server replays every message
+    /// after `resume.seq` (when the epoch matches); without, it sends the most recent page.
+    Join {
+        conversation: ConversationId,
+        resume: Option<Cursor>,
+    },
+    /// Post a message to the stream's conversation. `client_id` makes resends idempotent.
+    Send { client_id: u64, body: String },
+    /// Ask for up to `limit` messages with seq < `before_seq`.
+    History { before_seq: u64, limit: u16 },
+    /// Leave the stream's conversation; the server ends the stream.
+    Leave,
+}
+
+/// Server → client.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum ServerFrame {
+    /// Answer to `Hello`: the connection is authenticated.
+    Welcome {
+        version: u16,
+        user: UserId,
+        username: String,
+        /// The store's epoch; cursors from another epoch are void.
+        epoch: u64,
+        /// How often the client should ping; the server drops a connection silent for ~3×.
+        heartbeat_ms: u32,
+    },
+    Pong { nonce: u64 },
+    /// Answer to `Join`: every message with seq in `(from_seq, head_seq]` follows, in order,
+    /// then live messages.
+    Joined {
+        conversation: ConversationId,
+        epoch: u64,
+        head_seq: u64,
+        from_seq: u64,
+    },
+    Message(ChatMessage),
+    /// A `Send` is durable. A resend of an already durable `client_id` gets the original seq.
+    Sent {
+        client_id: u64,
+        seq: u64,
+        sent_at_ms: u64,
+    },
+    /// A `Send` was refused for good (too long, empty, not allowed); resending will not help.
+    Rejected {
+        client_id: u64,
+        code: ErrorCode,
+        reason: String,
+    },
+    /// Answer to `History`, messages in ascending seq order.
+    HistoryPage {
+        before_seq: u64,
+        messages: Vec<ChatMessage>,
+        /// Whether older messages exist before the first one in `messages`.
+        has_more: bool,
+    },
+    /// A fatal error for the stream (or, on the control stream, the connection), which the
+    /// server then closes.
+    Error { code: ErrorCode, reason: String },
+    /// The server is going away; reconnect after the hint (jittered by the server).
+    GoAway {
+        reconnect_after_ms: u32,
+        reason: String,
+    },
+    /// The stream fell too far behind and is being closed; rejoin with a resume point.
+    Lagged { resume_from: u64 },
+}
