@@ -14,5 +14,5 @@ pub mod wire;
 pub use codec::{CodecError, Decoder, encode};
 pub use error_code::ErrorCode;
 pub use wire::{
-    ChatMessage, ClientFrame, ConversationId, Cursor, ServerFrame, UserId, PROTOCOL_VERSION,
+    ChatMessage, ClientFrame, ConversationId, Cursor, PROTOCOL_VERSION, ServerFrame, UserId,
 };

@@ -1,6 +1,8 @@
 //! The WebSocket envelope: one binary WebSocket message carries a varint stream id followed by
 //! exactly one frame (as produced by [`crate::codec`]). Stream 0 is the control stream; a client
-//! opens a conversation stream by sending `Join` on a new id.
+//! opens a conversation stream by sending `Join` on a new id. A message with the stream id and
+//! nothing after it ends that stream (the WebSocket counterpart of a WebTransport stream FIN);
+//! either side may send it.
 
 use serde::de::DeserializeOwned;
 
@@ -20,7 +22,24 @@ pub fn wrap(stream_id: u64, frame: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Split a WebSocket message into its stream id and the encoded frame (still prefixed).
+/// The message that ends stream `stream_id`.
+pub fn finish(stream_id: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2);
+    write_varint(stream_id, &mut out);
+    out
+}
+
+/// What one WebSocket message carries.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Envelope<T> {
+    /// A frame on a stream.
+    Frame(u64, T),
+    /// The sender ended the stream.
+    Finish(u64),
+}
+
+/// Split a WebSocket message into its stream id and the encoded frame (still prefixed); the
+/// frame is empty for a finish message.
 pub fn split(message: &[u8]) -> Result<(u64, &[u8]), CodecError> {
     match read_varint(message, MAX_STREAM_ID_LEN)? {
         Some((id, len)) => Ok((id, &message[len..])),
@@ -29,9 +48,12 @@ pub fn split(message: &[u8]) -> Result<(u64, &[u8]), CodecError> {
 }
 
 /// Split and decode a WebSocket message.
-pub fn unwrap<T: DeserializeOwned>(message: &[u8], max: usize) -> Result<(u64, T), CodecError> {
+pub fn unwrap<T: DeserializeOwned>(message: &[u8], max: usize) -> Result<Envelope<T>, CodecError> {
     let (id, frame) = split(message)?;
-    Ok((id, decode_exact(frame, max)?))
+    if frame.is_empty() {
+        return Ok(Envelope::Finish(id));
+    }
+    Ok(Envelope::Frame(id, decode_exact(frame, max)?))
 }
 
 #[cfg(test)]
@@ -45,9 +67,14 @@ mod tests {
     fn wrap_then_unwrap() {
         let frame = encode(&ClientFrame::Ping { nonce: 42 }).unwrap();
         let msg = wrap(300, &frame);
-        let (id, got) = unwrap::<ClientFrame>(&msg, MAX_FRAME_LEN).unwrap();
-        assert_eq!(id, 300);
-        assert_eq!(got, ClientFrame::Ping { nonce: 42 });
+        assert_eq!(
+            unwrap::<ClientFrame>(&msg, MAX_FRAME_LEN).unwrap(),
+            Envelope::Frame(300, ClientFrame::Ping { nonce: 42 })
+        );
+        assert_eq!(
+            unwrap::<ClientFrame>(&finish(7), MAX_FRAME_LEN).unwrap(),
+            Envelope::Finish(7)
+        );
     }
 
     #[test]

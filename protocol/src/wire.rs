@@ -80,7 +80,9 @@ pub enum ServerFrame {
         /// How often the client should ping; the server drops a connection silent for ~3×.
         heartbeat_ms: u32,
     },
-    Pong { nonce: u64 },
+    Pong {
+        nonce: u64,
+    },
     /// Answer to `Join`: every message with seq in `(from_seq, head_seq]` follows, in order,
     /// then live messages.
     Joined {
@@ -111,12 +113,17 @@ pub enum ServerFrame {
     },
     /// A fatal error for the stream (or, on the control stream, the connection), which the
     /// server then closes.
-    Error { code: ErrorCode, reason: String },
+    Error {
+        code: ErrorCode,
+        reason: String,
+    },
     /// The server is going away; reconnect after the hint (jittered by the server).
     GoAway {
         reconnect_after_ms: u32,
         reason: String,
     },
     /// The stream fell too far behind and is being closed; rejoin with a resume point.
-    Lagged { resume_from: u64 },
+    Lagged {
+        resume_from: u64,
+    },
 }

@@ -1,5 +1,12 @@
-//! The Quibble chat server: realtime chat over WebTransport and WebSocket, an HTTP API, and an
-//! embedded redb store.
+//! The Quibble chat server: realtime chat over WebTransport and WebSocket, a JSON HTTP API,
+//! and an embedded redb store.
 
 pub mod auth;
+pub mod chat;
+pub mod config;
+pub mod http;
+pub mod server;
+pub mod state;
 pub mod store;
+pub mod tls;
+pub mod transport;

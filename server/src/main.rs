@@ -1,1 +1,119 @@
-fn main() {}
+//! `quibble`: the server binary. `quibble serve` starts the server on the embedded defaults.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use quibble_server::config::{Config, FileConfig, Overrides};
+use quibble_server::server::Server;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "quibble", version, about = "Quibble realtime chat server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (HTTP on TCP and WebTransport on UDP, one port).
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// TOML config file (keys: data_dir, listen, tls.cert, tls.key, max_connections).
+    #[arg(long, env = "QUIBBLE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Directory for the store [default: ./quibble-data].
+    #[arg(long, env = "QUIBBLE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on; repeat for several [default: 127.0.0.1:4433 and [::1]:4433].
+    #[arg(long)]
+    listen: Vec<SocketAddr>,
+    /// PEM certificate chain (with --tls-key); without, a self-signed certificate is made.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Directory of the browser client [default: client-wasm/web of this checkout].
+    #[arg(long, env = "QUIBBLE_WEB_DIR")]
+    web_dir: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Serve(args) => serve(args).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let file = match &args.config {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
+    };
+    let config = Config::resolve(
+        file,
+        Overrides {
+            data_dir: args.data_dir,
+            listen: args.listen,
+            tls_cert: args.tls_cert,
+            tls_key: args.tls_key,
+            web_dir: args.web_dir,
+        },
+    )?;
+    let data_dir = config.data_dir.clone();
+    let server = Server::bind(config)
+        .await
+        .context("cannot start the server")?;
+    let mut out = std::io::stdout().lock();
+    for (i, addr) in server.addrs().iter().enumerate() {
+        let url = format!("http://{addr}/");
+        if i == 0 {
+            writeln!(out, "quibble listening on {url}")?;
+        } else {
+            writeln!(out, "also listening on {url}")?;
+        }
+    }
+    writeln!(out, "data directory: {}", data_dir.display())?;
+    out.flush()?;
+    drop(out);
+    server
+        .run(shutdown_signal())
+        .await
+        .context("server failed")?;
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

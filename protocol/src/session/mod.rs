@@ -14,16 +14,42 @@
 //!    [`Session::on_stream_closed`].
 //! 3. Call [`Session::handle_timeout`] when [`Session::poll_timeout`] comes due.
 //! 4. Hand [`Session::poll_event`] results to the application.
+//!
+//! Streams: a `Join` transmit always starts a new stream for its conversation (a driver that
+//! still has one for it retires it), and after transmitting `Leave` the driver retires that
+//! stream. The end of a retired stream is not reported to [`Session::on_stream_closed`], so
+//! the session only ever hears about the conversation's current stream.
+//!
+//! Policies worth knowing:
+//! - Pending sends survive reconnects and stream errors; only [`Session::leave`] discards the
+//!   pending sends of a conversation. A conversation stream `Error` with `Forbidden` or
+//!   `UnknownConversation` ends the session's interest in the conversation and forgets its
+//!   cursor (as `leave` does) but keeps its pending sends: the application decides, by
+//!   joining again or calling `leave`.
+//! - A conversation stream that the server ends after `Lagged` is rejoined at once from the
+//!   cursor; one ended after an `Error` (or for no stated reason) is rejoined after
+//!   `min(cap, base * 2^(failures - 1))` ms, so a refusing server is not hammered.
+//! - Gaps are filled with `History` requests upward from the cursor; see the `conversation`
+//!   module for how holes and a full out-of-order buffer are handled.
 
-use crate::wire::{ClientFrame, ConversationId, Cursor, ServerFrame};
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::error_code::ErrorCode;
+use crate::wire::{ClientFrame, ConversationId, Cursor, PROTOCOL_VERSION, ServerFrame, UserId};
 
 mod backoff;
+mod connection;
 mod conversation;
 mod events;
 mod outbox;
 
 pub use events::{Action, Event, State, StreamKey, Transmit};
 pub use outbox::PendingSend;
+
+use backoff::Backoff;
+use connection::{Connection, heartbeat_interval};
+use conversation::{Conversation, Link};
+use outbox::Outbox;
 
 /// Settings a driver chooses when creating a session.
 #[derive(Debug, Clone)]
@@ -56,102 +82,475 @@ impl SessionConfig {
     }
 }
 
+/// What the session has for its driver and application, in order.
+#[derive(Debug, Default)]
+struct Queues {
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    actions: VecDeque<Action>,
+}
+
+impl Queues {
+    fn transmit(&mut self, stream: StreamKey, frame: ClientFrame) {
+        self.transmits.push_back(Transmit { stream, frame });
+    }
+}
+
 /// The session. See the module docs for how to drive it.
 #[derive(Debug)]
 pub struct Session {
-    // private state: implementation detail
+    config: SessionConfig,
+    state: State,
+    backoff: Backoff,
+    /// Current ping interval: from the config, then from the latest `Welcome`.
+    heartbeat_ms: u64,
+    /// The transport connection, from `on_connected` to `on_disconnected`.
+    connection: Option<Connection>,
+    /// Conversations the application wants joined.
+    conversations: BTreeMap<ConversationId, Conversation>,
+    outbox: Outbox,
+    /// Client ids handed out so far.
+    sends: u64,
+    queues: Queues,
 }
 
 impl Session {
     pub fn new(config: SessionConfig) -> Self {
-        todo!()
+        let mut queues = Queues::default();
+        queues.actions.push_back(Action::Connect);
+        Session {
+            backoff: Backoff::new(config.backoff_base_ms, config.backoff_cap_ms),
+            heartbeat_ms: heartbeat_interval(config.heartbeat_ms),
+            config,
+            state: State::Connecting,
+            connection: None,
+            conversations: BTreeMap::new(),
+            outbox: Outbox::default(),
+            sends: 0,
+            queues,
+        }
     }
 
     /// Current connection state.
     pub fn state(&self) -> State {
-        todo!()
+        self.state
     }
 
     // ---- driver notifications ----
 
     /// The transport is up: queues `Hello` on the control stream.
     pub fn on_connected(&mut self, now_ms: u64) {
-        todo!()
+        if matches!(self.state, State::Failed(_)) {
+            return;
+        }
+        self.reset_connection();
+        self.connection = Some(Connection::new(now_ms, self.heartbeat_ms));
+        self.state = State::Handshaking;
+        let hello = ClientFrame::Hello {
+            version: PROTOCOL_VERSION,
+            token: self.config.token.clone(),
+        };
+        self.queues.transmit(StreamKey::Control, hello);
     }
 
     /// The transport failed or dropped. `random` is a fresh random number for backoff jitter.
     /// Schedules the next [`Action::Connect`] (unless the failure is final).
     pub fn on_disconnected(&mut self, now_ms: u64, random: u64) {
-        todo!()
+        let connection = self.connection.take();
+        self.reset_connection();
+        if matches!(self.state, State::Failed(_)) {
+            return;
+        }
+        if connection.is_some() {
+            self.queues.events.push_back(Event::Disconnected);
+        }
+        let delay = match connection.and_then(|c| c.go_away_after_ms) {
+            Some(hint) => hint,
+            None => self.backoff.next_delay(random),
+        };
+        self.state = State::Reconnecting {
+            retry_at_ms: now_ms.saturating_add(delay),
+            attempt: self.backoff.attempt(),
+        };
     }
 
     /// A frame arrived on a logical stream.
     pub fn on_frame(&mut self, stream: StreamKey, frame: ServerFrame, now_ms: u64) {
-        todo!()
+        if matches!(self.state, State::Failed(_)) {
+            return;
+        }
+        let Some(connection) = self.connection.as_mut() else {
+            return;
+        };
+        connection.received(now_ms);
+        match (stream, frame) {
+            (
+                StreamKey::Control,
+                ServerFrame::Welcome {
+                    user,
+                    username,
+                    epoch,
+                    heartbeat_ms,
+                    ..
+                },
+            ) => self.on_welcome(user, username, epoch, heartbeat_ms),
+            (
+                _,
+                ServerFrame::GoAway {
+                    reconnect_after_ms,
+                    reason,
+                },
+            ) => self.on_go_away(reconnect_after_ms, reason),
+            (StreamKey::Control, ServerFrame::Error { code, reason }) => {
+                self.on_connection_error(code, reason)
+            }
+            (StreamKey::Conversation(c), frame) => self.on_conversation_frame(c, frame),
+            (StreamKey::Control, _) => {}
+        }
     }
 
     /// The server ended a conversation stream (after `Lagged`, an `Error`, or our `Leave`).
     /// If the conversation is still wanted it is rejoined from its cursor.
     pub fn on_stream_closed(&mut self, stream: StreamKey, now_ms: u64) {
-        todo!()
+        match stream {
+            StreamKey::Control => {
+                if matches!(self.state, State::Handshaking | State::Ready) {
+                    self.request_disconnect("the server closed the control stream".into());
+                }
+            }
+            StreamKey::Conversation(c) => {
+                if self.state != State::Ready {
+                    return;
+                }
+                let Some(conv) = self.conversations.get_mut(&c) else {
+                    return;
+                };
+                if !conv.stream_closed() {
+                    return;
+                }
+                match conv.failures() {
+                    0 => conv.join(&mut self.queues),
+                    n => conv.schedule_rejoin(now_ms.saturating_add(self.backoff.ceiling(n - 1))),
+                }
+            }
+        }
     }
 
     /// Time has passed: send pings, declare a silent connection dead, reconnect after backoff.
     pub fn handle_timeout(&mut self, now_ms: u64) {
-        todo!()
+        match self.state {
+            State::Reconnecting { retry_at_ms, .. } if now_ms >= retry_at_ms => {
+                self.state = State::Connecting;
+                self.queues.actions.push_back(Action::Connect);
+            }
+            State::Handshaking | State::Ready => self.connection_timers(now_ms),
+            _ => {}
+        }
     }
 
     /// The next time (ms) at which [`Session::handle_timeout`] should be called.
     pub fn poll_timeout(&self) -> Option<u64> {
-        todo!()
+        match self.state {
+            State::Reconnecting { retry_at_ms, .. } => Some(retry_at_ms),
+            State::Handshaking | State::Ready => {
+                let connection = self.connection.as_ref().filter(|c| !c.closing)?;
+                let welcomed = self.state == State::Ready;
+                let rejoins = self
+                    .conversations
+                    .values()
+                    .filter_map(Conversation::rejoin_at)
+                    .filter(|_| welcomed);
+                [connection.next_ping_at(), connection.dead_at(welcomed)]
+                    .into_iter()
+                    .chain(rejoins)
+                    .min()
+            }
+            State::Connecting | State::Failed(_) => None,
+        }
     }
 
     /// Next frame to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        todo!()
+        self.queues.transmits.pop_front()
     }
 
     /// Next event for the application.
     pub fn poll_event(&mut self) -> Option<Event> {
-        todo!()
+        self.queues.events.pop_front()
     }
 
     /// Next thing the driver must do with the transport.
     pub fn poll_action(&mut self) -> Option<Action> {
-        todo!()
+        self.queues.actions.pop_front()
     }
 
     // ---- application commands ----
 
     /// Join a conversation (now if connected, else on connect). Joining twice is a no-op.
     pub fn join(&mut self, conversation: ConversationId) {
-        todo!()
+        if self.conversations.contains_key(&conversation) {
+            return;
+        }
+        let conv = self
+            .conversations
+            .entry(conversation)
+            .or_insert_with(|| Conversation::new(conversation));
+        if self.state == State::Ready {
+            conv.join(&mut self.queues);
+        }
     }
 
-    /// Leave a conversation: sends `Leave` and forgets its cursor.
+    /// Leave a conversation: sends `Leave` and forgets its cursor. Its pending sends are
+    /// discarded (the only way a pending send is dropped without an answer from the server).
     pub fn leave(&mut self, conversation: ConversationId) {
-        todo!()
+        self.outbox.discard(conversation);
+        if let Some(conv) = self.conversations.remove(&conversation)
+            && self.state == State::Ready
+        {
+            conv.leave(&mut self.queues);
+        }
     }
 
     /// Queue a message; returns its client id. It is sent when the conversation is joined and
     /// resent after every reconnect until the server acknowledges it.
     pub fn send(&mut self, conversation: ConversationId, body: String) -> u64 {
-        todo!()
+        let client_id = self.config.client_id_seed.wrapping_add(self.sends);
+        self.sends = self.sends.wrapping_add(1);
+        if self.state == State::Ready
+            && self
+                .conversations
+                .get(&conversation)
+                .is_some_and(|c| c.link() == Link::Joined)
+        {
+            let frame = ClientFrame::Send {
+                client_id,
+                body: body.clone(),
+            };
+            self.queues
+                .transmit(StreamKey::Conversation(conversation), frame);
+        }
+        self.outbox.push(PendingSend {
+            conversation,
+            client_id,
+            body,
+        });
+        client_id
     }
 
     /// Ask for up to `limit` messages older than the oldest one this session has seen.
-    /// Returns false when there is nothing older (or the conversation is not joined).
+    /// Returns false when there is nothing older (or the conversation is not joined). While a
+    /// page is already on its way this returns true without asking again.
     pub fn load_older(&mut self, conversation: ConversationId, limit: u16) -> bool {
-        todo!()
+        if self.state != State::Ready {
+            return false;
+        }
+        self.conversations
+            .get_mut(&conversation)
+            .is_some_and(|c| c.load_older(limit, &mut self.queues))
     }
 
     /// The resume point of a conversation (store epoch and last contiguous seq).
     pub fn cursor(&self, conversation: ConversationId) -> Option<Cursor> {
-        todo!()
+        self.conversations.get(&conversation)?.cursor()
     }
 
     /// Messages sent but not yet acknowledged, oldest first.
     pub fn pending(&self) -> impl Iterator<Item = &PendingSend> + '_ {
-        std::iter::empty()
+        self.outbox.iter()
+    }
+
+    // ---- internals ----
+
+    /// Forget everything tied to the current transport: queued frames and actions, streams.
+    fn reset_connection(&mut self) {
+        self.queues.transmits.clear();
+        self.queues.actions.clear();
+        for conv in self.conversations.values_mut() {
+            conv.disconnected();
+        }
+    }
+
+    /// Ask the driver to close the connection (once per connection).
+    fn request_disconnect(&mut self, reason: String) {
+        if let Some(connection) = self.connection.as_mut()
+            && !connection.closing
+        {
+            connection.closing = true;
+            self.queues.actions.push_back(Action::Disconnect { reason });
+        }
+    }
+
+    fn connection_timers(&mut self, now_ms: u64) {
+        let Some(connection) = self.connection.as_mut() else {
+            return;
+        };
+        if connection.closing {
+            return;
+        }
+        let welcomed = self.state == State::Ready;
+        if now_ms >= connection.dead_at(welcomed) {
+            let limit = connection.silence_limit_ms();
+            let reason = if welcomed {
+                format!("nothing received from the server for {limit} ms")
+            } else {
+                format!("no Welcome from the server within {limit} ms")
+            };
+            self.request_disconnect(reason);
+            return;
+        }
+        if let Some(nonce) = connection.ping_due(now_ms) {
+            self.queues
+                .transmit(StreamKey::Control, ClientFrame::Ping { nonce });
+        }
+        if welcomed {
+            for conv in self.conversations.values_mut() {
+                if conv.rejoin_at().is_some_and(|at| now_ms >= at) {
+                    conv.join(&mut self.queues);
+                }
+            }
+        }
+    }
+
+    fn on_welcome(&mut self, user: UserId, username: String, epoch: u64, heartbeat_ms: u32) {
+        if self.state != State::Handshaking {
+            return;
+        }
+        self.state = State::Ready;
+        self.backoff.reset();
+        self.heartbeat_ms = heartbeat_interval(u64::from(heartbeat_ms));
+        if let Some(connection) = self.connection.as_mut() {
+            connection.set_heartbeat(self.heartbeat_ms);
+        }
+        self.queues
+            .events
+            .push_back(Event::Connected { user, username });
+        for (&id, conv) in &mut self.conversations {
+            if conv.forget_other_epoch(epoch) {
+                self.queues
+                    .events
+                    .push_back(Event::Reset { conversation: id });
+            }
+        }
+        for conv in self.conversations.values_mut() {
+            conv.join(&mut self.queues);
+        }
+    }
+
+    fn on_go_away(&mut self, reconnect_after_ms: u32, reason: String) {
+        let reconnect_after_ms = u64::from(reconnect_after_ms);
+        self.queues
+            .events
+            .push_back(Event::GoAway { reconnect_after_ms });
+        if let Some(connection) = self.connection.as_mut() {
+            connection.go_away_after_ms = Some(reconnect_after_ms);
+        }
+        self.request_disconnect(format!("the server is going away: {reason}"));
+    }
+
+    fn on_connection_error(&mut self, code: ErrorCode, reason: String) {
+        let disconnect_reason = format!("server error {code}: {reason}");
+        self.queues.events.push_back(Event::Error {
+            stream: StreamKey::Control,
+            code,
+            reason,
+        });
+        if matches!(
+            code,
+            ErrorCode::Unauthorized | ErrorCode::UnsupportedVersion | ErrorCode::Forbidden
+        ) {
+            self.state = State::Failed(code);
+        }
+        self.request_disconnect(disconnect_reason);
+    }
+
+    fn on_conversation_frame(&mut self, c: ConversationId, frame: ServerFrame) {
+        if self.state != State::Ready {
+            return;
+        }
+        let Some(conv) = self.conversations.get_mut(&c) else {
+            return;
+        };
+        let max_buffer = self.config.max_gap_buffer;
+        let stream = StreamKey::Conversation(c);
+        match frame {
+            ServerFrame::Joined {
+                conversation,
+                epoch,
+                head_seq,
+                from_seq,
+            } => {
+                if conversation != c || conv.link() != Link::Joining {
+                    return;
+                }
+                if conv.joined(epoch, from_seq, &mut self.queues) {
+                    self.queues
+                        .events
+                        .push_back(Event::Reset { conversation: c });
+                }
+                self.queues.events.push_back(Event::Joined {
+                    conversation: c,
+                    head_seq,
+                });
+                for p in self.outbox.of(c) {
+                    let frame = ClientFrame::Send {
+                        client_id: p.client_id,
+                        body: p.body.clone(),
+                    };
+                    self.queues.transmit(stream, frame);
+                }
+            }
+            ServerFrame::Message(message) => conv.on_message(message, max_buffer, &mut self.queues),
+            ServerFrame::HistoryPage {
+                before_seq,
+                messages,
+                has_more,
+            } => conv.on_history_page(before_seq, messages, has_more, max_buffer, &mut self.queues),
+            ServerFrame::Sent {
+                client_id,
+                seq,
+                sent_at_ms,
+            } => {
+                if self.outbox.take(c, client_id).is_some() {
+                    self.queues.events.push_back(Event::Sent {
+                        conversation: c,
+                        client_id,
+                        seq,
+                        sent_at_ms,
+                    });
+                }
+            }
+            ServerFrame::Rejected {
+                client_id,
+                code,
+                reason,
+            } => {
+                if self.outbox.take(c, client_id).is_some() {
+                    self.queues.events.push_back(Event::Rejected {
+                        conversation: c,
+                        client_id,
+                        code,
+                        reason,
+                    });
+                }
+            }
+            ServerFrame::Error { code, reason } => {
+                if conv.link() == Link::Idle {
+                    return;
+                }
+                self.queues.events.push_back(Event::Error {
+                    stream,
+                    code,
+                    reason,
+                });
+                if matches!(code, ErrorCode::UnknownConversation | ErrorCode::Forbidden) {
+                    self.conversations.remove(&c);
+                } else {
+                    conv.failed();
+                }
+            }
+            ServerFrame::Lagged { .. } => conv.lagged(),
+            ServerFrame::Welcome { .. } | ServerFrame::Pong { .. } | ServerFrame::GoAway { .. } => {
+            }
+        }
     }
 }

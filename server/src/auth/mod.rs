@@ -1,1 +1,21 @@
-//! placeholder
+//! Authentication primitives: password hashing ([`password`]), session tokens ([`token`]) and
+//! the validation rules for user-chosen names ([`names`]).
+//!
+//! Nothing here touches the store or the network; the HTTP and realtime layers combine these
+//! with [`crate::store`]. Password hashing is deliberately slow: run it in `spawn_blocking`.
+
+pub mod names;
+pub mod password;
+pub mod token;
+
+pub use names::{fold, normalize_room_name, validate_password, validate_username};
+pub use password::{hash_password, verify_password};
+pub use token::{TokenHash, hash_token, new_token};
+
+/// Errors of the auth primitives.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// The password hasher refused its input or parameters.
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+}

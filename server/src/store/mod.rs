@@ -1,1 +1,242 @@
-//! placeholder
+//! The embedded store: one redb file holding users, sessions, rooms and message history.
+//!
+//! [`Store`] is a cheap, cloneable handle. Reads are synchronous and run in their own MVCC read
+//! transactions, so they never wait for the writer. Writes are async: each becomes a request to
+//! the single writer thread ([`writer`]), which group-commits everything queued into one
+//! fsynced transaction and answers each request only once its effect is durable.
+//!
+//! This module owns the handle, opening (schema check, epoch), closing, and the error type. The
+//! data lives in [`tables`] (layout) and [`records`] (value encoding); the operations are split by
+//! subject into [`accounts`] (users and sessions), [`rooms`] and [`messages`].
+
+mod accounts;
+mod messages;
+mod records;
+mod rooms;
+mod tables;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+use quibble_protocol::wire::ChatMessage;
+use redb::{Database, ReadTransaction, ReadableDatabase, TableError};
+use tokio::sync::{mpsc, oneshot};
+
+pub use accounts::{Role, User};
+pub use messages::Appended;
+pub use rooms::Room;
+
+use tables::{META, META_CLOCK_MS, META_EPOCH, META_SCHEMA_VERSION, SCHEMA_VERSION, WriteTables};
+use writer::{Reply, Request};
+
+/// Called by the writer thread once per newly appended message, after its commit is durable
+/// and before the appender hears back (see [`Store::open`]).
+pub type CommitHook = Box<dyn Fn(&ChatMessage) + Send + Sync>;
+
+/// How many write requests may wait for the writer before senders wait too.
+const QUEUE_CAPACITY: usize = 4096;
+
+/// Errors of the store. Cloneable, so one failed commit can answer every request of its batch.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The (case-insensitive) username or room name is already in use.
+    #[error("name taken")]
+    NameTaken,
+    /// The conversation (or other referenced record) does not exist.
+    #[error("not found")]
+    NotFound,
+    /// The store no longer accepts writes (closed, or its writer thread is gone).
+    #[error("store closed")]
+    Closed,
+    /// redb failed (I/O, full disk, lock held by another process, …).
+    #[error("database error: {0}")]
+    Db(String),
+    /// A record could not be encoded, or a stored record could not be decoded.
+    #[error("record encoding error: {0}")]
+    Codec(String),
+    /// The tables contradict each other or miss something that must exist.
+    #[error("store is inconsistent: {0}")]
+    Corrupt(String),
+    /// The file was written with a schema this server does not know (typically by a newer
+    /// server); it is left untouched.
+    #[error(
+        "store schema version {found} is not supported: this server reads version {supported}; \
+         a file from a newer server needs that server or newer"
+    )]
+    Schema { found: u64, supported: u64 },
+}
+
+impl StoreError {
+    /// Whether this is a refusal of one request, decided before that request wrote anything,
+    /// rather than a failure of the whole write transaction.
+    fn is_rejection(&self) -> bool {
+        matches!(self, StoreError::NameTaken | StoreError::NotFound)
+    }
+}
+
+macro_rules! from_redb_errors {
+    ($($error:ty),* $(,)?) => {
+        $(impl From<$error> for StoreError {
+            fn from(e: $error) -> Self {
+                StoreError::Db(e.to_string())
+            }
+        })*
+    };
+}
+
+from_redb_errors!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError,
+);
+
+/// A handle to the store; clones share one database and one writer thread.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Arc<Database>,
+    epoch: u64,
+    /// The way to the writer; `None` once [`Store::close`] has begun.
+    sender: Mutex<Option<mpsc::Sender<Request>>>,
+    /// The writer thread, until someone joins it.
+    writer: tokio::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the redb file at `path`; starts the writer thread.
+    ///
+    /// `on_commit` is called by the writer thread, after each commit is durable, once per newly
+    /// appended message, in seq order per conversation, BEFORE the appenders' futures complete.
+    /// It runs on the writer's critical path: keep it short and non-blocking. A panic in it is
+    /// caught and logged.
+    ///
+    /// A file written with another schema version is refused with [`StoreError::Schema`] and
+    /// left untouched.
+    pub fn open(path: &Path, on_commit: CommitHook) -> Result<Store, StoreError> {
+        let db = Database::create(path)?;
+        check_schema(&db)?;
+        let (epoch, clock_ms) = initialize(&db)?;
+        let db = Arc::new(db);
+        let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
+        let writer = writer::spawn(Arc::clone(&db), receiver, on_commit, clock_ms)?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                db,
+                epoch,
+                sender: Mutex::new(Some(sender)),
+                writer: tokio::sync::Mutex::new(Some(writer)),
+            }),
+        })
+    }
+
+    /// The store's epoch: a random non-zero number made when the file was created, stable
+    /// across reopening. Resume cursors from another epoch are void.
+    pub fn epoch(&self) -> u64 {
+        self.inner.epoch
+    }
+
+    /// Stop accepting writes, finish queued ones, commit, and join the writer thread.
+    ///
+    /// Writes after (or racing with) `close` fail with [`StoreError::Closed`]; reads keep
+    /// working. The file itself is closed when the last handle is dropped.
+    pub async fn close(&self) {
+        drop(
+            self.inner
+                .sender
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        // Concurrent closers wait here until the first one has joined the thread.
+        let mut writer = self.inner.writer.lock().await;
+        if let Some(handle) = writer.take() {
+            match tokio::task::spawn_blocking(move || handle.join()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => tracing::error!("the store writer thread panicked"),
+                Err(e) => tracing::error!(error = %e, "could not join the store writer thread"),
+            }
+        }
+    }
+
+    /// Sends a request to the writer and waits for its answer, which comes after the commit.
+    async fn request<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, StoreError> {
+        let sender = self
+            .inner
+            .sender
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or(StoreError::Closed)?;
+        let (reply, answer) = oneshot::channel();
+        sender
+            .send(make(reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Begins a read transaction on the latest committed state.
+    fn read(&self) -> Result<ReadTransaction, StoreError> {
+        Ok(self.inner.db.begin_read()?)
+    }
+}
+
+/// Refuses a file whose schema version is not [`SCHEMA_VERSION`], before anything is written.
+/// A file without a `meta` table is new.
+fn check_schema(db: &Database) -> Result<(), StoreError> {
+    let txn = db.begin_read()?;
+    let meta = match txn.open_table(META) {
+        Ok(meta) => meta,
+        Err(TableError::TableDoesNotExist(_)) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    match meta.get(META_SCHEMA_VERSION)?.map(|v| v.value()) {
+        None => Ok(()),
+        Some(SCHEMA_VERSION) => Ok(()),
+        Some(found) => Err(StoreError::Schema {
+            found,
+            supported: SCHEMA_VERSION,
+        }),
+    }
+}
+
+/// Creates the missing tables and, on a new file, records the schema version and a fresh epoch.
+/// Returns the epoch and the writer's last handed-out timestamp.
+fn initialize(db: &Database) -> Result<(u64, u64), StoreError> {
+    let txn = db.begin_write()?;
+    let (epoch, clock_ms) = {
+        let mut tables = WriteTables::open(&txn)?;
+        if tables.meta_get(META_SCHEMA_VERSION)?.is_none() {
+            tables.meta.insert(META_SCHEMA_VERSION, SCHEMA_VERSION)?;
+            tables.meta.insert(META_EPOCH, new_epoch())?;
+        }
+        let epoch = tables
+            .meta_get(META_EPOCH)?
+            .ok_or_else(|| StoreError::Corrupt("the epoch is missing".into()))?;
+        (epoch, tables.meta_get(META_CLOCK_MS)?.unwrap_or(0))
+    };
+    txn.commit()?;
+    Ok((epoch, clock_ms))
+}
+
+/// A random non-zero epoch.
+fn new_epoch() -> u64 {
+    loop {
+        let epoch: u64 = rand::random();
+        if epoch != 0 {
+            return epoch;
+        }
+    }
+}

@@ -1,0 +1,961 @@
+//! Scripted scenarios for the client session state machine: frames, times and random numbers
+//! go in, transmits, events and actions come out.
+
+use quibble_protocol::session::{Action, Event, Session, SessionConfig, State, StreamKey};
+use quibble_protocol::{
+    ChatMessage, ClientFrame, ConversationId, Cursor, ErrorCode, PROTOCOL_VERSION, ServerFrame,
+    UserId,
+};
+
+const C: ConversationId = ConversationId(7);
+const D: ConversationId = ConversationId(8);
+const ME: UserId = UserId(1);
+
+fn config() -> SessionConfig {
+    SessionConfig {
+        heartbeat_ms: 1_000,
+        backoff_base_ms: 100,
+        backoff_cap_ms: 5_000,
+        ..SessionConfig::new("tok", 1_000)
+    }
+}
+
+fn msg(c: ConversationId, seq: u64) -> ChatMessage {
+    ChatMessage {
+        conversation: c,
+        seq,
+        author: UserId(2),
+        author_name: "bob".into(),
+        client_id: seq,
+        sent_at_ms: seq * 10,
+        body: format!("m{seq}"),
+    }
+}
+
+fn conv(c: ConversationId) -> StreamKey {
+    StreamKey::Conversation(c)
+}
+
+fn transmits(s: &mut Session) -> Vec<(StreamKey, ClientFrame)> {
+    std::iter::from_fn(|| s.poll_transmit())
+        .map(|t| (t.stream, t.frame))
+        .collect()
+}
+
+/// Transmits other than control-stream pings.
+fn conversation_transmits(s: &mut Session) -> Vec<(StreamKey, ClientFrame)> {
+    transmits(s)
+        .into_iter()
+        .filter(|(stream, _)| *stream != StreamKey::Control)
+        .collect()
+}
+
+fn events(s: &mut Session) -> Vec<Event> {
+    std::iter::from_fn(|| s.poll_event()).collect()
+}
+
+fn actions(s: &mut Session) -> Vec<Action> {
+    std::iter::from_fn(|| s.poll_action()).collect()
+}
+
+fn seqs(events: &[Event]) -> Vec<u64> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message(m) => Some(m.seq),
+            _ => None,
+        })
+        .collect()
+}
+
+fn welcome(epoch: u64, heartbeat_ms: u32) -> ServerFrame {
+    ServerFrame::Welcome {
+        version: PROTOCOL_VERSION,
+        user: ME,
+        username: "me".into(),
+        epoch,
+        heartbeat_ms,
+    }
+}
+
+fn joined(c: ConversationId, epoch: u64, head_seq: u64, from_seq: u64) -> ServerFrame {
+    ServerFrame::Joined {
+        conversation: c,
+        epoch,
+        head_seq,
+        from_seq,
+    }
+}
+
+fn join_frame(c: ConversationId, resume: Option<Cursor>) -> (StreamKey, ClientFrame) {
+    (
+        conv(c),
+        ClientFrame::Join {
+            conversation: c,
+            resume,
+        },
+    )
+}
+
+fn history(c: ConversationId, before_seq: u64, limit: u16) -> (StreamKey, ClientFrame) {
+    (conv(c), ClientFrame::History { before_seq, limit })
+}
+
+/// A session through connect and `Welcome` (epoch 1) at `now`, with queues drained.
+fn ready(now: u64) -> Session {
+    let mut s = Session::new(config());
+    assert_eq!(actions(&mut s), [Action::Connect]);
+    s.on_connected(now);
+    s.on_frame(StreamKey::Control, welcome(1, 1_000), now);
+    transmits(&mut s);
+    events(&mut s);
+    s
+}
+
+/// A ready session joined to `c`, replayed up to `from_seq`.
+fn joined_session(c: ConversationId, from_seq: u64) -> Session {
+    let mut s = ready(0);
+    s.join(c);
+    transmits(&mut s);
+    s.on_frame(conv(c), joined(c, 1, from_seq, from_seq), 0);
+    events(&mut s);
+    s
+}
+
+#[test]
+fn handshake_sends_hello_and_welcome_makes_ready() {
+    let mut s = Session::new(config());
+    assert_eq!(s.state(), State::Connecting);
+    assert_eq!(actions(&mut s), [Action::Connect]);
+    assert_eq!(s.poll_action(), None);
+    s.join(C);
+    assert!(transmits(&mut s).is_empty(), "nothing before connecting");
+
+    s.on_connected(5);
+    assert_eq!(s.state(), State::Handshaking);
+    assert_eq!(
+        transmits(&mut s),
+        [(
+            StreamKey::Control,
+            ClientFrame::Hello {
+                version: PROTOCOL_VERSION,
+                token: "tok".into()
+            }
+        )]
+    );
+    // Frames other than Welcome/Error/GoAway before Welcome change nothing.
+    s.on_frame(conv(C), ServerFrame::Message(msg(C, 1)), 6);
+    s.on_frame(StreamKey::Control, welcome(1, 2_000), 10);
+    assert_eq!(s.state(), State::Ready);
+    assert_eq!(
+        events(&mut s),
+        [Event::Connected {
+            user: ME,
+            username: "me".into()
+        }]
+    );
+    assert_eq!(transmits(&mut s), [join_frame(C, None)]);
+    // A second Welcome is ignored.
+    s.on_frame(StreamKey::Control, welcome(2, 2_000), 11);
+    assert!(events(&mut s).is_empty());
+    assert!(transmits(&mut s).is_empty());
+}
+
+#[test]
+fn join_replays_then_goes_live_and_drops_duplicates() {
+    let mut s = ready(0);
+    s.join(C);
+    s.join(C);
+    assert_eq!(transmits(&mut s), [join_frame(C, None)]);
+    s.on_frame(conv(C), joined(C, 1, 3, 0), 1);
+    for seq in [1, 2, 2, 3, 1, 4] {
+        s.on_frame(conv(C), ServerFrame::Message(msg(C, seq)), 2);
+    }
+    let ev = events(&mut s);
+    assert_eq!(
+        ev[0],
+        Event::Joined {
+            conversation: C,
+            head_seq: 3
+        }
+    );
+    assert_eq!(seqs(&ev), [1, 2, 3, 4]);
+    assert_eq!(s.cursor(C), Some(Cursor { epoch: 1, seq: 4 }));
+    assert!(transmits(&mut s).is_empty());
+    // Messages for another conversation, on the wrong stream, or unwanted are ignored.
+    s.on_frame(conv(C), ServerFrame::Message(msg(D, 5)), 3);
+    s.on_frame(conv(D), ServerFrame::Message(msg(D, 1)), 3);
+    assert!(events(&mut s).is_empty());
+}
+
+#[test]
+fn gap_is_filled_from_history_and_delivered_in_order() {
+    let mut s = joined_session(C, 10);
+    s.on_frame(conv(C), ServerFrame::Message(msg(C, 11)), 1);
+    s.on_frame(conv(C), ServerFrame::Message(msg(C, 14)), 1);
+    s.on_frame(conv(C), ServerFrame::Message(msg(C, 15)), 1);
+    assert_eq!(seqs(&events(&mut s)), [11]);
+    // One request for the missing 12..=13, not one per buffered message.
+    assert_eq!(transmits(&mut s), [history(C, 14, 2)]);
+    // A live message during the fill is held too.
+    s.on_frame(conv(C), ServerFrame::Message(msg(C, 16)), 2);
+    assert!(events(&mut s).is_empty());
+    s.on_frame(
+        conv(C),
+        ServerFrame::HistoryPage {
+            before_seq: 14,
+            messages: vec![msg(C, 12), msg(C, 13)],
+            has_more: true,
+        },
+        3,
+    );
+    assert_eq!(seqs(&events(&mut s)), [12, 13, 14, 15, 16]);
+    assert_eq!(s.cursor(C), Some(Cursor { epoch: 1, seq: 16 }));
+    assert!(transmits(&mut s).is_empty());
+}
+
+#[test]
+fn a_wide_gap_is_filled_page_by_page_from_the_cursor_up() {
+    let mut s = joined_session(C, 0);
+    s.on_frame(conv(C), ServerFrame::Message(msg(C, 120)), 1);
+    assert_eq!(transmits(&mut s), [history(C, 51, 50)]);
+    s.on_frame(
+        conv(C),
+        ServerFrame::HistoryPage {
+            before_seq: 51,
+            messages: (1..=50).map(|q| msg(C, q)).collect(),
+            has_more: false,
+        },
+        2,
+    );
+    assert_eq!(seqs(&events(&mut s)), (1..=50).collect::<Vec<_>>());
+    assert_eq!(transmits(&mut s), [history(C, 101, 50)]);
+    s.on_frame(
+        conv(C),
+        ServerFrame::HistoryPage {
+            before_seq: 101,
+            messages: (51..=100).map(|q| msg(C, q)).collect(),
+            has_more: true,
+        },
+        3,
+    );
+    assert_eq!(seqs(&events(&mut s)), (51..=100).collect::<Vec<_>>());
+    assert_eq!(transmits(&mut s), [history(C, 120, 19)]);
+    s.on_frame(
+        conv(C),
+        ServerFrame::HistoryPage {
+            before_seq: 120,
+            messages: (101..=119).map(|q| msg(C, q)).collect(),
+            has_more: true,
+        },
+        4,
+    );
+    assert_eq!(seqs(&events(&mut s)), (101..=120).collect::<Vec<_>>());
+    assert!(transmits(&mut s).is_empty());
+}
+
+#[test]
+fn holes_the_server_no_longer_has_are_skipped() {
+    let mut s = joined_session(C, 5);
+    s.on_frame(conv(C), ServerFrame::Message(msg(C, 9)), 1);
+    assert_eq!(transmits(&mut s), [history(C, 9, 3)]);
+    // 6 and 8 were deleted: the page reaches below the gap, so the range is complete.
+    s.on_frame(
+        conv(C),
+        ServerFrame::HistoryPage {
+            before_seq: 9,
+            messages: vec![msg(C, 4), msg(C, 5), msg(C, 7)],
+            has_more: true,
+        },
+        2,
+    );
+    assert_eq!(seqs(&events(&mut s)), [7, 9]);
+    assert_eq!(s.cursor(C), Some(Cursor { epoch: 1, seq: 9 }));
+    assert!(transmits(&mut s).is_empty());
+}
+
+#[test]
+fn a_full_gap_buffer_evicts_and_refetches_without_losing_messages() {
+    let mut s = Session::new(SessionConfig {
+        max_gap_buffer: 2,
+        ..config()
+    });
+    s.on_connected(0);
+    s.on_frame(StreamKey::Control, welcome(1, 1_000), 0);
+    s.join(C);
+    s.on_frame(conv(C), joined(C, 1, 0, 0), 0);
+    transmits(&mut s);
+    events(&mut s);
+    for seq in [3, 4, 5, 6] {
+        s.on_frame(conv(C), ServerFrame::Message(msg(C, seq)), 1);
+    }
+    assert_eq!(transmits(&mut s), [history(C, 3, 2)]);
+    s.on_frame(
+        conv(C),
+        ServerFrame::HistoryPage {
+            before_seq: 3,
+            messages: vec![msg(C, 1), msg(C, 2)],
+            has_more: false,
+        },
+        2,
+    );
+    assert_eq!(seqs(&events(&mut s)), [1, 2, 3, 4]);
+    // 5 and 6 were evicted: fetched again.
+    assert_eq!(transmits(&mut s), [history(C, 7, 2)]);
+    s.on_frame(
+        conv(C),
+        ServerFrame::HistoryPage {
+            before_seq: 7,
+            messages: vec![msg(C, 5), msg(C, 6)],
+            has_more: true,
+        },
+        3,
+    );
+    assert_eq!(seqs(&events(&mut s)), [5, 6]);
+    assert!(transmits(&mut s).is_empty());
+}
+
+#[test]
+fn sends_wait_for_joined_and_acks_empty_the_outbox() {
+    let mut s = ready(0);
+    let first = s.send(C, "early".into());
+    assert_eq!(first, 1_000);
+    s.join(C);
+    assert_eq!(transmits(&mut s), [join_frame(C, None)]);
+    let second = s.send(C, "still joining".into());
+    assert_eq!(second, 1_001);
+    assert!(transmits(&mut s).is_empty());
+    s.on_frame(conv(C), joined(C, 1, 0, 0), 1);
+    assert_eq!(
+        transmits(&mut s),
+        [
+            (
+                conv(C),
+                ClientFrame::Send {
+                    client_id: first,
+                    body: "early".into()
+                }
+            ),
+            (
+                conv(C),
+                ClientFrame::Send {
+                    client_id: second,
+                    body: "still joining".into()
+                }
+            ),
+        ]
+    );
+    let third = s.send(C, "live".into());
+    assert_eq!(
+        transmits(&mut s),
+        [(
+            conv(C),
+            ClientFrame::Send {
+                client_id: third,
+                body: "live".into()
+            }
+        )]
+    );
+    events(&mut s);
+    // An own message echoed before its ack is delivered normally.
+    let mut own = msg(C, 1);
+    own.author = ME;
+    own.client_id = second;
+    s.on_frame(conv(C), ServerFrame::Message(own), 2);
+    let ack = ServerFrame::Sent {
+        client_id: second,
+        seq: 1,
+        sent_at_ms: 77,
+    };
+    s.on_frame(conv(C), ack.clone(), 2);
+    s.on_frame(conv(C), ack, 2);
+    s.on_frame(
+        conv(C),
+        ServerFrame::Rejected {
+            client_id: first,
+            code: ErrorCode::InvalidInput,
+            reason: "too long".into(),
+        },
+        2,
+    );
+    let ev = events(&mut s);
+    assert_eq!(seqs(&ev), [1]);
+    assert_eq!(
+        ev[1..],
+        [
+            Event::Sent {
+                conversation: C,
+                client_id: second,
+                seq: 1,
+                sent_at_ms: 77
+            },
+            Event::Rejected {
+                conversation: C,
+                client_id: first,
+                code: ErrorCode::InvalidInput,
+                reason: "too long".into()
+            }
+        ]
+    );
+    let pending: Vec<u64> = s.pending().map(|p| p.client_id).collect();
+    assert_eq!(pending, [third]);
+    // An ack on another conversation's stream does not match.
+    s.join(D);
+    s.on_frame(conv(D), joined(D, 1, 0, 0), 3);
+    s.on_frame(
+        conv(D),
+        ServerFrame::Sent {
+            client_id: third,
+            seq: 9,
+            sent_at_ms: 0,
+        },
+        3,
+    );
+    assert_eq!(s.pending().count(), 1);
+}
+
+#[test]
+fn reconnect_resumes_from_the_cursor_and_resends_pending() {
+    let mut s = joined_session(C, 0);
+    for seq in 1..=3 {
+        s.on_frame(conv(C), ServerFrame::Message(msg(C, seq)), 1);
+    }
+    let id = s.send(C, "hi".into());
+    transmits(&mut s);
+    events(&mut s);
+
+    s.on_disconnected(100, 42);
+    assert_eq!(events(&mut s), [Event::Disconnected]);
+    let State::Reconnecting {
+        retry_at_ms,
+        attempt,
+    } = s.state()
+    else {
+        panic!("expected Reconnecting, got {:?}", s.state());
+    };
+    assert_eq!(attempt, 1);
+    // Full jitter: 42 % (min(cap, base * 2^0) + 1) = 42.
+    assert_eq!(retry_at_ms, 142);
+    assert_eq!(s.poll_timeout(), Some(retry_at_ms));
+    // Sends while disconnected wait in the outbox.
+    let id2 = s.send(C, "offline".into());
+    assert!(transmits(&mut s).is_empty());
+    // Frames while disconnected are ignored.
+    s.on_frame(conv(C), ServerFrame::Message(msg(C, 4)), 101);
+    assert!(events(&mut s).is_empty());
+
+    s.handle_timeout(retry_at_ms - 1);
+    assert!(actions(&mut s).is_empty());
+    s.handle_timeout(retry_at_ms);
+    assert_eq!(s.state(), State::Connecting);
+    assert_eq!(actions(&mut s), [Action::Connect]);
+    s.on_connected(200);
+    s.on_frame(StreamKey::Control, welcome(1, 1_000), 201);
+    let tx = transmits(&mut s);
+    assert_eq!(tx[1], join_frame(C, Some(Cursor { epoch: 1, seq: 3 })));
+    s.on_frame(conv(C), joined(C, 1, 5, 3), 202);
+    assert_eq!(
+        transmits(&mut s),
+        [
+            (
+                conv(C),
+                ClientFrame::Send {
+                    client_id: id,
+                    body: "hi".into()
+                }
+            ),
+            (
+                conv(C),
+                ClientFrame::Send {
+                    client_id: id2,
+                    body: "offline".into()
+                }
+            )
+        ]
+    );
+    for seq in [3, 4, 5] {
+        s.on_frame(conv(C), ServerFrame::Message(msg(C, seq)), 203);
+    }
+    assert_eq!(seqs(&events(&mut s)), [4, 5]);
+    // The backoff attempt counter was reset by Welcome.
+    s.on_disconnected(300, u64::MAX);
+    assert!(matches!(
+        s.state(),
+        State::Reconnecting {
+            retry_at_ms: 300..=400,
+            attempt: 1
+        }
+    ));
+}
+
+#[test]
+fn joined_behind_our_cursor_keeps_ours() {
+    let mut s = joined_session(C, 10);
+    s.on_disconnected(0, 0);
+    s.handle_timeout(0);
+    s.on_connected(1);
+    s.on_frame(StreamKey::Control, welcome(1, 1_000), 1);
+    transmits(&mut s);
+    s.on_frame(conv(C), joined(C, 1, 10, 4), 2);
+    assert_eq!(s.cursor(C), Some(Cursor { epoch: 1, seq: 10 }));
+    s.on_frame(conv(C), ServerFrame::Message(msg(C, 5)), 2);
+    s.on_frame(conv(C), ServerFrame::Message(msg(C, 11)), 2);
+    assert_eq!(seqs(&events(&mut s)), [11]);
+}
+
+#[test]
+fn epoch_change_resets_and_joins_without_resume() {
+    let mut s = joined_session(C, 10);
+    s.join(D);
+    transmits(&mut s);
+    s.on_disconnected(0, 0);
+    s.handle_timeout(0);
+    s.on_connected(1);
+    transmits(&mut s);
+    events(&mut s);
+    s.on_frame(StreamKey::Control, welcome(2, 1_000), 2);
+    assert_eq!(
+        events(&mut s),
+        [
+            Event::Connected {
+                user: ME,
+                username: "me".into()
+            },
+            Event::Reset { conversation: C },
+        ]
+    );
+    assert_eq!(s.cursor(C), None);
+    assert_eq!(
+        transmits(&mut s),
+        [join_frame(C, None), join_frame(D, None)]
+    );
+    s.on_frame(conv(C), joined(C, 2, 3, 0), 3);
+    assert_eq!(s.cursor(C), Some(Cursor { epoch: 2, seq: 0 }));
+    s.on_frame(conv(C), ServerFrame::Message(msg(C, 1)), 3);
+    assert_eq!(seqs(&events(&mut s)), [1]);
+}
+
+#[test]
+fn joined_with_another_epoch_resets_first() {
+    let mut s = joined_session(C, 10);
+    s.on_frame(conv(C), ServerFrame::Lagged { resume_from: 10 }, 1);
+    s.on_stream_closed(conv(C), 1);
+    assert_eq!(
+        transmits(&mut s),
+        [join_frame(C, Some(Cursor { epoch: 1, seq: 10 }))]
+    );
+    s.on_frame(conv(C), joined(C, 9, 2, 0), 2);
+    assert_eq!(
+        events(&mut s),
+        [
+            Event::Reset { conversation: C },
+            Event::Joined {
+                conversation: C,
+                head_seq: 2
+            }
+        ]
+    );
+    assert_eq!(s.cursor(C), Some(Cursor { epoch: 9, seq: 0 }));
+}
+
+#[test]
+fn heartbeat_pings_on_schedule_and_silence_disconnects() {
+    let mut s = Session::new(config());
+    s.on_connected(0);
+    transmits(&mut s);
+    // Before Welcome: ping each second, give up after three seconds without Welcome.
+    assert_eq!(s.poll_timeout(), Some(1_000));
+    s.handle_timeout(1_000);
+    assert_eq!(
+        transmits(&mut s),
+        [(StreamKey::Control, ClientFrame::Ping { nonce: 0 })]
+    );
+    s.on_frame(StreamKey::Control, ServerFrame::Pong { nonce: 0 }, 1_500);
+    s.handle_timeout(2_000);
+    transmits(&mut s);
+    assert_eq!(s.poll_timeout(), Some(3_000));
+    s.handle_timeout(3_000);
+    let [Action::Disconnect { reason }] = &actions(&mut s)[..] else {
+        panic!("expected one Disconnect");
+    };
+    assert!(reason.contains("Welcome"), "{reason}");
+    assert_eq!(s.poll_timeout(), None, "no timers while closing");
+
+    // After Welcome: the server's interval, and any frame counts as liveness.
+    s.on_disconnected(3_001, 0);
+    s.handle_timeout(3_001);
+    actions(&mut s);
+    s.on_connected(10_000);
+    s.on_frame(StreamKey::Control, welcome(1, 500), 10_000);
+    transmits(&mut s);
+    assert_eq!(s.poll_timeout(), Some(10_500));
+    s.handle_timeout(10_400);
+    assert!(transmits(&mut s).is_empty());
+    s.handle_timeout(10_500);
+    assert_eq!(
+        transmits(&mut s),
+        [(StreamKey::Control, ClientFrame::Ping { nonce: 0 })]
+    );
+    s.on_frame(StreamKey::Control, ServerFrame::Pong { nonce: 0 }, 11_000);
+    s.handle_timeout(12_499);
+    assert!(actions(&mut s).is_empty());
+    assert_eq!(
+        transmits(&mut s),
+        [(StreamKey::Control, ClientFrame::Ping { nonce: 1 }),]
+    );
+    assert_eq!(s.poll_timeout(), Some(12_500));
+    s.handle_timeout(12_500);
+    assert!(matches!(&actions(&mut s)[..], [Action::Disconnect { .. }]));
+    // The dead connection counts as a failed attempt.
+    s.on_disconnected(12_501, 7);
+    assert_eq!(
+        s.state(),
+        State::Reconnecting {
+            retry_at_ms: 12_508,
+            attempt: 1
+        }
+    );
+}
+
+#[test]
+fn backoff_grows_with_full_jitter_up_to_the_cap() {
+    let mut s = Session::new(config());
+    actions(&mut s);
+    let mut now = 0;
+    for attempt in 0..12u32 {
+        let ceiling = (100u64 << attempt).min(5_000);
+        // The largest random that maps to the ceiling, and one that maps to zero.
+        let random = if attempt % 2 == 0 {
+            ceiling
+        } else {
+            ceiling + 1
+        };
+        s.on_disconnected(now, random);
+        let State::Reconnecting {
+            retry_at_ms,
+            attempt: shown,
+        } = s.state()
+        else {
+            panic!("not reconnecting");
+        };
+        assert_eq!(shown, attempt + 1);
+        let delay = retry_at_ms - now;
+        assert!(delay <= ceiling);
+        assert_eq!(delay, if attempt % 2 == 0 { ceiling } else { 0 });
+        s.handle_timeout(retry_at_ms);
+        assert_eq!(actions(&mut s), [Action::Connect]);
+        now = retry_at_ms;
+    }
+    // No Disconnected event: none of these attempts connected.
+    assert!(events(&mut s).is_empty());
+}
+
+#[test]
+fn go_away_reconnects_after_the_hint_without_counting_a_failure() {
+    let mut s = joined_session(C, 0);
+    s.on_disconnected(0, 0);
+    s.handle_timeout(0);
+    s.on_connected(1);
+    s.on_frame(StreamKey::Control, welcome(1, 1_000), 1);
+    s.on_disconnected(2, 0);
+    s.handle_timeout(2);
+    s.on_connected(3);
+    // Before Welcome the failure count is 1; GoAway must not raise it.
+    events(&mut s);
+    actions(&mut s);
+    s.on_frame(
+        StreamKey::Control,
+        ServerFrame::GoAway {
+            reconnect_after_ms: 4_321,
+            reason: "restart".into(),
+        },
+        5,
+    );
+    assert_eq!(
+        events(&mut s),
+        [Event::GoAway {
+            reconnect_after_ms: 4_321
+        }]
+    );
+    assert!(matches!(&actions(&mut s)[..], [Action::Disconnect { .. }]));
+    s.on_disconnected(10, u64::MAX);
+    assert_eq!(events(&mut s), [Event::Disconnected]);
+    assert_eq!(
+        s.state(),
+        State::Reconnecting {
+            retry_at_ms: 4_331,
+            attempt: 1
+        }
+    );
+}
+
+#[test]
+fn unauthorized_fails_for_good() {
+    let mut s = Session::new(config());
+    actions(&mut s);
+    s.join(C);
+    s.on_connected(0);
+    s.on_frame(
+        StreamKey::Control,
+        ServerFrame::Error {
+            code: ErrorCode::Unauthorized,
+            reason: "bad token".into(),
+        },
+        1,
+    );
+    assert_eq!(s.state(), State::Failed(ErrorCode::Unauthorized));
+    assert_eq!(
+        events(&mut s),
+        [Event::Error {
+            stream: StreamKey::Control,
+            code: ErrorCode::Unauthorized,
+            reason: "bad token".into()
+        }]
+    );
+    assert!(matches!(&actions(&mut s)[..], [Action::Disconnect { .. }]));
+    s.on_disconnected(2, 5);
+    assert_eq!(s.state(), State::Failed(ErrorCode::Unauthorized));
+    assert!(events(&mut s).is_empty());
+    assert_eq!(s.poll_timeout(), None);
+    s.handle_timeout(u64::MAX);
+    assert!(actions(&mut s).is_empty());
+    s.on_connected(3);
+    assert!(transmits(&mut s).is_empty());
+    s.on_frame(StreamKey::Control, welcome(1, 1_000), 4);
+    assert_eq!(s.state(), State::Failed(ErrorCode::Unauthorized));
+}
+
+#[test]
+fn a_retryable_control_error_reconnects_with_backoff() {
+    let mut s = ready(0);
+    s.on_frame(
+        StreamKey::Control,
+        ServerFrame::Error {
+            code: ErrorCode::SlowConsumer,
+            reason: "slow".into(),
+        },
+        1,
+    );
+    assert!(matches!(&actions(&mut s)[..], [Action::Disconnect { .. }]));
+    // A later fatal reason on the same connection does not ask twice.
+    s.on_stream_closed(StreamKey::Control, 2);
+    assert!(actions(&mut s).is_empty());
+    s.on_disconnected(3, 50);
+    assert_eq!(
+        s.state(),
+        State::Reconnecting {
+            retry_at_ms: 53,
+            attempt: 1
+        }
+    );
+}
+
+#[test]
+fn lagged_stream_is_rejoined_from_the_cursor_when_closed() {
+    let mut s = joined_session(C, 0);
+    for seq in 1..=4 {
+        s.on_frame(conv(C), ServerFrame::Message(msg(C, seq)), 1);
+    }
+    events(&mut s);
+    s.on_frame(conv(C), ServerFrame::Lagged { resume_from: 2 }, 2);
+    // Messages after Lagged on the dying stream are not used.
+    s.on_frame(conv(C), ServerFrame::Message(msg(C, 5)), 2);
+    assert!(events(&mut s).is_empty());
+    assert!(transmits(&mut s).is_empty());
+    s.on_stream_closed(conv(C), 3);
+    assert_eq!(
+        transmits(&mut s),
+        [join_frame(C, Some(Cursor { epoch: 1, seq: 4 }))]
+    );
+    s.on_frame(conv(C), joined(C, 1, 5, 4), 4);
+    s.on_frame(conv(C), ServerFrame::Message(msg(C, 5)), 4);
+    assert_eq!(seqs(&events(&mut s)), [5]);
+}
+
+#[test]
+fn a_stream_error_rejoins_after_a_growing_delay() {
+    let mut s = joined_session(C, 0);
+    for round in 0..3u32 {
+        s.on_frame(
+            conv(C),
+            ServerFrame::Error {
+                code: ErrorCode::RateLimited,
+                reason: "slow down".into(),
+            },
+            1_000,
+        );
+        assert_eq!(
+            events(&mut s),
+            [Event::Error {
+                stream: conv(C),
+                code: ErrorCode::RateLimited,
+                reason: "slow down".into()
+            }]
+        );
+        s.on_stream_closed(conv(C), 1_000);
+        assert!(transmits(&mut s).is_empty());
+        let due = 1_000 + (100u64 << round);
+        assert!(s.poll_timeout().is_some_and(|t| t <= due));
+        s.handle_timeout(due - 1);
+        assert!(conversation_transmits(&mut s).is_empty());
+        s.handle_timeout(due);
+        assert_eq!(
+            conversation_transmits(&mut s),
+            [join_frame(C, Some(Cursor { epoch: 1, seq: 0 }))]
+        );
+    }
+    s.on_frame(conv(C), joined(C, 1, 0, 0), 2_000);
+    assert!(matches!(&events(&mut s)[..], [Event::Joined { .. }]));
+}
+
+#[test]
+fn forbidden_conversation_is_no_longer_wanted_but_keeps_its_sends() {
+    let mut s = joined_session(C, 0);
+    s.send(C, "x".into());
+    transmits(&mut s);
+    s.on_frame(
+        conv(C),
+        ServerFrame::Error {
+            code: ErrorCode::Forbidden,
+            reason: "banned".into(),
+        },
+        1,
+    );
+    assert!(matches!(&events(&mut s)[..], [Event::Error { .. }]));
+    s.on_stream_closed(conv(C), 2);
+    assert!(transmits(&mut s).is_empty());
+    assert_eq!(s.cursor(C), None);
+    assert_eq!(s.pending().count(), 1);
+    s.leave(C);
+    assert_eq!(s.pending().count(), 0);
+    assert!(transmits(&mut s).is_empty(), "no stream, no Leave");
+}
+
+#[test]
+fn leave_sends_leave_and_forgets() {
+    let mut s = joined_session(C, 3);
+    s.send(C, "bye".into());
+    transmits(&mut s);
+    s.leave(C);
+    assert_eq!(transmits(&mut s), [(conv(C), ClientFrame::Leave)]);
+    assert_eq!(s.cursor(C), None);
+    assert_eq!(s.pending().count(), 0);
+    s.on_frame(conv(C), ServerFrame::Message(msg(C, 4)), 1);
+    s.on_stream_closed(conv(C), 1);
+    assert!(events(&mut s).is_empty());
+    assert!(transmits(&mut s).is_empty());
+    // Leaving while offline sends nothing; the conversation is not rejoined.
+    s.join(D);
+    s.on_disconnected(2, 0);
+    s.leave(D);
+    s.handle_timeout(2);
+    s.on_connected(3);
+    s.on_frame(StreamKey::Control, welcome(1, 1_000), 3);
+    let tx = transmits(&mut s);
+    assert_eq!(tx.len(), 1, "only Hello: {tx:?}");
+}
+
+#[test]
+fn load_older_pages_back_until_the_start() {
+    let mut s = ready(0);
+    assert!(!s.load_older(C, 10), "not joined");
+    s.join(C);
+    transmits(&mut s);
+    assert!(!s.load_older(C, 10), "Joined not received yet");
+    s.on_frame(conv(C), joined(C, 1, 100, 70), 1);
+    events(&mut s);
+    assert!(s.load_older(C, 500));
+    assert_eq!(transmits(&mut s), [history(C, 71, 50)]);
+    assert!(s.load_older(C, 20), "already on its way");
+    assert!(transmits(&mut s).is_empty());
+    s.on_frame(
+        conv(C),
+        ServerFrame::HistoryPage {
+            before_seq: 71,
+            messages: (21..=70).map(|q| msg(C, q)).collect(),
+            has_more: true,
+        },
+        2,
+    );
+    let ev = events(&mut s);
+    let [
+        Event::History {
+            conversation,
+            messages,
+            has_more: true,
+        },
+    ] = &ev[..]
+    else {
+        panic!("expected one History event: {ev:?}");
+    };
+    assert_eq!(*conversation, C);
+    assert_eq!(messages.len(), 50);
+    assert!(seqs(&ev).is_empty(), "history is not live delivery");
+    assert_eq!(s.cursor(C), Some(Cursor { epoch: 1, seq: 70 }));
+    // An unsolicited page is ignored.
+    s.on_frame(
+        conv(C),
+        ServerFrame::HistoryPage {
+            before_seq: 3,
+            messages: vec![msg(C, 1)],
+            has_more: false,
+        },
+        2,
+    );
+    assert!(events(&mut s).is_empty());
+
+    assert!(s.load_older(C, 0));
+    assert_eq!(transmits(&mut s), [history(C, 21, 1)]);
+    s.on_frame(
+        conv(C),
+        ServerFrame::HistoryPage {
+            before_seq: 21,
+            messages: vec![msg(C, 20)],
+            has_more: false,
+        },
+        3,
+    );
+    assert_eq!(events(&mut s).len(), 1);
+    assert!(!s.load_older(C, 10), "nothing older");
+}
+
+#[test]
+fn an_unanswered_older_page_is_asked_again_after_reconnect() {
+    let mut s = joined_session(C, 30);
+    assert!(s.load_older(C, 10));
+    transmits(&mut s);
+    s.on_disconnected(1, 0);
+    s.handle_timeout(1);
+    s.on_connected(2);
+    s.on_frame(StreamKey::Control, welcome(1, 1_000), 2);
+    transmits(&mut s);
+    s.on_frame(conv(C), joined(C, 1, 30, 30), 3);
+    assert_eq!(transmits(&mut s), [history(C, 31, 10)]);
+}
+
+#[test]
+fn joining_from_the_start_has_nothing_older() {
+    let mut s = joined_session(C, 0);
+    assert!(!s.load_older(C, 10));
+}
+
+#[test]
+fn disconnected_is_reported_once_per_connection() {
+    let mut s = ready(0);
+    s.on_disconnected(1, 0);
+    s.on_disconnected(2, 0);
+    assert_eq!(events(&mut s), [Event::Disconnected]);
+    s.handle_timeout(10_000);
+    s.on_connected(10_001);
+    s.on_disconnected(10_002, 0);
+    assert_eq!(events(&mut s), [Event::Disconnected]);
+}
+
+#[test]
+fn queued_frames_of_a_dead_connection_are_dropped() {
+    let mut s = joined_session(C, 0);
+    s.send(C, "a".into());
+    s.on_disconnected(1, 0);
+    assert!(transmits(&mut s).is_empty());
+    assert_eq!(s.pending().count(), 1);
+}

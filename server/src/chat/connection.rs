@@ -1,0 +1,177 @@
+//! One realtime connection, whatever its transport: authenticate the `Hello` on the control
+//! stream, answer pings, watch for silence, start a task per conversation stream, and say
+//! `GoAway` when the server shuts down.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use quibble_protocol::limits::MAX_TOKEN_LEN;
+use quibble_protocol::{ClientFrame, ErrorCode, PROTOCOL_VERSION, ServerFrame};
+use rand::Rng;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::{Instant, sleep_until, timeout};
+
+use crate::auth::hash_token;
+use crate::chat::conversation::{self, ConnCtx};
+use crate::chat::stream::{CloseReason, Inbound, StreamIo, decode_error_code, encode_frame};
+use crate::state::AppState;
+use crate::store::User;
+use crate::tls::unix_ms;
+
+/// What a transport hands the engine for one connection.
+pub struct ConnIo {
+    pub control: StreamIo,
+    /// Conversation streams as the peer opens them.
+    pub streams: mpsc::Receiver<StreamIo>,
+    pub peer: SocketAddr,
+}
+
+/// Serve a connection until it ends; the transport then closes it with the returned reason.
+pub async fn serve(state: AppState, io: ConnIo) -> CloseReason {
+    let ConnIo {
+        mut control,
+        mut streams,
+        peer,
+    } = io;
+    let user = match hello(&state, &mut control).await {
+        Ok(user) => user,
+        Err(close) => {
+            tracing::debug!(%peer, reason = %close.reason, "refused connection");
+            if let Some(code) = close.code {
+                send_error(&control, code, &close.reason).await;
+            }
+            return close;
+        }
+    };
+    let heartbeat = state.limits.heartbeat;
+    let welcome = ServerFrame::Welcome {
+        version: PROTOCOL_VERSION,
+        user: user.id,
+        username: user.username.clone(),
+        epoch: state.store.epoch(),
+        heartbeat_ms: heartbeat.as_millis() as u32,
+    };
+    if control.outbound.send(encode_frame(&welcome)).await.is_err() {
+        return CloseReason::normal("peer left");
+    }
+    tracing::debug!(%peer, user = %user.username, "connection ready");
+
+    let ctx = Arc::new(ConnCtx {
+        state: state.clone(),
+        user,
+    });
+    let mut tasks = JoinSet::new();
+    let silence = heartbeat * 3;
+    let mut deadline = Instant::now() + silence;
+    loop {
+        tokio::select! {
+            frame = control.inbound.recv() => match frame {
+                None => return CloseReason::normal("peer closed the control stream"),
+                Some(Inbound::Frame(ClientFrame::Ping { nonce })) => {
+                    deadline = Instant::now() + silence;
+                    if control.outbound.send(encode_frame(&ServerFrame::Pong { nonce })).await.is_err() {
+                        return CloseReason::normal("peer left");
+                    }
+                }
+                Some(Inbound::Frame(other)) => {
+                    let reason = format!("{} is not allowed on the control stream", frame_name(&other));
+                    send_error(&control, ErrorCode::ProtocolViolation, &reason).await;
+                    return CloseReason::error(ErrorCode::ProtocolViolation, reason);
+                }
+                Some(Inbound::Invalid(e)) => {
+                    let code = decode_error_code(&e);
+                    send_error(&control, code, &e.to_string()).await;
+                    return CloseReason::error(code, e.to_string());
+                }
+            },
+            stream = streams.recv() => match stream {
+                Some(stream) => {
+                    tasks.spawn(conversation::serve(ctx.clone(), stream));
+                }
+                None => return CloseReason::normal("transport closed"),
+            },
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            _ = sleep_until(deadline) => {
+                return CloseReason::normal("no heartbeat");
+            }
+            _ = state.shutting_down() => {
+                let go_away = ServerFrame::GoAway {
+                    reconnect_after_ms: rand::rng().random_range(500..5_000),
+                    reason: "server shutting down".into(),
+                };
+                let _ = control.outbound.try_send(encode_frame(&go_away));
+                return CloseReason::error(ErrorCode::ShuttingDown, "server shutting down");
+            }
+        }
+    }
+}
+
+/// Wait for `Hello` and check its version and token.
+async fn hello(state: &AppState, control: &mut StreamIo) -> Result<User, CloseReason> {
+    let first = timeout(state.limits.hello_timeout, control.inbound.recv())
+        .await
+        .map_err(|_| CloseReason::error(ErrorCode::ProtocolViolation, "no Hello in time"))?;
+    let (version, token) = match first {
+        None => return Err(CloseReason::normal("peer left before Hello")),
+        Some(Inbound::Invalid(e)) => {
+            return Err(CloseReason::error(decode_error_code(&e), e.to_string()));
+        }
+        Some(Inbound::Frame(ClientFrame::Hello { version, token })) => (version, token),
+        Some(Inbound::Frame(other)) => {
+            return Err(CloseReason::error(
+                ErrorCode::ProtocolViolation,
+                format!("expected Hello, got {}", frame_name(&other)),
+            ));
+        }
+    };
+    if version != PROTOCOL_VERSION {
+        return Err(CloseReason::error(
+            ErrorCode::UnsupportedVersion,
+            format!(
+                "protocol version {version} is not supported (this server speaks {PROTOCOL_VERSION})"
+            ),
+        ));
+    }
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(CloseReason::error(ErrorCode::Unauthorized, "invalid token"));
+    }
+    let store = state.store.clone();
+    let hash = hash_token(&token);
+    let now = unix_ms(SystemTime::now());
+    match store.session_user(&hash, now) {
+        Ok(Some(user)) => Ok(user),
+        Ok(None) => Err(CloseReason::error(
+            ErrorCode::Unauthorized,
+            "invalid or expired token",
+        )),
+        Err(e) => {
+            tracing::error!("session lookup failed: {e}");
+            Err(CloseReason::error(
+                ErrorCode::Internal,
+                "cannot check the token now",
+            ))
+        }
+    }
+}
+
+async fn send_error(stream: &StreamIo, code: ErrorCode, reason: &str) {
+    let frame = ServerFrame::Error {
+        code,
+        reason: reason.to_owned(),
+    };
+    let _ = stream.outbound.send(encode_frame(&frame)).await;
+}
+
+/// A frame's name, for error messages.
+pub fn frame_name(frame: &ClientFrame) -> &'static str {
+    match frame {
+        ClientFrame::Hello { .. } => "Hello",
+        ClientFrame::Ping { .. } => "Ping",
+        ClientFrame::Join { .. } => "Join",
+        ClientFrame::Send { .. } => "Send",
+        ClientFrame::History { .. } => "History",
+        ClientFrame::Leave => "Leave",
+    }
+}

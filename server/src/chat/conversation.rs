@@ -1,0 +1,266 @@
+//! One conversation stream: `Join` (replaying history or the missed range), then live
+//! messages, sends made durable before they are acknowledged, and history pages.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
+use quibble_protocol::limits::{MAX_BODY_LEN, MAX_HISTORY_PAGE};
+use quibble_protocol::{ChatMessage, ClientFrame, ConversationId, Cursor, ErrorCode, ServerFrame};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::time::timeout;
+
+use crate::chat::connection::frame_name;
+use crate::chat::hub::Delivery;
+use crate::chat::stream::{Inbound, StreamIo, decode_error_code, encode_frame};
+use crate::state::AppState;
+use crate::store::{Appended, StoreError, User};
+
+/// Messages sent on a plain join (no resume point).
+const RECENT_PAGE: u64 = 50;
+/// Messages read from the store per replay batch.
+const REPLAY_BATCH: usize = 256;
+
+/// What every stream of a connection shares.
+pub struct ConnCtx {
+    pub state: AppState,
+    pub user: User,
+}
+
+/// How a stream ends, other than the peer finishing it.
+enum End {
+    /// The peer finished or left; nothing to say.
+    Quiet,
+    /// Tell the peer why, then close.
+    Error(ErrorCode, String),
+    /// The stream fell behind the live feed.
+    Lagged(u64),
+}
+
+impl From<StoreError> for End {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => End::Error(
+                ErrorCode::UnknownConversation,
+                "no such conversation".into(),
+            ),
+            other => {
+                tracing::error!("store error on a conversation stream: {other}");
+                End::Error(ErrorCode::Internal, "storage failure; retry".into())
+            }
+        }
+    }
+}
+
+type PendingAppend = Pin<Box<dyn Future<Output = (u64, Result<Appended, StoreError>)> + Send>>;
+
+/// Serve the stream until it ends; dropping `io` closes it.
+pub async fn serve(ctx: Arc<ConnCtx>, mut io: StreamIo) {
+    let end = match run(&ctx, &mut io).await {
+        Ok(()) => End::Quiet,
+        Err(end) => end,
+    };
+    let frame = match end {
+        End::Quiet => return,
+        End::Error(code, reason) => ServerFrame::Error { code, reason },
+        End::Lagged(resume_from) => ServerFrame::Lagged { resume_from },
+    };
+    // Best effort: a peer too slow to take one more frame learns it from the reset.
+    let _ = io.outbound.try_send(encode_frame(&frame));
+}
+
+async fn run(ctx: &ConnCtx, io: &mut StreamIo) -> Result<(), End> {
+    let state = &ctx.state;
+    let (conversation, resume) = expect_join(state, io).await?;
+    if state.store.room(conversation)?.is_none() {
+        return Err(End::Error(
+            ErrorCode::UnknownConversation,
+            format!("no conversation {}", conversation.0),
+        ));
+    }
+    // Subscribe before reading the head, so nothing committed in between is missed.
+    let mut live = state.hub.subscribe(conversation);
+    let head = state.store.head(conversation)?;
+    let epoch = state.store.epoch();
+    let from_seq = match resume {
+        Some(Cursor { epoch: e, seq }) if e == epoch => seq.min(head),
+        _ => head.saturating_sub(RECENT_PAGE),
+    };
+    send(
+        io,
+        &ServerFrame::Joined {
+            conversation,
+            epoch,
+            head_seq: head,
+            from_seq,
+        },
+    )
+    .await?;
+    let mut last_sent = replay(ctx, io, conversation, from_seq).await?;
+
+    let mut inflight: FuturesOrdered<PendingAppend> = FuturesOrdered::new();
+    let max_inflight = state.limits.max_inflight_sends;
+    loop {
+        tokio::select! {
+            delivery = live.recv() => match delivery {
+                Ok(Delivery { seq, frame }) if seq > last_sent => {
+                    if seq > last_sent + 1 {
+                        // Not expected with in-order publishing; recover from the store.
+                        last_sent = replay(ctx, io, conversation, last_sent).await?;
+                    }
+                    if seq == last_sent + 1 {
+                        io.outbound.send(frame).await.map_err(|_| End::Quiet)?;
+                        last_sent = seq;
+                    }
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => return Err(End::Lagged(last_sent)),
+                Err(RecvError::Closed) => return Err(End::Error(ErrorCode::ShuttingDown, "server shutting down".into())),
+            },
+            Some((client_id, result)) = inflight.next(), if !inflight.is_empty() => {
+                let Appended { message, .. } = result?;
+                send(io, &ServerFrame::Sent { client_id, seq: message.seq, sent_at_ms: message.sent_at_ms }).await?;
+            }
+            frame = io.inbound.recv(), if inflight.len() < max_inflight => match frame {
+                None => return Ok(()),
+                Some(Inbound::Invalid(e)) => return Err(End::Error(decode_error_code(&e), e.to_string())),
+                Some(Inbound::Frame(frame)) => match frame {
+                    ClientFrame::Send { client_id, body } => {
+                        if let Err(reason) = check_body(&body) {
+                            send(io, &ServerFrame::Rejected { client_id, code: ErrorCode::InvalidInput, reason }).await?;
+                        } else {
+                            inflight.push_back(append(ctx, conversation, client_id, body));
+                        }
+                    }
+                    ClientFrame::History { before_seq, limit } => {
+                        let page = history(state, conversation, before_seq, limit).await?;
+                        send(io, &page).await?;
+                    }
+                    ClientFrame::Leave => {
+                        // Acknowledge what is in flight before ending the stream.
+                        while let Some((client_id, result)) = inflight.next().await {
+                            let Appended { message, .. } = result?;
+                            send(io, &ServerFrame::Sent { client_id, seq: message.seq, sent_at_ms: message.sent_at_ms }).await?;
+                        }
+                        return Ok(());
+                    }
+                    other => {
+                        return Err(End::Error(
+                            ErrorCode::ProtocolViolation,
+                            format!("{} is not allowed on a conversation stream", frame_name(&other)),
+                        ));
+                    }
+                },
+            },
+        }
+    }
+}
+
+async fn expect_join(
+    state: &AppState,
+    io: &mut StreamIo,
+) -> Result<(ConversationId, Option<Cursor>), End> {
+    let first = timeout(state.limits.hello_timeout, io.inbound.recv())
+        .await
+        .map_err(|_| End::Error(ErrorCode::ProtocolViolation, "no Join in time".into()))?;
+    match first {
+        None => Err(End::Quiet),
+        Some(Inbound::Invalid(e)) => Err(End::Error(decode_error_code(&e), e.to_string())),
+        Some(Inbound::Frame(ClientFrame::Join {
+            conversation,
+            resume,
+        })) => Ok((conversation, resume)),
+        Some(Inbound::Frame(other)) => Err(End::Error(
+            ErrorCode::ProtocolViolation,
+            format!(
+                "a conversation stream starts with Join, not {}",
+                frame_name(&other)
+            ),
+        )),
+    }
+}
+
+/// Send every stored message after `after`, in order; returns the last seq sent.
+async fn replay(
+    ctx: &ConnCtx,
+    io: &mut StreamIo,
+    conversation: ConversationId,
+    mut after: u64,
+) -> Result<u64, End> {
+    loop {
+        let store = ctx.state.store.clone();
+        let batch = tokio::task::spawn_blocking(move || {
+            store.messages_after(conversation, after, REPLAY_BATCH)
+        })
+        .await
+        .map_err(|_| End::Error(ErrorCode::Internal, "replay failed".into()))??;
+        let done = batch.len() < REPLAY_BATCH;
+        for message in batch {
+            after = message.seq;
+            send(io, &ServerFrame::Message(message)).await?;
+        }
+        if done {
+            return Ok(after);
+        }
+    }
+}
+
+fn append(
+    ctx: &ConnCtx,
+    conversation: ConversationId,
+    client_id: u64,
+    body: String,
+) -> PendingAppend {
+    let store = ctx.state.store.clone();
+    let author = ctx.user.id;
+    let author_name = ctx.user.username.clone();
+    Box::pin(async move {
+        let result = store
+            .append(conversation, author, &author_name, client_id, &body)
+            .await;
+        (client_id, result)
+    })
+}
+
+async fn history(
+    state: &AppState,
+    conversation: ConversationId,
+    before_seq: u64,
+    limit: u16,
+) -> Result<ServerFrame, End> {
+    let limit = limit.clamp(1, MAX_HISTORY_PAGE);
+    let store = state.store.clone();
+    let messages: Vec<ChatMessage> = tokio::task::spawn_blocking(move || {
+        store.messages_before(conversation, before_seq, usize::from(limit))
+    })
+    .await
+    .map_err(|_| End::Error(ErrorCode::Internal, "history failed".into()))??;
+    let has_more = messages.first().is_some_and(|m| m.seq > 1);
+    Ok(ServerFrame::HistoryPage {
+        before_seq,
+        messages,
+        has_more,
+    })
+}
+
+fn check_body(body: &str) -> Result<(), String> {
+    if body.trim().is_empty() {
+        Err("empty message".into())
+    } else if body.len() > MAX_BODY_LEN {
+        Err(format!(
+            "message is {} bytes; the limit is {MAX_BODY_LEN}",
+            body.len()
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+async fn send(io: &StreamIo, frame: &ServerFrame) -> Result<(), End> {
+    io.outbound
+        .send(encode_frame(frame))
+        .await
+        .map_err(|_| End::Quiet)
+}

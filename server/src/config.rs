@@ -1,0 +1,213 @@
+//! Server configuration: defaults, an optional TOML file, and command-line overrides, merged
+//! into one [`Config`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The port used when none is given.
+pub const DEFAULT_PORT: u16 = 4433;
+
+/// Everything the server needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Directory holding the redb file.
+    pub data_dir: PathBuf,
+    /// Addresses to serve on: HTTP on TCP and WebTransport on UDP, same port number. A port of
+    /// 0 picks a free port, shared by every address.
+    pub listen: Vec<SocketAddr>,
+    /// PEM certificate chain and private key; without them the server makes its own
+    /// short-lived self-signed certificate.
+    pub tls: Option<TlsFiles>,
+    /// The browser client's directory (index.html and the built `pkg/`).
+    pub web_dir: Option<PathBuf>,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Load-shedding and timing knobs.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Live realtime connections at most (WebTransport + WebSocket).
+    pub max_connections: usize,
+    /// How long a new connection has to send `Hello`.
+    pub hello_timeout: Duration,
+    /// Ping interval the server asks clients for; silence for 3× closes the connection.
+    pub heartbeat: Duration,
+    /// Messages a connection may have in flight to the store at once.
+    pub max_inflight_sends: usize,
+    /// Conversation streams one connection may hold open.
+    pub max_streams_per_connection: usize,
+    /// How long shutdown waits for connections to drain.
+    pub drain_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 10_000,
+            hello_timeout: Duration::from_secs(10),
+            heartbeat: Duration::from_secs(10),
+            max_inflight_sends: 64,
+            max_streams_per_connection: 256,
+            drain_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The `[server]` file format (all keys optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<Vec<SocketAddr>>,
+    pub tls: Option<TlsFiles>,
+    pub web_dir: Option<PathBuf>,
+    pub max_connections: Option<usize>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("--tls-cert and --tls-key go together")]
+    HalfTls,
+    #[error("listen addresses use different ports ({0} and {1}); use one port number")]
+    MixedPorts(u16, u16),
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })
+    }
+}
+
+/// Values given on the command line, which win over the file.
+#[derive(Debug, Default)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Vec<SocketAddr>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub web_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// Merge defaults, the file (if any) and the command line.
+    pub fn resolve(file: FileConfig, cli: Overrides) -> Result<Config, ConfigError> {
+        let tls = match (cli.tls_cert, cli.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => file.tls,
+            _ => return Err(ConfigError::HalfTls),
+        };
+        let listen = if !cli.listen.is_empty() {
+            cli.listen
+        } else {
+            file.listen.unwrap_or_else(default_listen)
+        };
+        let ports: Vec<u16> = listen
+            .iter()
+            .map(SocketAddr::port)
+            .filter(|p| *p != 0)
+            .collect();
+        if let Some(w) = ports.windows(2).find(|w| w[0] != w[1]) {
+            return Err(ConfigError::MixedPorts(w[0], w[1]));
+        }
+        let mut limits = Limits::default();
+        if let Some(n) = file.max_connections {
+            limits.max_connections = n;
+        }
+        Ok(Config {
+            data_dir: cli
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("quibble-data")),
+            listen,
+            tls,
+            web_dir: cli.web_dir.or(file.web_dir),
+            limits,
+        })
+    }
+}
+
+/// Loopback on both address families.
+pub fn default_listen() -> Vec<SocketAddr> {
+    vec![
+        SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
+        SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, DEFAULT_PORT)),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_loopback_both_families() {
+        let c = Config::resolve(FileConfig::default(), Overrides::default()).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("quibble-data"));
+        assert_eq!(c.listen.len(), 2);
+        assert!(
+            c.listen
+                .iter()
+                .all(|a| a.ip().is_loopback() && a.port() == 4433)
+        );
+        assert!(c.tls.is_none());
+    }
+
+    #[test]
+    fn command_line_wins_over_file() {
+        let file: FileConfig =
+            toml::from_str("data_dir = \"/srv/q\"\nlisten = [\"0.0.0.0:9000\"]\n").unwrap();
+        let cli = Overrides {
+            listen: vec!["127.0.0.1:0".parse().unwrap()],
+            ..Overrides::default()
+        };
+        let c = Config::resolve(file, cli).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/srv/q"));
+        assert_eq!(c.listen, vec!["127.0.0.1:0".parse().unwrap()]);
+    }
+
+    #[test]
+    fn bad_inputs_are_refused() {
+        assert!(toml::from_str::<FileConfig>("nonsense = 1").is_err());
+        let half = Overrides {
+            tls_cert: Some("c.pem".into()),
+            ..Overrides::default()
+        };
+        assert!(matches!(
+            Config::resolve(FileConfig::default(), half),
+            Err(ConfigError::HalfTls)
+        ));
+        let mixed = Overrides {
+            listen: vec!["127.0.0.1:1".parse().unwrap(), "[::1]:2".parse().unwrap()],
+            ..Overrides::default()
+        };
+        assert!(matches!(
+            Config::resolve(FileConfig::default(), mixed),
+            Err(ConfigError::MixedPorts(1, 2))
+        ));
+    }
+}

@@ -1,0 +1,79 @@
+//! Request extractors whose failures are API errors: a JSON body ([`ApiJson`]) and the bearer
+//! token's user ([`Authenticated`]).
+
+use std::time::SystemTime;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use crate::auth::{TokenHash, hash_token};
+use crate::http::error::ApiError;
+use crate::state::AppState;
+use crate::store::User;
+use crate::tls::unix_ms;
+
+/// A JSON body; a bad one is a 400/413/415 JSON error.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => Err(json_error(&rejection)),
+        }
+    }
+}
+
+fn json_error(rejection: &JsonRejection) -> ApiError {
+    let status = rejection.status();
+    let code = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        _ => "bad_request",
+    };
+    let status = if code == "bad_request" {
+        StatusCode::BAD_REQUEST
+    } else {
+        status
+    };
+    ApiError::new(status, code, rejection.body_text())
+}
+
+/// The user behind `Authorization: Bearer <token>`, and the token's hash (for logout).
+pub struct Authenticated {
+    pub user: User,
+    pub token: TokenHash,
+}
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer token"))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| ApiError::unauthorized("malformed Authorization header"))?;
+        let token = hash_token(token);
+        let user = state
+            .store
+            .session_user(&token, unix_ms(SystemTime::now()))?
+            .ok_or_else(|| ApiError::unauthorized("invalid or expired token"))?;
+        Ok(Authenticated { user, token })
+    }
+}

@@ -1,0 +1,298 @@
+//! Starting and stopping the server: open the store, bind the UDP and TCP sockets (one port
+//! number for both), run WebTransport and HTTP, rotate a self-signed certificate, and shut
+//! down gracefully (stop accepting, `GoAway`, drain, close the store).
+
+use std::future::Future;
+use std::io;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio::time::timeout;
+use wtransport::Endpoint;
+use wtransport::endpoint::endpoint_side::Server as ServerSide;
+
+use crate::chat::hub::Hub;
+use crate::config::Config;
+use crate::http::login_limit::LoginLimiter;
+use crate::state::AppState;
+use crate::store::{Store, StoreError};
+use crate::tls::{Certificates, TlsError};
+use crate::transport::wt;
+
+/// How often the certificate is checked for rotation.
+const ROTATION_CHECK: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir { path: PathBuf, source: io::Error },
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: io::Error },
+    #[error("no address to listen on")]
+    NoAddress,
+}
+
+/// A bound server, ready to run.
+pub struct Server {
+    state: AppState,
+    shutdown: watch::Sender<bool>,
+    endpoints: Vec<(SocketAddr, Arc<Endpoint<ServerSide>>)>,
+    listeners: Vec<tokio::net::TcpListener>,
+    addrs: Vec<SocketAddr>,
+    web_dir: Option<PathBuf>,
+}
+
+impl Server {
+    /// Open the store and bind every listen address.
+    pub async fn bind(config: Config) -> Result<Server, ServeError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let names = certificate_names(&config.listen);
+        let certs = Arc::new(Certificates::load(config.tls.as_ref(), names).await?);
+        let hub = Hub::default();
+        let publisher = hub.clone();
+        let store = Store::open(
+            &config.data_dir.join("quibble.redb"),
+            Box::new(move |message| publisher.publish(message)),
+        )?;
+        let sockets = bind_sockets(&config.listen)?;
+        let port = sockets
+            .first()
+            .map(|(a, _, _)| a.port())
+            .ok_or(ServeError::NoAddress)?;
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut endpoints = Vec::new();
+        let mut listeners = Vec::new();
+        let mut addrs = Vec::new();
+        for (addr, udp, tcp) in sockets {
+            let endpoint = wt::endpoint(udp, certs.identity())
+                .map_err(|source| ServeError::Bind { addr, source })?;
+            endpoints.push((addr, Arc::new(endpoint)));
+            tcp.set_nonblocking(true)
+                .map_err(|source| ServeError::Bind { addr, source })?;
+            listeners.push(
+                tokio::net::TcpListener::from_std(tcp)
+                    .map_err(|source| ServeError::Bind { addr, source })?,
+            );
+            addrs.push(addr);
+        }
+        let state = AppState {
+            store,
+            hub,
+            certs,
+            connections: Arc::new(Semaphore::new(config.limits.max_connections)),
+            limits: Arc::new(config.limits.clone()),
+            login_limiter: Arc::new(LoginLimiter::default()),
+            shutdown: shutdown_rx,
+            webtransport_port: port,
+        };
+        Ok(Server {
+            state,
+            shutdown,
+            endpoints,
+            listeners,
+            addrs,
+            web_dir: config.web_dir.or_else(crate::http::web::default_dir),
+        })
+    }
+
+    /// The bound addresses (HTTP on TCP and WebTransport on UDP, same port).
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// Serve until `stop` completes, then shut down gracefully.
+    pub async fn run(self, stop: impl Future<Output = ()>) -> Result<(), ServeError> {
+        let Server {
+            state,
+            shutdown,
+            endpoints,
+            listeners,
+            web_dir,
+            ..
+        } = self;
+        let mut tasks = JoinSet::new();
+        for (_, endpoint) in &endpoints {
+            tasks.spawn(wt::accept_loop(state.clone(), endpoint.clone()));
+        }
+        for listener in listeners {
+            let app = crate::http::router(state.clone(), web_dir.as_deref())
+                .into_make_service_with_connect_info::<SocketAddr>();
+            let down = state.clone();
+            tasks.spawn(async move {
+                let graceful = async move { down.shutting_down().await };
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(graceful)
+                    .await
+                {
+                    tracing::error!("HTTP server failed: {e}");
+                }
+            });
+        }
+        let housekeeping = tokio::spawn(housekeeping(state.clone(), endpoints.clone()));
+
+        stop.await;
+        tracing::info!("shutting down: refusing new connections, sending GoAway");
+        let _ = shutdown.send(true);
+        let max = state.limits.max_connections as u32;
+        if timeout(
+            state.limits.drain_timeout,
+            state.connections.acquire_many(max),
+        )
+        .await
+        .is_err()
+        {
+            tracing::warn!("some connections did not close in time");
+        }
+        housekeeping.abort();
+        for (_, endpoint) in &endpoints {
+            endpoint.close(wtransport::VarInt::from_u32(0), b"shutdown");
+        }
+        for (_, endpoint) in &endpoints {
+            let _ = timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+        }
+        let _ = timeout(Duration::from_secs(2), async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        state.store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Periodic chores: certificate rotation and limiter cleanup.
+async fn housekeeping(state: AppState, endpoints: Vec<(SocketAddr, Arc<Endpoint<ServerSide>>)>) {
+    let mut ticker = tokio::time::interval(ROTATION_CHECK);
+    loop {
+        ticker.tick().await;
+        state.login_limiter.retain_recent();
+        match state.certs.rotate_if_due(SystemTime::now()) {
+            Ok(Some(identity)) => {
+                for (addr, endpoint) in &endpoints {
+                    let config = wt::server_config(*addr, identity.clone_identity());
+                    if let Err(e) = endpoint.reload_config(config, false) {
+                        tracing::error!(%addr, "cannot install the new certificate: {e}");
+                    }
+                }
+                tracing::info!(sha256 = %state.certs.info().sha256_hex, "rotated the self-signed certificate");
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!("certificate rotation failed: {e}"),
+        }
+    }
+}
+
+/// Names a self-signed certificate covers.
+fn certificate_names(listen: &[SocketAddr]) -> Vec<String> {
+    let mut names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    for addr in listen {
+        let ip = addr.ip().to_string();
+        if !addr.ip().is_unspecified() && !names.contains(&ip) {
+            names.push(ip);
+        }
+    }
+    names
+}
+
+type BoundPair = (SocketAddr, UdpSocket, TcpListener);
+
+/// Bind UDP and TCP on every address with one port number. A port of 0 takes the port the
+/// first UDP socket gets, retrying if that port is taken on TCP or another address. An
+/// IPv6 address the machine lacks is skipped when others remain.
+fn bind_sockets(listen: &[SocketAddr]) -> Result<Vec<BoundPair>, ServeError> {
+    let requested = listen
+        .iter()
+        .map(SocketAddr::port)
+        .find(|p| *p != 0)
+        .unwrap_or(0);
+    let mut last_error = None;
+    for _ in 0..16 {
+        match bind_once(listen, requested) {
+            Ok(bound) if bound.is_empty() => return Err(ServeError::NoAddress),
+            Ok(bound) => return Ok(bound),
+            Err(ServeError::Bind { addr, source })
+                if requested == 0 && source.kind() == io::ErrorKind::AddrInUse =>
+            {
+                last_error = Some(ServeError::Bind { addr, source });
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_error.unwrap_or(ServeError::NoAddress))
+}
+
+fn bind_once(listen: &[SocketAddr], requested: u16) -> Result<Vec<BoundPair>, ServeError> {
+    let mut port = requested;
+    let mut bound = Vec::new();
+    for (i, addr) in listen.iter().enumerate() {
+        let mut addr = *addr;
+        addr.set_port(port);
+        let pair = UdpSocket::bind(addr).and_then(|udp| {
+            let addr = udp.local_addr()?;
+            Ok((addr, udp, TcpListener::bind(addr)?))
+        });
+        match pair {
+            Ok(pair) => {
+                port = pair.0.port();
+                bound.push(pair);
+            }
+            Err(source) if addr.is_ipv6() && listen.len() > 1 && is_missing_address(&source) => {
+                tracing::warn!(%addr, "skipping: {source}");
+                if i == 0 {
+                    continue;
+                }
+            }
+            Err(source) => return Err(ServeError::Bind { addr, source }),
+        }
+    }
+    Ok(bound)
+}
+
+fn is_missing_address(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::AddrNotAvailable | io::ErrorKind::Unsupported
+    ) || e.raw_os_error() == Some(97) // EAFNOSUPPORT
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_zero_gives_one_port_for_udp_and_tcp_on_both_families() {
+        let listen: Vec<SocketAddr> =
+            vec!["127.0.0.1:0".parse().unwrap(), "[::1]:0".parse().unwrap()];
+        let bound = bind_sockets(&listen).unwrap();
+        let port = bound[0].0.port();
+        assert_ne!(port, 0);
+        for (addr, udp, tcp) in &bound {
+            assert_eq!(addr.port(), port);
+            assert_eq!(udp.local_addr().unwrap().port(), port);
+            assert_eq!(tcp.local_addr().unwrap().port(), port);
+        }
+    }
+
+    #[test]
+    fn a_taken_fixed_port_is_a_clear_error() {
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        let err = bind_sockets(&[addr]).err().unwrap();
+        assert!(err.to_string().contains(&addr.to_string()), "{err}");
+    }
+}

@@ -1,0 +1,36 @@
+//! `AppState`: the one handle every handler and transport shares — store, fan-out hub,
+//! certificates, limits, the connection budget and the shutdown signal.
+
+use std::sync::Arc;
+
+use tokio::sync::{Semaphore, watch};
+
+use crate::chat::hub::Hub;
+use crate::config::Limits;
+use crate::http::login_limit::LoginLimiter;
+use crate::store::Store;
+use crate::tls::Certificates;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub hub: Hub,
+    pub certs: Arc<Certificates>,
+    pub limits: Arc<Limits>,
+    pub login_limiter: Arc<LoginLimiter>,
+    /// One permit per live realtime connection; shutdown waits until all are back.
+    pub connections: Arc<Semaphore>,
+    /// Flips to `true` when the server starts shutting down.
+    pub shutdown: watch::Receiver<bool>,
+    /// The UDP port WebTransport listens on (for `/api/cert`).
+    pub webtransport_port: u16,
+}
+
+impl AppState {
+    /// Completes once the server starts shutting down.
+    pub async fn shutting_down(&self) {
+        let mut rx = self.shutdown.clone();
+        // Ignore the guard: holding it across an await would make the future non-Send.
+        let _ = rx.wait_for(|down| *down).await.map(|_| ());
+    }
+}

@@ -1,0 +1,194 @@
+//! Message history: appending (seq assignment per conversation, starting at 1, and
+//! de-duplication on `(author, client id)`), the head seq, and paging forwards and backwards
+//! through `(conversation, seq)`.
+
+use std::ops::Bound;
+
+use quibble_protocol::wire::{ChatMessage, ConversationId, UserId};
+use redb::ReadableTable;
+
+use super::records::{MessageRecord, decode, encode};
+use super::tables::{HEADS, MESSAGES, WriteTables};
+use super::writer::Request;
+use super::{Store, StoreError, rooms};
+
+/// The outcome of [`Store::append`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// The durable message: the new one, or for a duplicate the one stored the first time.
+    pub message: ChatMessage,
+    /// Whether `(author, client_id)` had been appended before, so nothing new was stored.
+    pub duplicate: bool,
+}
+
+impl Store {
+    /// Appends a message to `conversation` with the next seq, and answers once it is durable
+    /// (after the commit hook has seen it). [`StoreError::NotFound`] if there is no such room.
+    ///
+    /// A repeat of an earlier `(author, client_id)` stores nothing, does not call the hook, and
+    /// returns the original message (whatever conversation it went to) with `duplicate: true`.
+    pub async fn append(
+        &self,
+        conversation: ConversationId,
+        author: UserId,
+        author_name: &str,
+        client_id: u64,
+        body: &str,
+    ) -> Result<Appended, StoreError> {
+        let author_name = author_name.to_owned();
+        let body = body.to_owned();
+        self.request(|reply| Request::Append {
+            conversation,
+            author,
+            author_name,
+            client_id,
+            body,
+            reply,
+        })
+        .await
+    }
+
+    /// The highest seq of `conversation`; 0 when it has no messages.
+    pub fn head(&self, conversation: ConversationId) -> Result<u64, StoreError> {
+        let txn = self.read()?;
+        let head = txn.open_table(HEADS)?.get(conversation.0)?;
+        Ok(head.map_or(0, |seq| seq.value()))
+    }
+
+    /// Up to `limit` messages with seq > `after_seq`, ascending.
+    pub fn messages_after(
+        &self,
+        conversation: ConversationId,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        let txn = self.read()?;
+        let messages = txn.open_table(MESSAGES)?;
+        let range = messages.range((
+            Bound::Excluded((conversation.0, after_seq)),
+            Bound::Included((conversation.0, u64::MAX)),
+        ))?;
+        range
+            .take(limit)
+            .map(|entry| {
+                let (key, bytes) = entry?;
+                let (conversation, seq) = key.value();
+                to_message(ConversationId(conversation), seq, bytes.value())
+            })
+            .collect()
+    }
+
+    /// The `limit` newest messages with seq < `before_seq`, ascending.
+    pub fn messages_before(
+        &self,
+        conversation: ConversationId,
+        before_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        let txn = self.read()?;
+        let messages = txn.open_table(MESSAGES)?;
+        let range = messages.range((conversation.0, 0)..(conversation.0, before_seq))?;
+        let mut page = range
+            .rev()
+            .take(limit)
+            .map(|entry| {
+                let (key, bytes) = entry?;
+                let (conversation, seq) = key.value();
+                to_message(ConversationId(conversation), seq, bytes.value())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        page.reverse();
+        Ok(page)
+    }
+}
+
+/// Writer side of [`Store::append`]; refuses before writing anything.
+pub(super) fn append(
+    tables: &mut WriteTables<'_>,
+    now_ms: u64,
+    conversation: ConversationId,
+    author: UserId,
+    author_name: &str,
+    client_id: u64,
+    body: &str,
+) -> Result<Appended, StoreError> {
+    let original = tables
+        .dedupe
+        .get((author.0, client_id))?
+        .map(|key| key.value());
+    if let Some((original_conversation, original_seq)) = original {
+        let bytes = tables
+            .messages
+            .get((original_conversation, original_seq))?
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "client id {client_id} of user {} names missing message {original_seq} of \
+                     conversation {original_conversation}",
+                    author.0
+                ))
+            })?;
+        let message = to_message(
+            ConversationId(original_conversation),
+            original_seq,
+            bytes.value(),
+        )?;
+        return Ok(Appended {
+            message,
+            duplicate: true,
+        });
+    }
+    if !rooms::exists(tables, conversation)? {
+        return Err(StoreError::NotFound);
+    }
+    let head = tables
+        .heads
+        .get(conversation.0)?
+        .map_or(0, |seq| seq.value());
+    let seq = head.checked_add(1).ok_or_else(|| {
+        StoreError::Corrupt(format!("conversation {} is out of seqs", conversation.0))
+    })?;
+    let record = encode(&MessageRecord {
+        author: author.0,
+        author_name,
+        client_id,
+        sent_at_ms: now_ms,
+        body,
+    })?;
+    tables
+        .messages
+        .insert((conversation.0, seq), record.as_slice())?;
+    tables.heads.insert(conversation.0, seq)?;
+    tables
+        .dedupe
+        .insert((author.0, client_id), (conversation.0, seq))?;
+    Ok(Appended {
+        message: ChatMessage {
+            conversation,
+            seq,
+            author,
+            author_name: author_name.to_owned(),
+            client_id,
+            sent_at_ms: now_ms,
+            body: body.to_owned(),
+        },
+        duplicate: false,
+    })
+}
+
+/// Decodes the message stored under `(conversation, seq)`.
+fn to_message(
+    conversation: ConversationId,
+    seq: u64,
+    bytes: &[u8],
+) -> Result<ChatMessage, StoreError> {
+    let record: MessageRecord<String> = decode("messages", bytes)?;
+    Ok(ChatMessage {
+        conversation,
+        seq,
+        author: UserId(record.author),
+        author_name: record.author_name,
+        client_id: record.client_id,
+        sent_at_ms: record.sent_at_ms,
+        body: record.body,
+    })
+}

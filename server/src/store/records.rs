@@ -1,0 +1,49 @@
+//! The records stored as table values, encoded with postcard. Each record is generic over its
+//! string type so one definition serves both writing (borrowed `&str`, no copies) and reading
+//! (owned `String`); the two encode identically. Keys hold the ids, so records do not repeat
+//! them.
+//!
+//! Postcard is not self-describing: changing a record's fields or their order changes the
+//! on-disk format and needs a [`super::tables::SCHEMA_VERSION`] bump.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::{Role, StoreError};
+
+/// A user account, under its user id.
+#[derive(Serialize, Deserialize)]
+pub(super) struct UserRecord<S> {
+    pub username: S,
+    pub password_phc: S,
+    pub role: Role,
+    pub created_at_ms: u64,
+}
+
+/// A room, under its conversation id.
+#[derive(Serialize, Deserialize)]
+pub(super) struct RoomRecord<S> {
+    pub name: S,
+    pub created_by: u64,
+    pub created_at_ms: u64,
+}
+
+/// A chat message, under `(conversation, seq)`.
+#[derive(Serialize, Deserialize)]
+pub(super) struct MessageRecord<S> {
+    pub author: u64,
+    pub author_name: S,
+    pub client_id: u64,
+    pub sent_at_ms: u64,
+    pub body: S,
+}
+
+/// Encodes a record for storage.
+pub(super) fn encode<T: Serialize>(record: &T) -> Result<Vec<u8>, StoreError> {
+    postcard::to_allocvec(record).map_err(|e| StoreError::Codec(e.to_string()))
+}
+
+/// Decodes a record read from `table`.
+pub(super) fn decode<T: DeserializeOwned>(table: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    postcard::from_bytes(bytes).map_err(|e| StoreError::Codec(format!("{table}: {e}")))
+}

@@ -1,0 +1,91 @@
+//! The redb table definitions, the keys of the `meta` table, the schema version, and
+//! [`WriteTables`], every table opened once per write transaction.
+//!
+//! Integer and tuple-of-integer keys compare numerically in redb, so range scans over
+//! `(conversation, seq)` come back in seq order. Record values are postcard bytes
+//! (see [`super::records`]).
+
+use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
+
+use super::StoreError;
+
+/// The on-disk schema this code reads and writes. Bump it (and add a migration) whenever a table
+/// or a record layout changes; a file with a newer version is refused.
+pub(super) const SCHEMA_VERSION: u64 = 1;
+
+/// Store-wide counters and constants: `meta` key → value.
+pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// User id → [`super::records::UserRecord`].
+pub(super) const USERS: TableDefinition<u64, &[u8]> = TableDefinition::new("users");
+/// Folded username → user id.
+pub(super) const USERNAMES: TableDefinition<&str, u64> = TableDefinition::new("usernames");
+/// Session token hash → (user id, expires at ms).
+pub(super) const SESSIONS: TableDefinition<&[u8; 32], (u64, u64)> =
+    TableDefinition::new("sessions");
+/// Room conversation id → [`super::records::RoomRecord`].
+pub(super) const ROOMS: TableDefinition<u64, &[u8]> = TableDefinition::new("rooms");
+/// Folded room name → room conversation id.
+pub(super) const ROOM_NAMES: TableDefinition<&str, u64> = TableDefinition::new("room_names");
+/// (conversation id, seq) → [`super::records::MessageRecord`].
+pub(super) const MESSAGES: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("messages");
+/// Conversation id → its highest seq.
+pub(super) const HEADS: TableDefinition<u64, u64> = TableDefinition::new("heads");
+/// (author, client id) → (conversation id, seq) of the message it produced.
+pub(super) const DEDUPE: TableDefinition<(u64, u64), (u64, u64)> = TableDefinition::new("dedupe");
+
+/// `meta` key: the schema version of the file.
+pub(super) const META_SCHEMA_VERSION: &str = "schema_version";
+/// `meta` key: the random non-zero epoch made with the file.
+pub(super) const META_EPOCH: &str = "epoch";
+/// `meta` key: the next user id to hand out (absent means 1).
+pub(super) const META_NEXT_USER_ID: &str = "next_user_id";
+/// `meta` key: the next conversation id to hand out, shared by rooms and DMs (absent means 1).
+pub(super) const META_NEXT_CONVERSATION_ID: &str = "next_conversation_id";
+/// `meta` key: the latest timestamp the writer handed out, so time never runs backwards across
+/// restarts.
+pub(super) const META_CLOCK_MS: &str = "clock_ms";
+
+/// Every table, opened in one write transaction. Opening them creates the missing ones.
+/// Must be dropped before the transaction commits.
+pub(super) struct WriteTables<'txn> {
+    pub meta: Table<'txn, &'static str, u64>,
+    pub users: Table<'txn, u64, &'static [u8]>,
+    pub usernames: Table<'txn, &'static str, u64>,
+    pub sessions: Table<'txn, &'static [u8; 32], (u64, u64)>,
+    pub rooms: Table<'txn, u64, &'static [u8]>,
+    pub room_names: Table<'txn, &'static str, u64>,
+    pub messages: Table<'txn, (u64, u64), &'static [u8]>,
+    pub heads: Table<'txn, u64, u64>,
+    pub dedupe: Table<'txn, (u64, u64), (u64, u64)>,
+}
+
+impl<'txn> WriteTables<'txn> {
+    pub fn open(txn: &'txn WriteTransaction) -> Result<Self, StoreError> {
+        Ok(WriteTables {
+            meta: txn.open_table(META)?,
+            users: txn.open_table(USERS)?,
+            usernames: txn.open_table(USERNAMES)?,
+            sessions: txn.open_table(SESSIONS)?,
+            rooms: txn.open_table(ROOMS)?,
+            room_names: txn.open_table(ROOM_NAMES)?,
+            messages: txn.open_table(MESSAGES)?,
+            heads: txn.open_table(HEADS)?,
+            dedupe: txn.open_table(DEDUPE)?,
+        })
+    }
+
+    /// Reads a `meta` value.
+    pub fn meta_get(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.meta.get(key)?.map(|v| v.value()))
+    }
+
+    /// Hands out the id counter `key` (starting at 1) and advances it.
+    pub fn next_id(&mut self, key: &str) -> Result<u64, StoreError> {
+        let id = self.meta_get(key)?.unwrap_or(1);
+        let next = id
+            .checked_add(1)
+            .ok_or_else(|| StoreError::Corrupt(format!("id counter {key} overflowed")))?;
+        self.meta.insert(key, next)?;
+        Ok(id)
+    }
+}

@@ -1,0 +1,283 @@
+//! The single writer thread and its group commit.
+//!
+//! Every write is a [`Request`] sent over a bounded channel with a oneshot for its answer. The
+//! thread waits for one request, then takes whatever else is already queued (up to
+//! [`MAX_BATCH`]), applies them in order in ONE write transaction, commits with full durability
+//! (fsync), calls the commit hook for the newly appended messages in order, and only then answers
+//! each request. So the fsync cost is shared by everything that queued while the previous commit
+//! was in flight, and nobody hears "done" (nor sees a message) before it is durable.
+//!
+//! Failures inside a batch. redb's savepoints cannot be taken once a transaction has touched a
+//! table, so requests are not isolated by savepoints; instead each operation checks everything
+//! that can refuse it (name taken, no such room) BEFORE its first write, and such a refusal
+//! ([`StoreError::is_rejection`]) answers that one request while the batch goes on. Requests
+//! later in the batch see the writes of earlier ones (two sign-ups of one name in one batch: the
+//! second is refused). Any other error (I/O, a corrupt record, a failed commit) may strike after
+//! a partial write, so it aborts the whole transaction and every request of the batch gets that
+//! error; the thread then carries on with the next batch. Nothing here panics.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use quibble_protocol::wire::{ChatMessage, ConversationId, UserId};
+use redb::{Database, Durability};
+use tokio::sync::{mpsc, oneshot};
+
+use super::tables::{META_CLOCK_MS, WriteTables};
+use super::{Appended, CommitHook, Room, StoreError, User, accounts, messages, rooms};
+use crate::auth::TokenHash;
+
+/// The most requests applied in one transaction.
+const MAX_BATCH: usize = 512;
+
+/// Where a request's answer goes.
+pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// A write for the writer thread, with the channel for its answer.
+pub(super) enum Request {
+    CreateUser {
+        username: String,
+        password_phc: String,
+        reply: Reply<User>,
+    },
+    CreateSession {
+        token: TokenHash,
+        user: UserId,
+        expires_at_ms: u64,
+        reply: Reply<()>,
+    },
+    DeleteSession {
+        token: TokenHash,
+        reply: Reply<bool>,
+    },
+    CreateRoom {
+        name: String,
+        created_by: UserId,
+        reply: Reply<Room>,
+    },
+    Append {
+        conversation: ConversationId,
+        author: UserId,
+        author_name: String,
+        client_id: u64,
+        body: String,
+        reply: Reply<Appended>,
+    },
+}
+
+impl Request {
+    /// Answers the request with `error` without applying it.
+    fn fail(self, error: StoreError) {
+        // A requester that stopped waiting is no concern of the writer's.
+        match self {
+            Request::CreateUser { reply, .. } => drop(reply.send(Err(error))),
+            Request::CreateSession { reply, .. } => drop(reply.send(Err(error))),
+            Request::DeleteSession { reply, .. } => drop(reply.send(Err(error))),
+            Request::CreateRoom { reply, .. } => drop(reply.send(Err(error))),
+            Request::Append { reply, .. } => drop(reply.send(Err(error))),
+        }
+    }
+}
+
+/// An applied request's answer, held until the batch's commit succeeds or fails: called with
+/// `None` it sends the request's own result, with `Some(error)` it sends that error instead.
+type Answer = Box<dyn FnOnce(Option<StoreError>) + Send>;
+
+/// Starts the writer thread; it runs until every sender of `requests` is gone and the queue is
+/// drained.
+pub(super) fn spawn(
+    db: Arc<Database>,
+    requests: mpsc::Receiver<Request>,
+    hook: CommitHook,
+    clock_ms: u64,
+) -> Result<JoinHandle<()>, StoreError> {
+    let writer = Writer { db, hook, clock_ms };
+    std::thread::Builder::new()
+        .name("quibble-store-writer".into())
+        .spawn(move || writer.run(requests))
+        .map_err(|e| StoreError::Db(format!("cannot start the writer thread: {e}")))
+}
+
+struct Writer {
+    db: Arc<Database>,
+    hook: CommitHook,
+    /// The latest timestamp handed out; timestamps never go below it.
+    clock_ms: u64,
+}
+
+impl Writer {
+    fn run(mut self, mut requests: mpsc::Receiver<Request>) {
+        while let Some(first) = requests.blocking_recv() {
+            let mut batch = Vec::with_capacity(MAX_BATCH.min(requests.len() + 1));
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match requests.try_recv() {
+                    Ok(request) => batch.push(request),
+                    Err(_) => break,
+                }
+            }
+            self.run_batch(batch);
+        }
+    }
+
+    /// Applies, commits and answers one batch.
+    fn run_batch(&mut self, batch: Vec<Request>) {
+        let now_ms = self.tick();
+        let mut queue = batch.into_iter();
+        let mut answers = Vec::with_capacity(queue.len());
+        let mut appended = Vec::new();
+        match self.write(&mut queue, now_ms, &mut answers, &mut appended) {
+            Ok(()) => {
+                for message in &appended {
+                    self.notify(message);
+                }
+                for answer in answers {
+                    answer(None);
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "store write batch failed");
+                for answer in answers {
+                    answer(Some(error.clone()));
+                }
+                for request in queue {
+                    request.fail(error.clone());
+                }
+            }
+        }
+    }
+
+    /// Applies the requests of `queue` in one transaction and commits it. On error the
+    /// transaction is dropped (aborted); the requests not yet taken from `queue` stay there.
+    fn write(
+        &self,
+        queue: &mut impl Iterator<Item = Request>,
+        now_ms: u64,
+        answers: &mut Vec<Answer>,
+        appended: &mut Vec<ChatMessage>,
+    ) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        {
+            let mut tables = WriteTables::open(&txn)?;
+            tables.meta.insert(META_CLOCK_MS, now_ms)?;
+            for request in queue.by_ref() {
+                if let Some(fatal) = apply(&mut tables, now_ms, request, answers, appended) {
+                    return Err(fatal);
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Passes one committed message to the hook, which must not take the writer down.
+    fn notify(&self, message: &ChatMessage) {
+        if catch_unwind(AssertUnwindSafe(|| (self.hook)(message))).is_err() {
+            tracing::error!(
+                conversation = message.conversation.0,
+                seq = message.seq,
+                "the store commit hook panicked"
+            );
+        }
+    }
+
+    /// The timestamp for the next batch: the wall clock, but never earlier than the last one.
+    fn tick(&mut self) -> u64 {
+        let wall_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.clock_ms = self.clock_ms.max(wall_ms);
+        self.clock_ms
+    }
+}
+
+/// Applies one request, queueing its answer in `answers` and a newly appended message in
+/// `appended`. Returns the error that must abort the whole batch, if any.
+fn apply(
+    tables: &mut WriteTables<'_>,
+    now_ms: u64,
+    request: Request,
+    answers: &mut Vec<Answer>,
+    appended: &mut Vec<ChatMessage>,
+) -> Option<StoreError> {
+    match request {
+        Request::CreateUser {
+            username,
+            password_phc,
+            reply,
+        } => settle(
+            reply,
+            accounts::create_user(tables, now_ms, &username, &password_phc),
+            answers,
+        ),
+        Request::CreateSession {
+            token,
+            user,
+            expires_at_ms,
+            reply,
+        } => settle(
+            reply,
+            accounts::create_session(tables, token, user, expires_at_ms),
+            answers,
+        ),
+        Request::DeleteSession { token, reply } => {
+            settle(reply, accounts::delete_session(tables, token), answers)
+        }
+        Request::CreateRoom {
+            name,
+            created_by,
+            reply,
+        } => settle(
+            reply,
+            rooms::create_room(tables, now_ms, &name, created_by),
+            answers,
+        ),
+        Request::Append {
+            conversation,
+            author,
+            author_name,
+            client_id,
+            body,
+            reply,
+        } => {
+            let result = messages::append(
+                tables,
+                now_ms,
+                conversation,
+                author,
+                &author_name,
+                client_id,
+                &body,
+            );
+            if let Ok(done) = &result
+                && !done.duplicate
+            {
+                appended.push(done.message.clone());
+            }
+            settle(reply, result, answers)
+        }
+    }
+}
+
+/// Queues the answer `result` for `reply`; returns the error if it must abort the batch.
+fn settle<T: Send + 'static>(
+    reply: Reply<T>,
+    result: Result<T, StoreError>,
+    answers: &mut Vec<Answer>,
+) -> Option<StoreError> {
+    let fatal = match &result {
+        Err(error) if !error.is_rejection() => Some(error.clone()),
+        _ => None,
+    };
+    answers.push(Box::new(move |failure| {
+        // A requester that stopped waiting is no concern of the writer's.
+        drop(reply.send(match failure {
+            Some(error) => Err(error),
+            None => result,
+        }));
+    }));
+    fatal
+}

@@ -1,0 +1,5 @@
+//! Transports: each adapts its sockets to the engine's logical streams
+//! ([`crate::chat::stream`]) and closes connections the way the engine asks.
+
+pub mod ws;
+pub mod wt;

@@ -1,0 +1,466 @@
+//! Test support: the real `quibble` binary on an ephemeral loopback port with a temp data
+//! dir, a small JSON API helper, and raw WebTransport/WebSocket peers that speak frames
+//! directly (so tests can also send what a well-behaved client never would).
+
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use quibble_protocol::codec::{self, Decoder};
+use quibble_protocol::mux::{self, Envelope};
+use quibble_protocol::{ClientFrame, ConversationId, PROTOCOL_VERSION, ServerFrame};
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A running `quibble serve`, killed on drop.
+pub struct TestServer {
+    child: Option<Child>,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub stderr_log: PathBuf,
+}
+
+impl TestServer {
+    pub fn start(data_dir: &Path) -> TestServer {
+        let stderr_log = data_dir.with_extension("log");
+        let log = std::fs::File::create(&stderr_log).expect("create log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_quibble"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("RUST_LOG", "info,quibble_server=debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn quibble");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let first = lines
+            .next()
+            .expect("server printed nothing")
+            .expect("read stdout");
+        let url = first
+            .strip_prefix("quibble listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {first}"));
+        let port: u16 = url
+            .trim_end_matches('/')
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {url}"));
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        TestServer {
+            child: Some(child),
+            port,
+            data_dir: data_dir.to_owned(),
+            stderr_log,
+        }
+    }
+
+    pub fn http(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn api(&self) -> Api {
+        Api {
+            base: self.http(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let pid = child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        for _ in 0..200 {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        panic!("server did not stop within 10 s of SIGTERM");
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- server log ----\n{}", self.log());
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Minimal JSON API client for tests.
+pub struct Api {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Api {
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("body");
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).expect("JSON body")
+        };
+        (status, value)
+    }
+
+    /// Sign up and return the token.
+    pub async fn signup(&self, username: &str) -> String {
+        let (status, body) = self
+            .call(
+                "POST",
+                "/api/signup",
+                None,
+                Some(json!({"username": username, "password": "correct horse"})),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["token"].as_str().expect("token").to_owned()
+    }
+
+    pub async fn login(&self, username: &str) -> String {
+        let (status, body) = self
+            .call(
+                "POST",
+                "/api/login",
+                None,
+                Some(json!({"username": username, "password": "correct horse"})),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["token"].as_str().expect("token").to_owned()
+    }
+
+    pub async fn create_room(&self, token: &str, name: &str) -> ConversationId {
+        let (status, body) = self
+            .call(
+                "POST",
+                "/api/rooms",
+                Some(token),
+                Some(json!({"name": name})),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        ConversationId(body["id"].as_u64().expect("id"))
+    }
+
+    pub async fn cert_hash(&self) -> [u8; 32] {
+        let (_, body) = self.call("GET", "/api/cert", None, None).await;
+        let hex = body["sha256_hex"].as_str().expect("hash");
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex");
+        }
+        out
+    }
+}
+
+/// What a raw peer received: the stream id (0 = control) and the frame, or the stream's end.
+#[derive(Debug)]
+pub enum Received {
+    Frame(u64, ServerFrame),
+    Finished(u64),
+    /// The connection closed, with the close code when there was one.
+    Closed(Option<u32>),
+}
+
+/// A raw protocol peer over WebSocket or WebTransport. Stream ids are ours: 0 is control,
+/// conversation streams are numbered by the test.
+pub struct RawPeer {
+    inner: RawInner,
+    /// Messages `say` skipped while waiting for its ack, for `next_message`.
+    backlog: std::collections::VecDeque<(u64, quibble_protocol::ChatMessage)>,
+    pub received: mpsc::UnboundedReceiver<Received>,
+    events: mpsc::UnboundedSender<Received>,
+}
+
+enum RawInner {
+    Ws(
+        futures_util::stream::SplitSink<
+            tokio_tungstenite::WebSocketStream<
+                tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+            >,
+            Message,
+        >,
+    ),
+    Wt {
+        conn: wtransport::Connection,
+        streams: std::collections::HashMap<u64, wtransport::SendStream>,
+    },
+}
+
+impl RawPeer {
+    pub async fn websocket(server: &TestServer) -> RawPeer {
+        let url = format!("ws://127.0.0.1:{}/ws", server.port);
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("ws connect");
+        let (sink, mut source) = ws.split();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let events = tx.clone();
+        tokio::spawn(async move {
+            while let Some(msg) = source.next().await {
+                match msg {
+                    Ok(Message::Binary(data)) => {
+                        let got = match mux::unwrap::<ServerFrame>(&data, usize::MAX) {
+                            Ok(Envelope::Frame(id, frame)) => Received::Frame(id, frame),
+                            Ok(Envelope::Finish(id)) => Received::Finished(id),
+                            Err(e) => panic!("server sent a bad frame: {e}"),
+                        };
+                        let _ = tx.send(got);
+                    }
+                    Ok(Message::Close(frame)) => {
+                        let _ = tx.send(Received::Closed(
+                            frame.map(|f| u32::from(u16::from(f.code))),
+                        ));
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(_) => {
+                        let _ = tx.send(Received::Closed(None));
+                        return;
+                    }
+                }
+            }
+            let _ = tx.send(Received::Closed(None));
+        });
+        RawPeer {
+            inner: RawInner::Ws(sink),
+            backlog: Default::default(),
+            received: rx,
+            events,
+        }
+    }
+
+    pub async fn webtransport(server: &TestServer) -> RawPeer {
+        let hash = server.api().cert_hash().await;
+        let config = wtransport::ClientConfig::builder()
+            .with_bind_default()
+            .with_server_certificate_hashes([wtransport::tls::Sha256Digest::new(hash)])
+            .build();
+        let endpoint = wtransport::Endpoint::client(config).expect("client endpoint");
+        let url = format!("https://127.0.0.1:{}/wt", server.port);
+        let conn = endpoint.connect(url).await.expect("wt connect");
+        let (tx, rx) = mpsc::unbounded_channel();
+        let closed_conn = conn.clone();
+        let closed_tx = tx.clone();
+        tokio::spawn(async move {
+            let err = closed_conn.closed().await;
+            let code = match err {
+                wtransport::error::ConnectionError::ApplicationClosed(close) => {
+                    Some(close.code().into_inner() as u32)
+                }
+                _ => None,
+            };
+            let _ = closed_tx.send(Received::Closed(code));
+        });
+        RawPeer {
+            inner: RawInner::Wt {
+                conn,
+                streams: Default::default(),
+            },
+            backlog: Default::default(),
+            received: rx,
+            events: tx,
+        }
+    }
+
+    /// Send raw bytes as one frame's worth on `stream` (opening it if new).
+    pub async fn send_bytes(&mut self, stream: u64, bytes: &[u8]) {
+        match &mut self.inner {
+            RawInner::Ws(sink) => {
+                sink.send(Message::Binary(mux::wrap(stream, bytes).into()))
+                    .await
+                    .expect("ws send");
+            }
+            RawInner::Wt { conn, streams } => {
+                if !streams.contains_key(&stream) {
+                    let (send, mut recv) =
+                        conn.open_bi().await.expect("open").await.expect("opened");
+                    let tx = self.events.clone();
+                    tokio::spawn(async move {
+                        let mut decoder = Decoder::with_max(usize::MAX);
+                        let mut buf = vec![0u8; 64 * 1024];
+                        loop {
+                            match recv.read(&mut buf).await {
+                                Ok(Some(n)) => {
+                                    decoder.push(&buf[..n]);
+                                    while let Ok(Some(frame)) = decoder.next_frame::<ServerFrame>()
+                                    {
+                                        let _ = tx.send(Received::Frame(stream, frame));
+                                    }
+                                }
+                                _ => {
+                                    let _ = tx.send(Received::Finished(stream));
+                                    return;
+                                }
+                            }
+                        }
+                    });
+                    streams.insert(stream, send);
+                }
+                let send = streams.get_mut(&stream).expect("stream");
+                send.write_all(bytes).await.expect("wt write");
+                send.flush().await.expect("flush");
+            }
+        }
+    }
+
+    pub async fn send(&mut self, stream: u64, frame: &ClientFrame) {
+        let bytes = codec::encode(frame).expect("encode");
+        self.send_bytes(stream, &bytes).await;
+    }
+
+    pub async fn hello(&mut self, token: &str) -> ServerFrame {
+        self.send(
+            0,
+            &ClientFrame::Hello {
+                version: PROTOCOL_VERSION,
+                token: token.to_owned(),
+            },
+        )
+        .await;
+        self.next_frame(0).await
+    }
+
+    /// The next frame on `stream` (other streams' frames are kept for later).
+    pub async fn next_frame(&mut self, stream: u64) -> ServerFrame {
+        match self.next_on(stream).await {
+            Received::Frame(_, frame) => frame,
+            other => panic!("expected a frame on stream {stream}, got {other:?}"),
+        }
+    }
+
+    /// The next event on `stream` (a frame or its end), or the connection's close.
+    pub async fn next_on(&mut self, stream: u64) -> Received {
+        loop {
+            let got = tokio::time::timeout(WAIT, self.received.recv())
+                .await
+                .unwrap_or_else(|_| panic!("nothing on stream {stream} within {WAIT:?}"))
+                .expect("peer task ended");
+            match &got {
+                Received::Frame(id, _) | Received::Finished(id) if *id != stream => continue,
+                _ => return got,
+            }
+        }
+    }
+
+    /// Join on `stream` and collect the `Joined` frame and every message up to `head_seq`.
+    pub async fn join(
+        &mut self,
+        stream: u64,
+        conversation: ConversationId,
+        resume: Option<quibble_protocol::Cursor>,
+    ) -> (ServerFrame, Vec<quibble_protocol::ChatMessage>) {
+        self.send(
+            stream,
+            &ClientFrame::Join {
+                conversation,
+                resume,
+            },
+        )
+        .await;
+        let joined = self.next_frame(stream).await;
+        let ServerFrame::Joined {
+            head_seq, from_seq, ..
+        } = joined
+        else {
+            panic!("expected Joined, got {joined:?}");
+        };
+        let mut messages = Vec::new();
+        for _ in from_seq..head_seq {
+            match self.next_frame(stream).await {
+                ServerFrame::Message(m) => messages.push(m),
+                other => panic!("expected a replayed message, got {other:?}"),
+            }
+        }
+        (joined, messages)
+    }
+
+    /// Send a message and wait for its ack, skipping the echo; returns the acked seq.
+    pub async fn say(&mut self, stream: u64, client_id: u64, body: &str) -> u64 {
+        self.send(
+            stream,
+            &ClientFrame::Send {
+                client_id,
+                body: body.to_owned(),
+            },
+        )
+        .await;
+        loop {
+            match self.next_frame(stream).await {
+                ServerFrame::Sent {
+                    client_id: id, seq, ..
+                } if id == client_id => return seq,
+                ServerFrame::Message(m) => self.backlog.push_back((stream, m)),
+                other => panic!("expected Sent, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next live message on `stream`, skipping acks.
+    pub async fn next_message(&mut self, stream: u64) -> quibble_protocol::ChatMessage {
+        if let Some(i) = self.backlog.iter().position(|(s, _)| *s == stream) {
+            if let Some((_, m)) = self.backlog.remove(i) {
+                return m;
+            }
+        }
+        loop {
+            match self.next_frame(stream).await {
+                ServerFrame::Message(m) => return m,
+                ServerFrame::Sent { .. } => {}
+                other => panic!("expected a message, got {other:?}"),
+            }
+        }
+    }
+
+    pub fn is_websocket(&self) -> bool {
+        matches!(self.inner, RawInner::Ws(_))
+    }
+
+    pub async fn close(self) {
+        match self.inner {
+            RawInner::Ws(mut sink) => {
+                let _ = sink.close().await;
+            }
+            RawInner::Wt { conn, .. } => conn.close(wtransport::VarInt::from_u32(0), b"bye"),
+        }
+    }
+}
