@@ -5,6 +5,7 @@ pub mod auth;
 pub mod chat;
 pub mod config;
 pub mod http;
+pub mod metrics;
 pub mod server;
 pub mod state;
 pub mod store;

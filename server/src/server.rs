@@ -59,6 +59,7 @@ impl Server {
         })?;
         let names = certificate_names(&config.listen);
         let certs = Arc::new(Certificates::load(config.tls.as_ref(), names).await?);
+        crate::metrics::handle();
         let hub = Hub::default();
         let publisher = hub.clone();
         let store = Store::open(

@@ -123,6 +123,22 @@ async fn connection_level_errors_close_the_connection_only() {
         }
         expect_closed(&mut peer, ErrorCode::FrameTooLarge).await;
     }
+    // Each refused connection was counted, by code (one per transport).
+    let metrics = reqwest::get(format!("{}/metrics", server.http()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for code in [
+        "unauthorized",
+        "unsupported_version",
+        "protocol_violation",
+        "bad_frame",
+    ] {
+        let line = format!("quibble_connection_errors_total{{code=\"{code}\"}} 2");
+        assert!(metrics.contains(&line), "missing {line} in:\n{metrics}");
+    }
     still_works(&server, &token, room).await;
 }
 

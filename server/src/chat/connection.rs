@@ -26,14 +26,30 @@ pub struct ConnIo {
     /// Conversation streams as the peer opens them.
     pub streams: mpsc::Receiver<StreamIo>,
     pub peer: SocketAddr,
+    /// `webtransport` or `websocket`, for metrics.
+    pub transport: &'static str,
 }
 
 /// Serve a connection until it ends; the transport then closes it with the returned reason.
 pub async fn serve(state: AppState, io: ConnIo) -> CloseReason {
+    let transport = io.transport;
+    metrics::counter!(crate::metrics::CONNECTIONS, "transport" => transport).increment(1);
+    let open = metrics::gauge!(crate::metrics::CONNECTIONS_OPEN, "transport" => transport);
+    open.increment(1.0);
+    let reason = run(state, io).await;
+    open.decrement(1.0);
+    if let Some(code) = reason.code {
+        crate::metrics::error(crate::metrics::CONNECTION_ERRORS, code);
+    }
+    reason
+}
+
+async fn run(state: AppState, io: ConnIo) -> CloseReason {
     let ConnIo {
         mut control,
         mut streams,
         peer,
+        ..
     } = io;
     let user = match hello(&state, &mut control).await {
         Ok(user) => user,

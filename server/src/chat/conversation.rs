@@ -64,8 +64,14 @@ pub async fn serve(ctx: Arc<ConnCtx>, mut io: StreamIo) {
     };
     let frame = match end {
         End::Quiet => return,
-        End::Error(code, reason) => ServerFrame::Error { code, reason },
-        End::Lagged(resume_from) => ServerFrame::Lagged { resume_from },
+        End::Error(code, reason) => {
+            crate::metrics::error(crate::metrics::STREAM_ERRORS, code);
+            ServerFrame::Error { code, reason }
+        }
+        End::Lagged(resume_from) => {
+            metrics::counter!(crate::metrics::STREAMS_LAGGED).increment(1);
+            ServerFrame::Lagged { resume_from }
+        }
     };
     // Best effort: a peer too slow to take one more frame learns it from the reset.
     let _ = io.outbound.try_send(encode_frame(&frame));
@@ -217,9 +223,19 @@ fn append(
     let author = ctx.user.id;
     let author_name = ctx.user.username.clone();
     Box::pin(async move {
+        let started = std::time::Instant::now();
         let result = store
             .append(conversation, author, &author_name, client_id, &body)
             .await;
+        if matches!(
+            &result,
+            Ok(Appended {
+                duplicate: false,
+                ..
+            })
+        ) {
+            crate::metrics::append_latency(started.elapsed());
+        }
         (client_id, result)
     })
 }

@@ -39,6 +39,7 @@ pub fn router(state: AppState, web_dir: Option<&std::path::Path>) -> Router {
         .nest("/api", api)
         .route("/ws", get(ws::upgrade))
         .route("/healthz", get(status::health))
+        .route("/metrics", get(crate::metrics::render))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
         .merge(web::routes(web_dir))

@@ -38,6 +38,8 @@ pub async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     let Ok(permit) = state.connections.clone().try_acquire_owned() else {
+        metrics::counter!(crate::metrics::CONNECTIONS_REFUSED, "transport" => "websocket")
+            .increment(1);
         return ApiError::overloaded().into_response();
     };
     ws.max_message_size(MAX_FRAME_LEN + ENVELOPE_SLACK)
@@ -76,6 +78,7 @@ async fn handle(
             control,
             streams: streams_rx,
             peer,
+            transport: "websocket",
         },
     )
     .await;

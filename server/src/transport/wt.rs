@@ -89,6 +89,8 @@ async fn handle(state: AppState, incoming: IncomingSession) {
     }
     let Ok(permit) = state.connections.clone().try_acquire_owned() else {
         tracing::warn!(%peer, "connection limit reached; refusing WebTransport session");
+        metrics::counter!(crate::metrics::CONNECTIONS_REFUSED, "transport" => "webtransport")
+            .increment(1);
         request.too_many_requests().await;
         return;
     };
@@ -130,6 +132,7 @@ async fn handle(state: AppState, incoming: IncomingSession) {
             control,
             streams: streams_rx,
             peer,
+            transport: "webtransport",
         },
     )
     .await;

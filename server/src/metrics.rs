@@ -1,0 +1,56 @@
+//! Prometheus metrics: the names the server records, the process-wide recorder, and the
+//! `/metrics` text endpoint.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use axum::http::header;
+use axum::response::IntoResponse;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use quibble_protocol::ErrorCode;
+
+/// Realtime connections accepted, by transport.
+pub const CONNECTIONS: &str = "quibble_connections_total";
+/// Realtime connections open now, by transport.
+pub const CONNECTIONS_OPEN: &str = "quibble_connections_open";
+/// Connections refused at the limit, by transport.
+pub const CONNECTIONS_REFUSED: &str = "quibble_connections_refused_total";
+/// Connections closed with an error, by code (`bad_frame`, `frame_too_large`, …).
+pub const CONNECTION_ERRORS: &str = "quibble_connection_errors_total";
+/// Conversation streams closed with an error, by code.
+pub const STREAM_ERRORS: &str = "quibble_stream_errors_total";
+/// Conversation streams cut for lagging behind the live feed.
+pub const STREAMS_LAGGED: &str = "quibble_streams_lagged_total";
+/// Messages made durable.
+pub const MESSAGES_APPENDED: &str = "quibble_messages_appended_total";
+/// Seconds from receiving a `Send` to its durable ack.
+pub const APPEND_SECONDS: &str = "quibble_append_seconds";
+
+/// Install the process-wide recorder (once) and return its handle.
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        // Fails only if another recorder is installed; then this handle renders nothing.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+pub fn error(name: &'static str, code: ErrorCode) {
+    metrics::counter!(name, "code" => code.as_str()).increment(1);
+}
+
+pub fn append_latency(elapsed: Duration) {
+    metrics::counter!(MESSAGES_APPENDED).increment(1);
+    metrics::histogram!(APPEND_SECONDS).record(elapsed.as_secs_f64());
+}
+
+/// `GET /metrics`
+pub async fn render() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        handle().render(),
+    )
+}
