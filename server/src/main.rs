@@ -79,7 +79,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("cannot start the server")?;
     let mut out = std::io::stdout().lock();
     for (i, addr) in server.addrs().iter().enumerate() {
-        let url = format!("http://{addr}/");
+        let url = format!("{}://{addr}/", server.scheme());
         if i == 0 {
             writeln!(out, "quibble listening on {url}")?;
         } else {

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use axum::serve::ListenerExt;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::timeout;
@@ -18,6 +19,7 @@ use wtransport::endpoint::endpoint_side::Server as ServerSide;
 use crate::chat::hub::Hub;
 use crate::config::Config;
 use crate::http::login_limit::LoginLimiter;
+use crate::http::tls_listener::TlsListener;
 use crate::state::AppState;
 use crate::store::{Store, StoreError};
 use crate::tls::{Certificates, TlsError};
@@ -38,6 +40,8 @@ pub enum ServeError {
     Bind { addr: SocketAddr, source: io::Error },
     #[error("no address to listen on")]
     NoAddress,
+    #[error("cannot use the certificate for HTTPS: {0}")]
+    Https(#[from] wtransport::tls::rustls::Error),
 }
 
 /// A bound server, ready to run.
@@ -48,6 +52,8 @@ pub struct Server {
     listeners: Vec<tokio::net::TcpListener>,
     addrs: Vec<SocketAddr>,
     web_dir: Option<PathBuf>,
+    /// TLS for HTTP, when certificate files are configured.
+    https: Option<Arc<wtransport::tls::rustls::ServerConfig>>,
 }
 
 impl Server {
@@ -59,6 +65,10 @@ impl Server {
         })?;
         let names = certificate_names(&config.listen);
         let certs = Arc::new(Certificates::load(config.tls.as_ref(), names).await?);
+        let https = match &config.tls {
+            Some(_) => Some(crate::http::tls_listener::server_config(&certs.identity())?),
+            None => None,
+        };
         crate::metrics::handle();
         let hub = Hub::default();
         let publisher = hub.clone();
@@ -104,12 +114,22 @@ impl Server {
             listeners,
             addrs,
             web_dir: config.web_dir.or_else(crate::http::web::default_dir),
+            https,
         })
     }
 
     /// The bound addresses (HTTP on TCP and WebTransport on UDP, same port).
     pub fn addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// `https` with configured certificate files, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.https.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     /// Serve until `stop` completes, then shut down gracefully.
@@ -120,25 +140,44 @@ impl Server {
             endpoints,
             listeners,
             web_dir,
-            ..
+            https,
+            addrs,
         } = self;
         let mut tasks = JoinSet::new();
         for (_, endpoint) in &endpoints {
             tasks.spawn(wt::accept_loop(state.clone(), endpoint.clone()));
         }
-        for listener in listeners {
+        for (listener, addr) in listeners.into_iter().zip(addrs) {
             let app = crate::http::router(state.clone(), web_dir.as_deref())
                 .into_make_service_with_connect_info::<SocketAddr>();
             let down = state.clone();
-            tasks.spawn(async move {
-                let graceful = async move { down.shutting_down().await };
-                if let Err(e) = axum::serve(listener, app)
-                    .with_graceful_shutdown(graceful)
-                    .await
-                {
-                    tracing::error!("HTTP server failed: {e}");
+            let graceful = async move { down.shutting_down().await };
+            match &https {
+                Some(tls) => {
+                    let listener = TlsListener::new(listener, tls.clone())
+                        .map_err(|source| ServeError::Bind { addr, source })?
+                        // Tapping makes axum's `ConnectInfo<SocketAddr>` available.
+                        .tap_io(|_| ());
+                    tasks.spawn(async move {
+                        let served = axum::serve(listener, app)
+                            .with_graceful_shutdown(graceful)
+                            .await;
+                        if let Err(e) = served {
+                            tracing::error!("HTTPS server failed: {e}");
+                        }
+                    });
                 }
-            });
+                None => {
+                    tasks.spawn(async move {
+                        let served = axum::serve(listener, app)
+                            .with_graceful_shutdown(graceful)
+                            .await;
+                        if let Err(e) = served {
+                            tracing::error!("HTTP server failed: {e}");
+                        }
+                    });
+                }
+            }
         }
         let housekeeping = tokio::spawn(housekeeping(state.clone(), endpoints.clone()));
 

@@ -7,6 +7,7 @@ pub mod extract;
 pub mod login_limit;
 pub mod rooms;
 pub mod status;
+pub mod tls_listener;
 pub mod web;
 
 use axum::Router;

@@ -30,11 +30,17 @@ pub struct TestServer {
 
 impl TestServer {
     pub fn start(data_dir: &Path) -> TestServer {
+        Self::start_with(data_dir, &[])
+    }
+
+    /// Start with extra `quibble serve` arguments.
+    pub fn start_with(data_dir: &Path, extra: &[&str]) -> TestServer {
         let stderr_log = data_dir.with_extension("log");
         let log = std::fs::File::create(&stderr_log).expect("create log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_quibble"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(extra)
             .env("RUST_LOG", "info,quibble_server=debug")
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))

@@ -1,0 +1,146 @@
+//! A CA-issued certificate from PEM files: HTTPS on the TCP port and WebTransport on the UDP
+//! port both present it, and clients that trust the CA connect without pinning a hash.
+
+mod support;
+
+use std::sync::Arc;
+
+use quibble_protocol::{ClientFrame, PROTOCOL_VERSION, ServerFrame, codec};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use support::TestServer;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wtransport::tls::rustls;
+use wtransport::tls::rustls::pki_types::ServerName;
+
+struct Pki {
+    ca_der: rustls::pki_types::CertificateDer<'static>,
+}
+
+/// Make a CA and a server certificate for 127.0.0.1 it signed; write the server's PEM files.
+fn make_pki(dir: &std::path::Path) -> Pki {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca)
+        .unwrap();
+    std::fs::write(dir.join("cert.pem"), leaf.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), leaf_key.serialize_pem()).unwrap();
+    Pki {
+        ca_der: ca.der().clone(),
+    }
+}
+
+fn roots(pki: &Pki) -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.ca_der.clone()).unwrap();
+    roots
+}
+
+#[tokio::test]
+async fn configured_certificate_serves_https_and_webtransport() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki(dir.path());
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    let server = TestServer::start_with(
+        &dir.path().join("data"),
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+
+    // HTTPS, trusting only the CA.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots(&pki))
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .unwrap();
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let mut tls = connector
+        .connect(name, tcp)
+        .await
+        .expect("TLS with the CA's certificate");
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    tls.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains(r#""status":"ok""#), "{response}");
+
+    // Plain HTTP on the TLS port gets nowhere.
+    let mut plain = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .unwrap();
+    plain
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(support::WAIT, plain.read_to_end(&mut buf)).await;
+    assert!(!String::from_utf8_lossy(&buf).contains("200 OK"));
+
+    // WebTransport presents the same certificate: a client trusting the CA gets in.
+    let token = {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+            .await
+            .unwrap();
+        let mut tls = connector
+            .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+            .await
+            .unwrap();
+        let body = r#"{"username":"alice","password":"correct horse"}"#;
+        let request = format!(
+            "POST /api/signup HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        tls.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        tls.read_to_string(&mut response).await.unwrap();
+        assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+        let json = &response[response.find("\r\n\r\n").unwrap() + 4..];
+        let value: serde_json::Value = serde_json::from_str(json).unwrap();
+        value["token"].as_str().unwrap().to_owned()
+    };
+    let wt_tls = wtransport::tls::client::build_default_tls_config(Arc::new(roots(&pki)), None);
+    let config = wtransport::ClientConfig::builder()
+        .with_bind_default()
+        .with_custom_tls(wt_tls)
+        .build();
+    let endpoint = wtransport::Endpoint::client(config).unwrap();
+    let conn = endpoint
+        .connect(format!("https://127.0.0.1:{}/wt", server.port))
+        .await
+        .expect("WebTransport with the CA's certificate");
+    let (mut send, mut recv) = conn.open_bi().await.unwrap().await.unwrap();
+    let hello = codec::encode(&ClientFrame::Hello {
+        version: PROTOCOL_VERSION,
+        token,
+    })
+    .unwrap();
+    send.write_all(&hello).await.unwrap();
+    let mut decoder = codec::Decoder::new();
+    let mut buf = vec![0u8; 4096];
+    let welcome = loop {
+        let n = recv.read(&mut buf).await.unwrap().expect("stream open");
+        decoder.push(&buf[..n]);
+        if let Some(frame) = decoder.next_frame::<ServerFrame>().unwrap() {
+            break frame;
+        }
+    };
+    assert!(
+        matches!(welcome, ServerFrame::Welcome { .. }),
+        "{welcome:?}"
+    );
+}
