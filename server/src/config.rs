@@ -43,6 +43,9 @@ pub struct Limits {
     pub heartbeat: Duration,
     /// Messages a connection may have in flight to the store at once.
     pub max_inflight_sends: usize,
+    /// Messages per second one user may send, sustained, and in a burst.
+    pub messages_per_second: u32,
+    pub message_burst: u32,
     /// Conversation streams one connection may hold open.
     pub max_streams_per_connection: usize,
     /// How long shutdown waits for connections to drain.
@@ -56,6 +59,8 @@ impl Default for Limits {
             hello_timeout: Duration::from_secs(10),
             heartbeat: Duration::from_secs(10),
             max_inflight_sends: 64,
+            messages_per_second: 50,
+            message_burst: 200,
             max_streams_per_connection: 256,
             drain_timeout: Duration::from_secs(5),
         }
@@ -71,6 +76,8 @@ pub struct FileConfig {
     pub tls: Option<TlsFiles>,
     pub web_dir: Option<PathBuf>,
     pub max_connections: Option<usize>,
+    pub messages_per_second: Option<u32>,
+    pub message_burst: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -138,6 +145,12 @@ impl Config {
         let mut limits = Limits::default();
         if let Some(n) = file.max_connections {
             limits.max_connections = n;
+        }
+        if let Some(n) = file.messages_per_second {
+            limits.messages_per_second = n;
+        }
+        if let Some(n) = file.message_burst {
+            limits.message_burst = n;
         }
         Ok(Config {
             data_dir: cli

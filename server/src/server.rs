@@ -17,6 +17,7 @@ use wtransport::Endpoint;
 use wtransport::endpoint::endpoint_side::Server as ServerSide;
 
 use crate::chat::hub::Hub;
+use crate::chat::send_limit::SendLimiter;
 use crate::config::Config;
 use crate::http::login_limit::LoginLimiter;
 use crate::http::tls_listener::TlsListener;
@@ -104,6 +105,10 @@ impl Server {
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
             limits: Arc::new(config.limits.clone()),
             login_limiter: Arc::new(LoginLimiter::default()),
+            send_limiter: Arc::new(SendLimiter::new(
+                config.limits.messages_per_second,
+                config.limits.message_burst,
+            )),
             shutdown: shutdown_rx,
             webtransport_port: port,
         };
@@ -217,6 +222,7 @@ async fn housekeeping(state: AppState, endpoints: Vec<(SocketAddr, Arc<Endpoint<
     loop {
         ticker.tick().await;
         state.login_limiter.retain_recent();
+        state.send_limiter.retain_recent();
         match state.certs.rotate_if_due(SystemTime::now()) {
             Ok(Some(identity)) => {
                 for (addr, endpoint) in &endpoints {

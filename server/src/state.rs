@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tokio::sync::{Semaphore, watch};
 
 use crate::chat::hub::Hub;
+use crate::chat::send_limit::SendLimiter;
 use crate::config::Limits;
 use crate::http::login_limit::LoginLimiter;
 use crate::store::Store;
@@ -18,6 +19,7 @@ pub struct AppState {
     pub certs: Arc<Certificates>,
     pub limits: Arc<Limits>,
     pub login_limiter: Arc<LoginLimiter>,
+    pub send_limiter: Arc<SendLimiter>,
     /// One permit per live realtime connection; shutdown waits until all are back.
     pub connections: Arc<Semaphore>,
     /// Flips to `true` when the server starts shutting down.

@@ -262,3 +262,73 @@ async fn stream_level_errors_close_that_stream_only() {
     assert_eq!(rooms["rooms"][0]["head_seq"].as_u64(), Some(2));
     still_works(&server, &token, room).await;
 }
+
+#[tokio::test]
+async fn a_flood_is_refused_with_rate_limited_and_nothing_half_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("quibble.toml");
+    std::fs::write(&config, "messages_per_second = 5\nmessage_burst = 10\n").unwrap();
+    let server = TestServer::start_with(
+        &dir.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    );
+    let api = server.api();
+    let token = api.signup("flooder").await;
+    let room = api.create_room(&token, "lobby").await;
+
+    for (i, mut peer) in peers(&server).await.into_iter().enumerate() {
+        assert!(matches!(
+            peer.hello(&token).await,
+            ServerFrame::Welcome { .. }
+        ));
+        peer.join(1, room, None).await;
+        let ids: Vec<u64> = (0..100).map(|_| rand_id()).collect();
+        for id in &ids {
+            peer.send(
+                1,
+                &ClientFrame::Send {
+                    client_id: *id,
+                    body: "spam".into(),
+                },
+            )
+            .await;
+        }
+        let (mut sent, mut refused) = (Vec::new(), Vec::new());
+        while sent.len() + refused.len() < ids.len() {
+            match peer.next_frame(1).await {
+                ServerFrame::Sent { client_id, .. } => sent.push(client_id),
+                ServerFrame::Rejected {
+                    client_id,
+                    code,
+                    reason,
+                } => {
+                    assert_eq!(code, ErrorCode::RateLimited);
+                    assert!(reason.contains("retry in"), "{reason}");
+                    refused.push(client_id);
+                }
+                ServerFrame::Message(_) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let mut answered: Vec<u64> = sent.iter().chain(&refused).copied().collect();
+        answered.sort_unstable();
+        assert_eq!(answered, ids, "every send gets exactly one answer");
+        if i == 0 {
+            assert!(sent.len() >= 10, "the burst passes: {}", sent.len());
+        } else {
+            assert!(
+                sent.len() < 10,
+                "the quota is per user, not per connection: {}",
+                sent.len()
+            );
+        }
+        assert!(
+            refused.len() >= 50,
+            "the flood is refused: {}",
+            refused.len()
+        );
+        // The connection is still fine.
+        peer.send(0, &ClientFrame::Ping { nonce: 1 }).await;
+        assert_eq!(peer.next_frame(0).await, ServerFrame::Pong { nonce: 1 });
+    }
+}

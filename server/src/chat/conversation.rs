@@ -134,10 +134,12 @@ async fn run(ctx: &ConnCtx, io: &mut StreamIo) -> Result<(), End> {
                 Some(Inbound::Invalid(e)) => return Err(End::Error(decode_error_code(&e), e.to_string())),
                 Some(Inbound::Frame(frame)) => match frame {
                     ClientFrame::Send { client_id, body } => {
-                        if let Err(reason) = check_body(&body) {
-                            send(io, &ServerFrame::Rejected { client_id, code: ErrorCode::InvalidInput, reason }).await?;
-                        } else {
-                            inflight.push_back(append(ctx, conversation, client_id, body));
+                        let refusal = check_body(&body)
+                            .map_err(|reason| (ErrorCode::InvalidInput, reason))
+                            .and_then(|()| state.send_limiter.check(ctx.user.id).map_err(|reason| (ErrorCode::RateLimited, reason)));
+                        match refusal {
+                            Ok(()) => inflight.push_back(append(ctx, conversation, client_id, body)),
+                            Err((code, reason)) => send(io, &ServerFrame::Rejected { client_id, code, reason }).await?,
                         }
                     }
                     ClientFrame::History { before_seq, limit } => {

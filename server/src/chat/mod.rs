@@ -5,4 +5,5 @@
 pub mod connection;
 pub mod conversation;
 pub mod hub;
+pub mod send_limit;
 pub mod stream;
