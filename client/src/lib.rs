@@ -1,1 +1,43 @@
-//! placeholder
+//! Native Quibble client: a REST client for accounts and rooms ([`Api`]) and a realtime
+//! [`Client`] that drives the protocol's sans-IO session over WebTransport (wtransport) or a
+//! WebSocket fallback, reconnecting and resuming by itself.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use quibble_client::{Api, Client, ClientEvent, ClientOptions, Event};
+//!
+//! let api = Api::new("http://127.0.0.1:4433")?;
+//! let login = api.login("alice", "correct horse").await?;
+//! let room = api.rooms(&login.token).await?.into_iter().next().ok_or("no rooms")?;
+//! let client = Client::connect(ClientOptions::new("http://127.0.0.1:4433", login.token)).await?;
+//! client.join(room.id);
+//! let id = client.send(room.id, "hello");
+//! while let Some(event) = client.next_event().await {
+//!     if let ClientEvent::Session(Event::Sent { client_id, seq, .. }) = event {
+//!         if client_id == id {
+//!             println!("sent as #{seq}");
+//!             break;
+//!         }
+//!     }
+//! }
+//! client.close().await;
+//! # Ok(())
+//! # }
+//! ```
+
+mod api;
+mod client;
+mod driver;
+mod endpoints;
+mod error;
+mod transport;
+
+pub use api::{Api, CertInfo, Login, Role, Room, User};
+pub use client::{Client, ClientEvent, ClientOptions};
+pub use endpoints::ServerUrl;
+pub use error::{ApiError, ClientError, InvalidUrl, TransportError};
+pub use transport::{TransportChoice, TransportKind};
+
+pub use quibble_protocol as protocol;
+pub use quibble_protocol::session::Event;
+pub use quibble_protocol::{ChatMessage, ConversationId, ErrorCode, UserId};

@@ -217,3 +217,46 @@ async fn a_resend_with_the_same_client_id_is_not_duplicated() {
     assert_eq!(status, 200);
     assert_eq!(rooms["rooms"][0]["head_seq"].as_u64(), Some(2));
 }
+
+#[tokio::test]
+async fn pipelined_sends_keep_their_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("data"));
+    let api = server.api();
+    let tokens = [api.signup("alice").await, api.signup("bob").await];
+    let room = api.create_room(&tokens[0], "lobby").await;
+    for (round, mut peer) in [
+        RawPeer::webtransport(&server).await,
+        RawPeer::websocket(&server).await,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // One user per round: each has its own rate quota.
+        peer.hello(&tokens[round]).await;
+        peer.join(1, room, None).await;
+        let base = round as u64 * 150;
+        // All sends go out before any ack is read, so many are in flight at once.
+        for i in 1..=150u64 {
+            peer.send(
+                1,
+                &ClientFrame::Send {
+                    client_id: base + i,
+                    body: format!("n{}", base + i),
+                },
+            )
+            .await;
+        }
+        let mut acked = 0;
+        while acked < 150 {
+            match peer.next_frame(1).await {
+                ServerFrame::Sent { client_id, seq, .. } => {
+                    assert_eq!(seq, client_id, "seq follows send order");
+                    acked += 1;
+                }
+                ServerFrame::Message(m) => assert_eq!(m.body, format!("n{}", m.seq)),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+}

@@ -138,7 +138,7 @@ async fn run(ctx: &ConnCtx, io: &mut StreamIo) -> Result<(), End> {
                             .map_err(|reason| (ErrorCode::InvalidInput, reason))
                             .and_then(|()| state.send_limiter.check(ctx.user.id).map_err(|reason| (ErrorCode::RateLimited, reason)));
                         match refusal {
-                            Ok(()) => inflight.push_back(append(ctx, conversation, client_id, body)),
+                            Ok(()) => inflight.push_back(append(ctx, conversation, client_id, &body).await?),
                             Err((code, reason)) => send(io, &ServerFrame::Rejected { client_id, code, reason }).await?,
                         }
                     }
@@ -215,20 +215,23 @@ async fn replay(
     }
 }
 
-fn append(
+/// Queue the message with the store now (so one stream's messages get seqs in the order they
+/// were sent) and return the wait for its commit.
+async fn append(
     ctx: &ConnCtx,
     conversation: ConversationId,
     client_id: u64,
-    body: String,
-) -> PendingAppend {
-    let store = ctx.state.store.clone();
-    let author = ctx.user.id;
-    let author_name = ctx.user.username.clone();
-    Box::pin(async move {
-        let started = std::time::Instant::now();
-        let result = store
-            .append(conversation, author, &author_name, client_id, &body)
-            .await;
+    body: &str,
+) -> Result<PendingAppend, End> {
+    let started = std::time::Instant::now();
+    let user = &ctx.user;
+    let pending = ctx
+        .state
+        .store
+        .queue_append(conversation, user.id, &user.username, client_id, body)
+        .await?;
+    Ok(Box::pin(async move {
+        let result = pending.await;
         if matches!(
             &result,
             Ok(Appended {
@@ -239,7 +242,7 @@ fn append(
             crate::metrics::append_latency(started.elapsed());
         }
         (client_id, result)
-    })
+    }))
 }
 
 async fn history(

@@ -10,7 +10,7 @@ use redb::ReadableTable;
 use super::records::{MessageRecord, decode, encode};
 use super::tables::{HEADS, MESSAGES, WriteTables};
 use super::writer::Request;
-use super::{Store, StoreError, rooms};
+use super::{Pending, Store, StoreError, rooms};
 
 /// The outcome of [`Store::append`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,9 +35,24 @@ impl Store {
         client_id: u64,
         body: &str,
     ) -> Result<Appended, StoreError> {
+        self.queue_append(conversation, author, author_name, client_id, body)
+            .await?
+            .await
+    }
+
+    /// Queue an append and return its commit to await later. Appends one caller queues are
+    /// applied (and given seqs) in the order queued, so a sender can pipeline its messages.
+    pub async fn queue_append(
+        &self,
+        conversation: ConversationId,
+        author: UserId,
+        author_name: &str,
+        client_id: u64,
+        body: &str,
+    ) -> Result<Pending<Appended>, StoreError> {
         let author_name = author_name.to_owned();
         let body = body.to_owned();
-        self.request(|reply| Request::Append {
+        self.submit(|reply| Request::Append {
             conversation,
             author,
             author_name,

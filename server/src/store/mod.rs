@@ -34,6 +34,22 @@ pub use rooms::Room;
 use tables::{META, META_CLOCK_MS, META_EPOCH, META_SCHEMA_VERSION, SCHEMA_VERSION, WriteTables};
 use writer::{Reply, Request};
 
+/// A write the writer has queued; resolves once it is committed (or failed).
+pub struct Pending<T>(oneshot::Receiver<Result<T, StoreError>>);
+
+impl<T> std::future::Future for Pending<T> {
+    type Output = Result<T, StoreError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|answer| answer.unwrap_or(Err(StoreError::Closed)))
+    }
+}
+
 /// Called by the writer thread once per newly appended message, after its commit is durable
 /// and before the appender hears back (see [`Store::open`]).
 pub type CommitHook = Box<dyn Fn(&ChatMessage) + Send + Sync>;
@@ -172,6 +188,15 @@ impl Store {
 
     /// Sends a request to the writer and waits for its answer, which comes after the commit.
     async fn request<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, StoreError> {
+        self.submit(make).await?.await
+    }
+
+    /// Queues a request with the writer (waiting only for room in its queue) and returns the
+    /// answer to come. Requests are applied in the order they were queued.
+    async fn submit<T>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> Request,
+    ) -> Result<Pending<T>, StoreError> {
         let sender = self
             .inner
             .sender
@@ -184,7 +209,7 @@ impl Store {
             .send(make(reply))
             .await
             .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        Ok(Pending(answer))
     }
 
     /// Begins a read transaction on the latest committed state.

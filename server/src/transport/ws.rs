@@ -211,28 +211,22 @@ fn binary(data: Vec<u8>) -> Message {
     Message::Binary(Bytes::from(data))
 }
 
-/// Write queued messages, feeding everything already queued before one flush.
+/// Write queued messages, feeding everything already queued before one flush; stop after a
+/// close frame, or when the peer takes nothing for [`WRITE_STALL`].
 async fn write_socket(mut sink: SplitSink<WebSocket, Message>, mut queue: mpsc::Receiver<Message>) {
     while let Some(first) = queue.recv().await {
-        let closing = matches!(first, Message::Close(_));
+        let mut closing = matches!(first, Message::Close(_));
         let batch = async {
             sink.feed(first).await?;
             while !closing {
-                match queue.try_recv() {
-                    Ok(next) => {
-                        let is_close = matches!(next, Message::Close(_));
-                        sink.feed(next).await?;
-                        if is_close {
-                            break;
-                        }
-                    }
-                    Err(_) => break,
-                }
+                let Ok(next) = queue.try_recv() else { break };
+                closing = matches!(next, Message::Close(_));
+                sink.feed(next).await?;
             }
-            sink.flush().await
+            sink.flush().await.map(|()| closing)
         };
         match timeout(WRITE_STALL, batch).await {
-            Ok(Ok(())) if !closing => {}
+            Ok(Ok(false)) => {}
             _ => return,
         }
     }

@@ -317,7 +317,7 @@ impl RawPeer {
                     .expect("ws send");
             }
             RawInner::Wt { conn, streams } => {
-                if !streams.contains_key(&stream) {
+                if let std::collections::hash_map::Entry::Vacant(slot) = streams.entry(stream) {
                     let (send, mut recv) =
                         conn.open_bi().await.expect("open").await.expect("opened");
                     let tx = self.events.clone();
@@ -340,7 +340,7 @@ impl RawPeer {
                             }
                         }
                     });
-                    streams.insert(stream, send);
+                    slot.insert(send);
                 }
                 let send = streams.get_mut(&stream).expect("stream");
                 send.write_all(bytes).await.expect("wt write");
@@ -443,10 +443,10 @@ impl RawPeer {
 
     /// The next live message on `stream`, skipping acks.
     pub async fn next_message(&mut self, stream: u64) -> quibble_protocol::ChatMessage {
-        if let Some(i) = self.backlog.iter().position(|(s, _)| *s == stream) {
-            if let Some((_, m)) = self.backlog.remove(i) {
-                return m;
-            }
+        if let Some(i) = self.backlog.iter().position(|(s, _)| *s == stream)
+            && let Some((_, m)) = self.backlog.remove(i)
+        {
+            return m;
         }
         loop {
             match self.next_frame(stream).await {

@@ -1,0 +1,162 @@
+//! Command-line arguments of `quibble-chat` (clap derive).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use quibble_client::TransportChoice;
+
+/// Terminal client for the Quibble chat server. Without a command it starts an interactive
+/// chat; the commands are for scripts.
+#[derive(Debug, Parser)]
+#[command(name = "quibble-chat", version)]
+pub struct Cli {
+    /// Server base URL.
+    #[arg(long, global = true, default_value = "http://127.0.0.1:4433")]
+    pub server: String,
+    /// Realtime transport: auto, webtransport or websocket.
+    #[arg(long, global = true, default_value = "auto")]
+    pub transport: TransportChoice,
+    /// Username to sign up or log in with.
+    #[arg(long, global = true)]
+    pub user: Option<String>,
+    /// Password (prefer the environment variable: command lines are visible to other users).
+    #[arg(long, global = true, env = "QUIBBLE_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// PEM file of CA certificates for WebTransport (default: pin the hash from /api/cert).
+    #[arg(long, global = true)]
+    pub ca_cert: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand, PartialEq, Eq)]
+pub enum Command {
+    /// Create the account given by --user and --password.
+    Signup,
+    /// List the rooms, one per line: ID<TAB>NAME<TAB>HEAD_SEQ.
+    Rooms,
+    /// Create a room; prints ID<TAB>NAME.
+    CreateRoom {
+        /// The room's name.
+        name: String,
+    },
+    /// Send a message and wait until the server has stored it; prints `sent SEQ`.
+    Send {
+        /// Room name (case-insensitive).
+        room: String,
+        /// The message; several words are joined with spaces.
+        #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
+        text: Vec<String>,
+    },
+    /// Print a room's last messages, oldest first: SEQ<TAB>AUTHOR<TAB>TEXT.
+    History {
+        /// Room name (case-insensitive).
+        room: String,
+        /// How many messages.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Print new messages as they arrive: AUTHOR<TAB>TEXT (until Ctrl-C or --count). Once
+    /// listening, it says so on stderr.
+    Tail {
+        /// Room name (case-insensitive).
+        room: String,
+        /// Exit after this many messages.
+        #[arg(long)]
+        count: Option<usize>,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("quibble-chat").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults() {
+        let cli = parse(&[]).unwrap();
+        assert_eq!(cli.server, "http://127.0.0.1:4433");
+        assert_eq!(cli.transport, TransportChoice::Auto);
+        assert_eq!(cli.command, None);
+        assert_eq!(cli.ca_cert, None);
+    }
+
+    #[test]
+    fn global_options_go_before_or_after_the_command() {
+        let cli = parse(&[
+            "--server",
+            "http://h:1",
+            "history",
+            "General",
+            "--limit",
+            "5",
+            "--transport",
+            "websocket",
+            "--user",
+            "ann",
+        ])
+        .unwrap();
+        assert_eq!(cli.server, "http://h:1");
+        assert_eq!(cli.transport, TransportChoice::WebSocket);
+        assert_eq!(cli.user.as_deref(), Some("ann"));
+        assert_eq!(
+            cli.command,
+            Some(Command::History {
+                room: "General".into(),
+                limit: 5
+            })
+        );
+        let cli = parse(&["--transport", "webtransport", "rooms"]).unwrap();
+        assert_eq!(cli.transport, TransportChoice::WebTransport);
+        assert!(parse(&["--transport", "carrier-pigeon", "rooms"]).is_err());
+    }
+
+    #[test]
+    fn commands_and_their_arguments() {
+        let cli = parse(&["send", "general", "hello", "-1", "world"]).unwrap();
+        assert_eq!(
+            cli.command,
+            Some(Command::Send {
+                room: "general".into(),
+                text: vec!["hello".into(), "-1".into(), "world".into()],
+            })
+        );
+        assert!(parse(&["send", "general"]).is_err());
+        let cli = parse(&["history", "general"]).unwrap();
+        assert_eq!(
+            cli.command,
+            Some(Command::History {
+                room: "general".into(),
+                limit: 20
+            })
+        );
+        let cli = parse(&["tail", "general", "--count", "3"]).unwrap();
+        assert_eq!(
+            cli.command,
+            Some(Command::Tail {
+                room: "general".into(),
+                count: Some(3)
+            })
+        );
+        let cli = parse(&["create-room", "Book club"]).unwrap();
+        assert_eq!(
+            cli.command,
+            Some(Command::CreateRoom {
+                name: "Book club".into()
+            })
+        );
+        assert_eq!(parse(&["signup"]).unwrap().command, Some(Command::Signup));
+        assert!(parse(&["history", "general", "--limit", "many"]).is_err());
+        assert!(parse(&["frobnicate"]).is_err());
+    }
+}

@@ -1,0 +1,262 @@
+//! The public handle of a realtime connection: [`Client::connect`] starts the driver task and
+//! waits for the server's `Welcome`; the methods pass commands to the driver over a channel
+//! and [`Client::next_event`] hands out what the session reports.
+//!
+//! Client message ids: [`Client::send`] answers at once with the id of the message. The
+//! session numbers sends consecutively from its `client_id_seed`, so the handle draws the same
+//! numbers from its own counter started at the same seed, under a lock that also queues the
+//! command, which keeps both sequences in step (the driver logs an error should they ever
+//! differ).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use quibble_protocol::session::{Event, SessionConfig};
+use quibble_protocol::{ConversationId, UserId};
+use rand::Rng;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use wtransport::tls::CertificateChain;
+use wtransport::tls::rustls::RootCertStore;
+use wtransport::tls::rustls::pki_types::CertificateDer;
+
+use crate::api::Api;
+use crate::driver::{Command, Driver, DriverPorts};
+use crate::endpoints::ServerUrl;
+use crate::error::ClientError;
+use crate::transport::dial::DialConfig;
+use crate::transport::wt::Trust;
+use crate::transport::{CurrentTransport, TransportChoice, TransportKind};
+
+/// How to connect.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// The server's base URL, `http://host:port`.
+    pub server: String,
+    /// A session token from [`Api::login`] or [`Api::signup`].
+    pub token: String,
+    pub transport: TransportChoice,
+    /// A PEM file of CA certificates to verify the WebTransport server with; without one the
+    /// certificate hash from `/api/cert` is pinned.
+    pub ca_cert: Option<PathBuf>,
+}
+
+impl ClientOptions {
+    /// Options with the automatic transport choice and certificate pinning.
+    pub fn new(server: impl Into<String>, token: impl Into<String>) -> Self {
+        ClientOptions {
+            server: server.into(),
+            token: token.into(),
+            transport: TransportChoice::Auto,
+            ca_cert: None,
+        }
+    }
+
+    pub fn transport(mut self, transport: TransportChoice) -> Self {
+        self.transport = transport;
+        self
+    }
+
+    pub fn ca_cert(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_cert = Some(path.into());
+        self
+    }
+}
+
+/// What the application hears from a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// An event of the session: messages, acknowledgements, joins, errors, disconnects.
+    Session(Event),
+    /// A transport connection came up and is now in use (the session then greets the server
+    /// on it; `Session(Event::Connected)` follows once it answers).
+    TransportChanged(TransportKind),
+}
+
+/// A realtime connection to a server, reconnecting by itself until closed.
+///
+/// Commands (`join`, `leave`, `send`, …) are queued for the session and carried out as soon
+/// as it is connected; after the client is closed they are ignored.
+#[derive(Debug)]
+pub struct Client {
+    commands: mpsc::UnboundedSender<Command>,
+    events: tokio::sync::Mutex<mpsc::UnboundedReceiver<ClientEvent>>,
+    /// The next client message id (see the module docs).
+    next_client_id: Mutex<u64>,
+    transport: Arc<CurrentTransport>,
+    driver: Mutex<Option<JoinHandle<()>>>,
+    user: UserId,
+    username: String,
+}
+
+impl Client {
+    /// Connect and wait for the server's `Welcome`. Fails if the first connection cannot be
+    /// made, or the server refuses it ([`ClientError::Unauthorized`] for a bad token).
+    pub async fn connect(options: ClientOptions) -> Result<Client, ClientError> {
+        let server = ServerUrl::parse(&options.server)?;
+        let trust = match &options.ca_cert {
+            Some(path) => Trust::Roots(Arc::new(load_roots(path).await?)),
+            None => Trust::PinnedHash(Api::for_server(server.clone())),
+        };
+        let seed: u64 = rand::rng().random();
+        let (commands, commands_rx) = mpsc::unbounded_channel();
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let (ready_tx, ready) = oneshot::channel();
+        let transport = Arc::new(CurrentTransport::default());
+        let driver = Driver::new(
+            SessionConfig::new(options.token, seed),
+            DialConfig {
+                server,
+                trust,
+                choice: options.transport,
+            },
+            DriverPorts {
+                commands: commands_rx,
+                events: events_tx,
+                ready: ready_tx,
+                transport: transport.clone(),
+            },
+        );
+        let driver = tokio::spawn(driver.run());
+        let welcome = ready.await.map_err(|_| ClientError::Closed)??;
+        Ok(Client {
+            commands,
+            events: tokio::sync::Mutex::new(events),
+            next_client_id: Mutex::new(seed),
+            transport,
+            driver: Mutex::new(Some(driver)),
+            user: welcome.user,
+            username: welcome.username,
+        })
+    }
+
+    /// The account this client is logged in as.
+    pub fn user(&self) -> UserId {
+        self.user
+    }
+
+    pub fn username(&self) -> &str {
+        &self.username
+    }
+
+    /// Join a conversation (and rejoin it after every reconnect). Its recent messages, then
+    /// live ones, arrive as `Event::Message`.
+    pub fn join(&self, conversation: ConversationId) {
+        self.command(Command::Join(conversation));
+    }
+
+    /// Leave a conversation.
+    pub fn leave(&self, conversation: ConversationId) {
+        self.command(Command::Leave(conversation));
+    }
+
+    /// Send a message; returns its client id, which `Event::Sent` (durable) or
+    /// `Event::Rejected` carry back. It is resent after reconnects until acknowledged.
+    pub fn send(&self, conversation: ConversationId, body: impl Into<String>) -> u64 {
+        let mut next = self
+            .next_client_id
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let client_id = take_id(&mut next);
+        self.command(Command::Send {
+            conversation,
+            body: body.into(),
+            client_id,
+        });
+        client_id
+    }
+
+    /// Ask for up to `limit` messages older than the oldest one seen; they arrive as
+    /// `Event::History`. Returns false when nothing older exists or the conversation is not
+    /// joined (then no event follows).
+    pub async fn load_older(
+        &self,
+        conversation: ConversationId,
+        limit: u16,
+    ) -> Result<bool, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::LoadOlder {
+                conversation,
+                limit,
+                reply,
+            })
+            .map_err(|_| ClientError::Closed)?;
+        answer.await.map_err(|_| ClientError::Closed)
+    }
+
+    /// The next event; `None` once the client is closed or the server refused the session for
+    /// good (the last `Session(Event::Error)` says why). Events queue up until taken.
+    pub async fn next_event(&self) -> Option<ClientEvent> {
+        self.events.lock().await.recv().await
+    }
+
+    /// The transport in use, `None` while disconnected.
+    pub fn transport(&self) -> Option<TransportKind> {
+        self.transport.get()
+    }
+
+    /// Close the connection and stop the driver.
+    pub async fn close(&self) {
+        self.command(Command::Close);
+        let driver = self
+            .driver
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(driver) = driver {
+            let _ = driver.await;
+        }
+    }
+
+    fn command(&self, command: Command) {
+        // After close the driver is gone and commands are ignored, as documented.
+        let _ = self.commands.send(command);
+    }
+}
+
+/// The next client id of the sequence the session uses: the seed, then one more per send.
+fn take_id(next: &mut u64) -> u64 {
+    let id = *next;
+    *next = id.wrapping_add(1);
+    id
+}
+
+/// CA roots from a PEM file.
+async fn load_roots(path: &Path) -> Result<RootCertStore, ClientError> {
+    let error = |reason: String| ClientError::CaCert {
+        path: path.to_owned(),
+        reason,
+    };
+    let chain = CertificateChain::load_pemfile(path)
+        .await
+        .map_err(|e| error(e.to_string()))?;
+    let mut roots = RootCertStore::empty();
+    for certificate in chain.as_slice() {
+        roots
+            .add(CertificateDer::from(certificate.der().to_vec()))
+            .map_err(|e| error(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(error("no certificate in the file".into()));
+    }
+    Ok(roots)
+}
+
+#[cfg(test)]
+mod tests {
+    use quibble_protocol::session::Session;
+
+    use super::*;
+
+    #[test]
+    fn the_handle_numbers_sends_as_the_session_does() {
+        let seed = u64::MAX - 1;
+        let mut session = Session::new(SessionConfig::new("token", seed));
+        let mut next = seed;
+        for _ in 0..4 {
+            let promised = take_id(&mut next);
+            assert_eq!(session.send(ConversationId(1), "hi".into()), promised);
+        }
+    }
+}

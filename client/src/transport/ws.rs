@@ -1,0 +1,232 @@
+//! The WebSocket transport (`ws://host:port/ws`): every frame travels as one binary message
+//! in the `protocol::mux` envelope, stream id 0 being the control stream and each
+//! conversation stream getting a fresh id. One task reads and reports, one task writes
+//! (batching whatever is queued into one flush).
+
+use std::time::Duration;
+
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use quibble_protocol::limits::MAX_FRAME_LEN;
+use quibble_protocol::mux;
+use quibble_protocol::session::StreamKey;
+use quibble_protocol::{ErrorCode, ServerFrame, codec};
+use reqwest::Url;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async_with_config};
+
+use super::streams::{CONTROL_ID, INBOUND_QUEUE, Inbound, StreamTable};
+use super::{CloseInfo, TransportEvent, TransportKind};
+use crate::error::TransportError;
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Room for the stream id in front of a frame.
+const ENVELOPE_SLACK: usize = 16;
+/// A socket that accepts nothing for this long is given up.
+const WRITE_STALL: Duration = Duration::from_secs(15);
+
+/// An open WebSocket connection.
+pub(crate) struct WsConnection {
+    out: mpsc::UnboundedSender<Message>,
+    inbound: mpsc::Receiver<Inbound>,
+    /// Each logical stream's current WebSocket stream id.
+    streams: StreamTable<u64>,
+    reader: JoinHandle<()>,
+}
+
+/// Open the WebSocket at `url`.
+pub(crate) async fn connect(url: &Url) -> Result<WsConnection, TransportError> {
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_FRAME_LEN + ENVELOPE_SLACK))
+        .max_frame_size(Some(MAX_FRAME_LEN + ENVELOPE_SLACK));
+    let (socket, _response) = connect_async_with_config(url.as_str(), Some(config), true)
+        .await
+        .map_err(|e| TransportError::Failed {
+            transport: TransportKind::WebSocket,
+            reason: describe(&e),
+        })?;
+    let (sink, source) = socket.split();
+    let (out, out_rx) = mpsc::unbounded_channel();
+    let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE);
+    tokio::spawn(write_socket(sink, out_rx));
+    let reader = tokio::spawn(read_socket(source, inbound_tx));
+    Ok(WsConnection {
+        out,
+        inbound,
+        streams: StreamTable::new(CONTROL_ID),
+        reader,
+    })
+}
+
+fn describe(e: &tungstenite::Error) -> String {
+    match e {
+        tungstenite::Error::Http(response) => {
+            let body = response
+                .body()
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
+            format!(
+                "the server answered HTTP {}: {}",
+                response.status(),
+                body.trim()
+            )
+        }
+        other => other.to_string(),
+    }
+}
+
+impl WsConnection {
+    /// Queue an encoded frame on `stream` (on a new stream id if `fresh`).
+    pub(crate) fn send(&mut self, stream: StreamKey, frame: Vec<u8>, fresh: bool) {
+        let id = match self.streams.get(stream) {
+            Some((_, id)) if !fresh || stream == StreamKey::Control => *id,
+            // The control stream ended: the connection is being reported closed.
+            None if stream == StreamKey::Control => return,
+            _ => {
+                let (id, replaced) = self.streams.open(stream, |id| id);
+                if let Some(old) = replaced {
+                    let _ = self.out.send(binary(mux::finish(old)));
+                }
+                id
+            }
+        };
+        // If the writer is gone, the reader reports the connection lost.
+        let _ = self.out.send(binary(mux::wrap(id, &frame)));
+    }
+
+    pub(crate) async fn recv(&mut self) -> TransportEvent {
+        loop {
+            let Some(inbound) = self.inbound.recv().await else {
+                return TransportEvent::Closed(CloseInfo {
+                    code: None,
+                    reason: "the WebSocket reader stopped".into(),
+                });
+            };
+            if let Some(event) = self.streams.translate(inbound) {
+                return event;
+            }
+        }
+    }
+}
+
+impl Drop for WsConnection {
+    fn drop(&mut self) {
+        // The writer sends a close frame once its queue is dropped with `self`.
+        self.reader.abort();
+    }
+}
+
+fn binary(data: Vec<u8>) -> Message {
+    Message::Binary(data.into())
+}
+
+async fn read_socket(mut source: SplitStream<Socket>, inbound: mpsc::Sender<Inbound>) {
+    let lost = loop {
+        let message = match source.next().await {
+            Some(Ok(message)) => message,
+            Some(Err(e)) => break lost(format!("WebSocket error: {e}")),
+            None => break lost("the server closed the connection".into()),
+        };
+        let report = match message {
+            Message::Binary(data) => match mux::split(&data) {
+                Ok((id, [])) => Inbound::Ended(id),
+                Ok((id, frame)) => match codec::decode_exact::<ServerFrame>(frame, MAX_FRAME_LEN) {
+                    Ok(frame) => Inbound::Frame(id, frame),
+                    Err(e) => {
+                        tracing::warn!(stream = id, "malformed frame from the server: {e}");
+                        Inbound::Ended(id)
+                    }
+                },
+                Err(e) => break lost(format!("malformed message from the server: {e}")),
+            },
+            Message::Close(frame) => break close_info(frame),
+            Message::Text(_) => break lost("the server sent a text message".into()),
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
+        };
+        if inbound.send(report).await.is_err() {
+            return;
+        }
+    };
+    let _ = inbound.send(Inbound::Lost(lost)).await;
+}
+
+fn lost(reason: String) -> CloseInfo {
+    CloseInfo { code: None, reason }
+}
+
+/// Why the server closed: our error codes travel as WebSocket close codes 4000 + n.
+fn close_info(frame: Option<CloseFrame>) -> CloseInfo {
+    let Some(frame) = frame else {
+        return lost("the server closed the connection".into());
+    };
+    let code = u16::from(frame.code);
+    let reason = if frame.reason.is_empty() {
+        format!("the server closed the connection (code {code})")
+    } else {
+        frame.reason.to_string()
+    };
+    CloseInfo {
+        code: code
+            .checked_sub(4000)
+            .and_then(|n| ErrorCode::from_u32(u32::from(n))),
+        reason,
+    }
+}
+
+async fn write_socket(
+    mut sink: SplitSink<Socket, Message>,
+    mut queue: mpsc::UnboundedReceiver<Message>,
+) {
+    while let Some(first) = queue.recv().await {
+        let batch = async {
+            sink.feed(first).await?;
+            while let Ok(next) = queue.try_recv() {
+                sink.feed(next).await?;
+            }
+            sink.flush().await
+        };
+        match timeout(WRITE_STALL, batch).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!("WebSocket write failed: {e}");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!("WebSocket write stalled for {WRITE_STALL:?}");
+                return;
+            }
+        }
+    }
+    let _ = timeout(WRITE_STALL, sink.send(Message::Close(None))).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+    use super::*;
+
+    #[test]
+    fn close_codes_carry_protocol_error_codes() {
+        let info = close_info(Some(CloseFrame {
+            code: CloseCode::from(ErrorCode::Unauthorized.ws_close_code()),
+            reason: "invalid or expired token".into(),
+        }));
+        assert_eq!(info.code, Some(ErrorCode::Unauthorized));
+        assert_eq!(info.reason, "invalid or expired token");
+        let normal = close_info(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        }));
+        assert_eq!(normal.code, None);
+        assert!(normal.reason.contains("1000"));
+        assert_eq!(close_info(None).code, None);
+    }
+}

@@ -1,0 +1,360 @@
+//! The WebTransport transport (`https://host:port/wt` over QUIC, wtransport): the control
+//! stream is the first bidirectional stream, opened while connecting; each conversation stream
+//! is another client-opened bidirectional stream. Frames are written length-prefixed as
+//! encoded and read back with `protocol::codec::Decoder`. The server certificate is trusted
+//! either through a CA certificate or by pinning the hash `/api/cert` publishes (fetched anew
+//! for every connection, since the server rotates its certificate).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quibble_protocol::session::StreamKey;
+use quibble_protocol::{Decoder, ErrorCode, ServerFrame};
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+use wtransport::config::IpBindConfig;
+use wtransport::endpoint::endpoint_side;
+use wtransport::error::{ConnectionError, StreamReadError};
+use wtransport::tls::Sha256Digest;
+use wtransport::tls::rustls::RootCertStore;
+use wtransport::{ClientConfig, Connection, Endpoint, RecvStream, SendStream, VarInt};
+
+use super::streams::{CONTROL_ID, INBOUND_QUEUE, Inbound, StreamTable};
+use super::{CloseInfo, TransportEvent, TransportKind};
+use crate::api::Api;
+use crate::endpoints::ServerUrl;
+use crate::error::TransportError;
+
+/// QUIC keep-alive (the server drops connections idle for 30 s).
+const KEEP_ALIVE: Duration = Duration::from_secs(10);
+/// QUIC idle timeout, as the server's.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bytes read from a stream at a time.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// How the server's certificate is trusted.
+#[derive(Debug, Clone)]
+pub(crate) enum Trust {
+    /// Pin the hash from `/api/cert` (fetched per connection).
+    PinnedHash(Api),
+    /// Verify against these CA roots.
+    Roots(Arc<RootCertStore>),
+}
+
+/// An open WebTransport session.
+pub(crate) struct WtConnection {
+    connection: Connection,
+    /// Kept so that the UDP socket's owner outlives the connection.
+    _endpoint: Endpoint<endpoint_side::Client>,
+    inbound_tx: mpsc::Sender<Inbound>,
+    inbound: mpsc::Receiver<Inbound>,
+    /// Each logical stream's write queue.
+    streams: StreamTable<mpsc::UnboundedSender<Vec<u8>>>,
+}
+
+fn failed(reason: impl Into<String>) -> TransportError {
+    TransportError::Failed {
+        transport: TransportKind::WebTransport,
+        reason: reason.into(),
+    }
+}
+
+/// Open a WebTransport session to `server` and its control stream.
+pub(crate) async fn connect(
+    server: &ServerUrl,
+    trust: &Trust,
+) -> Result<WtConnection, TransportError> {
+    let bind = bind_config(server.host());
+    let (builder, url) = match trust {
+        Trust::Roots(roots) => {
+            let tls = wtransport::tls::client::build_default_tls_config(roots.clone(), None);
+            let builder = ClientConfig::builder()
+                .with_bind_config(bind)
+                .with_custom_tls(tls);
+            (builder, server.webtransport(None))
+        }
+        Trust::PinnedHash(api) => {
+            let cert = api.cert().await.map_err(TransportError::CertFetch)?;
+            let hash = parse_sha256_hex(&cert.sha256_hex)
+                .ok_or_else(|| TransportError::BadCertHash(cert.sha256_hex.clone()))?;
+            let builder = ClientConfig::builder()
+                .with_bind_config(bind)
+                .with_server_certificate_hashes([hash]);
+            (builder, server.webtransport(Some(cert.webtransport_port)))
+        }
+    };
+    let config = builder
+        .keep_alive_interval(Some(KEEP_ALIVE))
+        .max_idle_timeout(Some(IDLE_TIMEOUT))
+        .map_err(|e| failed(format!("bad idle timeout: {e}")))?
+        .build();
+    let endpoint =
+        Endpoint::client(config).map_err(|e| failed(format!("cannot open a UDP socket: {e}")))?;
+    let connection = endpoint
+        .connect(url.as_str())
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let (send, recv) = open_bi(&connection).await.map_err(failed)?;
+    // Control frames (pings, pongs) go first when streams compete for the path.
+    send.set_priority(1);
+
+    let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE);
+    let (control_tx, control_rx) = mpsc::unbounded_channel();
+    tokio::spawn(write_stream(send, control_rx));
+    tokio::spawn(read_stream(
+        CONTROL_ID,
+        recv,
+        inbound_tx.clone(),
+        Some(connection.clone()),
+    ));
+    Ok(WtConnection {
+        connection,
+        _endpoint: endpoint,
+        inbound_tx,
+        inbound,
+        streams: StreamTable::new(control_tx),
+    })
+}
+
+/// Bind the local UDP socket in the server address's family (dual stack for names).
+fn bind_config(host: &str) -> IpBindConfig {
+    match host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
+        Ok(IpAddr::V4(_)) => IpBindConfig::InAddrAnyV4,
+        Ok(IpAddr::V6(_)) => IpBindConfig::InAddrAnyV6,
+        Err(_) => IpBindConfig::InAddrAnyDual,
+    }
+}
+
+/// A SHA-256 digest from 64 hex digits (colons and whitespace between them are ignored).
+pub(crate) fn parse_sha256_hex(hex: &str) -> Option<Sha256Digest> {
+    let digits: Vec<u8> = hex
+        .bytes()
+        .filter(|b| *b != b':' && !b.is_ascii_whitespace())
+        .collect();
+    if digits.len() != 64 {
+        return None;
+    }
+    let mut bytes = [0u8; 32];
+    for (byte, pair) in bytes.iter_mut().zip(digits.chunks_exact(2)) {
+        let pair = std::str::from_utf8(pair).ok()?;
+        *byte = u8::from_str_radix(pair, 16).ok()?;
+    }
+    Some(Sha256Digest::new(bytes))
+}
+
+async fn open_bi(connection: &Connection) -> Result<(SendStream, RecvStream), String> {
+    let opening = connection.open_bi().await.map_err(|e| e.to_string())?;
+    opening.await.map_err(|e| e.to_string())
+}
+
+impl WtConnection {
+    /// Queue an encoded frame on `stream` (on a newly opened stream if `fresh`).
+    pub(crate) fn send(&mut self, stream: StreamKey, frame: Vec<u8>, fresh: bool) {
+        if let Some((_, queue)) = self.streams.get(stream)
+            && (!fresh || stream == StreamKey::Control)
+        {
+            // If the writer is gone, the stream's reader reports its end.
+            let _ = queue.send(frame);
+            return;
+        }
+        if stream == StreamKey::Control {
+            // The control stream ended: the connection is being reported closed.
+            return;
+        }
+        let (queue, frames) = mpsc::unbounded_channel();
+        let _ = queue.send(frame);
+        let (id, _replaced) = self.streams.open(stream, |_| queue);
+        tokio::spawn(run_stream(
+            self.connection.clone(),
+            id,
+            frames,
+            self.inbound_tx.clone(),
+        ));
+    }
+
+    pub(crate) async fn recv(&mut self) -> TransportEvent {
+        loop {
+            // `self` holds a sender, so the queue never ends while it is read.
+            let Some(inbound) = self.inbound.recv().await else {
+                return TransportEvent::Closed(CloseInfo {
+                    code: None,
+                    reason: "the WebTransport readers stopped".into(),
+                });
+            };
+            if let Some(event) = self.streams.translate(inbound) {
+                return event;
+            }
+        }
+    }
+}
+
+impl Drop for WtConnection {
+    fn drop(&mut self) {
+        // Ends every stream task with it.
+        self.connection.close(VarInt::from_u32(0), b"client closed");
+    }
+}
+
+/// Open a conversation stream, then read it and write its queued frames.
+async fn run_stream(
+    connection: Connection,
+    id: u64,
+    frames: mpsc::UnboundedReceiver<Vec<u8>>,
+    inbound: mpsc::Sender<Inbound>,
+) {
+    match open_bi(&connection).await {
+        Ok((send, recv)) => {
+            tokio::spawn(read_stream(id, recv, inbound, None));
+            write_stream(send, frames).await;
+        }
+        Err(e) => {
+            tracing::debug!(stream = id, "cannot open a WebTransport stream: {e}");
+            let _ = inbound.send(Inbound::Ended(id)).await;
+        }
+    }
+}
+
+/// Write queued frames (everything queued at once in one write); finish the stream when the
+/// queue is dropped.
+async fn write_stream(mut send: SendStream, mut frames: mpsc::UnboundedReceiver<Vec<u8>>) {
+    while let Some(mut batch) = frames.recv().await {
+        while let Ok(more) = frames.try_recv() {
+            batch.extend_from_slice(&more);
+        }
+        if let Err(e) = send.write_all(&batch).await {
+            tracing::debug!("WebTransport stream write failed: {e}");
+            return;
+        }
+    }
+    let _ = send.finish().await;
+}
+
+/// Read frames from a stream until it ends. `control` is the connection if this is the
+/// control stream, whose end is reported as the connection's.
+async fn read_stream(
+    id: u64,
+    mut recv: RecvStream,
+    inbound: mpsc::Sender<Inbound>,
+    control: Option<Connection>,
+) {
+    let mut decoder = Decoder::new();
+    let mut buf = vec![0u8; READ_CHUNK];
+    let end = 'read: loop {
+        let n = match recv.read(&mut buf).await {
+            Ok(Some(n)) => n,
+            Ok(None) => break Inbound::Ended(id),
+            Err(e) => match &control {
+                Some(connection) => break Inbound::Lost(connection_lost(connection, e).await),
+                None => break Inbound::Ended(id),
+            },
+        };
+        decoder.push(&buf[..n]);
+        loop {
+            match decoder.next_frame::<ServerFrame>() {
+                Ok(Some(frame)) => {
+                    if inbound.send(Inbound::Frame(id, frame)).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(stream = id, "malformed frame from the server: {e}");
+                    recv.stop(VarInt::from_u32(ErrorCode::BadFrame.as_u32()));
+                    break 'read match control {
+                        Some(_) => Inbound::Lost(CloseInfo {
+                            code: Some(ErrorCode::BadFrame),
+                            reason: format!("malformed frame from the server: {e}"),
+                        }),
+                        None => Inbound::Ended(id),
+                    };
+                }
+            }
+        }
+    };
+    let _ = inbound.send(end).await;
+}
+
+/// Why the connection under a failed control stream read is gone.
+async fn connection_lost(connection: &Connection, error: StreamReadError) -> CloseInfo {
+    match error {
+        StreamReadError::NotConnected => {
+            match timeout(Duration::from_secs(1), connection.closed()).await {
+                Ok(error) => close_info(&error),
+                Err(_) => CloseInfo {
+                    code: None,
+                    reason: "the connection was lost".into(),
+                },
+            }
+        }
+        StreamReadError::Reset(code) => CloseInfo {
+            code: protocol_code(code),
+            reason: "the server reset the control stream".into(),
+        },
+        StreamReadError::QuicProto => CloseInfo {
+            code: None,
+            reason: "QUIC protocol error on the control stream".into(),
+        },
+    }
+}
+
+fn protocol_code(code: VarInt) -> Option<ErrorCode> {
+    u32::try_from(u64::from(code))
+        .ok()
+        .and_then(ErrorCode::from_u32)
+}
+
+fn close_info(error: &ConnectionError) -> CloseInfo {
+    match error {
+        ConnectionError::ApplicationClosed(close) => {
+            let reason = String::from_utf8_lossy(close.reason()).trim().to_owned();
+            CloseInfo {
+                code: protocol_code(close.code()),
+                reason: if reason.is_empty() {
+                    error.to_string()
+                } else {
+                    reason
+                },
+            }
+        }
+        other => CloseInfo {
+            code: None,
+            reason: other.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificate_hashes_parse_from_hex() {
+        let hex = "00112233445566778899aabbccddeeff00112233445566778899AABBCCDDEEFF";
+        let digest = parse_sha256_hex(hex).unwrap();
+        assert_eq!(digest.as_ref()[1], 0x11);
+        assert_eq!(digest.as_ref()[31], 0xff);
+        let dotted = digest.to_string();
+        assert_eq!(parse_sha256_hex(&dotted), Some(digest));
+        assert_eq!(parse_sha256_hex("abcd"), None);
+        assert_eq!(parse_sha256_hex(&"zz".repeat(32)), None);
+        assert_eq!(parse_sha256_hex(&"é".repeat(32)), None);
+    }
+
+    #[test]
+    fn binds_in_the_server_address_family() {
+        assert!(matches!(
+            bind_config("127.0.0.1"),
+            IpBindConfig::InAddrAnyV4
+        ));
+        assert!(matches!(bind_config("[::1]"), IpBindConfig::InAddrAnyV6));
+        assert!(matches!(
+            bind_config("localhost"),
+            IpBindConfig::InAddrAnyDual
+        ));
+    }
+}
