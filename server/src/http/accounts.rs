@@ -104,7 +104,10 @@ pub async fn login(
     .await?;
     match user {
         Some(user) if ok => Ok(Json(start_session(&state, &user).await?)),
-        _ => Err(ApiError::invalid_credentials()),
+        _ => {
+            state.login_limiter.failed(peer.ip(), &creds.username);
+            Err(ApiError::invalid_credentials())
+        }
     }
 }
 
