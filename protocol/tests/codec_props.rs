@@ -23,17 +23,26 @@ fn error_code() -> impl Strategy<Value = ErrorCode> {
 }
 
 fn message() -> impl Strategy<Value = ChatMessage> {
-    (any::<u64>(), any::<u64>(), any::<u64>(), text(), any::<u64>(), any::<u64>(), text()).prop_map(
-        |(conversation, seq, author, author_name, client_id, sent_at_ms, body)| ChatMessage {
-            conversation: ConversationId(conversation),
-            seq,
-            author: UserId(author),
-            author_name,
-            client_id,
-            sent_at_ms,
-            body,
-        },
+    (
+        any::<u64>(),
+        any::<u64>(),
+        any::<u64>(),
+        text(),
+        any::<u64>(),
+        any::<u64>(),
+        text(),
     )
+        .prop_map(
+            |(conversation, seq, author, author_name, client_id, sent_at_ms, body)| ChatMessage {
+                conversation: ConversationId(conversation),
+                seq,
+                author: UserId(author),
+                author_name,
+                client_id,
+                sent_at_ms,
+                body,
+            },
+        )
 }
 
 fn client_frame() -> impl Strategy<Value = ClientFrame> {
@@ -53,30 +62,65 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
 
 fn server_frame() -> impl Strategy<Value = ServerFrame> {
     prop_oneof![
-        (any::<u16>(), any::<u64>(), text(), any::<u64>(), any::<u32>()).prop_map(
-            |(version, user, username, epoch, heartbeat_ms)| ServerFrame::Welcome {
-                version,
-                user: UserId(user),
-                username,
-                epoch,
-                heartbeat_ms
+        (
+            any::<u16>(),
+            any::<u64>(),
+            text(),
+            any::<u64>(),
+            any::<u32>()
+        )
+            .prop_map(|(version, user, username, epoch, heartbeat_ms)| {
+                ServerFrame::Welcome {
+                    version,
+                    user: UserId(user),
+                    username,
+                    epoch,
+                    heartbeat_ms,
+                }
+            }),
+        any::<u64>().prop_map(|nonce| ServerFrame::Pong { nonce }),
+        (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(
+            |(c, epoch, head_seq, from_seq)| {
+                ServerFrame::Joined {
+                    conversation: ConversationId(c),
+                    epoch,
+                    head_seq,
+                    from_seq,
+                }
             }
         ),
-        any::<u64>().prop_map(|nonce| ServerFrame::Pong { nonce }),
-        (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(c, epoch, head_seq, from_seq)| {
-            ServerFrame::Joined { conversation: ConversationId(c), epoch, head_seq, from_seq }
-        }),
         message().prop_map(ServerFrame::Message),
-        (any::<u64>(), any::<u64>(), any::<u64>())
-            .prop_map(|(client_id, seq, sent_at_ms)| ServerFrame::Sent { client_id, seq, sent_at_ms }),
-        (any::<u64>(), error_code(), text())
-            .prop_map(|(client_id, code, reason)| ServerFrame::Rejected { client_id, code, reason }),
-        (any::<u64>(), prop::collection::vec(message(), 0..8), any::<bool>()).prop_map(
-            |(before_seq, messages, has_more)| ServerFrame::HistoryPage { before_seq, messages, has_more }
-        ),
+        (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(client_id, seq, sent_at_ms)| {
+            ServerFrame::Sent {
+                client_id,
+                seq,
+                sent_at_ms,
+            }
+        }),
+        (any::<u64>(), error_code(), text()).prop_map(|(client_id, code, reason)| {
+            ServerFrame::Rejected {
+                client_id,
+                code,
+                reason,
+            }
+        }),
+        (
+            any::<u64>(),
+            prop::collection::vec(message(), 0..8),
+            any::<bool>()
+        )
+            .prop_map(
+                |(before_seq, messages, has_more)| ServerFrame::HistoryPage {
+                    before_seq,
+                    messages,
+                    has_more
+                }
+            ),
         (error_code(), text()).prop_map(|(code, reason)| ServerFrame::Error { code, reason }),
-        (any::<u32>(), text())
-            .prop_map(|(reconnect_after_ms, reason)| ServerFrame::GoAway { reconnect_after_ms, reason }),
+        (any::<u32>(), text()).prop_map(|(reconnect_after_ms, reason)| ServerFrame::GoAway {
+            reconnect_after_ms,
+            reason
+        }),
         any::<u64>().prop_map(|resume_from| ServerFrame::Lagged { resume_from }),
     ]
 }

@@ -148,10 +148,11 @@ impl Server {
             https,
             addrs,
         } = self;
-        let mut tasks = JoinSet::new();
+        let mut accept_loops = JoinSet::new();
         for (_, endpoint) in &endpoints {
-            tasks.spawn(wt::accept_loop(state.clone(), endpoint.clone()));
+            accept_loops.spawn(wt::accept_loop(state.clone(), endpoint.clone()));
         }
+        let mut tasks = JoinSet::new();
         for (listener, addr) in listeners.into_iter().zip(addrs) {
             let app = crate::http::router(state.clone(), web_dir.as_deref())
                 .into_make_service_with_connect_info::<SocketAddr>();
@@ -200,6 +201,8 @@ impl Server {
             tracing::warn!("some connections did not close in time");
         }
         housekeeping.abort();
+        // The accept loops saw the shutdown signal; they must be gone before the close.
+        while accept_loops.join_next().await.is_some() {}
         for (_, endpoint) in &endpoints {
             endpoint.close(wtransport::VarInt::from_u32(0), b"shutdown");
         }

@@ -66,10 +66,12 @@ pub fn endpoint(
 pub async fn accept_loop(state: AppState, endpoint: Arc<Endpoint<Server>>) {
     loop {
         tokio::select! {
+            // Shutdown first: `accept` must never be polled once the endpoint is closed.
+            biased;
+            _ = state.shutting_down() => return,
             incoming = endpoint.accept() => {
                 tokio::spawn(handle(state.clone(), incoming));
             }
-            _ = state.shutting_down() => return,
         }
     }
 }

@@ -89,6 +89,8 @@ impl TestServer {
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
         for _ in 0..200 {
             if let Some(status) = child.try_wait().expect("wait") {
+                let log = self.log();
+                assert!(!log.contains("panicked"), "the server panicked:\n{log}");
                 return status;
             }
             std::thread::sleep(Duration::from_millis(50));

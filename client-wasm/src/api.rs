@@ -1,0 +1,126 @@
+//! The REST API (`docs/api.md`) over `fetch`, same-origin: account and room calls exported to
+//! the page, and `/api/cert` for the WebTransport leg. Failures reject with a JS `Error`
+//! carrying the API's stable `code` and the HTTP `status`.
+
+use js_sys::{Array, JSON};
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use web_sys::{Headers, RequestInit, Response};
+
+use crate::js::{self, Obj};
+
+/// Create an account; resolves to `Auth` (the user and a session token).
+#[wasm_bindgen(unchecked_return_type = "Auth")]
+pub async fn signup(username: String, password: String) -> Result<JsValue, JsValue> {
+    credentials("/api/signup", username, password).await
+}
+
+/// Log in; resolves to `Auth` (the user and a session token).
+#[wasm_bindgen(unchecked_return_type = "Auth")]
+pub async fn login(username: String, password: String) -> Result<JsValue, JsValue> {
+    credentials("/api/login", username, password).await
+}
+
+/// Revoke `token`.
+#[wasm_bindgen]
+pub async fn logout(token: String) -> Result<(), JsValue> {
+    request("POST", "/api/logout", Some(&token), None)
+        .await
+        .map(drop)
+}
+
+/// The account `token` belongs to; rejects with code `unauthorized` if the token is void.
+#[wasm_bindgen(unchecked_return_type = "User")]
+pub async fn account(token: String) -> Result<JsValue, JsValue> {
+    request("GET", "/api/account", Some(&token), None).await
+}
+
+/// Every room, sorted by name.
+#[wasm_bindgen(js_name = listRooms, unchecked_return_type = "Room[]")]
+pub async fn list_rooms(token: String) -> Result<JsValue, JsValue> {
+    let body = request("GET", "/api/rooms", Some(&token), None).await?;
+    let rooms = js::get(&body, "rooms");
+    if Array::is_array(&rooms) {
+        Ok(rooms)
+    } else {
+        Err(js::error(
+            "bad_response",
+            "the room list is malformed",
+            None,
+        ))
+    }
+}
+
+/// Create a room; resolves to the new `Room`.
+#[wasm_bindgen(js_name = createRoom, unchecked_return_type = "Room")]
+pub async fn create_room(token: String, name: String) -> Result<JsValue, JsValue> {
+    let body = Obj::new().set("name", name).build();
+    request("POST", "/api/rooms", Some(&token), Some(body)).await
+}
+
+/// `GET /api/cert`: `{sha256_hex, not_after_ms, webtransport_port}`.
+pub async fn cert() -> Result<JsValue, JsValue> {
+    request("GET", "/api/cert", None, None).await
+}
+
+async fn credentials(path: &str, username: String, password: String) -> Result<JsValue, JsValue> {
+    let body = Obj::new()
+        .set("username", username)
+        .set("password", password)
+        .build();
+    request("POST", path, None, Some(body)).await
+}
+
+/// One API call: the parsed JSON body on success (`undefined` for 204).
+async fn request(
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<JsValue>,
+) -> Result<JsValue, JsValue> {
+    let window =
+        web_sys::window().ok_or_else(|| js::error("no_window", "needs a browser window", None))?;
+    let init = RequestInit::new();
+    init.set_method(method);
+    let headers = Headers::new()?;
+    headers.set("Accept", "application/json")?;
+    if let Some(token) = token {
+        headers.set("Authorization", &format!("Bearer {token}"))?;
+    }
+    if let Some(body) = body {
+        headers.set("Content-Type", "application/json")?;
+        init.set_body(&JSON::stringify(&body)?.into());
+    }
+    init.set_headers_headers(&headers);
+    let response: Response = window
+        .fetch_with_str_and_init(path, &init)
+        .await
+        .map_err(|e| js::error("network", &js::describe(&e), None))?
+        .dyn_into()?;
+    let status = response.status();
+    if status == 204 {
+        return Ok(JsValue::UNDEFINED);
+    }
+    let json = match response.json() {
+        Ok(promise) => promise.await.ok(),
+        Err(_) => None,
+    };
+    match json {
+        Some(json) if response.ok() => Ok(json),
+        Some(json) => {
+            let error = js::get(&json, "error");
+            let code = js::get(&error, "code")
+                .as_string()
+                .unwrap_or_else(|| format!("http_{status}"));
+            let message = js::get(&error, "message")
+                .as_string()
+                .unwrap_or_else(|| response.status_text());
+            Err(js::error(&code, &message, Some(status)))
+        }
+        None => Err(js::error(
+            &format!("http_{status}"),
+            &format!("HTTP {status}: the response is not JSON"),
+            Some(status),
+        )),
+    }
+}

@@ -1,0 +1,281 @@
+//! The JavaScript side of the boundary: the TypeScript shapes of everything the page sees,
+//! session events converted to plain objects, and small browser helpers (clock, randomness,
+//! timers, object building).
+
+use js_sys::{Array, Math, Object, Reflect};
+use quibble_protocol::ChatMessage;
+use quibble_protocol::session::{Event, State, StreamKey};
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+
+#[wasm_bindgen(typescript_custom_section)]
+const TYPES: &'static str = r#"
+export interface User { id: number; username: string; role: "user" | "admin"; created_at_ms: number }
+export interface Auth { user: User; token: string; expires_at_ms: number }
+export interface Room { id: number; name: string; created_at_ms: number; head_seq: number }
+export type Transport = "webtransport" | "websocket";
+export interface ChatMessage {
+  conversation: number; seq: number; author: number; authorName: string;
+  /** The id the author's client chose (a decimal string: it may exceed 2^53). */
+  clientId: string; sentAtMs: number; body: string;
+}
+export type ClientEvent =
+  | { type: "state"; state: "connecting" | "handshaking" | "ready" | "reconnecting" | "failed";
+      transport: Transport | null; retryAtMs?: number; attempt?: number; code?: string }
+  | { type: "transportFailed"; transport: Transport; reason: string }
+  | { type: "transportClosed"; transport: Transport; reason: string }
+  | { type: "connected"; user: number; username: string }
+  | { type: "joined"; conversation: number; headSeq: number }
+  | { type: "reset"; conversation: number }
+  | { type: "message"; message: ChatMessage }
+  | { type: "history"; conversation: number; messages: ChatMessage[]; hasMore: boolean }
+  | { type: "sent"; conversation: number; clientId: string; seq: number; sentAtMs: number }
+  | { type: "rejected"; conversation: number; clientId: string; code: string; reason: string }
+  | { type: "error"; conversation: number | null; code: string; reason: string }
+  | { type: "goaway"; reconnectAfterMs: number }
+  | { type: "disconnected" };
+export interface ClientOptions {
+  /** Bearer token from `login` or `signup`. */
+  token: string;
+  /** Called with every event, in order. */
+  onEvent: (event: ClientEvent) => void;
+  /** UDP port for WebTransport instead of the one `/api/cert` announces. */
+  webTransportPort?: number;
+  /** How long WebTransport gets before a WebSocket is raced against it (default 300 ms). */
+  raceDelayMs?: number;
+}
+"#;
+
+#[wasm_bindgen]
+extern "C" {
+    /// The options of `Client.connect` (see the TypeScript interface).
+    #[wasm_bindgen(typescript_type = "ClientOptions")]
+    pub type ClientOptions;
+}
+
+/// Largest integer a JS number holds exactly.
+const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
+
+/// Wall-clock milliseconds.
+pub fn now_ms() -> u64 {
+    js_sys::Date::now() as u64
+}
+
+/// 64 random bits (two draws of `Math.random`, 32 bits each).
+pub fn random_u64() -> u64 {
+    let draw = || (Math::random() * 4_294_967_296.0) as u64;
+    (draw() << 32) | draw()
+}
+
+/// A non-negative integer id from a JS number.
+pub fn id_from_js(value: f64) -> Result<u64, JsError> {
+    if value.fract() == 0.0 && (0.0..=MAX_SAFE_INTEGER).contains(&value) {
+        Ok(value as u64)
+    } else {
+        Err(JsError::new("ids are non-negative integers"))
+    }
+}
+
+/// A property of a JS object, `undefined` if absent or unreadable.
+pub fn get(target: &JsValue, key: &str) -> JsValue {
+    Reflect::get(target, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+}
+
+/// A plain JS object under construction.
+pub struct Obj(Object);
+
+impl Obj {
+    pub fn new() -> Self {
+        Obj(Object::new())
+    }
+
+    pub fn set(self, key: &str, value: impl Into<JsValue>) -> Self {
+        // Setting a fresh property on a plain object cannot throw.
+        let _ = Reflect::set(&self.0, &JsValue::from_str(key), &value.into());
+        self
+    }
+
+    pub fn build(self) -> JsValue {
+        self.0.into()
+    }
+}
+
+/// A JS `Error` with a stable `code` (and an HTTP `status` when there is one).
+pub fn error(code: &str, message: &str, status: Option<u16>) -> JsValue {
+    let error: JsValue = js_sys::Error::new(message).into();
+    let _ = Reflect::set(&error, &"code".into(), &code.into());
+    if let Some(status) = status {
+        let _ = Reflect::set(&error, &"status".into(), &status.into());
+    }
+    error
+}
+
+/// The `state` event for a session state and the transport carrying it.
+pub fn state_event(state: State, transport: Option<&str>) -> JsValue {
+    let obj = Obj::new().set("type", "state").set(
+        "transport",
+        transport.map_or(JsValue::NULL, JsValue::from_str),
+    );
+    match state {
+        State::Connecting => obj.set("state", "connecting"),
+        State::Handshaking => obj.set("state", "handshaking"),
+        State::Ready => obj.set("state", "ready"),
+        State::Reconnecting {
+            retry_at_ms,
+            attempt,
+        } => obj
+            .set("state", "reconnecting")
+            .set("retryAtMs", retry_at_ms as f64)
+            .set("attempt", attempt),
+        State::Failed(code) => obj.set("state", "failed").set("code", code.as_str()),
+    }
+    .build()
+}
+
+/// The `transportFailed` event: one leg of a connection race failed.
+pub fn transport_failed(transport: &str, reason: &str) -> JsValue {
+    Obj::new()
+        .set("type", "transportFailed")
+        .set("transport", transport)
+        .set("reason", reason)
+        .build()
+}
+
+/// The `transportClosed` event: the connected link dropped (the session reconnects).
+pub fn transport_closed(transport: &str, reason: &str) -> JsValue {
+    Obj::new()
+        .set("type", "transportClosed")
+        .set("transport", transport)
+        .set("reason", reason)
+        .build()
+}
+
+/// A readable description of a JS exception.
+pub fn describe(error: &JsValue) -> String {
+    match error.dyn_ref::<js_sys::Error>() {
+        Some(error) => String::from(error.message()),
+        None => error
+            .as_string()
+            .unwrap_or_else(|| "unknown error".to_owned()),
+    }
+}
+
+/// A session event as the page sees it.
+pub fn event(event: Event) -> JsValue {
+    let obj = Obj::new();
+    match event {
+        Event::Connected { user, username } => obj
+            .set("type", "connected")
+            .set("user", user.0 as f64)
+            .set("username", username),
+        Event::Joined {
+            conversation,
+            head_seq,
+        } => obj
+            .set("type", "joined")
+            .set("conversation", conversation.0 as f64)
+            .set("headSeq", head_seq as f64),
+        Event::Reset { conversation } => obj
+            .set("type", "reset")
+            .set("conversation", conversation.0 as f64),
+        Event::Message(message) => obj.set("type", "message").set("message", chat(message)),
+        Event::History {
+            conversation,
+            messages,
+            has_more,
+        } => obj
+            .set("type", "history")
+            .set("conversation", conversation.0 as f64)
+            .set(
+                "messages",
+                messages.into_iter().map(chat).collect::<Array>(),
+            )
+            .set("hasMore", has_more),
+        Event::Sent {
+            conversation,
+            client_id,
+            seq,
+            sent_at_ms,
+        } => obj
+            .set("type", "sent")
+            .set("conversation", conversation.0 as f64)
+            .set("clientId", client_id.to_string())
+            .set("seq", seq as f64)
+            .set("sentAtMs", sent_at_ms as f64),
+        Event::Rejected {
+            conversation,
+            client_id,
+            code,
+            reason,
+        } => obj
+            .set("type", "rejected")
+            .set("conversation", conversation.0 as f64)
+            .set("clientId", client_id.to_string())
+            .set("code", code.as_str())
+            .set("reason", reason),
+        Event::Error {
+            stream,
+            code,
+            reason,
+        } => obj
+            .set("type", "error")
+            .set(
+                "conversation",
+                match stream {
+                    StreamKey::Control => JsValue::NULL,
+                    StreamKey::Conversation(c) => JsValue::from(c.0 as f64),
+                },
+            )
+            .set("code", code.as_str())
+            .set("reason", reason),
+        Event::GoAway { reconnect_after_ms } => obj
+            .set("type", "goaway")
+            .set("reconnectAfterMs", reconnect_after_ms as f64),
+        Event::Disconnected => obj.set("type", "disconnected"),
+    }
+    .build()
+}
+
+fn chat(m: ChatMessage) -> JsValue {
+    Obj::new()
+        .set("conversation", m.conversation.0 as f64)
+        .set("seq", m.seq as f64)
+        .set("author", m.author.0 as f64)
+        .set("authorName", m.author_name)
+        .set("clientId", m.client_id.to_string())
+        .set("sentAtMs", m.sent_at_ms as f64)
+        .set("body", m.body)
+        .build()
+}
+
+/// A `setTimeout` that is cleared when dropped.
+pub struct Timeout {
+    handle: i32,
+    _callback: Closure<dyn FnMut()>,
+}
+
+impl Timeout {
+    /// Run `f` after `delay_ms` (None without a window to schedule on).
+    pub fn new(delay_ms: u64, f: impl FnOnce() + 'static) -> Option<Timeout> {
+        let callback = Closure::once(f);
+        let delay = i32::try_from(delay_ms).unwrap_or(i32::MAX);
+        let handle = web_sys::window()?
+            .set_timeout_with_callback_and_timeout_and_arguments_0(
+                callback.as_ref().unchecked_ref(),
+                delay,
+            )
+            .ok()?;
+        Some(Timeout {
+            handle,
+            _callback: callback,
+        })
+    }
+}
+
+impl Drop for Timeout {
+    fn drop(&mut self) {
+        if let Some(window) = web_sys::window() {
+            window.clear_timeout_with_handle(self.handle);
+        }
+    }
+}

@@ -1,0 +1,585 @@
+// Quibble's page: the UI only. Connection, framing, resume, resends and backoff live in the
+// wasm client (quibble-client-wasm, driving protocol::session); this module renders its events
+// and turns clicks and keys into calls on it.
+
+import init, {
+  Client, account, createRoom, listRooms, login, logout, signup,
+} from './pkg/quibble_client_wasm.js';
+
+const AUTH_KEY = 'quibble.auth';
+const PAGE = 50;
+const MAX_BODY_BYTES = 4096;
+const NEAR_BOTTOM_PX = 80;
+const NEAR_TOP_PX = 80;
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const encoder = new TextEncoder();
+const timeFormat = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
+
+/** @type {{token: string, user: {id: number, username: string}} | null} */
+let auth = null;
+/** @type {Client | null} */
+let client = null;
+let rooms = new Map(); // room id → Room from the REST API
+const chats = new Map(); // room id → chat view state
+let current = null; // the open room's id
+
+// ---- start ----
+
+async function main() {
+  try {
+    await init();
+  } catch (error) {
+    $('boot').textContent = `Could not load the client: ${error.message ?? error}`;
+    return;
+  }
+  $('boot').hidden = true;
+  bindUi();
+  const saved = readSavedAuth();
+  if (!saved) {
+    showAuth();
+    return;
+  }
+  try {
+    startApp({ token: saved.token, user: await account(saved.token) });
+  } catch (error) {
+    if (error.status === 401) {
+      forgetAuth();
+      showAuth('Your session has ended; log in again.');
+    } else {
+      // The server may just be restarting: the client reconnects by itself.
+      startApp(saved);
+    }
+  }
+}
+
+function readSavedAuth() {
+  try {
+    const saved = JSON.parse(localStorage.getItem(AUTH_KEY) ?? 'null');
+    return saved && typeof saved.token === 'string' && saved.user ? saved : null;
+  } catch {
+    return null;
+  }
+}
+
+function forgetAuth() {
+  localStorage.removeItem(AUTH_KEY);
+}
+
+function bindUi() {
+  $('auth-form').addEventListener('submit', onAuthSubmit);
+  $('logout').addEventListener('click', () => endSession());
+  $('refresh').addEventListener('click', () => refreshRooms());
+  $('create-room').addEventListener('submit', onCreateRoom);
+  $('back').addEventListener('click', showRoomList);
+  $('composer').addEventListener('submit', (event) => { event.preventDefault(); sendComposed(); });
+  const body = $('body');
+  body.addEventListener('keydown', (event) => {
+    if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      sendComposed();
+    }
+  });
+  body.addEventListener('input', fitComposer);
+  document.addEventListener('keydown', (event) => {
+    if (event.key === 'Escape' && $('app').dataset.view === 'chat') showRoomList();
+  });
+}
+
+// ---- sign up / log in ----
+
+function showAuth(message) {
+  $('app').hidden = true;
+  $('auth').hidden = false;
+  showError($('auth-error'), message);
+  $('username').focus();
+}
+
+async function onAuthSubmit(event) {
+  event.preventDefault();
+  const action = event.submitter?.value === 'signup' ? signup : login;
+  const username = $('username').value.trim();
+  const password = $('password').value;
+  if (username.length < 3 || password.length < 8) {
+    showError($('auth-error'),
+      'A username has 3–32 letters, digits, “_”, “.” or “-”; a password at least 8 characters.');
+    return;
+  }
+  setBusy($('auth-form'), true);
+  try {
+    const result = await action(username, password);
+    const saved = { token: result.token, user: result.user };
+    localStorage.setItem(AUTH_KEY, JSON.stringify(saved));
+    $('password').value = '';
+    startApp(saved);
+  } catch (error) {
+    showError($('auth-error'), error.message ?? String(error));
+  } finally {
+    setBusy($('auth-form'), false);
+  }
+}
+
+function startApp(session) {
+  auth = session;
+  $('auth').hidden = true;
+  $('app').hidden = false;
+  $('app').dataset.view = 'rooms';
+  $('me').textContent = auth.user.username;
+  const wtport = Number(params.get('wtport'));
+  client = Client.connect({
+    token: auth.token,
+    onEvent,
+    // A different UDP port for WebTransport (e.g. to exercise the WebSocket fallback).
+    webTransportPort: Number.isInteger(wtport) && wtport > 0 ? wtport : undefined,
+  });
+  refreshRooms();
+}
+
+async function endSession(message) {
+  const token = auth?.token;
+  const old = client;
+  client = null;
+  if (old) {
+    old.close();
+    // Not from inside a call into the client (this may run in its event handler).
+    setTimeout(() => old.free(), 0);
+  }
+  auth = null;
+  forgetAuth();
+  for (const chat of chats.values()) chat.log.remove();
+  chats.clear();
+  current = null;
+  showRoom(null);
+  showConnection({ state: 'connecting', transport: null });
+  showAuth(message);
+  if (token && !message) {
+    try { await logout(token); } catch { /* the token is forgotten either way */ }
+  }
+}
+
+// ---- connection events ----
+
+function onEvent(event) {
+  switch (event.type) {
+    case 'state':
+      showConnection(event);
+      if (event.state === 'failed' && event.code === 'unauthorized') {
+        endSession('Your session has ended; log in again.');
+      }
+      break;
+    case 'transportFailed':
+    case 'transportClosed':
+      console.info(`quibble: ${event.transport}: ${event.reason}`);
+      $('conn').title = event.reason;
+      break;
+    case 'joined': {
+      const chat = chats.get(event.conversation);
+      if (chat) {
+        chat.joined = true;
+        // A page asked for on a connection that then dropped is not coming: ask again later.
+        chat.loading = false;
+        if (event.headSeq === 0) chat.hasMore = false;
+        updateLogTop(chat);
+      }
+      break;
+    }
+    case 'reset': {
+      const chat = chats.get(event.conversation);
+      if (chat) clearChat(chat);
+      break;
+    }
+    case 'message':
+      onMessage(event.message);
+      break;
+    case 'history':
+      onHistory(event);
+      break;
+    case 'sent':
+      onSent(event);
+      break;
+    case 'rejected':
+      onRejected(event);
+      break;
+    case 'error': {
+      const chat = event.conversation === null ? null : chats.get(event.conversation);
+      if (chat) appendNotice(chat, `Error: ${event.reason}`);
+      else console.warn(`quibble: ${event.code}: ${event.reason}`);
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+let countdown = null; // re-renders "Reconnecting in N s" every second
+
+function showConnection(event) {
+  const conn = $('conn');
+  conn.dataset.state = event.state;
+  conn.dataset.transport = event.transport ?? '';
+  clearInterval(countdown);
+  countdown = null;
+  const name = event.transport === 'webtransport' ? 'WebTransport' : 'WebSocket';
+  const text = $('conn-text');
+  switch (event.state) {
+    case 'ready': text.textContent = name; break;
+    case 'handshaking': text.textContent = `${name}: logging in…`; break;
+    case 'reconnecting': {
+      const tick = () => {
+        const seconds = Math.round((event.retryAtMs - Date.now()) / 1000);
+        text.textContent = seconds > 0 ? `Reconnecting in ${seconds} s…` : 'Reconnecting…';
+      };
+      tick();
+      countdown = setInterval(tick, 1000);
+      break;
+    }
+    case 'failed': text.textContent = `Offline (${event.code})`; break;
+    default: text.textContent = 'Connecting…';
+  }
+}
+
+// ---- rooms ----
+
+async function refreshRooms() {
+  if (!auth) return;
+  try {
+    const list = await listRooms(auth.token);
+    rooms = new Map(list.map((room) => [room.id, room]));
+    showError($('rooms-error'));
+    renderRooms();
+  } catch (error) {
+    if (error.status === 401) endSession('Your session has ended; log in again.');
+    else showError($('rooms-error'), error.message);
+  }
+}
+
+function renderRooms() {
+  const items = [...rooms.values()].map((room) => {
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.className = 'room';
+    button.dataset.roomId = room.id;
+    button.dataset.roomName = room.name;
+    if (room.id === current) button.setAttribute('aria-current', 'true');
+    const name = document.createElement('span');
+    name.className = 'room-name';
+    name.textContent = `# ${room.name}`;
+    button.append(name);
+    const unread = chats.get(room.id)?.unread ?? 0;
+    if (unread > 0) {
+      const badge = document.createElement('span');
+      badge.className = 'badge';
+      badge.textContent = unread > 99 ? '99+' : String(unread);
+      badge.setAttribute('aria-label', `${unread} unread`);
+      button.append(badge);
+    }
+    button.addEventListener('click', () => openRoom(room.id));
+    const item = document.createElement('li');
+    item.append(button);
+    return item;
+  });
+  if (items.length === 0) {
+    const item = document.createElement('li');
+    item.className = 'muted';
+    item.textContent = 'No rooms yet: create one.';
+    items.push(item);
+  }
+  $('rooms').replaceChildren(...items);
+}
+
+async function onCreateRoom(event) {
+  event.preventDefault();
+  const input = $('room-name');
+  const name = input.value.trim();
+  if (!name) return;
+  setBusy($('create-room'), true);
+  try {
+    const room = await createRoom(auth.token, name);
+    input.value = '';
+    showError($('rooms-error'));
+    rooms.set(room.id, room);
+    rooms = new Map([...rooms].sort((a, b) => a[1].name.localeCompare(b[1].name)));
+    openRoom(room.id);
+  } catch (error) {
+    showError($('rooms-error'), error.message);
+  } finally {
+    setBusy($('create-room'), false);
+  }
+}
+
+/** Phone widths: back from a chat to the room list (which may have grown meanwhile). */
+function showRoomList() {
+  $('app').dataset.view = 'rooms';
+  refreshRooms();
+}
+
+function openRoom(id) {
+  const chat = chatFor(id);
+  if (!chat.joining) {
+    chat.joining = true;
+    client.join(id);
+  }
+  current = id;
+  chat.unread = 0;
+  showRoom(chat);
+  renderRooms();
+  $('app').dataset.view = 'chat';
+  $('body').focus();
+}
+
+function showRoom(chat) {
+  for (const other of chats.values()) other.log.hidden = other !== chat;
+  $('empty').hidden = chat !== null;
+  $('composer').hidden = chat === null;
+  $('room-title').textContent = chat ? `# ${rooms.get(chat.id)?.name ?? chat.id}` : 'Pick a room';
+  if (chat && chat.pinned) scrollToBottom(chat);
+}
+
+// ---- the chat log ----
+
+function chatFor(id) {
+  let chat = chats.get(id);
+  if (chat) return chat;
+  const log = document.createElement('div');
+  log.className = 'log';
+  log.hidden = true;
+  log.tabIndex = 0;
+  log.setAttribute('role', 'log');
+  log.dataset.roomId = id;
+  const top = document.createElement('div');
+  top.className = 'log-top';
+  const list = document.createElement('ol');
+  list.className = 'messages';
+  log.append(top, list);
+  $('logs').append(log);
+  chat = {
+    id, log, top, list,
+    bySeq: new Map(), // seq → element
+    pending: new Map(), // client id → element of an own message not yet durable
+    oldest: null, // lowest seq shown
+    hasMore: true,
+    loading: false,
+    joining: false,
+    joined: false,
+    pinned: true, // follow new messages
+    unread: 0,
+  };
+  log.addEventListener('scroll', () => {
+    chat.pinned = log.scrollHeight - log.scrollTop - log.clientHeight < NEAR_BOTTOM_PX;
+    if (log.scrollTop < NEAR_TOP_PX) loadOlder(chat);
+  });
+  chats.set(id, chat);
+  updateLogTop(chat);
+  return chat;
+}
+
+/** The store was replaced: forget every durable message (own unsent ones stay pending). */
+function clearChat(chat) {
+  chat.list.replaceChildren(...chat.pending.values());
+  chat.bySeq.clear();
+  chat.oldest = null;
+  chat.hasMore = true;
+  chat.loading = false;
+  updateLogTop(chat);
+}
+
+function loadOlder(chat) {
+  if (chat.loading || !chat.hasMore || !chat.joined || chat.oldest === null || !client) return;
+  if (client.loadOlder(chat.id, PAGE)) {
+    chat.loading = true;
+  } else {
+    chat.hasMore = false;
+  }
+  updateLogTop(chat);
+}
+
+function updateLogTop(chat) {
+  const top = chat.top;
+  top.replaceChildren();
+  if (chat.loading) {
+    top.textContent = 'Loading older messages…';
+  } else if (chat.hasMore && chat.oldest !== null && chat.oldest > 1) {
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.className = 'link';
+    button.textContent = 'Load older messages';
+    button.addEventListener('click', () => loadOlder(chat));
+    top.append(button);
+  } else if (chat.joined) {
+    top.textContent = chat.oldest === null ? 'No messages yet. Say hello!' : 'The beginning of the room.';
+  }
+}
+
+function onMessage(message) {
+  const chat = chats.get(message.conversation);
+  if (!chat || chat.bySeq.has(message.seq)) return;
+  const own = message.author === auth?.user.id;
+  let element = own ? chat.pending.get(message.clientId) : undefined;
+  if (element) {
+    chat.pending.delete(message.clientId);
+  } else {
+    element = renderMessage(message.authorName, message.body, own);
+  }
+  confirm(chat, element, message.seq, message.sentAtMs);
+  if (chat.id !== current && !own) {
+    chat.unread += 1;
+    renderRooms();
+  }
+}
+
+function onSent(event) {
+  const chat = chats.get(event.conversation);
+  const element = chat?.pending.get(event.clientId);
+  if (!element) return;
+  chat.pending.delete(event.clientId);
+  if (chat.bySeq.has(event.seq)) {
+    element.remove(); // the echoed message got here first
+    return;
+  }
+  confirm(chat, element, event.seq, event.sentAtMs);
+}
+
+function onRejected(event) {
+  const chat = chats.get(event.conversation);
+  const element = chat?.pending.get(event.clientId);
+  if (!element) return;
+  chat.pending.delete(event.clientId);
+  element.dataset.state = 'failed';
+  element.classList.remove('pending');
+  element.querySelector('.status').textContent = `Not sent: ${event.reason}`;
+}
+
+function onHistory(event) {
+  const chat = chats.get(event.conversation);
+  if (!chat) return;
+  const { log } = chat;
+  const height = log.scrollHeight;
+  const fragment = document.createDocumentFragment();
+  for (const message of event.messages) {
+    if (chat.bySeq.has(message.seq)) continue;
+    const element = renderMessage(message.authorName, message.body, message.author === auth?.user.id);
+    setConfirmed(element, message.seq, message.sentAtMs);
+    chat.bySeq.set(message.seq, element);
+    fragment.append(element);
+    chat.oldest = chat.oldest === null ? message.seq : Math.min(chat.oldest, message.seq);
+  }
+  chat.list.prepend(fragment);
+  // Keep what the reader was looking at in place.
+  log.scrollTop += log.scrollHeight - height;
+  chat.loading = false;
+  chat.hasMore = event.hasMore;
+  updateLogTop(chat);
+}
+
+/** Mark an element durable with `seq` and put it in seq order, before any pending ones. */
+function confirm(chat, element, seq, sentAtMs) {
+  const { list } = chat;
+  const follow = chat.pinned || element.classList.contains('pending');
+  setConfirmed(element, seq, sentAtMs);
+  chat.bySeq.set(seq, element);
+  element.remove();
+  let before = list.querySelector('li.pending');
+  let node = before ? before.previousElementSibling : list.lastElementChild;
+  while (node && Number(node.dataset.seq) > seq) {
+    before = node;
+    node = node.previousElementSibling;
+  }
+  list.insertBefore(element, before);
+  const wasEmpty = chat.oldest === null;
+  chat.oldest = wasEmpty ? seq : Math.min(chat.oldest, seq);
+  if (wasEmpty) updateLogTop(chat);
+  if (follow && chat.id === current) scrollToBottom(chat);
+}
+
+function setConfirmed(element, seq, sentAtMs) {
+  element.dataset.seq = seq;
+  element.classList.remove('pending');
+  const time = element.querySelector('time');
+  const at = new Date(sentAtMs);
+  time.dateTime = at.toISOString();
+  time.textContent = timeFormat.format(at);
+  if (element.classList.contains('own')) {
+    element.dataset.state = 'sent';
+    element.querySelector('.status').textContent = 'Sent ✓';
+  }
+}
+
+function renderMessage(author, body, own) {
+  const element = document.createElement('li');
+  element.className = own ? 'msg own' : 'msg';
+  const meta = document.createElement('div');
+  meta.className = 'meta';
+  const name = document.createElement('span');
+  name.className = 'author';
+  name.textContent = author;
+  const time = document.createElement('time');
+  meta.append(name, time);
+  const text = document.createElement('div');
+  text.className = 'body';
+  text.textContent = body;
+  element.append(meta, text);
+  if (own) {
+    const status = document.createElement('div');
+    status.className = 'status';
+    element.append(status);
+  }
+  return element;
+}
+
+function appendNotice(chat, text) {
+  const notice = document.createElement('li');
+  notice.className = 'notice';
+  notice.textContent = text;
+  chat.list.append(notice);
+}
+
+function scrollToBottom(chat) {
+  chat.log.scrollTop = chat.log.scrollHeight;
+  chat.pinned = true;
+}
+
+// ---- composer ----
+
+function sendComposed() {
+  const input = $('body');
+  const body = input.value;
+  if (!body.trim() || current === null || !client) return;
+  if (encoder.encode(body).length > MAX_BODY_BYTES) {
+    input.setCustomValidity(`A message is at most ${MAX_BODY_BYTES} bytes.`);
+    input.reportValidity();
+    return;
+  }
+  input.setCustomValidity('');
+  const chat = chatFor(current);
+  const clientId = client.send(current, body);
+  const element = renderMessage(auth.user.username, body, true);
+  element.classList.add('pending');
+  element.dataset.state = 'pending';
+  element.dataset.clientId = clientId;
+  element.querySelector('.status').textContent = 'Sending…';
+  chat.pending.set(clientId, element);
+  chat.list.append(element);
+  scrollToBottom(chat);
+  input.value = '';
+  fitComposer();
+}
+
+function fitComposer() {
+  const input = $('body');
+  input.style.height = 'auto';
+  input.style.height = `${Math.min(input.scrollHeight, 160)}px`;
+}
+
+// ---- small helpers ----
+
+function showError(element, message) {
+  element.hidden = !message;
+  element.textContent = message ?? '';
+}
+
+function setBusy(form, busy) {
+  for (const control of form.querySelectorAll('button, input')) control.disabled = busy;
+}
+
+main();
