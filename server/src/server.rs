@@ -175,6 +175,10 @@ impl Server {
                 }
                 None => {
                     tasks.spawn(async move {
+                        // Frames are small and latency-sensitive: no Nagle delay on the socket.
+                        let listener = listener.tap_io(|tcp| {
+                            let _ = tcp.set_nodelay(true);
+                        });
                         let served = axum::serve(listener, app)
                             .with_graceful_shutdown(graceful)
                             .await;

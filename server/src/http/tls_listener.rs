@@ -63,6 +63,8 @@ impl TlsListener {
                         continue;
                     }
                 };
+                // Frames are small and latency-sensitive: no Nagle delay on the socket.
+                let _ = stream.set_nodelay(true);
                 let acceptor = acceptor.clone();
                 let ready_tx = tx.clone();
                 tokio::spawn(async move {
