@@ -1,11 +1,44 @@
-//! The command line of `quibble-bench` (clap derive): the `chat` load scenario and its options.
+//! The command line of `quibble-bench` (clap derive), the help text that explains every figure
+//! of the report, and the exact command line as typed, for the top of the report.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use quibble_client::{TransportChoice, TransportKind};
 
-/// Load generator and benchmarks for a Quibble server.
+/// What the figures of a report mean; shown by `--help`.
+const FIGURES: &str = "\
+Figures (one column per transport; with --transport both, WT/WS is WebTransport's figure divided
+by WebSocket's, both measured in this one invocation: below 1 means WebTransport's is lower):
+  sent / planned      messages the bots handed to their clients / rooms x users x (warmup + messages)
+  acked               sends the server acknowledged as durable (Sent, after its commit)
+  rejected            sends the server refused for good (e.g. rate_limited: by default the server
+                      allows 50 messages/s per user in bursts of 200, which caps --rate)
+  unanswered          sends with neither an ack nor a rejection when the run stopped
+  delivered/expected  distinct (member, message) arrivals / what is owed: every message that was
+                      not rejected, to every member of its room, its author included
+  lost                expected - delivered
+  duplicated          arrivals of a message the member already had
+  unexpected          arrivals of a message this run did not send to that room
+  errors              disconnects, stream rejoins, server errors, epoch resets seen by the bots
+  acked msgs/s        acks of measured messages per second, from the first measured send to the
+                      last measured ack
+  delivered msgs/s    deliveries of measured messages per second, from the first measured send
+                      to the last measured delivery
+Latencies (ms in the table, microseconds in --json; p50 p90 p99 p99.9 max) are of measured
+messages only (the first --warmup messages of every user are sent and checked, not measured),
+from the send call to the event as the receiving bot's application sees it; all bots live in
+this one process, so their clocks agree:
+  ack                 send -> Sent at the author: a round trip plus the server's durable commit
+  fan-out             send -> Message at each other member of the room
+  connect+join        per bot: open the transport, Hello -> Welcome, Join -> Joined
+
+Exit status: 0 only if every run finished before --timeout and nothing was lost, duplicated,
+unexpected, rejected or left unanswered, and no error occurred; 1 otherwise.
+The bots' accounts and rooms (bench-<random>-<n>) stay in the server's store: benchmark a
+throwaway data directory.";
+
+/// Load generator and benchmark for the Quibble chat server.
 #[derive(Debug, Parser)]
-#[command(name = "quibble-bench", version, about)]
+#[command(name = "quibble-bench", version, after_help = FIGURES)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -13,49 +46,51 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Bots chat in rooms at a steady rate; measure acknowledgement and fan-out latency,
-    /// throughput, and check that every message reaches every member exactly once.
+    /// Rooms of bots chatting: each bot sends its messages at a fixed rate; every ack and
+    /// every delivery is timed and checked (each message reaches every member exactly once).
+    #[command(after_help = FIGURES)]
     Chat(ChatArgs),
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct ChatArgs {
-    /// The server's base URL.
-    #[arg(long, default_value = "http://127.0.0.1:4433")]
+    /// Server base URL.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:4433")]
     pub server: String,
-
-    /// The realtime transport; `both` runs the identical scenario once per transport and
-    /// compares them (WebSocket / WebTransport).
+    /// Realtime transport; `both` runs the identical scenario once per transport (WebTransport
+    /// first) and reports the ratios, the only comparison worth making on a shared machine.
     #[arg(long, value_enum, default_value_t = TransportArg::Both)]
     pub transport: TransportArg,
-
-    /// Number of rooms.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    /// Rooms, each with its own bots.
+    #[arg(long, value_name = "R", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
     pub rooms: u32,
-
-    /// Bots per room.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    /// Bots (users) per room.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
     pub users_per_room: u32,
-
-    /// Messages each bot sends.
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    /// Measured messages each user sends.
+    #[arg(long, value_name = "M", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     pub messages: u32,
-
-    /// Messages per second each bot sends (the server allows 50 per user).
-    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=50))]
+    /// Messages per second per user; 0: as fast as acks allow, with at most --in-flight
+    /// unanswered messages per user.
+    #[arg(long, value_name = "PER_SECOND", default_value_t = 20)]
     pub rate: u32,
-
-    /// Print the results as JSON instead of a table.
+    /// Unanswered messages a user may have outstanding with --rate 0.
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub in_flight: u32,
+    /// Messages each user sends first, checked for delivery but left out of the latencies
+    /// and throughput.
+    #[arg(long, value_name = "M", default_value_t = 0)]
+    pub warmup: u32,
+    /// Print the result as JSON on stdout instead of the table.
     #[arg(long)]
     pub json: bool,
-
-    /// Seconds each transport's run may take (connect, send, deliver) before it stops and
-    /// reports what it has; also the limit for signing the bots up.
-    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    /// Bound on the whole invocation, setup included; when it passes the benchmark stops and
+    /// reports what it has (and exits 1).
+    #[arg(long, value_name = "SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
 }
 
-/// `--transport`.
+/// The `--transport` choice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TransportArg {
     Webtransport,
@@ -72,17 +107,9 @@ impl TransportArg {
             TransportArg::Both => vec![TransportKind::WebTransport, TransportKind::WebSocket],
         }
     }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            TransportArg::Webtransport => "webtransport",
-            TransportArg::Websocket => "websocket",
-            TransportArg::Both => "both",
-        }
-    }
 }
 
-/// The client's transport choice that forces `kind` (no fallback).
+/// The client's setting that uses exactly `kind` (no fallback).
 pub fn choice(kind: TransportKind) -> TransportChoice {
     match kind {
         TransportKind::WebTransport => TransportChoice::WebTransport,
@@ -90,29 +117,136 @@ pub fn choice(kind: TransportKind) -> TransportChoice {
     }
 }
 
+/// The name of a transport as the command line and the JSON spell it.
+pub fn transport_name(kind: TransportKind) -> &'static str {
+    match kind {
+        TransportKind::WebTransport => "webtransport",
+        TransportKind::WebSocket => "websocket",
+    }
+}
+
+/// The command line of this process, quoted so that a shell would run it again (the program
+/// by its file name, not wherever cargo put it).
+pub fn command_line() -> String {
+    let words: Vec<String> = std::env::args_os()
+        .enumerate()
+        .map(|(i, arg)| {
+            let path = std::path::Path::new(&arg);
+            match path.file_name() {
+                Some(name) if i == 0 => name.to_string_lossy().into_owned(),
+                _ => arg.to_string_lossy().into_owned(),
+            }
+        })
+        .collect();
+    join_quoted(&words)
+}
+
+/// Join words with spaces, single-quoting those a shell would otherwise split or expand.
+fn join_quoted(words: &[String]) -> String {
+    let quoted: Vec<String> = words
+        .iter()
+        .map(|word| {
+            let plain = !word.is_empty()
+                && word
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./:=@,+%".contains(c));
+            if plain {
+                word.clone()
+            } else {
+                format!("'{}'", word.replace('\'', r"'\''"))
+            }
+        })
+        .collect();
+    quoted.join(" ")
+}
+
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+
     use super::*;
 
-    #[test]
-    fn rates_above_the_server_limit_are_refused() {
-        assert!(Cli::try_parse_from(["quibble-bench", "chat", "--rate", "51"]).is_err());
-        let cli = Cli::try_parse_from(["quibble-bench", "chat", "--rate", "50"]);
-        assert!(cli.is_ok());
+    fn parse(args: &[&str]) -> Result<ChatArgs, clap::Error> {
+        let cli = Cli::try_parse_from(["quibble-bench", "chat"].iter().chain(args))?;
+        let Command::Chat(args) = cli.command;
+        Ok(args)
     }
 
     #[test]
-    fn both_runs_webtransport_then_websocket() {
-        let Command::Chat(args) =
-            Cli::try_parse_from(["quibble-bench", "chat", "--transport", "both"])
-                .map(|cli| cli.command)
-                .unwrap_or_else(|e| panic!("{e}"));
+    fn the_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_match_the_documentation() {
+        let args = parse(&[]).unwrap();
+        assert_eq!(args.server, "http://127.0.0.1:4433");
+        assert_eq!(args.transport, TransportArg::Both);
         assert_eq!(
             args.transport.kinds(),
             [TransportKind::WebTransport, TransportKind::WebSocket]
         );
-        assert_eq!(args.rooms, 4);
-        assert_eq!(args.users_per_room, 8);
-        assert_eq!(args.timeout, 120);
+        assert_eq!(
+            (args.rooms, args.users_per_room, args.messages, args.rate),
+            (4, 8, 100, 20)
+        );
+        assert_eq!((args.warmup, args.timeout, args.json), (0, 120, false));
+    }
+
+    #[test]
+    fn options_parse_and_bad_values_are_refused() {
+        let args = parse(&[
+            "--transport",
+            "websocket",
+            "--rate",
+            "0",
+            "--in-flight",
+            "4",
+        ])
+        .unwrap();
+        assert_eq!(args.transport.kinds(), [TransportKind::WebSocket]);
+        assert_eq!((args.rate, args.in_flight), (0, 4));
+        for bad in [
+            &["--rooms", "0"][..],
+            &["--users-per-room", "-1"],
+            &["--messages", "0"],
+            &["--transport", "quic"],
+            &["--timeout", "0"],
+            &["--in-flight", "0"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn the_help_explains_the_figures() {
+        let help = Cli::command().render_long_help().to_string();
+        for figure in [
+            "lost",
+            "duplicated",
+            "fan-out",
+            "connect+join",
+            "WT/WS",
+            "Exit status",
+        ] {
+            assert!(help.contains(figure), "--help does not explain {figure}");
+        }
+    }
+
+    #[test]
+    fn command_lines_are_quoted_for_a_shell() {
+        let words = [
+            "quibble-bench",
+            "chat",
+            "--server",
+            "http://h:1/",
+            "it's",
+            "",
+        ]
+        .map(String::from);
+        assert_eq!(
+            join_quoted(&words),
+            r"quibble-bench chat --server http://h:1/ 'it'\''s' ''"
+        );
     }
 }

@@ -1,65 +1,85 @@
-//! The results of an invocation: a human table (the command line first, one column per
-//! transport and, with both, their WebSocket/WebTransport ratio) or JSON.
+//! The benchmark's result: the command line, the scenario, one result per transport and, when
+//! both ran, WebTransport's key figures over WebSocket's; rendered as compact tables for people
+//! or as JSON (`--json`) for scripts.
 
-use std::collections::BTreeMap;
 use std::fmt::Write;
 
+use clap::ValueEnum;
 use serde::Serialize;
 
 use crate::args::ChatArgs;
-use crate::stats::{LatencySummary, RunStats};
+use crate::compare::{Ratios, SummaryRatios};
+use crate::plan::Plan;
+use crate::run::{RunResult, Status};
+use crate::stats::{RunStats, Summary};
+use crate::table::Table;
 
-/// Everything an invocation reports.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// The command line, quoted for a shell.
     pub command: String,
-    pub config: Config,
-    /// Every run was ok.
+    pub scenario: Scenario,
+    pub runs: Vec<RunResult>,
+    /// WebTransport's figures divided by WebSocket's, when both runs have figures.
+    pub webtransport_over_websocket: Option<Ratios>,
+    /// Every run complete and clean: the exit status is 0.
     pub ok: bool,
-    pub runs: Vec<RunStats>,
-    /// With two runs: the second's key figures over the first's (WebSocket / WebTransport for
-    /// `--transport both`); null where the first is zero.
-    pub ratios: Option<BTreeMap<&'static str, Option<f64>>>,
 }
 
-/// The options the runs used.
 #[derive(Debug, Clone, Serialize)]
-pub struct Config {
+pub struct Scenario {
     pub server: String,
-    pub transport: &'static str,
+    pub transport: String,
     pub rooms: u32,
     pub users_per_room: u32,
     pub messages: u32,
+    pub warmup: u32,
+    /// Messages per second per user; 0: window of `in_flight`.
     pub rate: u32,
+    pub in_flight: u32,
     pub timeout_s: u64,
+    /// Per transport.
+    pub bots: u64,
+    pub planned_sends: u64,
+    pub expected_deliveries: u64,
 }
 
 impl Report {
-    pub fn new(command: String, args: &ChatArgs, runs: Vec<RunStats>) -> Report {
-        let ratios = match runs.as_slice() {
-            [first, second] => Some(
-                key_figures(first)
-                    .into_iter()
-                    .zip(key_figures(second))
-                    .map(|((name, a), (_, b))| (name, ratio(b, a)))
-                    .collect(),
-            ),
+    pub fn new(command: String, args: &ChatArgs, plan: &Plan, runs: Vec<RunResult>) -> Report {
+        let transport = args
+            .transport
+            .to_possible_value()
+            .map(|value| value.get_name().to_owned())
+            .unwrap_or_default();
+        let stats_of = |name: &str| {
+            runs.iter()
+                .find(|run| run.transport == name)
+                .and_then(|run| run.stats.as_ref())
+        };
+        let webtransport_over_websocket = match (stats_of("webtransport"), stats_of("websocket")) {
+            (Some(wt), Some(ws)) => Some(Ratios::of(wt, ws)),
             _ => None,
         };
+        let ok = !runs.is_empty() && runs.iter().all(RunResult::ok);
         Report {
             command,
-            config: Config {
+            scenario: Scenario {
                 server: args.server.clone(),
-                transport: args.transport.name(),
+                transport,
                 rooms: args.rooms,
                 users_per_room: args.users_per_room,
                 messages: args.messages,
+                warmup: args.warmup,
                 rate: args.rate,
+                in_flight: args.in_flight,
                 timeout_s: args.timeout,
+                bots: plan.bots(),
+                planned_sends: plan.sends(),
+                expected_deliveries: plan.deliveries(),
             },
-            ok: !runs.is_empty() && runs.iter().all(|run| run.ok),
             runs,
-            ratios,
+            webtransport_over_websocket,
+            ok,
         }
     }
 
@@ -67,222 +87,291 @@ impl Report {
         serde_json::to_string_pretty(self)
     }
 
-    /// The human table.
-    pub fn table(&self) -> String {
-        let mut header = vec!["".to_owned()];
-        header.extend(self.runs.iter().map(|run| run.transport.clone()));
-        if self.ratios.is_some() {
-            header.push(format!(
-                "{}/{}",
-                short(&self.runs[1].transport),
-                short(&self.runs[0].transport)
-            ));
-        }
-        let mut rows = vec![header];
-        let counts: [(&str, Cell); 9] = [
-            ("result", |r| if r.ok { "ok" } else { "FAILED" }.to_owned()),
-            ("sent / planned", |r| {
-                format!("{} / {}", r.sent, r.planned_sends)
-            }),
-            ("acked", |r| r.acked.to_string()),
-            ("rejected", |r| r.rejected.to_string()),
-            ("delivered / expected", |r| {
-                format!("{} / {}", r.delivered, r.expected_deliveries)
-            }),
-            ("lost", |r| r.lost.to_string()),
-            ("duplicated", |r| r.duplicated.to_string()),
-            ("errors", |r| errors(r)),
-            ("timed out", |r| r.timed_out.to_string()),
-        ];
-        for (label, value) in counts {
-            let mut row = vec![label.to_owned()];
-            row.extend(self.runs.iter().map(value));
-            rows.push(row);
-        }
-        let figures: Vec<Vec<(&str, f64)>> = self.runs.iter().map(key_figures).collect();
-        for (i, (label, _)) in figures.first().into_iter().flatten().enumerate() {
-            let mut row = vec![(*label).to_owned()];
-            row.extend(figures.iter().map(|run| format_figure(label, run[i].1)));
-            if let Some(ratios) = &self.ratios {
-                row.push(match ratios.get(label).copied().flatten() {
-                    Some(r) => format!("{r:.2}"),
-                    None => "-".to_owned(),
-                });
-            }
-            rows.push(row);
-        }
-        let mut out = format!("{}\n\n", self.command);
-        out.push_str(&render(&rows));
+    /// The human report.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        let s = &self.scenario;
+        let pace = if s.rate == 0 {
+            format!("as fast as acks allow ({} in flight)", s.in_flight)
+        } else {
+            format!("at {}/s", s.rate)
+        };
+        let _ = writeln!(out, "$ {}", self.command);
+        let _ = writeln!(
+            out,
+            "{} rooms x {} users = {} bots per transport; {} messages per user (+{} warmup) {pace}; \
+             server {}\n",
+            s.rooms, s.users_per_room, s.bots, s.messages, s.warmup, s.server
+        );
+        out.push_str(&self.counts_table().render());
+        out.push('\n');
+        out.push_str(&self.latency_table().render());
+        out.push_str(&self.notes());
+        let _ = writeln!(out, "\nresult: {}", self.verdict());
         out
     }
-}
 
-/// Renders one count of a run for the table.
-type Cell = fn(&RunStats) -> String;
+    /// Counts and throughput, one column per transport (and WT/WS).
+    fn counts_table(&self) -> Table {
+        let ratios = self.webtransport_over_websocket.as_ref();
+        let mut table = Table::default();
+        let mut header = vec![String::new()];
+        header.extend(self.runs.iter().map(|run| run.transport.to_owned()));
+        if ratios.is_some() {
+            header.push("WT/WS".into());
+        }
+        table.row(header);
+        let status: Vec<String> = self
+            .runs
+            .iter()
+            .map(|run| status_name(run.status).into())
+            .collect();
+        table.row(std::iter::once("status".to_owned()).chain(status));
+        type Figure = fn(&RunStats) -> String;
+        let figures: [(&str, Figure); 9] = [
+            ("sent / planned", |s| format!("{} / {}", s.sent, s.planned)),
+            ("acked", |s| s.acked.to_string()),
+            ("rejected", |s| s.rejected.to_string()),
+            ("unanswered", |s| s.unanswered.to_string()),
+            ("delivered / expected", |s| {
+                format!("{} / {}", s.delivered, s.expected)
+            }),
+            ("lost", |s| s.lost.to_string()),
+            ("duplicated", |s| s.duplicated.to_string()),
+            ("unexpected", |s| s.unexpected.to_string()),
+            ("errors", |s| s.errors.to_string()),
+        ];
+        for (label, figure) in figures {
+            table.row(std::iter::once(label.to_owned()).chain(self.cells(figure)));
+        }
+        let rates: [(&str, Figure, Option<f64>); 2] = [
+            (
+                "acked msgs/s",
+                |s| format!("{:.1}", s.throughput.acked_per_s),
+                ratios.and_then(|r| r.acked_per_s),
+            ),
+            (
+                "delivered msgs/s",
+                |s| format!("{:.1}", s.throughput.delivered_per_s),
+                ratios.and_then(|r| r.delivered_per_s),
+            ),
+        ];
+        for (label, figure, ratio) in rates {
+            let mut row: Vec<String> = std::iter::once(label.to_owned())
+                .chain(self.cells(figure))
+                .collect();
+            if ratios.is_some() {
+                row.push(format_ratio(ratio));
+            }
+            table.row(row);
+        }
+        table
+    }
 
-/// The figures compared between transports, by name (latencies in ms).
-fn key_figures(run: &RunStats) -> Vec<(&'static str, f64)> {
-    let ms = |us: u64| us as f64 / 1000.0;
-    let latency = |s: &LatencySummary| [ms(s.p50_us), ms(s.p90_us), ms(s.p99_us), ms(s.max_us)];
-    let [c50, c90, c99, cmax] = latency(&run.connect_join_us);
-    let [a50, a90, a99, amax] = latency(&run.ack_latency_us);
-    let [f50, f90, f99, fmax] = latency(&run.fanout_latency_us);
-    vec![
-        ("connect+join p50 ms", c50),
-        ("connect+join p90 ms", c90),
-        ("connect+join p99 ms", c99),
-        ("connect+join max ms", cmax),
-        ("ack p50 ms", a50),
-        ("ack p90 ms", a90),
-        ("ack p99 ms", a99),
-        ("ack max ms", amax),
-        ("fan-out p50 ms", f50),
-        ("fan-out p90 ms", f90),
-        ("fan-out p99 ms", f99),
-        ("fan-out max ms", fmax),
-        ("acked/s", run.acked_per_s),
-        ("delivered/s", run.delivered_per_s),
-    ]
-}
+    /// One cell per run: the figure, or a dash for a run without figures.
+    fn cells(&self, figure: fn(&RunStats) -> String) -> Vec<String> {
+        self.runs
+            .iter()
+            .map(|run| run.stats.as_ref().map_or_else(|| "-".to_owned(), figure))
+            .collect()
+    }
 
-fn format_figure(label: &str, value: f64) -> String {
-    if label.ends_with("/s") {
-        format!("{value:.1}")
-    } else {
-        format!("{value:.3}")
+    /// Latency percentiles per figure and transport, with the WT/WS ratio row.
+    fn latency_table(&self) -> Table {
+        let mut table = Table::default();
+        table.row([
+            "latency (ms)",
+            "",
+            "p50",
+            "p90",
+            "p99",
+            "p99.9",
+            "max",
+            "count",
+        ]);
+        type Pick = fn(&RunStats) -> &Summary;
+        type PickRatio = fn(&Ratios) -> &SummaryRatios;
+        let figures: [(&str, Pick, PickRatio); 3] = [
+            ("ack", |s| &s.latency_us.ack, |r| &r.ack),
+            ("fan-out", |s| &s.latency_us.fanout, |r| &r.fanout),
+            (
+                "connect+join",
+                |s| &s.latency_us.connect_join,
+                |r| &r.connect_join,
+            ),
+        ];
+        for (label, pick, pick_ratio) in figures {
+            let mut first = true;
+            for run in &self.runs {
+                let Some(stats) = &run.stats else { continue };
+                let name = if first { label } else { "" };
+                first = false;
+                let summary = pick(stats);
+                let mut row = vec![name.to_owned(), short_name(run.transport).to_owned()];
+                if summary.count == 0 {
+                    row.extend(["-", "-", "-", "-", "-", "0"].map(String::from));
+                } else {
+                    row.extend(
+                        [
+                            summary.p50,
+                            summary.p90,
+                            summary.p99,
+                            summary.p99_9,
+                            summary.max,
+                        ]
+                        .map(format_ms),
+                    );
+                    row.push(summary.count.to_string());
+                }
+                table.row(row);
+            }
+            if let Some(ratios) = &self.webtransport_over_websocket {
+                let r = pick_ratio(ratios);
+                let mut row = vec![String::new(), "WT/WS".to_owned()];
+                row.extend([r.p50, r.p90, r.p99, r.p99_9, r.max].map(format_ratio));
+                table.row(row);
+            }
+        }
+        table
+    }
+
+    /// Errors of failed runs, rejection codes and error samples.
+    fn notes(&self) -> String {
+        let mut out = String::new();
+        for run in &self.runs {
+            if let Some(error) = &run.error {
+                let _ = writeln!(out, "\n{}: {}", run.transport, error);
+            }
+            let Some(stats) = &run.stats else { continue };
+            for (code, n) in &stats.rejected_by_code {
+                let _ = writeln!(out, "\n{}: {n} rejected with {code}", run.transport);
+            }
+            if !stats.error_samples.is_empty() {
+                let _ = writeln!(out, "\n{} errors ({} in all):", run.transport, stats.errors);
+                for (error, n) in &stats.error_samples {
+                    let _ = writeln!(out, "  {n} x {error}");
+                }
+            }
+        }
+        out
+    }
+
+    /// "OK", or what went wrong.
+    pub fn verdict(&self) -> String {
+        if self.ok {
+            return "OK".into();
+        }
+        let problems: Vec<String> = self
+            .runs
+            .iter()
+            .filter(|run| !run.ok())
+            .map(|run| format!("{}: {}", run.transport, problems(run).join(", ")))
+            .collect();
+        if problems.is_empty() {
+            return "FAILED".into();
+        }
+        format!("FAILED ({})", problems.join("; "))
     }
 }
 
-fn ratio(numerator: f64, denominator: f64) -> Option<f64> {
-    (denominator > 0.0).then(|| numerator / denominator)
+/// What is wrong with a run, in a few words each.
+fn problems(run: &RunResult) -> Vec<String> {
+    let mut problems = Vec::new();
+    if run.status != Status::Complete {
+        problems.push(status_name(run.status).to_owned());
+    }
+    if let Some(s) = &run.stats {
+        let counts = [
+            (s.planned.saturating_sub(s.sent), "not sent"),
+            (s.lost, "lost"),
+            (s.duplicated, "duplicated"),
+            (s.unexpected, "unexpected"),
+            (s.rejected, "rejected"),
+            (s.unanswered, "unanswered"),
+            (s.errors, "errors"),
+        ];
+        problems.extend(
+            counts
+                .into_iter()
+                .filter(|(n, _)| *n > 0)
+                .map(|(n, what)| format!("{n} {what}")),
+        );
+    }
+    problems
 }
 
-fn short(transport: &str) -> &str {
+fn status_name(status: Status) -> &'static str {
+    match status {
+        Status::Complete => "complete",
+        Status::TimedOut => "timed out",
+        Status::Interrupted => "interrupted",
+        Status::Failed => "failed",
+    }
+}
+
+fn short_name(transport: &str) -> &'static str {
     match transport {
         "webtransport" => "WT",
         "websocket" => "WS",
-        other => other,
+        _ => "?",
     }
 }
 
-fn errors(run: &RunStats) -> String {
-    if run.errors.is_empty() {
-        return "0".to_owned();
-    }
-    run.errors
-        .iter()
-        .map(|(kind, n)| format!("{kind}={n}"))
-        .collect::<Vec<_>>()
-        .join(",")
+fn format_ms(us: u64) -> String {
+    format!("{:.2}", us as f64 / 1000.0)
 }
 
-/// Align `rows` in columns: the first left-aligned, the others right-aligned.
-fn render(rows: &[Vec<String>]) -> String {
-    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..columns)
-        .map(|c| {
-            rows.iter()
-                .filter_map(|row| row.get(c))
-                .map(|cell| cell.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for row in rows {
-        let mut line = String::new();
-        for (c, cell) in row.iter().enumerate() {
-            let width = widths[c];
-            let _ = if c == 0 {
-                write!(line, "{cell:<width$}")
-            } else {
-                write!(line, "  {cell:>width$}")
-            };
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
+fn format_ratio(ratio: Option<f64>) -> String {
+    ratio.map_or_else(|| "-".to_owned(), |r| format!("{r:.2}"))
 }
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     use super::*;
-    use crate::args::TransportArg;
+    use crate::args::{Cli, Command};
+    use crate::stats::aggregate;
 
-    fn run(transport: &str, p50_us: u64, per_s: f64) -> RunStats {
-        let latency = LatencySummary {
-            count: 1,
-            p50_us,
-            p90_us: p50_us,
-            p99_us: p50_us,
-            max_us: p50_us,
-        };
-        RunStats {
-            transport: transport.to_owned(),
-            ok: true,
-            timed_out: false,
-            planned_sends: 1,
-            sent: 1,
-            acked: 1,
-            rejected: 0,
-            unacked: 0,
-            expected_deliveries: 1,
-            expected_fanouts: 0,
-            delivered: 1,
-            lost: 0,
-            duplicated: 0,
-            errors: BTreeMap::new(),
-            connect_join_us: latency,
-            ack_latency_us: latency,
-            fanout_latency_us: LatencySummary::default(),
-            acked_per_s: per_s,
-            delivered_per_s: per_s,
-        }
+    fn args(extra: &[&str]) -> ChatArgs {
+        let cli = Cli::try_parse_from(["quibble-bench", "chat"].iter().chain(extra)).unwrap();
+        let Command::Chat(args) = cli.command;
+        args
     }
 
-    fn args() -> ChatArgs {
-        ChatArgs {
-            server: "http://127.0.0.1:1".to_owned(),
-            transport: TransportArg::Both,
-            rooms: 1,
-            users_per_room: 1,
-            messages: 1,
-            rate: 1,
-            json: false,
-            timeout: 1,
+    fn run(transport: &'static str, status: Status, stats: Option<RunStats>) -> RunResult {
+        RunResult {
+            transport,
+            status,
+            error: stats.is_none().then(|| "cannot connect".to_owned()),
+            stats,
         }
     }
 
     #[test]
-    fn two_runs_are_compared_second_over_first() {
+    fn a_failed_run_fails_the_report_and_says_why() {
+        let plan = Plan::new(1, 1, 0, 1).unwrap();
+        let empty = aggregate(&[], 1).unwrap();
         let report = Report::new(
-            "quibble-bench chat".to_owned(),
-            &args(),
-            vec![run("webtransport", 1000, 10.0), run("websocket", 3000, 5.0)],
+            "quibble-bench chat".into(),
+            &args(&[]),
+            &plan,
+            vec![
+                run("webtransport", Status::TimedOut, Some(empty)),
+                run("websocket", Status::Failed, None),
+            ],
         );
-        assert!(report.ok);
-        let ratios = report
-            .ratios
-            .as_ref()
-            .unwrap_or_else(|| panic!("no ratios"));
-        assert_eq!(ratios["ack p50 ms"], Some(3.0));
-        assert_eq!(ratios["acked/s"], Some(0.5));
-        assert_eq!(ratios["fan-out p50 ms"], None);
-        let table = report.table();
-        assert!(table.starts_with("quibble-bench chat\n"), "{table}");
-        assert!(table.contains("WS/WT"), "{table}");
-        assert!(table.contains("3.00"), "{table}");
-    }
-
-    #[test]
-    fn one_failed_run_fails_the_report() {
-        let mut failed = run("websocket", 1000, 1.0);
-        failed.ok = false;
-        failed.errors.insert("disconnected".to_owned(), 2);
-        let report = Report::new("x".to_owned(), &args(), vec![failed]);
         assert!(!report.ok);
-        assert!(report.ratios.is_none());
-        assert!(report.table().contains("disconnected=2"));
+        assert_eq!(
+            report.verdict(),
+            "FAILED (webtransport: timed out, 1 not sent; websocket: failed)"
+        );
+        let text = report.text();
+        assert!(text.starts_with("$ quibble-bench chat\n"), "{text}");
+        assert!(text.contains("websocket: cannot connect"), "{text}");
+        let json: serde_json::Value = serde_json::from_str(&report.json().unwrap()).unwrap();
+        assert_eq!(json["runs"][1]["status"], "failed");
+        assert_eq!(json["scenario"]["expected_deliveries"], 1);
+        assert!(json["webtransport_over_websocket"].is_null());
     }
 }

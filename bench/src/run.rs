@@ -1,239 +1,233 @@
-//! Driving one run over one transport: every bot connects and joins its room, then (once all
-//! have joined) sends its messages at the configured rate while a receiver task per bot feeds
-//! what arrives into the shared [`Ledger`]; the run ends when everything is settled or at the
-//! deadline.
+//! One run of the scenario over one transport: set it up, connect and join every bot, start
+//! them all on one clock once all have joined, wait until everything owed has arrived (or the
+//! benchmark must stop), listen a little longer for duplicates, then collect the bots' records
+//! into the run's figures.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
-use quibble_client::{Client, ClientEvent, ClientOptions, ConversationId, Event, TransportKind};
-use rand::Rng;
-use tokio::task::JoinSet;
-use tokio::time::MissedTickBehavior;
+use anyhow::{Context, anyhow};
+use quibble_client::{Api, Client, TransportKind};
+use serde::Serialize;
+use tokio::sync::watch;
 
-use crate::args::choice;
-use crate::scenario::Bot;
-use crate::stats::{Latency, Ledger, Member, Plan, RunStats};
+use crate::args::transport_name;
+use crate::bot::{self, Bot, Pacing, Schedule};
+use crate::concurrency::bounded;
+use crate::plan::Plan;
+use crate::progress::Display;
+use crate::scenario;
+use crate::stats::{self, RunStats};
+use crate::stop::{Stop, StopReason};
+use crate::tracker::Tracker;
 
-/// How often the run checks whether everything has arrived.
-const POLL: Duration = Duration::from_millis(10);
+/// Connections being opened at once.
+const CONNECTS_AT_ONCE: usize = 16;
+/// Between the last bot joining and the first send, so every bot is waiting when it begins.
+const START_LEAD: Duration = Duration::from_millis(100);
+/// How long the run keeps listening after the last thing owed arrived, for duplicates.
+const LINGER: Duration = Duration::from_millis(500);
+/// How long closing the connections may take before they are dropped.
+const CLOSE_LIMIT: Duration = Duration::from_secs(3);
 
-/// How long closing the connections may take.
-const CLOSE_LIMIT: Duration = Duration::from_secs(5);
-
-/// What a run needs besides the bots and rooms.
+/// What every run shares.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
+    pub api: Api,
     pub server: String,
-    pub transport: TransportKind,
     pub plan: Plan,
-    /// Messages per second per bot.
+    /// Messages per second per bot; 0 for the in-flight window.
     pub rate: u32,
-    /// The whole run (connect, send, deliver) stops after this.
-    pub timeout: Duration,
+    pub in_flight: u32,
 }
 
-type Shared = Arc<Mutex<Ledger>>;
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Everything owed arrived (or was refused).
+    Complete,
+    TimedOut,
+    Interrupted,
+    /// It could not be set up (see the error).
+    Failed,
+}
 
-/// Run the scenario once: `bots[n]` is in room `rooms[n / users_per_room]`.
-pub async fn run(config: &RunConfig, bots: &[Bot], rooms: &[ConversationId]) -> RunStats {
-    let deadline = tokio::time::Instant::now() + config.timeout;
-    let ledger: Shared = Arc::new(Mutex::new(Ledger::new(config.plan)));
-    let mut connect = Latency::default();
-
-    let connected = connect_all(config, bots, rooms, deadline, &ledger).await;
-    let mut receivers = JoinSet::new();
-    let mut senders = JoinSet::new();
-    let all_connected = connected.len() == bots.len();
-    for (member, client, took) in &connected {
-        connect.record(*took);
-        receivers.spawn(receive(
-            client.clone(),
-            *member,
-            config.transport,
-            ledger.clone(),
-        ));
+impl From<StopReason> for Status {
+    fn from(reason: StopReason) -> Status {
+        match reason {
+            StopReason::TimedOut => Status::TimedOut,
+            StopReason::Interrupted => Status::Interrupted,
+        }
     }
-    if all_connected {
-        for (member, client, _) in &connected {
-            senders.spawn(send(
-                client.clone(),
-                *member,
-                rooms[member.room],
-                (config.plan.messages, config.rate),
-                deadline,
-                ledger.clone(),
-            ));
+}
+
+/// One transport's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResult {
+    pub transport: &'static str,
+    pub status: Status,
+    /// Why it failed, or what it was doing when it was stopped before sending.
+    pub error: Option<String>,
+    /// The figures, once bots were sending.
+    pub stats: Option<RunStats>,
+}
+
+impl RunResult {
+    /// A run that never started because the benchmark had stopped.
+    pub fn not_started(kind: TransportKind, reason: StopReason) -> RunResult {
+        RunResult {
+            transport: transport_name(kind),
+            status: reason.into(),
+            error: Some("not started: the benchmark had stopped".into()),
+            stats: None,
         }
     }
 
-    let timed_out = all_connected && !settled_by(&ledger, deadline).await;
-    senders.abort_all();
-    let stats = lock(&ledger).finish(config.transport, &connect, timed_out);
+    /// Complete, and everything checked out.
+    pub fn ok(&self) -> bool {
+        self.status == Status::Complete && self.stats.as_ref().is_some_and(RunStats::clean)
+    }
+}
 
-    let mut closing = JoinSet::new();
-    for (_, client, _) in connected {
+/// Run the scenario over `kind`.
+pub async fn run(config: &RunConfig, kind: TransportKind, stop: &Stop) -> RunResult {
+    let transport = transport_name(kind);
+    let bots = tokio::select! {
+        bots = prepare(config, kind) => bots,
+        reason = stop.wait() => {
+            return RunResult {
+                transport,
+                status: reason.into(),
+                error: Some("stopped while setting up, before any message was sent".into()),
+                stats: None,
+            };
+        }
+    };
+    let outcome = match bots {
+        Ok(bots) => drive(config, transport, bots, stop).await,
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok((status, stats)) => RunResult {
+            transport,
+            status,
+            error: None,
+            stats: Some(stats),
+        },
+        Err(e) => RunResult {
+            transport,
+            status: Status::Failed,
+            error: Some(format!("{e:#}")),
+            stats: None,
+        },
+    }
+}
+
+/// Sign up, create the rooms, connect and join every bot.
+async fn prepare(config: &RunConfig, kind: TransportKind) -> anyhow::Result<Vec<Bot>> {
+    let accounts = scenario::setup(&config.api, &config.plan).await?;
+    let connects = accounts
+        .into_iter()
+        .map(|account| {
+            let server = config.server.clone();
+            async move {
+                bot::connect(server, account.token, kind, account.room)
+                    .await
+                    .with_context(|| format!("bot {} cannot join its room", account.username))
+            }
+        })
+        .collect();
+    bounded(CONNECTS_AT_ONCE, connects).await
+}
+
+/// Start the bots on one clock, wait for the end, and gather what they saw.
+async fn drive(
+    config: &RunConfig,
+    transport: &'static str,
+    bots: Vec<Bot>,
+    stop: &Stop,
+) -> anyhow::Result<(Status, RunStats)> {
+    let plan = &config.plan;
+    let tracker = Arc::new(Tracker::new(plan));
+    let (finish, finished) = watch::channel(false);
+    let start = Instant::now() + START_LEAD;
+    let count = bots.len();
+    let tasks: Vec<_> = bots
+        .into_iter()
+        .enumerate()
+        .map(|(n, bot)| {
+            let schedule = Schedule {
+                start,
+                pacing: pacing(config.rate, config.in_flight, n, count),
+                sends: plan.sends_per_bot(),
+                warmup: plan.warmup,
+                members: u64::from(plan.users_per_room),
+            };
+            tokio::spawn(bot.drive(schedule, tracker.clone(), finished.clone()))
+        })
+        .collect();
+
+    let display = Display::start(transport, tracker.clone());
+    let status = tokio::select! {
+        () = tracker.all_done() => Status::Complete,
+        reason = stop.wait() => reason.into(),
+    };
+    if status == Status::Complete {
+        tokio::select! {
+            () = tokio::time::sleep(LINGER) => {}
+            _ = stop.wait() => {}
+        }
+    }
+    drop(display);
+    // Every bot is listening for this; a send error only means none is left.
+    let _ = finish.send(true);
+
+    let mut clients = Vec::with_capacity(count);
+    let mut records = Vec::with_capacity(count);
+    for task in tasks {
+        let (client, record) = task.await.map_err(|e| anyhow!("a bot failed: {e}"))?;
+        clients.push(client);
+        records.push(record);
+    }
+    close_all(clients).await;
+    let stats = stats::aggregate(&records, plan.sends())?;
+    Ok((status, stats))
+}
+
+/// When bot `n` of `count` sends: at `rate` per second, the bots spread evenly over one
+/// interval so that they do not all send at the same instant; or, at rate 0, by window.
+pub fn pacing(rate: u32, in_flight: u32, n: usize, count: usize) -> Pacing {
+    if rate == 0 {
+        return Pacing::Window(in_flight);
+    }
+    let interval = Duration::from_secs(1) / rate;
+    let offset = interval.mul_f64(n as f64 / count.max(1) as f64);
+    Pacing::Every { interval, offset }
+}
+
+/// Close every client, giving up on those that take longer than [`CLOSE_LIMIT`].
+async fn close_all(clients: Vec<Client>) {
+    let mut closing = tokio::task::JoinSet::new();
+    for client in clients {
         closing.spawn(async move { client.close().await });
     }
     let _ = tokio::time::timeout(CLOSE_LIMIT, closing.join_all()).await;
-    receivers.abort_all();
-    stats
 }
 
-/// Wait until the ledger is settled (true) or the deadline passes (false).
-async fn settled_by(ledger: &Shared, deadline: tokio::time::Instant) -> bool {
-    while tokio::time::Instant::now() < deadline {
-        if lock(ledger).settled() {
-            return true;
-        }
-        tokio::time::sleep(POLL).await;
-    }
-    lock(ledger).settled()
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn lock(ledger: &Shared) -> std::sync::MutexGuard<'_, Ledger> {
-    ledger.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Connect every bot and join its room, concurrently, until `deadline`; failures are counted
-/// as errors (and the first one is reported on stderr). Returns the bots that made it.
-async fn connect_all(
-    config: &RunConfig,
-    bots: &[Bot],
-    rooms: &[ConversationId],
-    deadline: tokio::time::Instant,
-    ledger: &Shared,
-) -> Vec<(Member, Arc<Client>, Duration)> {
-    let users_per_room = usize::try_from(config.plan.users_per_room).unwrap_or(usize::MAX);
-    let mut tasks = JoinSet::new();
-    for (n, bot) in bots.iter().enumerate() {
-        let member = Member {
-            user: bot.user,
-            room: n / users_per_room,
-            slot: n % users_per_room,
+    #[test]
+    fn bots_are_spread_over_one_interval() {
+        let every = |n| match pacing(20, 16, n, 4) {
+            Pacing::Every { interval, offset } => (interval, offset),
+            Pacing::Window(_) => panic!("a rate gives a schedule"),
         };
-        let Some(&room) = rooms.get(member.room) else {
-            lock(ledger).error("no_room_for_bot");
-            continue;
-        };
-        let options = ClientOptions::new(config.server.clone(), bot.token.clone())
-            .transport(choice(config.transport));
-        let (name, kind) = (bot.name.clone(), config.transport);
-        tasks.spawn(async move {
-            let joined = tokio::time::timeout_at(deadline, connect_and_join(options, kind, room))
-                .await
-                .unwrap_or_else(|_| Err(anyhow::anyhow!("timed out")))
-                .with_context(|| format!("bot {name} over {kind}"));
-            joined.map(|(client, took)| (member, client, took))
-        });
-    }
-    let mut connected = Vec::new();
-    let mut first_error = None;
-    while let Some(result) = tasks.join_next().await {
-        match result.context("a connect task failed").and_then(|r| r) {
-            Ok(bot) => connected.push(bot),
-            Err(e) => {
-                lock(ledger).error("connect_failed");
-                first_error.get_or_insert(e);
-            }
-        }
-    }
-    if let Some(e) = first_error {
-        eprintln!("quibble-bench: connecting failed: {e:#}");
-    }
-    connected
-}
-
-/// Connect over `kind`, join `room` and wait for `Joined`; returns the time that took.
-async fn connect_and_join(
-    options: ClientOptions,
-    kind: TransportKind,
-    room: ConversationId,
-) -> Result<(Arc<Client>, Duration)> {
-    let started = Instant::now();
-    let client = Client::connect(options).await.context("connect")?;
-    if client.transport() != Some(kind) {
-        client.close().await;
-        bail!("connected over {:?} instead", client.transport());
-    }
-    client.join(room);
-    loop {
-        match client.next_event().await {
-            Some(ClientEvent::Session(Event::Joined { conversation, .. }))
-                if conversation == room =>
-            {
-                return Ok((Arc::new(client), started.elapsed()));
-            }
-            Some(ClientEvent::Session(Event::Error { code, reason, .. })) => {
-                client.close().await;
-                bail!("the server refused the join: {code}: {reason}");
-            }
-            Some(_) => {}
-            None => bail!("the connection closed before the room was joined"),
-        }
-    }
-}
-
-/// Feed `client`'s events into the ledger until the client closes.
-async fn receive(client: Arc<Client>, me: Member, kind: TransportKind, ledger: Shared) {
-    while let Some(event) = client.next_event().await {
-        let at = Instant::now();
-        let mut ledger = lock(&ledger);
-        match event {
-            ClientEvent::Session(Event::Message(m)) => {
-                ledger.on_message(me, m.author, m.client_id, at);
-            }
-            ClientEvent::Session(Event::Sent { client_id, .. }) => {
-                ledger.on_ack(me, client_id, at);
-            }
-            ClientEvent::Session(Event::Rejected {
-                client_id, code, ..
-            }) => ledger.on_rejected(me, client_id, code),
-            ClientEvent::Session(Event::Error { code, .. }) => {
-                ledger.error(&format!("stream_error_{}", code.as_str()));
-            }
-            ClientEvent::Session(Event::Disconnected) => ledger.error("disconnected"),
-            ClientEvent::Session(Event::GoAway { .. }) => ledger.error("go_away"),
-            ClientEvent::Session(Event::Reset { .. }) => ledger.error("reset"),
-            ClientEvent::Session(
-                Event::Connected { .. } | Event::Joined { .. } | Event::History { .. },
-            ) => {}
-            ClientEvent::TransportChanged(now) if now != kind => {
-                ledger.error("transport_changed");
-            }
-            ClientEvent::TransportChanged(_) => {}
-        }
-    }
-}
-
-/// Send `me`'s messages to `room` at the configured rate, starting at a random offset within
-/// the first period so that the bots do not send in lockstep.
-async fn send(
-    client: Arc<Client>,
-    me: Member,
-    room: ConversationId,
-    (messages, rate): (u64, u32),
-    deadline: tokio::time::Instant,
-    ledger: Shared,
-) {
-    let period = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
-    let offset = period.mul_f64(rand::rng().random::<f64>());
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + offset, period);
-    // Never catch up in a burst: a bot stays at or below its rate, under the server's limit.
-    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    for i in 0..messages {
-        if tokio::time::timeout_at(deadline, ticks.tick())
-            .await
-            .is_err()
-        {
-            return;
-        }
-        // The ledger stays locked from the send until the send is recorded, so that the
-        // receivers cannot see its acknowledgement or delivery first.
-        let mut ledger = lock(&ledger);
-        let at = Instant::now();
-        let client_id = client.send(room, format!("bench message {i}"));
-        ledger.on_sent(me, client_id, at);
+        assert_eq!(every(0), (Duration::from_millis(50), Duration::ZERO));
+        assert_eq!(every(2).1, Duration::from_millis(25));
+        assert!(every(3).1 < Duration::from_millis(50));
+        assert_eq!(pacing(0, 16, 3, 4), Pacing::Window(16));
     }
 }

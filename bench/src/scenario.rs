@@ -1,76 +1,83 @@
-//! Setting up a scenario over the HTTP API: sign up uniquely named bots (`bench-<tag>-<n>`) and
-//! create fresh rooms (`bench-<tag>-<r>`) for them.
+//! Setting a run up over the HTTP API: sign up its bots under fresh random names
+//! (`bench-<random>-<n>`) and create its rooms (`bench-<random>-<r>`), each by its first bot.
+//! Every run gets new accounts and empty rooms, so runs never see each other's messages and
+//! every bot starts with the server's full send quota.
 
-use std::sync::Arc;
-
-use anyhow::{Context, Result};
-use quibble_client::{Api, ConversationId, UserId};
+use anyhow::Context;
+use quibble_client::{Api, ConversationId};
 use rand::Rng;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 
-/// The password of every bot.
+use crate::concurrency::bounded;
+use crate::plan::Plan;
+
+/// The password of every bot (they are throwaway accounts).
 const PASSWORD: &str = "quibble-bench-password";
+/// Sign-ups in flight at once (each costs the server an argon2id hash).
+const SIGNUPS_AT_ONCE: usize = 4;
+/// Room creations in flight at once.
+const ROOMS_AT_ONCE: usize = 8;
 
-/// Signups at once: each costs the server an argon2 hash (19 MiB, a blocking thread).
-const SIGNUP_CONCURRENCY: usize = 4;
-
-/// A signed-up bot.
+/// A bot's account.
 #[derive(Debug, Clone)]
-pub struct Bot {
-    pub name: String,
-    pub user: UserId,
+pub struct Account {
+    pub username: String,
     pub token: String,
+    /// Its room's conversation id.
+    pub room: ConversationId,
 }
 
-/// A random tag for unique names.
-pub fn tag() -> String {
-    format!("{:08x}", rand::rng().random::<u32>())
-}
+/// Sign the bots up and create their rooms; the accounts in bot order (bot `n` is in room
+/// `plan.room_of(n)`).
+pub async fn setup(api: &Api, plan: &Plan) -> anyhow::Result<Vec<Account>> {
+    let tag = format!("{:08x}", rand::rng().random::<u32>());
+    let signups = (0..plan.bots())
+        .map(|n| {
+            let api = api.clone();
+            let username = format!("bench-{tag}-{n}");
+            async move {
+                let login = api
+                    .signup(&username, PASSWORD)
+                    .await
+                    .with_context(|| format!("cannot sign up the bot {username}"))?;
+                Ok((username, login))
+            }
+        })
+        .collect();
+    let logins = bounded(SIGNUPS_AT_ONCE, signups).await?;
 
-/// Sign up `count` bots named `bench-<tag>-<n>`, in order of `n`.
-pub async fn sign_up(api: &Api, tag: &str, count: u64) -> Result<Vec<Bot>> {
-    let permits = Arc::new(Semaphore::new(SIGNUP_CONCURRENCY));
-    let mut tasks = JoinSet::new();
-    for n in 0..count {
-        let api = api.clone();
-        let permits = permits.clone();
-        let name = format!("bench-{tag}-{n}");
-        tasks.spawn(async move {
-            let _permit = permits.acquire_owned().await?;
-            let login = api
-                .signup(&name, PASSWORD)
-                .await
-                .with_context(|| format!("sign up bot {name}"))?;
-            anyhow::Ok((
-                n,
-                Bot {
-                    name,
-                    user: login.user.id,
-                    token: login.token,
-                },
-            ))
-        });
-    }
-    let mut bots = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        bots.push(joined.context("a signup task failed")??);
-    }
-    bots.sort_by_key(|(n, _)| *n);
-    Ok(bots.into_iter().map(|(_, bot)| bot).collect())
-}
+    let per_room = plan.users_per_room as usize;
+    let creations = logins
+        .iter()
+        .step_by(per_room)
+        .enumerate()
+        .map(|(r, (_, creator))| {
+            let api = api.clone();
+            let token = creator.token.clone();
+            let name = format!("bench-{tag}-{r}");
+            async move {
+                let room = api
+                    .create_room(&token, &name)
+                    .await
+                    .with_context(|| format!("cannot create the room {name}"))?;
+                Ok(room.id)
+            }
+        })
+        .collect();
+    let rooms = bounded(ROOMS_AT_ONCE, creations).await?;
 
-/// Create `count` fresh rooms named `bench-<new tag>-<r>`, as the bot with `token`.
-pub async fn create_rooms(api: &Api, token: &str, count: u64) -> Result<Vec<ConversationId>> {
-    let tag = tag();
-    let mut rooms = Vec::new();
-    for r in 0..count {
-        let name = format!("bench-{tag}-{r}");
-        let room = api
-            .create_room(token, &name)
-            .await
-            .with_context(|| format!("create room {name}"))?;
-        rooms.push(room.id);
-    }
-    Ok(rooms)
+    logins
+        .into_iter()
+        .enumerate()
+        .map(|(n, (username, login))| {
+            let room = rooms
+                .get(plan.room_of(n))
+                .copied()
+                .context("a bot without a room")?;
+            Ok(Account {
+                username,
+                token: login.token,
+                room,
+            })
+        })
+        .collect()
 }

@@ -1,456 +1,374 @@
-//! Measurements of one run: the expected counts of a scenario ([`Plan`]), latency histograms
-//! in microseconds ([`Latency`]), and the [`Ledger`] that matches every send with its
-//! acknowledgement and its deliveries, counting losses, duplicates and errors.
+//! From the bots' raw records to a run's figures: every ack and arrival is matched to its send
+//! by (author, client id); deliveries are counted per member (first arrivals, duplicates,
+//! messages nobody sent there) against what the room owes; latencies go into hdrhistograms
+//! (microseconds) and come out as p50/p90/p99/p99.9/max.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use hdrhistogram::Histogram;
-use quibble_client::{ErrorCode, TransportKind, UserId};
+use quibble_client::ConversationId;
 use serde::Serialize;
 
-/// The largest latency tracked exactly, in microseconds (an hour); longer ones saturate.
+use crate::record::{BotRecord, MessageKey};
+
+/// Distinct error lines kept as samples.
+const ERROR_SAMPLES: usize = 10;
+/// The largest latency a histogram holds exactly (larger ones are clamped): one hour.
 const MAX_LATENCY_US: u64 = 3_600_000_000;
 
-/// The shape of a scenario and what it must produce.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Plan {
-    pub rooms: u64,
-    pub users_per_room: u64,
-    pub messages: u64,
-}
-
-impl Plan {
-    pub fn bots(&self) -> u64 {
-        self.rooms * self.users_per_room
-    }
-
-    /// Every bot sends its messages.
-    pub fn sends(&self) -> u64 {
-        self.bots() * self.messages
-    }
-
-    /// Every message reaches every member of its room, its sender included.
-    pub fn deliveries(&self) -> u64 {
-        self.sends() * self.users_per_room
-    }
-
-    /// Deliveries to members other than the sender (the fan-out latency samples).
-    pub fn fanouts(&self) -> u64 {
-        self.sends() * (self.users_per_room - 1)
-    }
-}
-
-/// A latency histogram, microseconds.
-#[derive(Debug, Clone)]
-pub struct Latency(Histogram<u64>);
-
-impl Default for Latency {
-    fn default() -> Latency {
-        // Constant, valid bounds: 1 µs to an hour, 3 significant digits.
-        Latency(
-            Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)
-                .expect("constant histogram bounds are valid"),
-        )
-    }
-}
-
-impl Latency {
-    pub fn record(&mut self, latency: Duration) {
-        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        self.0.saturating_record(us);
-    }
-
-    pub fn summary(&self) -> LatencySummary {
-        let h = &self.0;
-        if h.is_empty() {
-            return LatencySummary::default();
-        }
-        LatencySummary {
-            count: h.len(),
-            p50_us: h.value_at_quantile(0.50),
-            p90_us: h.value_at_quantile(0.90),
-            p99_us: h.value_at_quantile(0.99),
-            max_us: h.max(),
-        }
-    }
-}
-
-/// Percentiles of a [`Latency`] (all zero when empty).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct LatencySummary {
-    pub count: u64,
-    pub p50_us: u64,
-    pub p90_us: u64,
-    pub p99_us: u64,
-    pub max_us: u64,
-}
-
-/// A bot as the ledger sees it: its account, its room (index) and its place in the room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Member {
-    pub user: UserId,
-    pub room: usize,
-    pub slot: usize,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct Key {
-    author: UserId,
-    client_id: u64,
-}
-
-#[derive(Debug)]
-struct Entry {
-    sent_at: Instant,
-    room: usize,
-    acked: bool,
-    /// Which members of the room have it, by slot.
-    seen: Vec<bool>,
-}
-
-/// Running counts of a run.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct Counts {
-    sent: u64,
-    acked: u64,
-    rejected: u64,
-    delivered: u64,
-    duplicated: u64,
-    errors: BTreeMap<String, u64>,
-}
-
-/// Every send of a run, matched with its acknowledgement and deliveries.
-#[derive(Debug)]
-pub struct Ledger {
-    plan: Plan,
-    entries: HashMap<Key, Entry>,
-    counts: Counts,
-    ack: Latency,
-    fanout: Latency,
-    first_send: Option<Instant>,
-    last_ack: Option<Instant>,
-    last_delivery: Option<Instant>,
-}
-
-impl Ledger {
-    pub fn new(plan: Plan) -> Ledger {
-        Ledger {
-            plan,
-            entries: HashMap::new(),
-            counts: Counts::default(),
-            ack: Latency::default(),
-            fanout: Latency::default(),
-            first_send: None,
-            last_ack: None,
-            last_delivery: None,
-        }
-    }
-
-    /// `author` sent `client_id` at `at`.
-    pub fn on_sent(&mut self, author: Member, client_id: u64, at: Instant) {
-        let key = Key {
-            author: author.user,
-            client_id,
-        };
-        let members = usize::try_from(self.plan.users_per_room).unwrap_or(usize::MAX);
-        let entry = Entry {
-            sent_at: at,
-            room: author.room,
-            acked: false,
-            seen: vec![false; members],
-        };
-        if self.entries.insert(key, entry).is_some() {
-            self.error("reused_client_id");
-        }
-        self.counts.sent += 1;
-        self.first_send = Some(self.first_send.map_or(at, |first| first.min(at)));
-    }
-
-    /// The server acknowledged `author`'s `client_id` as durable.
-    pub fn on_ack(&mut self, author: Member, client_id: u64, at: Instant) {
-        let key = Key {
-            author: author.user,
-            client_id,
-        };
-        let Some(entry) = self.entries.get_mut(&key) else {
-            return self.error("unknown_ack");
-        };
-        if entry.acked {
-            return self.error("duplicate_ack");
-        }
-        entry.acked = true;
-        self.ack.record(at.saturating_duration_since(entry.sent_at));
-        self.counts.acked += 1;
-        self.last_ack = Some(self.last_ack.map_or(at, |last| last.max(at)));
-    }
-
-    /// The server refused `author`'s `client_id`.
-    pub fn on_rejected(&mut self, author: Member, client_id: u64, code: ErrorCode) {
-        let key = Key {
-            author: author.user,
-            client_id,
-        };
-        if !self.entries.contains_key(&key) {
-            return self.error("unknown_rejection");
-        }
-        self.counts.rejected += 1;
-        self.error(&format!("rejected_{}", code.as_str()));
-    }
-
-    /// `receiver` got the message `client_id` of `author`.
-    pub fn on_message(&mut self, receiver: Member, author: UserId, client_id: u64, at: Instant) {
-        let Some(entry) = self.entries.get_mut(&Key { author, client_id }) else {
-            return self.error("unknown_message");
-        };
-        if entry.room != receiver.room {
-            return self.error("misrouted_message");
-        }
-        let Some(seen) = entry.seen.get_mut(receiver.slot) else {
-            return self.error("misrouted_message");
-        };
-        if *seen {
-            self.counts.duplicated += 1;
-            return;
-        }
-        *seen = true;
-        self.counts.delivered += 1;
-        if receiver.user != author {
-            self.fanout
-                .record(at.saturating_duration_since(entry.sent_at));
-        }
-        self.last_delivery = Some(self.last_delivery.map_or(at, |last| last.max(at)));
-    }
-
-    /// Count an error of `kind`.
-    pub fn error(&mut self, kind: &str) {
-        *self.counts.errors.entry(kind.to_owned()).or_default() += 1;
-    }
-
-    /// Everything planned was sent, answered and (unless refused) delivered to every member.
-    pub fn settled(&self) -> bool {
-        let c = &self.counts;
-        c.sent >= self.plan.sends()
-            && c.acked + c.rejected >= c.sent
-            && c.delivered + c.rejected * self.plan.users_per_room >= self.plan.deliveries()
-    }
-
-    /// The figures of the run.
-    pub fn finish(&self, transport: TransportKind, connect: &Latency, timed_out: bool) -> RunStats {
-        let c = &self.counts;
-        let expected = self.plan.deliveries();
-        let lost = expected.saturating_sub(c.delivered);
-        let unacked = c.sent.saturating_sub(c.acked + c.rejected);
-        let per_second = |count: u64, last: Option<Instant>| match (self.first_send, last) {
-            (Some(first), Some(last)) if last > first => {
-                count as f64 / last.duration_since(first).as_secs_f64()
-            }
-            _ => 0.0,
-        };
-        let ok = lost == 0
-            && c.duplicated == 0
-            && c.rejected == 0
-            && unacked == 0
-            && c.errors.is_empty()
-            && !timed_out;
-        RunStats {
-            transport: transport_name(transport).to_owned(),
-            ok,
-            timed_out,
-            planned_sends: self.plan.sends(),
-            sent: c.sent,
-            acked: c.acked,
-            rejected: c.rejected,
-            unacked,
-            expected_deliveries: expected,
-            expected_fanouts: self.plan.fanouts(),
-            delivered: c.delivered,
-            lost,
-            duplicated: c.duplicated,
-            errors: c.errors.clone(),
-            connect_join_us: connect.summary(),
-            ack_latency_us: self.ack.summary(),
-            fanout_latency_us: self.fanout.summary(),
-            acked_per_s: per_second(c.acked, self.last_ack),
-            delivered_per_s: per_second(c.delivered, self.last_delivery),
-        }
-    }
-}
-
-/// The stable name of a transport in reports.
-pub fn transport_name(kind: TransportKind) -> &'static str {
-    match kind {
-        TransportKind::WebTransport => "webtransport",
-        TransportKind::WebSocket => "websocket",
-    }
-}
-
-/// What one transport's run measured.
+/// The figures of one run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunStats {
-    pub transport: String,
-    /// Nothing lost, duplicated, refused or unacknowledged, no errors, no timeout.
-    pub ok: bool,
-    pub timed_out: bool,
-    pub planned_sends: u64,
+    pub bots: u64,
+    pub planned: u64,
     pub sent: u64,
     pub acked: u64,
     pub rejected: u64,
-    pub unacked: u64,
-    pub expected_deliveries: u64,
-    /// Deliveries to members other than the sender: the fan-out latency samples expected.
-    pub expected_fanouts: u64,
+    /// Rejections by error code.
+    pub rejected_by_code: BTreeMap<String, u64>,
+    pub unanswered: u64,
+    pub expected: u64,
     pub delivered: u64,
     pub lost: u64,
     pub duplicated: u64,
-    /// Errors by kind (connection failures, disconnects, stream errors, stray frames, …).
-    pub errors: BTreeMap<String, u64>,
-    pub connect_join_us: LatencySummary,
-    pub ack_latency_us: LatencySummary,
-    pub fanout_latency_us: LatencySummary,
-    /// Acknowledgements per second, from the first send to the last acknowledgement.
+    pub unexpected: u64,
+    pub errors: u64,
+    /// The most frequent distinct errors, with their counts.
+    pub error_samples: Vec<(String, u64)>,
+    pub throughput: Throughput,
+    pub latency_us: Latencies,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Throughput {
+    /// Seconds from the first measured send to the last measured ack or delivery.
+    pub window_s: f64,
     pub acked_per_s: f64,
-    /// Deliveries per second, from the first send to the last delivery.
     pub delivered_per_s: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Latencies {
+    pub ack: Summary,
+    pub fanout: Summary,
+    pub connect_join: Summary,
+}
+
+/// A latency distribution in microseconds (all zero when empty).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct Summary {
+    pub count: u64,
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p99_9: u64,
+    pub max: u64,
+    pub mean: f64,
+}
+
+impl RunStats {
+    /// Nothing lost, duplicated, unexpected, refused or unanswered, nothing unsent, no errors.
+    pub fn clean(&self) -> bool {
+        self.sent == self.planned
+            && self.rejected == 0
+            && self.unanswered == 0
+            && self.lost == 0
+            && self.duplicated == 0
+            && self.unexpected == 0
+            && self.errors == 0
+    }
+}
+
+/// A send, as the matching needs it.
+struct SendInfo {
+    at: Instant,
+    room: ConversationId,
+    measured: bool,
+}
+
+/// The figures of a run whose bots left `records` and which planned `planned` sends.
+pub fn aggregate(records: &[BotRecord], planned: u64) -> anyhow::Result<RunStats> {
+    let mut members: HashMap<ConversationId, u64> = HashMap::new();
+    let mut sends: HashMap<MessageKey, SendInfo> = HashMap::new();
+    for record in records {
+        *members.entry(record.room).or_default() += 1;
+        for sent in &record.sends {
+            let info = SendInfo {
+                at: sent.at,
+                room: record.room,
+                measured: sent.measured,
+            };
+            sends.insert((record.user, sent.client_id), info);
+        }
+    }
+    let mut ack_latency = histogram()?;
+    let mut fanout_latency = histogram()?;
+    let mut connect_join = histogram()?;
+    let first_measured = sends.values().filter(|s| s.measured).map(|s| s.at).min();
+    let mut last_ack = None;
+    let mut last_delivery = None;
+    let (mut acked, mut measured_acks) = (0u64, 0u64);
+    let mut rejected: HashSet<MessageKey> = HashSet::new();
+    let mut rejected_by_code: BTreeMap<String, u64> = BTreeMap::new();
+    let mut errors: BTreeMap<&str, u64> = BTreeMap::new();
+
+    for record in records {
+        record_latency(&mut connect_join, record.connect_join);
+        for error in &record.errors {
+            *errors.entry(error).or_default() += 1;
+        }
+        for &(client_id, at) in &record.acks {
+            let Some(send) = sends.get(&(record.user, client_id)) else {
+                *errors.entry("an ack for a message never sent").or_default() += 1;
+                continue;
+            };
+            acked += 1;
+            if send.measured {
+                measured_acks += 1;
+                record_latency(&mut ack_latency, at.saturating_duration_since(send.at));
+                last_ack = last_ack.max(Some(at));
+            }
+        }
+        for &(client_id, code) in &record.rejections {
+            rejected.insert((record.user, client_id));
+            *rejected_by_code.entry(code.to_string()).or_default() += 1;
+        }
+    }
+
+    let (mut delivered, mut measured_deliveries) = (0u64, 0u64);
+    let (mut duplicated, mut unexpected) = (0u64, 0u64);
+    for record in records {
+        let mut seen: HashSet<MessageKey> = HashSet::new();
+        for arrival in &record.arrivals {
+            let send = sends.get(&arrival.key).filter(|send| {
+                send.room == arrival.conversation
+                    && arrival.conversation == record.room
+                    && !rejected.contains(&arrival.key)
+            });
+            let Some(send) = send else {
+                unexpected += 1;
+                continue;
+            };
+            if !seen.insert(arrival.key) {
+                duplicated += 1;
+                continue;
+            }
+            delivered += 1;
+            if send.measured {
+                measured_deliveries += 1;
+                last_delivery = last_delivery.max(Some(arrival.at));
+                if arrival.key.0 != record.user {
+                    record_latency(
+                        &mut fanout_latency,
+                        arrival.at.saturating_duration_since(send.at),
+                    );
+                }
+            }
+        }
+    }
+
+    let expected: u64 = sends
+        .iter()
+        .filter(|(key, _)| !rejected.contains(key))
+        .map(|(_, send)| members.get(&send.room).copied().unwrap_or_default())
+        .sum();
+    let sent = count(sends.len());
+    let rejected_count = count(rejected.len());
+    let acks_window = window(first_measured, last_ack);
+    let deliveries_window = window(first_measured, last_delivery);
+    let mut error_samples: Vec<(String, u64)> = errors
+        .iter()
+        .map(|(error, &n)| ((*error).to_owned(), n))
+        .collect();
+    error_samples.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    error_samples.truncate(ERROR_SAMPLES);
+    Ok(RunStats {
+        bots: count(records.len()),
+        planned,
+        sent,
+        acked,
+        rejected: rejected_count,
+        rejected_by_code,
+        unanswered: sent.saturating_sub(acked).saturating_sub(rejected_count),
+        expected,
+        delivered,
+        lost: expected.saturating_sub(delivered),
+        duplicated,
+        unexpected,
+        errors: errors.values().sum(),
+        error_samples,
+        throughput: Throughput {
+            window_s: acks_window.max(deliveries_window).as_secs_f64(),
+            acked_per_s: per_second(measured_acks, acks_window),
+            delivered_per_s: per_second(measured_deliveries, deliveries_window),
+        },
+        latency_us: Latencies {
+            ack: summarize(&ack_latency),
+            fanout: summarize(&fanout_latency),
+            connect_join: summarize(&connect_join),
+        },
+    })
+}
+
+/// Events per second over `window` (0 for an empty window).
+pub fn per_second(events: u64, window: Duration) -> f64 {
+    let seconds = window.as_secs_f64();
+    if seconds > 0.0 {
+        events as f64 / seconds
+    } else {
+        0.0
+    }
+}
+
+fn window(from: Option<Instant>, to: Option<Instant>) -> Duration {
+    match (from, to) {
+        (Some(from), Some(to)) => to.saturating_duration_since(from),
+        _ => Duration::ZERO,
+    }
+}
+
+fn count(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+fn histogram() -> anyhow::Result<Histogram<u64>> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).context("cannot make a latency histogram")
+}
+
+fn record_latency(histogram: &mut Histogram<u64>, latency: Duration) {
+    let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+    histogram.saturating_record(us.max(1));
+}
+
+fn summarize(histogram: &Histogram<u64>) -> Summary {
+    if histogram.is_empty() {
+        return Summary::default();
+    }
+    Summary {
+        count: histogram.len(),
+        p50: histogram.value_at_quantile(0.5),
+        p90: histogram.value_at_quantile(0.9),
+        p99: histogram.value_at_quantile(0.99),
+        p99_9: histogram.value_at_quantile(0.999),
+        max: histogram.max(),
+        mean: histogram.mean(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use quibble_client::{ErrorCode, UserId};
+
     use super::*;
+    use crate::record::{Arrival, Sent};
 
-    const PLAN: Plan = Plan {
-        rooms: 1,
-        users_per_room: 3,
-        messages: 1,
-    };
+    const ROOM: ConversationId = ConversationId(7);
 
-    fn member(slot: usize) -> Member {
-        Member {
-            user: UserId(10 + slot as u64),
-            room: 0,
-            slot,
-        }
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn bot(user: u64, t0: Instant, sends: &[(u64, u64, bool)]) -> BotRecord {
+        let mut record = BotRecord::new(UserId(user), ROOM, ms(user * 10));
+        record.sends = sends
+            .iter()
+            .map(|&(client_id, at, measured)| Sent {
+                client_id,
+                at: t0 + ms(at),
+                measured,
+            })
+            .collect();
+        record
+    }
+
+    fn arrive(record: &mut BotRecord, t0: Instant, author: u64, client_id: u64, at: u64) {
+        record.arrivals.push(Arrival {
+            conversation: ROOM,
+            key: (UserId(author), client_id),
+            at: t0 + ms(at),
+        });
     }
 
     #[test]
-    fn expected_counts() {
-        let plan = Plan {
-            rooms: 2,
-            users_per_room: 3,
-            messages: 10,
-        };
-        assert_eq!(plan.bots(), 6);
-        assert_eq!(plan.sends(), 60);
-        assert_eq!(plan.deliveries(), 180);
-        assert_eq!(plan.fanouts(), 120);
-        let alone = Plan {
-            rooms: 4,
-            users_per_room: 1,
-            messages: 5,
-        };
-        assert_eq!(alone.deliveries(), 20);
-        assert_eq!(alone.fanouts(), 0);
-    }
-
-    #[test]
-    fn latency_percentiles_in_microseconds() {
-        let mut latency = Latency::default();
-        assert_eq!(latency.summary(), LatencySummary::default());
-        for ms in 1..=100 {
-            latency.record(Duration::from_millis(ms));
-        }
-        let s = latency.summary();
-        assert_eq!(s.count, 100);
-        // Three significant digits: within 0.1%.
-        assert!(s.p50_us.abs_diff(50_000) <= 50, "{s:?}");
-        assert!(s.p90_us.abs_diff(90_000) <= 90, "{s:?}");
-        assert!(s.p99_us.abs_diff(99_000) <= 99, "{s:?}");
-        assert!(s.max_us.abs_diff(100_000) <= 100, "{s:?}");
-        latency.record(Duration::from_secs(100_000));
-        assert!(latency.summary().max_us >= MAX_LATENCY_US);
-    }
-
-    /// Every member of the one room sends message `7 + slot`; all but `skip` are answered
-    /// and delivered to every member.
-    fn ledger_with_all_sent(skip: Option<usize>) -> (Ledger, Instant) {
+    fn a_clean_run_adds_up() {
         let t0 = Instant::now();
-        let mut ledger = Ledger::new(PLAN);
-        for author in 0..3 {
-            ledger.on_sent(member(author), 7 + author as u64, t0);
-        }
-        assert!(!ledger.settled());
-        for author in (0..3).filter(|a| Some(*a) != skip) {
-            let id = 7 + author as u64;
-            ledger.on_ack(member(author), id, t0 + Duration::from_millis(2));
-            for slot in 0..3 {
-                ledger.on_message(
-                    member(slot),
-                    member(author).user,
-                    id,
-                    t0 + Duration::from_millis(4),
-                );
+        // Two members; each sends one warmup message (id 1) and one measured (id 2).
+        let mut a = bot(1, t0, &[(1, 0, false), (2, 100, true)]);
+        let mut b = bot(2, t0, &[(1, 0, false), (2, 100, true)]);
+        for (record, user) in [(&mut a, 1), (&mut b, 2)] {
+            record.acks = vec![(1, t0 + ms(5)), (2, t0 + ms(100 + 4 * user))];
+            for author in [1, 2] {
+                arrive(record, t0, author, 1, 6);
+                arrive(record, t0, author, 2, 110 + 10 * user);
             }
         }
-        (ledger, t0)
+        let stats = aggregate(&[a, b], 4).unwrap();
+        assert!(stats.clean(), "{stats:?}");
+        assert_eq!((stats.bots, stats.sent, stats.acked), (2, 4, 4));
+        assert_eq!((stats.expected, stats.delivered), (8, 8));
+        // Ack latency of the measured messages only: 4 ms and 8 ms.
+        let ack = stats.latency_us.ack;
+        assert_eq!(ack.count, 2);
+        // hdrhistogram keeps 3 significant digits.
+        assert!((7_990..=8_010).contains(&ack.max), "{ack:?}");
+        assert!((3_990..=4_010).contains(&ack.p50), "{ack:?}");
+        // Fan-out: each measured message at the other member only (120 ms at bot 1, 130 ms
+        // at bot 2, from sends at 100 ms).
+        let fanout = stats.latency_us.fanout;
+        assert_eq!(fanout.count, 2);
+        assert!((19_980..=20_020).contains(&fanout.p50), "{fanout:?}");
+        assert!((29_980..=30_020).contains(&fanout.max), "{fanout:?}");
+        assert_eq!(stats.latency_us.connect_join.count, 2);
+        // Window: first measured send at 100 ms; last measured ack at 108 ms, last measured
+        // delivery at 130 ms; 2 acks and 4 deliveries in it.
+        assert!((stats.throughput.acked_per_s - 2.0 / 0.008).abs() < 1e-6);
+        assert!((stats.throughput.delivered_per_s - 4.0 / 0.030).abs() < 1e-6);
+        assert!((stats.throughput.window_s - 0.030).abs() < 1e-9);
     }
 
     #[test]
-    fn a_complete_run_is_settled_and_ok() {
-        let (ledger, _) = ledger_with_all_sent(None);
-        assert!(ledger.settled());
-        let stats = ledger.finish(TransportKind::WebSocket, &Latency::default(), false);
-        assert!(stats.ok, "{stats:?}");
-        assert_eq!((stats.sent, stats.acked, stats.delivered), (3, 3, 9));
-        assert_eq!(stats.expected_deliveries, 9);
-        assert_eq!((stats.lost, stats.duplicated, stats.unacked), (0, 0, 0));
-        assert_eq!(stats.ack_latency_us.count, 3);
-        assert!(stats.ack_latency_us.p50_us.abs_diff(2_000) <= 2);
-        assert!(stats.fanout_latency_us.max_us.abs_diff(4_000) <= 4);
-        // The sender's own copy is a delivery but no fan-out sample.
-        assert_eq!(stats.fanout_latency_us.count, 6);
-        assert_eq!(stats.expected_fanouts, 6);
-        assert!(stats.delivered_per_s > 0.0);
-        assert_eq!(stats.transport, "websocket");
-    }
-
-    #[test]
-    fn losses_duplicates_and_strays_are_counted() {
+    fn losses_duplicates_rejections_and_strangers_are_counted_apart() {
         let t0 = Instant::now();
-        let mut ledger = Ledger::new(PLAN);
-        ledger.on_sent(member(0), 7, t0);
-        ledger.on_message(member(1), member(0).user, 7, t0);
-        ledger.on_message(member(1), member(0).user, 7, t0);
-        ledger.on_message(member(1), member(0).user, 8, t0);
-        ledger.on_ack(member(1), 7, t0);
-        let other_room = Member {
-            room: 1,
-            ..member(2)
-        };
-        ledger.on_message(other_room, member(0).user, 7, t0);
-        assert!(!ledger.settled());
-        let stats = ledger.finish(TransportKind::WebTransport, &Latency::default(), true);
-        assert!(!stats.ok);
-        assert_eq!(stats.sent, 1);
-        assert_eq!(stats.delivered, 1);
-        assert_eq!(stats.lost, 8);
-        assert_eq!(stats.duplicated, 1);
-        assert_eq!(stats.unacked, 1);
-        assert_eq!(stats.errors.get("unknown_message"), Some(&1));
-        assert_eq!(stats.errors.get("unknown_ack"), Some(&1));
-        assert_eq!(stats.errors.get("misrouted_message"), Some(&1));
+        let mut a = bot(1, t0, &[(1, 0, true), (2, 10, true), (3, 20, true)]);
+        let mut b = bot(2, t0, &[]);
+        a.acks = vec![(1, t0 + ms(3)), (99, t0 + ms(4))];
+        a.rejections = vec![(2, ErrorCode::RateLimited)];
+        a.errors = vec!["disconnected".into(), "disconnected".into(), "x".into()];
+        // Message 1 reaches a once and b twice; message 3 (unanswered) reaches only a; the
+        // rejected message 2 shows up at b anyway; and b hears from someone unknown.
+        arrive(&mut a, t0, 1, 1, 5);
+        arrive(&mut a, t0, 1, 3, 25);
+        arrive(&mut b, t0, 1, 1, 6);
+        arrive(&mut b, t0, 1, 1, 7);
+        arrive(&mut b, t0, 1, 2, 12);
+        arrive(&mut b, t0, 9, 1, 8);
+        let stats = aggregate(&[a, b], 3).unwrap();
+        assert!(!stats.clean());
+        assert_eq!((stats.sent, stats.acked, stats.rejected), (3, 1, 1));
+        assert_eq!(stats.rejected_by_code.get("rate_limited"), Some(&1));
+        assert_eq!(stats.unanswered, 1);
+        // Messages 1 and 3 are owed to both members.
+        assert_eq!((stats.expected, stats.delivered, stats.lost), (4, 3, 1));
+        assert_eq!((stats.duplicated, stats.unexpected), (1, 2));
+        // Two disconnects, "x", and the ack for id 99.
+        assert_eq!(stats.errors, 4);
+        assert_eq!(stats.error_samples[0], ("disconnected".to_owned(), 2));
     }
 
     #[test]
-    fn a_rejection_settles_its_message_but_fails_the_run() {
-        let (mut ledger, _) = ledger_with_all_sent(Some(2));
-        assert!(!ledger.settled());
-        ledger.on_rejected(member(2), 9, ErrorCode::RateLimited);
-        assert!(ledger.settled());
-        let stats = ledger.finish(TransportKind::WebTransport, &Latency::default(), false);
-        assert!(!stats.ok);
-        assert_eq!(stats.rejected, 1);
-        assert_eq!(stats.delivered, 6);
-        assert_eq!(stats.lost, 3);
-        assert_eq!(stats.errors.get("rejected_rate_limited"), Some(&1));
+    fn an_empty_run_has_empty_figures() {
+        let stats = aggregate(&[], 10).unwrap();
+        assert_eq!((stats.sent, stats.expected, stats.lost), (0, 0, 0));
+        assert_eq!(stats.latency_us.ack, Summary::default());
+        assert_eq!(stats.throughput.acked_per_s, 0.0);
+        assert!(!stats.clean(), "nothing was sent of the 10 planned");
+    }
+
+    #[test]
+    fn rates_over_a_window() {
+        assert_eq!(per_second(50, ms(500)), 100.0);
+        assert_eq!(per_second(50, Duration::ZERO), 0.0);
     }
 }

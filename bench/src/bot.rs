@@ -1,0 +1,233 @@
+//! One bot: connect over the chosen transport and join its room ([`connect`]), then send its
+//! messages on schedule while recording, raw, everything its client reports
+//! ([`Bot::drive`]), until the run tells it to finish.
+
+use std::collections::HashSet;
+use std::future::pending;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use quibble_client::{Client, ClientEvent, ClientOptions, ConversationId, Event, TransportKind};
+use tokio::sync::watch;
+
+use crate::args::choice;
+use crate::record::{Arrival, BotRecord, MessageKey, Sent};
+use crate::tracker::Tracker;
+
+/// A bot that is connected and has joined its room.
+#[derive(Debug)]
+pub struct Bot {
+    client: Client,
+    room: ConversationId,
+    connect_join: Duration,
+}
+
+/// When a bot sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pacing {
+    /// Message `i` is due at `start + offset + i × interval`.
+    Every {
+        interval: Duration,
+        offset: Duration,
+    },
+    /// Whenever fewer than this many sends are unanswered.
+    Window(u32),
+}
+
+/// A bot's part of the run.
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule {
+    pub start: Instant,
+    pub pacing: Pacing,
+    /// Messages to send, warmup included.
+    pub sends: u32,
+    /// The first this many are not measured.
+    pub warmup: u32,
+    /// Members of the room (for what a refused send no longer owes).
+    pub members: u64,
+}
+
+/// Connect as `token` over exactly `kind`, join `room`, and wait until it is joined.
+pub async fn connect(
+    server: String,
+    token: String,
+    kind: TransportKind,
+    room: ConversationId,
+) -> anyhow::Result<Bot> {
+    let started = Instant::now();
+    let options = ClientOptions::new(server, token).transport(choice(kind));
+    let client = Client::connect(options).await.context("cannot connect")?;
+    client.join(room);
+    loop {
+        match client.next_event().await {
+            Some(ClientEvent::Session(Event::Joined { conversation, .. }))
+                if conversation == room =>
+            {
+                break;
+            }
+            Some(ClientEvent::Session(Event::Error { code, reason, .. })) => {
+                bail!(
+                    "the server refused to join room {}: {code}: {reason}",
+                    room.0
+                )
+            }
+            Some(ClientEvent::Session(Event::Disconnected)) => bail!("disconnected while joining"),
+            Some(_) => {}
+            None => bail!("the client stopped while joining"),
+        }
+    }
+    let connect_join = started.elapsed();
+    match client.transport() {
+        Some(used) if used == kind => Ok(Bot {
+            client,
+            room,
+            connect_join,
+        }),
+        Some(used) => bail!("asked for {kind} but the client uses {used}"),
+        None => bail!("disconnected right after joining"),
+    }
+}
+
+impl Bot {
+    /// Send on `schedule` and record everything until `finish` turns true (or its sender is
+    /// gone); hands back the client, still open, and the record.
+    pub async fn drive(
+        self,
+        schedule: Schedule,
+        tracker: Arc<Tracker>,
+        mut finish: watch::Receiver<bool>,
+    ) -> (Client, BotRecord) {
+        let Bot {
+            client,
+            room,
+            connect_join,
+        } = self;
+        let mut state = State {
+            record: BotRecord::new(client.user(), room, connect_join),
+            seen: HashSet::new(),
+            unanswered: 0,
+            members: schedule.members,
+            tracker,
+            reconnecting: false,
+        };
+        let start = tokio::time::Instant::from_std(schedule.start);
+        let mut next = 0u32;
+        loop {
+            let due = if next < schedule.sends {
+                match schedule.pacing {
+                    Pacing::Every { interval, offset } => {
+                        start.checked_add(offset.saturating_add(interval.saturating_mul(next)))
+                    }
+                    Pacing::Window(window) if state.unanswered < window => {
+                        Some(tokio::time::Instant::now())
+                    }
+                    Pacing::Window(_) => None,
+                }
+            } else {
+                None
+            };
+            tokio::select! {
+                biased;
+                changed = finish.changed() => {
+                    if changed.is_err() || *finish.borrow_and_update() {
+                        break;
+                    }
+                }
+                () = sleep_until_some(due) => {
+                    let at = Instant::now();
+                    let client_id = client.send(room, format!("bench message {next}"));
+                    state.record.sends.push(Sent {
+                        client_id,
+                        at,
+                        measured: next >= schedule.warmup,
+                    });
+                    state.unanswered += 1;
+                    next += 1;
+                }
+                event = client.next_event() => match event {
+                    Some(event) => state.on_event(event, Instant::now()),
+                    None => {
+                        state.record.errors.push("the client stopped".into());
+                        break;
+                    }
+                },
+            }
+        }
+        (client, state.record)
+    }
+}
+
+/// A driving bot's bookkeeping.
+struct State {
+    record: BotRecord,
+    /// Messages that have arrived, to tell first deliveries from duplicates.
+    seen: HashSet<MessageKey>,
+    unanswered: u32,
+    members: u64,
+    tracker: Arc<Tracker>,
+    /// Disconnected, and the room not joined again yet.
+    reconnecting: bool,
+}
+
+impl State {
+    fn on_event(&mut self, event: ClientEvent, at: Instant) {
+        let event = match event {
+            ClientEvent::Session(event) => event,
+            // Follows a disconnect, which is what counts.
+            ClientEvent::TransportChanged(_) => return,
+        };
+        match event {
+            Event::Message(message) => {
+                let key = (message.author, message.client_id);
+                if message.conversation == self.record.room && self.seen.insert(key) {
+                    self.tracker.delivered();
+                }
+                self.record.arrivals.push(Arrival {
+                    conversation: message.conversation,
+                    key,
+                    at,
+                });
+            }
+            Event::Sent { client_id, .. } => {
+                self.unanswered = self.unanswered.saturating_sub(1);
+                self.tracker.acked();
+                self.record.acks.push((client_id, at));
+            }
+            Event::Rejected {
+                client_id, code, ..
+            } => {
+                self.unanswered = self.unanswered.saturating_sub(1);
+                self.tracker.rejected(self.members);
+                self.record.rejections.push((client_id, code));
+            }
+            Event::Disconnected => {
+                self.reconnecting = true;
+                self.error("disconnected (the client reconnects and resumes)");
+            }
+            // The consequences of a disconnect, counted there.
+            Event::Connected { .. } | Event::Joined { .. } if self.reconnecting => {
+                self.reconnecting = !matches!(event, Event::Joined { .. });
+            }
+            Event::Connected { .. } => self.error("welcomed again without a disconnect"),
+            Event::Joined { .. } => self.error("the room's stream was rejoined (lagged or failed)"),
+            Event::Error { code, reason, .. } => {
+                self.error(&format!("server error {code}: {reason}"))
+            }
+            Event::GoAway { .. } => self.error("the server is going away"),
+            Event::Reset { .. } => self.error("the store's epoch changed (history reset)"),
+            Event::History { .. } => self.error("a history page nobody asked for"),
+        }
+    }
+
+    fn error(&mut self, what: &str) {
+        self.record.errors.push(what.to_owned());
+    }
+}
+
+async fn sleep_until_some(due: Option<tokio::time::Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due).await,
+        None => pending().await,
+    }
+}

@@ -1,0 +1,122 @@
+//! `quibble-bench chat` against the real server binary: a small scenario over both transports
+//! must deliver every message to every member exactly once and say so in its JSON.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use support::{TestServer, run_bench};
+
+const LIMIT: Duration = Duration::from_secs(150);
+
+#[test]
+fn both_transports_deliver_every_message_exactly_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = TestServer::start(dir.path());
+    let url = server.url();
+    let output = run_bench(
+        &[
+            "chat",
+            "--server",
+            &url,
+            "--transport",
+            "both",
+            "--rooms",
+            "2",
+            "--users-per-room",
+            "3",
+            "--messages",
+            "10",
+            "--warmup",
+            "2",
+            "--rate",
+            "40",
+            "--timeout",
+            "120",
+            "--json",
+        ],
+        LIMIT,
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "quibble-bench failed ({}); stdout:\n{stdout}\nstderr:\n{stderr}\nserver log:\n{}",
+        output.status,
+        server.log_text()
+    );
+    let report: Value = serde_json::from_str(&stdout).expect("the JSON report");
+    assert_eq!(report["ok"], true, "{report:#}");
+    assert!(
+        report["command"]
+            .as_str()
+            .is_some_and(|c| c.contains("--transport both"))
+    );
+
+    let runs = report["runs"].as_array().expect("runs");
+    let names: Vec<&str> = runs
+        .iter()
+        .filter_map(|r| r["transport"].as_str())
+        .collect();
+    assert_eq!(names, ["webtransport", "websocket"]);
+    // 2 rooms x 3 users, 12 messages each (2 of them warmup): 72 sends; each reaches the 3
+    // members of its room; 60 are measured, and each measured one reaches 2 other members.
+    for run in runs {
+        assert_eq!(run["status"], "complete", "{run:#}");
+        let stats = &run["stats"];
+        let count = |name: &str| stats[name].as_u64().unwrap_or(u64::MAX);
+        assert_eq!((count("sent"), count("acked")), (72, 72), "{run:#}");
+        assert_eq!(
+            (count("expected"), count("delivered")),
+            (216, 216),
+            "{run:#}"
+        );
+        for zero in [
+            "lost",
+            "duplicated",
+            "unexpected",
+            "rejected",
+            "unanswered",
+            "errors",
+        ] {
+            assert_eq!(count(zero), 0, "{zero} in {run:#}");
+        }
+        let latency = &stats["latency_us"];
+        for (figure, samples) in [("ack", 60), ("fanout", 120), ("connect_join", 6)] {
+            let summary = &latency[figure];
+            assert_eq!(summary["count"], samples, "{figure} in {run:#}");
+            let p50 = summary["p50"].as_u64().unwrap_or(0);
+            let max = summary["max"].as_u64().unwrap_or(0);
+            assert!(p50 > 0 && max >= p50, "{figure} in {run:#}");
+        }
+        assert!(stats["throughput"]["acked_per_s"].as_f64().unwrap_or(0.0) > 0.0);
+        assert!(
+            stats["throughput"]["delivered_per_s"]
+                .as_f64()
+                .unwrap_or(0.0)
+                > 0.0
+        );
+    }
+    let ratios = &report["webtransport_over_websocket"];
+    assert!(
+        ratios["ack"]["p50"].as_f64().is_some_and(|r| r > 0.0),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn an_unreachable_server_is_a_clear_failure() {
+    // Nothing listens on port 1 of the loopback address.
+    let output = run_bench(
+        &["chat", "--server", "http://127.0.0.1:1", "--timeout", "20"],
+        LIMIT,
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
+    assert!(
+        stderr.contains("cannot reach the server at http://127.0.0.1:1"),
+        "{stderr}"
+    );
+}
