@@ -35,16 +35,20 @@ impl Hub {
             .subscribe()
     }
 
-    /// Publish a committed message to the conversation's subscribers, if it has any.
+    /// Publish a committed message to the conversation's subscribers, if it has any. The
+    /// frame is encoded once, outside the lock, and shared by every subscriber.
     pub fn publish(&self, message: &ChatMessage) {
-        let mut channels = self.lock();
-        let Some(sender) = channels.get(&message.conversation) else {
-            return;
+        let sender = {
+            let mut channels = self.lock();
+            match channels.get(&message.conversation) {
+                Some(sender) if sender.receiver_count() > 0 => sender.clone(),
+                Some(_) => {
+                    channels.remove(&message.conversation);
+                    return;
+                }
+                None => return,
+            }
         };
-        if sender.receiver_count() == 0 {
-            channels.remove(&message.conversation);
-            return;
-        }
         let delivery = Delivery {
             seq: message.seq,
             frame: encode_frame(&ServerFrame::Message(message.clone())),
