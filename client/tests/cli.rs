@@ -2,7 +2,7 @@
 //! loopback port with a temp data dir. Each test has a server of its own (and stays within
 //! the server's login rate limits: at most 10 logins per account, 20 per test).
 
-mod support;
+use quibble_test_support as support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Write};

@@ -1,7 +1,7 @@
 //! End-to-end tests of the client library against the real `quibble` server: refusals,
 //! chatting across transports, and reconnecting through a server restart.
 
-mod support;
+use quibble_test_support as support;
 
 use std::time::Duration;
 

@@ -1,0 +1,193 @@
+//! Test support shared by the client and bench tests: the real `quibble` server binary on an
+//! ephemeral loopback port with a temp data dir (killed by its own handle when the guard drops,
+//! also on panic), and running child processes with a time limit.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long a server may take to print its address.
+const STARTUP: Duration = Duration::from_secs(30);
+
+/// The server binary: `<target dir>/debug/quibble`, next to this test's `deps/` directory.
+pub fn server_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("path of the test executable");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test executable lives in <target>/<profile>/deps");
+    let binary = profile_dir.join(format!("quibble{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        binary.is_file(),
+        "the server binary {} is missing: build it with `cargo build -p quibble-server` \
+         (`cargo test --workspace` builds it too)",
+        binary.display()
+    );
+    binary
+}
+
+/// A running `quibble serve`, killed when dropped.
+pub struct TestServer {
+    child: Child,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+}
+
+impl TestServer {
+    /// Start a server with its data in `dir` on a free port.
+    pub fn start(dir: &Path) -> TestServer {
+        TestServer::start_on(dir, 0)
+    }
+
+    /// Start a server with its data in `dir` on `port` (0: any free port).
+    pub fn start_on(dir: &Path, port: u16) -> TestServer {
+        let data_dir = dir.join("data");
+        let log = dir.join(format!("server-{}.log", unique()));
+        let log_file = std::fs::File::create(&log).expect("create the server log");
+        let mut child = Command::new(server_binary())
+            .arg("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .env("RUST_LOG", "info,quibble_server=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log_file))
+            .spawn()
+            .expect("start the quibble server");
+        let stdout = child.stdout.take().expect("server stdout");
+        // Read stdout on a thread: the first line has the address, and the rest must keep
+        // being drained so that the server never blocks on a full pipe.
+        let (first_tx, first_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let _ = first_tx.send(lines.next());
+            for _ in lines {}
+        });
+        let mut server = TestServer {
+            child,
+            port: 0,
+            data_dir,
+            log,
+        };
+        let first = match first_rx.recv_timeout(STARTUP) {
+            Ok(Some(Ok(line))) => line,
+            other => panic!(
+                "the server printed no address ({other:?}); its log:\n{}",
+                server.log_text()
+            ),
+        };
+        server.port = parse_listening_line(&first)
+            .unwrap_or_else(|| panic!("unexpected first line from the server: {first:?}"));
+        server
+    }
+
+    /// The HTTP base URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stop the server gracefully (SIGTERM: it tells clients to go away) and wait for it.
+    pub fn shut_down(mut self) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        let deadline = Instant::now() + STARTUP;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "the server did not shut down; its log:\n{}",
+            self.log_text()
+        );
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The port from `quibble listening on http://127.0.0.1:PORT/`.
+pub fn parse_listening_line(line: &str) -> Option<u16> {
+    let url = line.strip_prefix("quibble listening on ")?;
+    url.trim()
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn unique() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default()
+}
+
+/// Wait for `child` (spawned with piped stdout and stderr) to exit, killing it (and failing
+/// the test) after `limit`. The pipes are drained meanwhile.
+pub fn wait_with_limit(mut child: Child, limit: Duration, what: &str) -> Output {
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("poll the child process") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{what} did not finish within {limit:?}; stdout: {:?}; stderr: {:?}",
+                String::from_utf8_lossy(&collect(stdout)),
+                String::from_utf8_lossy(&collect(stderr))
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: collect(stdout),
+        stderr: collect(stderr),
+    }
+}
+
+type Drained = Option<std::thread::JoinHandle<Vec<u8>>>;
+
+fn drain(pipe: Option<impl Read + Send + 'static>) -> Drained {
+    pipe.map(|mut pipe| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    })
+}
+
+fn collect(drained: Drained) -> Vec<u8> {
+    drained
+        .and_then(|handle| handle.join().ok())
+        .unwrap_or_default()
+}
