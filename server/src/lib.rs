@@ -5,6 +5,7 @@ pub mod auth;
 pub mod chat;
 pub mod config;
 pub mod http;
+pub mod ip_key;
 pub mod metrics;
 pub mod server;
 pub mod state;
