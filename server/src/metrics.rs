@@ -21,6 +21,10 @@ pub const CONNECTION_ERRORS: &str = "quibble_connection_errors_total";
 pub const STREAM_ERRORS: &str = "quibble_stream_errors_total";
 /// Conversation streams cut for lagging behind the live feed.
 pub const STREAMS_LAGGED: &str = "quibble_streams_lagged_total";
+/// Bytes queued for peers now, over every connection's outbound queue.
+pub const OUTBOUND_QUEUED_BYTES: &str = "quibble_outbound_queued_bytes";
+/// Conversations with live subscribers in the fan-out hub now.
+pub const HUB_CONVERSATIONS: &str = "quibble_hub_conversations";
 /// Messages made durable.
 pub const MESSAGES_APPENDED: &str = "quibble_messages_appended_total";
 /// Seconds from receiving a `Send` to its durable ack.

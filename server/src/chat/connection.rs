@@ -1,6 +1,8 @@
 //! One realtime connection, whatever its transport: authenticate the `Hello` on the control
-//! stream, answer pings, watch for silence, start a task per conversation stream, and say
-//! `GoAway` when the server shuts down.
+//! stream, answer pings, watch for silence (anything received counts as a sign of life, see
+//! [`Liveness`]), start a task per conversation stream, and say `GoAway` when the server shuts
+//! down. A control stream whose queue is full (the peer pings but does not read) ends the
+//! connection with `SlowConsumer`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +17,8 @@ use tokio::time::{Instant, sleep_until, timeout};
 
 use crate::auth::hash_token;
 use crate::chat::conversation::{self, ConnCtx};
+use crate::chat::liveness::Liveness;
+use crate::chat::outbound::SendError;
 use crate::chat::stream::{CloseReason, Inbound, StreamIo, decode_error_code, encode_frame};
 use crate::state::AppState;
 use crate::store::User;
@@ -28,6 +32,8 @@ pub struct ConnIo {
     pub peer: SocketAddr,
     /// `webtransport` or `websocket`, for metrics.
     pub transport: &'static str,
+    /// Touched by the transport for everything it receives.
+    pub liveness: Arc<Liveness>,
 }
 
 /// Serve a connection until it ends; the transport then closes it with the returned reason.
@@ -49,6 +55,7 @@ async fn run(state: AppState, io: ConnIo) -> CloseReason {
         mut control,
         mut streams,
         peer,
+        liveness,
         ..
     } = io;
     let user = match hello(&state, &mut control).await {
@@ -56,7 +63,7 @@ async fn run(state: AppState, io: ConnIo) -> CloseReason {
         Err(close) => {
             tracing::debug!(%peer, reason = %close.reason, "refused connection");
             if let Some(code) = close.code {
-                send_error(&control, code, &close.reason).await;
+                send_error(&control, code, &close.reason);
             }
             return close;
         }
@@ -80,25 +87,31 @@ async fn run(state: AppState, io: ConnIo) -> CloseReason {
     });
     let mut tasks = JoinSet::new();
     let silence = heartbeat * 3;
-    let mut deadline = Instant::now() + silence;
+    let mut deadline = liveness.last_seen().max(Instant::now()) + silence;
     loop {
         tokio::select! {
             frame = control.inbound.recv() => match frame {
                 None => return CloseReason::normal("peer closed the control stream"),
                 Some(Inbound::Frame(ClientFrame::Ping { nonce })) => {
-                    deadline = Instant::now() + silence;
-                    if control.outbound.send(encode_frame(&ServerFrame::Pong { nonce })).await.is_err() {
-                        return CloseReason::normal("peer left");
+                    match control.outbound.try_send(encode_frame(&ServerFrame::Pong { nonce })) {
+                        Ok(()) => {}
+                        Err(SendError::Full) => {
+                            return CloseReason::error(
+                                ErrorCode::SlowConsumer,
+                                "the control stream is not read fast enough",
+                            );
+                        }
+                        Err(SendError::Closed) => return CloseReason::normal("peer left"),
                     }
                 }
                 Some(Inbound::Frame(other)) => {
                     let reason = format!("{} is not allowed on the control stream", frame_name(&other));
-                    send_error(&control, ErrorCode::ProtocolViolation, &reason).await;
+                    send_error(&control, ErrorCode::ProtocolViolation, &reason);
                     return CloseReason::error(ErrorCode::ProtocolViolation, reason);
                 }
                 Some(Inbound::Invalid(e)) => {
                     let code = decode_error_code(&e);
-                    send_error(&control, code, &e.to_string()).await;
+                    send_error(&control, code, &e.to_string());
                     return CloseReason::error(code, e.to_string());
                 }
             },
@@ -110,14 +123,18 @@ async fn run(state: AppState, io: ConnIo) -> CloseReason {
             },
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             _ = sleep_until(deadline) => {
-                return CloseReason::normal("no heartbeat");
+                let heard = liveness.last_seen() + silence;
+                if heard <= Instant::now() {
+                    return CloseReason::normal("no heartbeat");
+                }
+                deadline = heard;
             }
             _ = state.shutting_down() => {
                 let go_away = ServerFrame::GoAway {
                     reconnect_after_ms: rand::rng().random_range(500..5_000),
                     reason: "server shutting down".into(),
                 };
-                let _ = control.outbound.try_send(encode_frame(&go_away));
+                control.outbound.send_last(encode_frame(&go_away));
                 return CloseReason::error(ErrorCode::ShuttingDown, "server shutting down");
             }
         }
@@ -172,12 +189,12 @@ async fn hello(state: &AppState, control: &mut StreamIo) -> Result<User, CloseRe
     }
 }
 
-async fn send_error(stream: &StreamIo, code: ErrorCode, reason: &str) {
+fn send_error(stream: &StreamIo, code: ErrorCode, reason: &str) {
     let frame = ServerFrame::Error {
         code,
         reason: reason.to_owned(),
     };
-    let _ = stream.outbound.send(encode_frame(&frame)).await;
+    stream.outbound.send_last(encode_frame(&frame));
 }
 
 /// A frame's name, for error messages.

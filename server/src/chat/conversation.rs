@@ -1,5 +1,10 @@
 //! One conversation stream: `Join` (replaying history or the missed range), then live
 //! messages, sends made durable before they are acknowledged, and history pages.
+//!
+//! Pacing: replay batches and history pages are read from the store only once the stream's
+//! outbound queue has room reserved for them, and one request is served at a time, so a peer
+//! that does not read gets nothing more read for it. Live messages are pushed by the hub; a
+//! stream it cuts for lagging ends here quietly (the hub queued its `Lagged`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -9,11 +14,10 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
 use quibble_protocol::limits::{MAX_BODY_LEN, MAX_HISTORY_PAGE};
 use quibble_protocol::{ChatMessage, ClientFrame, ConversationId, Cursor, ErrorCode, ServerFrame};
-use tokio::sync::broadcast::error::RecvError;
 use tokio::time::timeout;
 
 use crate::chat::connection::frame_name;
-use crate::chat::hub::Delivery;
+use crate::chat::hub::NotLive;
 use crate::chat::stream::{Inbound, StreamIo, decode_error_code, encode_frame};
 use crate::state::AppState;
 use crate::store::{Appended, StoreError, User};
@@ -21,7 +25,10 @@ use crate::store::{Appended, StoreError, User};
 /// Messages sent on a plain join (no resume point).
 const RECENT_PAGE: u64 = 50;
 /// Messages read from the store per replay batch.
-const REPLAY_BATCH: usize = 256;
+const REPLAY_BATCH: usize = 32;
+/// Most bytes one stored message takes as a `Message` frame (or inside a history page): the
+/// body, the author's name (at most 32 characters) and the numbers, rounded up.
+const MESSAGE_FRAME_MAX: usize = MAX_BODY_LEN + 256;
 
 /// What every stream of a connection shares.
 pub struct ConnCtx {
@@ -35,8 +42,6 @@ enum End {
     Quiet,
     /// Tell the peer why, then close.
     Error(ErrorCode, String),
-    /// The stream fell behind the live feed.
-    Lagged(u64),
 }
 
 impl From<StoreError> for End {
@@ -62,19 +67,12 @@ pub async fn serve(ctx: Arc<ConnCtx>, mut io: StreamIo) {
         Ok(()) => End::Quiet,
         Err(end) => end,
     };
-    let frame = match end {
-        End::Quiet => return,
-        End::Error(code, reason) => {
-            crate::metrics::error(crate::metrics::STREAM_ERRORS, code);
-            ServerFrame::Error { code, reason }
-        }
-        End::Lagged(resume_from) => {
-            metrics::counter!(crate::metrics::STREAMS_LAGGED).increment(1);
-            ServerFrame::Lagged { resume_from }
-        }
-    };
-    // Best effort: a peer too slow to take one more frame learns it from the reset.
-    let _ = io.outbound.try_send(encode_frame(&frame));
+    if let End::Error(code, reason) = end {
+        crate::metrics::error(crate::metrics::STREAM_ERRORS, code);
+        // The last frame of a stream always has room (see `outbound`).
+        io.outbound
+            .send_last(encode_frame(&ServerFrame::Error { code, reason }));
+    }
 }
 
 async fn run(ctx: &ConnCtx, io: &mut StreamIo) -> Result<(), End> {
@@ -87,7 +85,7 @@ async fn run(ctx: &ConnCtx, io: &mut StreamIo) -> Result<(), End> {
         ));
     }
     // Subscribe before reading the head, so nothing committed in between is missed.
-    let mut live = state.hub.subscribe(conversation);
+    let live = state.hub.subscribe(conversation, io.outbound.live());
     let head = state.store.head(conversation)?;
     let epoch = state.store.epoch();
     let from_seq = match resume {
@@ -104,27 +102,22 @@ async fn run(ctx: &ConnCtx, io: &mut StreamIo) -> Result<(), End> {
         },
     )
     .await?;
-    let mut last_sent = replay(ctx, io, conversation, from_seq).await?;
+    let mut last_sent = from_seq;
+    loop {
+        last_sent = replay(ctx, io, conversation, last_sent).await?;
+        match live.go_live(last_sent) {
+            Ok(()) => break,
+            Err(NotLive::Behind) => {}
+            Err(NotLive::Gone) => return Ok(()),
+        }
+    }
 
     let mut inflight: FuturesOrdered<PendingAppend> = FuturesOrdered::new();
     let max_inflight = state.limits.max_inflight_sends;
     loop {
         tokio::select! {
-            delivery = live.recv() => match delivery {
-                Ok(Delivery { seq, frame }) if seq > last_sent => {
-                    if seq > last_sent + 1 {
-                        // Not expected with in-order publishing; recover from the store.
-                        last_sent = replay(ctx, io, conversation, last_sent).await?;
-                    }
-                    if seq == last_sent + 1 {
-                        io.outbound.send(frame).await.map_err(|_| End::Quiet)?;
-                        last_sent = seq;
-                    }
-                }
-                Ok(_) => {}
-                Err(RecvError::Lagged(_)) => return Err(End::Lagged(last_sent)),
-                Err(RecvError::Closed) => return Err(End::Error(ErrorCode::ShuttingDown, "server shutting down".into())),
-            },
+            // Cut by the hub for lagging (its `Lagged` is queued), or the connection is gone.
+            () = io.outbound.closed() => return Ok(()),
             Some((client_id, result)) = inflight.next(), if !inflight.is_empty() => {
                 let Appended { message, .. } = result?;
                 send(io, &ServerFrame::Sent { client_id, seq: message.seq, sent_at_ms: message.sent_at_ms }).await?;
@@ -143,8 +136,7 @@ async fn run(ctx: &ConnCtx, io: &mut StreamIo) -> Result<(), End> {
                         }
                     }
                     ClientFrame::History { before_seq, limit } => {
-                        let page = history(state, conversation, before_seq, limit).await?;
-                        send(io, &page).await?;
+                        history(state, io, conversation, before_seq, limit).await?;
                     }
                     ClientFrame::Leave => {
                         // Acknowledge what is in flight before ending the stream.
@@ -190,7 +182,8 @@ async fn expect_join(
     }
 }
 
-/// Send every stored message after `after`, in order; returns the last seq sent.
+/// Send every stored message after `after`, in order, a batch at a time as the queue has
+/// room for it; returns the last seq sent.
 async fn replay(
     ctx: &ConnCtx,
     io: &mut StreamIo,
@@ -198,6 +191,11 @@ async fn replay(
     mut after: u64,
 ) -> Result<u64, End> {
     loop {
+        let room = io
+            .outbound
+            .reserve(REPLAY_BATCH * MESSAGE_FRAME_MAX)
+            .await
+            .map_err(|_| End::Quiet)?;
         let store = ctx.state.store.clone();
         let batch = tokio::task::spawn_blocking(move || {
             store.messages_after(conversation, after, REPLAY_BATCH)
@@ -205,10 +203,14 @@ async fn replay(
         .await
         .map_err(|_| End::Error(ErrorCode::Internal, "replay failed".into()))??;
         let done = batch.len() < REPLAY_BATCH;
-        for message in batch {
-            after = message.seq;
-            send(io, &ServerFrame::Message(message)).await?;
+        if let Some(last) = batch.last() {
+            after = last.seq;
         }
+        room.send(
+            batch
+                .into_iter()
+                .map(|message| encode_frame(&ServerFrame::Message(message))),
+        );
         if done {
             return Ok(after);
         }
@@ -245,13 +247,20 @@ async fn append(
     }))
 }
 
+/// Answer one `History` request, reading the page only once the queue has room for it.
 async fn history(
     state: &AppState,
+    io: &StreamIo,
     conversation: ConversationId,
     before_seq: u64,
     limit: u16,
-) -> Result<ServerFrame, End> {
+) -> Result<(), End> {
     let limit = limit.clamp(1, MAX_HISTORY_PAGE);
+    let room = io
+        .outbound
+        .reserve(usize::from(limit) * MESSAGE_FRAME_MAX)
+        .await
+        .map_err(|_| End::Quiet)?;
     let store = state.store.clone();
     let messages: Vec<ChatMessage> = tokio::task::spawn_blocking(move || {
         store.messages_before(conversation, before_seq, usize::from(limit))
@@ -259,11 +268,12 @@ async fn history(
     .await
     .map_err(|_| End::Error(ErrorCode::Internal, "history failed".into()))??;
     let has_more = messages.first().is_some_and(|m| m.seq > 1);
-    Ok(ServerFrame::HistoryPage {
+    room.send([encode_frame(&ServerFrame::HistoryPage {
         before_seq,
         messages,
         has_more,
-    })
+    })]);
+    Ok(())
 }
 
 fn check_body(body: &str) -> Result<(), String> {

@@ -1,70 +1,183 @@
-//! Fan-out: one broadcast channel per conversation that has live subscribers. The store's
-//! commit hook publishes each durable message here once, encoded once; every subscribed
-//! stream forwards the same bytes. A subscriber that falls a full buffer behind is told it
-//! lagged and resumes from the store.
+//! Fan-out: for each conversation with subscribed streams, the streams to deliver to. The
+//! store's commit hook publishes each durable message here once; it is encoded once and the
+//! same `Bytes` is pushed straight into every live subscriber's byte-bounded outbound queue
+//! (no channel in between, nothing sized up front). A subscriber whose queue is full is cut:
+//! its `Lagged { resume_from }` goes in after what it has queued, and it resumes from the
+//! store. A conversation's entry exists only while it has subscribers.
+//!
+//! Joining without a gap: a new subscriber is "replaying" (the hub skips it) while its stream
+//! sends stored messages; it goes live with [`Subscription::go_live`], which succeeds only if
+//! the hub has published nothing newer than what the stream has sent, so every seq reaches it
+//! exactly once, either from the store or live.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bytes::Bytes;
 use quibble_protocol::{ChatMessage, ConversationId, ServerFrame};
-use tokio::sync::broadcast;
 
+use crate::chat::outbound::{LiveTx, SendError};
 use crate::chat::stream::encode_frame;
-
-/// Messages a conversation buffers for its slowest subscriber before that one lags.
-const BUFFER: usize = 1024;
-
-/// A committed message ready to forward: its seq and its encoded `Message` frame.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    pub seq: u64,
-    pub frame: Bytes,
-}
 
 #[derive(Clone, Default)]
 pub struct Hub {
-    channels: Arc<Mutex<HashMap<ConversationId, broadcast::Sender<Delivery>>>>,
+    inner: Arc<Mutex<Inner>>,
+}
+
+#[derive(Default)]
+struct Inner {
+    conversations: HashMap<ConversationId, Subscribers>,
+    next_key: u64,
+}
+
+#[derive(Default)]
+struct Subscribers {
+    /// The last seq published while this entry existed.
+    head: Option<u64>,
+    by_key: HashMap<u64, Subscriber>,
+}
+
+struct Subscriber {
+    tx: LiveTx,
+    /// The last seq the stream has queued, once it is live; `None` while it replays.
+    live_after: Option<u64>,
+}
+
+/// Why a stream cannot go live yet.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NotLive {
+    /// Messages after the stream's last one were published: send them from the store first.
+    Behind,
+    /// The stream was cut or ended.
+    Gone,
+}
+
+/// A stream's place in a conversation's fan-out; dropping it unsubscribes.
+pub struct Subscription {
+    hub: Hub,
+    conversation: ConversationId,
+    key: u64,
 }
 
 impl Hub {
-    pub fn subscribe(&self, conversation: ConversationId) -> broadcast::Receiver<Delivery> {
-        self.lock()
+    /// Subscribe a stream (replaying until [`Subscription::go_live`]).
+    pub fn subscribe(&self, conversation: ConversationId, tx: LiveTx) -> Subscription {
+        let mut inner = self.lock();
+        inner.next_key += 1;
+        let key = inner.next_key;
+        inner
+            .conversations
             .entry(conversation)
-            .or_insert_with(|| broadcast::channel(BUFFER).0)
-            .subscribe()
+            .or_default()
+            .by_key
+            .insert(
+                key,
+                Subscriber {
+                    tx,
+                    live_after: None,
+                },
+            );
+        set_gauge(&inner);
+        Subscription {
+            hub: self.clone(),
+            conversation,
+            key,
+        }
     }
 
-    /// Publish a committed message to the conversation's subscribers, if it has any. The
-    /// frame is encoded once, outside the lock, and shared by every subscriber.
+    /// Publish a committed message to the conversation's live subscribers, if it has any.
+    /// The frame is encoded once, outside the lock, and shared by every subscriber.
     pub fn publish(&self, message: &ChatMessage) {
-        let sender = {
-            let mut channels = self.lock();
-            match channels.get(&message.conversation) {
-                Some(sender) if sender.receiver_count() > 0 => sender.clone(),
-                Some(_) => {
-                    channels.remove(&message.conversation);
-                    return;
-                }
-                None => return,
+        if !self
+            .lock()
+            .conversations
+            .contains_key(&message.conversation)
+        {
+            return;
+        }
+        let frame = encode_frame(&ServerFrame::Message(message.clone()));
+        let seq = message.seq;
+        let mut inner = self.lock();
+        let Some(subscribers) = inner.conversations.get_mut(&message.conversation) else {
+            return;
+        };
+        subscribers.head = subscribers.head.max(Some(seq));
+        subscribers.by_key.retain(|_, sub| {
+            let Some(last) = sub.live_after else {
+                return true;
+            };
+            if seq <= last {
+                return true;
             }
-        };
-        let delivery = Delivery {
-            seq: message.seq,
-            frame: encode_frame(&ServerFrame::Message(message.clone())),
-        };
-        // An error only means every receiver went away since the check.
-        let _ = sender.send(delivery);
+            if seq == last + 1 {
+                match sub.tx.try_send(frame.clone()) {
+                    Ok(()) => {
+                        sub.live_after = Some(seq);
+                        return true;
+                    }
+                    Err(SendError::Closed) => return false,
+                    Err(SendError::Full) => {}
+                }
+            }
+            // Full, or (never expected) a gap: the stream resumes from the store.
+            metrics::counter!(crate::metrics::STREAMS_LAGGED).increment(1);
+            sub.tx
+                .send_last(encode_frame(&ServerFrame::Lagged { resume_from: last }));
+            false
+        });
+        if subscribers.by_key.is_empty() {
+            inner.conversations.remove(&message.conversation);
+            set_gauge(&inner);
+        }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<ConversationId, broadcast::Sender<Delivery>>> {
-        self.channels.lock().unwrap_or_else(|p| p.into_inner())
+    /// Conversations with subscribers now.
+    pub fn conversations(&self) -> usize {
+        self.lock().conversations.len()
     }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Subscription {
+    /// Go live after the stream has sent everything up to `last_sent`.
+    pub fn go_live(&self, last_sent: u64) -> Result<(), NotLive> {
+        let mut inner = self.hub.lock();
+        let subscribers = inner
+            .conversations
+            .get_mut(&self.conversation)
+            .ok_or(NotLive::Gone)?;
+        if subscribers.head.is_some_and(|head| head > last_sent) {
+            return Err(NotLive::Behind);
+        }
+        let sub = subscribers.by_key.get_mut(&self.key).ok_or(NotLive::Gone)?;
+        sub.live_after = Some(last_sent);
+        Ok(())
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let mut inner = self.hub.lock();
+        if let Some(subscribers) = inner.conversations.get_mut(&self.conversation) {
+            subscribers.by_key.remove(&self.key);
+            if subscribers.by_key.is_empty() {
+                inner.conversations.remove(&self.conversation);
+            }
+        }
+        set_gauge(&inner);
+    }
+}
+
+fn set_gauge(inner: &Inner) {
+    metrics::gauge!(crate::metrics::HUB_CONVERSATIONS).set(inner.conversations.len() as f64);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chat::outbound::{Batch, Item, Outbound, STREAM_QUEUE_BYTES};
     use quibble_protocol::UserId;
 
     fn message(seq: u64) -> ChatMessage {
@@ -75,43 +188,87 @@ mod tests {
             author_name: "a".into(),
             client_id: seq,
             sent_at_ms: 0,
-            body: "hi".into(),
+            body: "x".repeat(1000),
         }
     }
 
+    async fn frames(out: &Outbound) -> Vec<(u64, Option<Bytes>)> {
+        let Batch::Items { items, bytes } = out.next_batch(usize::MAX).await else {
+            panic!("expected items");
+        };
+        out.release(bytes);
+        items
+            .into_iter()
+            .map(|(id, item)| match item {
+                Item::Frame(f) => (id, Some(f)),
+                Item::Finish => (id, None),
+            })
+            .collect()
+    }
+
+    use bytes::Bytes;
+
     #[tokio::test]
-    async fn subscribers_share_one_encoding() {
+    async fn live_subscribers_share_one_encoding_and_replaying_ones_are_skipped() {
         let hub = Hub::default();
-        let mut a = hub.subscribe(ConversationId(1));
-        let mut b = hub.subscribe(ConversationId(1));
+        let (out_a, out_b) = (Outbound::multiplexed(), Outbound::multiplexed());
+        let (a, b) = (out_a.open(1), out_b.open(1));
+        let sub_a = hub.subscribe(ConversationId(1), a.live());
+        let sub_b = hub.subscribe(ConversationId(1), b.live());
+        sub_a.go_live(0).unwrap();
         hub.publish(&message(1));
-        let (da, db) = (a.recv().await.unwrap(), b.recv().await.unwrap());
-        assert_eq!(da.seq, 1);
+        // b replayed up to 0 but seq 1 was published meanwhile: it must read it first.
+        assert_eq!(sub_b.go_live(0), Err(NotLive::Behind));
+        sub_b.go_live(1).unwrap();
+        hub.publish(&message(2));
+        let (fa, fb) = (frames(&out_a).await, frames(&out_b).await);
+        assert_eq!(fa.len(), 2);
+        assert_eq!(fb.len(), 1);
         assert_eq!(
-            da.frame.as_ptr(),
-            db.frame.as_ptr(),
+            fa[1].1.as_ref().unwrap().as_ptr(),
+            fb[0].1.as_ref().unwrap().as_ptr(),
             "bytes are shared, not re-encoded"
         );
     }
 
     #[tokio::test]
-    async fn slow_subscriber_lags_instead_of_growing() {
+    async fn a_full_subscriber_is_cut_with_lagged_and_the_entry_is_freed() {
         let hub = Hub::default();
-        let mut slow = hub.subscribe(ConversationId(1));
-        for seq in 1..=(BUFFER as u64 + 10) {
+        let out = Outbound::multiplexed();
+        let tx = out.open(1);
+        let sub = hub.subscribe(ConversationId(1), tx.live());
+        sub.go_live(0).unwrap();
+        let mut seq = 0;
+        while hub.conversations() == 1 {
+            seq += 1;
             hub.publish(&message(seq));
+            assert!(seq < 2 * STREAM_QUEUE_BYTES as u64 / 1000, "never cut");
         }
-        assert!(matches!(
-            slow.recv().await,
-            Err(broadcast::error::RecvError::Lagged(_))
-        ));
+        let got = frames(&out).await;
+        let (_, Some(last)) = &got[got.len() - 2] else {
+            panic!("expected a frame before the finish");
+        };
+        let lagged: ServerFrame = quibble_protocol::codec::decode_exact(last, usize::MAX).unwrap();
+        assert_eq!(
+            lagged,
+            ServerFrame::Lagged {
+                resume_from: seq - 1
+            }
+        );
+        assert_eq!(got.last().unwrap().1, None, "then the stream ends");
+        drop(sub);
+        assert_eq!(hub.conversations(), 0);
     }
 
     #[test]
-    fn channels_without_subscribers_are_dropped() {
+    fn the_last_unsubscribe_frees_the_conversation() {
         let hub = Hub::default();
-        drop(hub.subscribe(ConversationId(1)));
-        hub.publish(&message(1));
-        assert!(hub.lock().is_empty());
+        let out = Outbound::multiplexed();
+        let subs: Vec<Subscription> = (0..100)
+            .map(|i| hub.subscribe(ConversationId(i), out.open(i).live()))
+            .collect();
+        assert_eq!(hub.conversations(), 100);
+        drop(subs);
+        assert_eq!(hub.conversations(), 0);
     }
 }

@@ -1,9 +1,13 @@
 //! The chat engine, independent of transports: a connection's control stream
-//! ([`connection`]), its conversation streams ([`conversation`]), and fan-out ([`hub`]).
-//! Transports adapt their sockets to [`stream::StreamIo`] and call [`connection::serve`].
+//! ([`connection`]), its conversation streams ([`conversation`]), fan-out ([`hub`]), the
+//! byte-bounded outbound queue every stream writes into ([`outbound`]) and the peer's
+//! liveness ([`liveness`]). Transports adapt their sockets to [`stream::StreamIo`] and call
+//! [`connection::serve`].
 
 pub mod connection;
 pub mod conversation;
 pub mod hub;
+pub mod liveness;
+pub mod outbound;
 pub mod send_limit;
 pub mod stream;

@@ -1,16 +1,17 @@
 //! The transport-agnostic logical stream the engine works with: decoded inbound frames (or the
-//! decode error that ends the stream) and a bounded queue of encoded outbound frames.
-//! Transports pump their sockets into and out of these channels; dropping the outbound sender
-//! ends the stream (a FIN on WebTransport, a finish message on WebSocket).
+//! decode error that ends the stream) and the stream's slot in its connection's byte-bounded
+//! outbound queue ([`crate::chat::outbound`]). Transports feed the inbound channel and write
+//! what the queue holds; dropping the [`StreamTx`] ends the stream (a FIN on WebTransport, a
+//! finish message on WebSocket).
 
 use bytes::Bytes;
 use quibble_protocol::{CodecError, ErrorCode, ServerFrame, codec};
 use tokio::sync::mpsc;
 
-/// Outbound frames a stream may queue before its handler waits for the transport.
-pub const OUTBOUND_FRAMES: usize = 256;
+use crate::chat::outbound::StreamTx;
+
 /// Inbound frames decoded ahead of the handler.
-pub const INBOUND_FRAMES: usize = 64;
+pub const INBOUND_FRAMES: usize = 16;
 
 /// What a transport hands the engine for each received frame.
 #[derive(Debug)]
@@ -23,29 +24,21 @@ pub enum Inbound {
 /// One logical stream, seen from the engine.
 pub struct StreamIo {
     pub inbound: mpsc::Receiver<Inbound>,
-    pub outbound: mpsc::Sender<Bytes>,
+    pub outbound: StreamTx,
 }
 
-/// The transport's ends of a [`StreamIo`].
-pub struct StreamPorts {
-    pub inbound: mpsc::Sender<Inbound>,
-    pub outbound: mpsc::Receiver<Bytes>,
-}
-
-/// A connected pair of engine and transport ends.
-pub fn stream_pair() -> (StreamIo, StreamPorts) {
-    let (in_tx, in_rx) = mpsc::channel(INBOUND_FRAMES);
-    let (out_tx, out_rx) = mpsc::channel(OUTBOUND_FRAMES);
-    (
-        StreamIo {
-            inbound: in_rx,
-            outbound: out_tx,
-        },
-        StreamPorts {
-            inbound: in_tx,
-            outbound: out_rx,
-        },
-    )
+impl StreamIo {
+    /// A stream writing into `outbound`; returns the sender its transport feeds.
+    pub fn new(outbound: StreamTx) -> (StreamIo, mpsc::Sender<Inbound>) {
+        let (tx, rx) = mpsc::channel(INBOUND_FRAMES);
+        (
+            StreamIo {
+                inbound: rx,
+                outbound,
+            },
+            tx,
+        )
+    }
 }
 
 /// Encode a server frame. Every server frame is bounded well below the frame limit; should one

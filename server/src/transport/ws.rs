@@ -1,10 +1,22 @@
 //! The WebSocket fallback at `/ws`: the same frames as WebTransport, multiplexed over one
-//! socket by stream id (see `quibble_protocol::mux`). One task reads and demultiplexes, one
-//! writes (batching frames per socket write), and each logical stream gets a small pump that
-//! tags its frames with its id.
+//! socket by stream id (see `quibble_protocol::mux`, which also states the stream-id rule
+//! implemented here). One task reads and demultiplexes; one writer per socket takes every
+//! stream's frames from the connection's byte-bounded queue ([`Outbound`]) and wraps each in
+//! its stream id only at write time, so a fanned-out frame is held once however many sockets
+//! queue it.
+//!
+//! Stream ids: the demultiplexer remembers the open streams and one integer, the highest id
+//! opened. A stream is forgotten as soon as either side ends it, so ended streams never count
+//! toward the stream limit; a frame on a forgotten id at or below the highest is for a stream
+//! that is over (a `Join` there is refused, anything else dropped).
+//!
+//! A message over the size limit cannot be skipped (the WebSocket library stops reading at
+//! it), so the connection is closed with `FrameTooLarge` and kept open briefly, for the peer
+//! to read the close before the socket goes.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -20,16 +32,21 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio::time::timeout;
 
 use crate::chat::connection::{self, ConnIo};
-use crate::chat::stream::{Inbound, StreamIo, decode_error_code, encode_frame, stream_pair};
+use crate::chat::liveness::Liveness;
+use crate::chat::outbound::{Batch, Item, Outbound};
+use crate::chat::stream::{CloseReason, Inbound, StreamIo, decode_error_code, encode_frame};
 use crate::http::error::ApiError;
 use crate::state::AppState;
 
-/// WebSocket messages queued for the socket before stream pumps wait.
-const SOCKET_QUEUE: usize = 1024;
 /// A socket that accepts nothing for this long is closed as a slow consumer.
 const WRITE_STALL: Duration = Duration::from_secs(30);
 /// Room for the stream id in front of a frame.
 const ENVELOPE_SLACK: usize = 16;
+/// Bytes of frames the writer takes from the queue per socket write.
+const WRITE_BATCH: usize = 64 * 1024;
+/// How long a connection closed for an oversized message stays open for the peer to read the
+/// close frame.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
 /// `GET /ws`: upgrade, unless the server is full.
 pub async fn upgrade(
@@ -54,44 +71,54 @@ async fn handle(
     permit: OwnedSemaphorePermit,
 ) {
     let (sink, source) = socket.split();
-    let (socket_tx, socket_rx) = mpsc::channel::<Message>(SOCKET_QUEUE);
-    let writer = tokio::spawn(write_socket(sink, socket_rx));
+    let outbound = Outbound::multiplexed();
+    let writer = tokio::spawn(write_socket(sink, outbound.clone()));
+    let liveness = Arc::new(Liveness::default());
 
-    let (control, control_ports) = stream_pair();
-    let control_pump = tokio::spawn(tag_stream(
-        CONTROL_STREAM,
-        control_ports.outbound,
-        socket_tx.clone(),
-    ));
+    let (control, control_inbound) = StreamIo::new(outbound.open(CONTROL_STREAM));
     let (streams_tx, streams_rx) = mpsc::channel(8);
     let demux = Demux {
-        streams: HashMap::from([(CONTROL_STREAM, control_ports.inbound)]),
+        streams: HashMap::from([(CONTROL_STREAM, control_inbound)]),
+        highest: CONTROL_STREAM,
         new_streams: streams_tx,
-        socket: socket_tx.clone(),
+        outbound: outbound.clone(),
+        liveness: liveness.clone(),
         max_streams: state.limits.max_streams_per_connection,
     };
-    let reader = tokio::spawn(demux.run(source));
+    let mut reader = tokio::spawn(demux.run(source));
 
-    let reason = connection::serve(
+    let mut reason = connection::serve(
         state,
         ConnIo {
             control,
             streams: streams_rx,
             peer,
             transport: "websocket",
+            liveness,
         },
     )
     .await;
-    reader.abort();
-    let _ = timeout(Duration::from_secs(1), control_pump).await;
-    let code = reason.code.map_or(1000, ErrorCode::ws_close_code);
-    let close = CloseFrame {
-        code,
-        reason: Utf8Bytes::from(truncate(&reason.reason, 120)),
+    // A fault the reader found (an oversized or malformed message) is the real reason.
+    let fault = match timeout(Duration::from_millis(100), &mut reader).await {
+        Ok(Ok(fault)) => fault,
+        _ => {
+            reader.abort();
+            None
+        }
     };
-    let _ = socket_tx.send(Message::Close(Some(close))).await;
-    drop(socket_tx);
+    let linger = fault.as_ref().map(|(_, source)| source.is_some());
+    if let Some((fault, _)) = &fault {
+        if let Some(code) = fault.code {
+            crate::metrics::error(crate::metrics::CONNECTION_ERRORS, code);
+        }
+        reason = fault.clone();
+    }
+    outbound.close(reason);
     let _ = timeout(Duration::from_secs(1), writer).await;
+    if linger == Some(true) {
+        tokio::time::sleep(CLOSE_LINGER).await;
+    }
+    drop(fault);
     drop(permit);
 }
 
@@ -104,36 +131,43 @@ fn truncate(s: &str, max: usize) -> String {
     s[..end].to_owned()
 }
 
+/// Why the reader stopped on its own, and the socket's read half when it must outlive the
+/// reader (see [`CLOSE_LINGER`]).
+type Fault = (CloseReason, Option<SplitStream<WebSocket>>);
+
 /// Routes inbound WebSocket messages to their logical streams.
 struct Demux {
+    /// Open streams (the control stream included).
     streams: HashMap<u64, mpsc::Sender<Inbound>>,
+    /// The highest stream id opened so far.
+    highest: u64,
     new_streams: mpsc::Sender<StreamIo>,
-    socket: mpsc::Sender<Message>,
+    outbound: Outbound,
+    liveness: Arc<Liveness>,
     max_streams: usize,
 }
 
 impl Demux {
-    async fn run(mut self, mut source: SplitStream<WebSocket>) {
-        while let Some(Ok(message)) = source.next().await {
+    async fn run(mut self, mut source: SplitStream<WebSocket>) -> Option<Fault> {
+        while let Some(message) = source.next().await {
+            self.liveness.touch();
             let data = match message {
-                Message::Binary(data) => data,
-                Message::Text(_) => {
-                    self.fail_connection(
+                Ok(Message::Binary(data)) => data,
+                Ok(Message::Text(_)) => {
+                    let reason = CloseReason::error(
                         ErrorCode::BadFrame,
                         "text messages are not part of the protocol",
-                    )
-                    .await;
-                    return;
+                    );
+                    return Some((reason, None));
                 }
-                Message::Close(_) => return,
-                Message::Ping(_) | Message::Pong(_) => continue,
+                Ok(Message::Close(_)) => return None,
+                Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+                Err(e) => return too_large(&e).map(|reason| (reason, Some(source))),
             };
             let (id, frame) = match mux::split(&data) {
                 Ok(parts) => parts,
                 Err(e) => {
-                    self.fail_connection(ErrorCode::BadFrame, &e.to_string())
-                        .await;
-                    return;
+                    return Some((CloseReason::error(ErrorCode::BadFrame, e.to_string()), None));
                 }
             };
             if frame.is_empty() {
@@ -147,87 +181,117 @@ impl Demux {
             };
             self.route(id, inbound).await;
         }
+        None
     }
 
-    async fn route(&mut self, id: u64, mut inbound: Inbound) {
+    async fn route(&mut self, id: u64, inbound: Inbound) {
         if let Some(tx) = self.streams.get(&id) {
             match tx.send(inbound).await {
-                Ok(()) => return,
-                // Its handler ended; a new frame on the id opens a new stream.
-                Err(returned) => inbound = returned.0,
+                Ok(()) => {}
+                // Its handler ended the stream: the stream is over.
+                Err(returned) => {
+                    self.streams.remove(&id);
+                    self.over(id, returned.0);
+                }
             }
-            self.streams.remove(&id);
-            if id == CONTROL_STREAM {
+            return;
+        }
+        if id <= self.highest {
+            self.over(id, inbound);
+            return;
+        }
+        self.highest = id;
+        if let Inbound::Invalid(e) = &inbound {
+            self.refuse(id, decode_error_code(e), &e.to_string());
+            return;
+        }
+        if self.open_streams() >= self.max_streams {
+            // Streams whose handlers ended are over; only open ones count.
+            self.streams.retain(|_, tx| !tx.is_closed());
+            if self.open_streams() >= self.max_streams {
+                self.refuse(id, ErrorCode::RateLimited, "too many open streams");
                 return;
             }
         }
-        if let Inbound::Invalid(e) = &inbound {
-            self.refuse_stream(id, decode_error_code(e), &e.to_string())
-                .await;
+        let (io, tx) = StreamIo::new(self.outbound.open(id));
+        if tx.try_send(inbound).is_err() || self.new_streams.send(io).await.is_err() {
             return;
         }
-        if self.streams.len() > self.max_streams {
-            self.refuse_stream(id, ErrorCode::RateLimited, "too many open streams")
-                .await;
-            return;
-        }
-        let (io, ports) = stream_pair();
-        if ports.inbound.send(inbound).await.is_err() || self.new_streams.send(io).await.is_err() {
-            return;
-        }
-        tokio::spawn(tag_stream(id, ports.outbound, self.socket.clone()));
-        self.streams.insert(id, ports.inbound);
+        self.streams.insert(id, tx);
     }
 
-    async fn refuse_stream(&self, id: u64, code: ErrorCode, reason: &str) {
+    /// Open conversation streams.
+    fn open_streams(&self) -> usize {
+        self.streams.len() - usize::from(self.streams.contains_key(&CONTROL_STREAM))
+    }
+
+    /// A frame for a stream that is over: refuse a `Join`, drop anything else (it was in
+    /// flight when the stream ended).
+    fn over(&self, id: u64, inbound: Inbound) {
+        if id != CONTROL_STREAM && matches!(inbound, Inbound::Frame(ClientFrame::Join { .. })) {
+            self.refuse(
+                id,
+                ErrorCode::ProtocolViolation,
+                &format!("stream id {id} is closed; open a new id"),
+            );
+        }
+    }
+
+    /// Answer a stream with an error and end it.
+    fn refuse(&self, id: u64, code: ErrorCode, reason: &str) {
         let error = encode_frame(&ServerFrame::Error {
             code,
             reason: reason.to_owned(),
         });
-        let _ = self.socket.send(binary(mux::wrap(id, &error))).await;
-        let _ = self.socket.send(binary(mux::finish(id))).await;
-    }
-
-    async fn fail_connection(&self, code: ErrorCode, reason: &str) {
-        let close = CloseFrame {
-            code: code.ws_close_code(),
-            reason: Utf8Bytes::from(truncate(reason, 120)),
-        };
-        let _ = self.socket.send(Message::Close(Some(close))).await;
+        self.outbound.open(id).send_last(error);
     }
 }
 
-/// Forward one logical stream's frames to the socket, tagged with its id; finish it at the end.
-async fn tag_stream(id: u64, mut frames: mpsc::Receiver<Bytes>, socket: mpsc::Sender<Message>) {
-    while let Some(frame) = frames.recv().await {
-        if socket.send(binary(mux::wrap(id, &frame))).await.is_err() {
-            return;
-        }
+/// The close reason for a read error: a message over the size limit; `None` for the peer
+/// going away.
+fn too_large(e: &axum::Error) -> Option<CloseReason> {
+    use std::error::Error as _;
+    match e.source()?.downcast_ref::<tungstenite::Error>()? {
+        tungstenite::Error::Capacity(capacity) => Some(CloseReason::error(
+            ErrorCode::FrameTooLarge,
+            capacity.to_string(),
+        )),
+        _ => None,
     }
-    let _ = socket.send(binary(mux::finish(id))).await;
 }
 
-fn binary(data: Vec<u8>) -> Message {
-    Message::Binary(Bytes::from(data))
-}
-
-/// Write queued messages, feeding everything already queued before one flush; stop after a
+/// Write what the queue holds, everything taken at once before one flush; stop after the
 /// close frame, or when the peer takes nothing for [`WRITE_STALL`].
-async fn write_socket(mut sink: SplitSink<WebSocket, Message>, mut queue: mpsc::Receiver<Message>) {
-    while let Some(first) = queue.recv().await {
-        let mut closing = matches!(first, Message::Close(_));
-        let batch = async {
-            sink.feed(first).await?;
-            while !closing {
-                let Ok(next) = queue.try_recv() else { break };
-                closing = matches!(next, Message::Close(_));
-                sink.feed(next).await?;
+async fn write_socket(mut sink: SplitSink<WebSocket, Message>, outbound: Outbound) {
+    loop {
+        let (items, bytes) = match outbound.next_batch(WRITE_BATCH).await {
+            Batch::Items { items, bytes } => (items, bytes),
+            Batch::Close(reason) => {
+                let code = reason.code.map_or(1000, ErrorCode::ws_close_code);
+                let close = CloseFrame {
+                    code,
+                    reason: Utf8Bytes::from(truncate(&reason.reason, 120)),
+                };
+                let _ = timeout(WRITE_STALL, sink.send(Message::Close(Some(close)))).await;
+                return;
             }
-            sink.flush().await.map(|()| closing)
+            Batch::Failed => return,
         };
-        match timeout(WRITE_STALL, batch).await {
-            Ok(Ok(false)) => {}
-            _ => return,
+        let batch = async {
+            for (id, item) in items {
+                let data = match item {
+                    Item::Frame(frame) => mux::wrap(id, &frame),
+                    Item::Finish => mux::finish(id),
+                };
+                sink.feed(Message::Binary(Bytes::from(data))).await?;
+            }
+            sink.flush().await
+        };
+        let written = timeout(WRITE_STALL, batch).await;
+        outbound.release(bytes);
+        if !matches!(written, Ok(Ok(()))) {
+            outbound.fail();
+            return;
         }
     }
 }

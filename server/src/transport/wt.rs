@@ -1,6 +1,12 @@
 //! WebTransport (wtransport on quinn) on UDP: the QUIC transport tuning, the accept loop, and
-//! the per-stream pumps between client-opened bidirectional streams and the engine. The first
-//! stream a client opens is its control stream; every later one is a conversation stream.
+//! the per-stream readers and writers between client-opened bidirectional streams and the
+//! engine. The first stream a client opens is its control stream; every later one is a
+//! conversation stream.
+//!
+//! Writing: each QUIC stream has its own flow control, so one writer for the whole session
+//! would let one stalled stream block the others. Each stream therefore has its own writer
+//! task, taking only its stream's frames from the session's byte-bounded queue
+//! ([`Outbound::per_stream`]): the bytes queued stay capped per stream and per session.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,7 +22,9 @@ use wtransport::quinn::{TransportConfig, VarInt as QuinnVarInt};
 use wtransport::{Endpoint, Identity, RecvStream, SendStream, ServerConfig, VarInt};
 
 use crate::chat::connection::{self, ConnIo};
-use crate::chat::stream::{Inbound, StreamPorts, stream_pair};
+use crate::chat::liveness::Liveness;
+use crate::chat::outbound::{Outbound, StreamRef};
+use crate::chat::stream::{Inbound, StreamIo};
 use crate::state::AppState;
 
 /// The path clients connect to.
@@ -25,6 +33,8 @@ pub const PATH: &str = "/wt";
 const WRITE_STALL: Duration = Duration::from_secs(30);
 /// Read buffer per stream.
 const READ_CHUNK: usize = 16 * 1024;
+/// Bytes of frames a stream's writer takes from the queue at once.
+const WRITE_BATCH: usize = 64 * 1024;
 
 /// QUIC settings, chosen for chat: many small frames on a handful of streams per connection.
 fn transport_config() -> TransportConfig {
@@ -115,14 +125,18 @@ async fn handle(state: AppState, incoming: IncomingSession) {
             return;
         }
     };
-    let (control, ports) = stream_pair();
-    let control_writer = pump(send, recv, ports);
+    let outbound = Outbound::per_stream();
+    let liveness = Arc::new(Liveness::default());
+    let mut next_id = 0;
+    let (control, control_writer) = pump(send, recv, &outbound, next_id, &liveness);
     let (streams_tx, streams_rx) = mpsc::channel(8);
     let acceptor_conn = conn.clone();
+    let acceptor_outbound = outbound.clone();
+    let acceptor_liveness = liveness.clone();
     let acceptor = tokio::spawn(async move {
         while let Ok((send, recv)) = acceptor_conn.accept_bi().await {
-            let (io, ports) = stream_pair();
-            pump(send, recv, ports);
+            next_id += 1;
+            let (io, _) = pump(send, recv, &acceptor_outbound, next_id, &acceptor_liveness);
             if streams_tx.send(io).await.is_err() {
                 return;
             }
@@ -135,10 +149,12 @@ async fn handle(state: AppState, incoming: IncomingSession) {
             streams: streams_rx,
             peer,
             transport: "webtransport",
+            liveness,
         },
     )
     .await;
     acceptor.abort();
+    outbound.close(reason.clone());
     // Let the last control frames (an error, GoAway) reach the peer before closing.
     let _ = timeout(Duration::from_secs(1), control_writer).await;
     close(&conn, reason.code, &reason.reason);
@@ -150,14 +166,28 @@ fn close(conn: &wtransport::Connection, code: Option<ErrorCode>, reason: &str) {
     conn.close(VarInt::from_u32(code), reason.as_bytes());
 }
 
-/// Start the reader and writer tasks of one stream; returns the writer's handle.
-fn pump(send: SendStream, recv: RecvStream, ports: StreamPorts) -> JoinHandle<()> {
-    let StreamPorts { inbound, outbound } = ports;
-    tokio::spawn(read_frames(recv, inbound));
-    tokio::spawn(write_frames(send, outbound))
+/// Open stream `id` in the session's queue and start its reader and writer tasks; returns
+/// the engine's end and the writer's handle.
+fn pump(
+    send: SendStream,
+    recv: RecvStream,
+    outbound: &Outbound,
+    id: u64,
+    liveness: &Arc<Liveness>,
+) -> (StreamIo, JoinHandle<()>) {
+    let tx = outbound.open(id);
+    let stream = tx.stream();
+    let (io, inbound) = StreamIo::new(tx);
+    tokio::spawn(read_frames(recv, inbound, liveness.clone()));
+    let writer = tokio::spawn(write_frames(send, outbound.clone(), stream));
+    (io, writer)
 }
 
-async fn read_frames(mut recv: RecvStream, inbound: mpsc::Sender<Inbound>) {
+async fn read_frames(
+    mut recv: RecvStream,
+    inbound: mpsc::Sender<Inbound>,
+    liveness: Arc<Liveness>,
+) {
     let mut decoder = Decoder::new();
     let mut buf = vec![0u8; READ_CHUNK];
     loop {
@@ -165,6 +195,7 @@ async fn read_frames(mut recv: RecvStream, inbound: mpsc::Sender<Inbound>) {
             Ok(Some(n)) => n,
             Ok(None) | Err(_) => return,
         };
+        liveness.touch();
         decoder.push(&buf[..n]);
         loop {
             match decoder.next_frame::<ClientFrame>() {
@@ -184,14 +215,24 @@ async fn read_frames(mut recv: RecvStream, inbound: mpsc::Sender<Inbound>) {
     }
 }
 
-async fn write_frames(mut send: SendStream, mut outbound: mpsc::Receiver<bytes::Bytes>) {
-    while let Some(frame) = outbound.recv().await {
-        match timeout(WRITE_STALL, send.write_all(&frame)).await {
+/// Write the stream's queued frames until it is finished, then finish the QUIC stream. A
+/// peer that takes nothing for [`WRITE_STALL`] gets the stream reset with `SlowConsumer`.
+async fn write_frames(mut send: SendStream, outbound: Outbound, stream: StreamRef) {
+    while let Some((frames, bytes)) = outbound.next_for(&stream, WRITE_BATCH).await {
+        let written = timeout(WRITE_STALL, async {
+            for frame in &frames {
+                send.write_all(frame).await?;
+            }
+            Ok::<(), wtransport::error::StreamWriteError>(())
+        })
+        .await;
+        outbound.release(bytes);
+        match written {
             Ok(Ok(())) => {}
-            Ok(Err(_)) => return,
+            Ok(Err(_)) => return outbound.end_stream(&stream),
             Err(_) => {
                 let _ = send.reset(VarInt::from_u32(ErrorCode::SlowConsumer.as_u32()));
-                return;
+                return outbound.end_stream(&stream);
             }
         }
     }

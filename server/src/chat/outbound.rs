@@ -1,0 +1,697 @@
+//! A connection's outbound queue, bounded in bytes: the one place where frames wait for the
+//! socket. Every logical stream of the connection has a slot here holding shared, already
+//! encoded frames (`Bytes`, so a fanned-out message is held once however many recipients
+//! queue it); streams push into their slot directly and the transport's writer pops.
+//!
+//! Bounds: a stream may hold at most [`STREAM_QUEUE_BYTES`] and the whole connection at most
+//! [`CONNECTION_QUEUE_BYTES`], counting frames queued, frames popped but not yet written, and
+//! room reserved for a page still being read from the store. Live fan-out never waits
+//! ([`StreamTx::try_send`]: a full queue is the caller's signal to cut the stream); replies,
+//! history and replay wait for room ([`StreamTx::send`], [`StreamTx::reserve`]), so they go
+//! only as fast as the peer reads. The one frame that ends a stream ([`StreamTx::send_last`]:
+//! `Lagged`, `Error`) bypasses the caps, so it is always delivered after what is queued; it is
+//! at most one frame per stream.
+//!
+//! Writers: over WebSocket ([`Outbound::multiplexed`]) one writer serves every stream, taking
+//! frames round-robin across streams and coalescing them into one socket write. Over
+//! WebTransport ([`Outbound::per_stream`]) each QUIC stream has its own flow control, so one
+//! writer per stream pops only its own slot ([`Outbound::next_for`]): a stalled stream then
+//! blocks nobody else, while the byte caps above still hold per stream and per connection.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+use crate::chat::stream::CloseReason;
+
+/// Bytes one stream may have queued; holds two frames of the largest size.
+pub const STREAM_QUEUE_BYTES: usize = 512 * 1024;
+/// Bytes one connection may have queued over all its streams.
+pub const CONNECTION_QUEUE_BYTES: usize = 1024 * 1024;
+
+/// Why a frame was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// No room under the stream's or the connection's cap.
+    #[error("outbound queue full")]
+    Full,
+    /// The stream was ended (cut, finished) or the connection is gone.
+    #[error("stream closed")]
+    Closed,
+}
+
+/// What a writer takes from a slot.
+#[derive(Debug)]
+pub enum Item {
+    Frame(Bytes),
+    /// The stream ends here.
+    Finish,
+}
+
+/// What the multiplexed writer gets next.
+#[derive(Debug)]
+pub enum Batch {
+    /// Frames (and stream ends) to write, tagged with their stream ids; release `bytes` once
+    /// they are written.
+    Items {
+        items: Vec<(u64, Item)>,
+        bytes: usize,
+    },
+    /// Everything queued before the close is out: close the connection with this reason.
+    Close(CloseReason),
+    /// The connection failed; stop.
+    Failed,
+}
+
+/// The queue of one connection; clones share it.
+#[derive(Clone)]
+pub struct Outbound {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    multiplexed: bool,
+    /// Wakes the multiplexed writer.
+    writer: Notify,
+    /// Wakes senders waiting for room.
+    room: Notify,
+    /// Wakes streams watching for their end (cut, connection closed).
+    ended: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    /// Bytes held by the connection: queued, being written, reserved.
+    held: usize,
+    slots: HashMap<u64, Slot>,
+    /// Multiplexed only: streams with items, in writing turn.
+    ready: VecDeque<u64>,
+    next_serial: u64,
+    /// Set by [`Outbound::close`]: nothing more is accepted.
+    closing: Option<CloseReason>,
+    failed: bool,
+}
+
+struct Slot {
+    /// Tells this stream apart from an earlier one on the same id.
+    serial: u64,
+    items: VecDeque<Item>,
+    /// Bytes of `items` plus reservations: what counts against the stream's cap.
+    held: usize,
+    /// False once the stream was finished or cut: the owner's sends fail from then on.
+    accepting: bool,
+    /// Per-stream mode: wakes this stream's writer.
+    writer: Arc<Notify>,
+}
+
+impl Outbound {
+    /// One writer for all streams (WebSocket).
+    pub fn multiplexed() -> Outbound {
+        Outbound::new(true)
+    }
+
+    /// One writer per stream (WebTransport).
+    pub fn per_stream() -> Outbound {
+        Outbound::new(false)
+    }
+
+    fn new(multiplexed: bool) -> Outbound {
+        Outbound {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State::default()),
+                multiplexed,
+                writer: Notify::new(),
+                room: Notify::new(),
+                ended: Notify::new(),
+            }),
+        }
+    }
+
+    /// Open stream `id`. Should a slot for `id` still be draining, the new stream's frames
+    /// follow what it holds.
+    pub fn open(&self, id: u64) -> StreamTx {
+        let mut state = self.shared.lock();
+        state.next_serial += 1;
+        let serial = state.next_serial;
+        let accepting = !(state.failed || state.closing.is_some());
+        let slot = state.slots.entry(id).or_insert_with(|| Slot {
+            serial,
+            items: VecDeque::new(),
+            held: 0,
+            accepting: true,
+            writer: Arc::new(Notify::new()),
+        });
+        slot.serial = serial;
+        slot.accepting = accepting;
+        StreamTx {
+            live: LiveTx {
+                shared: self.shared.clone(),
+                id,
+                serial,
+            },
+        }
+    }
+
+    /// Stop accepting frames; the multiplexed writer drains what is queued, then gets
+    /// [`Batch::Close`].
+    pub fn close(&self, reason: CloseReason) {
+        let mut state = self.shared.lock();
+        if state.closing.is_none() {
+            state.closing = Some(reason);
+        }
+        for slot in state.slots.values_mut() {
+            slot.accepting = false;
+            slot.writer.notify_one();
+        }
+        drop(state);
+        self.shared.writer.notify_one();
+        self.shared.ended.notify_waiters();
+        self.shared.room.notify_waiters();
+    }
+
+    /// The transport is gone: drop everything queued and end every stream.
+    pub fn fail(&self) {
+        let mut state = self.shared.lock();
+        state.failed = true;
+        let mut dropped = 0;
+        for (_, slot) in state.slots.drain() {
+            dropped += frame_bytes(&slot.items);
+            slot.writer.notify_one();
+        }
+        state.ready.clear();
+        state.held = 0;
+        drop(state);
+        gauge_sub(dropped);
+        self.shared.writer.notify_one();
+        self.shared.ended.notify_waiters();
+        self.shared.room.notify_waiters();
+    }
+
+    /// Multiplexed writer: wait for work and take up to about `max_bytes` of it, one item per
+    /// stream in turn.
+    pub async fn next_batch(&self, max_bytes: usize) -> Batch {
+        loop {
+            let notified = self.shared.writer.notified();
+            {
+                let mut state = self.shared.lock();
+                if state.failed {
+                    return Batch::Failed;
+                }
+                let mut items = Vec::new();
+                let mut bytes = 0;
+                while bytes < max_bytes {
+                    let Some(id) = state.ready.pop_front() else {
+                        break;
+                    };
+                    let Some(slot) = state.slots.get_mut(&id) else {
+                        continue;
+                    };
+                    let Some(item) = slot.items.pop_front() else {
+                        continue;
+                    };
+                    if let Item::Frame(frame) = &item {
+                        bytes += frame.len();
+                        slot.held -= frame.len();
+                    }
+                    if !slot.items.is_empty() {
+                        state.ready.push_back(id);
+                    } else if !slot.accepting {
+                        state.slots.remove(&id);
+                    }
+                    items.push((id, item));
+                }
+                if !items.is_empty() {
+                    drop(state);
+                    self.shared.room.notify_waiters();
+                    return Batch::Items { items, bytes };
+                }
+                if let Some(reason) = &state.closing {
+                    return Batch::Close(reason.clone());
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Per-stream writer: wait for stream `tx`'s next frames (up to about `max_bytes`);
+    /// `None` once the stream is finished and drained (or the connection failed).
+    pub async fn next_for(&self, tx: &StreamRef, max_bytes: usize) -> Option<(Vec<Bytes>, usize)> {
+        loop {
+            let wake = {
+                let mut state = self.shared.lock();
+                let slot = state
+                    .slots
+                    .get_mut(&tx.id)
+                    .filter(|s| s.serial == tx.serial)?;
+                let mut frames = Vec::new();
+                let mut bytes = 0;
+                let mut finished = false;
+                while bytes < max_bytes {
+                    match slot.items.pop_front() {
+                        Some(Item::Frame(frame)) => {
+                            bytes += frame.len();
+                            frames.push(frame);
+                        }
+                        Some(Item::Finish) => {
+                            finished = true;
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+                slot.held -= bytes;
+                let idle = slot.items.is_empty() && !slot.accepting;
+                if finished || idle {
+                    state.slots.remove(&tx.id);
+                }
+                if !frames.is_empty() {
+                    drop(state);
+                    self.shared.room.notify_waiters();
+                    return Some((frames, bytes));
+                }
+                if finished || idle {
+                    return None;
+                }
+                slot_writer(&state, tx)?
+            };
+            wake.notified().await;
+        }
+    }
+
+    /// The stream's writer failed (reset, stalled): drop what it holds and end it.
+    pub fn end_stream(&self, stream: &StreamRef) {
+        let mut state = self.shared.lock();
+        let removed = match state.slots.get(&stream.id) {
+            Some(slot) if slot.serial == stream.serial => state.slots.remove(&stream.id),
+            _ => None,
+        };
+        let Some(slot) = removed else {
+            return;
+        };
+        let dropped = frame_bytes(&slot.items);
+        state.held = state.held.saturating_sub(slot.held);
+        drop(state);
+        gauge_sub(dropped);
+        self.shared.ended.notify_waiters();
+        self.shared.room.notify_waiters();
+    }
+
+    /// Written: give back `bytes` taken by [`Outbound::next_batch`] or [`Outbound::next_for`].
+    pub fn release(&self, bytes: usize) {
+        if bytes == 0 {
+            return;
+        }
+        let mut state = self.shared.lock();
+        if !state.failed {
+            state.held = state.held.saturating_sub(bytes);
+        }
+        drop(state);
+        gauge_sub(bytes);
+        self.shared.room.notify_waiters();
+    }
+
+    /// Bytes the connection holds now (for tests and metrics).
+    pub fn held(&self) -> usize {
+        self.shared.lock().held
+    }
+}
+
+fn slot_writer(state: &State, tx: &StreamRef) -> Option<Arc<Notify>> {
+    state.slots.get(&tx.id).map(|s| s.writer.clone())
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queue `item` on the stream, checking the caps unless `bypass`; `reserved` bytes held
+    /// by the caller are turned into the item's.
+    fn push(
+        &self,
+        tx: &StreamRef,
+        item: Item,
+        bypass: bool,
+        reserved: usize,
+    ) -> Result<(), SendError> {
+        let mut state = self.lock();
+        let len = match &item {
+            Item::Frame(frame) => frame.len(),
+            Item::Finish => 0,
+        };
+        let State { held, slots, .. } = &mut *state;
+        let slot = slots
+            .get_mut(&tx.id)
+            .filter(|s| s.serial == tx.serial && s.accepting)
+            .ok_or(SendError::Closed)?;
+        let fits = slot.held - reserved + len <= STREAM_QUEUE_BYTES
+            && *held - reserved + len <= CONNECTION_QUEUE_BYTES;
+        if !bypass && !fits {
+            return Err(SendError::Full);
+        }
+        slot.held = slot.held - reserved + len;
+        *held = *held - reserved + len;
+        let was_empty = slot.items.is_empty();
+        if matches!(item, Item::Finish) {
+            slot.accepting = false;
+        }
+        slot.items.push_back(item);
+        let writer = slot.writer.clone();
+        if self.multiplexed && was_empty {
+            state.ready.push_back(tx.id);
+        }
+        drop(state);
+        gauge_add(len);
+        if self.multiplexed {
+            self.writer.notify_one();
+        } else {
+            writer.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Hold `n` bytes for the stream if they fit now.
+    fn try_reserve(&self, tx: &StreamRef, n: usize) -> Result<bool, SendError> {
+        let mut state = self.lock();
+        let State { held, slots, .. } = &mut *state;
+        let slot = slots
+            .get_mut(&tx.id)
+            .filter(|s| s.serial == tx.serial && s.accepting)
+            .ok_or(SendError::Closed)?;
+        if slot.held + n <= STREAM_QUEUE_BYTES && *held + n <= CONNECTION_QUEUE_BYTES {
+            slot.held += n;
+            *held += n;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    fn unreserve(&self, tx: &StreamRef, n: usize) {
+        let mut state = self.lock();
+        let State { held, slots, .. } = &mut *state;
+        if let Some(slot) = slots.get_mut(&tx.id).filter(|s| s.serial == tx.serial) {
+            slot.held = slot.held.saturating_sub(n);
+        }
+        *held = held.saturating_sub(n);
+        drop(state);
+        self.room.notify_waiters();
+    }
+
+    /// Whether the stream can take no more frames from its owner.
+    fn is_ended(&self, tx: &StreamRef) -> bool {
+        let state = self.lock();
+        !state
+            .slots
+            .get(&tx.id)
+            .is_some_and(|s| s.serial == tx.serial && s.accepting)
+    }
+
+    /// End the stream's slot: a `Finish` after what is queued, or drop the slot if the
+    /// connection is closing anyway.
+    fn finish(&self, tx: &StreamRef) {
+        let _ = self.push(tx, Item::Finish, true, 0);
+        self.ended.notify_waiters();
+    }
+}
+
+fn frame_bytes(items: &VecDeque<Item>) -> usize {
+    items
+        .iter()
+        .map(|i| match i {
+            Item::Frame(f) => f.len(),
+            Item::Finish => 0,
+        })
+        .sum()
+}
+
+fn gauge_add(bytes: usize) {
+    if bytes > 0 {
+        metrics::gauge!(crate::metrics::OUTBOUND_QUEUED_BYTES).increment(bytes as f64);
+    }
+}
+
+fn gauge_sub(bytes: usize) {
+    if bytes > 0 {
+        metrics::gauge!(crate::metrics::OUTBOUND_QUEUED_BYTES).decrement(bytes as f64);
+    }
+}
+
+/// Which stream: its id and serial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamRef {
+    pub id: u64,
+    serial: u64,
+}
+
+/// A handle for live fan-out into one stream: it never waits, and it does not own the stream
+/// (dropping it ends nothing).
+#[derive(Clone)]
+pub struct LiveTx {
+    shared: Arc<Shared>,
+    id: u64,
+    serial: u64,
+}
+
+impl LiveTx {
+    fn stream(&self) -> StreamRef {
+        StreamRef {
+            id: self.id,
+            serial: self.serial,
+        }
+    }
+
+    /// Queue a frame if it fits now.
+    pub fn try_send(&self, frame: Bytes) -> Result<(), SendError> {
+        self.shared
+            .push(&self.stream(), Item::Frame(frame), false, 0)
+    }
+
+    /// Queue the stream's last frame whatever the caps, then end the stream.
+    pub fn send_last(&self, frame: Bytes) {
+        let stream = self.stream();
+        let _ = self.shared.push(&stream, Item::Frame(frame), true, 0);
+        self.shared.finish(&stream);
+    }
+}
+
+/// The owner's end of one stream's slot; dropping it finishes the stream.
+pub struct StreamTx {
+    live: LiveTx,
+}
+
+impl StreamTx {
+    /// Which stream this is, for its writer.
+    pub fn stream(&self) -> StreamRef {
+        self.live.stream()
+    }
+
+    /// A fan-out handle into this stream.
+    pub fn live(&self) -> LiveTx {
+        self.live.clone()
+    }
+
+    pub fn try_send(&self, frame: Bytes) -> Result<(), SendError> {
+        self.live.try_send(frame)
+    }
+
+    pub fn send_last(&self, frame: Bytes) {
+        self.live.send_last(frame)
+    }
+
+    /// Queue a frame once there is room for it (as fast as the peer reads).
+    pub async fn send(&self, frame: Bytes) -> Result<(), SendError> {
+        let len = frame.len();
+        self.reserve(len).await?.send([frame]);
+        Ok(())
+    }
+
+    /// Hold room for `bytes` (at most [`STREAM_QUEUE_BYTES`]), waiting until there is some.
+    pub async fn reserve(&self, bytes: usize) -> Result<Reservation<'_>, SendError> {
+        let stream = self.stream();
+        loop {
+            let notified = self.live.shared.room.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.live.shared.try_reserve(&stream, bytes)? {
+                return Ok(Reservation {
+                    tx: self,
+                    bytes,
+                    used: false,
+                });
+            }
+            notified.await;
+        }
+    }
+
+    /// Completes once the stream can take no more frames: it was cut (its last frame is
+    /// queued) or finished, or the connection is closing or gone.
+    pub async fn closed(&self) {
+        let stream = self.stream();
+        loop {
+            let notified = self.live.shared.ended.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.live.shared.is_ended(&stream) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for StreamTx {
+    fn drop(&mut self) {
+        self.live.shared.finish(&self.stream());
+    }
+}
+
+/// Room held on a stream; turned into frames with [`Reservation::send`], given back on drop.
+pub struct Reservation<'a> {
+    tx: &'a StreamTx,
+    bytes: usize,
+    used: bool,
+}
+
+impl Reservation<'_> {
+    /// Queue `frames` in the reserved room (frames beyond it are queued anyway: the caller
+    /// reserved what it read, so the excess is bounded by its own estimate).
+    pub fn send(mut self, frames: impl IntoIterator<Item = Bytes>) {
+        let stream = self.tx.stream();
+        let mut reserved = self.bytes;
+        for frame in frames {
+            let len = frame.len();
+            let used = reserved.min(len);
+            if self
+                .tx
+                .live
+                .shared
+                .push(&stream, Item::Frame(frame), true, used)
+                .is_err()
+            {
+                break;
+            }
+            reserved -= used;
+        }
+        self.bytes = reserved;
+        self.used = true;
+        if reserved > 0 {
+            self.tx.live.shared.unreserve(&stream, reserved);
+        }
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if !self.used && self.bytes > 0 {
+            self.tx.live.shared.unreserve(&self.tx.stream(), self.bytes);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(len: usize) -> Bytes {
+        Bytes::from(vec![7u8; len])
+    }
+
+    #[tokio::test]
+    async fn live_sends_stop_at_the_stream_cap_and_the_last_frame_still_fits() {
+        let out = Outbound::multiplexed();
+        let tx = out.open(1);
+        let mut queued = 0;
+        while tx.try_send(frame(1000)).is_ok() {
+            queued += 1000;
+        }
+        assert!(queued <= STREAM_QUEUE_BYTES && queued > STREAM_QUEUE_BYTES - 1000);
+        assert_eq!(tx.try_send(frame(1000)), Err(SendError::Full));
+        tx.send_last(frame(10));
+        assert_eq!(tx.try_send(frame(1)), Err(SendError::Closed));
+        tokio::time::timeout(std::time::Duration::from_secs(1), tx.closed())
+            .await
+            .expect("a cut stream is closed");
+        let Batch::Items { items, bytes } = out.next_batch(usize::MAX).await else {
+            panic!("expected items");
+        };
+        assert_eq!(bytes, queued + 10);
+        assert!(matches!(items.last(), Some((1, Item::Finish))));
+        out.release(bytes);
+        assert_eq!(out.held(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_connection_cap_holds_over_all_streams() {
+        let out = Outbound::multiplexed();
+        let streams: Vec<StreamTx> = (1..=8).map(|id| out.open(id)).collect();
+        let mut queued = 0;
+        for tx in &streams {
+            while tx.try_send(frame(4096)).is_ok() {
+                queued += 4096;
+            }
+        }
+        assert!(queued <= CONNECTION_QUEUE_BYTES);
+        assert_eq!(out.held(), queued);
+    }
+
+    #[tokio::test]
+    async fn send_waits_for_the_writer_to_make_room() {
+        let out = Outbound::multiplexed();
+        let tx = out.open(1);
+        tx.send(frame(STREAM_QUEUE_BYTES - 100)).await.unwrap();
+        let waiting =
+            tokio::time::timeout(std::time::Duration::from_millis(50), tx.send(frame(1000))).await;
+        assert!(waiting.is_err(), "no room: the send waits");
+        let Batch::Items { bytes, .. } = out.next_batch(usize::MAX).await else {
+            panic!("expected items");
+        };
+        out.release(bytes);
+        tx.send(frame(1000)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn one_writer_takes_streams_in_turn_and_ends_them_in_order() {
+        let out = Outbound::multiplexed();
+        let a = out.open(1);
+        let b = out.open(2);
+        for _ in 0..2 {
+            a.try_send(frame(1)).unwrap();
+            b.try_send(frame(2)).unwrap();
+        }
+        drop(a);
+        let Batch::Items { items, .. } = out.next_batch(usize::MAX).await else {
+            panic!("expected items");
+        };
+        let ids: Vec<(u64, bool)> = items
+            .iter()
+            .map(|(id, item)| (*id, matches!(item, Item::Finish)))
+            .collect();
+        assert_eq!(
+            ids,
+            [(1, false), (2, false), (1, false), (2, false), (1, true)]
+        );
+        out.close(CloseReason::normal("bye"));
+        assert!(matches!(out.next_batch(usize::MAX).await, Batch::Close(_)));
+    }
+
+    #[tokio::test]
+    async fn per_stream_writers_see_only_their_stream() {
+        let out = Outbound::per_stream();
+        let a = out.open(1);
+        let b = out.open(2);
+        let (ra, rb) = (a.stream(), b.stream());
+        a.try_send(frame(3)).unwrap();
+        b.try_send(frame(5)).unwrap();
+        drop(a);
+        let (frames, bytes) = out.next_for(&ra, usize::MAX).await.unwrap();
+        assert_eq!((frames.len(), bytes), (1, 3));
+        assert!(out.next_for(&ra, usize::MAX).await.is_none());
+        let (_, bytes_b) = out.next_for(&rb, usize::MAX).await.unwrap();
+        assert_eq!(bytes_b, 5);
+        out.release(bytes + bytes_b);
+        assert_eq!(out.held(), 0);
+    }
+}
