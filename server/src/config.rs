@@ -78,6 +78,8 @@ pub struct FileConfig {
     pub max_connections: Option<usize>,
     pub messages_per_second: Option<u32>,
     pub message_burst: Option<u32>,
+    /// Milliseconds between client pings ([`Limits::heartbeat`]).
+    pub heartbeat_ms: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +153,9 @@ impl Config {
         }
         if let Some(n) = file.message_burst {
             limits.message_burst = n;
+        }
+        if let Some(ms) = file.heartbeat_ms {
+            limits.heartbeat = Duration::from_millis(ms.clamp(100, 600_000));
         }
         Ok(Config {
             data_dir: cli

@@ -99,6 +99,11 @@ impl TestServer {
         panic!("server did not stop within 10 s of SIGTERM");
     }
 
+    /// The server's process id (e.g. to read its memory from /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
     }
