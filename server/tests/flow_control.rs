@@ -20,9 +20,11 @@ use tokio::time::{Instant, sleep, timeout};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
-/// The server's caps (server/src/chat/outbound.rs).
+/// The server's caps (server/src/chat/outbound.rs), and what its writer may hold on top of a
+/// full stream queue (a write batch of 64 KiB, overshooting by at most one frame).
 const STREAM_QUEUE_BYTES: f64 = 512.0 * 1024.0;
 const CONNECTION_QUEUE_BYTES: f64 = 1024.0 * 1024.0;
+const WRITE_BATCH: f64 = 72.0 * 1024.0;
 const MIB: u64 = 1024 * 1024;
 
 fn start(dir: &tempfile::TempDir, config: &str) -> TestServer {
@@ -179,7 +181,7 @@ async fn history_requests_from_peers_that_do_not_read_stay_bounded_in_bytes() {
         grown / 1024
     );
     assert!(
-        peak_queued <= 2.0 * CONNECTION_QUEUE_BYTES + 256.0 * 1024.0,
+        peak_queued <= 2.0 * CONNECTION_QUEUE_BYTES,
         "queued {peak_queued} bytes for two connections"
     );
     assert!(grown < 64 * MIB, "RSS grew {} MiB", grown / MIB);
@@ -263,7 +265,7 @@ async fn a_flooded_room_cuts_peers_that_do_not_read_with_a_lagged_they_receive()
         grown / 1024
     );
     assert!(
-        peak_queued <= DEAF as f64 * STREAM_QUEUE_BYTES + CONNECTION_QUEUE_BYTES,
+        peak_queued <= DEAF as f64 * (STREAM_QUEUE_BYTES + WRITE_BATCH) + CONNECTION_QUEUE_BYTES,
         "queued {peak_queued} bytes"
     );
     assert!(grown < 64 * MIB, "RSS grew {} MiB", grown / MIB);
