@@ -3,6 +3,16 @@
 //! opens a conversation stream by sending `Join` on a new id. A message with the stream id and
 //! nothing after it ends that stream (the WebSocket counterpart of a WebTransport stream FIN);
 //! either side may send it.
+//!
+//! Stream ids are never reused. A client opens conversation streams on strictly increasing
+//! ids (1, 2, 3, …; 0 is control). A stream is over once either side has finished it (a
+//! finish message, or the server ending it after `Leave`, `Lagged` or an `Error`), and the
+//! server forgets it then: it no longer counts toward the server's limit on open streams, and
+//! the client need not finish it too. A frame on an id that is not open and not above the
+//! highest id opened so far is for a stream that is over: a `Join` there is refused with
+//! `Error { ProtocolViolation, "stream id N is closed; open a new id" }` and a finish; any
+//! other frame there is dropped (it was in flight when the stream ended). The server's memory
+//! for this is one integer per connection (the highest id opened), not a set.
 
 use serde::de::DeserializeOwned;
 
