@@ -80,7 +80,7 @@ pub async fn serve(ctx: Arc<ConnCtx>, mut io: StreamIo) {
 async fn run(ctx: &ConnCtx, io: &mut StreamIo) -> Result<(), End> {
     let state = &ctx.state;
     let (conversation, resume) = expect_join(state, io).await?;
-    if state.store.room(conversation)?.is_none() {
+    if state.store.room(conversation).await?.is_none() {
         return Err(End::Error(
             ErrorCode::UnknownConversation,
             format!("no conversation {}", conversation.0),
@@ -88,7 +88,7 @@ async fn run(ctx: &ConnCtx, io: &mut StreamIo) -> Result<(), End> {
     }
     // Subscribe before reading the head, so nothing committed in between is missed.
     let mut live = state.hub.subscribe(conversation);
-    let head = state.store.head(conversation)?;
+    let head = state.store.head(conversation).await?;
     let epoch = state.store.epoch();
     let from_seq = match resume {
         Some(Cursor { epoch: e, seq }) if e == epoch => seq.min(head),
@@ -198,12 +198,11 @@ async fn replay(
     mut after: u64,
 ) -> Result<u64, End> {
     loop {
-        let store = ctx.state.store.clone();
-        let batch = tokio::task::spawn_blocking(move || {
-            store.messages_after(conversation, after, REPLAY_BATCH)
-        })
-        .await
-        .map_err(|_| End::Error(ErrorCode::Internal, "replay failed".into()))??;
+        let batch = ctx
+            .state
+            .store
+            .messages_after(conversation, after, REPLAY_BATCH)
+            .await?;
         let done = batch.len() < REPLAY_BATCH;
         for message in batch {
             after = message.seq;
@@ -252,12 +251,10 @@ async fn history(
     limit: u16,
 ) -> Result<ServerFrame, End> {
     let limit = limit.clamp(1, MAX_HISTORY_PAGE);
-    let store = state.store.clone();
-    let messages: Vec<ChatMessage> = tokio::task::spawn_blocking(move || {
-        store.messages_before(conversation, before_seq, usize::from(limit))
-    })
-    .await
-    .map_err(|_| End::Error(ErrorCode::Internal, "history failed".into()))??;
+    let messages: Vec<ChatMessage> = state
+        .store
+        .messages_before(conversation, before_seq, usize::from(limit))
+        .await?;
     let has_more = messages.first().is_some_and(|m| m.seq > 1);
     Ok(ServerFrame::HistoryPage {
         before_seq,
@@ -267,7 +264,7 @@ async fn history(
 }
 
 fn check_body(body: &str) -> Result<(), String> {
-    if body.trim().is_empty() {
+    if crate::text::is_blank(body) {
         Err("empty message".into())
     } else if body.len() > MAX_BODY_LEN {
         Err(format!(
