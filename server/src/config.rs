@@ -23,8 +23,13 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// The browser client's directory (index.html and the built `pkg/`).
     pub web_dir: Option<PathBuf>,
+    /// The store's page cache, in bytes (file key `store_cache_mb`, in MiB).
+    pub store_cache_bytes: usize,
     pub limits: Limits,
 }
+
+/// The store's page cache when none is configured, in MiB.
+pub const DEFAULT_STORE_CACHE_MB: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct TlsFiles {
@@ -50,6 +55,9 @@ pub struct Limits {
     pub max_streams_per_connection: usize,
     /// How long shutdown waits for connections to drain.
     pub drain_timeout: Duration,
+    /// Rooms one user may create per hour, sustained, and in a burst.
+    pub rooms_per_hour: u32,
+    pub room_burst: u32,
 }
 
 impl Default for Limits {
@@ -63,6 +71,8 @@ impl Default for Limits {
             message_burst: 200,
             max_streams_per_connection: 256,
             drain_timeout: Duration::from_secs(5),
+            rooms_per_hour: 20,
+            room_burst: 10,
         }
     }
 }
@@ -80,6 +90,9 @@ pub struct FileConfig {
     pub message_burst: Option<u32>,
     /// Milliseconds between client pings ([`Limits::heartbeat`]).
     pub heartbeat_ms: Option<u64>,
+    pub store_cache_mb: Option<usize>,
+    pub rooms_per_hour: Option<u32>,
+    pub room_burst: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +170,13 @@ impl Config {
         if let Some(ms) = file.heartbeat_ms {
             limits.heartbeat = Duration::from_millis(ms.clamp(100, 600_000));
         }
+        if let Some(n) = file.rooms_per_hour {
+            limits.rooms_per_hour = n;
+        }
+        if let Some(n) = file.room_burst {
+            limits.room_burst = n;
+        }
+        let store_cache_mb = file.store_cache_mb.unwrap_or(DEFAULT_STORE_CACHE_MB);
         Ok(Config {
             data_dir: cli
                 .data_dir
@@ -165,6 +185,7 @@ impl Config {
             listen,
             tls,
             web_dir: cli.web_dir.or(file.web_dir),
+            store_cache_bytes: store_cache_mb.saturating_mul(1024 * 1024),
             limits,
         })
     }
@@ -193,6 +214,16 @@ mod tests {
                 .all(|a| a.ip().is_loopback() && a.port() == 4433)
         );
         assert!(c.tls.is_none());
+        assert_eq!(c.store_cache_bytes, 64 * 1024 * 1024);
+    }
+
+    #[test]
+    fn store_and_room_settings_come_from_the_file() {
+        let file: FileConfig =
+            toml::from_str("store_cache_mb = 8\nrooms_per_hour = 5\nroom_burst = 2\n").unwrap();
+        let c = Config::resolve(file, Overrides::default()).unwrap();
+        assert_eq!(c.store_cache_bytes, 8 * 1024 * 1024);
+        assert_eq!((c.limits.rooms_per_hour, c.limits.room_burst), (5, 2));
     }
 
     #[test]

@@ -10,5 +10,6 @@ pub mod metrics;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod text;
 pub mod tls;
 pub mod transport;

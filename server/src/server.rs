@@ -20,6 +20,7 @@ use crate::chat::hub::Hub;
 use crate::chat::send_limit::SendLimiter;
 use crate::config::Config;
 use crate::http::login_limit::LoginLimiter;
+use crate::http::room_limit::RoomLimiter;
 use crate::http::tls_listener::TlsListener;
 use crate::state::AppState;
 use crate::store::{Store, StoreError};
@@ -75,6 +76,7 @@ impl Server {
         let publisher = hub.clone();
         let store = Store::open(
             &config.data_dir.join("quibble.redb"),
+            config.store_cache_bytes,
             Box::new(move |message| publisher.publish(message)),
         )?;
         let sockets = bind_sockets(&config.listen)?;
@@ -108,6 +110,10 @@ impl Server {
             send_limiter: Arc::new(SendLimiter::new(
                 config.limits.messages_per_second,
                 config.limits.message_burst,
+            )),
+            room_limiter: Arc::new(RoomLimiter::new(
+                config.limits.rooms_per_hour,
+                config.limits.room_burst,
             )),
             shutdown: shutdown_rx,
             webtransport_port: port,
@@ -230,6 +236,7 @@ async fn housekeeping(state: AppState, endpoints: Vec<(SocketAddr, Arc<Endpoint<
         ticker.tick().await;
         state.login_limiter.retain_recent();
         state.send_limiter.retain_recent();
+        state.room_limiter.retain_recent();
         match state.certs.rotate_if_due(SystemTime::now()) {
             Ok(Some(identity)) => {
                 for (addr, endpoint) in &endpoints {

@@ -9,6 +9,7 @@ use crate::chat::hub::Hub;
 use crate::chat::send_limit::SendLimiter;
 use crate::config::Limits;
 use crate::http::login_limit::LoginLimiter;
+use crate::http::room_limit::RoomLimiter;
 use crate::store::Store;
 use crate::tls::Certificates;
 
@@ -20,6 +21,7 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     pub login_limiter: Arc<LoginLimiter>,
     pub send_limiter: Arc<SendLimiter>,
+    pub room_limiter: Arc<RoomLimiter>,
     /// One permit per live realtime connection; shutdown waits until all are back.
     pub connections: Arc<Semaphore>,
     /// Flips to `true` when the server starts shutting down.

@@ -8,7 +8,7 @@ pub mod names;
 pub mod password;
 pub mod token;
 
-pub use names::{fold, normalize_room_name, validate_password, validate_username};
+pub use names::{fold, normalize_room_name, room_name_key, validate_password, validate_username};
 pub use password::{hash_password, verify_password};
 pub use token::{TokenHash, hash_token, new_token};
 

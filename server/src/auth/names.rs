@@ -1,6 +1,9 @@
-//! Validation of user-chosen names and passwords, and [`fold`], the case-insensitive key under
-//! which usernames and room names are unique. The error strings are human-readable reasons
+//! Validation of user-chosen names and passwords, and the keys under which names are unique:
+//! [`fold`] (case-insensitive) for usernames, [`room_name_key`] (case-insensitive and
+//! look-alike-insensitive) for room names. The error strings are human-readable reasons
 //! suitable for an API error message.
+
+use crate::text;
 
 /// Checks a username: 3–32 characters, each one of `A–Z a–z 0–9 _ . -`.
 pub fn validate_username(username: &str) -> Result<(), &'static str> {
@@ -26,22 +29,65 @@ pub fn validate_password(password: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// Trims a room name and checks it: 1–64 characters after trimming, no control characters.
-/// Returns the trimmed name.
-pub fn normalize_room_name(name: &str) -> Result<String, &'static str> {
-    let name = name.trim();
-    let len = name.chars().count();
-    if !(1..=64).contains(&len) {
-        return Err("room name must be 1 to 64 characters");
+/// The longest room name, in characters (after normalisation).
+pub const MAX_ROOM_NAME_CHARS: usize = 64;
+
+/// Normalises a room name and checks it; returns the name to store, or why it is refused.
+///
+/// The name is put in NFC, trimmed, and each run of whitespace inside it becomes one space.
+/// Refused: control characters, bidirectional controls (they reorder what is shown),
+/// invisible characters other than the joiners and selectors that visible text needs (see
+/// [`text::is_joining_invisible`]), a name that shows nothing, and names over
+/// [`MAX_ROOM_NAME_CHARS`]. Uniqueness is decided by [`room_name_key`].
+pub fn normalize_room_name(name: &str) -> Result<String, String> {
+    let name = text::nfc(name);
+    if let Some(c) = name.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "room name must not contain control characters (found U+{:04X})",
+            u32::from(c)
+        ));
     }
-    if name.chars().any(char::is_control) {
-        return Err("room name must not contain control characters");
+    if let Some(c) = name.chars().find(|c| text::is_bidi_control(*c)) {
+        return Err(format!(
+            "room name must not contain bidirectional control characters (found U+{:04X})",
+            u32::from(c)
+        ));
     }
-    Ok(name.to_owned())
+    if let Some(c) = name
+        .chars()
+        .find(|c| text::is_invisible(*c) && !text::is_joining_invisible(*c))
+    {
+        return Err(format!(
+            "room name must not contain invisible characters (found U+{:04X})",
+            u32::from(c)
+        ));
+    }
+    let mut normalized = String::with_capacity(name.len());
+    for word in name.split(text::is_whitespace).filter(|w| !w.is_empty()) {
+        if !normalized.is_empty() {
+            normalized.push(' ');
+        }
+        normalized.push_str(word);
+    }
+    if text::is_blank(&normalized) {
+        return Err("room name must contain a visible character".into());
+    }
+    if normalized.chars().count() > MAX_ROOM_NAME_CHARS {
+        return Err(format!(
+            "room name must be at most {MAX_ROOM_NAME_CHARS} characters"
+        ));
+    }
+    Ok(normalized)
 }
 
-/// The case-insensitive key of a name (its lowercase form): two names are the same name when
-/// their folds are equal.
+/// The key under which room names are unique: two names are the same name when, ignoring
+/// case, they look alike ([`text::lookalike_key`]).
+pub fn room_name_key(name: &str) -> String {
+    text::lookalike_key(name)
+}
+
+/// The case-insensitive key of a username (its lowercase form): two usernames are the same
+/// name when their folds are equal.
 pub fn fold(name: &str) -> String {
     name.to_lowercase()
 }
@@ -81,6 +127,29 @@ mod tests {
         assert_eq!(normalize_room_name("  General  ").as_deref(), Ok("General"));
         assert_eq!(normalize_room_name("café ☕").as_deref(), Ok("café ☕"));
         assert_eq!(normalize_room_name(&"r".repeat(64)), Ok("r".repeat(64)));
+        assert_eq!(
+            normalize_room_name("Cafe\u{301}").as_deref(),
+            Ok("Caf\u{e9}"),
+            "NFC"
+        );
+        assert_eq!(
+            normalize_room_name("open \u{3000}  space").as_deref(),
+            Ok("open space")
+        );
+        for legit in [
+            "Общий чат",
+            "一般",
+            "عام",
+            "👨\u{200d}👩\u{200d}👧 family",
+            "\u{2764}\u{fe0f} love",
+            "می\u{200c}خواهم",
+        ] {
+            assert_eq!(
+                normalize_room_name(legit).as_deref(),
+                Ok(legit),
+                "{legit:?}"
+            );
+        }
         for bad in [
             "",
             "   ",
@@ -88,9 +157,25 @@ mod tests {
             "a\u{0}b",
             "line\nbreak",
             "bell\u{7}",
+            "general\u{200b}",
+            "gen\u{202e}eral",
+            "\u{2066}x\u{2069}",
+            "\u{feff}bom",
+            "\u{200d}\u{200d}",
+            "\u{2800}",
+            "soft\u{ad}hyphen",
         ] {
             assert!(normalize_room_name(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn room_name_keys() {
+        let general = room_name_key("General");
+        assert_eq!(room_name_key("general"), general);
+        assert_eq!(room_name_key("Genera\u{217c}"), general);
+        assert_eq!(room_name_key("General\u{200d}"), general);
+        assert_ne!(room_name_key("Generals"), general);
     }
 
     #[test]

@@ -173,7 +173,7 @@ async fn hello(state: &AppState, control: &mut StreamIo) -> Result<User, CloseRe
     let store = state.store.clone();
     let hash = hash_token(&token);
     let now = unix_ms(SystemTime::now());
-    match store.session_user(&hash, now) {
+    match store.session_user(&hash, now).await {
         Ok(Some(user)) => Ok(user),
         Ok(None) => Err(CloseReason::error(
             ErrorCode::Unauthorized,

@@ -78,7 +78,7 @@ pub async fn serve(ctx: Arc<ConnCtx>, mut io: StreamIo) {
 async fn run(ctx: &ConnCtx, io: &mut StreamIo) -> Result<(), End> {
     let state = &ctx.state;
     let (conversation, resume) = expect_join(state, io).await?;
-    if state.store.room(conversation)?.is_none() {
+    if state.store.room(conversation).await?.is_none() {
         return Err(End::Error(
             ErrorCode::UnknownConversation,
             format!("no conversation {}", conversation.0),
@@ -86,7 +86,7 @@ async fn run(ctx: &ConnCtx, io: &mut StreamIo) -> Result<(), End> {
     }
     // Subscribe before reading the head, so nothing committed in between is missed.
     let live = state.hub.subscribe(conversation, io.outbound.live());
-    let head = state.store.head(conversation)?;
+    let head = state.store.head(conversation).await?;
     let epoch = state.store.epoch();
     let from_seq = match resume {
         Some(Cursor { epoch: e, seq }) if e == epoch => seq.min(head),
@@ -196,12 +196,11 @@ async fn replay(
             .reserve(REPLAY_BATCH * MESSAGE_FRAME_MAX)
             .await
             .map_err(|_| End::Quiet)?;
-        let store = ctx.state.store.clone();
-        let batch = tokio::task::spawn_blocking(move || {
-            store.messages_after(conversation, after, REPLAY_BATCH)
-        })
-        .await
-        .map_err(|_| End::Error(ErrorCode::Internal, "replay failed".into()))??;
+        let batch = ctx
+            .state
+            .store
+            .messages_after(conversation, after, REPLAY_BATCH)
+            .await?;
         let done = batch.len() < REPLAY_BATCH;
         if let Some(last) = batch.last() {
             after = last.seq;
@@ -261,12 +260,10 @@ async fn history(
         .reserve(usize::from(limit) * MESSAGE_FRAME_MAX)
         .await
         .map_err(|_| End::Quiet)?;
-    let store = state.store.clone();
-    let messages: Vec<ChatMessage> = tokio::task::spawn_blocking(move || {
-        store.messages_before(conversation, before_seq, usize::from(limit))
-    })
-    .await
-    .map_err(|_| End::Error(ErrorCode::Internal, "history failed".into()))??;
+    let messages: Vec<ChatMessage> = state
+        .store
+        .messages_before(conversation, before_seq, usize::from(limit))
+        .await?;
     let has_more = messages.first().is_some_and(|m| m.seq > 1);
     room.send([encode_frame(&ServerFrame::HistoryPage {
         before_seq,
@@ -277,7 +274,7 @@ async fn history(
 }
 
 fn check_body(body: &str) -> Result<(), String> {
-    if body.trim().is_empty() {
+    if crate::text::is_blank(body) {
         Err("empty message".into())
     } else if body.len() > MAX_BODY_LEN {
         Err(format!(

@@ -62,7 +62,7 @@ pub async fn signup(
         .map_err(|m| ApiError::bad_request("invalid_username", m))?;
     auth::validate_password(&creds.password)
         .map_err(|m| ApiError::bad_request("invalid_password", m))?;
-    if state.store.user_by_name(&creds.username)?.is_some() {
+    if state.store.user_by_name(&creds.username).await?.is_some() {
         return Err(ApiError::name_taken("username"));
     }
     let password = creds.password;
@@ -90,7 +90,7 @@ pub async fn login(
     ApiJson(creds): ApiJson<Credentials>,
 ) -> Result<Json<LoginView>, ApiError> {
     state.login_limiter.check(peer.ip(), &creds.username)?;
-    let user = state.store.user_by_name(&creds.username)?;
+    let user = state.store.user_by_name(&creds.username).await?;
     let phc = user.as_ref().map(|u| u.password_phc.clone());
     let password = creds.password;
     // Verify even for unknown users, so timing does not reveal which names exist.

@@ -72,7 +72,8 @@ impl FromRequestParts<AppState> for Authenticated {
         let token = hash_token(token);
         let user = state
             .store
-            .session_user(&token, unix_ms(SystemTime::now()))?
+            .session_user(&token, unix_ms(SystemTime::now()))
+            .await?
             .ok_or_else(|| ApiError::unauthorized("invalid or expired token"))?;
         Ok(Authenticated { user, token })
     }

@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod error;
 pub mod extract;
 pub mod login_limit;
+pub mod room_limit;
 pub mod rooms;
 pub mod status;
 pub mod tls_listener;

@@ -73,45 +73,55 @@ impl Store {
     }
 
     /// The user with id `id`.
-    pub fn user(&self, id: UserId) -> Result<Option<User>, StoreError> {
-        let txn = self.read()?;
-        load_user(&txn.open_table(USERS)?, id)
+    pub async fn user(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        self.read(move |txn| load_user(&txn.open_table(USERS)?, id))
+            .await
     }
 
     /// The user called `username`, compared case-insensitively.
-    pub fn user_by_name(&self, username: &str) -> Result<Option<User>, StoreError> {
-        let txn = self.read()?;
-        let Some(id) = txn
-            .open_table(USERNAMES)?
-            .get(fold(username).as_str())?
-            .map(|id| UserId(id.value()))
-        else {
-            return Ok(None);
-        };
-        match load_user(&txn.open_table(USERS)?, id)? {
-            Some(user) => Ok(Some(user)),
-            None => Err(StoreError::Corrupt(format!(
-                "username {username:?} names missing user {}",
-                id.0
-            ))),
-        }
+    pub async fn user_by_name(&self, username: &str) -> Result<Option<User>, StoreError> {
+        let key = fold(username);
+        self.read(move |txn| {
+            let Some(id) = txn
+                .open_table(USERNAMES)?
+                .get(key.as_str())?
+                .map(|id| UserId(id.value()))
+            else {
+                return Ok(None);
+            };
+            match load_user(&txn.open_table(USERS)?, id)? {
+                Some(user) => Ok(Some(user)),
+                None => Err(StoreError::Corrupt(format!(
+                    "username {key:?} names missing user {}",
+                    id.0
+                ))),
+            }
+        })
+        .await
     }
 
     /// The user a session token belongs to; `None` if there is no such session, it has expired
     /// (`expires_at_ms <= now_ms`), or its user is gone.
-    pub fn session_user(&self, token: &TokenHash, now_ms: u64) -> Result<Option<User>, StoreError> {
-        let txn = self.read()?;
-        let Some((user, expires_at_ms)) = txn
-            .open_table(SESSIONS)?
-            .get(&token.0)?
-            .map(|session| session.value())
-        else {
-            return Ok(None);
-        };
-        if expires_at_ms <= now_ms {
-            return Ok(None);
-        }
-        load_user(&txn.open_table(USERS)?, UserId(user))
+    pub async fn session_user(
+        &self,
+        token: &TokenHash,
+        now_ms: u64,
+    ) -> Result<Option<User>, StoreError> {
+        let token = *token;
+        self.read(move |txn| {
+            let Some((user, expires_at_ms)) = txn
+                .open_table(SESSIONS)?
+                .get(&token.0)?
+                .map(|session| session.value())
+            else {
+                return Ok(None);
+            };
+            if expires_at_ms <= now_ms {
+                return Ok(None);
+            }
+            load_user(&txn.open_table(USERS)?, UserId(user))
+        })
+        .await
     }
 }
 

@@ -1,6 +1,6 @@
 //! Message history: appending (seq assignment per conversation, starting at 1, and
-//! de-duplication on `(author, client id)`), the head seq, and paging forwards and backwards
-//! through `(conversation, seq)`.
+//! de-duplication on `(author, conversation, client id)`), the head seq, and paging forwards
+//! and backwards through `(conversation, seq)`.
 
 use std::ops::Bound;
 
@@ -17,7 +17,8 @@ use super::{Pending, Store, StoreError, rooms};
 pub struct Appended {
     /// The durable message: the new one, or for a duplicate the one stored the first time.
     pub message: ChatMessage,
-    /// Whether `(author, client_id)` had been appended before, so nothing new was stored.
+    /// Whether `(author, conversation, client_id)` had been appended before, so nothing new was
+    /// stored.
     pub duplicate: bool,
 }
 
@@ -25,8 +26,9 @@ impl Store {
     /// Appends a message to `conversation` with the next seq, and answers once it is durable
     /// (after the commit hook has seen it). [`StoreError::NotFound`] if there is no such room.
     ///
-    /// A repeat of an earlier `(author, client_id)` stores nothing, does not call the hook, and
-    /// returns the original message (whatever conversation it went to) with `duplicate: true`.
+    /// A repeat of an earlier `(author, conversation, client_id)` stores nothing, does not call
+    /// the hook, and returns the original message with `duplicate: true`. The same client id
+    /// in another conversation is a different message.
     pub async fn append(
         &self,
         conversation: ConversationId,
@@ -64,56 +66,62 @@ impl Store {
     }
 
     /// The highest seq of `conversation`; 0 when it has no messages.
-    pub fn head(&self, conversation: ConversationId) -> Result<u64, StoreError> {
-        let txn = self.read()?;
-        let head = txn.open_table(HEADS)?.get(conversation.0)?;
-        Ok(head.map_or(0, |seq| seq.value()))
+    pub async fn head(&self, conversation: ConversationId) -> Result<u64, StoreError> {
+        self.read(move |txn| {
+            let head = txn.open_table(HEADS)?.get(conversation.0)?;
+            Ok(head.map_or(0, |seq| seq.value()))
+        })
+        .await
     }
 
     /// Up to `limit` messages with seq > `after_seq`, ascending.
-    pub fn messages_after(
+    pub async fn messages_after(
         &self,
         conversation: ConversationId,
         after_seq: u64,
         limit: usize,
     ) -> Result<Vec<ChatMessage>, StoreError> {
-        let txn = self.read()?;
-        let messages = txn.open_table(MESSAGES)?;
-        let range = messages.range((
-            Bound::Excluded((conversation.0, after_seq)),
-            Bound::Included((conversation.0, u64::MAX)),
-        ))?;
-        range
-            .take(limit)
-            .map(|entry| {
-                let (key, bytes) = entry?;
-                let (conversation, seq) = key.value();
-                to_message(ConversationId(conversation), seq, bytes.value())
-            })
-            .collect()
+        self.read(move |txn| {
+            let messages = txn.open_table(MESSAGES)?;
+            let range = messages.range((
+                Bound::Excluded((conversation.0, after_seq)),
+                Bound::Included((conversation.0, u64::MAX)),
+            ))?;
+            range
+                .take(limit)
+                .map(|entry| {
+                    let (key, bytes) = entry?;
+                    let (conversation, seq) = key.value();
+                    to_message(ConversationId(conversation), seq, bytes.value())
+                })
+                .collect()
+        })
+        .await
     }
 
     /// The `limit` newest messages with seq < `before_seq`, ascending.
-    pub fn messages_before(
+    pub async fn messages_before(
         &self,
         conversation: ConversationId,
         before_seq: u64,
         limit: usize,
     ) -> Result<Vec<ChatMessage>, StoreError> {
-        let txn = self.read()?;
-        let messages = txn.open_table(MESSAGES)?;
-        let range = messages.range((conversation.0, 0)..(conversation.0, before_seq))?;
-        let mut page = range
-            .rev()
-            .take(limit)
-            .map(|entry| {
-                let (key, bytes) = entry?;
-                let (conversation, seq) = key.value();
-                to_message(ConversationId(conversation), seq, bytes.value())
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        page.reverse();
-        Ok(page)
+        self.read(move |txn| {
+            let messages = txn.open_table(MESSAGES)?;
+            let range = messages.range((conversation.0, 0)..(conversation.0, before_seq))?;
+            let mut page = range
+                .rev()
+                .take(limit)
+                .map(|entry| {
+                    let (key, bytes) = entry?;
+                    let (conversation, seq) = key.value();
+                    to_message(ConversationId(conversation), seq, bytes.value())
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            page.reverse();
+            Ok(page)
+        })
+        .await
     }
 }
 
@@ -128,25 +136,21 @@ pub(super) fn append(
     body: &str,
 ) -> Result<Appended, StoreError> {
     let original = tables
-        .dedupe
-        .get((author.0, client_id))?
-        .map(|key| key.value());
-    if let Some((original_conversation, original_seq)) = original {
+        .client_ids
+        .get((author.0, conversation.0, client_id))?
+        .map(|seq| seq.value());
+    if let Some(original_seq) = original {
         let bytes = tables
             .messages
-            .get((original_conversation, original_seq))?
+            .get((conversation.0, original_seq))?
             .ok_or_else(|| {
                 StoreError::Corrupt(format!(
                     "client id {client_id} of user {} names missing message {original_seq} of \
-                     conversation {original_conversation}",
-                    author.0
+                     conversation {}",
+                    author.0, conversation.0
                 ))
             })?;
-        let message = to_message(
-            ConversationId(original_conversation),
-            original_seq,
-            bytes.value(),
-        )?;
+        let message = to_message(conversation, original_seq, bytes.value())?;
         return Ok(Appended {
             message,
             duplicate: true,
@@ -174,8 +178,8 @@ pub(super) fn append(
         .insert((conversation.0, seq), record.as_slice())?;
     tables.heads.insert(conversation.0, seq)?;
     tables
-        .dedupe
-        .insert((author.0, client_id), (conversation.0, seq))?;
+        .client_ids
+        .insert((author.0, conversation.0, client_id), seq)?;
     Ok(Appended {
         message: ChatMessage {
             conversation,

@@ -1,16 +1,29 @@
 //! The embedded store: one redb file holding users, sessions, rooms and message history.
 //!
-//! [`Store`] is a cheap, cloneable handle. Reads are synchronous and run in their own MVCC read
-//! transactions, so they never wait for the writer. Writes are async: each becomes a request to
-//! the single writer thread ([`writer`]), which group-commits everything queued into one
-//! fsynced transaction and answers each request only once its effect is durable.
+//! [`Store`] is a cheap, cloneable handle. Writes become requests to the single writer thread
+//! ([`writer`]), which group-commits everything queued into one fsynced transaction and answers
+//! each request only once its effect is durable.
 //!
-//! This module owns the handle, opening (schema check, epoch), closing, and the error type. The
-//! data lives in [`tables`] (layout) and [`records`] (value encoding); the operations are split by
-//! subject into [`accounts`] (users and sessions), [`rooms`] and [`messages`].
+//! Reads are async too, and never run on the async worker threads: redb reads are blocking
+//! (page reads from the file, B-tree walks), so [`Store::read`] runs each one, in its own MVCC
+//! read transaction (it never waits for the writer), on tokio's blocking pool. At most
+//! [`MAX_CONCURRENT_READS`] run at once; more wait for a permit (asynchronously), so a burst of
+//! requests cannot make the blocking pool grow threads without bound. This was chosen over a
+//! dedicated reader pool because the blocking pool already exists, and a semaphore gives the
+//! same bound with no extra threads idling.
+//!
+//! Memory: redb's page cache is sized at open ([`Store::open`]'s `cache_bytes`, the
+//! `store_cache_mb` setting); redb's own default (1 GiB) made the server's memory grow with the
+//! data file.
+//!
+//! This module owns the handle, opening (schema check, migration, epoch), closing, reads, and
+//! the error type. The data lives in [`tables`] (layout) and [`records`] (value encoding); older
+//! files are brought up to date by [`migrate`]; the operations are split by subject into
+//! [`accounts`] (users and sessions), [`rooms`] and [`messages`].
 
 mod accounts;
 mod messages;
+mod migrate;
 mod records;
 mod rooms;
 mod tables;
@@ -25,11 +38,12 @@ use std::thread::JoinHandle;
 
 use quibble_protocol::wire::ChatMessage;
 use redb::{Database, ReadTransaction, ReadableDatabase, TableError};
+use tokio::sync::Semaphore;
 use tokio::sync::{mpsc, oneshot};
 
 pub use accounts::{Role, User};
 pub use messages::Appended;
-pub use rooms::Room;
+pub use rooms::{Room, RoomEntry, RoomPage};
 
 use tables::{META, META_CLOCK_MS, META_EPOCH, META_SCHEMA_VERSION, SCHEMA_VERSION, WriteTables};
 use writer::{Reply, Request};
@@ -56,6 +70,9 @@ pub type CommitHook = Box<dyn Fn(&ChatMessage) + Send + Sync>;
 
 /// How many write requests may wait for the writer before senders wait too.
 const QUEUE_CAPACITY: usize = 4096;
+
+/// How many reads run on the blocking pool at once; more wait for a turn.
+const MAX_CONCURRENT_READS: usize = 16;
 
 /// Errors of the store. Cloneable, so one failed commit can answer every request of its batch.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -124,6 +141,8 @@ pub struct Store {
 struct Inner {
     db: Arc<Database>,
     epoch: u64,
+    /// One permit per read running on the blocking pool.
+    readers: Arc<Semaphore>,
     /// The way to the writer; `None` once [`Store::close`] has begun.
     sender: Mutex<Option<mpsc::Sender<Request>>>,
     /// The writer thread, until someone joins it.
@@ -131,18 +150,28 @@ struct Inner {
 }
 
 impl Store {
-    /// Opens (creating if needed) the redb file at `path`; starts the writer thread.
+    /// Opens (creating if needed) the redb file at `path` with a page cache of at most
+    /// `cache_bytes`; starts the writer thread.
     ///
     /// `on_commit` is called by the writer thread, after each commit is durable, once per newly
     /// appended message, in seq order per conversation, BEFORE the appenders' futures complete.
     /// It runs on the writer's critical path: keep it short and non-blocking. A panic in it is
     /// caught and logged.
     ///
-    /// A file written with another schema version is refused with [`StoreError::Schema`] and
-    /// left untouched.
-    pub fn open(path: &Path, on_commit: CommitHook) -> Result<Store, StoreError> {
-        let db = Database::create(path)?;
-        check_schema(&db)?;
+    /// A file of an older schema version is migrated (in one transaction: all or nothing); a
+    /// file of a newer or unknown version is refused with [`StoreError::Schema`] and left
+    /// untouched.
+    pub fn open(
+        path: &Path,
+        cache_bytes: usize,
+        on_commit: CommitHook,
+    ) -> Result<Store, StoreError> {
+        let db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(path)?;
+        if let Some(found) = stored_schema(&db)? {
+            migrate::to_current(&db, found)?;
+        }
         let (epoch, clock_ms) = initialize(&db)?;
         let db = Arc::new(db);
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
@@ -151,6 +180,7 @@ impl Store {
             inner: Arc::new(Inner {
                 db,
                 epoch,
+                readers: Arc::new(Semaphore::new(MAX_CONCURRENT_READS)),
                 sender: Mutex::new(Some(sender)),
                 writer: tokio::sync::Mutex::new(Some(writer)),
             }),
@@ -212,29 +242,37 @@ impl Store {
         Ok(Pending(answer))
     }
 
-    /// Begins a read transaction on the latest committed state.
-    fn read(&self) -> Result<ReadTransaction, StoreError> {
-        Ok(self.inner.db.begin_read()?)
+    /// Runs `read` in a read transaction on the latest committed state, on the blocking pool
+    /// (see the module doc), and returns its result.
+    async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&ReadTransaction) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let permit = Arc::clone(&self.inner.readers)
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let db = Arc::clone(&self.inner.db);
+        tokio::task::spawn_blocking(move || {
+            // Held until the read is done, even if the caller stops waiting.
+            let _permit = permit;
+            read(&db.begin_read()?)
+        })
+        .await
+        .map_err(|e| StoreError::Db(format!("a read task failed: {e}")))?
     }
 }
 
-/// Refuses a file whose schema version is not [`SCHEMA_VERSION`], before anything is written.
-/// A file without a `meta` table is new.
-fn check_schema(db: &Database) -> Result<(), StoreError> {
+/// The schema version recorded in the file; `None` for a new file (no `meta` table or no
+/// version yet). Reads only.
+fn stored_schema(db: &Database) -> Result<Option<u64>, StoreError> {
     let txn = db.begin_read()?;
     let meta = match txn.open_table(META) {
         Ok(meta) => meta,
-        Err(TableError::TableDoesNotExist(_)) => return Ok(()),
+        Err(TableError::TableDoesNotExist(_)) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    match meta.get(META_SCHEMA_VERSION)?.map(|v| v.value()) {
-        None => Ok(()),
-        Some(SCHEMA_VERSION) => Ok(()),
-        Some(found) => Err(StoreError::Schema {
-            found,
-            supported: SCHEMA_VERSION,
-        }),
-    }
+    Ok(meta.get(META_SCHEMA_VERSION)?.map(|v| v.value()))
 }
 
 /// Creates the missing tables and, on a new file, records the schema version and a fresh epoch.

@@ -1,28 +1,47 @@
-//! Rooms: the [`Room`] type, room creation (names unique case-insensitively; ids drawn from the
-//! conversation id counter that DM conversations will share), and listing by name.
+//! Rooms: the [`Room`] type, room creation (names unique by look-alike key, see
+//! [`crate::auth::room_name_key`]; ids drawn from the conversation id counter that DM
+//! conversations will share), and listing in pages of ascending id.
+
+use std::ops::Bound;
 
 use quibble_protocol::wire::{ConversationId, UserId};
 use redb::ReadableTable;
 
 use super::records::{RoomRecord, decode, encode};
-use super::tables::{META_NEXT_CONVERSATION_ID, ROOM_NAMES, ROOMS, WriteTables};
+use super::tables::{HEADS, META_NEXT_CONVERSATION_ID, ROOMS, WriteTables};
 use super::writer::Request;
 use super::{Store, StoreError};
-use crate::auth::fold;
+use crate::auth::room_name_key;
 
 /// A chat room; its id is its conversation id on the realtime protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Room {
     pub id: ConversationId,
-    /// As given at creation; unique case-insensitively.
+    /// As given at creation (normalised by the caller); unique by look-alike key.
     pub name: String,
     pub created_by: UserId,
     pub created_at_ms: u64,
 }
 
+/// A room in a listing, with its highest seq.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomEntry {
+    pub room: Room,
+    pub head_seq: u64,
+}
+
+/// One page of the room list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomPage {
+    /// In ascending id (creation) order.
+    pub rooms: Vec<RoomEntry>,
+    /// Pass as `after` to get the next page; `None` when this page is the last.
+    pub next: Option<ConversationId>,
+}
+
 impl Store {
     /// Creates a room named `name` (the caller normalizes it). [`StoreError::NameTaken`] if a
-    /// room of that name, compared case-insensitively, exists.
+    /// room whose name looks like it ([`room_name_key`]) exists.
     pub async fn create_room(&self, name: &str, created_by: UserId) -> Result<Room, StoreError> {
         let name = name.to_owned();
         self.request(|reply| Request::CreateRoom {
@@ -33,31 +52,47 @@ impl Store {
         .await
     }
 
-    /// Every room, sorted by case-folded name.
-    pub fn rooms(&self) -> Result<Vec<Room>, StoreError> {
-        let txn = self.read()?;
-        let names = txn.open_table(ROOM_NAMES)?;
-        let rooms = txn.open_table(ROOMS)?;
-        names
-            .iter()?
-            .map(|entry| {
-                let (name, id) = entry?;
-                let id = ConversationId(id.value());
-                load_room(&rooms, id)?.ok_or_else(|| {
-                    StoreError::Corrupt(format!(
-                        "room name {:?} names missing room {}",
-                        name.value(),
-                        id.0
-                    ))
-                })
-            })
-            .collect()
+    /// Up to `limit` rooms with ids above `after` (from the first room if `None`), in
+    /// ascending id order, each with its head seq; read in one transaction.
+    pub async fn rooms_page(
+        &self,
+        after: Option<ConversationId>,
+        limit: usize,
+    ) -> Result<RoomPage, StoreError> {
+        self.read(move |txn| {
+            let rooms = txn.open_table(ROOMS)?;
+            let heads = txn.open_table(HEADS)?;
+            let start = after.map_or(Bound::Unbounded, |a| Bound::Excluded(a.0));
+            let mut page = Vec::with_capacity(limit.min(1024));
+            let mut more = false;
+            for entry in rooms.range::<u64>((start, Bound::Unbounded))? {
+                if page.len() == limit {
+                    more = true;
+                    break;
+                }
+                let (id, bytes) = entry?;
+                let room = to_room(ConversationId(id.value()), bytes.value())?;
+                let head_seq = heads.get(room.id.0)?.map_or(0, |seq| seq.value());
+                page.push(RoomEntry { room, head_seq });
+            }
+            let next = more
+                .then(|| page.last().map(|entry| entry.room.id))
+                .flatten();
+            Ok(RoomPage { rooms: page, next })
+        })
+        .await
     }
 
     /// The room with id `id`.
-    pub fn room(&self, id: ConversationId) -> Result<Option<Room>, StoreError> {
-        let txn = self.read()?;
-        load_room(&txn.open_table(ROOMS)?, id)
+    pub async fn room(&self, id: ConversationId) -> Result<Option<Room>, StoreError> {
+        self.read(move |txn| {
+            let rooms = txn.open_table(ROOMS)?;
+            let Some(bytes) = rooms.get(id.0)? else {
+                return Ok(None);
+            };
+            to_room(id, bytes.value()).map(Some)
+        })
+        .await
     }
 }
 
@@ -68,8 +103,8 @@ pub(super) fn create_room(
     name: &str,
     created_by: UserId,
 ) -> Result<Room, StoreError> {
-    let key = fold(name);
-    if tables.room_names.get(key.as_str())?.is_some() {
+    let key = room_name_key(name);
+    if tables.room_name_keys.get(key.as_str())?.is_some() {
         return Err(StoreError::NameTaken);
     }
     let record = encode(&RoomRecord {
@@ -79,7 +114,7 @@ pub(super) fn create_room(
     })?;
     let id = tables.next_id(META_NEXT_CONVERSATION_ID)?;
     tables.rooms.insert(id, record.as_slice())?;
-    tables.room_names.insert(key.as_str(), id)?;
+    tables.room_name_keys.insert(key.as_str(), id)?;
     Ok(Room {
         id: ConversationId(id),
         name: name.to_owned(),
@@ -93,19 +128,13 @@ pub(super) fn exists(tables: &WriteTables<'_>, id: ConversationId) -> Result<boo
     Ok(tables.rooms.get(id.0)?.is_some())
 }
 
-/// Reads the room `id` from the `rooms` table of a read transaction.
-fn load_room(
-    rooms: &impl ReadableTable<u64, &'static [u8]>,
-    id: ConversationId,
-) -> Result<Option<Room>, StoreError> {
-    let Some(bytes) = rooms.get(id.0)? else {
-        return Ok(None);
-    };
-    let record: RoomRecord<String> = decode("rooms", bytes.value())?;
-    Ok(Some(Room {
+/// Decodes the room stored under `id`.
+fn to_room(id: ConversationId, bytes: &[u8]) -> Result<Room, StoreError> {
+    let record: RoomRecord<String> = decode("rooms", bytes)?;
+    Ok(Room {
         id,
         name: record.name,
         created_by: UserId(record.created_by),
         created_at_ms: record.created_at_ms,
-    }))
+    })
 }

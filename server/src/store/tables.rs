@@ -9,9 +9,14 @@ use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
 
 use super::StoreError;
 
-/// The on-disk schema this code reads and writes. Bump it (and add a migration) whenever a table
-/// or a record layout changes; a file with a newer version is refused.
-pub(super) const SCHEMA_VERSION: u64 = 1;
+/// The on-disk schema this code reads and writes. Bump it (and add a migration in
+/// [`super::migrate`]) whenever a table or a record layout changes; a file with a newer version
+/// is refused.
+///
+/// Version 2: client ids are de-duplicated per conversation ([`CLIENT_IDS`] replaced v1's
+/// `dedupe`), and room names are unique by look-alike key ([`ROOM_NAME_KEYS`] replaced v1's
+/// case-folded `room_names`).
+pub(super) const SCHEMA_VERSION: u64 = 2;
 
 /// Store-wide counters and constants: `meta` key → value.
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -24,14 +29,16 @@ pub(super) const SESSIONS: TableDefinition<&[u8; 32], (u64, u64)> =
     TableDefinition::new("sessions");
 /// Room conversation id → [`super::records::RoomRecord`].
 pub(super) const ROOMS: TableDefinition<u64, &[u8]> = TableDefinition::new("rooms");
-/// Folded room name → room conversation id.
-pub(super) const ROOM_NAMES: TableDefinition<&str, u64> = TableDefinition::new("room_names");
+/// Room name key ([`crate::auth::room_name_key`]) → room conversation id.
+pub(super) const ROOM_NAME_KEYS: TableDefinition<&str, u64> =
+    TableDefinition::new("room_name_keys");
 /// (conversation id, seq) → [`super::records::MessageRecord`].
 pub(super) const MESSAGES: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("messages");
 /// Conversation id → its highest seq.
 pub(super) const HEADS: TableDefinition<u64, u64> = TableDefinition::new("heads");
-/// (author, client id) → (conversation id, seq) of the message it produced.
-pub(super) const DEDUPE: TableDefinition<(u64, u64), (u64, u64)> = TableDefinition::new("dedupe");
+/// (author, conversation id, client id) → seq of the message it produced.
+pub(super) const CLIENT_IDS: TableDefinition<(u64, u64, u64), u64> =
+    TableDefinition::new("client_ids");
 
 /// `meta` key: the schema version of the file.
 pub(super) const META_SCHEMA_VERSION: &str = "schema_version";
@@ -53,10 +60,10 @@ pub(super) struct WriteTables<'txn> {
     pub usernames: Table<'txn, &'static str, u64>,
     pub sessions: Table<'txn, &'static [u8; 32], (u64, u64)>,
     pub rooms: Table<'txn, u64, &'static [u8]>,
-    pub room_names: Table<'txn, &'static str, u64>,
+    pub room_name_keys: Table<'txn, &'static str, u64>,
     pub messages: Table<'txn, (u64, u64), &'static [u8]>,
     pub heads: Table<'txn, u64, u64>,
-    pub dedupe: Table<'txn, (u64, u64), (u64, u64)>,
+    pub client_ids: Table<'txn, (u64, u64, u64), u64>,
 }
 
 impl<'txn> WriteTables<'txn> {
@@ -67,10 +74,10 @@ impl<'txn> WriteTables<'txn> {
             usernames: txn.open_table(USERNAMES)?,
             sessions: txn.open_table(SESSIONS)?,
             rooms: txn.open_table(ROOMS)?,
-            room_names: txn.open_table(ROOM_NAMES)?,
+            room_name_keys: txn.open_table(ROOM_NAME_KEYS)?,
             messages: txn.open_table(MESSAGES)?,
             heads: txn.open_table(HEADS)?,
-            dedupe: txn.open_table(DEDUPE)?,
+            client_ids: txn.open_table(CLIENT_IDS)?,
         })
     }
 

@@ -15,6 +15,9 @@ use crate::auth::hash_token;
 
 type Seen = Arc<Mutex<Vec<ChatMessage>>>;
 
+/// A small page cache: the tests' files are small.
+const CACHE: usize = 4 * 1024 * 1024;
+
 /// A hook that records every message it is called with.
 fn recording_hook() -> (CommitHook, Seen) {
     let seen = Seen::default();
@@ -25,7 +28,7 @@ fn recording_hook() -> (CommitHook, Seen) {
 
 fn open(path: &Path) -> (Store, Seen) {
     let (hook, seen) = recording_hook();
-    (Store::open(path, hook).unwrap(), seen)
+    (Store::open(path, CACHE, hook).unwrap(), seen)
 }
 
 fn db_path(dir: &TempDir) -> std::path::PathBuf {
@@ -34,6 +37,21 @@ fn db_path(dir: &TempDir) -> std::path::PathBuf {
 
 async fn room(store: &Store, name: &str) -> ConversationId {
     store.create_room(name, UserId(1)).await.unwrap().id
+}
+
+/// Every room, paging through the list two at a time.
+async fn all_rooms(store: &Store) -> Vec<Room> {
+    let mut rooms = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.rooms_page(after, 2).await.unwrap();
+        assert!(page.rooms.len() <= 2);
+        rooms.extend(page.rooms.into_iter().map(|entry| entry.room));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return rooms,
+        }
+    }
 }
 
 fn seqs(messages: &[ChatMessage]) -> Vec<u64> {
@@ -61,11 +79,11 @@ async fn users_are_unique_case_insensitively_and_the_first_is_admin() {
     assert_eq!(bob.role, Role::User);
     assert_ne!(bob.id, alice.id);
 
-    assert_eq!(store.user(alice.id).unwrap(), Some(alice.clone()));
-    assert_eq!(store.user_by_name("ALICE").unwrap(), Some(alice));
-    assert_eq!(store.user_by_name("BoB").unwrap(), Some(bob));
-    assert_eq!(store.user_by_name("carol").unwrap(), None);
-    assert_eq!(store.user(UserId(999)).unwrap(), None);
+    assert_eq!(store.user(alice.id).await.unwrap(), Some(alice.clone()));
+    assert_eq!(store.user_by_name("ALICE").await.unwrap(), Some(alice));
+    assert_eq!(store.user_by_name("BoB").await.unwrap(), Some(bob));
+    assert_eq!(store.user_by_name("carol").await.unwrap(), None);
+    assert_eq!(store.user(UserId(999)).await.unwrap(), None);
 }
 
 #[tokio::test]
@@ -77,19 +95,22 @@ async fn sessions_expire_and_can_be_deleted() {
 
     store.create_session(token, alice.id, 1_000).await.unwrap();
     assert_eq!(
-        store.session_user(&token, 999).unwrap(),
+        store.session_user(&token, 999).await.unwrap(),
         Some(alice.clone())
     );
-    assert_eq!(store.session_user(&token, 1_000).unwrap(), None);
-    assert_eq!(store.session_user(&hash_token("other"), 0).unwrap(), None);
+    assert_eq!(store.session_user(&token, 1_000).await.unwrap(), None);
+    assert_eq!(
+        store.session_user(&hash_token("other"), 0).await.unwrap(),
+        None
+    );
 
     assert!(store.delete_session(token).await.unwrap());
-    assert_eq!(store.session_user(&token, 0).unwrap(), None);
+    assert_eq!(store.session_user(&token, 0).await.unwrap(), None);
     assert!(!store.delete_session(token).await.unwrap());
 }
 
 #[tokio::test]
-async fn rooms_have_unique_names_and_list_sorted() {
+async fn rooms_have_unique_names_and_list_in_creation_order() {
     let dir = TempDir::new().unwrap();
     let (store, _) = open(&db_path(&dir));
 
@@ -108,10 +129,14 @@ async fn rooms_have_unique_names_and_list_sorted() {
         "room ids are distinct"
     );
 
-    let names: Vec<_> = store.rooms().unwrap().into_iter().map(|r| r.name).collect();
-    assert_eq!(names, ["Alpha", "beta", "General"]);
-    assert_eq!(store.room(general.id).unwrap(), Some(general));
-    assert_eq!(store.room(ConversationId(999)).unwrap(), None);
+    let names: Vec<_> = all_rooms(&store)
+        .await
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(names, ["General", "beta", "Alpha"]);
+    assert_eq!(store.room(general.id).await.unwrap(), Some(general));
+    assert_eq!(store.room(ConversationId(999)).await.unwrap(), None);
 }
 
 #[tokio::test]
@@ -120,7 +145,7 @@ async fn append_assigns_seqs_per_conversation() {
     let (store, seen) = open(&db_path(&dir));
     let a = room(&store, "a").await;
     let b = room(&store, "b").await;
-    assert_eq!(store.head(a).unwrap(), 0);
+    assert_eq!(store.head(a).await.unwrap(), 0);
 
     for (i, conversation) in [a, a, b, a].into_iter().enumerate() {
         let body = format!("m{i}");
@@ -132,9 +157,9 @@ async fn append_assigns_seqs_per_conversation() {
         assert_eq!(done.message.body, body);
         assert_eq!(done.message.author_name, "alice");
     }
-    assert_eq!(store.head(a).unwrap(), 3);
-    assert_eq!(store.head(b).unwrap(), 1);
-    let in_a = store.messages_after(a, 0, 100).unwrap();
+    assert_eq!(store.head(a).await.unwrap(), 3);
+    assert_eq!(store.head(b).await.unwrap(), 1);
+    let in_a = store.messages_after(a, 0, 100).await.unwrap();
     assert_eq!(seqs(&in_a), [1, 2, 3]);
     assert!(in_a.windows(2).all(|w| w[0].sent_at_ms <= w[1].sent_at_ms));
     assert_eq!(seen.lock().unwrap().len(), 4);
@@ -163,7 +188,7 @@ async fn a_resent_client_id_returns_the_original() {
         .unwrap();
     assert!(again.duplicate);
     assert_eq!(again.message, first.message);
-    assert_eq!(store.head(a).unwrap(), 1);
+    assert_eq!(store.head(a).await.unwrap(), 1);
     assert_eq!(
         seen.lock().unwrap().len(),
         1,
@@ -194,45 +219,54 @@ async fn history_pages_forwards_and_backwards() {
     }
 
     assert_eq!(
-        seqs(&store.messages_after(a, 0, 10).unwrap()),
+        seqs(&store.messages_after(a, 0, 10).await.unwrap()),
         (1..=10).collect::<Vec<_>>()
     );
     assert_eq!(
-        seqs(&store.messages_after(a, 20, 10).unwrap()),
+        seqs(&store.messages_after(a, 20, 10).await.unwrap()),
         [21, 22, 23, 24, 25]
     );
-    assert!(store.messages_after(a, 25, 10).unwrap().is_empty());
-    assert!(store.messages_after(a, u64::MAX, 10).unwrap().is_empty());
-    assert!(store.messages_after(a, 0, 0).unwrap().is_empty());
+    assert!(store.messages_after(a, 25, 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .messages_after(a, u64::MAX, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.messages_after(a, 0, 0).await.unwrap().is_empty());
 
     assert_eq!(
-        seqs(&store.messages_before(a, 26, 10).unwrap()),
+        seqs(&store.messages_before(a, 26, 10).await.unwrap()),
         (16..=25).collect::<Vec<_>>()
     );
     assert_eq!(
-        seqs(&store.messages_before(a, u64::MAX, 3).unwrap()),
+        seqs(&store.messages_before(a, u64::MAX, 3).await.unwrap()),
         [23, 24, 25]
     );
     assert_eq!(
-        seqs(&store.messages_before(a, 16, 10).unwrap()),
+        seqs(&store.messages_before(a, 16, 10).await.unwrap()),
         (6..=15).collect::<Vec<_>>()
     );
     assert_eq!(
-        seqs(&store.messages_before(a, 6, 10).unwrap()),
+        seqs(&store.messages_before(a, 6, 10).await.unwrap()),
         [1, 2, 3, 4, 5]
     );
-    assert!(store.messages_before(a, 1, 10).unwrap().is_empty());
-    assert!(store.messages_before(a, 0, 10).unwrap().is_empty());
-    assert!(store.messages_before(a, 10, 0).unwrap().is_empty());
+    assert!(store.messages_before(a, 1, 10).await.unwrap().is_empty());
+    assert!(store.messages_before(a, 0, 10).await.unwrap().is_empty());
+    assert!(store.messages_before(a, 10, 0).await.unwrap().is_empty());
 
-    let all_a = store.messages_after(a, 0, 1000).unwrap();
+    let all_a = store.messages_after(a, 0, 1000).await.unwrap();
     assert!(
         all_a
             .iter()
             .all(|m| m.conversation == a && m.body == "in a")
     );
     assert_eq!(
-        store.messages_before(ConversationId(999), 10, 10).unwrap(),
+        store
+            .messages_before(ConversationId(999), 10, 10)
+            .await
+            .unwrap(),
         []
     );
 }
@@ -260,13 +294,19 @@ async fn reopening_keeps_everything() {
 
     let (store, seen) = open(&path);
     assert_eq!(store.epoch(), epoch);
-    assert_eq!(store.user(alice.id).unwrap(), Some(alice.clone()));
-    assert_eq!(store.user_by_name("ALICE").unwrap(), Some(alice.clone()));
-    assert_eq!(store.session_user(&token, 0).unwrap(), Some(alice.clone()));
-    assert_eq!(store.rooms().unwrap(), std::slice::from_ref(&general));
-    assert_eq!(store.head(general.id).unwrap(), 1);
+    assert_eq!(store.user(alice.id).await.unwrap(), Some(alice.clone()));
     assert_eq!(
-        store.messages_after(general.id, 0, 10).unwrap(),
+        store.user_by_name("ALICE").await.unwrap(),
+        Some(alice.clone())
+    );
+    assert_eq!(
+        store.session_user(&token, 0).await.unwrap(),
+        Some(alice.clone())
+    );
+    assert_eq!(all_rooms(&store).await, std::slice::from_ref(&general));
+    assert_eq!(store.head(general.id).await.unwrap(), 1);
+    assert_eq!(
+        store.messages_after(general.id, 0, 10).await.unwrap(),
         std::slice::from_ref(&first.message)
     );
 
@@ -321,7 +361,7 @@ async fn concurrent_appends_group_commit_in_order() {
     got.sort_unstable();
     assert_eq!(got, (1..=200).collect::<Vec<_>>());
     assert_eq!(seqs(&seen.lock().unwrap()), (1..=200).collect::<Vec<_>>());
-    assert_eq!(store.head(a).unwrap(), 200);
+    assert_eq!(store.head(a).await.unwrap(), 200);
 }
 
 /// How many requests wait in the writer's queue.
@@ -350,7 +390,7 @@ async fn a_refused_request_does_not_fail_its_batch() {
             gate.1.recv().unwrap();
         }
     });
-    let store = Store::open(&db_path(&dir), hook).unwrap();
+    let store = Store::open(&db_path(&dir), CACHE, hook).unwrap();
     let a = room(&store, "a").await;
 
     let gate_task = tokio::spawn({
@@ -405,17 +445,17 @@ async fn a_refused_request_does_not_fail_its_batch() {
     assert_eq!(fine.await.unwrap().unwrap().message.seq, 2);
     let other = other.await.unwrap().unwrap();
 
-    assert_eq!(store.room(other.id).unwrap(), Some(other));
-    assert_eq!(store.rooms().unwrap().len(), 3);
-    assert!(store.user_by_name("CAROL").unwrap().is_some());
-    assert_eq!(store.head(a).unwrap(), 2);
+    assert_eq!(store.room(other.id).await.unwrap(), Some(other));
+    assert_eq!(all_rooms(&store).await.len(), 3);
+    assert!(store.user_by_name("CAROL").await.unwrap().is_some());
+    assert_eq!(store.head(a).await.unwrap(), 2);
 }
 
 #[tokio::test]
 async fn a_panicking_hook_does_not_stop_the_writer() {
     let dir = TempDir::new().unwrap();
     let hook: CommitHook = Box::new(|m| assert_ne!(m.body, "boom", "hook panics on purpose"));
-    let store = Store::open(&db_path(&dir), hook).unwrap();
+    let store = Store::open(&db_path(&dir), CACHE, hook).unwrap();
     let a = room(&store, "a").await;
     let boom = store
         .append(a, UserId(1), "alice", 1, "boom")
@@ -446,7 +486,10 @@ async fn close_finishes_writes_then_refuses_them() {
         // Each write either made it before the close or was refused; none is lost in between.
         match task.await.unwrap() {
             Ok(done) => assert_eq!(
-                store.messages_after(a, done.message.seq - 1, 1).unwrap(),
+                store
+                    .messages_after(a, done.message.seq - 1, 1)
+                    .await
+                    .unwrap(),
                 [done.message]
             ),
             Err(e) => assert!(matches!(e, StoreError::Closed)),
@@ -457,7 +500,7 @@ async fn close_finishes_writes_then_refuses_them() {
         Err(StoreError::Closed)
     ));
     // Reads still work.
-    assert_eq!(store.rooms().unwrap().len(), 1);
+    assert_eq!(all_rooms(&store).await.len(), 1);
 }
 
 #[tokio::test]
@@ -478,11 +521,279 @@ async fn a_newer_schema_is_refused() {
     drop(db);
 
     let (hook, _) = recording_hook();
-    match Store::open(&path, hook) {
+    match Store::open(&path, CACHE, hook) {
         Err(StoreError::Schema { found, supported }) => {
             assert_eq!((found, supported), (99, tables::SCHEMA_VERSION));
         }
         Err(e) => panic!("unexpected error {e}"),
         Ok(_) => panic!("a newer schema was accepted"),
     }
+}
+
+#[tokio::test]
+async fn client_ids_are_de_duplicated_per_conversation() {
+    let dir = TempDir::new().unwrap();
+    let (store, seen) = open(&db_path(&dir));
+    let a = room(&store, "a").await;
+    let b = room(&store, "b").await;
+
+    let in_a = store
+        .append(a, UserId(1), "alice", 7, "to a")
+        .await
+        .unwrap();
+    // The same client id in another conversation is another message, stored there.
+    let in_b = store
+        .append(b, UserId(1), "alice", 7, "to b")
+        .await
+        .unwrap();
+    assert!(!in_b.duplicate);
+    assert_eq!(
+        (in_b.message.conversation, in_b.message.seq),
+        (b, 1),
+        "stored in b"
+    );
+    assert_eq!(
+        store.messages_after(b, 0, 10).await.unwrap(),
+        std::slice::from_ref(&in_b.message)
+    );
+    // A resend in either conversation returns that conversation's original.
+    let again_a = store
+        .append(a, UserId(1), "alice", 7, "to a")
+        .await
+        .unwrap();
+    let again_b = store
+        .append(b, UserId(1), "alice", 7, "to b")
+        .await
+        .unwrap();
+    assert!(again_a.duplicate && again_b.duplicate);
+    assert_eq!(again_a.message, in_a.message);
+    assert_eq!(again_b.message, in_b.message);
+    assert_eq!(seen.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn look_alike_room_names_are_one_name() {
+    let dir = TempDir::new().unwrap();
+    let (store, _) = open(&db_path(&dir));
+    store.create_room("General", UserId(1)).await.unwrap();
+    for alike in [
+        "general",
+        "Genera\u{217c}",
+        "G\u{435}neral",
+        "GENERAL\u{200d}",
+    ] {
+        assert!(
+            matches!(
+                store.create_room(alike, UserId(2)).await,
+                Err(StoreError::NameTaken)
+            ),
+            "{alike:?}"
+        );
+    }
+    store.create_room("Generals", UserId(2)).await.unwrap();
+    assert_eq!(all_rooms(&store).await.len(), 2);
+}
+
+#[tokio::test]
+async fn the_room_list_pages_with_heads_in_one_read() {
+    let dir = TempDir::new().unwrap();
+    let (store, _) = open(&db_path(&dir));
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(room(&store, &format!("room {i}")).await);
+    }
+    store
+        .append(ids[3], UserId(1), "alice", 1, "x")
+        .await
+        .unwrap();
+    store
+        .append(ids[3], UserId(1), "alice", 2, "y")
+        .await
+        .unwrap();
+
+    let first = store.rooms_page(None, 3).await.unwrap();
+    let got: Vec<_> = first.rooms.iter().map(|e| e.room.id).collect();
+    assert_eq!(got, ids[..3]);
+    assert_eq!(first.next, Some(ids[2]));
+    let second = store.rooms_page(first.next, 3).await.unwrap();
+    let got: Vec<_> = second
+        .rooms
+        .iter()
+        .map(|e| (e.room.id, e.head_seq))
+        .collect();
+    assert_eq!(got, [(ids[3], 2), (ids[4], 0)]);
+    assert_eq!(second.next, None, "the last page has no next");
+    let exact = store.rooms_page(None, 5).await.unwrap();
+    assert_eq!((exact.rooms.len(), exact.next), (5, None));
+    assert!(
+        store
+            .rooms_page(Some(ids[4]), 3)
+            .await
+            .unwrap()
+            .rooms
+            .is_empty()
+    );
+}
+
+/// Writes a file the way the version-1 server did: client ids keyed by (author, client id),
+/// room names keyed by their lowercase form, and two rooms whose names only look alike.
+fn write_v1_file(path: &Path) {
+    use super::records::{MessageRecord, RoomRecord, UserRecord, encode};
+    use redb::TableDefinition;
+    const USERS: TableDefinition<u64, &[u8]> = TableDefinition::new("users");
+    const USERNAMES: TableDefinition<&str, u64> = TableDefinition::new("usernames");
+    const ROOMS: TableDefinition<u64, &[u8]> = TableDefinition::new("rooms");
+    const ROOM_NAMES: TableDefinition<&str, u64> = TableDefinition::new("room_names");
+    const MESSAGES: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("messages");
+    const HEADS: TableDefinition<u64, u64> = TableDefinition::new("heads");
+    const DEDUPE: TableDefinition<(u64, u64), (u64, u64)> = TableDefinition::new("dedupe");
+
+    let db = Database::create(path).unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let mut meta = txn.open_table(META).unwrap();
+        for (key, value) in [
+            (META_SCHEMA_VERSION, 1),
+            ("epoch", 42),
+            ("next_user_id", 2),
+            ("next_conversation_id", 4),
+            ("clock_ms", 1_000),
+        ] {
+            meta.insert(key, value).unwrap();
+        }
+        let user = encode(&UserRecord {
+            username: "alice",
+            password_phc: "phc",
+            role: Role::Admin,
+            created_at_ms: 1,
+        })
+        .unwrap();
+        txn.open_table(USERS)
+            .unwrap()
+            .insert(1, user.as_slice())
+            .unwrap();
+        txn.open_table(USERNAMES)
+            .unwrap()
+            .insert("alice", 1)
+            .unwrap();
+        let mut rooms = txn.open_table(ROOMS).unwrap();
+        let mut names = txn.open_table(ROOM_NAMES).unwrap();
+        for (id, name) in [(1, "General"), (2, "Genera\u{217c}"), (3, "random")] {
+            let record = encode(&RoomRecord {
+                name,
+                created_by: 1,
+                created_at_ms: 1,
+            })
+            .unwrap();
+            rooms.insert(id, record.as_slice()).unwrap();
+            names.insert(name.to_lowercase().as_str(), id).unwrap();
+        }
+        let mut messages = txn.open_table(MESSAGES).unwrap();
+        let mut heads = txn.open_table(HEADS).unwrap();
+        let mut dedupe = txn.open_table(DEDUPE).unwrap();
+        for (conversation, client_id) in [(1, 7), (3, 8)] {
+            let record = encode(&MessageRecord {
+                author: 1,
+                author_name: "alice",
+                client_id,
+                sent_at_ms: 1,
+                body: "before the upgrade",
+            })
+            .unwrap();
+            messages
+                .insert((conversation, 1), record.as_slice())
+                .unwrap();
+            heads.insert(conversation, 1).unwrap();
+            dedupe.insert((1, client_id), (conversation, 1)).unwrap();
+        }
+    }
+    txn.commit().unwrap();
+}
+
+#[tokio::test]
+async fn a_version_1_file_is_migrated_at_open() {
+    use redb::TableHandle;
+    let dir = TempDir::new().unwrap();
+    let path = db_path(&dir);
+    write_v1_file(&path);
+
+    let (store, _) = open(&path);
+    assert_eq!(store.epoch(), 42);
+    let (general, look_alike, random) = (ConversationId(1), ConversationId(2), ConversationId(3));
+    // Client ids: the old entries still de-duplicate in their conversation …
+    let resent = store
+        .append(general, UserId(1), "alice", 7, "x")
+        .await
+        .unwrap();
+    assert!(resent.duplicate);
+    assert_eq!(
+        (resent.message.seq, resent.message.body.as_str()),
+        (1, "before the upgrade")
+    );
+    assert!(
+        store
+            .append(random, UserId(1), "alice", 8, "x")
+            .await
+            .unwrap()
+            .duplicate
+    );
+    // … and no longer swallow the same id in another conversation.
+    let elsewhere = store
+        .append(look_alike, UserId(1), "alice", 7, "new")
+        .await
+        .unwrap();
+    assert!(!elsewhere.duplicate);
+    assert_eq!(
+        (elsewhere.message.conversation, elsewhere.message.seq),
+        (look_alike, 1)
+    );
+    // Room names: the look-alike pair keeps both rooms; the name is the older room's.
+    let rooms = all_rooms(&store).await;
+    assert_eq!(rooms.len(), 3);
+    assert_eq!(rooms[1].name, "Genera\u{217c}");
+    for taken in ["general", "Genera\u{217c}", "RANDOM"] {
+        assert!(
+            matches!(
+                store.create_room(taken, UserId(1)).await,
+                Err(StoreError::NameTaken)
+            ),
+            "{taken:?}"
+        );
+    }
+    let fresh = store.create_room("fresh", UserId(1)).await.unwrap();
+    assert_eq!(fresh.id, ConversationId(4));
+    store.close().await;
+    drop(store);
+
+    // The file now says version 2, the old tables are gone, and it reopens as it is.
+    {
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_read().unwrap();
+        let version = txn
+            .open_table(META)
+            .unwrap()
+            .get(META_SCHEMA_VERSION)
+            .unwrap()
+            .unwrap()
+            .value();
+        assert_eq!(version, tables::SCHEMA_VERSION);
+        let names: Vec<String> = txn
+            .list_tables()
+            .unwrap()
+            .map(|t| t.name().to_owned())
+            .collect();
+        assert!(
+            !names.iter().any(|n| n == "dedupe" || n == "room_names"),
+            "{names:?}"
+        );
+    }
+    let (store, _) = open(&path);
+    assert_eq!(all_rooms(&store).await.len(), 4);
+    assert!(
+        store
+            .append(look_alike, UserId(1), "alice", 7, "new")
+            .await
+            .unwrap()
+            .duplicate
+    );
 }

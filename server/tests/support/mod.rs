@@ -71,6 +71,11 @@ impl TestServer {
         }
     }
 
+    /// The server process's id (e.g. to read its memory from /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     pub fn http(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
@@ -97,11 +102,6 @@ impl TestServer {
         }
         let _ = child.kill();
         panic!("server did not stop within 10 s of SIGTERM");
-    }
-
-    /// The server's process id (e.g. to read its memory from /proc).
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
     }
 
     pub fn log(&self) -> String {
