@@ -50,6 +50,19 @@ pub struct Limits {
     pub max_streams_per_connection: usize,
     /// How long shutdown waits for connections to drain.
     pub drain_timeout: Duration,
+    /// Password hashing: threads (each keeps 19 MiB), jobs queued per kind (logins, sign-ups),
+    /// and how long a job may wait to start before it is refused with 503.
+    pub hash_threads: usize,
+    pub hash_queue: usize,
+    pub hash_wait: Duration,
+    /// Sign-ups per address (IPv6 /64): a burst, then this many per hour.
+    pub signup_burst: u32,
+    pub signups_per_hour: u32,
+}
+
+/// One hashing thread per core, at most 4.
+fn default_hash_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
 }
 
 impl Default for Limits {
@@ -63,6 +76,11 @@ impl Default for Limits {
             message_burst: 200,
             max_streams_per_connection: 256,
             drain_timeout: Duration::from_secs(5),
+            hash_threads: default_hash_threads(),
+            hash_queue: 32,
+            hash_wait: Duration::from_secs(2),
+            signup_burst: 30,
+            signups_per_hour: 360,
         }
     }
 }
@@ -78,6 +96,11 @@ pub struct FileConfig {
     pub max_connections: Option<usize>,
     pub messages_per_second: Option<u32>,
     pub message_burst: Option<u32>,
+    pub hash_threads: Option<usize>,
+    pub hash_queue: Option<usize>,
+    pub hash_wait_ms: Option<u64>,
+    pub signup_burst: Option<u32>,
+    pub signups_per_hour: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -152,6 +175,21 @@ impl Config {
         if let Some(n) = file.message_burst {
             limits.message_burst = n;
         }
+        if let Some(n) = file.hash_threads {
+            limits.hash_threads = n;
+        }
+        if let Some(n) = file.hash_queue {
+            limits.hash_queue = n;
+        }
+        if let Some(ms) = file.hash_wait_ms {
+            limits.hash_wait = Duration::from_millis(ms);
+        }
+        if let Some(n) = file.signup_burst {
+            limits.signup_burst = n;
+        }
+        if let Some(n) = file.signups_per_hour {
+            limits.signups_per_hour = n;
+        }
         Ok(Config {
             data_dir: cli
                 .data_dir
@@ -188,6 +226,25 @@ mod tests {
                 .all(|a| a.ip().is_loopback() && a.port() == 4433)
         );
         assert!(c.tls.is_none());
+        assert!((1..=4).contains(&c.limits.hash_threads));
+    }
+
+    #[test]
+    fn hashing_and_signup_knobs_come_from_the_file() {
+        let file: FileConfig = toml::from_str(
+            "hash_threads = 1\nhash_queue = 8\nhash_wait_ms = 500\nsignup_burst = 5\nsignups_per_hour = 60\n",
+        )
+        .unwrap();
+        let c = Config::resolve(file, Overrides::default()).unwrap();
+        assert_eq!(
+            (
+                c.limits.hash_threads,
+                c.limits.hash_queue,
+                c.limits.hash_wait
+            ),
+            (1, 8, Duration::from_millis(500))
+        );
+        assert_eq!((c.limits.signup_burst, c.limits.signups_per_hour), (5, 60));
     }
 
     #[test]
