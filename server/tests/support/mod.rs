@@ -71,6 +71,11 @@ impl TestServer {
         }
     }
 
+    /// The server process's id (for /proc/PID/status).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     pub fn http(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
