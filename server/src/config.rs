@@ -79,7 +79,7 @@ impl Default for Limits {
             hash_threads: default_hash_threads(),
             hash_queue: 32,
             hash_wait: Duration::from_secs(2),
-            signup_burst: 30,
+            signup_burst: 64,
             signups_per_hour: 360,
         }
     }

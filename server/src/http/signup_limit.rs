@@ -1,6 +1,6 @@
 //! Sign-up limits per address ([`IpKey`]: IPv6 by /64): every sign-up request counts, whether
 //! it creates an account, finds the name taken (409 — so sign-up is no fast oracle for which
-//! names exist) or is refused as invalid. A burst (default 30) passes at once, then one more
+//! names exist) or is refused as invalid. A burst (default 64) passes at once, then one more
 //! per `3600 / signups_per_hour` seconds (default 10 s); past that, 429 with Retry-After. A
 //! sign-up the server could not serve (503: the hashing queue is full) is given back.
 
