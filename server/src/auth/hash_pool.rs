@@ -53,6 +53,15 @@ struct Queues {
     closed: bool,
 }
 
+/// Which queue a job waits in.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// Verifications (logins): taken first.
+    Login,
+    /// New hashes (sign-ups).
+    Signup,
+}
+
 struct Job {
     deadline: Instant,
     work: Work,
@@ -131,7 +140,7 @@ impl HashPool {
     /// Hash a new password (a sign-up); queued behind logins.
     pub async fn hash(&self, password: String) -> Result<String, HashPoolError> {
         let (reply, answer) = oneshot::channel();
-        self.submit(false, Work::Hash { password, reply })?;
+        self.submit(Kind::Signup, Work::Hash { password, reply })?;
         Ok(self.answer(answer).await??)
     }
 
@@ -146,7 +155,7 @@ impl HashPool {
         let phc = phc.unwrap_or_else(|| self.unmatchable.clone());
         let (reply, answer) = oneshot::channel();
         self.submit(
-            true,
+            Kind::Login,
             Work::Verify {
                 password,
                 phc,
@@ -156,13 +165,12 @@ impl HashPool {
         Ok(self.answer(answer).await? && known)
     }
 
-    fn submit(&self, login: bool, work: Work) -> Result<(), HashPoolError> {
+    fn submit(&self, kind: Kind, work: Work) -> Result<(), HashPoolError> {
         let mut queues = lock(&self.shared.queues);
         let capacity = queues.capacity;
-        let queue = if login {
-            &mut queues.logins
-        } else {
-            &mut queues.signups
+        let queue = match kind {
+            Kind::Login => &mut queues.logins,
+            Kind::Signup => &mut queues.signups,
         };
         if queue.len() >= capacity {
             return Err(HashPoolError::Busy);

@@ -100,7 +100,13 @@ pub async fn login(
 ) -> Result<Json<LoginView>, ApiError> {
     // Reserved before verifying: concurrent guesses cannot verify more than the budget holds.
     let attempt = state.login_limiter.reserve(peer.ip(), &creds.username)?;
-    let user = state.store.user_by_name(&creds.username)?;
+    let user = match state.store.user_by_name(&creds.username) {
+        Ok(user) => user,
+        Err(e) => {
+            state.login_limiter.refund(attempt);
+            return Err(e.into());
+        }
+    };
     let phc = user.as_ref().map(|u| u.password_phc.clone());
     // Verified even for unknown users, so timing does not reveal which names exist.
     let ok = match state.hash_pool.verify(creds.password, phc).await {
