@@ -58,6 +58,19 @@ pub struct Limits {
     /// Rooms one user may create per hour, sustained, and in a burst.
     pub rooms_per_hour: u32,
     pub room_burst: u32,
+    /// Password hashing: threads (each keeps 19 MiB), jobs queued per kind (logins, sign-ups),
+    /// and how long a job may wait to start before it is refused with 503.
+    pub hash_threads: usize,
+    pub hash_queue: usize,
+    pub hash_wait: Duration,
+    /// Sign-ups per address (IPv6 /64): a burst, then this many per hour.
+    pub signup_burst: u32,
+    pub signups_per_hour: u32,
+}
+
+/// One hashing thread per core, at most 4.
+fn default_hash_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
 }
 
 impl Default for Limits {
@@ -73,6 +86,11 @@ impl Default for Limits {
             drain_timeout: Duration::from_secs(5),
             rooms_per_hour: 20,
             room_burst: 10,
+            hash_threads: default_hash_threads(),
+            hash_queue: 32,
+            hash_wait: Duration::from_secs(2),
+            signup_burst: 64,
+            signups_per_hour: 360,
         }
     }
 }
@@ -93,6 +111,11 @@ pub struct FileConfig {
     pub store_cache_mb: Option<usize>,
     pub rooms_per_hour: Option<u32>,
     pub room_burst: Option<u32>,
+    pub hash_threads: Option<usize>,
+    pub hash_queue: Option<usize>,
+    pub hash_wait_ms: Option<u64>,
+    pub signup_burst: Option<u32>,
+    pub signups_per_hour: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -177,6 +200,21 @@ impl Config {
             limits.room_burst = n;
         }
         let store_cache_mb = file.store_cache_mb.unwrap_or(DEFAULT_STORE_CACHE_MB);
+        if let Some(n) = file.hash_threads {
+            limits.hash_threads = n;
+        }
+        if let Some(n) = file.hash_queue {
+            limits.hash_queue = n;
+        }
+        if let Some(ms) = file.hash_wait_ms {
+            limits.hash_wait = Duration::from_millis(ms);
+        }
+        if let Some(n) = file.signup_burst {
+            limits.signup_burst = n;
+        }
+        if let Some(n) = file.signups_per_hour {
+            limits.signups_per_hour = n;
+        }
         Ok(Config {
             data_dir: cli
                 .data_dir
@@ -215,6 +253,7 @@ mod tests {
         );
         assert!(c.tls.is_none());
         assert_eq!(c.store_cache_bytes, 64 * 1024 * 1024);
+        assert!((1..=4).contains(&c.limits.hash_threads));
     }
 
     #[test]
@@ -224,6 +263,24 @@ mod tests {
         let c = Config::resolve(file, Overrides::default()).unwrap();
         assert_eq!(c.store_cache_bytes, 8 * 1024 * 1024);
         assert_eq!((c.limits.rooms_per_hour, c.limits.room_burst), (5, 2));
+    }
+
+    #[test]
+    fn hashing_and_signup_knobs_come_from_the_file() {
+        let file: FileConfig = toml::from_str(
+            "hash_threads = 1\nhash_queue = 8\nhash_wait_ms = 500\nsignup_burst = 5\nsignups_per_hour = 60\n",
+        )
+        .unwrap();
+        let c = Config::resolve(file, Overrides::default()).unwrap();
+        assert_eq!(
+            (
+                c.limits.hash_threads,
+                c.limits.hash_queue,
+                c.limits.hash_wait
+            ),
+            (1, 8, Duration::from_millis(500))
+        );
+        assert_eq!((c.limits.signup_burst, c.limits.signups_per_hour), (5, 60));
     }
 
     #[test]

@@ -16,11 +16,13 @@ use tokio::time::timeout;
 use wtransport::Endpoint;
 use wtransport::endpoint::endpoint_side::Server as ServerSide;
 
+use crate::auth::HashPool;
 use crate::chat::hub::Hub;
 use crate::chat::send_limit::SendLimiter;
 use crate::config::Config;
 use crate::http::login_limit::LoginLimiter;
 use crate::http::room_limit::RoomLimiter;
+use crate::http::signup_limit::SignupLimiter;
 use crate::http::tls_listener::TlsListener;
 use crate::state::AppState;
 use crate::store::{Store, StoreError};
@@ -44,6 +46,8 @@ pub enum ServeError {
     NoAddress,
     #[error("cannot use the certificate for HTTPS: {0}")]
     Https(#[from] wtransport::tls::rustls::Error),
+    #[error("cannot start password hashing: {0}")]
+    HashPool(#[from] crate::auth::AuthError),
 }
 
 /// A bound server, ready to run.
@@ -107,6 +111,15 @@ impl Server {
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
             limits: Arc::new(config.limits.clone()),
             login_limiter: Arc::new(LoginLimiter::default()),
+            signup_limiter: Arc::new(SignupLimiter::new(
+                config.limits.signup_burst,
+                config.limits.signups_per_hour,
+            )),
+            hash_pool: Arc::new(HashPool::start(
+                config.limits.hash_threads,
+                config.limits.hash_queue,
+                config.limits.hash_wait,
+            )?),
             send_limiter: Arc::new(SendLimiter::new(
                 config.limits.messages_per_second,
                 config.limits.message_burst,
@@ -235,6 +248,7 @@ async fn housekeeping(state: AppState, endpoints: Vec<(SocketAddr, Arc<Endpoint<
     loop {
         ticker.tick().await;
         state.login_limiter.retain_recent();
+        state.signup_limiter.retain_recent();
         state.send_limiter.retain_recent();
         state.room_limiter.retain_recent();
         match state.certs.rotate_if_due(SystemTime::now()) {

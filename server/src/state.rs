@@ -5,11 +5,13 @@ use std::sync::Arc;
 
 use tokio::sync::{Semaphore, watch};
 
+use crate::auth::HashPool;
 use crate::chat::hub::Hub;
 use crate::chat::send_limit::SendLimiter;
 use crate::config::Limits;
 use crate::http::login_limit::LoginLimiter;
 use crate::http::room_limit::RoomLimiter;
+use crate::http::signup_limit::SignupLimiter;
 use crate::store::Store;
 use crate::tls::Certificates;
 
@@ -20,6 +22,9 @@ pub struct AppState {
     pub certs: Arc<Certificates>,
     pub limits: Arc<Limits>,
     pub login_limiter: Arc<LoginLimiter>,
+    pub signup_limiter: Arc<SignupLimiter>,
+    /// Every argon2 hash and verification runs here.
+    pub hash_pool: Arc<HashPool>,
     pub send_limiter: Arc<SendLimiter>,
     pub room_limiter: Arc<RoomLimiter>,
     /// One permit per live realtime connection; shutdown waits until all are back.

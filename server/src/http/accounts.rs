@@ -1,6 +1,11 @@
 //! Account endpoints: sign up, log in, log out, and who am I.
+//!
+//! Sign-up and login are where peers can make the server spend the most (an argon2 hash is
+//! 19 MiB and tens of ms of CPU), so both go through their per-address limits first
+//! ([`crate::http::signup_limit`], [`crate::http::login_limit`]), then hash or verify only in
+//! the bounded [`crate::auth::HashPool`] (503 with Retry-After when it is full).
 
-use std::sync::OnceLock;
+use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use axum::Json;
@@ -8,7 +13,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{self, new_token};
+use crate::auth::{self, HashPoolError, new_token};
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiJson, Authenticated};
 use crate::state::AppState;
@@ -56,8 +61,10 @@ pub struct LoginView {
 /// `POST /api/signup`
 pub async fn signup(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(creds): ApiJson<Credentials>,
 ) -> Result<(StatusCode, Json<LoginView>), ApiError> {
+    state.signup_limiter.reserve(peer.ip())?;
     auth::validate_username(&creds.username)
         .map_err(|m| ApiError::bad_request("invalid_username", m))?;
     auth::validate_password(&creds.password)
@@ -65,13 +72,15 @@ pub async fn signup(
     if state.store.user_by_name(&creds.username).await?.is_some() {
         return Err(ApiError::name_taken("username"));
     }
-    let password = creds.password;
-    let phc = tokio::task::spawn_blocking(move || auth::hash_password(&password))
-        .await?
-        .map_err(|e| {
-            tracing::error!("password hashing failed: {e}");
-            ApiError::internal()
-        })?;
+    let phc = match state.hash_pool.hash(creds.password).await {
+        Ok(phc) => phc,
+        Err(e) => {
+            if matches!(e, HashPoolError::Busy) {
+                state.signup_limiter.refund(peer.ip());
+            }
+            return Err(hashing_failed(&state, e));
+        }
+    };
     let user = match state.store.create_user(&creds.username, phc).await {
         Ok(user) => user,
         Err(StoreError::NameTaken) => return Err(ApiError::name_taken("username")),
@@ -86,35 +95,48 @@ pub async fn signup(
 /// `POST /api/login`
 pub async fn login(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(creds): ApiJson<Credentials>,
 ) -> Result<Json<LoginView>, ApiError> {
-    state.login_limiter.check(peer.ip(), &creds.username)?;
-    let user = state.store.user_by_name(&creds.username).await?;
+    // Reserved before verifying: concurrent guesses cannot verify more than the budget holds.
+    let attempt = state.login_limiter.reserve(peer.ip(), &creds.username)?;
+    let user = match state.store.user_by_name(&creds.username).await {
+        Ok(user) => user,
+        Err(e) => {
+            state.login_limiter.refund(attempt);
+            return Err(e.into());
+        }
+    };
     let phc = user.as_ref().map(|u| u.password_phc.clone());
-    let password = creds.password;
-    // Verify even for unknown users, so timing does not reveal which names exist.
-    let ok = tokio::task::spawn_blocking(move || match phc {
-        Some(phc) => auth::verify_password(&password, &phc),
-        None => {
-            let _ = auth::verify_password(&password, dummy_phc());
-            false
+    // Verified even for unknown users, so timing does not reveal which names exist.
+    let ok = match state.hash_pool.verify(creds.password, phc).await {
+        Ok(ok) => ok,
+        Err(e) => {
+            state.login_limiter.refund(attempt);
+            return Err(hashing_failed(&state, e));
         }
-    })
-    .await?;
+    };
     match user {
-        Some(user) if ok => Ok(Json(start_session(&state, &user).await?)),
-        _ => {
-            state.login_limiter.failed(peer.ip(), &creds.username);
-            Err(ApiError::invalid_credentials())
+        Some(user) if ok => {
+            state.login_limiter.refund(attempt);
+            Ok(Json(start_session(&state, &user).await?))
         }
+        // The attempt stays spent: a failure.
+        _ => Err(ApiError::invalid_credentials()),
     }
 }
 
-/// A real hash of nothing in particular, verified against when the user does not exist.
-fn dummy_phc() -> &'static str {
-    static DUMMY: OnceLock<String> = OnceLock::new();
-    DUMMY.get_or_init(|| auth::hash_password("not a password of anyone").unwrap_or_default())
+fn hashing_failed(state: &AppState, e: HashPoolError) -> ApiError {
+    match e {
+        HashPoolError::Busy => ApiError::busy(
+            state.hash_pool.retry_after_secs(),
+            "the server is busy checking passwords; try again shortly",
+        ),
+        HashPoolError::Hash(e) => {
+            tracing::error!("password hashing failed: {e}");
+            ApiError::internal()
+        }
+    }
 }
 
 /// `POST /api/logout`: revokes the presented token.

@@ -73,6 +73,14 @@ impl ApiError {
         }
     }
 
+    /// 503 `overloaded` for work the server has no room for right now.
+    pub fn busy(retry_after: u64, message: impl Into<String>) -> Self {
+        ApiError {
+            retry_after: Some(retry_after),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message)
+        }
+    }
+
     pub fn internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -1,147 +1,204 @@
-//! Login attempt limits, per client IP and per account name: only failed attempts count, so
-//! honest users and scripts that log in often are never slowed, while password guessing —
-//! from one address against many accounts or many addresses against one — is locked out
-//! for a while once its quota of failures is spent.
+//! Login attempt limits. Three budgets of failed attempts, each a [`KeyBudget`]:
+//!
+//! | key | burst | then one more per | stops |
+//! | --- | --- | --- | --- |
+//! | (account, address) | 10 | 60 s | guessing one account from one place |
+//! | address | 30 | 6 s | one place spraying many accounts |
+//! | account | 100 | 36 s | many places guessing one account |
+//!
+//! An address is an [`IpKey`] (IPv6 by /64). A guesser at one address is stopped by its own
+//! (account, address) budget after 10 failures, while the owner at another address still logs
+//! in: one address can spend at most 10 + 1/min of the account's budget, which refills at
+//! 100/h, so locking an account for everyone takes at least 10 addresses guessing at once,
+//! and even then one attempt comes free every 36 s.
+//!
+//! An attempt is reserved in all three budgets BEFORE its password is verified and given back
+//! on success (or when it never got verified), so only failures count — people and scripts
+//! that log in often are never slowed — and no number of concurrent requests verifies more
+//! passwords than the budgets hold. Accounts are keyed by a keyed hash of the folded name, so
+//! the maps hold fixed-size keys whatever names peers send.
 
-use std::collections::HashMap;
-use std::hash::Hash;
+use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
-use std::num::NonZeroU32;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::auth::fold;
 use crate::http::error::ApiError;
+use crate::http::key_budget::KeyBudget;
+use crate::ip_key::IpKey;
+
+/// Keys each budget tracks at most (tens of bytes each).
+const MAX_KEYS: usize = 100_000;
 
 pub struct LoginLimiter {
-    per_ip: Failures<IpAddr>,
-    per_account: Failures<String>,
+    names: RandomState,
+    per_account_ip: KeyBudget<(u64, IpKey)>,
+    per_ip: KeyBudget<IpKey>,
+    per_account: KeyBudget<u64>,
+}
+
+/// A reserved login attempt: it counts as a failure unless given back with
+/// [`LoginLimiter::refund`].
+#[must_use = "an attempt is a failure unless refunded"]
+pub struct Attempt {
+    account: u64,
+    ip: IpKey,
 }
 
 impl Default for LoginLimiter {
     fn default() -> Self {
-        // Room for honest typos; then one more failure per 6 s per IP, per 12 s per account.
-        Self::new(
-            quota(20, Duration::from_secs(6)),
-            quota(10, Duration::from_secs(12)),
-        )
+        let secs = Duration::from_secs;
+        LoginLimiter {
+            names: RandomState::new(),
+            per_account_ip: KeyBudget::new(10, secs(60), MAX_KEYS),
+            per_ip: KeyBudget::new(30, secs(6), MAX_KEYS),
+            per_account: KeyBudget::new(100, secs(36), MAX_KEYS),
+        }
     }
-}
-
-fn quota(burst: u32, period: Duration) -> Quota {
-    let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
-    Quota::with_period(period)
-        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-        .allow_burst(burst)
 }
 
 impl LoginLimiter {
-    pub fn new(per_ip: Quota, per_account: Quota) -> Self {
-        LoginLimiter {
-            per_ip: Failures::new(per_ip),
-            per_account: Failures::new(per_account),
-        }
+    /// Reserve one attempt by `ip` at `username`, or refuse (429 with Retry-After) while any
+    /// of its three budgets is spent.
+    pub fn reserve(&self, ip: IpAddr, username: &str) -> Result<Attempt, ApiError> {
+        self.reserve_at(ip, username, Instant::now())
     }
 
-    /// Refuse (429 with Retry-After) while either key is locked out.
-    pub fn check(&self, ip: IpAddr, username: &str) -> Result<(), ApiError> {
+    /// Give back an attempt that succeeded or was never verified.
+    pub fn refund(&self, attempt: Attempt) {
         let now = Instant::now();
-        let wait = [
-            self.per_ip.locked(&ip, now),
-            self.per_account.locked(&fold(username), now),
-        ]
-        .into_iter()
-        .flatten()
-        .max();
-        match wait {
-            Some(wait) => Err(ApiError::rate_limited(wait.as_secs().max(1))),
-            None => Ok(()),
-        }
+        self.per_account_ip
+            .refund(&(attempt.account, attempt.ip), now);
+        self.per_ip.refund(&attempt.ip, now);
+        self.per_account.refund(&attempt.account, now);
     }
 
-    /// Count a failed attempt.
-    pub fn failed(&self, ip: IpAddr, username: &str) {
-        let now = Instant::now();
-        self.per_ip.fail(ip, now);
-        self.per_account.fail(fold(username), now);
-    }
-
-    /// Drop state for keys back at full quota and lockouts that ended (bounded memory).
+    /// Forget budgets that have refilled (bounded memory).
     pub fn retain_recent(&self) {
         let now = Instant::now();
+        self.per_account_ip.retain_recent(now);
         self.per_ip.retain_recent(now);
         self.per_account.retain_recent(now);
     }
-}
 
-/// Failures per key: a GCRA quota, and the lockouts it has caused.
-struct Failures<K: Hash + Eq + Clone> {
-    quota: DefaultKeyedRateLimiter<K>,
-    locked_until: Mutex<HashMap<K, Instant>>,
-}
-
-impl<K: Hash + Eq + Clone> Failures<K> {
-    fn new(quota: Quota) -> Self {
-        Failures {
-            quota: RateLimiter::keyed(quota),
-            locked_until: Mutex::new(HashMap::new()),
+    fn reserve_at(&self, ip: IpAddr, username: &str, now: Instant) -> Result<Attempt, ApiError> {
+        let account = self.names.hash_one(fold(username));
+        let ip = IpKey::of(ip);
+        self.per_account_ip.reserve(&(account, ip), now)?;
+        if let Err(refused) = self.per_ip.reserve(&ip, now) {
+            self.per_account_ip.refund(&(account, ip), now);
+            return Err(refused.into());
         }
-    }
-
-    fn locked(&self, key: &K, now: Instant) -> Option<Duration> {
-        let locks = self.locked_until.lock().unwrap_or_else(|p| p.into_inner());
-        locks
-            .get(key)
-            .and_then(|until| until.checked_duration_since(now))
-    }
-
-    fn fail(&self, key: K, now: Instant) {
-        if let Err(not_until) = self.quota.check_key(&key) {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            let mut locks = self.locked_until.lock().unwrap_or_else(|p| p.into_inner());
-            locks.insert(key, now + wait);
+        if let Err(refused) = self.per_account.reserve(&account, now) {
+            self.per_account_ip.refund(&(account, ip), now);
+            self.per_ip.refund(&ip, now);
+            return Err(refused.into());
         }
-    }
-
-    fn retain_recent(&self, now: Instant) {
-        self.quota.retain_recent();
-        let mut locks = self.locked_until.lock().unwrap_or_else(|p| p.into_inner());
-        locks.retain(|_, until| *until > now);
+        Ok(Attempt { account, ip })
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use axum::http::StatusCode;
+
     use super::*;
 
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// Makes `n` attempts that fail; returns how many were refused.
+    fn fail(limiter: &LoginLimiter, from: &str, user: &str, n: usize, now: Instant) -> usize {
+        (0..n)
+            .filter(|_| limiter.reserve_at(ip(from), user, now).is_err())
+            .count()
+    }
+
     #[test]
-    fn only_failures_count_and_exhausting_them_locks_the_key() {
-        let limiter = LoginLimiter::new(
-            quota(3, Duration::from_secs(60)),
-            quota(2, Duration::from_secs(60)),
-        );
-        let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        let other: IpAddr = "127.0.0.2".parse().unwrap();
-        // Successful logins (checks without failures) never lock anyone out.
-        for _ in 0..50 {
-            assert!(limiter.check(ip, "alice").is_ok());
+    fn successes_never_count_and_a_guesser_does_not_lock_the_owner_out() {
+        let limiter = LoginLimiter::default();
+        let now = Instant::now();
+        // Logging in successfully, however often, spends nothing.
+        for _ in 0..500 {
+            let attempt = limiter.reserve_at(ip("127.0.0.1"), "alice", now).unwrap();
+            limiter.refund(attempt);
         }
-        // Two failures fit alice's quota; the third locks her account, from any address.
-        limiter.failed(ip, "alice");
-        limiter.failed(other, "Alice");
-        assert!(limiter.check(ip, "alice").is_ok());
-        limiter.failed(ip, "ALICE");
-        let err = limiter.check(other, "alice").unwrap_err();
-        assert_eq!(err.status, axum::http::StatusCode::TOO_MANY_REQUESTS);
-        assert!(err.retry_after.unwrap() >= 1);
-        // 127.0.0.1 has failed twice (quota 3): one more failure locks the address.
-        assert!(limiter.check(ip, "bob").is_ok());
-        limiter.failed(ip, "bob");
-        limiter.failed(ip, "carol");
-        assert!(limiter.check(ip, "dave").is_err());
-        assert!(limiter.check(other, "dave").is_ok());
+        // 10 failures from one address; the 11th is refused with a Retry-After...
+        assert_eq!(fail(&limiter, "127.0.0.1", "Alice", 10, now), 0);
+        let err = limiter
+            .reserve_at(ip("127.0.0.1"), "ALICE", now)
+            .err()
+            .unwrap();
+        assert_eq!(err.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(err.retry_after, Some(60));
+        // ...while the owner elsewhere, and the guesser at other accounts, go on.
+        assert!(limiter.reserve_at(ip("127.0.0.2"), "alice", now).is_ok());
+        assert!(limiter.reserve_at(ip("127.0.0.1"), "bob", now).is_ok());
+        // IPv6 counts per /64: another address in the guesser's /64 is the guesser.
+        assert_eq!(fail(&limiter, "2001:db8::1", "carol", 10, now), 0);
+        assert!(limiter.reserve_at(ip("2001:db8::2"), "carol", now).is_err());
+        assert!(
+            limiter
+                .reserve_at(ip("2001:db8:0:1::1"), "carol", now)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn one_address_spraying_accounts_is_stopped_at_30() {
+        let limiter = LoginLimiter::default();
+        let now = Instant::now();
+        for n in 0..30 {
+            assert!(
+                limiter
+                    .reserve_at(ip("192.0.2.1"), &format!("user{n}"), now)
+                    .is_ok()
+            );
+        }
+        assert!(limiter.reserve_at(ip("192.0.2.1"), "user99", now).is_err());
+        assert!(limiter.reserve_at(ip("192.0.2.2"), "user99", now).is_ok());
+    }
+
+    #[test]
+    fn many_addresses_spend_the_account_budget_and_it_refills() {
+        let limiter = LoginLimiter::default();
+        let now = Instant::now();
+        // Ten addresses × 10 failures = the account's 100.
+        for a in 0..10 {
+            assert_eq!(
+                fail(&limiter, &format!("198.51.100.{a}"), "dora", 10, now),
+                0
+            );
+        }
+        let err = limiter
+            .reserve_at(ip("203.0.113.9"), "dora", now)
+            .err()
+            .unwrap();
+        assert_eq!(err.retry_after, Some(36));
+        // The owner waits for one refill period, not for the guessers' lockout to end.
+        assert!(
+            limiter
+                .reserve_at(ip("203.0.113.9"), "dora", now + Duration::from_secs(36))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_refusal_spends_nothing_anywhere() {
+        let limiter = LoginLimiter::default();
+        let now = Instant::now();
+        assert_eq!(fail(&limiter, "127.0.0.1", "erin", 10, now), 0);
+        // 1,000 refused tries at erin from 127.0.0.1 leave the address's budget (30) alone:
+        // 20 more accounts still get tried.
+        assert_eq!(fail(&limiter, "127.0.0.1", "erin", 1000, now), 1000);
+        for n in 0..20 {
+            assert!(
+                limiter
+                    .reserve_at(ip("127.0.0.1"), &format!("u{n}"), now)
+                    .is_ok()
+            );
+        }
+        assert!(limiter.reserve_at(ip("127.0.0.1"), "u99", now).is_err());
     }
 }

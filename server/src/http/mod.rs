@@ -4,9 +4,11 @@
 pub mod accounts;
 pub mod error;
 pub mod extract;
+pub mod key_budget;
 pub mod login_limit;
 pub mod room_limit;
 pub mod rooms;
+pub mod signup_limit;
 pub mod status;
 pub mod tls_listener;
 pub mod web;
