@@ -24,6 +24,8 @@ pub struct Config {
     /// The browser client's directory (index.html and the built `pkg/`).
     pub web_dir: Option<PathBuf>,
     pub limits: Limits,
+    /// Where `/metrics` is served; when set, the public port answers it with 404.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -50,19 +52,39 @@ pub struct Limits {
     pub max_streams_per_connection: usize,
     /// How long shutdown waits for connections to drain.
     pub drain_timeout: Duration,
+    // Connection admission and HTTP deadlines (network edge).
+    /// Connections one address (IPv4, or IPv6 /64) may hold open, all kinds counted.
+    pub max_connections_per_ip: usize,
+    /// Realtime connections that have not yet had their `Hello` accepted, server-wide and per
+    /// address.
+    pub max_unauthenticated: usize,
+    pub max_unauthenticated_per_ip: usize,
+    /// Time to send a complete request head, counted from the connection's start or from the
+    /// previous response (so it also ends idle keep-alive connections).
+    pub http_header_timeout: Duration,
+    /// Time to send a whole request body once its head has arrived.
+    pub http_body_timeout: Duration,
+    /// Time to finish the TLS handshake (HTTPS only).
+    pub tls_handshake_timeout: Duration,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 10_000,
-            hello_timeout: Duration::from_secs(10),
             heartbeat: Duration::from_secs(10),
             max_inflight_sends: 64,
             messages_per_second: 50,
             message_burst: 200,
             max_streams_per_connection: 256,
             drain_timeout: Duration::from_secs(5),
+            max_connections_per_ip: 128,
+            max_unauthenticated: 2_500,
+            max_unauthenticated_per_ip: 16,
+            hello_timeout: Duration::from_secs(5),
+            http_header_timeout: Duration::from_secs(10),
+            http_body_timeout: Duration::from_secs(10),
+            tls_handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -78,6 +100,14 @@ pub struct FileConfig {
     pub max_connections: Option<usize>,
     pub messages_per_second: Option<u32>,
     pub message_burst: Option<u32>,
+    pub metrics_listen: Option<SocketAddr>,
+    pub max_connections_per_ip: Option<usize>,
+    pub max_unauthenticated_connections: Option<usize>,
+    pub max_unauthenticated_per_ip: Option<usize>,
+    pub hello_timeout_ms: Option<u64>,
+    pub http_header_timeout_ms: Option<u64>,
+    pub http_body_timeout_ms: Option<u64>,
+    pub tls_handshake_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,20 +149,21 @@ pub struct Overrides {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub web_dir: Option<PathBuf>,
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Config {
     /// Merge defaults, the file (if any) and the command line.
-    pub fn resolve(file: FileConfig, cli: Overrides) -> Result<Config, ConfigError> {
+    pub fn resolve(mut file: FileConfig, cli: Overrides) -> Result<Config, ConfigError> {
         let tls = match (cli.tls_cert, cli.tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
-            (None, None) => file.tls,
+            (None, None) => file.tls.take(),
             _ => return Err(ConfigError::HalfTls),
         };
         let listen = if !cli.listen.is_empty() {
             cli.listen
         } else {
-            file.listen.unwrap_or_else(default_listen)
+            file.listen.take().unwrap_or_else(default_listen)
         };
         let ports: Vec<u16> = listen
             .iter()
@@ -152,6 +183,7 @@ impl Config {
         if let Some(n) = file.message_burst {
             limits.message_burst = n;
         }
+        apply_edge_limits(&file, &mut limits);
         Ok(Config {
             data_dir: cli
                 .data_dir
@@ -161,7 +193,36 @@ impl Config {
             tls,
             web_dir: cli.web_dir.or(file.web_dir),
             limits,
+            metrics_listen: cli.metrics_listen.or(file.metrics_listen),
         })
+    }
+}
+
+/// The admission and deadline keys of the file. Without `max_unauthenticated_connections`, a
+/// quarter of `max_connections` may be unauthenticated at once.
+fn apply_edge_limits(file: &FileConfig, limits: &mut Limits) {
+    let ms = Duration::from_millis;
+    limits.max_unauthenticated = file
+        .max_unauthenticated_connections
+        .unwrap_or(limits.max_connections / 4)
+        .clamp(1, limits.max_connections.max(1));
+    if let Some(n) = file.max_connections_per_ip {
+        limits.max_connections_per_ip = n;
+    }
+    if let Some(n) = file.max_unauthenticated_per_ip {
+        limits.max_unauthenticated_per_ip = n;
+    }
+    if let Some(t) = file.hello_timeout_ms {
+        limits.hello_timeout = ms(t);
+    }
+    if let Some(t) = file.http_header_timeout_ms {
+        limits.http_header_timeout = ms(t);
+    }
+    if let Some(t) = file.http_body_timeout_ms {
+        limits.http_body_timeout = ms(t);
+    }
+    if let Some(t) = file.tls_handshake_timeout_ms {
+        limits.tls_handshake_timeout = ms(t);
     }
 }
 

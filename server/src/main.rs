@@ -8,7 +8,6 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use quibble_server::config::{Config, FileConfig, Overrides};
 use quibble_server::server::Server;
-use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(name = "quibble", version, about = "Quibble realtime chat server")]
@@ -25,7 +24,7 @@ enum Command {
 
 #[derive(clap::Args)]
 struct ServeArgs {
-    /// TOML config file (keys: data_dir, listen, tls.cert, tls.key, max_connections).
+    /// TOML config file (keys: see the README's Configuration table).
     #[arg(long, env = "QUIBBLE_CONFIG")]
     config: Option<PathBuf>,
     /// Directory for the store [default: ./quibble-data].
@@ -43,16 +42,14 @@ struct ServeArgs {
     /// Directory of the browser client [default: client-wasm/web of this checkout].
     #[arg(long, env = "QUIBBLE_WEB_DIR")]
     web_dir: Option<PathBuf>,
+    /// Serve `/metrics` only on this address (e.g. 127.0.0.1:9100), not on the public port.
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    quibble_server::logging::init();
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
     }
@@ -71,6 +68,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tls_cert: args.tls_cert,
             tls_key: args.tls_key,
             web_dir: args.web_dir,
+            metrics_listen: args.metrics_listen,
         },
     )?;
     let data_dir = config.data_dir.clone();
@@ -85,6 +83,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         } else {
             writeln!(out, "also listening on {url}")?;
         }
+    }
+    if let Some(addr) = server.metrics_addr() {
+        writeln!(out, "metrics on http://{addr}/metrics")?;
     }
     writeln!(out, "data directory: {}", data_dir.display())?;
     out.flush()?;

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until, timeout};
 
+use crate::admission::RealtimePermit;
 use crate::auth::hash_token;
 use crate::chat::conversation::{self, ConnCtx};
 use crate::chat::stream::{CloseReason, Inbound, StreamIo, decode_error_code, encode_frame};
@@ -28,6 +29,8 @@ pub struct ConnIo {
     pub peer: SocketAddr,
     /// `webtransport` or `websocket`, for metrics.
     pub transport: &'static str,
+    /// The connection's admission; it leaves the unauthenticated pool once `Hello` is accepted.
+    pub admission: RealtimePermit,
 }
 
 /// Serve a connection until it ends; the transport then closes it with the returned reason.
@@ -49,10 +52,14 @@ async fn run(state: AppState, io: ConnIo) -> CloseReason {
         mut control,
         mut streams,
         peer,
+        admission,
         ..
     } = io;
     let user = match hello(&state, &mut control).await {
-        Ok(user) => user,
+        Ok(user) => {
+            admission.authenticated();
+            user
+        }
         Err(close) => {
             tracing::debug!(%peer, reason = %close.reason, "refused connection");
             if let Some(code) = close.code {

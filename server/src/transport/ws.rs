@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Extension, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
@@ -16,9 +16,10 @@ use futures_util::{SinkExt, StreamExt};
 use quibble_protocol::limits::MAX_FRAME_LEN;
 use quibble_protocol::mux::{self, CONTROL_STREAM};
 use quibble_protocol::{ClientFrame, ErrorCode, ServerFrame, codec};
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::mpsc;
 use tokio::time::timeout;
 
+use crate::admission::{RealtimePermit, Slot};
 use crate::chat::connection::{self, ConnIo};
 use crate::chat::stream::{Inbound, StreamIo, decode_error_code, encode_frame, stream_pair};
 use crate::http::error::ApiError;
@@ -35,24 +36,19 @@ const ENVELOPE_SLACK: usize = 16;
 pub async fn upgrade(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(slot): Extension<Slot>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let Ok(permit) = state.connections.clone().try_acquire_owned() else {
-        metrics::counter!(crate::metrics::CONNECTIONS_REFUSED, "transport" => "websocket")
-            .increment(1);
-        return ApiError::overloaded().into_response();
+    let permit = match state.admission.realtime(&slot, "websocket") {
+        Ok(permit) => permit,
+        Err(refusal) => return ApiError::from(refusal).into_response(),
     };
     ws.max_message_size(MAX_FRAME_LEN + ENVELOPE_SLACK)
         .max_frame_size(MAX_FRAME_LEN + ENVELOPE_SLACK)
         .on_upgrade(move |socket| handle(state, socket, peer, permit))
 }
 
-async fn handle(
-    state: AppState,
-    socket: WebSocket,
-    peer: SocketAddr,
-    permit: OwnedSemaphorePermit,
-) {
+async fn handle(state: AppState, socket: WebSocket, peer: SocketAddr, permit: RealtimePermit) {
     let (sink, source) = socket.split();
     let (socket_tx, socket_rx) = mpsc::channel::<Message>(SOCKET_QUEUE);
     let writer = tokio::spawn(write_socket(sink, socket_rx));
@@ -79,6 +75,7 @@ async fn handle(
             streams: streams_rx,
             peer,
             transport: "websocket",
+            admission: permit.clone(),
         },
     )
     .await;
