@@ -39,7 +39,9 @@ const MAX_HEAD: usize = 32 * 1024;
 const MAX_HEADERS: usize = 64;
 /// Refused connections being answered at once; past this they are closed without an answer.
 const REFUSALS_IN_FLIGHT: usize = 32;
-/// How long a refused connection may take to receive its answer.
+/// Request head read from a refused connection before it is answered anyway.
+const MAX_REFUSED_HEAD: usize = 8 * 1024;
+/// How long a refused connection may take to send its request and receive its answer.
 const REFUSAL_DEADLINE: Duration = Duration::from_secs(1);
 /// How long a connection may take to finish its request once shutdown began.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -174,15 +176,24 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|down| *down).await.map(|_| ());
 }
 
-/// Answer a refused connection with its status and a JSON body, then close it: the answer goes
-/// out at once, and what the peer sends meanwhile is read and dropped (closing with unread
-/// input would reset the connection and could destroy the answer).
+/// Answer a refused connection with its status and a JSON body, then close it. The request
+/// head is read first (clients take an answer that comes before their request for a broken
+/// connection), within the refusal's deadline and size; what the peer sends after the answer
+/// is read and dropped (closing with unread input would reset the connection and could
+/// destroy the answer).
 async fn answer_refusal(mut stream: TcpStream, refusal: Refusal) {
     let _ = timeout(REFUSAL_DEADLINE, async {
+        let mut head = Vec::with_capacity(1024);
+        let mut buf = [0u8; 2048];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_REFUSED_HEAD {
+            match stream.read(&mut buf).await? {
+                0 => return Ok(()),
+                n => head.extend_from_slice(&buf[..n]),
+            }
+        }
         stream.write_all(&refusal_response(refusal)).await?;
         stream.shutdown().await?;
-        let mut sink = [0u8; 4096];
-        while stream.read(&mut sink).await? > 0 {}
+        while stream.read(&mut buf).await? > 0 {}
         Ok::<_, io::Error>(())
     })
     .await;

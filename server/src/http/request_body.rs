@@ -59,7 +59,7 @@ pub async fn read_whole(State(rules): State<BodyRules>, request: Request, next: 
 fn too_large(max: usize) -> Response {
     closing(ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
-        "body_too_large",
+        "payload_too_large",
         format!("the request body is larger than {max} bytes"),
     ))
 }
