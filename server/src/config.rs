@@ -66,6 +66,9 @@ pub struct Limits {
     pub http_body_timeout: Duration,
     /// Time to finish the TLS handshake (HTTPS only).
     pub tls_handshake_timeout: Duration,
+    /// Time a write to an HTTP connection (or a WebSocket on it) may wait on a peer that
+    /// reads nothing.
+    pub http_write_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -85,6 +88,7 @@ impl Default for Limits {
             http_header_timeout: Duration::from_secs(10),
             http_body_timeout: Duration::from_secs(10),
             tls_handshake_timeout: Duration::from_secs(10),
+            http_write_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -108,6 +112,7 @@ pub struct FileConfig {
     pub http_header_timeout_ms: Option<u64>,
     pub http_body_timeout_ms: Option<u64>,
     pub tls_handshake_timeout_ms: Option<u64>,
+    pub http_write_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -223,6 +228,9 @@ fn apply_edge_limits(file: &FileConfig, limits: &mut Limits) {
     }
     if let Some(t) = file.tls_handshake_timeout_ms {
         limits.tls_handshake_timeout = ms(t);
+    }
+    if let Some(t) = file.http_write_timeout_ms {
+        limits.http_write_timeout = ms(t);
     }
 }
 

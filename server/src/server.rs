@@ -180,6 +180,7 @@ impl Server {
                 tls: tls.clone(),
                 header_timeout: limits.http_header_timeout,
                 tls_handshake_timeout: limits.tls_handshake_timeout,
+                write_stall: limits.http_write_timeout,
                 label: "http",
             };
             tasks.spawn(port.serve(state.shutdown.clone()));
@@ -197,6 +198,7 @@ impl Server {
                 tls: None,
                 header_timeout: limits.http_header_timeout,
                 tls_handshake_timeout: limits.tls_handshake_timeout,
+                write_stall: limits.http_write_timeout,
                 label: "metrics",
             };
             tasks.spawn(port.serve(state.shutdown.clone()));

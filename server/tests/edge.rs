@@ -522,3 +522,23 @@ async fn metrics_are_served_only_on_their_own_listener() {
     let (status, _) = server.api().call("GET", "/metrics", None, None).await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn a_peer_that_reads_no_response_is_cut_by_the_write_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir, "http_write_timeout_ms = 1000\n", &[], &[]);
+    // Pipelined requests, never a response read: the server's writes stall once the socket
+    // buffers are full, and the deadline ends the connection (a reset breaks our writes).
+    let mut greedy = connect_from("127.0.0.1", server.port).await;
+    let requests = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".repeat(1000);
+    let started = Instant::now();
+    let cut = tokio::time::timeout(Duration::from_secs(15), async {
+        while greedy.write_all(&requests).await.is_ok() {}
+    })
+    .await;
+    assert!(cut.is_ok(), "the server cut a peer that reads nothing");
+    println!("cut after {:?}", started.elapsed());
+    let (status, _) = server.api().call("GET", "/healthz", None, None).await;
+    assert_eq!(status, 200);
+    assert!(server.stop().success());
+}

@@ -2,7 +2,7 @@
 //! `axum::serve`, which sets no deadlines). Each accepted TCP connection first gets a slot from
 //! the port's [`Admission`]; a refused one is answered at once with a 503/429 JSON response and
 //! closed (over TLS it is just closed). An admitted one gets `TCP_NODELAY`, the TLS handshake
-//! under its deadline (HTTPS), then hyper's HTTP/1 with a header-read deadline that runs from
+//! under its deadline (HTTPS) and a write deadline for peers that stop reading, then hyper's HTTP/1 with a header-read deadline that runs from
 //! the connection's start and again after each response, so it also ends idle keep-alive
 //! connections; upgrades (WebSocket) are on. Every request carries `ConnectInfo<SocketAddr>` and
 //! the connection's [`Slot`], which an upgraded WebSocket keeps so its socket stays counted.
@@ -33,6 +33,7 @@ use tokio_rustls::TlsAcceptor;
 use tower_service::Service;
 
 use crate::admission::{Admission, Refusal, Slot};
+use crate::http::write_deadline::WriteDeadline;
 
 /// Largest request head (request line and headers) a connection may buffer.
 const MAX_HEAD: usize = 32 * 1024;
@@ -57,6 +58,8 @@ pub struct HttpPort {
     pub tls: Option<TlsAcceptor>,
     pub header_timeout: Duration,
     pub tls_handshake_timeout: Duration,
+    /// How long a write may wait on a peer that reads nothing.
+    pub write_stall: Duration,
     /// The transport label of this port's metrics (`http`, `metrics`).
     pub label: &'static str,
 }
@@ -74,6 +77,7 @@ impl HttpPort {
             router: self.router,
             tls: self.tls,
             tls_handshake_timeout: self.tls_handshake_timeout,
+            write_stall: self.write_stall,
             shutdown: shutdown.clone(),
         });
         let refusals = Arc::new(Semaphore::new(REFUSALS_IN_FLIGHT));
@@ -126,11 +130,13 @@ struct Served {
     router: Router,
     tls: Option<TlsAcceptor>,
     tls_handshake_timeout: Duration,
+    write_stall: Duration,
     shutdown: watch::Receiver<bool>,
 }
 
 impl Served {
     async fn connection(self: Arc<Self>, stream: TcpStream, peer: SocketAddr, slot: Slot) {
+        let stream = WriteDeadline::new(stream, self.write_stall);
         let Some(acceptor) = &self.tls else {
             return self.http(TokioIo::new(stream), peer, slot).await;
         };

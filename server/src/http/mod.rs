@@ -13,6 +13,7 @@ pub mod request_body;
 pub mod rooms;
 pub mod status;
 pub mod web;
+pub mod write_deadline;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
