@@ -273,6 +273,26 @@ mod tests {
     }
 
     #[test]
+    fn edge_keys_and_the_unauthenticated_default() {
+        let file: FileConfig = toml::from_str(
+            "max_connections = 200\nmax_connections_per_ip = 9\nhttp_header_timeout_ms = 1500\n\
+             metrics_listen = \"127.0.0.1:9100\"\n",
+        )
+        .unwrap();
+        let c = Config::resolve(file, Overrides::default()).unwrap();
+        assert_eq!(c.limits.max_unauthenticated, 50, "a quarter by default");
+        assert_eq!(c.limits.max_connections_per_ip, 9);
+        assert_eq!(c.limits.http_header_timeout, Duration::from_millis(1500));
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9100".parse().unwrap()));
+        let cli = Overrides {
+            metrics_listen: Some("127.0.0.1:9200".parse().unwrap()),
+            ..Overrides::default()
+        };
+        let c = Config::resolve(FileConfig::default(), cli).unwrap();
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9200".parse().unwrap()));
+    }
+
+    #[test]
     fn bad_inputs_are_refused() {
         assert!(toml::from_str::<FileConfig>("nonsense = 1").is_err());
         let half = Overrides {

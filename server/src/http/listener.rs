@@ -1,14 +1,15 @@
 //! An HTTP port: its accept loop and the serving of each connection (in place of
 //! `axum::serve`, which sets no deadlines). Each accepted TCP connection first gets a slot from
-//! the port's [`Admission`]; a refused one is answered at once with a 503/429 JSON response and
-//! closed (over TLS it is just closed). An admitted one gets `TCP_NODELAY`, the TLS handshake
-//! under its deadline (HTTPS) and a write deadline for peers that stop reading, then hyper's HTTP/1 with a header-read deadline that runs from
-//! the connection's start and again after each response, so it also ends idle keep-alive
-//! connections; upgrades (WebSocket) are on. Every request carries `ConnectInfo<SocketAddr>` and
-//! the connection's [`Slot`], which an upgraded WebSocket keeps so its socket stays counted.
-//! When `accept` runs out of descriptors anyway, a spare descriptor is given up to accept the
-//! waiting connection and close it at once, so peers are refused instead of left hanging.
-//! On shutdown the loop stops accepting and each connection finishes its request and closes.
+//! the port's [`Admission`]; a refused one is answered with a 503/429 JSON response and closed
+//! (over TLS it is just closed). An admitted one gets `TCP_NODELAY`, a write deadline for peers
+//! that stop reading, the TLS handshake under its deadline (HTTPS), then hyper's HTTP/1 with a
+//! header-read deadline that runs from the connection's start and again after each response,
+//! so it also ends idle keep-alive connections; upgrades (WebSocket) are on. Every request
+//! carries `ConnectInfo<SocketAddr>` and the connection's [`Slot`], which an upgraded WebSocket
+//! keeps so its socket stays counted. When `accept` runs out of descriptors anyway, a spare
+//! descriptor is given up to accept the waiting connection and close it at once, so peers are
+//! refused instead of left hanging. On shutdown the loop stops accepting and each connection
+//! finishes its request and closes.
 
 use std::fs::File;
 use std::io;
