@@ -75,6 +75,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let server = Server::bind(config)
         .await
         .context("cannot start the server")?;
+    let stop = shutdown_signal()?;
     let mut out = std::io::stdout().lock();
     for (i, addr) in server.addrs().iter().enumerate() {
         let url = format!("{}://{addr}/", server.scheme());
@@ -90,31 +91,29 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     writeln!(out, "data directory: {}", data_dir.display())?;
     out.flush()?;
     drop(out);
-    server
-        .run(shutdown_signal())
-        .await
-        .context("server failed")?;
+    server.run(stop).await.context("server failed")?;
     Ok(())
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// A future that completes on SIGINT or SIGTERM. The handlers are installed when this is
+/// called, before the server announces itself, so a signal sent as soon as the address is
+/// printed stops the server gracefully instead of killing it.
+#[cfg(unix)]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
+    })
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
