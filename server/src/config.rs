@@ -26,6 +26,8 @@ pub struct Config {
     /// The store's page cache, in bytes (file key `store_cache_mb`, in MiB).
     pub store_cache_bytes: usize,
     pub limits: Limits,
+    /// Where `/metrics` is served; when set, the public port answers it with 404.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// The store's page cache when none is configured, in MiB.
@@ -66,6 +68,23 @@ pub struct Limits {
     /// Sign-ups per address (IPv6 /64): a burst, then this many per hour.
     pub signup_burst: u32,
     pub signups_per_hour: u32,
+    // Connection admission and HTTP deadlines (network edge).
+    /// Connections one address (IPv4, or IPv6 /64) may hold open, all kinds counted.
+    pub max_connections_per_ip: usize,
+    /// Realtime connections that have not yet had their `Hello` accepted, server-wide and per
+    /// address.
+    pub max_unauthenticated: usize,
+    pub max_unauthenticated_per_ip: usize,
+    /// Time to send a complete request head, counted from the connection's start or from the
+    /// previous response (so it also ends idle keep-alive connections).
+    pub http_header_timeout: Duration,
+    /// Time to send a whole request body once its head has arrived.
+    pub http_body_timeout: Duration,
+    /// Time to finish the TLS handshake (HTTPS only).
+    pub tls_handshake_timeout: Duration,
+    /// Time a write to an HTTP connection (or a WebSocket on it) may wait on a peer that
+    /// reads nothing.
+    pub http_write_timeout: Duration,
 }
 
 /// One hashing thread per core, at most 4.
@@ -77,7 +96,6 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 10_000,
-            hello_timeout: Duration::from_secs(10),
             heartbeat: Duration::from_secs(10),
             max_inflight_sends: 64,
             messages_per_second: 50,
@@ -91,6 +109,14 @@ impl Default for Limits {
             hash_wait: Duration::from_secs(2),
             signup_burst: 64,
             signups_per_hour: 360,
+            max_connections_per_ip: 128,
+            max_unauthenticated: 2_500,
+            max_unauthenticated_per_ip: 16,
+            hello_timeout: Duration::from_secs(5),
+            http_header_timeout: Duration::from_secs(10),
+            http_body_timeout: Duration::from_secs(10),
+            tls_handshake_timeout: Duration::from_secs(10),
+            http_write_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -116,6 +142,15 @@ pub struct FileConfig {
     pub hash_wait_ms: Option<u64>,
     pub signup_burst: Option<u32>,
     pub signups_per_hour: Option<u32>,
+    pub metrics_listen: Option<SocketAddr>,
+    pub max_connections_per_ip: Option<usize>,
+    pub max_unauthenticated_connections: Option<usize>,
+    pub max_unauthenticated_per_ip: Option<usize>,
+    pub hello_timeout_ms: Option<u64>,
+    pub http_header_timeout_ms: Option<u64>,
+    pub http_body_timeout_ms: Option<u64>,
+    pub tls_handshake_timeout_ms: Option<u64>,
+    pub http_write_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -157,20 +192,21 @@ pub struct Overrides {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub web_dir: Option<PathBuf>,
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Config {
     /// Merge defaults, the file (if any) and the command line.
-    pub fn resolve(file: FileConfig, cli: Overrides) -> Result<Config, ConfigError> {
+    pub fn resolve(mut file: FileConfig, cli: Overrides) -> Result<Config, ConfigError> {
         let tls = match (cli.tls_cert, cli.tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
-            (None, None) => file.tls,
+            (None, None) => file.tls.take(),
             _ => return Err(ConfigError::HalfTls),
         };
         let listen = if !cli.listen.is_empty() {
             cli.listen
         } else {
-            file.listen.unwrap_or_else(default_listen)
+            file.listen.take().unwrap_or_else(default_listen)
         };
         let ports: Vec<u16> = listen
             .iter()
@@ -215,6 +251,7 @@ impl Config {
         if let Some(n) = file.signups_per_hour {
             limits.signups_per_hour = n;
         }
+        apply_edge_limits(&file, &mut limits);
         Ok(Config {
             data_dir: cli
                 .data_dir
@@ -225,7 +262,39 @@ impl Config {
             web_dir: cli.web_dir.or(file.web_dir),
             store_cache_bytes: store_cache_mb.saturating_mul(1024 * 1024),
             limits,
+            metrics_listen: cli.metrics_listen.or(file.metrics_listen),
         })
+    }
+}
+
+/// The admission and deadline keys of the file. Without `max_unauthenticated_connections`, a
+/// quarter of `max_connections` may be unauthenticated at once.
+fn apply_edge_limits(file: &FileConfig, limits: &mut Limits) {
+    let ms = Duration::from_millis;
+    limits.max_unauthenticated = file
+        .max_unauthenticated_connections
+        .unwrap_or(limits.max_connections / 4)
+        .clamp(1, limits.max_connections.max(1));
+    if let Some(n) = file.max_connections_per_ip {
+        limits.max_connections_per_ip = n;
+    }
+    if let Some(n) = file.max_unauthenticated_per_ip {
+        limits.max_unauthenticated_per_ip = n;
+    }
+    if let Some(t) = file.hello_timeout_ms {
+        limits.hello_timeout = ms(t);
+    }
+    if let Some(t) = file.http_header_timeout_ms {
+        limits.http_header_timeout = ms(t);
+    }
+    if let Some(t) = file.http_body_timeout_ms {
+        limits.http_body_timeout = ms(t);
+    }
+    if let Some(t) = file.tls_handshake_timeout_ms {
+        limits.tls_handshake_timeout = ms(t);
+    }
+    if let Some(t) = file.http_write_timeout_ms {
+        limits.http_write_timeout = ms(t);
     }
 }
 
@@ -294,6 +363,26 @@ mod tests {
         let c = Config::resolve(file, cli).unwrap();
         assert_eq!(c.data_dir, PathBuf::from("/srv/q"));
         assert_eq!(c.listen, vec!["127.0.0.1:0".parse().unwrap()]);
+    }
+
+    #[test]
+    fn edge_keys_and_the_unauthenticated_default() {
+        let file: FileConfig = toml::from_str(
+            "max_connections = 200\nmax_connections_per_ip = 9\nhttp_header_timeout_ms = 1500\n\
+             metrics_listen = \"127.0.0.1:9100\"\n",
+        )
+        .unwrap();
+        let c = Config::resolve(file, Overrides::default()).unwrap();
+        assert_eq!(c.limits.max_unauthenticated, 50, "a quarter by default");
+        assert_eq!(c.limits.max_connections_per_ip, 9);
+        assert_eq!(c.limits.http_header_timeout, Duration::from_millis(1500));
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9100".parse().unwrap()));
+        let cli = Overrides {
+            metrics_listen: Some("127.0.0.1:9200".parse().unwrap()),
+            ..Overrides::default()
+        };
+        let c = Config::resolve(FileConfig::default(), cli).unwrap();
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9200".parse().unwrap()));
     }
 
     #[test]

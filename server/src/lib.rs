@@ -1,11 +1,14 @@
 //! The Quibble chat server: realtime chat over WebTransport and WebSocket, a JSON HTTP API,
 //! and an embedded redb store.
 
+pub mod admission;
 pub mod auth;
 pub mod chat;
 pub mod config;
+pub mod fd_limit;
 pub mod http;
 pub mod ip_key;
+pub mod logging;
 pub mod metrics;
 pub mod server;
 pub mod state;

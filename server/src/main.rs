@@ -8,7 +8,6 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use quibble_server::config::{Config, FileConfig, Overrides};
 use quibble_server::server::Server;
-use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(name = "quibble", version, about = "Quibble realtime chat server")]
@@ -25,7 +24,7 @@ enum Command {
 
 #[derive(clap::Args)]
 struct ServeArgs {
-    /// TOML config file (keys: data_dir, listen, tls.cert, tls.key, max_connections).
+    /// TOML config file (keys: see the README's Configuration table).
     #[arg(long, env = "QUIBBLE_CONFIG")]
     config: Option<PathBuf>,
     /// Directory for the store [default: ./quibble-data].
@@ -43,16 +42,14 @@ struct ServeArgs {
     /// Directory of the browser client [default: client-wasm/web of this checkout].
     #[arg(long, env = "QUIBBLE_WEB_DIR")]
     web_dir: Option<PathBuf>,
+    /// Serve `/metrics` only on this address (e.g. 127.0.0.1:9100), not on the public port.
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    quibble_server::logging::init();
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
     }
@@ -71,12 +68,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tls_cert: args.tls_cert,
             tls_key: args.tls_key,
             web_dir: args.web_dir,
+            metrics_listen: args.metrics_listen,
         },
     )?;
     let data_dir = config.data_dir.clone();
     let server = Server::bind(config)
         .await
         .context("cannot start the server")?;
+    let stop = shutdown_signal()?;
     let mut out = std::io::stdout().lock();
     for (i, addr) in server.addrs().iter().enumerate() {
         let url = format!("{}://{addr}/", server.scheme());
@@ -86,34 +85,35 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             writeln!(out, "also listening on {url}")?;
         }
     }
+    if let Some(addr) = server.metrics_addr() {
+        writeln!(out, "metrics on http://{addr}/metrics")?;
+    }
     writeln!(out, "data directory: {}", data_dir.display())?;
     out.flush()?;
     drop(out);
-    server
-        .run(shutdown_signal())
-        .await
-        .context("server failed")?;
+    server.run(stop).await.context("server failed")?;
     Ok(())
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// A future that completes on SIGINT or SIGTERM. The handlers are installed when this is
+/// called, before the server announces itself, so a signal sent as soon as the address is
+/// printed stops the server gracefully instead of killing it.
+#[cfg(unix)]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
+    })
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }

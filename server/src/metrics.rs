@@ -13,7 +13,9 @@ use quibble_protocol::ErrorCode;
 pub const CONNECTIONS: &str = "quibble_connections_total";
 /// Realtime connections open now, by transport.
 pub const CONNECTIONS_OPEN: &str = "quibble_connections_open";
-/// Connections refused at the limit, by transport.
+/// Connections refused, by transport (`http`, `websocket`, `webtransport`, `metrics`) and
+/// reason (`server_full`, `address_full`, `unauthenticated_full`,
+/// `unauthenticated_address_full`, `out_of_files`).
 pub const CONNECTIONS_REFUSED: &str = "quibble_connections_refused_total";
 /// Connections closed with an error, by code (`bad_frame`, `frame_too_large`, …).
 pub const CONNECTION_ERRORS: &str = "quibble_connection_errors_total";

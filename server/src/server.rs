@@ -1,6 +1,7 @@
-//! Starting and stopping the server: open the store, bind the UDP and TCP sockets (one port
-//! number for both), run WebTransport and HTTP, rotate a self-signed certificate, and shut
-//! down gracefully (stop accepting, `GoAway`, drain, close the store).
+//! Starting and stopping the server: raise the open-file limit and size the connection budget
+//! below it, open the store, bind the UDP and TCP sockets (one port number for both) and the
+//! optional metrics listener, run WebTransport and HTTP, rotate a self-signed certificate, and
+//! shut down gracefully (stop accepting, `GoAway`, drain, close the store).
 
 use std::future::Future;
 use std::io;
@@ -9,26 +10,28 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use axum::serve::ListenerExt;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::timeout;
 use wtransport::Endpoint;
 use wtransport::endpoint::endpoint_side::Server as ServerSide;
 
+use crate::admission::{Admission, Budgets};
 use crate::auth::HashPool;
 use crate::chat::hub::Hub;
 use crate::chat::send_limit::SendLimiter;
 use crate::config::Config;
+use crate::http::listener::HttpPort;
 use crate::http::login_limit::LoginLimiter;
 use crate::http::room_limit::RoomLimiter;
 use crate::http::signup_limit::SignupLimiter;
-use crate::http::tls_listener::TlsListener;
 use crate::state::AppState;
 use crate::store::{Store, StoreError};
 use crate::tls::{Certificates, TlsError};
 use crate::transport::wt;
 
+/// Connections the metrics listener serves at once.
+const METRICS_CONNECTIONS: usize = 16;
 /// How often the certificate is checked for rotation.
 const ROTATION_CHECK: Duration = Duration::from_secs(3600);
 
@@ -57,6 +60,7 @@ pub struct Server {
     endpoints: Vec<(SocketAddr, Arc<Endpoint<ServerSide>>)>,
     listeners: Vec<tokio::net::TcpListener>,
     addrs: Vec<SocketAddr>,
+    metrics: Option<(SocketAddr, tokio::net::TcpListener)>,
     web_dir: Option<PathBuf>,
     /// TLS for HTTP, when certificate files are configured.
     https: Option<Arc<wtransport::tls::rustls::ServerConfig>>,
@@ -64,7 +68,8 @@ pub struct Server {
 
 impl Server {
     /// Open the store and bind every listen address.
-    pub async fn bind(config: Config) -> Result<Server, ServeError> {
+    pub async fn bind(mut config: Config) -> Result<Server, ServeError> {
+        fit_open_file_limit(&mut config);
         std::fs::create_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir {
             path: config.data_dir.clone(),
             source,
@@ -72,7 +77,7 @@ impl Server {
         let names = certificate_names(&config.listen);
         let certs = Arc::new(Certificates::load(config.tls.as_ref(), names).await?);
         let https = match &config.tls {
-            Some(_) => Some(crate::http::tls_listener::server_config(&certs.identity())?),
+            Some(_) => Some(crate::http::https::server_config(&certs.identity())?),
             None => None,
         };
         crate::metrics::handle();
@@ -108,7 +113,7 @@ impl Server {
             store,
             hub,
             certs,
-            connections: Arc::new(Semaphore::new(config.limits.max_connections)),
+            admission: Admission::new(Budgets::from(&config.limits)),
             limits: Arc::new(config.limits.clone()),
             login_limiter: Arc::new(LoginLimiter::default()),
             signup_limiter: Arc::new(SignupLimiter::new(
@@ -131,12 +136,17 @@ impl Server {
             shutdown: shutdown_rx,
             webtransport_port: port,
         };
+        let metrics = match config.metrics_listen {
+            Some(addr) => Some(bind_tcp(addr)?),
+            None => None,
+        };
         Ok(Server {
             state,
             shutdown,
             endpoints,
             listeners,
             addrs,
+            metrics,
             web_dir: config.web_dir.or_else(crate::http::web::default_dir),
             https,
         })
@@ -145,6 +155,11 @@ impl Server {
     /// The bound addresses (HTTP on TCP and WebTransport on UDP, same port).
     pub fn addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// The metrics listener's address, when it has one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(addr, _)| *addr)
     }
 
     /// `https` with configured certificate files, else `http`.
@@ -165,62 +180,54 @@ impl Server {
             listeners,
             web_dir,
             https,
-            addrs,
+            metrics,
+            ..
         } = self;
         let mut accept_loops = JoinSet::new();
         for (_, endpoint) in &endpoints {
             accept_loops.spawn(wt::accept_loop(state.clone(), endpoint.clone()));
         }
+        let limits = &state.limits;
+        let tls = https.map(tokio_rustls::TlsAcceptor::from);
+        let router = crate::http::router(state.clone(), web_dir.as_deref(), metrics.is_none());
         let mut tasks = JoinSet::new();
-        for (listener, addr) in listeners.into_iter().zip(addrs) {
-            let app = crate::http::router(state.clone(), web_dir.as_deref())
-                .into_make_service_with_connect_info::<SocketAddr>();
-            let down = state.clone();
-            let graceful = async move { down.shutting_down().await };
-            match &https {
-                Some(tls) => {
-                    let listener = TlsListener::new(listener, tls.clone())
-                        .map_err(|source| ServeError::Bind { addr, source })?
-                        // Tapping makes axum's `ConnectInfo<SocketAddr>` available.
-                        .tap_io(|_| ());
-                    tasks.spawn(async move {
-                        let served = axum::serve(listener, app)
-                            .with_graceful_shutdown(graceful)
-                            .await;
-                        if let Err(e) = served {
-                            tracing::error!("HTTPS server failed: {e}");
-                        }
-                    });
-                }
-                None => {
-                    tasks.spawn(async move {
-                        // Frames are small and latency-sensitive: no Nagle delay on the socket.
-                        let listener = listener.tap_io(|tcp| {
-                            let _ = tcp.set_nodelay(true);
-                        });
-                        let served = axum::serve(listener, app)
-                            .with_graceful_shutdown(graceful)
-                            .await;
-                        if let Err(e) = served {
-                            tracing::error!("HTTP server failed: {e}");
-                        }
-                    });
-                }
-            }
+        for tcp in listeners {
+            let port = HttpPort {
+                tcp,
+                router: router.clone(),
+                admission: state.admission.clone(),
+                tls: tls.clone(),
+                header_timeout: limits.http_header_timeout,
+                tls_handshake_timeout: limits.tls_handshake_timeout,
+                write_stall: limits.http_write_timeout,
+                label: "http",
+            };
+            tasks.spawn(port.serve(state.shutdown.clone()));
+        }
+        if let Some((_, tcp)) = metrics {
+            let port = HttpPort {
+                tcp,
+                router: crate::http::metrics_router(),
+                admission: Admission::new(Budgets {
+                    total: METRICS_CONNECTIONS,
+                    per_ip: METRICS_CONNECTIONS,
+                    unauthenticated: 0,
+                    unauthenticated_per_ip: 0,
+                }),
+                tls: None,
+                header_timeout: limits.http_header_timeout,
+                tls_handshake_timeout: limits.tls_handshake_timeout,
+                write_stall: limits.http_write_timeout,
+                label: "metrics",
+            };
+            tasks.spawn(port.serve(state.shutdown.clone()));
         }
         let housekeeping = tokio::spawn(housekeeping(state.clone(), endpoints.clone()));
 
         stop.await;
         tracing::info!("shutting down: refusing new connections, sending GoAway");
         let _ = shutdown.send(true);
-        let max = state.limits.max_connections as u32;
-        if timeout(
-            state.limits.drain_timeout,
-            state.connections.acquire_many(max),
-        )
-        .await
-        .is_err()
-        {
+        if !state.admission.drained(state.limits.drain_timeout).await {
             tracing::warn!("some connections did not close in time");
         }
         housekeeping.abort();
@@ -264,6 +271,29 @@ async fn housekeeping(state: AppState, endpoints: Vec<(SocketAddr, Arc<Endpoint<
             Ok(None) => {}
             Err(e) => tracing::error!("certificate rotation failed: {e}"),
         }
+    }
+}
+
+/// Raise the soft open-file limit to the hard one and keep the connection budget below it, so
+/// the server refuses at its limit instead of running out of descriptors.
+fn fit_open_file_limit(config: &mut Config) {
+    let soft = match crate::fd_limit::raise_to_hard() {
+        Ok(soft) => soft,
+        Err(e) => {
+            tracing::warn!("cannot raise the open-file limit: {e}");
+            crate::fd_limit::soft_limit()
+        }
+    };
+    let budget = crate::fd_limit::connection_budget(soft);
+    let limits = &mut config.limits;
+    if limits.max_connections > budget {
+        tracing::warn!(
+            configured = limits.max_connections,
+            open_file_limit = soft,
+            "max_connections lowered to {budget} to stay within the open-file limit"
+        );
+        limits.max_connections = budget;
+        limits.max_unauthenticated = limits.max_unauthenticated.min(budget);
     }
 }
 
@@ -335,6 +365,16 @@ fn bind_once(listen: &[SocketAddr], requested: u16) -> Result<Vec<BoundPair>, Se
         }
     }
     Ok(bound)
+}
+
+fn bind_tcp(addr: SocketAddr) -> Result<(SocketAddr, tokio::net::TcpListener), ServeError> {
+    TcpListener::bind(addr)
+        .and_then(|tcp| {
+            tcp.set_nonblocking(true)?;
+            let local = tcp.local_addr()?;
+            Ok((local, tokio::net::TcpListener::from_std(tcp)?))
+        })
+        .map_err(|source| ServeError::Bind { addr, source })
 }
 
 fn is_missing_address(e: &io::Error) -> bool {

@@ -1,10 +1,11 @@
 //! `AppState`: the one handle every handler and transport shares — store, fan-out hub,
-//! certificates, limits, the connection budget and the shutdown signal.
+//! certificates, limits, connection admission and the shutdown signal.
 
 use std::sync::Arc;
 
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
+use crate::admission::Admission;
 use crate::auth::HashPool;
 use crate::chat::hub::Hub;
 use crate::chat::send_limit::SendLimiter;
@@ -27,8 +28,9 @@ pub struct AppState {
     pub hash_pool: Arc<HashPool>,
     pub send_limiter: Arc<SendLimiter>,
     pub room_limiter: Arc<RoomLimiter>,
-    /// One permit per live realtime connection; shutdown waits until all are back.
-    pub connections: Arc<Semaphore>,
+    /// The connection budgets of the public port and WebTransport; shutdown waits until every
+    /// slot is back.
+    pub admission: Arc<Admission>,
     /// Flips to `true` when the server starts shutting down.
     pub shutdown: watch::Receiver<bool>,
     /// The UDP port WebTransport listens on (for `/api/cert`).

@@ -144,3 +144,60 @@ async fn configured_certificate_serves_https_and_webtransport() {
         "{welcome:?}"
     );
 }
+
+#[tokio::test]
+async fn a_silent_or_idle_https_client_is_dropped_by_its_deadlines() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki(dir.path());
+    let config = dir.path().join("quibble.toml");
+    std::fs::write(
+        &config,
+        "tls_handshake_timeout_ms = 500\nhttp_header_timeout_ms = 500\n",
+    )
+    .unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let server = TestServer::start_with(
+        &dir.path().join("data"),
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    // No ClientHello at all: closed by the handshake deadline.
+    let mut silent = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), silent.read(&mut buf))
+        .await
+        .expect("closed by the TLS handshake deadline");
+    assert!(matches!(read, Ok(0) | Err(_)));
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+
+    // Handshaken, then no request: closed by the header deadline.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots(&pki))
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(client))
+        .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), tls.read(&mut buf))
+        .await
+        .expect("closed by the header deadline");
+    assert!(matches!(read, Ok(0) | Err(_)));
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    assert!(server.stop().success());
+}

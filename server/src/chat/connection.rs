@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until, timeout};
 
+use crate::admission::RealtimePermit;
 use crate::auth::hash_token;
 use crate::chat::conversation::{self, ConnCtx};
 use crate::chat::liveness::Liveness;
@@ -34,6 +35,8 @@ pub struct ConnIo {
     pub transport: &'static str,
     /// Touched by the transport for everything it receives.
     pub liveness: Arc<Liveness>,
+    /// The connection's admission; it leaves the unauthenticated pool once `Hello` is accepted.
+    pub admission: RealtimePermit,
 }
 
 /// Serve a connection until it ends; the transport then closes it with the returned reason.
@@ -56,10 +59,14 @@ async fn run(state: AppState, io: ConnIo) -> CloseReason {
         mut streams,
         peer,
         liveness,
+        admission,
         ..
     } = io;
     let user = match hello(&state, &mut control).await {
-        Ok(user) => user,
+        Ok(user) => {
+            admission.authenticated();
+            user
+        }
         Err(close) => {
             tracing::debug!(%peer, reason = %close.reason, "refused connection");
             if let Some(code) = close.code {

@@ -1,30 +1,43 @@
 //! The HTTP side (axum): the JSON API under `/api`, the WebSocket fallback at `/ws`,
-//! `/healthz`, and the browser client at `/`. Handlers are small; shared state is [`AppState`].
+//! `/healthz`, `/metrics` (unless it has a listener of its own), and the browser client at `/`.
+//! Handlers are small; shared state is [`AppState`]. Every request body is read whole, within
+//! its size limit and deadline, before a handler runs (`request_body`).
 
 pub mod accounts;
 pub mod error;
 pub mod extract;
+pub mod https;
 pub mod key_budget;
+pub mod listener;
 pub mod login_limit;
+pub mod request_body;
 pub mod room_limit;
 pub mod rooms;
 pub mod signup_limit;
 pub mod status;
-pub mod tls_listener;
 pub mod web;
+pub mod write_deadline;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 
 use crate::http::error::ApiError;
+use crate::http::request_body::BodyRules;
 use crate::state::AppState;
 use crate::transport::ws;
 
 /// Largest request body the API reads.
 const MAX_BODY: usize = 64 * 1024;
 
-pub fn router(state: AppState, web_dir: Option<&std::path::Path>) -> Router {
+/// The public port's routes. With `metrics_public` false, `/metrics` answers 404 here (it is
+/// served on its own listener, [`metrics_router`]).
+pub fn router(state: AppState, web_dir: Option<&std::path::Path>, metrics_public: bool) -> Router {
+    let body_rules = BodyRules {
+        max_bytes: MAX_BODY,
+        deadline: state.limits.http_body_timeout,
+    };
     let api = Router::new()
         .route("/signup", post(accounts::signup))
         .route("/login", post(accounts::login))
@@ -32,19 +45,33 @@ pub fn router(state: AppState, web_dir: Option<&std::path::Path>) -> Router {
         .route("/account", get(accounts::account))
         .route("/rooms", get(rooms::list).post(rooms::create))
         .route("/cert", get(status::cert))
-        .fallback(|| async {
-            ApiError::new(
-                axum::http::StatusCode::NOT_FOUND,
-                "not_found",
-                "no such endpoint",
-            )
-        });
+        .fallback(not_found);
+    let metrics = if metrics_public {
+        get(crate::metrics::render)
+    } else {
+        get(not_found)
+    };
     Router::new()
         .nest("/api", api)
         .route("/ws", get(ws::upgrade))
         .route("/healthz", get(status::health))
-        .route("/metrics", get(crate::metrics::render))
+        .route("/metrics", metrics)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
         .merge(web::routes(web_dir))
+        .layer(axum::middleware::from_fn_with_state(
+            body_rules,
+            request_body::read_whole,
+        ))
+}
+
+/// The metrics listener's routes: `/metrics` and nothing else.
+pub fn metrics_router() -> Router {
+    Router::new()
+        .route("/metrics", get(crate::metrics::render))
+        .fallback(not_found)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
 }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Extension, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
@@ -28,9 +28,10 @@ use futures_util::{SinkExt, StreamExt};
 use quibble_protocol::limits::MAX_FRAME_LEN;
 use quibble_protocol::mux::{self, CONTROL_STREAM};
 use quibble_protocol::{ClientFrame, ErrorCode, ServerFrame, codec};
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::mpsc;
 use tokio::time::timeout;
 
+use crate::admission::{RealtimePermit, Slot};
 use crate::chat::connection::{self, ConnIo};
 use crate::chat::liveness::Liveness;
 use crate::chat::outbound::{Batch, Item, Outbound};
@@ -52,24 +53,19 @@ const CLOSE_LINGER: Duration = Duration::from_secs(1);
 pub async fn upgrade(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Extension(slot): Extension<Slot>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let Ok(permit) = state.connections.clone().try_acquire_owned() else {
-        metrics::counter!(crate::metrics::CONNECTIONS_REFUSED, "transport" => "websocket")
-            .increment(1);
-        return ApiError::overloaded().into_response();
+    let permit = match state.admission.realtime(&slot, "websocket") {
+        Ok(permit) => permit,
+        Err(refusal) => return ApiError::from(refusal).into_response(),
     };
     ws.max_message_size(MAX_FRAME_LEN + ENVELOPE_SLACK)
         .max_frame_size(MAX_FRAME_LEN + ENVELOPE_SLACK)
         .on_upgrade(move |socket| handle(state, socket, peer, permit))
 }
 
-async fn handle(
-    state: AppState,
-    socket: WebSocket,
-    peer: SocketAddr,
-    permit: OwnedSemaphorePermit,
-) {
+async fn handle(state: AppState, socket: WebSocket, peer: SocketAddr, permit: RealtimePermit) {
     let (sink, source) = socket.split();
     let outbound = Outbound::multiplexed();
     let writer = tokio::spawn(write_socket(sink, outbound.clone()));
@@ -95,6 +91,7 @@ async fn handle(
             peer,
             transport: "websocket",
             liveness,
+            admission: permit.clone(),
         },
     )
     .await;

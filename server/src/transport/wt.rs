@@ -99,12 +99,13 @@ async fn handle(state: AppState, incoming: IncomingSession) {
         request.not_found().await;
         return;
     }
-    let Ok(permit) = state.connections.clone().try_acquire_owned() else {
-        tracing::warn!(%peer, "connection limit reached; refusing WebTransport session");
-        metrics::counter!(crate::metrics::CONNECTIONS_REFUSED, "transport" => "webtransport")
-            .increment(1);
-        request.too_many_requests().await;
-        return;
+    let permit = match state.admission.admit_realtime(peer.ip(), "webtransport") {
+        Ok(permit) => permit,
+        Err(refusal) => {
+            tracing::debug!(%peer, "refusing WebTransport session: {refusal}");
+            request.too_many_requests().await;
+            return;
+        }
     };
     let conn = match request.accept().await {
         Ok(conn) => conn,
@@ -150,6 +151,7 @@ async fn handle(state: AppState, incoming: IncomingSession) {
             peer,
             transport: "webtransport",
             liveness,
+            admission: permit.clone(),
         },
     )
     .await;

@@ -35,9 +35,22 @@ impl TestServer {
 
     /// Start with extra `quibble serve` arguments.
     pub fn start_with(data_dir: &Path, extra: &[&str]) -> TestServer {
+        Self::start_via(&[], data_dir, extra)
+    }
+
+    /// Start under a wrapper command (e.g. `prlimit --nofile=N:N`, `env RUST_LOG=trace`).
+    pub fn start_via(wrapper: &[&str], data_dir: &Path, extra: &[&str]) -> TestServer {
         let stderr_log = data_dir.with_extension("log");
         let log = std::fs::File::create(&stderr_log).expect("create log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_quibble"))
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_quibble"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_quibble")),
+        };
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(extra)

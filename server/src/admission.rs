@@ -1,0 +1,365 @@
+//! Connection admission: whether a peer may open one more connection now. Every connection the
+//! server holds for a peer — a TCP connection on an HTTP port (plain requests and the WebSocket
+//! it may become) or a WebTransport session — takes a [`Slot`] from one global budget and from
+//! its address's budget (counted per [`IpKey`]: IPv6 by /64). A realtime connection whose
+//! `Hello` has not been accepted yet also holds an unauthenticated place, from a smaller pool
+//! with a smaller per-address share; [`RealtimePermit::authenticated`] gives it back, so a
+//! signed-in connection counts only against the first two budgets. Slots and permits are guards
+//! (dropping them returns what they hold); a refusal says which budget was full and is counted
+//! in metrics by transport and reason. Shutdown waits for the global budget to refill.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::config::Limits;
+use crate::http::error::ApiError;
+use crate::ip_key::IpKey;
+
+/// The budgets, from [`Limits`].
+#[derive(Debug, Clone, Copy)]
+pub struct Budgets {
+    pub total: usize,
+    pub per_ip: usize,
+    pub unauthenticated: usize,
+    pub unauthenticated_per_ip: usize,
+}
+
+impl From<&Limits> for Budgets {
+    fn from(l: &Limits) -> Self {
+        Budgets {
+            total: l.max_connections,
+            per_ip: l.max_connections_per_ip,
+            unauthenticated: l.max_unauthenticated,
+            unauthenticated_per_ip: l.max_unauthenticated_per_ip,
+        }
+    }
+}
+
+/// Why a connection was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("the server is at its connection limit; try again shortly")]
+    ServerFull,
+    #[error("too many connections from your address; close some and try again")]
+    AddressFull,
+    #[error("too many connections are signing in right now; try again shortly")]
+    UnauthenticatedFull,
+    #[error("too many connections from your address are signing in; try again shortly")]
+    UnauthenticatedAddressFull,
+}
+
+impl Refusal {
+    /// The metrics label.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refusal::ServerFull => "server_full",
+            Refusal::AddressFull => "address_full",
+            Refusal::UnauthenticatedFull => "unauthenticated_full",
+            Refusal::UnauthenticatedAddressFull => "unauthenticated_address_full",
+        }
+    }
+
+    /// 503 when the server as a whole is full, 429 when the peer's address is over its share.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Refusal::ServerFull | Refusal::UnauthenticatedFull => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::AddressFull | Refusal::UnauthenticatedAddressFull => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+        }
+    }
+
+    /// The stable error code of the JSON body.
+    pub fn code(self) -> &'static str {
+        match self.status() {
+            StatusCode::TOO_MANY_REQUESTS => "too_many_connections",
+            _ => "overloaded",
+        }
+    }
+
+    pub fn retry_after(self) -> Duration {
+        match self {
+            Refusal::UnauthenticatedFull | Refusal::UnauthenticatedAddressFull => {
+                Duration::from_secs(2)
+            }
+            Refusal::ServerFull => Duration::from_secs(5),
+            Refusal::AddressFull => Duration::from_secs(10),
+        }
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        ApiError {
+            retry_after: Some(r.retry_after().as_secs()),
+            ..ApiError::new(r.status(), r.code(), r.to_string())
+        }
+    }
+}
+
+pub struct Admission {
+    budgets: Budgets,
+    total: Arc<Semaphore>,
+    counts: Mutex<Counts>,
+}
+
+#[derive(Default)]
+struct Counts {
+    unauthenticated: usize,
+    /// Only addresses holding something: bounded by the open connections.
+    per_ip: HashMap<IpKey, PerIp>,
+}
+
+#[derive(Default)]
+struct PerIp {
+    open: usize,
+    unauthenticated: usize,
+}
+
+impl Admission {
+    pub fn new(budgets: Budgets) -> Arc<Admission> {
+        Arc::new(Admission {
+            budgets,
+            total: Arc::new(Semaphore::new(budgets.total)),
+            counts: Mutex::new(Counts::default()),
+        })
+    }
+
+    #[cfg(test)]
+    /// Connections open now.
+    fn open(&self) -> usize {
+        self.budgets.total - self.total.available_permits()
+    }
+
+    /// Take a slot for a new connection from `ip`.
+    pub fn admit(self: &Arc<Self>, ip: IpAddr, transport: &'static str) -> Result<Slot, Refusal> {
+        let refused = |r: Refusal| {
+            metrics::counter!(crate::metrics::CONNECTIONS_REFUSED,
+                "transport" => transport, "reason" => r.reason())
+            .increment(1);
+            r
+        };
+        let Ok(permit) = self.total.clone().try_acquire_owned() else {
+            return Err(refused(Refusal::ServerFull));
+        };
+        let key = IpKey::of(ip);
+        let mut counts = self.lock();
+        let entry = counts.per_ip.entry(key).or_default();
+        if entry.open >= self.budgets.per_ip {
+            if entry.open == 0 {
+                counts.per_ip.remove(&key);
+            }
+            return Err(refused(Refusal::AddressFull));
+        }
+        entry.open += 1;
+        Ok(Slot(Arc::new(SlotInner {
+            admission: self.clone(),
+            key,
+            _total: permit,
+        })))
+    }
+
+    /// Take an unauthenticated place for a realtime connection on `slot`.
+    pub fn realtime(
+        self: &Arc<Self>,
+        slot: &Slot,
+        transport: &'static str,
+    ) -> Result<RealtimePermit, Refusal> {
+        let mut counts = self.lock();
+        let refusal = if counts.unauthenticated >= self.budgets.unauthenticated {
+            Some(Refusal::UnauthenticatedFull)
+        } else {
+            let entry = counts.per_ip.entry(slot.0.key).or_default();
+            (entry.unauthenticated >= self.budgets.unauthenticated_per_ip)
+                .then_some(Refusal::UnauthenticatedAddressFull)
+        };
+        if let Some(r) = refusal {
+            metrics::counter!(crate::metrics::CONNECTIONS_REFUSED,
+                "transport" => transport, "reason" => r.reason())
+            .increment(1);
+            return Err(r);
+        }
+        counts.unauthenticated += 1;
+        counts.per_ip.entry(slot.0.key).or_default().unauthenticated += 1;
+        Ok(RealtimePermit(Arc::new(RealtimeInner {
+            slot: slot.clone(),
+            unauthenticated: AtomicBool::new(true),
+        })))
+    }
+
+    /// A slot and an unauthenticated place for a realtime connection of its own (WebTransport).
+    pub fn admit_realtime(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        transport: &'static str,
+    ) -> Result<RealtimePermit, Refusal> {
+        let slot = self.admit(ip, transport)?;
+        self.realtime(&slot, transport)
+    }
+
+    /// Completes when every slot is back, or after `max`; false if some were still out.
+    pub async fn drained(&self, max: Duration) -> bool {
+        let all = u32::try_from(self.budgets.total).unwrap_or(u32::MAX);
+        tokio::time::timeout(max, self.total.acquire_many(all))
+            .await
+            .is_ok()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Counts> {
+        // The counts stay consistent whatever panicked while holding the lock.
+        self.counts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn release(&self, key: IpKey, open: usize, unauthenticated: usize) {
+        let mut counts = self.lock();
+        counts.unauthenticated -= unauthenticated;
+        if let Some(entry) = counts.per_ip.get_mut(&key) {
+            entry.open -= open;
+            entry.unauthenticated -= unauthenticated;
+            if entry.open == 0 && entry.unauthenticated == 0 {
+                counts.per_ip.remove(&key);
+            }
+        }
+    }
+}
+
+/// One admitted connection; cloned into whatever keeps the connection alive (an upgraded
+/// WebSocket keeps its TCP connection's slot). The last clone gives the slot back.
+#[derive(Clone)]
+pub struct Slot(Arc<SlotInner>);
+
+struct SlotInner {
+    admission: Arc<Admission>,
+    key: IpKey,
+    _total: OwnedSemaphorePermit,
+}
+
+impl Drop for SlotInner {
+    fn drop(&mut self) {
+        self.admission.release(self.key, 1, 0);
+    }
+}
+
+/// A realtime connection's admission: its slot, and its unauthenticated place until `Hello`
+/// is accepted. Clones share one place.
+#[derive(Clone)]
+pub struct RealtimePermit(Arc<RealtimeInner>);
+
+struct RealtimeInner {
+    slot: Slot,
+    unauthenticated: AtomicBool,
+}
+
+impl RealtimePermit {
+    /// `Hello` was accepted: leave the unauthenticated pool (idempotent).
+    pub fn authenticated(&self) {
+        if self.0.unauthenticated.swap(false, Ordering::AcqRel) {
+            self.0.slot.0.admission.release(self.0.slot.0.key, 0, 1);
+        }
+    }
+}
+
+impl Drop for RealtimeInner {
+    fn drop(&mut self) {
+        if *self.unauthenticated.get_mut() {
+            self.slot.0.admission.release(self.slot.0.key, 0, 1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn admission() -> Arc<Admission> {
+        Admission::new(Budgets {
+            total: 4,
+            per_ip: 3,
+            unauthenticated: 2,
+            unauthenticated_per_ip: 1,
+        })
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn per_address_and_global_budgets() {
+        let a = admission();
+        let held: Vec<Slot> = (0..3)
+            .map(|_| a.admit(ip("10.0.0.1"), "t").unwrap())
+            .collect();
+        assert_eq!(
+            a.admit(ip("10.0.0.1"), "t").err(),
+            Some(Refusal::AddressFull)
+        );
+        let other = a.admit(ip("10.0.0.2"), "t").unwrap();
+        assert_eq!(
+            a.admit(ip("10.0.0.3"), "t").err(),
+            Some(Refusal::ServerFull)
+        );
+        assert_eq!(a.open(), 4);
+        drop(held);
+        drop(other);
+        assert_eq!(a.open(), 0);
+        assert!(
+            a.lock().per_ip.is_empty(),
+            "no entry outlives its connections"
+        );
+    }
+
+    #[test]
+    fn ipv6_counts_per_64() {
+        let a = admission();
+        let _held: Vec<Slot> = (1..=3)
+            .map(|i| a.admit(ip(&format!("2001:db8::{i}")), "t").unwrap())
+            .collect();
+        assert_eq!(
+            a.admit(ip("2001:db8::ffff"), "t").err(),
+            Some(Refusal::AddressFull)
+        );
+        assert!(a.admit(ip("2001:db8:0:1::1"), "t").is_ok());
+    }
+
+    #[test]
+    fn unauthenticated_places_move_out_on_hello() {
+        let a = admission();
+        let s1 = a.admit(ip("10.0.0.1"), "t").unwrap();
+        let s2 = a.admit(ip("10.0.0.1"), "t").unwrap();
+        let p1 = a.realtime(&s1, "t").unwrap();
+        assert_eq!(
+            a.realtime(&s2, "t").err(),
+            Some(Refusal::UnauthenticatedAddressFull)
+        );
+        p1.clone().authenticated();
+        p1.authenticated();
+        let p2 = a.realtime(&s2, "t").unwrap();
+        let s3 = a.admit(ip("10.0.0.2"), "t").unwrap();
+        let s4 = a.admit(ip("10.0.0.3"), "t").unwrap();
+        let _p3 = a.realtime(&s3, "t").unwrap();
+        assert_eq!(
+            a.realtime(&s4, "t").err(),
+            Some(Refusal::UnauthenticatedFull)
+        );
+        drop(p2);
+        assert!(a.realtime(&s4, "t").is_ok());
+    }
+
+    #[tokio::test]
+    async fn drained_waits_for_every_slot() {
+        let a = admission();
+        let slot = a.admit(ip("10.0.0.1"), "t").unwrap();
+        assert!(!a.drained(Duration::from_millis(20)).await);
+        drop(slot);
+        assert!(a.drained(Duration::from_millis(20)).await);
+    }
+}

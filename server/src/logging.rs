@@ -1,0 +1,50 @@
+//! The log filter the binary installs: `RUST_LOG` (default `info`) decides what is logged,
+//! under a cap no `RUST_LOG` can lift on the targets that would log what peers send — the
+//! WebSocket library logs every frame, payload included (a `Hello` carries a session token), at
+//! trace level, and axum logs rejected request details. Both filters must let an event through
+//! (the cap is its own layer), so `RUST_LOG=tungstenite=trace` stays capped too.
+
+use tracing::Level;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// Targets that log payloads below this level, and the most they may log.
+const CAPPED: &[(&str, Level)] = &[
+    ("tungstenite", Level::DEBUG),
+    ("tokio_tungstenite", Level::DEBUG),
+    ("axum::rejection", Level::DEBUG),
+];
+
+/// The cap on payload-logging targets; everything else passes.
+pub fn payload_cap() -> Targets {
+    CAPPED.iter().fold(
+        Targets::new().with_default(Level::TRACE),
+        |t, (target, level)| t.with_target(*target, *level),
+    )
+}
+
+/// Install the process-wide subscriber: capped, then `RUST_LOG`, to stderr.
+pub fn init() {
+    let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::registry()
+        .with(payload_cap())
+        .with(env)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_targets_are_capped_and_others_are_not() {
+        let cap = payload_cap();
+        assert!(!cap.would_enable("tungstenite::protocol", &Level::TRACE));
+        assert!(cap.would_enable("tungstenite::protocol", &Level::DEBUG));
+        assert!(!cap.would_enable("axum::rejection", &Level::TRACE));
+        assert!(cap.would_enable("quibble_server::chat", &Level::TRACE));
+    }
+}
