@@ -108,6 +108,23 @@ impl DeafPeer {
         )
     }
 
+    /// Queue `n` Pings and flush; false if the server did not take them within a second.
+    async fn pings(&mut self, n: u64) -> bool {
+        let burst = async {
+            for i in 0..n {
+                // Large nonces make large Pongs: the server's buffers fill sooner.
+                let ping = frame(&ClientFrame::Ping {
+                    nonce: u64::MAX - i,
+                });
+                self.sink
+                    .feed(Message::Binary(mux::wrap(0, &ping).into()))
+                    .await?;
+            }
+            self.sink.flush().await
+        };
+        matches!(timeout(Duration::from_secs(1), burst).await, Ok(Ok(())))
+    }
+
     /// Start reading: the next frame or end on `stream`, skipping other streams.
     async fn next_on(&mut self, stream: u64) -> Option<ServerFrame> {
         loop {
@@ -352,8 +369,8 @@ async fn the_hub_forgets_conversations_when_their_last_subscriber_leaves() {
 #[tokio::test]
 async fn any_traffic_proves_liveness_and_only_silence_closes() {
     let dir = tempfile::tempdir().unwrap();
-    // Pings every 300 ms; silence for 900 ms closes.
-    let server = start(&dir, "heartbeat_ms = 300\n");
+    // Pings every 600 ms; silence for 1.8 s closes.
+    let server = start(&dir, "heartbeat_ms = 600\n");
     let api = server.api();
     let token = api.signup("chatty").await;
     let room = api.create_room(&token, "lobby").await;
@@ -363,10 +380,10 @@ async fn any_traffic_proves_liveness_and_only_silence_closes() {
     ] {
         peer.hello(&token).await;
         peer.join(1, room, None).await;
-        // 3 s of messages and no Ping.
+        // 4 s of messages and no Ping.
         let started = Instant::now();
         let mut id = 0;
-        while started.elapsed() < Duration::from_secs(3) {
+        while started.elapsed() < Duration::from_secs(4) {
             id += 1;
             peer.say(1, id, "still here").await;
             sleep(Duration::from_millis(100)).await;
@@ -517,4 +534,37 @@ async fn an_oversized_websocket_message_gets_close_code_frame_too_large() {
         ErrorCode::FrameTooLarge.ws_close_code()
     );
     assert!(!close.reason.is_empty());
+}
+
+#[tokio::test]
+async fn a_control_stream_that_is_not_read_ends_the_connection_with_slow_consumer() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir, "");
+    let token = server.api().signup("pinger").await;
+    let mut peer = DeafPeer::connect(&server, &token).await;
+    let slow = "quibble_connection_errors_total{code=\"slow_consumer\"}";
+    let started = Instant::now();
+    let before = rss(&server);
+    while metric(&server, slow).await < 1.0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "still served after 30 s of pings nobody reads"
+        );
+        peer.pings(10_000).await;
+        let grown = rss(&server).saturating_sub(before);
+        assert!(grown < 32 * MIB, "RSS grew {} MiB", grown / MIB);
+    }
+    // Reading again, the peer finds its Pongs, then the close with the code.
+    let code = timeout(Duration::from_secs(20), async {
+        loop {
+            match peer.source.next().await {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => {}
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("closed in time");
+    assert_eq!(code, Some(ErrorCode::SlowConsumer.ws_close_code()));
 }
