@@ -568,3 +568,56 @@ async fn a_control_stream_that_is_not_read_ends_the_connection_with_slow_consume
     .expect("closed in time");
     assert_eq!(code, Some(ErrorCode::SlowConsumer.ws_close_code()));
 }
+
+#[tokio::test]
+async fn frames_received_faster_than_they_are_handled_stay_bounded_in_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir, NO_SEND_LIMIT);
+    let api = server.api();
+    let token = api.signup("pusher").await;
+    let room = api.create_room(&token, "lobby").await;
+    let mut writer = RawPeer::websocket(&server).await;
+    writer.hello(&token).await;
+    writer.join(1, room, None).await;
+    let body = "h".repeat(4000);
+    for id in 0..50 {
+        writer.say(1, id, &body).await;
+    }
+    let before = rss(&server);
+
+    // On each of 48 streams: History requests nobody reads the answers to (so the stream's
+    // handler waits for room), then 12 frames of ~200 KB that it cannot take yet: ~115 MB
+    // if the server held every frame it was sent.
+    let mut peer = DeafPeer::connect(&server, &token).await;
+    let big = ClientFrame::Send {
+        client_id: 1,
+        body: "b".repeat(200_000),
+    };
+    let history = ClientFrame::History {
+        before_seq: u64::MAX,
+        limit: 50,
+    };
+    'streams: for stream in 1..=48 {
+        let join = ClientFrame::Join {
+            conversation: room,
+            resume: None,
+        };
+        let frames = [join, history.clone(), history.clone(), history.clone()];
+        for f in frames.iter().chain(std::iter::repeat_n(&big, 12)) {
+            if !peer.send(stream, f).await {
+                break 'streams;
+            }
+        }
+    }
+    let mut peak = 0;
+    for _ in 0..10 {
+        sleep(Duration::from_millis(200)).await;
+        peak = peak.max(rss(&server));
+    }
+    let grown = peak.saturating_sub(before);
+    eprintln!("RSS grew {} KiB", grown / 1024);
+    assert!(grown < 64 * MIB, "RSS grew {} MiB", grown / MIB);
+    // The server still serves others.
+    writer.send(0, &ClientFrame::Ping { nonce: 9 }).await;
+    assert_eq!(writer.next_frame(0).await, ServerFrame::Pong { nonce: 9 });
+}

@@ -37,7 +37,9 @@ use tokio::time::timeout;
 use crate::chat::connection::{self, ConnIo};
 use crate::chat::liveness::Liveness;
 use crate::chat::outbound::{Batch, Item, Outbound};
-use crate::chat::stream::{CloseReason, Inbound, StreamIo, decode_error_code, encode_frame};
+use crate::chat::stream::{
+    CloseReason, Inbound, InboundBudget, InboundTx, StreamIo, decode_error_code, encode_frame,
+};
 use crate::http::error::ApiError;
 use crate::state::AppState;
 
@@ -80,7 +82,8 @@ async fn handle(
     let mut writer = tokio::spawn(write_socket(sink, outbound.clone()));
     let liveness = Arc::new(Liveness::default());
 
-    let (control, control_inbound) = StreamIo::new(outbound.open(CONTROL_STREAM));
+    let budget = InboundBudget::default();
+    let (control, control_inbound) = StreamIo::new(outbound.open(CONTROL_STREAM), &budget);
     let (streams_tx, streams_rx) = mpsc::channel(8);
     let (fault_tx, mut fault_rx) = oneshot::channel();
     let demux = Demux {
@@ -88,6 +91,7 @@ async fn handle(
         highest: CONTROL_STREAM,
         new_streams: streams_tx,
         outbound: outbound.clone(),
+        budget,
         liveness: liveness.clone(),
         max_streams: state.limits.max_streams_per_connection,
     };
@@ -133,11 +137,12 @@ fn truncate(s: &str, max: usize) -> String {
 /// Routes inbound WebSocket messages to their logical streams.
 struct Demux {
     /// Open streams (the control stream included).
-    streams: HashMap<u64, mpsc::Sender<Inbound>>,
+    streams: HashMap<u64, InboundTx>,
     /// The highest stream id opened so far.
     highest: u64,
     new_streams: mpsc::Sender<StreamIo>,
     outbound: Outbound,
+    budget: InboundBudget,
     liveness: Arc<Liveness>,
     max_streams: usize,
 }
@@ -183,7 +188,7 @@ impl Demux {
                 Ok(frame) => Inbound::Frame(frame),
                 Err(e) => Inbound::Invalid(e),
             };
-            self.route(id, inbound).await;
+            self.route(id, inbound, data.len()).await;
         };
         let _ = fault.send(reason);
         drop(self);
@@ -192,15 +197,12 @@ impl Demux {
         std::future::pending::<()>().await;
     }
 
-    async fn route(&mut self, id: u64, inbound: Inbound) {
+    async fn route(&mut self, id: u64, inbound: Inbound, wire_len: usize) {
         if let Some(tx) = self.streams.get(&id) {
-            match tx.send(inbound).await {
-                Ok(()) => {}
-                // Its handler ended the stream: the stream is over.
-                Err(returned) => {
-                    self.streams.remove(&id);
-                    self.over(id, returned.0);
-                }
+            // Its handler ended the stream: the stream is over.
+            if let Err(inbound) = tx.send(inbound, wire_len).await {
+                self.streams.remove(&id);
+                self.over(id, inbound);
             }
             return;
         }
@@ -221,8 +223,8 @@ impl Demux {
                 return;
             }
         }
-        let (io, tx) = StreamIo::new(self.outbound.open(id));
-        if tx.try_send(inbound).is_err() || self.new_streams.send(io).await.is_err() {
+        let (io, tx) = StreamIo::new(self.outbound.open(id), &self.budget);
+        if self.new_streams.send(io).await.is_err() || tx.send(inbound, wire_len).await.is_err() {
             return;
         }
         self.streams.insert(id, tx);
