@@ -322,8 +322,9 @@ impl Outbound {
         self.shared.room.notify_waiters();
     }
 
-    /// Bytes the connection holds now (for tests and metrics).
-    pub fn held(&self) -> usize {
+    /// Bytes the connection holds now.
+    #[cfg(test)]
+    fn held(&self) -> usize {
         self.shared.lock().held
     }
 }
@@ -451,7 +452,7 @@ fn gauge_sub(bytes: usize) {
 /// Which stream: its id and serial.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamRef {
-    pub id: u64,
+    id: u64,
     serial: u64,
 }
 
