@@ -89,6 +89,8 @@ struct Shared {
     room: Notify,
     /// Wakes streams watching for their end (cut, connection closed).
     ended: Notify,
+    /// The process-wide queued-bytes gauge (looked up once per connection).
+    gauge: metrics::Gauge,
 }
 
 #[derive(Default)]
@@ -135,6 +137,7 @@ impl Outbound {
                 writer: Notify::new(),
                 room: Notify::new(),
                 ended: Notify::new(),
+                gauge: metrics::gauge!(crate::metrics::OUTBOUND_QUEUED_BYTES),
             }),
         }
     }
@@ -193,7 +196,7 @@ impl Outbound {
         state.ready.clear();
         state.held = 0;
         drop(state);
-        gauge_sub(dropped);
+        self.shared.gauge_sub(dropped);
         self.shared.writer.notify_one();
         self.shared.ended.notify_waiters();
         self.shared.room.notify_waiters();
@@ -303,7 +306,7 @@ impl Outbound {
         let dropped = frame_bytes(&slot.items);
         state.held = state.held.saturating_sub(slot.held);
         drop(state);
-        gauge_sub(dropped);
+        self.shared.gauge_sub(dropped);
         self.shared.ended.notify_waiters();
         self.shared.room.notify_waiters();
     }
@@ -318,7 +321,7 @@ impl Outbound {
             state.held = state.held.saturating_sub(bytes);
         }
         drop(state);
-        gauge_sub(bytes);
+        self.shared.gauge_sub(bytes);
         self.shared.room.notify_waiters();
     }
 
@@ -336,6 +339,18 @@ fn slot_writer(state: &State, tx: &StreamRef) -> Option<Arc<Notify>> {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn gauge_add(&self, bytes: usize) {
+        if bytes > 0 {
+            self.gauge.increment(bytes as f64);
+        }
+    }
+
+    fn gauge_sub(&self, bytes: usize) {
+        if bytes > 0 {
+            self.gauge.decrement(bytes as f64);
+        }
     }
 
     /// Queue `item` on the stream, checking the caps unless `bypass`; `reserved` bytes held
@@ -374,7 +389,7 @@ impl Shared {
             state.ready.push_back(tx.id);
         }
         drop(state);
-        gauge_add(len);
+        self.gauge_add(len);
         if self.multiplexed {
             self.writer.notify_one();
         } else {
@@ -435,18 +450,6 @@ fn frame_bytes(items: &VecDeque<Item>) -> usize {
             Item::Finish => 0,
         })
         .sum()
-}
-
-fn gauge_add(bytes: usize) {
-    if bytes > 0 {
-        metrics::gauge!(crate::metrics::OUTBOUND_QUEUED_BYTES).increment(bytes as f64);
-    }
-}
-
-fn gauge_sub(bytes: usize) {
-    if bytes > 0 {
-        metrics::gauge!(crate::metrics::OUTBOUND_QUEUED_BYTES).decrement(bytes as f64);
-    }
 }
 
 /// Which stream: its id and serial.
