@@ -108,6 +108,23 @@ impl DeafPeer {
         )
     }
 
+    /// Queue `n` Pings and flush; false if the server did not take them within a second.
+    async fn pings(&mut self, n: u64) -> bool {
+        let burst = async {
+            for i in 0..n {
+                // Large nonces make large Pongs: the server's buffers fill sooner.
+                let ping = frame(&ClientFrame::Ping {
+                    nonce: u64::MAX - i,
+                });
+                self.sink
+                    .feed(Message::Binary(mux::wrap(0, &ping).into()))
+                    .await?;
+            }
+            self.sink.flush().await
+        };
+        matches!(timeout(Duration::from_secs(1), burst).await, Ok(Ok(())))
+    }
+
     /// Start reading: the next frame or end on `stream`, skipping other streams.
     async fn next_on(&mut self, stream: u64) -> Option<ServerFrame> {
         loop {
@@ -352,8 +369,8 @@ async fn the_hub_forgets_conversations_when_their_last_subscriber_leaves() {
 #[tokio::test]
 async fn any_traffic_proves_liveness_and_only_silence_closes() {
     let dir = tempfile::tempdir().unwrap();
-    // Pings every 300 ms; silence for 900 ms closes.
-    let server = start(&dir, "heartbeat_ms = 300\n");
+    // Pings every second; silence for 3 s closes.
+    let server = start(&dir, "heartbeat_ms = 1000\n");
     let api = server.api();
     let token = api.signup("chatty").await;
     let room = api.create_room(&token, "lobby").await;
@@ -363,10 +380,10 @@ async fn any_traffic_proves_liveness_and_only_silence_closes() {
     ] {
         peer.hello(&token).await;
         peer.join(1, room, None).await;
-        // 3 s of messages and no Ping.
+        // 4.5 s of messages and no Ping.
         let started = Instant::now();
         let mut id = 0;
-        while started.elapsed() < Duration::from_secs(3) {
+        while started.elapsed() < Duration::from_millis(4500) {
             id += 1;
             peer.say(1, id, "still here").await;
             sleep(Duration::from_millis(100)).await;
@@ -374,7 +391,7 @@ async fn any_traffic_proves_liveness_and_only_silence_closes() {
         peer.send(0, &ClientFrame::Ping { nonce: 1 }).await;
         assert_eq!(peer.next_frame(0).await, ServerFrame::Pong { nonce: 1 });
         // Now silence: closed.
-        let closed = timeout(Duration::from_secs(5), async {
+        let closed = timeout(Duration::from_secs(8), async {
             loop {
                 if let Received::Closed(_) = peer.next_on(u64::MAX).await {
                     return;
@@ -517,4 +534,90 @@ async fn an_oversized_websocket_message_gets_close_code_frame_too_large() {
         ErrorCode::FrameTooLarge.ws_close_code()
     );
     assert!(!close.reason.is_empty());
+}
+
+#[tokio::test]
+async fn a_control_stream_that_is_not_read_ends_the_connection_with_slow_consumer() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir, "");
+    let token = server.api().signup("pinger").await;
+    let mut peer = DeafPeer::connect(&server, &token).await;
+    let slow = "quibble_connection_errors_total{code=\"slow_consumer\"}";
+    let started = Instant::now();
+    let before = rss(&server);
+    while metric(&server, slow).await < 1.0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "still served after 30 s of pings nobody reads"
+        );
+        peer.pings(10_000).await;
+        let grown = rss(&server).saturating_sub(before);
+        assert!(grown < 32 * MIB, "RSS grew {} MiB", grown / MIB);
+    }
+    // Reading again, the peer finds its Pongs, then the close with the code.
+    let code = timeout(Duration::from_secs(20), async {
+        loop {
+            match peer.source.next().await {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => {}
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("closed in time");
+    assert_eq!(code, Some(ErrorCode::SlowConsumer.ws_close_code()));
+}
+
+#[tokio::test]
+async fn frames_received_faster_than_they_are_handled_stay_bounded_in_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir, NO_SEND_LIMIT);
+    let api = server.api();
+    let token = api.signup("pusher").await;
+    let room = api.create_room(&token, "lobby").await;
+    let mut writer = RawPeer::websocket(&server).await;
+    writer.hello(&token).await;
+    writer.join(1, room, None).await;
+    let body = "h".repeat(4000);
+    for id in 0..50 {
+        writer.say(1, id, &body).await;
+    }
+    let before = rss(&server);
+
+    // On each of 48 streams: History requests nobody reads the answers to (so the stream's
+    // handler waits for room), then 12 frames of ~200 KB that it cannot take yet: ~115 MB
+    // if the server held every frame it was sent.
+    let mut peer = DeafPeer::connect(&server, &token).await;
+    let big = ClientFrame::Send {
+        client_id: 1,
+        body: "b".repeat(200_000),
+    };
+    let history = ClientFrame::History {
+        before_seq: u64::MAX,
+        limit: 50,
+    };
+    'streams: for stream in 1..=48 {
+        let join = ClientFrame::Join {
+            conversation: room,
+            resume: None,
+        };
+        let frames = [join, history.clone(), history.clone(), history.clone()];
+        for f in frames.iter().chain(std::iter::repeat_n(&big, 12)) {
+            if !peer.send(stream, f).await {
+                break 'streams;
+            }
+        }
+    }
+    let mut peak = 0;
+    for _ in 0..10 {
+        sleep(Duration::from_millis(200)).await;
+        peak = peak.max(rss(&server));
+    }
+    let grown = peak.saturating_sub(before);
+    eprintln!("RSS grew {} KiB", grown / 1024);
+    assert!(grown < 64 * MIB, "RSS grew {} MiB", grown / MIB);
+    // The server still serves others.
+    writer.send(0, &ClientFrame::Ping { nonce: 9 }).await;
+    assert_eq!(writer.next_frame(0).await, ServerFrame::Pong { nonce: 9 });
 }

@@ -129,6 +129,10 @@ async fn run(state: AppState, io: ConnIo) -> CloseReason {
                 None => return CloseReason::normal("transport closed"),
             },
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            // The writer gave up: the peer took nothing for too long, or is gone.
+            () = control.outbound.closed() => {
+                return CloseReason::error(ErrorCode::SlowConsumer, "the peer does not read");
+            }
             _ = sleep_until(deadline) => {
                 let heard = liveness.last_seen() + silence;
                 if heard <= Instant::now() {

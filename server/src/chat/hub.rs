@@ -131,7 +131,8 @@ impl Hub {
     }
 
     /// Conversations with subscribers now.
-    pub fn conversations(&self) -> usize {
+    #[cfg(test)]
+    fn conversations(&self) -> usize {
         self.lock().conversations.len()
     }
 

@@ -5,7 +5,8 @@
 //!
 //! Bounds: a stream may hold at most [`STREAM_QUEUE_BYTES`] and the whole connection at most
 //! [`CONNECTION_QUEUE_BYTES`], counting frames queued, frames popped but not yet written, and
-//! room reserved for a page still being read from the store. Live fan-out never waits
+//! room reserved for a page still being read from the store; each frame counts for its bytes
+//! plus [`FRAME_OVERHEAD`]. Live fan-out never waits
 //! ([`StreamTx::try_send`]: a full queue is the caller's signal to cut the stream); replies,
 //! history and replay wait for room ([`StreamTx::send`], [`StreamTx::reserve`]), so they go
 //! only as fast as the peer reads. The one frame that ends a stream ([`StreamTx::send_last`]:
@@ -30,6 +31,14 @@ use crate::chat::stream::CloseReason;
 pub const STREAM_QUEUE_BYTES: usize = 512 * 1024;
 /// Bytes one connection may have queued over all its streams.
 pub const CONNECTION_QUEUE_BYTES: usize = 1024 * 1024;
+/// What a queued frame costs beyond its bytes (its queue entry and allocation), so that a
+/// flood of tiny frames is bounded by the memory it really takes.
+pub const FRAME_OVERHEAD: usize = 64;
+
+/// The bytes a frame counts for.
+fn cost(frame: &Bytes) -> usize {
+    frame.len() + FRAME_OVERHEAD
+}
 
 /// Why a frame was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -80,6 +89,8 @@ struct Shared {
     room: Notify,
     /// Wakes streams watching for their end (cut, connection closed).
     ended: Notify,
+    /// The process-wide queued-bytes gauge (looked up once per connection).
+    gauge: metrics::Gauge,
 }
 
 #[derive(Default)]
@@ -126,6 +137,7 @@ impl Outbound {
                 writer: Notify::new(),
                 room: Notify::new(),
                 ended: Notify::new(),
+                gauge: metrics::gauge!(crate::metrics::OUTBOUND_QUEUED_BYTES),
             }),
         }
     }
@@ -184,7 +196,7 @@ impl Outbound {
         state.ready.clear();
         state.held = 0;
         drop(state);
-        gauge_sub(dropped);
+        self.shared.gauge_sub(dropped);
         self.shared.writer.notify_one();
         self.shared.ended.notify_waiters();
         self.shared.room.notify_waiters();
@@ -213,8 +225,8 @@ impl Outbound {
                         continue;
                     };
                     if let Item::Frame(frame) = &item {
-                        bytes += frame.len();
-                        slot.held -= frame.len();
+                        bytes += cost(frame);
+                        slot.held -= cost(frame);
                     }
                     if !slot.items.is_empty() {
                         state.ready.push_back(id);
@@ -252,7 +264,7 @@ impl Outbound {
                 while bytes < max_bytes {
                     match slot.items.pop_front() {
                         Some(Item::Frame(frame)) => {
-                            bytes += frame.len();
+                            bytes += cost(&frame);
                             frames.push(frame);
                         }
                         Some(Item::Finish) => {
@@ -294,7 +306,7 @@ impl Outbound {
         let dropped = frame_bytes(&slot.items);
         state.held = state.held.saturating_sub(slot.held);
         drop(state);
-        gauge_sub(dropped);
+        self.shared.gauge_sub(dropped);
         self.shared.ended.notify_waiters();
         self.shared.room.notify_waiters();
     }
@@ -309,12 +321,13 @@ impl Outbound {
             state.held = state.held.saturating_sub(bytes);
         }
         drop(state);
-        gauge_sub(bytes);
+        self.shared.gauge_sub(bytes);
         self.shared.room.notify_waiters();
     }
 
-    /// Bytes the connection holds now (for tests and metrics).
-    pub fn held(&self) -> usize {
+    /// Bytes the connection holds now.
+    #[cfg(test)]
+    fn held(&self) -> usize {
         self.shared.lock().held
     }
 }
@@ -328,6 +341,18 @@ impl Shared {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn gauge_add(&self, bytes: usize) {
+        if bytes > 0 {
+            self.gauge.increment(bytes as f64);
+        }
+    }
+
+    fn gauge_sub(&self, bytes: usize) {
+        if bytes > 0 {
+            self.gauge.decrement(bytes as f64);
+        }
+    }
+
     /// Queue `item` on the stream, checking the caps unless `bypass`; `reserved` bytes held
     /// by the caller are turned into the item's.
     fn push(
@@ -339,7 +364,7 @@ impl Shared {
     ) -> Result<(), SendError> {
         let mut state = self.lock();
         let len = match &item {
-            Item::Frame(frame) => frame.len(),
+            Item::Frame(frame) => cost(frame),
             Item::Finish => 0,
         };
         let State { held, slots, .. } = &mut *state;
@@ -364,7 +389,7 @@ impl Shared {
             state.ready.push_back(tx.id);
         }
         drop(state);
-        gauge_add(len);
+        self.gauge_add(len);
         if self.multiplexed {
             self.writer.notify_one();
         } else {
@@ -421,28 +446,16 @@ fn frame_bytes(items: &VecDeque<Item>) -> usize {
     items
         .iter()
         .map(|i| match i {
-            Item::Frame(f) => f.len(),
+            Item::Frame(f) => cost(f),
             Item::Finish => 0,
         })
         .sum()
 }
 
-fn gauge_add(bytes: usize) {
-    if bytes > 0 {
-        metrics::gauge!(crate::metrics::OUTBOUND_QUEUED_BYTES).increment(bytes as f64);
-    }
-}
-
-fn gauge_sub(bytes: usize) {
-    if bytes > 0 {
-        metrics::gauge!(crate::metrics::OUTBOUND_QUEUED_BYTES).decrement(bytes as f64);
-    }
-}
-
 /// Which stream: its id and serial.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamRef {
-    pub id: u64,
+    id: u64,
     serial: u64,
 }
 
@@ -503,7 +516,7 @@ impl StreamTx {
 
     /// Queue a frame once there is room for it (as fast as the peer reads).
     pub async fn send(&self, frame: Bytes) -> Result<(), SendError> {
-        let len = frame.len();
+        let len = cost(&frame);
         self.reserve(len).await?.send([frame]);
         Ok(())
     }
@@ -562,8 +575,7 @@ impl Reservation<'_> {
         let stream = self.tx.stream();
         let mut reserved = self.bytes;
         for frame in frames {
-            let len = frame.len();
-            let used = reserved.min(len);
+            let used = reserved.min(cost(&frame));
             if self
                 .tx
                 .live
@@ -605,9 +617,9 @@ mod tests {
         let tx = out.open(1);
         let mut queued = 0;
         while tx.try_send(frame(1000)).is_ok() {
-            queued += 1000;
+            queued += 1000 + FRAME_OVERHEAD;
         }
-        assert!(queued <= STREAM_QUEUE_BYTES && queued > STREAM_QUEUE_BYTES - 1000);
+        assert!(queued <= STREAM_QUEUE_BYTES && queued > STREAM_QUEUE_BYTES - 1100);
         assert_eq!(tx.try_send(frame(1000)), Err(SendError::Full));
         tx.send_last(frame(10));
         assert_eq!(tx.try_send(frame(1)), Err(SendError::Closed));
@@ -617,7 +629,7 @@ mod tests {
         let Batch::Items { items, bytes } = out.next_batch(usize::MAX).await else {
             panic!("expected items");
         };
-        assert_eq!(bytes, queued + 10);
+        assert_eq!(bytes, queued + 10 + FRAME_OVERHEAD);
         assert!(matches!(items.last(), Some((1, Item::Finish))));
         out.release(bytes);
         assert_eq!(out.held(), 0);
@@ -630,7 +642,7 @@ mod tests {
         let mut queued = 0;
         for tx in &streams {
             while tx.try_send(frame(4096)).is_ok() {
-                queued += 4096;
+                queued += 4096 + FRAME_OVERHEAD;
             }
         }
         assert!(queued <= CONNECTION_QUEUE_BYTES);
@@ -641,7 +653,9 @@ mod tests {
     async fn send_waits_for_the_writer_to_make_room() {
         let out = Outbound::multiplexed();
         let tx = out.open(1);
-        tx.send(frame(STREAM_QUEUE_BYTES - 100)).await.unwrap();
+        tx.send(frame(STREAM_QUEUE_BYTES - 100 - FRAME_OVERHEAD))
+            .await
+            .unwrap();
         let waiting =
             tokio::time::timeout(std::time::Duration::from_millis(50), tx.send(frame(1000))).await;
         assert!(waiting.is_err(), "no room: the send waits");
@@ -687,10 +701,10 @@ mod tests {
         b.try_send(frame(5)).unwrap();
         drop(a);
         let (frames, bytes) = out.next_for(&ra, usize::MAX).await.unwrap();
-        assert_eq!((frames.len(), bytes), (1, 3));
+        assert_eq!((frames.len(), bytes), (1, 3 + FRAME_OVERHEAD));
         assert!(out.next_for(&ra, usize::MAX).await.is_none());
         let (_, bytes_b) = out.next_for(&rb, usize::MAX).await.unwrap();
-        assert_eq!(bytes_b, 5);
+        assert_eq!(bytes_b, 5 + FRAME_OVERHEAD);
         out.release(bytes + bytes_b);
         assert_eq!(out.held(), 0);
     }

@@ -3,15 +3,73 @@
 //! outbound queue ([`crate::chat::outbound`]). Transports feed the inbound channel and write
 //! what the queue holds; dropping the [`StreamTx`] ends the stream (a FIN on WebTransport, a
 //! finish message on WebSocket).
+//!
+//! Inbound is bounded in bytes too: every frame handed to the engine holds its wire size from
+//! the connection's [`InboundBudget`] until its handler takes it. A transport waits when the
+//! budget is spent, so a peer whose frames are not being handled is simply not read further.
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use quibble_protocol::{CodecError, ErrorCode, ServerFrame, codec};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::chat::outbound::StreamTx;
 
-/// Inbound frames decoded ahead of the handler.
-pub const INBOUND_FRAMES: usize = 16;
+/// Inbound frames decoded ahead of a stream's handler.
+pub const INBOUND_FRAMES: usize = 4;
+/// Bytes of frames one connection may have received but not yet handled (eight of the
+/// largest frames).
+pub const INBOUND_BYTES: usize = 2 * 1024 * 1024;
+
+/// A connection's budget for received frames not yet handled; clones share it.
+#[derive(Clone)]
+pub struct InboundBudget(Arc<Semaphore>);
+
+impl Default for InboundBudget {
+    fn default() -> Self {
+        InboundBudget(Arc::new(Semaphore::new(INBOUND_BYTES)))
+    }
+}
+
+/// The transport's end of a stream's inbound channel.
+pub struct InboundTx {
+    tx: mpsc::Sender<(Inbound, OwnedSemaphorePermit)>,
+    budget: InboundBudget,
+}
+
+impl InboundTx {
+    /// Hand a frame that took `wire_len` bytes to the engine, once the budget has room for
+    /// it; gives the frame back if the stream's handler is gone.
+    pub async fn send(&self, inbound: Inbound, wire_len: usize) -> Result<(), Inbound> {
+        let share = wire_len.clamp(1, INBOUND_BYTES) as u32;
+        let Ok(permit) = self.budget.0.clone().acquire_many_owned(share).await else {
+            return Err(inbound);
+        };
+        self.tx
+            .send((inbound, permit))
+            .await
+            .map_err(|returned| returned.0.0)
+    }
+
+    /// Whether the stream's handler is gone.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+/// The engine's end of a stream's inbound channel.
+pub struct InboundRx {
+    rx: mpsc::Receiver<(Inbound, OwnedSemaphorePermit)>,
+}
+
+impl InboundRx {
+    /// The next frame; `None` once the transport has nothing more for this stream.
+    pub async fn recv(&mut self) -> Option<Inbound> {
+        // Taking the frame gives its bytes back to the budget.
+        self.rx.recv().await.map(|(inbound, _permit)| inbound)
+    }
+}
 
 /// What a transport hands the engine for each received frame.
 #[derive(Debug)]
@@ -23,20 +81,24 @@ pub enum Inbound {
 
 /// One logical stream, seen from the engine.
 pub struct StreamIo {
-    pub inbound: mpsc::Receiver<Inbound>,
+    pub inbound: InboundRx,
     pub outbound: StreamTx,
 }
 
 impl StreamIo {
-    /// A stream writing into `outbound`; returns the sender its transport feeds.
-    pub fn new(outbound: StreamTx) -> (StreamIo, mpsc::Sender<Inbound>) {
+    /// A stream writing into `outbound` and receiving under `budget`; returns the sender its
+    /// transport feeds.
+    pub fn new(outbound: StreamTx, budget: &InboundBudget) -> (StreamIo, InboundTx) {
         let (tx, rx) = mpsc::channel(INBOUND_FRAMES);
         (
             StreamIo {
-                inbound: rx,
+                inbound: InboundRx { rx },
                 outbound,
             },
-            tx,
+            InboundTx {
+                tx,
+                budget: budget.clone(),
+            },
         )
     }
 }

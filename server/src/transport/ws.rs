@@ -10,9 +10,12 @@
 //! toward the stream limit; a frame on a forgotten id at or below the highest is for a stream
 //! that is over (a `Join` there is refused, anything else dropped).
 //!
-//! A message over the size limit cannot be skipped (the WebSocket library stops reading at
-//! it), so the connection is closed with `FrameTooLarge` and kept open briefly, for the peer
-//! to read the close before the socket goes.
+//! Closing: the writer sends what is queued and the close frame while the reader goes on
+//! reading and discarding whatever the peer still sends, for a bounded time, so the socket is
+//! not closed with unread input (which makes the kernel reset the connection and the peer
+//! lose the close frame). A message over the size limit cannot be skipped (the WebSocket
+//! library stops reading at it): that connection is closed with `FrameTooLarge` and its socket
+//! kept open for the same bounded time, for the peer to read the close.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -28,14 +31,16 @@ use futures_util::{SinkExt, StreamExt};
 use quibble_protocol::limits::MAX_FRAME_LEN;
 use quibble_protocol::mux::{self, CONTROL_STREAM};
 use quibble_protocol::{ClientFrame, ErrorCode, ServerFrame, codec};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
 
 use crate::admission::{RealtimePermit, Slot};
 use crate::chat::connection::{self, ConnIo};
 use crate::chat::liveness::Liveness;
 use crate::chat::outbound::{Batch, Item, Outbound};
-use crate::chat::stream::{CloseReason, Inbound, StreamIo, decode_error_code, encode_frame};
+use crate::chat::stream::{
+    CloseReason, Inbound, InboundBudget, InboundTx, StreamIo, decode_error_code, encode_frame,
+};
 use crate::http::error::ApiError;
 use crate::state::AppState;
 
@@ -45,8 +50,10 @@ const WRITE_STALL: Duration = Duration::from_secs(30);
 const ENVELOPE_SLACK: usize = 16;
 /// Bytes of frames the writer takes from the queue per socket write.
 const WRITE_BATCH: usize = 64 * 1024;
-/// How long a connection closed for an oversized message stays open for the peer to read the
-/// close frame.
+/// How long a closing connection waits for the peer to take what is queued and the close.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+/// How long the socket then stays open, reading and discarding, for the peer to read the
+/// close frame and answer it.
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
 /// `GET /ws`: upgrade, unless the server is full.
@@ -68,20 +75,23 @@ pub async fn upgrade(
 async fn handle(state: AppState, socket: WebSocket, peer: SocketAddr, permit: RealtimePermit) {
     let (sink, source) = socket.split();
     let outbound = Outbound::multiplexed();
-    let writer = tokio::spawn(write_socket(sink, outbound.clone()));
+    let mut writer = tokio::spawn(write_socket(sink, outbound.clone()));
     let liveness = Arc::new(Liveness::default());
 
-    let (control, control_inbound) = StreamIo::new(outbound.open(CONTROL_STREAM));
+    let budget = InboundBudget::default();
+    let (control, control_inbound) = StreamIo::new(outbound.open(CONTROL_STREAM), &budget);
     let (streams_tx, streams_rx) = mpsc::channel(8);
+    let (fault_tx, mut fault_rx) = oneshot::channel();
     let demux = Demux {
         streams: HashMap::from([(CONTROL_STREAM, control_inbound)]),
         highest: CONTROL_STREAM,
         new_streams: streams_tx,
         outbound: outbound.clone(),
+        budget,
         liveness: liveness.clone(),
         max_streams: state.limits.max_streams_per_connection,
     };
-    let mut reader = tokio::spawn(demux.run(source));
+    let mut reader = tokio::spawn(demux.run(source, fault_tx));
 
     let mut reason = connection::serve(
         state,
@@ -96,26 +106,19 @@ async fn handle(state: AppState, socket: WebSocket, peer: SocketAddr, permit: Re
     )
     .await;
     // A fault the reader found (an oversized or malformed message) is the real reason.
-    let fault = match timeout(Duration::from_millis(100), &mut reader).await {
-        Ok(Ok(fault)) => fault,
-        _ => {
-            reader.abort();
-            None
-        }
-    };
-    let linger = fault.as_ref().map(|(_, source)| source.is_some());
-    if let Some((fault, _)) = &fault {
+    if let Ok(fault) = fault_rx.try_recv() {
         if let Some(code) = fault.code {
             crate::metrics::error(crate::metrics::CONNECTION_ERRORS, code);
         }
-        reason = fault.clone();
+        reason = fault;
     }
     outbound.close(reason);
-    let _ = timeout(Duration::from_secs(1), writer).await;
-    if linger == Some(true) {
-        tokio::time::sleep(CLOSE_LINGER).await;
+    if timeout(CLOSE_WAIT, &mut writer).await.is_err() {
+        writer.abort();
     }
-    drop(fault);
+    if timeout(CLOSE_LINGER, &mut reader).await.is_err() {
+        reader.abort();
+    }
     drop(permit);
 }
 
@@ -128,44 +131,50 @@ fn truncate(s: &str, max: usize) -> String {
     s[..end].to_owned()
 }
 
-/// Why the reader stopped on its own, and the socket's read half when it must outlive the
-/// reader (see [`CLOSE_LINGER`]).
-type Fault = (CloseReason, Option<SplitStream<WebSocket>>);
-
 /// Routes inbound WebSocket messages to their logical streams.
 struct Demux {
     /// Open streams (the control stream included).
-    streams: HashMap<u64, mpsc::Sender<Inbound>>,
+    streams: HashMap<u64, InboundTx>,
     /// The highest stream id opened so far.
     highest: u64,
     new_streams: mpsc::Sender<StreamIo>,
     outbound: Outbound,
+    budget: InboundBudget,
     liveness: Arc<Liveness>,
     max_streams: usize,
 }
 
 impl Demux {
-    async fn run(mut self, mut source: SplitStream<WebSocket>) -> Option<Fault> {
-        while let Some(message) = source.next().await {
+    /// Route until the peer leaves. On a connection-level fault, report it, end every stream
+    /// and keep the socket, reading and discarding, until the connection is torn down.
+    async fn run(
+        mut self,
+        mut source: SplitStream<WebSocket>,
+        fault: oneshot::Sender<CloseReason>,
+    ) {
+        let reason = loop {
+            let Some(message) = source.next().await else {
+                return;
+            };
             self.liveness.touch();
             let data = match message {
                 Ok(Message::Binary(data)) => data,
                 Ok(Message::Text(_)) => {
-                    let reason = CloseReason::error(
+                    break CloseReason::error(
                         ErrorCode::BadFrame,
                         "text messages are not part of the protocol",
                     );
-                    return Some((reason, None));
                 }
-                Ok(Message::Close(_)) => return None,
+                Ok(Message::Close(_)) => return,
                 Ok(Message::Ping(_) | Message::Pong(_)) => continue,
-                Err(e) => return too_large(&e).map(|reason| (reason, Some(source))),
+                Err(e) => match too_large(&e) {
+                    Some(reason) => break reason,
+                    None => return,
+                },
             };
             let (id, frame) = match mux::split(&data) {
                 Ok(parts) => parts,
-                Err(e) => {
-                    return Some((CloseReason::error(ErrorCode::BadFrame, e.to_string()), None));
-                }
+                Err(e) => break CloseReason::error(ErrorCode::BadFrame, e.to_string()),
             };
             if frame.is_empty() {
                 // The peer finished this stream: its handler sees the end of input.
@@ -176,20 +185,21 @@ impl Demux {
                 Ok(frame) => Inbound::Frame(frame),
                 Err(e) => Inbound::Invalid(e),
             };
-            self.route(id, inbound).await;
-        }
-        None
+            self.route(id, inbound, data.len()).await;
+        };
+        let _ = fault.send(reason);
+        drop(self);
+        while let Some(Ok(_)) = source.next().await {}
+        // The library stops at an oversized message: hold the socket until torn down.
+        std::future::pending::<()>().await;
     }
 
-    async fn route(&mut self, id: u64, inbound: Inbound) {
+    async fn route(&mut self, id: u64, inbound: Inbound, wire_len: usize) {
         if let Some(tx) = self.streams.get(&id) {
-            match tx.send(inbound).await {
-                Ok(()) => {}
-                // Its handler ended the stream: the stream is over.
-                Err(returned) => {
-                    self.streams.remove(&id);
-                    self.over(id, returned.0);
-                }
+            // Its handler ended the stream: the stream is over.
+            if let Err(inbound) = tx.send(inbound, wire_len).await {
+                self.streams.remove(&id);
+                self.over(id, inbound);
             }
             return;
         }
@@ -210,8 +220,8 @@ impl Demux {
                 return;
             }
         }
-        let (io, tx) = StreamIo::new(self.outbound.open(id));
-        if tx.try_send(inbound).is_err() || self.new_streams.send(io).await.is_err() {
+        let (io, tx) = StreamIo::new(self.outbound.open(id), &self.budget);
+        if self.new_streams.send(io).await.is_err() || tx.send(inbound, wire_len).await.is_err() {
             return;
         }
         self.streams.insert(id, tx);

@@ -24,7 +24,7 @@ use wtransport::{Endpoint, Identity, RecvStream, SendStream, ServerConfig, VarIn
 use crate::chat::connection::{self, ConnIo};
 use crate::chat::liveness::Liveness;
 use crate::chat::outbound::{Outbound, StreamRef};
-use crate::chat::stream::{Inbound, StreamIo};
+use crate::chat::stream::{Inbound, InboundBudget, InboundTx, StreamIo};
 use crate::state::AppState;
 
 /// The path clients connect to.
@@ -48,7 +48,9 @@ fn transport_config() -> TransportConfig {
     // Per-stream window fits a full history page frame; the connection window bounds memory.
     t.stream_receive_window(QuinnVarInt::from_u32(512 * 1024));
     t.receive_window(QuinnVarInt::from_u32(4 * 1024 * 1024));
-    t.send_window(8 * 1024 * 1024);
+    // Bytes quinn holds written but unacknowledged, per session: on top of the engine's
+    // outbound queue, so kept small (chat needs little; 1 MiB is 20 MB/s at 50 ms RTT).
+    t.send_window(1024 * 1024);
     t
 }
 
@@ -127,17 +129,21 @@ async fn handle(state: AppState, incoming: IncomingSession) {
         }
     };
     let outbound = Outbound::per_stream();
+    let budget = InboundBudget::default();
     let liveness = Arc::new(Liveness::default());
     let mut next_id = 0;
-    let (control, control_writer) = pump(send, recv, &outbound, next_id, &liveness);
+    let session = Session {
+        outbound: outbound.clone(),
+        budget,
+        liveness: liveness.clone(),
+    };
+    let (control, control_writer) = session.pump(send, recv, next_id);
     let (streams_tx, streams_rx) = mpsc::channel(8);
     let acceptor_conn = conn.clone();
-    let acceptor_outbound = outbound.clone();
-    let acceptor_liveness = liveness.clone();
     let acceptor = tokio::spawn(async move {
         while let Ok((send, recv)) = acceptor_conn.accept_bi().await {
             next_id += 1;
-            let (io, _) = pump(send, recv, &acceptor_outbound, next_id, &acceptor_liveness);
+            let (io, _) = session.pump(send, recv, next_id);
             if streams_tx.send(io).await.is_err() {
                 return;
             }
@@ -168,28 +174,27 @@ fn close(conn: &wtransport::Connection, code: Option<ErrorCode>, reason: &str) {
     conn.close(VarInt::from_u32(code), reason.as_bytes());
 }
 
-/// Open stream `id` in the session's queue and start its reader and writer tasks; returns
-/// the engine's end and the writer's handle.
-fn pump(
-    send: SendStream,
-    recv: RecvStream,
-    outbound: &Outbound,
-    id: u64,
-    liveness: &Arc<Liveness>,
-) -> (StreamIo, JoinHandle<()>) {
-    let tx = outbound.open(id);
-    let stream = tx.stream();
-    let (io, inbound) = StreamIo::new(tx);
-    tokio::spawn(read_frames(recv, inbound, liveness.clone()));
-    let writer = tokio::spawn(write_frames(send, outbound.clone(), stream));
-    (io, writer)
+/// What every stream of a session shares.
+struct Session {
+    outbound: Outbound,
+    budget: InboundBudget,
+    liveness: Arc<Liveness>,
 }
 
-async fn read_frames(
-    mut recv: RecvStream,
-    inbound: mpsc::Sender<Inbound>,
-    liveness: Arc<Liveness>,
-) {
+impl Session {
+    /// Open stream `id` in the session's queue and start its reader and writer tasks;
+    /// returns the engine's end and the writer's handle.
+    fn pump(&self, send: SendStream, recv: RecvStream, id: u64) -> (StreamIo, JoinHandle<()>) {
+        let tx = self.outbound.open(id);
+        let stream = tx.stream();
+        let (io, inbound) = StreamIo::new(tx, &self.budget);
+        tokio::spawn(read_frames(recv, inbound, self.liveness.clone()));
+        let writer = tokio::spawn(write_frames(send, self.outbound.clone(), stream));
+        (io, writer)
+    }
+}
+
+async fn read_frames(mut recv: RecvStream, inbound: InboundTx, liveness: Arc<Liveness>) {
     let mut decoder = Decoder::new();
     let mut buf = vec![0u8; READ_CHUNK];
     loop {
@@ -200,15 +205,17 @@ async fn read_frames(
         liveness.touch();
         decoder.push(&buf[..n]);
         loop {
+            let buffered = decoder.buffered();
             match decoder.next_frame::<ClientFrame>() {
                 Ok(Some(frame)) => {
-                    if inbound.send(Inbound::Frame(frame)).await.is_err() {
+                    let wire_len = buffered - decoder.buffered();
+                    if inbound.send(Inbound::Frame(frame), wire_len).await.is_err() {
                         return;
                     }
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    let _ = inbound.send(Inbound::Invalid(e)).await;
+                    let _ = inbound.send(Inbound::Invalid(e), 1).await;
                     recv.stop(VarInt::from_u32(ErrorCode::BadFrame.as_u32()));
                     return;
                 }
