@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use quibble_server::config::{Config, FileConfig, Overrides};
 use quibble_server::server::Server;
+use quibble_server::store::MAX_CONCURRENT_READS;
 
 #[derive(Parser)]
 #[command(name = "quibble", version, about = "Quibble realtime chat server")]
@@ -47,11 +48,21 @@ struct ServeArgs {
     metrics_listen: Option<SocketAddr>,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Threads tokio's blocking pool may hold: store reads run there (at most
+/// [`MAX_CONCURRENT_READS`] at once), plus a few incidental jobs (static files, closing). Without a cap the pool
+/// grows under bursts, because a thread returns to the pool only after its job has released its
+/// read permit (45 threads were measured under a sign-up flood).
+const BLOCKING_THREADS: usize = MAX_CONCURRENT_READS + 4;
+
+fn main() -> anyhow::Result<()> {
     quibble_server::logging::init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(BLOCKING_THREADS)
+        .build()
+        .context("cannot start the async runtime")?;
     match Cli::parse().command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => runtime.block_on(serve(args)),
     }
 }
 

@@ -266,11 +266,9 @@ async fn stream_level_errors_close_that_stream_only() {
 #[tokio::test]
 async fn a_flood_is_refused_with_rate_limited_and_nothing_half_done() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("quibble.toml");
-    std::fs::write(&config, "messages_per_second = 5\nmessage_burst = 10\n").unwrap();
-    let server = TestServer::start_with(
+    let server = TestServer::start_with_config(
         &dir.path().join("data"),
-        &["--config", config.to_str().unwrap()],
+        "messages_per_second = 5\nmessage_burst = 10\n",
     );
     let api = server.api();
     let token = api.signup("flooder").await;

@@ -16,11 +16,7 @@ use tokio_tungstenite::tungstenite;
 
 /// Start a server with `toml` as its config file.
 fn start(dir: &tempfile::TempDir, toml: &str, wrapper: &[&str], extra: &[&str]) -> TestServer {
-    let config = dir.path().join("quibble.toml");
-    std::fs::write(&config, toml).unwrap();
-    let mut args = vec!["--config", config.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    TestServer::start_via(wrapper, &dir.path().join("data"), &args)
+    TestServer::start_configured(wrapper, &dir.path().join("data"), toml, extra)
 }
 
 /// A TCP connection to the server from `source` (any 127/8 address is loopback).

@@ -28,12 +28,7 @@ const WRITE_BATCH: f64 = 72.0 * 1024.0;
 const MIB: u64 = 1024 * 1024;
 
 fn start(dir: &tempfile::TempDir, config: &str) -> TestServer {
-    let path = dir.path().join("quibble.toml");
-    std::fs::write(&path, config).unwrap();
-    TestServer::start_with(
-        &dir.path().join("data"),
-        &["--config", path.to_str().unwrap()],
-    )
+    TestServer::start_with_config(&dir.path().join("data"), config)
 }
 
 const NO_SEND_LIMIT: &str = "messages_per_second = 100000\nmessage_burst = 100000\n";

@@ -84,11 +84,9 @@ async fn look_alike_room_names_are_taken_or_refused() {
 #[tokio::test]
 async fn room_creation_is_rate_limited_per_user() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("quibble.toml");
-    std::fs::write(&config, "rooms_per_hour = 1\nroom_burst = 3\n").unwrap();
-    let server = TestServer::start_with(
+    let server = TestServer::start_with_config(
         &dir.path().join("data"),
-        &["--config", config.to_str().unwrap()],
+        "rooms_per_hour = 1\nroom_burst = 3\n",
     );
     let api = server.api();
     let alice = api.signup("alice").await;

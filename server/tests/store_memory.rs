@@ -61,9 +61,7 @@ async fn reading_a_store_larger_than_the_cache_keeps_memory_bounded() {
     let file_mb = std::fs::metadata(data.join("quibble.redb")).unwrap().len() >> 20;
     assert!(file_mb >= 36, "the store file is {file_mb} MiB");
 
-    let config = dir.path().join("quibble.toml");
-    std::fs::write(&config, format!("store_cache_mb = {CACHE_MB}\n")).unwrap();
-    let server = TestServer::start_with(&data, &["--config", config.to_str().unwrap()]);
+    let server = TestServer::start_with_config(&data, &format!("store_cache_mb = {CACHE_MB}\n"));
     let pid = server.pid();
     let token = server.api().signup("reader").await;
     let mut peer = RawPeer::websocket(&server).await;

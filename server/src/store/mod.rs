@@ -8,9 +8,10 @@
 //! (page reads from the file, B-tree walks), so [`Store::read`] runs each one, in its own MVCC
 //! read transaction (it never waits for the writer), on tokio's blocking pool. At most
 //! [`MAX_CONCURRENT_READS`] run at once; more wait for a permit (asynchronously), so a burst of
-//! requests cannot make the blocking pool grow threads without bound. This was chosen over a
-//! dedicated reader pool because the blocking pool already exists, and a semaphore gives the
-//! same bound with no extra threads idling.
+//! requests cannot queue unbounded work there; the binary also caps the pool's threads, since a
+//! thread returns to the pool only after its job released the permit, so the semaphore alone
+//! let bursts spawn extra threads. This was chosen over a dedicated reader pool because the
+//! blocking pool already exists, and idle threads leave it after a while.
 //!
 //! Memory: redb's page cache is sized at open ([`Store::open`]'s `cache_bytes`, the
 //! `store_cache_mb` setting); redb's own default (1 GiB) made the server's memory grow with the
@@ -72,7 +73,7 @@ pub type CommitHook = Box<dyn Fn(&ChatMessage) + Send + Sync>;
 const QUEUE_CAPACITY: usize = 4096;
 
 /// How many reads run on the blocking pool at once; more wait for a turn.
-const MAX_CONCURRENT_READS: usize = 16;
+pub const MAX_CONCURRENT_READS: usize = 8;
 
 /// Errors of the store. Cloneable, so one failed commit can answer every request of its batch.
 #[derive(Debug, Clone, thiserror::Error)]

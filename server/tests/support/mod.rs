@@ -33,6 +33,25 @@ impl TestServer {
         Self::start_with(data_dir, &[])
     }
 
+    /// Start with `toml` as the config file (written next to the data directory).
+    pub fn start_with_config(data_dir: &Path, toml: &str) -> TestServer {
+        Self::start_configured(&[], data_dir, toml, &[])
+    }
+
+    /// Start under `wrapper` with `toml` as the config file and extra arguments.
+    pub fn start_configured(
+        wrapper: &[&str],
+        data_dir: &Path,
+        toml: &str,
+        extra: &[&str],
+    ) -> TestServer {
+        let config = data_dir.with_extension("toml");
+        std::fs::write(&config, toml).expect("write config");
+        let mut args = vec!["--config", config.to_str().expect("utf-8 path")];
+        args.extend_from_slice(extra);
+        Self::start_via(wrapper, data_dir, &args)
+    }
+
     /// Start with extra `quibble serve` arguments.
     pub fn start_with(data_dir: &Path, extra: &[&str]) -> TestServer {
         Self::start_via(&[], data_dir, extra)
