@@ -18,7 +18,10 @@ async fn the_room_list_pages_and_rooms_reads_every_page() {
     for user in ["alice", "bob"] {
         token = api.signup(user, PASSWORD).await.unwrap().token;
         for i in 0..3 {
-            let room = api.create_room(&token, &format!("{user} {i}")).await.unwrap();
+            let room = api
+                .create_room(&token, &format!("{user} {i}"))
+                .await
+                .unwrap();
             created.push(room.id);
         }
     }
@@ -35,7 +38,13 @@ async fn the_room_list_pages_and_rooms_reads_every_page() {
         }
     }
     assert_eq!(paged, created);
-    let all: Vec<_> = api.rooms(&token).await.unwrap().iter().map(|r| r.id).collect();
+    let all: Vec<_> = api
+        .rooms(&token)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
     assert_eq!(all, created);
 
     let refused = api.rooms_page(&token, None, 0).await.unwrap_err();
