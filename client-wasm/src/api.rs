@@ -35,13 +35,21 @@ pub async fn account(token: String) -> Result<JsValue, JsValue> {
     request("GET", "/api/account", Some(&token), None).await
 }
 
-/// Every room, sorted by name.
-#[wasm_bindgen(js_name = listRooms, unchecked_return_type = "Room[]")]
-pub async fn list_rooms(token: String) -> Result<JsValue, JsValue> {
-    let body = request("GET", "/api/rooms", Some(&token), None).await?;
-    let rooms = js::get(&body, "rooms");
-    if Array::is_array(&rooms) {
-        Ok(rooms)
+/// One page of the room list: resolves to `{rooms: Room[], next: number | null}`, rooms in
+/// ascending id (creation) order after the room id `after` (from the start when absent); pass
+/// `next` as `after` for the following page (`null`: this was the last).
+#[wasm_bindgen(js_name = listRooms, unchecked_return_type = "RoomPage")]
+pub async fn list_rooms(token: String, after: Option<f64>) -> Result<JsValue, JsValue> {
+    let path = match after {
+        // Room ids are integers; JS hands them over as numbers.
+        Some(after) if after.is_finite() && after >= 0.0 => {
+            format!("/api/rooms?after={}", after.trunc())
+        }
+        _ => "/api/rooms".to_owned(),
+    };
+    let body = request("GET", &path, Some(&token), None).await?;
+    if Array::is_array(&js::get(&body, "rooms")) {
+        Ok(body)
     } else {
         Err(js::error(
             "bad_response",

@@ -13,6 +13,7 @@ const TYPES: &'static str = r#"
 export interface User { id: number; username: string; role: "user" | "admin"; created_at_ms: number }
 export interface Auth { user: User; token: string; expires_at_ms: number }
 export interface Room { id: number; name: string; created_at_ms: number; head_seq: number }
+export interface RoomPage { rooms: Room[]; next: number | null }
 export type Transport = "webtransport" | "websocket";
 export interface ChatMessage {
   conversation: number; seq: number; author: number; authorName: string;

@@ -22,6 +22,7 @@ let auth = null;
 /** @type {Client | null} */
 let client = null;
 let rooms = new Map(); // room id → Room from the REST API
+let roomsNext = null; // the cursor of the room list's next page; null when all are loaded
 const chats = new Map(); // room id → chat view state
 let current = null; // the open room's id
 
@@ -241,11 +242,19 @@ function showConnection(event) {
 
 // ---- rooms ----
 
+/** Reload the room list from its first page; later pages load on "More rooms". */
 async function refreshRooms() {
   if (!auth) return;
+  await loadRooms(null);
+}
+
+/** Load the page of rooms after the cursor `after` (null: the first page, replacing the list). */
+async function loadRooms(after) {
   try {
-    const list = await listRooms(auth.token);
-    rooms = new Map(list.map((room) => [room.id, room]));
+    const page = await listRooms(auth.token, after ?? undefined);
+    const loaded = page.rooms.map((room) => [room.id, room]);
+    rooms = after === null ? new Map(loaded) : new Map([...rooms, ...loaded]);
+    roomsNext = page.next;
     showError($('rooms-error'));
     renderRooms();
   } catch (error) {
@@ -285,6 +294,17 @@ function renderRooms() {
     item.textContent = 'No rooms yet: create one.';
     items.push(item);
   }
+  if (roomsNext !== null) {
+    const more = document.createElement('button');
+    more.type = 'button';
+    more.id = 'more-rooms';
+    more.className = 'link';
+    more.textContent = 'More rooms';
+    more.addEventListener('click', () => loadRooms(roomsNext));
+    const item = document.createElement('li');
+    item.append(more);
+    items.push(item);
+  }
   $('rooms').replaceChildren(...items);
 }
 
@@ -299,7 +319,6 @@ async function onCreateRoom(event) {
     input.value = '';
     showError($('rooms-error'));
     rooms.set(room.id, room);
-    rooms = new Map([...rooms].sort((a, b) => a[1].name.localeCompare(b[1].name)));
     openRoom(room.id);
   } catch (error) {
     showError($('rooms-error'), error.message);

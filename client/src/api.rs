@@ -60,10 +60,20 @@ pub struct CertInfo {
     pub webtransport_port: u16,
 }
 
-#[derive(Deserialize)]
-struct RoomList {
-    rooms: Vec<Room>,
+/// One page of the room list (`GET /api/rooms`), in ascending id (creation) order.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RoomPage {
+    pub rooms: Vec<Room>,
+    /// The `after` for the next page; `None` on the last page.
+    pub next: Option<ConversationId>,
 }
+
+/// The largest page `GET /api/rooms` serves; [`Api::rooms`] asks for pages of this size.
+pub const MAX_ROOM_PAGE: u32 = 500;
+
+/// The most pages [`Api::rooms`] reads (a million rooms), so a misbehaving server cannot keep
+/// it paging forever.
+const MAX_ROOM_PAGES: usize = 2_000;
 
 #[derive(Serialize)]
 struct Credentials<'a> {
@@ -126,12 +136,38 @@ impl Api {
             .await
     }
 
-    /// `GET /api/rooms`: every room, sorted by name.
+    /// `GET /api/rooms?limit=&after=`: up to `limit` rooms (1..=[`MAX_ROOM_PAGE`]) with ids
+    /// above `after`, in ascending id order, and the cursor of the next page.
+    pub async fn rooms_page(
+        &self,
+        token: &str,
+        after: Option<ConversationId>,
+        limit: u32,
+    ) -> Result<RoomPage, ApiError> {
+        let path = match after {
+            Some(after) => format!("rooms?limit={limit}&after={}", after.0),
+            None => format!("rooms?limit={limit}"),
+        };
+        self.call(Method::GET, &path, Some(token), None::<&()>)
+            .await
+    }
+
+    /// Every room, in ascending id (creation) order: pages through `GET /api/rooms`.
     pub async fn rooms(&self, token: &str) -> Result<Vec<Room>, ApiError> {
-        let list: RoomList = self
-            .call(Method::GET, "rooms", Some(token), None::<&()>)
-            .await?;
-        Ok(list.rooms)
+        let mut rooms = Vec::new();
+        let mut after = None;
+        for _ in 0..MAX_ROOM_PAGES {
+            let page = self.rooms_page(token, after, MAX_ROOM_PAGE).await?;
+            rooms.extend(page.rooms);
+            match page.next {
+                // A cursor must move forwards; anything else would page forever.
+                Some(next) if after.is_none_or(|a: ConversationId| next.0 > a.0) => {
+                    after = Some(next)
+                }
+                _ => return Ok(rooms),
+            }
+        }
+        Ok(rooms)
     }
 
     /// `POST /api/rooms`: create a room.
@@ -161,7 +197,8 @@ impl Api {
             .map_err(|source| ApiError::Request { url, source })
     }
 
-    /// Make a request; an error status becomes an [`ApiError`].
+    /// Make a request to `path` (with an optional `?query`); an error status becomes an
+    /// [`ApiError`].
     async fn execute(
         &self,
         method: Method,
@@ -169,7 +206,11 @@ impl Api {
         token: Option<&str>,
         body: Option<&impl Serialize>,
     ) -> Result<Response, ApiError> {
-        let url = self.server.api(path);
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
+        let mut url = self.server.api(path);
+        if !query.is_empty() {
+            url.set_query(Some(query));
+        }
         let mut request = self.http.request(method, url.clone());
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -314,6 +355,13 @@ mod tests {
             serde_json::from_str(r#"{"id":3,"name":"general","created_at_ms":1,"head_seq":42}"#)
                 .unwrap();
         assert_eq!(room.id, ConversationId(3));
+        let page: RoomPage = serde_json::from_str(
+            r#"{"rooms":[{"id":3,"name":"general","created_at_ms":1,"head_seq":42}],"next":3}"#,
+        )
+        .unwrap();
+        assert_eq!(page.next, Some(ConversationId(3)));
+        let last: RoomPage = serde_json::from_str(r#"{"rooms":[],"next":null}"#).unwrap();
+        assert_eq!(last.next, None);
         let user: User =
             serde_json::from_str(r#"{"id":1,"username":"x","role":"moderator","created_at_ms":0}"#)
                 .unwrap();

@@ -32,7 +32,7 @@ mod endpoints;
 mod error;
 mod transport;
 
-pub use api::{Api, CertInfo, Login, Role, Room, User};
+pub use api::{Api, CertInfo, Login, Role, Room, RoomPage, User};
 pub use client::{Client, ClientEvent, ClientOptions};
 pub use endpoints::ServerUrl;
 pub use error::{ApiError, ClientError, InvalidUrl, TransportError};

@@ -59,7 +59,11 @@ pub enum ClientFrame {
         conversation: ConversationId,
         resume: Option<Cursor>,
     },
-    /// Post a message to the stream's conversation. `client_id` makes resends idempotent.
+    /// Post a message to the stream's conversation. `client_id` makes resends idempotent: the
+    /// server de-duplicates per (author, conversation, client id), so a resend in the same
+    /// conversation is acknowledged with the original seq and stores nothing, while the same
+    /// id in another conversation is a different message. A body that shows nothing (only
+    /// whitespace, control or invisible characters) is rejected as empty.
     Send { client_id: u64, body: String },
     /// Ask for up to `limit` messages with seq < `before_seq`.
     History { before_seq: u64, limit: u16 },

@@ -33,7 +33,7 @@ pub struct Cli {
 pub enum Command {
     /// Create the account given by --user and --password.
     Signup,
-    /// List the rooms, one per line: ID<TAB>NAME<TAB>HEAD_SEQ.
+    /// List every room, in creation order, one per line: ID<TAB>NAME<TAB>HEAD_SEQ.
     Rooms,
     /// Create a room; prints ID<TAB>NAME.
     CreateRoom {
