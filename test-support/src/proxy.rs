@@ -16,6 +16,7 @@
 //! client that learns the WebTransport port from `/api/cert` reach the proxy on both protocols.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -129,7 +130,9 @@ pub struct FaultProxy {
     /// The address it listens on, TCP and UDP.
     pub addr: SocketAddr,
     control: Arc<Control>,
-    tasks: JoinSet<()>,
+    /// The accept and receive tasks; dropping the set aborts them and, with them, every
+    /// connection's and flow's task.
+    _tasks: JoinSet<()>,
 }
 
 impl FaultProxy {
@@ -156,7 +159,7 @@ impl FaultProxy {
         Ok(FaultProxy {
             addr,
             control,
-            tasks,
+            _tasks: tasks,
         })
     }
 
@@ -179,11 +182,6 @@ impl FaultProxy {
             delayed: get(&c.delayed),
             blackouts: get(&c.blackouts),
         }
-    }
-
-    /// Stop forwarding and close every connection at once.
-    pub fn stop(&mut self) {
-        self.tasks.abort_all();
     }
 }
 
@@ -327,29 +325,29 @@ async fn forward_udp(front: Arc<UdpSocket>, upstream: SocketAddr, control: Arc<C
         let Ok((n, client)) = front.recv_from(&mut buf).await else {
             continue;
         };
-        if !flows.contains_key(&client) {
-            let Ok(socket) = UdpSocket::bind(SocketAddr::new(upstream.ip(), 0)).await else {
-                continue;
-            };
-            if socket.connect(upstream).await.is_err() {
-                continue;
+        let flow = match flows.entry(client) {
+            Entry::Occupied(flow) => flow.into_mut(),
+            Entry::Vacant(slot) => {
+                let Ok(socket) = UdpSocket::bind(SocketAddr::new(upstream.ip(), 0)).await else {
+                    continue;
+                };
+                if socket.connect(upstream).await.is_err() {
+                    continue;
+                }
+                bump(&control.counters.udp_flows);
+                let flow = Flow {
+                    upstream: Arc::new(socket),
+                    blackout: Gate::new(),
+                };
+                readers.spawn(udp_flow_back(
+                    flow.upstream.clone(),
+                    front.clone(),
+                    client,
+                    flow.blackout.clone(),
+                    control.clone(),
+                ));
+                slot.insert(flow)
             }
-            bump(&control.counters.udp_flows);
-            let flow = Flow {
-                upstream: Arc::new(socket),
-                blackout: Gate::new(),
-            };
-            readers.spawn(udp_flow_back(
-                flow.upstream.clone(),
-                front.clone(),
-                client,
-                flow.blackout.clone(),
-                control.clone(),
-            ));
-            flows.insert(client, flow);
-        }
-        let Some(flow) = flows.get(&client) else {
-            continue;
         };
         let to = Target::Upstream(flow.upstream.clone());
         send_datagram(&buf[..n], to, &flow.blackout, &control, &mut rng).await;
