@@ -42,9 +42,15 @@ struct Session {
 #[derive(Arbitrary, Debug)]
 enum Op {
     /// A well-formed frame on a stream.
-    Frame { stream: u8, frame: Frame },
+    Frame {
+        stream: u8,
+        frame: Frame,
+    },
     /// A stream id, then arbitrary bytes as its frame.
-    Raw { stream: u8, bytes: Vec<u8> },
+    Raw {
+        stream: u8,
+        bytes: Vec<u8>,
+    },
     /// A whole WebSocket message of arbitrary bytes.
     Message(Vec<u8>),
     /// End a stream.
@@ -54,12 +60,24 @@ enum Op {
 
 #[derive(Arbitrary, Debug)]
 enum Frame {
-    Hello { version: u16, token: Option<String> },
+    Hello {
+        version: u16,
+        token: Option<String>,
+    },
     Ping(u64),
     /// `room: None` joins the real room.
-    Join { room: Option<u64>, resume: Option<(u64, u64)> },
-    Send { client_id: u64, body: String },
-    History { before_seq: u64, limit: u16 },
+    Join {
+        room: Option<u64>,
+        resume: Option<(u64, u64)>,
+    },
+    Send {
+        client_id: u64,
+        body: String,
+    },
+    History {
+        before_seq: u64,
+        limit: u16,
+    },
     Leave,
 }
 
@@ -82,8 +100,11 @@ fn harness() -> &'static Harness {
         let dir = tempfile::tempdir().expect("temp dir");
         // Through the config file format, so a fuzz run is not held back by the send quota.
         let file = dir.path().join("quibble.toml");
-        std::fs::write(&file, "messages_per_second = 100000\nmessage_burst = 100000\n")
-            .expect("write config");
+        std::fs::write(
+            &file,
+            "messages_per_second = 100000\nmessage_burst = 100000\n",
+        )
+        .expect("write config");
         let config = Config::resolve(
             FileConfig::load(&file).expect("config file"),
             Overrides {
@@ -146,7 +167,9 @@ impl Op {
     fn message(&self, h: &Harness) -> Message {
         match self {
             Op::Frame { stream, frame } => frame_message(*stream, &frame.to_client(h)),
-            Op::Raw { stream, bytes } => Message::Binary(mux::wrap(u64::from(*stream), bytes).into()),
+            Op::Raw { stream, bytes } => {
+                Message::Binary(mux::wrap(u64::from(*stream), bytes).into())
+            }
             Op::Message(bytes) => Message::Binary(bytes.clone().into()),
             Op::Finish(stream) => Message::Binary(mux::finish(u64::from(*stream)).into()),
             Op::Text(text) => Message::Text(text.as_str().into()),
