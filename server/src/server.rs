@@ -28,6 +28,7 @@ use crate::http::signup_limit::SignupLimiter;
 use crate::state::AppState;
 use crate::store::{Store, StoreError};
 use crate::tls::{Certificates, TlsError};
+use crate::transport::quic_keys::QuicKeys;
 use crate::transport::wt;
 
 /// Connections the metrics listener serves at once.
@@ -97,8 +98,13 @@ impl Server {
         let mut endpoints = Vec::new();
         let mut listeners = Vec::new();
         let mut addrs = Vec::new();
+        let quic_keys =
+            QuicKeys::load_or_create(&config.data_dir).map_err(|source| ServeError::DataDir {
+                path: config.data_dir.clone(),
+                source,
+            })?;
         for (addr, udp, tcp) in sockets {
-            let endpoint = wt::endpoint(udp, certs.identity())
+            let endpoint = wt::endpoint(udp, certs.identity(), &quic_keys)
                 .map_err(|source| ServeError::Bind { addr, source })?;
             endpoints.push((addr, Arc::new(endpoint)));
             tcp.set_nonblocking(true)

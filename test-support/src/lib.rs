@@ -1,6 +1,9 @@
 //! Test support shared by the client and bench tests: the real `quibble` server binary on an
 //! ephemeral loopback port with a temp data dir (killed by its own handle when the guard drops,
-//! also on panic), and running child processes with a time limit.
+//! also on panic), running child processes with a time limit, and a fault-injecting proxy
+//! ([`proxy`]) for chaos tests.
+
+pub mod proxy;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};

@@ -21,6 +21,7 @@ use wtransport::endpoint::endpoint_side::Server;
 use wtransport::quinn::{TransportConfig, VarInt as QuinnVarInt};
 use wtransport::{Endpoint, Identity, RecvStream, SendStream, ServerConfig, VarInt};
 
+use super::quic_keys::QuicKeys;
 use crate::chat::connection::{self, ConnIo};
 use crate::chat::liveness::Liveness;
 use crate::chat::outbound::{Outbound, StreamRef};
@@ -62,15 +63,18 @@ pub fn server_config(addr: SocketAddr, identity: Identity) -> ServerConfig {
         .build()
 }
 
-/// An endpoint on an already bound UDP socket.
+/// An endpoint on an already bound UDP socket, with keys that outlive the process (see
+/// [`super::quic_keys`]).
 pub fn endpoint(
     socket: std::net::UdpSocket,
     identity: Identity,
+    keys: &QuicKeys,
 ) -> std::io::Result<Endpoint<Server>> {
-    let config = ServerConfig::builder()
+    let mut config = ServerConfig::builder()
         .with_bind_socket(socket)
         .with_custom_transport(identity, transport_config())
         .build();
+    keys.apply(config.quic_endpoint_config_mut());
     Endpoint::server(config)
 }
 
