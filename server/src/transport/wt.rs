@@ -23,8 +23,9 @@ use crate::state::AppState;
 pub const PATH: &str = "/wt";
 /// A stream whose peer reads nothing for this long is reset as a slow consumer.
 const WRITE_STALL: Duration = Duration::from_secs(30);
-/// Read buffer per stream.
-const READ_CHUNK: usize = 16 * 1024;
+/// Read buffer per stream, resident for the stream's life (16 KiB made two thirds of an idle
+/// session's cost); a QUIC packet carries about 1.2 KB.
+const READ_CHUNK: usize = 2 * 1024;
 
 /// QUIC settings, chosen for chat: many small frames on a handful of streams per connection.
 fn transport_config() -> TransportConfig {
@@ -33,8 +34,14 @@ fn transport_config() -> TransportConfig {
     t.max_idle_timeout(Some(QuinnVarInt::from_u32(30_000).into()));
     // Keep NAT bindings alive from our side too.
     t.keep_alive_interval(Some(Duration::from_secs(10)));
-    // One control stream plus one per joined conversation; the engine caps it again.
-    t.max_concurrent_bidi_streams(QuinnVarInt::from_u32(258));
+    // quinn keeps a table entry for every stream the peer may open, from the start: the
+    // limits are memory per idle session (258 bidirectional and the default 100
+    // unidirectional streams cost ~22 KB). One control stream plus up to 63 joined
+    // conversations at once; more wait for a stream to end.
+    t.max_concurrent_bidi_streams(QuinnVarInt::from_u32(64));
+    // HTTP/3 needs three from the peer (control, QPACK encoder and decoder); our clients
+    // open no others.
+    t.max_concurrent_uni_streams(QuinnVarInt::from_u32(8));
     // Per-stream window fits a full history page frame; the connection window bounds memory.
     t.stream_receive_window(QuinnVarInt::from_u32(512 * 1024));
     t.receive_window(QuinnVarInt::from_u32(4 * 1024 * 1024));
