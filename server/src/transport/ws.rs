@@ -30,10 +30,10 @@ const SOCKET_QUEUE: usize = 1024;
 const WRITE_STALL: Duration = Duration::from_secs(30);
 /// Room for the stream id in front of a frame.
 const ENVELOPE_SLACK: usize = 16;
-/// The WebSocket library's read buffer per connection: it is allocated, zeroed and kept for
-/// the connection's life (the default 128 KiB made an idle connection cost ~150 KB), and
-/// grows only while a larger message is being read. Chat frames are small.
-const READ_BUFFER: usize = 4 * 1024;
+/// The WebSocket library's read buffer per connection, and the most one socket read takes: it
+/// is allocated, zeroed and kept for the connection's life (the default 128 KiB made an idle
+/// connection cost ~150 KB of RSS); a larger message makes it grow. Client frames are small.
+const READ_BUFFER: usize = 2 * 1024;
 /// Bytes the library gathers before a socket write (a flush writes at once): big enough to
 /// batch a burst of small frames into few writes, small because its buffer keeps the largest
 /// size it reached.
