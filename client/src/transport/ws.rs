@@ -98,8 +98,9 @@ impl WsConnection {
             None if stream == StreamKey::Control => return,
             _ => {
                 let out = self.out.clone();
+                let (id, replaced) = self.streams.open(stream, |id| MuxStream { id, out });
                 // Dropping the replaced stream finishes it, before the new id's first frame.
-                let (id, _replaced) = self.streams.open(stream, |id| MuxStream { id, out });
+                drop(replaced);
                 id
             }
         };
