@@ -50,6 +50,80 @@ pub enum Command {
     /// every delivery is timed and checked (each message reaches every member exactly once).
     #[command(after_help = FIGURES)]
     Chat(ChatArgs),
+    /// Idle connections: open N authenticated connections that each join a room and then only
+    /// keep alive (heartbeats), and report what they cost the server in resident memory.
+    #[command(after_help = IDLE_FIGURES)]
+    Idle(IdleArgs),
+}
+
+/// What the figures of an idle report mean; shown by `idle --help`.
+const IDLE_FIGURES: &str = "\
+Figures:
+  opened              connections that were welcomed and joined their room / --connections
+  alive               connections still up after the hold, none of them having dropped
+  server RSS          the server's resident memory (VmRSS in /proc/PID/status, so the server
+                      must run on this machine; only with --server-pid): before the first
+                      connection (after the sign-ups), once all joined, after --hold seconds
+                      of idling, and a moment after all were closed
+  per connection      (RSS once joined, or after the hold) - RSS before, divided by the
+                      connections opened: what one idle, joined connection costs the server
+
+Exit status: 0 only if every connection was opened, stayed up through the hold, and (with
+--max-bytes-per-connection) the cost after the hold is within that budget; 1 otherwise.
+Each connection needs an open file in this process (a TCP socket for WebSocket, a UDP socket
+for WebTransport): the soft open-file limit is raised to the hard limit first. The accounts and
+rooms (bench-<random>-<n>) stay in the server's store: benchmark a throwaway data directory.";
+
+#[derive(Debug, Clone, Args)]
+pub struct IdleArgs {
+    /// Server base URL.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:4433")]
+    pub server: String,
+    /// Realtime transport of every connection.
+    #[arg(long, value_enum)]
+    pub transport: OneTransport,
+    /// Connections to open.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub connections: u32,
+    /// Accounts the connections are spread over (connection i is user i mod U); each user
+    /// has a room of its own, which its connections join.
+    #[arg(long, value_name = "U", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub users: u32,
+    /// The server's process id, to read its resident memory from /proc/PID/status.
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
+    /// Seconds the joined connections stay open and idle (heartbeats only) before the
+    /// second reading.
+    #[arg(long, value_name = "SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(0..=3_600))]
+    pub hold: u64,
+    /// Fail (exit 1) if one idle connection costs the server more than this many bytes
+    /// after the hold (needs --server-pid).
+    #[arg(long, value_name = "BYTES", requires = "server_pid")]
+    pub max_bytes_per_connection: Option<u64>,
+    /// Print the result as JSON on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Bound on the whole invocation; when it passes the benchmark stops, closes what it
+    /// opened and exits 1.
+    #[arg(long, value_name = "SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: u64,
+}
+
+/// One realtime transport (`idle` measures one at a time: a second run in the same server
+/// would reuse memory the first one left to the allocator).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OneTransport {
+    Webtransport,
+    Websocket,
+}
+
+impl OneTransport {
+    pub fn kind(self) -> TransportKind {
+        match self {
+            OneTransport::Webtransport => TransportKind::WebTransport,
+            OneTransport::Websocket => TransportKind::WebSocket,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -168,8 +242,68 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<ChatArgs, clap::Error> {
         let cli = Cli::try_parse_from(["quibble-bench", "chat"].iter().chain(args))?;
-        let Command::Chat(args) = cli.command;
+        let Command::Chat(args) = cli.command else {
+            panic!("parsed `chat`")
+        };
         Ok(args)
+    }
+
+    fn parse_idle(args: &[&str]) -> Result<IdleArgs, clap::Error> {
+        let cli = Cli::try_parse_from(["quibble-bench", "idle"].iter().chain(args))?;
+        let Command::Idle(args) = cli.command else {
+            panic!("parsed `idle`")
+        };
+        Ok(args)
+    }
+
+    #[test]
+    fn idle_options_parse_and_bad_values_are_refused() {
+        let args = parse_idle(&["--transport", "websocket", "--connections", "100"]).unwrap();
+        assert_eq!(args.transport.kind(), TransportKind::WebSocket);
+        assert_eq!((args.connections, args.users, args.hold), (100, 4, 15));
+        assert_eq!(
+            (args.server_pid, args.max_bytes_per_connection),
+            (None, None)
+        );
+        let args = parse_idle(&[
+            "--transport",
+            "webtransport",
+            "--connections",
+            "3",
+            "--server-pid",
+            "42",
+            "--max-bytes-per-connection",
+            "32768",
+            "--json",
+        ])
+        .unwrap();
+        assert_eq!(args.transport.kind(), TransportKind::WebTransport);
+        assert_eq!(args.server_pid, Some(42));
+        assert!(args.json);
+        for bad in [
+            &["--connections", "3"][..],
+            &["--transport", "both", "--connections", "3"],
+            &["--transport", "websocket"],
+            &["--transport", "websocket", "--connections", "0"],
+            &[
+                "--transport",
+                "websocket",
+                "--connections",
+                "3",
+                "--users",
+                "0",
+            ],
+            &[
+                "--transport",
+                "websocket",
+                "--connections",
+                "3",
+                "--max-bytes-per-connection",
+                "1",
+            ],
+        ] {
+            assert!(parse_idle(bad).is_err(), "{bad:?} was accepted");
+        }
     }
 
     #[test]

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use quibble_client::{Client, ClientEvent, ClientOptions, ConversationId, Event, TransportKind};
+use quibble_client::{
+    Api, Client, ClientEvent, ClientOptions, ConversationId, Event, TransportKind,
+};
 use tokio::sync::watch;
 
 use crate::args::choice;
@@ -48,15 +50,18 @@ pub struct Schedule {
     pub members: u64,
 }
 
-/// Connect as `token` over exactly `kind`, join `room`, and wait until it is joined.
+/// Connect as `token` over exactly `kind` to `api`'s server (sharing `api`'s pooled HTTP
+/// connections for the certificate fetch), join `room`, and wait until it is joined.
 pub async fn connect(
-    server: String,
+    api: Api,
     token: String,
     kind: TransportKind,
     room: ConversationId,
 ) -> anyhow::Result<Bot> {
     let started = Instant::now();
-    let options = ClientOptions::new(server, token).transport(choice(kind));
+    let options = ClientOptions::new(api.server().base().as_str(), token)
+        .transport(choice(kind))
+        .api(api);
     let client = Client::connect(options).await.context("cannot connect")?;
     client.join(room);
     loop {
@@ -90,6 +95,11 @@ pub async fn connect(
 }
 
 impl Bot {
+    /// The bot's client, still open.
+    pub fn into_client(self) -> Client {
+        self.client
+    }
+
     /// Send on `schedule` and record everything until `finish` turns true (or its sender is
     /// gone); hands back the client, still open, and the record.
     pub async fn drive(

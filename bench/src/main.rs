@@ -2,18 +2,23 @@
 //! bots, puts them in fresh rooms and has them chat over WebTransport, WebSocket or both (the
 //! same scenario once per transport), then reports latencies, throughput and delivery counts.
 //! The exit status is 0 only if every message reached every member of its room exactly once
-//! and nothing went wrong (see `--help`).
+//! and nothing went wrong (see `--help`). `quibble-bench idle` opens many idle, joined
+//! connections and reports what each costs the server in resident memory.
 
 mod args;
 mod bot;
 mod compare;
 mod concurrency;
+mod fd_limit;
+mod idle;
+mod idle_report;
 mod plan;
 mod progress;
 mod record;
 mod report;
 mod run;
 mod scenario;
+mod server_memory;
 mod stats;
 mod stop;
 mod table;
@@ -26,7 +31,7 @@ use anyhow::Context;
 use clap::Parser;
 use quibble_client::Api;
 
-use crate::args::{ChatArgs, Cli, Command, command_line};
+use crate::args::{ChatArgs, Cli, Command, IdleArgs, command_line};
 use crate::plan::Plan;
 use crate::report::Report;
 use crate::run::{RunConfig, RunResult};
@@ -34,8 +39,11 @@ use crate::stop::Stop;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let Command::Chat(args) = Cli::parse().command;
-    match chat(args).await {
+    let outcome = match Cli::parse().command {
+        Command::Chat(args) => chat(args).await,
+        Command::Idle(args) => idle(args).await,
+    };
+    match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
@@ -58,7 +66,6 @@ async fn chat(args: ChatArgs) -> anyhow::Result<bool> {
     }
     let config = RunConfig {
         api,
-        server: args.server.clone(),
         plan,
         rate: args.rate,
         in_flight: args.in_flight,
@@ -72,6 +79,18 @@ async fn chat(args: ChatArgs) -> anyhow::Result<bool> {
         runs.push(result);
     }
     let report = Report::new(command_line(), &args, &plan, runs);
+    if args.json {
+        println!("{}", report.json().context("cannot write the JSON report")?);
+    } else {
+        print!("{}", report.text());
+    }
+    Ok(report.ok)
+}
+
+/// Run `idle` and print its report; whether everything was fine.
+async fn idle(args: IdleArgs) -> anyhow::Result<bool> {
+    let stop = Stop::start(tokio::time::Instant::now() + Duration::from_secs(args.timeout));
+    let report = idle::run(&args, &stop).await?;
     if args.json {
         println!("{}", report.json().context("cannot write the JSON report")?);
     } else {

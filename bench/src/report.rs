@@ -335,7 +335,9 @@ mod tests {
 
     fn args(extra: &[&str]) -> ChatArgs {
         let cli = Cli::try_parse_from(["quibble-bench", "chat"].iter().chain(extra)).unwrap();
-        let Command::Chat(args) = cli.command;
+        let Command::Chat(args) = cli.command else {
+            panic!("parsed `chat`")
+        };
         args
     }
 

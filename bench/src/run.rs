@@ -34,7 +34,6 @@ const CLOSE_LIMIT: Duration = Duration::from_secs(3);
 #[derive(Debug, Clone)]
 pub struct RunConfig {
     pub api: Api,
-    pub server: String,
     pub plan: Plan,
     /// Messages per second per bot; 0 for the in-flight window.
     pub rate: u32,
@@ -130,9 +129,9 @@ async fn prepare(config: &RunConfig, kind: TransportKind) -> anyhow::Result<Vec<
     let connects = accounts
         .into_iter()
         .map(|account| {
-            let server = config.server.clone();
+            let api = config.api.clone();
             async move {
-                bot::connect(server, account.token, kind, account.room)
+                bot::connect(api, account.token, kind, account.room)
                     .await
                     .with_context(|| format!("bot {} cannot join its room", account.username))
             }

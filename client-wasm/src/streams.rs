@@ -2,10 +2,14 @@
 //!
 //! Both transports number their streams the same way: id 0 is the control stream (opened with
 //! the connection), and every conversation stream gets a fresh id from 1 up — a new
-//! bidirectional stream over WebTransport, a new multiplexed stream id over WebSocket. A `Join`
-//! always opens a new stream; a conversation's older stream, if the server has not ended it
-//! yet, is finished from our side and its late frames are dropped, so the session only ever
-//! hears from the current stream of each conversation.
+//! bidirectional stream over WebTransport, a new multiplexed stream id over WebSocket. Ids are
+//! never reused. A `Join` always opens a new stream.
+//!
+//! A stream is over once either side has finished it, and the table forgets it then: when a
+//! rejoin replaces it (the driver finishes our side) or when the server ends it (the driver
+//! finishes our side too). Late frames on a forgotten id are dropped, so the session only
+//! ever hears from the current stream of each conversation, and the table holds only open
+//! streams.
 //!
 //! Pure bookkeeping, no I/O: the drivers in `wt` and `ws` act on what it returns.
 
@@ -21,32 +25,17 @@ pub enum Route {
     /// On the already open stream `id`.
     Existing(u64),
     /// On a new stream `id`, to be opened first. `replaces` is the conversation's previous
-    /// stream, if still open on our side: the driver finishes it.
+    /// stream, if it was still open: the driver finishes it (it is forgotten already).
     Open { id: u64, replaces: Option<u64> },
 }
 
-/// What the end of a stream means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ended {
-    /// Our side of the stream is still open: finish it too.
-    pub finish_local: bool,
-    /// The logical stream that ended, if the stream was its current one (the session must
-    /// hear of it); `None` for a stream already replaced or unknown.
-    pub closed: Option<StreamKey>,
-}
-
-#[derive(Debug)]
-struct Entry {
-    key: StreamKey,
-    /// Our sending side is open (we have not finished it).
-    local_open: bool,
-}
-
-/// The streams of one connection.
+/// The open streams of one connection.
 #[derive(Debug)]
 pub struct StreamTable {
     next_id: u64,
-    entries: HashMap<u64, Entry>,
+    /// Open stream id → its logical stream.
+    by_id: HashMap<u64, StreamKey>,
+    /// Logical stream → its open stream id.
     current: HashMap<StreamKey, u64>,
 }
 
@@ -61,13 +50,7 @@ impl StreamTable {
     pub fn new() -> Self {
         StreamTable {
             next_id: CONTROL_STREAM + 1,
-            entries: HashMap::from([(
-                CONTROL_STREAM,
-                Entry {
-                    key: StreamKey::Control,
-                    local_open: true,
-                },
-            )]),
+            by_id: HashMap::from([(CONTROL_STREAM, StreamKey::Control)]),
             current: HashMap::from([(StreamKey::Control, CONTROL_STREAM)]),
         }
     }
@@ -83,45 +66,31 @@ impl StreamTable {
             _ => {
                 let id = self.next_id;
                 self.next_id += 1;
-                let replaces = current.filter(|old| self.finish_local(*old));
-                self.entries.insert(
-                    id,
-                    Entry {
-                        key: transmit.stream,
-                        local_open: true,
-                    },
-                );
+                if let Some(old) = current {
+                    self.by_id.remove(&old);
+                }
+                self.by_id.insert(id, transmit.stream);
                 self.current.insert(transmit.stream, id);
-                Route::Open { id, replaces }
+                Route::Open {
+                    id,
+                    replaces: current,
+                }
             }
         }
     }
 
-    /// The logical stream whose frames arrive on `id`, if `id` is its current stream.
+    /// The logical stream whose frames arrive on `id`, if `id` is open.
     pub fn live(&self, id: u64) -> Option<StreamKey> {
-        let entry = self.entries.get(&id)?;
-        (self.current.get(&entry.key) == Some(&id)).then_some(entry.key)
+        self.by_id.get(&id).copied()
     }
 
     /// Stream `id` is over — the server ended it, or we give it up because a frame on it could
-    /// not be decoded: forget it.
-    pub fn end(&mut self, id: u64) -> Ended {
-        let closed = self.live(id);
-        if let Some(key) = closed {
-            self.current.remove(&key);
-        }
-        let finish_local = self.entries.remove(&id).is_some_and(|e| e.local_open);
-        Ended {
-            finish_local,
-            closed,
-        }
-    }
-
-    /// Mark our side of `id` finished; true if it was open.
-    fn finish_local(&mut self, id: u64) -> bool {
-        self.entries
-            .get_mut(&id)
-            .is_some_and(|e| std::mem::replace(&mut e.local_open, false))
+    /// not be decoded: forget it. Returns its logical stream if it was open (the session must
+    /// hear of it, and our side is to be finished); `None` for a stream already forgotten.
+    pub fn end(&mut self, id: u64) -> Option<StreamKey> {
+        let key = self.by_id.remove(&id)?;
+        self.current.remove(&key);
+        Some(key)
     }
 }
 
@@ -200,34 +169,17 @@ mod tests {
         );
         assert_eq!(t.live(1), None, "frames on the old stream are dropped");
         assert_eq!(t.live(2), Some(ROOM));
-        assert_eq!(
-            t.end(1),
-            Ended {
-                finish_local: false,
-                closed: None
-            }
-        );
+        assert_eq!(t.end(1), None, "the replaced stream was forgotten already");
         assert_eq!(t.live(2), Some(ROOM));
+        assert_eq!(t.by_id.len(), 2, "only open streams are kept");
     }
 
     #[test]
     fn the_server_ending_the_current_stream_is_reported_once() {
         let mut t = StreamTable::new();
         t.route(&join(7));
-        assert_eq!(
-            t.end(1),
-            Ended {
-                finish_local: true,
-                closed: Some(ROOM)
-            }
-        );
-        assert_eq!(
-            t.end(1),
-            Ended {
-                finish_local: false,
-                closed: None
-            }
-        );
+        assert_eq!(t.end(1), Some(ROOM));
+        assert_eq!(t.end(1), None);
         // A later frame for the conversation opens a new stream.
         assert_eq!(
             t.route(&send(7)),
@@ -241,13 +193,24 @@ mod tests {
     #[test]
     fn the_control_stream_can_end_too() {
         let mut t = StreamTable::new();
-        assert_eq!(
-            t.end(CONTROL_STREAM),
-            Ended {
-                finish_local: true,
-                closed: Some(StreamKey::Control)
-            }
-        );
+        assert_eq!(t.end(CONTROL_STREAM), Some(StreamKey::Control));
         assert_eq!(t.live(CONTROL_STREAM), None);
+    }
+
+    #[test]
+    fn ids_strictly_increase_and_ended_streams_are_forgotten() {
+        let mut t = StreamTable::new();
+        let mut last = CONTROL_STREAM;
+        for i in 0..1_000u64 {
+            let room = 7 + i % 2;
+            let Route::Open { id, replaces: None } = t.route(&join(room)) else {
+                panic!("a join after the end opens a fresh stream")
+            };
+            assert!(id > last, "id {id} after {last}");
+            last = id;
+            assert!(t.end(id).is_some());
+        }
+        assert_eq!(t.by_id.len(), 1, "only the control stream is left");
+        assert_eq!(t.current.len(), 1);
     }
 }

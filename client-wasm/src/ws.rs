@@ -122,13 +122,14 @@ impl WsLink {
         }
     }
 
-    /// Forget stream `id`, finishing our side if still open.
+    /// Forget stream `id`, finishing our side if it was open (the control stream ends with
+    /// the socket instead).
     fn end(&mut self, id: u64) -> Option<StreamKey> {
-        let ended = self.streams.end(id);
-        if ended.finish_local && id != CONTROL_STREAM {
+        let closed = self.streams.end(id);
+        if closed.is_some() && id != CONTROL_STREAM {
             self.write(&mux::finish(id));
         }
-        ended.closed
+        closed
     }
 
     fn write(&self, message: &[u8]) {

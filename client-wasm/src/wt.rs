@@ -227,7 +227,7 @@ impl WtLink {
                 writer.close()
             });
         }
-        self.streams.end(id).closed
+        self.streams.end(id)
     }
 
     /// Finish our side of stream `id` (its conversation moved to a new stream).

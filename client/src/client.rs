@@ -39,6 +39,10 @@ pub struct ClientOptions {
     /// A PEM file of CA certificates to verify the WebTransport server with; without one the
     /// certificate hash from `/api/cert` is pinned.
     pub ca_cert: Option<PathBuf>,
+    /// The REST client that fetches `/api/cert` for pinning, shared (with its pooled HTTP
+    /// connections) by every client given it; used only if it is for `server`. Without one,
+    /// each client makes its own.
+    pub api: Option<Api>,
 }
 
 impl ClientOptions {
@@ -49,6 +53,7 @@ impl ClientOptions {
             token: token.into(),
             transport: TransportChoice::Auto,
             ca_cert: None,
+            api: None,
         }
     }
 
@@ -59,6 +64,12 @@ impl ClientOptions {
 
     pub fn ca_cert(mut self, path: impl Into<PathBuf>) -> Self {
         self.ca_cert = Some(path.into());
+        self
+    }
+
+    /// Fetch the certificate hash with `api` (see [`ClientOptions::api`]).
+    pub fn api(mut self, api: Api) -> Self {
+        self.api = Some(api);
         self
     }
 }
@@ -96,7 +107,12 @@ impl Client {
         let server = ServerUrl::parse(&options.server)?;
         let trust = match &options.ca_cert {
             Some(path) => Trust::Roots(Arc::new(load_roots(path).await?)),
-            None => Trust::PinnedHash(Api::for_server(server.clone())),
+            None => Trust::PinnedHash(
+                options
+                    .api
+                    .filter(|api| api.server() == &server)
+                    .unwrap_or_else(|| Api::for_server(server.clone())),
+            ),
         };
         let seed: u64 = rand::rng().random();
         let (commands, commands_rx) = mpsc::unbounded_channel();

@@ -233,3 +233,45 @@ async fn auto_falls_back_to_websocket_when_webtransport_fails() {
         "{result:?}"
     );
 }
+
+/// Issue 6 finding 12: the server ends a stream on `Leave`, and the client must forget (and
+/// finish) it too, or every room switch leaves a dead stream id behind and the connection
+/// stops accepting joins after `max_streams_per_connection` (256) of them.
+#[tokio::test]
+async fn hundreds_of_room_switches_keep_working_on_every_transport() {
+    const SWITCHES: usize = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path());
+    let api = Api::new(&server.url()).unwrap();
+    let tok = token(&api, "rover").await;
+    let rooms = [
+        room(&api, &tok, "Lobby").await.id,
+        room(&api, &tok, "Garden").await.id,
+    ];
+    for transport in [TransportChoice::WebSocket, TransportChoice::WebTransport] {
+        let client = connect(&server, &tok, transport).await;
+        for switch in 0..SWITCHES {
+            let here = rooms[switch % 2];
+            client.join(here);
+            wait_for(&client, |e| match e {
+                ClientEvent::Session(Event::Joined { conversation, .. })
+                    if conversation == here =>
+                {
+                    Some(())
+                }
+                ClientEvent::Session(Event::Error { code, reason, .. }) => {
+                    panic!("{transport:?}: join {switch} refused: {reason} ({code})")
+                }
+                _ => None,
+            })
+            .await;
+            client.leave(here);
+        }
+        let last = rooms[SWITCHES % 2];
+        client.join(last);
+        joined(&client, last).await;
+        let id = client.send(last, format!("still here over {transport:?}"));
+        sent(&client, id).await;
+        client.close().await;
+    }
+}

@@ -100,7 +100,8 @@ impl Default for Limits {
             max_inflight_sends: 64,
             messages_per_second: 50,
             message_burst: 200,
-            max_streams_per_connection: 256,
+            // Each allowed QUIC stream costs every session memory up front (transport/wt.rs).
+            max_streams_per_connection: 64,
             drain_timeout: Duration::from_secs(5),
             rooms_per_hour: 20,
             room_burst: 10,

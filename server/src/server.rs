@@ -104,8 +104,13 @@ impl Server {
                 source,
             })?;
         for (addr, udp, tcp) in sockets {
-            let endpoint = wt::endpoint(udp, certs.identity(), &quic_keys)
-                .map_err(|source| ServeError::Bind { addr, source })?;
+            let endpoint = wt::endpoint(
+                udp,
+                certs.identity(),
+                &quic_keys,
+                config.limits.max_streams_per_connection,
+            )
+            .map_err(|source| ServeError::Bind { addr, source })?;
             endpoints.push((addr, Arc::new(endpoint)));
             tcp.set_nonblocking(true)
                 .map_err(|source| ServeError::Bind { addr, source })?;
@@ -267,7 +272,11 @@ async fn housekeeping(state: AppState, endpoints: Vec<(SocketAddr, Arc<Endpoint<
         match state.certs.rotate_if_due(SystemTime::now()) {
             Ok(Some(identity)) => {
                 for (addr, endpoint) in &endpoints {
-                    let config = wt::server_config(*addr, identity.clone_identity());
+                    let config = wt::server_config(
+                        *addr,
+                        identity.clone_identity(),
+                        state.limits.max_streams_per_connection,
+                    );
                     if let Err(e) = endpoint.reload_config(config, false) {
                         tracing::error!(%addr, "cannot install the new certificate: {e}");
                     }

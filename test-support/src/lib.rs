@@ -89,6 +89,11 @@ impl TestServer {
         server
     }
 
+    /// The server's process id (to read its memory from `/proc`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The HTTP base URL.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)

@@ -1,6 +1,11 @@
 //! Which physical stream carries which logical stream on one connection, and the translation of
 //! what the transport's reader tasks report (by physical stream id) into [`TransportEvent`]s
 //! (by [`StreamKey`]). Reports from streams that were replaced or forgotten are dropped.
+//!
+//! Stream ids are never reused: conversation streams get strictly increasing ids (1, 2, 3, …;
+//! 0 is control). A stream is over once either side has finished it, and the table forgets it
+//! then (the server ended it, or a rejoin replaced it), dropping its `W`: each transport's `W`
+//! finishes our side of the stream when dropped.
 
 use std::collections::HashMap;
 
@@ -149,5 +154,20 @@ mod tests {
             table.translate(Inbound::Lost(info)),
             Some(TransportEvent::Closed(CloseInfo { reason, .. })) if reason == "gone"
         ));
+    }
+
+    #[test]
+    fn ids_strictly_increase_and_ended_streams_are_forgotten() {
+        let mut table = StreamTable::new(());
+        let mut last = CONTROL_ID;
+        for i in 0..1_000u64 {
+            let room = StreamKey::Conversation(ConversationId(i % 2));
+            let (id, replaced) = table.open(room, |_| ());
+            assert!(replaced.is_none());
+            assert!(id > last, "id {id} after {last}");
+            last = id;
+            assert!(table.translate(Inbound::Ended(id)).is_some());
+        }
+        assert_eq!((table.by_id.len(), table.by_key.len()), (1, 1));
     }
 }

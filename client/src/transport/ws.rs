@@ -1,7 +1,11 @@
 //! The WebSocket transport (`ws://host:port/ws`): every frame travels as one binary message
 //! in the `protocol::mux` envelope, stream id 0 being the control stream and each
-//! conversation stream getting a fresh id. One task reads and reports, one task writes
-//! (batching whatever is queued into one flush).
+//! conversation stream getting a fresh, strictly increasing id (ids are never reused). One
+//! task reads and reports, one task writes (batching whatever is queued into one flush).
+//!
+//! A stream is over once either side has finished it. The stream table holds a [`MuxStream`]
+//! per open stream, and forgetting one (the server ended it, its frame was malformed, or a
+//! rejoin replaced it) sends our finish for its id, so neither side keeps a dead id.
 
 use std::time::Duration;
 
@@ -35,8 +39,8 @@ const WRITE_STALL: Duration = Duration::from_secs(15);
 pub(crate) struct WsConnection {
     out: mpsc::UnboundedSender<Message>,
     inbound: mpsc::Receiver<Inbound>,
-    /// Each logical stream's current WebSocket stream id.
-    streams: StreamTable<u64>,
+    /// Each logical stream's current WebSocket stream.
+    streams: StreamTable<MuxStream>,
     reader: JoinHandle<()>,
 }
 
@@ -57,9 +61,12 @@ pub(crate) async fn connect(url: &Url) -> Result<WsConnection, TransportError> {
     tokio::spawn(write_socket(sink, out_rx));
     let reader = tokio::spawn(read_socket(source, inbound_tx));
     Ok(WsConnection {
-        out,
         inbound,
-        streams: StreamTable::new(CONTROL_ID),
+        streams: StreamTable::new(MuxStream {
+            id: CONTROL_ID,
+            out: out.clone(),
+        }),
+        out,
         reader,
     })
 }
@@ -86,14 +93,14 @@ impl WsConnection {
     /// Queue an encoded frame on `stream` (on a new stream id if `fresh`).
     pub(crate) fn send(&mut self, stream: StreamKey, frame: Vec<u8>, fresh: bool) {
         let id = match self.streams.get(stream) {
-            Some((_, id)) if !fresh || stream == StreamKey::Control => *id,
+            Some((id, _)) if !fresh || stream == StreamKey::Control => id,
             // The control stream ended: the connection is being reported closed.
             None if stream == StreamKey::Control => return,
             _ => {
-                let (id, replaced) = self.streams.open(stream, |id| id);
-                if let Some(old) = replaced {
-                    let _ = self.out.send(binary(mux::finish(old)));
-                }
+                let out = self.out.clone();
+                let (id, replaced) = self.streams.open(stream, |id| MuxStream { id, out });
+                // Dropping the replaced stream finishes it, before the new id's first frame.
+                drop(replaced);
                 id
             }
         };
@@ -109,9 +116,26 @@ impl WsConnection {
                     reason: "the WebSocket reader stopped".into(),
                 });
             };
+            // A stream the server ended is dropped here, which finishes our side of it.
             if let Some(event) = self.streams.translate(inbound) {
                 return event;
             }
+        }
+    }
+}
+
+/// Our side of one open WebSocket stream: dropping it (forgetting the stream) sends the
+/// stream's finish message, except for the control stream, which ends with the close frame.
+struct MuxStream {
+    id: u64,
+    out: mpsc::UnboundedSender<Message>,
+}
+
+impl Drop for MuxStream {
+    fn drop(&mut self) {
+        if self.id != CONTROL_ID {
+            // If the writer is gone, so is the connection and every stream on it.
+            let _ = self.out.send(binary(mux::finish(self.id)));
         }
     }
 }

@@ -55,6 +55,14 @@ const CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// How long the socket then stays open, reading and discarding, for the peer to read the
 /// close frame and answer it.
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
+/// The WebSocket library's read buffer per connection, and the most one socket read takes: it
+/// is allocated, zeroed and kept for the connection's life (the default 128 KiB made an idle
+/// connection cost ~150 KB of RSS); a larger message makes it grow. Client frames are small.
+const READ_BUFFER: usize = 2 * 1024;
+/// Bytes the library gathers before a socket write (a flush writes at once): big enough to
+/// batch a burst of small frames into few writes, small because its buffer keeps the largest
+/// size it reached.
+const WRITE_BUFFER: usize = 8 * 1024;
 
 /// `GET /ws`: upgrade, unless the server is full.
 pub async fn upgrade(
@@ -69,6 +77,8 @@ pub async fn upgrade(
     };
     ws.max_message_size(MAX_FRAME_LEN + ENVELOPE_SLACK)
         .max_frame_size(MAX_FRAME_LEN + ENVELOPE_SLACK)
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
         .on_upgrade(move |socket| handle(state, socket, peer, permit))
 }
 

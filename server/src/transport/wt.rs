@@ -32,20 +32,30 @@ use crate::state::AppState;
 pub const PATH: &str = "/wt";
 /// A stream whose peer reads nothing for this long is reset as a slow consumer.
 const WRITE_STALL: Duration = Duration::from_secs(30);
-/// Read buffer per stream.
-const READ_CHUNK: usize = 16 * 1024;
+/// Read buffer per stream, resident for the stream's life (16 KiB made two thirds of an idle
+/// session's cost); a QUIC packet carries about 1.2 KB.
+const READ_CHUNK: usize = 2 * 1024;
 /// Bytes of frames a stream's writer takes from the queue at once.
 const WRITE_BATCH: usize = 64 * 1024;
 
-/// QUIC settings, chosen for chat: many small frames on a handful of streams per connection.
-fn transport_config() -> TransportConfig {
+/// QUIC settings, chosen for chat: many small frames on a handful of streams per connection,
+/// of which at most `max_streams` conversation streams at once (the engine's limit, the same
+/// over WebSocket).
+fn transport_config(max_streams: usize) -> TransportConfig {
     let mut t = TransportConfig::default();
     // A connection silent for 30 s is dead; clients ping every 10 s anyway.
     t.max_idle_timeout(Some(QuinnVarInt::from_u32(30_000).into()));
     // Keep NAT bindings alive from our side too.
     t.keep_alive_interval(Some(Duration::from_secs(10)));
-    // One control stream plus one per joined conversation; the engine caps it again.
-    t.max_concurrent_bidi_streams(QuinnVarInt::from_u32(258));
+    // quinn keeps a table entry for every stream the peer may open, from the start: the
+    // limits are memory per idle session (258 bidirectional and the default 100
+    // unidirectional streams cost ~22 KB). One control stream plus the conversations; a
+    // client past that waits for one of its streams to end.
+    let bidi = u32::try_from(max_streams.saturating_add(1)).unwrap_or(u32::MAX);
+    t.max_concurrent_bidi_streams(QuinnVarInt::from_u32(bidi));
+    // HTTP/3 needs three from the peer (control, QPACK encoder and decoder); our clients
+    // open no others.
+    t.max_concurrent_uni_streams(QuinnVarInt::from_u32(8));
     // Per-stream window fits a full history page frame; the connection window bounds memory.
     t.stream_receive_window(QuinnVarInt::from_u32(512 * 1024));
     t.receive_window(QuinnVarInt::from_u32(4 * 1024 * 1024));
@@ -56,10 +66,10 @@ fn transport_config() -> TransportConfig {
 }
 
 /// A server config for `socket_addr` with `identity`.
-pub fn server_config(addr: SocketAddr, identity: Identity) -> ServerConfig {
+pub fn server_config(addr: SocketAddr, identity: Identity, max_streams: usize) -> ServerConfig {
     ServerConfig::builder()
         .with_bind_address(addr)
-        .with_custom_transport(identity, transport_config())
+        .with_custom_transport(identity, transport_config(max_streams))
         .build()
 }
 
@@ -69,10 +79,11 @@ pub fn endpoint(
     socket: std::net::UdpSocket,
     identity: Identity,
     keys: &QuicKeys,
+    max_streams: usize,
 ) -> std::io::Result<Endpoint<Server>> {
     let mut config = ServerConfig::builder()
         .with_bind_socket(socket)
-        .with_custom_transport(identity, transport_config())
+        .with_custom_transport(identity, transport_config(max_streams))
         .build();
     keys.apply(config.quic_endpoint_config_mut());
     Endpoint::server(config)

@@ -1,0 +1,140 @@
+//! `quibble-bench idle`: what an idle connection costs the server. It signs up a few users
+//! (each with a room), reads the server's resident memory, opens N connections over one
+//! transport with the real client (Hello, Welcome, Join, Joined; each connection user i mod U,
+//! in that user's room), reads the memory again once all have joined and again after they
+//! idled for `--hold` seconds (the clients keep heartbeating), then closes them and reads it a
+//! last time. The cost of one connection is the growth divided by the connections opened.
+//!
+//! Each phase is bounded: connects run a few at a time, each within the client's own dial
+//! timeout, and everything within `--timeout`; on any stop the connections are closed.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow};
+use quibble_client::{Api, Client, ClientEvent, Event};
+use tokio::task::JoinSet;
+
+use crate::args::IdleArgs;
+use crate::bot;
+use crate::concurrency::bounded;
+use crate::fd_limit;
+use crate::idle_report::{IdleReport, Memory};
+use crate::plan::Plan;
+use crate::scenario;
+use crate::server_memory::ServerProcess;
+use crate::stop::Stop;
+
+/// Connections being opened at once (below the server's per-address allowance of connections
+/// that have not said Hello yet).
+const CONNECTS_AT_ONCE: usize = 8;
+/// Pause before a memory reading, so the server finishes what the last step started.
+const SETTLE: Duration = Duration::from_secs(1);
+/// How long closing the connections may take before they are dropped.
+const CLOSE_LIMIT: Duration = Duration::from_secs(10);
+
+/// Run the idle benchmark as `args` say.
+pub async fn run(args: &IdleArgs, stop: &Stop) -> anyhow::Result<IdleReport> {
+    let open_files = fd_limit::make_room_for(args.connections)?;
+    let server = args.server_pid.map(ServerProcess::new).transpose()?;
+    let api = Api::new(&args.server).context("invalid --server")?;
+    let kind = args.transport.kind();
+    let mut report = IdleReport::new(args, open_files, server.map(|s| s.pid()));
+
+    let accounts = tokio::select! {
+        accounts = async {
+            api.cert()
+                .await
+                .with_context(|| format!("cannot reach the server at {}", args.server))?;
+            let plan = Plan::new(args.users, 1, 0, 1)?;
+            scenario::setup(&api, &plan).await
+        } => accounts?,
+        reason = stop.wait() => return Err(anyhow!("{reason} while setting up")),
+    };
+    let mut memory = Memory {
+        before_kib: read_after_settle(server).await?,
+        ..Memory::default()
+    };
+
+    let started = Instant::now();
+    let connects = (0..args.connections as usize)
+        .map(|i| {
+            let account = accounts[i % accounts.len()].clone();
+            let api = api.clone();
+            async move {
+                bot::connect(api, account.token, kind, account.room)
+                    .await
+                    .with_context(|| format!("connection {} of {}", i + 1, account.username))
+            }
+        })
+        .collect();
+    let bots = tokio::select! {
+        bots = bounded(CONNECTS_AT_ONCE, connects) => bots,
+        reason = stop.wait() => Err(anyhow!("{reason} while connecting")),
+    };
+    let clients: Vec<Arc<Client>> = match bots {
+        Ok(bots) => bots
+            .into_iter()
+            .map(|bot| Arc::new(bot.into_client()))
+            .collect(),
+        Err(e) => {
+            report.error = Some(format!("{e:#}"));
+            report.set_memory(memory);
+            return Ok(report);
+        }
+    };
+    report.opened = clients.len() as u64;
+    report.connect_s = started.elapsed().as_secs_f64();
+    memory.joined_kib = read_after_settle(server).await?;
+
+    let disconnects = Arc::new(AtomicU64::new(0));
+    let mut watchers = JoinSet::new();
+    for client in &clients {
+        watchers.spawn(count_disconnects(client.clone(), disconnects.clone()));
+    }
+    tokio::select! {
+        () = tokio::time::sleep(Duration::from_secs(args.hold)) => {}
+        reason = stop.wait() => report.error = Some(format!("{reason} while holding")),
+    }
+    memory.held_kib = read(server)?;
+    report.disconnects = disconnects.load(Ordering::Relaxed);
+    report.alive = clients.iter().filter(|c| c.transport().is_some()).count() as u64;
+    watchers.abort_all();
+
+    close_all(clients).await;
+    memory.closed_kib = read_after_settle(server).await?;
+    report.set_memory(memory);
+    Ok(report)
+}
+
+/// The server's RSS after [`SETTLE`], if a server is watched.
+async fn read_after_settle(server: Option<ServerProcess>) -> anyhow::Result<Option<u64>> {
+    if server.is_none() {
+        return Ok(None);
+    }
+    tokio::time::sleep(SETTLE).await;
+    read(server)
+}
+
+fn read(server: Option<ServerProcess>) -> anyhow::Result<Option<u64>> {
+    server.map(|s| s.rss_kib()).transpose()
+}
+
+/// Count the times `client` loses its connection (until aborted).
+async fn count_disconnects(client: Arc<Client>, disconnects: Arc<AtomicU64>) {
+    while let Some(event) = client.next_event().await {
+        if matches!(event, ClientEvent::Session(Event::Disconnected)) {
+            disconnects.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Close every client, giving up on those that take longer than [`CLOSE_LIMIT`].
+async fn close_all(clients: Vec<Arc<Client>>) {
+    let mut closing = JoinSet::new();
+    for client in clients {
+        closing.spawn(async move { client.close().await });
+    }
+    let _ = tokio::time::timeout(CLOSE_LIMIT, closing.join_all()).await;
+}
