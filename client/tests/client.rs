@@ -236,7 +236,7 @@ async fn auto_falls_back_to_websocket_when_webtransport_fails() {
 
 /// Issue 6 finding 12: the server ends a stream on `Leave`, and the client must forget (and
 /// finish) it too, or every room switch leaves a dead stream id behind and the connection
-/// stops accepting joins after `max_streams_per_connection` (256) of them.
+/// stops accepting joins after `max_streams_per_connection` (64 by default) of them.
 #[tokio::test]
 async fn hundreds_of_room_switches_keep_working_on_every_transport() {
     const SWITCHES: usize = 300;
