@@ -10,8 +10,10 @@ Figures (one column per transport; with --transport both, WT/WS is WebTransport'
 by WebSocket's, both measured in this one invocation: below 1 means WebTransport's is lower):
   sent / planned      messages the bots handed to their clients / rooms x users x (warmup + messages)
   acked               sends the server acknowledged as durable (Sent, after its commit)
-  rejected            sends the server refused for good (e.g. rate_limited: by default the server
-                      allows 50 messages/s per user in bursts of 200, which caps --rate)
+  rejected            sends the server refused for good (e.g. invalid_input). A rate_limited send is
+                      not one: the client resends it after the server's hint, so it shows as ack
+                      latency (by default the server allows 50 messages/s per user in bursts of
+                      200, which caps --rate)
   unanswered          sends with neither an ack nor a rejection when the run stopped
   delivered/expected  distinct (member, message) arrivals / what is owed: every message that was
                       not rejected, to every member of its room, its author included

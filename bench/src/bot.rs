@@ -204,6 +204,8 @@ impl State {
                 self.tracker.acked();
                 self.record.acks.push((client_id, at));
             }
+            // The session sends it again by itself; its ack (or refusal) is what counts.
+            Event::Throttled { .. } => {}
             Event::Rejected {
                 client_id, code, ..
             } => {

@@ -31,6 +31,7 @@ export type ClientEvent =
   | { type: "message"; message: ChatMessage }
   | { type: "history"; conversation: number; messages: ChatMessage[]; hasMore: boolean }
   | { type: "sent"; conversation: number; clientId: string; seq: number; sentAtMs: number }
+  | { type: "throttled"; conversation: number; clientId: string; retryInMs: number }
   | { type: "rejected"; conversation: number; clientId: string; code: string; reason: string }
   | { type: "error"; conversation: number | null; code: string; reason: string }
   | { type: "goaway"; reconnectAfterMs: number }
@@ -203,6 +204,15 @@ pub fn event(event: Event) -> JsValue {
             .set("clientId", client_id.to_string())
             .set("seq", seq as f64)
             .set("sentAtMs", sent_at_ms as f64),
+        Event::Throttled {
+            conversation,
+            client_id,
+            retry_in_ms,
+        } => obj
+            .set("type", "throttled")
+            .set("conversation", conversation.0 as f64)
+            .set("clientId", client_id.to_string())
+            .set("retryInMs", retry_in_ms as f64),
         Event::Rejected {
             conversation,
             client_id,

@@ -199,6 +199,9 @@ function onEvent(event) {
     case 'sent':
       onSent(event);
       break;
+    case 'throttled':
+      onThrottled(event);
+      break;
     case 'rejected':
       onRejected(event);
       break;
@@ -457,6 +460,13 @@ function onSent(event) {
     return;
   }
   confirm(chat, element, event.seq, event.sentAtMs);
+}
+
+/** Refused for sending too fast: still pending, the client sends it again by itself. */
+function onThrottled(event) {
+  const element = chats.get(event.conversation)?.pending.get(event.clientId);
+  if (!element) return;
+  element.querySelector('.status').textContent = 'Sending too fast; retrying…';
 }
 
 function onRejected(event) {

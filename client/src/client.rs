@@ -167,7 +167,8 @@ impl Client {
     }
 
     /// Send a message; returns its client id, which `Event::Sent` (durable) or
-    /// `Event::Rejected` carry back. It is resent after reconnects until acknowledged.
+    /// `Event::Rejected` carry back. It is resent after reconnects until acknowledged, and
+    /// after the server's hint when it was refused with `RateLimited` (`Event::Throttled`).
     pub fn send(&self, conversation: ConversationId, body: impl Into<String>) -> u64 {
         let mut next = self
             .next_client_id

@@ -3,6 +3,7 @@
 
 use quibble_test_support as support;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use quibble_client::{
@@ -274,4 +275,73 @@ async fn hundreds_of_room_switches_keep_working_on_every_transport() {
         sent(&client, id).await;
         client.close().await;
     }
+}
+
+/// More sends at once than the server's burst allows: those refused with `RateLimited` are
+/// resent by the session after the server's hint, so each message is stored exactly once and
+/// in the order it was sent, and none is reported as rejected.
+#[tokio::test]
+async fn sends_past_the_rate_limit_are_retried_until_each_is_stored_once() {
+    const SENDS: usize = 16;
+    let dir = tempfile::tempdir().unwrap();
+    let server =
+        TestServer::start_with_config(dir.path(), "messages_per_second = 4\nmessage_burst = 4\n");
+    let api = Api::new(&server.url()).unwrap();
+    let alice = token(&api, "alice").await;
+    let room = room(&api, &alice, "flood").await;
+    let client = connect(&server, &alice, TransportChoice::WebSocket).await;
+    client.join(room.id);
+    joined(&client, room.id).await;
+    let ids: Vec<u64> = (0..SENDS)
+        .map(|i| client.send(room.id, format!("m{i}")))
+        .collect();
+    let mut acks: HashMap<u64, u64> = HashMap::new();
+    let mut throttled = 0;
+    while acks.len() < SENDS {
+        let event = wait_for(&client, |e| match e {
+            ClientEvent::Session(
+                e @ (Event::Sent { .. } | Event::Throttled { .. } | Event::Rejected { .. }),
+            ) => Some(e),
+            _ => None,
+        })
+        .await;
+        match event {
+            Event::Sent { client_id, seq, .. } => {
+                assert!(
+                    acks.insert(client_id, seq).is_none(),
+                    "{client_id} acked twice"
+                );
+            }
+            Event::Throttled { .. } => throttled += 1,
+            other => panic!("a send was refused for good: {other:?}"),
+        }
+    }
+    assert!(
+        throttled >= SENDS - 4,
+        "only {throttled} refusals: the server's burst was not exceeded"
+    );
+    let seqs: Vec<u64> = ids.iter().map(|id| acks[id]).collect();
+    assert_eq!(
+        seqs,
+        (1..=SENDS as u64).collect::<Vec<_>>(),
+        "acked in send order"
+    );
+    client.close().await;
+
+    // What the store holds, as a fresh reader sees it: every message once, in order.
+    let bob = token(&api, "bob").await;
+    let reader = connect(&server, &bob, TransportChoice::WebSocket).await;
+    reader.join(room.id);
+    assert_eq!(
+        joined(&reader, room.id).await,
+        SENDS as u64,
+        "nothing stored twice"
+    );
+    let mut bodies = Vec::new();
+    while bodies.len() < SENDS {
+        bodies.push(message(&reader, room.id).await.body);
+    }
+    let expected: Vec<String> = (0..SENDS).map(|i| format!("m{i}")).collect();
+    assert_eq!(bodies, expected);
+    reader.close().await;
 }

@@ -102,7 +102,9 @@ pub enum ServerFrame {
         seq: u64,
         sent_at_ms: u64,
     },
-    /// A `Send` was refused for good (too long, empty, not allowed); resending will not help.
+    /// A `Send` was refused. With `RateLimited` it is worth sending again (same client id)
+    /// after the wait the reason ends with, "retry in N ms"; with any other code (too long,
+    /// empty, not allowed) resending will not help.
     Rejected {
         client_id: u64,
         code: ErrorCode,

@@ -959,3 +959,203 @@ fn queued_frames_of_a_dead_connection_are_dropped() {
     assert!(transmits(&mut s).is_empty());
     assert_eq!(s.pending().count(), 1);
 }
+
+fn send_frame(c: ConversationId, client_id: u64, body: &str) -> (StreamKey, ClientFrame) {
+    (
+        conv(c),
+        ClientFrame::Send {
+            client_id,
+            body: body.into(),
+        },
+    )
+}
+
+fn rate_limited(client_id: u64, retry_in_ms: u64) -> ServerFrame {
+    ServerFrame::Rejected {
+        client_id,
+        code: ErrorCode::RateLimited,
+        reason: format!(
+            "sending too fast: at most 5 messages per second (bursts of 5); retry in {retry_in_ms} ms"
+        ),
+    }
+}
+
+fn sent(client_id: u64, seq: u64) -> ServerFrame {
+    ServerFrame::Sent {
+        client_id,
+        seq,
+        sent_at_ms: seq,
+    }
+}
+
+#[test]
+fn a_rate_limited_send_is_resent_after_the_hint_and_acknowledged_once() {
+    let mut s = joined_session(C, 0);
+    let a = s.send(C, "a".into());
+    assert_eq!(transmits(&mut s), [send_frame(C, a, "a")]);
+    s.on_frame(conv(C), rate_limited(a, 40), 100);
+    assert_eq!(
+        events(&mut s),
+        [Event::Throttled {
+            conversation: C,
+            client_id: a,
+            retry_in_ms: 40
+        }]
+    );
+    let pending: Vec<u64> = s.pending().map(|p| p.client_id).collect();
+    assert_eq!(pending, [a], "a rate-limited send stays pending");
+    assert!(s.poll_timeout().is_some_and(|t| t <= 140));
+    s.handle_timeout(139);
+    assert!(
+        conversation_transmits(&mut s).is_empty(),
+        "not before the hint"
+    );
+    s.handle_timeout(140);
+    assert_eq!(
+        conversation_transmits(&mut s),
+        [send_frame(C, a, "a")],
+        "the same client id again"
+    );
+    s.on_frame(conv(C), sent(a, 1), 141);
+    s.on_frame(conv(C), sent(a, 1), 142);
+    assert_eq!(
+        events(&mut s),
+        [Event::Sent {
+            conversation: C,
+            client_id: a,
+            seq: 1,
+            sent_at_ms: 1
+        }],
+        "acknowledged once"
+    );
+    assert_eq!(s.pending().count(), 0);
+    // Nothing pending: back to sending at once.
+    let b = s.send(C, "b".into());
+    assert_eq!(transmits(&mut s), [send_frame(C, b, "b")]);
+}
+
+#[test]
+fn sends_after_a_rate_limited_one_never_overtake_it() {
+    let mut s = joined_session(C, 0);
+    let [a, b, c] = ["a", "b", "c"].map(|body| s.send(C, body.into()));
+    assert_eq!(transmits(&mut s).len(), 3, "pipelined while not throttled");
+    s.on_frame(conv(C), rate_limited(a, 10), 0);
+    s.on_frame(conv(C), rate_limited(b, 10), 0);
+    // Throttled: a new send waits its turn.
+    let d = s.send(C, "d".into());
+    assert!(transmits(&mut s).is_empty());
+    // `c` is still in flight: nothing goes until it is answered, even past the hint.
+    s.handle_timeout(10);
+    assert!(conversation_transmits(&mut s).is_empty());
+    s.on_frame(conv(C), rate_limited(c, 10), 5);
+    s.handle_timeout(14);
+    assert!(conversation_transmits(&mut s).is_empty());
+    // Then one at a time, oldest first; each ack lets the next one go.
+    s.handle_timeout(15);
+    assert_eq!(conversation_transmits(&mut s), [send_frame(C, a, "a")]);
+    s.handle_timeout(16);
+    assert!(conversation_transmits(&mut s).is_empty(), "one in flight");
+    s.on_frame(conv(C), sent(a, 1), 16);
+    assert_eq!(transmits(&mut s), [send_frame(C, b, "b")]);
+    s.on_frame(conv(C), rate_limited(b, 20), 17);
+    s.handle_timeout(36);
+    assert!(conversation_transmits(&mut s).is_empty());
+    s.handle_timeout(37);
+    assert_eq!(conversation_transmits(&mut s), [send_frame(C, b, "b")]);
+    // A reconnect keeps the turn: only the oldest goes out on the new stream.
+    s.on_disconnected(40, 0);
+    let Some(retry) = s.poll_timeout() else {
+        panic!("a reconnect is scheduled");
+    };
+    s.handle_timeout(retry);
+    assert_eq!(actions(&mut s), [Action::Connect]);
+    s.on_connected(retry);
+    s.on_frame(StreamKey::Control, welcome(1, 1_000), retry);
+    transmits(&mut s);
+    s.on_frame(conv(C), joined(C, 1, 1, 1), retry);
+    assert_eq!(transmits(&mut s), [send_frame(C, b, "b")]);
+    for (id, body, seq) in [(b, "b", 2), (c, "c", 3)] {
+        let next = s.pending().nth(1).map(|p| (p.client_id, p.body.clone()));
+        s.on_frame(conv(C), sent(id, seq), retry + 1);
+        let (next_id, next_body) = next.unwrap_or_default();
+        assert_eq!(
+            transmits(&mut s),
+            [send_frame(C, next_id, &next_body)],
+            "after {body}"
+        );
+    }
+    s.on_frame(conv(C), sent(d, 4), retry + 2);
+    assert!(transmits(&mut s).is_empty());
+    let acked: Vec<u64> = events(&mut s)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Sent { client_id, .. } => Some(client_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(acked, [a, b, c, d], "stored in the order they were made");
+    // The outbox is empty: pipelining again.
+    let e = s.send(C, "e".into());
+    let f = s.send(C, "f".into());
+    assert_eq!(
+        transmits(&mut s),
+        [send_frame(C, e, "e"), send_frame(C, f, "f")]
+    );
+}
+
+#[test]
+fn a_throttled_conversation_does_not_hold_back_another() {
+    let mut s = joined_session(C, 0);
+    s.join(D);
+    s.on_frame(conv(D), joined(D, 1, 0, 0), 0);
+    transmits(&mut s);
+    let a = s.send(C, "a".into());
+    s.on_frame(conv(C), rate_limited(a, 50), 0);
+    transmits(&mut s);
+    let b = s.send(C, "b".into());
+    let x = s.send(D, "x".into());
+    assert_eq!(transmits(&mut s), [send_frame(D, x, "x")]);
+    s.handle_timeout(50);
+    assert_eq!(conversation_transmits(&mut s), [send_frame(C, a, "a")]);
+    assert_eq!(
+        s.pending().map(|p| p.client_id).collect::<Vec<_>>(),
+        [a, b, x]
+    );
+}
+
+#[test]
+fn rejections_other_than_rate_limited_stay_final() {
+    let mut s = joined_session(C, 0);
+    for code in ErrorCode::ALL
+        .into_iter()
+        .filter(|&code| code != ErrorCode::RateLimited)
+    {
+        let id = s.send(C, "x".into());
+        transmits(&mut s);
+        let reason = "no; retry in 5 ms".to_owned();
+        s.on_frame(
+            conv(C),
+            ServerFrame::Rejected {
+                client_id: id,
+                code,
+                reason: reason.clone(),
+            },
+            1,
+        );
+        assert_eq!(
+            events(&mut s),
+            [Event::Rejected {
+                conversation: C,
+                client_id: id,
+                code,
+                reason
+            }]
+        );
+        assert_eq!(s.pending().count(), 0, "{code} is final");
+        s.handle_timeout(100);
+        assert!(
+            conversation_transmits(&mut s).is_empty(),
+            "{code} is not resent"
+        );
+    }
+}

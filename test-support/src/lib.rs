@@ -47,11 +47,25 @@ impl TestServer {
 
     /// Start a server with its data in `dir` on `port` (0: any free port).
     pub fn start_on(dir: &Path, port: u16) -> TestServer {
+        TestServer::spawn(dir, port, &[])
+    }
+
+    /// Start a server with its data in `dir` on a free port, with `toml` as its config file
+    /// (written into `dir`).
+    pub fn start_with_config(dir: &Path, toml: &str) -> TestServer {
+        let config = dir.join(format!("config-{}.toml", unique()));
+        std::fs::write(&config, toml).expect("write the server config");
+        let config = config.to_str().expect("a UTF-8 temp path");
+        TestServer::spawn(dir, 0, &["--config", config])
+    }
+
+    fn spawn(dir: &Path, port: u16, extra: &[&str]) -> TestServer {
         let data_dir = dir.join("data");
         let log = dir.join(format!("server-{}.log", unique()));
         let log_file = std::fs::File::create(&log).expect("create the server log");
         let mut child = Command::new(server_binary())
             .arg("serve")
+            .args(extra)
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--data-dir")

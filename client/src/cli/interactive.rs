@@ -366,6 +366,18 @@ impl Chat {
                     say(format!("me: {} (sent #{seq})", one_line(&text)));
                 }
             }
+            Event::Throttled {
+                client_id,
+                retry_in_ms,
+                ..
+            } => {
+                if let Some(text) = self.pending.get(&client_id) {
+                    say(format!(
+                        "me: {} (sending too fast; retrying in {retry_in_ms} ms)",
+                        one_line(text)
+                    ));
+                }
+            }
             Event::Rejected {
                 client_id, reason, ..
             } => {

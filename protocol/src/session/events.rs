@@ -70,7 +70,15 @@ pub enum Event {
         seq: u64,
         sent_at_ms: u64,
     },
-    /// One of our sends was refused for good and dropped from the outbox.
+    /// One of our sends was refused with `RateLimited`: it stays pending and the session
+    /// sends it again in `retry_in_ms` (its turn kept), as often as needed.
+    Throttled {
+        conversation: ConversationId,
+        client_id: u64,
+        retry_in_ms: u64,
+    },
+    /// One of our sends was refused for good (any code but `RateLimited`) and dropped from
+    /// the outbox.
     Rejected {
         conversation: ConversationId,
         client_id: u64,

@@ -29,6 +29,10 @@
 //! - A conversation stream that the server ends after `Lagged` is rejoined at once from the
 //!   cursor; one ended after an `Error` (or for no stated reason) is rejoined after
 //!   `min(cap, base * 2^(failures - 1))` ms, so a refusing server is not hammered.
+//! - A send refused with `RateLimited` stays pending and is resent after the server's hint;
+//!   its conversation then sends one message at a time, oldest first, until its outbox is
+//!   empty (see the `throttle` module). Sends refused with any other code are dropped and
+//!   reported as [`Event::Rejected`].
 //! - Gaps are filled with `History` requests upward from the cursor; see the `conversation`
 //!   module for how holes and a full out-of-order buffer are handled.
 
@@ -42,6 +46,7 @@ mod connection;
 mod conversation;
 mod events;
 mod outbox;
+mod throttle;
 
 pub use events::{Action, Event, State, StreamKey, Transmit};
 pub use outbox::PendingSend;
@@ -50,6 +55,7 @@ use backoff::Backoff;
 use connection::{Connection, heartbeat_interval};
 use conversation::{Conversation, Link};
 use outbox::Outbox;
+use throttle::Throttles;
 
 /// Settings a driver chooses when creating a session.
 #[derive(Debug, Clone)]
@@ -109,6 +115,8 @@ pub struct Session {
     /// Conversations the application wants joined.
     conversations: BTreeMap<ConversationId, Conversation>,
     outbox: Outbox,
+    /// Conversations whose sends are paced after a `RateLimited` refusal.
+    throttles: Throttles,
     /// Client ids handed out so far.
     sends: u64,
     queues: Queues,
@@ -126,6 +134,7 @@ impl Session {
             connection: None,
             conversations: BTreeMap::new(),
             outbox: Outbox::default(),
+            throttles: Throttles::default(),
             sends: 0,
             queues,
         }
@@ -204,7 +213,7 @@ impl Session {
             (StreamKey::Control, ServerFrame::Error { code, reason }) => {
                 self.on_connection_error(code, reason)
             }
-            (StreamKey::Conversation(c), frame) => self.on_conversation_frame(c, frame),
+            (StreamKey::Conversation(c), frame) => self.on_conversation_frame(c, frame, now_ms),
             (StreamKey::Control, _) => {}
         }
     }
@@ -219,6 +228,7 @@ impl Session {
                 }
             }
             StreamKey::Conversation(c) => {
+                self.outbox.landed(Some(c));
                 if self.state != State::Ready {
                     return;
                 }
@@ -260,9 +270,15 @@ impl Session {
                     .values()
                     .filter_map(Conversation::rejoin_at)
                     .filter(|_| welcomed);
+                let resends = self
+                    .throttles
+                    .iter()
+                    .filter(|&(c, _)| welcomed && self.may_resend(c))
+                    .map(|(_, at)| at);
                 [connection.next_ping_at(), connection.dead_at(welcomed)]
                     .into_iter()
                     .chain(rejoins)
+                    .chain(resends)
                     .min()
             }
             State::Connecting | State::Failed(_) => None,
@@ -304,6 +320,7 @@ impl Session {
     /// discarded (the only way a pending send is dropped without an answer from the server).
     pub fn leave(&mut self, conversation: ConversationId) {
         self.outbox.discard(conversation);
+        self.throttles.release(conversation);
         if let Some(conv) = self.conversations.remove(&conversation)
             && self.state == State::Ready
         {
@@ -312,16 +329,14 @@ impl Session {
     }
 
     /// Queue a message; returns its client id. It is sent when the conversation is joined and
-    /// resent after every reconnect until the server acknowledges it.
+    /// resent after every reconnect until the server acknowledges it (or refuses it with a
+    /// code other than `RateLimited`). While the conversation is throttled it waits its turn.
     pub fn send(&mut self, conversation: ConversationId, body: String) -> u64 {
         let client_id = self.config.client_id_seed.wrapping_add(self.sends);
         self.sends = self.sends.wrapping_add(1);
-        if self.state == State::Ready
-            && self
-                .conversations
-                .get(&conversation)
-                .is_some_and(|c| c.link() == Link::Joined)
-        {
+        let transmit =
+            self.is_joined(conversation) && self.throttles.retry_at(conversation).is_none();
+        if transmit {
             let frame = ClientFrame::Send {
                 client_id,
                 body: body.clone(),
@@ -329,11 +344,12 @@ impl Session {
             self.queues
                 .transmit(StreamKey::Conversation(conversation), frame);
         }
-        self.outbox.push(PendingSend {
+        let send = PendingSend {
             conversation,
             client_id,
             body,
-        });
+        };
+        self.outbox.push(send, transmit);
         client_id
     }
 
@@ -361,10 +377,50 @@ impl Session {
 
     // ---- internals ----
 
+    /// Whether the session is ready and `conversation`'s stream is live.
+    fn is_joined(&self, conversation: ConversationId) -> bool {
+        self.state == State::Ready
+            && self
+                .conversations
+                .get(&conversation)
+                .is_some_and(|c| c.link() == Link::Joined)
+    }
+
+    /// Whether a throttled conversation could send its next message once its time comes.
+    fn may_resend(&self, conversation: ConversationId) -> bool {
+        self.is_joined(conversation)
+            && self.outbox.has(conversation)
+            && !self.outbox.in_flight(conversation)
+    }
+
+    /// Move a throttled conversation on: back to pipelining when nothing is pending, else
+    /// send its oldest pending message when it is due and nothing is in flight.
+    fn resend_throttled(&mut self, conversation: ConversationId, now_ms: u64) {
+        let Some(retry_at_ms) = self.throttles.retry_at(conversation) else {
+            return;
+        };
+        if !self.outbox.has(conversation) {
+            self.throttles.release(conversation);
+            return;
+        }
+        if now_ms < retry_at_ms || !self.may_resend(conversation) {
+            return;
+        }
+        if let Some(p) = self.outbox.send_next(conversation) {
+            let frame = ClientFrame::Send {
+                client_id: p.client_id,
+                body: p.body.clone(),
+            };
+            self.queues
+                .transmit(StreamKey::Conversation(conversation), frame);
+        }
+    }
+
     /// Forget everything tied to the current transport: queued frames and actions, streams.
     fn reset_connection(&mut self) {
         self.queues.transmits.clear();
         self.queues.actions.clear();
+        self.outbox.landed(None);
         for conv in self.conversations.values_mut() {
             conv.disconnected();
         }
@@ -407,6 +463,10 @@ impl Session {
                 if conv.rejoin_at().is_some_and(|at| now_ms >= at) {
                     conv.join(&mut self.queues);
                 }
+            }
+            let throttled: Vec<ConversationId> = self.throttles.iter().map(|(c, _)| c).collect();
+            for c in throttled {
+                self.resend_throttled(c, now_ms);
             }
         }
     }
@@ -463,7 +523,7 @@ impl Session {
         self.request_disconnect(disconnect_reason);
     }
 
-    fn on_conversation_frame(&mut self, c: ConversationId, frame: ServerFrame) {
+    fn on_conversation_frame(&mut self, c: ConversationId, frame: ServerFrame, now_ms: u64) {
         if self.state != State::Ready {
             return;
         }
@@ -491,12 +551,16 @@ impl Session {
                     conversation: c,
                     head_seq,
                 });
-                for p in self.outbox.of(c) {
-                    let frame = ClientFrame::Send {
-                        client_id: p.client_id,
-                        body: p.body.clone(),
-                    };
-                    self.queues.transmit(stream, frame);
+                if self.throttles.retry_at(c).is_some() {
+                    self.resend_throttled(c, now_ms);
+                } else {
+                    for p in self.outbox.send_all(c) {
+                        let frame = ClientFrame::Send {
+                            client_id: p.client_id,
+                            body: p.body.clone(),
+                        };
+                        self.queues.transmit(stream, frame);
+                    }
                 }
             }
             ServerFrame::Message(message) => conv.on_message(message, max_buffer, &mut self.queues),
@@ -517,6 +581,29 @@ impl Session {
                         seq,
                         sent_at_ms,
                     });
+                    self.throttles.acknowledged(c);
+                    self.resend_throttled(c, now_ms);
+                }
+            }
+            ServerFrame::Rejected {
+                client_id,
+                code: ErrorCode::RateLimited,
+                reason,
+            } => {
+                if self.outbox.refused(c, client_id) {
+                    let backoff = &self.backoff;
+                    let retry_in_ms = self.throttles.refused(
+                        c,
+                        &reason,
+                        now_ms,
+                        self.config.backoff_cap_ms,
+                        |refusals| backoff.ceiling(refusals),
+                    );
+                    self.queues.events.push_back(Event::Throttled {
+                        conversation: c,
+                        client_id,
+                        retry_in_ms,
+                    });
                 }
             }
             ServerFrame::Rejected {
@@ -531,6 +618,7 @@ impl Session {
                         code,
                         reason,
                     });
+                    self.resend_throttled(c, now_ms);
                 }
             }
             ServerFrame::Error { code, reason } => {
