@@ -330,3 +330,61 @@ async fn a_flood_is_refused_with_rate_limited_and_nothing_half_done() {
         assert_eq!(peer.next_frame(0).await, ServerFrame::Pong { nonce: 1 });
     }
 }
+
+/// Pipelined sends keep their order across a rate-limit refusal: a send after a refused one is
+/// refused too, even once the quota has refilled, until the refused one is resent.
+#[tokio::test]
+async fn a_send_after_a_rate_limited_one_waits_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with_config(
+        &dir.path().join("data"),
+        "messages_per_second = 10\nmessage_burst = 3\n",
+    );
+    let api = server.api();
+    let token = api.signup("pipeliner").await;
+    let room = api.create_room(&token, "lobby").await;
+    let mut peer = RawPeer::websocket(&server).await;
+    peer.hello(&token).await;
+    peer.join(1, room, None).await;
+    let send = |client_id: u64| ClientFrame::Send {
+        client_id,
+        body: format!("m{client_id}"),
+    };
+    for id in 1..=4 {
+        peer.send(1, &send(id)).await;
+    }
+    // 1–3 fit the burst; 4 is refused.
+    let (mut acked, mut refused) = (Vec::new(), Vec::new());
+    while acked.len() + refused.len() < 4 {
+        match peer.next_frame(1).await {
+            ServerFrame::Sent { client_id, seq, .. } => acked.push((client_id, seq)),
+            ServerFrame::Rejected {
+                client_id, code, ..
+            } => refused.push((client_id, code)),
+            ServerFrame::Message(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(acked, vec![(1, 1), (2, 2), (3, 3)]);
+    assert_eq!(refused, vec![(4, ErrorCode::RateLimited)]);
+    // The quota refills (one send per 100 ms), but 5 was sent after 4: it must not overtake it.
+    tokio::time::sleep(std::time::Duration::from_millis(350)).await;
+    peer.send(1, &send(5)).await;
+    let held = loop {
+        match peer.next_frame(1).await {
+            ServerFrame::Message(_) => {}
+            other => break other,
+        }
+    };
+    match held {
+        ServerFrame::Rejected {
+            client_id: 5,
+            code: ErrorCode::RateLimited,
+            reason,
+        } => assert!(reason.contains("retry in"), "{reason}"),
+        other => panic!("5 overtook the refused 4: {other:?}"),
+    }
+    // 4 comes back and is stored, then 5: in the order they were first sent.
+    assert_eq!(peer.say(1, 4, "m4").await, 4);
+    assert_eq!(peer.say(1, 5, "m5").await, 5);
+}

@@ -8,10 +8,9 @@
 //! The hint is the "retry in N ms" the server writes in the refusal's reason (the wire has no
 //! field for it); without one the delay doubles per consecutive refusal. Either is capped.
 //!
-//! One window stays open: sends already in flight when the first refusal arrives are answered
-//! by the server as they come, and if its quota refills while it works through them one of
-//! them can be stored ahead of the refused send. Closing it needs the server (refusing a
-//! stream's later sends until the refused one comes back), or no pipelining at all.
+//! Sends already in flight when the first refusal arrives cannot overtake it either: the server
+//! refuses a stream's later sends until the refused one comes back (its `chat/send_order.rs`),
+//! and this session then resends them in order behind it.
 
 use std::collections::BTreeMap;
 

@@ -14,10 +14,11 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
 use quibble_protocol::limits::{MAX_BODY_LEN, MAX_HISTORY_PAGE};
 use quibble_protocol::{ChatMessage, ClientFrame, ConversationId, Cursor, ErrorCode, ServerFrame};
-use tokio::time::timeout;
+use tokio::time::{Instant, timeout};
 
 use crate::chat::connection::frame_name;
 use crate::chat::hub::NotLive;
+use crate::chat::send_order::{SendOrder, held_back_reason};
 use crate::chat::stream::{Inbound, StreamIo, decode_error_code, encode_frame};
 use crate::state::AppState;
 use crate::store::{Appended, StoreError, User};
@@ -113,6 +114,8 @@ async fn run(ctx: &ConnCtx, io: &mut StreamIo) -> Result<(), End> {
     }
 
     let mut inflight: FuturesOrdered<PendingAppend> = FuturesOrdered::new();
+    // Sends after a rate-limited one wait for it (see `send_order`).
+    let mut order = SendOrder::default();
     let max_inflight = state.limits.max_inflight_sends;
     loop {
         tokio::select! {
@@ -127,9 +130,14 @@ async fn run(ctx: &ConnCtx, io: &mut StreamIo) -> Result<(), End> {
                 Some(Inbound::Invalid(e)) => return Err(End::Error(decode_error_code(&e), e.to_string())),
                 Some(Inbound::Frame(frame)) => match frame {
                     ClientFrame::Send { client_id, body } => {
+                        let now = Instant::now();
                         let refusal = check_body(&body)
                             .map_err(|reason| (ErrorCode::InvalidInput, reason))
-                            .and_then(|()| state.send_limiter.check(ctx.user.id).map_err(|reason| (ErrorCode::RateLimited, reason)));
+                            .and_then(|()| order.admit(client_id, now).map_err(|wait| (ErrorCode::RateLimited, held_back_reason(wait))))
+                            .and_then(|()| state.send_limiter.check(ctx.user.id).map_err(|wait| {
+                                order.refused(client_id, wait, now);
+                                (ErrorCode::RateLimited, state.send_limiter.reason(wait))
+                            }));
                         match refusal {
                             Ok(()) => inflight.push_back(append(ctx, conversation, client_id, &body).await?),
                             Err((code, reason)) => send(io, &ServerFrame::Rejected { client_id, code, reason }).await?,

@@ -10,4 +10,5 @@ pub mod hub;
 pub mod liveness;
 pub mod outbound;
 pub mod send_limit;
+pub mod send_order;
 pub mod stream;

@@ -28,17 +28,21 @@ impl SendLimiter {
         }
     }
 
-    /// `Ok` to send now, or the reason to give the sender.
-    pub fn check(&self, user: UserId) -> Result<(), String> {
-        self.limiter.check_key(&user.0).map_err(|not_until| {
-            let wait: Duration = not_until.wait_time_from(DefaultClock::default().now());
-            format!(
-                "sending too fast: at most {} messages per second (bursts of {}); retry in {} ms",
-                self.per_second,
-                self.burst,
-                wait.as_millis().max(1)
-            )
-        })
+    /// `Ok` to send now, or how long until the user may send again.
+    pub fn check(&self, user: UserId) -> Result<(), Duration> {
+        self.limiter
+            .check_key(&user.0)
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+    }
+
+    /// The reason to give a sender refused for `wait` (clients read the "retry in N ms").
+    pub fn reason(&self, wait: Duration) -> String {
+        format!(
+            "sending too fast: at most {} messages per second (bursts of {}); retry in {} ms",
+            self.per_second,
+            self.burst,
+            wait.as_millis().max(1)
+        )
     }
 
     /// Drop state for users back at full quota (bounded memory).
@@ -58,7 +62,12 @@ mod tests {
         for _ in 0..3 {
             assert!(limiter.check(user).is_ok());
         }
-        let reason = limiter.check(user).unwrap_err();
+        let wait = limiter.check(user).unwrap_err();
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_secs(1),
+            "{wait:?}"
+        );
+        let reason = limiter.reason(wait);
         assert!(reason.contains("retry in"), "{reason}");
         assert!(limiter.check(UserId(8)).is_ok(), "quotas are per user");
     }
