@@ -322,9 +322,11 @@ async fn the_hub_forgets_conversations_when_their_last_subscriber_leaves() {
     }
     let before = rss(&server);
 
-    // Four connections join 250 rooms each, then leave: half with `Leave`, half by closing.
+    // Twenty connections join 50 rooms each (within the 64 streams a connection may hold),
+    // then leave: half with `Leave`, half by closing.
+    const PER_PEER: usize = 50;
     let mut peers = Vec::new();
-    for part in rooms.chunks(ROOMS / 4) {
+    for part in rooms.chunks(PER_PEER) {
         let mut peer = RawPeer::websocket(&server).await;
         peer.hello(&token).await;
         for (i, room) in part.iter().enumerate() {
@@ -335,7 +337,7 @@ async fn the_hub_forgets_conversations_when_their_last_subscriber_leaves() {
     let joined = metric(&server, "quibble_hub_conversations").await;
     for (n, mut peer) in peers.into_iter().enumerate() {
         if n % 2 == 0 {
-            for stream in 1..=(ROOMS / 4) as u64 {
+            for stream in 1..=PER_PEER as u64 {
                 peer.send(stream, &ClientFrame::Leave).await;
                 assert!(matches!(peer.next_on(stream).await, Received::Finished(_)));
             }
