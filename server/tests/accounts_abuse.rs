@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{RawPeer, TestServer};
+use support::{ProcStatus, RawPeer, TestServer, proc_status};
 
 /// How long the sign-up flood lasts.
 const FLOOD: Duration = Duration::from_secs(5);
@@ -24,28 +24,6 @@ const PER_HASH_THREAD: u64 = 20 << 20;
 /// The server's own memory apart from hashing: runtime, store, certificates, a few hundred
 /// HTTP connections.
 const BASE_RSS: u64 = 128 << 20;
-
-/// What /proc/PID/status says about a process.
-#[derive(Debug, Clone, Copy, Default)]
-struct ProcStatus {
-    rss: u64,
-    threads: u64,
-}
-
-fn proc_status(pid: u32) -> ProcStatus {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|n| n.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    ProcStatus {
-        rss: field("VmRSS:") * 1024,
-        threads: field("Threads:"),
-    }
-}
 
 /// An HTTP client whose connections come from `ip`.
 fn client_from(ip: IpAddr) -> reqwest::Client {

@@ -33,16 +33,29 @@ fn start(dir: &tempfile::TempDir, config: &str) -> TestServer {
 
 const NO_SEND_LIMIT: &str = "messages_per_second = 100000\nmessage_burst = 100000\n";
 
+/// A server without a send limit, one room holding 50 messages of 4 KB written by `user`,
+/// and that user's token, the room and the writing connection (joined on stream 1).
+async fn room_of_big_messages(
+    dir: &tempfile::TempDir,
+    user: &str,
+) -> (TestServer, String, ConversationId, RawPeer) {
+    let server = start(dir, NO_SEND_LIMIT);
+    let api = server.api();
+    let token = api.signup(user).await;
+    let room = api.create_room(&token, "lobby").await;
+    let mut writer = RawPeer::websocket(&server).await;
+    writer.hello(&token).await;
+    writer.join(1, room, None).await;
+    let body = "h".repeat(4000);
+    for id in 0..50 {
+        writer.say(1, id, &body).await;
+    }
+    (server, token, room, writer)
+}
+
 /// The server's resident memory, in bytes.
 fn rss(server: &TestServer) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS");
-    kib * 1024
+    support::proc_status(server.pid()).rss
 }
 
 /// A metric's value (summed over its labels), 0 if absent.
@@ -143,17 +156,7 @@ impl DeafPeer {
 #[tokio::test]
 async fn history_requests_from_peers_that_do_not_read_stay_bounded_in_bytes() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(&dir, NO_SEND_LIMIT);
-    let api = server.api();
-    let token = api.signup("alice").await;
-    let room = api.create_room(&token, "lobby").await;
-    let mut writer = RawPeer::websocket(&server).await;
-    writer.hello(&token).await;
-    writer.join(1, room, None).await;
-    let body = "h".repeat(4000);
-    for id in 0..50 {
-        writer.say(1, id, &body).await;
-    }
+    let (server, token, room, mut writer) = room_of_big_messages(&dir, "alice").await;
     let before = rss(&server);
 
     // Two connections × 16 streams × 100 requests for a page of 50 × 4 KB (~200 KB each):
@@ -572,17 +575,7 @@ async fn a_control_stream_that_is_not_read_ends_the_connection_with_slow_consume
 #[tokio::test]
 async fn frames_received_faster_than_they_are_handled_stay_bounded_in_bytes() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(&dir, NO_SEND_LIMIT);
-    let api = server.api();
-    let token = api.signup("pusher").await;
-    let room = api.create_room(&token, "lobby").await;
-    let mut writer = RawPeer::websocket(&server).await;
-    writer.hello(&token).await;
-    writer.join(1, room, None).await;
-    let body = "h".repeat(4000);
-    for id in 0..50 {
-        writer.say(1, id, &body).await;
-    }
+    let (server, token, room, mut writer) = room_of_big_messages(&dir, "pusher").await;
     let before = rss(&server);
 
     // On each of 48 streams: History requests nobody reads the answers to (so the stream's

@@ -18,12 +18,7 @@ const CACHE_MB: usize = 4;
 const RSS_BOUND_KB: u64 = 48 * 1024;
 
 fn rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
+    support::proc_status(pid).rss / 1024
 }
 
 /// Fills a store file through the store API directly (fast: pipelined, group-committed).

@@ -20,6 +20,30 @@ use tokio_tungstenite::tungstenite::Message;
 
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// What /proc/PID/status says about a (running) process.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcStatus {
+    /// Resident memory, bytes.
+    pub rss: u64,
+    pub threads: u64,
+}
+
+/// Read a process's resident memory and thread count.
+pub fn proc_status(pid: u32) -> ProcStatus {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("process status");
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+    };
+    ProcStatus {
+        rss: field("VmRSS:") * 1024,
+        threads: field("Threads:"),
+    }
+}
+
 /// A running `quibble serve`, killed on drop.
 pub struct TestServer {
     child: Option<Child>,
