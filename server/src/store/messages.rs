@@ -10,7 +10,7 @@ use redb::ReadableTable;
 use super::records::{MessageRecord, decode, encode};
 use super::tables::{HEADS, MESSAGES, WriteTables};
 use super::writer::Request;
-use super::{Pending, Store, StoreError, rooms};
+use super::{Pending, Store, StoreError, cursors};
 
 /// The outcome of [`Store::append`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,7 +24,9 @@ pub struct Appended {
 
 impl Store {
     /// Appends a message to `conversation` with the next seq, and answers once it is durable
-    /// (after the commit hook has seen it). [`StoreError::NotFound`] if there is no such room.
+    /// (after the commit hook has seen it). [`StoreError::NotFound`] if there is no such
+    /// conversation (room or DM). Whether the author may send there is the caller's question
+    /// (`crate::access`).
     ///
     /// A repeat of an earlier `(author, conversation, client_id)` stores nothing, does not call
     /// the hook, and returns the original message with `duplicate: true`. The same client id
@@ -156,7 +158,7 @@ pub(super) fn append(
             duplicate: true,
         });
     }
-    if !rooms::exists(tables, conversation)? {
+    if tables.rooms.get(conversation.0)?.is_none() && tables.dms.get(conversation.0)?.is_none() {
         return Err(StoreError::NotFound);
     }
     let head = tables
@@ -180,6 +182,7 @@ pub(super) fn append(
     tables
         .client_ids
         .insert((author.0, conversation.0, client_id), seq)?;
+    cursors::after_own_append(tables, author, conversation, seq)?;
     Ok(Appended {
         message: ChatMessage {
             conversation,

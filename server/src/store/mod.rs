@@ -20,13 +20,19 @@
 //! This module owns the handle, opening (schema check, migration, epoch), closing, reads, and
 //! the error type. The data lives in [`tables`] (layout) and [`records`] (value encoding); older
 //! files are brought up to date by [`migrate`]; the operations are split by subject into
-//! [`accounts`] (users and sessions), [`rooms`] and [`messages`].
+//! [`accounts`] (users and sessions), [`rooms`], [`messages`], [`membership`], [`cursors`]
+//! (receipts), [`friends`] (friendships, requests and DMs) and [`summaries`] (the conversation
+//! list).
 
 mod accounts;
+mod cursors;
+mod friends;
+mod membership;
 mod messages;
 mod migrate;
 mod records;
 mod rooms;
+mod summaries;
 mod tables;
 mod writer;
 
@@ -43,8 +49,12 @@ use tokio::sync::Semaphore;
 use tokio::sync::{mpsc, oneshot};
 
 pub use accounts::{Role, User};
+pub use cursors::Cursors;
+pub use friends::{Added, FriendEntry, FriendState, MAX_FRIEND_ENTRIES, Removed};
+pub use membership::{ConversationKind, MAX_MEMBERSHIPS};
 pub use messages::Appended;
 pub use rooms::{Room, RoomEntry, RoomPage};
+pub use summaries::{LastMessage, Summary};
 
 use tables::{META, META_CLOCK_MS, META_EPOCH, META_SCHEMA_VERSION, SCHEMA_VERSION, WriteTables};
 use writer::{Reply, Request};
@@ -84,6 +94,9 @@ pub enum StoreError {
     /// The conversation (or other referenced record) does not exist.
     #[error("not found")]
     NotFound,
+    /// A per-user cap (conversations joined, friends and requests) is reached.
+    #[error("too many {0}")]
+    TooMany(&'static str),
     /// The store no longer accepts writes (closed, or its writer thread is gone).
     #[error("store closed")]
     Closed,
@@ -109,7 +122,10 @@ impl StoreError {
     /// Whether this is a refusal of one request, decided before that request wrote anything,
     /// rather than a failure of the whole write transaction.
     fn is_rejection(&self) -> bool {
-        matches!(self, StoreError::NameTaken | StoreError::NotFound)
+        matches!(
+            self,
+            StoreError::NameTaken | StoreError::NotFound | StoreError::TooMany(_)
+        )
     }
 }
 

@@ -10,7 +10,7 @@ use redb::ReadableTable;
 use super::records::{RoomRecord, decode, encode};
 use super::tables::{HEADS, META_NEXT_CONVERSATION_ID, ROOMS, WriteTables};
 use super::writer::Request;
-use super::{Store, StoreError};
+use super::{Store, StoreError, membership};
 use crate::auth::room_name_key;
 
 /// A chat room; its id is its conversation id on the realtime protocol.
@@ -40,8 +40,9 @@ pub struct RoomPage {
 }
 
 impl Store {
-    /// Creates a room named `name` (the caller normalizes it). [`StoreError::NameTaken`] if a
-    /// room whose name looks like it ([`room_name_key`]) exists.
+    /// Creates a room named `name` (the caller normalizes it), with its creator as its first
+    /// member. [`StoreError::NameTaken`] if a room whose name looks like it ([`room_name_key`])
+    /// exists, [`StoreError::TooMany`] if the creator is in too many conversations already.
     pub async fn create_room(&self, name: &str, created_by: UserId) -> Result<Room, StoreError> {
         let name = name.to_owned();
         self.request(|reply| Request::CreateRoom {
@@ -107,6 +108,7 @@ pub(super) fn create_room(
     if tables.room_name_keys.get(key.as_str())?.is_some() {
         return Err(StoreError::NameTaken);
     }
+    membership::check_room_for_one(tables, created_by)?;
     let record = encode(&RoomRecord {
         name,
         created_by: created_by.0,
@@ -115,17 +117,13 @@ pub(super) fn create_room(
     let id = tables.next_id(META_NEXT_CONVERSATION_ID)?;
     tables.rooms.insert(id, record.as_slice())?;
     tables.room_name_keys.insert(key.as_str(), id)?;
+    membership::add(tables, now_ms, created_by, ConversationId(id))?;
     Ok(Room {
         id: ConversationId(id),
         name: name.to_owned(),
         created_by,
         created_at_ms: now_ms,
     })
-}
-
-/// Whether the room `id` exists, in a write transaction.
-pub(super) fn exists(tables: &WriteTables<'_>, id: ConversationId) -> Result<bool, StoreError> {
-    Ok(tables.rooms.get(id.0)?.is_some())
 }
 
 /// Decodes the room stored under `id`.

@@ -16,6 +16,9 @@ use super::StoreError;
 /// Version 2: client ids are de-duplicated per conversation ([`CLIENT_IDS`] replaced v1's
 /// `dedupe`), and room names are unique by look-alike key ([`ROOM_NAME_KEYS`] replaced v1's
 /// case-folded `room_names`).
+///
+/// Membership, cursors, friendships and DMs live in tables of their own that version 2 files
+/// simply lack until first opened here (opening creates them empty), so they need no bump.
 pub(super) const SCHEMA_VERSION: u64 = 2;
 
 /// Store-wide counters and constants: `meta` key → value.
@@ -39,6 +42,22 @@ pub(super) const HEADS: TableDefinition<u64, u64> = TableDefinition::new("heads"
 /// (author, conversation id, client id) → seq of the message it produced.
 pub(super) const CLIENT_IDS: TableDefinition<(u64, u64, u64), u64> =
     TableDefinition::new("client_ids");
+/// (user, conversation id) → when the user joined, ms: the conversations a user is in (rooms
+/// joined, and DMs).
+pub(super) const MEMBERSHIPS: TableDefinition<(u64, u64), u64> =
+    TableDefinition::new("memberships");
+/// (conversation id, user) → (): the same rows the other way round, for a conversation's
+/// members.
+pub(super) const MEMBERS: TableDefinition<(u64, u64), ()> = TableDefinition::new("members");
+/// (user, conversation id) → (delivered seq, read seq), each only ever moving forwards.
+pub(super) const CURSORS: TableDefinition<(u64, u64), (u64, u64)> = TableDefinition::new("cursors");
+/// (user, other user) → [`super::friends::FriendState`] as seen by `user`; every pair is stored
+/// both ways.
+pub(super) const FRIENDS: TableDefinition<(u64, u64), u8> = TableDefinition::new("friends");
+/// DM conversation id → its two members (lower user id first).
+pub(super) const DMS: TableDefinition<u64, (u64, u64)> = TableDefinition::new("dms");
+/// (lower user id, higher user id) → their DM conversation id: one DM per pair.
+pub(super) const DM_PAIRS: TableDefinition<(u64, u64), u64> = TableDefinition::new("dm_pairs");
 
 /// `meta` key: the schema version of the file.
 pub(super) const META_SCHEMA_VERSION: &str = "schema_version";
@@ -64,6 +83,12 @@ pub(super) struct WriteTables<'txn> {
     pub messages: Table<'txn, (u64, u64), &'static [u8]>,
     pub heads: Table<'txn, u64, u64>,
     pub client_ids: Table<'txn, (u64, u64, u64), u64>,
+    pub memberships: Table<'txn, (u64, u64), u64>,
+    pub members: Table<'txn, (u64, u64), ()>,
+    pub cursors: Table<'txn, (u64, u64), (u64, u64)>,
+    pub friends: Table<'txn, (u64, u64), u8>,
+    pub dms: Table<'txn, u64, (u64, u64)>,
+    pub dm_pairs: Table<'txn, (u64, u64), u64>,
 }
 
 impl<'txn> WriteTables<'txn> {
@@ -78,6 +103,12 @@ impl<'txn> WriteTables<'txn> {
             messages: txn.open_table(MESSAGES)?,
             heads: txn.open_table(HEADS)?,
             client_ids: txn.open_table(CLIENT_IDS)?,
+            memberships: txn.open_table(MEMBERSHIPS)?,
+            members: txn.open_table(MEMBERS)?,
+            cursors: txn.open_table(CURSORS)?,
+            friends: txn.open_table(FRIENDS)?,
+            dms: txn.open_table(DMS)?,
+            dm_pairs: txn.open_table(DM_PAIRS)?,
         })
     }
 

@@ -797,3 +797,249 @@ async fn a_version_1_file_is_migrated_at_open() {
             .duplicate
     );
 }
+
+async fn user(store: &Store, name: &str) -> UserId {
+    store.create_user(name, "phc".into()).await.unwrap().id
+}
+
+#[tokio::test]
+async fn room_membership_is_durable_and_creating_a_room_joins_it() {
+    let dir = TempDir::new().unwrap();
+    let path = db_path(&dir);
+    let (store, _) = open(&path);
+    let (alice, bob) = (user(&store, "alice").await, user(&store, "bob").await);
+    let lobby = store.create_room("lobby", alice).await.unwrap().id;
+    assert!(
+        store.is_member(alice, lobby).await.unwrap(),
+        "the creator is in"
+    );
+    assert!(!store.is_member(bob, lobby).await.unwrap());
+    assert!(store.join_room(bob, lobby).await.unwrap());
+    assert!(!store.join_room(bob, lobby).await.unwrap(), "joining twice");
+    assert_eq!(store.members(lobby, 10).await.unwrap(), vec![alice, bob]);
+    assert!(matches!(
+        store.join_room(bob, ConversationId(99)).await,
+        Err(StoreError::NotFound)
+    ));
+    store.close().await;
+    drop(store);
+
+    let (store, _) = open(&path);
+    assert_eq!(store.memberships(bob).await.unwrap(), vec![lobby]);
+    assert!(store.leave_room(bob, lobby).await.unwrap());
+    assert!(!store.leave_room(bob, lobby).await.unwrap());
+    assert!(store.memberships(bob).await.unwrap().is_empty());
+    assert_eq!(store.members(lobby, 10).await.unwrap(), vec![alice]);
+    assert_eq!(
+        store.conversation_kind(lobby).await.unwrap(),
+        Some(ConversationKind::Room)
+    );
+    assert_eq!(
+        store.conversation_kind(ConversationId(99)).await.unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn cursors_only_move_forwards_are_clamped_to_the_head_and_survive_reopening() {
+    let dir = TempDir::new().unwrap();
+    let path = db_path(&dir);
+    let (store, _) = open(&path);
+    let (alice, bob) = (user(&store, "alice").await, user(&store, "bob").await);
+    let lobby = store.create_room("lobby", alice).await.unwrap().id;
+    for i in 1..=5 {
+        store.append(lobby, alice, "alice", i, "hi").await.unwrap();
+    }
+    let c = store.advance_cursors(bob, lobby, 3, 2).await.unwrap();
+    assert_eq!(
+        c,
+        Cursors {
+            delivered: 3,
+            read: 2
+        }
+    );
+    let c = store.advance_cursors(bob, lobby, 1, 1).await.unwrap();
+    assert_eq!(
+        c,
+        Cursors {
+            delivered: 3,
+            read: 2
+        },
+        "never backwards"
+    );
+    let c = store.advance_cursors(bob, lobby, 0, 99).await.unwrap();
+    assert_eq!(
+        c,
+        Cursors {
+            delivered: 5,
+            read: 5
+        },
+        "clamped to the head; delivered is at least read"
+    );
+    assert!(matches!(
+        store.advance_cursors(bob, ConversationId(99), 1, 1).await,
+        Err(StoreError::NotFound)
+    ));
+    store.close().await;
+    drop(store);
+    let (store, _) = open(&path);
+    assert_eq!(
+        store.cursors(bob, lobby).await.unwrap(),
+        Cursors {
+            delivered: 5,
+            read: 5
+        }
+    );
+    assert_eq!(
+        store.cursors(alice, lobby).await.unwrap(),
+        Cursors {
+            delivered: 5,
+            read: 5
+        },
+        "an author caught up reads their own messages"
+    );
+}
+
+#[tokio::test]
+async fn friend_requests_accept_into_one_dm_per_pair_and_removal_keeps_it() {
+    let dir = TempDir::new().unwrap();
+    let (store, _) = open(&db_path(&dir));
+    let (alice, bob, carol) = (
+        user(&store, "alice").await,
+        user(&store, "bob").await,
+        user(&store, "carol").await,
+    );
+    assert!(matches!(
+        store.add_friend(alice, UserId(99)).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(
+        store.add_friend(alice, bob).await.unwrap(),
+        Added::Requested
+    );
+    assert_eq!(
+        store.add_friend(alice, bob).await.unwrap(),
+        Added::AlreadyRequested
+    );
+    assert_eq!(
+        store.friend_state(bob, alice).await.unwrap(),
+        Some(FriendState::Incoming)
+    );
+    assert_eq!(store.dm_between(alice, bob).await.unwrap(), None);
+    let Added::Accepted(dm) = store.add_friend(bob, alice).await.unwrap() else {
+        panic!("expected acceptance");
+    };
+    assert_eq!(store.dm_between(bob, alice).await.unwrap(), Some(dm));
+    assert_eq!(
+        store.add_friend(alice, bob).await.unwrap(),
+        Added::AlreadyFriends(dm)
+    );
+    assert_eq!(
+        store.conversation_kind(dm).await.unwrap(),
+        Some(ConversationKind::Dm(alice, bob))
+    );
+    assert!(store.is_member(alice, dm).await.unwrap());
+    assert!(store.is_member(bob, dm).await.unwrap());
+    assert!(!store.is_member(carol, dm).await.unwrap());
+    // A DM is a conversation like a room: seqs, history.
+    store.append(dm, alice, "alice", 1, "hey").await.unwrap();
+    assert_eq!(store.head(dm).await.unwrap(), 1);
+
+    // Carol asks Alice; Alice declines. Alice asks Carol and cancels.
+    store.add_friend(carol, alice).await.unwrap();
+    let friends = store.friends(alice).await.unwrap();
+    assert_eq!(
+        friends
+            .iter()
+            .map(|f| (f.username.as_str(), f.state, f.dm))
+            .collect::<Vec<_>>(),
+        vec![
+            ("bob", FriendState::Friends, Some(dm)),
+            ("carol", FriendState::Incoming, None)
+        ]
+    );
+    assert_eq!(
+        store.remove_friend(alice, carol).await.unwrap(),
+        Removed::Declined
+    );
+    assert_eq!(store.friend_state(carol, alice).await.unwrap(), None);
+    store.add_friend(alice, carol).await.unwrap();
+    assert_eq!(
+        store.remove_friend(alice, carol).await.unwrap(),
+        Removed::Cancelled
+    );
+    assert_eq!(
+        store.remove_friend(alice, carol).await.unwrap(),
+        Removed::Nothing
+    );
+
+    assert_eq!(
+        store.remove_friend(bob, alice).await.unwrap(),
+        Removed::Unfriended
+    );
+    assert_eq!(store.friend_state(alice, bob).await.unwrap(), None);
+    assert!(store.is_member(alice, dm).await.unwrap(), "the DM stays");
+    assert_eq!(store.messages_after(dm, 0, 10).await.unwrap().len(), 1);
+    // Befriending again reuses the DM.
+    store.add_friend(alice, bob).await.unwrap();
+    assert_eq!(
+        store.add_friend(bob, alice).await.unwrap(),
+        Added::Accepted(dm)
+    );
+}
+
+#[tokio::test]
+async fn summaries_count_unread_from_the_read_cursor_without_own_messages() {
+    let dir = TempDir::new().unwrap();
+    let (store, _) = open(&db_path(&dir));
+    let (alice, bob) = (user(&store, "alice").await, user(&store, "bob").await);
+    let lobby = store.create_room("lobby", alice).await.unwrap().id;
+    let quiet = store.create_room("quiet", bob).await.unwrap().id;
+    store.join_room(bob, lobby).await.unwrap();
+    for i in 1..=3 {
+        store
+            .append(lobby, alice, "alice", i, "from alice")
+            .await
+            .unwrap();
+    }
+    // Bob writes without having read: his message is not unread for him, alice's are.
+    store
+        .append(lobby, bob, "bob", 1, "from bob")
+        .await
+        .unwrap();
+    store
+        .append(lobby, alice, "alice", 4, &"x".repeat(300))
+        .await
+        .unwrap();
+
+    let list = store.summaries(bob).await.unwrap();
+    assert_eq!(list.len(), 2);
+    let lobby_view = &list[0];
+    assert_eq!(lobby_view.conversation, lobby, "most recent activity first");
+    assert_eq!(lobby_view.title, "lobby");
+    assert_eq!(lobby_view.head_seq, 5);
+    assert_eq!(lobby_view.unread, 4);
+    let last = lobby_view.last.as_ref().unwrap();
+    assert_eq!((last.seq, last.author_name.as_str()), (5, "alice"));
+    assert_eq!(last.preview.chars().count(), 100);
+    assert_eq!(list[1].conversation, quiet);
+    assert_eq!((list[1].unread, list[1].last.clone()), (0, None));
+
+    store.advance_cursors(bob, lobby, 5, 2).await.unwrap();
+    let view = store.summary(bob, lobby).await.unwrap().unwrap();
+    assert_eq!(view.unread, 2, "seqs 3 and 5; 4 is bob's own");
+    assert_eq!(
+        view.cursors,
+        Cursors {
+            delivered: 5,
+            read: 2
+        }
+    );
+    let alice_view = store.summary(alice, lobby).await.unwrap().unwrap();
+    assert_eq!(alice_view.unread, 1, "only bob's message");
+    assert_eq!(
+        store.summary(alice, quiet).await.unwrap(),
+        None,
+        "not a member"
+    );
+}

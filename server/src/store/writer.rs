@@ -26,7 +26,10 @@ use redb::{Database, Durability};
 use tokio::sync::{mpsc, oneshot};
 
 use super::tables::{META_CLOCK_MS, WriteTables};
-use super::{Appended, CommitHook, Room, StoreError, User, accounts, messages, rooms};
+use super::{
+    Added, Appended, CommitHook, Cursors, Removed, Room, StoreError, User, accounts, cursors,
+    friends, membership, messages, rooms,
+};
 use crate::auth::TokenHash;
 
 /// The most requests applied in one transaction.
@@ -65,6 +68,32 @@ pub(super) enum Request {
         body: String,
         reply: Reply<Appended>,
     },
+    JoinRoom {
+        user: UserId,
+        room: ConversationId,
+        reply: Reply<bool>,
+    },
+    LeaveRoom {
+        user: UserId,
+        room: ConversationId,
+        reply: Reply<bool>,
+    },
+    AdvanceCursors {
+        user: UserId,
+        conversation: ConversationId,
+        wanted: Cursors,
+        reply: Reply<Cursors>,
+    },
+    AddFriend {
+        user: UserId,
+        other: UserId,
+        reply: Reply<Added>,
+    },
+    RemoveFriend {
+        user: UserId,
+        other: UserId,
+        reply: Reply<Removed>,
+    },
 }
 
 impl Request {
@@ -77,6 +106,11 @@ impl Request {
             Request::DeleteSession { reply, .. } => drop(reply.send(Err(error))),
             Request::CreateRoom { reply, .. } => drop(reply.send(Err(error))),
             Request::Append { reply, .. } => drop(reply.send(Err(error))),
+            Request::JoinRoom { reply, .. } => drop(reply.send(Err(error))),
+            Request::LeaveRoom { reply, .. } => drop(reply.send(Err(error))),
+            Request::AdvanceCursors { reply, .. } => drop(reply.send(Err(error))),
+            Request::AddFriend { reply, .. } => drop(reply.send(Err(error))),
+            Request::RemoveFriend { reply, .. } => drop(reply.send(Err(error))),
         }
     }
 }
@@ -258,6 +292,30 @@ fn apply(
                 appended.push(done.message.clone());
             }
             settle(reply, result, answers)
+        }
+        Request::JoinRoom { user, room, reply } => settle(
+            reply,
+            membership::join_room(tables, now_ms, user, room),
+            answers,
+        ),
+        Request::LeaveRoom { user, room, reply } => {
+            settle(reply, membership::leave_room(tables, user, room), answers)
+        }
+        Request::AdvanceCursors {
+            user,
+            conversation,
+            wanted,
+            reply,
+        } => settle(
+            reply,
+            cursors::advance(tables, user, conversation, wanted),
+            answers,
+        ),
+        Request::AddFriend { user, other, reply } => {
+            settle(reply, friends::add(tables, now_ms, user, other), answers)
+        }
+        Request::RemoveFriend { user, other, reply } => {
+            settle(reply, friends::remove(tables, user, other), answers)
         }
     }
 }

@@ -1,0 +1,121 @@
+//! Receipt cursors: for each (user, conversation) the last seq delivered to the user's devices
+//! and the last seq the user has read. Both only ever move forwards: a report below the stored
+//! value changes nothing. A report past the conversation's head is clamped to the head, and the
+//! delivered cursor is never below the read one (what was read was delivered).
+//!
+//! An author has read their own message: when a user's message is appended right after their
+//! read cursor, both cursors move onto it (see [`after_own_append`]). That never changes an
+//! unread count (own messages do not count), and it keeps the messages between a user's read
+//! cursor and the head few, so counting unread messages stays cheap.
+
+use quibble_protocol::wire::{ConversationId, UserId};
+
+use redb::ReadableTable;
+
+use super::tables::{CURSORS, WriteTables};
+use super::writer::Request;
+use super::{Store, StoreError};
+
+/// A user's cursors in one conversation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cursors {
+    pub delivered: u64,
+    pub read: u64,
+}
+
+impl Store {
+    /// Moves `user`'s cursors in `conversation` forwards to `delivered` and `read` (each
+    /// clamped to the head, neither ever moving back) and returns the stored cursors.
+    /// [`StoreError::NotFound`] if there is no such conversation. The caller checks access.
+    pub async fn advance_cursors(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+        delivered: u64,
+        read: u64,
+    ) -> Result<Cursors, StoreError> {
+        self.request(|reply| Request::AdvanceCursors {
+            user,
+            conversation,
+            wanted: Cursors { delivered, read },
+            reply,
+        })
+        .await
+    }
+
+    /// `user`'s cursors in `conversation` (zero when never reported).
+    pub async fn cursors(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+    ) -> Result<Cursors, StoreError> {
+        self.read(move |txn| {
+            let cursors = txn.open_table(CURSORS)?;
+            Ok(cursors
+                .get((user.0, conversation.0))?
+                .map_or_else(Cursors::default, |c| {
+                    let (delivered, read) = c.value();
+                    Cursors { delivered, read }
+                }))
+        })
+        .await
+    }
+}
+
+/// The cursors stored for `(user, conversation)`, in a write transaction.
+fn get(
+    tables: &WriteTables<'_>,
+    user: UserId,
+    conversation: ConversationId,
+) -> Result<Cursors, StoreError> {
+    Ok(tables
+        .cursors
+        .get((user.0, conversation.0))?
+        .map_or_else(Cursors::default, |c| {
+            let (delivered, read) = c.value();
+            Cursors { delivered, read }
+        }))
+}
+
+/// Writer side of [`Store::advance_cursors`]; refuses before writing anything.
+pub(super) fn advance(
+    tables: &mut WriteTables<'_>,
+    user: UserId,
+    conversation: ConversationId,
+    wanted: Cursors,
+) -> Result<Cursors, StoreError> {
+    if tables.rooms.get(conversation.0)?.is_none() && tables.dms.get(conversation.0)?.is_none() {
+        return Err(StoreError::NotFound);
+    }
+    let head = tables
+        .heads
+        .get(conversation.0)?
+        .map_or(0, |seq| seq.value());
+    let old = get(tables, user, conversation)?;
+    let read = old.read.max(wanted.read.min(head));
+    let delivered = old.delivered.max(wanted.delivered.min(head)).max(read);
+    let new = Cursors { delivered, read };
+    if new != old {
+        tables
+            .cursors
+            .insert((user.0, conversation.0), (delivered, read))?;
+    }
+    Ok(new)
+}
+
+/// After `author`'s message `seq` was appended: if their read cursor was just before it, move
+/// both cursors onto it (see the module doc).
+pub(super) fn after_own_append(
+    tables: &mut WriteTables<'_>,
+    author: UserId,
+    conversation: ConversationId,
+    seq: u64,
+) -> Result<(), StoreError> {
+    let old = get(tables, author, conversation)?;
+    if old.read + 1 == seq {
+        tables
+            .cursors
+            .insert((author.0, conversation.0), (old.delivered.max(seq), seq))?;
+    }
+    Ok(())
+}
