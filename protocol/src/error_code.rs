@@ -29,11 +29,14 @@ pub enum ErrorCode {
     ShuttingDown,
     /// The server failed; the request may be retried.
     Internal,
+    /// Sending in a direct-message conversation needs its two members to be friends; they are
+    /// not (any more). The history stays readable.
+    NotFriends,
 }
 
 impl ErrorCode {
     /// Every code, in wire order.
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 13] = [
         ErrorCode::BadFrame,
         ErrorCode::FrameTooLarge,
         ErrorCode::ProtocolViolation,
@@ -46,6 +49,7 @@ impl ErrorCode {
         ErrorCode::SlowConsumer,
         ErrorCode::ShuttingDown,
         ErrorCode::Internal,
+        ErrorCode::NotFriends,
     ];
 
     /// Numeric code used when closing a WebTransport stream or session (1-based).
@@ -63,6 +67,7 @@ impl ErrorCode {
             ErrorCode::SlowConsumer => 10,
             ErrorCode::ShuttingDown => 11,
             ErrorCode::Internal => 12,
+            ErrorCode::NotFriends => 13,
         }
     }
 
@@ -102,6 +107,7 @@ impl ErrorCode {
             ErrorCode::SlowConsumer => "slow_consumer",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::Internal => "internal",
+            ErrorCode::NotFriends => "not_friends",
         }
     }
 }

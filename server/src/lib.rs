@@ -1,6 +1,7 @@
 //! The Quibble chat server: realtime chat over WebTransport and WebSocket, a JSON HTTP API,
 //! and an embedded redb store.
 
+pub mod access;
 pub mod admission;
 pub mod auth;
 pub mod chat;

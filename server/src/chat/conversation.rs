@@ -1,6 +1,11 @@
 //! One conversation stream: `Join` (replaying history or the missed range), then live
 //! messages, sends made durable before they are acknowledged, and history pages.
 //!
+//! Access: `Join` asks [`access::may_read`] (a DM's stream is its two members' only) and the
+//! resulting [`Grant`] is what replay and history pages are served under; every `Send` asks
+//! [`access::may_send`] (a DM needs the friendship to stand at that moment). Joining a room's
+//! stream makes the user a member of the room, durably, if they were not one yet.
+//!
 //! Pacing: replay batches and history pages are read from the store only once the stream's
 //! outbound queue has room reserved for them, and one request is served at a time, so a peer
 //! that does not read gets nothing more read for it. Live messages are pushed by the hub; a
@@ -16,12 +21,13 @@ use quibble_protocol::limits::{MAX_BODY_LEN, MAX_HISTORY_PAGE};
 use quibble_protocol::{ChatMessage, ClientFrame, ConversationId, Cursor, ErrorCode, ServerFrame};
 use tokio::time::{Instant, timeout};
 
+use crate::access::{self, Grant};
 use crate::chat::connection::frame_name;
 use crate::chat::hub::NotLive;
 use crate::chat::send_order::{SendOrder, held_back_reason};
 use crate::chat::stream::{Inbound, StreamIo, decode_error_code, encode_frame};
 use crate::state::AppState;
-use crate::store::{Appended, StoreError, User};
+use crate::store::{Appended, ConversationKind, StoreError, User};
 
 /// Messages sent on a plain join (no resume point).
 const RECENT_PAGE: u64 = 50;
@@ -43,6 +49,15 @@ enum End {
     Quiet,
     /// Tell the peer why, then close.
     Error(ErrorCode, String),
+}
+
+impl From<access::Refusal> for End {
+    fn from(refusal: access::Refusal) -> Self {
+        match refusal {
+            access::Refusal::Store(e) => e.into(),
+            other => End::Error(other.code(), other.to_string()),
+        }
+    }
 }
 
 impl From<StoreError> for End {
@@ -79,11 +94,11 @@ pub async fn serve(ctx: Arc<ConnCtx>, mut io: StreamIo) {
 async fn run(ctx: &ConnCtx, io: &mut StreamIo) -> Result<(), End> {
     let state = &ctx.state;
     let (conversation, resume) = expect_join(state, io).await?;
-    if state.store.room(conversation).await?.is_none() {
-        return Err(End::Error(
-            ErrorCode::UnknownConversation,
-            format!("no conversation {}", conversation.0),
-        ));
+    let grant = access::may_read(&state.store, ctx.user.id, conversation).await?;
+    if grant.kind == ConversationKind::Room
+        && !state.store.is_member(ctx.user.id, conversation).await?
+    {
+        state.store.join_room(ctx.user.id, conversation).await?;
     }
     // Subscribe before reading the head, so nothing committed in between is missed.
     let live = state.hub.subscribe(conversation, io.outbound.live());
@@ -105,7 +120,7 @@ async fn run(ctx: &ConnCtx, io: &mut StreamIo) -> Result<(), End> {
     .await?;
     let mut last_sent = from_seq;
     loop {
-        last_sent = replay(ctx, io, conversation, last_sent).await?;
+        last_sent = replay(ctx, io, &grant, last_sent).await?;
         match live.go_live(last_sent) {
             Ok(()) => break,
             Err(NotLive::Behind) => {}
@@ -131,8 +146,8 @@ async fn run(ctx: &ConnCtx, io: &mut StreamIo) -> Result<(), End> {
                 Some(Inbound::Frame(frame)) => match frame {
                     ClientFrame::Send { client_id, body } => {
                         let now = Instant::now();
-                        let refusal = check_body(&body)
-                            .map_err(|reason| (ErrorCode::InvalidInput, reason))
+                        let refusal = may_send(state, &grant).await?
+                            .and_then(|()| check_body(&body).map_err(|reason| (ErrorCode::InvalidInput, reason)))
                             .and_then(|()| order.admit(client_id, now).map_err(|wait| (ErrorCode::RateLimited, held_back_reason(wait))))
                             .and_then(|()| state.send_limiter.check(ctx.user.id).map_err(|wait| {
                                 order.refused(client_id, wait, now);
@@ -144,7 +159,7 @@ async fn run(ctx: &ConnCtx, io: &mut StreamIo) -> Result<(), End> {
                         }
                     }
                     ClientFrame::History { before_seq, limit } => {
-                        history(state, io, conversation, before_seq, limit).await?;
+                        history(state, io, &grant, before_seq, limit).await?;
                     }
                     ClientFrame::Leave => {
                         // Acknowledge what is in flight before ending the stream.
@@ -195,9 +210,10 @@ async fn expect_join(
 async fn replay(
     ctx: &ConnCtx,
     io: &mut StreamIo,
-    conversation: ConversationId,
+    grant: &Grant,
     mut after: u64,
 ) -> Result<u64, End> {
+    let conversation = grant.conversation;
     loop {
         let room = io
             .outbound
@@ -258,10 +274,11 @@ async fn append(
 async fn history(
     state: &AppState,
     io: &StreamIo,
-    conversation: ConversationId,
+    grant: &Grant,
     before_seq: u64,
     limit: u16,
 ) -> Result<(), End> {
+    let conversation = grant.conversation;
     let limit = limit.clamp(1, MAX_HISTORY_PAGE);
     let room = io
         .outbound
@@ -279,6 +296,16 @@ async fn history(
         has_more,
     })]);
     Ok(())
+}
+
+/// Whether the grant's holder may send now: `Ok(Err(..))` refuses this send with a code,
+/// `Err` ends the stream (the store failed).
+async fn may_send(state: &AppState, grant: &Grant) -> Result<Result<(), (ErrorCode, String)>, End> {
+    match access::may_send(&state.store, grant).await {
+        Ok(()) => Ok(Ok(())),
+        Err(access::Refusal::Store(e)) => Err(e.into()),
+        Err(other) => Ok(Err((other.code(), other.to_string()))),
+    }
 }
 
 fn check_body(body: &str) -> Result<(), String> {

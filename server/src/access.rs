@@ -1,0 +1,157 @@
+//! Who may do what in a conversation: the one place the rules live (DESIGN.md §2). REST
+//! handlers, both transports' conversation streams (join, replay, history, send), receipts
+//! and typing all ask here; none re-implements a rule.
+//!
+//! Rules:
+//! - A room is public: any signed-in user may join it, read it and send in it.
+//! - A DM has exactly two members; only they may open it, read it or report receipts in it
+//!   (anyone else: `Forbidden`). Both keep that for good, also after unfriending.
+//! - Sending in a DM needs its members to be friends now (else `NotFriends`).
+//!
+//! Reading is proved by a [`Grant`], which only [`may_read`] makes: the stream code that
+//! replays and pages history takes a `Grant`, so it cannot serve a conversation nobody checked.
+
+use quibble_protocol::{ConversationId, ErrorCode, UserId};
+
+use crate::store::{ConversationKind, FriendState, Store, StoreError};
+
+/// Why an action is refused.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Refusal {
+    #[error("no conversation {0}")]
+    Unknown(u64),
+    #[error("this conversation is a direct message between two other users")]
+    Forbidden,
+    #[error("you are not friends with the other member of this conversation")]
+    NotFriends,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Refusal {
+    /// The protocol code for this refusal.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Refusal::Unknown(_) => ErrorCode::UnknownConversation,
+            Refusal::Forbidden => ErrorCode::Forbidden,
+            Refusal::NotFriends => ErrorCode::NotFriends,
+            Refusal::Store(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+/// Proof that `user` may read `conversation` (made only by [`may_read`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant {
+    pub user: UserId,
+    pub conversation: ConversationId,
+    pub kind: ConversationKind,
+}
+
+/// May `user` open and read `conversation` (join its stream, replay, page its history, report
+/// receipts, say they are typing)?
+pub async fn may_read(
+    store: &Store,
+    user: UserId,
+    conversation: ConversationId,
+) -> Result<Grant, Refusal> {
+    let kind = store
+        .conversation_kind(conversation)
+        .await?
+        .ok_or(Refusal::Unknown(conversation.0))?;
+    match kind {
+        ConversationKind::Room => {}
+        ConversationKind::Dm(a, b) => {
+            if user != a && user != b {
+                return Err(Refusal::Forbidden);
+            }
+        }
+    }
+    Ok(Grant {
+        user,
+        conversation,
+        kind,
+    })
+}
+
+/// May the reader behind `grant` send in its conversation now? Asked for every send, since a
+/// friendship can end while a DM stream is open.
+pub async fn may_send(store: &Store, grant: &Grant) -> Result<(), Refusal> {
+    match grant.kind {
+        ConversationKind::Room => Ok(()),
+        ConversationKind::Dm(a, b) => {
+            let other = if grant.user == a { b } else { a };
+            match store.friend_state(grant.user, other).await? {
+                Some(FriendState::Friends) => Ok(()),
+                _ => Err(Refusal::NotFriends),
+            }
+        }
+    }
+}
+
+/// May `user` become a member of `conversation` by joining it? Only rooms can be joined (a
+/// DM's members are fixed when it is made).
+pub async fn may_join(
+    store: &Store,
+    user: UserId,
+    conversation: ConversationId,
+) -> Result<(), Refusal> {
+    let grant = may_read(store, user, conversation).await?;
+    match grant.kind {
+        ConversationKind::Room => Ok(()),
+        ConversationKind::Dm(..) => Err(Refusal::Forbidden),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn setup() -> (tempfile::TempDir, Store, [UserId; 3]) {
+        let dir = tempfile::TempDir::new().unwrap();
+        let store = Store::open(&dir.path().join("q.redb"), 1 << 22, Box::new(|_| {})).unwrap();
+        let mut users = [UserId(0); 3];
+        for (i, name) in ["alice", "bob", "carol"].iter().enumerate() {
+            users[i] = store.create_user(name, "phc".into()).await.unwrap().id;
+        }
+        (dir, store, users)
+    }
+
+    #[tokio::test]
+    async fn rooms_are_open_to_everyone() {
+        let (_dir, store, [alice, _, carol]) = setup().await;
+        let room = store.create_room("lobby", alice).await.unwrap().id;
+        let grant = may_read(&store, carol, room).await.unwrap();
+        may_send(&store, &grant).await.unwrap();
+        may_join(&store, carol, room).await.unwrap();
+        assert!(matches!(
+            may_read(&store, carol, ConversationId(99)).await,
+            Err(Refusal::Unknown(99))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_dm_is_its_two_members_and_sending_needs_the_friendship() {
+        let (_dir, store, [alice, bob, carol]) = setup().await;
+        store.add_friend(alice, bob).await.unwrap();
+        let crate::store::Added::Accepted(dm) = store.add_friend(bob, alice).await.unwrap() else {
+            panic!("expected acceptance");
+        };
+        let grant = may_read(&store, alice, dm).await.unwrap();
+        may_send(&store, &grant).await.unwrap();
+        let refused = may_read(&store, carol, dm).await.unwrap_err();
+        assert_eq!(refused.code(), ErrorCode::Forbidden);
+        assert_eq!(
+            may_join(&store, bob, dm).await.unwrap_err().code(),
+            ErrorCode::Forbidden,
+            "a DM is not joined"
+        );
+
+        store.remove_friend(bob, alice).await.unwrap();
+        let grant = may_read(&store, alice, dm).await.expect("still readable");
+        assert_eq!(
+            may_send(&store, &grant).await.unwrap_err().code(),
+            ErrorCode::NotFriends
+        );
+    }
+}
