@@ -14,5 +14,6 @@ pub mod wire;
 pub use codec::{CodecError, Decoder, encode};
 pub use error_code::ErrorCode;
 pub use wire::{
-    ChatMessage, ClientFrame, ConversationId, Cursor, PROTOCOL_VERSION, ServerFrame, UserId,
+    ChatMessage, ClientFrame, ConversationId, ConversationKind, ConversationSummary, Cursor,
+    FriendStatus, LastMessage, PROTOCOL_VERSION, ServerFrame, TYPING_TTL_MS, UserId,
 };

@@ -1,8 +1,9 @@
 //! The frames of the protocol: what a client may send ([`ClientFrame`]) and what a server may
 //! send ([`ServerFrame`]), each carried as one postcard-encoded value per frame.
 //!
-//! Streams: a connection has one control stream (`Hello`, `Ping`) and one stream per joined
-//! conversation (`Join` first, then `Send`, `History`, `Leave`). Over WebTransport these are
+//! Streams: a connection has one control stream (`Hello`, `Ping`, `Receipt`, `Typing`; the
+//! server sends the user's conversation list, friend, presence, receipt and typing events on
+//! it) and one stream per joined conversation (`Join` first, then `Send`, `History`, `Leave`). Over WebTransport these are
 //! client-opened bidirectional streams; over WebSocket they are multiplexed by stream id
 //! (see [`crate::mux`]), stream id 0 being the control stream.
 //!
@@ -69,6 +70,75 @@ pub enum ClientFrame {
     History { before_seq: u64, limit: u16 },
     /// Leave the stream's conversation; the server ends the stream.
     Leave,
+    /// Control stream: this user's devices have received (`delivered`) and the user has read
+    /// (`read`) the conversation up to these seqs. The server keeps the highest of each
+    /// (cursors never move back; values past the head are clamped to it) and tells the other
+    /// members. Clients debounce.
+    Receipt {
+        conversation: ConversationId,
+        delivered: u64,
+        read: u64,
+    },
+    /// Control stream: the user is typing in the conversation. Good for [`TYPING_TTL_MS`];
+    /// send it again (every few seconds) while typing goes on.
+    Typing { conversation: ConversationId },
+}
+
+/// How long a `Typing` lasts unless refreshed; the server says "stopped" once it has run out.
+pub const TYPING_TTL_MS: u32 = 5_000;
+
+/// What a conversation is, in a summary.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConversationKind {
+    Room,
+    /// A direct-message conversation with `peer`.
+    Dm {
+        peer: UserId,
+    },
+}
+
+/// The last message of a conversation, in a summary or an activity event.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct LastMessage {
+    pub seq: u64,
+    pub author: UserId,
+    pub author_name: String,
+    /// The body's first 100 characters.
+    pub preview: String,
+    pub sent_at_ms: u64,
+}
+
+/// One conversation of the user's list, as the user sees it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ConversationSummary {
+    pub conversation: ConversationId,
+    pub kind: ConversationKind,
+    /// The room's name, or for a DM the other member's username.
+    pub title: String,
+    pub head_seq: u64,
+    pub delivered_seq: u64,
+    pub read_seq: u64,
+    /// For a DM, the other member's cursors (how far the user's messages were delivered and
+    /// read); live changes come as `Receipt`.
+    pub peer_delivered_seq: Option<u64>,
+    pub peer_read_seq: Option<u64>,
+    /// Messages after `read_seq` not written by the user.
+    pub unread: u64,
+    pub last: Option<LastMessage>,
+    /// When something last happened (the last message, else the joining), Unix ms.
+    pub activity_ms: u64,
+}
+
+/// How the user stands with another user, in a `Friend` event.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FriendStatus {
+    /// Nothing (any more): declined, cancelled or unfriended.
+    None,
+    Friends,
+    /// The user asked the other.
+    Outgoing,
+    /// The other asked the user.
+    Incoming,
 }
 
 /// Server → client.
@@ -131,5 +201,59 @@ pub enum ServerFrame {
     /// The stream fell too far behind and is being closed; rejoin with a resume point.
     Lagged {
         resume_from: u64,
+    },
+    /// Control stream, right after `Welcome`: the user's conversations, most recent activity
+    /// first, in chunks; `done` on the last chunk. Every later change comes as the events
+    /// below, each about something after this snapshot.
+    Conversations {
+        conversations: Vec<ConversationSummary>,
+        done: bool,
+    },
+    /// Control stream: a conversation was added to the user's list (a room joined, a new DM)
+    /// or the user's own cursors in it moved (from this or another device): the whole entry.
+    ConversationUpdated(ConversationSummary),
+    /// Control stream: the user left the room; it is no longer in their list.
+    ConversationRemoved {
+        conversation: ConversationId,
+    },
+    /// Control stream: a message was made durable in one of the user's conversations. Apply it
+    /// when `last.seq` is above the summary's `head_seq`: that becomes `last.seq`; the unread
+    /// count grows by one unless the user wrote it; and when the user wrote it and their read
+    /// cursor was at `last.seq - 1`, both their cursors move to `last.seq` (the server does the
+    /// same, see docs).
+    ConversationActivity {
+        conversation: ConversationId,
+        last: LastMessage,
+    },
+    /// Control stream: another member's cursors in a conversation of the user's moved.
+    Receipt {
+        conversation: ConversationId,
+        user: UserId,
+        delivered: u64,
+        read: u64,
+    },
+    /// Control stream: how the user stands with `user` changed (either side's action).
+    Friend {
+        user: UserId,
+        username: String,
+        status: FriendStatus,
+        /// The pair's DM, once they have one.
+        dm: Option<ConversationId>,
+    },
+    /// Control stream: a friend's or room co-member's presence. `last_seen_ms` is 0 when
+    /// unknown (not seen since the server started).
+    Presence {
+        user: UserId,
+        username: String,
+        online: bool,
+        last_seen_ms: u64,
+    },
+    /// Control stream: `user` is typing in the conversation (for `TYPING_TTL_MS` unless
+    /// refreshed), or stopped (`typing: false`, also sent when it ran out).
+    Typing {
+        conversation: ConversationId,
+        user: UserId,
+        username: String,
+        typing: bool,
     },
 }

@@ -103,6 +103,26 @@ pub async fn may_join(
     }
 }
 
+/// The DM `user` may open with `other`, and whether they may send in it now: there is one once
+/// the two became friends (it stays readable after unfriending); else `NotFriends`.
+pub async fn dm_with(
+    store: &Store,
+    user: UserId,
+    other: UserId,
+) -> Result<(ConversationId, bool), Refusal> {
+    let dm = store
+        .dm_between(user, other)
+        .await?
+        .ok_or(Refusal::NotFriends)?;
+    let grant = may_read(store, user, dm).await?;
+    let can_send = match may_send(store, &grant).await {
+        Ok(()) => true,
+        Err(Refusal::NotFriends) => false,
+        Err(other) => return Err(other),
+    };
+    Ok((dm, can_send))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,7 +167,13 @@ mod tests {
             "a DM is not joined"
         );
 
+        assert_eq!(dm_with(&store, alice, bob).await.unwrap(), (dm, true));
+        assert_eq!(
+            dm_with(&store, alice, carol).await.unwrap_err().code(),
+            ErrorCode::NotFriends
+        );
         store.remove_friend(bob, alice).await.unwrap();
+        assert_eq!(dm_with(&store, bob, alice).await.unwrap(), (dm, false));
         let grant = may_read(&store, alice, dm).await.expect("still readable");
         assert_eq!(
             may_send(&store, &grant).await.unwrap_err().code(),

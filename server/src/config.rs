@@ -60,6 +60,10 @@ pub struct Limits {
     /// Rooms one user may create per hour, sustained, and in a burst.
     pub rooms_per_hour: u32,
     pub room_burst: u32,
+    /// Friend requests (`POST /api/users/add`) one user may make per hour, sustained, and in a
+    /// burst.
+    pub friend_requests_per_hour: u32,
+    pub friend_request_burst: u32,
     /// Password hashing: threads (each keeps 19 MiB), jobs queued per kind (logins, sign-ups),
     /// and how long a job may wait to start before it is refused with 503.
     pub hash_threads: usize,
@@ -105,6 +109,8 @@ impl Default for Limits {
             drain_timeout: Duration::from_secs(5),
             rooms_per_hour: 20,
             room_burst: 10,
+            friend_requests_per_hour: 60,
+            friend_request_burst: 20,
             hash_threads: default_hash_threads(),
             hash_queue: 32,
             hash_wait: Duration::from_secs(2),
@@ -138,6 +144,8 @@ pub struct FileConfig {
     pub store_cache_mb: Option<usize>,
     pub rooms_per_hour: Option<u32>,
     pub room_burst: Option<u32>,
+    pub friend_requests_per_hour: Option<u32>,
+    pub friend_request_burst: Option<u32>,
     pub hash_threads: Option<usize>,
     pub hash_queue: Option<usize>,
     pub hash_wait_ms: Option<u64>,
@@ -235,6 +243,12 @@ impl Config {
         }
         if let Some(n) = file.room_burst {
             limits.room_burst = n;
+        }
+        if let Some(n) = file.friend_requests_per_hour {
+            limits.friend_requests_per_hour = n;
+        }
+        if let Some(n) = file.friend_request_burst {
+            limits.friend_request_burst = n;
         }
         let store_cache_mb = file.store_cache_mb.unwrap_or(DEFAULT_STORE_CACHE_MB);
         if let Some(n) = file.hash_threads {

@@ -27,6 +27,8 @@ pub const STREAMS_LAGGED: &str = "quibble_streams_lagged_total";
 pub const OUTBOUND_QUEUED_BYTES: &str = "quibble_outbound_queued_bytes";
 /// Conversations with live subscribers in the fan-out hub now.
 pub const HUB_CONVERSATIONS: &str = "quibble_hub_conversations";
+/// Users with at least one realtime connection now (entries of the user hub).
+pub const USERS_ONLINE: &str = "quibble_users_online";
 /// Messages made durable.
 pub const MESSAGES_APPENDED: &str = "quibble_messages_appended_total";
 /// Seconds from receiving a `Send` to its durable ack.

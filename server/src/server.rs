@@ -20,11 +20,13 @@ use crate::admission::{Admission, Budgets};
 use crate::auth::HashPool;
 use crate::chat::hub::Hub;
 use crate::chat::send_limit::SendLimiter;
+use crate::chat::typing::Typing;
+use crate::chat::users::Users;
 use crate::config::Config;
 use crate::http::listener::HttpPort;
 use crate::http::login_limit::LoginLimiter;
-use crate::http::room_limit::RoomLimiter;
 use crate::http::signup_limit::SignupLimiter;
+use crate::http::user_limit::UserLimiter;
 use crate::state::AppState;
 use crate::store::{Store, StoreError};
 use crate::tls::{Certificates, TlsError};
@@ -83,11 +85,21 @@ impl Server {
         };
         crate::metrics::handle();
         let hub = Hub::default();
-        let publisher = hub.clone();
+        let users = Users::default();
+        let typing = Arc::new(Typing::default());
         let store = Store::open(
             &config.data_dir.join("quibble.redb"),
             config.store_cache_bytes,
-            Box::new(move |message| publisher.publish(message)),
+            Box::new({
+                let (hub, users, typing) = (hub.clone(), users.clone(), Arc::clone(&typing));
+                move |message| {
+                    hub.publish(message);
+                    users.on_message(message);
+                    if typing.stop(message.author, message.conversation) {
+                        users.typing(message.conversation, message.author, false);
+                    }
+                }
+            }),
         )?;
         let sockets = bind_sockets(&config.listen)?;
         let port = sockets
@@ -123,6 +135,8 @@ impl Server {
         let state = AppState {
             store,
             hub,
+            users,
+            typing,
             certs,
             admission: Admission::new(Budgets::from(&config.limits)),
             limits: Arc::new(config.limits.clone()),
@@ -140,9 +154,13 @@ impl Server {
                 config.limits.messages_per_second,
                 config.limits.message_burst,
             )),
-            room_limiter: Arc::new(RoomLimiter::new(
+            room_limiter: Arc::new(UserLimiter::new(
                 config.limits.rooms_per_hour,
                 config.limits.room_burst,
+            )),
+            friend_limiter: Arc::new(UserLimiter::new(
+                config.limits.friend_requests_per_hour,
+                config.limits.friend_request_burst,
             )),
             shutdown: shutdown_rx,
             webtransport_port: port,
@@ -234,6 +252,7 @@ impl Server {
             tasks.spawn(port.serve(state.shutdown.clone()));
         }
         let housekeeping = tokio::spawn(housekeeping(state.clone(), endpoints.clone()));
+        let typing_sweeper = tokio::spawn(end_typing(state.clone()));
 
         stop.await;
         tracing::info!("shutting down: refusing new connections, sending GoAway");
@@ -242,6 +261,7 @@ impl Server {
             tracing::warn!("some connections did not close in time");
         }
         housekeeping.abort();
+        typing_sweeper.abort();
         // The accept loops saw the shutdown signal; they must be gone before the close.
         while accept_loops.join_next().await.is_some() {}
         for (_, endpoint) in &endpoints {
@@ -260,6 +280,17 @@ impl Server {
     }
 }
 
+/// Tells conversations when someone's typing ran out (see `chat::typing`).
+async fn end_typing(state: AppState) {
+    let mut ticker = tokio::time::interval(crate::chat::typing::SWEEP);
+    loop {
+        let now = ticker.tick().await;
+        for (user, conversation) in state.typing.sweep(now) {
+            state.users.typing(conversation, user, false);
+        }
+    }
+}
+
 /// Periodic chores: certificate rotation and limiter cleanup.
 async fn housekeeping(state: AppState, endpoints: Vec<(SocketAddr, Arc<Endpoint<ServerSide>>)>) {
     let mut ticker = tokio::time::interval(ROTATION_CHECK);
@@ -269,6 +300,7 @@ async fn housekeeping(state: AppState, endpoints: Vec<(SocketAddr, Arc<Endpoint<
         state.signup_limiter.retain_recent();
         state.send_limiter.retain_recent();
         state.room_limiter.retain_recent();
+        state.friend_limiter.retain_recent();
         match state.certs.rotate_if_due(SystemTime::now()) {
             Ok(Some(identity)) => {
                 for (addr, endpoint) in &endpoints {

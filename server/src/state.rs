@@ -1,4 +1,4 @@
-//! `AppState`: the one handle every handler and transport shares — store, fan-out hub,
+//! `AppState`: the one handle every handler and transport shares — store, fan-out hubs,
 //! certificates, limits, connection admission and the shutdown signal.
 
 use std::sync::Arc;
@@ -9,10 +9,12 @@ use crate::admission::Admission;
 use crate::auth::HashPool;
 use crate::chat::hub::Hub;
 use crate::chat::send_limit::SendLimiter;
+use crate::chat::typing::Typing;
+use crate::chat::users::Users;
 use crate::config::Limits;
 use crate::http::login_limit::LoginLimiter;
-use crate::http::room_limit::RoomLimiter;
 use crate::http::signup_limit::SignupLimiter;
+use crate::http::user_limit::UserLimiter;
 use crate::store::Store;
 use crate::tls::Certificates;
 
@@ -20,6 +22,9 @@ use crate::tls::Certificates;
 pub struct AppState {
     pub store: Store,
     pub hub: Hub,
+    /// Per-user events on the control stream.
+    pub users: Users,
+    pub typing: Arc<Typing>,
     pub certs: Arc<Certificates>,
     pub limits: Arc<Limits>,
     pub login_limiter: Arc<LoginLimiter>,
@@ -27,7 +32,8 @@ pub struct AppState {
     /// Every argon2 hash and verification runs here.
     pub hash_pool: Arc<HashPool>,
     pub send_limiter: Arc<SendLimiter>,
-    pub room_limiter: Arc<RoomLimiter>,
+    pub room_limiter: Arc<UserLimiter>,
+    pub friend_limiter: Arc<UserLimiter>,
     /// The connection budgets of the public port and WebTransport; shutdown waits until every
     /// slot is back.
     pub admission: Arc<Admission>,

@@ -637,8 +637,18 @@ impl Session {
                 }
             }
             ServerFrame::Lagged { .. } => conv.lagged(),
-            ServerFrame::Welcome { .. } | ServerFrame::Pong { .. } | ServerFrame::GoAway { .. } => {
-            }
+            // Control-stream frames never come on a conversation stream.
+            ServerFrame::Welcome { .. }
+            | ServerFrame::Pong { .. }
+            | ServerFrame::GoAway { .. }
+            | ServerFrame::Conversations { .. }
+            | ServerFrame::ConversationUpdated(_)
+            | ServerFrame::ConversationRemoved { .. }
+            | ServerFrame::ConversationActivity { .. }
+            | ServerFrame::Receipt { .. }
+            | ServerFrame::Friend { .. }
+            | ServerFrame::Presence { .. }
+            | ServerFrame::Typing { .. } => {}
         }
     }
 }

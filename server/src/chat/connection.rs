@@ -1,28 +1,34 @@
 //! One realtime connection, whatever its transport: authenticate the `Hello` on the control
-//! stream, answer pings, watch for silence (anything received counts as a sign of life, see
-//! [`Liveness`]), start a task per conversation stream, and say `GoAway` when the server shuts
-//! down. A control stream whose queue is full (the peer pings but does not read) ends the
-//! connection with `SlowConsumer`.
+//! stream, send the user's conversation list and the presence of those they see, then answer
+//! pings, take receipts and typing, watch for silence (anything received counts as a sign of
+//! life, see [`Liveness`]), start a task per conversation stream, and say `GoAway` when the
+//! server shuts down. The connection is in the user hub ([`crate::chat::users`]) from `Welcome`
+//! to its end, which is what makes its user online. A control stream whose queue is full (the
+//! peer pings but does not read) ends the connection with `SlowConsumer`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use quibble_protocol::limits::MAX_TOKEN_LEN;
-use quibble_protocol::{ClientFrame, ErrorCode, PROTOCOL_VERSION, ServerFrame};
+use quibble_protocol::{
+    ClientFrame, ConversationId, ErrorCode, PROTOCOL_VERSION, ServerFrame, UserId,
+};
 use rand::Rng;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until, timeout};
 
+use crate::access::{self, Refusal};
 use crate::admission::RealtimePermit;
 use crate::auth::hash_token;
 use crate::chat::conversation::{self, ConnCtx};
 use crate::chat::liveness::Liveness;
 use crate::chat::outbound::SendError;
 use crate::chat::stream::{CloseReason, Inbound, StreamIo, decode_error_code, encode_frame};
+use crate::chat::users::summary_frame;
 use crate::state::AppState;
-use crate::store::User;
+use crate::store::{FriendState, StoreError, User};
 use crate::tls::unix_ms;
 
 /// What a transport hands the engine for one connection.
@@ -86,6 +92,14 @@ async fn run(state: AppState, io: ConnIo) -> CloseReason {
     if control.outbound.send(encode_frame(&welcome)).await.is_err() {
         return CloseReason::normal("peer left");
     }
+    // In the user hub before the snapshot is read, so nothing after it is missed.
+    let registration = state
+        .users
+        .connect(user.id, &user.username, control.outbound.live());
+    if let Err(close) = introduce(&state, &control, &user).await {
+        return close;
+    }
+    state.users.go_live(&registration);
     tracing::debug!(%peer, user = %user.username, "connection ready");
 
     let ctx = Arc::new(ConnCtx {
@@ -109,6 +123,18 @@ async fn run(state: AppState, io: ConnIo) -> CloseReason {
                             );
                         }
                         Err(SendError::Closed) => return CloseReason::normal("peer left"),
+                    }
+                }
+                Some(Inbound::Frame(ClientFrame::Receipt { conversation, delivered, read })) => {
+                    if let Err(close) = receipt(&state, &ctx.user, conversation, delivered, read).await {
+                        send_error(&control, close.code.unwrap_or(ErrorCode::Internal), &close.reason);
+                        return close;
+                    }
+                }
+                Some(Inbound::Frame(ClientFrame::Typing { conversation })) => {
+                    if let Err(close) = typing(&state, &ctx.user, conversation).await {
+                        send_error(&control, close.code.unwrap_or(ErrorCode::Internal), &close.reason);
+                        return close;
                     }
                 }
                 Some(Inbound::Frame(other)) => {
@@ -150,6 +176,110 @@ async fn run(state: AppState, io: ConnIo) -> CloseReason {
             }
         }
     }
+}
+
+/// Most conversations in one `Conversations` frame (each at most a few hundred bytes).
+const SNAPSHOT_CHUNK: usize = 64;
+
+/// After `Welcome`: the user's conversations and the presence of those they see, sent as the
+/// peer reads them.
+async fn introduce(state: &AppState, control: &StreamIo, user: &User) -> Result<(), CloseReason> {
+    let failed = |e: StoreError| {
+        tracing::error!("cannot read a conversation list: {e}");
+        CloseReason::error(ErrorCode::Internal, "cannot read your conversations now")
+    };
+    let friends: Vec<UserId> = state
+        .store
+        .friends(user.id)
+        .await
+        .map_err(failed)?
+        .into_iter()
+        .filter(|f| f.state == FriendState::Friends)
+        .map(|f| f.user)
+        .collect();
+    let summaries = state.store.summaries(user.id).await.map_err(failed)?;
+    let conversations: Vec<ConversationId> = summaries.iter().map(|s| s.conversation).collect();
+    let presence = state.users.track(user.id, &conversations, &friends);
+    let mut chunks = summaries.chunks(SNAPSHOT_CHUNK).peekable();
+    let gone = |_| CloseReason::normal("peer left");
+    if chunks.peek().is_none() {
+        let empty = ServerFrame::Conversations {
+            conversations: Vec::new(),
+            done: true,
+        };
+        control
+            .outbound
+            .send(encode_frame(&empty))
+            .await
+            .map_err(gone)?;
+    }
+    while let Some(chunk) = chunks.next() {
+        let frame = ServerFrame::Conversations {
+            conversations: chunk.iter().map(|s| summary_frame(user.id, s)).collect(),
+            done: chunks.peek().is_none(),
+        };
+        control
+            .outbound
+            .send(encode_frame(&frame))
+            .await
+            .map_err(gone)?;
+    }
+    for frame in presence {
+        control.outbound.send(frame).await.map_err(gone)?;
+    }
+    Ok(())
+}
+
+/// A `Receipt`: store the cursors (forwards only) and tell the user's devices and the
+/// conversation's other members.
+async fn receipt(
+    state: &AppState,
+    user: &User,
+    conversation: ConversationId,
+    delivered: u64,
+    read: u64,
+) -> Result<(), CloseReason> {
+    let result = async {
+        access::may_read(&state.store, user.id, conversation).await?;
+        let now = state.store.cursors(user.id, conversation).await?;
+        if delivered <= now.delivered && read <= now.read {
+            return Ok(());
+        }
+        let stored = state
+            .store
+            .advance_cursors(user.id, conversation, delivered, read)
+            .await?;
+        if stored != now
+            && let Some(summary) = state.store.summary(user.id, conversation).await?
+        {
+            state.users.receipt(user.id, &summary);
+        }
+        Ok(())
+    };
+    result.await.map_err(refused)
+}
+
+/// A `Typing`: announce it to the conversation's other members unless it is a refresh.
+async fn typing(
+    state: &AppState,
+    user: &User,
+    conversation: ConversationId,
+) -> Result<(), CloseReason> {
+    access::may_read(&state.store, user.id, conversation)
+        .await
+        .map_err(refused)?;
+    if state.typing.start(user.id, conversation, Instant::now()) {
+        state.users.typing(conversation, user.id, true);
+    }
+    Ok(())
+}
+
+/// A refused control-stream request ends the connection with the refusal's code.
+fn refused(refusal: Refusal) -> CloseReason {
+    if let Refusal::Store(e) = &refusal {
+        tracing::error!("store error on a control stream: {e}");
+    }
+    CloseReason::error(refusal.code(), refusal.to_string())
 }
 
 /// Wait for `Hello` and check its version and token.
@@ -217,5 +347,7 @@ pub fn frame_name(frame: &ClientFrame) -> &'static str {
         ClientFrame::Send { .. } => "Send",
         ClientFrame::History { .. } => "History",
         ClientFrame::Leave => "Leave",
+        ClientFrame::Receipt { .. } => "Receipt",
+        ClientFrame::Typing { .. } => "Typing",
     }
 }

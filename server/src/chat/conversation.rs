@@ -98,7 +98,17 @@ async fn run(ctx: &ConnCtx, io: &mut StreamIo) -> Result<(), End> {
     if grant.kind == ConversationKind::Room
         && !state.store.is_member(ctx.user.id, conversation).await?
     {
-        state.store.join_room(ctx.user.id, conversation).await?;
+        match state.store.join_room(ctx.user.id, conversation).await {
+            Ok(true) => {
+                state
+                    .users
+                    .joined(&state.store, ctx.user.id, conversation)
+                    .await;
+            }
+            // A user at the membership cap still reads the (public) room.
+            Ok(false) | Err(StoreError::TooMany(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     // Subscribe before reading the head, so nothing committed in between is missed.
     let live = state.hub.subscribe(conversation, io.outbound.live());

@@ -1,5 +1,6 @@
 //! The chat engine, independent of transports: a connection's control stream
-//! ([`connection`]), its conversation streams ([`conversation`]), fan-out ([`hub`]), the
+//! ([`connection`]), its conversation streams ([`conversation`]), fan-out ([`hub`]), per-user
+//! events ([`users`]: the conversation list, friends, receipts, presence) and [`typing`], the
 //! byte-bounded outbound queue every stream writes into ([`outbound`]) and the peer's
 //! liveness ([`liveness`]). Transports adapt their sockets to [`stream::StreamIo`] and call
 //! [`connection::serve`].
@@ -12,3 +13,5 @@ pub mod outbound;
 pub mod send_limit;
 pub mod send_order;
 pub mod stream;
+pub mod typing;
+pub mod users;

@@ -6,6 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::access::Refusal;
 use crate::store::StoreError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,10 +95,32 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound => Self::new(StatusCode::NOT_FOUND, "not_found", "not found"),
+            StoreError::TooMany(what) => Self::new(
+                StatusCode::CONFLICT,
+                "too_many",
+                format!("too many {what}; the limit is reached"),
+            ),
             other => {
                 tracing::error!("store error: {other}");
                 Self::internal()
             }
+        }
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Unknown(_) => {
+                Self::new(StatusCode::NOT_FOUND, "not_found", refusal.to_string())
+            }
+            Refusal::Forbidden => {
+                Self::new(StatusCode::FORBIDDEN, "forbidden", refusal.to_string())
+            }
+            Refusal::NotFriends => {
+                Self::new(StatusCode::FORBIDDEN, "not_friends", refusal.to_string())
+            }
+            Refusal::Store(e) => e.into(),
         }
     }
 }

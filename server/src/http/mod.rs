@@ -4,17 +4,19 @@
 //! its size limit and deadline, before a handler runs (`request_body`).
 
 pub mod accounts;
+pub mod conversations;
 pub mod error;
 pub mod extract;
+pub mod friends;
 pub mod https;
 pub mod key_budget;
 pub mod listener;
 pub mod login_limit;
 pub mod request_body;
-pub mod room_limit;
 pub mod rooms;
 pub mod signup_limit;
 pub mod status;
+pub mod user_limit;
 pub mod web;
 pub mod write_deadline;
 
@@ -44,6 +46,13 @@ pub fn router(state: AppState, web_dir: Option<&std::path::Path>, metrics_public
         .route("/logout", post(accounts::logout))
         .route("/account", get(accounts::account))
         .route("/rooms", get(rooms::list).post(rooms::create))
+        .route("/rooms/{id}/join", post(rooms::join))
+        .route("/rooms/{id}/leave", post(rooms::leave))
+        .route("/conversations", get(conversations::list))
+        .route("/friends", get(friends::list))
+        .route("/users/add", post(friends::add))
+        .route("/users/remove", post(friends::remove))
+        .route("/users/dm", post(friends::dm))
         .route("/cert", get(status::cert))
         .fallback(not_found);
     let metrics = if metrics_public {

@@ -1,12 +1,16 @@
-//! Room endpoints: list (in pages) and create (rate-limited per user).
+//! Room endpoints: list (in pages, each room marked with whether the caller is in it), create
+//! (rate-limited per user; the creator joins it), join and leave (durable membership).
+
+use std::collections::HashSet;
 
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use quibble_protocol::ConversationId;
 use serde::{Deserialize, Serialize};
 
+use crate::access;
 use crate::auth;
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiJson, Authenticated};
@@ -37,6 +41,8 @@ pub struct RoomView {
     pub name: String,
     pub created_at_ms: u64,
     pub head_seq: u64,
+    /// Whether the caller is a member.
+    pub member: bool,
 }
 
 #[derive(Serialize)]
@@ -46,19 +52,36 @@ pub struct RoomList {
     pub next: Option<u64>,
 }
 
-fn view(room: Room, head_seq: u64) -> RoomView {
+/// Answer of join and leave: whether the call changed the membership.
+#[derive(Serialize)]
+pub struct MembershipChange {
+    pub room: u64,
+    pub member: bool,
+    pub changed: bool,
+}
+
+fn view(room: Room, head_seq: u64, member: bool) -> RoomView {
     RoomView {
         id: room.id.0,
         name: room.name,
         created_at_ms: room.created_at_ms,
         head_seq,
+        member,
     }
+}
+
+/// A conversation id from the path; a bad one is a 400 JSON error.
+pub fn conversation_path(
+    path: Result<Path<u64>, PathRejection>,
+) -> Result<ConversationId, ApiError> {
+    path.map(|Path(id)| ConversationId(id))
+        .map_err(|rejection| ApiError::bad_request("bad_request", rejection.body_text()))
 }
 
 /// `GET /api/rooms?limit=N&after=ID`
 pub async fn list(
     State(state): State<AppState>,
-    _auth: Authenticated,
+    auth: Authenticated,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<RoomList>, ApiError> {
     let Query(query) = query.map_err(|rejection| {
@@ -78,10 +101,19 @@ pub async fn list(
         .store
         .rooms_page(query.after.map(ConversationId), limit)
         .await?;
+    let joined: HashSet<ConversationId> = state
+        .store
+        .memberships(auth.user.id)
+        .await?
+        .into_iter()
+        .collect();
     let rooms = page
         .rooms
         .into_iter()
-        .map(|RoomEntry { room, head_seq }| view(room, head_seq))
+        .map(|RoomEntry { room, head_seq }| {
+            let member = joined.contains(&room.id);
+            view(room, head_seq, member)
+        })
         .collect();
     Ok(Json(RoomList {
         rooms,
@@ -105,8 +137,52 @@ pub async fn create(
             ..ApiError::rate_limited(wait)
         })?;
     match state.store.create_room(&name, auth.user.id).await {
-        Ok(room) => Ok((StatusCode::CREATED, Json(view(room, 0)))),
+        Ok(room) => {
+            state
+                .users
+                .joined(&state.store, auth.user.id, room.id)
+                .await;
+            Ok((StatusCode::CREATED, Json(view(room, 0, true))))
+        }
         Err(StoreError::NameTaken) => Err(ApiError::name_taken("room name")),
         Err(e) => Err(e.into()),
     }
+}
+
+/// `POST /api/rooms/{id}/join`
+pub async fn join(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    path: Result<Path<u64>, PathRejection>,
+) -> Result<Json<MembershipChange>, ApiError> {
+    let room = conversation_path(path)?;
+    access::may_join(&state.store, auth.user.id, room).await?;
+    let changed = state.store.join_room(auth.user.id, room).await?;
+    if changed {
+        state.users.joined(&state.store, auth.user.id, room).await;
+    }
+    Ok(Json(MembershipChange {
+        room: room.0,
+        member: true,
+        changed,
+    }))
+}
+
+/// `POST /api/rooms/{id}/leave`
+pub async fn leave(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    path: Result<Path<u64>, PathRejection>,
+) -> Result<Json<MembershipChange>, ApiError> {
+    let room = conversation_path(path)?;
+    access::may_join(&state.store, auth.user.id, room).await?;
+    let changed = state.store.leave_room(auth.user.id, room).await?;
+    if changed {
+        state.users.left(auth.user.id, room);
+    }
+    Ok(Json(MembershipChange {
+        room: room.0,
+        member: false,
+        changed,
+    }))
 }

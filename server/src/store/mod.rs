@@ -54,7 +54,7 @@ pub use friends::{Added, FriendEntry, FriendState, MAX_FRIEND_ENTRIES, Removed};
 pub use membership::{ConversationKind, MAX_MEMBERSHIPS};
 pub use messages::Appended;
 pub use rooms::{Room, RoomEntry, RoomPage};
-pub use summaries::{LastMessage, Summary};
+pub use summaries::{LastMessage, PREVIEW_CHARS, Summary};
 
 use tables::{META, META_CLOCK_MS, META_EPOCH, META_SCHEMA_VERSION, SCHEMA_VERSION, WriteTables};
 use writer::{Reply, Request};

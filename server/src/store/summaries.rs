@@ -44,6 +44,8 @@ pub struct Summary {
     pub title: String,
     pub head_seq: u64,
     pub cursors: Cursors,
+    /// For a DM, the other member's cursors (what the user's messages reached).
+    pub peer_cursors: Option<Cursors>,
     pub unread: u64,
     pub last: Option<LastMessage>,
     /// When the member joined (for a DM: when it was made), ms.
@@ -131,13 +133,13 @@ impl Tables {
     ) -> Result<Summary, StoreError> {
         let (kind, title) = self.kind_and_title(user, conversation)?;
         let head_seq = self.heads.get(conversation.0)?.map_or(0, |s| s.value());
-        let cursors =
-            self.cursors
-                .get((user.0, conversation.0))?
-                .map_or_else(Cursors::default, |c| {
-                    let (delivered, read) = c.value();
-                    Cursors { delivered, read }
-                });
+        let cursors = self.cursors(user, conversation)?;
+        let peer_cursors = match kind {
+            ConversationKind::Room => None,
+            ConversationKind::Dm(a, b) => {
+                Some(self.cursors(if a == user { b } else { a }, conversation)?)
+            }
+        };
         let last = match self.messages.get((conversation.0, head_seq))? {
             Some(bytes) if head_seq > 0 => {
                 let record: MessageRecord<String> = decode("messages", bytes.value())?;
@@ -158,10 +160,21 @@ impl Tables {
             title,
             head_seq,
             cursors,
+            peer_cursors,
             unread,
             last,
             joined_at_ms,
         })
+    }
+
+    fn cursors(&self, user: UserId, conversation: ConversationId) -> Result<Cursors, StoreError> {
+        Ok(self
+            .cursors
+            .get((user.0, conversation.0))?
+            .map_or_else(Cursors::default, |c| {
+                let (delivered, read) = c.value();
+                Cursors { delivered, read }
+            }))
     }
 
     fn kind_and_title(

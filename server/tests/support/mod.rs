@@ -261,6 +261,22 @@ impl Api {
     }
 }
 
+/// Whether a server frame is a per-user event of the control stream (conversation list,
+/// friends, receipts, presence, typing) rather than an answer.
+pub fn is_user_event(frame: &ServerFrame) -> bool {
+    matches!(
+        frame,
+        ServerFrame::Conversations { .. }
+            | ServerFrame::ConversationUpdated(_)
+            | ServerFrame::ConversationRemoved { .. }
+            | ServerFrame::ConversationActivity { .. }
+            | ServerFrame::Receipt { .. }
+            | ServerFrame::Friend { .. }
+            | ServerFrame::Presence { .. }
+            | ServerFrame::Typing { .. }
+    )
+}
+
 /// What a raw peer received: the stream id (0 = control) and the frame, or the stream's end.
 #[derive(Debug)]
 pub enum Received {
@@ -276,6 +292,9 @@ pub struct RawPeer {
     inner: RawInner,
     /// Messages `say` skipped while waiting for its ack, for `next_message`.
     backlog: std::collections::VecDeque<(u64, quibble_protocol::ChatMessage)>,
+    /// Frames put aside: per-user events while waiting for something else, and other frames
+    /// while waiting for an event.
+    stash: std::collections::VecDeque<Received>,
     pub received: mpsc::UnboundedReceiver<Received>,
     events: mpsc::UnboundedSender<Received>,
 }
@@ -333,6 +352,7 @@ impl RawPeer {
         RawPeer {
             inner: RawInner::Ws(sink),
             backlog: Default::default(),
+            stash: Default::default(),
             received: rx,
             events,
         }
@@ -366,6 +386,7 @@ impl RawPeer {
                 streams: Default::default(),
             },
             backlog: Default::default(),
+            stash: Default::default(),
             received: rx,
             events: tx,
         }
@@ -437,18 +458,78 @@ impl RawPeer {
         }
     }
 
-    /// The next event on `stream` (a frame or its end), or the connection's close.
+    /// The next event on `stream` (a frame or its end), or the connection's close. Per-user
+    /// events on the control stream (see [`is_user_event`]) are put aside for
+    /// [`RawPeer::next_event`].
     pub async fn next_on(&mut self, stream: u64) -> Received {
+        if let Some(i) = self.stash.iter().position(|got| match got {
+            Received::Frame(id, frame) => *id == stream && !is_user_event(frame),
+            Received::Finished(id) => *id == stream,
+            Received::Closed(_) => true,
+        }) && let Some(got) = self.stash.remove(i)
+        {
+            return got;
+        }
         loop {
-            let got = tokio::time::timeout(WAIT, self.received.recv())
-                .await
-                .unwrap_or_else(|_| panic!("nothing on stream {stream} within {WAIT:?}"))
-                .expect("peer task ended");
+            let got = self.receive(&format!("stream {stream}")).await;
             match &got {
+                Received::Frame(_, frame) if is_user_event(frame) => self.stash.push_back(got),
                 Received::Frame(id, _) | Received::Finished(id) if *id != stream => continue,
                 _ => return got,
             }
         }
+    }
+
+    /// The next per-user event on the control stream (other frames are kept for `next_on`).
+    pub async fn next_event(&mut self) -> ServerFrame {
+        if let Some(i) = self
+            .stash
+            .iter()
+            .position(|got| matches!(got, Received::Frame(_, frame) if is_user_event(frame)))
+            && let Some(Received::Frame(_, frame)) = self.stash.remove(i)
+        {
+            return frame;
+        }
+        loop {
+            match self.receive("the control stream").await {
+                Received::Frame(_, frame) if is_user_event(&frame) => return frame,
+                Received::Closed(code) => panic!("closed ({code:?}) while waiting for an event"),
+                other => self.stash.push_back(other),
+            }
+        }
+    }
+
+    /// The first per-user event that `pick` accepts; the others stay for later calls.
+    pub async fn event_where<T>(&mut self, mut pick: impl FnMut(&ServerFrame) -> Option<T>) -> T {
+        for i in 0..self.stash.len() {
+            if let Received::Frame(_, frame) = &self.stash[i]
+                && is_user_event(frame)
+                && let Some(found) = pick(frame)
+            {
+                self.stash.remove(i);
+                return found;
+            }
+        }
+        loop {
+            let got = self.receive("the control stream").await;
+            if let Received::Frame(_, frame) = &got
+                && is_user_event(frame)
+                && let Some(found) = pick(frame)
+            {
+                return found;
+            }
+            if let Received::Closed(code) = got {
+                panic!("closed ({code:?}) while waiting for an event");
+            }
+            self.stash.push_back(got);
+        }
+    }
+
+    async fn receive(&mut self, what: &str) -> Received {
+        tokio::time::timeout(WAIT, self.received.recv())
+            .await
+            .unwrap_or_else(|_| panic!("nothing on {what} within {WAIT:?}"))
+            .expect("peer task ended")
     }
 
     /// Join on `stream` and collect the `Joined` frame and every message up to `head_seq`.

@@ -1,7 +1,9 @@
-//! Per-user room-creation rate limit (GCRA via governor): a burst of creations passes, then one
-//! more per refill interval; past it `POST /api/rooms` answers 429 with `Retry-After`. Keyed by
-//! user id, so one account cannot fill the room list however many connections it uses; state
-//! for users back at full quota is dropped by [`RoomLimiter::retain_recent`].
+//! Per-user rate limit of an action that makes records for others to see (GCRA via governor): a
+//! burst passes, then one more per refill interval; past it the endpoint answers 429 with
+//! `Retry-After`. One limiter each for room creation (`POST /api/rooms`) and friend requests
+//! (`POST /api/users/add`). Keyed by user id, so one account cannot flood the room list or
+//! others' requests however many connections it uses; state for users back at full quota is
+//! dropped by [`UserLimiter::retain_recent`].
 
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -10,21 +12,21 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use quibble_protocol::UserId;
 
-pub struct RoomLimiter {
+pub struct UserLimiter {
     limiter: DefaultKeyedRateLimiter<u64>,
 }
 
-impl RoomLimiter {
-    /// Allows `burst` creations at once and `per_hour` sustained (each at least 1).
+impl UserLimiter {
+    /// Allows `burst` actions at once and `per_hour` sustained (each at least 1).
     pub fn new(per_hour: u32, burst: u32) -> Self {
         let per_hour = NonZeroU32::new(per_hour).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
-        RoomLimiter {
+        UserLimiter {
             limiter: RateLimiter::keyed(Quota::per_hour(per_hour).allow_burst(burst)),
         }
     }
 
-    /// `Ok` to create a room now, or the whole seconds to wait (at least 1).
+    /// `Ok` to act now, or the whole seconds to wait (at least 1).
     pub fn check(&self, user: UserId) -> Result<(), u64> {
         self.limiter.check_key(&user.0).map_err(|not_until| {
             let wait: Duration = not_until.wait_time_from(DefaultClock::default().now());
@@ -44,7 +46,7 @@ mod tests {
 
     #[test]
     fn a_burst_passes_then_creation_waits() {
-        let limiter = RoomLimiter::new(60, 3);
+        let limiter = UserLimiter::new(60, 3);
         let user = UserId(7);
         for _ in 0..3 {
             assert_eq!(limiter.check(user), Ok(()));

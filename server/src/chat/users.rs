@@ -1,0 +1,491 @@
+//! The user-keyed hub: per-user events on the control stream, the way [`crate::chat::hub`]
+//! carries messages on conversation streams. For each user with at least one connection it
+//! holds their connections' control-stream senders, the conversations they are in and their
+//! friends; an index from conversation to its online members routes conversation events.
+//! Entries exist only while a user has a connection (the last one leaving frees them), so
+//! memory follows the online users, each bounded by the per-user caps on memberships and
+//! friends. Besides, the last-seen time of each user who went offline since the server started
+//! (one number per account at most).
+//!
+//! Events: conversation activity (one shared encoding per message for every online member),
+//! list changes (joined, left, own cursors moved), other members' receipts, friend changes,
+//! presence (online while any connection is live; seen by online friends and members of the
+//! user's conversations) and typing. Frames are pushed without waiting into each connection's
+//! byte-bounded control queue; a control stream whose queue is full is ended with
+//! `SlowConsumer` (its connection then closes) and dropped from the hub.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use quibble_protocol::{
+    ChatMessage, ConversationId, ConversationSummary, ErrorCode, FriendStatus, LastMessage,
+    ServerFrame, UserId,
+};
+
+use crate::chat::outbound::{LiveTx, SendError};
+use crate::chat::stream::encode_frame;
+use crate::store::{ConversationKind, Cursors, FriendState, Store, Summary};
+use crate::tls::unix_ms;
+
+#[derive(Clone, Default)]
+pub struct Users {
+    inner: Arc<Mutex<Inner>>,
+}
+
+#[derive(Default)]
+struct Inner {
+    online: HashMap<UserId, Online>,
+    /// Conversation → its members that are online.
+    members: HashMap<ConversationId, HashSet<UserId>>,
+    /// When each user who went offline since the start was last online (ms), and their name.
+    last_seen: HashMap<UserId, (u64, String)>,
+    next_key: u64,
+}
+
+struct Online {
+    username: String,
+    connections: HashMap<u64, Connection>,
+    conversations: HashSet<ConversationId>,
+    friends: HashSet<UserId>,
+    /// Whether the user's coming online was announced (after the first connection loaded
+    /// who may see it).
+    announced: bool,
+}
+
+/// Most bytes of events held for a connection while it sends its snapshot; past it the
+/// connection is ended with `SlowConsumer` (the client reconnects and gets a fresh snapshot).
+pub const HELD_BYTES: usize = 256 * 1024;
+
+struct Connection {
+    tx: LiveTx,
+    /// Until [`Users::go_live`]: events held back (and their bytes) so that they follow the
+    /// snapshot the connection is sending.
+    held: Option<(Vec<Bytes>, usize)>,
+}
+
+/// A connection's place in the hub; dropping it takes the connection out, and the user
+/// offline if it was their last.
+pub struct Registration {
+    users: Users,
+    user: UserId,
+    key: u64,
+}
+
+/// A summary as the protocol carries it to `viewer`.
+pub fn summary_frame(viewer: UserId, summary: &Summary) -> ConversationSummary {
+    ConversationSummary {
+        conversation: summary.conversation,
+        kind: match summary.kind {
+            ConversationKind::Room => quibble_protocol::ConversationKind::Room,
+            ConversationKind::Dm(a, b) => quibble_protocol::ConversationKind::Dm {
+                peer: if a == viewer { b } else { a },
+            },
+        },
+        title: summary.title.clone(),
+        head_seq: summary.head_seq,
+        delivered_seq: summary.cursors.delivered,
+        read_seq: summary.cursors.read,
+        peer_delivered_seq: summary.peer_cursors.map(|c| c.delivered),
+        peer_read_seq: summary.peer_cursors.map(|c| c.read),
+        unread: summary.unread,
+        last: summary.last.as_ref().map(|last| LastMessage {
+            seq: last.seq,
+            author: last.author,
+            author_name: last.author_name.clone(),
+            preview: last.preview.clone(),
+            sent_at_ms: last.sent_at_ms,
+        }),
+        activity_ms: summary.activity_ms(),
+    }
+}
+
+impl Users {
+    /// Adds a connection of `user`, whose control stream `tx` will receive their events. Call
+    /// [`Users::track`] next, with what the user is in (read after this call, so nothing
+    /// changed in between is missed), send the snapshot, then [`Users::go_live`]: events until
+    /// then are held and follow the snapshot.
+    pub fn connect(&self, user: UserId, username: &str, tx: LiveTx) -> Registration {
+        let mut inner = self.lock();
+        inner.next_key += 1;
+        let key = inner.next_key;
+        inner
+            .online
+            .entry(user)
+            .or_insert_with(|| Online {
+                username: username.to_owned(),
+                connections: HashMap::new(),
+                conversations: HashSet::new(),
+                friends: HashSet::new(),
+                announced: false,
+            })
+            .connections
+            .insert(
+                key,
+                Connection {
+                    tx,
+                    held: Some((Vec::new(), 0)),
+                },
+            );
+        set_gauge(&inner);
+        Registration {
+            users: self.clone(),
+            user,
+            key,
+        }
+    }
+
+    /// Records the conversations and friends of a connected user (read after
+    /// [`Users::connect`], so later changes are not missed), announces them online if this is
+    /// their first connection, and returns the presence of everyone they may see, as frames.
+    pub fn track(
+        &self,
+        user: UserId,
+        conversations: &[ConversationId],
+        friends: &[UserId],
+    ) -> Vec<Bytes> {
+        let mut inner = self.lock();
+        let Some(online) = inner.online.get_mut(&user) else {
+            return Vec::new();
+        };
+        online.conversations.extend(conversations.iter().copied());
+        online.friends.extend(friends.iter().copied());
+        let announce = !online.announced;
+        online.announced = true;
+        for conversation in conversations {
+            inner.members.entry(*conversation).or_default().insert(user);
+        }
+        if announce && let Some(frame) = inner.presence_of(user) {
+            let watchers = inner.watchers(user);
+            inner.push_all(watchers, &frame);
+        }
+        // What this user sees: friends (online or with a known last-seen) and online
+        // co-members.
+        let mut seen: HashSet<UserId> = inner.watchers(user);
+        seen.extend(friends.iter().copied());
+        seen.remove(&user);
+        seen.into_iter()
+            .filter_map(|other| inner.presence_of(other))
+            .collect()
+    }
+
+    /// `user` joined `conversation` (a room, or a new DM): their connections get its summary
+    /// and its events from now on.
+    pub async fn joined(&self, store: &Store, user: UserId, conversation: ConversationId) {
+        if !self.lock().online.contains_key(&user) {
+            return;
+        }
+        let summary = match store.summary(user, conversation).await {
+            Ok(Some(summary)) => summary,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!("cannot read a summary for a live update: {e}");
+                return;
+            }
+        };
+        let frame = encode_frame(&ServerFrame::ConversationUpdated(summary_frame(
+            user, &summary,
+        )));
+        let mut inner = self.lock();
+        let Some(online) = inner.online.get_mut(&user) else {
+            return;
+        };
+        online.conversations.insert(conversation);
+        inner.members.entry(conversation).or_default().insert(user);
+        inner.push_all([user], &frame);
+    }
+
+    /// `user` left the room `conversation`.
+    pub fn left(&self, user: UserId, conversation: ConversationId) {
+        let mut inner = self.lock();
+        let Some(online) = inner.online.get_mut(&user) else {
+            return;
+        };
+        online.conversations.remove(&conversation);
+        inner.unindex(user, conversation);
+        let frame = encode_frame(&ServerFrame::ConversationRemoved { conversation });
+        inner.push_all([user], &frame);
+    }
+
+    /// `a` and `b`'s friendship changed (`dm` set when it was just accepted): both hear how
+    /// they now stand, and a DM made by the acceptance joins both lists.
+    pub async fn friends_changed(
+        &self,
+        store: &Store,
+        a: UserId,
+        b: UserId,
+        dm: Option<ConversationId>,
+    ) {
+        for (me, other) in [(a, b), (b, a)] {
+            let state = match store.friend_state(me, other).await {
+                Ok(state) => state,
+                Err(e) => {
+                    tracing::error!("cannot read a friendship for a live update: {e}");
+                    return;
+                }
+            };
+            let username = match store.user(other).await {
+                Ok(Some(user)) => user.username,
+                _ => return,
+            };
+            let dm_now = match store.dm_between(me, other).await {
+                Ok(dm) => dm,
+                Err(_) => return,
+            };
+            let status = match state {
+                None => FriendStatus::None,
+                Some(FriendState::Friends) => FriendStatus::Friends,
+                Some(FriendState::Outgoing) => FriendStatus::Outgoing,
+                Some(FriendState::Incoming) => FriendStatus::Incoming,
+            };
+            let frame = encode_frame(&ServerFrame::Friend {
+                user: other,
+                username,
+                status,
+                dm: dm_now,
+            });
+            let presence = {
+                let mut inner = self.lock();
+                let Some(online) = inner.online.get_mut(&me) else {
+                    continue;
+                };
+                if status == FriendStatus::Friends {
+                    online.friends.insert(other);
+                } else {
+                    online.friends.remove(&other);
+                }
+                inner.push_all([me], &frame);
+                // A new friend's presence, at once.
+                (status == FriendStatus::Friends)
+                    .then(|| inner.presence_of(other))
+                    .flatten()
+            };
+            if let Some(presence) = presence {
+                self.lock().push_all([me], &presence);
+            }
+            if let Some(dm) = dm {
+                self.joined(store, me, dm).await;
+            }
+        }
+    }
+
+    /// A message was made durable: its conversation's online members hear of it (one encoding
+    /// shared by all); its author stops typing there.
+    pub fn on_message(&self, message: &ChatMessage) {
+        let inner = self.lock();
+        let Some(members) = inner.members.get(&message.conversation) else {
+            return;
+        };
+        let frame = encode_frame(&ServerFrame::ConversationActivity {
+            conversation: message.conversation,
+            last: LastMessage {
+                seq: message.seq,
+                author: message.author,
+                author_name: message.author_name.clone(),
+                preview: message
+                    .body
+                    .chars()
+                    .take(crate::store::PREVIEW_CHARS)
+                    .collect(),
+                sent_at_ms: message.sent_at_ms,
+            },
+        });
+        let members: Vec<UserId> = members.iter().copied().collect();
+        let mut inner = inner;
+        inner.push_all(members, &frame);
+    }
+
+    /// `user`'s cursors in `conversation` moved: their own connections get the fresh summary,
+    /// the conversation's other online members the receipt.
+    pub fn receipt(&self, user: UserId, summary: &Summary) {
+        let conversation = summary.conversation;
+        let Cursors { delivered, read } = summary.cursors;
+        let own = encode_frame(&ServerFrame::ConversationUpdated(summary_frame(
+            user, summary,
+        )));
+        let receipt = encode_frame(&ServerFrame::Receipt {
+            conversation,
+            user,
+            delivered,
+            read,
+        });
+        let mut inner = self.lock();
+        inner.push_all([user], &own);
+        let others: Vec<UserId> = inner
+            .members
+            .get(&conversation)
+            .map(|m| m.iter().copied().filter(|&u| u != user).collect())
+            .unwrap_or_default();
+        inner.push_all(others, &receipt);
+    }
+
+    /// `user` started (`typing`) or stopped typing in `conversation`: the other online members
+    /// hear it.
+    pub fn typing(&self, conversation: ConversationId, user: UserId, typing: bool) {
+        let mut inner = self.lock();
+        let Some(username) = inner.online.get(&user).map(|o| o.username.clone()) else {
+            return;
+        };
+        let frame = encode_frame(&ServerFrame::Typing {
+            conversation,
+            user,
+            username,
+            typing,
+        });
+        let others: Vec<UserId> = inner
+            .members
+            .get(&conversation)
+            .map(|m| m.iter().copied().filter(|&u| u != user).collect())
+            .unwrap_or_default();
+        inner.push_all(others, &frame);
+    }
+
+    /// The connection has sent its snapshot: queue the events held for it, then push the
+    /// next ones directly.
+    pub fn go_live(&self, registration: &Registration) {
+        let mut inner = self.lock();
+        let Some(online) = inner.online.get_mut(&registration.user) else {
+            return;
+        };
+        let Some(connection) = online.connections.get_mut(&registration.key) else {
+            return;
+        };
+        let Some((held, _)) = connection.held.take() else {
+            return;
+        };
+        for frame in held {
+            if !deliver(&connection.tx, &frame) {
+                online.connections.remove(&registration.key);
+                return;
+            }
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Inner {
+    /// Online users who may see `user`'s presence: friends, and members of their
+    /// conversations.
+    fn watchers(&self, user: UserId) -> HashSet<UserId> {
+        let Some(online) = self.online.get(&user) else {
+            return HashSet::new();
+        };
+        let mut watchers: HashSet<UserId> = online
+            .friends
+            .iter()
+            .copied()
+            .filter(|f| self.online.contains_key(f))
+            .collect();
+        for conversation in &online.conversations {
+            if let Some(members) = self.members.get(conversation) {
+                watchers.extend(members.iter().copied());
+            }
+        }
+        watchers.remove(&user);
+        watchers
+    }
+
+    /// `user`'s presence now as a frame: online once announced, else offline with when they
+    /// were last seen; `None` for a user not seen since the server started.
+    fn presence_of(&self, user: UserId) -> Option<Bytes> {
+        let (username, online, last_seen_ms) = match self.online.get(&user) {
+            Some(o) if o.announced => (o.username.clone(), true, 0),
+            _ => {
+                let (ms, name) = self.last_seen.get(&user)?;
+                (name.clone(), false, *ms)
+            }
+        };
+        Some(encode_frame(&ServerFrame::Presence {
+            user,
+            username,
+            online,
+            last_seen_ms,
+        }))
+    }
+
+    /// Pushes `frame` to every connection of `users`; a connection that cannot take it is
+    /// ended with `SlowConsumer` and dropped.
+    fn push_all(&mut self, users: impl IntoIterator<Item = UserId>, frame: &Bytes) {
+        for user in users {
+            let Some(online) = self.online.get_mut(&user) else {
+                continue;
+            };
+            online
+                .connections
+                .retain(|_, connection| match &mut connection.held {
+                    Some((held, bytes)) if *bytes + frame.len() <= HELD_BYTES => {
+                        *bytes += frame.len();
+                        held.push(frame.clone());
+                        true
+                    }
+                    Some(_) => {
+                        slow(&connection.tx);
+                        false
+                    }
+                    None => deliver(&connection.tx, frame),
+                });
+        }
+    }
+
+    fn unindex(&mut self, user: UserId, conversation: ConversationId) {
+        if let Some(members) = self.members.get_mut(&conversation) {
+            members.remove(&user);
+            if members.is_empty() {
+                self.members.remove(&conversation);
+            }
+        }
+    }
+}
+
+/// Queues `frame` on a control stream; `false` if the connection is gone or was ended for not
+/// keeping up.
+fn deliver(tx: &LiveTx, frame: &Bytes) -> bool {
+    match tx.try_send(frame.clone()) {
+        Ok(()) => true,
+        Err(SendError::Closed) => false,
+        Err(SendError::Full) => {
+            slow(tx);
+            false
+        }
+    }
+}
+
+/// Ends a control stream that does not keep up; its connection closes with `SlowConsumer`.
+fn slow(tx: &LiveTx) {
+    tx.send_last(encode_frame(&ServerFrame::Error {
+        code: ErrorCode::SlowConsumer,
+        reason: "the control stream is not read fast enough".into(),
+    }));
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut inner = self.users.lock();
+        let Some(online) = inner.online.get_mut(&self.user) else {
+            return;
+        };
+        online.connections.remove(&self.key);
+        if online.connections.is_empty() {
+            let watchers = inner.watchers(self.user);
+            if let Some(gone) = inner.online.remove(&self.user) {
+                for conversation in gone.conversations {
+                    inner.unindex(self.user, conversation);
+                }
+                let now = unix_ms(SystemTime::now());
+                inner.last_seen.insert(self.user, (now, gone.username));
+            }
+            if let Some(frame) = inner.presence_of(self.user) {
+                inner.push_all(watchers, &frame);
+            }
+        }
+        set_gauge(&inner);
+    }
+}
+
+fn set_gauge(inner: &Inner) {
+    metrics::gauge!(crate::metrics::USERS_ONLINE).set(inner.online.len() as f64);
+}

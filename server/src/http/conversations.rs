@@ -1,0 +1,155 @@
+//! `GET /api/conversations`: the caller's conversation list — every room they are in and every
+//! DM — most recent activity first, in pages. Each entry has the head seq, the caller's read
+//! and delivered cursors, the unread count and the last message (see `crate::store::summaries`).
+//!
+//! Paging: the list is ordered by (activity, id), newest first; `next` is the position of a
+//! page's last entry as `ACTIVITY_MS-ID`, passed back as `after` for the entries that come
+//! after it. A conversation with new activity moves to the front meanwhile, so a client that
+//! pages sees each conversation at most once per pass and picks later changes up live.
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use serde::{Deserialize, Serialize};
+
+use crate::http::error::ApiError;
+use crate::http::extract::Authenticated;
+use crate::http::rooms::{DEFAULT_PAGE, MAX_PAGE};
+use crate::state::AppState;
+use crate::store::{ConversationKind, Summary};
+
+/// `GET /api/conversations` query: `limit` (1..=MAX_PAGE) and `after` (a page's `next`).
+#[derive(Deserialize)]
+pub struct ListQuery {
+    pub limit: Option<usize>,
+    pub after: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct PeerView {
+    pub id: u64,
+    pub username: String,
+}
+
+#[derive(Serialize)]
+pub struct LastView {
+    pub seq: u64,
+    pub author_id: u64,
+    pub author: String,
+    pub preview: String,
+    pub sent_at_ms: u64,
+}
+
+#[derive(Serialize)]
+pub struct ConversationView {
+    pub id: u64,
+    /// `room` or `dm`.
+    pub kind: &'static str,
+    /// The room's name, or the other member's username.
+    pub title: String,
+    /// For a DM, the other member.
+    pub peer: Option<PeerView>,
+    pub head_seq: u64,
+    pub read_seq: u64,
+    pub delivered_seq: u64,
+    /// For a DM, the other member's cursors.
+    pub peer_read_seq: Option<u64>,
+    pub peer_delivered_seq: Option<u64>,
+    pub unread: u64,
+    pub last: Option<LastView>,
+    pub activity_ms: u64,
+}
+
+#[derive(Serialize)]
+pub struct ConversationList {
+    pub conversations: Vec<ConversationView>,
+    pub next: Option<String>,
+}
+
+/// A summary as the API shows it to `viewer`.
+pub fn view(viewer: quibble_protocol::UserId, summary: Summary) -> ConversationView {
+    let activity_ms = summary.activity_ms();
+    let (kind, peer) = match summary.kind {
+        ConversationKind::Room => ("room", None),
+        ConversationKind::Dm(a, b) => (
+            "dm",
+            Some(PeerView {
+                id: if a == viewer { b.0 } else { a.0 },
+                username: summary.title.clone(),
+            }),
+        ),
+    };
+    ConversationView {
+        id: summary.conversation.0,
+        kind,
+        title: summary.title,
+        peer,
+        head_seq: summary.head_seq,
+        read_seq: summary.cursors.read,
+        delivered_seq: summary.cursors.delivered,
+        peer_read_seq: summary.peer_cursors.map(|c| c.read),
+        peer_delivered_seq: summary.peer_cursors.map(|c| c.delivered),
+        unread: summary.unread,
+        last: summary.last.map(|last| LastView {
+            seq: last.seq,
+            author_id: last.author.0,
+            author: last.author_name,
+            preview: last.preview,
+            sent_at_ms: last.sent_at_ms,
+        }),
+        activity_ms,
+    }
+}
+
+/// Parses `ACTIVITY_MS-ID`.
+fn position(after: &str) -> Option<(u64, u64)> {
+    let (ms, id) = after.split_once('-')?;
+    Some((ms.parse().ok()?, id.parse().ok()?))
+}
+
+/// `GET /api/conversations?limit=N&after=POSITION`
+pub async fn list(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<ConversationList>, ApiError> {
+    let Query(query) = query.map_err(|rejection| {
+        ApiError::bad_request(
+            "bad_request",
+            format!("invalid query: {}", rejection.body_text()),
+        )
+    })?;
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "bad_request",
+            format!("limit must be 1 to {MAX_PAGE}"),
+        ));
+    }
+    let after = match query.after.as_deref() {
+        None => None,
+        Some(text) => Some(position(text).ok_or_else(|| {
+            ApiError::bad_request("bad_request", "after must be a page's next: ACTIVITY_MS-ID")
+        })?),
+    };
+    let summaries = state.store.summaries(auth.user.id).await?;
+    let mut page: Vec<Summary> = summaries
+        .into_iter()
+        .filter(|s| after.is_none_or(|a| (s.activity_ms(), s.conversation.0) < a))
+        .take(limit + 1)
+        .collect();
+    let next = if page.len() > limit {
+        page.truncate(limit);
+        page.last()
+            .map(|s| format!("{}-{}", s.activity_ms(), s.conversation.0))
+    } else {
+        None
+    };
+    Ok(Json(ConversationList {
+        conversations: page
+            .into_iter()
+            .map(|summary| view(auth.user.id, summary))
+            .collect(),
+        next,
+    }))
+}

@@ -1,0 +1,691 @@
+//! Friends, DMs, membership, the conversation list, receipts, presence and typing, against the
+//! real server over both transports: the REST flow with live events on both sides, who may open
+//! and send in a DM, offline delivery from the summary's cursors, receipts that survive a
+//! restart, presence after a silent client, typing that runs out.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use quibble_protocol::{
+    ClientFrame, ConversationId, ConversationKind, ConversationSummary, Cursor, ErrorCode,
+    FriendStatus, ServerFrame, UserId,
+};
+use serde_json::{Value, json};
+use support::{Api, RawPeer, TestServer};
+
+#[derive(Clone, Copy, Debug)]
+enum Transport {
+    WebTransport,
+    WebSocket,
+}
+
+const BOTH: [Transport; 2] = [Transport::WebTransport, Transport::WebSocket];
+
+/// A peer signed in as `token`, with its conversation snapshot read.
+async fn connect(
+    server: &TestServer,
+    transport: Transport,
+    token: &str,
+) -> (RawPeer, u64, Vec<ConversationSummary>) {
+    let mut peer = match transport {
+        Transport::WebTransport => RawPeer::webtransport(server).await,
+        Transport::WebSocket => RawPeer::websocket(server).await,
+    };
+    let ServerFrame::Welcome { epoch, .. } = peer.hello(token).await else {
+        panic!("expected Welcome");
+    };
+    let mut list = Vec::new();
+    loop {
+        match peer.next_event().await {
+            ServerFrame::Conversations {
+                conversations,
+                done,
+            } => {
+                list.extend(conversations);
+                if done {
+                    break;
+                }
+            }
+            other => panic!("expected the conversation snapshot first, got {other:?}"),
+        }
+    }
+    (peer, epoch, list)
+}
+
+async fn post(api: &Api, token: &str, path: &str, body: Value) -> (u16, Value) {
+    api.call("POST", path, Some(token), Some(body)).await
+}
+
+/// Alice and Bob become friends; returns their DM.
+async fn befriend(api: &Api, ta: &str, tb: &str, a: &str, b: &str) -> ConversationId {
+    let (status, body) = post(api, ta, "/api/users/add", json!({"username": b})).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("requested")));
+    let (status, body) = post(api, tb, "/api/users/add", json!({"username": a})).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("accepted")),
+        "{body}"
+    );
+    ConversationId(body["user"]["dm"].as_u64().expect("dm id"))
+}
+
+/// The next `Friend` event about `user`.
+async fn friend_event(peer: &mut RawPeer, user: UserId) -> (FriendStatus, Option<ConversationId>) {
+    peer.event_where(|f| match f {
+        ServerFrame::Friend {
+            user: u,
+            status,
+            dm,
+            ..
+        } if *u == user => Some((*status, *dm)),
+        _ => None,
+    })
+    .await
+}
+
+async fn user_id(api: &Api, token: &str) -> UserId {
+    let (_, body) = api.call("GET", "/api/account", Some(token), None).await;
+    UserId(body["id"].as_u64().expect("id"))
+}
+
+async fn conversations(api: &Api, token: &str) -> Vec<Value> {
+    let (status, body) = api
+        .call("GET", "/api/conversations", Some(token), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["conversations"].as_array().expect("list").clone()
+}
+
+fn entry(list: &[Value], id: ConversationId) -> Value {
+    list.iter()
+        .find(|c| c["id"].as_u64() == Some(id.0))
+        .unwrap_or_else(|| panic!("conversation {} not in {list:?}", id.0))
+        .clone()
+}
+
+/// Sends `frame` on a new conversation stream and returns the error it is refused with.
+async fn refused_join(peer: &mut RawPeer, stream: u64, conversation: ConversationId) -> ErrorCode {
+    peer.send(
+        stream,
+        &ClientFrame::Join {
+            conversation,
+            resume: None,
+        },
+    )
+    .await;
+    match peer.next_frame(stream).await {
+        ServerFrame::Error { code, .. } => code,
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+/// No message arrives on `stream` for a short while.
+async fn quiet(peer: &mut RawPeer, stream: u64) {
+    let got = tokio::time::timeout(Duration::from_millis(300), peer.next_on(stream)).await;
+    assert!(got.is_err(), "expected nothing more, got {got:?}");
+}
+
+#[tokio::test]
+async fn friend_requests_over_rest_are_heard_live_on_both_sides() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("data"));
+    let api = server.api();
+    let (ta, tb) = (api.signup("alice").await, api.signup("bob").await);
+    let (alice_id, bob_id) = (user_id(&api, &ta).await, user_id(&api, &tb).await);
+    let (mut alice, _, list) = connect(&server, Transport::WebTransport, &ta).await;
+    assert!(list.is_empty());
+    let (mut bob, _, _) = connect(&server, Transport::WebSocket, &tb).await;
+
+    // Errors first: they change nothing.
+    let (status, body) = post(&api, &ta, "/api/users/add", json!({"username": "nobody"})).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("unknown_user"))
+    );
+    let (status, body) = post(&api, &ta, "/api/users/add", json!({"username": "ALICE"})).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("cannot_befriend_self"))
+    );
+    let (status, _) = post(&api, &ta, "/api/users/add", json!({"name": "bob"})).await;
+    assert_eq!(status, 400);
+
+    let (status, body) = post(&api, &ta, "/api/users/add", json!({"username": "bob"})).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("requested")));
+    assert_eq!(
+        friend_event(&mut alice, bob_id).await,
+        (FriendStatus::Outgoing, None)
+    );
+    assert_eq!(
+        friend_event(&mut bob, alice_id).await,
+        (FriendStatus::Incoming, None)
+    );
+    let (_, friends) = api.call("GET", "/api/friends", Some(&tb), None).await;
+    assert_eq!(friends["incoming"][0]["username"], "alice");
+    assert_eq!(friends["friends"].as_array().unwrap().len(), 0);
+    let (_, friends) = api.call("GET", "/api/friends", Some(&ta), None).await;
+    assert_eq!(friends["outgoing"][0]["username"], "bob");
+
+    let (status, body) = post(&api, &tb, "/api/users/add", json!({"username": "alice"})).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("accepted")));
+    let dm = ConversationId(body["user"]["dm"].as_u64().unwrap());
+    for (peer, other) in [(&mut alice, bob_id), (&mut bob, alice_id)] {
+        assert_eq!(
+            friend_event(peer, other).await,
+            (FriendStatus::Friends, Some(dm))
+        );
+        let summary = peer
+            .event_where(|f| match f {
+                ServerFrame::ConversationUpdated(s) if s.conversation == dm => Some(s.clone()),
+                _ => None,
+            })
+            .await;
+        assert_eq!(summary.kind, ConversationKind::Dm { peer: other });
+        let online = peer
+            .event_where(|f| match f {
+                ServerFrame::Presence { user, online, .. } if *user == other => Some(*online),
+                _ => None,
+            })
+            .await;
+        assert!(online, "a new friend's presence comes at once");
+    }
+    let (_, friends) = api.call("GET", "/api/friends", Some(&ta), None).await;
+    assert_eq!(friends["friends"][0]["dm"], json!(dm.0));
+    let (status, body) = post(&api, &ta, "/api/users/dm", json!({"username": "bob"})).await;
+    assert_eq!(
+        (status, &body["conversation"], &body["can_send"]),
+        (200, &json!(dm.0), &json!(true))
+    );
+
+    let (status, body) = post(&api, &ta, "/api/users/remove", json!({"username": "bob"})).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("unfriended")));
+    assert_eq!(
+        friend_event(&mut alice, bob_id).await,
+        (FriendStatus::None, Some(dm))
+    );
+    assert_eq!(
+        friend_event(&mut bob, alice_id).await,
+        (FriendStatus::None, Some(dm))
+    );
+    let (_, body) = post(&api, &ta, "/api/users/remove", json!({"username": "bob"})).await;
+    assert_eq!(body["status"], "nothing");
+}
+
+#[tokio::test]
+async fn rooms_are_joined_and_left_durably_and_the_list_marks_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("data"));
+    let api = server.api();
+    let (ta, tb) = (api.signup("alice").await, api.signup("bob").await);
+    let lobby = api.create_room(&ta, "lobby").await;
+    let (_, rooms) = api.call("GET", "/api/rooms", Some(&ta), None).await;
+    assert_eq!(
+        rooms["rooms"][0]["member"], true,
+        "creating a room joins it"
+    );
+    let (_, rooms) = api.call("GET", "/api/rooms", Some(&tb), None).await;
+    assert_eq!(rooms["rooms"][0]["member"], false);
+
+    let (mut bob, _, _) = connect(&server, Transport::WebSocket, &tb).await;
+    let path = format!("/api/rooms/{}/join", lobby.0);
+    let (status, body) = post(&api, &tb, &path, json!({})).await;
+    assert_eq!((status, &body["changed"]), (200, &json!(true)));
+    let summary = bob
+        .event_where(|f| match f {
+            ServerFrame::ConversationUpdated(s) => Some(s.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        (summary.conversation, summary.title.as_str()),
+        (lobby, "lobby")
+    );
+    let (_, body) = post(&api, &tb, &path, json!({})).await;
+    assert_eq!(body["changed"], false);
+    let (_, rooms) = api.call("GET", "/api/rooms", Some(&tb), None).await;
+    assert_eq!(rooms["rooms"][0]["member"], true);
+    assert_eq!(conversations(&api, &tb).await.len(), 1);
+
+    let (status, body) = post(&api, &tb, "/api/rooms/999/join", json!({})).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    let (status, _) = post(&api, &tb, "/api/rooms/x/join", json!({})).await;
+    assert_eq!(status, 400);
+
+    let (status, body) = post(
+        &api,
+        &tb,
+        &format!("/api/rooms/{}/leave", lobby.0),
+        json!({}),
+    )
+    .await;
+    assert_eq!((status, &body["changed"]), (200, &json!(true)));
+    let gone = bob
+        .event_where(|f| match f {
+            ServerFrame::ConversationRemoved { conversation } => Some(*conversation),
+            _ => None,
+        })
+        .await;
+    assert_eq!(gone, lobby);
+    assert!(conversations(&api, &tb).await.is_empty());
+    server.stop();
+    let server = TestServer::start(&dir.path().join("data"));
+    let api = server.api();
+    assert_eq!(conversations(&api, &ta).await.len(), 1, "durable");
+    assert!(conversations(&api, &tb).await.is_empty());
+}
+
+#[tokio::test]
+async fn only_the_two_members_may_open_a_dm() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("data"));
+    let api = server.api();
+    let (ta, tb, tc) = (
+        api.signup("alice").await,
+        api.signup("bob").await,
+        api.signup("carol").await,
+    );
+    let dm = befriend(&api, &ta, &tb, "alice", "bob").await;
+
+    // REST: Carol has no DM with Alice, cannot join theirs, does not see it listed.
+    let (status, body) = post(&api, &tc, "/api/users/dm", json!({"username": "alice"})).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("not_friends"))
+    );
+    let (status, body) = post(&api, &tc, &format!("/api/rooms/{}/join", dm.0), json!({})).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("forbidden"))
+    );
+    assert!(conversations(&api, &tc).await.is_empty());
+
+    for transport in BOTH {
+        let (mut carol, _, _) = connect(&server, transport, &tc).await;
+        assert_eq!(
+            refused_join(&mut carol, 1, dm).await,
+            ErrorCode::Forbidden,
+            "{transport:?}"
+        );
+        assert_eq!(
+            refused_join(&mut carol, 2, ConversationId(999)).await,
+            ErrorCode::UnknownConversation
+        );
+        // A receipt for it on the control stream ends the connection.
+        carol
+            .send(
+                0,
+                &ClientFrame::Receipt {
+                    conversation: dm,
+                    delivered: 1,
+                    read: 1,
+                },
+            )
+            .await;
+        match carol.next_frame(0).await {
+            ServerFrame::Error { code, .. } => assert_eq!(code, ErrorCode::Forbidden),
+            other => panic!("expected Forbidden, got {other:?}"),
+        }
+        let (mut carol, _, _) = connect(&server, transport, &tc).await;
+        carol
+            .send(0, &ClientFrame::Typing { conversation: dm })
+            .await;
+        match carol.next_frame(0).await {
+            ServerFrame::Error { code, .. } => assert_eq!(code, ErrorCode::Forbidden),
+            other => panic!("expected Forbidden, got {other:?}"),
+        }
+
+        // The members may.
+        let (mut bob, _, _) = connect(&server, transport, &tb).await;
+        let (joined, _) = bob.join(1, dm, None).await;
+        assert!(matches!(joined, ServerFrame::Joined { .. }));
+    }
+}
+
+#[tokio::test]
+async fn after_unfriending_sends_are_refused_and_history_still_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("data"));
+    let api = server.api();
+    let (ta, tb) = (api.signup("alice").await, api.signup("bob").await);
+    let dm = befriend(&api, &ta, &tb, "alice", "bob").await;
+    for transport in BOTH {
+        let (mut alice, _, _) = connect(&server, transport, &ta).await;
+        alice.join(1, dm, None).await;
+        alice.say(1, 1, "still friends").await;
+
+        let (status, _) = post(&api, &tb, "/api/users/remove", json!({"username": "alice"})).await;
+        assert_eq!(status, 200);
+        // The open stream is refused now, with the clear code, and stays open.
+        alice
+            .send(
+                1,
+                &ClientFrame::Send {
+                    client_id: 2,
+                    body: "are we?".into(),
+                },
+            )
+            .await;
+        loop {
+            match alice.next_frame(1).await {
+                ServerFrame::Message(_) => {}
+                ServerFrame::Rejected {
+                    client_id, code, ..
+                } => {
+                    assert_eq!(
+                        (client_id, code),
+                        (2, ErrorCode::NotFriends),
+                        "{transport:?}"
+                    );
+                    break;
+                }
+                other => panic!("expected Rejected, got {other:?}"),
+            }
+        }
+
+        // Bob still reads it: replay on join, and history pages.
+        let (mut bob, _, _) = connect(&server, transport, &tb).await;
+        let (_, replayed) = bob.join(1, dm, None).await;
+        assert_eq!(replayed.last().unwrap().body, "still friends");
+        let head = replayed.last().unwrap().seq;
+        bob.send(
+            1,
+            &ClientFrame::History {
+                before_seq: head + 1,
+                limit: 10,
+            },
+        )
+        .await;
+        match bob.next_frame(1).await {
+            ServerFrame::HistoryPage { messages, .. } => {
+                assert_eq!(messages.len() as u64, head, "everything, nothing new");
+            }
+            other => panic!("expected a history page, got {other:?}"),
+        }
+        bob.send(
+            1,
+            &ClientFrame::Send {
+                client_id: 7,
+                body: "hello?".into(),
+            },
+        )
+        .await;
+        match bob.next_frame(1).await {
+            ServerFrame::Rejected { code, .. } => assert_eq!(code, ErrorCode::NotFriends),
+            other => panic!("expected Rejected, got {other:?}"),
+        }
+        let (status, body) = post(&api, &tb, "/api/users/dm", json!({"username": "alice"})).await;
+        assert_eq!((status, &body["can_send"]), (200, &json!(false)));
+        befriend(&api, &ta, &tb, "alice", "bob").await;
+    }
+}
+
+#[tokio::test]
+async fn an_offline_user_learns_what_is_new_and_resumes_exactly_the_missed_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("data"));
+    let api = server.api();
+    let (ta, tb) = (api.signup("alice").await, api.signup("bob").await);
+    let room = api.create_room(&ta, "lobby").await;
+    let (status, _) = post(&api, &tb, &format!("/api/rooms/{}/join", room.0), json!({})).await;
+    assert_eq!(status, 200);
+    let dm = befriend(&api, &ta, &tb, "alice", "bob").await;
+
+    // Bob is offline; Alice writes 5 in the room and 3 in the DM.
+    let (mut alice, _, _) = connect(&server, Transport::WebTransport, &ta).await;
+    alice.join(1, room, None).await;
+    alice.join(2, dm, None).await;
+    for i in 1..=5 {
+        alice.say(1, i, &format!("room {i}")).await;
+    }
+    for i in 1..=3 {
+        alice.say(2, i, &format!("dm {i}")).await;
+    }
+
+    for (n, transport) in BOTH.into_iter().enumerate() {
+        let (mut bob, epoch, list) = connect(&server, transport, &tb).await;
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0].conversation, dm, "most recent activity first");
+        let by_id = |id| list.iter().find(|s| s.conversation == id).unwrap().clone();
+        let (room_view, dm_view) = (by_id(room), by_id(dm));
+        assert_eq!(
+            (room_view.unread, room_view.head_seq, room_view.read_seq),
+            (5, 5, 0)
+        );
+        assert_eq!(
+            (dm_view.unread, dm_view.head_seq, dm_view.read_seq),
+            (3, 3, 0)
+        );
+        assert_eq!(dm_view.last.as_ref().unwrap().preview, "dm 3");
+        assert_eq!(dm_view.title, "alice");
+
+        let mut got = Vec::new();
+        for (stream, view) in [(1, &room_view), (2, &dm_view)] {
+            let resume = Cursor {
+                epoch,
+                seq: view.read_seq,
+            };
+            let (_, messages) = bob.join(stream, view.conversation, Some(resume)).await;
+            got.extend(messages.into_iter().map(|m| m.body));
+        }
+        let expected: Vec<String> = (1..=5)
+            .map(|i| format!("room {i}"))
+            .chain((1..=3).map(|i| format!("dm {i}")))
+            .collect();
+        assert_eq!(
+            got, expected,
+            "exactly the 8 missed, in order ({transport:?})"
+        );
+        quiet(&mut bob, 1).await;
+        quiet(&mut bob, 2).await;
+        bob.close().await;
+        // The REST list says the same.
+        let list = conversations(&api, &tb).await;
+        assert_eq!(entry(&list, room)["unread"], 5);
+        assert_eq!(entry(&list, dm)["unread"], 3, "pass {n}");
+    }
+}
+
+#[tokio::test]
+async fn receipts_reach_the_author_live_never_move_back_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = TestServer::start(&data);
+    let api = server.api();
+    let (ta, tb) = (api.signup("alice").await, api.signup("bob").await);
+    let bob_id = user_id(&api, &tb).await;
+    let dm = befriend(&api, &ta, &tb, "alice", "bob").await;
+    let (mut alice, _, _) = connect(&server, Transport::WebTransport, &ta).await;
+    let (mut bob, _, _) = connect(&server, Transport::WebSocket, &tb).await;
+    alice.join(1, dm, None).await;
+    for i in 1..=3 {
+        alice.say(1, i, &format!("m{i}")).await;
+    }
+    // Bob's list follows live: three messages by Alice.
+    for seq in 1..=3 {
+        let activity = bob
+            .event_where(|f| match f {
+                ServerFrame::ConversationActivity { conversation, last } if *conversation == dm => {
+                    Some(last.seq)
+                }
+                _ => None,
+            })
+            .await;
+        assert_eq!(activity, seq);
+    }
+
+    let receipt = |delivered, read| ClientFrame::Receipt {
+        conversation: dm,
+        delivered,
+        read,
+    };
+    bob.send(0, &receipt(3, 2)).await;
+    let seen = alice
+        .event_where(|f| match f {
+            ServerFrame::Receipt {
+                conversation,
+                user,
+                delivered,
+                read,
+            } if *conversation == dm && *user == bob_id => Some((*delivered, *read)),
+            _ => None,
+        })
+        .await;
+    assert_eq!(seen, (3, 2), "Alice sees Bob's receipt live");
+    let own = bob
+        .event_where(|f| match f {
+            ServerFrame::ConversationUpdated(s) if s.conversation == dm => Some(s.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!((own.delivered_seq, own.read_seq, own.unread), (3, 2, 1));
+
+    // Backwards (and garbage past the head) changes nothing.
+    bob.send(0, &receipt(1, 1)).await;
+    bob.send(0, &ClientFrame::Ping { nonce: 5 }).await;
+    assert_eq!(bob.next_frame(0).await, ServerFrame::Pong { nonce: 5 });
+    let list = conversations(&api, &tb).await;
+    let view = entry(&list, dm);
+    assert_eq!(
+        (&view["delivered_seq"], &view["read_seq"]),
+        (&json!(3), &json!(2))
+    );
+
+    bob.send(0, &receipt(3, 3)).await;
+    let seen = alice
+        .event_where(|f| match f {
+            ServerFrame::Receipt { user, read, .. } if *user == bob_id => Some(*read),
+            _ => None,
+        })
+        .await;
+    assert_eq!(seen, 3, "read");
+
+    alice.close().await;
+    bob.close().await;
+    server.stop();
+    let server = TestServer::start(&data);
+    let api = server.api();
+    let bob_view = entry(&conversations(&api, &tb).await, dm);
+    assert_eq!(
+        (
+            &bob_view["delivered_seq"],
+            &bob_view["read_seq"],
+            &bob_view["unread"]
+        ),
+        (&json!(3), &json!(3), &json!(0))
+    );
+    let alice_view = entry(&conversations(&api, &ta).await, dm);
+    assert_eq!(
+        (
+            &alice_view["peer_delivered_seq"],
+            &alice_view["peer_read_seq"]
+        ),
+        (&json!(3), &json!(3)),
+        "Alice sees the same cursors of Bob's after the restart"
+    );
+    let (alice, _, list) = connect(&server, Transport::WebSocket, &ta).await;
+    assert_eq!(list[0].peer_read_seq, Some(3));
+    alice.close().await;
+}
+
+#[tokio::test]
+async fn a_silent_client_goes_offline_within_the_heartbeat_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with_config(&dir.path().join("data"), "heartbeat_ms = 300\n");
+    let api = server.api();
+    let (ta, tb) = (api.signup("alice").await, api.signup("bob").await);
+    let bob_id = user_id(&api, &tb).await;
+    befriend(&api, &ta, &tb, "alice", "bob").await;
+    for transport in BOTH {
+        let (mut alice, _, _) = connect(&server, Transport::WebSocket, &ta).await;
+        // Alice keeps her connection alive; Bob connects, then falls silent (no pings).
+        let mut nonce = 0;
+        let (bob, _, _) = connect(&server, transport, &tb).await;
+        let went_silent = Instant::now();
+        let mut seen_online = false;
+        loop {
+            nonce += 1;
+            alice.send(0, &ClientFrame::Ping { nonce }).await;
+            let presence =
+                tokio::time::timeout(Duration::from_millis(100), alice.next_event()).await;
+            if let Ok(ServerFrame::Presence {
+                user,
+                online,
+                last_seen_ms,
+                ..
+            }) = presence
+                && user == bob_id
+            {
+                if online {
+                    seen_online = true;
+                    continue;
+                }
+                if seen_online {
+                    assert!(last_seen_ms > 0);
+                    break;
+                }
+            }
+            assert!(
+                went_silent.elapsed() < Duration::from_secs(3),
+                "Bob still online after {:?} ({transport:?})",
+                went_silent.elapsed()
+            );
+        }
+        // 3 × 300 ms of silence, not less.
+        assert!(went_silent.elapsed() >= Duration::from_millis(800));
+        drop(bob);
+        alice.close().await;
+    }
+}
+
+#[tokio::test]
+async fn typing_is_announced_and_runs_out_without_a_refresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("data"));
+    let api = server.api();
+    let (ta, tb) = (api.signup("alice").await, api.signup("bob").await);
+    let alice_id = user_id(&api, &ta).await;
+    let dm = befriend(&api, &ta, &tb, "alice", "bob").await;
+    let (mut alice, _, _) = connect(&server, Transport::WebTransport, &ta).await;
+    let (mut bob, _, _) = connect(&server, Transport::WebSocket, &tb).await;
+    alice
+        .send(0, &ClientFrame::Typing { conversation: dm })
+        .await;
+    let started = Instant::now();
+    let next_typing = |f: &ServerFrame| match f {
+        ServerFrame::Typing {
+            conversation,
+            user,
+            typing,
+            ..
+        } if *conversation == dm && *user == alice_id => Some(*typing),
+        _ => None,
+    };
+    assert!(bob.event_where(next_typing).await, "typing");
+    // A refresh is no news; without more, it runs out after the TTL.
+    alice
+        .send(0, &ClientFrame::Typing { conversation: dm })
+        .await;
+    assert!(!bob.event_where(next_typing).await, "stopped");
+    let lasted = started.elapsed();
+    let ttl = Duration::from_millis(u64::from(quibble_protocol::TYPING_TTL_MS));
+    assert!(lasted >= ttl, "ran out after {lasted:?}");
+    assert!(
+        lasted < ttl + Duration::from_secs(2),
+        "ran out after {lasted:?}"
+    );
+
+    // Sending a message ends it at once.
+    alice
+        .send(0, &ClientFrame::Typing { conversation: dm })
+        .await;
+    assert!(bob.event_where(next_typing).await);
+    alice.join(1, dm, None).await;
+    let before = Instant::now();
+    alice.say(1, 1, "done typing").await;
+    assert!(!bob.event_where(next_typing).await);
+    assert!(before.elapsed() < ttl);
+}
