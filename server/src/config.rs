@@ -350,6 +350,24 @@ mod tests {
     }
 
     #[test]
+    fn friend_request_limits_come_from_the_file() {
+        let file: FileConfig = toml::from_str(
+            "friend_requests_per_hour = 7
+friend_request_burst = 3
+",
+        )
+        .unwrap();
+        let c = Config::resolve(file, Overrides::default()).unwrap();
+        assert_eq!(
+            (
+                c.limits.friend_requests_per_hour,
+                c.limits.friend_request_burst
+            ),
+            (7, 3)
+        );
+    }
+
+    #[test]
     fn hashing_and_signup_knobs_come_from_the_file() {
         let file: FileConfig = toml::from_str(
             "hash_threads = 1\nhash_queue = 8\nhash_wait_ms = 500\nsignup_burst = 5\nsignups_per_hour = 60\n",
