@@ -689,3 +689,74 @@ async fn typing_is_announced_and_runs_out_without_a_refresh() {
     assert!(!bob.event_where(next_typing).await);
     assert!(before.elapsed() < ttl);
 }
+
+#[tokio::test]
+async fn presence_is_seen_by_friends_and_room_co_members_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("data"));
+    let api = server.api();
+    let (ta, tb, tc, td) = (
+        api.signup("alice").await,
+        api.signup("bob").await,
+        api.signup("carol").await,
+        api.signup("dave").await,
+    );
+    let alice_id = user_id(&api, &ta).await;
+    befriend(&api, &ta, &tb, "alice", "bob").await;
+    let room = api.create_room(&ta, "lobby").await;
+    let (status, _) = post(&api, &tc, &format!("/api/rooms/{}/join", room.0), json!({})).await;
+    assert_eq!(status, 200);
+    let (mut bob, _, _) = connect(&server, Transport::WebSocket, &tb).await;
+    let (mut carol, _, _) = connect(&server, Transport::WebTransport, &tc).await;
+    let (mut dave, _, _) = connect(&server, Transport::WebSocket, &td).await;
+
+    let (alice, _, _) = connect(&server, Transport::WebTransport, &ta).await;
+    let alice_online = |f: &ServerFrame| match f {
+        ServerFrame::Presence { user, online, .. } if *user == alice_id => Some(*online),
+        _ => None,
+    };
+    assert!(bob.event_where(alice_online).await, "a friend sees it");
+    assert!(
+        carol.event_where(alice_online).await,
+        "a room co-member sees it"
+    );
+    alice.close().await;
+    assert!(!bob.event_where(alice_online).await);
+    assert!(!carol.event_where(alice_online).await);
+    let seen = tokio::time::timeout(Duration::from_millis(500), dave.next_event()).await;
+    assert!(seen.is_err(), "a stranger sees nothing: {seen:?}");
+}
+
+#[tokio::test]
+async fn friend_requests_are_rate_limited_per_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with_config(
+        &dir.path().join("data"),
+        "friend_request_burst = 2\nfriend_requests_per_hour = 1\n",
+    );
+    let api = server.api();
+    let ta = api.signup("alice").await;
+    for name in ["bob", "carol", "dave"] {
+        api.signup(name).await;
+    }
+    for name in ["bob", "carol"] {
+        let (status, _) = post(&api, &ta, "/api/users/add", json!({"username": name})).await;
+        assert_eq!(status, 200);
+    }
+    let response = api
+        .http
+        .post(format!("{}/api/users/add", api.base))
+        .bearer_auth(&ta)
+        .json(&json!({"username": "dave"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 429);
+    assert!(response.headers().contains_key("retry-after"));
+    let (_, friends) = api.call("GET", "/api/friends", Some(&ta), None).await;
+    assert_eq!(
+        friends["outgoing"].as_array().unwrap().len(),
+        2,
+        "nothing done"
+    );
+}

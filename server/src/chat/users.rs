@@ -489,3 +489,102 @@ impl Drop for Registration {
 fn set_gauge(inner: &Inner) {
     metrics::gauge!(crate::metrics::USERS_ONLINE).set(inner.online.len() as f64);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::outbound::{Batch, Item, Outbound};
+
+    fn online(users: &Users) -> usize {
+        users.lock().online.len()
+    }
+
+    async fn frames(out: &Outbound) -> Vec<ServerFrame> {
+        let Batch::Items { items, bytes } = out.next_batch(usize::MAX).await else {
+            panic!("expected items");
+        };
+        out.release(bytes);
+        items
+            .into_iter()
+            .filter_map(|(_, item)| match item {
+                Item::Frame(f) => {
+                    Some(quibble_protocol::codec::decode_exact(&f, usize::MAX).unwrap())
+                }
+                Item::Finish => None,
+            })
+            .collect()
+    }
+
+    fn message(conversation: u64, seq: u64) -> ChatMessage {
+        ChatMessage {
+            conversation: ConversationId(conversation),
+            seq,
+            author: UserId(9),
+            author_name: "nine".into(),
+            client_id: seq,
+            sent_at_ms: 1,
+            body: "x".repeat(1000),
+        }
+    }
+
+    #[tokio::test]
+    async fn events_wait_for_the_snapshot_and_the_last_connection_frees_the_entry() {
+        let users = Users::default();
+        let (out_a, out_b) = (Outbound::multiplexed(), Outbound::multiplexed());
+        // The control streams stay open while their connections are.
+        let (tx_a, tx_b) = (out_a.open(0), out_b.open(0));
+        let a = users.connect(UserId(1), "one", tx_a.live());
+        let b = users.connect(UserId(1), "one", tx_b.live());
+        users.track(UserId(1), &[ConversationId(5)], &[]);
+        users.go_live(&a);
+        users.on_message(&message(5, 1));
+        users.on_message(&message(6, 1));
+        // `a` is live: it has the activity of conversation 5 only.
+        let got = frames(&out_a).await;
+        assert!(matches!(
+            got.as_slice(),
+            [ServerFrame::ConversationActivity {
+                conversation: ConversationId(5),
+                ..
+            }]
+        ));
+        // `b` was held back until its snapshot went out.
+        users.go_live(&b);
+        assert_eq!(frames(&out_b).await.len(), 1);
+        drop(a);
+        assert_eq!(online(&users), 1);
+        drop(b);
+        assert_eq!(online(&users), 0);
+        assert!(users.lock().members.is_empty(), "the index is freed too");
+        assert!(users.lock().last_seen.contains_key(&UserId(1)));
+        drop((tx_a, tx_b));
+    }
+
+    #[tokio::test]
+    async fn a_connection_holding_too_much_before_going_live_is_ended() {
+        let users = Users::default();
+        let out = Outbound::multiplexed();
+        let tx = out.open(0);
+        let held = users.connect(UserId(1), "one", tx.live());
+        users.track(UserId(1), &[ConversationId(5)], &[]);
+        let mut seq = 0;
+        while users.lock().online[&UserId(1)]
+            .connections
+            .contains_key(&held.key)
+        {
+            seq += 1;
+            users.on_message(&message(5, seq));
+            assert!(seq < 10_000, "never ended");
+        }
+        // Each activity frame is ~150 bytes (a 100-character preview).
+        assert!(seq as usize * 100 > HELD_BYTES / 2, "ended after {seq}");
+        let got = frames(&out).await;
+        assert!(matches!(
+            got.last(),
+            Some(ServerFrame::Error {
+                code: ErrorCode::SlowConsumer,
+                ..
+            })
+        ));
+    }
+}
