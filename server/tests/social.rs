@@ -589,6 +589,32 @@ async fn receipts_reach_the_author_live_never_move_back_and_survive_a_restart() 
     let (alice, _, list) = connect(&server, Transport::WebSocket, &ta).await;
     assert_eq!(list[0].peer_read_seq, Some(3));
     alice.close().await;
+
+    // Every member's cursors, for "seen by"; only for those who may read the conversation.
+    let path = format!("/api/conversations/{}/receipts", dm.0);
+    let (status, body) = api.call("GET", &path, Some(&ta), None).await;
+    assert_eq!(status, 200, "{body}");
+    let bob_row = body["receipts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["username"] == "bob")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (&bob_row["delivered_seq"], &bob_row["read_seq"]),
+        (&json!(3), &json!(3))
+    );
+    let tc = api.signup("carol").await;
+    let (status, body) = api.call("GET", &path, Some(&tc), None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("forbidden"))
+    );
+    let (status, _) = api
+        .call("GET", "/api/conversations/999/receipts", Some(&tc), None)
+        .await;
+    assert_eq!(status, 404);
 }
 
 #[tokio::test]

@@ -2,19 +2,23 @@
 //! DM — most recent activity first, in pages. Each entry has the head seq, the caller's read
 //! and delivered cursors, the unread count and the last message (see `crate::store::summaries`).
 //!
+//! `GET /api/conversations/{id}/receipts`: the members' cursors of a conversation the caller
+//! may read (for "seen by"), at most [`MAX_RECEIPTS`] members.
+//!
 //! Paging: the list is ordered by (activity, id), newest first; `next` is the position of a
 //! page's last entry as `ACTIVITY_MS-ID`, passed back as `after` for the entries that come
 //! after it. A conversation with new activity moves to the front meanwhile, so a client that
 //! pages sees each conversation at most once per pass and picks later changes up live.
 
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use serde::{Deserialize, Serialize};
 
+use crate::access;
 use crate::http::error::ApiError;
 use crate::http::extract::Authenticated;
-use crate::http::rooms::{DEFAULT_PAGE, MAX_PAGE};
+use crate::http::rooms::{DEFAULT_PAGE, MAX_PAGE, conversation_path};
 use crate::state::AppState;
 use crate::store::{ConversationKind, Summary};
 
@@ -99,6 +103,48 @@ pub fn view(viewer: quibble_protocol::UserId, summary: Summary) -> ConversationV
         }),
         activity_ms,
     }
+}
+
+/// Most members whose cursors `GET /api/conversations/{id}/receipts` lists (the first by
+/// user id in a larger room).
+pub const MAX_RECEIPTS: usize = 200;
+
+#[derive(Serialize)]
+pub struct ReceiptView {
+    pub user_id: u64,
+    pub username: String,
+    pub delivered_seq: u64,
+    pub read_seq: u64,
+}
+
+#[derive(Serialize)]
+pub struct ReceiptList {
+    pub receipts: Vec<ReceiptView>,
+}
+
+/// `GET /api/conversations/{id}/receipts`
+pub async fn receipts(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    path: Result<Path<u64>, PathRejection>,
+) -> Result<Json<ReceiptList>, ApiError> {
+    let conversation = conversation_path(path)?;
+    access::may_read(&state.store, auth.user.id, conversation).await?;
+    let members = state
+        .store
+        .member_cursors(conversation, MAX_RECEIPTS)
+        .await?;
+    Ok(Json(ReceiptList {
+        receipts: members
+            .into_iter()
+            .map(|m| ReceiptView {
+                user_id: m.user.0,
+                username: m.username,
+                delivered_seq: m.cursors.delivered,
+                read_seq: m.cursors.read,
+            })
+            .collect(),
+    }))
 }
 
 /// Parses `ACTIVITY_MS-ID`.

@@ -49,6 +49,7 @@ pub fn router(state: AppState, web_dir: Option<&std::path::Path>, metrics_public
         .route("/rooms/{id}/join", post(rooms::join))
         .route("/rooms/{id}/leave", post(rooms::leave))
         .route("/conversations", get(conversations::list))
+        .route("/conversations/{id}/receipts", get(conversations::receipts))
         .route("/friends", get(friends::list))
         .route("/users/add", post(friends::add))
         .route("/users/remove", post(friends::remove))

@@ -12,7 +12,8 @@ use quibble_protocol::wire::{ConversationId, UserId};
 
 use redb::ReadableTable;
 
-use super::tables::{CURSORS, WriteTables};
+use super::records::{UserRecord, decode};
+use super::tables::{CURSORS, MEMBERS, USERS, WriteTables};
 use super::writer::Request;
 use super::{Store, StoreError};
 
@@ -57,6 +58,50 @@ impl Store {
                     let (delivered, read) = c.value();
                     Cursors { delivered, read }
                 }))
+        })
+        .await
+    }
+}
+
+/// A member's cursors in a conversation, with their name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberCursors {
+    pub user: UserId,
+    pub username: String,
+    pub cursors: Cursors,
+}
+
+impl Store {
+    /// The cursors of up to `limit` members of `conversation` (in ascending user id order),
+    /// read in one transaction.
+    pub async fn member_cursors(
+        &self,
+        conversation: ConversationId,
+        limit: usize,
+    ) -> Result<Vec<MemberCursors>, StoreError> {
+        self.read(move |txn| {
+            let members = txn.open_table(MEMBERS)?;
+            let cursors = txn.open_table(CURSORS)?;
+            let users = txn.open_table(USERS)?;
+            members
+                .range((conversation.0, 0)..=(conversation.0, u64::MAX))?
+                .take(limit)
+                .map(|entry| {
+                    let user = entry?.0.value().1;
+                    let bytes = users
+                        .get(user)?
+                        .ok_or_else(|| StoreError::Corrupt(format!("member {user} is no user")))?;
+                    let record: UserRecord<String> = decode("users", bytes.value())?;
+                    let (delivered, read) = cursors
+                        .get((user, conversation.0))?
+                        .map_or((0, 0), |c| c.value());
+                    Ok(MemberCursors {
+                        user: UserId(user),
+                        username: record.username,
+                        cursors: Cursors { delivered, read },
+                    })
+                })
+                .collect()
         })
         .await
     }

@@ -49,7 +49,7 @@ use tokio::sync::Semaphore;
 use tokio::sync::{mpsc, oneshot};
 
 pub use accounts::{Role, User};
-pub use cursors::Cursors;
+pub use cursors::{Cursors, MemberCursors};
 pub use friends::{Added, FriendEntry, FriendState, MAX_FRIEND_ENTRIES, Removed};
 pub use membership::{ConversationKind, MAX_MEMBERSHIPS};
 pub use messages::Appended;
