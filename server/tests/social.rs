@@ -751,6 +751,19 @@ async fn presence_is_seen_by_friends_and_room_co_members_only() {
     assert!(!carol.event_where(alice_online).await);
     let seen = tokio::time::timeout(Duration::from_millis(500), dave.next_event()).await;
     assert!(seen.is_err(), "a stranger sees nothing: {seen:?}");
+
+    // Joining the room makes Dave and Carol co-members: each sees the other at once.
+    let (carol_id, dave_id) = (user_id(&api, &tc).await, user_id(&api, &td).await);
+    let (status, _) = post(&api, &td, &format!("/api/rooms/{}/join", room.0), json!({})).await;
+    assert_eq!(status, 200);
+    let online = |who: UserId| {
+        move |f: &ServerFrame| match f {
+            ServerFrame::Presence { user, online, .. } if *user == who => Some(*online),
+            _ => None,
+        }
+    };
+    assert!(dave.event_where(online(carol_id)).await);
+    assert!(carol.event_where(online(dave_id)).await);
 }
 
 #[tokio::test]

@@ -171,7 +171,8 @@ impl Users {
     }
 
     /// `user` joined `conversation` (a room, or a new DM): their connections get its summary
-    /// and its events from now on.
+    /// and its events from now on, and they and its other online members see each other's
+    /// presence.
     pub async fn joined(&self, store: &Store, user: UserId, conversation: ConversationId) {
         if !self.lock().online.contains_key(&user) {
             return;
@@ -191,9 +192,22 @@ impl Users {
         let Some(online) = inner.online.get_mut(&user) else {
             return;
         };
-        online.conversations.insert(conversation);
-        inner.members.entry(conversation).or_default().insert(user);
+        if !online.conversations.insert(conversation) {
+            inner.push_all([user], &frame);
+            return;
+        }
+        let members = inner.members.entry(conversation).or_default();
+        members.insert(user);
+        let others: Vec<UserId> = members.iter().copied().filter(|&u| u != user).collect();
         inner.push_all([user], &frame);
+        if let Some(mine) = inner.presence_of(user) {
+            inner.push_all(others.iter().copied(), &mine);
+        }
+        for other in others {
+            if let Some(theirs) = inner.presence_of(other) {
+                inner.push_all([user], &theirs);
+            }
+        }
     }
 
     /// `user` left the room `conversation`.
@@ -271,7 +285,7 @@ impl Users {
     }
 
     /// A message was made durable: its conversation's online members hear of it (one encoding
-    /// shared by all); its author stops typing there.
+    /// shared by all).
     pub fn on_message(&self, message: &ChatMessage) {
         let inner = self.lock();
         let Some(members) = inner.members.get(&message.conversation) else {
@@ -324,8 +338,11 @@ impl Users {
     /// hear it.
     pub fn typing(&self, conversation: ConversationId, user: UserId, typing: bool) {
         let mut inner = self.lock();
-        let Some(username) = inner.online.get(&user).map(|o| o.username.clone()) else {
-            return;
+        // The typing of someone who just left may run out after they are gone.
+        let username = match (inner.online.get(&user), inner.last_seen.get(&user)) {
+            (Some(online), _) => online.username.clone(),
+            (None, Some((_, name))) => name.clone(),
+            (None, None) => return,
         };
         let frame = encode_frame(&ServerFrame::Typing {
             conversation,
