@@ -9,7 +9,7 @@
 use quibble_protocol::wire::{ConversationId, UserId};
 use redb::ReadableTable;
 
-use super::tables::{DMS, MEMBERS, MEMBERSHIPS, ROOMS, WriteTables};
+use super::tables::{DMS, MEMBERSHIPS, ROOMS, WriteTables};
 use super::writer::Request;
 use super::{Store, StoreError};
 
@@ -79,23 +79,6 @@ impl Store {
                 let (a, b) = pair.value();
                 ConversationKind::Dm(UserId(a), UserId(b))
             }))
-        })
-        .await
-    }
-
-    /// Up to `limit` members of `conversation`, in ascending user id order.
-    pub async fn members(
-        &self,
-        conversation: ConversationId,
-        limit: usize,
-    ) -> Result<Vec<UserId>, StoreError> {
-        self.read(move |txn| {
-            let members = txn.open_table(MEMBERS)?;
-            members
-                .range((conversation.0, 0)..=(conversation.0, u64::MAX))?
-                .take(limit)
-                .map(|entry| Ok(UserId(entry?.0.value().1)))
-                .collect()
         })
         .await
     }

@@ -50,8 +50,8 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use accounts::{Role, User};
 pub use cursors::{Cursors, MemberCursors};
-pub use friends::{Added, FriendEntry, FriendState, MAX_FRIEND_ENTRIES, Removed};
-pub use membership::{ConversationKind, MAX_MEMBERSHIPS};
+pub use friends::{Added, FriendEntry, FriendState, Removed};
+pub use membership::ConversationKind;
 pub use messages::Appended;
 pub use rooms::{Room, RoomEntry, RoomPage};
 pub use summaries::{LastMessage, PREVIEW_CHARS, Summary};
