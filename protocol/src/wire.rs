@@ -240,8 +240,8 @@ pub enum ServerFrame {
         /// The pair's DM, once they have one.
         dm: Option<ConversationId>,
     },
-    /// Control stream: a friend's or room co-member's presence. `last_seen_ms` is 0 when
-    /// unknown (not seen since the server started).
+    /// Control stream: a friend's or room co-member's presence. `last_seen_ms`: when the
+    /// user's last connection ended (0 while online).
     Presence {
         user: UserId,
         username: String,

@@ -799,3 +799,34 @@ async fn friend_requests_are_rate_limited_per_user() {
         "nothing done"
     );
 }
+
+#[tokio::test]
+async fn last_seen_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = TestServer::start(&data);
+    let api = server.api();
+    let (ta, tb) = (api.signup("alice").await, api.signup("bob").await);
+    let bob_id = user_id(&api, &tb).await;
+    befriend(&api, &ta, &tb, "alice", "bob").await;
+    let (bob, _, _) = connect(&server, Transport::WebSocket, &tb).await;
+    let (mut alice, _, _) = connect(&server, Transport::WebTransport, &ta).await;
+    bob.close().await;
+    let offline = |f: &ServerFrame| match f {
+        ServerFrame::Presence {
+            user,
+            online: false,
+            last_seen_ms,
+            ..
+        } if *user == bob_id => Some(*last_seen_ms),
+        _ => None,
+    };
+    let seen = alice.event_where(offline).await;
+    assert!(seen > 0);
+    alice.close().await;
+    server.stop();
+
+    let server = TestServer::start(&data);
+    let (mut alice, _, _) = connect(&server, Transport::WebSocket, &ta).await;
+    assert_eq!(alice.event_where(offline).await, seen, "from the store");
+}

@@ -6,6 +6,7 @@
 //! to its end, which is what makes its user online. A control stream whose queue is full (the
 //! peer pings but does not read) ends the connection with `SlowConsumer`.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -28,7 +29,7 @@ use crate::chat::outbound::SendError;
 use crate::chat::stream::{CloseReason, Inbound, StreamIo, decode_error_code, encode_frame};
 use crate::chat::users::summary_frame;
 use crate::state::AppState;
-use crate::store::{FriendState, StoreError, User};
+use crate::store::{FriendEntry, FriendState, StoreError, User};
 use crate::tls::unix_ms;
 
 /// What a transport hands the engine for one connection.
@@ -62,7 +63,7 @@ pub async fn serve(state: AppState, io: ConnIo) -> CloseReason {
 async fn run(state: AppState, io: ConnIo) -> CloseReason {
     let ConnIo {
         mut control,
-        mut streams,
+        streams,
         peer,
         liveness,
         admission,
@@ -96,12 +97,32 @@ async fn run(state: AppState, io: ConnIo) -> CloseReason {
     let registration = state
         .users
         .connect(user.id, &user.username, control.outbound.live());
-    if let Err(close) = introduce(&state, &control, &user).await {
-        return close;
+    let close = match introduce(&state, &control, &user).await {
+        Ok(()) => {
+            state.users.go_live(&registration);
+            tracing::debug!(%peer, user = %user.username, "connection ready");
+            ready(&state, control, streams, user, &liveness).await
+        }
+        Err(close) => close,
+    };
+    if let Some((user, seen_ms)) = registration.leave()
+        && let Err(e) = state.store.record_last_seen(user, seen_ms).await
+    {
+        tracing::debug!("cannot record when user {} was last seen: {e}", user.0);
     }
-    state.users.go_live(&registration);
-    tracing::debug!(%peer, user = %user.username, "connection ready");
+    close
+}
 
+/// The authenticated connection until it ends: pings, receipts, typing, conversation streams,
+/// silence, shutdown.
+async fn ready(
+    state: &AppState,
+    mut control: StreamIo,
+    mut streams: mpsc::Receiver<StreamIo>,
+    user: User,
+    liveness: &Liveness,
+) -> CloseReason {
+    let heartbeat = state.limits.heartbeat;
     let ctx = Arc::new(ConnCtx {
         state: state.clone(),
         user,
@@ -126,13 +147,13 @@ async fn run(state: AppState, io: ConnIo) -> CloseReason {
                     }
                 }
                 Some(Inbound::Frame(ClientFrame::Receipt { conversation, delivered, read })) => {
-                    if let Err(close) = receipt(&state, &ctx.user, conversation, delivered, read).await {
+                    if let Err(close) = receipt(state, &ctx.user, conversation, delivered, read).await {
                         send_error(&control, close.code.unwrap_or(ErrorCode::Internal), &close.reason);
                         return close;
                     }
                 }
                 Some(Inbound::Frame(ClientFrame::Typing { conversation })) => {
-                    if let Err(close) = typing(&state, &ctx.user, conversation).await {
+                    if let Err(close) = typing(state, &ctx.user, conversation).await {
                         send_error(&control, close.code.unwrap_or(ErrorCode::Internal), &close.reason);
                         return close;
                     }
@@ -188,18 +209,27 @@ async fn introduce(state: &AppState, control: &StreamIo, user: &User) -> Result<
         tracing::error!("cannot read a conversation list: {e}");
         CloseReason::error(ErrorCode::Internal, "cannot read your conversations now")
     };
-    let friends: Vec<UserId> = state
+    let friends: Vec<FriendEntry> = state
         .store
         .friends(user.id)
         .await
         .map_err(failed)?
         .into_iter()
         .filter(|f| f.state == FriendState::Friends)
-        .map(|f| f.user)
+        .collect();
+    let ids: Vec<UserId> = friends.iter().map(|f| f.user).collect();
+    let seen = state.store.last_seen(ids.clone()).await.map_err(failed)?;
+    let names: HashMap<UserId, &str> = friends
+        .iter()
+        .map(|f| (f.user, f.username.as_str()))
+        .collect();
+    let seen = seen
+        .into_iter()
+        .filter_map(|(id, ms)| names.get(&id).map(|name| (id, (*name).to_owned(), ms)))
         .collect();
     let summaries = state.store.summaries(user.id).await.map_err(failed)?;
     let conversations: Vec<ConversationId> = summaries.iter().map(|s| s.conversation).collect();
-    let presence = state.users.track(user.id, &conversations, &friends);
+    let presence = state.users.track(user.id, &conversations, &ids, seen);
     let mut chunks = summaries.chunks(SNAPSHOT_CHUNK).peekable();
     let gone = |_| CloseReason::normal("peer left");
     if chunks.peek().is_none() {

@@ -4,8 +4,9 @@
 //! friends; an index from conversation to its online members routes conversation events.
 //! Entries exist only while a user has a connection (the last one leaving frees them), so
 //! memory follows the online users, each bounded by the per-user caps on memberships and
-//! friends. Besides, the last-seen time of each user who went offline since the server started
-//! (one number per account at most).
+//! friends. Besides, the last-seen time and name of users seen offline (gone since the server
+//! started, or read from the store for a friend's list): one small entry per account at most.
+//! The store keeps last-seen times durably (`connection` records them).
 //!
 //! Events: conversation activity (one shared encoding per message for every online member),
 //! list changes (joined, left, own cursors moved), other members' receipts, friend changes,
@@ -65,12 +66,13 @@ struct Connection {
     held: Option<(Vec<Bytes>, usize)>,
 }
 
-/// A connection's place in the hub; dropping it takes the connection out, and the user
-/// offline if it was their last.
+/// A connection's place in the hub; [`Registration::leave`] (or dropping it) takes the
+/// connection out, and the user offline if it was their last.
 pub struct Registration {
     users: Users,
     user: UserId,
     key: u64,
+    left: bool,
 }
 
 /// A summary as the protocol carries it to `viewer`.
@@ -133,19 +135,26 @@ impl Users {
             users: self.clone(),
             user,
             key,
+            left: false,
         }
     }
 
     /// Records the conversations and friends of a connected user (read after
     /// [`Users::connect`], so later changes are not missed), announces them online if this is
     /// their first connection, and returns the presence of everyone they may see, as frames.
+    /// `seen` is when (some of) the friends were last online, from the store: it fills in
+    /// users not seen since the server started.
     pub fn track(
         &self,
         user: UserId,
         conversations: &[ConversationId],
         friends: &[UserId],
+        seen: Vec<(UserId, String, u64)>,
     ) -> Vec<Bytes> {
         let mut inner = self.lock();
+        for (other, name, ms) in seen {
+            inner.last_seen.entry(other).or_insert((ms, name));
+        }
         let Some(online) = inner.online.get_mut(&user) else {
             return Vec::new();
         };
@@ -479,13 +488,21 @@ fn slow(tx: &LiveTx) {
     }));
 }
 
-impl Drop for Registration {
-    fn drop(&mut self) {
+impl Registration {
+    /// Takes the connection out of the hub. If it was the user's last, they go offline (their
+    /// watchers hear it) and this returns the user and the time, to be recorded.
+    pub fn leave(mut self) -> Option<(UserId, u64)> {
+        self.remove()
+    }
+
+    fn remove(&mut self) -> Option<(UserId, u64)> {
+        if std::mem::replace(&mut self.left, true) {
+            return None;
+        }
         let mut inner = self.users.lock();
-        let Some(online) = inner.online.get_mut(&self.user) else {
-            return;
-        };
+        let online = inner.online.get_mut(&self.user)?;
         online.connections.remove(&self.key);
+        let mut offline = None;
         if online.connections.is_empty() {
             let watchers = inner.watchers(self.user);
             if let Some(gone) = inner.online.remove(&self.user) {
@@ -494,12 +511,20 @@ impl Drop for Registration {
                 }
                 let now = unix_ms(SystemTime::now());
                 inner.last_seen.insert(self.user, (now, gone.username));
+                offline = Some((self.user, now));
             }
             if let Some(frame) = inner.presence_of(self.user) {
                 inner.push_all(watchers, &frame);
             }
         }
         set_gauge(&inner);
+        offline
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.remove();
     }
 }
 
@@ -552,7 +577,7 @@ mod tests {
         let (tx_a, tx_b) = (out_a.open(0), out_b.open(0));
         let a = users.connect(UserId(1), "one", tx_a.live());
         let b = users.connect(UserId(1), "one", tx_b.live());
-        users.track(UserId(1), &[ConversationId(5)], &[]);
+        users.track(UserId(1), &[ConversationId(5)], &[], Vec::new());
         users.go_live(&a);
         users.on_message(&message(5, 1));
         users.on_message(&message(6, 1));
@@ -568,10 +593,10 @@ mod tests {
         // `b` was held back until its snapshot went out.
         users.go_live(&b);
         assert_eq!(frames(&out_b).await.len(), 1);
-        drop(a);
+        assert_eq!(a.leave(), None, "one connection is left");
         assert_eq!(online(&users), 1);
-        drop(b);
-        assert_eq!(online(&users), 0);
+        let (user, _) = b.leave().expect("the last one takes the user offline");
+        assert_eq!((user, online(&users)), (UserId(1), 0));
         assert!(users.lock().members.is_empty(), "the index is freed too");
         assert!(users.lock().last_seen.contains_key(&UserId(1)));
         drop((tx_a, tx_b));
@@ -583,7 +608,7 @@ mod tests {
         let out = Outbound::multiplexed();
         let tx = out.open(0);
         let held = users.connect(UserId(1), "one", tx.live());
-        users.track(UserId(1), &[ConversationId(5)], &[]);
+        users.track(UserId(1), &[ConversationId(5)], &[], Vec::new());
         let mut seq = 0;
         while users.lock().online[&UserId(1)]
             .connections

@@ -21,12 +21,13 @@
 //! the error type. The data lives in [`tables`] (layout) and [`records`] (value encoding); older
 //! files are brought up to date by [`migrate`]; the operations are split by subject into
 //! [`accounts`] (users and sessions), [`rooms`], [`messages`], [`membership`], [`cursors`]
-//! (receipts), [`friends`] (friendships, requests and DMs) and [`summaries`] (the conversation
-//! list).
+//! (receipts), [`friends`] (friendships, requests and DMs), [`summaries`] (the conversation
+//! list) and [`last_seen`] (presence's "last seen").
 
 mod accounts;
 mod cursors;
 mod friends;
+mod last_seen;
 mod membership;
 mod messages;
 mod migrate;

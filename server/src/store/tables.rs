@@ -17,7 +17,7 @@ use super::StoreError;
 /// `dedupe`), and room names are unique by look-alike key ([`ROOM_NAME_KEYS`] replaced v1's
 /// case-folded `room_names`).
 ///
-/// Membership, cursors, friendships and DMs live in tables of their own that version 2 files
+/// Membership, cursors, friendships, DMs and last-seen times live in tables of their own that version 2 files
 /// simply lack until first opened here (opening creates them empty), so they need no bump.
 pub(super) const SCHEMA_VERSION: u64 = 2;
 
@@ -56,6 +56,8 @@ pub(super) const CURSORS: TableDefinition<(u64, u64), (u64, u64)> = TableDefinit
 pub(super) const FRIENDS: TableDefinition<(u64, u64), u8> = TableDefinition::new("friends");
 /// DM conversation id → its two members (lower user id first).
 pub(super) const DMS: TableDefinition<u64, (u64, u64)> = TableDefinition::new("dms");
+/// User id → when they were last online, ms.
+pub(super) const LAST_SEEN: TableDefinition<u64, u64> = TableDefinition::new("last_seen");
 /// (lower user id, higher user id) → their DM conversation id: one DM per pair.
 pub(super) const DM_PAIRS: TableDefinition<(u64, u64), u64> = TableDefinition::new("dm_pairs");
 
@@ -89,6 +91,7 @@ pub(super) struct WriteTables<'txn> {
     pub friends: Table<'txn, (u64, u64), u8>,
     pub dms: Table<'txn, u64, (u64, u64)>,
     pub dm_pairs: Table<'txn, (u64, u64), u64>,
+    pub last_seen: Table<'txn, u64, u64>,
 }
 
 impl<'txn> WriteTables<'txn> {
@@ -109,6 +112,7 @@ impl<'txn> WriteTables<'txn> {
             friends: txn.open_table(FRIENDS)?,
             dms: txn.open_table(DMS)?,
             dm_pairs: txn.open_table(DM_PAIRS)?,
+            last_seen: txn.open_table(LAST_SEEN)?,
         })
     }
 

@@ -1050,3 +1050,16 @@ async fn summaries_count_unread_from_the_read_cursor_without_own_messages() {
         "not a member"
     );
 }
+
+#[tokio::test]
+async fn last_seen_only_moves_forwards() {
+    let dir = TempDir::new().unwrap();
+    let (store, _) = open(&db_path(&dir));
+    let (alice, bob) = (user(&store, "alice").await, user(&store, "bob").await);
+    store.record_last_seen(alice, 200).await.unwrap();
+    store.record_last_seen(alice, 100).await.unwrap();
+    assert_eq!(
+        store.last_seen(vec![alice, bob]).await.unwrap(),
+        vec![(alice, 200)]
+    );
+}

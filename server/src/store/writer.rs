@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::tables::{META_CLOCK_MS, WriteTables};
 use super::{
     Added, Appended, CommitHook, Cursors, Removed, Room, StoreError, User, accounts, cursors,
-    friends, membership, messages, rooms,
+    friends, last_seen, membership, messages, rooms,
 };
 use crate::auth::TokenHash;
 
@@ -94,6 +94,11 @@ pub(super) enum Request {
         other: UserId,
         reply: Reply<Removed>,
     },
+    RecordLastSeen {
+        user: UserId,
+        at_ms: u64,
+        reply: Reply<()>,
+    },
 }
 
 impl Request {
@@ -111,6 +116,7 @@ impl Request {
             Request::AdvanceCursors { reply, .. } => drop(reply.send(Err(error))),
             Request::AddFriend { reply, .. } => drop(reply.send(Err(error))),
             Request::RemoveFriend { reply, .. } => drop(reply.send(Err(error))),
+            Request::RecordLastSeen { reply, .. } => drop(reply.send(Err(error))),
         }
     }
 }
@@ -316,6 +322,9 @@ fn apply(
         }
         Request::RemoveFriend { user, other, reply } => {
             settle(reply, friends::remove(tables, user, other), answers)
+        }
+        Request::RecordLastSeen { user, at_ms, reply } => {
+            settle(reply, last_seen::record(tables, user, at_ms), answers)
         }
     }
 }

@@ -1,0 +1,46 @@
+//! When each user was last online (the moment their last connection ended), kept so that
+//! "offline, last seen at" survives a restart. One number per user, only ever moving forwards.
+
+use quibble_protocol::wire::UserId;
+use redb::ReadableTable;
+
+use super::tables::{LAST_SEEN, WriteTables};
+use super::writer::Request;
+use super::{Store, StoreError};
+
+impl Store {
+    /// Records that `user` was last online at `at_ms` (an earlier time than the stored one
+    /// changes nothing).
+    pub async fn record_last_seen(&self, user: UserId, at_ms: u64) -> Result<(), StoreError> {
+        self.request(|reply| Request::RecordLastSeen { user, at_ms, reply })
+            .await
+    }
+
+    /// When each of `users` was last online, for those ever recorded.
+    pub async fn last_seen(&self, users: Vec<UserId>) -> Result<Vec<(UserId, u64)>, StoreError> {
+        self.read(move |txn| {
+            let table = txn.open_table(LAST_SEEN)?;
+            let mut seen = Vec::with_capacity(users.len());
+            for user in users {
+                if let Some(ms) = table.get(user.0)? {
+                    seen.push((user, ms.value()));
+                }
+            }
+            Ok(seen)
+        })
+        .await
+    }
+}
+
+/// Writer side of [`Store::record_last_seen`].
+pub(super) fn record(
+    tables: &mut WriteTables<'_>,
+    user: UserId,
+    at_ms: u64,
+) -> Result<(), StoreError> {
+    let stored = tables.last_seen.get(user.0)?.map_or(0, |ms| ms.value());
+    if at_ms > stored {
+        tables.last_seen.insert(user.0, at_ms)?;
+    }
+    Ok(())
+}
