@@ -764,6 +764,15 @@ async fn presence_is_seen_by_friends_and_room_co_members_only() {
     };
     assert!(dave.event_where(online(carol_id)).await);
     assert!(carol.event_where(online(dave_id)).await);
+
+    // Unfriended, Bob no longer sees Alice, though their DM stays.
+    let (status, _) = post(&api, &tb, "/api/users/remove", json!({"username": "alice"})).await;
+    assert_eq!(status, 200);
+    let (_alice, _, _) = connect(&server, Transport::WebTransport, &ta).await;
+    assert!(carol.event_where(alice_online).await);
+    let seen =
+        tokio::time::timeout(Duration::from_millis(500), bob.event_where(alice_online)).await;
+    assert!(seen.is_err(), "an ex-friend sees nothing: {seen:?}");
 }
 
 #[tokio::test]

@@ -29,7 +29,7 @@ use crate::chat::outbound::SendError;
 use crate::chat::stream::{CloseReason, Inbound, StreamIo, decode_error_code, encode_frame};
 use crate::chat::users::summary_frame;
 use crate::state::AppState;
-use crate::store::{FriendEntry, FriendState, StoreError, User};
+use crate::store::{ConversationKind, FriendEntry, FriendState, StoreError, User};
 use crate::tls::unix_ms;
 
 /// What a transport hands the engine for one connection.
@@ -228,7 +228,8 @@ async fn introduce(state: &AppState, control: &StreamIo, user: &User) -> Result<
         .filter_map(|(id, ms)| names.get(&id).map(|name| (id, (*name).to_owned(), ms)))
         .collect();
     let summaries = state.store.summaries(user.id).await.map_err(failed)?;
-    let conversations: Vec<ConversationId> = summaries.iter().map(|s| s.conversation).collect();
+    let conversations: Vec<(ConversationId, ConversationKind)> =
+        summaries.iter().map(|s| (s.conversation, s.kind)).collect();
     let presence = state.users.track(user.id, &conversations, &ids, seen);
     let mut chunks = summaries.chunks(SNAPSHOT_CHUNK).peekable();
     let gone = |_| CloseReason::normal("peer left");

@@ -11,7 +11,7 @@
 //! Events: conversation activity (one shared encoding per message for every online member),
 //! list changes (joined, left, own cursors moved), other members' receipts, friend changes,
 //! presence (online while any connection is live; seen by online friends and members of the
-//! user's conversations) and typing. Frames are pushed without waiting into each connection's
+//! user's rooms — not through a DM, which outlives the friendship) and typing. Frames are pushed without waiting into each connection's
 //! byte-bounded control queue; a control stream whose queue is full is ended with
 //! `SlowConsumer` (its connection then closes) and dropped from the hub.
 
@@ -49,6 +49,8 @@ struct Online {
     username: String,
     connections: HashMap<u64, Connection>,
     conversations: HashSet<ConversationId>,
+    /// Those of `conversations` that are rooms (presence is shared through them).
+    rooms: HashSet<ConversationId>,
     friends: HashSet<UserId>,
     /// Whether the user's coming online was announced (after the first connection loaded
     /// who may see it).
@@ -119,6 +121,7 @@ impl Users {
                 username: username.to_owned(),
                 connections: HashMap::new(),
                 conversations: HashSet::new(),
+                rooms: HashSet::new(),
                 friends: HashSet::new(),
                 announced: false,
             })
@@ -147,7 +150,7 @@ impl Users {
     pub fn track(
         &self,
         user: UserId,
-        conversations: &[ConversationId],
+        conversations: &[(ConversationId, ConversationKind)],
         friends: &[UserId],
         seen: Vec<(UserId, String, u64)>,
     ) -> Vec<Bytes> {
@@ -158,11 +161,16 @@ impl Users {
         let Some(online) = inner.online.get_mut(&user) else {
             return Vec::new();
         };
-        online.conversations.extend(conversations.iter().copied());
+        for &(conversation, kind) in conversations {
+            online.conversations.insert(conversation);
+            if kind == ConversationKind::Room {
+                online.rooms.insert(conversation);
+            }
+        }
         online.friends.extend(friends.iter().copied());
         let announce = !online.announced;
         online.announced = true;
-        for conversation in conversations {
+        for (conversation, _) in conversations {
             inner.members.entry(*conversation).or_default().insert(user);
         }
         if announce && let Some(frame) = inner.presence_of(user) {
@@ -201,7 +209,12 @@ impl Users {
         let Some(online) = inner.online.get_mut(&user) else {
             return;
         };
-        if !online.conversations.insert(conversation) {
+        let room = summary.kind == ConversationKind::Room;
+        if room {
+            online.rooms.insert(conversation);
+        }
+        if !online.conversations.insert(conversation) || !room {
+            inner.members.entry(conversation).or_default().insert(user);
             inner.push_all([user], &frame);
             return;
         }
@@ -226,6 +239,7 @@ impl Users {
             return;
         };
         online.conversations.remove(&conversation);
+        online.rooms.remove(&conversation);
         inner.unindex(user, conversation);
         let frame = encode_frame(&ServerFrame::ConversationRemoved { conversation });
         inner.push_all([user], &frame);
@@ -394,8 +408,7 @@ impl Users {
 }
 
 impl Inner {
-    /// Online users who may see `user`'s presence: friends, and members of their
-    /// conversations.
+    /// Online users who may see `user`'s presence: friends, and members of their rooms.
     fn watchers(&self, user: UserId) -> HashSet<UserId> {
         let Some(online) = self.online.get(&user) else {
             return HashSet::new();
@@ -406,8 +419,8 @@ impl Inner {
             .copied()
             .filter(|f| self.online.contains_key(f))
             .collect();
-        for conversation in &online.conversations {
-            if let Some(members) = self.members.get(conversation) {
+        for room in &online.rooms {
+            if let Some(members) = self.members.get(room) {
                 watchers.extend(members.iter().copied());
             }
         }
@@ -577,7 +590,12 @@ mod tests {
         let (tx_a, tx_b) = (out_a.open(0), out_b.open(0));
         let a = users.connect(UserId(1), "one", tx_a.live());
         let b = users.connect(UserId(1), "one", tx_b.live());
-        users.track(UserId(1), &[ConversationId(5)], &[], Vec::new());
+        users.track(
+            UserId(1),
+            &[(ConversationId(5), ConversationKind::Room)],
+            &[],
+            Vec::new(),
+        );
         users.go_live(&a);
         users.on_message(&message(5, 1));
         users.on_message(&message(6, 1));
@@ -608,7 +626,12 @@ mod tests {
         let out = Outbound::multiplexed();
         let tx = out.open(0);
         let held = users.connect(UserId(1), "one", tx.live());
-        users.track(UserId(1), &[ConversationId(5)], &[], Vec::new());
+        users.track(
+            UserId(1),
+            &[(ConversationId(5), ConversationKind::Room)],
+            &[],
+            Vec::new(),
+        );
         let mut seq = 0;
         while users.lock().online[&UserId(1)]
             .connections
