@@ -25,6 +25,7 @@ use quibble_protocol::{
     ServerFrame, UserId,
 };
 
+use crate::access;
 use crate::chat::outbound::{LiveTx, SendError};
 use crate::chat::stream::encode_frame;
 use crate::store::{ConversationKind, Cursors, FriendState, Store, Summary};
@@ -49,7 +50,8 @@ struct Online {
     username: String,
     connections: HashMap<u64, Connection>,
     conversations: HashSet<ConversationId>,
-    /// Those of `conversations` that are rooms (presence is shared through them).
+    /// Those of `conversations` whose members see each other's presence (rooms, see
+    /// [`access::shares_presence`]).
     rooms: HashSet<ConversationId>,
     friends: HashSet<UserId>,
     /// Whether the user's coming online was announced (after the first connection loaded
@@ -163,7 +165,7 @@ impl Users {
         };
         for &(conversation, kind) in conversations {
             online.conversations.insert(conversation);
-            if kind == ConversationKind::Room {
+            if access::shares_presence(kind) {
                 online.rooms.insert(conversation);
             }
         }
@@ -209,7 +211,7 @@ impl Users {
         let Some(online) = inner.online.get_mut(&user) else {
             return;
         };
-        let room = summary.kind == ConversationKind::Room;
+        let room = access::shares_presence(summary.kind);
         if room {
             online.rooms.insert(conversation);
         }
