@@ -64,7 +64,8 @@ struct Online {
 pub const HELD_BYTES: usize = 256 * 1024;
 
 struct Connection {
-    tx: LiveTx,
+    /// `None` for a connection whose protocol version has no events (it counts as online).
+    tx: Option<LiveTx>,
     /// Until [`Users::go_live`]: events held back (and their bytes) so that they follow the
     /// snapshot the connection is sending.
     held: Option<(Vec<Bytes>, usize)>,
@@ -108,11 +109,12 @@ pub fn summary_frame(viewer: UserId, summary: &Summary) -> ConversationSummary {
 }
 
 impl Users {
-    /// Adds a connection of `user`, whose control stream `tx` will receive their events. Call
+    /// Adds a connection of `user`, whose control stream `tx` will receive their events (`None`:
+    /// a connection that only counts towards being online). Call
     /// [`Users::track`] next, with what the user is in (read after this call, so nothing
     /// changed in between is missed), send the snapshot, then [`Users::go_live`]: events until
     /// then are held and follow the snapshot.
-    pub fn connect(&self, user: UserId, username: &str, tx: LiveTx) -> Registration {
+    pub fn connect(&self, user: UserId, username: &str, tx: Option<LiveTx>) -> Registration {
         let mut inner = self.lock();
         inner.next_key += 1;
         let key = inner.next_key;
@@ -396,8 +398,11 @@ impl Users {
         let Some((held, _)) = connection.held.take() else {
             return;
         };
+        let Some(tx) = &connection.tx else {
+            return;
+        };
         for frame in held {
-            if !deliver(&connection.tx, &frame) {
+            if !deliver(tx, &frame) {
                 online.connections.remove(&registration.key);
                 return;
             }
@@ -455,20 +460,23 @@ impl Inner {
             let Some(online) = self.online.get_mut(&user) else {
                 continue;
             };
-            online
-                .connections
-                .retain(|_, connection| match &mut connection.held {
+            online.connections.retain(|_, connection| {
+                let Some(tx) = &connection.tx else {
+                    return true;
+                };
+                match &mut connection.held {
                     Some((held, bytes)) if *bytes + frame.len() <= HELD_BYTES => {
                         *bytes += frame.len();
                         held.push(frame.clone());
                         true
                     }
                     Some(_) => {
-                        slow(&connection.tx);
+                        slow(tx);
                         false
                     }
-                    None => deliver(&connection.tx, frame),
-                });
+                    None => deliver(tx, frame),
+                }
+            });
         }
     }
 
@@ -590,8 +598,8 @@ mod tests {
         let (out_a, out_b) = (Outbound::multiplexed(), Outbound::multiplexed());
         // The control streams stay open while their connections are.
         let (tx_a, tx_b) = (out_a.open(0), out_b.open(0));
-        let a = users.connect(UserId(1), "one", tx_a.live());
-        let b = users.connect(UserId(1), "one", tx_b.live());
+        let a = users.connect(UserId(1), "one", Some(tx_a.live()));
+        let b = users.connect(UserId(1), "one", Some(tx_b.live()));
         users.track(
             UserId(1),
             &[(ConversationId(5), ConversationKind::Room)],
@@ -627,7 +635,7 @@ mod tests {
         let users = Users::default();
         let out = Outbound::multiplexed();
         let tx = out.open(0);
-        let held = users.connect(UserId(1), "one", tx.live());
+        let held = users.connect(UserId(1), "one", Some(tx.live()));
         users.track(
             UserId(1),
             &[(ConversationId(5), ConversationKind::Room)],
