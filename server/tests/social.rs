@@ -876,12 +876,29 @@ async fn a_version_1_client_gets_no_events_but_counts_as_online() {
         // Something happens to Bob: an old client would choke on the event, so none comes.
         let (status, _) = post(&api, &ta, "/api/users/remove", json!({"username": "bob"})).await;
         assert_eq!(status, 200);
-        befriend(&api, &ta, &tb, "alice", "bob").await;
+        let dm = befriend(&api, &ta, &tb, "alice", "bob").await;
         old.send(0, &ClientFrame::Ping { nonce: 1 }).await;
         match old.received.recv().await {
             Some(support::Received::Frame(0, ServerFrame::Pong { nonce: 1 })) => {}
             other => panic!("expected only the Pong, got {other:?}"),
         }
+        // A refusal it cannot decode (`NotFriends`) comes as `Forbidden`.
+        let (status, _) = post(&api, &ta, "/api/users/remove", json!({"username": "bob"})).await;
+        assert_eq!(status, 200);
+        old.join(1, dm, None).await;
+        old.send(
+            1,
+            &ClientFrame::Send {
+                client_id: 1,
+                body: "hi".into(),
+            },
+        )
+        .await;
+        match old.next_frame(1).await {
+            ServerFrame::Rejected { code, .. } => assert_eq!(code, ErrorCode::Forbidden),
+            other => panic!("expected Rejected, got {other:?}"),
+        }
+        befriend(&api, &ta, &tb, "alice", "bob").await;
         old.close().await;
         alice
             .event_where(|f| match f {

@@ -106,7 +106,7 @@ async fn run(state: AppState, io: ConnIo) -> CloseReason {
         Ok(()) => {
             state.users.go_live(&registration);
             tracing::debug!(%peer, user = %user.username, "connection ready");
-            ready(&state, control, streams, user, &liveness).await
+            ready(&state, control, streams, user, version, &liveness).await
         }
         Err(close) => close,
     };
@@ -125,12 +125,14 @@ async fn ready(
     mut control: StreamIo,
     mut streams: mpsc::Receiver<StreamIo>,
     user: User,
+    version: u16,
     liveness: &Liveness,
 ) -> CloseReason {
     let heartbeat = state.limits.heartbeat;
     let ctx = Arc::new(ConnCtx {
         state: state.clone(),
         user,
+        version,
     });
     let mut tasks = JoinSet::new();
     let silence = heartbeat * 3;
