@@ -11,7 +11,6 @@ use std::time::SystemTime;
 use quibble_protocol::limits::MAX_TOKEN_LEN;
 use quibble_protocol::{ClientFrame, ErrorCode, PROTOCOL_VERSION, ServerFrame};
 use rand::Rng;
-use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until, timeout};
 
@@ -20,7 +19,9 @@ use crate::auth::hash_token;
 use crate::chat::conversation::{self, ConnCtx};
 use crate::chat::liveness::Liveness;
 use crate::chat::outbound::SendError;
-use crate::chat::stream::{CloseReason, Inbound, StreamIo, decode_error_code, encode_frame};
+use crate::chat::stream::{
+    CloseReason, Inbound, NewStreamRx, StreamIo, decode_error_code, encode_frame,
+};
 use crate::state::AppState;
 use crate::store::User;
 use crate::tls::unix_ms;
@@ -29,7 +30,7 @@ use crate::tls::unix_ms;
 pub struct ConnIo {
     pub control: StreamIo,
     /// Conversation streams as the peer opens them.
-    pub streams: mpsc::Receiver<StreamIo>,
+    pub streams: NewStreamRx,
     pub peer: SocketAddr,
     /// `webtransport` or `websocket`, for metrics.
     pub transport: &'static str,
@@ -40,23 +41,43 @@ pub struct ConnIo {
 }
 
 /// Serve a connection until it ends; the transport then closes it with the returned reason.
-pub async fn serve(state: AppState, io: ConnIo) -> CloseReason {
+///
+/// Not `async`, and the handshake boxed: its futures are large, and an `async fn`'s arguments
+/// and locals stay part of its future for the connection's whole life (see
+/// `bench/README.md`, memory per idle connection). The future returned holds only the box
+/// until `Welcome`, then what serving takes.
+pub fn serve(state: AppState, io: ConnIo) -> impl Future<Output = CloseReason> + Send {
     let transport = io.transport;
-    metrics::counter!(crate::metrics::CONNECTIONS, "transport" => transport).increment(1);
-    let open = metrics::gauge!(crate::metrics::CONNECTIONS_OPEN, "transport" => transport);
-    open.increment(1.0);
-    let reason = run(state, io).await;
-    open.decrement(1.0);
-    if let Some(code) = reason.code {
-        crate::metrics::error(crate::metrics::CONNECTION_ERRORS, code);
+    let handshake = Box::pin(handshake(state, io));
+    async move {
+        metrics::counter!(crate::metrics::CONNECTIONS, "transport" => transport).increment(1);
+        let open = metrics::gauge!(crate::metrics::CONNECTIONS_OPEN, "transport" => transport);
+        open.increment(1.0);
+        let reason = match handshake.await {
+            Ok(ready) => serve_ready(ready).await,
+            Err(close) => close,
+        };
+        open.decrement(1.0);
+        if let Some(code) = reason.code {
+            crate::metrics::error(crate::metrics::CONNECTION_ERRORS, code);
+        }
+        reason
     }
-    reason
 }
 
-async fn run(state: AppState, io: ConnIo) -> CloseReason {
+/// An authenticated connection, welcomed.
+struct Ready {
+    ctx: Arc<ConnCtx>,
+    control: StreamIo,
+    streams: NewStreamRx,
+    liveness: Arc<Liveness>,
+}
+
+/// `Hello` → `Welcome`.
+async fn handshake(state: AppState, io: ConnIo) -> Result<Ready, CloseReason> {
     let ConnIo {
         mut control,
-        mut streams,
+        streams,
         peer,
         liveness,
         admission,
@@ -72,35 +93,41 @@ async fn run(state: AppState, io: ConnIo) -> CloseReason {
             if let Some(code) = close.code {
                 send_error(&control, code, &close.reason);
             }
-            return close;
+            return Err(close);
         }
     };
-    let heartbeat = state.limits.heartbeat;
     let welcome = ServerFrame::Welcome {
         version: PROTOCOL_VERSION,
         user: user.id,
         username: user.username.clone(),
         epoch: state.store.epoch(),
-        heartbeat_ms: heartbeat.as_millis() as u32,
+        heartbeat_ms: state.limits.heartbeat.as_millis() as u32,
     };
     if control.outbound.send(encode_frame(&welcome)).await.is_err() {
-        return CloseReason::normal("peer left");
+        return Err(CloseReason::normal("peer left"));
     }
     tracing::debug!(%peer, user = %user.username, "connection ready");
+    Ok(Ready {
+        ctx: Arc::new(ConnCtx { state, user }),
+        control,
+        streams,
+        liveness,
+    })
+}
 
-    let ctx = Arc::new(ConnCtx {
-        state: state.clone(),
-        user,
-    });
+/// The connection's life after `Welcome`: pings, new streams, silence, shutdown.
+async fn serve_ready(mut ready: Ready) -> CloseReason {
+    let state = &ready.ctx.state;
+    let heartbeat = state.limits.heartbeat;
     let mut tasks = JoinSet::new();
     let silence = heartbeat * 3;
-    let mut deadline = liveness.last_seen().max(Instant::now()) + silence;
+    let mut deadline = ready.liveness.last_seen().max(Instant::now()) + silence;
     loop {
         tokio::select! {
-            frame = control.inbound.recv() => match frame {
+            frame = ready.control.inbound.recv() => match frame {
                 None => return CloseReason::normal("peer closed the control stream"),
                 Some(Inbound::Frame(ClientFrame::Ping { nonce })) => {
-                    match control.outbound.try_send(encode_frame(&ServerFrame::Pong { nonce })) {
+                    match ready.control.outbound.try_send(encode_frame(&ServerFrame::Pong { nonce })) {
                         Ok(()) => {}
                         Err(SendError::Full) => {
                             return CloseReason::error(
@@ -113,28 +140,28 @@ async fn run(state: AppState, io: ConnIo) -> CloseReason {
                 }
                 Some(Inbound::Frame(other)) => {
                     let reason = format!("{} is not allowed on the control stream", frame_name(&other));
-                    send_error(&control, ErrorCode::ProtocolViolation, &reason);
+                    send_error(&ready.control, ErrorCode::ProtocolViolation, &reason);
                     return CloseReason::error(ErrorCode::ProtocolViolation, reason);
                 }
                 Some(Inbound::Invalid(e)) => {
                     let code = decode_error_code(&e);
-                    send_error(&control, code, &e.to_string());
+                    send_error(&ready.control, code, &e.to_string());
                     return CloseReason::error(code, e.to_string());
                 }
             },
-            stream = streams.recv() => match stream {
+            stream = ready.streams.recv() => match stream {
                 Some(stream) => {
-                    tasks.spawn(conversation::serve(ctx.clone(), stream));
+                    tasks.spawn(conversation::serve(ready.ctx.clone(), stream));
                 }
                 None => return CloseReason::normal("transport closed"),
             },
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             // The writer gave up: the peer took nothing for too long, or is gone.
-            () = control.outbound.closed() => {
+            () = ready.control.outbound.closed() => {
                 return CloseReason::error(ErrorCode::SlowConsumer, "the peer does not read");
             }
             _ = sleep_until(deadline) => {
-                let heard = liveness.last_seen() + silence;
+                let heard = ready.liveness.last_seen() + silence;
                 if heard <= Instant::now() {
                     return CloseReason::normal("no heartbeat");
                 }
@@ -145,7 +172,7 @@ async fn run(state: AppState, io: ConnIo) -> CloseReason {
                     reconnect_after_ms: rand::rng().random_range(500..5_000),
                     reason: "server shutting down".into(),
                 };
-                control.outbound.send_last(encode_frame(&go_away));
+                ready.control.outbound.send_last(encode_frame(&go_away));
                 return CloseReason::error(ErrorCode::ShuttingDown, "server shutting down");
             }
         }
