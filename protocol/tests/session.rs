@@ -419,10 +419,16 @@ fn restored_sends_keep_their_client_ids_and_go_out_once() {
     let mut s = ready(0);
     // Restored before the join: sent on `Joined`, in order, under the ids given.
     assert!(s.restore(C, 42, "from the last run".into()));
-    assert!(!s.restore(C, 42, "from the last run".into()), "already pending");
+    assert!(
+        !s.restore(C, 42, "from the last run".into()),
+        "already pending"
+    );
     assert!(s.restore(D, 42, "same id, other conversation".into()));
     let fresh = s.send(C, "new".into());
-    assert_eq!(fresh, 1_000, "restoring does not use up the session's own ids");
+    assert_eq!(
+        fresh, 1_000,
+        "restoring does not use up the session's own ids"
+    );
     s.join(C);
     s.on_frame(conv(C), joined(C, 1, 0, 0), 1);
     let send = |client_id, body: &str| {
