@@ -217,8 +217,9 @@ function onEvent(event) {
         chat.joined = true;
         // A page asked for on a connection that then dropped is not coming: ask again later.
         chat.loading = false;
-        // What the join replays up to here was there before: not unread.
-        chat.seenUpTo = Math.max(chat.seenUpTo, event.headSeq);
+        // What the first join replays was there before the page: not unread. (What a rejoin
+        // after a reconnect replays came meanwhile: unread.)
+        chat.seenUpTo ??= event.headSeq;
         if (event.headSeq === 0) chat.hasMore = false;
         updateLogTop(chat);
       }
@@ -252,6 +253,7 @@ function onEvent(event) {
           // The session no longer wants this conversation; its pending sends will not go.
           client?.leave(chat.id);
           chat.joining = false;
+          if (chat.id === current) sessionStorage.removeItem(OPEN_KEY); // not to reopen
           for (const clientId of [...chat.pending.keys()]) {
             onRejected({ conversation: chat.id, clientId, reason: event.reason });
           }
@@ -460,7 +462,7 @@ function chatFor(id) {
     joined: false,
     pinned: true, // follow new messages
     unread: 0, // messages that came while another room was open
-    seenUpTo: 0, // the head seq when last joined: older messages are not unread
+    seenUpTo: null, // the head seq at the first join: messages up to it are not unread
     unseen: 0, // messages that came below while the reader was scrolled up
   };
   log.addEventListener('scroll', () => {
@@ -479,6 +481,7 @@ function clearChat(chat) {
   chat.list.replaceChildren(...chat.pending.values());
   markDays(chat);
   chat.bySeq.clear();
+  chat.seenUpTo = null;
   chat.oldest = null;
   chat.hasMore = true;
   chat.loading = false;
