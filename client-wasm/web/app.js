@@ -669,22 +669,41 @@ function renderMessage(author, body, own) {
   return element;
 }
 
-/** Put a day separator ("Today", "Yesterday", a date) before the first message of each day. */
+/**
+ * Put a day separator ("Today", "Yesterday", a date) before the first message of each day.
+ * One pass over the list that keeps the separators still right, so that a new message
+ * changes nothing above it (and the reader's scroll position stays put).
+ */
 function markDays(chat) {
-  for (const old of chat.list.querySelectorAll(':scope > li.day')) old.remove();
-  let last = null;
-  for (const element of chat.list.querySelectorAll(':scope > li.msg')) {
-    const at = Number(element.dataset.at);
+  let lastDay = null;
+  let separator = null; // the last separator met and not yet matched to a message
+  for (const node of [...chat.list.children]) {
+    if (node.classList.contains('day')) {
+      separator?.remove();
+      separator = node;
+      continue;
+    }
+    if (!node.classList.contains('msg')) continue;
+    const at = Number(node.dataset.at);
     const day = startOfDay(at);
-    if (day === last) continue;
-    last = day;
-    const separator = document.createElement('li');
-    separator.className = 'day';
-    separator.setAttribute('role', 'separator');
-    separator.textContent = dayLabel(at);
-    separator.setAttribute('aria-label', separator.textContent);
-    element.before(separator);
+    if (day !== lastDay) {
+      lastDay = day;
+      const label = dayLabel(at);
+      if (separator?.textContent !== label) {
+        separator?.remove();
+        separator = document.createElement('li');
+        separator.className = 'day';
+        separator.setAttribute('role', 'separator');
+        separator.setAttribute('aria-label', label);
+        separator.textContent = label;
+        node.before(separator);
+      }
+    } else {
+      separator?.remove();
+    }
+    separator = null;
   }
+  separator?.remove();
 }
 
 function startOfDay(ms) {
