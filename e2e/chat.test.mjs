@@ -541,6 +541,15 @@ describe('Quibble in a real browser', () => {
     await say(gina, 'W'.repeat(300));
     await say(gina, `see https://example.com/${'a/'.repeat(120)} and ${'Ш'.repeat(100)}`);
     await assertFits(gina, 'chat view');
+    // The hook receipts drive: data-state "delivered" shows two ticks, "read" two coloured ones.
+    const own = gina.page.locator('.log:not([hidden]) li.msg.own');
+    const colours = [];
+    for (const [index, state] of [[0, 'delivered'], [1, 'read']]) {
+      await own.nth(index).evaluate((element, value) => { element.dataset.state = value; }, state);
+      assert.deepEqual((await statusIcon(own.nth(index))).shown, ['tick1', 'tick2'], state);
+      colours.push(await own.nth(index).locator('.status').evaluate((e) => getComputedStyle(e).color));
+    }
+    assert.notEqual(colours[0], colours[1], 'read ticks are coloured');
     await gina.page.screenshot({ path: join(ARTIFACTS, 'chat-phone-long.png') });
     await gina.page.click('#back');
     await gina.page.locator(`button.room[data-room-name="${name}"]`).waitFor(WAIT);
