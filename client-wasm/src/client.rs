@@ -116,19 +116,17 @@ impl Client {
     }
 
     /// Queue again a message that an earlier page sent (`send`) but never saw `sent` or
-    /// `rejected` for, under its original client id (the decimal string `send` returned): the
-    /// server stores a client id once per author and conversation, so the message is stored
-    /// at most once however often it is restored. False when that id is already pending.
+    /// `rejected` for, under its original client id (`BigInt` of the decimal string `send`
+    /// returned): the server stores a client id once per author and conversation, so the
+    /// message is stored at most once however often it is restored. False when that id is
+    /// already pending.
     pub fn restore(
         &self,
         conversation: f64,
-        #[wasm_bindgen(js_name = clientId)] client_id: String,
+        #[wasm_bindgen(js_name = clientId)] client_id: u64,
         body: String,
     ) -> Result<bool, JsError> {
         let conversation = ConversationId(js::id_from_js(conversation)?);
-        let client_id: u64 = client_id
-            .parse()
-            .map_err(|_| JsError::new("clientId must be a decimal 64-bit integer"))?;
         check_body(&body)?;
         Ok(run(&self.driver, |d| {
             d.session.restore(conversation, client_id, body)

@@ -827,11 +827,13 @@ function restoreUnsent() {
   const kept = [];
   for (const unsent of readUnsent()) {
     const valid = unsent && Number.isSafeInteger(unsent.conversation)
-      && typeof unsent.clientId === 'string' && typeof unsent.body === 'string'
+      && typeof unsent.clientId === 'string' && /^\d{1,20}$/.test(unsent.clientId)
+      && typeof unsent.body === 'string'
       && Number.isFinite(unsent.at);
     if (!valid) continue; // not ours to understand: dropped
     try {
-      if (!client.restore(unsent.conversation, unsent.clientId, unsent.body)) continue; // twice
+      // False when listed twice: the first one stands.
+      if (!client.restore(unsent.conversation, BigInt(unsent.clientId), unsent.body)) continue;
     } catch (error) {
       console.warn(`quibble: dropping an unsent message: ${error.message ?? error}`);
       continue;
