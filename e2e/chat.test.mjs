@@ -529,6 +529,22 @@ describe('Quibble in a real browser', () => {
     assert.equal(await message(erin, text).count(), 1);
     assert.equal(await erin.page.evaluate(() => Object.keys(localStorage)
       .filter((key) => key.startsWith('quibble.outbox')).length), 0, 'nothing left to send');
+
+    // Three days on (a new context with erin's login), the day is named by its date.
+    const context = await browser.newContext({ storageState: await erin.context.storageState() });
+    await context.clock.install({ time: Date.now() + 3 * DAY_MS });
+    await context.clock.resume();
+    const later = { name: 'erin, 3 days on', context, page: await context.newPage() };
+    later.page.on('pageerror', (error) => pageErrors.push(`${later.name}: ${error.message}`));
+    await later.page.goto(`${baseUrl}/`);
+    await later.page.locator('#me', { hasText: 'erin' }).waitFor(WAIT);
+    await openRoom(later, 'lobby');
+    await sees(later, text, 'erin');
+    const [label, ...more] = await days(later);
+    assert.deepEqual(more, []);
+    assert.doesNotMatch(label, /Today|Yesterday/);
+    assert.match(label, new RegExp(`\\b${new Date().getDate()}\\b`), label);
+    await context.close();
   });
 
   it('the phone layout holds at 390 px with a 64-character room name and long words', async () => {

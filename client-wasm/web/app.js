@@ -720,7 +720,8 @@ function dayLabel(ms) {
   today.setDate(today.getDate() - 1);
   if (day === today.getTime()) return 'Yesterday';
   const date = new Date(ms);
-  return date.getFullYear() === today.getFullYear() ? dayFormat.format(date) : dayYearFormat.format(date);
+  const thisYear = date.getFullYear() === new Date().getFullYear();
+  return thisYear ? dayFormat.format(date) : dayYearFormat.format(date);
 }
 
 function appendNotice(chat, text) {
