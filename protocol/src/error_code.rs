@@ -30,7 +30,7 @@ pub enum ErrorCode {
     /// The server failed; the request may be retried.
     Internal,
     /// Sending in a direct-message conversation needs its two members to be friends; they are
-    /// not (any more). The history stays readable.
+    /// not (any more). The history stays readable. (Version-1 connections get `Forbidden`.)
     NotFriends,
 }
 

@@ -14,8 +14,20 @@ use serde::{Deserialize, Serialize};
 
 use crate::error_code::ErrorCode;
 
-/// Version a client announces in `Hello`; the server refuses versions it cannot speak.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// Version a client announces in `Hello`; the server refuses versions it cannot speak and
+/// answers `Welcome` with the version the connection speaks.
+///
+/// Version 2 adds the user's events on the control stream (`Conversations` and the frames
+/// after it in [`ServerFrame`]) and the `Receipt` and `Typing` client frames. A server speaks
+/// every version from [`MIN_PROTOCOL_VERSION`] up; a version-1 connection never gets a
+/// version-2 frame (it could not decode one).
+pub const PROTOCOL_VERSION: u16 = 2;
+
+/// The oldest version a server still speaks.
+pub const MIN_PROTOCOL_VERSION: u16 = 1;
+
+/// The first version whose connections get the user's events on the control stream.
+pub const EVENTS_VERSION: u16 = 2;
 
 /// A conversation: a room (and, later, a direct-message pair). Ids are assigned by the store.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

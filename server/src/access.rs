@@ -7,6 +7,9 @@
 //! - A DM has exactly two members; only they may open it, read it or report receipts in it
 //!   (anyone else: `Forbidden`). Both keep that for good, also after unfriending.
 //! - Sending in a DM needs its members to be friends now (else `NotFriends`).
+//! - Presence is seen by friends and by fellow members of a room ([`shares_presence`]); a DM,
+//!   which outlives the friendship, shares nothing by itself. (The user hub applies this when
+//!   it routes presence, from what it knows of who is online.)
 //!
 //! Reading is proved by a [`Grant`], which only [`may_read`] makes: the stream code that
 //! replays and pages history takes a `Grant`, so it cannot serve a conversation nobody checked.
@@ -86,6 +89,14 @@ pub async fn may_send(store: &Store, grant: &Grant) -> Result<(), Refusal> {
                 _ => Err(Refusal::NotFriends),
             }
         }
+    }
+}
+
+/// Do the members of a conversation of this kind see each other's presence?
+pub fn shares_presence(kind: ConversationKind) -> bool {
+    match kind {
+        ConversationKind::Room => true,
+        ConversationKind::Dm(..) => false,
     }
 }
 

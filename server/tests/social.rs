@@ -764,6 +764,15 @@ async fn presence_is_seen_by_friends_and_room_co_members_only() {
     };
     assert!(dave.event_where(online(carol_id)).await);
     assert!(carol.event_where(online(dave_id)).await);
+
+    // Unfriended, Bob no longer sees Alice, though their DM stays.
+    let (status, _) = post(&api, &tb, "/api/users/remove", json!({"username": "alice"})).await;
+    assert_eq!(status, 200);
+    let (_alice, _, _) = connect(&server, Transport::WebTransport, &ta).await;
+    assert!(carol.event_where(alice_online).await);
+    let seen =
+        tokio::time::timeout(Duration::from_millis(500), bob.event_where(alice_online)).await;
+    assert!(seen.is_err(), "an ex-friend sees nothing: {seen:?}");
 }
 
 #[tokio::test]
@@ -829,4 +838,77 @@ async fn last_seen_survives_a_restart() {
     let server = TestServer::start(&data);
     let (mut alice, _, _) = connect(&server, Transport::WebSocket, &ta).await;
     assert_eq!(alice.event_where(offline).await, seen, "from the store");
+}
+
+#[tokio::test]
+async fn a_version_1_client_gets_no_events_but_counts_as_online() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("data"));
+    let api = server.api();
+    let (ta, tb) = (api.signup("alice").await, api.signup("bob").await);
+    let bob_id = user_id(&api, &tb).await;
+    befriend(&api, &ta, &tb, "alice", "bob").await;
+    let (mut alice, _, _) = connect(&server, Transport::WebSocket, &ta).await;
+    for transport in BOTH {
+        let mut old = match transport {
+            Transport::WebTransport => RawPeer::webtransport(&server).await,
+            Transport::WebSocket => RawPeer::websocket(&server).await,
+        };
+        old.send(
+            0,
+            &ClientFrame::Hello {
+                version: 1,
+                token: tb.clone(),
+            },
+        )
+        .await;
+        match old.next_frame(0).await {
+            ServerFrame::Welcome { version, .. } => assert_eq!(version, 1),
+            other => panic!("expected Welcome, got {other:?}"),
+        }
+        let online = alice
+            .event_where(|f| match f {
+                ServerFrame::Presence { user, online, .. } if *user == bob_id => Some(*online),
+                _ => None,
+            })
+            .await;
+        assert!(online, "{transport:?}");
+        // Something happens to Bob: an old client would choke on the event, so none comes.
+        let (status, _) = post(&api, &ta, "/api/users/remove", json!({"username": "bob"})).await;
+        assert_eq!(status, 200);
+        let dm = befriend(&api, &ta, &tb, "alice", "bob").await;
+        old.send(0, &ClientFrame::Ping { nonce: 1 }).await;
+        match old.received.recv().await {
+            Some(support::Received::Frame(0, ServerFrame::Pong { nonce: 1 })) => {}
+            other => panic!("expected only the Pong, got {other:?}"),
+        }
+        // A refusal it cannot decode (`NotFriends`) comes as `Forbidden`.
+        let (status, _) = post(&api, &ta, "/api/users/remove", json!({"username": "bob"})).await;
+        assert_eq!(status, 200);
+        old.join(1, dm, None).await;
+        old.send(
+            1,
+            &ClientFrame::Send {
+                client_id: 1,
+                body: "hi".into(),
+            },
+        )
+        .await;
+        match old.next_frame(1).await {
+            ServerFrame::Rejected { code, .. } => assert_eq!(code, ErrorCode::Forbidden),
+            other => panic!("expected Rejected, got {other:?}"),
+        }
+        befriend(&api, &ta, &tb, "alice", "bob").await;
+        old.close().await;
+        alice
+            .event_where(|f| match f {
+                ServerFrame::Presence {
+                    user,
+                    online: false,
+                    ..
+                } if *user == bob_id => Some(()),
+                _ => None,
+            })
+            .await;
+    }
 }

@@ -13,7 +13,8 @@ use std::time::SystemTime;
 
 use quibble_protocol::limits::MAX_TOKEN_LEN;
 use quibble_protocol::{
-    ClientFrame, ConversationId, ErrorCode, PROTOCOL_VERSION, ServerFrame, UserId,
+    ClientFrame, ConversationId, EVENTS_VERSION, ErrorCode, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    ServerFrame, UserId,
 };
 use rand::Rng;
 use tokio::sync::mpsc;
@@ -29,7 +30,7 @@ use crate::chat::outbound::SendError;
 use crate::chat::stream::{CloseReason, Inbound, StreamIo, decode_error_code, encode_frame};
 use crate::chat::users::summary_frame;
 use crate::state::AppState;
-use crate::store::{FriendEntry, FriendState, StoreError, User};
+use crate::store::{ConversationKind, FriendEntry, FriendState, StoreError, User};
 use crate::tls::unix_ms;
 
 /// What a transport hands the engine for one connection.
@@ -69,10 +70,10 @@ async fn run(state: AppState, io: ConnIo) -> CloseReason {
         admission,
         ..
     } = io;
-    let user = match hello(&state, &mut control).await {
-        Ok(user) => {
+    let (user, version) = match hello(&state, &mut control).await {
+        Ok(hello) => {
             admission.authenticated();
-            user
+            hello
         }
         Err(close) => {
             tracing::debug!(%peer, reason = %close.reason, "refused connection");
@@ -84,7 +85,7 @@ async fn run(state: AppState, io: ConnIo) -> CloseReason {
     };
     let heartbeat = state.limits.heartbeat;
     let welcome = ServerFrame::Welcome {
-        version: PROTOCOL_VERSION,
+        version,
         user: user.id,
         username: user.username.clone(),
         epoch: state.store.epoch(),
@@ -93,15 +94,19 @@ async fn run(state: AppState, io: ConnIo) -> CloseReason {
     if control.outbound.send(encode_frame(&welcome)).await.is_err() {
         return CloseReason::normal("peer left");
     }
-    // In the user hub before the snapshot is read, so nothing after it is missed.
-    let registration = state
-        .users
-        .connect(user.id, &user.username, control.outbound.live());
-    let close = match introduce(&state, &control, &user).await {
+    // In the user hub before the snapshot is read, so nothing after it is missed. An older
+    // client is there only to count as online: it could not decode the events.
+    let events = version >= EVENTS_VERSION;
+    let registration = state.users.connect(
+        user.id,
+        &user.username,
+        events.then(|| control.outbound.live()),
+    );
+    let close = match introduce(&state, &control, &user, events).await {
         Ok(()) => {
             state.users.go_live(&registration);
             tracing::debug!(%peer, user = %user.username, "connection ready");
-            ready(&state, control, streams, user, &liveness).await
+            ready(&state, control, streams, user, version, &liveness).await
         }
         Err(close) => close,
     };
@@ -120,12 +125,14 @@ async fn ready(
     mut control: StreamIo,
     mut streams: mpsc::Receiver<StreamIo>,
     user: User,
+    version: u16,
     liveness: &Liveness,
 ) -> CloseReason {
     let heartbeat = state.limits.heartbeat;
     let ctx = Arc::new(ConnCtx {
         state: state.clone(),
         user,
+        version,
     });
     let mut tasks = JoinSet::new();
     let silence = heartbeat * 3;
@@ -202,9 +209,15 @@ async fn ready(
 /// Most conversations in one `Conversations` frame (each at most a few hundred bytes).
 const SNAPSHOT_CHUNK: usize = 64;
 
-/// After `Welcome`: the user's conversations and the presence of those they see, sent as the
+/// After `Welcome`: tells the user hub what the user is in (which brings them online), and
+/// with `events` sends the user's conversations and the presence of those they see, as the
 /// peer reads them.
-async fn introduce(state: &AppState, control: &StreamIo, user: &User) -> Result<(), CloseReason> {
+async fn introduce(
+    state: &AppState,
+    control: &StreamIo,
+    user: &User,
+    events: bool,
+) -> Result<(), CloseReason> {
     let failed = |e: StoreError| {
         tracing::error!("cannot read a conversation list: {e}");
         CloseReason::error(ErrorCode::Internal, "cannot read your conversations now")
@@ -228,8 +241,12 @@ async fn introduce(state: &AppState, control: &StreamIo, user: &User) -> Result<
         .filter_map(|(id, ms)| names.get(&id).map(|name| (id, (*name).to_owned(), ms)))
         .collect();
     let summaries = state.store.summaries(user.id).await.map_err(failed)?;
-    let conversations: Vec<ConversationId> = summaries.iter().map(|s| s.conversation).collect();
+    let conversations: Vec<(ConversationId, ConversationKind)> =
+        summaries.iter().map(|s| (s.conversation, s.kind)).collect();
     let presence = state.users.track(user.id, &conversations, &ids, seen);
+    if !events {
+        return Ok(());
+    }
     let mut chunks = summaries.chunks(SNAPSHOT_CHUNK).peekable();
     let gone = |_| CloseReason::normal("peer left");
     if chunks.peek().is_none() {
@@ -312,8 +329,8 @@ fn refused(refusal: Refusal) -> CloseReason {
     CloseReason::error(refusal.code(), refusal.to_string())
 }
 
-/// Wait for `Hello` and check its version and token.
-async fn hello(state: &AppState, control: &mut StreamIo) -> Result<User, CloseReason> {
+/// Wait for `Hello` and check its version and token; the user and the version spoken.
+async fn hello(state: &AppState, control: &mut StreamIo) -> Result<(User, u16), CloseReason> {
     let first = timeout(state.limits.hello_timeout, control.inbound.recv())
         .await
         .map_err(|_| CloseReason::error(ErrorCode::ProtocolViolation, "no Hello in time"))?;
@@ -330,11 +347,12 @@ async fn hello(state: &AppState, control: &mut StreamIo) -> Result<User, CloseRe
             ));
         }
     };
-    if version != PROTOCOL_VERSION {
+    if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version) {
         return Err(CloseReason::error(
             ErrorCode::UnsupportedVersion,
             format!(
-                "protocol version {version} is not supported (this server speaks {PROTOCOL_VERSION})"
+                "protocol version {version} is not supported (this server speaks \
+                 {MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION})"
             ),
         ));
     }
@@ -345,7 +363,7 @@ async fn hello(state: &AppState, control: &mut StreamIo) -> Result<User, CloseRe
     let hash = hash_token(&token);
     let now = unix_ms(SystemTime::now());
     match store.session_user(&hash, now).await {
-        Ok(Some(user)) => Ok(user),
+        Ok(Some(user)) => Ok((user, version)),
         Ok(None) => Err(CloseReason::error(
             ErrorCode::Unauthorized,
             "invalid or expired token",

@@ -18,7 +18,9 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
 use quibble_protocol::limits::{MAX_BODY_LEN, MAX_HISTORY_PAGE};
-use quibble_protocol::{ChatMessage, ClientFrame, ConversationId, Cursor, ErrorCode, ServerFrame};
+use quibble_protocol::{
+    ChatMessage, ClientFrame, ConversationId, Cursor, EVENTS_VERSION, ErrorCode, ServerFrame,
+};
 use tokio::time::{Instant, timeout};
 
 use crate::access::{self, Grant};
@@ -41,6 +43,8 @@ const MESSAGE_FRAME_MAX: usize = MAX_BODY_LEN + 256;
 pub struct ConnCtx {
     pub state: AppState,
     pub user: User,
+    /// The protocol version the connection speaks.
+    pub version: u16,
 }
 
 /// How a stream ends, other than the peer finishing it.
@@ -156,7 +160,7 @@ async fn run(ctx: &ConnCtx, io: &mut StreamIo) -> Result<(), End> {
                 Some(Inbound::Frame(frame)) => match frame {
                     ClientFrame::Send { client_id, body } => {
                         let now = Instant::now();
-                        let refusal = may_send(state, &grant).await?
+                        let refusal = may_send(ctx, &grant).await?
                             .and_then(|()| check_body(&body).map_err(|reason| (ErrorCode::InvalidInput, reason)))
                             .and_then(|()| order.admit(client_id, now).map_err(|wait| (ErrorCode::RateLimited, held_back_reason(wait))))
                             .and_then(|()| state.send_limiter.check(ctx.user.id).map_err(|wait| {
@@ -309,12 +313,19 @@ async fn history(
 }
 
 /// Whether the grant's holder may send now: `Ok(Err(..))` refuses this send with a code,
-/// `Err` ends the stream (the store failed).
-async fn may_send(state: &AppState, grant: &Grant) -> Result<Result<(), (ErrorCode, String)>, End> {
-    match access::may_send(&state.store, grant).await {
+/// `Err` ends the stream (the store failed). A version-1 connection cannot decode `NotFriends`
+/// and gets `Forbidden` instead.
+async fn may_send(ctx: &ConnCtx, grant: &Grant) -> Result<Result<(), (ErrorCode, String)>, End> {
+    match access::may_send(&ctx.state.store, grant).await {
         Ok(()) => Ok(Ok(())),
         Err(access::Refusal::Store(e)) => Err(e.into()),
-        Err(other) => Ok(Err((other.code(), other.to_string()))),
+        Err(other) => {
+            let code = match other.code() {
+                ErrorCode::NotFriends if ctx.version < EVENTS_VERSION => ErrorCode::Forbidden,
+                code => code,
+            };
+            Ok(Err((code, other.to_string())))
+        }
     }
 }
 

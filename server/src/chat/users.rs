@@ -11,7 +11,7 @@
 //! Events: conversation activity (one shared encoding per message for every online member),
 //! list changes (joined, left, own cursors moved), other members' receipts, friend changes,
 //! presence (online while any connection is live; seen by online friends and members of the
-//! user's conversations) and typing. Frames are pushed without waiting into each connection's
+//! user's rooms — not through a DM, which outlives the friendship) and typing. Frames are pushed without waiting into each connection's
 //! byte-bounded control queue; a control stream whose queue is full is ended with
 //! `SlowConsumer` (its connection then closes) and dropped from the hub.
 
@@ -25,6 +25,7 @@ use quibble_protocol::{
     ServerFrame, UserId,
 };
 
+use crate::access;
 use crate::chat::outbound::{LiveTx, SendError};
 use crate::chat::stream::encode_frame;
 use crate::store::{ConversationKind, Cursors, FriendState, Store, Summary};
@@ -49,6 +50,9 @@ struct Online {
     username: String,
     connections: HashMap<u64, Connection>,
     conversations: HashSet<ConversationId>,
+    /// Those of `conversations` whose members see each other's presence (rooms, see
+    /// [`access::shares_presence`]).
+    rooms: HashSet<ConversationId>,
     friends: HashSet<UserId>,
     /// Whether the user's coming online was announced (after the first connection loaded
     /// who may see it).
@@ -60,7 +64,8 @@ struct Online {
 pub const HELD_BYTES: usize = 256 * 1024;
 
 struct Connection {
-    tx: LiveTx,
+    /// `None` for a connection whose protocol version has no events (it counts as online).
+    tx: Option<LiveTx>,
     /// Until [`Users::go_live`]: events held back (and their bytes) so that they follow the
     /// snapshot the connection is sending.
     held: Option<(Vec<Bytes>, usize)>,
@@ -104,11 +109,12 @@ pub fn summary_frame(viewer: UserId, summary: &Summary) -> ConversationSummary {
 }
 
 impl Users {
-    /// Adds a connection of `user`, whose control stream `tx` will receive their events. Call
+    /// Adds a connection of `user`, whose control stream `tx` will receive their events (`None`:
+    /// a connection that only counts towards being online). Call
     /// [`Users::track`] next, with what the user is in (read after this call, so nothing
     /// changed in between is missed), send the snapshot, then [`Users::go_live`]: events until
     /// then are held and follow the snapshot.
-    pub fn connect(&self, user: UserId, username: &str, tx: LiveTx) -> Registration {
+    pub fn connect(&self, user: UserId, username: &str, tx: Option<LiveTx>) -> Registration {
         let mut inner = self.lock();
         inner.next_key += 1;
         let key = inner.next_key;
@@ -119,6 +125,7 @@ impl Users {
                 username: username.to_owned(),
                 connections: HashMap::new(),
                 conversations: HashSet::new(),
+                rooms: HashSet::new(),
                 friends: HashSet::new(),
                 announced: false,
             })
@@ -147,7 +154,7 @@ impl Users {
     pub fn track(
         &self,
         user: UserId,
-        conversations: &[ConversationId],
+        conversations: &[(ConversationId, ConversationKind)],
         friends: &[UserId],
         seen: Vec<(UserId, String, u64)>,
     ) -> Vec<Bytes> {
@@ -158,11 +165,16 @@ impl Users {
         let Some(online) = inner.online.get_mut(&user) else {
             return Vec::new();
         };
-        online.conversations.extend(conversations.iter().copied());
+        for &(conversation, kind) in conversations {
+            online.conversations.insert(conversation);
+            if access::shares_presence(kind) {
+                online.rooms.insert(conversation);
+            }
+        }
         online.friends.extend(friends.iter().copied());
         let announce = !online.announced;
         online.announced = true;
-        for conversation in conversations {
+        for (conversation, _) in conversations {
             inner.members.entry(*conversation).or_default().insert(user);
         }
         if announce && let Some(frame) = inner.presence_of(user) {
@@ -201,7 +213,12 @@ impl Users {
         let Some(online) = inner.online.get_mut(&user) else {
             return;
         };
-        if !online.conversations.insert(conversation) {
+        let room = access::shares_presence(summary.kind);
+        if room {
+            online.rooms.insert(conversation);
+        }
+        if !online.conversations.insert(conversation) || !room {
+            inner.members.entry(conversation).or_default().insert(user);
             inner.push_all([user], &frame);
             return;
         }
@@ -226,6 +243,7 @@ impl Users {
             return;
         };
         online.conversations.remove(&conversation);
+        online.rooms.remove(&conversation);
         inner.unindex(user, conversation);
         let frame = encode_frame(&ServerFrame::ConversationRemoved { conversation });
         inner.push_all([user], &frame);
@@ -380,8 +398,11 @@ impl Users {
         let Some((held, _)) = connection.held.take() else {
             return;
         };
+        let Some(tx) = &connection.tx else {
+            return;
+        };
         for frame in held {
-            if !deliver(&connection.tx, &frame) {
+            if !deliver(tx, &frame) {
                 online.connections.remove(&registration.key);
                 return;
             }
@@ -394,8 +415,7 @@ impl Users {
 }
 
 impl Inner {
-    /// Online users who may see `user`'s presence: friends, and members of their
-    /// conversations.
+    /// Online users who may see `user`'s presence: friends, and members of their rooms.
     fn watchers(&self, user: UserId) -> HashSet<UserId> {
         let Some(online) = self.online.get(&user) else {
             return HashSet::new();
@@ -406,8 +426,8 @@ impl Inner {
             .copied()
             .filter(|f| self.online.contains_key(f))
             .collect();
-        for conversation in &online.conversations {
-            if let Some(members) = self.members.get(conversation) {
+        for room in &online.rooms {
+            if let Some(members) = self.members.get(room) {
                 watchers.extend(members.iter().copied());
             }
         }
@@ -440,20 +460,23 @@ impl Inner {
             let Some(online) = self.online.get_mut(&user) else {
                 continue;
             };
-            online
-                .connections
-                .retain(|_, connection| match &mut connection.held {
+            online.connections.retain(|_, connection| {
+                let Some(tx) = &connection.tx else {
+                    return true;
+                };
+                match &mut connection.held {
                     Some((held, bytes)) if *bytes + frame.len() <= HELD_BYTES => {
                         *bytes += frame.len();
                         held.push(frame.clone());
                         true
                     }
                     Some(_) => {
-                        slow(&connection.tx);
+                        slow(tx);
                         false
                     }
-                    None => deliver(&connection.tx, frame),
-                });
+                    None => deliver(tx, frame),
+                }
+            });
         }
     }
 
@@ -575,9 +598,14 @@ mod tests {
         let (out_a, out_b) = (Outbound::multiplexed(), Outbound::multiplexed());
         // The control streams stay open while their connections are.
         let (tx_a, tx_b) = (out_a.open(0), out_b.open(0));
-        let a = users.connect(UserId(1), "one", tx_a.live());
-        let b = users.connect(UserId(1), "one", tx_b.live());
-        users.track(UserId(1), &[ConversationId(5)], &[], Vec::new());
+        let a = users.connect(UserId(1), "one", Some(tx_a.live()));
+        let b = users.connect(UserId(1), "one", Some(tx_b.live()));
+        users.track(
+            UserId(1),
+            &[(ConversationId(5), ConversationKind::Room)],
+            &[],
+            Vec::new(),
+        );
         users.go_live(&a);
         users.on_message(&message(5, 1));
         users.on_message(&message(6, 1));
@@ -607,8 +635,13 @@ mod tests {
         let users = Users::default();
         let out = Outbound::multiplexed();
         let tx = out.open(0);
-        let held = users.connect(UserId(1), "one", tx.live());
-        users.track(UserId(1), &[ConversationId(5)], &[], Vec::new());
+        let held = users.connect(UserId(1), "one", Some(tx.live()));
+        users.track(
+            UserId(1),
+            &[(ConversationId(5), ConversationKind::Room)],
+            &[],
+            Vec::new(),
+        );
         let mut seq = 0;
         while users.lock().online[&UserId(1)]
             .connections
