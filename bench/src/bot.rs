@@ -229,6 +229,14 @@ impl State {
             Event::GoAway { .. } => self.error("the server is going away"),
             Event::Reset { .. } => self.error("the store's epoch changed (history reset)"),
             Event::History { .. } => self.error("a history page nobody asked for"),
+            // The social events (conversation list, receipts, presence, …) are not measured.
+            Event::ConversationList(_)
+            | Event::ConversationUpdated(_)
+            | Event::ConversationRemoved { .. }
+            | Event::Receipt { .. }
+            | Event::Friend { .. }
+            | Event::Presence { .. }
+            | Event::Typing { .. } => {}
         }
     }
 

@@ -66,6 +66,53 @@ pub async fn create_room(token: String, name: String) -> Result<JsValue, JsValue
     request("POST", "/api/rooms", Some(&token), Some(body)).await
 }
 
+/// `GET /api/friends`: friends and pending requests both ways.
+#[wasm_bindgen(unchecked_return_type = "Friends")]
+pub async fn friends(token: String) -> Result<JsValue, JsValue> {
+    request("GET", "/api/friends", Some(&token), None).await
+}
+
+/// `POST /api/users/add`: ask `username` to be friends, or accept their request; resolves to
+/// `{status, user}` (`requested`, `already_requested`, `accepted`, `already_friends`).
+#[wasm_bindgen(js_name = addFriend, unchecked_return_type = "FriendChange")]
+pub async fn add_friend(token: String, username: String) -> Result<JsValue, JsValue> {
+    by_username("/api/users/add", token, username).await
+}
+
+/// `POST /api/users/remove`: decline their request, cancel yours, or unfriend; resolves to
+/// `{status, user}` (`declined`, `cancelled`, `unfriended`, `nothing`).
+#[wasm_bindgen(js_name = removeFriend, unchecked_return_type = "FriendChange")]
+pub async fn remove_friend(token: String, username: String) -> Result<JsValue, JsValue> {
+    by_username("/api/users/remove", token, username).await
+}
+
+/// `POST /api/users/dm`: the DM with `username`, `{conversation, user, can_send}`; rejects
+/// with `not_friends` if the two never were friends.
+#[wasm_bindgen(js_name = openDm, unchecked_return_type = "Dm")]
+pub async fn open_dm(token: String, username: String) -> Result<JsValue, JsValue> {
+    by_username("/api/users/dm", token, username).await
+}
+
+/// `POST /api/rooms/{id}/join`: become a member (the room enters the conversation list).
+#[wasm_bindgen(js_name = joinRoom, unchecked_return_type = "Membership")]
+pub async fn join_room(token: String, room: f64) -> Result<JsValue, JsValue> {
+    membership(token, room, "join").await
+}
+
+/// `POST /api/rooms/{id}/leave`: stop being a member.
+#[wasm_bindgen(js_name = leaveRoom, unchecked_return_type = "Membership")]
+pub async fn leave_room(token: String, room: f64) -> Result<JsValue, JsValue> {
+    membership(token, room, "leave").await
+}
+
+/// `GET /api/conversations/{id}/receipts`: the members' cursors, for "seen by".
+#[wasm_bindgen(js_name = memberReceipts, unchecked_return_type = "{receipts: MemberReceipt[]}")]
+pub async fn member_receipts(token: String, conversation: f64) -> Result<JsValue, JsValue> {
+    let id = js::id_from_js(conversation)?;
+    let path = format!("/api/conversations/{id}/receipts");
+    request("GET", &path, Some(&token), None).await
+}
+
 /// `GET /api/cert`: `{sha256_hex, not_after_ms, webtransport_port}`.
 pub async fn cert() -> Result<JsValue, JsValue> {
     request("GET", "/api/cert", None, None).await
@@ -77,6 +124,16 @@ async fn credentials(path: &str, username: String, password: String) -> Result<J
         .set("password", password)
         .build();
     request("POST", path, None, Some(body)).await
+}
+
+async fn by_username(path: &str, token: String, username: String) -> Result<JsValue, JsValue> {
+    let body = Obj::new().set("username", username).build();
+    request("POST", path, Some(&token), Some(body)).await
+}
+
+async fn membership(token: String, room: f64, verb: &str) -> Result<JsValue, JsValue> {
+    let path = format!("/api/rooms/{}/{verb}", js::id_from_js(room)?);
+    request("POST", &path, Some(&token), None).await
 }
 
 /// One API call: the parsed JSON body on success (`undefined` for 204).

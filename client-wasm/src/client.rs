@@ -144,6 +144,61 @@ impl Client {
         }))
     }
 
+    /// Join a conversation starting after `seq` (typically the `readSeq` of its list entry)
+    /// instead of with the recent page: exactly the unread messages follow, then live ones;
+    /// `loadOlder` pages back from there. Like `join` if the client already has a cursor.
+    #[wasm_bindgen(js_name = joinFrom)]
+    pub fn join_from(&self, conversation: f64, seq: f64) -> Result<(), JsError> {
+        let conversation = ConversationId(js::id_from_js(conversation)?);
+        let seq = js::id_from_js(seq)?;
+        run(&self.driver, |d| d.session.join_from(conversation, seq));
+        Ok(())
+    }
+
+    /// The user has seen what arrived so far in a joined conversation: report it read
+    /// (debounced, 500 ms). False when the conversation is not joined yet. Messages arriving
+    /// are reported delivered by themselves.
+    #[wasm_bindgen(js_name = markRead)]
+    pub fn mark_read(&self, conversation: f64) -> Result<bool, JsError> {
+        let conversation = ConversationId(js::id_from_js(conversation)?);
+        Ok(run(&self.driver, |d| {
+            d.session.mark_read(conversation, js::now_ms())
+        }))
+    }
+
+    /// The conversation on screen (page visible and focused), or `null` when none is: it is
+    /// marked read now and as messages arrive while it stays on screen.
+    #[wasm_bindgen(js_name = setViewing)]
+    pub fn set_viewing(&self, conversation: Option<f64>) -> Result<(), JsError> {
+        let conversation = conversation
+            .map(|c| js::id_from_js(c).map(ConversationId))
+            .transpose()?;
+        run(&self.driver, |d| {
+            d.session.set_viewing(conversation, js::now_ms())
+        });
+        Ok(())
+    }
+
+    /// The user is typing in a conversation: call it on every input event; a `Typing` frame
+    /// goes out at most every 3 s (the indicator lasts 5 s). Returns whether one went out.
+    pub fn typing(&self, conversation: f64) -> Result<bool, JsError> {
+        let conversation = ConversationId(js::id_from_js(conversation)?);
+        Ok(run(&self.driver, |d| {
+            d.session.typing(conversation, js::now_ms())
+        }))
+    }
+
+    /// The conversation list as the server last reported it, by conversation id (the same
+    /// entries as the `conversations` / `conversationUpdated` events; sort by `activityMs`).
+    #[wasm_bindgen(unchecked_return_type = "ConversationSummary[]")]
+    pub fn conversations(&self) -> js_sys::Array {
+        let d = self.driver.borrow();
+        d.session
+            .conversations()
+            .map(|s| js::summary(s.clone()))
+            .collect()
+    }
+
     /// Close the connection for good; the client does nothing more.
     pub fn close(&self) {
         run(&self.driver, Driver::close);

@@ -3,8 +3,8 @@
 //! timers, object building).
 
 use js_sys::{Array, Math, Object, Reflect};
-use quibble_protocol::ChatMessage;
 use quibble_protocol::session::{Event, State, StreamKey};
+use quibble_protocol::{ChatMessage, ConversationKind, ConversationSummary, FriendStatus};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
@@ -35,7 +35,37 @@ export type ClientEvent =
   | { type: "rejected"; conversation: number; clientId: string; code: string; reason: string }
   | { type: "error"; conversation: number | null; code: string; reason: string }
   | { type: "goaway"; reconnectAfterMs: number }
-  | { type: "disconnected" };
+  | { type: "disconnected" }
+  /** The whole conversation list, newest activity first: after every connect (replace yours). */
+  | { type: "conversations"; conversations: ConversationSummary[] }
+  /** One entry as it is now: added (room joined, new DM), own cursors moved, or a new message. */
+  | { type: "conversationUpdated"; summary: ConversationSummary }
+  /** The user left the room; drop it from the list. */
+  | { type: "conversationRemoved"; conversation: number }
+  /** Another member's cursors moved (ticks, "seen by"). */
+  | { type: "receipt"; conversation: number; user: number; delivered: number; read: number }
+  /** How the user stands with `user` changed; `dm` is the pair's DM once they have one. */
+  | { type: "friend"; user: number; username: string;
+      status: "none" | "friends" | "outgoing" | "incoming"; dm: number | null }
+  /** A friend's or room co-member's presence; `lastSeenMs` is 0 while online. */
+  | { type: "presence"; user: number; username: string; online: boolean; lastSeenMs: number }
+  /** `user` started or stopped typing (the server says when it ran out); void after "disconnected". */
+  | { type: "typing"; conversation: number; user: number; username: string; typing: boolean };
+export interface LastMessage { seq: number; author: number; authorName: string; preview: string; sentAtMs: number }
+export interface ConversationSummary {
+  conversation: number; kind: "room" | "dm"; /** The DM's other member. */ peer: number | null;
+  /** The room's name or the friend's username. */ title: string;
+  headSeq: number; deliveredSeq: number; readSeq: number;
+  /** DMs: how far the friend has received and read. */
+  peerDeliveredSeq: number | null; peerReadSeq: number | null;
+  unread: number; last: LastMessage | null; activityMs: number;
+}
+export interface Friend { id: number; username: string; dm: number | null }
+export interface Friends { friends: Friend[]; incoming: Friend[]; outgoing: Friend[] }
+export interface FriendChange { status: string; user: Friend }
+export interface Dm { conversation: number; user: Friend; can_send: boolean }
+export interface Membership { room: number; member: boolean; changed: boolean }
+export interface MemberReceipt { user_id: number; username: string; delivered_seq: number; read_seq: number }
 export interface ClientOptions {
   /** Bearer token from `login` or `signup`. */
   token: string;
@@ -243,8 +273,106 @@ pub fn event(event: Event) -> JsValue {
             .set("type", "goaway")
             .set("reconnectAfterMs", reconnect_after_ms as f64),
         Event::Disconnected => obj.set("type", "disconnected"),
+        Event::ConversationList(all) => obj.set("type", "conversations").set(
+            "conversations",
+            all.into_iter().map(summary).collect::<Array>(),
+        ),
+        Event::ConversationUpdated(s) => obj
+            .set("type", "conversationUpdated")
+            .set("summary", summary(s)),
+        Event::ConversationRemoved { conversation } => obj
+            .set("type", "conversationRemoved")
+            .set("conversation", conversation.0 as f64),
+        Event::Receipt {
+            conversation,
+            user,
+            delivered,
+            read,
+        } => obj
+            .set("type", "receipt")
+            .set("conversation", conversation.0 as f64)
+            .set("user", user.0 as f64)
+            .set("delivered", delivered as f64)
+            .set("read", read as f64),
+        Event::Friend {
+            user,
+            username,
+            status,
+            dm,
+        } => obj
+            .set("type", "friend")
+            .set("user", user.0 as f64)
+            .set("username", username)
+            .set(
+                "status",
+                match status {
+                    FriendStatus::None => "none",
+                    FriendStatus::Friends => "friends",
+                    FriendStatus::Outgoing => "outgoing",
+                    FriendStatus::Incoming => "incoming",
+                },
+            )
+            .set("dm", opt(dm.map(|c| c.0))),
+        Event::Presence {
+            user,
+            username,
+            online,
+            last_seen_ms,
+        } => obj
+            .set("type", "presence")
+            .set("user", user.0 as f64)
+            .set("username", username)
+            .set("online", online)
+            .set("lastSeenMs", last_seen_ms as f64),
+        Event::Typing {
+            conversation,
+            user,
+            username,
+            typing,
+        } => obj
+            .set("type", "typing")
+            .set("conversation", conversation.0 as f64)
+            .set("user", user.0 as f64)
+            .set("username", username)
+            .set("typing", typing),
     }
     .build()
+}
+
+/// A number, or `null`.
+fn opt(value: Option<u64>) -> JsValue {
+    value.map_or(JsValue::NULL, |v| JsValue::from(v as f64))
+}
+
+/// A conversation list entry as the page sees it.
+pub fn summary(s: ConversationSummary) -> JsValue {
+    let (kind, peer) = match s.kind {
+        ConversationKind::Room => ("room", None),
+        ConversationKind::Dm { peer } => ("dm", Some(peer.0)),
+    };
+    let last = s.last.map_or(JsValue::NULL, |l| {
+        Obj::new()
+            .set("seq", l.seq as f64)
+            .set("author", l.author.0 as f64)
+            .set("authorName", l.author_name)
+            .set("preview", l.preview)
+            .set("sentAtMs", l.sent_at_ms as f64)
+            .build()
+    });
+    Obj::new()
+        .set("conversation", s.conversation.0 as f64)
+        .set("kind", kind)
+        .set("peer", opt(peer))
+        .set("title", s.title)
+        .set("headSeq", s.head_seq as f64)
+        .set("deliveredSeq", s.delivered_seq as f64)
+        .set("readSeq", s.read_seq as f64)
+        .set("peerDeliveredSeq", opt(s.peer_delivered_seq))
+        .set("peerReadSeq", opt(s.peer_read_seq))
+        .set("unread", s.unread as f64)
+        .set("last", last)
+        .set("activityMs", s.activity_ms as f64)
+        .build()
 }
 
 fn chat(m: ChatMessage) -> JsValue {

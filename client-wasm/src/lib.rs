@@ -6,6 +6,27 @@
 //! crate only moves bytes, time and randomness into it and hands its events to JavaScript.
 //! The browser-facing modules exist only on `wasm32`; the pure bookkeeping they share
 //! ([`streams`], [`cert_hash`]) builds and is tested on the host too.
+//!
+//! What the page gets (TypeScript types in the generated `quibble_client_wasm.d.ts`):
+//! - `Client.connect({token, onEvent})`, then `join`, `joinFrom(conversation, seq)` (start
+//!   after `seq`, e.g. the list entry's `readSeq`: exactly the unread messages), `leave`,
+//!   `send`, `loadOlder`, `close`; for receipts and typing: `markRead(conversation)`,
+//!   `setViewing(conversation | null)` (the conversation on screen while the page is visible
+//!   and focused: marked read now and as messages arrive), `typing(conversation)` (call on
+//!   every input event; a frame goes out at most every 3 s), and `conversations()` (the list
+//!   as last reported). Messages arriving are reported delivered by themselves; receipts are
+//!   debounced (500 ms).
+//! - Events (`onEvent`, `event.type`): `state`, `transportFailed`, `transportClosed`,
+//!   `connected`, `joined`, `reset`, `message`, `history`, `sent`, `throttled`, `rejected`,
+//!   `error`, `goaway`, `disconnected`, and for the social features `conversations` (the
+//!   whole list after every connect), `conversationUpdated` (one entry: added, cursors moved,
+//!   new message with its unread count), `conversationRemoved`, `receipt` (another member's
+//!   cursors: ticks, "seen by"), `friend` (status `none|friends|outgoing|incoming`, `dm`),
+//!   `presence` (`online`, `lastSeenMs`) and `typing` (`typing: false` when it stopped or ran
+//!   out).
+//! - REST (promises; errors carry `code` and `status`): `signup`, `login`, `logout`,
+//!   `account`, `listRooms`, `createRoom`, `joinRoom`, `leaveRoom`, `friends`, `addFriend`,
+//!   `removeFriend` (decline, cancel or unfriend), `openDm`, `memberReceipts`.
 
 pub mod cert_hash;
 pub mod streams;

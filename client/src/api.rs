@@ -1,5 +1,6 @@
 //! The REST client for the server's JSON API (`docs/api.md`): accounts, sessions, rooms and the
-//! certificate hash for WebTransport pinning. Error bodies become [`ApiError::Server`] with the
+//! certificate hash for WebTransport pinning (friends, DMs, membership and the conversation
+//! list are in `social.rs`). Error bodies become [`ApiError::Server`] with the
 //! HTTP status and the API's stable code.
 
 use quibble_protocol::{ConversationId, UserId};
@@ -39,6 +40,9 @@ pub struct Room {
     pub created_at_ms: u64,
     /// The newest message's seq (0: no messages yet).
     pub head_seq: u64,
+    /// Whether the caller is a member (in the room list; absent from older servers).
+    #[serde(default)]
+    pub member: bool,
 }
 
 /// A successful signup or login: the account and a bearer token.
@@ -182,7 +186,7 @@ impl Api {
     }
 
     /// Make a request and decode its JSON success body.
-    async fn call<T: DeserializeOwned>(
+    pub(crate) async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,

@@ -161,9 +161,33 @@ impl Client {
         self.command(Command::Join(conversation));
     }
 
+    /// Join a conversation starting after `seq` rather than with the recent page, unless the
+    /// client already has a cursor for it: with the read cursor of its list entry
+    /// (`Event::ConversationList`), exactly the unread messages arrive, in order, once.
+    pub fn join_from(&self, conversation: ConversationId, seq: u64) {
+        self.command(Command::JoinFrom(conversation, seq));
+    }
+
     /// Leave a conversation.
     pub fn leave(&self, conversation: ConversationId) {
         self.command(Command::Leave(conversation));
+    }
+
+    /// The user has read what arrived so far in a joined conversation: reported to the
+    /// server (debounced). What arrives is reported delivered by itself.
+    pub fn mark_read(&self, conversation: ConversationId) {
+        self.command(Command::MarkRead(conversation));
+    }
+
+    /// The conversation on screen (`None`: none): marked read now and as messages arrive.
+    pub fn set_viewing(&self, conversation: Option<ConversationId>) {
+        self.command(Command::SetViewing(conversation));
+    }
+
+    /// The user is typing in a conversation; call it freely (at most one `Typing` frame goes
+    /// out every few seconds per conversation).
+    pub fn typing(&self, conversation: ConversationId) {
+        self.command(Command::Typing(conversation));
     }
 
     /// Send a message; returns its client id, which `Event::Sent` (durable) or

@@ -27,7 +27,12 @@ use crate::transport::{CloseInfo, Connection, CurrentTransport, TransportEvent};
 #[derive(Debug)]
 pub(crate) enum Command {
     Join(ConversationId),
+    /// Join starting after a seq (see `Session::join_from`).
+    JoinFrom(ConversationId, u64),
     Leave(ConversationId),
+    MarkRead(ConversationId),
+    SetViewing(Option<ConversationId>),
+    Typing(ConversationId),
     /// `client_id` is the id the handle already returned (see [`crate::Client::send`]).
     Send {
         conversation: ConversationId,
@@ -196,7 +201,17 @@ impl Driver {
     fn command(&mut self, command: Command) -> bool {
         match command {
             Command::Join(conversation) => self.session.join(conversation),
+            Command::JoinFrom(conversation, seq) => self.session.join_from(conversation, seq),
             Command::Leave(conversation) => self.session.leave(conversation),
+            Command::MarkRead(conversation) => {
+                self.session.mark_read(conversation, self.clock.now_ms());
+            }
+            Command::SetViewing(conversation) => {
+                self.session.set_viewing(conversation, self.clock.now_ms());
+            }
+            Command::Typing(conversation) => {
+                self.session.typing(conversation, self.clock.now_ms());
+            }
             Command::Send {
                 conversation,
                 body,

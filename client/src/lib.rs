@@ -1,4 +1,5 @@
-//! Native Quibble client: a REST client for accounts and rooms ([`Api`]) and a realtime
+//! Native Quibble client: a REST client for accounts, rooms, friends, DMs and the
+//! conversation list ([`Api`]) and a realtime
 //! [`Client`] that drives the protocol's sans-IO session over WebTransport (wtransport) or a
 //! WebSocket fallback, reconnecting and resuming by itself.
 //!
@@ -30,14 +31,22 @@ mod client;
 mod driver;
 mod endpoints;
 mod error;
+mod social;
 mod transport;
 
 pub use api::{Api, CertInfo, Login, Role, Room, RoomPage, User};
 pub use client::{Client, ClientEvent, ClientOptions};
 pub use endpoints::ServerUrl;
 pub use error::{ApiError, ClientError, InvalidUrl, TransportError};
+pub use social::{
+    Conversation, ConversationPage, Dm, Friend, FriendChange, FriendOutcome, Friends, Kind, Last,
+    MAX_CONVERSATION_PAGE, Membership, Peer,
+};
 pub use transport::{TransportChoice, TransportKind};
 
 pub use quibble_protocol as protocol;
 pub use quibble_protocol::session::Event;
-pub use quibble_protocol::{ChatMessage, ConversationId, ErrorCode, UserId};
+pub use quibble_protocol::{
+    ChatMessage, ConversationId, ConversationKind, ConversationSummary, ErrorCode, FriendStatus,
+    LastMessage, UserId,
+};

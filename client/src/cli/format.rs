@@ -110,6 +110,7 @@ mod tests {
             name: name.into(),
             created_at_ms: 0,
             head_seq: 7,
+            member: false,
         }
     }
 

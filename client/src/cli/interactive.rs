@@ -402,6 +402,7 @@ impl Chat {
             )),
             // Other rooms' traffic (after a switch) is not shown.
             Event::Reset { .. } | Event::Message(_) | Event::History { .. } => {}
+            _ => {}
         }
     }
 }

@@ -62,6 +62,9 @@ pub(super) struct Conversation {
     failures: u32,
     /// When a failed stream is to be rejoined.
     rejoin_at_ms: Option<u64>,
+    /// Where to start without a cursor of our own (`Session::join_from`), once the epoch is
+    /// known.
+    start_after: Option<u64>,
 }
 
 impl Conversation {
@@ -76,6 +79,25 @@ impl Conversation {
             older_request: None,
             failures: 0,
             rejoin_at_ms: None,
+            start_after: None,
+        }
+    }
+
+    /// Start after `seq` rather than with the recent page, unless a cursor exists by then.
+    pub(super) fn start_after(&mut self, seq: u64) {
+        self.start_after = Some(seq);
+    }
+
+    /// The store's epoch is known: a pending start point becomes the cursor.
+    pub(super) fn adopt_epoch(&mut self, epoch: u64) {
+        if let Some(seq) = self.start_after.take()
+            && self.position.is_none()
+        {
+            self.position = Some(Position {
+                cursor: Cursor { epoch, seq },
+                oldest: seq.saturating_add(1),
+                older_exhausted: false,
+            });
         }
     }
 

@@ -2,7 +2,9 @@
 //! the application, and its connection state.
 
 use crate::error_code::ErrorCode;
-use crate::wire::{ChatMessage, ClientFrame, ConversationId, UserId};
+use crate::wire::{
+    ChatMessage, ClientFrame, ConversationId, ConversationSummary, FriendStatus, UserId,
+};
 
 /// A logical stream: the control stream or one conversation's stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -95,4 +97,42 @@ pub enum Event {
     GoAway { reconnect_after_ms: u64 },
     /// The connection dropped; the session will reconnect.
     Disconnected,
+    /// The user's whole conversation list, most recent activity first: after every `Welcome`
+    /// (so after a reconnect it replaces whatever the application shows).
+    ConversationList(Vec<ConversationSummary>),
+    /// One entry of the list as it is now: added (a room joined, a new DM), the user's
+    /// cursors moved, or a new message (head, last message, unread count).
+    ConversationUpdated(ConversationSummary),
+    /// The user left the room: it is no longer in the list.
+    ConversationRemoved { conversation: ConversationId },
+    /// Another member's cursors moved ("delivered", "seen").
+    Receipt {
+        conversation: ConversationId,
+        user: UserId,
+        delivered: u64,
+        read: u64,
+    },
+    /// How the user stands with `user` changed (requests, accept, decline, unfriend).
+    Friend {
+        user: UserId,
+        username: String,
+        status: FriendStatus,
+        /// The pair's DM, once they have one.
+        dm: Option<ConversationId>,
+    },
+    /// A friend's or room co-member's presence (`last_seen_ms` is 0 while online).
+    Presence {
+        user: UserId,
+        username: String,
+        online: bool,
+        last_seen_ms: u64,
+    },
+    /// `user` started (`typing`) or stopped typing in the conversation; the server says
+    /// when it stopped or ran out. After `Disconnected` every indicator is void.
+    Typing {
+        conversation: ConversationId,
+        user: UserId,
+        username: String,
+        typing: bool,
+    },
 }

@@ -39,23 +39,37 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use crate::error_code::ErrorCode;
-use crate::wire::{ClientFrame, ConversationId, Cursor, PROTOCOL_VERSION, ServerFrame, UserId};
+use crate::wire::{
+    ClientFrame, ConversationId, ConversationSummary, Cursor, PROTOCOL_VERSION, ServerFrame, UserId,
+};
 
 mod backoff;
 mod connection;
 mod conversation;
+mod conversation_list;
 mod events;
 mod outbox;
+mod receipts;
 mod throttle;
+mod typing;
 
 pub use events::{Action, Event, State, StreamKey, Transmit};
 pub use outbox::PendingSend;
+pub use typing::TYPING_REFRESH_MS;
 
 use backoff::Backoff;
 use connection::{Connection, heartbeat_interval};
 use conversation::{Conversation, Link};
+use conversation_list::ConversationList;
 use outbox::Outbox;
+use receipts::Receipts;
 use throttle::Throttles;
+use typing::Typing;
+
+/// Default debounce of the user's receipts: half a second coalesces a replayed backlog or a
+/// busy room into one `Receipt` per conversation, yet a sender sees "delivered"/"read" well
+/// within a second, which reads as immediate.
+pub const RECEIPT_DELAY_MS: u64 = 500;
 
 /// Settings a driver chooses when creating a session.
 #[derive(Debug, Clone)]
@@ -73,6 +87,8 @@ pub struct SessionConfig {
     pub client_id_seed: u64,
     /// Messages the session keeps out of order while it fills a gap, at most.
     pub max_gap_buffer: usize,
+    /// Debounce of the user's receipts (see [`RECEIPT_DELAY_MS`]).
+    pub receipt_delay_ms: u64,
 }
 
 impl SessionConfig {
@@ -84,6 +100,7 @@ impl SessionConfig {
             heartbeat_ms: 10_000,
             client_id_seed,
             max_gap_buffer: 1024,
+            receipt_delay_ms: RECEIPT_DELAY_MS,
         }
     }
 }
@@ -119,6 +136,15 @@ pub struct Session {
     throttles: Throttles,
     /// Client ids handed out so far.
     sends: u64,
+    /// The user and the store's epoch, from the latest `Welcome`.
+    user: Option<UserId>,
+    epoch: Option<u64>,
+    /// The user's conversation list, as the server last reported it.
+    list: ConversationList,
+    receipts: Receipts,
+    typing: Typing,
+    /// The conversation the application has on screen: what arrives there counts as read.
+    viewing: Option<ConversationId>,
     queues: Queues,
 }
 
@@ -128,6 +154,7 @@ impl Session {
         queues.actions.push_back(Action::Connect);
         Session {
             backoff: Backoff::new(config.backoff_base_ms, config.backoff_cap_ms),
+            receipts: Receipts::new(config.receipt_delay_ms),
             heartbeat_ms: heartbeat_interval(config.heartbeat_ms),
             config,
             state: State::Connecting,
@@ -136,6 +163,11 @@ impl Session {
             outbox: Outbox::default(),
             throttles: Throttles::default(),
             sends: 0,
+            user: None,
+            epoch: None,
+            list: ConversationList::default(),
+            typing: Typing::default(),
+            viewing: None,
             queues,
         }
     }
@@ -155,6 +187,9 @@ impl Session {
         self.reset_connection();
         self.connection = Some(Connection::new(now_ms, self.heartbeat_ms));
         self.state = State::Handshaking;
+        self.list.expect_snapshot();
+        self.receipts.reconnected(now_ms);
+        self.typing.reconnected();
         let hello = ClientFrame::Hello {
             version: PROTOCOL_VERSION,
             token: self.config.token.clone(),
@@ -214,7 +249,7 @@ impl Session {
                 self.on_connection_error(code, reason)
             }
             (StreamKey::Conversation(c), frame) => self.on_conversation_frame(c, frame, now_ms),
-            (StreamKey::Control, _) => {}
+            (StreamKey::Control, frame) => self.on_user_event(frame),
         }
     }
 
@@ -256,6 +291,11 @@ impl Session {
             State::Handshaking | State::Ready => self.connection_timers(now_ms),
             _ => {}
         }
+        if self.state == State::Ready {
+            for frame in self.receipts.flush(now_ms) {
+                self.queues.transmit(StreamKey::Control, frame);
+            }
+        }
     }
 
     /// The next time (ms) at which [`Session::handle_timeout`] should be called.
@@ -275,10 +315,12 @@ impl Session {
                     .iter()
                     .filter(|&(c, _)| welcomed && self.may_resend(c))
                     .map(|(_, at)| at);
+                let receipts = self.receipts.due_at().filter(|_| welcomed);
                 [connection.next_ping_at(), connection.dead_at(welcomed)]
                     .into_iter()
                     .chain(rejoins)
                     .chain(resends)
+                    .chain(receipts)
                     .min()
             }
             State::Connecting | State::Failed(_) => None,
@@ -316,9 +358,32 @@ impl Session {
         }
     }
 
+    /// Join a conversation starting after `seq` instead of with the recent page, when the
+    /// session has no cursor of its own for it: typically the read cursor from the
+    /// conversation list, so that a fresh client receives exactly what the user has not read
+    /// (then `load_older` pages back from there). Otherwise as [`Session::join`].
+    pub fn join_from(&mut self, conversation: ConversationId, seq: u64) {
+        if self.conversations.contains_key(&conversation) {
+            return;
+        }
+        let mut conv = Conversation::new(conversation);
+        conv.start_after(seq);
+        if let Some(epoch) = self.epoch {
+            conv.adopt_epoch(epoch);
+        }
+        let conv = self.conversations.entry(conversation).or_insert(conv);
+        if self.state == State::Ready {
+            conv.join(&mut self.queues);
+        }
+    }
+
     /// Leave a conversation: sends `Leave` and forgets its cursor. Its pending sends are
     /// discarded (the only way a pending send is dropped without an answer from the server).
     pub fn leave(&mut self, conversation: ConversationId) {
+        self.receipts.forget(conversation);
+        if self.viewing == Some(conversation) {
+            self.viewing = None;
+        }
         self.outbox.discard(conversation);
         self.throttles.release(conversation);
         if let Some(conv) = self.conversations.remove(&conversation)
@@ -334,6 +399,7 @@ impl Session {
     pub fn send(&mut self, conversation: ConversationId, body: String) -> u64 {
         let client_id = self.config.client_id_seed.wrapping_add(self.sends);
         self.sends = self.sends.wrapping_add(1);
+        self.typing.sent_message(conversation);
         self.enqueue(conversation, client_id, body);
         client_id
     }
@@ -370,6 +436,52 @@ impl Session {
     /// Messages sent but not yet acknowledged, oldest first.
     pub fn pending(&self) -> impl Iterator<Item = &PendingSend> + '_ {
         self.outbox.iter()
+    }
+
+    /// The user has seen everything the session delivered of a joined conversation: report
+    /// it read (debounced). Returns false when the conversation is not joined with a cursor.
+    pub fn mark_read(&mut self, conversation: ConversationId, now_ms: u64) -> bool {
+        let Some(seq) = self.cursor(conversation).map(|c| c.seq) else {
+            return false;
+        };
+        self.receipts.reached(conversation, seq, seq, now_ms);
+        true
+    }
+
+    /// The conversation now on screen (`None`: none, e.g. the page is hidden). It is marked
+    /// read now and whenever a message arrives in it while it stays on screen.
+    pub fn set_viewing(&mut self, conversation: Option<ConversationId>, now_ms: u64) {
+        self.viewing = conversation;
+        if let Some(c) = conversation {
+            self.mark_read(c, now_ms);
+        }
+    }
+
+    /// The user is typing in `conversation`; call it on every keystroke. A `Typing` frame goes
+    /// out at most every [`TYPING_REFRESH_MS`] per conversation. Returns whether one did.
+    pub fn typing(&mut self, conversation: ConversationId, now_ms: u64) -> bool {
+        if self.state != State::Ready || !self.typing.should_send(conversation, now_ms) {
+            return false;
+        }
+        self.queues
+            .transmit(StreamKey::Control, ClientFrame::Typing { conversation });
+        true
+    }
+
+    /// The user's conversation list as last reported, by conversation id (sort by
+    /// `activity_ms` for display); empty before the first snapshot.
+    pub fn conversations(&self) -> impl Iterator<Item = &ConversationSummary> + '_ {
+        self.list.iter()
+    }
+
+    /// One entry of the conversation list.
+    pub fn conversation(&self, conversation: ConversationId) -> Option<&ConversationSummary> {
+        self.list.get(conversation)
+    }
+
+    /// The signed-in user, from the latest `Welcome`.
+    pub fn user(&self) -> Option<UserId> {
+        self.user
     }
 
     // ---- internals ----
@@ -499,6 +611,8 @@ impl Session {
         if let Some(connection) = self.connection.as_mut() {
             connection.set_heartbeat(self.heartbeat_ms);
         }
+        self.user = Some(user);
+        self.epoch = Some(epoch);
         self.queues
             .events
             .push_back(Event::Connected { user, username });
@@ -508,6 +622,7 @@ impl Session {
                     .events
                     .push_back(Event::Reset { conversation: id });
             }
+            conv.adopt_epoch(epoch);
         }
         for conv in self.conversations.values_mut() {
             conv.join(&mut self.queues);
@@ -539,6 +654,106 @@ impl Session {
             self.state = State::Failed(code);
         }
         self.request_disconnect(disconnect_reason);
+    }
+
+    /// A control-stream frame about the user's world: the conversation list and its changes,
+    /// other members' receipts, friends, presence, typing.
+    fn on_user_event(&mut self, frame: ServerFrame) {
+        if self.state != State::Ready {
+            return;
+        }
+        let event = match frame {
+            ServerFrame::Conversations {
+                conversations,
+                done,
+            } => {
+                let Some(all) = self.list.chunk(conversations, done) else {
+                    return;
+                };
+                for s in &all {
+                    self.receipts
+                        .server_has(s.conversation, s.delivered_seq, s.read_seq);
+                }
+                Event::ConversationList(all)
+            }
+            ServerFrame::ConversationUpdated(summary) => {
+                self.receipts.server_has(
+                    summary.conversation,
+                    summary.delivered_seq,
+                    summary.read_seq,
+                );
+                self.list.update(summary.clone());
+                Event::ConversationUpdated(summary)
+            }
+            ServerFrame::ConversationRemoved { conversation } => {
+                if !self.list.remove(conversation) {
+                    return;
+                }
+                Event::ConversationRemoved { conversation }
+            }
+            ServerFrame::ConversationActivity { conversation, last } => {
+                match self.list.activity(conversation, last, self.user) {
+                    Some(summary) => Event::ConversationUpdated(summary.clone()),
+                    None => return,
+                }
+            }
+            ServerFrame::Receipt {
+                conversation,
+                user,
+                delivered,
+                read,
+            } => Event::Receipt {
+                conversation,
+                user,
+                delivered,
+                read,
+            },
+            ServerFrame::Friend {
+                user,
+                username,
+                status,
+                dm,
+            } => Event::Friend {
+                user,
+                username,
+                status,
+                dm,
+            },
+            ServerFrame::Presence {
+                user,
+                username,
+                online,
+                last_seen_ms,
+            } => Event::Presence {
+                user,
+                username,
+                online,
+                last_seen_ms,
+            },
+            ServerFrame::Typing {
+                conversation,
+                user,
+                username,
+                typing,
+            } => Event::Typing {
+                conversation,
+                user,
+                username,
+                typing,
+            },
+            _ => return,
+        };
+        self.queues.events.push_back(event);
+    }
+
+    /// Messages of `c` reached the application: report them delivered (and read if `c` is on
+    /// screen).
+    fn delivered(&mut self, c: ConversationId, now_ms: u64) {
+        let Some(seq) = self.cursor(c).map(|cursor| cursor.seq) else {
+            return;
+        };
+        let read = if self.viewing == Some(c) { seq } else { 0 };
+        self.receipts.reached(c, seq, read, now_ms);
     }
 
     fn on_conversation_frame(&mut self, c: ConversationId, frame: ServerFrame, now_ms: u64) {
@@ -581,12 +796,18 @@ impl Session {
                     }
                 }
             }
-            ServerFrame::Message(message) => conv.on_message(message, max_buffer, &mut self.queues),
+            ServerFrame::Message(message) => {
+                conv.on_message(message, max_buffer, &mut self.queues);
+                self.delivered(c, now_ms);
+            }
             ServerFrame::HistoryPage {
                 before_seq,
                 messages,
                 has_more,
-            } => conv.on_history_page(before_seq, messages, has_more, max_buffer, &mut self.queues),
+            } => {
+                conv.on_history_page(before_seq, messages, has_more, max_buffer, &mut self.queues);
+                self.delivered(c, now_ms);
+            }
             ServerFrame::Sent {
                 client_id,
                 seq,
@@ -650,6 +871,7 @@ impl Session {
                 });
                 if matches!(code, ErrorCode::UnknownConversation | ErrorCode::Forbidden) {
                     self.conversations.remove(&c);
+                    self.receipts.forget(c);
                 } else {
                     conv.failed();
                 }
