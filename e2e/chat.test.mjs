@@ -158,19 +158,39 @@ async function expectTransport(user, transport, label) {
   assert.equal(await user.page.locator('#conn-text').textContent(), label);
 }
 
+/** Show a sidebar panel (chats, friends, rooms); at phone widths, back from a chat first. */
+async function showPanel(user, panel) {
+  const { page } = user;
+  if (await page.locator('#back').isVisible()) await page.click('#back');
+  await page.click(`#tab-${panel}`);
+  await page.locator(`#panel-${panel}`).waitFor({ state: 'visible', ...WAIT });
+}
+
 async function createRoom(user, name) {
+  await showPanel(user, 'rooms');
   await user.page.fill('#room-name', name);
   await user.page.press('#room-name', 'Enter');
   await user.page.locator('#room-title', { hasText: `# ${name}` }).waitFor(WAIT);
 }
 
+/** Open room `name`: from the conversation list if the user is in it, else from all rooms. */
 async function openRoom(user, name) {
   const { page } = user;
-  if (await page.locator('#back').isVisible()) await page.click('#back'); // phone widths
-  await page.click('#refresh');
-  await page.locator(`button.room[data-room-name="${name}"]`).click(WAIT);
+  await showPanel(user, 'chats');
+  const listed = conversation(user, name, 'room');
+  if (await listed.count() === 0) {
+    await showPanel(user, 'rooms');
+    await page.locator(`button.room[data-room-name="${name}"]`).click(WAIT);
+  } else {
+    await listed.click();
+  }
   await page.locator('#room-title', { hasText: `# ${name}` }).waitFor(WAIT);
   await page.locator('.log:not([hidden]) .log-top', { hasText: /\S/ }).waitFor(WAIT);
+}
+
+/** The entry of the conversation list titled `title` (a room's name, a friend's username). */
+function conversation(user, title, kind) {
+  return user.page.locator(`#convs button.conv[data-kind="${kind}"][data-title="${title}"]`);
 }
 
 /** The open room's message whose body is exactly `text`. */

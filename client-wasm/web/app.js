@@ -1,9 +1,16 @@
-// Quibble's page: the UI only. Connection, framing, resume, resends and backoff live in the
-// wasm client (quibble-client-wasm, driving protocol::session); this module renders its events
-// and turns clicks and keys into calls on it.
+// Quibble's page: the UI only. Connection, framing, resume, resends, backoff, receipts and
+// typing rate limits live in the wasm client (quibble-client-wasm, driving protocol::session);
+// this module renders its events and turns clicks and keys into calls on it.
+//
+// The sidebar has three panels: Chats (the conversation list the session keeps current from
+// the control stream: rooms the user is in and DM threads, newest activity first, with unread
+// badges), Friends (requests both ways and friends, live from `friend` and `presence` events)
+// and Rooms (every room, to join or create one). DM threads stay joined so that their messages
+// are reported delivered as soon as they reach this page; a room is joined when opened.
 
 import init, {
-  Client, account, createRoom, listRooms, login, logout, signup,
+  Client, account, addFriend, createRoom, friends as listFriends, joinRoom, leaveRoom, listRooms,
+  login, logout, memberReceipts, openDm, removeFriend, signup,
 } from './pkg/quibble_client_wasm.js';
 
 const AUTH_KEY = 'quibble.auth';
@@ -15,15 +22,22 @@ const PAGE = 50;
 const MAX_BODY_BYTES = 4096;
 const NEAR_BOTTOM_PX = 80;
 const NEAR_TOP_PX = 80;
+// DM threads kept joined (the most recent ones), so their messages are delivered at once.
+const MAX_JOINED_DMS = 50;
+// A typing indicator the server never ended (e.g. the connection dropped) goes after this.
+const TYPING_GIVE_UP_MS = 7_000;
+// At most this many names in a "Seen by" line.
+const SEEN_BY_NAMES = 3;
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const encoder = new TextEncoder();
+const phone = window.matchMedia('(max-width: 700px)');
 const timeFormat = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
 const dayFormat = new Intl.DateTimeFormat(undefined, { weekday: 'long', day: 'numeric', month: 'long' });
 const dayYearFormat = new Intl.DateTimeFormat(undefined, { day: 'numeric', month: 'long', year: 'numeric' });
 // What the tick icon of an own message says, per state. The page sets pending, sent and
-// failed; delivered and read are for receipts (set with setOwnState).
+// failed; delivered and read come from the DM peer's receipts (set with setOwnState).
 const STATE_LABELS = {
   pending: 'Sending', sent: 'Sent', delivered: 'Delivered', read: 'Read', failed: 'Not sent',
 };
@@ -38,10 +52,15 @@ const STATUS_ICON = '<svg viewBox="0 0 18 12" aria-hidden="true" focusable="fals
 let auth = null;
 /** @type {Client | null} */
 let client = null;
-let rooms = new Map(); // room id → Room from the REST API
-let roomsNext = null; // the cursor of the room list's next page; null when all are loaded
-const chats = new Map(); // room id → chat view state
-let current = null; // the open room's id
+const convs = new Map(); // conversation id → ConversationSummary (the session's list)
+let directory = new Map(); // room id → Room from the REST room list (the Rooms panel)
+let directoryNext = null; // the cursor of the room list's next page; null when all are loaded
+const people = new Map(); // user id → {id, username, status, dm}: friends and requests
+const presence = new Map(); // user id → {online, lastSeenMs}
+const peerCursors = new Map(); // DM id → the peer's {delivered, read}
+const chats = new Map(); // conversation id → chat view state
+let current = null; // the open conversation's id
+let viewing = null; // what the client was last told is on screen
 
 // ---- start ----
 
@@ -92,9 +111,13 @@ function forgetAuth() {
 function bindUi() {
   $('auth-form').addEventListener('submit', onAuthSubmit);
   $('logout').addEventListener('click', () => endSession());
-  $('refresh').addEventListener('click', () => refreshRooms());
+  for (const tab of document.querySelectorAll('.tabs [role="tab"]')) {
+    tab.addEventListener('click', () => showPanel(tab.dataset.panel));
+  }
   $('create-room').addEventListener('submit', onCreateRoom);
-  $('back').addEventListener('click', showRoomList);
+  $('add-friend').addEventListener('submit', onAddFriend);
+  $('back').addEventListener('click', showList);
+  $('leave').addEventListener('click', onLeaveRoom);
   $('jump').addEventListener('click', () => {
     if (current !== null) scrollToBottom(chatFor(current));
   });
@@ -106,10 +129,19 @@ function bindUi() {
       sendComposed();
     }
   });
-  body.addEventListener('input', fitComposer);
-  document.addEventListener('keydown', (event) => {
-    if (event.key === 'Escape' && $('app').dataset.view === 'chat') showRoomList();
+  body.addEventListener('input', () => {
+    fitComposer();
+    // The client sends a Typing frame at most every few seconds, however often it is told.
+    if (current !== null && client && body.value.trim()) client.typing(current);
   });
+  document.addEventListener('keydown', (event) => {
+    if (event.key === 'Escape' && $('app').dataset.view === 'chat') showList();
+  });
+  // Read receipts follow what is really on screen.
+  document.addEventListener('visibilitychange', updateViewing);
+  window.addEventListener('focus', updateViewing);
+  window.addEventListener('blur', updateViewing);
+  phone.addEventListener('change', updateViewing);
 }
 
 // ---- sign up / log in ----
@@ -149,8 +181,11 @@ function startApp(session) {
   auth = session;
   $('auth').hidden = true;
   $('app').hidden = false;
-  $('app').dataset.view = 'rooms';
+  $('app').dataset.view = 'list';
   $('me').textContent = auth.user.username;
+  showPanel('chats');
+  renderConversations();
+  renderFriends();
   const wtport = Number(params.get('wtport'));
   client = Client.connect({
     token: auth.token,
@@ -159,12 +194,8 @@ function startApp(session) {
     webTransportPort: Number.isInteger(wtport) && wtport > 0 ? wtport : undefined,
   });
   restoreUnsent();
-  const open = readOpenRoom();
-  if (open) {
-    if (!rooms.has(open.id)) rooms.set(open.id, { id: open.id, name: open.name });
-    openRoom(open.id, { focus: false });
-  }
-  refreshRooms();
+  const open = readOpenConversation();
+  if (open) openConversation(open.id, { focus: false, title: open.name, kind: open.kind });
 }
 
 async function endSession(message) {
@@ -183,10 +214,20 @@ async function endSession(message) {
   auth = null;
   forgetAuth();
   sessionStorage.removeItem(OPEN_KEY);
-  for (const chat of chats.values()) chat.log.remove();
+  for (const chat of chats.values()) {
+    chat.log.remove();
+    for (const typer of chat.typing.values()) clearTimeout(typer.timer);
+  }
   chats.clear();
+  convs.clear();
+  directory.clear();
+  people.clear();
+  presence.clear();
+  peerCursors.clear();
   current = null;
-  showRoom(null);
+  viewing = null;
+  showChat(null);
+  updateTitle();
   showConnection({ state: 'connecting', transport: null });
   showAuth(message);
   if (token && !message) {
@@ -200,8 +241,12 @@ function onEvent(event) {
   switch (event.type) {
     case 'state':
       showConnection(event);
-      // Back online after the room list failed to load: load it now.
-      if (event.state === 'ready' && !$('rooms-error').hidden) refreshRooms();
+      if (event.state === 'ready') {
+        // Friend changes made while away came as no event: read the lists afresh.
+        refreshFriends();
+        if ($('sidebar').dataset.panel === 'rooms') refreshDirectory();
+        updateViewing();
+      }
       if (event.state === 'failed' && event.code === 'unauthorized') {
         endSession('Your session has ended; log in again.');
       }
@@ -211,17 +256,19 @@ function onEvent(event) {
       console.info(`quibble: ${event.transport}: ${event.reason}`);
       $('conn').title = event.reason;
       break;
+    case 'disconnected':
+      // The server ends nobody's typing for a page that is not connected.
+      for (const chat of chats.values()) clearTyping(chat);
+      break;
     case 'joined': {
       const chat = chats.get(event.conversation);
       if (chat) {
         chat.joined = true;
         // A page asked for on a connection that then dropped is not coming: ask again later.
         chat.loading = false;
-        // What the first join replays was there before the page: not unread. (What a rejoin
-        // after a reconnect replays came meanwhile: unread.)
-        chat.seenUpTo ??= event.headSeq;
         if (event.headSeq === 0) chat.hasMore = false;
         updateLogTop(chat);
+        if (kindOf(chat.id) === 'room') loadSeenBy(chat);
       }
       break;
     }
@@ -263,6 +310,36 @@ function onEvent(event) {
       }
       break;
     }
+    case 'conversations':
+      convs.clear();
+      for (const summary of event.conversations) putSummary(summary);
+      joinDms();
+      renderConversations();
+      break;
+    case 'conversationUpdated':
+      putSummary(event.summary);
+      if (event.summary.kind === 'dm') joinDms();
+      renderConversations();
+      break;
+    case 'conversationRemoved':
+      convs.delete(event.conversation);
+      renderConversations();
+      break;
+    case 'receipt':
+      onReceipt(event);
+      break;
+    case 'friend':
+      onFriend(event);
+      break;
+    case 'presence':
+      presence.set(event.user, { online: event.online, lastSeenMs: event.lastSeenMs });
+      renderConversations();
+      renderFriends();
+      showChatHead();
+      break;
+    case 'typing':
+      onTyping(event);
+      break;
     default:
       break;
   }
@@ -295,51 +372,161 @@ function showConnection(event) {
   }
 }
 
+// ---- the sidebar ----
+
+function showPanel(panel) {
+  $('sidebar').dataset.panel = panel;
+  for (const tab of document.querySelectorAll('.tabs [role="tab"]')) {
+    const selected = tab.dataset.panel === panel;
+    tab.setAttribute('aria-selected', String(selected));
+    $(tab.getAttribute('aria-controls')).hidden = !selected;
+  }
+  if (panel === 'rooms') refreshDirectory();
+}
+
+/** Phone widths: back from a chat to the lists. */
+function showList() {
+  $('app').dataset.view = 'list';
+  sessionStorage.removeItem(OPEN_KEY);
+  updateViewing();
+}
+
+// ---- the conversation list ----
+
+function putSummary(summary) {
+  convs.set(summary.conversation, summary);
+  if (summary.kind === 'dm') {
+    notePeerCursors(summary.conversation, summary.peerDeliveredSeq ?? 0, summary.peerReadSeq ?? 0);
+  }
+  const chat = chats.get(summary.conversation);
+  if (chat && chat.id === current) showChatHead();
+}
+
+/** Keep the most recent DM threads joined: their messages are then delivered on arrival. */
+function joinDms() {
+  if (!client) return;
+  const dms = sortedConversations().filter((s) => s.kind === 'dm').slice(0, MAX_JOINED_DMS);
+  for (const summary of dms) joinChat(chatFor(summary.conversation));
+}
+
+function sortedConversations() {
+  return [...convs.values()].sort((a, b) => b.activityMs - a.activityMs || b.conversation - a.conversation);
+}
+
+function kindOf(id) {
+  return convs.get(id)?.kind ?? chats.get(id)?.kind ?? 'room';
+}
+
+function titleOf(id) {
+  return convs.get(id)?.title ?? chats.get(id)?.title ?? String(id);
+}
+
+/** Unread messages of a conversation, as the badge shows them (none for the one being read). */
+function unreadOf(summary) {
+  return summary.conversation === viewing ? 0 : summary.unread;
+}
+
+function renderConversations() {
+  const items = sortedConversations().map((summary) => {
+    const id = summary.conversation;
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.className = 'conv';
+    button.dataset.conversationId = id;
+    button.dataset.kind = summary.kind;
+    button.dataset.title = summary.title;
+    if (id === current) button.setAttribute('aria-current', 'true');
+    const head = document.createElement('span');
+    head.className = 'conv-head';
+    if (summary.kind === 'dm') head.append(presenceDot(summary.peer));
+    const name = document.createElement('span');
+    name.className = 'conv-title';
+    name.textContent = summary.kind === 'dm' ? summary.title : `# ${summary.title}`;
+    name.title = summary.title; // the whole name, when it does not fit
+    head.append(name);
+    const unread = unreadOf(summary);
+    if (unread > 0) head.append(badge(unread));
+    const preview = document.createElement('span');
+    preview.className = 'conv-preview';
+    const { last } = summary;
+    if (last) {
+      const who = last.author === auth?.user.id ? 'You' : last.authorName;
+      preview.textContent = `${who}: ${last.preview}`;
+    } else {
+      preview.textContent = 'No messages yet';
+    }
+    button.append(head, preview);
+    button.addEventListener('click', () => openConversation(id));
+    const item = document.createElement('li');
+    item.append(button);
+    return item;
+  });
+  if (items.length === 0) {
+    const item = document.createElement('li');
+    item.className = 'muted';
+    item.textContent = 'No conversations yet: join a room or add a friend.';
+    items.push(item);
+  }
+  $('convs').replaceChildren(...items);
+  updateTitle();
+}
+
+function badge(count) {
+  const element = document.createElement('span');
+  element.className = 'badge';
+  element.textContent = count > 99 ? '99+' : String(count);
+  element.setAttribute('aria-label', `${count} unread`);
+  return element;
+}
+
+/** The tab title counts what is unread everywhere: "(3) Quibble". */
+function updateTitle() {
+  let total = 0;
+  for (const summary of convs.values()) total += unreadOf(summary);
+  document.title = total > 0 ? `(${total > 99 ? '99+' : total}) Quibble` : 'Quibble';
+}
+
 // ---- rooms ----
 
 /** Reload the room list from its first page; later pages load on "More rooms". */
-async function refreshRooms() {
+async function refreshDirectory() {
   if (!auth) return;
-  await loadRooms(null);
+  await loadDirectory(null);
 }
 
 /** Load the page of rooms after the cursor `after` (null: the first page, replacing the list). */
-async function loadRooms(after) {
+async function loadDirectory(after) {
   try {
     const page = await listRooms(auth.token, after ?? undefined);
     const loaded = page.rooms.map((room) => [room.id, room]);
-    rooms = after === null ? new Map(loaded) : new Map([...rooms, ...loaded]);
-    roomsNext = page.next;
+    directory = after === null ? new Map(loaded) : new Map([...directory, ...loaded]);
+    directoryNext = page.next;
     showError($('rooms-error'));
-    renderRooms();
+    renderDirectory();
   } catch (error) {
     if (error.status === 401) endSession('Your session has ended; log in again.');
     else showError($('rooms-error'), error.message);
   }
 }
 
-function renderRooms() {
-  const items = [...rooms.values()].map((room) => {
+function renderDirectory() {
+  const items = [...directory.values()].map((room) => {
     const button = document.createElement('button');
     button.type = 'button';
     button.className = 'room';
     button.dataset.roomId = room.id;
     button.dataset.roomName = room.name;
-    if (room.id === current) button.setAttribute('aria-current', 'true');
     const name = document.createElement('span');
     name.className = 'room-name';
     name.textContent = `# ${room.name}`;
-    name.title = room.name; // the whole name, when it does not fit
+    name.title = room.name;
     button.append(name);
-    const unread = chats.get(room.id)?.unread ?? 0;
-    if (unread > 0) {
-      const badge = document.createElement('span');
-      badge.className = 'badge';
-      badge.textContent = unread > 99 ? '99+' : String(unread);
-      badge.setAttribute('aria-label', `${unread} unread`);
-      button.append(badge);
-    }
-    button.addEventListener('click', () => openRoom(room.id));
+    const member = convs.has(room.id) || room.member;
+    const action = document.createElement('span');
+    action.className = 'room-action';
+    action.textContent = member ? 'Open' : 'Join';
+    button.append(action);
+    button.addEventListener('click', () => enterRoom(room));
     const item = document.createElement('li');
     item.append(button);
     return item;
@@ -350,18 +537,32 @@ function renderRooms() {
     item.textContent = 'No rooms yet: create one.';
     items.push(item);
   }
-  if (roomsNext !== null) {
+  if (directoryNext !== null) {
     const more = document.createElement('button');
     more.type = 'button';
     more.id = 'more-rooms';
     more.className = 'link';
     more.textContent = 'More rooms';
-    more.addEventListener('click', () => loadRooms(roomsNext));
+    more.addEventListener('click', () => loadDirectory(directoryNext));
     const item = document.createElement('li');
     item.append(more);
     items.push(item);
   }
   $('rooms').replaceChildren(...items);
+}
+
+/** Join a room (durable membership: it enters the conversation list) and open it. */
+async function enterRoom(room) {
+  if (!convs.has(room.id)) {
+    try {
+      await joinRoom(auth.token, room.id);
+      showError($('rooms-error'));
+    } catch (error) {
+      showError($('rooms-error'), error.message);
+      return;
+    }
+  }
+  openConversation(room.id, { title: room.name, kind: 'room' });
 }
 
 async function onCreateRoom(event) {
@@ -374,8 +575,9 @@ async function onCreateRoom(event) {
     const room = await createRoom(auth.token, name);
     input.value = '';
     showError($('rooms-error'));
-    rooms.set(room.id, room);
-    openRoom(room.id);
+    directory.set(room.id, { ...room, member: true });
+    renderDirectory();
+    openConversation(room.id, { title: room.name, kind: 'room' });
   } catch (error) {
     showError($('rooms-error'), error.message);
   } finally {
@@ -383,33 +585,227 @@ async function onCreateRoom(event) {
   }
 }
 
-/** Phone widths: back from a chat to the room list (which may have grown meanwhile). */
-function showRoomList() {
-  $('app').dataset.view = 'rooms';
-  sessionStorage.removeItem(OPEN_KEY);
-  refreshRooms();
+async function onLeaveRoom() {
+  const id = current;
+  if (id === null || kindOf(id) !== 'room') return;
+  try {
+    await leaveRoom(auth.token, id);
+  } catch (error) {
+    const chat = chats.get(id);
+    if (chat) appendNotice(chat, `Could not leave: ${error.message}`);
+    return;
+  }
+  client?.leave(id);
+  forgetChat(id);
+  convs.delete(id); // the server's ConversationRemoved follows
+  renderConversations();
+  showPanel('chats');
+  showList();
 }
 
-function openRoom(id, { focus = true } = {}) {
+// ---- friends ----
+
+async function refreshFriends() {
+  if (!auth) return;
+  try {
+    const lists = await listFriends(auth.token);
+    people.clear();
+    for (const [status, list] of [['friends', lists.friends], ['incoming', lists.incoming],
+      ['outgoing', lists.outgoing]]) {
+      for (const friend of list) people.set(friend.id, { ...friend, status });
+    }
+    renderFriends();
+  } catch (error) {
+    if (error.status === 401) endSession('Your session has ended; log in again.');
+    else showError($('friends-error'), error.message);
+  }
+}
+
+function onFriend(event) {
+  if (event.status === 'none') people.delete(event.user);
+  else people.set(event.user, { id: event.user, username: event.username, status: event.status, dm: event.dm });
+  renderFriends();
+}
+
+async function onAddFriend(event) {
+  event.preventDefault();
+  const input = $('friend-name');
+  const username = input.value.trim();
+  if (!username) return;
+  setBusy($('add-friend'), true);
+  try {
+    const result = await addFriend(auth.token, username);
+    input.value = '';
+    const name = result.user.username;
+    const said = {
+      requested: `Request sent to ${name}.`,
+      already_requested: `You already asked ${name}.`,
+      accepted: `You and ${name} are friends now.`,
+      already_friends: `You and ${name} are friends already.`,
+    };
+    showStatus(said[result.status] ?? '');
+    people.set(result.user.id, {
+      ...result.user,
+      status: result.status.endsWith('requested') ? 'outgoing' : 'friends',
+    });
+    renderFriends();
+  } catch (error) {
+    showStatus();
+    showError($('friends-error'), error.message);
+  } finally {
+    setBusy($('add-friend'), false);
+  }
+}
+
+/** Accept (add) or decline, cancel, unfriend (remove) `person`. */
+async function changeFriend(person, action) {
+  try {
+    const result = await (action === 'add' ? addFriend : removeFriend)(auth.token, person.username);
+    const said = {
+      accepted: `You and ${person.username} are friends now.`,
+      declined: `Declined ${person.username}'s request.`,
+      cancelled: `Cancelled your request to ${person.username}.`,
+      unfriended: `You and ${person.username} are no longer friends.`,
+    };
+    showStatus(said[result.status] ?? '');
+    if (action === 'add') people.set(person.id, { ...result.user, status: 'friends' });
+    else people.delete(person.id);
+    renderFriends();
+  } catch (error) {
+    showError($('friends-error'), error.message);
+  }
+}
+
+async function messageFriend(person) {
+  let { dm } = person;
+  if (dm === null || dm === undefined) {
+    try {
+      dm = (await openDm(auth.token, person.username)).conversation;
+    } catch (error) {
+      showError($('friends-error'), error.message);
+      return;
+    }
+  }
+  openConversation(dm, { title: person.username, kind: 'dm' });
+}
+
+function renderFriends() {
+  const lists = { friends: [], incoming: [], outgoing: [] };
+  for (const person of people.values()) lists[person.status]?.push(person);
+  for (const list of Object.values(lists)) list.sort((a, b) => a.username.localeCompare(b.username));
+  const row = (person, actions) => {
+    const item = document.createElement('li');
+    item.className = 'person';
+    item.dataset.username = person.username;
+    const who = document.createElement('span');
+    who.className = 'person-name';
+    if (person.status === 'friends') who.append(presenceDot(person.id));
+    const name = document.createElement('span');
+    name.className = 'name';
+    name.textContent = person.username;
+    name.title = person.username;
+    who.append(name);
+    if (person.status === 'friends') {
+      const seen = document.createElement('span');
+      seen.className = 'seen';
+      seen.textContent = presenceText(person.id);
+      who.append(seen);
+    }
+    const buttons = document.createElement('span');
+    buttons.className = 'person-actions';
+    for (const [label, onClick, primary] of actions) {
+      const button = document.createElement('button');
+      button.type = 'button';
+      button.textContent = label;
+      button.className = primary ? 'primary small' : 'small';
+      button.setAttribute('aria-label', `${label}: ${person.username}`);
+      button.addEventListener('click', onClick);
+      buttons.append(button);
+    }
+    item.append(who, buttons);
+    return item;
+  };
+  $('incoming').replaceChildren(...lists.incoming.map((p) => row(p, [
+    ['Accept', () => changeFriend(p, 'add'), true],
+    ['Decline', () => changeFriend(p, 'remove')],
+  ])));
+  $('outgoing').replaceChildren(...lists.outgoing.map((p) => row(p, [
+    ['Cancel', () => changeFriend(p, 'remove')],
+  ])));
+  const friendItems = lists.friends.map((p) => row(p, [
+    ['Message', () => messageFriend(p), true],
+    ['Unfriend', () => changeFriend(p, 'remove')],
+  ]));
+  if (friendItems.length === 0) {
+    const item = document.createElement('li');
+    item.className = 'muted';
+    item.textContent = 'No friends yet: add one by username.';
+    friendItems.push(item);
+  }
+  $('friend-list').replaceChildren(...friendItems);
+  $('incoming-section').hidden = lists.incoming.length === 0;
+  $('outgoing-section').hidden = lists.outgoing.length === 0;
+  const requests = $('requests-badge');
+  requests.hidden = lists.incoming.length === 0;
+  requests.textContent = String(lists.incoming.length);
+  requests.setAttribute('aria-label', `${lists.incoming.length} friend requests`);
+}
+
+function showStatus(message) {
+  showError($('friends-error'));
+  const status = $('friends-status');
+  status.hidden = !message;
+  status.textContent = message ?? '';
+}
+
+// ---- presence ----
+
+function presenceDot(user) {
+  const dot = document.createElement('span');
+  dot.className = 'presence';
+  const online = presence.get(user)?.online === true;
+  dot.dataset.online = String(online);
+  dot.setAttribute('role', 'img');
+  dot.setAttribute('aria-label', online ? 'online' : 'offline');
+  dot.title = presenceText(user);
+  return dot;
+}
+
+/** "online", "last seen 14:03", "last seen Yesterday 14:03", or "" when nothing is known. */
+function presenceText(user) {
+  const state = presence.get(user);
+  if (!state) return '';
+  if (state.online) return 'online';
+  if (!state.lastSeenMs) return 'offline';
+  const day = dayLabel(state.lastSeenMs);
+  const time = timeFormat.format(new Date(state.lastSeenMs));
+  return day === 'Today' ? `last seen ${time}` : `last seen ${day} ${time}`;
+}
+
+// ---- the open conversation ----
+
+function openConversation(id, { focus = true, title, kind } = {}) {
   const chat = chatFor(id);
+  if (title !== undefined) chat.title = title;
+  if (kind !== undefined) chat.kind = kind;
   joinChat(chat);
   current = id;
-  chat.unread = 0;
-  showRoom(chat);
-  renderRooms();
+  showChat(chat);
+  renderConversations();
   $('app').dataset.view = 'chat';
   sessionStorage.setItem(OPEN_KEY, JSON.stringify({
-    user: auth.user.id, id, name: rooms.get(id)?.name ?? String(id),
+    user: auth.user.id, id, name: titleOf(id), kind: kindOf(id),
   }));
+  updateViewing();
   if (focus) $('body').focus();
 }
 
-/** The room this tab showed before a reload, if it was this user's. */
-function readOpenRoom() {
+/** The conversation this tab showed before a reload, if it was this user's. */
+function readOpenConversation() {
   try {
     const open = JSON.parse(sessionStorage.getItem(OPEN_KEY) ?? 'null');
     const valid = open && open.user === auth.user.id && Number.isSafeInteger(open.id)
-      && typeof open.name === 'string';
+      && typeof open.name === 'string' && (open.kind === 'room' || open.kind === 'dm');
     return valid ? open : null;
   } catch {
     return null;
@@ -423,15 +819,184 @@ function joinChat(chat) {
   }
 }
 
-function showRoom(chat) {
+/** Drop a conversation's view (after leaving it). */
+function forgetChat(id) {
+  const chat = chats.get(id);
+  if (!chat) return;
+  clearTyping(chat);
+  chat.log.remove();
+  chats.delete(id);
+  if (current === id) {
+    current = null;
+    sessionStorage.removeItem(OPEN_KEY);
+    showChat(null);
+    updateViewing();
+  }
+}
+
+function showChat(chat) {
   for (const other of chats.values()) other.log.hidden = other !== chat;
   $('empty').hidden = chat !== null;
   $('composer').hidden = chat === null;
-  const title = $('room-title');
-  title.textContent = chat ? `# ${rooms.get(chat.id)?.name ?? chat.id}` : 'Pick a room';
-  title.title = title.textContent;
+  showChatHead();
+  showTyping();
   if (chat && chat.pinned) scrollToBottom(chat);
   showJump(chat);
+}
+
+/** The title of the open conversation, with the peer's presence (DMs) or Leave (rooms). */
+function showChatHead() {
+  const title = $('room-title');
+  const sub = $('chat-sub');
+  if (current === null) {
+    title.textContent = 'Pick a conversation';
+    sub.hidden = true;
+    $('leave').hidden = true;
+  } else {
+    const dm = kindOf(current) === 'dm';
+    title.textContent = dm ? titleOf(current) : `# ${titleOf(current)}`;
+    const peer = convs.get(current)?.peer;
+    const text = dm && peer !== null && peer !== undefined ? presenceText(peer) : '';
+    sub.textContent = text;
+    sub.hidden = !text;
+    $('leave').hidden = dm;
+  }
+  title.title = title.textContent;
+}
+
+/**
+ * Tell the client which conversation is on screen: the open one while the page is visible
+ * and focused and the chat pane shows (phones show one pane) scrolled to its latest
+ * messages. The client reports it read now and as messages arrive, debounced.
+ */
+function updateViewing() {
+  const chat = current === null ? null : chats.get(current);
+  const onScreen = chat && document.visibilityState === 'visible' && document.hasFocus()
+    && (!phone.matches || $('app').dataset.view === 'chat') && chat.pinned;
+  const next = onScreen ? current : null;
+  if (next === viewing || !client) return;
+  viewing = next;
+  client.setViewing(next ?? undefined);
+  renderConversations();
+}
+
+// ---- receipts ----
+
+function onReceipt(event) {
+  const chat = chats.get(event.conversation);
+  if (kindOf(event.conversation) === 'dm') {
+    if (event.user !== auth?.user.id) notePeerCursors(event.conversation, event.delivered, event.read);
+    return;
+  }
+  if (!chat) return;
+  const known = chat.readers.get(event.user);
+  if (known) {
+    known.read = Math.max(known.read, event.read);
+    showSeenBy(chat);
+  } else {
+    loadSeenBy(chat); // a member this page has no name for yet
+  }
+}
+
+/** The DM peer's cursors moved (they never go back): tick own messages up to them. */
+function notePeerCursors(id, delivered, read) {
+  const known = peerCursors.get(id) ?? { delivered: 0, read: 0 };
+  const next = { delivered: Math.max(known.delivered, delivered, read), read: Math.max(known.read, read) };
+  if (next.delivered === known.delivered && next.read === known.read) return;
+  peerCursors.set(id, next);
+  const chat = chats.get(id);
+  if (!chat) return;
+  for (const [seq, element] of chat.bySeq) {
+    if (element.classList.contains('own')) tick(element, seq, next);
+  }
+}
+
+/** The state of an own DM message by the peer's cursors. */
+function tick(element, seq, cursors) {
+  let state = 'sent';
+  if (seq <= cursors.read) state = 'read';
+  else if (seq <= cursors.delivered) state = 'delivered';
+  if (element.dataset.state !== state) setOwnState(element, state);
+}
+
+/** The members' read cursors of a room, for its "Seen by" line. */
+async function loadSeenBy(chat) {
+  if (chat.loadingReaders) return;
+  chat.loadingReaders = true;
+  try {
+    const { receipts } = await memberReceipts(auth.token, chat.id);
+    for (const r of receipts) {
+      const known = chat.readers.get(r.user_id);
+      chat.readers.set(r.user_id, { name: r.username, read: Math.max(known?.read ?? 0, r.read_seq) });
+    }
+    showSeenBy(chat);
+  } catch (error) {
+    console.info(`quibble: no receipts for ${chat.id}: ${error.message ?? error}`);
+  } finally {
+    chat.loadingReaders = false;
+  }
+}
+
+/** "Seen by alice, bob": the others who have read up to the latest message of a room. */
+function showSeenBy(chat) {
+  if (kindOf(chat.id) !== 'room') {
+    chat.seenBy.hidden = true; // a DM's own messages carry ticks instead
+    return;
+  }
+  const latest = Math.max(0, ...chat.bySeq.keys());
+  const author = chat.bySeq.get(latest)?.dataset.author;
+  const names = [];
+  if (latest > 0) {
+    for (const [user, { name, read }] of chat.readers) {
+      if (user !== auth?.user.id && String(user) !== author && read >= latest) names.push(name);
+    }
+  }
+  names.sort((a, b) => a.localeCompare(b));
+  const shown = names.slice(0, SEEN_BY_NAMES).join(', ');
+  const more = names.length - SEEN_BY_NAMES;
+  chat.seenBy.textContent = names.length === 0 ? ''
+    : `Seen by ${shown}${more > 0 ? ` and ${more} other${more === 1 ? '' : 's'}` : ''}`;
+  chat.seenBy.hidden = names.length === 0;
+}
+
+// ---- typing ----
+
+function onTyping(event) {
+  if (event.user === auth?.user.id) return;
+  const chat = chatFor(event.conversation);
+  const known = chat.typing.get(event.user);
+  if (known) clearTimeout(known.timer);
+  if (event.typing) {
+    const timer = setTimeout(() => stopTyping(chat, event.user), TYPING_GIVE_UP_MS);
+    chat.typing.set(event.user, { name: event.username, timer });
+  } else {
+    chat.typing.delete(event.user);
+  }
+  if (chat.id === current) showTyping();
+}
+
+function stopTyping(chat, user) {
+  const known = chat.typing.get(user);
+  if (!known) return;
+  clearTimeout(known.timer);
+  chat.typing.delete(user);
+  if (chat.id === current) showTyping();
+}
+
+function clearTyping(chat) {
+  for (const user of [...chat.typing.keys()]) stopTyping(chat, user);
+}
+
+/** "bob is typing…" under the open conversation. */
+function showTyping() {
+  const line = $('typing');
+  const chat = current === null ? null : chats.get(current);
+  const names = chat ? [...chat.typing.values()].map((t) => t.name) : [];
+  line.hidden = chat === null || chat === undefined;
+  if (names.length === 0) line.textContent = '';
+  else if (names.length === 1) line.textContent = `${names[0]} is typing…`;
+  else if (names.length === 2) line.textContent = `${names[0]} and ${names[1]} are typing…`;
+  else line.textContent = 'Several people are typing…';
 }
 
 // ---- the chat log ----
@@ -444,15 +1009,20 @@ function chatFor(id) {
   log.hidden = true;
   log.tabIndex = 0;
   log.setAttribute('role', 'log');
-  log.dataset.roomId = id;
+  log.dataset.conversationId = id;
   const top = document.createElement('div');
   top.className = 'log-top';
   const list = document.createElement('ol');
   list.className = 'messages';
-  log.append(top, list);
+  const seenBy = document.createElement('p');
+  seenBy.className = 'seen-by';
+  seenBy.hidden = true;
+  log.append(top, list, seenBy);
   $('logs').append(log);
   chat = {
-    id, log, top, list,
+    id, log, top, list, seenBy,
+    kind: convs.get(id)?.kind ?? 'room',
+    title: convs.get(id)?.title ?? String(id),
     bySeq: new Map(), // seq → element
     pending: new Map(), // client id → element of an own message not yet durable
     oldest: null, // lowest seq shown
@@ -461,14 +1031,18 @@ function chatFor(id) {
     joining: false,
     joined: false,
     pinned: true, // follow new messages
-    unread: 0, // messages that came while another room was open
-    seenUpTo: null, // the head seq at the first join: messages up to it are not unread
     unseen: 0, // messages that came below while the reader was scrolled up
+    readers: new Map(), // rooms: user id → {name, read} for "Seen by"
+    loadingReaders: false,
+    typing: new Map(), // user id → {name, timer}: who is typing here
   };
   log.addEventListener('scroll', () => {
     chat.pinned = log.scrollHeight - log.scrollTop - log.clientHeight < NEAR_BOTTOM_PX;
     if (chat.pinned) chat.unseen = 0;
-    if (chat.id === current) showJump(chat);
+    if (chat.id === current) {
+      showJump(chat);
+      updateViewing();
+    }
     if (log.scrollTop < NEAR_TOP_PX) loadOlder(chat);
   });
   chats.set(id, chat);
@@ -481,8 +1055,8 @@ function clearChat(chat) {
   chat.list.replaceChildren(...chat.pending.values());
   markDays(chat);
   chat.bySeq.clear();
-  chat.seenUpTo = null;
   chat.oldest = null;
+  showSeenBy(chat);
   chat.hasMore = true;
   chat.loading = false;
   updateLogTop(chat);
@@ -524,17 +1098,14 @@ function onMessage(message) {
   if (element) {
     chat.pending.delete(message.clientId);
   } else {
-    element = renderMessage(message.authorName, message.body, own);
+    element = renderMessage(message.author, message.authorName, message.body, own);
   }
   if (!own && !chat.pinned && chat.id === current) {
     chat.unseen += 1;
     showJump(chat);
   }
+  stopTyping(chat, message.author);
   confirm(chat, element, message.seq, message.sentAtMs);
-  if (chat.id !== current && !own && message.seq > chat.seenUpTo) {
-    chat.unread += 1;
-    renderRooms();
-  }
 }
 
 function onSent(event) {
@@ -581,14 +1152,16 @@ function onHistory(event) {
   const fragment = document.createDocumentFragment();
   for (const message of event.messages) {
     if (chat.bySeq.has(message.seq)) continue;
-    const element = renderMessage(message.authorName, message.body, message.author === auth?.user.id);
-    setConfirmed(element, message.seq, message.sentAtMs);
+    const element = renderMessage(message.author, message.authorName, message.body,
+      message.author === auth?.user.id);
+    setConfirmed(chat, element, message.seq, message.sentAtMs);
     chat.bySeq.set(message.seq, element);
     fragment.append(element);
     chat.oldest = chat.oldest === null ? message.seq : Math.min(chat.oldest, message.seq);
   }
   chat.list.prepend(fragment);
   markDays(chat);
+  showSeenBy(chat);
   // Keep what the reader was looking at in place.
   log.scrollTop += log.scrollHeight - height;
   chat.loading = false;
@@ -600,7 +1173,7 @@ function onHistory(event) {
 function confirm(chat, element, seq, sentAtMs) {
   const { list } = chat;
   const follow = chat.pinned || element.classList.contains('pending');
-  setConfirmed(element, seq, sentAtMs);
+  setConfirmed(chat, element, seq, sentAtMs);
   chat.bySeq.set(seq, element);
   element.remove();
   let before = list.querySelector('li.pending');
@@ -614,15 +1187,18 @@ function confirm(chat, element, seq, sentAtMs) {
   const wasEmpty = chat.oldest === null;
   chat.oldest = wasEmpty ? seq : Math.min(chat.oldest, seq);
   if (wasEmpty) updateLogTop(chat);
+  showSeenBy(chat);
   if (follow && chat.id === current) scrollToBottom(chat);
 }
 
-function setConfirmed(element, seq, sentAtMs) {
+function setConfirmed(chat, element, seq, sentAtMs) {
   element.dataset.seq = seq;
   element.classList.remove('pending');
   delete element.dataset.throttled;
   setTime(element, sentAtMs);
-  if (element.classList.contains('own')) setOwnState(element, 'sent');
+  if (!element.classList.contains('own')) return;
+  if (kindOf(chat.id) === 'dm') tick(element, seq, peerCursors.get(chat.id) ?? { delivered: 0, read: 0 });
+  else setOwnState(element, 'sent');
 }
 
 /** When the message was written (pending) or stored (confirmed); it also sets its day. */
@@ -645,9 +1221,10 @@ function setOwnState(element, state, label) {
   status.title = label ?? STATE_LABELS[state];
 }
 
-function renderMessage(author, body, own) {
+function renderMessage(authorId, author, body, own) {
   const element = document.createElement('li');
   element.className = own ? 'msg own' : 'msg';
+  element.dataset.author = authorId;
   const meta = document.createElement('div');
   meta.className = 'meta';
   const name = document.createElement('span');
@@ -771,7 +1348,7 @@ function sendComposed() {
 
 /** An own message the server has not acknowledged yet, at the end of its chat. */
 function showPending(chat, { clientId, body, at }) {
-  const element = renderMessage(auth.user.username, body, true);
+  const element = renderMessage(auth.user.id, auth.user.username, body, true);
   element.classList.add('pending');
   element.dataset.clientId = clientId;
   setTime(element, at);
