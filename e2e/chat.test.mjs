@@ -17,6 +17,15 @@
 // - at 390 px wide, a 64-character room name and long unbroken words put nothing off-screen;
 // - own messages show a tick icon (a clock while pending); days are separated; a reader
 //   scrolled up gets a jump-to-latest cue when a message arrives;
+// - alice and bob become friends through the Friends panel (request, live badge, accept) and
+//   the DM thread enters both conversation lists with a presence dot; alice's DM shows
+//   delivered (two ticks) while bob looks at another room, with an unread badge in his list
+//   and tab title, then read once he opens it; each sees the other typing, and typing that is
+//   not refreshed runs out;
+// - an unread badge for a message in another room appears live and survives a reload; the
+//   author sees "Seen by bob" once he has read it; leaving a room takes it out of the list;
+// - at 390 px the conversation list and the friends panel (32-character name) fit too; a
+//   friend who closes the page shows offline with when they were last seen;
 // - screenshots of the chat view at desktop and phone widths go to test-artifacts/, with the
 //   server's log and the browsers' console.
 //
@@ -567,6 +576,118 @@ describe('Quibble in a real browser', () => {
     await context.close();
   });
 
+  it('two contexts become friends in the friends panel, DM, and see ticks, typing and presence', async () => {
+    const { alice, bob } = users;
+    await openRoom(bob, 'lobby');
+
+    // alice asks; bob hears it live (the Friends tab counts it) and accepts.
+    await showPanel(alice, 'friends');
+    await alice.page.fill('#friend-name', 'bob');
+    await alice.page.press('#friend-name', 'Enter');
+    await alice.page.locator('#friends-status', { hasText: 'Request sent to bob.' }).waitFor(WAIT);
+    await alice.page.locator('#outgoing li[data-username="bob"]').waitFor(WAIT);
+    await bob.page.locator('#requests-badge:not([hidden])', { hasText: '1' }).waitFor(WAIT);
+    await showPanel(bob, 'friends');
+    await bob.page.getByRole('button', { name: 'Accept: alice' }).click();
+    for (const [user, peer] of [[alice, 'bob'], [bob, 'alice']]) {
+      const row = user.page.locator(`#friend-list li[data-username="${peer}"]`);
+      await row.locator('.presence[data-online="true"]').waitFor(WAIT);
+      assert.equal(await row.locator('.seen').textContent(), 'online');
+      assert.equal(await user.page.locator('#incoming li, #outgoing li').count(), 0, 'no requests left');
+      // The DM thread enters the conversation list by itself.
+      await showPanel(user, 'chats');
+      await conversation(user, peer, 'dm').locator('.presence[data-online="true"]').waitFor(WAIT);
+    }
+    assert.ok(await bob.page.locator('#requests-badge').isHidden());
+
+    // bob opens the thread; alice types in it and bob sees it.
+    await conversation(bob, 'alice', 'dm').click();
+    await bob.page.locator('#room-title', { hasText: /^alice$/ }).waitFor(WAIT);
+    await bob.page.locator('#chat-sub', { hasText: 'online' }).waitFor(WAIT);
+    await showPanel(alice, 'friends');
+    await alice.page.getByRole('button', { name: 'Message: bob' }).click();
+    await alice.page.locator('#room-title', { hasText: /^bob$/ }).waitFor(WAIT);
+    await watchStates(alice);
+    await alice.page.locator('#body').pressSequentially('hi bob', { delay: 20 });
+    await bob.page.locator('#typing', { hasText: 'alice is typing…' }).waitFor(WAIT);
+
+    // bob looks at another room: alice's DM reaches his page (delivered, unread) but is not read.
+    await openRoom(bob, 'lobby');
+    await alice.page.fill('#body', 'hi bob, in private');
+    await alice.page.press('#body', 'Enter');
+    const mine = message(alice, 'hi bob, in private');
+    await mine.and(alice.page.locator('[data-state="delivered"]')).waitFor(WAIT);
+    assert.deepEqual(await statusIcon(mine), { label: 'Delivered', text: '', shown: ['tick1', 'tick2'] });
+    await conversation(bob, 'alice', 'dm').locator('.badge', { hasText: '1' }).waitFor(WAIT);
+    assert.match(await bob.page.title(), /^\(1\) Quibble$/);
+    await bob.page.waitForTimeout(800); // past the receipt debounce (500 ms): still not read
+    assert.equal(await mine.getAttribute('data-state'), 'delivered');
+
+    // bob opens the thread: read, the badge goes, and alice's ticks turn.
+    await conversation(bob, 'alice', 'dm').click();
+    await sees(bob, 'hi bob, in private', 'alice');
+    await mine.and(alice.page.locator('[data-state="read"]')).waitFor(WAIT);
+    const states = (await alice.page.evaluate(() => window.seenStates))
+      .filter(([body]) => body === 'hi bob, in private').map(([, state]) => state)
+      .filter((state, i, all) => state !== all[i - 1]);
+    assert.deepEqual(states, ['pending', 'sent', 'delivered', 'read']);
+    assert.deepEqual(await statusIcon(mine), { label: 'Read', text: '', shown: ['tick1', 'tick2'] });
+    await conversation(bob, 'alice', 'dm').locator('.badge').waitFor({ state: 'detached', ...WAIT });
+    assert.equal(await bob.page.title(), 'Quibble');
+
+    // bob answers while alice watches: his typing shows, then the message, and ticks as read.
+    await bob.page.locator('#body').pressSequentially('hello', { delay: 20 });
+    await alice.page.locator('#typing', { hasText: 'bob is typing…' }).waitFor(WAIT);
+    await bob.page.press('#body', 'Enter');
+    await sees(alice, 'hello', 'bob');
+    await alice.page.locator('#typing', { hasText: /^$/ }).waitFor(WAIT);
+    await message(bob, 'hello').and(bob.page.locator('[data-state="read"]')).waitFor(WAIT);
+    await alice.page.screenshot({ path: join(ARTIFACTS, 'dm-desktop.png') });
+
+    // Typing that is not refreshed runs out (5 s on the server).
+    await bob.page.locator('#body').pressSequentially('x');
+    await alice.page.locator('#typing', { hasText: 'bob is typing…' }).waitFor(WAIT);
+    await alice.page.locator('#typing', { hasText: /^$/ }).waitFor({ timeout: 9_000 });
+    await bob.page.fill('#body', '');
+  });
+
+  it('an unread badge for another room appears live, survives a reload, and "seen by" follows', async () => {
+    const { alice, bob } = users;
+    await createRoom(alice, 'side');
+    await openRoom(bob, 'side'); // joins it (from all rooms)
+    await openRoom(bob, 'lobby');
+    await openRoom(alice, 'side');
+    await say(alice, 'psst, over here');
+    const badge = conversation(bob, 'side', 'room').locator('.badge');
+    await badge.filter({ hasText: /^1$/ }).waitFor(WAIT);
+    // The list is sorted by activity: the room just written in comes first.
+    assert.equal(await bob.page.locator('#convs button.conv').first().getAttribute('data-title'), 'side');
+    assert.match(await bob.page.title(), /^\(1\) Quibble$/);
+    assert.ok(await conversation(bob, 'side', 'room').locator('.conv-preview', { hasText: 'alice: psst, over here' }).isVisible());
+    assert.equal(await alice.page.locator('.log:not([hidden]) .seen-by').isVisible(), false, 'nobody has seen it');
+
+    await bob.page.reload();
+    await bob.page.locator('#room-title', { hasText: '# lobby' }).waitFor(WAIT);
+    await badge.filter({ hasText: /^1$/ }).waitFor(WAIT);
+    assert.match(await bob.page.title(), /^\(1\) Quibble$/);
+
+    await conversation(bob, 'side', 'room').click();
+    await sees(bob, 'psst, over here', 'alice');
+    await badge.waitFor({ state: 'detached', ...WAIT });
+    await alice.page.locator('.log:not([hidden]) .seen-by', { hasText: 'Seen by bob' }).waitFor(WAIT);
+    await alice.page.screenshot({ path: join(ARTIFACTS, 'seen-by-desktop.png') });
+    // A new message: seen again once bob's page, still on it, reports it read.
+    await say(alice, 'and another');
+    await alice.page.locator('.log:not([hidden]) .seen-by', { hasText: 'Seen by bob' }).waitFor(WAIT);
+
+    // Leaving takes the room out of the list (and the membership with it).
+    await bob.page.click('#leave');
+    await conversation(bob, 'side', 'room').waitFor({ state: 'detached', ...WAIT });
+    await bob.page.reload();
+    await conversation(bob, 'lobby', 'room').waitFor(WAIT);
+    assert.equal(await conversation(bob, 'side', 'room').count(), 0, 'left for good');
+  });
+
   it('the phone layout holds at 390 px with a 64-character room name and long words', async () => {
     const gina = await signUp('gina_has_a_name_of_32_chars_wxyz', { viewport: PHONE });
     users.gina = gina;
@@ -591,10 +712,39 @@ describe('Quibble in a real browser', () => {
     await gina.page.locator(`button.room[data-room-name="${name}"]`).waitFor(WAIT);
     await assertFits(gina, 'room list');
     await gina.page.screenshot({ path: join(ARTIFACTS, 'rooms-phone-long.png') });
+    await showPanel(gina, 'chats');
+    await conversation(gina, name, 'room').waitFor(WAIT);
+    await assertFits(gina, 'conversation list');
+    await gina.page.screenshot({ path: join(ARTIFACTS, 'chats-phone-long.png') });
+    // Friends with a long name on both sides: the panels still fit.
+    await showPanel(gina, 'friends');
+    await gina.page.fill('#friend-name', 'alice');
+    await gina.page.press('#friend-name', 'Enter');
+    await gina.page.locator('#outgoing li[data-username="alice"]').waitFor(WAIT);
+    await assertFits(gina, 'friends panel, a request out');
+    const { alice } = users;
+    await showPanel(alice, 'friends');
+    await alice.page.getByRole('button', { name: `Accept: ${gina.name}` }).click();
+    await alice.page.locator(`#friend-list li[data-username="${gina.name}"]`).waitFor(WAIT);
+    await assertFits(alice, 'desktop friends panel');
+    await gina.page.locator('#friend-list li[data-username="alice"] .presence[data-online="true"]').waitFor(WAIT);
+    await assertFits(gina, 'friends panel');
+    await gina.page.screenshot({ path: join(ARTIFACTS, 'friends-phone-long.png') });
+    await gina.page.getByRole('button', { name: 'Message: alice' }).click();
+    await gina.page.locator('#room-title', { hasText: /^alice$/ }).waitFor(WAIT);
+    await gina.page.locator('#body').pressSequentially('hi');
+    await alice.page.locator(`#convs button.conv[data-title="${gina.name}"]`).waitFor({ state: 'attached', ...WAIT });
+    await assertFits(gina, 'DM view');
     await gina.page.setViewportSize(DESKTOP);
-    await gina.page.locator(`button.room[data-room-name="${name}"]`).click();
+    await openRoom(gina, name);
     await assertFits(gina, 'desktop');
     await gina.page.screenshot({ path: join(ARTIFACTS, 'chat-desktop-long.png') });
+
+    // gina goes away: her friend sees her offline, with when she was last seen.
+    await gina.context.close();
+    const row = alice.page.locator(`#friend-list li[data-username="${gina.name}"]`);
+    await row.locator('.presence[data-online="false"]').waitFor(WAIT);
+    assert.match(await row.locator('.seen').textContent(), /^last seen \d/);
   });
 
   it('logs out, and logs back in with the password', async () => {

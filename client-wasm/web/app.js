@@ -35,6 +35,7 @@ const encoder = new TextEncoder();
 const phone = window.matchMedia('(max-width: 700px)');
 const timeFormat = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
 const dayFormat = new Intl.DateTimeFormat(undefined, { weekday: 'long', day: 'numeric', month: 'long' });
+const shortDayFormat = new Intl.DateTimeFormat(undefined, { day: 'numeric', month: 'short' });
 const dayYearFormat = new Intl.DateTimeFormat(undefined, { day: 'numeric', month: 'long', year: 'numeric' });
 // What the tick icon of an own message says, per state. The page sets pending, sent and
 // failed; delivered and read come from the DM peer's receipts (set with setOwnState).
@@ -444,6 +445,15 @@ function renderConversations() {
     name.textContent = summary.kind === 'dm' ? summary.title : `# ${summary.title}`;
     name.title = summary.title; // the whole name, when it does not fit
     head.append(name);
+    if (summary.last) {
+      const at = new Date(summary.last.sentAtMs);
+      const time = document.createElement('time');
+      time.className = 'conv-time';
+      time.dateTime = at.toISOString();
+      const day = dayLabel(summary.last.sentAtMs);
+      time.textContent = day === 'Today' ? timeFormat.format(at) : shortDayFormat.format(at);
+      head.append(time);
+    }
     const unread = unreadOf(summary);
     if (unread > 0) head.append(badge(unread));
     const preview = document.createElement('span');
@@ -622,6 +632,7 @@ async function refreshFriends() {
 }
 
 function onFriend(event) {
+  showStatus(); // what the last action said is old news now
   if (event.status === 'none') people.delete(event.user);
   else people.set(event.user, { id: event.user, username: event.username, status: event.status, dm: event.dm });
   renderFriends();
@@ -893,7 +904,8 @@ function onReceipt(event) {
   if (known) {
     known.read = Math.max(known.read, event.read);
     showSeenBy(chat);
-  } else {
+  } else if (!chat.askedAbout.has(event.user)) {
+    chat.askedAbout.add(event.user); // once: the list holds the first 200 members only
     loadSeenBy(chat); // a member this page has no name for yet
   }
 }
@@ -1034,6 +1046,7 @@ function chatFor(id) {
     unseen: 0, // messages that came below while the reader was scrolled up
     readers: new Map(), // rooms: user id → {name, read} for "Seen by"
     loadingReaders: false,
+    askedAbout: new Set(), // members whose name was fetched for a receipt
     typing: new Map(), // user id → {name, timer}: who is typing here
   };
   log.addEventListener('scroll', () => {
@@ -1085,7 +1098,8 @@ function updateLogTop(chat) {
     button.addEventListener('click', () => loadOlder(chat));
     top.append(button);
   } else if (chat.joined) {
-    top.textContent = chat.oldest === null ? 'No messages yet. Say hello!' : 'The beginning of the room.';
+    const start = kindOf(chat.id) === 'dm' ? 'The beginning of your conversation.' : 'The beginning of the room.';
+    top.textContent = chat.oldest === null ? 'No messages yet. Say hello!' : start;
   }
 }
 
