@@ -9,6 +9,14 @@
 //   of history and scrolling up loads the older page;
 // - the server restarts on the same port: everyone reconnects (carol tries WebTransport again
 //   before falling back), and what carol wrote while it was down is sent exactly once;
+// - erin, whose clock runs a day ahead (so today's messages are "Yesterday" to her), writes
+//   while the server is down and reloads: her room reopens, the message is still pending, and
+//   once the server is back it is stored exactly once;
+// - the server's send rate is low (20 a second, bursts of 40), so alice's 65 quick messages are
+//   refused as RateLimited on the way and must all end sent, in order, none "Not sent";
+// - at 390 px wide, a 64-character room name and long unbroken words put nothing off-screen;
+// - own messages show a tick icon (a clock while pending); days are separated; a reader
+//   scrolled up gets a jump-to-latest cue when a message arrives;
 // - screenshots of the chat view at desktop and phone widths go to test-artifacts/, with the
 //   server's log and the browsers' console.
 //
@@ -18,7 +26,9 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import dgram from 'node:dgram';
-import { createWriteStream, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import {
+  createWriteStream, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -43,6 +53,9 @@ const PASSWORD = 'correct horse battery';
 const DESKTOP = { width: 1280, height: 800 };
 const PHONE = { width: 390, height: 844 };
 const WAIT = { timeout: 20_000 };
+const DAY_MS = 24 * 60 * 60 * 1000;
+// Low enough that the 65-message test is refused as RateLimited part of the way.
+const SERVER_CONFIG = 'messages_per_second = 20\nmessage_burst = 40\n';
 
 let server; // the quibble child process
 let baseUrl;
@@ -80,9 +93,12 @@ async function freePort() {
 /** Start `quibble serve` on `port` and resolve to the URL it prints first. */
 function startServer(port, { restart = false } = {}) {
   dataDir ??= mkdtempSync(join(tmpdir(), 'quibble-e2e-'));
+  const config = join(dataDir, 'e2e.toml');
+  writeFileSync(config, SERVER_CONFIG);
   const log = createWriteStream(join(ARTIFACTS, 'server.log'), { flags: restart ? 'a' : 'w' });
   server = spawn(SERVER_BIN, [
     'serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--web-dir', WEB_DIR,
+    '--config', config,
   ], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info' } });
   server.stderr.pipe(log);
   return new Promise((resolve, reject) => {
@@ -110,9 +126,16 @@ async function stopServer() {
   clearTimeout(timer);
 }
 
-/** A fresh browser context that has signed up as `name`. */
-async function signUp(name, { viewport = DESKTOP, query = '', screenshot } = {}) {
+/**
+ * A fresh browser context that has signed up as `name`; `clockAheadMs` sets its clock that
+ * far ahead of the real one (still running).
+ */
+async function signUp(name, { viewport = DESKTOP, query = '', screenshot, clockAheadMs } = {}) {
   const context = await browser.newContext({ viewport });
+  if (clockAheadMs) {
+    await context.clock.install({ time: Date.now() + clockAheadMs });
+    await context.clock.resume();
+  }
   const page = await context.newPage();
   page.on('pageerror', (error) => pageErrors.push(`${name}: ${error.message}`));
   page.on('request', (request) => {
@@ -161,13 +184,19 @@ function escape(text) {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
-/** Record every state an own message's element shows, from its insertion on. */
+/**
+ * Record every state an own message's element shows, from its insertion on, and the bodies
+ * of those the page marked as refused for sending too fast.
+ */
 async function watchStates(user) {
   await user.page.evaluate(() => {
     window.seenStates = [];
+    window.throttled = new Set();
     const record = (element) => {
       if (element instanceof HTMLElement && element.matches('li.msg.own')) {
-        window.seenStates.push([element.querySelector('.body').textContent, element.dataset.state]);
+        const body = element.querySelector('.body').textContent;
+        window.seenStates.push([body, element.dataset.state]);
+        if (element.dataset.throttled !== undefined) window.throttled.add(body);
       }
     };
     new MutationObserver((mutations) => {
@@ -176,9 +205,67 @@ async function watchStates(user) {
         else mutation.addedNodes.forEach(record);
       }
     }).observe(document.getElementById('logs'), {
-      subtree: true, childList: true, attributes: true, attributeFilter: ['data-state'],
+      subtree: true,
+      childList: true,
+      attributes: true,
+      attributeFilter: ['data-state', 'data-throttled'],
     });
   });
+}
+
+/** The parts of an own message's tick icon that show, and what it says. */
+async function statusIcon(item) {
+  const status = item.locator('.status');
+  const shown = [];
+  for (const part of ['clock', 'tick1', 'tick2']) {
+    if (await status.locator(`.${part}`).isVisible()) shown.push(part);
+  }
+  return {
+    label: await status.getAttribute('aria-label'),
+    text: (await status.textContent()).trim(),
+    shown,
+  };
+}
+
+/** The day separators of the open room, top to bottom. */
+function days(user) {
+  return user.page.locator('.log:not([hidden]) li.day').allTextContents();
+}
+
+/** Nothing of the page sticks out of the viewport or scrolls sideways. */
+async function assertFits(user, what) {
+  const { page } = user;
+  const report = await page.evaluate(() => {
+    const width = document.documentElement.clientWidth;
+    const name = (el) => `${el.tagName.toLowerCase()}${el.id ? `#${el.id}` : ''}.${[...el.classList].join('.')}`;
+    const off = [];
+    for (const el of document.querySelectorAll('body *')) {
+      const style = getComputedStyle(el);
+      if (style.display === 'none' || el.closest('[hidden]')) continue;
+      const rect = el.getBoundingClientRect();
+      if (rect.width > 0 && (rect.left < -0.5 || rect.right > width + 0.5)) {
+        off.push(`${name(el)} spans ${Math.round(rect.left)}..${Math.round(rect.right)}`);
+      }
+      if (/auto|scroll/.test(style.overflowX) && el.scrollWidth > el.clientWidth + 1) {
+        off.push(`${name(el)} scrolls sideways (${el.scrollWidth} > ${el.clientWidth})`);
+      }
+    }
+    return { scrollWidth: document.documentElement.scrollWidth, off };
+  });
+  const width = page.viewportSize().width;
+  assert.ok(report.scrollWidth <= width,
+    `${what}: the document is ${report.scrollWidth} px wide at ${width} px: ${report.off.join("; ")}`);
+  assert.deepEqual(report.off, [], `${what}: off-screen`);
+}
+
+/** The head seq of room `name` from the REST room list, as `user` sees it. */
+async function headSeq(user, name) {
+  const { token } = JSON.parse(await user.page.evaluate(() => localStorage.getItem('quibble.auth')));
+  const response = await fetch(`${baseUrl}/api/rooms`, { headers: { authorization: `Bearer ${token}` } });
+  assert.equal(response.status, 200);
+  const room = (await response.json()).rooms.find((r) => r.name === name);
+  assert.ok(room, `room ${name} is listed`);
+  return room.head_seq;
 }
 
 /** Send `text` with the composer (Enter) and wait until it shows as sent. */
@@ -191,6 +278,8 @@ async function say(user, text) {
     .map(([, state]) => state);
   assert.deepEqual(states.slice(0, 1), ['pending'], `${user.name}: "${text}" starts pending`);
   assert.equal(states.at(-1), 'sent', `${user.name}: "${text}" ends sent`);
+  // Compact: one tick, no words under the bubble.
+  assert.deepEqual(await statusIcon(message(user, text)), { label: 'Sent', text: '', shown: ['tick1'] });
 }
 
 async function sees(user, text, author) {
@@ -297,13 +386,24 @@ describe('Quibble in a real browser', () => {
   it('a late joiner gets the recent page, and scrolling up loads the older one', async () => {
     const total = 65;
     await createRoom(users.alice, 'archive');
-    for (let i = 1; i <= total; i += 1) {
-      await users.alice.page.fill('#body', `old #${i}`);
-      await users.alice.page.press('#body', 'Enter');
-    }
-    await message(users.alice, `old #${total}`).and(users.alice.page.locator('[data-state="sent"]'))
-      .waitFor(WAIT);
-    assert.equal(await users.alice.page.locator('.log:not([hidden]) li.msg[data-state="sent"]').count(), total);
+    // All at once, as fast as the composer takes them.
+    await users.alice.page.evaluate((count) => {
+      for (let i = 1; i <= count; i += 1) {
+        document.getElementById('body').value = `old #${i}`;
+        document.getElementById('composer').requestSubmit();
+      }
+    }, total);
+    const alicesLog = users.alice.page.locator('.log:not([hidden])');
+    await alicesLog.locator('li.msg[data-state="sent"]').nth(total - 1).waitFor(WAIT);
+    assert.equal(await alicesLog.locator('li.msg[data-state="sent"]').count(), total);
+    // Sent faster than the server allows: some were refused as RateLimited on the way, were
+    // resent by themselves after the hinted delay, and none was ever shown as not sent.
+    const throttled = await users.alice.page.evaluate(() => window.throttled.size);
+    assert.ok(throttled > 0, 'some sends were refused as RateLimited');
+    const states = await users.alice.page.evaluate(() => window.seenStates);
+    assert.deepEqual(states.filter(([, state]) => state === 'failed'), []);
+    assert.deepEqual(await alicesLog.locator('li.msg .body').allTextContents(),
+      Array.from({ length: total }, (_, i) => `old #${i + 1}`), 'in the order written');
 
     users.dave = await signUp('dave');
     await expectTransport(users.dave, 'webtransport', 'WebTransport');
@@ -325,7 +425,30 @@ describe('Quibble in a real browser', () => {
     const bodies = await log.locator('li.msg .body').allTextContents();
     assert.deepEqual(bodies, Array.from({ length: total }, (_, i) => `old #${i + 1}`));
     await log.locator('.log-top', { hasText: 'The beginning of the room.' }).waitFor(WAIT);
+    assert.deepEqual(await days(users.dave), ['Today'], 'one day, one separator');
     await page.screenshot({ path: join(ARTIFACTS, 'history-desktop.png') });
+  });
+
+  it('a reader scrolled up is told of a new message and can jump to it', async () => {
+    const { alice, dave } = users;
+    const { page } = dave;
+    const log = page.locator('.log:not([hidden])');
+    await log.evaluate((element) => { element.scrollTop = 0; });
+    const jump = page.locator('#jump');
+    await jump.waitFor(WAIT);
+    assert.match(await jump.textContent(), /Latest/);
+    await say(alice, 'fresh news');
+    await sees(dave, 'fresh news', 'alice');
+    await page.locator('#jump', { hasText: '1 new message' }).waitFor(WAIT);
+    assert.equal(await log.evaluate((element) => element.scrollTop), 0, 'not scrolled away');
+    await page.screenshot({ path: join(ARTIFACTS, 'new-messages-desktop.png') });
+    await jump.click();
+    await jump.waitFor({ state: 'hidden', ...WAIT });
+    await page.waitForFunction(() => {
+      const element = document.querySelector('.log:not([hidden])');
+      return element.scrollHeight - element.scrollTop - element.clientHeight < 2;
+    }, null, WAIT);
+    assert.ok(await message(dave, 'fresh news').isVisible());
   });
 
   it('after a server restart all reconnect, WebTransport first again, and unsent messages go out once', async () => {
@@ -342,6 +465,7 @@ describe('Quibble in a real browser', () => {
     await carol.page.fill('#body', text);
     await carol.page.press('#body', 'Enter');
     assert.equal(await message(carol, text).getAttribute('data-state'), 'pending');
+    assert.deepEqual(await statusIcon(message(carol, text)), { label: 'Sending', text: '', shown: ['clock'] });
     await bob.page.screenshot({ path: join(ARTIFACTS, 'reconnecting-desktop.png') });
 
     assert.equal(await startServer(port, { restart: true }), baseUrl);
@@ -359,6 +483,98 @@ describe('Quibble in a real browser', () => {
     for (const user of [alice, bob, carol]) {
       assert.equal(await message(user, text).count(), 1, `${user.name} has it once`);
     }
+  });
+
+  it('a message written offline survives a reload and goes out once; the room reopens', async () => {
+    const { alice } = users;
+    // A day ahead: everything the server stamps today is "Yesterday" to erin.
+    const erin = await signUp('erin', { clockAheadMs: DAY_MS });
+    users.erin = erin;
+    await openRoom(erin, 'lobby');
+    await sees(erin, 'back again', 'alice');
+    assert.deepEqual(await days(erin), ['Yesterday']);
+    const before = await headSeq(erin, 'lobby');
+    // The page's files are cached for offline reloads once the service worker is active.
+    await erin.page.evaluate(() => navigator.serviceWorker.ready);
+    const port = Number(new URL(baseUrl).port);
+
+    await stopServer();
+    await erin.page.locator('#conn:not([data-state="ready"])').waitFor(WAIT);
+    const text = 'erin, offline, then reloaded';
+    await erin.page.fill('#body', text);
+    await erin.page.press('#body', 'Enter');
+    assert.equal(await message(erin, text).getAttribute('data-state'), 'pending');
+    assert.deepEqual(await days(erin), ['Yesterday', 'Today'], 'written "today", pending');
+
+    for (let reload = 0; reload < 2; reload += 1) {
+      await erin.page.reload();
+      await erin.page.locator('#app').waitFor({ state: 'visible', ...WAIT });
+      // The room it showed is open again, the message pending in it, still not sent.
+      await erin.page.locator('#room-title', { hasText: '# lobby' }).waitFor(WAIT);
+      await message(erin, text).and(erin.page.locator('[data-state="pending"]')).waitFor(WAIT);
+      assert.equal(await message(erin, text).count(), 1);
+      assert.deepEqual(await days(erin), ['Today']);
+    }
+    await erin.page.screenshot({ path: join(ARTIFACTS, 'offline-reloaded-desktop.png') });
+
+    assert.equal(await startServer(port, { restart: true }), baseUrl);
+    await expectTransport(erin, 'webtransport', 'WebTransport');
+    await message(erin, text).and(erin.page.locator('[data-state="sent"]')).waitFor(WAIT);
+    await sees(erin, 'back again', 'alice');
+    assert.deepEqual(await days(erin), ['Yesterday'], 'stored today by the server');
+    await openRoom(alice, 'lobby');
+    await sees(alice, text, 'erin');
+    assert.equal(await message(alice, text).count(), 1);
+    assert.equal(await headSeq(erin, 'lobby'), before + 1, 'stored exactly once');
+    assert.equal(await message(erin, text).count(), 1);
+    assert.equal(await erin.page.evaluate(() => Object.keys(localStorage)
+      .filter((key) => key.startsWith('quibble.outbox')).length), 0, 'nothing left to send');
+
+    // Three days on (a new context with erin's login), the day is named by its date.
+    const context = await browser.newContext({ storageState: await erin.context.storageState() });
+    await context.clock.install({ time: Date.now() + 3 * DAY_MS });
+    await context.clock.resume();
+    const later = { name: 'erin, 3 days on', context, page: await context.newPage() };
+    later.page.on('pageerror', (error) => pageErrors.push(`${later.name}: ${error.message}`));
+    await later.page.goto(`${baseUrl}/`);
+    await later.page.locator('#me', { hasText: 'erin' }).waitFor(WAIT);
+    await openRoom(later, 'lobby');
+    await sees(later, text, 'erin');
+    const [label, ...more] = await days(later);
+    assert.deepEqual(more, []);
+    assert.doesNotMatch(label, /Today|Yesterday/);
+    assert.match(label, new RegExp(`\\b${new Date().getDate()}\\b`), label);
+    await context.close();
+  });
+
+  it('the phone layout holds at 390 px with a 64-character room name and long words', async () => {
+    const gina = await signUp('gina_has_a_name_of_32_chars_wxyz', { viewport: PHONE });
+    users.gina = gina;
+    const name = 'Wide'.repeat(16);
+    assert.equal(name.length, 64);
+    await createRoom(gina, name);
+    await watchStates(gina);
+    await say(gina, 'W'.repeat(300));
+    await say(gina, `see https://example.com/${'a/'.repeat(120)} and ${'Ш'.repeat(100)}`);
+    await assertFits(gina, 'chat view');
+    // The hook receipts drive: data-state "delivered" shows two ticks, "read" two coloured ones.
+    const own = gina.page.locator('.log:not([hidden]) li.msg.own');
+    const colours = [];
+    for (const [index, state] of [[0, 'delivered'], [1, 'read']]) {
+      await own.nth(index).evaluate((element, value) => { element.dataset.state = value; }, state);
+      assert.deepEqual((await statusIcon(own.nth(index))).shown, ['tick1', 'tick2'], state);
+      colours.push(await own.nth(index).locator('.status').evaluate((e) => getComputedStyle(e).color));
+    }
+    assert.notEqual(colours[0], colours[1], 'read ticks are coloured');
+    await gina.page.screenshot({ path: join(ARTIFACTS, 'chat-phone-long.png') });
+    await gina.page.click('#back');
+    await gina.page.locator(`button.room[data-room-name="${name}"]`).waitFor(WAIT);
+    await assertFits(gina, 'room list');
+    await gina.page.screenshot({ path: join(ARTIFACTS, 'rooms-phone-long.png') });
+    await gina.page.setViewportSize(DESKTOP);
+    await gina.page.locator(`button.room[data-room-name="${name}"]`).click();
+    await assertFits(gina, 'desktop');
+    await gina.page.screenshot({ path: join(ARTIFACTS, 'chat-desktop-long.png') });
   });
 
   it('logs out, and logs back in with the password', async () => {

@@ -110,13 +110,27 @@ impl Client {
     /// after reconnects until the server has it.
     pub fn send(&self, conversation: f64, body: String) -> Result<String, JsError> {
         let conversation = ConversationId(js::id_from_js(conversation)?);
-        if body.len() > MAX_BODY_LEN {
-            return Err(JsError::new(&format!(
-                "a message is at most {MAX_BODY_LEN} bytes of UTF-8"
-            )));
-        }
+        check_body(&body)?;
         let id = run(&self.driver, |d| d.session.send(conversation, body));
         Ok(id.to_string())
+    }
+
+    /// Queue again a message that an earlier page sent (`send`) but never saw `sent` or
+    /// `rejected` for, under its original client id (`BigInt` of the decimal string `send`
+    /// returned): the server stores a client id once per author and conversation, so the
+    /// message is stored at most once however often it is restored. False when that id is
+    /// already pending.
+    pub fn restore(
+        &self,
+        conversation: f64,
+        #[wasm_bindgen(js_name = clientId)] client_id: u64,
+        body: String,
+    ) -> Result<bool, JsError> {
+        let conversation = ConversationId(js::id_from_js(conversation)?);
+        check_body(&body)?;
+        Ok(run(&self.driver, |d| {
+            d.session.restore(conversation, client_id, body)
+        }))
     }
 
     /// Ask for up to `limit` (default and at most 50) messages older than the oldest one seen;
@@ -189,6 +203,16 @@ impl Client {
     pub fn close(&self) {
         run(&self.driver, Driver::close);
     }
+}
+
+/// A message body the server would refuse for its length is refused here already.
+fn check_body(body: &str) -> Result<(), JsError> {
+    if body.len() > MAX_BODY_LEN {
+        return Err(JsError::new(&format!(
+            "a message is at most {MAX_BODY_LEN} bytes of UTF-8"
+        )));
+    }
+    Ok(())
 }
 
 /// Run `f` on the driver, let the session act on what changed, then deliver the queued

@@ -415,6 +415,67 @@ fn sends_wait_for_joined_and_acks_empty_the_outbox() {
 }
 
 #[test]
+fn restored_sends_keep_their_client_ids_and_go_out_once() {
+    let mut s = ready(0);
+    // Restored before the join: sent on `Joined`, in order, under the ids given.
+    assert!(s.restore(C, 42, "from the last run".into()));
+    assert!(
+        !s.restore(C, 42, "from the last run".into()),
+        "already pending"
+    );
+    assert!(s.restore(D, 42, "same id, other conversation".into()));
+    let fresh = s.send(C, "new".into());
+    assert_eq!(
+        fresh, 1_000,
+        "restoring does not use up the session's own ids"
+    );
+    s.join(C);
+    s.on_frame(conv(C), joined(C, 1, 0, 0), 1);
+    let send = |client_id, body: &str| {
+        (
+            conv(C),
+            ClientFrame::Send {
+                client_id,
+                body: body.into(),
+            },
+        )
+    };
+    assert_eq!(
+        transmits(&mut s),
+        [
+            join_frame(C, None),
+            send(42, "from the last run"),
+            send(fresh, "new")
+        ]
+    );
+    // Restored while joined: transmitted at once.
+    assert!(s.restore(C, 43, "late".into()));
+    assert_eq!(transmits(&mut s), [send(43, "late")]);
+    events(&mut s);
+    s.on_frame(
+        conv(C),
+        ServerFrame::Sent {
+            client_id: 42,
+            seq: 5,
+            sent_at_ms: 50,
+        },
+        2,
+    );
+    assert_eq!(
+        events(&mut s),
+        [Event::Sent {
+            conversation: C,
+            client_id: 42,
+            seq: 5,
+            sent_at_ms: 50
+        }]
+    );
+    let pending: Vec<(ConversationId, u64)> =
+        s.pending().map(|p| (p.conversation, p.client_id)).collect();
+    assert_eq!(pending, [(D, 42), (C, fresh), (C, 43)]);
+}
+
+#[test]
 fn reconnect_resumes_from_the_cursor_and_resends_pending() {
     let mut s = joined_session(C, 0);
     for seq in 1..=3 {

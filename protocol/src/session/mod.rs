@@ -409,23 +409,20 @@ impl Session {
         let client_id = self.config.client_id_seed.wrapping_add(self.sends);
         self.sends = self.sends.wrapping_add(1);
         self.typing.sent_message(conversation);
-        let transmit =
-            self.is_joined(conversation) && self.throttles.retry_at(conversation).is_none();
-        if transmit {
-            let frame = ClientFrame::Send {
-                client_id,
-                body: body.clone(),
-            };
-            self.queues
-                .transmit(StreamKey::Conversation(conversation), frame);
-        }
-        let send = PendingSend {
-            conversation,
-            client_id,
-            body,
-        };
-        self.outbox.push(send, transmit);
+        self.enqueue(conversation, client_id, body);
         client_id
+    }
+
+    /// Queue again a message an earlier run of the application sent but never saw
+    /// acknowledged, under its original client id, so that the server stores it at most once
+    /// however many runs send it. It then behaves as [`Session::send`]'s messages do. Returns
+    /// false, and queues nothing, when that client id is already pending in `conversation`.
+    pub fn restore(&mut self, conversation: ConversationId, client_id: u64, body: String) -> bool {
+        if self.outbox.contains(conversation, client_id) {
+            return false;
+        }
+        self.enqueue(conversation, client_id, body);
+        true
     }
 
     /// Ask for up to `limit` messages older than the oldest one this session has seen.
@@ -500,6 +497,27 @@ impl Session {
     }
 
     // ---- internals ----
+
+    /// Put a send in the outbox, transmitting it at once when its conversation is joined and
+    /// not throttled.
+    fn enqueue(&mut self, conversation: ConversationId, client_id: u64, body: String) {
+        let transmit =
+            self.is_joined(conversation) && self.throttles.retry_at(conversation).is_none();
+        if transmit {
+            let frame = ClientFrame::Send {
+                client_id,
+                body: body.clone(),
+            };
+            self.queues
+                .transmit(StreamKey::Conversation(conversation), frame);
+        }
+        let send = PendingSend {
+            conversation,
+            client_id,
+            body,
+        };
+        self.outbox.push(send, transmit);
+    }
 
     /// Whether the session is ready and `conversation`'s stream is live.
     fn is_joined(&self, conversation: ConversationId) -> bool {

@@ -39,6 +39,11 @@ impl Outbox {
             .position(|e| e.send.client_id == client_id && e.send.conversation == conversation)
     }
 
+    /// Whether the send `client_id` of `conversation` is pending.
+    pub(super) fn contains(&self, conversation: ConversationId, client_id: u64) -> bool {
+        self.position(conversation, client_id).is_some()
+    }
+
     /// Remove and return the send `client_id` of `conversation`, if it is still pending.
     pub(super) fn take(
         &mut self,

@@ -17,7 +17,6 @@ use quibble_protocol::{
     ServerFrame, UserId,
 };
 use rand::Rng;
-use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until, timeout};
 
@@ -27,8 +26,10 @@ use crate::auth::hash_token;
 use crate::chat::conversation::{self, ConnCtx};
 use crate::chat::liveness::Liveness;
 use crate::chat::outbound::SendError;
-use crate::chat::stream::{CloseReason, Inbound, StreamIo, decode_error_code, encode_frame};
-use crate::chat::users::summary_frame;
+use crate::chat::stream::{
+    CloseReason, Inbound, NewStreamRx, StreamIo, decode_error_code, encode_frame,
+};
+use crate::chat::users::{Registration, summary_frame};
 use crate::state::AppState;
 use crate::store::{ConversationKind, FriendEntry, FriendState, StoreError, User};
 use crate::tls::unix_ms;
@@ -37,7 +38,7 @@ use crate::tls::unix_ms;
 pub struct ConnIo {
     pub control: StreamIo,
     /// Conversation streams as the peer opens them.
-    pub streams: mpsc::Receiver<StreamIo>,
+    pub streams: NewStreamRx,
     pub peer: SocketAddr,
     /// `webtransport` or `websocket`, for metrics.
     pub transport: &'static str,
@@ -48,20 +49,49 @@ pub struct ConnIo {
 }
 
 /// Serve a connection until it ends; the transport then closes it with the returned reason.
-pub async fn serve(state: AppState, io: ConnIo) -> CloseReason {
+///
+/// Not `async`, and the handshake boxed: its futures are large, and an `async fn`'s arguments
+/// and locals stay part of its future for the connection's whole life (see
+/// `bench/README.md`, memory per idle connection). The future returned holds only the box
+/// until `Welcome`, then what serving takes.
+pub fn serve(state: AppState, io: ConnIo) -> impl Future<Output = CloseReason> + Send {
     let transport = io.transport;
-    metrics::counter!(crate::metrics::CONNECTIONS, "transport" => transport).increment(1);
-    let open = metrics::gauge!(crate::metrics::CONNECTIONS_OPEN, "transport" => transport);
-    open.increment(1.0);
-    let reason = run(state, io).await;
-    open.decrement(1.0);
-    if let Some(code) = reason.code {
-        crate::metrics::error(crate::metrics::CONNECTION_ERRORS, code);
+    let handshake = Box::pin(handshake(state, io));
+    async move {
+        metrics::counter!(crate::metrics::CONNECTIONS, "transport" => transport).increment(1);
+        let open = metrics::gauge!(crate::metrics::CONNECTIONS_OPEN, "transport" => transport);
+        open.increment(1.0);
+        let reason = match handshake.await {
+            Ok((ready, registration)) => {
+                let ctx = Arc::clone(&ready.ctx);
+                let reason = serve_ready(ready).await;
+                if let Some((user, at_ms)) = registration.leave() {
+                    Box::pin(record_last_seen(&ctx.state, user, at_ms)).await;
+                }
+                reason
+            }
+            Err(close) => close,
+        };
+        open.decrement(1.0);
+        if let Some(code) = reason.code {
+            crate::metrics::error(crate::metrics::CONNECTION_ERRORS, code);
+        }
+        reason
     }
-    reason
 }
 
-async fn run(state: AppState, io: ConnIo) -> CloseReason {
+/// An authenticated connection, welcomed.
+struct Ready {
+    ctx: Arc<ConnCtx>,
+    control: StreamIo,
+    streams: NewStreamRx,
+    liveness: Arc<Liveness>,
+}
+
+/// `Hello` → `Welcome`, then (protocol version 2) the user's conversations and the presence
+/// of those they see. The connection is in the user hub from then on, until its
+/// [`Registration`] leaves.
+async fn handshake(state: AppState, io: ConnIo) -> Result<(Ready, Registration), CloseReason> {
     let ConnIo {
         mut control,
         streams,
@@ -80,19 +110,18 @@ async fn run(state: AppState, io: ConnIo) -> CloseReason {
             if let Some(code) = close.code {
                 send_error(&control, code, &close.reason);
             }
-            return close;
+            return Err(close);
         }
     };
-    let heartbeat = state.limits.heartbeat;
     let welcome = ServerFrame::Welcome {
         version,
         user: user.id,
         username: user.username.clone(),
         epoch: state.store.epoch(),
-        heartbeat_ms: heartbeat.as_millis() as u32,
+        heartbeat_ms: state.limits.heartbeat.as_millis() as u32,
     };
     if control.outbound.send(encode_frame(&welcome)).await.is_err() {
-        return CloseReason::normal("peer left");
+        return Err(CloseReason::normal("peer left"));
     }
     // In the user hub before the snapshot is read, so nothing after it is missed. An older
     // client is there only to count as online: it could not decode the events.
@@ -102,47 +131,35 @@ async fn run(state: AppState, io: ConnIo) -> CloseReason {
         &user.username,
         events.then(|| control.outbound.live()),
     );
-    let close = match introduce(&state, &control, &user, events).await {
-        Ok(()) => {
-            state.users.go_live(&registration);
-            tracing::debug!(%peer, user = %user.username, "connection ready");
-            ready(&state, control, streams, user, version, &liveness).await
-        }
-        Err(close) => close,
+    introduce(&state, &control, &user, events).await?;
+    state.users.go_live(&registration);
+    tracing::debug!(%peer, user = %user.username, "connection ready");
+    let ready = Ready {
+        ctx: Arc::new(ConnCtx {
+            state,
+            user,
+            version,
+        }),
+        control,
+        streams,
+        liveness,
     };
-    if let Some((user, seen_ms)) = registration.leave()
-        && let Err(e) = state.store.record_last_seen(user, seen_ms).await
-    {
-        tracing::debug!("cannot record when user {} was last seen: {e}", user.0);
-    }
-    close
+    Ok((ready, registration))
 }
 
-/// The authenticated connection until it ends: pings, receipts, typing, conversation streams,
-/// silence, shutdown.
-async fn ready(
-    state: &AppState,
-    mut control: StreamIo,
-    mut streams: mpsc::Receiver<StreamIo>,
-    user: User,
-    version: u16,
-    liveness: &Liveness,
-) -> CloseReason {
+/// The connection's life after `Welcome`: pings, new streams, silence, shutdown.
+async fn serve_ready(mut ready: Ready) -> CloseReason {
+    let state = &ready.ctx.state;
     let heartbeat = state.limits.heartbeat;
-    let ctx = Arc::new(ConnCtx {
-        state: state.clone(),
-        user,
-        version,
-    });
     let mut tasks = JoinSet::new();
     let silence = heartbeat * 3;
-    let mut deadline = liveness.last_seen().max(Instant::now()) + silence;
+    let mut deadline = ready.liveness.last_seen().max(Instant::now()) + silence;
     loop {
         tokio::select! {
-            frame = control.inbound.recv() => match frame {
+            frame = ready.control.inbound.recv() => match frame {
                 None => return CloseReason::normal("peer closed the control stream"),
                 Some(Inbound::Frame(ClientFrame::Ping { nonce })) => {
-                    match control.outbound.try_send(encode_frame(&ServerFrame::Pong { nonce })) {
+                    match ready.control.outbound.try_send(encode_frame(&ServerFrame::Pong { nonce })) {
                         Ok(()) => {}
                         Err(SendError::Full) => {
                             return CloseReason::error(
@@ -154,41 +171,42 @@ async fn ready(
                     }
                 }
                 Some(Inbound::Frame(ClientFrame::Receipt { conversation, delivered, read })) => {
-                    if let Err(close) = receipt(state, &ctx.user, conversation, delivered, read).await {
-                        send_error(&control, close.code.unwrap_or(ErrorCode::Internal), &close.reason);
+                    let receipt = receipt(state, &ready.ctx.user, conversation, delivered, read);
+                    if let Err(close) = Box::pin(receipt).await {
+                        send_error(&ready.control, close.code.unwrap_or(ErrorCode::Internal), &close.reason);
                         return close;
                     }
                 }
                 Some(Inbound::Frame(ClientFrame::Typing { conversation })) => {
-                    if let Err(close) = typing(state, &ctx.user, conversation).await {
-                        send_error(&control, close.code.unwrap_or(ErrorCode::Internal), &close.reason);
+                    if let Err(close) = Box::pin(typing(state, &ready.ctx.user, conversation)).await {
+                        send_error(&ready.control, close.code.unwrap_or(ErrorCode::Internal), &close.reason);
                         return close;
                     }
                 }
                 Some(Inbound::Frame(other)) => {
                     let reason = format!("{} is not allowed on the control stream", frame_name(&other));
-                    send_error(&control, ErrorCode::ProtocolViolation, &reason);
+                    send_error(&ready.control, ErrorCode::ProtocolViolation, &reason);
                     return CloseReason::error(ErrorCode::ProtocolViolation, reason);
                 }
                 Some(Inbound::Invalid(e)) => {
                     let code = decode_error_code(&e);
-                    send_error(&control, code, &e.to_string());
+                    send_error(&ready.control, code, &e.to_string());
                     return CloseReason::error(code, e.to_string());
                 }
             },
-            stream = streams.recv() => match stream {
+            stream = ready.streams.recv() => match stream {
                 Some(stream) => {
-                    tasks.spawn(conversation::serve(ctx.clone(), stream));
+                    tasks.spawn(conversation::serve(ready.ctx.clone(), stream));
                 }
                 None => return CloseReason::normal("transport closed"),
             },
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             // The writer gave up: the peer took nothing for too long, or is gone.
-            () = control.outbound.closed() => {
+            () = ready.control.outbound.closed() => {
                 return CloseReason::error(ErrorCode::SlowConsumer, "the peer does not read");
             }
             _ = sleep_until(deadline) => {
-                let heard = liveness.last_seen() + silence;
+                let heard = ready.liveness.last_seen() + silence;
                 if heard <= Instant::now() {
                     return CloseReason::normal("no heartbeat");
                 }
@@ -199,7 +217,7 @@ async fn ready(
                     reconnect_after_ms: rand::rng().random_range(500..5_000),
                     reason: "server shutting down".into(),
                 };
-                control.outbound.send_last(encode_frame(&go_away));
+                ready.control.outbound.send_last(encode_frame(&go_away));
                 return CloseReason::error(ErrorCode::ShuttingDown, "server shutting down");
             }
         }
@@ -327,6 +345,13 @@ fn refused(refusal: Refusal) -> CloseReason {
         tracing::error!("store error on a control stream: {e}");
     }
     CloseReason::error(refusal.code(), refusal.to_string())
+}
+
+/// Records when a user went offline; a failure (the store closing at shutdown) only loses that.
+async fn record_last_seen(state: &AppState, user: UserId, at_ms: u64) {
+    if let Err(e) = state.store.record_last_seen(user, at_ms).await {
+        tracing::debug!("cannot record when user {} was last seen: {e}", user.0);
+    }
 }
 
 /// Wait for `Hello` and check its version and token; the user and the version spoken.

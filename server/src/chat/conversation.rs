@@ -4,19 +4,19 @@
 //! Access: `Join` asks [`access::may_read`] (a DM's stream is its two members' only) and the
 //! resulting [`Grant`] is what replay and history pages are served under; every `Send` asks
 //! [`access::may_send`] (a DM needs the friendship to stand at that moment). Joining a room's
-//! stream makes the user a member of the room, durably, if they were not one yet.
+//! stream makes the user a member of the room, durably, if they were not one yet (within the
+//! per-user join quota).
 //!
 //! Pacing: replay batches and history pages are read from the store only once the stream's
 //! outbound queue has room reserved for them, and one request is served at a time, so a peer
 //! that does not read gets nothing more read for it. Live messages are pushed by the hub; a
 //! stream it cuts for lagging ends here quietly (the hub queued its `Lagged`).
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures_util::StreamExt;
-use futures_util::stream::FuturesOrdered;
 use quibble_protocol::limits::{MAX_BODY_LEN, MAX_HISTORY_PAGE};
 use quibble_protocol::{
     ChatMessage, ClientFrame, ConversationId, Cursor, EVENTS_VERSION, ErrorCode, ServerFrame,
@@ -25,7 +25,7 @@ use tokio::time::{Instant, timeout};
 
 use crate::access::{self, Grant};
 use crate::chat::connection::frame_name;
-use crate::chat::hub::NotLive;
+use crate::chat::hub::{NotLive, Subscription};
 use crate::chat::send_order::{SendOrder, held_back_reason};
 use crate::chat::stream::{Inbound, StreamIo, decode_error_code, encode_frame};
 use crate::state::AppState;
@@ -96,11 +96,26 @@ pub async fn serve(ctx: Arc<ConnCtx>, mut io: StreamIo) {
 }
 
 async fn run(ctx: &ConnCtx, io: &mut StreamIo) -> Result<(), End> {
+    // Boxed, like every rare or long step below: an idle stream's task then holds only what
+    // waiting for the next frame takes (see `bench/README.md`, memory per idle connection).
+    let Some((grant, _live)) = Box::pin(join(ctx, io)).await? else {
+        return Ok(());
+    };
+    serve_joined(ctx, io, grant).await
+}
+
+/// `Join`: check access, subscribe, answer `Joined` and replay what the peer misses. Returns
+/// the grant and the live subscription (which must be kept), or `None` when the stream was cut
+/// while replaying.
+async fn join(ctx: &ConnCtx, io: &mut StreamIo) -> Result<Option<(Grant, Subscription)>, End> {
     let state = &ctx.state;
     let (conversation, resume) = expect_join(state, io).await?;
     let grant = access::may_read(&state.store, ctx.user.id, conversation).await?;
+    // Recorded within the join quota; past it (or at the membership cap) the user still
+    // reads the public room, without becoming a member.
     if grant.kind == ConversationKind::Room
         && !state.store.is_member(ctx.user.id, conversation).await?
+        && state.join_limiter.check(ctx.user.id).is_ok()
     {
         match state.store.join_room(ctx.user.id, conversation).await {
             Ok(true) => {
@@ -109,7 +124,6 @@ async fn run(ctx: &ConnCtx, io: &mut StreamIo) -> Result<(), End> {
                     .joined(&state.store, ctx.user.id, conversation)
                     .await;
             }
-            // A user at the membership cap still reads the (public) room.
             Ok(false) | Err(StoreError::TooMany(_)) => {}
             Err(e) => return Err(e.into()),
         }
@@ -136,63 +150,151 @@ async fn run(ctx: &ConnCtx, io: &mut StreamIo) -> Result<(), End> {
     loop {
         last_sent = replay(ctx, io, &grant, last_sent).await?;
         match live.go_live(last_sent) {
-            Ok(()) => break,
+            Ok(()) => return Ok(Some((grant, live))),
             Err(NotLive::Behind) => {}
-            Err(NotLive::Gone) => return Ok(()),
+            Err(NotLive::Gone) => return Ok(None),
         }
     }
+}
 
-    let mut inflight: FuturesOrdered<PendingAppend> = FuturesOrdered::new();
-    // Sends after a rate-limited one wait for it (see `send_order`).
-    let mut order = SendOrder::default();
-    let max_inflight = state.limits.max_inflight_sends;
+/// The serving loop: sends made durable and acknowledged in order, history pages, `Leave`.
+async fn serve_joined(ctx: &ConnCtx, io: &mut StreamIo, grant: Grant) -> Result<(), End> {
+    let mut joined = Joined {
+        grant,
+        inflight: VecDeque::new(),
+        order: SendOrder::default(),
+    };
+    let max_inflight = ctx.state.limits.max_inflight_sends;
     loop {
+        // Each arm's work is boxed: the loop's own future holds only the waits below.
         tokio::select! {
             // Cut by the hub for lagging (its `Lagged` is queued), or the connection is gone.
             () = io.outbound.closed() => return Ok(()),
-            Some((client_id, result)) = inflight.next(), if !inflight.is_empty() => {
-                let Appended { message, .. } = result?;
-                send(io, &ServerFrame::Sent { client_id, seq: message.seq, sent_at_ms: message.sent_at_ms }).await?;
+            Some((client_id, result)) = next_commit(&mut joined.inflight), if !joined.inflight.is_empty() => {
+                Box::pin(acknowledge(io, client_id, result)).await?;
             }
-            frame = io.inbound.recv(), if inflight.len() < max_inflight => match frame {
+            frame = io.inbound.recv(), if joined.inflight.len() < max_inflight => match frame {
                 None => return Ok(()),
                 Some(Inbound::Invalid(e)) => return Err(End::Error(decode_error_code(&e), e.to_string())),
-                Some(Inbound::Frame(frame)) => match frame {
-                    ClientFrame::Send { client_id, body } => {
-                        let now = Instant::now();
-                        let refusal = may_send(ctx, &grant).await?
-                            .and_then(|()| check_body(&body).map_err(|reason| (ErrorCode::InvalidInput, reason)))
-                            .and_then(|()| order.admit(client_id, now).map_err(|wait| (ErrorCode::RateLimited, held_back_reason(wait))))
-                            .and_then(|()| state.send_limiter.check(ctx.user.id).map_err(|wait| {
-                                order.refused(client_id, wait, now);
-                                (ErrorCode::RateLimited, state.send_limiter.reason(wait))
-                            }));
-                        match refusal {
-                            Ok(()) => inflight.push_back(append(ctx, conversation, client_id, &body).await?),
-                            Err((code, reason)) => send(io, &ServerFrame::Rejected { client_id, code, reason }).await?,
-                        }
-                    }
-                    ClientFrame::History { before_seq, limit } => {
-                        history(state, io, &grant, before_seq, limit).await?;
-                    }
-                    ClientFrame::Leave => {
-                        // Acknowledge what is in flight before ending the stream.
-                        while let Some((client_id, result)) = inflight.next().await {
-                            let Appended { message, .. } = result?;
-                            send(io, &ServerFrame::Sent { client_id, seq: message.seq, sent_at_ms: message.sent_at_ms }).await?;
-                        }
+                Some(Inbound::Frame(frame)) => {
+                    if let Flow::Done = Box::pin(on_frame(ctx, io, &mut joined, frame)).await? {
                         return Ok(());
                     }
-                    other => {
-                        return Err(End::Error(
-                            ErrorCode::ProtocolViolation,
-                            format!("{} is not allowed on a conversation stream", frame_name(&other)),
-                        ));
-                    }
-                },
+                }
             },
         }
     }
+}
+
+/// A joined stream's state between frames.
+struct Joined {
+    /// What the stream was opened under: the conversation, and proof the user may read it.
+    grant: Grant,
+    /// Sends queued with the store, in the order they were queued (which is the order they
+    /// commit in), acknowledged in that order.
+    inflight: VecDeque<PendingAppend>,
+    /// Sends after a rate-limited one wait for it (see `send_order`).
+    order: SendOrder,
+}
+
+/// Whether a stream goes on after a frame.
+enum Flow {
+    Continue,
+    Done,
+}
+
+/// Handle one frame on a joined stream.
+async fn on_frame(
+    ctx: &ConnCtx,
+    io: &mut StreamIo,
+    joined: &mut Joined,
+    frame: ClientFrame,
+) -> Result<Flow, End> {
+    let state = &ctx.state;
+    let conversation = joined.grant.conversation;
+    match frame {
+        ClientFrame::Send { client_id, body } => {
+            let now = Instant::now();
+            let refusal = may_send(ctx, &joined.grant).await?.and_then(|()| {
+                check_body(&body).map_err(|reason| (ErrorCode::InvalidInput, reason))
+            });
+            let order = &mut joined.order;
+            let refusal = refusal
+                .and_then(|()| {
+                    order
+                        .admit(client_id, now)
+                        .map_err(|wait| (ErrorCode::RateLimited, held_back_reason(wait)))
+                })
+                .and_then(|()| {
+                    state.send_limiter.check(ctx.user.id).map_err(|wait| {
+                        order.refused(client_id, wait, now);
+                        (ErrorCode::RateLimited, state.send_limiter.reason(wait))
+                    })
+                });
+            match refusal {
+                Ok(()) => {
+                    let pending = append(ctx, conversation, client_id, &body).await?;
+                    joined.inflight.push_back(pending);
+                }
+                Err((code, reason)) => {
+                    send(
+                        io,
+                        &ServerFrame::Rejected {
+                            client_id,
+                            code,
+                            reason,
+                        },
+                    )
+                    .await?
+                }
+            }
+        }
+        ClientFrame::History { before_seq, limit } => {
+            history(state, io, &joined.grant, before_seq, limit).await?;
+        }
+        ClientFrame::Leave => {
+            // Acknowledge what is in flight before ending the stream.
+            while let Some((client_id, result)) = next_commit(&mut joined.inflight).await {
+                acknowledge(io, client_id, result).await?;
+            }
+            return Ok(Flow::Done);
+        }
+        other => {
+            return Err(End::Error(
+                ErrorCode::ProtocolViolation,
+                format!(
+                    "{} is not allowed on a conversation stream",
+                    frame_name(&other)
+                ),
+            ));
+        }
+    }
+    Ok(Flow::Continue)
+}
+
+/// Wait for the oldest send in flight to commit (cancel-safe: it leaves the queue only once
+/// done).
+async fn next_commit(
+    inflight: &mut VecDeque<PendingAppend>,
+) -> Option<(u64, Result<Appended, StoreError>)> {
+    let done = inflight.front_mut()?.await;
+    inflight.pop_front();
+    Some(done)
+}
+
+/// Answer a committed send with `Sent`.
+async fn acknowledge(
+    io: &StreamIo,
+    client_id: u64,
+    result: Result<Appended, StoreError>,
+) -> Result<(), End> {
+    let Appended { message, .. } = result?;
+    let sent = ServerFrame::Sent {
+        client_id,
+        seq: message.seq,
+        sent_at_ms: message.sent_at_ms,
+    };
+    send(io, &sent).await
 }
 
 async fn expect_join(

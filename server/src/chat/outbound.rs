@@ -114,8 +114,8 @@ struct Slot {
     held: usize,
     /// False once the stream was finished or cut: the owner's sends fail from then on.
     accepting: bool,
-    /// Per-stream mode: wakes this stream's writer.
-    writer: Arc<Notify>,
+    /// Per-stream mode: wakes this stream's writer (the multiplexed writer has one for all).
+    writer: Option<Arc<Notify>>,
 }
 
 impl Outbound {
@@ -149,12 +149,13 @@ impl Outbound {
         state.next_serial += 1;
         let serial = state.next_serial;
         let accepting = !(state.failed || state.closing.is_some());
+        let multiplexed = self.shared.multiplexed;
         let slot = state.slots.entry(id).or_insert_with(|| Slot {
             serial,
             items: VecDeque::new(),
             held: 0,
             accepting: true,
-            writer: Arc::new(Notify::new()),
+            writer: (!multiplexed).then(|| Arc::new(Notify::new())),
         });
         slot.serial = serial;
         slot.accepting = accepting;
@@ -176,7 +177,7 @@ impl Outbound {
         }
         for slot in state.slots.values_mut() {
             slot.accepting = false;
-            slot.writer.notify_one();
+            slot.wake_writer();
         }
         drop(state);
         self.shared.writer.notify_one();
@@ -191,7 +192,7 @@ impl Outbound {
         let mut dropped = 0;
         for (_, slot) in state.slots.drain() {
             dropped += frame_bytes(&slot.items);
-            slot.writer.notify_one();
+            slot.wake_writer();
         }
         state.ready.clear();
         state.held = 0;
@@ -232,6 +233,8 @@ impl Outbound {
                         state.ready.push_back(id);
                     } else if !slot.accepting {
                         state.slots.remove(&id);
+                    } else {
+                        slot.release_queue();
                     }
                     items.push((id, item));
                 }
@@ -275,6 +278,9 @@ impl Outbound {
                     }
                 }
                 slot.held -= bytes;
+                if slot.items.is_empty() {
+                    slot.release_queue();
+                }
                 let idle = slot.items.is_empty() && !slot.accepting;
                 if finished || idle {
                     state.slots.remove(&tx.id);
@@ -332,8 +338,22 @@ impl Outbound {
     }
 }
 
+impl Slot {
+    fn wake_writer(&self) {
+        if let Some(writer) = &self.writer {
+            writer.notify_one();
+        }
+    }
+
+    /// The stream has nothing queued: free its queue's memory, which an idle stream would
+    /// otherwise keep at the largest size it reached.
+    fn release_queue(&mut self) {
+        self.items = VecDeque::new();
+    }
+}
+
 fn slot_writer(state: &State, tx: &StreamRef) -> Option<Arc<Notify>> {
-    state.slots.get(&tx.id).map(|s| s.writer.clone())
+    state.slots.get(&tx.id).and_then(|s| s.writer.clone())
 }
 
 impl Shared {
@@ -390,10 +410,9 @@ impl Shared {
         }
         drop(state);
         self.gauge_add(len);
-        if self.multiplexed {
-            self.writer.notify_one();
-        } else {
-            writer.notify_one();
+        match writer {
+            Some(writer) => writer.notify_one(),
+            None => self.writer.notify_one(),
         }
         Ok(())
     }

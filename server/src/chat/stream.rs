@@ -7,12 +7,19 @@
 //! Inbound is bounded in bytes too: every frame handed to the engine holds its wire size from
 //! the connection's [`InboundBudget`] until its handler takes it. A transport waits when the
 //! budget is spent, so a peer whose frames are not being handled is simply not read further.
+//!
+//! Idle cost: an idle connection holds these channels for its whole life, so they are
+//! `futures-channel` ones, which allocate a queue node per message in flight and nothing ahead
+//! (~0.3 KB a channel), rather than tokio's, which allocate a first block of 32 slots at
+//! creation (~2.3 KB for an inbound channel).
 
+use std::future::poll_fn;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_channel::mpsc;
 use quibble_protocol::{CodecError, ErrorCode, ServerFrame, codec};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::chat::outbound::StreamTx;
 
@@ -21,6 +28,16 @@ pub const INBOUND_FRAMES: usize = 4;
 /// Bytes of frames one connection may have received but not yet handled (eight of the
 /// largest frames).
 pub const INBOUND_BYTES: usize = 2 * 1024 * 1024;
+/// Streams a transport may have opened ahead of the engine taking them.
+const NEW_STREAMS: usize = 8;
+
+/// Wait for room in `tx`, then hand `item` over; gives the item back if the receiver is gone.
+async fn send_when_ready<T>(tx: &mut mpsc::Sender<T>, item: T) -> Result<(), T> {
+    if poll_fn(|cx| tx.poll_ready(cx)).await.is_err() {
+        return Err(item);
+    }
+    tx.try_send(item).map_err(mpsc::TrySendError::into_inner)
+}
 
 /// A connection's budget for received frames not yet handled; clones share it.
 #[derive(Clone)]
@@ -41,15 +58,14 @@ pub struct InboundTx {
 impl InboundTx {
     /// Hand a frame that took `wire_len` bytes to the engine, once the budget has room for
     /// it; gives the frame back if the stream's handler is gone.
-    pub async fn send(&self, inbound: Inbound, wire_len: usize) -> Result<(), Inbound> {
+    pub async fn send(&mut self, inbound: Inbound, wire_len: usize) -> Result<(), Inbound> {
         let share = wire_len.clamp(1, INBOUND_BYTES) as u32;
         let Ok(permit) = self.budget.0.clone().acquire_many_owned(share).await else {
             return Err(inbound);
         };
-        self.tx
-            .send((inbound, permit))
+        send_when_ready(&mut self.tx, (inbound, permit))
             .await
-            .map_err(|returned| returned.0.0)
+            .map_err(|returned| returned.0)
     }
 
     /// Whether the stream's handler is gone.
@@ -67,8 +83,35 @@ impl InboundRx {
     /// The next frame; `None` once the transport has nothing more for this stream.
     pub async fn recv(&mut self) -> Option<Inbound> {
         // Taking the frame gives its bytes back to the budget.
-        self.rx.recv().await.map(|(inbound, _permit)| inbound)
+        self.rx.recv().await.ok().map(|(inbound, _permit)| inbound)
     }
+}
+
+/// The transport's end of the channel that hands a connection's new streams to the engine.
+pub struct NewStreamTx(mpsc::Sender<StreamIo>);
+
+impl NewStreamTx {
+    /// Hand a stream the peer opened to the engine, once it has taken the earlier ones; fails
+    /// if the connection's engine is gone.
+    pub async fn send(&mut self, stream: StreamIo) -> Result<(), StreamIo> {
+        send_when_ready(&mut self.0, stream).await
+    }
+}
+
+/// The engine's end: streams in the order the peer opened them.
+pub struct NewStreamRx(mpsc::Receiver<StreamIo>);
+
+impl NewStreamRx {
+    /// The next stream; `None` once the transport is gone.
+    pub async fn recv(&mut self) -> Option<StreamIo> {
+        self.0.recv().await.ok()
+    }
+}
+
+/// The channel of a connection's new streams, transport to engine.
+pub fn new_streams() -> (NewStreamTx, NewStreamRx) {
+    let (tx, rx) = mpsc::channel(NEW_STREAMS);
+    (NewStreamTx(tx), NewStreamRx(rx))
 }
 
 /// What a transport hands the engine for each received frame.
@@ -89,7 +132,8 @@ impl StreamIo {
     /// A stream writing into `outbound` and receiving under `budget`; returns the sender its
     /// transport feeds.
     pub fn new(outbound: StreamTx, budget: &InboundBudget) -> (StreamIo, InboundTx) {
-        let (tx, rx) = mpsc::channel(INBOUND_FRAMES);
+        // The sender's own slot is one of the `INBOUND_FRAMES`.
+        let (tx, rx) = mpsc::channel(INBOUND_FRAMES - 1);
         (
             StreamIo {
                 inbound: InboundRx { rx },

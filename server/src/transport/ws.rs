@@ -1,9 +1,10 @@
 //! The WebSocket fallback at `/ws`: the same frames as WebTransport, multiplexed over one
 //! socket by stream id (see `quibble_protocol::mux`, which also states the stream-id rule
-//! implemented here). One task reads and demultiplexes; one writer per socket takes every
-//! stream's frames from the connection's byte-bounded queue ([`Outbound`]) and wraps each in
-//! its stream id only at write time, so a fanned-out frame is held once however many sockets
-//! queue it.
+//! implemented here). A connection is one task (plus one per conversation stream, see
+//! `chat::connection`) that drives three parts together: the engine, a reader that
+//! demultiplexes, and the socket's one writer, which takes every stream's frames from the
+//! connection's byte-bounded queue ([`Outbound`]) and wraps each in its stream id only at
+//! write time, so a fanned-out frame is held once however many sockets queue it.
 //!
 //! Stream ids: the demultiplexer remembers the open streams and one integer, the highest id
 //! opened. A stream is forgotten as soon as either side ends it, so ended streams never count
@@ -19,6 +20,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,15 +33,16 @@ use futures_util::{SinkExt, StreamExt};
 use quibble_protocol::limits::MAX_FRAME_LEN;
 use quibble_protocol::mux::{self, CONTROL_STREAM};
 use quibble_protocol::{ClientFrame, ErrorCode, ServerFrame, codec};
-use tokio::sync::{mpsc, oneshot};
-use tokio::time::timeout;
+use tokio::sync::oneshot;
+use tokio::time::{Instant, sleep_until, timeout};
 
 use crate::admission::{RealtimePermit, Slot};
 use crate::chat::connection::{self, ConnIo};
 use crate::chat::liveness::Liveness;
 use crate::chat::outbound::{Batch, Item, Outbound};
 use crate::chat::stream::{
-    CloseReason, Inbound, InboundBudget, InboundTx, StreamIo, decode_error_code, encode_frame,
+    CloseReason, Inbound, InboundBudget, InboundTx, NewStreamTx, StreamIo, decode_error_code,
+    encode_frame, new_streams,
 };
 use crate::http::error::ApiError;
 use crate::state::AppState;
@@ -57,8 +60,9 @@ const CLOSE_WAIT: Duration = Duration::from_secs(5);
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
 /// The WebSocket library's read buffer per connection, and the most one socket read takes: it
 /// is allocated, zeroed and kept for the connection's life (the default 128 KiB made an idle
-/// connection cost ~150 KB of RSS); a larger message makes it grow. Client frames are small.
-const READ_BUFFER: usize = 2 * 1024;
+/// connection cost ~150 KB of RSS); a larger message makes it grow to that message's size, and
+/// it stays so. Client frames are small: a `Send` of the largest body takes a few reads.
+const READ_BUFFER: usize = 512;
 /// Bytes the library gathers before a socket write (a flush writes at once): big enough to
 /// batch a burst of small frames into few writes, small because its buffer keeps the largest
 /// size it reached.
@@ -82,16 +86,21 @@ pub async fn upgrade(
         .on_upgrade(move |socket| handle(state, socket, peer, permit))
 }
 
-async fn handle(state: AppState, socket: WebSocket, peer: SocketAddr, permit: RealtimePermit) {
+/// Set the connection up and return its future. Not `async`: the setup's values (the socket
+/// itself, ~370 bytes) would otherwise stay in the future for the connection's whole life.
+fn handle(
+    state: AppState,
+    socket: WebSocket,
+    peer: SocketAddr,
+    permit: RealtimePermit,
+) -> impl Future<Output = ()> + Send {
     let (sink, source) = socket.split();
     let outbound = Outbound::multiplexed();
-    let mut writer = tokio::spawn(write_socket(sink, outbound.clone()));
     let liveness = Arc::new(Liveness::default());
-
     let budget = InboundBudget::default();
     let (control, control_inbound) = StreamIo::new(outbound.open(CONTROL_STREAM), &budget);
-    let (streams_tx, streams_rx) = mpsc::channel(8);
-    let (fault_tx, mut fault_rx) = oneshot::channel();
+    let (streams_tx, streams_rx) = new_streams();
+    let (fault_tx, fault_rx) = oneshot::channel();
     let demux = Demux {
         streams: HashMap::from([(CONTROL_STREAM, control_inbound)]),
         highest: CONTROL_STREAM,
@@ -101,33 +110,75 @@ async fn handle(state: AppState, socket: WebSocket, peer: SocketAddr, permit: Re
         liveness: liveness.clone(),
         max_streams: state.limits.max_streams_per_connection,
     };
-    let mut reader = tokio::spawn(demux.run(source, fault_tx));
+    let io = ConnIo {
+        control,
+        streams: streams_rx,
+        peer,
+        transport: "websocket",
+        liveness,
+        admission: permit.clone(),
+    };
+    let parts = Parts {
+        serve: Box::pin(connection::serve(state, io)),
+        writer: Box::pin(write_socket(sink, outbound.clone())),
+        reader: Box::pin(demux.run(source, fault_tx)),
+        outbound,
+        fault: fault_rx,
+    };
+    run(parts, permit)
+}
 
-    let mut reason = connection::serve(
-        state,
-        ConnIo {
-            control,
-            streams: streams_rx,
-            peer,
-            transport: "websocket",
-            liveness,
-            admission: permit.clone(),
-        },
-    )
-    .await;
+/// What runs a connection. Its three futures share the connection's one task (a task per
+/// part would cost an allocation with a header each, rounded up to 128 bytes); each is boxed
+/// so that driving them together does not hold a second copy of each in the task.
+struct Parts<S, W, R> {
+    /// The engine: `connection::serve`.
+    serve: Pin<Box<S>>,
+    /// Writes what the queue holds, then the close frame.
+    writer: Pin<Box<W>>,
+    /// Reads and routes, then (after a fault) reads and discards until torn down.
+    reader: Pin<Box<R>>,
+    outbound: Outbound,
+    /// A fault the reader found.
+    fault: oneshot::Receiver<CloseReason>,
+}
+
+/// Serve the connection while reading and writing the socket; then close: the writer sends
+/// what is queued and the close frame (for at most [`CLOSE_WAIT`]) while the reader goes on
+/// reading, and the reader lingers up to [`CLOSE_LINGER`] more (see the module's doc).
+async fn run<S, W, R>(mut parts: Parts<S, W, R>, permit: RealtimePermit)
+where
+    S: Future<Output = CloseReason>,
+    W: Future<Output = ()>,
+    R: Future<Output = ()>,
+{
+    let (mut writing, mut reading) = (true, true);
+    let mut reason = loop {
+        tokio::select! {
+            reason = &mut parts.serve => break reason,
+            () = &mut parts.writer, if writing => writing = false,
+            () = &mut parts.reader, if reading => reading = false,
+        }
+    };
+    drop(parts.serve);
     // A fault the reader found (an oversized or malformed message) is the real reason.
-    if let Ok(fault) = fault_rx.try_recv() {
+    if let Ok(fault) = parts.fault.try_recv() {
         if let Some(code) = fault.code {
             crate::metrics::error(crate::metrics::CONNECTION_ERRORS, code);
         }
         reason = fault;
     }
-    outbound.close(reason);
-    if timeout(CLOSE_WAIT, &mut writer).await.is_err() {
-        writer.abort();
+    parts.outbound.close(reason);
+    let drained_by = Instant::now() + CLOSE_WAIT;
+    while writing {
+        tokio::select! {
+            () = &mut parts.writer => writing = false,
+            () = &mut parts.reader, if reading => reading = false,
+            () = sleep_until(drained_by) => break,
+        }
     }
-    if timeout(CLOSE_LINGER, &mut reader).await.is_err() {
-        reader.abort();
+    if reading {
+        let _ = timeout(CLOSE_LINGER, &mut parts.reader).await;
     }
     drop(permit);
 }
@@ -147,7 +198,7 @@ struct Demux {
     streams: HashMap<u64, InboundTx>,
     /// The highest stream id opened so far.
     highest: u64,
-    new_streams: mpsc::Sender<StreamIo>,
+    new_streams: NewStreamTx,
     outbound: Outbound,
     budget: InboundBudget,
     liveness: Arc<Liveness>,
@@ -195,7 +246,9 @@ impl Demux {
                 Ok(frame) => Inbound::Frame(frame),
                 Err(e) => Inbound::Invalid(e),
             };
-            self.route(id, inbound, data.len()).await;
+            // Boxed: routing may wait (for the budget, for the handler), and its futures would
+            // otherwise be part of this task for the connection's whole life.
+            Box::pin(self.route(id, inbound, data.len())).await;
         };
         let _ = fault.send(reason);
         drop(self);
@@ -205,7 +258,7 @@ impl Demux {
     }
 
     async fn route(&mut self, id: u64, inbound: Inbound, wire_len: usize) {
-        if let Some(tx) = self.streams.get(&id) {
+        if let Some(tx) = self.streams.get_mut(&id) {
             // Its handler ended the stream: the stream is over.
             if let Err(inbound) = tx.send(inbound, wire_len).await {
                 self.streams.remove(&id);
@@ -230,7 +283,7 @@ impl Demux {
                 return;
             }
         }
-        let (io, tx) = StreamIo::new(self.outbound.open(id), &self.budget);
+        let (io, mut tx) = StreamIo::new(self.outbound.open(id), &self.budget);
         if self.new_streams.send(io).await.is_err() || tx.send(inbound, wire_len).await.is_err() {
             return;
         }
@@ -294,7 +347,8 @@ async fn write_socket(mut sink: SplitSink<WebSocket, Message>, outbound: Outboun
             }
             Batch::Failed => return,
         };
-        let batch = async {
+        // Boxed, for the same reason as routing above: the idle writer only waits for work.
+        let batch = Box::pin(async {
             for (id, item) in items {
                 let data = match item {
                     Item::Frame(frame) => mux::wrap(id, &frame),
@@ -303,7 +357,7 @@ async fn write_socket(mut sink: SplitSink<WebSocket, Message>, outbound: Outboun
                 sink.feed(Message::Binary(Bytes::from(data))).await?;
             }
             sink.flush().await
-        };
+        });
         let written = timeout(WRITE_STALL, batch).await;
         outbound.release(bytes);
         if !matches!(written, Ok(Ok(()))) {

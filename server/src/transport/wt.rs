@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use quibble_protocol::{ClientFrame, Decoder, ErrorCode};
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 use wtransport::endpoint::IncomingSession;
@@ -22,19 +21,21 @@ use wtransport::quinn::{TransportConfig, VarInt as QuinnVarInt};
 use wtransport::{Endpoint, Identity, RecvStream, SendStream, ServerConfig, VarInt};
 
 use super::quic_keys::QuicKeys;
+use crate::admission::RealtimePermit;
 use crate::chat::connection::{self, ConnIo};
 use crate::chat::liveness::Liveness;
 use crate::chat::outbound::{Outbound, StreamRef};
-use crate::chat::stream::{Inbound, InboundBudget, InboundTx, StreamIo};
+use crate::chat::stream::{Inbound, InboundBudget, InboundTx, StreamIo, new_streams};
 use crate::state::AppState;
 
 /// The path clients connect to.
 pub const PATH: &str = "/wt";
 /// A stream whose peer reads nothing for this long is reset as a slow consumer.
 const WRITE_STALL: Duration = Duration::from_secs(30);
-/// Read buffer per stream, resident for the stream's life (16 KiB made two thirds of an idle
-/// session's cost); a QUIC packet carries about 1.2 KB.
-const READ_CHUNK: usize = 2 * 1024;
+/// The most one read takes from a stream. Reads take quinn's received chunks as they are
+/// (`read_chunk`, no copy), so a stream keeps no read buffer of its own: a 16 KiB one made two
+/// thirds of an idle session's cost.
+const READ_CHUNK: usize = 64 * 1024;
 /// Bytes of frames a stream's writer takes from the queue at once.
 const WRITE_BATCH: usize = 64 * 1024;
 
@@ -103,46 +104,86 @@ pub async fn accept_loop(state: AppState, endpoint: Arc<Endpoint<Server>>) {
     }
 }
 
-async fn handle(state: AppState, incoming: IncomingSession) {
+/// Serve one incoming session. Not `async`, and the handshake boxed: its futures are large,
+/// and would otherwise stay part of the session's task for its whole life.
+fn handle(state: AppState, incoming: IncomingSession) -> impl Future<Output = ()> + Send {
+    let accepting = Box::pin(accept(state, incoming));
+    async move {
+        if let Some(accepted) = accepting.await {
+            serve(accepted).await;
+        }
+    }
+}
+
+/// A session accepted, with its control stream.
+struct Accepted {
+    state: AppState,
+    conn: wtransport::Connection,
+    peer: SocketAddr,
+    permit: RealtimePermit,
+    control: (SendStream, RecvStream),
+}
+
+/// The handshake, admission and the control stream; `None` if the session did not get that
+/// far (it was answered or closed).
+async fn accept(state: AppState, incoming: IncomingSession) -> Option<Accepted> {
     let request = match incoming.await {
         Ok(request) => request,
         Err(e) => {
             tracing::info!("WebTransport handshake failed: {e}");
-            return;
+            return None;
         }
     };
     let peer = request.remote_address();
     if request.path() != PATH {
         request.not_found().await;
-        return;
+        return None;
     }
     let permit = match state.admission.admit_realtime(peer.ip(), "webtransport") {
         Ok(permit) => permit,
         Err(refusal) => {
             tracing::debug!(%peer, "refusing WebTransport session: {refusal}");
             request.too_many_requests().await;
-            return;
+            return None;
         }
     };
     let conn = match request.accept().await {
         Ok(conn) => conn,
         Err(e) => {
             tracing::info!(%peer, "WebTransport session failed: {e}");
-            return;
+            return None;
         }
     };
-    let (send, recv) = match timeout(state.limits.hello_timeout, conn.accept_bi()).await {
+    let control = match timeout(state.limits.hello_timeout, conn.accept_bi()).await {
         Ok(Ok(pair)) => pair,
-        Ok(Err(_)) => return,
+        Ok(Err(_)) => return None,
         Err(_) => {
             close(
                 &conn,
                 Some(ErrorCode::ProtocolViolation),
                 "no control stream in time",
             );
-            return;
+            return None;
         }
     };
+    Some(Accepted {
+        state,
+        conn,
+        peer,
+        permit,
+        control,
+    })
+}
+
+/// Serve an accepted session until the engine ends it, then close it.
+async fn serve(accepted: Accepted) {
+    let Accepted {
+        state,
+        conn,
+        peer,
+        permit,
+        control: (send, recv),
+    } = accepted;
     let outbound = Outbound::per_stream();
     let budget = InboundBudget::default();
     let liveness = Arc::new(Liveness::default());
@@ -153,7 +194,7 @@ async fn handle(state: AppState, incoming: IncomingSession) {
         liveness: liveness.clone(),
     };
     let (control, control_writer) = session.pump(send, recv, next_id);
-    let (streams_tx, streams_rx) = mpsc::channel(8);
+    let (mut streams_tx, streams_rx) = new_streams();
     let acceptor_conn = conn.clone();
     let acceptor = tokio::spawn(async move {
         while let Ok((send, recv)) = acceptor_conn.accept_bi().await {
@@ -209,16 +250,15 @@ impl Session {
     }
 }
 
-async fn read_frames(mut recv: RecvStream, inbound: InboundTx, liveness: Arc<Liveness>) {
+async fn read_frames(mut recv: RecvStream, mut inbound: InboundTx, liveness: Arc<Liveness>) {
     let mut decoder = Decoder::new();
-    let mut buf = vec![0u8; READ_CHUNK];
     loop {
-        let n = match recv.read(&mut buf).await {
-            Ok(Some(n)) => n,
+        let chunk = match recv.quic_stream_mut().read_chunk(READ_CHUNK, true).await {
+            Ok(Some(chunk)) => chunk.bytes,
             Ok(None) | Err(_) => return,
         };
         liveness.touch();
-        decoder.push(&buf[..n]);
+        decoder.push(&chunk);
         loop {
             let buffered = decoder.buffered();
             match decoder.next_frame::<ClientFrame>() {
