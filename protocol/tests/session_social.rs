@@ -310,6 +310,18 @@ fn receipts_the_server_already_has_are_not_sent_and_lost_ones_are_resent_after_r
 #[test]
 fn typing_goes_out_at_most_every_refresh_interval() {
     let mut s = ready(0);
+    assert!(
+        !s.typing(C, 500),
+        "not for a conversation the session does not know"
+    );
+    s.on_frame(
+        StreamKey::Control,
+        ServerFrame::Conversations {
+            conversations: vec![summary(C, 0, 0, 0), summary(D, 0, 0, 0)],
+            done: true,
+        },
+        0,
+    );
     let typing = (StreamKey::Control, ClientFrame::Typing { conversation: C });
     assert!(s.typing(C, 1_000));
     assert!(!s.typing(C, 1_500));

@@ -64,6 +64,10 @@ pub struct Limits {
     /// burst.
     pub friend_requests_per_hour: u32,
     pub friend_request_burst: u32,
+    /// Rooms one user may join per hour, sustained, and in a burst (each join is announced to
+    /// the room's online members).
+    pub room_joins_per_hour: u32,
+    pub room_join_burst: u32,
     /// Password hashing: threads (each keeps 19 MiB), jobs queued per kind (logins, sign-ups),
     /// and how long a job may wait to start before it is refused with 503.
     pub hash_threads: usize,
@@ -111,6 +115,8 @@ impl Default for Limits {
             room_burst: 10,
             friend_requests_per_hour: 60,
             friend_request_burst: 20,
+            room_joins_per_hour: 120,
+            room_join_burst: 30,
             hash_threads: default_hash_threads(),
             hash_queue: 32,
             hash_wait: Duration::from_secs(2),
@@ -146,6 +152,8 @@ pub struct FileConfig {
     pub room_burst: Option<u32>,
     pub friend_requests_per_hour: Option<u32>,
     pub friend_request_burst: Option<u32>,
+    pub room_joins_per_hour: Option<u32>,
+    pub room_join_burst: Option<u32>,
     pub hash_threads: Option<usize>,
     pub hash_queue: Option<usize>,
     pub hash_wait_ms: Option<u64>,
@@ -250,6 +258,12 @@ impl Config {
         if let Some(n) = file.friend_request_burst {
             limits.friend_request_burst = n;
         }
+        if let Some(n) = file.room_joins_per_hour {
+            limits.room_joins_per_hour = n;
+        }
+        if let Some(n) = file.room_join_burst {
+            limits.room_join_burst = n;
+        }
         let store_cache_mb = file.store_cache_mb.unwrap_or(DEFAULT_STORE_CACHE_MB);
         if let Some(n) = file.hash_threads {
             limits.hash_threads = n;
@@ -350,21 +364,14 @@ mod tests {
     }
 
     #[test]
-    fn friend_request_limits_come_from_the_file() {
-        let file: FileConfig = toml::from_str(
-            "friend_requests_per_hour = 7
-friend_request_burst = 3
-",
-        )
-        .unwrap();
+    fn friend_request_and_join_limits_come_from_the_file() {
+        let text = "friend_requests_per_hour = 7\nfriend_request_burst = 3\n\
+                    room_joins_per_hour = 9\nroom_join_burst = 4\n";
+        let file: FileConfig = toml::from_str(text).unwrap();
         let c = Config::resolve(file, Overrides::default()).unwrap();
-        assert_eq!(
-            (
-                c.limits.friend_requests_per_hour,
-                c.limits.friend_request_burst
-            ),
-            (7, 3)
-        );
+        let l = &c.limits;
+        assert_eq!((l.friend_requests_per_hour, l.friend_request_burst), (7, 3));
+        assert_eq!((l.room_joins_per_hour, l.room_join_burst), (9, 4));
     }
 
     #[test]

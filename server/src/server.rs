@@ -162,6 +162,10 @@ impl Server {
                 config.limits.friend_requests_per_hour,
                 config.limits.friend_request_burst,
             )),
+            join_limiter: Arc::new(UserLimiter::new(
+                config.limits.room_joins_per_hour,
+                config.limits.room_join_burst,
+            )),
             shutdown: shutdown_rx,
             webtransport_port: port,
         };
@@ -301,6 +305,7 @@ async fn housekeeping(state: AppState, endpoints: Vec<(SocketAddr, Arc<Endpoint<
         state.send_limiter.retain_recent();
         state.room_limiter.retain_recent();
         state.friend_limiter.retain_recent();
+        state.join_limiter.retain_recent();
         match state.certs.rotate_if_due(SystemTime::now()) {
             Ok(Some(identity)) => {
                 for (addr, endpoint) in &endpoints {

@@ -34,6 +34,7 @@ pub struct AppState {
     pub send_limiter: Arc<SendLimiter>,
     pub room_limiter: Arc<UserLimiter>,
     pub friend_limiter: Arc<UserLimiter>,
+    pub join_limiter: Arc<UserLimiter>,
     /// The connection budgets of the public port and WebTransport; shutdown waits until every
     /// slot is back.
     pub admission: Arc<Admission>,

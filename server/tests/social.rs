@@ -912,3 +912,43 @@ async fn a_version_1_client_gets_no_events_but_counts_as_online() {
             .await;
     }
 }
+
+#[tokio::test]
+async fn joining_rooms_is_rate_limited_per_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with_config(
+        &dir.path().join("data"),
+        "room_join_burst = 2\nroom_joins_per_hour = 1\n",
+    );
+    let api = server.api();
+    let (ta, tb) = (api.signup("alice").await, api.signup("bob").await);
+    let mut rooms = Vec::new();
+    for name in ["one", "two", "three", "four"] {
+        rooms.push(api.create_room(&ta, name).await);
+    }
+    let join = |room: ConversationId| format!("/api/rooms/{}/join", room.0);
+    for room in &rooms[..2] {
+        let (status, _) = post(&api, &tb, &join(*room), json!({})).await;
+        assert_eq!(status, 200);
+    }
+    let response = api
+        .http
+        .post(format!("{}{}", api.base, join(rooms[2])))
+        .bearer_auth(&tb)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 429);
+    assert!(response.headers().contains_key("retry-after"));
+    let (status, body) = post(&api, &tb, &join(rooms[0]), json!({})).await;
+    assert_eq!(
+        (status, &body["changed"]),
+        (200, &json!(false)),
+        "already in: free"
+    );
+    // Past the quota a room's stream still reads the room, without making Bob a member.
+    let (mut bob, _, _) = connect(&server, Transport::WebSocket, &tb).await;
+    let (joined, _) = bob.join(1, rooms[3], None).await;
+    assert!(matches!(joined, ServerFrame::Joined { .. }));
+    assert_eq!(conversations(&api, &tb).await.len(), 2);
+}

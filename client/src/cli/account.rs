@@ -2,7 +2,7 @@
 //! lookup by name, and the realtime connection options.
 
 use anyhow::{Context, anyhow, bail};
-use quibble_client::{Api, Client, ClientOptions, Login, Room};
+use quibble_client::{Api, Client, ClientOptions, Dm, Login, Room};
 
 use super::args::Cli;
 use super::format::find_room;
@@ -61,6 +61,14 @@ impl Session {
             .create_room(self.token(), name)
             .await
             .with_context(|| format!("cannot create room {name:?}"))
+    }
+
+    /// The DM with `user` (a friend, or a former one).
+    pub async fn dm(&self, user: &str) -> anyhow::Result<Dm> {
+        self.api
+            .dm(self.token(), user)
+            .await
+            .with_context(|| format!("no DM with {user:?}"))
     }
 
     /// Open the realtime connection.

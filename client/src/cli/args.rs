@@ -65,6 +65,41 @@ pub enum Command {
         #[arg(long)]
         count: Option<usize>,
     },
+    /// List friends and friend requests: friend|incoming|outgoing<TAB>USERNAME.
+    Friends,
+    /// Ask USER to be friends, or accept their request; prints OUTCOME<TAB>USERNAME.
+    Add {
+        /// The other user's username.
+        #[arg(value_name = "USER")]
+        username: String,
+    },
+    /// Decline USER's request, cancel yours, or unfriend; prints OUTCOME<TAB>USERNAME.
+    Remove {
+        /// The other user's username.
+        #[arg(value_name = "USER")]
+        username: String,
+    },
+    /// Send a direct message to a friend and wait until it is stored; prints `sent SEQ`.
+    Dm {
+        /// The friend's username.
+        #[arg(value_name = "USER")]
+        username: String,
+        /// The message; several words are joined with spaces.
+        #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
+        text: Vec<String>,
+    },
+    /// List your rooms and DMs, most recent first: ID<TAB>room|dm<TAB>TITLE<TAB>UNREAD.
+    Conversations,
+    /// Become a member of a room; prints `joined NAME` (or `already in NAME`).
+    Join {
+        /// Room name (case-insensitive).
+        room: String,
+    },
+    /// Stop being a member of a room; prints `left NAME` (or `not in NAME`).
+    Leave {
+        /// Room name (case-insensitive).
+        room: String,
+    },
 }
 
 #[cfg(test)]
@@ -156,6 +191,25 @@ mod tests {
             })
         );
         assert_eq!(parse(&["signup"]).unwrap().command, Some(Command::Signup));
+        assert_eq!(
+            parse(&["dm", "bob", "hi", "there"]).unwrap().command,
+            Some(Command::Dm {
+                username: "bob".into(),
+                text: vec!["hi".into(), "there".into()]
+            })
+        );
+        assert!(parse(&["dm", "bob"]).is_err());
+        assert!(parse(&["add"]).is_err());
+        assert_eq!(
+            parse(&["leave", "general"]).unwrap().command,
+            Some(Command::Leave {
+                room: "general".into()
+            })
+        );
+        assert_eq!(
+            parse(&["conversations"]).unwrap().command,
+            Some(Command::Conversations)
+        );
         assert!(parse(&["history", "general", "--limit", "many"]).is_err());
         assert!(parse(&["frobnicate"]).is_err());
     }

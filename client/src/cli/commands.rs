@@ -1,5 +1,6 @@
 //! The scripted commands of `quibble-chat`: `signup`, `rooms`, `create-room`, `send`, `history`
-//! and `tail`. Each prints machine-readable lines on stdout (see [`super::format`]).
+//! and `tail` (the social ones — friends, DMs, membership, the conversation list — are in
+//! `social.rs`). Each prints machine-readable lines on stdout (see [`super::format`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -12,8 +13,8 @@ use tokio::time::{Instant, timeout_at};
 
 use super::account::{self, Session};
 use super::args::{Cli, Command};
-use super::emit;
 use super::format::{created_room_line, history_line, room_line, tail_line};
+use super::{emit, social};
 
 /// How long a command waits for the server (to join, to store a message, for a history page).
 const SERVER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -45,6 +46,15 @@ pub async fn run(cli: &Cli, command: &Command) -> anyhow::Result<()> {
         Command::Send { room, text } => send(cli, &session, room, &text.join(" ")).await,
         Command::History { room, limit } => history(cli, &session, room, *limit).await,
         Command::Tail { room, count } => tail(cli, &session, room, *count).await,
+        Command::Friends => social::friends(&session).await,
+        Command::Add { username } => social::add(&session, username).await,
+        Command::Remove { username } => social::remove(&session, username).await,
+        Command::Dm { username, text } => {
+            social::dm(cli, &session, username, &text.join(" ")).await
+        }
+        Command::Conversations => social::conversations(&session).await,
+        Command::Join { room } => social::membership(&session, room, true).await,
+        Command::Leave { room } => social::membership(&session, room, false).await,
     };
     session.logout().await;
     result
@@ -60,6 +70,12 @@ async fn rooms(session: &Session) -> anyhow::Result<()> {
 async fn send(cli: &Cli, session: &Session, room: &str, text: &str) -> anyhow::Result<()> {
     check_length(text)?;
     let room = session.room(room).await?;
+    send_to(cli, session, &room, text).await
+}
+
+/// Send `text` to the conversation (a room, or a DM under its peer's name) and wait until it
+/// is stored; prints `sent SEQ`.
+pub async fn send_to(cli: &Cli, session: &Session, room: &Room, text: &str) -> anyhow::Result<()> {
     let client = session.connect(cli).await?;
     let result = async {
         client.join(room.id);
@@ -79,7 +95,7 @@ async fn send(cli: &Cli, session: &Session, room: &str, text: &str) -> anyhow::R
                     reason,
                     ..
                 } if client_id == id => bail!("message rejected: {reason} ({code})"),
-                other => check(&other, &room)?,
+                other => check(&other, room)?,
             }
         }
     }

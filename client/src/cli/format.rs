@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use quibble_client::{ChatMessage, Room};
+use quibble_client::{ChatMessage, Conversation, FriendOutcome, Kind, Room};
 
 /// Text safe for one tab-separated field: backslash, tab, newline, carriage return and other
 /// control characters are written as escapes (`\\`, `\t`, `\n`, `\r`, `\u{7f}`).
@@ -56,6 +56,36 @@ pub fn tail_line(message: &ChatMessage) -> String {
         escape_field(&message.author_name),
         escape_field(&message.body)
     )
+}
+
+/// `ID<TAB>room|dm<TAB>TITLE<TAB>UNREAD`
+pub fn conversation_line(conversation: &Conversation) -> String {
+    let kind = match conversation.kind {
+        Kind::Room => "room",
+        Kind::Dm => "dm",
+        Kind::Other => "other",
+    };
+    format!(
+        "{}\t{kind}\t{}\t{}",
+        conversation.id.0,
+        escape_field(&conversation.title),
+        conversation.unread
+    )
+}
+
+/// The API's word for what an add or remove did.
+pub fn friend_outcome(outcome: FriendOutcome) -> &'static str {
+    match outcome {
+        FriendOutcome::Requested => "requested",
+        FriendOutcome::AlreadyRequested => "already_requested",
+        FriendOutcome::Accepted => "accepted",
+        FriendOutcome::AlreadyFriends => "already_friends",
+        FriendOutcome::Declined => "declined",
+        FriendOutcome::Cancelled => "cancelled",
+        FriendOutcome::Unfriended => "unfriended",
+        FriendOutcome::Nothing => "nothing",
+        FriendOutcome::Other => "other",
+    }
 }
 
 /// A message for a person: `#SEQ AUTHOR: TEXT`.

@@ -1,6 +1,9 @@
-//! The interactive chat of `quibble-chat` (no command given): log in, pick or create a room,
-//! then show its recent and live messages while typed lines are sent; lines starting with `/`
-//! are commands. Plain line-oriented terminal I/O.
+//! The interactive chat of `quibble-chat` (no command given): log in, pick or create a room
+//! (or open a DM with `/dm USER`), then show its recent and live messages while typed lines
+//! are sent; lines starting with `/` are commands. What the user sees in the open conversation
+//! counts as read; receipts ("seen by …"), "… is typing…", friend requests and the unread
+//! counts at connect are shown as they come. Plain line-oriented terminal I/O (so the user's
+//! own typing cannot be announced: a line arrives only once it is complete).
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
@@ -8,13 +11,14 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use quibble_client::protocol::session::StreamKey;
-use quibble_client::{Client, ClientEvent, ConversationId, Event, Room};
+use quibble_client::{Client, ClientEvent, ConversationId, Event, FriendStatus, Room, UserId};
 use tokio::sync::mpsc;
 
 use super::account::{self, Session};
 use super::args::Cli;
 use super::commands::check_length;
-use super::format::{chat_line, find_room, one_line};
+use super::format::{chat_line, find_room, friend_outcome, one_line};
+use super::social::dm_room;
 
 /// Messages asked for by `/older`.
 const OLDER_PAGE: u16 = 20;
@@ -27,8 +31,12 @@ commands:
   /join NAME      switch to a room (by name or number)
   /create NAME    create a room and switch to it
   /older          show older messages of this room
+  /dm USER        switch to the direct messages with a friend
+  /friends        list friends (with presence) and friend requests
+  /add USER       ask USER to be friends, or accept their request
+  /remove USER    decline, cancel or unfriend
   /quit           leave (Ctrl-C works too)
-anything else is sent to the current room";
+anything else is sent to the current room or DM";
 
 pub async fn run(cli: &Cli) -> anyhow::Result<()> {
     let mut input = Input::spawn()?;
@@ -57,6 +65,10 @@ pub async fn run(cli: &Cli) -> anyhow::Result<()> {
         mine: HashSet::new(),
         pending: HashMap::new(),
         transport_announced: false,
+        names: HashMap::new(),
+        online: HashMap::new(),
+        last_sent: HashMap::new(),
+        seen: HashMap::new(),
     };
     let mut result = chat.run().await;
     if result.is_ok() {
@@ -133,6 +145,14 @@ struct Chat {
     pending: HashMap<u64, String>,
     /// The first connection's transport was announced at startup; later ones are reconnects.
     transport_announced: bool,
+    /// Usernames of the users events named (receipts carry only ids).
+    names: HashMap<UserId, String>,
+    /// Presence as last heard: online, else last seen (Unix ms).
+    online: HashMap<UserId, (bool, u64)>,
+    /// The seq of my latest stored message per conversation.
+    last_sent: HashMap<ConversationId, u64>,
+    /// The highest of my seqs announced as seen, per conversation and reader.
+    seen: HashMap<(ConversationId, UserId), u64>,
 }
 
 impl Chat {
@@ -214,6 +234,11 @@ impl Chat {
             "create" if !argument.is_empty() => self.create(argument).await,
             "join" | "create" => Err(anyhow!("usage: /{name} NAME")),
             "older" => self.older().await,
+            "friends" => self.friends().await,
+            "dm" if !argument.is_empty() => self.open_dm(argument).await,
+            "add" if !argument.is_empty() => self.befriend(argument, true).await,
+            "remove" if !argument.is_empty() => self.befriend(argument, false).await,
+            "dm" | "add" | "remove" => Err(anyhow!("usage: /{name} USER")),
             _ => Err(anyhow!("unknown command /{name}; /help lists them")),
         };
         report(result);
@@ -275,6 +300,69 @@ impl Chat {
         Ok(())
     }
 
+    async fn friends(&mut self) -> anyhow::Result<()> {
+        let all = self.session.api.friends(self.session.token()).await?;
+        if all.friends.is_empty() && all.incoming.is_empty() && all.outgoing.is_empty() {
+            say("no friends yet; /add USER asks someone");
+        }
+        for friend in &all.friends {
+            let presence = match self.online.get(&friend.id) {
+                Some((true, _)) => "online".to_owned(),
+                Some((false, at)) if *at > 0 => format!("offline, last seen {}", ago(*at)),
+                _ => "offline".to_owned(),
+            };
+            say(format!("  {} ({presence})", friend.username));
+        }
+        for friend in &all.incoming {
+            say(format!(
+                "  {} asked to be your friend (/add {0} accepts, /remove {0} declines)",
+                friend.username
+            ));
+        }
+        for friend in &all.outgoing {
+            say(format!(
+                "  {} has not answered your request yet",
+                friend.username
+            ));
+        }
+        Ok(())
+    }
+
+    async fn befriend(&mut self, user: &str, add: bool) -> anyhow::Result<()> {
+        let api = &self.session.api;
+        let token = self.session.token();
+        let change = if add {
+            api.add_friend(token, user).await?
+        } else {
+            api.remove_friend(token, user).await?
+        };
+        say(format!(
+            "{}: {}",
+            change.user.username,
+            friend_outcome(change.status).replace('_', " ")
+        ));
+        Ok(())
+    }
+
+    async fn open_dm(&mut self, user: &str) -> anyhow::Result<()> {
+        let dm = self.session.dm(user).await?;
+        if !dm.can_send {
+            say(format!(
+                "({} is not your friend any more: you can read, not send)",
+                dm.user.username
+            ));
+        }
+        self.enter(dm_room(&dm.user.username, dm.conversation));
+        Ok(())
+    }
+
+    fn name(&self, user: UserId) -> String {
+        self.names
+            .get(&user)
+            .cloned()
+            .unwrap_or_else(|| format!("user #{}", user.0))
+    }
+
     fn enter(&mut self, room: Room) {
         if let Some(old) = self.current.take() {
             if old.id == room.id {
@@ -286,6 +374,7 @@ impl Chat {
         }
         say(format!("joining {}…", room.name));
         self.client.join(room.id);
+        self.client.set_viewing(Some(room.id));
         self.current = Some(room);
     }
 
@@ -340,6 +429,8 @@ impl Chat {
                 say("(the server's history was reset; showing it afresh)");
             }
             Event::Message(message) if self.is_current(message.conversation) => {
+                self.names
+                    .insert(message.author, message.author_name.clone());
                 let echo =
                     message.author == self.client.user() && self.mine.contains(&message.client_id);
                 if !echo {
@@ -361,7 +452,14 @@ impl Chat {
                     say("(that is the beginning of the room)");
                 }
             }
-            Event::Sent { client_id, seq, .. } => {
+            Event::Sent {
+                client_id,
+                seq,
+                conversation,
+                ..
+            } => {
+                let last = self.last_sent.entry(conversation).or_default();
+                *last = (*last).max(seq);
                 if let Some(text) = self.pending.remove(&client_id) {
                     say(format!("me: {} (sent #{seq})", one_line(&text)));
                 }
@@ -400,9 +498,87 @@ impl Chat {
                 "(the server is going away; reconnecting in about {} s)",
                 reconnect_after_ms.div_ceil(1000)
             )),
+            Event::ConversationList(list) => {
+                let unread: Vec<String> = list
+                    .iter()
+                    .filter(|s| s.unread > 0)
+                    .map(|s| format!("{} {}", s.title, s.unread))
+                    .collect();
+                if !unread.is_empty() {
+                    say(format!("(unread: {})", unread.join(", ")));
+                }
+            }
+            Event::Receipt {
+                conversation,
+                user,
+                read,
+                ..
+            } if self.is_current(conversation) && user != self.client.user() => {
+                let mine = self.last_sent.get(&conversation).copied().unwrap_or(0);
+                let announced = self.seen.entry((conversation, user)).or_default();
+                if mine > 0 && read >= mine && *announced < mine {
+                    *announced = mine;
+                    say(format!("(seen by {})", self.name(user)));
+                }
+            }
+            Event::Typing {
+                conversation,
+                user,
+                username,
+                typing,
+            } => {
+                self.names.insert(user, username.clone());
+                if typing && self.is_current(conversation) {
+                    say(format!("{username} is typing…"));
+                }
+            }
+            Event::Friend {
+                user,
+                username,
+                status,
+                ..
+            } => {
+                self.names.insert(user, username.clone());
+                match status {
+                    FriendStatus::Incoming => say(format!(
+                        "({username} asked to be your friend: /add {username} accepts)"
+                    )),
+                    FriendStatus::Friends => {
+                        say(format!("({username} and you are friends: /dm {username})"))
+                    }
+                    FriendStatus::None | FriendStatus::Outgoing => {}
+                }
+            }
+            Event::Presence {
+                user,
+                username,
+                online,
+                last_seen_ms,
+            } => {
+                self.names.insert(user, username);
+                self.online.insert(user, (online, last_seen_ms));
+            }
             // Other rooms' traffic (after a switch) is not shown.
-            Event::Reset { .. } | Event::Message(_) | Event::History { .. } => {}
-            _ => {}
+            Event::Reset { .. }
+            | Event::Message(_)
+            | Event::History { .. }
+            | Event::Receipt { .. }
+            | Event::ConversationUpdated(_)
+            | Event::ConversationRemoved { .. } => {}
         }
+    }
+}
+
+/// How long ago a Unix-ms time was, roughly.
+fn ago(at_ms: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let seconds = now.saturating_sub(at_ms) / 1000;
+    match seconds {
+        0..60 => "just now".to_owned(),
+        60..3600 => format!("{} min ago", seconds / 60),
+        3600..86400 => format!("{} h ago", seconds / 3600),
+        _ => format!("{} days ago", seconds / 86400),
     }
 }

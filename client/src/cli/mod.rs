@@ -10,6 +10,7 @@ pub mod args;
 mod commands;
 mod format;
 mod interactive;
+mod social;
 
 /// Run what the command line asks for.
 pub async fn run(cli: args::Cli) -> anyhow::Result<()> {

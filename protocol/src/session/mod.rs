@@ -35,6 +35,15 @@
 //!   reported as [`Event::Rejected`].
 //! - Gaps are filled with `History` requests upward from the cursor; see the `conversation`
 //!   module for how holes and a full out-of-order buffer are handled.
+//! - The user's conversation list (snapshot after every `Welcome`, then live changes) is kept
+//!   here and surfaced as events; see `conversation_list`. A fresh client resumes exactly the
+//!   unread messages with [`Session::join_from`] and the entry's read cursor; a running one
+//!   resumes every joined conversation from its own cursor after each reconnect.
+//! - Receipts: messages reaching the application are reported delivered, and read while their
+//!   conversation is on screen ([`Session::set_viewing`]) or when [`Session::mark_read`] says
+//!   so; debounced ([`RECEIPT_DELAY_MS`], see `receipts`). Typing frames are rate-limited
+//!   ([`TYPING_REFRESH_MS`], see `typing`). Both only ever name conversations the user has
+//!   (the server ends a connection that names another user's DM).
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -458,9 +467,12 @@ impl Session {
     }
 
     /// The user is typing in `conversation`; call it on every keystroke. A `Typing` frame goes
-    /// out at most every [`TYPING_REFRESH_MS`] per conversation. Returns whether one did.
+    /// out at most every [`TYPING_REFRESH_MS`] per conversation, and only for a conversation
+    /// of the user's list or joined here (the server ends the connection over a conversation
+    /// the user may not read). Returns whether one did.
     pub fn typing(&mut self, conversation: ConversationId, now_ms: u64) -> bool {
-        if self.state != State::Ready || !self.typing.should_send(conversation, now_ms) {
+        let known = self.list.get(conversation).is_some() || self.is_joined(conversation);
+        if !known || self.state != State::Ready || !self.typing.should_send(conversation, now_ms) {
             return false;
         }
         self.queues

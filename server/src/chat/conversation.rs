@@ -4,7 +4,8 @@
 //! Access: `Join` asks [`access::may_read`] (a DM's stream is its two members' only) and the
 //! resulting [`Grant`] is what replay and history pages are served under; every `Send` asks
 //! [`access::may_send`] (a DM needs the friendship to stand at that moment). Joining a room's
-//! stream makes the user a member of the room, durably, if they were not one yet.
+//! stream makes the user a member of the room, durably, if they were not one yet (within the
+//! per-user join quota).
 //!
 //! Pacing: replay batches and history pages are read from the store only once the stream's
 //! outbound queue has room reserved for them, and one request is served at a time, so a peer
@@ -110,8 +111,11 @@ async fn join(ctx: &ConnCtx, io: &mut StreamIo) -> Result<Option<(Grant, Subscri
     let state = &ctx.state;
     let (conversation, resume) = expect_join(state, io).await?;
     let grant = access::may_read(&state.store, ctx.user.id, conversation).await?;
+    // Recorded within the join quota; past it (or at the membership cap) the user still
+    // reads the public room, without becoming a member.
     if grant.kind == ConversationKind::Room
         && !state.store.is_member(ctx.user.id, conversation).await?
+        && state.join_limiter.check(ctx.user.id).is_ok()
     {
         match state.store.join_room(ctx.user.id, conversation).await {
             Ok(true) => {
@@ -120,7 +124,6 @@ async fn join(ctx: &ConnCtx, io: &mut StreamIo) -> Result<Option<(Grant, Subscri
                     .joined(&state.store, ctx.user.id, conversation)
                     .await;
             }
-            // A user at the membership cap still reads the (public) room.
             Ok(false) | Err(StoreError::TooMany(_)) => {}
             Err(e) => return Err(e.into()),
         }

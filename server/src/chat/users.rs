@@ -631,6 +631,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_live_control_stream_that_does_not_keep_up_is_ended_with_slow_consumer() {
+        let users = Users::default();
+        let out = Outbound::multiplexed();
+        let tx = out.open(0);
+        let reg = users.connect(UserId(1), "one", Some(tx.live()));
+        users.track(
+            UserId(1),
+            &[(ConversationId(5), ConversationKind::Room)],
+            &[],
+            Vec::new(),
+        );
+        users.go_live(&reg);
+        let mut seq = 0;
+        while users.lock().online[&UserId(1)]
+            .connections
+            .contains_key(&reg.key)
+        {
+            seq += 1;
+            users.on_message(&message(5, seq));
+            assert!(seq < 10_000, "never ended");
+        }
+        let got = frames(&out).await;
+        assert!(matches!(
+            got.last(),
+            Some(ServerFrame::Error {
+                code: ErrorCode::SlowConsumer,
+                ..
+            })
+        ));
+        tokio::time::timeout(std::time::Duration::from_secs(1), tx.closed())
+            .await
+            .expect("the control stream is ended, so its connection closes");
+    }
+
+    #[tokio::test]
     async fn a_connection_holding_too_much_before_going_live_is_ended() {
         let users = Users::default();
         let out = Outbound::multiplexed();

@@ -157,6 +157,20 @@ pub async fn join(
 ) -> Result<Json<MembershipChange>, ApiError> {
     let room = conversation_path(path)?;
     access::may_join(&state.store, auth.user.id, room).await?;
+    if state.store.is_member(auth.user.id, room).await? {
+        return Ok(Json(MembershipChange {
+            room: room.0,
+            member: true,
+            changed: false,
+        }));
+    }
+    state
+        .join_limiter
+        .check(auth.user.id)
+        .map_err(|wait| ApiError {
+            message: "joining rooms too fast; try again later".into(),
+            ..ApiError::rate_limited(wait)
+        })?;
     let changed = state.store.join_room(auth.user.id, room).await?;
     if changed {
         state.users.joined(&state.store, auth.user.id, room).await;
