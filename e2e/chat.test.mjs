@@ -740,7 +740,9 @@ describe('Quibble in a real browser', () => {
     await assertFits(gina, 'desktop');
     await gina.page.screenshot({ path: join(ARTIFACTS, 'chat-desktop-long.png') });
 
-    // gina goes away: her friend sees her offline, with when she was last seen.
+    // gina logs out: her friend sees her offline, with when she was last seen.
+    await gina.page.click('#logout');
+    await gina.page.locator('#auth').waitFor({ state: 'visible', ...WAIT });
     await gina.context.close();
     const row = alice.page.locator(`#friend-list li[data-username="${gina.name}"]`);
     await row.locator('.presence[data-online="false"]').waitFor(WAIT);

@@ -143,6 +143,12 @@ function bindUi() {
   window.addEventListener('focus', updateViewing);
   window.addEventListener('blur', updateViewing);
   phone.addEventListener('change', updateViewing);
+  // A closed tab ends its connection at once, so friends see it offline now rather than
+  // after the server's heartbeat timeout; a page the browser brings back starts afresh.
+  window.addEventListener('pagehide', () => client?.close());
+  window.addEventListener('pageshow', (event) => {
+    if (event.persisted) location.reload();
+  });
 }
 
 // ---- sign up / log in ----
