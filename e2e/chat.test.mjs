@@ -580,8 +580,14 @@ describe('Quibble in a real browser', () => {
     const { alice, bob } = users;
     await openRoom(bob, 'lobby');
 
-    // alice asks; bob hears it live (the Friends tab counts it) and accepts.
+    // A name nobody has is refused, and said so.
     await showPanel(alice, 'friends');
+    await alice.page.fill('#friend-name', 'nobody_by_that_name');
+    await alice.page.press('#friend-name', 'Enter');
+    await alice.page.locator('#friends-error', { hasText: /\S/ }).waitFor(WAIT);
+    assert.equal(await alice.page.locator('#outgoing li').count(), 0);
+
+    // alice asks; bob hears it live (the Friends tab counts it) and accepts.
     await alice.page.fill('#friend-name', 'bob');
     await alice.page.press('#friend-name', 'Enter');
     await alice.page.locator('#friends-status', { hasText: 'Request sent to bob.' }).waitFor(WAIT);

@@ -112,9 +112,19 @@ function forgetAuth() {
 function bindUi() {
   $('auth-form').addEventListener('submit', onAuthSubmit);
   $('logout').addEventListener('click', () => endSession());
-  for (const tab of document.querySelectorAll('.tabs [role="tab"]')) {
+  // The sidebar's tabs: click, or the arrow keys from one tab to the next (ARIA tabs pattern).
+  const tabs = [...document.querySelectorAll('.tabs [role="tab"]')];
+  tabs.forEach((tab, index) => {
     tab.addEventListener('click', () => showPanel(tab.dataset.panel));
-  }
+    tab.addEventListener('keydown', (event) => {
+      const step = { ArrowRight: 1, ArrowLeft: -1 }[event.key];
+      if (!step) return;
+      event.preventDefault();
+      const next = tabs[(index + step + tabs.length) % tabs.length];
+      showPanel(next.dataset.panel);
+      next.focus();
+    });
+  });
   $('create-room').addEventListener('submit', onCreateRoom);
   $('add-friend').addEventListener('submit', onAddFriend);
   $('back').addEventListener('click', showList);
@@ -386,6 +396,7 @@ function showPanel(panel) {
   for (const tab of document.querySelectorAll('.tabs [role="tab"]')) {
     const selected = tab.dataset.panel === panel;
     tab.setAttribute('aria-selected', String(selected));
+    tab.tabIndex = selected ? 0 : -1;
     $(tab.getAttribute('aria-controls')).hidden = !selected;
   }
   if (panel === 'rooms') refreshDirectory();
