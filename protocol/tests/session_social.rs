@@ -432,3 +432,25 @@ fn join_from_resumes_after_the_given_seq_before_and_after_welcome() {
     s.join_from(D, 1);
     assert_eq!(transmits(&mut s), []);
 }
+
+#[test]
+fn leaving_reports_what_was_read_at_once() {
+    let mut s = joined_session(C, 0);
+    s.on_frame(
+        StreamKey::Conversation(C),
+        ServerFrame::Message(msg(C, 1)),
+        0,
+    );
+    assert!(s.mark_read(C, 10));
+    s.leave(C);
+    let sent = transmits(&mut s);
+    assert_eq!(
+        sent,
+        [
+            receipt(C, 1, 1),
+            (StreamKey::Conversation(C), ClientFrame::Leave)
+        ]
+    );
+    s.handle_timeout(10_000);
+    assert_eq!(transmits(&mut s), [], "and nothing more about it");
+}

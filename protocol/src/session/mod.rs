@@ -389,7 +389,12 @@ impl Session {
     /// Leave a conversation: sends `Leave` and forgets its cursor. Its pending sends are
     /// discarded (the only way a pending send is dropped without an answer from the server).
     pub fn leave(&mut self, conversation: ConversationId) {
-        self.receipts.forget(conversation);
+        // What the user read before leaving still counts: report it now.
+        if let Some(receipt) = self.receipts.forget(conversation)
+            && self.state == State::Ready
+        {
+            self.queues.transmit(StreamKey::Control, receipt);
+        }
         if self.viewing == Some(conversation) {
             self.viewing = None;
         }
@@ -883,7 +888,8 @@ impl Session {
                 });
                 if matches!(code, ErrorCode::UnknownConversation | ErrorCode::Forbidden) {
                     self.conversations.remove(&c);
-                    self.receipts.forget(c);
+                    // Nothing may be reported about a conversation the server refuses.
+                    let _ = self.receipts.forget(c);
                 } else {
                     conv.failed();
                 }

@@ -91,10 +91,19 @@ impl Receipts {
         }
     }
 
-    /// The conversation is of no more interest (left): nothing more is reported for it.
-    pub(super) fn forget(&mut self, conversation: ConversationId) {
-        self.by_conversation
-            .retain(|m| m.conversation != conversation);
+    /// The conversation is of no more interest: nothing more is reported for it. Returns the
+    /// receipt it still had to report, if any (for a leave, which may send it at once).
+    pub(super) fn forget(&mut self, conversation: ConversationId) -> Option<ClientFrame> {
+        let at = self
+            .by_conversation
+            .iter()
+            .position(|m| m.conversation == conversation)?;
+        let marks = self.by_conversation.swap_remove(at);
+        marks.ahead().then_some(ClientFrame::Receipt {
+            conversation,
+            delivered: marks.delivered,
+            read: marks.read,
+        })
     }
 
     /// A new connection: nothing is known to have reached the server.
