@@ -2,7 +2,10 @@
 //! the page, and `/api/cert` for the WebTransport leg. Failures reject with a JS `Error`
 //! carrying the API's stable `code` and the HTTP `status`.
 
-use js_sys::{Array, JSON};
+use std::future::Future;
+use std::pin::Pin;
+
+use js_sys::{Array, JSON, Promise};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{Headers, RequestInit, Response};
@@ -67,50 +70,64 @@ pub async fn create_room(token: String, name: String) -> Result<JsValue, JsValue
 }
 
 /// `GET /api/friends`: friends and pending requests both ways.
-#[wasm_bindgen(unchecked_return_type = "Friends")]
-pub async fn friends(token: String) -> Result<JsValue, JsValue> {
-    request("GET", "/api/friends", Some(&token), None).await
+#[wasm_bindgen(unchecked_return_type = "Promise<Friends>")]
+pub fn friends(token: String) -> Promise {
+    promise(async move { request("GET", "/api/friends", Some(&token), None).await })
 }
 
 /// `POST /api/users/add`: ask `username` to be friends, or accept their request; resolves to
 /// `{status, user}` (`requested`, `already_requested`, `accepted`, `already_friends`).
-#[wasm_bindgen(js_name = addFriend, unchecked_return_type = "FriendChange")]
-pub async fn add_friend(token: String, username: String) -> Result<JsValue, JsValue> {
-    by_username("/api/users/add", token, username).await
+#[wasm_bindgen(js_name = addFriend, unchecked_return_type = "Promise<FriendChange>")]
+pub fn add_friend(token: String, username: String) -> Promise {
+    promise(by_username("/api/users/add", token, username))
 }
 
 /// `POST /api/users/remove`: decline their request, cancel yours, or unfriend; resolves to
 /// `{status, user}` (`declined`, `cancelled`, `unfriended`, `nothing`).
-#[wasm_bindgen(js_name = removeFriend, unchecked_return_type = "FriendChange")]
-pub async fn remove_friend(token: String, username: String) -> Result<JsValue, JsValue> {
-    by_username("/api/users/remove", token, username).await
+#[wasm_bindgen(js_name = removeFriend, unchecked_return_type = "Promise<FriendChange>")]
+pub fn remove_friend(token: String, username: String) -> Promise {
+    promise(by_username("/api/users/remove", token, username))
 }
 
 /// `POST /api/users/dm`: the DM with `username`, `{conversation, user, can_send}`; rejects
 /// with `not_friends` if the two never were friends.
-#[wasm_bindgen(js_name = openDm, unchecked_return_type = "Dm")]
-pub async fn open_dm(token: String, username: String) -> Result<JsValue, JsValue> {
-    by_username("/api/users/dm", token, username).await
+#[wasm_bindgen(js_name = openDm, unchecked_return_type = "Promise<Dm>")]
+pub fn open_dm(token: String, username: String) -> Promise {
+    promise(by_username("/api/users/dm", token, username))
 }
 
 /// `POST /api/rooms/{id}/join`: become a member (the room enters the conversation list).
-#[wasm_bindgen(js_name = joinRoom, unchecked_return_type = "Membership")]
-pub async fn join_room(token: String, room: f64) -> Result<JsValue, JsValue> {
-    membership(token, room, "join").await
+#[wasm_bindgen(js_name = joinRoom, unchecked_return_type = "Promise<Membership>")]
+pub fn join_room(token: String, room: f64) -> Promise {
+    promise(by_id(token, "/api/rooms/", room, "/join", "POST"))
 }
 
 /// `POST /api/rooms/{id}/leave`: stop being a member.
-#[wasm_bindgen(js_name = leaveRoom, unchecked_return_type = "Membership")]
-pub async fn leave_room(token: String, room: f64) -> Result<JsValue, JsValue> {
-    membership(token, room, "leave").await
+#[wasm_bindgen(js_name = leaveRoom, unchecked_return_type = "Promise<Membership>")]
+pub fn leave_room(token: String, room: f64) -> Promise {
+    promise(by_id(token, "/api/rooms/", room, "/leave", "POST"))
 }
 
 /// `GET /api/conversations/{id}/receipts`: the members' cursors, for "seen by".
-#[wasm_bindgen(js_name = memberReceipts, unchecked_return_type = "{receipts: MemberReceipt[]}")]
-pub async fn member_receipts(token: String, conversation: f64) -> Result<JsValue, JsValue> {
-    let id = js::id_from_js(conversation)?;
-    let path = format!("/api/conversations/{id}/receipts");
-    request("GET", &path, Some(&token), None).await
+#[wasm_bindgen(
+    js_name = memberReceipts,
+    unchecked_return_type = "Promise<{receipts: MemberReceipt[]}>"
+)]
+pub fn member_receipts(token: String, conversation: f64) -> Promise {
+    promise(by_id(
+        token,
+        "/api/conversations/",
+        conversation,
+        "/receipts",
+        "GET",
+    ))
+}
+
+/// A promise of a boxed future: the social calls share one copy of the promise glue (and of
+/// `by_username` / `by_id`), which keeps the wasm small.
+fn promise(f: impl Future<Output = Result<JsValue, JsValue>> + 'static) -> Promise {
+    let f: Pin<Box<dyn Future<Output = Result<JsValue, JsValue>>>> = Box::pin(f);
+    wasm_bindgen_futures::future_to_promise(f)
 }
 
 /// `GET /api/cert`: `{sha256_hex, not_after_ms, webtransport_port}`.
@@ -131,9 +148,16 @@ async fn by_username(path: &str, token: String, username: String) -> Result<JsVa
     request("POST", path, Some(&token), Some(body)).await
 }
 
-async fn membership(token: String, room: f64, verb: &str) -> Result<JsValue, JsValue> {
-    let path = format!("/api/rooms/{}/{verb}", js::id_from_js(room)?);
-    request("POST", &path, Some(&token), None).await
+/// `METHOD {prefix}{id}{suffix}`, the id a JS number.
+async fn by_id(
+    token: String,
+    prefix: &str,
+    id: f64,
+    suffix: &str,
+    method: &str,
+) -> Result<JsValue, JsValue> {
+    let path = format!("{prefix}{}{suffix}", js::id_from_js(id)?);
+    request(method, &path, Some(&token), None).await
 }
 
 /// One API call: the parsed JSON body on success (`undefined` for 204).

@@ -14,8 +14,9 @@
 //!   `setViewing(conversation | null)` (the conversation on screen while the page is visible
 //!   and focused: marked read now and as messages arrive), `typing(conversation)` (call on
 //!   every input event; a frame goes out at most every 3 s), and `conversations()` (the list
-//!   as last reported). Messages arriving are reported delivered by themselves; receipts are
-//!   debounced (500 ms).
+//!   as last reported). Messages arriving are reported delivered by themselves (in rooms,
+//!   where only "seen by" is shown, together with the next read); receipts are debounced
+//!   (500 ms).
 //! - Events (`onEvent`, `event.type`): `state`, `transportFailed`, `transportClosed`,
 //!   `connected`, `joined`, `reset`, `message`, `history`, `sent`, `throttled`, `rejected`,
 //!   `error`, `goaway`, `disconnected`, and for the social features `conversations` (the

@@ -279,10 +279,13 @@ fn receipts_the_server_already_has_are_not_sent_and_lost_ones_are_resent_after_r
         ServerFrame::Message(msg(C, 1)),
         0,
     );
-    // Another device of mine already reported it (the list says so).
+    // Another device of mine already reported it (the list says so). A DM: delivered
+    // counts on its own.
+    let mut entry = summary(C, 1, 1, 0);
+    entry.kind = ConversationKind::Dm { peer: BOB };
     s.on_frame(
         StreamKey::Control,
-        ServerFrame::ConversationUpdated(summary(C, 1, 1, 0)),
+        ServerFrame::ConversationUpdated(entry),
         0,
     );
     s.handle_timeout(RECEIPT_DELAY_MS);
@@ -431,4 +434,71 @@ fn join_from_resumes_after_the_given_seq_before_and_after_welcome() {
     // A conversation already joined keeps its own cursor.
     s.join_from(D, 1);
     assert_eq!(transmits(&mut s), []);
+}
+
+#[test]
+fn leaving_reports_what_was_read_at_once() {
+    let mut s = joined_session(C, 0);
+    s.on_frame(
+        StreamKey::Conversation(C),
+        ServerFrame::Message(msg(C, 1)),
+        0,
+    );
+    assert!(s.mark_read(C, 10));
+    s.leave(C);
+    let sent = transmits(&mut s);
+    assert_eq!(
+        sent,
+        [
+            receipt(C, 1, 1),
+            (StreamKey::Conversation(C), ClientFrame::Leave)
+        ]
+    );
+    s.handle_timeout(10_000);
+    assert_eq!(transmits(&mut s), [], "and nothing more about it");
+}
+
+#[test]
+fn in_rooms_delivered_waits_for_the_next_read_while_dms_report_it_alone() {
+    let mut s = joined_session(C, 0);
+    s.join(D);
+    let joined_d = ServerFrame::Joined {
+        conversation: D,
+        epoch: 1,
+        head_seq: 0,
+        from_seq: 0,
+    };
+    s.on_frame(StreamKey::Conversation(D), joined_d, 0);
+    let mut dm = summary(D, 0, 0, 0);
+    dm.kind = ConversationKind::Dm { peer: BOB };
+    s.on_frame(
+        StreamKey::Control,
+        ServerFrame::Conversations {
+            conversations: vec![summary(C, 0, 0, 0), dm],
+            done: true,
+        },
+        0,
+    );
+    transmits(&mut s);
+    s.on_frame(
+        StreamKey::Conversation(C),
+        ServerFrame::Message(msg(C, 1)),
+        100,
+    );
+    s.on_frame(
+        StreamKey::Conversation(D),
+        ServerFrame::Message(msg(D, 1)),
+        100,
+    );
+    s.handle_timeout(100 + RECEIPT_DELAY_MS);
+    assert_eq!(transmits(&mut s), [receipt(D, 1, 0)], "the room's waits");
+    s.on_frame(
+        StreamKey::Conversation(C),
+        ServerFrame::Message(msg(C, 2)),
+        5_000,
+    );
+    assert_eq!(s.poll_timeout().filter(|&t| t < 60_000), None);
+    assert!(s.mark_read(C, 6_000));
+    s.handle_timeout(6_000 + RECEIPT_DELAY_MS);
+    assert_eq!(transmits(&mut s), [receipt(C, 2, 2)]);
 }

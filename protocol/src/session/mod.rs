@@ -49,7 +49,8 @@ use std::collections::{BTreeMap, VecDeque};
 
 use crate::error_code::ErrorCode;
 use crate::wire::{
-    ClientFrame, ConversationId, ConversationSummary, Cursor, PROTOCOL_VERSION, ServerFrame, UserId,
+    ClientFrame, ConversationId, ConversationKind, ConversationSummary, Cursor, PROTOCOL_VERSION,
+    ServerFrame, UserId,
 };
 
 mod backoff;
@@ -389,7 +390,12 @@ impl Session {
     /// Leave a conversation: sends `Leave` and forgets its cursor. Its pending sends are
     /// discarded (the only way a pending send is dropped without an answer from the server).
     pub fn leave(&mut self, conversation: ConversationId) {
-        self.receipts.forget(conversation);
+        // What the user read before leaving still counts: report it now.
+        if let Some(receipt) = self.receipts.forget(conversation)
+            && self.state == State::Ready
+        {
+            self.queues.transmit(StreamKey::Control, receipt);
+        }
         if self.viewing == Some(conversation) {
             self.viewing = None;
         }
@@ -453,7 +459,8 @@ impl Session {
         let Some(seq) = self.cursor(conversation).map(|c| c.seq) else {
             return false;
         };
-        self.receipts.reached(conversation, seq, seq, now_ms);
+        let lazy = self.is_room(conversation);
+        self.receipts.reached(conversation, seq, seq, lazy, now_ms);
         true
     }
 
@@ -765,7 +772,15 @@ impl Session {
             return;
         };
         let read = if self.viewing == Some(c) { seq } else { 0 };
-        self.receipts.reached(c, seq, read, now_ms);
+        let lazy = self.is_room(c);
+        self.receipts.reached(c, seq, read, lazy, now_ms);
+    }
+
+    /// Whether the conversation list says `c` is a room.
+    fn is_room(&self, c: ConversationId) -> bool {
+        self.list
+            .get(c)
+            .is_some_and(|s| s.kind == ConversationKind::Room)
     }
 
     fn on_conversation_frame(&mut self, c: ConversationId, frame: ServerFrame, now_ms: u64) {
@@ -883,7 +898,8 @@ impl Session {
                 });
                 if matches!(code, ErrorCode::UnknownConversation | ErrorCode::Forbidden) {
                     self.conversations.remove(&c);
-                    self.receipts.forget(c);
+                    // Nothing may be reported about a conversation the server refuses.
+                    let _ = self.receipts.forget(c);
                 } else {
                     conv.failed();
                 }

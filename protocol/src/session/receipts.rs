@@ -6,6 +6,10 @@
 //! hundred messages, a busy room) costs one frame per conversation per delay, while a steady
 //! stream still reports at that pace instead of waiting for a lull.
 //!
+//! In rooms nobody is shown "delivered" (only "seen by"), and every receipt there is told to
+//! every member, so a room's delivered cursor is only reported together with a read cursor
+//! that moved. DMs report delivered on its own, for the sender's "delivered" tick.
+//!
 //! After a reconnect nothing is known to have reached the server: every conversation with a
 //! wanted cursor is reported again (the server keeps the highest, so a repeat is harmless),
 //! unless the new conversation list shows the server already has it.
@@ -19,11 +23,15 @@ struct Marks {
     read: u64,
     reported_delivered: u64,
     reported_read: u64,
+    /// A room: delivered alone is not worth a frame.
+    lazy_delivered: bool,
 }
 
 impl Marks {
+    /// Whether a receipt is worth sending.
     fn ahead(&self) -> bool {
-        self.delivered > self.reported_delivered || self.read > self.reported_read
+        self.read > self.reported_read
+            || (!self.lazy_delivered && self.delivered > self.reported_delivered)
     }
 }
 
@@ -46,12 +54,14 @@ impl Receipts {
     }
 
     /// The application reached `delivered` / `read` (either may be 0: no news) at `now_ms`.
-    /// Read implies delivered.
+    /// Read implies delivered. With `lazy_delivered` (a room) a delivered cursor alone does
+    /// not arm a flush.
     pub(super) fn reached(
         &mut self,
         conversation: ConversationId,
         delivered: u64,
         read: u64,
+        lazy_delivered: bool,
         now_ms: u64,
     ) {
         let at = match self
@@ -67,11 +77,13 @@ impl Receipts {
                     read: 0,
                     reported_delivered: 0,
                     reported_read: 0,
+                    lazy_delivered,
                 });
                 self.by_conversation.len() - 1
             }
         };
         let marks = &mut self.by_conversation[at];
+        marks.lazy_delivered = lazy_delivered;
         marks.read = marks.read.max(read);
         marks.delivered = marks.delivered.max(delivered).max(marks.read);
         if marks.ahead() && self.due_at_ms.is_none() {
@@ -91,10 +103,19 @@ impl Receipts {
         }
     }
 
-    /// The conversation is of no more interest (left): nothing more is reported for it.
-    pub(super) fn forget(&mut self, conversation: ConversationId) {
-        self.by_conversation
-            .retain(|m| m.conversation != conversation);
+    /// The conversation is of no more interest: nothing more is reported for it. Returns the
+    /// receipt it still had to report, if any (for a leave, which may send it at once).
+    pub(super) fn forget(&mut self, conversation: ConversationId) -> Option<ClientFrame> {
+        let at = self
+            .by_conversation
+            .iter()
+            .position(|m| m.conversation == conversation)?;
+        let marks = self.by_conversation.swap_remove(at);
+        marks.ahead().then_some(ClientFrame::Receipt {
+            conversation,
+            delivered: marks.delivered,
+            read: marks.read,
+        })
     }
 
     /// A new connection: nothing is known to have reached the server.
