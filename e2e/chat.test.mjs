@@ -655,6 +655,14 @@ describe('Quibble in a real browser', () => {
     await alice.page.locator('#typing', { hasText: 'bob is typing…' }).waitFor(WAIT);
     await alice.page.locator('#typing', { hasText: /^$/ }).waitFor({ timeout: 9_000 });
     await bob.page.fill('#body', '');
+
+    // bob unfriends alice: her open thread stays readable but takes no more messages.
+    await showPanel(bob, 'friends');
+    await bob.page.getByRole('button', { name: 'Unfriend: alice' }).click();
+    await alice.page.locator('#chat-sub', { hasText: 'read-only' }).waitFor(WAIT);
+    assert.ok(await alice.page.locator('#composer').isHidden());
+    assert.ok(await message(alice, 'hello').isVisible());
+    assert.equal(await alice.page.locator('#friend-list li[data-username="bob"]').count(), 0);
   });
 
   it('an unread badge for another room appears live, survives a reload, and "seen by" follows', async () => {

@@ -57,6 +57,7 @@ const convs = new Map(); // conversation id → ConversationSummary (the session
 let directory = new Map(); // room id → Room from the REST room list (the Rooms panel)
 let directoryNext = null; // the cursor of the room list's next page; null when all are loaded
 const people = new Map(); // user id → {id, username, status, dm}: friends and requests
+let friendsLoaded = false; // whether `people` holds the server's lists yet
 const presence = new Map(); // user id → {online, lastSeenMs}
 const peerCursors = new Map(); // DM id → the peer's {delivered, read}
 const chats = new Map(); // conversation id → chat view state
@@ -239,6 +240,7 @@ async function endSession(message) {
   convs.clear();
   directory.clear();
   people.clear();
+  friendsLoaded = false;
   presence.clear();
   peerCursors.clear();
   current = null;
@@ -641,6 +643,7 @@ async function refreshFriends() {
       ['outgoing', lists.outgoing]]) {
       for (const friend of list) people.set(friend.id, { ...friend, status });
     }
+    friendsLoaded = true;
     renderFriends();
   } catch (error) {
     if (error.status === 401) endSession('Your session has ended; log in again.');
@@ -777,6 +780,7 @@ function renderFriends() {
   requests.hidden = lists.incoming.length === 0;
   requests.textContent = String(lists.incoming.length);
   requests.setAttribute('aria-label', `${lists.incoming.length} friend requests`);
+  showChatHead(); // an open DM may have become read-only, or writable again
 }
 
 function showStatus(message) {
@@ -865,7 +869,6 @@ function forgetChat(id) {
 function showChat(chat) {
   for (const other of chats.values()) other.log.hidden = other !== chat;
   $('empty').hidden = chat !== null;
-  $('composer').hidden = chat === null;
   showChatHead();
   showTyping();
   if (chat && chat.pinned) scrollToBottom(chat);
@@ -884,12 +887,21 @@ function showChatHead() {
     const dm = kindOf(current) === 'dm';
     title.textContent = dm ? titleOf(current) : `# ${titleOf(current)}`;
     const peer = convs.get(current)?.peer;
-    const text = dm && peer !== null && peer !== undefined ? presenceText(peer) : '';
+    let text = dm && peer !== null && peer !== undefined ? presenceText(peer) : '';
+    if (!canSend(current)) text = 'Not friends any more: this conversation is read-only';
     sub.textContent = text;
     sub.hidden = !text;
     $('leave').hidden = dm;
   }
   title.title = title.textContent;
+  $('composer').hidden = current === null || !canSend(current);
+}
+
+/** Whether the user may write in a conversation: a DM needs the friendship to stand. */
+function canSend(id) {
+  const peer = convs.get(id)?.peer;
+  if (kindOf(id) !== 'dm' || peer === null || peer === undefined || !friendsLoaded) return true;
+  return people.get(peer)?.status === 'friends';
 }
 
 /**
