@@ -671,9 +671,12 @@ describe('Quibble in a real browser', () => {
     await openRoom(bob, 'side'); // joins it (from all rooms)
     await openRoom(bob, 'lobby');
     await openRoom(alice, 'side');
+    // bob is on the list with the keyboard: the live list must not take his focus away.
+    await conversation(bob, 'lobby', 'room').focus();
     await say(alice, 'psst, over here');
     const badge = conversation(bob, 'side', 'room').locator('.badge');
     await badge.filter({ hasText: /^1$/ }).waitFor(WAIT);
+    assert.equal(await bob.page.evaluate(() => document.activeElement.dataset.title), 'lobby');
     // The list is sorted by activity: the room just written in comes first.
     assert.equal(await bob.page.locator('#convs button.conv').first().getAttribute('data-title'), 'side');
     assert.match(await bob.page.title(), /^\(1\) Quibble$/);

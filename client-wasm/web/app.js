@@ -496,7 +496,7 @@ function renderConversations() {
     item.textContent = 'No conversations yet: join a room or add a friend.';
     items.push(item);
   }
-  $('convs').replaceChildren(...items);
+  replaceKeepingFocus($('convs'), items, (element) => element.dataset.conversationId);
   updateTitle();
 }
 
@@ -756,13 +756,14 @@ function renderFriends() {
     item.append(who, buttons);
     return item;
   };
-  $('incoming').replaceChildren(...lists.incoming.map((p) => row(p, [
+  const byLabel = (element) => element.getAttribute('aria-label');
+  replaceKeepingFocus($('incoming'), lists.incoming.map((p) => row(p, [
     ['Accept', () => changeFriend(p, 'add'), true],
     ['Decline', () => changeFriend(p, 'remove')],
-  ])));
-  $('outgoing').replaceChildren(...lists.outgoing.map((p) => row(p, [
+  ])), byLabel);
+  replaceKeepingFocus($('outgoing'), lists.outgoing.map((p) => row(p, [
     ['Cancel', () => changeFriend(p, 'remove')],
-  ])));
+  ])), byLabel);
   const friendItems = lists.friends.map((p) => row(p, [
     ['Message', () => messageFriend(p), true],
     ['Unfriend', () => changeFriend(p, 'remove')],
@@ -773,7 +774,7 @@ function renderFriends() {
     item.textContent = 'No friends yet: add one by username.';
     friendItems.push(item);
   }
-  $('friend-list').replaceChildren(...friendItems);
+  replaceKeepingFocus($('friend-list'), friendItems, byLabel);
   $('incoming-section').hidden = lists.incoming.length === 0;
   $('outgoing-section').hidden = lists.outgoing.length === 0;
   const requests = $('requests-badge');
@@ -1003,8 +1004,9 @@ function showSeenBy(chat) {
 // ---- typing ----
 
 function onTyping(event) {
-  if (event.user === auth?.user.id) return;
-  const chat = chatFor(event.conversation);
+  // Shown for the conversations this page has open (DM threads, rooms opened).
+  const chat = chats.get(event.conversation);
+  if (!chat || event.user === auth?.user.id) return;
   const known = chat.typing.get(event.user);
   if (known) clearTimeout(known.timer);
   if (event.typing) {
@@ -1474,6 +1476,23 @@ function fitComposer() {
 }
 
 // ---- small helpers ----
+
+/**
+ * Replace the items of a live list without taking the keyboard focus away from whoever is
+ * in it: the button that had it (matched by `keyOf`) gets it back.
+ */
+function replaceKeepingFocus(container, items, keyOf) {
+  const active = document.activeElement;
+  const focused = active && container.contains(active) ? keyOf(active) : null;
+  container.replaceChildren(...items);
+  if (focused === null || focused === undefined) return;
+  for (const button of container.querySelectorAll('button')) {
+    if (keyOf(button) === focused) {
+      button.focus();
+      return;
+    }
+  }
+}
 
 function showError(element, message) {
   element.hidden = !message;
