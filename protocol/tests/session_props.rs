@@ -1,12 +1,16 @@
 //! Property test: arbitrary sequences of server frames, timeouts, transport events and
 //! application commands never panic the session, never deliver a conversation's messages out
-//! of order or twice, and never lose an unacknowledged send.
+//! of order or twice, never lose an unacknowledged send, and never report read past delivered
+//! (the social frames, receipts, typing and `join_from` are in the mix).
 
 use std::collections::HashMap;
 
 use proptest::prelude::*;
 use quibble_protocol::session::{Action, Event, Session, SessionConfig, StreamKey};
-use quibble_protocol::{ChatMessage, ClientFrame, ConversationId, ErrorCode, ServerFrame, UserId};
+use quibble_protocol::{
+    ChatMessage, ClientFrame, ConversationId, ConversationKind, ConversationSummary, ErrorCode,
+    LastMessage, ServerFrame, UserId,
+};
 
 const SEED: u64 = 5_000;
 
@@ -33,6 +37,10 @@ enum Op {
     Leave(ConversationId),
     Send(ConversationId),
     LoadOlder(ConversationId, u16),
+    JoinFrom(ConversationId, u64),
+    MarkRead(ConversationId),
+    Viewing(Option<ConversationId>),
+    Typing(ConversationId),
 }
 
 fn conversation() -> impl Strategy<Value = ConversationId> {
@@ -107,7 +115,55 @@ fn server_frame() -> impl Strategy<Value = ServerFrame> {
             reason: String::new(),
         }),
         1 => any::<u64>().prop_map(|resume_from| ServerFrame::Lagged { resume_from }),
+        1 => (prop::collection::vec(summary(), 0..3), any::<bool>()).prop_map(
+            |(conversations, done)| ServerFrame::Conversations { conversations, done }
+        ),
+        1 => summary().prop_map(ServerFrame::ConversationUpdated),
+        1 => conversation().prop_map(|conversation| ServerFrame::ConversationRemoved { conversation }),
+        1 => (conversation(), 0u64..40, 0u64..3).prop_map(|(conversation, seq, author)| {
+            ServerFrame::ConversationActivity {
+                conversation,
+                last: LastMessage {
+                    seq,
+                    author: UserId(author),
+                    author_name: String::new(),
+                    preview: String::new(),
+                    sent_at_ms: seq,
+                },
+            }
+        }),
+        1 => (conversation(), 0u64..40, 0u64..40).prop_map(|(conversation, delivered, read)| {
+            ServerFrame::Receipt { conversation, user: UserId(2), delivered, read }
+        }),
+        1 => (conversation(), any::<bool>()).prop_map(|(conversation, typing)| ServerFrame::Typing {
+            conversation,
+            user: UserId(2),
+            username: String::new(),
+            typing,
+        }),
     ]
+}
+
+fn summary() -> impl Strategy<Value = ConversationSummary> {
+    (conversation(), 0u64..40, 0u64..40, any::<bool>()).prop_map(
+        |(conversation, head, read, dm)| ConversationSummary {
+            conversation,
+            kind: if dm {
+                ConversationKind::Dm { peer: UserId(2) }
+            } else {
+                ConversationKind::Room
+            },
+            title: String::new(),
+            head_seq: head,
+            delivered_seq: read,
+            read_seq: read,
+            peer_delivered_seq: None,
+            peer_read_seq: None,
+            unread: head.saturating_sub(read),
+            last: None,
+            activity_ms: head,
+        },
+    )
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -126,6 +182,10 @@ fn op() -> impl Strategy<Value = Op> {
         1 => conversation().prop_map(Op::Leave),
         3 => conversation().prop_map(Op::Send),
         3 => (conversation(), 0u16..80).prop_map(|(c, l)| Op::LoadOlder(c, l)),
+        1 => (conversation(), 0u64..40).prop_map(|(c, seq)| Op::JoinFrom(c, seq)),
+        2 => conversation().prop_map(Op::MarkRead),
+        1 => proptest::option::of(conversation()).prop_map(Op::Viewing),
+        2 => conversation().prop_map(Op::Typing),
     ]
 }
 
@@ -143,6 +203,12 @@ struct Observer {
 impl Observer {
     fn drain(&mut self, s: &mut Session) {
         while let Some(t) = s.poll_transmit() {
+            if let ClientFrame::Receipt {
+                delivered, read, ..
+            } = t.frame
+            {
+                assert!(read <= delivered, "read {read} past delivered {delivered}");
+            }
             if let StreamKey::Conversation(c) = t.stream {
                 match t.frame {
                     ClientFrame::History { before_seq, limit } => {
@@ -353,6 +419,14 @@ proptest! {
                 }
                 Op::LoadOlder(c, limit) => {
                     s.load_older(c, limit);
+                }
+                Op::JoinFrom(c, seq) => s.join_from(c, seq),
+                Op::MarkRead(c) => {
+                    s.mark_read(c, now);
+                }
+                Op::Viewing(c) => s.set_viewing(c, now),
+                Op::Typing(c) => {
+                    s.typing(c, now);
                 }
             }
             obs.drain(&mut s);
