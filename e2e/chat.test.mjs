@@ -687,6 +687,7 @@ describe('Quibble in a real browser', () => {
     await bob.page.locator('#room-title', { hasText: '# lobby' }).waitFor(WAIT);
     await badge.filter({ hasText: /^1$/ }).waitFor(WAIT);
     assert.match(await bob.page.title(), /^\(1\) Quibble$/);
+    assert.equal(await bob.page.locator('#unread-badge').textContent(), '1', 'on the Chats tab too');
 
     await conversation(bob, 'side', 'room').click();
     await sees(bob, 'psst, over here', 'alice');

@@ -512,7 +512,12 @@ function badge(count) {
 function updateTitle() {
   let total = 0;
   for (const summary of convs.values()) total += unreadOf(summary);
-  document.title = total > 0 ? `(${total > 99 ? '99+' : total}) Quibble` : 'Quibble';
+  const shown = total > 99 ? '99+' : String(total);
+  document.title = total > 0 ? `(${shown}) Quibble` : 'Quibble';
+  const tab = $('unread-badge');
+  tab.hidden = total === 0;
+  tab.textContent = shown;
+  tab.setAttribute('aria-label', `${total} unread`);
 }
 
 // ---- rooms ----
