@@ -171,8 +171,7 @@ async fn serve_ready(mut ready: Ready) -> CloseReason {
                     }
                 }
                 Some(Inbound::Frame(ClientFrame::Receipt { conversation, delivered, read })) => {
-                    let receipt = receipt(state, &ready.ctx.user, conversation, delivered, read);
-                    if let Err(close) = Box::pin(receipt).await {
+                    if let Err(close) = Box::pin(receipt(state, &ready.ctx.user, conversation, delivered, read)).await {
                         send_error(&ready.control, close.code.unwrap_or(ErrorCode::Internal), &close.reason);
                         return close;
                     }
