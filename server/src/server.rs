@@ -27,7 +27,7 @@ use crate::http::listener::HttpPort;
 use crate::http::login_limit::LoginLimiter;
 use crate::http::signup_limit::SignupLimiter;
 use crate::http::user_limit::UserLimiter;
-use crate::state::AppState;
+use crate::state::{AppState, Shared};
 use crate::store::{Store, StoreError};
 use crate::tls::{Certificates, TlsError};
 use crate::transport::quic_keys::QuicKeys;
@@ -132,7 +132,7 @@ impl Server {
             );
             addrs.push(addr);
         }
-        let state = AppState {
+        let state = AppState::new(Shared {
             store,
             hub,
             users,
@@ -168,7 +168,7 @@ impl Server {
             )),
             shutdown: shutdown_rx,
             webtransport_port: port,
-        };
+        });
         let metrics = match config.metrics_listen {
             Some(addr) => Some(bind_tcp(addr)?),
             None => None,

@@ -18,8 +18,28 @@ use crate::http::user_limit::UserLimiter;
 use crate::store::Store;
 use crate::tls::Certificates;
 
+/// The shared state, behind one `Arc`: a clone is one reference count, and every connection,
+/// stream and handler that keeps one holds a pointer, not a copy of every handle below (each
+/// idle connection holds a few).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> AppState {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] shares.
+pub struct Shared {
     pub store: Store,
     pub hub: Hub,
     /// Per-user events on the control stream.
@@ -44,7 +64,7 @@ pub struct AppState {
     pub webtransport_port: u16,
 }
 
-impl AppState {
+impl Shared {
     /// Completes once the server starts shutting down.
     pub async fn shutting_down(&self) {
         let mut rx = self.shutdown.clone();
