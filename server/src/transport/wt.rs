@@ -127,6 +127,40 @@ struct Accepted {
 /// The handshake, admission and the control stream; `None` if the session did not get that
 /// far (it was answered or closed).
 async fn accept(state: AppState, incoming: IncomingSession) -> Option<Accepted> {
+    let deadline = state.limits.tls_handshake_timeout;
+    let Ok(session) = timeout(deadline, session(&state, incoming)).await else {
+        tracing::info!("WebTransport handshake not done within {deadline:?}");
+        return None;
+    };
+    let (conn, peer, permit) = session?;
+    let control = match timeout(state.limits.hello_timeout, conn.accept_bi()).await {
+        Ok(Ok(pair)) => pair,
+        Ok(Err(_)) => return None,
+        Err(_) => {
+            close(
+                &conn,
+                Some(ErrorCode::ProtocolViolation),
+                "no control stream in time",
+            );
+            return None;
+        }
+    };
+    Some(Accepted {
+        state,
+        conn,
+        peer,
+        permit,
+        control,
+    })
+}
+
+/// The QUIC and HTTP/3 handshake and the session request, admitted and accepted. Bounded by
+/// the caller: a peer that stops halfway (or whose SETTINGS wtransport misread, see the
+/// client's `transport::wt`) would otherwise hold it until its keep-alives stop.
+async fn session(
+    state: &AppState,
+    incoming: IncomingSession,
+) -> Option<(wtransport::Connection, SocketAddr, RealtimePermit)> {
     let request = match incoming.await {
         Ok(request) => request,
         Err(e) => {
@@ -147,32 +181,13 @@ async fn accept(state: AppState, incoming: IncomingSession) -> Option<Accepted> 
             return None;
         }
     };
-    let conn = match request.accept().await {
-        Ok(conn) => conn,
+    match request.accept().await {
+        Ok(conn) => Some((conn, peer, permit)),
         Err(e) => {
             tracing::info!(%peer, "WebTransport session failed: {e}");
-            return None;
+            None
         }
-    };
-    let control = match timeout(state.limits.hello_timeout, conn.accept_bi()).await {
-        Ok(Ok(pair)) => pair,
-        Ok(Err(_)) => return None,
-        Err(_) => {
-            close(
-                &conn,
-                Some(ErrorCode::ProtocolViolation),
-                "no control stream in time",
-            );
-            return None;
-        }
-    };
-    Some(Accepted {
-        state,
-        conn,
-        peer,
-        permit,
-        control,
-    })
+    }
 }
 
 /// Serve an accepted session until the engine ends it, then close it.
