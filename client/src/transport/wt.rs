@@ -6,16 +6,16 @@
 //! for every connection, since the server rotates its certificate).
 //!
 //! A handshake is tried up to [`HANDSHAKE_TRIES`] times, after a short jittered pause, when it
-//! fails the way wtransport 0.7's SETTINGS race does: its driver reads the peer's HTTP/3
-//! SETTINGS frame inside a `select!` loop that drops a half-read frame whenever another branch
-//! wins (say the session request's stream arrives), so when the frame came split over two
-//! packets it reads on from the middle of it and closes the connection with an HTTP/3 error
-//! (`H3_FRAME_UNEXPECTED` 0x105, `H3_EXCESSIVE_LOAD` 0x107, ...) or waits forever for bytes
-//! that never come. wtransport writes the frame in three writes (type, length, payload), which
-//! a loaded sender (many handshakes at once) sends in separate packets now and then; a new try
-//! sends it again. So a handshake closed with an HTTP/3 error code by either
-//! side, or not done within [`HANDSHAKE_TIMEOUT`], is tried again; every other failure (a
-//! refused session, a TLS error) is final.
+//! fails the way wtransport 0.7's SETTINGS race makes it fail. wtransport's driver reads the
+//! peer's HTTP/3 SETTINGS frame inside a `select!` loop that drops a half-read frame whenever
+//! another branch wins (say the session request's stream arrives); it then reads on from the
+//! middle of the frame and closes the connection with an HTTP/3 error (`H3_FRAME_UNEXPECTED`
+//! 0x105, `H3_EXCESSIVE_LOAD` 0x107, ...) or waits for bytes that never come. It takes a frame
+//! that arrives split over two packets, and wtransport writes it in three writes (type,
+//! length, payload), which a loaded sender (many handshakes at once) sends apart now and then.
+//! So a handshake closed with an HTTP/3 error code by either side, or not done within
+//! [`HANDSHAKE_TIMEOUT`], is tried again (the last try has what is left of the dial's time);
+//! every other failure (a refused session, a TLS error) is final.
 
 use std::net::IpAddr;
 use std::ops::RangeInclusive;
@@ -48,8 +48,8 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 const READ_CHUNK: usize = 16 * 1024;
 /// Handshakes tried per connection attempt (see the module doc).
 const HANDSHAKE_TRIES: u32 = 3;
-/// How long one handshake (QUIC, HTTP/3 SETTINGS and the session request) may take before it
-/// is tried again: a few round trips and a lost packet's retransmission on a slow path.
+/// How long a handshake (QUIC, HTTP/3 SETTINGS and the session request) that is not the last
+/// try may take: a few round trips and a lost packet's retransmission on a slow path.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 /// The most the pause before the second try lasts; it doubles for each later one.
 const RETRY_PAUSE_MS: u64 = 100;
@@ -146,7 +146,13 @@ async fn open_session(
     let mut tries = 1;
     let mut pause_ms = RETRY_PAUSE_MS;
     loop {
-        let error = match timeout(HANDSHAKE_TIMEOUT, endpoint.connect(url)).await {
+        let handshake = endpoint.connect(url);
+        let result = if tries < HANDSHAKE_TRIES {
+            timeout(HANDSHAKE_TIMEOUT, handshake).await
+        } else {
+            Ok(handshake.await)
+        };
+        let error = match result {
             Ok(Ok(connection)) => return Ok(connection),
             Ok(Err(e)) if !an_http3_error(&e) => return Err(failed(e.to_string())),
             Ok(Err(e)) => e.to_string(),
