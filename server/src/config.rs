@@ -88,7 +88,8 @@ pub struct Limits {
     pub http_header_timeout: Duration,
     /// Time to send a whole request body once its head has arrived.
     pub http_body_timeout: Duration,
-    /// Time to finish the TLS handshake (HTTPS only).
+    /// Time to finish the TLS handshake (HTTPS), and WebTransport's QUIC and HTTP/3 handshake
+    /// up to the accepted session request.
     pub tls_handshake_timeout: Duration,
     /// Time a write to an HTTP connection (or a WebSocket on it) may wait on a peer that
     /// reads nothing.

@@ -538,3 +538,37 @@ async fn a_peer_that_reads_no_response_is_cut_by_the_write_deadline() {
     assert_eq!(status, 200);
     assert!(server.stop().success());
 }
+
+#[tokio::test]
+async fn a_quic_peer_that_never_asks_for_a_webtransport_session_is_cut_by_the_handshake_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir, "tls_handshake_timeout_ms = 500\n", &[], &[]);
+    let hash = server.api().cert_hash().await;
+    // wtransport's client TLS (ALPN h3, the pinned hash) on plain QUIC: the handshake
+    // completes, then neither HTTP/3 SETTINGS nor a session request follows, and keep-alives
+    // keep the connection from ever idling out.
+    let config = wtransport::ClientConfig::builder()
+        .with_bind_default()
+        .with_server_certificate_hashes([wtransport::tls::Sha256Digest::new(hash)])
+        .keep_alive_interval(Some(Duration::from_millis(200)))
+        .build();
+    let endpoint = wtransport::quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .expect("a client endpoint");
+    let silent = endpoint
+        .connect_with(
+            config.quic_config().clone(),
+            SocketAddr::from(([127, 0, 0, 1], server.port)),
+            "127.0.0.1",
+        )
+        .expect("a connection attempt")
+        .await
+        .expect("the QUIC handshake");
+    let started = Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(5), silent.closed()).await;
+    assert!(
+        closed.is_ok(),
+        "the server ended a handshake that never finished"
+    );
+    println!("cut after {:?}: {:?}", started.elapsed(), closed);
+    assert!(server.stop().success());
+}

@@ -4,18 +4,32 @@
 //! encoded and read back with `protocol::codec::Decoder`. The server certificate is trusted
 //! either through a CA certificate or by pinning the hash `/api/cert` publishes (fetched anew
 //! for every connection, since the server rotates its certificate).
+//!
+//! A handshake is tried up to [`HANDSHAKE_TRIES`] times, after a short jittered pause, when it
+//! fails the way wtransport 0.7's SETTINGS race makes it fail. wtransport's driver reads the
+//! peer's HTTP/3 SETTINGS frame inside a `select!` loop that drops a half-read frame whenever
+//! another branch wins (say the session request's stream arrives); it then reads on from the
+//! middle of the frame and closes the connection with an HTTP/3 error (`H3_FRAME_UNEXPECTED`
+//! 0x105, `H3_EXCESSIVE_LOAD` 0x107, ...) or waits for bytes that never come. It takes a frame
+//! that arrives split over two packets, and wtransport writes it in three writes (type,
+//! length, payload), which a loaded sender (many handshakes at once) sends apart now and then.
+//! So a handshake closed with an HTTP/3 error code by either side, or not done within
+//! [`HANDSHAKE_TIMEOUT`], is tried again (the last try has what is left of the dial's time);
+//! every other failure (a refused session, a TLS error) is final.
 
 use std::net::IpAddr;
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
 
 use quibble_protocol::session::StreamKey;
 use quibble_protocol::{Decoder, ErrorCode, ServerFrame};
+use rand::Rng;
 use tokio::sync::mpsc;
-use tokio::time::timeout;
+use tokio::time::{sleep, timeout};
 use wtransport::config::IpBindConfig;
 use wtransport::endpoint::endpoint_side;
-use wtransport::error::{ConnectionError, StreamReadError};
+use wtransport::error::{ConnectingError, ConnectionError, StreamReadError};
 use wtransport::tls::Sha256Digest;
 use wtransport::tls::rustls::RootCertStore;
 use wtransport::{ClientConfig, Connection, Endpoint, RecvStream, SendStream, VarInt};
@@ -32,6 +46,15 @@ const KEEP_ALIVE: Duration = Duration::from_secs(10);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bytes read from a stream at a time.
 const READ_CHUNK: usize = 16 * 1024;
+/// Handshakes tried per connection attempt (see the module doc).
+const HANDSHAKE_TRIES: u32 = 3;
+/// How long a handshake (QUIC, HTTP/3 SETTINGS and the session request) that is not the last
+/// try may take: a few round trips and a lost packet's retransmission on a slow path.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+/// The most the pause before the second try lasts; it doubles for each later one.
+const RETRY_PAUSE_MS: u64 = 100;
+/// HTTP/3 error codes (RFC 9114 §8.1).
+const H3_ERRORS: RangeInclusive<u64> = 0x100..=0x110;
 
 /// How the server's certificate is trusted.
 #[derive(Debug, Clone)]
@@ -91,10 +114,7 @@ pub(crate) async fn connect(
         .build();
     let endpoint =
         Endpoint::client(config).map_err(|e| failed(format!("cannot open a UDP socket: {e}")))?;
-    let connection = endpoint
-        .connect(url.as_str())
-        .await
-        .map_err(|e| failed(e.to_string()))?;
+    let connection = open_session(&endpoint, url.as_str()).await?;
     let (send, recv) = open_bi(&connection).await.map_err(failed)?;
     // Control frames (pings, pongs) go first when streams compete for the path.
     send.set_priority(1);
@@ -115,6 +135,53 @@ pub(crate) async fn connect(
         inbound,
         streams: StreamTable::new(control_tx),
     })
+}
+
+/// The session at `url`, tried again after a failure of wtransport's SETTINGS race (see the
+/// module doc).
+async fn open_session(
+    endpoint: &Endpoint<endpoint_side::Client>,
+    url: &str,
+) -> Result<Connection, TransportError> {
+    let mut tries = 1;
+    let mut pause_ms = RETRY_PAUSE_MS;
+    loop {
+        let handshake = endpoint.connect(url);
+        let result = if tries < HANDSHAKE_TRIES {
+            timeout(HANDSHAKE_TIMEOUT, handshake).await
+        } else {
+            Ok(handshake.await)
+        };
+        let error = match result {
+            Ok(Ok(connection)) => return Ok(connection),
+            Ok(Err(e)) if !an_http3_error(&e) => return Err(failed(e.to_string())),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no session within {HANDSHAKE_TIMEOUT:?}"),
+        };
+        if tries == HANDSHAKE_TRIES {
+            return Err(failed(error));
+        }
+        tracing::debug!(
+            tries,
+            "WebTransport handshake failed, trying again: {error}"
+        );
+        let pause = Duration::from_millis(rand::rng().random_range(0..=pause_ms));
+        sleep(pause).await;
+        tries += 1;
+        pause_ms *= 2;
+    }
+}
+
+/// Whether the handshake was closed with an HTTP/3 error code, by wtransport here or by the
+/// server.
+fn an_http3_error(error: &ConnectingError) -> bool {
+    match error {
+        ConnectingError::ConnectionError(ConnectionError::LocalH3Error(_)) => true,
+        ConnectingError::ConnectionError(ConnectionError::ApplicationClosed(close)) => {
+            H3_ERRORS.contains(&u64::from(close.code()))
+        }
+        _ => false,
+    }
 }
 
 /// Bind the local UDP socket in the server address's family (dual stack for names).

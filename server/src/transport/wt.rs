@@ -3,6 +3,11 @@
 //! engine. The first stream a client opens is its control stream; every later one is a
 //! conversation stream.
 //!
+//! The handshake (QUIC, HTTP/3 SETTINGS, the session request) has `tls_handshake_timeout`:
+//! besides peers that stop halfway, wtransport 0.7 now and then misreads a peer's SETTINGS
+//! frame and then waits for bytes that never come (the race the client's `transport::wt`
+//! describes; clients try again).
+//!
 //! Writing: each QUIC stream has its own flow control, so one writer for the whole session
 //! would let one stalled stream block the others. Each stream therefore has its own writer
 //! task, taking only its stream's frames from the session's byte-bounded queue
@@ -54,9 +59,10 @@ fn transport_config(max_streams: usize) -> TransportConfig {
     // client past that waits for one of its streams to end.
     let bidi = u32::try_from(max_streams.saturating_add(1)).unwrap_or(u32::MAX);
     t.max_concurrent_bidi_streams(QuinnVarInt::from_u32(bidi));
-    // Unidirectional streams keep quinn's default: with a limit of 8, concurrent handshakes
-    // failed now and then with an HTTP/3 FrameUnexpected error (seen by `quibble-bench idle`
-    // opening 8 sessions at a time); the ~2 KB per session it saved is not worth that.
+    // Unidirectional streams keep quinn's default. The HTTP/3 FrameUnexpected handshake
+    // failures once blamed on a limit of 8 are wtransport's SETTINGS race (see the client's
+    // `transport::wt`) and come as often with either limit, so 8 (~2 KB less per session)
+    // would do as well: clients open at most three (HTTP/3 control and two QPACK streams).
     // Per-stream window fits a full history page frame; the connection window bounds memory.
     t.stream_receive_window(QuinnVarInt::from_u32(512 * 1024));
     t.receive_window(QuinnVarInt::from_u32(4 * 1024 * 1024));
@@ -127,6 +133,40 @@ struct Accepted {
 /// The handshake, admission and the control stream; `None` if the session did not get that
 /// far (it was answered or closed).
 async fn accept(state: AppState, incoming: IncomingSession) -> Option<Accepted> {
+    let deadline = state.limits.tls_handshake_timeout;
+    let Ok(session) = timeout(deadline, session(&state, incoming)).await else {
+        tracing::info!("WebTransport handshake not done within {deadline:?}");
+        return None;
+    };
+    let (conn, peer, permit) = session?;
+    let control = match timeout(state.limits.hello_timeout, conn.accept_bi()).await {
+        Ok(Ok(pair)) => pair,
+        Ok(Err(_)) => return None,
+        Err(_) => {
+            close(
+                &conn,
+                Some(ErrorCode::ProtocolViolation),
+                "no control stream in time",
+            );
+            return None;
+        }
+    };
+    Some(Accepted {
+        state,
+        conn,
+        peer,
+        permit,
+        control,
+    })
+}
+
+/// The QUIC and HTTP/3 handshake and the session request, admitted and accepted. Bounded by
+/// the caller: a peer that stops halfway (or whose SETTINGS wtransport misread, see the
+/// client's `transport::wt`) would otherwise hold it until its keep-alives stop.
+async fn session(
+    state: &AppState,
+    incoming: IncomingSession,
+) -> Option<(wtransport::Connection, SocketAddr, RealtimePermit)> {
     let request = match incoming.await {
         Ok(request) => request,
         Err(e) => {
@@ -147,32 +187,13 @@ async fn accept(state: AppState, incoming: IncomingSession) -> Option<Accepted> 
             return None;
         }
     };
-    let conn = match request.accept().await {
-        Ok(conn) => conn,
+    match request.accept().await {
+        Ok(conn) => Some((conn, peer, permit)),
         Err(e) => {
             tracing::info!(%peer, "WebTransport session failed: {e}");
-            return None;
+            None
         }
-    };
-    let control = match timeout(state.limits.hello_timeout, conn.accept_bi()).await {
-        Ok(Ok(pair)) => pair,
-        Ok(Err(_)) => return None,
-        Err(_) => {
-            close(
-                &conn,
-                Some(ErrorCode::ProtocolViolation),
-                "no control stream in time",
-            );
-            return None;
-        }
-    };
-    Some(Accepted {
-        state,
-        conn,
-        peer,
-        permit,
-        control,
-    })
+    }
 }
 
 /// Serve an accepted session until the engine ends it, then close it.
