@@ -59,10 +59,11 @@ fn transport_config(max_streams: usize) -> TransportConfig {
     // client past that waits for one of its streams to end.
     let bidi = u32::try_from(max_streams.saturating_add(1)).unwrap_or(u32::MAX);
     t.max_concurrent_bidi_streams(QuinnVarInt::from_u32(bidi));
-    // Unidirectional streams keep quinn's default. The HTTP/3 FrameUnexpected handshake
-    // failures once blamed on a limit of 8 are wtransport's SETTINGS race (see the client's
-    // `transport::wt`) and come as often with either limit, so 8 (~2 KB less per session)
-    // would do as well: clients open at most three (HTTP/3 control and two QPACK streams).
+    // Unidirectional streams: clients open three (HTTP/3 control and two QPACK streams) and
+    // Quibble uses none of its own, so 8 (quinn's default of 100 cost ~2 KB more per
+    // session). The handshake failures once blamed on this limit are wtransport's SETTINGS
+    // race (see the client's `transport::wt`); they come as often with either limit.
+    t.max_concurrent_uni_streams(QuinnVarInt::from_u32(8));
     // Per-stream window fits a full history page frame; the connection window bounds memory.
     t.stream_receive_window(QuinnVarInt::from_u32(512 * 1024));
     t.receive_window(QuinnVarInt::from_u32(4 * 1024 * 1024));
