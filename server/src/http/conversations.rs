@@ -11,23 +11,16 @@
 //! pages sees each conversation at most once per pass and picks later changes up live.
 
 use axum::Json;
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
-use serde::{Deserialize, Serialize};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use serde::Serialize;
 
 use crate::access;
 use crate::http::error::ApiError;
-use crate::http::extract::Authenticated;
-use crate::http::rooms::{DEFAULT_PAGE, MAX_PAGE, conversation_path};
+use crate::http::extract::{Authenticated, PageQuery};
+use crate::http::rooms::conversation_path;
 use crate::state::AppState;
 use crate::store::{ConversationKind, Summary};
-
-/// `GET /api/conversations` query: `limit` (1..=MAX_PAGE) and `after` (a page's `next`).
-#[derive(Deserialize)]
-pub struct ListQuery {
-    pub limit: Option<usize>,
-    pub after: Option<String>,
-}
 
 #[derive(Serialize)]
 pub struct PeerView {
@@ -157,21 +150,9 @@ fn position(after: &str) -> Option<(u64, u64)> {
 pub async fn list(
     State(state): State<AppState>,
     auth: Authenticated,
-    query: Result<Query<ListQuery>, QueryRejection>,
+    query: PageQuery<String>,
 ) -> Result<Json<ConversationList>, ApiError> {
-    let Query(query) = query.map_err(|rejection| {
-        ApiError::bad_request(
-            "bad_request",
-            format!("invalid query: {}", rejection.body_text()),
-        )
-    })?;
-    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "bad_request",
-            format!("limit must be 1 to {MAX_PAGE}"),
-        ));
-    }
+    let limit = query.limit;
     let after = match query.after.as_deref() {
         None => None,
         Some(text) => Some(position(text).ok_or_else(|| {

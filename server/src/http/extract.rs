@@ -1,13 +1,14 @@
-//! Request extractors whose failures are API errors: a JSON body ([`ApiJson`]) and the bearer
-//! token's user ([`Authenticated`]).
+//! Request extractors whose failures are API errors: a JSON body ([`ApiJson`]), a page of a
+//! list ([`PageQuery`]) and the bearer token's user ([`Authenticated`]).
 
 use std::time::SystemTime;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::auth::{TokenHash, hash_token};
@@ -15,6 +16,51 @@ use crate::http::error::ApiError;
 use crate::state::AppState;
 use crate::store::User;
 use crate::tls::unix_ms;
+
+/// Items per page when the request names no `limit`.
+pub const DEFAULT_PAGE: usize = 100;
+/// The largest `limit` a request may ask for.
+pub const MAX_PAGE: usize = 500;
+
+/// `?limit=N&after=POSITION` of a paged list; a bad query, or a limit outside
+/// 1..=[`MAX_PAGE`], is a 400 JSON error. The limit defaults to [`DEFAULT_PAGE`]; what
+/// `after` holds is the list's own (an id, a position).
+pub struct PageQuery<A> {
+    pub limit: usize,
+    pub after: Option<A>,
+}
+
+#[derive(Deserialize)]
+struct RawPage<A> {
+    limit: Option<usize>,
+    after: Option<A>,
+}
+
+impl<A: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for PageQuery<A> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Query(raw) = Query::<RawPage<A>>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| {
+                ApiError::bad_request(
+                    "bad_request",
+                    format!("invalid query: {}", rejection.body_text()),
+                )
+            })?;
+        let limit = raw.limit.unwrap_or(DEFAULT_PAGE);
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(ApiError::bad_request(
+                "bad_request",
+                format!("limit must be 1 to {MAX_PAGE}"),
+            ));
+        }
+        Ok(PageQuery {
+            limit,
+            after: raw.after,
+        })
+    }
+}
 
 /// A JSON body; a bad one is a 400/413/415 JSON error.
 pub struct ApiJson<T>(pub T);

@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 
 use axum::Json;
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use quibble_protocol::ConversationId;
 use serde::{Deserialize, Serialize};
@@ -13,26 +13,13 @@ use serde::{Deserialize, Serialize};
 use crate::access;
 use crate::auth;
 use crate::http::error::ApiError;
-use crate::http::extract::{ApiJson, Authenticated};
+use crate::http::extract::{ApiJson, Authenticated, PageQuery};
 use crate::state::AppState;
 use crate::store::{Room, RoomEntry, StoreError};
-
-/// Rooms per page when the request names no `limit`.
-pub const DEFAULT_PAGE: usize = 100;
-/// The largest `limit` a request may ask for.
-pub const MAX_PAGE: usize = 500;
 
 #[derive(Deserialize)]
 pub struct NewRoom {
     pub name: String,
-}
-
-/// `GET /api/rooms` query: `limit` (1..=MAX_PAGE) and `after` (a room id: the previous
-/// page's `next`).
-#[derive(Deserialize)]
-pub struct ListQuery {
-    pub limit: Option<usize>,
-    pub after: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -82,21 +69,9 @@ pub fn conversation_path(
 pub async fn list(
     State(state): State<AppState>,
     auth: Authenticated,
-    query: Result<Query<ListQuery>, QueryRejection>,
+    query: PageQuery<u64>,
 ) -> Result<Json<RoomList>, ApiError> {
-    let Query(query) = query.map_err(|rejection| {
-        ApiError::bad_request(
-            "bad_request",
-            format!("invalid query: {}", rejection.body_text()),
-        )
-    })?;
-    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "bad_request",
-            format!("limit must be 1 to {MAX_PAGE}"),
-        ));
-    }
+    let limit = query.limit;
     let page = state
         .store
         .rooms_page(query.after.map(ConversationId), limit)
