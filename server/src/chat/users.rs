@@ -312,12 +312,8 @@ impl Users {
     }
 
     /// A message was made durable: its conversation's online members hear of it (one encoding
-    /// shared by all).
+    /// shared by all, made before taking the hub's lock, which every connection shares).
     pub fn on_message(&self, message: &ChatMessage) {
-        let inner = self.lock();
-        let Some(members) = inner.members.get(&message.conversation) else {
-            return;
-        };
         let frame = encode_frame(&ServerFrame::ConversationActivity {
             conversation: message.conversation,
             last: LastMessage {
@@ -332,8 +328,11 @@ impl Users {
                 sent_at_ms: message.sent_at_ms,
             },
         });
+        let mut inner = self.lock();
+        let Some(members) = inner.members.get(&message.conversation) else {
+            return;
+        };
         let members: Vec<UserId> = members.iter().copied().collect();
-        let mut inner = inner;
         inner.push_all(members, &frame);
     }
 
