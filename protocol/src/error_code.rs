@@ -32,11 +32,14 @@ pub enum ErrorCode {
     /// Sending in a direct-message conversation needs its two members to be friends; they are
     /// not (any more). The history stays readable. (Version-1 connections get `Forbidden`.)
     NotFriends,
+    /// The account or the address is banned; the reason says why and until when. Do not
+    /// reconnect. (Connections before version 3 get `Unauthorized`.)
+    Banned,
 }
 
 impl ErrorCode {
     /// Every code, in wire order.
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::BadFrame,
         ErrorCode::FrameTooLarge,
         ErrorCode::ProtocolViolation,
@@ -50,6 +53,7 @@ impl ErrorCode {
         ErrorCode::ShuttingDown,
         ErrorCode::Internal,
         ErrorCode::NotFriends,
+        ErrorCode::Banned,
     ];
 
     /// Numeric code used when closing a WebTransport stream or session (1-based).
@@ -68,6 +72,7 @@ impl ErrorCode {
             ErrorCode::ShuttingDown => 11,
             ErrorCode::Internal => 12,
             ErrorCode::NotFriends => 13,
+            ErrorCode::Banned => 14,
         }
     }
 
@@ -108,6 +113,7 @@ impl ErrorCode {
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::Internal => "internal",
             ErrorCode::NotFriends => "not_friends",
+            ErrorCode::Banned => "banned",
         }
     }
 }

@@ -15,6 +15,6 @@ pub use codec::{CodecError, Decoder, encode};
 pub use error_code::ErrorCode;
 pub use wire::{
     ChatMessage, ClientFrame, ConversationId, ConversationKind, ConversationSummary, Cursor,
-    EVENTS_VERSION, FriendStatus, LastMessage, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, ServerFrame,
-    TYPING_TTL_MS, UserId,
+    EVENTS_VERSION, FriendStatus, LastMessage, MIN_PROTOCOL_VERSION, MODERATION_VERSION,
+    PROTOCOL_VERSION, ServerFrame, TYPING_TTL_MS, UserId,
 };

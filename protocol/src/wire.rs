@@ -21,13 +21,20 @@ use crate::error_code::ErrorCode;
 /// after it in [`ServerFrame`]) and the `Receipt` and `Typing` client frames. A server speaks
 /// every version from [`MIN_PROTOCOL_VERSION`] up; a version-1 connection never gets a
 /// version-2 frame (it could not decode one).
-pub const PROTOCOL_VERSION: u16 = 2;
+///
+/// Version 3 adds moderation: the `Deleted` frame on conversation streams and the `Banned`
+/// error code. Older connections get neither (a ban closes them with `Unauthorized`; a deletion
+/// reaches them only as the tombstone in later replays and history pages).
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The oldest version a server still speaks.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;
 
 /// The first version whose connections get the user's events on the control stream.
 pub const EVENTS_VERSION: u16 = 2;
+
+/// The first version whose connections get `Deleted` frames and the `Banned` code.
+pub const MODERATION_VERSION: u16 = 3;
 
 /// A conversation: a room (and, later, a direct-message pair). Ids are assigned by the store.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -36,6 +43,11 @@ pub struct ConversationId(pub u64);
 /// A user account id, assigned by the store.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct UserId(pub u64);
+
+impl UserId {
+    /// No user: never assigned to an account (ids start at 1); the author of hidden markers.
+    pub const NOBODY: UserId = UserId(0);
+}
 
 /// A resume point: the store's epoch and the last seq the client has of a conversation.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -56,7 +68,50 @@ pub struct ChatMessage {
     pub client_id: u64,
     /// Server time at which the message became durable, Unix milliseconds.
     pub sent_at_ms: u64,
+    /// The text. Empty only for a message whose text is gone (a real message never has an
+    /// empty body): see [`ChatMessage::is_deleted`] and [`ChatMessage::is_hidden`].
     pub body: String,
+}
+
+impl ChatMessage {
+    /// A deleted message as it is delivered from then on: seq, author and time kept (so seqs
+    /// stay contiguous), client id and body erased.
+    pub fn tombstone(&self) -> ChatMessage {
+        ChatMessage {
+            conversation: self.conversation,
+            seq: self.seq,
+            author: self.author,
+            author_name: self.author_name.clone(),
+            client_id: 0,
+            sent_at_ms: self.sent_at_ms,
+            body: String::new(),
+        }
+    }
+
+    /// The marker a user gets in place of a message from someone they block: only the seq and
+    /// time, so seqs stay contiguous; author [`UserId::NOBODY`], no name, no body.
+    pub fn hidden(&self) -> ChatMessage {
+        ChatMessage {
+            conversation: self.conversation,
+            seq: self.seq,
+            author: UserId::NOBODY,
+            author_name: String::new(),
+            client_id: 0,
+            sent_at_ms: self.sent_at_ms,
+            body: String::new(),
+        }
+    }
+
+    /// Whether this is a deleted message's tombstone ("message deleted").
+    pub fn is_deleted(&self) -> bool {
+        self.body.is_empty() && self.author != UserId::NOBODY
+    }
+
+    /// Whether this is the marker of a message from a blocked user (show it collapsed, or not
+    /// at all).
+    pub fn is_hidden(&self) -> bool {
+        self.body.is_empty() && self.author == UserId::NOBODY
+    }
 }
 
 /// Client → server.
@@ -267,5 +322,12 @@ pub enum ServerFrame {
         user: UserId,
         username: String,
         typing: bool,
+    },
+    /// Conversation stream (version 3 on): the message `seq` was deleted; show its tombstone
+    /// from now on. Also sent after a resumed `Joined`'s replay for recent deletions at or
+    /// before the resume point, so a client that was away learns of them.
+    Deleted {
+        conversation: ConversationId,
+        seq: u64,
     },
 }

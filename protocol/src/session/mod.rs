@@ -905,6 +905,8 @@ impl Session {
                 }
             }
             ServerFrame::Lagged { .. } => conv.lagged(),
+            // Applied to the conversation's messages by the delete work (issue 8).
+            ServerFrame::Deleted { .. } => {}
             // Control-stream frames never come on a conversation stream.
             ServerFrame::Welcome { .. }
             | ServerFrame::Pong { .. }
