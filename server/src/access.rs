@@ -7,6 +7,7 @@
 //! - A DM has exactly two members; only they may open it, read it or report receipts in it
 //!   (anyone else: `Forbidden`). Both keep that for good, also after unfriending.
 //! - Sending in a DM needs its members to be friends now (else `NotFriends`).
+//! - An address is refused while an active IP ban's network holds it ([`address_ban`]).
 //! - Presence is seen by friends and by fellow members of a room ([`shares_presence`]); a DM,
 //!   which outlives the friendship, shares nothing by itself. (The user hub applies this when
 //!   it routes presence, from what it knows of who is online.)
@@ -14,8 +15,11 @@
 //! Reading is proved by a [`Grant`], which only [`may_read`] makes: the stream code that
 //! replays and pages history takes a `Grant`, so it cannot serve a conversation nobody checked.
 
+use std::net::IpAddr;
+
 use quibble_protocol::{ConversationId, ErrorCode, UserId};
 
+use crate::enforce::IpBanRule;
 use crate::store::{ConversationKind, FriendState, Store, StoreError};
 
 /// Why an action is refused.
@@ -132,6 +136,18 @@ pub async fn dm_with(
         Err(other) => return Err(other),
     };
     Ok((dm, can_send))
+}
+
+/// Is `ip` banned at `now_ms` by one of `rules`? The index of the first rule that bans it. A
+/// rule bans every address in its network until its `until_ms` (exclusive; `None`: until
+/// removed); an IPv4-mapped IPv6 address is the IPv4 address it maps. (Asked for every REST
+/// request, WebSocket upgrade and WebTransport session, and for live connections when the
+/// list changes: see [`crate::enforce`].)
+pub fn address_ban(rules: &[IpBanRule], ip: IpAddr, now_ms: u64) -> Option<usize> {
+    let ip = ip.to_canonical();
+    rules.iter().position(|rule| {
+        rule.until_ms.is_none_or(|until| now_ms < until) && rule.network.contains(&ip)
+    })
 }
 
 #[cfg(test)]

@@ -22,7 +22,9 @@ use crate::chat::hub::Hub;
 use crate::chat::send_limit::SendLimiter;
 use crate::chat::typing::Typing;
 use crate::chat::users::Users;
+use crate::client_addr::TrustedProxies;
 use crate::config::Config;
+use crate::enforce::Enforcement;
 use crate::http::listener::HttpPort;
 use crate::http::login_limit::LoginLimiter;
 use crate::http::signup_limit::SignupLimiter;
@@ -168,6 +170,8 @@ impl Server {
             )),
             shutdown: shutdown_rx,
             webtransport_port: port,
+            enforcement: Enforcement::default(),
+            trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
         });
         let metrics = match config.metrics_listen {
             Some(addr) => Some(bind_tcp(addr)?),

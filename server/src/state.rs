@@ -11,7 +11,9 @@ use crate::chat::hub::Hub;
 use crate::chat::send_limit::SendLimiter;
 use crate::chat::typing::Typing;
 use crate::chat::users::Users;
+use crate::client_addr::TrustedProxies;
 use crate::config::Limits;
+use crate::enforce::Enforcement;
 use crate::http::login_limit::LoginLimiter;
 use crate::http::signup_limit::SignupLimiter;
 use crate::http::user_limit::UserLimiter;
@@ -62,6 +64,11 @@ pub struct Shared {
     pub shutdown: watch::Receiver<bool>,
     /// The UDP port WebTransport listens on (for `/api/cert`).
     pub webtransport_port: u16,
+    /// Live enforcement of moderation: the IP-ban list, closing connections
+    /// ([`crate::enforce`]).
+    pub enforcement: Enforcement,
+    /// Whose `X-Forwarded-For` is believed ([`crate::client_addr`]).
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Shared {
