@@ -238,6 +238,7 @@ impl Server {
                 tls_handshake_timeout: limits.tls_handshake_timeout,
                 write_stall: limits.http_write_timeout,
                 label: "http",
+                proxies: state.trusted_proxies.clone(),
             };
             tasks.spawn(port.serve(state.shutdown.clone()));
         }
@@ -256,6 +257,7 @@ impl Server {
                 tls_handshake_timeout: limits.tls_handshake_timeout,
                 write_stall: limits.http_write_timeout,
                 label: "metrics",
+                proxies: TrustedProxies::default(),
             };
             tasks.spawn(port.serve(state.shutdown.clone()));
         }

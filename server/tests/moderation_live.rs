@@ -1,7 +1,8 @@
 //! Live enforcement against the real server, over both transports: revoked sessions (logout)
 //! end the live connections that used them within a second while the user's other sessions
 //! stay; the client address comes from `X-Forwarded-For` only when the TCP peer is a trusted
-//! proxy, and per-address login limits count IPv6 by /64.
+//! proxy, per-address login limits count IPv6 by /64, and connection budgets behind a trusted
+//! proxy count each client rather than the proxy.
 
 mod support;
 
@@ -171,4 +172,79 @@ async fn forwarded_for_counts_only_from_a_trusted_proxy_and_ipv6_counts_by_64() 
         failed_login(port, "127.0.0.2", "2001:db8:0:99::1", "alice").await,
         429
     );
+}
+
+/// A WebSocket upgrade from `source` with `X-Forwarded-For: forwarded`: the socket, or the
+/// refusal's status.
+async fn upgrade_from(
+    source: &str,
+    port: u16,
+    forwarded: &str,
+) -> Result<tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>, u16> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(std::net::SocketAddr::new(source.parse().unwrap(), 0))
+        .unwrap();
+    let stream = socket
+        .connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .expect("connect");
+    let mut request = format!("ws://127.0.0.1:{port}/ws")
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("x-forwarded-for", forwarded.parse().unwrap());
+    match tokio_tungstenite::client_async(request, stream).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            Err(response.status().as_u16())
+        }
+        Err(e) => panic!("upgrade failed otherwise: {e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_connection_budgets_count_each_client_not_the_proxy() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let server = TestServer::start_with_config(
+        &dir.path().join("data"),
+        "trusted_proxies = [\"127.0.0.1\"]\nmax_connections_per_ip = 2\n",
+    );
+    let port = server.port;
+    let mut held = Vec::new();
+    // Through the proxy: two connections of one client, then that client is full...
+    for _ in 0..2 {
+        held.push(
+            upgrade_from("127.0.0.1", port, "198.51.100.1")
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(
+        upgrade_from("127.0.0.1", port, "198.51.100.1").await.err(),
+        Some(429)
+    );
+    // ...while other clients go on through the same proxy, past its own address's share.
+    for n in 2..5 {
+        let client = format!("198.51.100.{n}");
+        held.push(upgrade_from("127.0.0.1", port, &client).await.unwrap());
+    }
+    // A peer that is not trusted is one address, whatever it forwards.
+    held.push(
+        upgrade_from("127.0.0.2", port, "203.0.113.1")
+            .await
+            .unwrap(),
+    );
+    held.push(
+        upgrade_from("127.0.0.2", port, "203.0.113.2")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        upgrade_from("127.0.0.2", port, "203.0.113.3").await.err(),
+        Some(429)
+    );
+    drop(held);
 }

@@ -79,7 +79,7 @@ pub async fn upgrade(
     Extension(slot): Extension<Slot>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let permit = match state.admission.realtime(&slot, "websocket") {
+    let permit = match state.admission.realtime(&slot, client, "websocket") {
         Ok(permit) => permit,
         Err(refusal) => return ApiError::from(refusal).into_response(),
     };
