@@ -93,6 +93,10 @@ impl Server {
             Box::new({
                 let (hub, users, typing) = (hub.clone(), users.clone(), Arc::clone(&typing));
                 move |message| {
+                    if message.is_deleted() {
+                        hub.publish_deleted(message.conversation, message.seq);
+                        return;
+                    }
                     hub.publish(message);
                     users.on_message(message);
                     if typing.stop(message.author, message.conversation) {
