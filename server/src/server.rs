@@ -170,6 +170,10 @@ impl Server {
                 config.limits.room_joins_per_hour,
                 config.limits.room_join_burst,
             )),
+            delete_limiter: Arc::new(UserLimiter::new(
+                config.limits.deletes_per_hour,
+                config.limits.delete_burst,
+            )),
             shutdown: shutdown_rx,
             webtransport_port: port,
         });
@@ -310,6 +314,7 @@ async fn housekeeping(state: AppState, endpoints: Vec<(SocketAddr, Arc<Endpoint<
         state.room_limiter.retain_recent();
         state.friend_limiter.retain_recent();
         state.join_limiter.retain_recent();
+        state.delete_limiter.retain_recent();
         match state.certs.rotate_if_due(SystemTime::now()) {
             Ok(Some(identity)) => {
                 for (addr, endpoint) in &endpoints {

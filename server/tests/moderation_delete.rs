@@ -2,7 +2,8 @@
 //! joined streams on both transports get `Deleted` live (a version-2 connection gets nothing and
 //! keeps working); later joins, history pages and the conversation list carry the tombstone;
 //! a resume from after the deletion learns of it; the body's bytes leave the redb file; a user
-//! deleting someone else's message is refused and changes nothing; deleting twice is harmless.
+//! deleting someone else's message is refused and changes nothing; deleting twice is harmless;
+//! users (not admins) have a deletion quota.
 
 mod support;
 
@@ -206,4 +207,42 @@ async fn a_resume_learns_of_the_deletion_and_the_body_leaves_the_file() {
 
     assert!(server.stop().success());
     assert!(!file_holds(&file, secret), "and after the server stopped");
+}
+
+#[tokio::test]
+async fn deletions_are_rate_limited_per_user_but_not_for_admins() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with_config(
+        &dir.path().join("data"),
+        "delete_burst = 1\ndeletes_per_hour = 1\n",
+    );
+    let api = server.api();
+    let admin = api.signup("alice").await;
+    let bob = api.signup("bob").await;
+    let room = api.create_room(&bob, "lobby").await;
+    let mut peer = RawPeer::websocket(&server).await;
+    peer.hello(&bob).await;
+    peer.join(1, room, None).await;
+    for i in 1..=4 {
+        peer.say(1, i, &format!("message {i}")).await;
+    }
+    assert_eq!(delete(&api, &bob, room, 1).await.0, 200);
+    expect_deleted(&mut peer, 1, room, 1).await;
+    assert_eq!(
+        delete(&api, &bob, room, 1).await.0,
+        200,
+        "a repeat costs nothing"
+    );
+    let (status, body) = delete(&api, &bob, room, 2).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (429, Some("rate_limited"))
+    );
+    assert_eq!(
+        history(&mut peer, 1, 3).await[1].body,
+        "message 2",
+        "and nothing changed"
+    );
+    assert_eq!(delete(&api, &admin, room, 3).await.0, 200);
+    assert_eq!(delete(&api, &admin, room, 4).await.0, 200);
 }

@@ -357,6 +357,74 @@ mod tests {
         assert_eq!(hub.conversations(), 0);
     }
 
+    fn decode(frame: &Option<Bytes>) -> ServerFrame {
+        quibble_protocol::codec::decode_exact(frame.as_ref().unwrap(), usize::MAX).unwrap()
+    }
+
+    fn deleted(seq: u64) -> ServerFrame {
+        ServerFrame::Deleted {
+            conversation: ConversationId(1),
+            seq,
+        }
+    }
+
+    #[tokio::test]
+    async fn deletions_reach_live_and_replaying_streams_that_speak_them_in_order() {
+        let hub = Hub::default();
+        let (out_live, out_replaying, out_old) = (
+            Outbound::multiplexed(),
+            Outbound::multiplexed(),
+            Outbound::multiplexed(),
+        );
+        let txs = [out_live.open(1), out_replaying.open(1), out_old.open(1)];
+        let live = hub.subscribe(ConversationId(1), txs[0].live(), true);
+        let replaying = hub.subscribe(ConversationId(1), txs[1].live(), true);
+        let old = hub.subscribe(ConversationId(1), txs[2].live(), false);
+        live.go_live(0).unwrap();
+        old.go_live(0).unwrap();
+        hub.publish(&message(1));
+        hub.publish_deleted(ConversationId(1), 1);
+        // The replaying stream may have read seq 1's text: it hears of the deletion right
+        // after its replay.
+        replaying.go_live(1).unwrap();
+        hub.publish(&message(2));
+
+        let got: Vec<ServerFrame> = frames(&out_live)
+            .await
+            .iter()
+            .map(|f| decode(&f.1))
+            .collect();
+        assert_eq!(got.len(), 3);
+        assert_eq!(
+            (&got[1], &got[2]),
+            (&deleted(1), &ServerFrame::Message(message(2)))
+        );
+        let got: Vec<ServerFrame> = frames(&out_replaying)
+            .await
+            .iter()
+            .map(|f| decode(&f.1))
+            .collect();
+        assert_eq!(got, [deleted(1), ServerFrame::Message(message(2))]);
+        let got = frames(&out_old).await;
+        assert_eq!(got.len(), 2, "messages only, no Deleted");
+        assert!(matches!(decode(&got[1].1), ServerFrame::Message(_)));
+    }
+
+    #[tokio::test]
+    async fn too_many_deletions_while_replaying_cut_the_stream() {
+        let hub = Hub::default();
+        let out = Outbound::multiplexed();
+        let tx = out.open(1);
+        let sub = hub.subscribe(ConversationId(1), tx.live(), true);
+        for seq in 1..=MAX_HELD_DELETIONS as u64 + 1 {
+            hub.publish_deleted(ConversationId(1), seq);
+        }
+        assert_eq!(sub.go_live(100), Err(NotLive::Gone));
+        let got = frames(&out).await;
+        assert_eq!(decode(&got[0].1), ServerFrame::Lagged { resume_from: 100 });
+        assert_eq!(got[1].1, None, "then the stream ends");
+    }
+
     #[test]
     fn the_last_unsubscribe_frees_the_conversation() {
         let hub = Hub::default();

@@ -3,7 +3,9 @@
 //! `not_found` for no such conversation or seq). The store replaces the message with its
 //! tombstone and erases the text from the file before answering; its commit hook sends `Deleted`
 //! to the conversation's joined streams. Deleting a tombstone again answers the same and
-//! changes nothing.
+//! changes nothing. Users (not admins) are rate-limited: `delete_burst`, then
+//! `deletes_per_hour` (429 with `Retry-After`), since each deletion makes the store overwrite
+//! its file's free pages.
 //!
 //! When the deleted message was the conversation's last one, the members' conversation lists
 //! get the entry afresh, so their preview drops the text. An admin deleting someone else's
@@ -19,7 +21,7 @@ use crate::access::{self, DeleteAs};
 use crate::http::error::ApiError;
 use crate::http::extract::Authenticated;
 use crate::state::AppState;
-use crate::store::User;
+use crate::store::{Role, User};
 
 #[derive(Serialize)]
 pub struct DeletedView {
@@ -37,7 +39,15 @@ pub async fn delete(
     let Path((id, seq)) =
         path.map_err(|rejection| ApiError::bad_request("bad_request", rejection.body_text()))?;
     let conversation = ConversationId(id);
-    let (_, authority) = access::may_delete(&state.store, &auth.user, conversation, seq).await?;
+    let (message, authority) =
+        access::may_delete(&state.store, &auth.user, conversation, seq).await?;
+    // Only a change costs a quota (a repeat answers the same at once).
+    if !message.is_deleted() && auth.user.role != Role::Admin {
+        state
+            .delete_limiter
+            .check(auth.user.id)
+            .map_err(ApiError::rate_limited)?;
+    }
     let deletion = state.store.delete_message(conversation, seq).await?;
     if deletion.changed {
         if authority == DeleteAs::Admin {
