@@ -167,6 +167,8 @@ struct Inner {
     epoch: u64,
     /// One permit per read running on the blocking pool.
     readers: Arc<Semaphore>,
+    /// The reads running, for the deletion scrub's barrier.
+    reads: Arc<scrub::Reads>,
     /// The way to the writer; `None` once [`Store::close`] has begun.
     sender: Mutex<Option<mpsc::Sender<Request>>>,
     /// The writer thread, until someone joins it.
@@ -199,15 +201,16 @@ impl Store {
         }
         let (epoch, clock_ms, scrub_owed) = initialize(&db)?;
         let db = Arc::new(db);
-        let readers = Arc::new(Semaphore::new(MAX_CONCURRENT_READS));
-        let scrubber = scrub::Scrubber::new(path, Arc::clone(&readers), scrub_owed);
+        let reads = Arc::new(scrub::Reads::default());
+        let scrubber = scrub::Scrubber::new(path, Arc::clone(&reads), scrub_owed);
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
         let writer = writer::spawn(Arc::clone(&db), receiver, on_commit, clock_ms, scrubber)?;
         Ok(Store {
             inner: Arc::new(Inner {
                 db,
                 epoch,
-                readers,
+                readers: Arc::new(Semaphore::new(MAX_CONCURRENT_READS)),
+                reads,
                 sender: Mutex::new(Some(sender)),
                 writer: tokio::sync::Mutex::new(Some(writer)),
             }),
@@ -280,10 +283,13 @@ impl Store {
             .await
             .map_err(|_| StoreError::Closed)?;
         let db = Arc::clone(&self.inner.db);
+        let reads = Arc::clone(&self.inner.reads);
         tokio::task::spawn_blocking(move || {
             // Held until the read is done, even if the caller stops waiting.
             let _permit = permit;
-            read(&db.begin_read()?)
+            let _running = reads.begin();
+            let txn = db.begin_read()?;
+            read(&txn)
         })
         .await
         .map_err(|e| StoreError::Db(format!("a read task failed: {e}")))?

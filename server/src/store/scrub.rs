@@ -16,9 +16,9 @@
 //! freed again inside one transaction is not written at all.
 //!
 //! The scrub, in three commits, each durable:
-//! 1. Barrier: wait until every read that began before (holding every read permit of
-//!    [`super::MAX_CONCURRENT_READS`] for a moment), then commit: with no older reader, every
-//!    page freed so far, the deleted leaf included, is released.
+//! 1. Barrier: wait until every read that began before has ended ([`Reads`]; reads that begin
+//!    meanwhile are not waited for), then commit: with no older reader, every page freed so
+//!    far, the deleted leaf included, is released.
 //! 2. Fill: insert page-sized zero values with ascending keys into the `scrub` table until the
 //!    file grows (every free page is now allocated), then until one insert allocated exactly
 //!    one page (so the last insert freed nothing that would stay unwritten), and commit: every
@@ -29,14 +29,15 @@
 //! Cost: writes about as many bytes as the file has free, plus three fsyncs, per scrub. The
 //! writer scrubs once after a batch with deletions, however many it had, and answers those
 //! deletions only when it is done, so deletions arriving meanwhile share the next scrub.
-//! `scrub_owed`, committed with the deletion, makes a restart finish an interrupted scrub.
+//! `scrub_owed`, committed with the deletion, makes a restart finish an interrupted scrub; a
+//! scrub that failed (say, a read outlived the barrier's wait) is tried again after the next
+//! batch with deletions, or after [`RETRY_AFTER`].
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use redb::{Database, Durability, ReadableTableMetadata, TableDefinition};
-use tokio::sync::Semaphore;
 
 use super::StoreError;
 use super::tables::{META, META_SCRUB_OWED};
@@ -47,30 +48,111 @@ const SCRUB: TableDefinition<u64, &[u8]> = TableDefinition::new("scrub");
 /// Longest the barrier waits for earlier reads to end.
 const BARRIER_WAIT: Duration = Duration::from_secs(5);
 
+/// How soon a failed scrub is tried again when no new deletion asks for it.
+const RETRY_AFTER: Duration = Duration::from_secs(10);
+
 /// Inserts after the file grew, looking for one that freed nothing; far more than ever needed
 /// (a branch page is rebuilt once per ~100 inserts).
 const SETTLE_INSERTS: u64 = 1000;
 
+/// The reads running now, counted by the generation they began in, so the barrier can wait for
+/// those that began before it without waiting for those that begin after.
+#[derive(Default)]
+pub(super) struct Reads {
+    state: Mutex<Generations>,
+    ended: Condvar,
+}
+
+#[derive(Default)]
+struct Generations {
+    current: u64,
+    /// Reads running, by the parity of their generation.
+    running: [usize; 2],
+}
+
+/// A read in progress; dropping it ends it.
+pub(super) struct ReadGuard<'a> {
+    reads: &'a Reads,
+    slot: usize,
+}
+
+impl Reads {
+    /// Counts a read until the guard is dropped.
+    pub fn begin(&self) -> ReadGuard<'_> {
+        let mut state = self.lock();
+        let slot = usize::from(state.current % 2 == 1);
+        state.running[slot] += 1;
+        ReadGuard { reads: self, slot }
+    }
+
+    /// Waits until every read that began before this call has ended; false on timeout.
+    fn wait_for_earlier(&self, timeout: Duration) -> bool {
+        let mut state = self.lock();
+        let slot = usize::from(state.current % 2 == 1);
+        // Reads from now on count in the other slot; this one only drains.
+        state.current += 1;
+        let (state, wait) = self
+            .ended
+            .wait_timeout_while(state, timeout, |state| state.running[slot] > 0)
+            .unwrap_or_else(PoisonError::into_inner);
+        drop(state);
+        !wait.timed_out()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Generations> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for ReadGuard<'_> {
+    fn drop(&mut self) {
+        let mut state = self.reads.lock();
+        state.running[self.slot] -= 1;
+        if state.running[self.slot] == 0 {
+            self.reads.ended.notify_all();
+        }
+    }
+}
+
 /// The writer's scrubbing state.
 pub(super) struct Scrubber {
     path: PathBuf,
-    readers: Arc<Semaphore>,
+    reads: Arc<Reads>,
     /// Whether a deleted body may still be in free pages.
     pub owed: bool,
+    /// After a failure: not before this unless a new deletion asks.
+    retry_at: Option<Instant>,
 }
 
 impl Scrubber {
-    pub fn new(path: &Path, readers: Arc<Semaphore>, owed: bool) -> Scrubber {
+    pub fn new(path: &Path, reads: Arc<Reads>, owed: bool) -> Scrubber {
         Scrubber {
             path: path.to_owned(),
-            readers,
+            reads,
             owed,
+            retry_at: None,
         }
+    }
+
+    /// Whether to scrub after a batch: when owed, and the batch deleted something or a failed
+    /// scrub's retry is due.
+    pub fn due(&self, deleted: bool) -> bool {
+        self.owed && (deleted || self.retry_at.is_none_or(|at| Instant::now() >= at))
     }
 
     /// Overwrites every free page of the file (see the module doc); clears `owed` on success.
     pub fn scrub(&mut self, db: &Database) -> Result<(), StoreError> {
-        self.barrier()?;
+        let result = self.try_scrub(db);
+        self.retry_at = result.is_err().then(|| Instant::now() + RETRY_AFTER);
+        result
+    }
+
+    fn try_scrub(&mut self, db: &Database) -> Result<(), StoreError> {
+        if !self.reads.wait_for_earlier(BARRIER_WAIT) {
+            return Err(StoreError::Db(
+                "a read outlived the wait; deleted text not erased yet (retried)".into(),
+            ));
+        }
         commit_empty(db)?;
         self.fill(db)?;
         let mut txn = db.begin_write()?;
@@ -80,29 +162,6 @@ impl Scrubber {
         txn.commit()?;
         self.owed = false;
         Ok(())
-    }
-
-    /// Waits until no read that began before this call is still running.
-    fn barrier(&self) -> Result<(), StoreError> {
-        let all = u32::try_from(super::MAX_CONCURRENT_READS).unwrap_or(u32::MAX);
-        let deadline = Instant::now() + BARRIER_WAIT;
-        loop {
-            match self.readers.try_acquire_many(all) {
-                Ok(permits) => {
-                    drop(permits);
-                    return Ok(());
-                }
-                Err(tokio::sync::TryAcquireError::Closed) => return Err(StoreError::Closed),
-                Err(tokio::sync::TryAcquireError::NoPermits) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err(tokio::sync::TryAcquireError::NoPermits) => {
-                    return Err(StoreError::Db(
-                        "reads kept running; deleted text not erased yet (retried)".into(),
-                    ));
-                }
-            }
-        }
     }
 
     /// Allocates every free page to the `scrub` table in one commit.

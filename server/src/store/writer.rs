@@ -223,9 +223,9 @@ impl Writer {
     }
 
     /// Erases deleted bodies from free pages if that is owed, then answers `deletions` (with
-    /// the erasure's error if it failed; it is tried again after the next batch).
+    /// the erasure's error if it failed; see `Scrubber::due` for when it is tried again).
     fn scrub_if_owed(&mut self, deletions: Vec<Answer>) {
-        if !self.scrubber.owed {
+        if !self.scrubber.due(!deletions.is_empty()) {
             for answer in deletions {
                 answer(None);
             }
