@@ -93,7 +93,7 @@ impl Server {
             Box::new({
                 let (hub, users, typing) = (hub.clone(), users.clone(), Arc::clone(&typing));
                 move |message| {
-                    hub.publish(message);
+                    hub.publish(message, users.hidden_from(message.author).as_ref());
                     users.on_message(message);
                     if typing.stop(message.author, message.conversation) {
                         users.typing(message.conversation, message.author, false);

@@ -260,7 +260,10 @@ async fn introduce(
     let summaries = state.store.summaries(user.id).await.map_err(failed)?;
     let conversations: Vec<(ConversationId, ConversationKind)> =
         summaries.iter().map(|s| (s.conversation, s.kind)).collect();
-    let presence = state.users.track(user.id, &conversations, &ids, seen);
+    let blocked = state.store.blocked_users(user.id).await.map_err(failed)?;
+    let presence = state
+        .users
+        .track(user.id, &conversations, &ids, seen, &blocked);
     if !events {
         return Ok(());
     }

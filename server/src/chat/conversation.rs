@@ -7,6 +7,10 @@
 //! stream makes the user a member of the room, durably, if they were not one yet (within the
 //! per-user join quota).
 //!
+//! Blocks: replay batches and history pages carry hidden markers in place of the messages of
+//! users the reader blocks ([`access::shown`], with the reader's blocked set as it is when the
+//! batch is sent); live messages are filtered the same way by the hub.
+//!
 //! Pacing: replay batches and history pages are read from the store only once the stream's
 //! outbound queue has room reserved for them, and one request is served at a time, so a peer
 //! that does not read gets nothing more read for it. Live messages are pushed by the hub; a
@@ -129,7 +133,9 @@ async fn join(ctx: &ConnCtx, io: &mut StreamIo) -> Result<Option<(Grant, Subscri
         }
     }
     // Subscribe before reading the head, so nothing committed in between is missed.
-    let live = state.hub.subscribe(conversation, io.outbound.live());
+    let live = state
+        .hub
+        .subscribe(conversation, ctx.user.id, io.outbound.live());
     let head = state.store.head(conversation).await?;
     let epoch = state.store.epoch();
     let from_seq = match resume {
@@ -345,11 +351,11 @@ async fn replay(
         if let Some(last) = batch.last() {
             after = last.seq;
         }
-        room.send(
-            batch
-                .into_iter()
-                .map(|message| encode_frame(&ServerFrame::Message(message))),
-        );
+        // What the viewer blocks now (updated live), as of this batch.
+        let blocked = ctx.state.users.blocked_by(grant.user);
+        room.send(batch.into_iter().map(|message| {
+            encode_frame(&ServerFrame::Message(access::shown(&blocked, message)))
+        }));
         if done {
             return Ok(after);
         }
@@ -401,10 +407,17 @@ async fn history(
         .reserve(usize::from(limit) * MESSAGE_FRAME_MAX)
         .await
         .map_err(|_| End::Quiet)?;
-    let messages: Vec<ChatMessage> = state
+    let mut messages: Vec<ChatMessage> = state
         .store
         .messages_before(conversation, before_seq, usize::from(limit))
         .await?;
+    let blocked = state.users.blocked_by(grant.user);
+    if !blocked.is_empty() {
+        messages = messages
+            .into_iter()
+            .map(|message| access::shown(&blocked, message))
+            .collect();
+    }
     let has_more = messages.first().is_some_and(|m| m.seq > 1);
     room.send([encode_frame(&ServerFrame::HistoryPage {
         before_seq,

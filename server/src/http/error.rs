@@ -121,6 +121,9 @@ impl From<Refusal> for ApiError {
                 Self::new(StatusCode::FORBIDDEN, "not_friends", refusal.to_string())
             }
             Refusal::Store(e) => e.into(),
+            Refusal::NotAllowed => {
+                Self::new(StatusCode::FORBIDDEN, "not_allowed", refusal.to_string())
+            }
         }
     }
 }

@@ -22,9 +22,10 @@
 //! files are brought up to date by [`migrate`]; the operations are split by subject into
 //! [`accounts`] (users and sessions), [`rooms`], [`messages`], [`membership`], [`cursors`]
 //! (receipts), [`friends`] (friendships, requests and DMs), [`summaries`] (the conversation
-//! list) and [`last_seen`] (presence's "last seen").
+//! list), [`last_seen`] (presence's "last seen") and [`blocks`] (who blocks whom).
 
 mod accounts;
+mod blocks;
 mod cursors;
 mod friends;
 mod last_seen;
@@ -50,6 +51,7 @@ use tokio::sync::Semaphore;
 use tokio::sync::{mpsc, oneshot};
 
 pub use accounts::{Role, User};
+pub use blocks::{BlockEntry, Blocked, MAX_BLOCKS};
 pub use cursors::{Cursors, MemberCursors};
 pub use friends::{Added, FriendEntry, FriendState, Removed};
 pub use membership::ConversationKind;

@@ -17,7 +17,7 @@ use super::StoreError;
 /// `dedupe`), and room names are unique by look-alike key ([`ROOM_NAME_KEYS`] replaced v1's
 /// case-folded `room_names`).
 ///
-/// Membership, cursors, friendships, DMs and last-seen times live in tables of their own that version 2 files
+/// Membership, cursors, friendships, DMs, last-seen times and blocks live in tables of their own that version 2 files
 /// simply lack until first opened here (opening creates them empty), so they need no bump.
 pub(super) const SCHEMA_VERSION: u64 = 2;
 
@@ -60,6 +60,8 @@ pub(super) const DMS: TableDefinition<u64, (u64, u64)> = TableDefinition::new("d
 pub(super) const LAST_SEEN: TableDefinition<u64, u64> = TableDefinition::new("last_seen");
 /// (lower user id, higher user id) → their DM conversation id: one DM per pair.
 pub(super) const DM_PAIRS: TableDefinition<(u64, u64), u64> = TableDefinition::new("dm_pairs");
+/// (blocker, blocked) → since when, ms (see [`super::blocks`]).
+pub(super) const BLOCKS: TableDefinition<(u64, u64), u64> = TableDefinition::new("blocks");
 
 /// `meta` key: the schema version of the file.
 pub(super) const META_SCHEMA_VERSION: &str = "schema_version";
@@ -92,6 +94,7 @@ pub(super) struct WriteTables<'txn> {
     pub dms: Table<'txn, u64, (u64, u64)>,
     pub dm_pairs: Table<'txn, (u64, u64), u64>,
     pub last_seen: Table<'txn, u64, u64>,
+    pub blocks: Table<'txn, (u64, u64), u64>,
 }
 
 impl<'txn> WriteTables<'txn> {
@@ -113,6 +116,7 @@ impl<'txn> WriteTables<'txn> {
             dms: txn.open_table(DMS)?,
             dm_pairs: txn.open_table(DM_PAIRS)?,
             last_seen: txn.open_table(LAST_SEEN)?,
+            blocks: txn.open_table(BLOCKS)?,
         })
     }
 

@@ -30,6 +30,7 @@ use super::{
     Added, Appended, CommitHook, Cursors, Removed, Room, StoreError, User, accounts, cursors,
     friends, last_seen, membership, messages, rooms,
 };
+use super::{Blocked, blocks};
 use crate::auth::TokenHash;
 
 /// The most requests applied in one transaction.
@@ -99,6 +100,16 @@ pub(super) enum Request {
         at_ms: u64,
         reply: Reply<()>,
     },
+    Block {
+        blocker: UserId,
+        blocked: UserId,
+        reply: Reply<Blocked>,
+    },
+    Unblock {
+        blocker: UserId,
+        blocked: UserId,
+        reply: Reply<bool>,
+    },
 }
 
 impl Request {
@@ -117,6 +128,8 @@ impl Request {
             Request::AddFriend { reply, .. } => drop(reply.send(Err(error))),
             Request::RemoveFriend { reply, .. } => drop(reply.send(Err(error))),
             Request::RecordLastSeen { reply, .. } => drop(reply.send(Err(error))),
+            Request::Block { reply, .. } => drop(reply.send(Err(error))),
+            Request::Unblock { reply, .. } => drop(reply.send(Err(error))),
         }
     }
 }
@@ -326,6 +339,20 @@ fn apply(
         Request::RecordLastSeen { user, at_ms, reply } => {
             settle(reply, last_seen::record(tables, user, at_ms), answers)
         }
+        Request::Block {
+            blocker,
+            blocked,
+            reply,
+        } => settle(
+            reply,
+            blocks::block(tables, now_ms, blocker, blocked),
+            answers,
+        ),
+        Request::Unblock {
+            blocker,
+            blocked,
+            reply,
+        } => settle(reply, blocks::unblock(tables, blocker, blocked), answers),
     }
 }
 
