@@ -158,15 +158,12 @@ pub async fn may_join(
 
 /// The DM `user` may open with `other`, and whether they may send in it now: there is one once
 /// the two became friends (it stays readable after unfriending); else `NotFriends`. Someone
-/// `other` blocks may not open it (`NotAllowed`).
+/// `other` blocks may not open it (`NotAllowed`, from [`may_send`]).
 pub async fn dm_with(
     store: &Store,
     user: UserId,
     other: UserId,
 ) -> Result<(ConversationId, bool), Refusal> {
-    if store.blocks(other, user).await? {
-        return Err(Refusal::NotAllowed);
-    }
     let dm = store
         .dm_between(user, other)
         .await?
@@ -282,11 +279,21 @@ mod tests {
             sent_at_ms: 5,
             body: "hi".into(),
         };
-        let alices: HashSet<UserId> = store.blocked_users(alice).await.unwrap().into_iter().collect();
+        let alices: HashSet<UserId> = store
+            .blocked_users(alice)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
         let hidden = shown(&alices, message.clone());
         assert!(hidden.is_hidden());
         assert_eq!((hidden.seq, hidden.sent_at_ms), (3, 5));
-        let carols: HashSet<UserId> = store.blocked_users(carol).await.unwrap().into_iter().collect();
+        let carols: HashSet<UserId> = store
+            .blocked_users(carol)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
         assert_eq!(shown(&carols, message.clone()), message);
 
         assert!(store.unblock(alice, bob).await.unwrap());

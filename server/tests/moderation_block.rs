@@ -86,7 +86,11 @@ async fn block(api: &Api, token: &str, username: &str, on: bool) -> Value {
 }
 
 async fn user_id(api: &Api, token: &str) -> UserId {
-    UserId(get(api, token, "/api/account").await["id"].as_u64().expect("id"))
+    UserId(
+        get(api, token, "/api/account").await["id"]
+            .as_u64()
+            .expect("id"),
+    )
 }
 
 async fn join_room(api: &Api, token: &str, room: ConversationId) {
@@ -170,9 +174,7 @@ async fn the_blocker_gets_hidden_markers_live_in_replay_and_history_and_others_t
         assert_text(&page[0], 1, "from bob");
 
         // Replay on a resumed join and on a plain one: the blocker only.
-        let (_, replayed) = alice2
-            .join(2, room, Some(Cursor { epoch, seq: 0 }))
-            .await;
+        let (_, replayed) = alice2.join(2, room, Some(Cursor { epoch, seq: 0 })).await;
         assert_eq!(replayed.len(), 2, "{replayed:?}");
         assert_hidden(&replayed[0], 1);
         assert_text(&replayed[1], 2, "from carol");
@@ -196,7 +198,10 @@ async fn the_blocker_gets_hidden_markers_live_in_replay_and_history_and_others_t
 }
 
 /// Collects `peer`'s events until `fence` matches one; returns those before it.
-async fn events_until(peer: &mut RawPeer, fence: impl Fn(&ServerFrame) -> bool) -> Vec<ServerFrame> {
+async fn events_until(
+    peer: &mut RawPeer,
+    fence: impl Fn(&ServerFrame) -> bool,
+) -> Vec<ServerFrame> {
     let mut before = Vec::new();
     loop {
         let event = peer.next_event().await;
@@ -247,7 +252,10 @@ async fn typing_receipts_presence_and_activity_of_a_blocked_user_do_not_reach_th
         bob.send(0, &ClientFrame::Typing { conversation: room })
             .await;
         carol
-            .event_where(|e| matches!(e, ServerFrame::Typing { user, typing: true, .. } if *user == bob_id).then_some(()))
+            .event_where(|e| {
+                matches!(e, ServerFrame::Typing { user, typing: true, .. } if *user == bob_id)
+                    .then_some(())
+            })
             .await;
         bob.send(
             0,
@@ -259,33 +267,51 @@ async fn typing_receipts_presence_and_activity_of_a_blocked_user_do_not_reach_th
         )
         .await;
         carol
-            .event_where(|e| matches!(e, ServerFrame::Receipt { user, read: 1, .. } if *user == bob_id).then_some(()))
+            .event_where(|e| {
+                matches!(e, ServerFrame::Receipt { user, read: 1, .. } if *user == bob_id)
+                    .then_some(())
+            })
             .await;
         assert_eq!(bob.say(1, 1, "hi").await, 2);
         carol
-            .event_where(|e| matches!(e, ServerFrame::ConversationActivity { last, .. } if last.author == bob_id).then_some(()))
+            .event_where(|e| {
+                matches!(e, ServerFrame::ConversationActivity { last, .. } if last.author == bob_id)
+                    .then_some(())
+            })
             .await;
         bob.close().await;
         carol
-            .event_where(|e| matches!(e, ServerFrame::Presence { user, online: false, .. } if *user == bob_id).then_some(()))
+            .event_where(|e| {
+                matches!(e, ServerFrame::Presence { user, online: false, .. } if *user == bob_id)
+                    .then_some(())
+            })
             .await;
         let (bob, _, _) = connect(&server, transport, &tb).await;
         carol
-            .event_where(|e| matches!(e, ServerFrame::Presence { user, online: true, .. } if *user == bob_id).then_some(()))
+            .event_where(|e| {
+                matches!(e, ServerFrame::Presence { user, online: true, .. } if *user == bob_id)
+                    .then_some(())
+            })
             .await;
 
         // Carol types: by the time Alice hears it, anything of Bob's would have reached her.
         carol
             .send(0, &ClientFrame::Typing { conversation: room })
             .await;
-        let before = events_until(&mut alice, |e| {
-            matches!(e, ServerFrame::Typing { user, .. } if *user == carol_id)
-        })
+        let before = events_until(
+            &mut alice,
+            |e| matches!(e, ServerFrame::Typing { user, .. } if *user == carol_id),
+        )
         .await;
         let leaked: Vec<&ServerFrame> = before.iter().filter(|e| from_user(e, bob_id)).collect();
-        assert!(leaked.is_empty(), "{transport:?}: the blocker got {leaked:?}");
         assert!(
-            before.iter().any(|e| matches!(e, ServerFrame::Presence { user, .. } if *user == carol_id)),
+            leaked.is_empty(),
+            "{transport:?}: the blocker got {leaked:?}"
+        );
+        assert!(
+            before
+                .iter()
+                .any(|e| matches!(e, ServerFrame::Presence { user, .. } if *user == carol_id)),
             "{transport:?}: Alice does see Carol's presence: {before:?}"
         );
         for peer in [alice, bob, carol] {
@@ -378,7 +404,10 @@ async fn unread_counts_and_receipts_leave_blocked_users_out_and_survive_a_restar
             .expect("the room");
         assert_eq!(entry.unread, 1, "{transport:?}: {entry:?}");
         assert!(
-            entry.last.as_ref().is_some_and(|l| l.author == UserId::NOBODY && l.preview.is_empty()),
+            entry
+                .last
+                .as_ref()
+                .is_some_and(|l| l.author == UserId::NOBODY && l.preview.is_empty()),
             "{entry:?}"
         );
         alice.close().await;
@@ -399,7 +428,10 @@ async fn unread_counts_and_receipts_leave_blocked_users_out_and_survive_a_restar
     assert_text(&replayed[2], 3, "c1");
 
     block(&server.api(), &ta, "bob", false).await;
-    assert_eq!(conversation(&server.api(), &ta, room).await["unread"], json!(4));
+    assert_eq!(
+        conversation(&server.api(), &ta, room).await["unread"],
+        json!(4)
+    );
     alice.close().await;
 }
 
@@ -470,24 +502,42 @@ async fn a_block_ends_friendship_and_requests_and_refuses_the_blocked_users_requ
     }
     // The blocker unblocks first to befriend; everyone else is untouched.
     let (status, body) = post(&api, &ta, "/api/users/add", json!({"username": "bob"})).await;
-    assert_eq!((status, &body["error"]["code"]), (403, &json!("not_allowed")));
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (403, &json!("not_allowed"))
+    );
     let (status, _) = post(&api, &td, "/api/users/add", json!({"username": "erin"})).await;
     assert_eq!(status, 200);
 
     // Idempotent, and bad input changes nothing.
     assert_eq!(block(&api, &ta, "bob", true).await["changed"], json!(false));
     let (status, body) = post(&api, &ta, "/api/users/block", json!({"username": "alice"})).await;
-    assert_eq!((status, &body["error"]["code"]), (400, &json!("cannot_block_self")));
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (400, &json!("cannot_block_self"))
+    );
     let (status, body) = post(&api, &ta, "/api/users/block", json!({"username": "nobody"})).await;
-    assert_eq!((status, &body["error"]["code"]), (404, &json!("unknown_user")));
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (404, &json!("unknown_user"))
+    );
     let (status, _) = post(&api, &ta, "/api/users/block", json!({})).await;
     assert_eq!(status, 400);
     let (status, _) = api.call("GET", "/api/blocks", None, None).await;
     assert_eq!(status, 401);
-    assert_eq!(get(&api, &ta, "/api/blocks").await["blocks"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        get(&api, &ta, "/api/blocks").await["blocks"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
 
     assert_eq!(block(&api, &ta, "bob", false).await["changed"], json!(true));
-    assert_eq!(block(&api, &ta, "bob", false).await["changed"], json!(false));
+    assert_eq!(
+        block(&api, &ta, "bob", false).await["changed"],
+        json!(false)
+    );
     let (status, body) = post(&api, &tb, "/api/users/add", json!({"username": "alice"})).await;
     assert_eq!((status, &body["status"]), (200, &json!("requested")));
 }

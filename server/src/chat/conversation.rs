@@ -353,9 +353,11 @@ async fn replay(
         }
         // What the viewer blocks now (updated live), as of this batch.
         let blocked = ctx.state.users.blocked_by(grant.user);
-        room.send(batch.into_iter().map(|message| {
-            encode_frame(&ServerFrame::Message(access::shown(&blocked, message)))
-        }));
+        room.send(
+            batch.into_iter().map(|message| {
+                encode_frame(&ServerFrame::Message(access::shown(&blocked, message)))
+            }),
+        );
         if done {
             return Ok(after);
         }

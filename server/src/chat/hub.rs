@@ -109,8 +109,7 @@ impl Hub {
             return;
         }
         let frame = encode_frame(&ServerFrame::Message(message.clone()));
-        let hidden =
-            hidden_from.map(|_| encode_frame(&ServerFrame::Message(message.hidden())));
+        let hidden = hidden_from.map(|_| encode_frame(&ServerFrame::Message(message.hidden())));
         let seq = message.seq;
         let mut inner = self.lock();
         let Some(subscribers) = inner.conversations.get_mut(&message.conversation) else {
@@ -299,8 +298,16 @@ mod tests {
                 other => panic!("expected a message, got {other:?}"),
             }
         };
-        let got_a: Vec<ChatMessage> = frames(&out_a).await.iter().map(|(_, f)| decode(f)).collect();
-        let got_b: Vec<ChatMessage> = frames(&out_b).await.iter().map(|(_, f)| decode(f)).collect();
+        let got_a: Vec<ChatMessage> = frames(&out_a)
+            .await
+            .iter()
+            .map(|(_, f)| decode(f))
+            .collect();
+        let got_b: Vec<ChatMessage> = frames(&out_b)
+            .await
+            .iter()
+            .map(|(_, f)| decode(f))
+            .collect();
         assert!(got_a[0].is_hidden() && got_a[0].seq == 1, "{:?}", got_a[0]);
         assert_eq!(got_a[1], message(2));
         assert_eq!(got_b, vec![message(1), message(2)]);

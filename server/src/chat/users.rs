@@ -811,4 +811,27 @@ mod tests {
             })
         ));
     }
+
+    #[tokio::test]
+    async fn blocks_follow_the_blockers_connections_and_are_changed_live() {
+        let users = Users::default();
+        let out = Outbound::multiplexed();
+        let tx = out.open(0);
+        let reg = users.connect(UserId(1), "one", Some(tx.live()));
+        users.track(UserId(1), &[], &[], Vec::new(), &[UserId(2)]);
+        assert_eq!(users.hidden_from(UserId(2)), Some([UserId(1)].into()));
+        assert_eq!(users.hidden_from(UserId(3)), None);
+        users.set_blocked(UserId(1), UserId(3), true);
+        users.set_blocked(UserId(1), UserId(2), false);
+        assert_eq!(users.hidden_from(UserId(2)), None);
+        assert_eq!(users.blocked_by(UserId(1)), [UserId(3)].into());
+        // Someone offline is not indexed; the last connection leaving frees the entries.
+        users.set_blocked(UserId(9), UserId(3), true);
+        assert_eq!(users.hidden_from(UserId(3)), Some([UserId(1)].into()));
+        reg.leave();
+        assert_eq!(users.hidden_from(UserId(3)), None);
+        assert!(users.lock().blockers.is_empty());
+        assert_eq!(users.inner.blocked_online.load(Ordering::Acquire), 0);
+        drop(tx);
+    }
 }

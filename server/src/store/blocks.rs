@@ -64,8 +64,13 @@ impl Store {
 
     /// Whether `blocker` blocks `blocked`.
     pub async fn blocks(&self, blocker: UserId, blocked: UserId) -> Result<bool, StoreError> {
-        self.read(move |txn| Ok(txn.open_table(BLOCKS)?.get((blocker.0, blocked.0))?.is_some()))
-            .await
+        self.read(move |txn| {
+            Ok(txn
+                .open_table(BLOCKS)?
+                .get((blocker.0, blocked.0))?
+                .is_some())
+        })
+        .await
     }
 
     /// The users `blocker` blocks, ascending by id (at most [`MAX_BLOCKS`]).
@@ -86,7 +91,10 @@ impl Store {
                     let (key, since) = entry?;
                     let other = key.value().1;
                     let bytes = users.get(other)?.ok_or_else(|| {
-                        StoreError::Corrupt(format!("user {other} blocked by {} is no user", blocker.0))
+                        StoreError::Corrupt(format!(
+                            "user {other} blocked by {} is no user",
+                            blocker.0
+                        ))
                     })?;
                     let record: UserRecord<String> = decode("users", bytes.value())?;
                     Ok(BlockEntry {

@@ -17,9 +17,9 @@ use quibble_protocol::wire::{ConversationId, UserId};
 use redb::{ReadOnlyTable, ReadTransaction};
 use serde::Deserialize;
 
+use super::blocks::blocked_ids;
 use super::cursors::Cursors;
 use super::membership::ConversationKind;
-use super::blocks::blocked_ids;
 use super::records::{MessageRecord, RoomRecord, UserRecord, decode};
 use super::tables::{BLOCKS, CURSORS, DMS, HEADS, MEMBERSHIPS, MESSAGES, ROOMS, USERS};
 use super::{Store, StoreError};
@@ -170,9 +170,9 @@ impl Tables {
                     })
                 } else {
                     Some(LastMessage {
-                    seq: head_seq,
-                    author: UserId(record.author),
-                    author_name: record.author_name,
+                        seq: head_seq,
+                        author: UserId(record.author),
+                        author_name: record.author_name,
                         preview: record.body.chars().take(PREVIEW_CHARS).collect(),
                         sent_at_ms: record.sent_at_ms,
                     })
