@@ -39,23 +39,35 @@ pub fn created_room_line(room: &Room) -> String {
     format!("{}\t{}", room.id.0, escape_field(&room.name))
 }
 
-/// `SEQ<TAB>AUTHOR<TAB>TEXT`
+/// `SEQ<TAB>AUTHOR<TAB>TEXT` (a hidden marker: empty author, [`HIDDEN`]).
 pub fn history_line(message: &ChatMessage) -> String {
     format!(
         "{}\t{}\t{}",
         message.seq,
         escape_field(&message.author_name),
-        escape_field(&message.body)
+        escape_field(text(message))
     )
 }
 
-/// `AUTHOR<TAB>TEXT`
+/// `AUTHOR<TAB>TEXT` (a hidden marker: empty author, [`HIDDEN`]).
 pub fn tail_line(message: &ChatMessage) -> String {
     format!(
         "{}\t{}",
         escape_field(&message.author_name),
-        escape_field(&message.body)
+        escape_field(text(message))
     )
+}
+
+/// What stands for the message of a user the reader blocks (a hidden marker).
+pub const HIDDEN: &str = "(hidden: blocked user)";
+
+/// A message's text, or [`HIDDEN`] for a hidden marker.
+fn text(message: &ChatMessage) -> &str {
+    if message.is_hidden() {
+        HIDDEN
+    } else {
+        &message.body
+    }
 }
 
 /// `ID<TAB>room|dm<TAB>TITLE<TAB>UNREAD`
@@ -88,8 +100,12 @@ pub fn friend_outcome(outcome: FriendOutcome) -> &'static str {
     }
 }
 
-/// A message for a person: `#SEQ AUTHOR: TEXT`.
+/// A message for a person: `#SEQ AUTHOR: TEXT`; a hidden marker collapsed to `#SEQ` and
+/// [`HIDDEN`].
 pub fn chat_line(message: &ChatMessage) -> String {
+    if message.is_hidden() {
+        return format!("#{} {HIDDEN}", message.seq);
+    }
     format!(
         "#{} {}: {}",
         message.seq,
@@ -161,6 +177,14 @@ mod tests {
         assert_eq!(tail_line(&m), "ann\thi\\tthere");
         assert_eq!(room_line(&room(5, "General")), "5\tGeneral\t7");
         assert_eq!(created_room_line(&room(5, "General")), "5\tGeneral");
+    }
+
+    #[test]
+    fn hidden_markers_are_collapsed() {
+        let hidden = message(9, "bob", "secret").hidden();
+        assert_eq!(history_line(&hidden), "9\t\t(hidden: blocked user)");
+        assert_eq!(tail_line(&hidden), "\t(hidden: blocked user)");
+        assert_eq!(chat_line(&hidden), "#9 (hidden: blocked user)");
     }
 
     #[test]
