@@ -75,6 +75,15 @@ struct AuthorOnly {
 impl Store {
     /// Every conversation `user` is in, most recent activity first (ties: higher id first).
     pub async fn summaries(&self, user: UserId) -> Result<Vec<Summary>, StoreError> {
+        Ok(self.summaries_and_blocks(user).await?.0)
+    }
+
+    /// [`Store::summaries`], and the users `user` blocks (ascending), read in one transaction:
+    /// what a connection needs to start.
+    pub async fn summaries_and_blocks(
+        &self,
+        user: UserId,
+    ) -> Result<(Vec<Summary>, Vec<UserId>), StoreError> {
         self.read(move |txn| {
             let tables = Tables::open(txn, user)?;
             let memberships = txn.open_table(MEMBERSHIPS)?;
@@ -85,7 +94,9 @@ impl Store {
                 list.push(tables.summary(user, conversation, joined.value())?);
             }
             list.sort_by_key(|s| Reverse((s.activity_ms(), s.conversation)));
-            Ok(list)
+            let mut blocked: Vec<UserId> = tables.blocked.into_iter().map(UserId).collect();
+            blocked.sort_unstable();
+            Ok((list, blocked))
         })
         .await
     }
