@@ -16,9 +16,10 @@
 //!   and their typing, receipts, presence and conversation activity are not sent (the user hub
 //!   and the conversation hub ask [`sees`] through the index of online blockers); unread
 //!   counts skip them (`crate::store`'s summaries). Only the blocker is affected. The blocked
-//!   user may not friend-request the blocker, open a DM with them or send in it
-//!   ([`Refusal::NotAllowed`], which says no more than "not allowed"); the blocker may not
-//!   friend-request someone they block either (unblock first).
+//!   user may not open a DM with the blocker or send in it ([`Refusal::NotAllowed`], which
+//!   says no more than "not allowed"). That neither may friend-request the other while the
+//!   block stands is the store's invariant (`StoreError::Blocked`, checked in the write that
+//!   would add the request, so it cannot race with the block).
 //!
 //! Reading is proved by a [`Grant`], which only [`may_read`] makes: the stream code that
 //! replays and pages history takes a `Grant`, so it cannot serve a conversation nobody checked.
@@ -107,15 +108,6 @@ pub async fn may_send(store: &Store, grant: &Grant) -> Result<(), Refusal> {
             }
         }
     }
-}
-
-/// May `user` ask `other` to be friends (or accept their request)? Not when either blocks the
-/// other.
-pub async fn may_befriend(store: &Store, user: UserId, other: UserId) -> Result<(), Refusal> {
-    if store.blocks(other, user).await? || store.blocks(user, other).await? {
-        return Err(Refusal::NotAllowed);
-    }
-    Ok(())
 }
 
 /// Does a viewer who blocks `blocked` see what `author` does (messages, typing, receipts,
@@ -258,16 +250,16 @@ mod tests {
             (ErrorCode::Forbidden, "not allowed")
         );
         assert!(matches!(
-            may_befriend(&store, bob, alice).await,
-            Err(Refusal::NotAllowed)
+            store.add_friend(bob, alice).await,
+            Err(StoreError::Blocked)
         ));
         assert!(matches!(
-            may_befriend(&store, alice, bob).await,
-            Err(Refusal::NotAllowed)
+            store.add_friend(alice, bob).await,
+            Err(StoreError::Blocked)
         ));
         // Alice may still open the (read-only) DM; Carol is untouched.
         assert_eq!(dm_with(&store, alice, bob).await.unwrap(), (dm, false));
-        may_befriend(&store, carol, alice).await.unwrap();
+        store.add_friend(carol, alice).await.unwrap();
 
         // What Alice sees of Bob's messages, and what everyone else sees.
         let message = ChatMessage {
@@ -297,7 +289,7 @@ mod tests {
         assert_eq!(shown(&carols, message.clone()), message);
 
         assert!(store.unblock(alice, bob).await.unwrap());
-        may_befriend(&store, bob, alice).await.unwrap();
+        store.add_friend(bob, alice).await.unwrap();
         assert!(store.blocked_users(alice).await.unwrap().is_empty());
     }
 }

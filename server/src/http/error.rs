@@ -95,6 +95,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound => Self::new(StatusCode::NOT_FOUND, "not_found", "not found"),
+            StoreError::Blocked => Self::new(StatusCode::FORBIDDEN, "not_allowed", "not allowed"),
             StoreError::TooMany(what) => Self::new(
                 StatusCode::CONFLICT,
                 "too_many",

@@ -77,7 +77,6 @@ pub async fn add(
             message: "adding friends too fast; try again later".into(),
             ..ApiError::rate_limited(wait)
         })?;
-    access::may_befriend(&state.store, auth.user.id, other.id).await?;
     let added = state.store.add_friend(auth.user.id, other.id).await?;
     let (status, dm) = match added {
         Added::Requested => ("requested", None),

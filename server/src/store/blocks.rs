@@ -3,8 +3,9 @@
 //! One row per block, keyed blocker first, so a user's list is one range scan and "does A block
 //! B" one lookup (both directions of a pair are two lookups; no reverse index is needed). A
 //! block ends whatever stood between the two in the friends table (friendship, a request either
-//! way) in the same write, so nobody is friends with someone they block; unblocking removes the
-//! row and restores nothing else. The rules that follow from a block (what the blocker no longer
+//! way) in the same write, and a friend request or acceptance between the two is refused while
+//! it stands (`StoreError::Blocked`, checked in that write), so nobody is ever friends with, or
+//! asked by, someone they block; unblocking removes the row and restores nothing else. The rules that follow from a block (what the blocker no longer
 //! sees, what the blocked user may no longer do) live in `crate::access`; this file only keeps
 //! the facts.
 //!
@@ -152,6 +153,15 @@ pub(super) fn block(
         changed: true,
         ended_friendship,
     })
+}
+
+/// Whether `a` blocks `b` or `b` blocks `a`, inside a write.
+pub(super) fn either_blocks(
+    tables: &WriteTables<'_>,
+    a: UserId,
+    b: UserId,
+) -> Result<bool, StoreError> {
+    Ok(tables.blocks.get((a.0, b.0))?.is_some() || tables.blocks.get((b.0, a.0))?.is_some())
 }
 
 /// Writer side of [`Store::unblock`].

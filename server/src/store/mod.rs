@@ -103,6 +103,10 @@ pub enum StoreError {
     /// The store no longer accepts writes (closed, or its writer thread is gone).
     #[error("store closed")]
     Closed,
+    /// One of the two users blocks the other, so no friendship or request may stand between
+    /// them (see `blocks`); deliberately says nothing more.
+    #[error("not allowed")]
+    Blocked,
     /// redb failed (I/O, full disk, lock held by another process, …).
     #[error("database error: {0}")]
     Db(String),
@@ -127,7 +131,10 @@ impl StoreError {
     fn is_rejection(&self) -> bool {
         matches!(
             self,
-            StoreError::NameTaken | StoreError::NotFound | StoreError::TooMany(_)
+            StoreError::NameTaken
+                | StoreError::NotFound
+                | StoreError::TooMany(_)
+                | StoreError::Blocked
         )
     }
 }
