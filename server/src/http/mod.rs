@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod address_ban;
+pub mod blocks;
 pub mod conversations;
 pub mod error;
 pub mod extract;
@@ -62,6 +63,9 @@ pub fn router(state: AppState, web_dir: Option<&std::path::Path>, metrics_public
             "/conversations/{id}/messages/{seq}",
             delete(messages::delete),
         )
+        .route("/users/block", post(blocks::block))
+        .route("/users/unblock", post(blocks::unblock))
+        .route("/blocks", get(blocks::list))
         .fallback(not_found);
     let metrics = if metrics_public {
         get(crate::metrics::render)
