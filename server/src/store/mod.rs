@@ -22,7 +22,8 @@
 //! files are brought up to date by [`migrate`]; the operations are split by subject into
 //! [`accounts`] (users and sessions), [`rooms`], [`messages`], [`membership`], [`cursors`]
 //! (receipts), [`friends`] (friendships, requests and DMs), [`summaries`] (the conversation
-//! list) and [`last_seen`] (presence's "last seen").
+//! list) and [`last_seen`] (presence's "last seen"); moderation is in [`bans`], [`ip_bans`]
+//! and [`audit`] (roles are in [`accounts`]).
 
 mod accounts;
 mod cursors;
@@ -36,7 +37,13 @@ mod rooms;
 mod summaries;
 mod tables;
 mod writer;
+// Moderation.
+mod audit;
+mod bans;
+mod ip_bans;
 
+#[cfg(test)]
+mod moderation_tests;
 #[cfg(test)]
 mod tests;
 
@@ -49,9 +56,13 @@ use redb::{Database, ReadTransaction, ReadableDatabase, TableError};
 use tokio::sync::Semaphore;
 use tokio::sync::{mpsc, oneshot};
 
+pub use accounts::RoleChange;
 pub use accounts::{Role, User};
+pub use audit::{Actor, AuditAction, AuditEntry, AuditPage, OPERATOR};
+pub use bans::{Ban, Unbanned};
 pub use cursors::{Cursors, MemberCursors};
 pub use friends::{Added, FriendEntry, FriendState, Removed};
+pub use ip_bans::{IpBan, MAX_IP_BANS};
 pub use membership::ConversationKind;
 pub use messages::Appended;
 pub use rooms::{Room, RoomEntry, RoomPage};
@@ -117,6 +128,24 @@ pub enum StoreError {
          a file from a newer server needs that server or newer"
     )]
     Schema { found: u64, supported: u64 },
+    /// The user is banned (no new session).
+    #[error("banned: {reason}")]
+    Banned {
+        reason: String,
+        until_ms: Option<u64>,
+    },
+    /// The target of a ban is an admin (demote first).
+    #[error("the target is an admin")]
+    TargetIsAdmin,
+    /// The acting user is not (or no longer) an admin.
+    #[error("not an admin")]
+    NotAdmin,
+    /// The password verified by the caller is no longer the account's.
+    #[error("the password changed")]
+    PasswordChanged,
+    /// Another process (a running server) has the file open.
+    #[error("the store is open in another process (a running server?)")]
+    InUse,
 }
 
 impl StoreError {
@@ -126,6 +155,12 @@ impl StoreError {
         matches!(
             self,
             StoreError::NameTaken | StoreError::NotFound | StoreError::TooMany(_)
+        ) || matches!(
+            self,
+            StoreError::Banned { .. }
+                | StoreError::TargetIsAdmin
+                | StoreError::NotAdmin
+                | StoreError::PasswordChanged
         )
     }
 }
@@ -186,7 +221,11 @@ impl Store {
     ) -> Result<Store, StoreError> {
         let db = Database::builder()
             .set_cache_size(cache_bytes)
-            .create(path)?;
+            .create(path)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse,
+                other => other.into(),
+            })?;
         if let Some(found) = stored_schema(&db)? {
             migrate::to_current(&db, found)?;
         }
@@ -303,6 +342,7 @@ fn initialize(db: &Database) -> Result<(u64, u64), StoreError> {
             tables.meta.insert(META_SCHEMA_VERSION, SCHEMA_VERSION)?;
             tables.meta.insert(META_EPOCH, new_epoch())?;
         }
+        accounts::backfill_indexes(&mut tables)?;
         let epoch = tables
             .meta_get(META_EPOCH)?
             .ok_or_else(|| StoreError::Corrupt("the epoch is missing".into()))?;

@@ -59,7 +59,7 @@ fn seqs(messages: &[ChatMessage]) -> Vec<u64> {
 }
 
 #[tokio::test]
-async fn users_are_unique_case_insensitively_and_the_first_is_admin() {
+async fn users_are_unique_case_insensitively_and_all_start_as_users() {
     let dir = TempDir::new().unwrap();
     let (store, _) = open(&db_path(&dir));
 
@@ -67,8 +67,13 @@ async fn users_are_unique_case_insensitively_and_the_first_is_admin() {
     assert_eq!(alice.id, UserId(1));
     assert_eq!(alice.username, "Alice");
     assert_eq!(alice.password_phc, "phc-a");
-    assert_eq!(alice.role, Role::Admin);
+    assert_eq!(
+        alice.role,
+        Role::User,
+        "not even the first account is an admin"
+    );
     assert!(alice.created_at_ms > 0);
+    assert!(!store.has_admin().await.unwrap());
 
     assert!(matches!(
         store.create_user("aLICE", "phc-x".into()).await,
