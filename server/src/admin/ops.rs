@@ -12,7 +12,7 @@
 
 use std::net::IpAddr;
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net};
 use serde::{Deserialize, Serialize};
 
 use crate::http::accounts::UserView;
@@ -292,6 +292,7 @@ pub fn rfc3339(ms: u64) -> String {
 }
 
 /// Parses an address (a single host: /32 or /128) or a CIDR range, truncated to its prefix.
+/// An IPv4-mapped IPv6 network (`::ffff:198.51.100.0/120`) is the IPv4 network it maps.
 pub fn parse_network(text: &str) -> Result<IpNet, OpError> {
     let text = text.trim();
     let network = match text.parse::<IpNet>() {
@@ -301,6 +302,15 @@ pub fn parse_network(text: &str) -> Result<IpNet, OpError> {
                 "{text:?} is not an IP address or CIDR range (e.g. 203.0.113.7, 198.51.100.0/24, 2001:db8::/48)"
             ))
         })?,
+    };
+    let network = match network {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+            Some(v4) => Ipv4Net::new(v4, v6.prefix_len() - 96)
+                .map(IpNet::V4)
+                .unwrap_or(network),
+            None => network,
+        },
+        other => other,
     };
     Ok(network.trunc())
 }
@@ -408,6 +418,11 @@ mod tests {
         assert_eq!(parsed("10.1.2.3/8").unwrap(), "10.0.0.0/8");
         assert_eq!(parsed(" ::1 ").unwrap(), "::1/128");
         assert_eq!(parsed("2001:db8:1::5/48").unwrap(), "2001:db8:1::/48");
+        assert_eq!(parsed("::ffff:198.51.100.7").unwrap(), "198.51.100.7/32");
+        assert_eq!(
+            parsed("::ffff:198.51.100.0/120").unwrap(),
+            "198.51.100.0/24"
+        );
         for bad in [
             "",
             "example.com",

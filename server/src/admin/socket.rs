@@ -114,11 +114,6 @@ impl AdminSocket {
         Ok(AdminSocket { listener, path })
     }
 
-    /// The socket's path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Serves operations as the operator until the server starts shutting down; then removes
     /// the socket file.
     pub async fn serve(self, state: AppState) {
