@@ -215,6 +215,8 @@ pub async fn change_password(
         })),
         // Changed by another request since this one read it.
         Err(StoreError::PasswordChanged) => Err(wrong_password()),
+        // Banned since this request was authenticated: its token is revoked already.
+        Err(StoreError::Banned { .. }) => Err(ApiError::unauthorized("invalid or expired token")),
         Err(e) => Err(e.into()),
     }
 }

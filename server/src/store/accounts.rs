@@ -132,7 +132,8 @@ impl Store {
     /// Replaces the password of `user`, whose current password the caller verified as
     /// `verified_phc`, with `new_phc`; revokes every session of the user and records `token`
     /// as their one new session until `expires_at_ms`. [`StoreError::PasswordChanged`] if the
-    /// password changed since it was verified (nothing is written).
+    /// password changed since it was verified, [`StoreError::Banned`] if the user is banned
+    /// (nothing is written).
     pub async fn change_password(
         &self,
         user: UserId,
@@ -326,9 +327,11 @@ pub(super) fn revoke_sessions(
     Ok(tokens.len())
 }
 
-/// Writer side of [`Store::change_password`]; refuses before writing anything.
+/// Writer side of [`Store::change_password`]; refuses before writing anything (also a user
+/// banned since they were authenticated).
 pub(super) fn change_password(
     tables: &mut WriteTables<'_>,
+    now_ms: u64,
     user: UserId,
     verified_phc: &str,
     new_phc: &str,
@@ -338,6 +341,12 @@ pub(super) fn change_password(
     let mut record = load_user(&tables.users, user)?.ok_or(StoreError::NotFound)?;
     if record.password_phc != verified_phc {
         return Err(StoreError::PasswordChanged);
+    }
+    if let Some(ban) = bans::active_ban(&tables.bans, user, now_ms)? {
+        return Err(StoreError::Banned {
+            reason: ban.reason,
+            until_ms: ban.until_ms,
+        });
     }
     record.password_phc = new_phc.to_owned();
     store_user(tables, &record)?;

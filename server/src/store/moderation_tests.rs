@@ -289,6 +289,24 @@ async fn a_password_change_replaces_every_session_with_one_new_one() {
         .create_login_session(hash_token("ok"), bob, u64::MAX, "phc-2".into())
         .await
         .unwrap();
+    // Nor does a change that a ban overtook.
+    store
+        .ban_user(Actor::Operator, "bob", "spam", None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .change_password(
+                bob,
+                "phc-2".into(),
+                "phc-3".into(),
+                hash_token("n"),
+                u64::MAX
+            )
+            .await,
+        Err(StoreError::Banned { .. })
+    ));
+    assert!(store.sessions_of(bob).await.unwrap().is_empty());
 }
 
 #[tokio::test]

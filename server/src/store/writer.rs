@@ -441,7 +441,15 @@ fn apply(
             reply,
         } => settle(
             reply,
-            accounts::change_password(tables, user, &verified_phc, &new_phc, token, expires_at_ms),
+            accounts::change_password(
+                tables,
+                now_ms,
+                user,
+                &verified_phc,
+                &new_phc,
+                token,
+                expires_at_ms,
+            ),
             answers,
         ),
     }
