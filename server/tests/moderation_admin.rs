@@ -584,7 +584,9 @@ async fn quibble_admin_works_through_the_socket_and_on_a_stopped_data_directory(
     assert!(status.success());
     assert!(!socket.exists(), "the socket is removed at shutdown");
 
-    // Stopped: on the data directory itself.
+    // Stopped: on the data directory itself, also past a socket a crashed server left behind.
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    assert!(socket.exists());
     let run = quibble_admin(&data, &["unban", "erin"]);
     assert!(run.ok, "{run:?}");
     assert_eq!(run.stdout, "unbanned\terin\n");
@@ -613,9 +615,13 @@ async fn quibble_admin_works_through_the_socket_and_on_a_stopped_data_directory(
     let run = quibble_admin(&dir.path().join("elsewhere"), &["audit"]);
     assert!(!run.ok && run.stderr.contains("no store at"), "{run:?}");
 
-    // The next server sees what was done offline, and knows it has an admin.
+    // The next server replaces the stale socket, sees what was done offline, and knows it has
+    // an admin.
     let server = TestServer::start(&data);
     let api = server.api();
+    let run = server.admin(&["audit", "--limit", "1"]);
+    assert!(run.ok, "served by the new server's socket: {run:?}");
+    assert_eq!(run.stdout.lines().count(), 1);
     api.login("erin").await;
     let ann = api.login("ann").await;
     assert_eq!(role(&api, &ann).await, "admin");

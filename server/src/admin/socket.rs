@@ -92,7 +92,8 @@ impl AdminSocket {
             source,
         };
         remove_if_present(&path).map_err(bind_error)?;
-        let staging = data_dir.join(format!(".admin-{}", std::process::id()));
+        // Short names: a socket path has to fit in 108 bytes.
+        let staging = data_dir.join(format!(".a{}", std::process::id()));
         if staging.exists() {
             std::fs::remove_dir_all(&staging).map_err(bind_error)?;
         }
@@ -101,7 +102,7 @@ impl AdminSocket {
             .create(&staging)
             .map_err(bind_error)?;
         let bound = (|| {
-            let staged = staging.join(SOCKET_NAME);
+            let staged = staging.join("s");
             let listener = std::os::unix::net::UnixListener::bind(&staged)?;
             std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))?;
             std::fs::rename(&staged, &path)?;
