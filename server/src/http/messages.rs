@@ -53,13 +53,11 @@ pub async fn delete(
         .store
         .delete_message(conversation, seq, moderator)
         .await?;
-    if deletion.changed {
-        if state.store.head(conversation).await? == seq {
-            state
-                .users
-                .last_message_deleted(&state.store, conversation)
-                .await;
-        }
+    if deletion.changed && state.store.head(conversation).await? == seq {
+        state
+            .users
+            .last_message_deleted(&state.store, conversation)
+            .await;
     }
     Ok(Json(DeletedView {
         conversation: id,
