@@ -50,7 +50,9 @@ export type ClientEvent =
   /** A friend's or room co-member's presence; `lastSeenMs` is 0 while online. */
   | { type: "presence"; user: number; username: string; online: boolean; lastSeenMs: number }
   /** `user` started or stopped typing (the server says when it ran out); void after "disconnected". */
-  | { type: "typing"; conversation: number; user: number; username: string; typing: boolean };
+  | { type: "typing"; conversation: number; user: number; username: string; typing: boolean }
+  /** A message delivered before was deleted: show it as "message deleted" (its tombstone). */
+  | { type: "deleted"; conversation: number; seq: number };
 export interface LastMessage { seq: number; author: number; authorName: string; preview: string; sentAtMs: number }
 export interface ConversationSummary {
   conversation: number; kind: "room" | "dm"; /** The DM's other member. */ peer: number | null;
@@ -335,6 +337,10 @@ pub fn event(event: Event) -> JsValue {
             .set("user", user.0 as f64)
             .set("username", username)
             .set("typing", typing),
+        Event::Deleted { conversation, seq } => obj
+            .set("type", "deleted")
+            .set("conversation", conversation.0 as f64)
+            .set("seq", seq as f64),
     }
     .build()
 }

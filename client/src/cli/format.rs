@@ -39,35 +39,42 @@ pub fn created_room_line(room: &Room) -> String {
     format!("{}\t{}", room.id.0, escape_field(&room.name))
 }
 
-/// `SEQ<TAB>AUTHOR<TAB>TEXT` (a hidden marker: empty author, [`HIDDEN`]).
+/// What a deleted message (a tombstone) shows instead of its text.
+pub const DELETED_TEXT: &str = "(message deleted)";
+
+/// What stands for the message of a user the reader blocks (a hidden marker, which has no
+/// author name either).
+pub const HIDDEN_TEXT: &str = "(hidden: blocked user)";
+
+/// What a message shows as its text: the body, [`DELETED_TEXT`] for a tombstone, or
+/// [`HIDDEN_TEXT`] for a hidden marker.
+pub fn message_text(message: &ChatMessage) -> &str {
+    if message.is_deleted() {
+        DELETED_TEXT
+    } else if message.is_hidden() {
+        HIDDEN_TEXT
+    } else {
+        &message.body
+    }
+}
+
+/// `SEQ<TAB>AUTHOR<TAB>TEXT`
 pub fn history_line(message: &ChatMessage) -> String {
     format!(
         "{}\t{}\t{}",
         message.seq,
         escape_field(&message.author_name),
-        escape_field(text(message))
+        escape_field(message_text(message))
     )
 }
 
-/// `AUTHOR<TAB>TEXT` (a hidden marker: empty author, [`HIDDEN`]).
+/// `AUTHOR<TAB>TEXT`
 pub fn tail_line(message: &ChatMessage) -> String {
     format!(
         "{}\t{}",
         escape_field(&message.author_name),
-        escape_field(text(message))
+        escape_field(message_text(message))
     )
-}
-
-/// What stands for the message of a user the reader blocks (a hidden marker).
-pub const HIDDEN: &str = "(hidden: blocked user)";
-
-/// A message's text, or [`HIDDEN`] for a hidden marker.
-fn text(message: &ChatMessage) -> &str {
-    if message.is_hidden() {
-        HIDDEN
-    } else {
-        &message.body
-    }
 }
 
 /// `ID<TAB>room|dm<TAB>TITLE<TAB>UNREAD`
@@ -101,16 +108,16 @@ pub fn friend_outcome(outcome: FriendOutcome) -> &'static str {
 }
 
 /// A message for a person: `#SEQ AUTHOR: TEXT`; a hidden marker collapsed to `#SEQ` and
-/// [`HIDDEN`].
+/// [`HIDDEN_TEXT`].
 pub fn chat_line(message: &ChatMessage) -> String {
     if message.is_hidden() {
-        return format!("#{} {HIDDEN}", message.seq);
+        return format!("#{} {HIDDEN_TEXT}", message.seq);
     }
     format!(
         "#{} {}: {}",
         message.seq,
         message.author_name,
-        one_line(&message.body)
+        one_line(message_text(message))
     )
 }
 

@@ -122,6 +122,7 @@ impl From<Refusal> for ApiError {
                 Self::new(StatusCode::FORBIDDEN, "not_friends", refusal.to_string())
             }
             Refusal::Store(e) => e.into(),
+            Refusal::NotYours => Self::new(StatusCode::FORBIDDEN, "forbidden", refusal.to_string()),
             Refusal::NotAllowed => {
                 Self::new(StatusCode::FORBIDDEN, "not_allowed", refusal.to_string())
             }
