@@ -309,7 +309,8 @@ impl Config {
             .unwrap_or_default()
             .iter()
             .map(|entry| {
-                parse_network(entry).ok_or_else(|| ConfigError::TrustedProxy(entry.clone()))
+                crate::admin::ops::parse_network(entry)
+                    .map_err(|_| ConfigError::TrustedProxy(entry.clone()))
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Config {
@@ -326,15 +327,6 @@ impl Config {
             trusted_proxies,
         })
     }
-}
-
-/// A network in CIDR notation, or a single address (a /32 or /128).
-fn parse_network(text: &str) -> Option<IpNet> {
-    let text = text.trim();
-    text.parse::<IpNet>()
-        .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
-        .ok()
-        .map(|net| net.trunc())
 }
 
 /// The admission and deadline keys of the file. Without `max_unauthenticated_connections`, a

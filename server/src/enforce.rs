@@ -1,17 +1,18 @@
-//! Live enforcement of moderation, as methods of the shared state ([`Shared`]): ending live connections at once — a user's
-//! (a ban, a password change), one session's (logout), or those from banned addresses — and the
-//! in-memory list of IP bans that the REST middleware, the WebSocket upgrade and the
-//! WebTransport session request consult on every attempt.
+//! Live enforcement of moderation, as methods of the shared state ([`Shared`]): ending live
+//! connections at once — a user's (a ban, a password change), one session's (logout), or those
+//! from banned addresses — and the in-memory list of IP bans that the REST middleware, the
+//! WebSocket upgrade and the WebTransport session request consult on every attempt.
 //!
 //! Design: the live connections are the user hub's ([`crate::chat::users`], which every
 //! authenticated connection is in with its token hash, client address and protocol version);
 //! ending one puts `Error { code, reason }` last on its control stream and closes it with that
-//! code. The ban list is replaced whole ([`Shared::set_ip_bans`], from the store's active list)
-//! and read under a read lock; expired rules stop matching by themselves ([`access::address_ban`]
-//! holds the rule). A connection that was signing in while a sweep ran is not in the hub yet,
-//! so after joining it checks again ([`Shared::recheck`]): its address against the list, and
-//! — only when a user or session was closed meanwhile, which a counter tells — its session in
-//! the store.
+//! code. The ban list is replaced whole ([`Shared::reload_ip_bans`]: the store's active list,
+//! at start and after each change, see [`crate::admin::perform`]) and read under a read lock;
+//! expired rules stop matching by themselves ([`access::address_ban`] holds the rule; a list
+//! of n rules costs n network comparisons per request). A connection that was signing in
+//! while a sweep ran is not in the hub yet, so after joining it checks again
+//! ([`Shared::recheck`]): its address against the list, and — only when a user or session was
+//! closed meanwhile, which a counter tells — its session in the store.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -23,10 +24,12 @@ use ipnet::IpNet;
 use quibble_protocol::{ErrorCode, MODERATION_VERSION, UserId};
 
 use crate::access;
+use crate::admin::ops::rfc3339;
 use crate::auth::TokenHash;
 use crate::chat::stream::CloseReason;
 use crate::chat::users::Peer;
 use crate::state::Shared;
+use crate::store::{IpBan, StoreError};
 use crate::tls::unix_ms;
 
 /// One IP ban as enforcement sees it: a network (a single address is a /32 or /128), why, and
@@ -41,17 +44,23 @@ pub struct IpBanRule {
 impl IpBanRule {
     /// What a refused or cut peer is told: "this address is banned[ until TIME]: REASON".
     pub fn message(&self) -> String {
-        let until = self
-            .until_ms
-            .and_then(|ms| i64::try_from(ms / 1000).ok())
-            .and_then(|secs| time::OffsetDateTime::from_unix_timestamp(secs).ok())
-            .and_then(|t| {
-                t.format(&time::format_description::well_known::Rfc3339)
-                    .ok()
-            });
-        match until {
-            Some(until) => format!("this address is banned until {until}: {}", self.reason),
+        match self.until_ms {
+            Some(until) => format!(
+                "this address is banned until {}: {}",
+                rfc3339(until),
+                self.reason
+            ),
             None => format!("this address is banned: {}", self.reason),
+        }
+    }
+}
+
+impl From<IpBan> for IpBanRule {
+    fn from(ban: IpBan) -> Self {
+        IpBanRule {
+            network: ban.network,
+            reason: ban.reason,
+            until_ms: ban.until_ms,
         }
     }
 }
@@ -60,6 +69,9 @@ impl IpBanRule {
 #[derive(Default)]
 pub struct Enforcement {
     ip_bans: RwLock<Arc<Vec<IpBanRule>>>,
+    /// Held while the list is read from the store and set, so that concurrent reloads end
+    /// with the newest list (each reads after its own change was committed).
+    reloading: tokio::sync::Mutex<()>,
     /// Bumped by every [`Shared::close_user`] and [`Shared::close_session`], before their
     /// sweep: a connection that saw it change while signing in re-reads its session.
     revocations: AtomicU64,
@@ -141,6 +153,18 @@ impl Shared {
             access::address_ban(&new, peer.addr, now).map(|i| messages[i].as_str())
         });
         tracing::info!(rules = rules.len(), ended, "IP bans updated");
+    }
+
+    /// Reads the active IP bans from the store and sets them ([`Shared::set_ip_bans`]): at
+    /// start, and after every change to them.
+    pub async fn reload_ip_bans(&self) -> Result<(), StoreError> {
+        let _serial = self.enforcement.reloading.lock().await;
+        let bans = self
+            .store
+            .active_ip_bans(unix_ms(SystemTime::now()))
+            .await?;
+        self.set_ip_bans(bans.into_iter().map(IpBanRule::from).collect());
+        Ok(())
     }
 
     /// The message to refuse `ip` with, if it is banned now.

@@ -181,6 +181,8 @@ impl Server {
             enforcement: Enforcement::default(),
             trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
         });
+        // The IP bans are in force before the first connection is accepted.
+        state.reload_ip_bans().await?;
         let metrics = match config.metrics_listen {
             Some(addr) => Some(bind_tcp(addr)?),
             None => None,
@@ -195,6 +197,11 @@ impl Server {
             web_dir: config.web_dir.or_else(crate::http::web::default_dir),
             https,
         })
+    }
+
+    /// The shared state (the admin socket serves on it).
+    pub fn state(&self) -> &AppState {
+        &self.state
     }
 
     /// The bound addresses (HTTP on TCP and WebTransport on UDP, same port).
