@@ -1,11 +1,12 @@
 //! Live enforcement against the real server, over both transports: revoked sessions (logout,
 //! password change) end the live connections that used them within a second while other
 //! sessions stay; a ban cuts the user's connections with `Banned` (older clients:
-//! `Unauthorized`) and unban lets them back; an IP ban (IPv4 range, IPv6 address) refuses the
-//! WebTransport session, the WebSocket upgrade and REST and cuts live connections, until it is
-//! removed; the client address comes from `X-Forwarded-For` only when the TCP peer is a
-//! trusted proxy (for bans and login limits, which count IPv6 by /64), and connection budgets
-//! behind a trusted proxy count each client rather than the proxy.
+//! `Unauthorized`) and unban lets them back; an IP ban (IPv4 range, IPv6 address; also one
+//! made while the server was stopped) refuses the WebTransport session, the WebSocket upgrade
+//! and REST and cuts live connections, until it is removed; the client address comes from
+//! `X-Forwarded-For` only when the TCP peer is a trusted proxy (for bans and login limits,
+//! which count IPv6 by /64), and connection budgets behind a trusted proxy count each client
+//! rather than the proxy.
 
 mod support;
 
@@ -711,4 +712,35 @@ async fn a_banned_forwarded_address_is_refused_only_behind_a_trusted_proxy() {
         200
     );
     raw_ws_still_live(&mut direct).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ip_bans_made_while_the_server_was_stopped_hold_from_its_start() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    let server = TestServer::start(&data);
+    let token = server.api().signup("alice").await;
+    assert!(server.stop().success());
+    // On the stopped data directory: no server to tell.
+    let run = support::quibble_admin(
+        &data,
+        &["ip-ban", "add", "127.0.0.1", "--reason", "offline"],
+    );
+    assert!(run.ok, "{run:?}");
+
+    let server = TestServer::start(&data);
+    let account = format!("http://127.0.0.1:{}/api/account", server.port);
+    assert_address_banned(
+        request_from("127.0.0.1", &account, None, Some(&token)).await,
+        "this address is banned: offline",
+    );
+    assert_eq!(ws_refusal("127.0.0.1", server.port).await, Some(403));
+    let run = server.admin(&["ip-ban", "remove", "127.0.0.1"]);
+    assert!(run.ok, "{run:?}");
+    assert_eq!(
+        request_from("127.0.0.1", &account, None, Some(&token))
+            .await
+            .0,
+        200
+    );
 }
