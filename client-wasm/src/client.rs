@@ -17,10 +17,9 @@ use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
 
 use js_sys::Function;
-use quibble_protocol::ConversationId;
-use quibble_protocol::ServerFrame;
 use quibble_protocol::limits::{MAX_BODY_LEN, MAX_HISTORY_PAGE};
 use quibble_protocol::session::{Action, Session, SessionConfig, State, StreamKey};
+use quibble_protocol::{ConversationId, ErrorCode, ServerFrame};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{WebTransport, WritableStreamDefaultWriter};
@@ -520,6 +519,33 @@ impl Driver {
         })
     }
 
+    /// A frame for the session. `Deleted` is reported to the page here, after the events
+    /// of the frames before it (the session does not report it yet).
+    fn on_frame(&mut self, key: StreamKey, frame: ServerFrame, now: u64) {
+        let deleted = match &frame {
+            ServerFrame::Deleted { conversation, seq } => Some((*conversation, *seq)),
+            _ => None,
+        };
+        self.session.on_frame(key, frame, now);
+        if let Some((conversation, seq)) = deleted {
+            while let Some(event) = self.session.poll_event() {
+                self.events.push_back(js::event(event));
+            }
+            self.events.push_back(js::deleted(conversation, seq));
+        }
+    }
+
+    /// The server closed the current link with a protocol error code: that is the `Error`
+    /// the control stream carries before such a close, which a closing transport may drop.
+    /// Nothing if the session already had it (it then dropped the link).
+    pub(crate) fn closed_with(&mut self, generation: u64, code: ErrorCode, reason: String) {
+        if self.link_mut(generation).is_some() {
+            let error = ServerFrame::Error { code, reason };
+            self.session
+                .on_frame(StreamKey::Control, error, js::now_ms());
+        }
+    }
+
     // ---- WebSocket callbacks ----
 
     pub(crate) fn ws_opened(&mut self, generation: u64) {
@@ -541,7 +567,7 @@ impl Driver {
             return;
         };
         match link.receive(data) {
-            Some(Received::Frame(key, frame)) => self.session.on_frame(key, frame, js::now_ms()),
+            Some(Received::Frame(key, frame)) => self.on_frame(key, frame, js::now_ms()),
             Some(Received::Ended(key, reason)) => self.stream_ended(key, reason),
             None => {}
         }
@@ -589,7 +615,7 @@ impl Driver {
         let key = link.live(id);
         if let Some(key) = key {
             for frame in frames {
-                self.session.on_frame(key, frame, now);
+                self.on_frame(key, frame, now);
             }
         }
         if !malformed {

@@ -4,7 +4,9 @@
 
 use js_sys::{Array, Math, Object, Reflect};
 use quibble_protocol::session::{Event, State, StreamKey};
-use quibble_protocol::{ChatMessage, ConversationKind, ConversationSummary, FriendStatus};
+use quibble_protocol::{
+    ChatMessage, ConversationId, ConversationKind, ConversationSummary, FriendStatus,
+};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
@@ -19,6 +21,10 @@ export interface ChatMessage {
   conversation: number; seq: number; author: number; authorName: string;
   /** The id the author's client chose (a decimal string: it may exceed 2^53). */
   clientId: string; sentAtMs: number; body: string;
+  /** A deleted message's tombstone: seq, author and time kept, body "" ("message deleted"). */
+  deleted: boolean;
+  /** In place of a message from a user this user blocks: no author (0), no name, no body. */
+  hidden: boolean;
 }
 export type ClientEvent =
   | { type: "state"; state: "connecting" | "handshaking" | "ready" | "reconnecting" | "failed";
@@ -50,7 +56,9 @@ export type ClientEvent =
   /** A friend's or room co-member's presence; `lastSeenMs` is 0 while online. */
   | { type: "presence"; user: number; username: string; online: boolean; lastSeenMs: number }
   /** `user` started or stopped typing (the server says when it ran out); void after "disconnected". */
-  | { type: "typing"; conversation: number; user: number; username: string; typing: boolean };
+  | { type: "typing"; conversation: number; user: number; username: string; typing: boolean }
+  /** Message `seq` was deleted: show it as "message deleted" from now on. */
+  | { type: "deleted"; conversation: number; seq: number };
 export interface LastMessage { seq: number; author: number; authorName: string; preview: string; sentAtMs: number }
 export interface ConversationSummary {
   conversation: number; kind: "room" | "dm"; /** The DM's other member. */ peer: number | null;
@@ -66,6 +74,19 @@ export interface FriendChange { status: string; user: Friend }
 export interface Dm { conversation: number; user: Friend; can_send: boolean }
 export interface Membership { room: number; member: boolean; changed: boolean }
 export interface MemberReceipt { user_id: number; username: string; delivered_seq: number; read_seq: number }
+export interface UserRef { id: number; username: string }
+export interface Deletion { conversation: number; seq: number; deleted: true }
+export interface Blocked { id: number; username: string; since_ms: number }
+export interface BlockChange { user: UserRef; blocked: boolean; changed: boolean }
+/** `until_ms` null: for good; `by`: the admin's username, or "operator". */
+export interface Ban { user: UserRef; reason: string; created_at_ms: number; until_ms: number | null; by: string }
+export interface IpBan { network: string; reason: string; created_at_ms: number; until_ms: number | null; by: string }
+export interface AuditEntry {
+  id: number; at_ms: number; actor: string;
+  action: "promote" | "demote" | "ban" | "unban" | "ip_ban_add" | "ip_ban_remove" | "delete_message";
+  target: string; reason: string | null;
+}
+export interface AuditPage { entries: AuditEntry[]; next: number | null }
 export interface ClientOptions {
   /** Bearer token from `login` or `signup`. */
   token: string;
@@ -339,6 +360,15 @@ pub fn event(event: Event) -> JsValue {
     .build()
 }
 
+/// The `deleted` event: message `seq` of `conversation` is a tombstone from now on.
+pub fn deleted(conversation: ConversationId, seq: u64) -> JsValue {
+    Obj::new()
+        .set("type", "deleted")
+        .set("conversation", conversation.0 as f64)
+        .set("seq", seq as f64)
+        .build()
+}
+
 /// A number, or `null`.
 fn opt(value: Option<u64>) -> JsValue {
     value.map_or(JsValue::NULL, |v| JsValue::from(v as f64))
@@ -376,6 +406,7 @@ pub fn summary(s: ConversationSummary) -> JsValue {
 }
 
 fn chat(m: ChatMessage) -> JsValue {
+    let (deleted, hidden) = (m.is_deleted(), m.is_hidden());
     Obj::new()
         .set("conversation", m.conversation.0 as f64)
         .set("seq", m.seq as f64)
@@ -383,6 +414,8 @@ fn chat(m: ChatMessage) -> JsValue {
         .set("authorName", m.author_name)
         .set("clientId", m.client_id.to_string())
         .set("sentAtMs", m.sent_at_ms as f64)
+        .set("deleted", deleted)
+        .set("hidden", hidden)
         .set("body", m.body)
         .build()
 }
