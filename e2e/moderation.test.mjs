@@ -12,7 +12,10 @@
 //   it listed, removes it, and the audit log shows both actions and the ban below;
 // - boss bans bob from his name: bob's open pages, one over WebTransport and one over
 //   WebSocket, show the banned screen with the reason at once, and his login is refused
-//   with the same screen; the ban is listed and unbanning lets him log in again.
+//   with the same screen; the ban is listed and unbanning lets him log in again;
+// - last, the operator bans the tests' own address (127.0.0.1): alice's page is cut off and
+//   shows the banned-address screen, still after a reload (the service worker's cached page
+//   starts and the API answers `address_banned`), and carries on once the ban is removed.
 //
 // Run with `node --test` in e2e/ (scripts/test does, after scripts/build-web and
 // scripts/setup-browser-tests).
@@ -367,6 +370,33 @@ describe('moderation in a real browser', () => {
     await bob.page.locator('#me', { hasText: 'bob' }).waitFor(WAIT);
     await ready(bob);
     await bobWs.context.close();
+  });
+
+  it('a banned address is cut off live, told why after a reload, and let back in', async () => {
+    const { alice } = users;
+    const { page } = alice;
+    // The service worker has the page cached, so that it starts even from a banned address.
+    assert.equal(await page.evaluate(async () => {
+      await navigator.serviceWorker.ready;
+      return caches.has('quibble-page-v1');
+    }), true);
+    await ready(alice);
+    // Last: this bans the tests' own address.
+    operator('ip-ban', 'add', '127.0.0.1', '--reason', 'lab test');
+    try {
+      await page.locator('#banned[data-kind="address"]').waitFor({ state: 'visible', timeout: 5_000 });
+      assert.equal(await page.locator('#banned-title').textContent(), 'This address is banned');
+      await page.reload();
+      await page.locator('#banned[data-kind="address"]').waitFor({ state: 'visible', ...WAIT });
+      assert.match(await page.locator('#banned-reason').textContent(), /lab test/);
+      assert.equal(await page.locator('#app').isVisible(), false);
+    } finally {
+      operator('ip-ban', 'remove', '127.0.0.1');
+    }
+    // The session was kept: "Try again" carries on.
+    await page.click('#banned-back');
+    await page.locator('#me', { hasText: 'alice' }).waitFor(WAIT);
+    await ready(alice);
   });
 
   it('raised no page errors', () => {

@@ -132,7 +132,7 @@ function watchRefusals(module) {
 
 /** `banned` (a login refused) and `address_banned` (any call) end everything. */
 function noteRefusal(error) {
-  if (error?.code === 'address_banned') showBanned('address', error.message);
+  if (error?.code === 'address_banned') showBanned('address', error.message, auth);
   else if (error?.code === 'banned') showBanned('user', error.message);
 }
 
@@ -153,6 +153,10 @@ function bindUi() {
   $('auth-form').addEventListener('submit', onAuthSubmit);
   $('logout').addEventListener('click', () => endSession());
   $('banned-back').addEventListener('click', () => {
+    if ($('banned').dataset.kind === 'address') {
+      location.reload(); // with the saved session, if any
+      return;
+    }
     $('banned').hidden = true;
     showAuth();
   });
@@ -335,7 +339,7 @@ function onEvent(event) {
       }
       // The `error` event before it said why; this is the fallback.
       if (event.state === 'failed' && event.code === 'banned' && $('banned').hidden) {
-        showBanned('user', '');
+        onLiveBan('');
       }
       break;
     case 'transportFailed':
@@ -394,7 +398,7 @@ function onEvent(event) {
         }
       } else if (event.conversation === null && event.code === 'banned') {
         // The account (or the address) was banned: the client does not reconnect.
-        showBanned(/address/i.test(event.reason) ? 'address' : 'user', event.reason);
+        onLiveBan(event.reason);
       } else {
         console.warn(`quibble: ${event.code}: ${event.reason}`);
       }
@@ -552,9 +556,12 @@ function renderConversations() {
     const preview = document.createElement('span');
     preview.className = 'conv-preview';
     const { last } = summary;
-    if (last) {
+    if (last && last.author === 0) {
+      preview.textContent = 'hidden: blocked user'; // a hidden marker has no author
+    } else if (last) {
       const who = last.author === auth?.user.id ? 'You' : last.authorName;
-      preview.textContent = `${who}: ${last.preview}`;
+      // A real message is never empty: an empty preview is a deleted message's.
+      preview.textContent = `${who}: ${last.preview || 'message deleted'}`;
     } else {
       preview.textContent = 'No messages yet';
     }
@@ -1632,18 +1639,37 @@ async function refreshAccount() {
 // ---- banned ----
 
 /**
- * The full-screen notice for a banned account (`user`) or address (`address`); `message` is
- * the server's, e.g. "banned until 2026-12-01T10:00:00Z: spam" or "banned: spam".
+ * The server closed the connection with `banned`: the account's ban (its tokens are void now)
+ * or the address's. An API call tells which: `address_banned` for the address.
  */
-function showBanned(kind, message) {
+async function onLiveBan(reason) {
+  const session = auth;
+  if (!session) return;
+  showBanned(/address/i.test(reason) ? 'address' : 'user', reason, session);
+  try {
+    await account(session.token); // answered `address_banned`: noteRefusal switches the screen
+  } catch {
+    // 401: the account's ban revoked the token, as the screen says.
+  }
+}
+
+/**
+ * The full-screen notice for a banned account (`user`) or address (`address`); `message` is
+ * the server's, e.g. "banned until 2026-12-01T10:00:00Z: spam" or "banned: spam". An
+ * address ban keeps the session (`session`) on this device: its token still holds, and a
+ * reload once the ban is lifted carries on.
+ */
+function showBanned(kind, message, session = null) {
   if (auth) stopSession(true);
   auth = null;
-  forgetAuth();
+  if (kind === 'address' && session) localStorage.setItem(AUTH_KEY, JSON.stringify(session));
+  else if (kind === 'user') forgetAuth();
   $('app').hidden = true;
   $('auth').hidden = true;
   $('banned').hidden = false;
   $('banned').dataset.kind = kind;
   $('banned-title').textContent = kind === 'address' ? 'This address is banned' : 'You are banned';
+  $('banned-back').textContent = kind === 'address' ? 'Try again' : 'Back to log in';
   const ban = describeBan(message ?? '');
   $('banned-reason').textContent = ban.reason ? `Reason: ${ban.reason}` : '';
   $('banned-reason').hidden = !ban.reason;
