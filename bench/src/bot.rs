@@ -236,7 +236,8 @@ impl State {
             | Event::Receipt { .. }
             | Event::Friend { .. }
             | Event::Presence { .. }
-            | Event::Typing { .. } => {}
+            | Event::Typing { .. }
+            | Event::Deleted { .. } => {}
         }
     }
 

@@ -519,22 +519,6 @@ impl Driver {
         })
     }
 
-    /// A frame for the session. `Deleted` is reported to the page here, after the events
-    /// of the frames before it (the session does not report it yet).
-    fn on_frame(&mut self, key: StreamKey, frame: ServerFrame, now: u64) {
-        let deleted = match &frame {
-            ServerFrame::Deleted { conversation, seq } => Some((*conversation, *seq)),
-            _ => None,
-        };
-        self.session.on_frame(key, frame, now);
-        if let Some((conversation, seq)) = deleted {
-            while let Some(event) = self.session.poll_event() {
-                self.events.push_back(js::event(event));
-            }
-            self.events.push_back(js::deleted(conversation, seq));
-        }
-    }
-
     /// The server closed the current link with a protocol error code: that is the `Error`
     /// the control stream carries before such a close, which a closing transport may drop.
     /// Nothing if the session already had it (it then dropped the link).
@@ -567,7 +551,7 @@ impl Driver {
             return;
         };
         match link.receive(data) {
-            Some(Received::Frame(key, frame)) => self.on_frame(key, frame, js::now_ms()),
+            Some(Received::Frame(key, frame)) => self.session.on_frame(key, frame, js::now_ms()),
             Some(Received::Ended(key, reason)) => self.stream_ended(key, reason),
             None => {}
         }
@@ -615,7 +599,7 @@ impl Driver {
         let key = link.live(id);
         if let Some(key) = key {
             for frame in frames {
-                self.on_frame(key, frame, now);
+                self.session.on_frame(key, frame, now);
             }
         }
         if !malformed {

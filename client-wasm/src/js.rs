@@ -4,9 +4,7 @@
 
 use js_sys::{Array, Math, Object, Reflect};
 use quibble_protocol::session::{Event, State, StreamKey};
-use quibble_protocol::{
-    ChatMessage, ConversationId, ConversationKind, ConversationSummary, FriendStatus,
-};
+use quibble_protocol::{ChatMessage, ConversationKind, ConversationSummary, FriendStatus};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
@@ -57,7 +55,7 @@ export type ClientEvent =
   | { type: "presence"; user: number; username: string; online: boolean; lastSeenMs: number }
   /** `user` started or stopped typing (the server says when it ran out); void after "disconnected". */
   | { type: "typing"; conversation: number; user: number; username: string; typing: boolean }
-  /** Message `seq` was deleted: show it as "message deleted" from now on. */
+  /** A message delivered before was deleted: show it as "message deleted" (its tombstone). */
   | { type: "deleted"; conversation: number; seq: number };
 export interface LastMessage { seq: number; author: number; authorName: string; preview: string; sentAtMs: number }
 export interface ConversationSummary {
@@ -356,17 +354,12 @@ pub fn event(event: Event) -> JsValue {
             .set("user", user.0 as f64)
             .set("username", username)
             .set("typing", typing),
+        Event::Deleted { conversation, seq } => obj
+            .set("type", "deleted")
+            .set("conversation", conversation.0 as f64)
+            .set("seq", seq as f64),
     }
     .build()
-}
-
-/// The `deleted` event: message `seq` of `conversation` is a tombstone from now on.
-pub fn deleted(conversation: ConversationId, seq: u64) -> JsValue {
-    Obj::new()
-        .set("type", "deleted")
-        .set("conversation", conversation.0 as f64)
-        .set("seq", seq as f64)
-        .build()
 }
 
 /// A number, or `null`.

@@ -1,5 +1,5 @@
-//! The REST client for the server's JSON API (`docs/api.md`): accounts, sessions, rooms and the
-//! certificate hash for WebTransport pinning (friends, DMs, membership and the conversation
+//! The REST client for the server's JSON API (`docs/api.md`): accounts, sessions, rooms, message
+//! deletion and the certificate hash for WebTransport pinning (friends, DMs, membership and the conversation
 //! list are in `social.rs`). Error bodies become [`ApiError::Server`] with the
 //! HTTP status and the API's stable code.
 
@@ -70,6 +70,14 @@ pub struct RoomPage {
     pub rooms: Vec<Room>,
     /// The `after` for the next page; `None` on the last page.
     pub next: Option<ConversationId>,
+}
+
+/// A deleted message (`DELETE /api/conversations/{id}/messages/{seq}`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct DeletedMessage {
+    pub conversation: ConversationId,
+    pub seq: u64,
+    pub deleted: bool,
 }
 
 /// The largest page `GET /api/rooms` serves; [`Api::rooms`] asks for pages of this size.
@@ -177,6 +185,20 @@ impl Api {
     /// `POST /api/rooms`: create a room.
     pub async fn create_room(&self, token: &str, name: &str) -> Result<Room, ApiError> {
         self.call(Method::POST, "rooms", Some(token), Some(&NewRoom { name }))
+            .await
+    }
+
+    /// `DELETE /api/conversations/{id}/messages/{seq}`: delete a message (the caller's own; an
+    /// admin: anyone's). Deleting it again succeeds the same; someone else's is
+    /// [`ApiError::Server`] 403 `forbidden`.
+    pub async fn delete_message(
+        &self,
+        token: &str,
+        conversation: ConversationId,
+        seq: u64,
+    ) -> Result<DeletedMessage, ApiError> {
+        let path = format!("conversations/{}/messages/{seq}", conversation.0);
+        self.call(Method::DELETE, &path, Some(token), None::<&()>)
             .await
     }
 

@@ -34,7 +34,7 @@ mod error;
 mod social;
 mod transport;
 
-pub use api::{Api, CertInfo, Login, Role, Room, RoomPage, User};
+pub use api::{Api, CertInfo, DeletedMessage, Login, Role, Room, RoomPage, User};
 pub use client::{Client, ClientEvent, ClientOptions};
 pub use endpoints::ServerUrl;
 pub use error::{ApiError, ClientError, InvalidUrl, TransportError};

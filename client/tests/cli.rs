@@ -373,3 +373,37 @@ fn the_interactive_chat_sends_typed_lines() {
         "1\thana\thello from a person\n"
     );
 }
+
+#[test]
+fn delete_leaves_a_tombstone_in_history_and_refuses_someone_elses_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path());
+    // The first account of a fresh store is an admin.
+    for user in ["alice", "bob", "carol"] {
+        signup(&server, user);
+    }
+    create_room(&server, "bob", "lobby");
+    ok(chat(&server, "bob", &["send", "lobby", "oops, wrong room"]));
+    ok(chat(&server, "bob", &["send", "lobby", "fine"]));
+
+    let stderr = fails(chat(&server, "carol", &["delete", "lobby", "1"]));
+    assert!(stderr.contains("only its author or an admin"), "{stderr:?}");
+    assert_eq!(
+        ok(chat(&server, "bob", &["delete", "Lobby", "1"])),
+        "deleted 1\n"
+    );
+    assert_eq!(
+        ok(chat(&server, "bob", &["delete", "lobby", "1"])),
+        "deleted 1\n",
+        "twice is harmless"
+    );
+    assert_eq!(
+        ok(chat(&server, "alice", &["delete", "lobby", "2"])),
+        "deleted 2\n"
+    );
+    assert_eq!(
+        ok(chat(&server, "carol", &["history", "lobby"])),
+        "1\tbob\t(message deleted)\n2\tbob\t(message deleted)\n"
+    );
+    fails(chat(&server, "bob", &["delete", "lobby", "3"]));
+}

@@ -7,6 +7,8 @@
 //! - A DM has exactly two members; only they may open it, read it or report receipts in it
 //!   (anyone else: `Forbidden`). Both keep that for good, also after unfriending.
 //! - Sending in a DM needs its members to be friends now (else `NotFriends`).
+//! - A message may be deleted by its author, or by an admin (any message of a conversation they
+//!   may read); anyone else: `Forbidden` ([`may_delete`]).
 //! - Presence is seen by friends and by fellow members of a room ([`shares_presence`]); a DM,
 //!   which outlives the friendship, shares nothing by itself. (The user hub applies this when
 //!   it routes presence, from what it knows of who is online.)
@@ -16,7 +18,9 @@
 
 use quibble_protocol::{ConversationId, ErrorCode, UserId};
 
-use crate::store::{ConversationKind, FriendState, Store, StoreError};
+use quibble_protocol::ChatMessage;
+
+use crate::store::{ConversationKind, FriendState, Role, Store, StoreError, User};
 
 /// Why an action is refused.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -29,6 +33,8 @@ pub enum Refusal {
     NotFriends,
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("only its author or an admin may delete this message")]
+    NotYours,
 }
 
 impl Refusal {
@@ -39,6 +45,7 @@ impl Refusal {
             Refusal::Forbidden => ErrorCode::Forbidden,
             Refusal::NotFriends => ErrorCode::NotFriends,
             Refusal::Store(_) => ErrorCode::Internal,
+            Refusal::NotYours => ErrorCode::Forbidden,
         }
     }
 }
@@ -134,6 +141,39 @@ pub async fn dm_with(
     Ok((dm, can_send))
 }
 
+/// On whose authority a deletion is allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteAs {
+    /// The caller wrote the message.
+    Author,
+    /// The caller is an admin deleting someone else's message (a moderation action).
+    Admin,
+}
+
+/// May `user` delete the message `seq` of `conversation`? They must be able to read the
+/// conversation, and be the message's author or an admin (role as stored now). Returns the
+/// message as stored (a tombstone if already deleted) and the authority.
+/// No such message: `Store(NotFound)`.
+pub async fn may_delete(
+    store: &Store,
+    user: &User,
+    conversation: ConversationId,
+    seq: u64,
+) -> Result<(ChatMessage, DeleteAs), Refusal> {
+    may_read(store, user.id, conversation).await?;
+    let message = store
+        .message(conversation, seq)
+        .await?
+        .ok_or(Refusal::Store(StoreError::NotFound))?;
+    if message.author == user.id {
+        Ok((message, DeleteAs::Author))
+    } else if user.role == Role::Admin {
+        Ok((message, DeleteAs::Admin))
+    } else {
+        Err(Refusal::NotYours)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +198,39 @@ mod tests {
         assert!(matches!(
             may_read(&store, carol, ConversationId(99)).await,
             Err(Refusal::Unknown(99))
+        ));
+    }
+
+    #[tokio::test]
+    async fn the_author_or_an_admin_may_delete() {
+        let (_dir, store, [alice, bob, carol]) = setup().await;
+        let (admin, user) = (
+            store.user(alice).await.unwrap().unwrap(),
+            store.user(bob).await.unwrap().unwrap(),
+        );
+        assert_eq!(admin.role, Role::Admin, "the first account is an admin");
+        let room = store.create_room("lobby", alice).await.unwrap().id;
+        let seq = store
+            .append(room, carol, "carol", 1, "hi")
+            .await
+            .unwrap()
+            .message
+            .seq;
+        let by_carol = store.user(carol).await.unwrap().unwrap();
+        assert_eq!(
+            may_delete(&store, &by_carol, room, seq).await.unwrap().1,
+            DeleteAs::Author
+        );
+        assert_eq!(
+            may_delete(&store, &admin, room, seq).await.unwrap().1,
+            DeleteAs::Admin
+        );
+        let refused = may_delete(&store, &user, room, seq).await.unwrap_err();
+        assert!(matches!(refused, Refusal::NotYours));
+        assert_eq!(refused.code(), ErrorCode::Forbidden);
+        assert!(matches!(
+            may_delete(&store, &user, room, seq + 1).await,
+            Err(Refusal::Store(StoreError::NotFound))
         ));
     }
 

@@ -94,6 +94,10 @@ pub struct Limits {
     /// Time a write to an HTTP connection (or a WebSocket on it) may wait on a peer that
     /// reads nothing.
     pub http_write_timeout: Duration,
+    /// Messages one (non-admin) user may delete per hour, sustained, and in a burst: each
+    /// deletion makes the store overwrite the free pages of its file (`store::scrub`).
+    pub deletes_per_hour: u32,
+    pub delete_burst: u32,
 }
 
 /// One hashing thread per core, at most 4.
@@ -131,6 +135,8 @@ impl Default for Limits {
             http_body_timeout: Duration::from_secs(10),
             tls_handshake_timeout: Duration::from_secs(10),
             http_write_timeout: Duration::from_secs(30),
+            deletes_per_hour: 600,
+            delete_burst: 60,
         }
     }
 }
@@ -169,6 +175,8 @@ pub struct FileConfig {
     pub http_body_timeout_ms: Option<u64>,
     pub tls_handshake_timeout_ms: Option<u64>,
     pub http_write_timeout_ms: Option<u64>,
+    pub deletes_per_hour: Option<u32>,
+    pub delete_burst: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -282,6 +290,12 @@ impl Config {
             limits.signups_per_hour = n;
         }
         apply_edge_limits(&file, &mut limits);
+        if let Some(n) = file.deletes_per_hour {
+            limits.deletes_per_hour = n;
+        }
+        if let Some(n) = file.delete_burst {
+            limits.delete_burst = n;
+        }
         Ok(Config {
             data_dir: cli
                 .data_dir

@@ -93,6 +93,10 @@ impl Server {
             Box::new({
                 let (hub, users, typing) = (hub.clone(), users.clone(), Arc::clone(&typing));
                 move |message| {
+                    if message.is_deleted() {
+                        hub.publish_deleted(message.conversation, message.seq);
+                        return;
+                    }
                     hub.publish(message);
                     users.on_message(message);
                     if typing.stop(message.author, message.conversation) {
@@ -165,6 +169,10 @@ impl Server {
             join_limiter: Arc::new(UserLimiter::new(
                 config.limits.room_joins_per_hour,
                 config.limits.room_join_burst,
+            )),
+            delete_limiter: Arc::new(UserLimiter::new(
+                config.limits.deletes_per_hour,
+                config.limits.delete_burst,
             )),
             shutdown: shutdown_rx,
             webtransport_port: port,
@@ -306,6 +314,7 @@ async fn housekeeping(state: AppState, endpoints: Vec<(SocketAddr, Arc<Endpoint<
         state.room_limiter.retain_recent();
         state.friend_limiter.retain_recent();
         state.join_limiter.retain_recent();
+        state.delete_limiter.retain_recent();
         match state.certs.rotate_if_due(SystemTime::now()) {
             Ok(Some(identity)) => {
                 for (addr, endpoint) in &endpoints {

@@ -62,6 +62,8 @@ pub struct Shared {
     pub shutdown: watch::Receiver<bool>,
     /// The UDP port WebTransport listens on (for `/api/cert`).
     pub webtransport_port: u16,
+    /// Message deletions per user (admins are not limited).
+    pub delete_limiter: Arc<UserLimiter>,
 }
 
 impl Shared {

@@ -100,6 +100,13 @@ pub enum Command {
         /// Room name (case-insensitive).
         room: String,
     },
+    /// Delete a message (your own; an admin: anyone's); prints `deleted SEQ`.
+    Delete {
+        /// Room name (case-insensitive).
+        room: String,
+        /// The message's seq (as `history` prints it).
+        seq: u64,
+    },
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! The scripted commands of `quibble-chat`: `signup`, `rooms`, `create-room`, `send`, `history`
-//! and `tail` (the social ones — friends, DMs, membership, the conversation list — are in
+//! The scripted commands of `quibble-chat`: `signup`, `rooms`, `create-room`, `send`, `history`,
+//! `delete` and `tail` (the social ones — friends, DMs, membership, the conversation list — are in
 //! `social.rs`). Each prints machine-readable lines on stdout (see [`super::format`]).
 
 use std::collections::BTreeMap;
@@ -55,9 +55,20 @@ pub async fn run(cli: &Cli, command: &Command) -> anyhow::Result<()> {
         Command::Conversations => social::conversations(&session).await,
         Command::Join { room } => social::membership(&session, room, true).await,
         Command::Leave { room } => social::membership(&session, room, false).await,
+        Command::Delete { room, seq } => delete(&session, room, *seq).await,
     };
     session.logout().await;
     result
+}
+
+async fn delete(session: &Session, room: &str, seq: u64) -> anyhow::Result<()> {
+    let room = session.room(room).await?;
+    let deleted = session
+        .api
+        .delete_message(session.token(), room.id, seq)
+        .await
+        .with_context(|| format!("cannot delete message {seq} of {}", room.name))?;
+    emit(&format!("deleted {}", deleted.seq))
 }
 
 async fn rooms(session: &Session) -> anyhow::Result<()> {

@@ -39,13 +39,25 @@ pub fn created_room_line(room: &Room) -> String {
     format!("{}\t{}", room.id.0, escape_field(&room.name))
 }
 
+/// What a deleted message (a tombstone) shows instead of its text.
+pub const DELETED_TEXT: &str = "(message deleted)";
+
+/// What a message shows as its text: the body, or [`DELETED_TEXT`] for a tombstone.
+pub fn message_text(message: &ChatMessage) -> &str {
+    if message.is_deleted() {
+        DELETED_TEXT
+    } else {
+        &message.body
+    }
+}
+
 /// `SEQ<TAB>AUTHOR<TAB>TEXT`
 pub fn history_line(message: &ChatMessage) -> String {
     format!(
         "{}\t{}\t{}",
         message.seq,
         escape_field(&message.author_name),
-        escape_field(&message.body)
+        escape_field(message_text(message))
     )
 }
 
@@ -54,7 +66,7 @@ pub fn tail_line(message: &ChatMessage) -> String {
     format!(
         "{}\t{}",
         escape_field(&message.author_name),
-        escape_field(&message.body)
+        escape_field(message_text(message))
     )
 }
 
@@ -94,7 +106,7 @@ pub fn chat_line(message: &ChatMessage) -> String {
         "#{} {}: {}",
         message.seq,
         message.author_name,
-        one_line(&message.body)
+        one_line(message_text(message))
     )
 }
 

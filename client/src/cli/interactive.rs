@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use super::account::{self, Session};
 use super::args::Cli;
 use super::commands::check_length;
-use super::format::{chat_line, find_room, friend_outcome, one_line};
+use super::format::{DELETED_TEXT, chat_line, find_room, friend_outcome, one_line};
 use super::social::dm_room;
 
 /// Messages asked for by `/older`.
@@ -558,8 +558,12 @@ impl Chat {
                 self.names.insert(user, username);
                 self.online.insert(user, (online, last_seen_ms));
             }
+            Event::Deleted { conversation, seq } if self.is_current(conversation) => {
+                say(format!("#{seq} {DELETED_TEXT}"));
+            }
             // Other rooms' traffic (after a switch) is not shown.
             Event::Reset { .. }
+            | Event::Deleted { .. }
             | Event::Message(_)
             | Event::History { .. }
             | Event::Receipt { .. }

@@ -238,6 +238,23 @@ impl Conversation {
         self.request_gap(out);
     }
 
+    /// A `Deleted`: a message still buffered (behind a gap) becomes its tombstone before it is
+    /// delivered; one already delivered (or never seen: the application ignores it) is the
+    /// application's to replace, told by [`Event::Deleted`].
+    pub(super) fn on_deleted(&mut self, seq: u64, out: &mut Queues) {
+        if self.link != Link::Joined {
+            return;
+        }
+        if let Some(buffered) = self.buffer.get_mut(&seq) {
+            *buffered = buffered.tombstone();
+            return;
+        }
+        out.events.push_back(Event::Deleted {
+            conversation: self.id,
+            seq,
+        });
+    }
+
     /// A `HistoryPage`, matched against the outstanding requests by `before_seq`; a page
     /// nobody asked for (e.g. from an earlier stream) is ignored.
     pub(super) fn on_history_page(
@@ -545,5 +562,36 @@ mod tests {
         conv.join(&mut out);
         assert!(conv.stream_closed());
         assert_eq!(conv.failures(), 1, "an unexplained end is");
+    }
+
+    #[test]
+    fn a_deletion_tombstones_a_buffered_message_or_tells_the_application() {
+        let (mut conv, mut out) = joined_at(0);
+        let text = |seq| ChatMessage {
+            body: format!("text {seq}"),
+            ..msg(ID, seq)
+        };
+        conv.on_message(text(2), 16, &mut out);
+        conv.on_deleted(2, &mut out);
+        assert!(
+            out.events.is_empty(),
+            "2 waits behind the gap, now as its tombstone"
+        );
+        out.transmits.clear();
+        conv.on_message(text(1), 16, &mut out);
+        let got: Vec<Event> = out.events.drain(..).collect();
+        let [Event::Message(one), Event::Message(two)] = &got[..] else {
+            panic!("expected 1 and 2, got {got:?}");
+        };
+        assert_eq!((one.body.as_str(), two.seq), ("text 1", 2));
+        assert!(two.is_deleted() && two.client_id == 0, "{two:?}");
+        conv.on_deleted(1, &mut out);
+        assert_eq!(
+            out.events.drain(..).collect::<Vec<_>>(),
+            [Event::Deleted {
+                conversation: ID,
+                seq: 1
+            }]
+        );
     }
 }

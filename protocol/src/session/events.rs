@@ -135,4 +135,12 @@ pub enum Event {
         username: String,
         typing: bool,
     },
+    /// The message `seq`, already delivered as a [`Event::Message`] (or in a history page), was
+    /// deleted: show it as "message deleted" from now on (its tombstone keeps seq, author and
+    /// time). Messages delivered later come as tombstones themselves
+    /// ([`ChatMessage::is_deleted`]).
+    Deleted {
+        conversation: ConversationId,
+        seq: u64,
+    },
 }

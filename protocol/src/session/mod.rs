@@ -908,7 +908,9 @@ impl Session {
                 }
             }
             ServerFrame::Lagged { .. } => conv.lagged(),
-            // Applied to the conversation's messages by the delete work (issue 8).
+            ServerFrame::Deleted { conversation, seq } if conversation == c => {
+                conv.on_deleted(seq, &mut self.queues);
+            }
             ServerFrame::Deleted { .. } => {}
             // Control-stream frames never come on a conversation stream.
             ServerFrame::Welcome { .. }

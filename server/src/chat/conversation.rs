@@ -11,6 +11,11 @@
 //! outbound queue has room reserved for them, and one request is served at a time, so a peer
 //! that does not read gets nothing more read for it. Live messages are pushed by the hub; a
 //! stream it cuts for lagging ends here quietly (the hub queued its `Lagged`).
+//!
+//! Deletions: replay and history pages carry tombstones as stored. A connection of version 3 on
+//! also gets `Deleted` frames: live from the hub, and after a resumed join's replay, one for each
+//! deletion at or before the resume point among its [`RESUME_DELETIONS_WINDOW`] seqs (at most
+//! [`RESUME_DELETIONS_MAX`], the nearest), so a client that was away drops the text it holds.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -19,7 +24,8 @@ use std::sync::Arc;
 
 use quibble_protocol::limits::{MAX_BODY_LEN, MAX_HISTORY_PAGE};
 use quibble_protocol::{
-    ChatMessage, ClientFrame, ConversationId, Cursor, EVENTS_VERSION, ErrorCode, ServerFrame,
+    ChatMessage, ClientFrame, ConversationId, Cursor, EVENTS_VERSION, ErrorCode,
+    MODERATION_VERSION, ServerFrame,
 };
 use tokio::time::{Instant, timeout};
 
@@ -38,6 +44,15 @@ const REPLAY_BATCH: usize = 32;
 /// Most bytes one stored message takes as a `Message` frame (or inside a history page): the
 /// body, the author's name (at most 32 characters) and the numbers, rounded up.
 const MESSAGE_FRAME_MAX: usize = MAX_BODY_LEN + 256;
+/// How far back from a resume point a resumed join looks for deletions: the seqs a client
+/// that resumes is likely to hold (it shows recent pages; older ones it pages again, as
+/// tombstones).
+pub const RESUME_DELETIONS_WINDOW: u64 = 1000;
+/// Most `Deleted` frames after a resumed join's replay.
+pub const RESUME_DELETIONS_MAX: usize = 256;
+/// Most bytes one `Deleted` frame counts for in the queue: the frame (length, tag, two varints)
+/// rounded up, and the queue's per-frame overhead.
+const DELETED_FRAME_MAX: usize = 32 + crate::chat::outbound::FRAME_OVERHEAD;
 
 /// What every stream of a connection shares.
 pub struct ConnCtx {
@@ -129,12 +144,15 @@ async fn join(ctx: &ConnCtx, io: &mut StreamIo) -> Result<Option<(Grant, Subscri
         }
     }
     // Subscribe before reading the head, so nothing committed in between is missed.
-    let live = state.hub.subscribe(conversation, io.outbound.live());
+    let deletions = ctx.version >= MODERATION_VERSION;
+    let live = state
+        .hub
+        .subscribe(conversation, io.outbound.live(), deletions);
     let head = state.store.head(conversation).await?;
     let epoch = state.store.epoch();
-    let from_seq = match resume {
-        Some(Cursor { epoch: e, seq }) if e == epoch => seq.min(head),
-        _ => head.saturating_sub(RECENT_PAGE),
+    let (from_seq, resumed) = match resume {
+        Some(Cursor { epoch: e, seq }) if e == epoch => (seq.min(head), true),
+        _ => (head.saturating_sub(RECENT_PAGE), false),
     };
     send(
         io,
@@ -146,15 +164,48 @@ async fn join(ctx: &ConnCtx, io: &mut StreamIo) -> Result<Option<(Grant, Subscri
         },
     )
     .await?;
-    let mut last_sent = from_seq;
+    let mut last_sent = replay(ctx, io, &grant, from_seq).await?;
+    if resumed && deletions {
+        // Read after subscribing: a deletion committed since comes from the hub instead.
+        recent_deletions(ctx, io, conversation, from_seq).await?;
+    }
     loop {
-        last_sent = replay(ctx, io, &grant, last_sent).await?;
         match live.go_live(last_sent) {
             Ok(()) => return Ok(Some((grant, live))),
             Err(NotLive::Behind) => {}
             Err(NotLive::Gone) => return Ok(None),
         }
+        last_sent = replay(ctx, io, &grant, last_sent).await?;
     }
+}
+
+/// `Deleted` for the recent deletions at or before a resume point (see the module doc).
+async fn recent_deletions(
+    ctx: &ConnCtx,
+    io: &StreamIo,
+    conversation: ConversationId,
+    resume_seq: u64,
+) -> Result<(), End> {
+    let room = io
+        .outbound
+        .reserve(RESUME_DELETIONS_MAX * DELETED_FRAME_MAX)
+        .await
+        .map_err(|_| End::Quiet)?;
+    let seqs = ctx
+        .state
+        .store
+        .deletions_up_to(
+            conversation,
+            resume_seq,
+            RESUME_DELETIONS_WINDOW,
+            RESUME_DELETIONS_MAX,
+        )
+        .await?;
+    room.send(
+        seqs.into_iter()
+            .map(|seq| encode_frame(&ServerFrame::Deleted { conversation, seq })),
+    );
+    Ok(())
 }
 
 /// The serving loop: sends made durable and acknowledged in order, history pages, `Leave`.

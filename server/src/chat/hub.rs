@@ -9,6 +9,15 @@
 //! sends stored messages; it goes live with [`Subscription::go_live`], which succeeds only if
 //! the hub has published nothing newer than what the stream has sent, so every seq reaches it
 //! exactly once, either from the store or live.
+//!
+//! Deletions: [`Hub::publish_deleted`] sends `Deleted { conversation, seq }` to the subscribers
+//! whose connection speaks it (version 3 on), in commit order with the messages and through the
+//! same byte-bounded queues. A live subscriber gets it at once when it has the message (it always
+//! has, since messages are published in commit order); a replaying one may already have read the
+//! old text from the store, so the seq is remembered (at most [`MAX_HELD_DELETIONS`]) and queued
+//! when it goes live, right after its replay. More than that, or a full queue, cuts the stream
+//! with `Lagged` like a message would; the resumed join then learns of the deletion from the
+//! store's deletions index.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -40,7 +49,15 @@ struct Subscriber {
     tx: LiveTx,
     /// The last seq the stream has queued, once it is live; `None` while it replays.
     live_after: Option<u64>,
+    /// Whether the connection gets `Deleted` frames (version 3 on).
+    deletions: bool,
+    /// Deletions published while the stream replayed, queued when it goes live; `None` once
+    /// more than [`MAX_HELD_DELETIONS`] came (the stream is cut then).
+    held_deletions: Option<Vec<u64>>,
 }
+
+/// Most deletions remembered for a replaying subscriber.
+pub const MAX_HELD_DELETIONS: usize = 64;
 
 /// Why a stream cannot go live yet.
 #[derive(Debug, PartialEq, Eq)]
@@ -59,8 +76,14 @@ pub struct Subscription {
 }
 
 impl Hub {
-    /// Subscribe a stream (replaying until [`Subscription::go_live`]).
-    pub fn subscribe(&self, conversation: ConversationId, tx: LiveTx) -> Subscription {
+    /// Subscribe a stream (replaying until [`Subscription::go_live`]); with `deletions`, it
+    /// gets `Deleted` frames.
+    pub fn subscribe(
+        &self,
+        conversation: ConversationId,
+        tx: LiveTx,
+        deletions: bool,
+    ) -> Subscription {
         let mut inner = self.lock();
         inner.next_key += 1;
         let key = inner.next_key;
@@ -74,6 +97,8 @@ impl Hub {
                 Subscriber {
                     tx,
                     live_after: None,
+                    deletions,
+                    held_deletions: Some(Vec::new()),
                 },
             );
         set_gauge(&inner);
@@ -130,6 +155,52 @@ impl Hub {
         }
     }
 
+    /// Publish a committed deletion to the conversation's subscribers that get deletions (see
+    /// the module doc).
+    pub fn publish_deleted(&self, conversation: ConversationId, seq: u64) {
+        if !self.lock().conversations.contains_key(&conversation) {
+            return;
+        }
+        let frame = encode_frame(&ServerFrame::Deleted { conversation, seq });
+        let mut inner = self.lock();
+        let Some(subscribers) = inner.conversations.get_mut(&conversation) else {
+            return;
+        };
+        subscribers.by_key.retain(|_, sub| {
+            if !sub.deletions {
+                return true;
+            }
+            let Some(last) = sub.live_after else {
+                if let Some(held) = &mut sub.held_deletions {
+                    if held.len() < MAX_HELD_DELETIONS {
+                        held.push(seq);
+                    } else {
+                        sub.held_deletions = None;
+                    }
+                }
+                return true;
+            };
+            if seq > last {
+                // Not delivered yet: it comes from the store, as the tombstone.
+                return true;
+            }
+            match sub.tx.try_send(frame.clone()) {
+                Ok(()) => true,
+                Err(SendError::Closed) => false,
+                Err(SendError::Full) => {
+                    metrics::counter!(crate::metrics::STREAMS_LAGGED).increment(1);
+                    sub.tx
+                        .send_last(encode_frame(&ServerFrame::Lagged { resume_from: last }));
+                    false
+                }
+            }
+        });
+        if subscribers.by_key.is_empty() {
+            inner.conversations.remove(&conversation);
+            set_gauge(&inner);
+        }
+    }
+
     /// Conversations with subscribers now.
     #[cfg(test)]
     fn conversations(&self) -> usize {
@@ -153,8 +224,33 @@ impl Subscription {
             return Err(NotLive::Behind);
         }
         let sub = subscribers.by_key.get_mut(&self.key).ok_or(NotLive::Gone)?;
-        sub.live_after = Some(last_sent);
-        Ok(())
+        // Deletions published during the replay, which may have sent the old text.
+        let queued = match sub.held_deletions.take() {
+            Some(held) => held
+                .into_iter()
+                .filter(|&seq| seq <= last_sent)
+                .try_for_each(|seq| {
+                    sub.tx.try_send(encode_frame(&ServerFrame::Deleted {
+                        conversation: self.conversation,
+                        seq,
+                    }))
+                }),
+            None => Err(SendError::Full),
+        };
+        match queued {
+            Ok(()) => {
+                sub.live_after = Some(last_sent);
+                Ok(())
+            }
+            Err(_) => {
+                metrics::counter!(crate::metrics::STREAMS_LAGGED).increment(1);
+                sub.tx.send_last(encode_frame(&ServerFrame::Lagged {
+                    resume_from: last_sent,
+                }));
+                subscribers.by_key.remove(&self.key);
+                Err(NotLive::Gone)
+            }
+        }
     }
 }
 
@@ -214,8 +310,8 @@ mod tests {
         let hub = Hub::default();
         let (out_a, out_b) = (Outbound::multiplexed(), Outbound::multiplexed());
         let (a, b) = (out_a.open(1), out_b.open(1));
-        let sub_a = hub.subscribe(ConversationId(1), a.live());
-        let sub_b = hub.subscribe(ConversationId(1), b.live());
+        let sub_a = hub.subscribe(ConversationId(1), a.live(), true);
+        let sub_b = hub.subscribe(ConversationId(1), b.live(), true);
         sub_a.go_live(0).unwrap();
         hub.publish(&message(1));
         // b replayed up to 0 but seq 1 was published meanwhile: it must read it first.
@@ -237,7 +333,7 @@ mod tests {
         let hub = Hub::default();
         let out = Outbound::multiplexed();
         let tx = out.open(1);
-        let sub = hub.subscribe(ConversationId(1), tx.live());
+        let sub = hub.subscribe(ConversationId(1), tx.live(), true);
         sub.go_live(0).unwrap();
         let mut seq = 0;
         while hub.conversations() == 1 {
@@ -261,12 +357,80 @@ mod tests {
         assert_eq!(hub.conversations(), 0);
     }
 
+    fn decode(frame: &Option<Bytes>) -> ServerFrame {
+        quibble_protocol::codec::decode_exact(frame.as_ref().unwrap(), usize::MAX).unwrap()
+    }
+
+    fn deleted(seq: u64) -> ServerFrame {
+        ServerFrame::Deleted {
+            conversation: ConversationId(1),
+            seq,
+        }
+    }
+
+    #[tokio::test]
+    async fn deletions_reach_live_and_replaying_streams_that_speak_them_in_order() {
+        let hub = Hub::default();
+        let (out_live, out_replaying, out_old) = (
+            Outbound::multiplexed(),
+            Outbound::multiplexed(),
+            Outbound::multiplexed(),
+        );
+        let txs = [out_live.open(1), out_replaying.open(1), out_old.open(1)];
+        let live = hub.subscribe(ConversationId(1), txs[0].live(), true);
+        let replaying = hub.subscribe(ConversationId(1), txs[1].live(), true);
+        let old = hub.subscribe(ConversationId(1), txs[2].live(), false);
+        live.go_live(0).unwrap();
+        old.go_live(0).unwrap();
+        hub.publish(&message(1));
+        hub.publish_deleted(ConversationId(1), 1);
+        // The replaying stream may have read seq 1's text: it hears of the deletion right
+        // after its replay.
+        replaying.go_live(1).unwrap();
+        hub.publish(&message(2));
+
+        let got: Vec<ServerFrame> = frames(&out_live)
+            .await
+            .iter()
+            .map(|f| decode(&f.1))
+            .collect();
+        assert_eq!(got.len(), 3);
+        assert_eq!(
+            (&got[1], &got[2]),
+            (&deleted(1), &ServerFrame::Message(message(2)))
+        );
+        let got: Vec<ServerFrame> = frames(&out_replaying)
+            .await
+            .iter()
+            .map(|f| decode(&f.1))
+            .collect();
+        assert_eq!(got, [deleted(1), ServerFrame::Message(message(2))]);
+        let got = frames(&out_old).await;
+        assert_eq!(got.len(), 2, "messages only, no Deleted");
+        assert!(matches!(decode(&got[1].1), ServerFrame::Message(_)));
+    }
+
+    #[tokio::test]
+    async fn too_many_deletions_while_replaying_cut_the_stream() {
+        let hub = Hub::default();
+        let out = Outbound::multiplexed();
+        let tx = out.open(1);
+        let sub = hub.subscribe(ConversationId(1), tx.live(), true);
+        for seq in 1..=MAX_HELD_DELETIONS as u64 + 1 {
+            hub.publish_deleted(ConversationId(1), seq);
+        }
+        assert_eq!(sub.go_live(100), Err(NotLive::Gone));
+        let got = frames(&out).await;
+        assert_eq!(decode(&got[0].1), ServerFrame::Lagged { resume_from: 100 });
+        assert_eq!(got[1].1, None, "then the stream ends");
+    }
+
     #[test]
     fn the_last_unsubscribe_frees_the_conversation() {
         let hub = Hub::default();
         let out = Outbound::multiplexed();
         let subs: Vec<Subscription> = (0..100)
-            .map(|i| hub.subscribe(ConversationId(i), out.open(i).live()))
+            .map(|i| hub.subscribe(ConversationId(i), out.open(i).live(), true))
             .collect();
         assert_eq!(hub.conversations(), 100);
         drop(subs);

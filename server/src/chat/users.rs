@@ -11,7 +11,7 @@
 //! Events: conversation activity (one shared encoding per message for every online member),
 //! list changes (joined, left, own cursors moved), other members' receipts, friend changes,
 //! presence (online while any connection is live; seen by online friends and members of the
-//! user's rooms — not through a DM, which outlives the friendship) and typing. Frames are pushed without waiting into each connection's
+//! user's rooms — not through a DM, which outlives the friendship) and typing; a deleted last message refreshes its members' entries. Frames are pushed without waiting into each connection's
 //! byte-bounded control queue; a control stream whose queue is full is ended with
 //! `SlowConsumer` (its connection then closes) and dropped from the hub.
 
@@ -405,6 +405,30 @@ impl Users {
                 online.connections.remove(&registration.key);
                 return;
             }
+        }
+    }
+
+    /// The last message of `conversation` was deleted: each online member gets the entry
+    /// afresh (`ConversationUpdated`), whose last message is now the tombstone, so no list
+    /// keeps the text as its preview.
+    pub async fn last_message_deleted(&self, store: &Store, conversation: ConversationId) {
+        let members: Vec<UserId> = match self.lock().members.get(&conversation) {
+            Some(members) => members.iter().copied().collect(),
+            None => return,
+        };
+        for member in members {
+            let summary = match store.summary(member, conversation).await {
+                Ok(Some(summary)) => summary,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::error!("cannot read a summary for a live update: {e}");
+                    return;
+                }
+            };
+            let frame = encode_frame(&ServerFrame::ConversationUpdated(summary_frame(
+                member, &summary,
+            )));
+            self.lock().push_all([member], &frame);
         }
     }
 

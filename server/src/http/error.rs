@@ -121,6 +121,7 @@ impl From<Refusal> for ApiError {
                 Self::new(StatusCode::FORBIDDEN, "not_friends", refusal.to_string())
             }
             Refusal::Store(e) => e.into(),
+            Refusal::NotYours => Self::new(StatusCode::FORBIDDEN, "forbidden", refusal.to_string()),
         }
     }
 }

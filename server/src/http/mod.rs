@@ -12,6 +12,7 @@ pub mod https;
 pub mod key_budget;
 pub mod listener;
 pub mod login_limit;
+pub mod messages;
 pub mod request_body;
 pub mod rooms;
 pub mod signup_limit;
@@ -23,7 +24,7 @@ pub mod write_deadline;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
 use crate::http::error::ApiError;
 use crate::http::request_body::BodyRules;
@@ -55,6 +56,10 @@ pub fn router(state: AppState, web_dir: Option<&std::path::Path>, metrics_public
         .route("/users/remove", post(friends::remove))
         .route("/users/dm", post(friends::dm))
         .route("/cert", get(status::cert))
+        .route(
+            "/conversations/{id}/messages/{seq}",
+            delete(messages::delete),
+        )
         .fallback(not_found);
     let metrics = if metrics_public {
         get(crate::metrics::render)

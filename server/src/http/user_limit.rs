@@ -2,7 +2,8 @@
 //! burst passes, then one more per refill interval; past it the endpoint answers 429 with
 //! `Retry-After`. One limiter each for room creation (`POST /api/rooms`), friend requests
 //! (`POST /api/users/add`) and joining rooms (`POST /api/rooms/{id}/join`, and the membership a
-//! room stream's `Join` records). Keyed by user id, so one account cannot flood the room list or
+//! room stream's `Join` records), and deleting messages (`DELETE
+//! /api/conversations/{id}/messages/{seq}`, admins aside). Keyed by user id, so one account cannot flood the room list or
 //! others' requests however many connections it uses; state for users back at full quota is
 //! dropped by [`UserLimiter::retain_recent`].
 

@@ -1,6 +1,14 @@
 //! Message history: appending (seq assignment per conversation, starting at 1, and
-//! de-duplication on `(author, conversation, client id)`), the head seq, and paging forwards
-//! and backwards through `(conversation, seq)`.
+//! de-duplication on `(author, conversation, client id)`), the head seq, paging forwards
+//! and backwards through `(conversation, seq)`, and deletion.
+//!
+//! Deletion replaces the stored record with its tombstone ([`ChatMessage::tombstone`]: author,
+//! name and time kept, client id 0, body erased), so seqs stay contiguous and every later read
+//! (replay, history, the conversation list's last message) carries the tombstone; nothing else
+//! in the store holds a body or its preview (summaries read the last message's record). The
+//! deletion is also recorded in the deletions index `(conversation, seq) → deleted at`, which a
+//! resumed join reads for deletions at or before its resume point ([`Store::deletions_up_to`]).
+//! The old body is then erased from the file's free pages ([`super::scrub`]).
 
 use std::ops::Bound;
 
@@ -8,7 +16,7 @@ use quibble_protocol::wire::{ChatMessage, ConversationId, UserId};
 use redb::ReadableTable;
 
 use super::records::{MessageRecord, decode, encode};
-use super::tables::{HEADS, MESSAGES, WriteTables};
+use super::tables::{DELETIONS, HEADS, MESSAGES, META_SCRUB_OWED, WriteTables};
 use super::writer::Request;
 use super::{Pending, Store, StoreError, cursors};
 
@@ -125,6 +133,114 @@ impl Store {
         })
         .await
     }
+}
+
+/// The outcome of [`Store::delete_message`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deletion {
+    /// The tombstone now stored.
+    pub tombstone: ChatMessage,
+    /// Whether this call deleted it (false: it was deleted before).
+    pub changed: bool,
+}
+
+impl Store {
+    /// The message `(conversation, seq)`, if stored (a tombstone once deleted).
+    pub async fn message(
+        &self,
+        conversation: ConversationId,
+        seq: u64,
+    ) -> Result<Option<ChatMessage>, StoreError> {
+        self.read(move |txn| {
+            let messages = txn.open_table(MESSAGES)?;
+            messages
+                .get((conversation.0, seq))?
+                .map(|bytes| to_message(conversation, seq, bytes.value()))
+                .transpose()
+        })
+        .await
+    }
+
+    /// Deletes the message `(conversation, seq)`: its record becomes the tombstone, the
+    /// deletion is indexed, and the commit hook gets the tombstone. Answers once the old body
+    /// is also erased from the file's free pages ([`super::scrub`]). Deleting a tombstone again
+    /// changes nothing. [`StoreError::NotFound`] if there is no such message. Who may delete is
+    /// the caller's question (`crate::access::may_delete`).
+    pub async fn delete_message(
+        &self,
+        conversation: ConversationId,
+        seq: u64,
+    ) -> Result<Deletion, StoreError> {
+        self.request(|reply| Request::DeleteMessage {
+            conversation,
+            seq,
+            reply,
+        })
+        .await
+    }
+
+    /// The seqs of deleted messages of `conversation` in `(up_to - window, up_to]`, ascending;
+    /// the `limit` highest when there are more.
+    pub async fn deletions_up_to(
+        &self,
+        conversation: ConversationId,
+        up_to: u64,
+        window: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>, StoreError> {
+        self.read(move |txn| {
+            let deletions = txn.open_table(DELETIONS)?;
+            let from = up_to.saturating_sub(window);
+            let mut seqs = deletions
+                .range((
+                    Bound::Excluded((conversation.0, from)),
+                    Bound::Included((conversation.0, up_to)),
+                ))?
+                .rev()
+                .take(limit)
+                .map(|entry| Ok(entry?.0.value().1))
+                .collect::<Result<Vec<u64>, StoreError>>()?;
+            seqs.reverse();
+            Ok(seqs)
+        })
+        .await
+    }
+}
+
+/// Writer side of [`Store::delete_message`]; refuses (no such message) before writing.
+pub(super) fn delete(
+    tables: &mut WriteTables<'_>,
+    now_ms: u64,
+    conversation: ConversationId,
+    seq: u64,
+) -> Result<Deletion, StoreError> {
+    let message = match tables.messages.get((conversation.0, seq))? {
+        Some(bytes) => to_message(conversation, seq, bytes.value())?,
+        None => return Err(StoreError::NotFound),
+    };
+    let tombstone = message.tombstone();
+    if message.is_deleted() {
+        return Ok(Deletion {
+            tombstone,
+            changed: false,
+        });
+    }
+    let record = encode(&MessageRecord {
+        author: tombstone.author.0,
+        author_name: tombstone.author_name.as_str(),
+        client_id: tombstone.client_id,
+        sent_at_ms: tombstone.sent_at_ms,
+        body: tombstone.body.as_str(),
+    })?;
+    tables
+        .messages
+        .insert((conversation.0, seq), record.as_slice())?;
+    tables.deletions.insert((conversation.0, seq), now_ms)?;
+    tables.meta.insert(META_SCRUB_OWED, 1)?;
+    Ok(Deletion {
+        tombstone,
+        changed: true,
+    })
 }
 
 /// Writer side of [`Store::append`]; refuses before writing anything.

@@ -20,7 +20,8 @@
 //! This module owns the handle, opening (schema check, migration, epoch), closing, reads, and
 //! the error type. The data lives in [`tables`] (layout) and [`records`] (value encoding); older
 //! files are brought up to date by [`migrate`]; the operations are split by subject into
-//! [`accounts`] (users and sessions), [`rooms`], [`messages`], [`membership`], [`cursors`]
+//! [`accounts`] (users and sessions), [`rooms`], [`messages`] (with deletion, whose erasure from
+//! the file is [`scrub`]'s), [`membership`], [`cursors`]
 //! (receipts), [`friends`] (friendships, requests and DMs), [`summaries`] (the conversation
 //! list) and [`last_seen`] (presence's "last seen").
 
@@ -33,6 +34,7 @@ mod messages;
 mod migrate;
 mod records;
 mod rooms;
+mod scrub;
 mod summaries;
 mod tables;
 mod writer;
@@ -53,11 +55,14 @@ pub use accounts::{Role, User};
 pub use cursors::{Cursors, MemberCursors};
 pub use friends::{Added, FriendEntry, FriendState, Removed};
 pub use membership::ConversationKind;
-pub use messages::Appended;
+pub use messages::{Appended, Deletion};
 pub use rooms::{Room, RoomEntry, RoomPage};
 pub use summaries::{LastMessage, PREVIEW_CHARS, Summary};
 
-use tables::{META, META_CLOCK_MS, META_EPOCH, META_SCHEMA_VERSION, SCHEMA_VERSION, WriteTables};
+use tables::{
+    META, META_CLOCK_MS, META_EPOCH, META_SCHEMA_VERSION, META_SCRUB_OWED, SCHEMA_VERSION,
+    WriteTables,
+};
 use writer::{Reply, Request};
 
 /// A write the writer has queued; resolves once it is committed (or failed).
@@ -76,8 +81,9 @@ impl<T> std::future::Future for Pending<T> {
     }
 }
 
-/// Called by the writer thread once per newly appended message, after its commit is durable
-/// and before the appender hears back (see [`Store::open`]).
+/// Called by the writer thread once per newly appended message, and once per deletion with the
+/// message's tombstone ([`ChatMessage::is_deleted`]; a real message never has an empty body),
+/// after its commit is durable and before the requester hears back (see [`Store::open`]).
 pub type CommitHook = Box<dyn Fn(&ChatMessage) + Send + Sync>;
 
 /// How many write requests may wait for the writer before senders wait too.
@@ -161,6 +167,8 @@ struct Inner {
     epoch: u64,
     /// One permit per read running on the blocking pool.
     readers: Arc<Semaphore>,
+    /// The reads running, for the deletion scrub's barrier.
+    reads: Arc<scrub::Reads>,
     /// The way to the writer; `None` once [`Store::close`] has begun.
     sender: Mutex<Option<mpsc::Sender<Request>>>,
     /// The writer thread, until someone joins it.
@@ -172,7 +180,8 @@ impl Store {
     /// `cache_bytes`; starts the writer thread.
     ///
     /// `on_commit` is called by the writer thread, after each commit is durable, once per newly
-    /// appended message, in seq order per conversation, BEFORE the appenders' futures complete.
+    /// appended message (in seq order per conversation) and once per deletion (the tombstone),
+    /// in commit order, BEFORE the requesters' futures complete.
     /// It runs on the writer's critical path: keep it short and non-blocking. A panic in it is
     /// caught and logged.
     ///
@@ -190,15 +199,18 @@ impl Store {
         if let Some(found) = stored_schema(&db)? {
             migrate::to_current(&db, found)?;
         }
-        let (epoch, clock_ms) = initialize(&db)?;
+        let (epoch, clock_ms, scrub_owed) = initialize(&db)?;
         let db = Arc::new(db);
+        let reads = Arc::new(scrub::Reads::default());
+        let scrubber = scrub::Scrubber::new(path, Arc::clone(&reads), scrub_owed);
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
-        let writer = writer::spawn(Arc::clone(&db), receiver, on_commit, clock_ms)?;
+        let writer = writer::spawn(Arc::clone(&db), receiver, on_commit, clock_ms, scrubber)?;
         Ok(Store {
             inner: Arc::new(Inner {
                 db,
                 epoch,
                 readers: Arc::new(Semaphore::new(MAX_CONCURRENT_READS)),
+                reads,
                 sender: Mutex::new(Some(sender)),
                 writer: tokio::sync::Mutex::new(Some(writer)),
             }),
@@ -271,10 +283,13 @@ impl Store {
             .await
             .map_err(|_| StoreError::Closed)?;
         let db = Arc::clone(&self.inner.db);
+        let reads = Arc::clone(&self.inner.reads);
         tokio::task::spawn_blocking(move || {
             // Held until the read is done, even if the caller stops waiting.
             let _permit = permit;
-            read(&db.begin_read()?)
+            let _running = reads.begin();
+            let txn = db.begin_read()?;
+            read(&txn)
         })
         .await
         .map_err(|e| StoreError::Db(format!("a read task failed: {e}")))?
@@ -294,10 +309,10 @@ fn stored_schema(db: &Database) -> Result<Option<u64>, StoreError> {
 }
 
 /// Creates the missing tables and, on a new file, records the schema version and a fresh epoch.
-/// Returns the epoch and the writer's last handed-out timestamp.
-fn initialize(db: &Database) -> Result<(u64, u64), StoreError> {
+/// Returns the epoch, the writer's last handed-out timestamp, and whether a scrub is owed.
+fn initialize(db: &Database) -> Result<(u64, u64, bool), StoreError> {
     let txn = db.begin_write()?;
-    let (epoch, clock_ms) = {
+    let (epoch, clock_ms, scrub_owed) = {
         let mut tables = WriteTables::open(&txn)?;
         if tables.meta_get(META_SCHEMA_VERSION)?.is_none() {
             tables.meta.insert(META_SCHEMA_VERSION, SCHEMA_VERSION)?;
@@ -306,10 +321,14 @@ fn initialize(db: &Database) -> Result<(u64, u64), StoreError> {
         let epoch = tables
             .meta_get(META_EPOCH)?
             .ok_or_else(|| StoreError::Corrupt("the epoch is missing".into()))?;
-        (epoch, tables.meta_get(META_CLOCK_MS)?.unwrap_or(0))
+        (
+            epoch,
+            tables.meta_get(META_CLOCK_MS)?.unwrap_or(0),
+            tables.meta_get(META_SCRUB_OWED)?.is_some(),
+        )
     };
     txn.commit()?;
-    Ok((epoch, clock_ms))
+    Ok((epoch, clock_ms, scrub_owed))
 }
 
 /// A random non-zero epoch.

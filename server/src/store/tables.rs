@@ -18,7 +18,8 @@ use super::StoreError;
 /// case-folded `room_names`).
 ///
 /// Membership, cursors, friendships, DMs and last-seen times live in tables of their own that version 2 files
-/// simply lack until first opened here (opening creates them empty), so they need no bump.
+/// simply lack until first opened here (opening creates them empty), so they need no bump; so
+/// does the deletions index ([`DELETIONS`]; a tombstone is an ordinary message record).
 pub(super) const SCHEMA_VERSION: u64 = 2;
 
 /// Store-wide counters and constants: `meta` key → value.
@@ -60,6 +61,9 @@ pub(super) const DMS: TableDefinition<u64, (u64, u64)> = TableDefinition::new("d
 pub(super) const LAST_SEEN: TableDefinition<u64, u64> = TableDefinition::new("last_seen");
 /// (lower user id, higher user id) → their DM conversation id: one DM per pair.
 pub(super) const DM_PAIRS: TableDefinition<(u64, u64), u64> = TableDefinition::new("dm_pairs");
+/// (conversation id, seq) → when the message was deleted, ms: the deletions index, from which a
+/// resumed join learns of deletions at or before its resume point (see [`super::messages`]).
+pub(super) const DELETIONS: TableDefinition<(u64, u64), u64> = TableDefinition::new("deletions");
 
 /// `meta` key: the schema version of the file.
 pub(super) const META_SCHEMA_VERSION: &str = "schema_version";
@@ -72,6 +76,9 @@ pub(super) const META_NEXT_CONVERSATION_ID: &str = "next_conversation_id";
 /// `meta` key: the latest timestamp the writer handed out, so time never runs backwards across
 /// restarts.
 pub(super) const META_CLOCK_MS: &str = "clock_ms";
+/// `meta` key: present (1) while a deleted body may still sit in the file's free pages, from the
+/// deletion's commit until [`super::scrub`] has overwritten them (so a restart finishes the job).
+pub(super) const META_SCRUB_OWED: &str = "scrub_owed";
 
 /// Every table, opened in one write transaction. Opening them creates the missing ones.
 /// Must be dropped before the transaction commits.
@@ -92,6 +99,7 @@ pub(super) struct WriteTables<'txn> {
     pub dms: Table<'txn, u64, (u64, u64)>,
     pub dm_pairs: Table<'txn, (u64, u64), u64>,
     pub last_seen: Table<'txn, u64, u64>,
+    pub deletions: Table<'txn, (u64, u64), u64>,
 }
 
 impl<'txn> WriteTables<'txn> {
@@ -113,6 +121,7 @@ impl<'txn> WriteTables<'txn> {
             dms: txn.open_table(DMS)?,
             dm_pairs: txn.open_table(DM_PAIRS)?,
             last_seen: txn.open_table(LAST_SEEN)?,
+            deletions: txn.open_table(DELETIONS)?,
         })
     }
 

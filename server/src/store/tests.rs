@@ -1063,3 +1063,137 @@ async fn last_seen_only_moves_forwards() {
         vec![(alice, 200)]
     );
 }
+
+#[tokio::test]
+async fn deleting_leaves_a_tombstone_indexes_it_and_tells_the_hook_once() {
+    let dir = TempDir::new().unwrap();
+    let (store, seen) = open(&db_path(&dir));
+    let lobby = room(&store, "lobby").await;
+    for (client_id, body) in [(1, "one"), (2, "two"), (3, "three")] {
+        store
+            .append(lobby, UserId(1), "alice", client_id, body)
+            .await
+            .unwrap();
+    }
+    let done = store.delete_message(lobby, 3).await.unwrap();
+    assert!(done.changed);
+    assert!(done.tombstone.is_deleted());
+    assert_eq!(
+        (
+            done.tombstone.seq,
+            done.tombstone.author,
+            done.tombstone.client_id
+        ),
+        (3, UserId(1), 0)
+    );
+    assert_eq!(seen.lock().unwrap().last(), Some(&done.tombstone));
+    let stored = store.messages_after(lobby, 0, 10).await.unwrap();
+    assert_eq!(seqs(&stored), [1, 2, 3], "seqs stay contiguous");
+    assert_eq!(stored[2], done.tombstone);
+    assert_eq!(store.message(lobby, 3).await.unwrap(), Some(done.tombstone));
+
+    // Twice: nothing changes, nothing is published.
+    let hooked = seen.lock().unwrap().len();
+    assert!(!store.delete_message(lobby, 3).await.unwrap().changed);
+    assert_eq!(seen.lock().unwrap().len(), hooked);
+    assert!(matches!(
+        store.delete_message(lobby, 4).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.delete_message(ConversationId(99), 1).await,
+        Err(StoreError::NotFound)
+    ));
+
+    store.delete_message(lobby, 1).await.unwrap();
+    assert_eq!(
+        store.deletions_up_to(lobby, 3, 1000, 10).await.unwrap(),
+        [1, 3]
+    );
+    assert_eq!(
+        store.deletions_up_to(lobby, 2, 1000, 10).await.unwrap(),
+        [1]
+    );
+    assert_eq!(store.deletions_up_to(lobby, 3, 1, 10).await.unwrap(), [3]);
+    assert_eq!(
+        store.deletions_up_to(lobby, 3, 1000, 1).await.unwrap(),
+        [3],
+        "the nearest to the resume point"
+    );
+}
+
+/// Whether `needle` occurs in the file at `path`.
+fn file_holds(path: &Path, needle: &str) -> bool {
+    let bytes = std::fs::read(path).unwrap();
+    bytes
+        .windows(needle.len())
+        .any(|window| window == needle.as_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_bodies_leave_the_file_while_reads_go_on() {
+    let dir = TempDir::new().unwrap();
+    let path = db_path(&dir);
+    let (store, _) = open(&path);
+    let rooms = [room(&store, "a").await, room(&store, "b").await];
+    let body = |i: u64| format!("body-{i:05}-{}", "x".repeat(150));
+    // Queued all at once, so they share commits; every commit still rewrites leaves.
+    let mut pending = Vec::new();
+    for i in 1..=1500 {
+        let conversation = rooms[usize::from(i % 2 == 0)];
+        pending.push(
+            store
+                .queue_append(conversation, UserId(1), "alice", i, &body(i))
+                .await
+                .unwrap(),
+        );
+    }
+    for appended in pending {
+        appended.await.unwrap();
+    }
+    // Readers run all along, holding read transactions as the deletions commit.
+    let reading = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let (store, reading) = (store.clone(), Arc::clone(&reading));
+            tokio::spawn(async move {
+                while reading.load(std::sync::atomic::Ordering::Relaxed) {
+                    store.messages_after(rooms[0], 0, 100).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    let deleted: Vec<u64> = (1..=1500).step_by(97).collect();
+    let deletions: Vec<_> = deleted
+        .iter()
+        .map(|&i| {
+            let store = store.clone();
+            let conversation = rooms[usize::from(i % 2 == 0)];
+            let seq = i.div_ceil(2);
+            tokio::spawn(async move { store.delete_message(conversation, seq).await })
+        })
+        .collect();
+    for deletion in deletions {
+        assert!(deletion.await.unwrap().unwrap().changed);
+    }
+    reading.store(false, std::sync::atomic::Ordering::Relaxed);
+    for reader in readers {
+        reader.await.unwrap();
+    }
+    for &i in &deleted {
+        assert!(
+            !file_holds(&path, &body(i)),
+            "body {i} is still in the file"
+        );
+    }
+    assert!(file_holds(&path, &body(2)), "the others are kept");
+    store.close().await;
+    drop(store);
+    let db = Database::open(&path).unwrap();
+    let txn = db.begin_read().unwrap();
+    let meta = txn.open_table(META).unwrap();
+    assert!(
+        meta.get(super::tables::META_SCRUB_OWED).unwrap().is_none(),
+        "nothing left owed"
+    );
+}

@@ -15,6 +15,11 @@
 //! second is refused). Any other error (I/O, a corrupt record, a failed commit) may strike after
 //! a partial write, so it aborts the whole transaction and every request of the batch gets that
 //! error; the thread then carries on with the next batch. Nothing here panics.
+//!
+//! Deletions. After a batch that deleted a message (or while an earlier erasure is still owed),
+//! the writer erases the old bodies from the file's free pages ([`super::scrub`]) before taking
+//! the next batch; the deletions' answers wait for that (their hook calls do not), the other
+//! requests of the batch are answered at once.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -25,10 +30,11 @@ use quibble_protocol::wire::{ChatMessage, ConversationId, UserId};
 use redb::{Database, Durability};
 use tokio::sync::{mpsc, oneshot};
 
+use super::scrub::Scrubber;
 use super::tables::{META_CLOCK_MS, WriteTables};
 use super::{
-    Added, Appended, CommitHook, Cursors, Removed, Room, StoreError, User, accounts, cursors,
-    friends, last_seen, membership, messages, rooms,
+    Added, Appended, CommitHook, Cursors, Deletion, Removed, Room, StoreError, User, accounts,
+    cursors, friends, last_seen, membership, messages, rooms,
 };
 use crate::auth::TokenHash;
 
@@ -99,6 +105,11 @@ pub(super) enum Request {
         at_ms: u64,
         reply: Reply<()>,
     },
+    DeleteMessage {
+        conversation: ConversationId,
+        seq: u64,
+        reply: Reply<Deletion>,
+    },
 }
 
 impl Request {
@@ -117,6 +128,7 @@ impl Request {
             Request::AddFriend { reply, .. } => drop(reply.send(Err(error))),
             Request::RemoveFriend { reply, .. } => drop(reply.send(Err(error))),
             Request::RecordLastSeen { reply, .. } => drop(reply.send(Err(error))),
+            Request::DeleteMessage { reply, .. } => drop(reply.send(Err(error))),
         }
     }
 }
@@ -132,8 +144,14 @@ pub(super) fn spawn(
     requests: mpsc::Receiver<Request>,
     hook: CommitHook,
     clock_ms: u64,
+    scrubber: Scrubber,
 ) -> Result<JoinHandle<()>, StoreError> {
-    let writer = Writer { db, hook, clock_ms };
+    let writer = Writer {
+        db,
+        hook,
+        clock_ms,
+        scrubber,
+    };
     std::thread::Builder::new()
         .name("quibble-store-writer".into())
         .spawn(move || writer.run(requests))
@@ -145,10 +163,18 @@ struct Writer {
     hook: CommitHook,
     /// The latest timestamp handed out; timestamps never go below it.
     clock_ms: u64,
+    /// Erases deleted bodies from free pages; knows whether that is owed.
+    scrubber: Scrubber,
 }
 
 impl Writer {
     fn run(mut self, mut requests: mpsc::Receiver<Request>) {
+        // An erasure interrupted by a stop or crash.
+        if self.scrubber.owed
+            && let Err(error) = self.scrubber.scrub(&self.db)
+        {
+            tracing::error!(%error, "cannot erase deleted messages from the store file");
+        }
         while let Some(first) = requests.blocking_recv() {
             let mut batch = Vec::with_capacity(MAX_BATCH.min(requests.len() + 1));
             batch.push(first);
@@ -168,7 +194,13 @@ impl Writer {
         let mut queue = batch.into_iter();
         let mut answers = Vec::with_capacity(queue.len());
         let mut appended = Vec::new();
-        match self.write(&mut queue, now_ms, &mut answers, &mut appended) {
+        let mut deletions = Vec::new();
+        let batch = Outcomes {
+            answers: &mut answers,
+            appended: &mut appended,
+            deletions: &mut deletions,
+        };
+        match self.write(&mut queue, now_ms, batch) {
             Ok(()) => {
                 for message in &appended {
                     self.notify(message);
@@ -176,10 +208,11 @@ impl Writer {
                 for answer in answers {
                     answer(None);
                 }
+                self.scrub_if_owed(deletions);
             }
             Err(error) => {
                 tracing::error!(%error, "store write batch failed");
-                for answer in answers {
+                for answer in answers.into_iter().chain(deletions) {
                     answer(Some(error.clone()));
                 }
                 for request in queue {
@@ -189,14 +222,31 @@ impl Writer {
         }
     }
 
+    /// Erases deleted bodies from free pages if that is owed, then answers `deletions` (with
+    /// the erasure's error if it failed; see `Scrubber::due` for when it is tried again).
+    fn scrub_if_owed(&mut self, deletions: Vec<Answer>) {
+        if !self.scrubber.due(!deletions.is_empty()) {
+            for answer in deletions {
+                answer(None);
+            }
+            return;
+        }
+        let failure = self.scrubber.scrub(&self.db).err();
+        if let Some(error) = &failure {
+            tracing::error!(%error, "cannot erase deleted messages from the store file");
+        }
+        for answer in deletions {
+            answer(failure.clone());
+        }
+    }
+
     /// Applies the requests of `queue` in one transaction and commits it. On error the
     /// transaction is dropped (aborted); the requests not yet taken from `queue` stay there.
     fn write(
-        &self,
+        &mut self,
         queue: &mut impl Iterator<Item = Request>,
         now_ms: u64,
-        answers: &mut Vec<Answer>,
-        appended: &mut Vec<ChatMessage>,
+        mut batch: Outcomes<'_>,
     ) -> Result<(), StoreError> {
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
@@ -204,12 +254,15 @@ impl Writer {
             let mut tables = WriteTables::open(&txn)?;
             tables.meta.insert(META_CLOCK_MS, now_ms)?;
             for request in queue.by_ref() {
-                if let Some(fatal) = apply(&mut tables, now_ms, request, answers, appended) {
+                if let Some(fatal) = apply(&mut tables, now_ms, request, &mut batch) {
                     return Err(fatal);
                 }
             }
         }
         txn.commit()?;
+        if batch.appended.iter().any(ChatMessage::is_deleted) {
+            self.scrubber.owed = true;
+        }
         Ok(())
     }
 
@@ -234,15 +287,26 @@ impl Writer {
     }
 }
 
-/// Applies one request, queueing its answer in `answers` and a newly appended message in
-/// `appended`. Returns the error that must abort the whole batch, if any.
+/// What applying a batch's requests produced, for after its commit.
+struct Outcomes<'a> {
+    /// Answers to send once the commit is durable.
+    answers: &'a mut Vec<Answer>,
+    /// For the commit hook, in order: new messages, and deleted ones' tombstones.
+    appended: &'a mut Vec<ChatMessage>,
+    /// Answers to deletions, sent once the deleted bodies are erased from free pages.
+    deletions: &'a mut Vec<Answer>,
+}
+
+/// Applies one request, queueing its answer and what the hook must see in `batch`. Returns the
+/// error that must abort the whole batch, if any.
 fn apply(
     tables: &mut WriteTables<'_>,
     now_ms: u64,
     request: Request,
-    answers: &mut Vec<Answer>,
-    appended: &mut Vec<ChatMessage>,
+    batch: &mut Outcomes<'_>,
 ) -> Option<StoreError> {
+    let answers = &mut *batch.answers;
+    let appended = &mut *batch.appended;
     match request {
         Request::CreateUser {
             username,
@@ -325,6 +389,19 @@ fn apply(
         }
         Request::RecordLastSeen { user, at_ms, reply } => {
             settle(reply, last_seen::record(tables, user, at_ms), answers)
+        }
+        Request::DeleteMessage {
+            conversation,
+            seq,
+            reply,
+        } => {
+            let result = messages::delete(tables, now_ms, conversation, seq);
+            if let Ok(done) = &result
+                && done.changed
+            {
+                appended.push(done.tombstone.clone());
+            }
+            settle(reply, result, batch.deletions)
         }
     }
 }

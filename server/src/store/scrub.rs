@@ -1,0 +1,216 @@
+//! Erasing deleted bodies from the file: after a deletion's commit, the writer overwrites every
+//! free page of the redb file, so the old text is gone from the disk, not just unreachable.
+//!
+//! Why it is needed. redb is copy-on-write: a commit that rewrites a leaf (the deletion's
+//! tombstone, but also every later append that landed in the same leaf) writes a new page and
+//! frees the old one, which keeps its bytes until the allocator hands it out again. So after the
+//! deletion the body may sit in any number of free pages: the leaf the deletion replaced, and
+//! stale copies of it from earlier commits.
+//!
+//! What redb guarantees (read in its 4.x source): pages a durable commit frees are recorded with
+//! it and released to the allocator once no live read transaction is older than that commit
+//! (right after the commit when none is); a page handed out is zero-filled in memory and written
+//! whole at the commit that keeps it; the allocator serves the lowest free page of an order
+//! first and grows the file only when no free space is left; inserting past the largest key
+//! into a full rightmost leaf starts a new leaf and frees nothing. A page that is allocated and
+//! freed again inside one transaction is not written at all.
+//!
+//! The scrub, in three commits, each durable:
+//! 1. Barrier: wait until every read that began before has ended ([`Reads`]; reads that begin
+//!    meanwhile are not waited for), then commit: with no older reader, every page freed so
+//!    far, the deleted leaf included, is released.
+//! 2. Fill: insert page-sized zero values with ascending keys into the `scrub` table until the
+//!    file grows (every free page is now allocated), then until one insert allocated exactly
+//!    one page (so the last insert freed nothing that would stay unwritten), and commit: every
+//!    formerly free page is written over with zeros and table bookkeeping.
+//! 3. Release: delete the `scrub` table (its pages become free again, holding zeros; the file's
+//!    free tail is trimmed as usual) and clear `scrub_owed` in `meta`.
+//!
+//! Cost: writes about as many bytes as the file has free, plus three fsyncs, per scrub. The
+//! writer scrubs once after a batch with deletions, however many it had, and answers those
+//! deletions only when it is done, so deletions arriving meanwhile share the next scrub.
+//! `scrub_owed`, committed with the deletion, makes a restart finish an interrupted scrub; a
+//! scrub that failed (say, a read outlived the barrier's wait) is tried again after the next
+//! batch with deletions, or after [`RETRY_AFTER`].
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use redb::{Database, Durability, ReadableTableMetadata, TableDefinition};
+
+use super::StoreError;
+use super::tables::{META, META_SCRUB_OWED};
+
+/// Scratch table of fill pages; exists only during a scrub.
+const SCRUB: TableDefinition<u64, &[u8]> = TableDefinition::new("scrub");
+
+/// Longest the barrier waits for earlier reads to end.
+const BARRIER_WAIT: Duration = Duration::from_secs(5);
+
+/// How soon a failed scrub is tried again when no new deletion asks for it.
+const RETRY_AFTER: Duration = Duration::from_secs(10);
+
+/// Inserts after the file grew, looking for one that freed nothing; far more than ever needed
+/// (a branch page is rebuilt once per ~100 inserts).
+const SETTLE_INSERTS: u64 = 1000;
+
+/// The reads running now, counted by the generation they began in, so the barrier can wait for
+/// those that began before it without waiting for those that begin after.
+#[derive(Default)]
+pub(super) struct Reads {
+    state: Mutex<Generations>,
+    ended: Condvar,
+}
+
+#[derive(Default)]
+struct Generations {
+    current: u64,
+    /// Reads running, by the parity of their generation.
+    running: [usize; 2],
+}
+
+/// A read in progress; dropping it ends it.
+pub(super) struct ReadGuard<'a> {
+    reads: &'a Reads,
+    slot: usize,
+}
+
+impl Reads {
+    /// Counts a read until the guard is dropped.
+    pub fn begin(&self) -> ReadGuard<'_> {
+        let mut state = self.lock();
+        let slot = usize::from(state.current % 2 == 1);
+        state.running[slot] += 1;
+        ReadGuard { reads: self, slot }
+    }
+
+    /// Waits until every read that began before this call has ended; false on timeout.
+    fn wait_for_earlier(&self, timeout: Duration) -> bool {
+        let mut state = self.lock();
+        let slot = usize::from(state.current % 2 == 1);
+        // Reads from now on count in the other slot; this one only drains.
+        state.current += 1;
+        let (state, wait) = self
+            .ended
+            .wait_timeout_while(state, timeout, |state| state.running[slot] > 0)
+            .unwrap_or_else(PoisonError::into_inner);
+        drop(state);
+        !wait.timed_out()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Generations> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for ReadGuard<'_> {
+    fn drop(&mut self) {
+        let mut state = self.reads.lock();
+        state.running[self.slot] -= 1;
+        if state.running[self.slot] == 0 {
+            self.reads.ended.notify_all();
+        }
+    }
+}
+
+/// The writer's scrubbing state.
+pub(super) struct Scrubber {
+    path: PathBuf,
+    reads: Arc<Reads>,
+    /// Whether a deleted body may still be in free pages.
+    pub owed: bool,
+    /// After a failure: not before this unless a new deletion asks.
+    retry_at: Option<Instant>,
+}
+
+impl Scrubber {
+    pub fn new(path: &Path, reads: Arc<Reads>, owed: bool) -> Scrubber {
+        Scrubber {
+            path: path.to_owned(),
+            reads,
+            owed,
+            retry_at: None,
+        }
+    }
+
+    /// Whether to scrub after a batch: when owed, and the batch deleted something or a failed
+    /// scrub's retry is due.
+    pub fn due(&self, deleted: bool) -> bool {
+        self.owed && (deleted || self.retry_at.is_none_or(|at| Instant::now() >= at))
+    }
+
+    /// Overwrites every free page of the file (see the module doc); clears `owed` on success.
+    pub fn scrub(&mut self, db: &Database) -> Result<(), StoreError> {
+        let result = self.try_scrub(db);
+        self.retry_at = result.is_err().then(|| Instant::now() + RETRY_AFTER);
+        result
+    }
+
+    fn try_scrub(&mut self, db: &Database) -> Result<(), StoreError> {
+        if !self.reads.wait_for_earlier(BARRIER_WAIT) {
+            return Err(StoreError::Db(
+                "a read outlived the wait; deleted text not erased yet (retried)".into(),
+            ));
+        }
+        commit_empty(db)?;
+        self.fill(db)?;
+        let mut txn = db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        txn.delete_table(SCRUB)?;
+        txn.open_table(META)?.remove(META_SCRUB_OWED)?;
+        txn.commit()?;
+        self.owed = false;
+        Ok(())
+    }
+
+    /// Allocates every free page to the `scrub` table in one commit.
+    fn fill(&self, db: &Database) -> Result<(), StoreError> {
+        let mut txn = db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        let page = txn.stats()?.page_size();
+        // More than half a page: one value per leaf, and a leaf of one page.
+        let filler = vec![0u8; page * 3 / 4];
+        let start_len = self.file_len()?;
+        {
+            let mut table = txn.open_table(SCRUB)?;
+            let mut key = 0u64;
+            while self.file_len()? <= start_len {
+                table.insert(key, filler.as_slice())?;
+                key += 1;
+            }
+            let mut pages = tree_pages(&table)?;
+            for _ in 0..SETTLE_INSERTS {
+                table.insert(key, filler.as_slice())?;
+                key += 1;
+                let now = tree_pages(&table)?;
+                if now == pages + 1 {
+                    break;
+                }
+                pages = now;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn file_len(&self) -> Result<u64, StoreError> {
+        std::fs::metadata(&self.path)
+            .map(|m| m.len())
+            .map_err(|e| StoreError::Db(format!("cannot read the store file's length: {e}")))
+    }
+}
+
+/// A commit that changes nothing but releases the pages freed so far (when no reader holds them).
+fn commit_empty(db: &Database) -> Result<(), StoreError> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate)?;
+    txn.commit()?;
+    Ok(())
+}
+
+/// Pages in the table's tree.
+fn tree_pages(table: &redb::Table<'_, u64, &'static [u8]>) -> Result<u64, StoreError> {
+    let stats = table.stats()?;
+    Ok(stats.leaf_pages() + stats.branch_pages())
+}
