@@ -1,4 +1,4 @@
-//! Native Quibble client: a REST client for accounts, rooms, friends, DMs and the
+//! Native Quibble client: a REST client for accounts, rooms, friends, DMs, blocks and the
 //! conversation list ([`Api`]) and a realtime
 //! [`Client`] that drives the protocol's sans-IO session over WebTransport (wtransport) or a
 //! WebSocket fallback, reconnecting and resuming by itself.
@@ -27,6 +27,7 @@
 //! ```
 
 mod api;
+mod blocks;
 mod client;
 mod driver;
 mod endpoints;
@@ -43,6 +44,8 @@ pub use social::{
     MAX_CONVERSATION_PAGE, Membership, Peer,
 };
 pub use transport::{TransportChoice, TransportKind};
+
+pub use blocks::{Block, BlockChange, BlockedUser};
 
 pub use quibble_protocol as protocol;
 pub use quibble_protocol::session::Event;

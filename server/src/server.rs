@@ -97,7 +97,7 @@ impl Server {
                         hub.publish_deleted(message.conversation, message.seq);
                         return;
                     }
-                    hub.publish(message);
+                    hub.publish(message, users.hidden_from(message.author).as_ref());
                     users.on_message(message);
                     if typing.stop(message.author, message.conversation) {
                         users.typing(message.conversation, message.author, false);

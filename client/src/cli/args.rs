@@ -107,6 +107,21 @@ pub enum Command {
         /// The message's seq (as `history` prints it).
         seq: u64,
     },
+    /// Stop seeing anything from USER (ends a friendship; they cannot DM or befriend you);
+    /// prints `blocked|already_blocked<TAB>USERNAME`.
+    Block {
+        /// The other user's username.
+        #[arg(value_name = "USER")]
+        username: String,
+    },
+    /// See USER again from now on; prints `unblocked|not_blocked<TAB>USERNAME`.
+    Unblock {
+        /// The other user's username.
+        #[arg(value_name = "USER")]
+        username: String,
+    },
+    /// List the users you block: USERNAME<TAB>SINCE_MS.
+    Blocks,
 }
 
 #[cfg(test)]
@@ -218,6 +233,20 @@ mod tests {
             Some(Command::Conversations)
         );
         assert!(parse(&["history", "general", "--limit", "many"]).is_err());
+        assert_eq!(
+            parse(&["block", "bob"]).unwrap().command,
+            Some(Command::Block {
+                username: "bob".into()
+            })
+        );
+        assert_eq!(
+            parse(&["unblock", "bob"]).unwrap().command,
+            Some(Command::Unblock {
+                username: "bob".into()
+            })
+        );
+        assert_eq!(parse(&["blocks"]).unwrap().command, Some(Command::Blocks));
+        assert!(parse(&["block"]).is_err());
         assert!(parse(&["frobnicate"]).is_err());
     }
 }

@@ -14,7 +14,7 @@ use tokio::time::{Instant, timeout_at};
 use super::account::{self, Session};
 use super::args::{Cli, Command};
 use super::format::{created_room_line, history_line, room_line, tail_line};
-use super::{emit, social};
+use super::{blocks, emit, social};
 
 /// How long a command waits for the server (to join, to store a message, for a history page).
 const SERVER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -56,6 +56,9 @@ pub async fn run(cli: &Cli, command: &Command) -> anyhow::Result<()> {
         Command::Join { room } => social::membership(&session, room, true).await,
         Command::Leave { room } => social::membership(&session, room, false).await,
         Command::Delete { room, seq } => delete(&session, room, *seq).await,
+        Command::Block { username } => blocks::set(&session, username, true).await,
+        Command::Unblock { username } => blocks::set(&session, username, false).await,
+        Command::Blocks => blocks::list(&session).await,
     };
     session.logout().await;
     result

@@ -7,6 +7,7 @@ use anyhow::Context;
 
 mod account;
 pub mod args;
+mod blocks;
 mod commands;
 mod format;
 mod interactive;

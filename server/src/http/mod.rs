@@ -4,6 +4,7 @@
 //! its size limit and deadline, before a handler runs (`request_body`).
 
 pub mod accounts;
+pub mod blocks;
 pub mod conversations;
 pub mod error;
 pub mod extract;
@@ -60,6 +61,9 @@ pub fn router(state: AppState, web_dir: Option<&std::path::Path>, metrics_public
             "/conversations/{id}/messages/{seq}",
             delete(messages::delete),
         )
+        .route("/users/block", post(blocks::block))
+        .route("/users/unblock", post(blocks::unblock))
+        .route("/blocks", get(blocks::list))
         .fallback(not_found);
     let metrics = if metrics_public {
         get(crate::metrics::render)

@@ -23,9 +23,10 @@
 //! [`accounts`] (users and sessions), [`rooms`], [`messages`] (with deletion, whose erasure from
 //! the file is [`scrub`]'s), [`membership`], [`cursors`]
 //! (receipts), [`friends`] (friendships, requests and DMs), [`summaries`] (the conversation
-//! list) and [`last_seen`] (presence's "last seen").
+//! list), [`last_seen`] (presence's "last seen") and [`blocks`] (who blocks whom).
 
 mod accounts;
+mod blocks;
 mod cursors;
 mod friends;
 mod last_seen;
@@ -52,6 +53,7 @@ use tokio::sync::Semaphore;
 use tokio::sync::{mpsc, oneshot};
 
 pub use accounts::{Role, User};
+pub use blocks::{BlockEntry, Blocked, MAX_BLOCKS};
 pub use cursors::{Cursors, MemberCursors};
 pub use friends::{Added, FriendEntry, FriendState, Removed};
 pub use membership::ConversationKind;
@@ -107,6 +109,10 @@ pub enum StoreError {
     /// The store no longer accepts writes (closed, or its writer thread is gone).
     #[error("store closed")]
     Closed,
+    /// One of the two users blocks the other, so no friendship or request may stand between
+    /// them (see `blocks`); deliberately says nothing more.
+    #[error("not allowed")]
+    Blocked,
     /// redb failed (I/O, full disk, lock held by another process, …).
     #[error("database error: {0}")]
     Db(String),
@@ -131,7 +137,10 @@ impl StoreError {
     fn is_rejection(&self) -> bool {
         matches!(
             self,
-            StoreError::NameTaken | StoreError::NotFound | StoreError::TooMany(_)
+            StoreError::NameTaken
+                | StoreError::NotFound
+                | StoreError::TooMany(_)
+                | StoreError::Blocked
         )
     }
 }

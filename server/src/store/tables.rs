@@ -17,9 +17,10 @@ use super::StoreError;
 /// `dedupe`), and room names are unique by look-alike key ([`ROOM_NAME_KEYS`] replaced v1's
 /// case-folded `room_names`).
 ///
-/// Membership, cursors, friendships, DMs and last-seen times live in tables of their own that version 2 files
-/// simply lack until first opened here (opening creates them empty), so they need no bump; so
-/// does the deletions index ([`DELETIONS`]; a tombstone is an ordinary message record).
+/// Membership, cursors, friendships, DMs, last-seen times and blocks live in tables of their
+/// own that version 2 files simply lack until first opened here (opening creates them empty),
+/// so they need no bump; so does the deletions index ([`DELETIONS`]; a tombstone is an
+/// ordinary message record).
 pub(super) const SCHEMA_VERSION: u64 = 2;
 
 /// Store-wide counters and constants: `meta` key → value.
@@ -64,6 +65,8 @@ pub(super) const DM_PAIRS: TableDefinition<(u64, u64), u64> = TableDefinition::n
 /// (conversation id, seq) → when the message was deleted, ms: the deletions index, from which a
 /// resumed join learns of deletions at or before its resume point (see [`super::messages`]).
 pub(super) const DELETIONS: TableDefinition<(u64, u64), u64> = TableDefinition::new("deletions");
+/// (blocker, blocked) → since when, ms (see [`super::blocks`]).
+pub(super) const BLOCKS: TableDefinition<(u64, u64), u64> = TableDefinition::new("blocks");
 
 /// `meta` key: the schema version of the file.
 pub(super) const META_SCHEMA_VERSION: &str = "schema_version";
@@ -100,6 +103,7 @@ pub(super) struct WriteTables<'txn> {
     pub dm_pairs: Table<'txn, (u64, u64), u64>,
     pub last_seen: Table<'txn, u64, u64>,
     pub deletions: Table<'txn, (u64, u64), u64>,
+    pub blocks: Table<'txn, (u64, u64), u64>,
 }
 
 impl<'txn> WriteTables<'txn> {
@@ -122,6 +126,7 @@ impl<'txn> WriteTables<'txn> {
             dm_pairs: txn.open_table(DM_PAIRS)?,
             last_seen: txn.open_table(LAST_SEEN)?,
             deletions: txn.open_table(DELETIONS)?,
+            blocks: txn.open_table(BLOCKS)?,
         })
     }
 

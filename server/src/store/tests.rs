@@ -1197,3 +1197,53 @@ async fn deleted_bodies_leave_the_file_while_reads_go_on() {
         "nothing left owed"
     );
 }
+
+#[tokio::test]
+async fn blocks_are_listed_capped_and_survive_a_reopen() {
+    let dir = TempDir::new().unwrap();
+    let (store, _) = open(&db_path(&dir));
+    let alice = store.create_user("alice", "phc".into()).await.unwrap().id;
+    // Signed up concurrently, so they group-commit.
+    let mut signups = tokio::task::JoinSet::new();
+    for i in 0..=MAX_BLOCKS {
+        let store = store.clone();
+        signups.spawn(async move { store.create_user(&format!("u{i}"), "phc".into()).await });
+    }
+    let mut others = Vec::new();
+    while let Some(done) = signups.join_next().await {
+        others.push(done.unwrap().unwrap());
+    }
+    others.sort_by_key(|u| u.id);
+    let mut blocks = tokio::task::JoinSet::new();
+    for user in &others[..MAX_BLOCKS] {
+        let (store, id) = (store.clone(), user.id);
+        blocks.spawn(async move { store.block(alice, id).await });
+    }
+    while let Some(done) = blocks.join_next().await {
+        assert!(done.unwrap().unwrap().changed);
+    }
+    let last = others[MAX_BLOCKS].id;
+    assert!(matches!(
+        store.block(alice, last).await,
+        Err(StoreError::TooMany(_))
+    ));
+    assert!(!store.blocks(alice, last).await.unwrap());
+    assert!(matches!(
+        store.block(alice, UserId(u64::MAX)).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(store.unblock(alice, others[0].id).await.unwrap());
+    assert!(!store.unblock(alice, others[0].id).await.unwrap());
+    assert!(store.block(alice, last).await.unwrap().changed);
+    store.close().await;
+    drop(store);
+
+    let (store, _) = open(&db_path(&dir));
+    let list = store.block_list(alice).await.unwrap();
+    assert_eq!(list.len(), MAX_BLOCKS);
+    assert_eq!(list[0].username, others[1].username);
+    assert!(list.iter().all(|b| b.since_ms > 0));
+    assert_eq!(store.blocked_users(alice).await.unwrap().len(), MAX_BLOCKS);
+    assert!(store.blocks(alice, last).await.unwrap());
+    assert!(!store.blocks(last, alice).await.unwrap(), "one way only");
+}

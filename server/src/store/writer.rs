@@ -36,6 +36,7 @@ use super::{
     Added, Appended, CommitHook, Cursors, Deletion, Removed, Room, StoreError, User, accounts,
     cursors, friends, last_seen, membership, messages, rooms,
 };
+use super::{Blocked, blocks};
 use crate::auth::TokenHash;
 
 /// The most requests applied in one transaction.
@@ -110,6 +111,16 @@ pub(super) enum Request {
         seq: u64,
         reply: Reply<Deletion>,
     },
+    Block {
+        blocker: UserId,
+        blocked: UserId,
+        reply: Reply<Blocked>,
+    },
+    Unblock {
+        blocker: UserId,
+        blocked: UserId,
+        reply: Reply<bool>,
+    },
 }
 
 impl Request {
@@ -129,6 +140,8 @@ impl Request {
             Request::RemoveFriend { reply, .. } => drop(reply.send(Err(error))),
             Request::RecordLastSeen { reply, .. } => drop(reply.send(Err(error))),
             Request::DeleteMessage { reply, .. } => drop(reply.send(Err(error))),
+            Request::Block { reply, .. } => drop(reply.send(Err(error))),
+            Request::Unblock { reply, .. } => drop(reply.send(Err(error))),
         }
     }
 }
@@ -403,6 +416,20 @@ fn apply(
             }
             settle(reply, result, batch.deletions)
         }
+        Request::Block {
+            blocker,
+            blocked,
+            reply,
+        } => settle(
+            reply,
+            blocks::block(tables, now_ms, blocker, blocked),
+            answers,
+        ),
+        Request::Unblock {
+            blocker,
+            blocked,
+            reply,
+        } => settle(reply, blocks::unblock(tables, blocker, blocked), answers),
     }
 }
 
