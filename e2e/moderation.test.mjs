@@ -280,7 +280,8 @@ describe('moderation in a real browser', () => {
     // alice gets the server's hidden marker: the seq, no author, no text.
     const marker = bySeq(alice, seq);
     await marker.and(alice.page.locator('.marker')).waitFor(WAIT);
-    assert.equal(await marker.textContent(), 'hidden: blocked user');
+    assert.equal(await marker.innerText(), 'hidden: blocked user');
+    assert.equal(await marker.locator('.author').count(), 0);
     assert.ok(!(await alice.page.content()).includes('can anyone hear me'), 'the text never reached alice');
 
     // The Blocked list in the Friends panel unblocks.
