@@ -1,5 +1,5 @@
-//! Native Quibble client: a REST client for accounts, rooms, friends, DMs, blocks and the
-//! conversation list ([`Api`]) and a realtime
+//! Native Quibble client: a REST client for accounts, rooms, friends, DMs, blocks, the
+//! conversation list and moderation ([`Api`]) and a realtime
 //! [`Client`] that drives the protocol's sans-IO session over WebTransport (wtransport) or a
 //! WebSocket fallback, reconnecting and resuming by itself.
 //!
@@ -26,6 +26,7 @@
 //! # }
 //! ```
 
+mod admin;
 mod api;
 mod blocks;
 mod client;
@@ -35,6 +36,7 @@ mod error;
 mod social;
 mod transport;
 
+pub use admin::{AuditEntry, AuditPage, Ban, IpBan, IpBanRemoved, NewSession, Unbanned, UserBrief};
 pub use api::{Api, CertInfo, DeletedMessage, Login, Role, Room, RoomPage, User};
 pub use client::{Client, ClientEvent, ClientOptions};
 pub use endpoints::ServerUrl;

@@ -237,11 +237,15 @@ mod tests {
     #[tokio::test]
     async fn the_author_or_an_admin_may_delete() {
         let (_dir, store, [alice, bob, carol]) = setup().await;
+        store
+            .set_role(crate::store::Actor::Operator, "alice", Role::Admin)
+            .await
+            .unwrap();
         let (admin, user) = (
             store.user(alice).await.unwrap().unwrap(),
             store.user(bob).await.unwrap().unwrap(),
         );
-        assert_eq!(admin.role, Role::Admin, "the first account is an admin");
+        assert_eq!(admin.role, Role::Admin);
         let room = store.create_room("lobby", alice).await.unwrap().id;
         let seq = store
             .append(room, carol, "carol", 1, "hi")

@@ -193,6 +193,11 @@ impl Server {
         })
     }
 
+    /// The shared state (the admin socket serves on it).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
     /// The bound addresses (HTTP on TCP and WebTransport on UDP, same port).
     pub fn addrs(&self) -> &[SocketAddr] {
         &self.addrs

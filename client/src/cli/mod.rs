@@ -6,6 +6,7 @@ use std::io::Write;
 use anyhow::Context;
 
 mod account;
+mod admin;
 pub mod args;
 mod blocks;
 mod commands;

@@ -8,8 +8,9 @@
 //! started, or read from the store for a friend's list): one small entry per account at most.
 //! The store keeps last-seen times durably (`connection` records them).
 //!
-//! Blocks: each online user's blocked set is loaded when they connect ([`Users::track`]) and
-//! changed live ([`Users::set_blocked`]), and an index from a blocked user to their online
+//! Blocks: each online user's blocked set is loaded when their first connection comes
+//! ([`Users::track`]; unblocks made while it was being read win over it) and changed live
+//! ([`Users::set_blocked`]), and an index from a blocked user to their online
 //! blockers filters what reaches the blockers: activity of the blocked user's messages,
 //! their typing, receipts and presence are not sent to them (`crate::access::sees`); the
 //! conversation hub asks [`Users::hidden_from`] to send hidden markers instead of messages.
@@ -74,6 +75,9 @@ struct Online {
     friends: HashSet<UserId>,
     /// The users this user blocks.
     blocked: HashSet<UserId>,
+    /// Users unblocked live before the first connection's [`Users::track`]: the list it brings
+    /// from the store may have been read before that, so they are not taken from it.
+    unblocked_early: Vec<UserId>,
     /// Whether the user's coming online was announced (after the first connection loaded
     /// who may see it).
     announced: bool,
@@ -148,6 +152,7 @@ impl Users {
                 rooms: HashSet::new(),
                 friends: HashSet::new(),
                 blocked: HashSet::new(),
+                unblocked_early: Vec::new(),
                 announced: false,
             })
             .connections
@@ -181,10 +186,17 @@ impl Users {
         blocked: &[UserId],
     ) -> Vec<Bytes> {
         let mut inner = self.lock();
-        for &other in blocked {
-            inner.index_block(user, other, true);
+        // The first connection brings the blocked list; from then on the entry is kept up to
+        // date live (`set_blocked`), and later connections' lists add nothing.
+        if let Some(online) = inner.online.get_mut(&user)
+            && !online.announced
+        {
+            let early = std::mem::take(&mut online.unblocked_early);
+            for &other in blocked.iter().filter(|b| !early.contains(b)) {
+                inner.index_block(user, other, true);
+            }
+            self.count_blocked(&inner);
         }
-        self.count_blocked(&inner);
         for (other, name, ms) in seen {
             inner.last_seen.entry(other).or_insert((ms, name));
         }
@@ -553,9 +565,13 @@ impl Inner {
             return;
         };
         if on {
+            online.unblocked_early.retain(|&u| u != blocked);
             online.blocked.insert(blocked);
             self.blockers.entry(blocked).or_default().insert(blocker);
         } else {
+            if !online.announced && !online.unblocked_early.contains(&blocked) {
+                online.unblocked_early.push(blocked);
+            }
             online.blocked.remove(&blocked);
             self.unindex_block(blocker, blocked);
         }
@@ -861,5 +877,26 @@ mod tests {
         assert!(users.lock().blockers.is_empty());
         assert_eq!(users.inner.blocked_online.load(Ordering::Acquire), 0);
         drop(tx);
+    }
+
+    #[tokio::test]
+    async fn changes_made_while_a_connection_reads_its_list_are_not_lost() {
+        let users = Users::default();
+        let out = Outbound::multiplexed();
+        let (tx_a, tx_b) = (out.open(0), out.open(1));
+        let a = users.connect(UserId(1), "one", Some(tx_a.live()));
+        // While the list is read: 2 unblocked (the list may predate it), 4 blocked.
+        users.set_blocked(UserId(1), UserId(2), false);
+        users.set_blocked(UserId(1), UserId(4), true);
+        users.track(UserId(1), &[], &[], Vec::new(), &[UserId(2), UserId(3)]);
+        assert_eq!(users.blocked_by(UserId(1)), [UserId(3), UserId(4)].into());
+        assert_eq!(users.hidden_from(UserId(2)), None);
+        // A second connection's list, read before 3 was unblocked, changes nothing.
+        let b = users.connect(UserId(1), "one", Some(tx_b.live()));
+        users.set_blocked(UserId(1), UserId(3), false);
+        users.track(UserId(1), &[], &[], Vec::new(), &[UserId(3), UserId(4)]);
+        assert_eq!(users.blocked_by(UserId(1)), [UserId(4)].into());
+        assert!(users.lock().online[&UserId(1)].unblocked_early.is_empty());
+        drop((a, b, tx_a, tx_b));
     }
 }

@@ -59,7 +59,7 @@ fn seqs(messages: &[ChatMessage]) -> Vec<u64> {
 }
 
 #[tokio::test]
-async fn users_are_unique_case_insensitively_and_the_first_is_admin() {
+async fn users_are_unique_case_insensitively_and_all_start_as_users() {
     let dir = TempDir::new().unwrap();
     let (store, _) = open(&db_path(&dir));
 
@@ -67,8 +67,13 @@ async fn users_are_unique_case_insensitively_and_the_first_is_admin() {
     assert_eq!(alice.id, UserId(1));
     assert_eq!(alice.username, "Alice");
     assert_eq!(alice.password_phc, "phc-a");
-    assert_eq!(alice.role, Role::Admin);
+    assert_eq!(
+        alice.role,
+        Role::User,
+        "not even the first account is an admin"
+    );
     assert!(alice.created_at_ms > 0);
+    assert!(!store.has_admin().await.unwrap());
 
     assert!(matches!(
         store.create_user("aLICE", "phc-x".into()).await,
@@ -1075,7 +1080,7 @@ async fn deleting_leaves_a_tombstone_indexes_it_and_tells_the_hook_once() {
             .await
             .unwrap();
     }
-    let done = store.delete_message(lobby, 3).await.unwrap();
+    let done = store.delete_message(lobby, 3, None).await.unwrap();
     assert!(done.changed);
     assert!(done.tombstone.is_deleted());
     assert_eq!(
@@ -1094,18 +1099,18 @@ async fn deleting_leaves_a_tombstone_indexes_it_and_tells_the_hook_once() {
 
     // Twice: nothing changes, nothing is published.
     let hooked = seen.lock().unwrap().len();
-    assert!(!store.delete_message(lobby, 3).await.unwrap().changed);
+    assert!(!store.delete_message(lobby, 3, None).await.unwrap().changed);
     assert_eq!(seen.lock().unwrap().len(), hooked);
     assert!(matches!(
-        store.delete_message(lobby, 4).await,
+        store.delete_message(lobby, 4, None).await,
         Err(StoreError::NotFound)
     ));
     assert!(matches!(
-        store.delete_message(ConversationId(99), 1).await,
+        store.delete_message(ConversationId(99), 1, None).await,
         Err(StoreError::NotFound)
     ));
 
-    store.delete_message(lobby, 1).await.unwrap();
+    store.delete_message(lobby, 1, None).await.unwrap();
     assert_eq!(
         store.deletions_up_to(lobby, 3, 1000, 10).await.unwrap(),
         [1, 3]
@@ -1170,7 +1175,7 @@ async fn deleted_bodies_leave_the_file_while_reads_go_on() {
             let store = store.clone();
             let conversation = rooms[usize::from(i % 2 == 0)];
             let seq = i.div_ceil(2);
-            tokio::spawn(async move { store.delete_message(conversation, seq).await })
+            tokio::spawn(async move { store.delete_message(conversation, seq, None).await })
         })
         .collect();
     for deletion in deletions {
