@@ -13,6 +13,8 @@
 // - boss bans bob from his name: bob's open pages, one over WebTransport and one over
 //   WebSocket, show the banned screen with the reason at once, and his login is refused
 //   with the same screen; the ban is listed and unbanning lets him log in again;
+// - screenshots (blocked.png, admin-panel.png, banned.png) go to test-artifacts/, with the
+//   server's log and the browsers' console;
 // - last, the operator bans the tests' own address (127.0.0.1): alice's page is cut off and
 //   shows the banned-address screen, still after a reload (the service worker's cached page
 //   starts and the API answers `address_banned`), and carries on once the ban is removed.
@@ -164,6 +166,31 @@ async function menuItems(page) {
   return page.locator('#menu [role="menuitem"]').allTextContents();
 }
 
+/**
+ * Wait until `text` is nowhere in the page's DOM (the chat, the conversation list's
+ * previews); fails naming the element still holding it.
+ */
+async function gone(user, text) {
+  const deadline = Date.now() + WAIT.timeout;
+  for (;;) {
+    const holder = await holderOf(user, text);
+    if (holder === null) return;
+    assert.ok(Date.now() < deadline, `${user.name}: "${text}" is still in ${holder}`);
+    await user.page.waitForTimeout(100);
+  }
+}
+
+/** The start of the element whose text holds `text`, or null when none does. */
+function holderOf(user, text) {
+  return user.page.evaluate((text) => {
+    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      if (node.textContent.includes(text)) return node.parentElement.outerHTML.slice(0, 200);
+    }
+    return null;
+  }, text);
+}
+
 /** The visible text of the whole page (hidden elements left out). */
 function visibleText(page) {
   return page.evaluate(() => document.body.innerText);
@@ -224,7 +251,7 @@ describe('moderation in a real browser', () => {
       await item.and(user.page.locator('.deleted')).waitFor(WAIT);
       assert.equal(await item.locator('.body').textContent(), 'message deleted');
       assert.equal(await item.locator('.author').textContent(), 'alice');
-      assert.ok(!(await user.page.content()).includes('hunter2'), `${user.name}: the text is gone`);
+      await gone(user, 'hunter2');
     }
   });
 
@@ -260,7 +287,7 @@ describe('moderation in a real browser', () => {
     await boss.page.click('#menu [role="menuitem"]:has-text("Delete")');
     for (const user of [alice, bob, boss]) {
       await bySeq(user, seq).and(user.page.locator('.deleted')).waitFor(WAIT);
-      assert.ok(!(await user.page.content()).includes('cheap watches'), `${user.name}: the text is gone`);
+      await gone(user, 'cheap watches');
     }
   });
 
@@ -273,6 +300,7 @@ describe('moderation in a real browser', () => {
     await alice.page.locator('#blocked-list li[data-username="bob"]').waitFor({ state: 'attached', ...WAIT });
     // What is on screen from bob collapses at once.
     await bySeq(alice, before).and(alice.page.locator('.blocked')).waitFor(WAIT);
+    await alice.page.screenshot({ path: join(ARTIFACTS, 'blocked.png') });
     assert.ok(!(await visibleText(alice.page)).includes('said before the block'));
 
     const seq = await say(bob, 'can anyone hear me');
@@ -282,7 +310,7 @@ describe('moderation in a real browser', () => {
     await marker.and(alice.page.locator('.marker')).waitFor(WAIT);
     assert.equal(await marker.innerText(), 'hidden: blocked user');
     assert.equal(await marker.locator('.author').count(), 0);
-    assert.ok(!(await alice.page.content()).includes('can anyone hear me'), 'the text never reached alice');
+    assert.equal(await holderOf(alice, 'can anyone hear me'), null, 'the text never reached alice');
 
     // The Blocked list in the Friends panel unblocks.
     await alice.page.click('#tab-friends');
@@ -316,8 +344,14 @@ describe('moderation in a real browser', () => {
     assert.deepEqual(entries, ['ip_ban_remove', 'ip_ban_add'], 'newest first, each once');
     assert.match(await audit.locator('li[data-action="ip_ban_add"]').first().textContent(),
       /boss banned the address 192\.0\.2\.0\/24: a test range/);
-    // The operator's promotion is there too.
+    // The operator's promotion and boss's deletion of bob's message are there too (alice's
+    // deletion of her own message is no moderation).
     await audit.locator('li[data-action="promote"][data-target="boss"]').waitFor({ state: 'attached', ...WAIT });
+    assert.match(await audit.locator('li[data-action="promote"]').textContent(), /operator made an admin: boss$/);
+    const deletions = await audit.locator('li[data-action="delete_message"]').allTextContents();
+    assert.equal(deletions.length, 1);
+    assert.match(deletions[0], /boss deleted the message \d+\/\d+$/);
+    await page.screenshot({ path: join(ARTIFACTS, 'admin-panel.png') });
     await page.click('#admin-close');
   });
 
@@ -348,6 +382,7 @@ describe('moderation in a real browser', () => {
       assert.equal(await page.locator('#app').isVisible(), false);
     }
     assert.ok(Date.now() - banned < 5_000, 'the pages heard of it at once');
+    await bob.page.screenshot({ path: join(ARTIFACTS, 'banned.png') });
 
     // Logging in again is refused with the same screen.
     await bob.page.click('#banned-back');
