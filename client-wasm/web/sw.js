@@ -5,8 +5,7 @@
 // Network first: every GET of the page's own files goes to the server as before (it answers
 // `no-cache`, so the browser revalidates), and a good answer is copied into the cache. Only
 // when the server cannot be reached is the cached copy used. The API, the WebSocket and
-// anything on another origin are never touched. A 403 (a banned address) is answered from the
-// cache too, so that the page can show why.
+// anything on another origin are never touched.
 
 const CACHE = 'quibble-page-v1';
 const NOT_CACHED = /^\/(api|ws|healthz|metrics)(\/|$)/;
@@ -37,11 +36,6 @@ async function networkFirst(request, event) {
     if (response.ok) {
       const copy = response.clone();
       event.waitUntil(caches.open(CACHE).then((cache) => cache.put(cacheKey(request), copy)));
-    } else if (response.status === 403) {
-      // A banned address is refused everything: the cached page still starts, and says why
-      // (its API calls are answered `address_banned`).
-      const cached = await caches.match(cacheKey(request));
-      if (cached) return cached;
     }
     return response;
   } catch (error) {
