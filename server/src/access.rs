@@ -9,6 +9,7 @@
 //! - Sending in a DM needs its members to be friends now (else `NotFriends`).
 //! - A message may be deleted by its author, or by an admin (any message of a conversation they
 //!   may read); anyone else: `Forbidden` ([`may_delete`]).
+//! - An address is refused while an active IP ban's network holds it ([`address_ban`]).
 //! - Presence is seen by friends and by fellow members of a room ([`shares_presence`]); a DM,
 //!   which outlives the friendship, shares nothing by itself. (The user hub applies this when
 //!   it routes presence, from what it knows of who is online.)
@@ -27,9 +28,11 @@
 //! replays and pages history takes a `Grant`, so it cannot serve a conversation nobody checked.
 
 use std::collections::HashSet;
+use std::net::IpAddr;
 
 use quibble_protocol::{ChatMessage, ConversationId, ErrorCode, UserId};
 
+use crate::enforce::IpBanRule;
 use crate::store::{ConversationKind, FriendState, Role, Store, StoreError, User};
 
 /// Why an action is refused.
@@ -205,6 +208,18 @@ pub async fn may_delete(
     } else {
         Err(Refusal::NotYours)
     }
+}
+
+/// Is `ip` banned at `now_ms` by one of `rules`? The index of the first rule that bans it. A
+/// rule bans every address in its network until its `until_ms` (exclusive; `None`: until
+/// removed); an IPv4-mapped IPv6 address is the IPv4 address it maps. (Asked for every REST
+/// request, WebSocket upgrade and WebTransport session, and for live connections when the
+/// list changes: see [`crate::enforce`].)
+pub fn address_ban(rules: &[IpBanRule], ip: IpAddr, now_ms: u64) -> Option<usize> {
+    let ip = ip.to_canonical();
+    rules.iter().position(|rule| {
+        rule.until_ms.is_none_or(|until| now_ms < until) && rule.network.contains(&ip)
+    })
 }
 
 #[cfg(test)]

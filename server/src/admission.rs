@@ -7,6 +7,12 @@
 //! signed-in connection counts only against the first two budgets. Slots and permits are guards
 //! (dropping them returns what they hold); a refusal says which budget was full and is counted
 //! in metrics by transport and reason. Shutdown waits for the global budget to refill.
+//!
+//! Behind a trusted reverse proxy ([`crate::client_addr`]) the TCP peer is the proxy, which
+//! carries many clients: its connections take only a global slot ([`Admission::admit_proxied`]),
+//! and a WebSocket upgrade through it, once the client's address is known, takes that
+//! address's share instead (an open connection and an unauthenticated place,
+//! [`Admission::realtime`]).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -160,24 +166,52 @@ impl Admission {
         entry.open += 1;
         Ok(Slot(Arc::new(SlotInner {
             admission: self.clone(),
-            key,
+            key: Some(key),
             _total: permit,
         })))
     }
 
-    /// Take an unauthenticated place for a realtime connection on `slot`.
+    /// Take a slot for a new connection from a trusted proxy: the global budget only (the
+    /// proxy's clients are counted by address when they are known, see [`Admission::realtime`]).
+    pub fn admit_proxied(self: &Arc<Self>, transport: &'static str) -> Result<Slot, Refusal> {
+        let Ok(permit) = self.total.clone().try_acquire_owned() else {
+            metrics::counter!(crate::metrics::CONNECTIONS_REFUSED,
+                "transport" => transport, "reason" => Refusal::ServerFull.reason())
+            .increment(1);
+            return Err(Refusal::ServerFull);
+        };
+        Ok(Slot(Arc::new(SlotInner {
+            admission: self.clone(),
+            key: None,
+            _total: permit,
+        })))
+    }
+
+    /// Take an unauthenticated place for a realtime connection of `client` on `slot` (the
+    /// slot's own address, unless it is a trusted proxy's: then `client` also takes one of
+    /// its address's open connections).
     pub fn realtime(
         self: &Arc<Self>,
         slot: &Slot,
+        client: IpAddr,
         transport: &'static str,
     ) -> Result<RealtimePermit, Refusal> {
+        let (key, open) = match slot.0.key {
+            Some(key) => (key, 0),
+            None => (IpKey::of(client), 1),
+        };
         let mut counts = self.lock();
         let refusal = if counts.unauthenticated >= self.budgets.unauthenticated {
             Some(Refusal::UnauthenticatedFull)
         } else {
-            let entry = counts.per_ip.entry(slot.0.key).or_default();
-            (entry.unauthenticated >= self.budgets.unauthenticated_per_ip)
-                .then_some(Refusal::UnauthenticatedAddressFull)
+            let entry = counts.per_ip.get(&key);
+            let held = |f: fn(&PerIp) -> usize| entry.map_or(0, f);
+            if held(|e| e.open) + open > self.budgets.per_ip {
+                Some(Refusal::AddressFull)
+            } else {
+                (held(|e| e.unauthenticated) >= self.budgets.unauthenticated_per_ip)
+                    .then_some(Refusal::UnauthenticatedAddressFull)
+            }
         };
         if let Some(r) = refusal {
             metrics::counter!(crate::metrics::CONNECTIONS_REFUSED,
@@ -186,9 +220,13 @@ impl Admission {
             return Err(r);
         }
         counts.unauthenticated += 1;
-        counts.per_ip.entry(slot.0.key).or_default().unauthenticated += 1;
+        let entry = counts.per_ip.entry(key).or_default();
+        entry.unauthenticated += 1;
+        entry.open += open;
         Ok(RealtimePermit(Arc::new(RealtimeInner {
             slot: slot.clone(),
+            key,
+            open,
             unauthenticated: AtomicBool::new(true),
         })))
     }
@@ -200,7 +238,7 @@ impl Admission {
         transport: &'static str,
     ) -> Result<RealtimePermit, Refusal> {
         let slot = self.admit(ip, transport)?;
-        self.realtime(&slot, transport)
+        self.realtime(&slot, ip, transport)
     }
 
     /// Completes when every slot is back, or after `max`; false if some were still out.
@@ -238,13 +276,16 @@ pub struct Slot(Arc<SlotInner>);
 
 struct SlotInner {
     admission: Arc<Admission>,
-    key: IpKey,
+    /// `None` for a trusted proxy's connection, which no address's budget counts.
+    key: Option<IpKey>,
     _total: OwnedSemaphorePermit,
 }
 
 impl Drop for SlotInner {
     fn drop(&mut self) {
-        self.admission.release(self.key, 1, 0);
+        if let Some(key) = self.key {
+            self.admission.release(key, 1, 0);
+        }
     }
 }
 
@@ -255,6 +296,11 @@ pub struct RealtimePermit(Arc<RealtimeInner>);
 
 struct RealtimeInner {
     slot: Slot,
+    /// The client's address, whose budgets the places below are taken from.
+    key: IpKey,
+    /// Open connections this permit holds of `key`'s: 1 through a trusted proxy (the slot
+    /// counts for no address), else 0 (the slot counts).
+    open: usize,
     unauthenticated: AtomicBool,
 }
 
@@ -262,15 +308,19 @@ impl RealtimePermit {
     /// `Hello` was accepted: leave the unauthenticated pool (idempotent).
     pub fn authenticated(&self) {
         if self.0.unauthenticated.swap(false, Ordering::AcqRel) {
-            self.0.slot.0.admission.release(self.0.slot.0.key, 0, 1);
+            self.0.slot.0.admission.release(self.0.key, 0, 1);
         }
     }
 }
 
 impl Drop for RealtimeInner {
     fn drop(&mut self) {
-        if *self.unauthenticated.get_mut() {
-            self.slot.0.admission.release(self.slot.0.key, 0, 1);
+        let unauthenticated = usize::from(*self.unauthenticated.get_mut());
+        if self.open + unauthenticated > 0 {
+            self.slot
+                .0
+                .admission
+                .release(self.key, self.open, unauthenticated);
         }
     }
 }
@@ -335,23 +385,60 @@ mod tests {
         let a = admission();
         let s1 = a.admit(ip("10.0.0.1"), "t").unwrap();
         let s2 = a.admit(ip("10.0.0.1"), "t").unwrap();
-        let p1 = a.realtime(&s1, "t").unwrap();
+        let p1 = a.realtime(&s1, ip("10.0.0.1"), "t").unwrap();
         assert_eq!(
-            a.realtime(&s2, "t").err(),
+            a.realtime(&s2, ip("10.0.0.1"), "t").err(),
             Some(Refusal::UnauthenticatedAddressFull)
         );
         p1.clone().authenticated();
         p1.authenticated();
-        let p2 = a.realtime(&s2, "t").unwrap();
+        let p2 = a.realtime(&s2, ip("10.0.0.1"), "t").unwrap();
         let s3 = a.admit(ip("10.0.0.2"), "t").unwrap();
         let s4 = a.admit(ip("10.0.0.3"), "t").unwrap();
-        let _p3 = a.realtime(&s3, "t").unwrap();
+        let _p3 = a.realtime(&s3, ip("10.0.0.2"), "t").unwrap();
         assert_eq!(
-            a.realtime(&s4, "t").err(),
+            a.realtime(&s4, ip("10.0.0.3"), "t").err(),
             Some(Refusal::UnauthenticatedFull)
         );
         drop(p2);
-        assert!(a.realtime(&s4, "t").is_ok());
+        assert!(a.realtime(&s4, ip("10.0.0.3"), "t").is_ok());
+    }
+
+    #[test]
+    fn a_trusted_proxy_counts_globally_and_its_clients_by_their_own_address() {
+        let a = admission();
+        // Four connections from the proxy: more than one address's share, within the total.
+        let proxied: Vec<Slot> = (0..4).map(|_| a.admit_proxied("t").unwrap()).collect();
+        assert_eq!(a.admit_proxied("t").err(), Some(Refusal::ServerFull));
+        assert!(
+            a.lock().per_ip.is_empty(),
+            "the proxy counts for no address"
+        );
+        // Its clients take their own address's places: one signing in at once per address...
+        let first = a.realtime(&proxied[0], ip("2001:db8::1"), "t").unwrap();
+        assert_eq!(
+            a.realtime(&proxied[1], ip("2001:db8::2"), "t").err(),
+            Some(Refusal::UnauthenticatedAddressFull),
+            "the same /64"
+        );
+        first.authenticated();
+        // ...and three open per address.
+        let mut permits = vec![first];
+        for (slot, client) in proxied[1..3].iter().zip(["2001:db8::2", "2001:db8::3"]) {
+            let permit = a.realtime(slot, ip(client), "t").unwrap();
+            permit.authenticated();
+            permits.push(permit);
+        }
+        assert_eq!(
+            a.realtime(&proxied[3], ip("2001:db8::4"), "t").err(),
+            Some(Refusal::AddressFull)
+        );
+        permits.push(a.realtime(&proxied[3], ip("192.0.2.1"), "t").unwrap());
+        drop(proxied);
+        assert_eq!(a.open(), 4, "the permits keep their slots");
+        drop(permits);
+        assert_eq!(a.open(), 0);
+        assert!(a.lock().per_ip.is_empty(), "everything given back");
     }
 
     #[tokio::test]

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ipnet::IpNet;
 use serde::Deserialize;
 
 /// The port used when none is given.
@@ -28,6 +29,9 @@ pub struct Config {
     pub limits: Limits,
     /// Where `/metrics` is served; when set, the public port answers it with 404.
     pub metrics_listen: Option<SocketAddr>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (see
+    /// [`crate::client_addr`]); none by default.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 /// The store's page cache when none is configured, in MiB.
@@ -177,6 +181,8 @@ pub struct FileConfig {
     pub http_write_timeout_ms: Option<u64>,
     pub deletes_per_hour: Option<u32>,
     pub delete_burst: Option<u32>,
+    /// Networks or single addresses, e.g. `["10.0.0.0/8", "192.0.2.1"]`.
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -195,6 +201,8 @@ pub enum ConfigError {
     HalfTls,
     #[error("listen addresses use different ports ({0} and {1}); use one port number")]
     MixedPorts(u16, u16),
+    #[error("trusted_proxies: {0:?} is not an address or a network (CIDR)")]
+    TrustedProxy(String),
 }
 
 impl FileConfig {
@@ -296,6 +304,15 @@ impl Config {
         if let Some(n) = file.delete_burst {
             limits.delete_burst = n;
         }
+        let trusted_proxies = file
+            .trusted_proxies
+            .unwrap_or_default()
+            .iter()
+            .map(|entry| {
+                crate::admin::ops::parse_network(entry)
+                    .map_err(|_| ConfigError::TrustedProxy(entry.clone()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Config {
             data_dir: cli
                 .data_dir
@@ -307,6 +324,7 @@ impl Config {
             store_cache_bytes: store_cache_mb.saturating_mul(1024 * 1024),
             limits,
             metrics_listen: cli.metrics_listen.or(file.metrics_listen),
+            trusted_proxies,
         })
     }
 }
@@ -458,6 +476,22 @@ mod tests {
         assert!(matches!(
             Config::resolve(FileConfig::default(), mixed),
             Err(ConfigError::MixedPorts(1, 2))
+        ));
+    }
+
+    #[test]
+    fn trusted_proxies_take_networks_and_single_addresses() {
+        let c = Config::resolve(FileConfig::default(), Overrides::default()).unwrap();
+        assert!(c.trusted_proxies.is_empty(), "none by default");
+        let file: FileConfig =
+            toml::from_str("trusted_proxies = [\"10.0.0.0/8\", \"192.0.2.1\", \"::1\"]\n").unwrap();
+        let c = Config::resolve(file, Overrides::default()).unwrap();
+        let nets: Vec<String> = c.trusted_proxies.iter().map(|n| n.to_string()).collect();
+        assert_eq!(nets, ["10.0.0.0/8", "192.0.2.1/32", "::1/128"]);
+        let file: FileConfig = toml::from_str("trusted_proxies = [\"proxy.example\"]\n").unwrap();
+        assert!(matches!(
+            Config::resolve(file, Overrides::default()),
+            Err(ConfigError::TrustedProxy(entry)) if entry == "proxy.example"
         ));
     }
 }

@@ -22,7 +22,9 @@ use crate::chat::hub::Hub;
 use crate::chat::send_limit::SendLimiter;
 use crate::chat::typing::Typing;
 use crate::chat::users::Users;
+use crate::client_addr::TrustedProxies;
 use crate::config::Config;
+use crate::enforce::Enforcement;
 use crate::http::listener::HttpPort;
 use crate::http::login_limit::LoginLimiter;
 use crate::http::signup_limit::SignupLimiter;
@@ -176,7 +178,11 @@ impl Server {
             )),
             shutdown: shutdown_rx,
             webtransport_port: port,
+            enforcement: Enforcement::default(),
+            trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
         });
+        // The IP bans are in force before the first connection is accepted.
+        state.reload_ip_bans().await?;
         let metrics = match config.metrics_listen {
             Some(addr) => Some(bind_tcp(addr)?),
             None => None,
@@ -247,6 +253,7 @@ impl Server {
                 tls_handshake_timeout: limits.tls_handshake_timeout,
                 write_stall: limits.http_write_timeout,
                 label: "http",
+                proxies: state.trusted_proxies.clone(),
             };
             tasks.spawn(port.serve(state.shutdown.clone()));
         }
@@ -265,6 +272,7 @@ impl Server {
                 tls_handshake_timeout: limits.tls_handshake_timeout,
                 write_stall: limits.http_write_timeout,
                 label: "metrics",
+                proxies: TrustedProxies::default(),
             };
             tasks.spawn(port.serve(state.shutdown.clone()));
         }

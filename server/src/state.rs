@@ -11,7 +11,9 @@ use crate::chat::hub::Hub;
 use crate::chat::send_limit::SendLimiter;
 use crate::chat::typing::Typing;
 use crate::chat::users::Users;
+use crate::client_addr::TrustedProxies;
 use crate::config::Limits;
+use crate::enforce::Enforcement;
 use crate::http::login_limit::LoginLimiter;
 use crate::http::signup_limit::SignupLimiter;
 use crate::http::user_limit::UserLimiter;
@@ -64,6 +66,11 @@ pub struct Shared {
     pub webtransport_port: u16,
     /// Message deletions per user (admins are not limited).
     pub delete_limiter: Arc<UserLimiter>,
+    /// Live enforcement of moderation: the IP-ban list, closing connections
+    /// ([`crate::enforce`]).
+    pub enforcement: Enforcement,
+    /// Whose `X-Forwarded-For` is believed ([`crate::client_addr`]).
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Shared {

@@ -14,13 +14,33 @@ pub mod socket;
 
 use std::time::SystemTime;
 
+use quibble_protocol::{ErrorCode, UserId};
+
 use crate::state::AppState;
 use crate::store::Actor;
 use crate::tls::unix_ms;
 use ops::{OpError, Operation, Outcome};
 
 /// Runs `op` as `actor` on the running server: the store's part (validated, applied and
-/// audited in one transaction), then its live effects on connections and in-memory lists.
+/// audited in one transaction), then its live effects on connections and in-memory lists
+/// ([`crate::enforce`]): a ban ends the user's live connections with `Banned`; an IP ban added
+/// or removed reloads the list the transports check (which ends live connections from a newly
+/// banned address). An unban needs nothing live: the user signs in again.
 pub async fn perform(state: &AppState, actor: Actor, op: Operation) -> Result<Outcome, OpError> {
-    ops::execute(&state.store, actor, op, unix_ms(SystemTime::now())).await
+    let outcome = ops::execute(&state.store, actor, op, unix_ms(SystemTime::now())).await?;
+    match &outcome {
+        Outcome::Ban(ban) => state.close_user(
+            UserId(ban.user.id),
+            None,
+            ErrorCode::Banned,
+            &ops::ban_message(&ban.reason, ban.until_ms),
+        ),
+        Outcome::IpBan(_) | Outcome::IpBanRemoved(_) => {
+            if let Err(e) = state.reload_ip_bans().await {
+                tracing::error!("cannot reload the IP bans: {e}");
+            }
+        }
+        _ => {}
+    }
+    Ok(outcome)
 }

@@ -3,11 +3,12 @@
 //! pings, take receipts and typing, watch for silence (anything received counts as a sign of
 //! life, see [`Liveness`]), start a task per conversation stream, and say `GoAway` when the
 //! server shuts down. The connection is in the user hub ([`crate::chat::users`]) from `Welcome`
-//! to its end, which is what makes its user online. A control stream whose queue is full (the
+//! to its end, which is what makes its user online, and what moderation ends it through (a
+//! ban, a revoked session: [`crate::enforce`]). A control stream whose queue is full (the
 //! peer pings but does not read) ends the connection with `SlowConsumer`.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -22,14 +23,14 @@ use tokio::time::{Instant, sleep_until, timeout};
 
 use crate::access::{self, Refusal};
 use crate::admission::RealtimePermit;
-use crate::auth::hash_token;
+use crate::auth::{TokenHash, hash_token};
 use crate::chat::conversation::{self, ConnCtx};
 use crate::chat::liveness::Liveness;
 use crate::chat::outbound::SendError;
 use crate::chat::stream::{
     CloseReason, Inbound, NewStreamRx, StreamIo, decode_error_code, encode_frame,
 };
-use crate::chat::users::{Registration, summary_frame};
+use crate::chat::users::{Peer, Registration, summary_frame};
 use crate::state::AppState;
 use crate::store::{ConversationKind, FriendEntry, FriendState, StoreError, User};
 use crate::tls::unix_ms;
@@ -39,7 +40,8 @@ pub struct ConnIo {
     pub control: StreamIo,
     /// Conversation streams as the peer opens them.
     pub streams: NewStreamRx,
-    pub peer: SocketAddr,
+    /// The client's address ([`crate::client_addr`]).
+    pub client: IpAddr,
     /// `webtransport` or `websocket`, for metrics.
     pub transport: &'static str,
     /// Touched by the transport for everything it receives.
@@ -95,18 +97,19 @@ async fn handshake(state: AppState, io: ConnIo) -> Result<(Ready, Registration),
     let ConnIo {
         mut control,
         streams,
-        peer,
+        client,
         liveness,
         admission,
         ..
     } = io;
-    let (user, version) = match hello(&state, &mut control).await {
+    let revocations = state.enforcement.revocations();
+    let (user, version, token) = match hello(&state, &mut control).await {
         Ok(hello) => {
             admission.authenticated();
             hello
         }
         Err(close) => {
-            tracing::debug!(%peer, reason = %close.reason, "refused connection");
+            tracing::debug!(%client, reason = %close.reason, "refused connection");
             if let Some(code) = close.code {
                 send_error(&control, code, &close.reason);
             }
@@ -126,14 +129,28 @@ async fn handshake(state: AppState, io: ConnIo) -> Result<(Ready, Registration),
     // In the user hub before the snapshot is read, so nothing after it is missed. An older
     // client is there only to count as online: it could not decode the events.
     let events = version >= EVENTS_VERSION;
-    let registration = state.users.connect(
-        user.id,
-        &user.username,
-        events.then(|| control.outbound.live()),
-    );
+    let peer = Peer {
+        token,
+        addr: client,
+        version,
+    };
+    let registration = state
+        .users
+        .connect(user.id, &user.username, control.outbound.live(), peer);
+    // Bans and revocations from now on find the connection in the hub; those made while it
+    // signed in are checked here.
+    if let Err(close) = state.recheck(&peer, revocations).await {
+        tracing::debug!(%client, reason = %close.reason, "refused connection");
+        send_error(
+            &control,
+            close.code.unwrap_or(ErrorCode::Internal),
+            &close.reason,
+        );
+        return Err(close);
+    }
     introduce(&state, &control, &user, events).await?;
     state.users.go_live(&registration);
-    tracing::debug!(%peer, user = %user.username, "connection ready");
+    tracing::debug!(%client, user = %user.username, "connection ready");
     let ready = Ready {
         ctx: Arc::new(ConnCtx {
             state,
@@ -200,9 +217,12 @@ async fn serve_ready(mut ready: Ready) -> CloseReason {
                 None => return CloseReason::normal("transport closed"),
             },
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            // The writer gave up: the peer took nothing for too long, or is gone.
+            // Moderation ended the connection (its reason), or the writer gave up: the peer
+            // took nothing for too long, or is gone.
             () = ready.control.outbound.closed() => {
-                return CloseReason::error(ErrorCode::SlowConsumer, "the peer does not read");
+                return ready.control.outbound.closing().unwrap_or_else(|| {
+                    CloseReason::error(ErrorCode::SlowConsumer, "the peer does not read")
+                });
             }
             _ = sleep_until(deadline) => {
                 let heard = ready.liveness.last_seen() + silence;
@@ -359,8 +379,12 @@ async fn record_last_seen(state: &AppState, user: UserId, at_ms: u64) {
     }
 }
 
-/// Wait for `Hello` and check its version and token; the user and the version spoken.
-async fn hello(state: &AppState, control: &mut StreamIo) -> Result<(User, u16), CloseReason> {
+/// Wait for `Hello` and check its version and token; the user, the version spoken and the
+/// token's hash.
+async fn hello(
+    state: &AppState,
+    control: &mut StreamIo,
+) -> Result<(User, u16, TokenHash), CloseReason> {
     let first = timeout(state.limits.hello_timeout, control.inbound.recv())
         .await
         .map_err(|_| CloseReason::error(ErrorCode::ProtocolViolation, "no Hello in time"))?;
@@ -393,7 +417,7 @@ async fn hello(state: &AppState, control: &mut StreamIo) -> Result<(User, u16), 
     let hash = hash_token(&token);
     let now = unix_ms(SystemTime::now());
     match store.session_user(&hash, now).await {
-        Ok(Some(user)) => Ok((user, version)),
+        Ok(Some(user)) => Ok((user, version, hash)),
         Ok(None) => Err(CloseReason::error(
             ErrorCode::Unauthorized,
             "invalid or expired token",

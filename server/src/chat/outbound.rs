@@ -169,20 +169,10 @@ impl Outbound {
     }
 
     /// Stop accepting frames; the multiplexed writer drains what is queued, then gets
-    /// [`Batch::Close`].
-    pub fn close(&self, reason: CloseReason) {
-        let mut state = self.shared.lock();
-        if state.closing.is_none() {
-            state.closing = Some(reason);
-        }
-        for slot in state.slots.values_mut() {
-            slot.accepting = false;
-            slot.wake_writer();
-        }
-        drop(state);
-        self.shared.writer.notify_one();
-        self.shared.ended.notify_waiters();
-        self.shared.room.notify_waiters();
+    /// [`Batch::Close`]. Returns the reason the connection closes with: the first one given
+    /// (moderation's, [`LiveTx::close_connection`], may have come before the engine's).
+    pub fn close(&self, reason: CloseReason) -> CloseReason {
+        self.shared.close(reason)
     }
 
     /// The transport is gone: drop everything queued and end every stream.
@@ -361,6 +351,21 @@ impl Shared {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// See [`Outbound::close`]; the first reason given is the one that stays.
+    fn close(&self, reason: CloseReason) -> CloseReason {
+        let mut state = self.lock();
+        let reason = state.closing.get_or_insert(reason).clone();
+        for slot in state.slots.values_mut() {
+            slot.accepting = false;
+            slot.wake_writer();
+        }
+        drop(state);
+        self.writer.notify_one();
+        self.ended.notify_waiters();
+        self.room.notify_waiters();
+        reason
+    }
+
     fn gauge_add(&self, bytes: usize) {
         if bytes > 0 {
             self.gauge.increment(bytes as f64);
@@ -507,6 +512,16 @@ impl LiveTx {
         let _ = self.shared.push(&stream, Item::Frame(frame), true, 0);
         self.shared.finish(&stream);
     }
+
+    /// End the whole connection from outside it (a ban, a revoked session): queue `frame` as
+    /// this stream's last, whatever the caps, then close the connection with `reason`, which
+    /// its engine and transport then use ([`StreamTx::closing`]).
+    pub fn close_connection(&self, frame: Bytes, reason: CloseReason) {
+        let _ = self
+            .shared
+            .push(&self.stream(), Item::Frame(frame), true, 0);
+        let _ = self.shared.close(reason);
+    }
 }
 
 /// The owner's end of one stream's slot; dropping it finishes the stream.
@@ -556,6 +571,12 @@ impl StreamTx {
             }
             notified.await;
         }
+    }
+
+    /// Why the connection is closing, once it is ([`LiveTx::close_connection`],
+    /// [`Outbound::close`]).
+    pub fn closing(&self) -> Option<CloseReason> {
+        self.live.shared.lock().closing.clone()
     }
 
     /// Completes once the stream can take no more frames: it was cut (its last frame is
@@ -726,5 +747,38 @@ mod tests {
         assert_eq!(bytes_b, 5 + FRAME_OVERHEAD);
         out.release(bytes + bytes_b);
         assert_eq!(out.held(), 0);
+    }
+
+    #[tokio::test]
+    async fn closing_from_outside_sends_the_last_frame_past_a_full_queue_then_the_reason() {
+        let out = Outbound::multiplexed();
+        let control = out.open(0);
+        let other = out.open(1);
+        while control.try_send(frame(4096)).is_ok() {}
+        let reason = CloseReason::error(quibble_protocol::ErrorCode::Banned, "banned: spam");
+        control.live().close_connection(frame(9), reason.clone());
+        assert_eq!(control.closing(), Some(reason.clone()));
+        assert_eq!(other.try_send(frame(1)), Err(SendError::Closed));
+        tokio::time::timeout(std::time::Duration::from_secs(1), other.closed())
+            .await
+            .expect("every stream of the connection ends");
+        let mut last = None;
+        loop {
+            match out.next_batch(usize::MAX).await {
+                Batch::Items { items, bytes } => {
+                    last = items.last().map(|(_, item)| match item {
+                        Item::Frame(f) => f.len(),
+                        Item::Finish => 0,
+                    });
+                    out.release(bytes);
+                }
+                Batch::Close(got) => {
+                    assert_eq!(got, reason);
+                    break;
+                }
+                Batch::Failed => panic!("failed"),
+            }
+        }
+        assert_eq!(last, Some(9), "the closing frame goes out last");
     }
 }

@@ -10,16 +10,17 @@
 //! ([`crate::http::signup_limit`], [`crate::http::login_limit`]), then hash or verify only in
 //! the bounded [`crate::auth::HashPool`] (503 with Retry-After when it is full).
 
-use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use axum::Json;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::StatusCode;
+use quibble_protocol::ErrorCode;
 use serde::{Deserialize, Serialize};
 
 use crate::admin::ops::ban_message;
 use crate::auth::{self, HashPoolError, new_token};
+use crate::client_addr::ClientIp;
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiJson, Authenticated};
 use crate::state::AppState;
@@ -67,10 +68,10 @@ pub struct LoginView {
 /// `POST /api/signup`
 pub async fn signup(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(ip): ClientIp,
     ApiJson(creds): ApiJson<Credentials>,
 ) -> Result<(StatusCode, Json<LoginView>), ApiError> {
-    state.signup_limiter.reserve(peer.ip())?;
+    state.signup_limiter.reserve(ip)?;
     auth::validate_username(&creds.username)
         .map_err(|m| ApiError::bad_request("invalid_username", m))?;
     auth::validate_password(&creds.password)
@@ -82,7 +83,7 @@ pub async fn signup(
         Ok(phc) => phc,
         Err(e) => {
             if matches!(e, HashPoolError::Busy) {
-                state.signup_limiter.refund(peer.ip());
+                state.signup_limiter.refund(ip);
             }
             return Err(hashing_failed(&state, e));
         }
@@ -101,11 +102,11 @@ pub async fn signup(
 /// `POST /api/login`
 pub async fn login(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(ip): ClientIp,
     ApiJson(creds): ApiJson<Credentials>,
 ) -> Result<Json<LoginView>, ApiError> {
     // Reserved before verifying: concurrent guesses cannot verify more than the budget holds.
-    let attempt = state.login_limiter.reserve(peer.ip(), &creds.username)?;
+    let attempt = state.login_limiter.reserve(ip, &creds.username)?;
     let user = match state.store.user_by_name(&creds.username).await {
         Ok(user) => user,
         Err(e) => {
@@ -169,17 +170,18 @@ pub struct TokenView {
 }
 
 /// `POST /api/account/password`: verifies `current`, sets `new`, revokes every session of the
-/// user (the presented token too) and returns the caller's new token.
+/// user (the presented token too), ends the live connections that used them, and returns the
+/// caller's new token.
 pub async fn change_password(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(ip): ClientIp,
     auth: Authenticated,
     ApiJson(change): ApiJson<PasswordChange>,
 ) -> Result<Json<TokenView>, ApiError> {
     auth::validate_password(&change.new)
         .map_err(|m| ApiError::bad_request("invalid_password", m))?;
     let user = auth.user;
-    let attempt = state.login_limiter.reserve(peer.ip(), &user.username)?;
+    let attempt = state.login_limiter.reserve(ip, &user.username)?;
     let verified = user.password_phc.clone();
     let ok = match state
         .hash_pool
@@ -209,10 +211,19 @@ pub async fn change_password(
         .change_password(user.id, verified, phc, hash, expires_at_ms)
         .await
     {
-        Ok(()) => Ok(Json(TokenView {
-            token,
-            expires_at_ms,
-        })),
+        Ok(()) => {
+            // Every session but the new one is revoked: so are their live connections.
+            state.close_user(
+                user.id,
+                Some(hash),
+                ErrorCode::Unauthorized,
+                "password changed",
+            );
+            Ok(Json(TokenView {
+                token,
+                expires_at_ms,
+            }))
+        }
         // Changed by another request since this one read it.
         Err(StoreError::PasswordChanged) => Err(wrong_password()),
         // Banned since this request was authenticated: its token is revoked already.
@@ -242,12 +253,14 @@ fn hashing_failed(state: &AppState, e: HashPoolError) -> ApiError {
     }
 }
 
-/// `POST /api/logout`: revokes the presented token.
+/// `POST /api/logout`: revokes the presented token and ends the live connections that
+/// authenticated with it.
 pub async fn logout(
     State(state): State<AppState>,
     auth: Authenticated,
 ) -> Result<StatusCode, ApiError> {
     state.store.delete_session(auth.token).await?;
+    state.close_session(auth.token, ErrorCode::Unauthorized, "signed out");
     Ok(StatusCode::NO_CONTENT)
 }
 

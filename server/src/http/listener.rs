@@ -1,6 +1,6 @@
 //! An HTTP port: its accept loop and the serving of each connection (in place of
 //! `axum::serve`, which sets no deadlines). Each accepted TCP connection first gets a slot from
-//! the port's [`Admission`]; a refused one is answered with a 503/429 JSON response and closed
+//! the port's [`Admission`] (a trusted proxy's, from the global budget only); a refused one is answered with a 503/429 JSON response and closed
 //! (over TLS it is just closed). An admitted one gets `TCP_NODELAY`, a write deadline for peers
 //! that stop reading, the TLS handshake under its deadline (HTTPS), then hyper's HTTP/1 with a
 //! header-read deadline that runs from the connection's start and again after each response,
@@ -34,6 +34,7 @@ use tokio_rustls::TlsAcceptor;
 use tower_service::Service;
 
 use crate::admission::{Admission, Refusal, Slot};
+use crate::client_addr::TrustedProxies;
 use crate::http::write_deadline::WriteDeadline;
 
 /// Largest request head (request line and headers) a connection may buffer.
@@ -63,6 +64,8 @@ pub struct HttpPort {
     pub write_stall: Duration,
     /// The transport label of this port's metrics (`http`, `metrics`).
     pub label: &'static str,
+    /// Peers whose connections count for no address ([`Admission::admit_proxied`]).
+    pub proxies: TrustedProxies,
 }
 
 impl HttpPort {
@@ -103,7 +106,12 @@ impl HttpPort {
             };
             // Frames are small and latency-sensitive: no Nagle delay on the socket.
             let _ = stream.set_nodelay(true);
-            match self.admission.admit(peer.ip(), self.label) {
+            let admitted = if self.proxies.trusts(peer.ip()) {
+                self.admission.admit_proxied(self.label)
+            } else {
+                self.admission.admit(peer.ip(), self.label)
+            };
+            match admitted {
                 Ok(slot) => {
                     tokio::spawn(served.clone().connection(stream, peer, slot));
                 }

@@ -1,9 +1,11 @@
 //! The HTTP side (axum): the JSON API under `/api`, the WebSocket fallback at `/ws`,
 //! `/healthz`, `/metrics` (unless it has a listener of its own), and the browser client at `/`.
 //! Handlers are small; shared state is [`AppState`]. Every request body is read whole, within
-//! its size limit and deadline, before a handler runs (`request_body`).
+//! its size limit and deadline, before a handler runs (`request_body`); before that, a request
+//! from a banned address is refused (`address_ban`).
 
 pub mod accounts;
+pub mod address_ban;
 pub mod admin;
 pub mod blocks;
 pub mod conversations;
@@ -84,6 +86,7 @@ pub fn router(state: AppState, web_dir: Option<&std::path::Path>, metrics_public
     } else {
         get(not_found)
     };
+    let bans = state.clone();
     Router::new()
         .nest("/api", api)
         .route("/ws", get(ws::upgrade))
@@ -95,6 +98,11 @@ pub fn router(state: AppState, web_dir: Option<&std::path::Path>, metrics_public
         .layer(axum::middleware::from_fn_with_state(
             body_rules,
             request_body::read_whole,
+        ))
+        // Outermost: a banned address is refused before its body is read.
+        .layer(axum::middleware::from_fn_with_state(
+            bans,
+            address_ban::refuse_banned,
         ))
 }
 

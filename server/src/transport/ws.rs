@@ -19,13 +19,13 @@
 //! kept open for the same bounded time, for the peer to read the close.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, Extension, State};
+use axum::extract::{Extension, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
@@ -44,6 +44,7 @@ use crate::chat::stream::{
     CloseReason, Inbound, InboundBudget, InboundTx, NewStreamTx, StreamIo, decode_error_code,
     encode_frame, new_streams,
 };
+use crate::client_addr::ClientIp;
 use crate::http::error::ApiError;
 use crate::state::AppState;
 
@@ -70,14 +71,15 @@ const READ_BUFFER: usize = 256;
 /// size it reached.
 const WRITE_BUFFER: usize = 8 * 1024;
 
-/// `GET /ws`: upgrade, unless the server is full.
+/// `GET /ws`: upgrade, unless the server is full. (A banned address never gets here: the
+/// router refuses it first, `http::address_ban`.)
 pub async fn upgrade(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     Extension(slot): Extension<Slot>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let permit = match state.admission.realtime(&slot, "websocket") {
+    let permit = match state.admission.realtime(&slot, client, "websocket") {
         Ok(permit) => permit,
         Err(refusal) => return ApiError::from(refusal).into_response(),
     };
@@ -85,7 +87,7 @@ pub async fn upgrade(
         .max_frame_size(MAX_FRAME_LEN + ENVELOPE_SLACK)
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
-        .on_upgrade(move |socket| handle(state, socket, peer, permit))
+        .on_upgrade(move |socket| handle(state, socket, client, permit))
 }
 
 /// Set the connection up and return its future. Not `async`: the setup's values (the socket
@@ -93,7 +95,7 @@ pub async fn upgrade(
 fn handle(
     state: AppState,
     socket: WebSocket,
-    peer: SocketAddr,
+    client: IpAddr,
     permit: RealtimePermit,
 ) -> impl Future<Output = ()> + Send {
     let (sink, source) = socket.split();
@@ -115,7 +117,7 @@ fn handle(
     let io = ConnIo {
         control,
         streams: streams_rx,
-        peer,
+        client,
         transport: "websocket",
         liveness,
         admission: permit.clone(),

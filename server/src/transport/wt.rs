@@ -180,6 +180,12 @@ async fn session(
         request.not_found().await;
         return None;
     }
+    // QUIC comes to the server directly: the UDP peer is the client (`client_addr`).
+    if let Some(message) = state.address_ban(peer.ip()) {
+        tracing::debug!(%peer, "refusing WebTransport session: {message}");
+        request.forbidden().await;
+        return None;
+    }
     let permit = match state.admission.admit_realtime(peer.ip(), "webtransport") {
         Ok(permit) => permit,
         Err(refusal) => {
@@ -232,7 +238,7 @@ async fn serve(accepted: Accepted) {
         ConnIo {
             control,
             streams: streams_rx,
-            peer,
+            client: peer.ip().to_canonical(),
             transport: "webtransport",
             liveness,
             admission: permit.clone(),
@@ -240,7 +246,7 @@ async fn serve(accepted: Accepted) {
     )
     .await;
     acceptor.abort();
-    outbound.close(reason.clone());
+    let reason = outbound.close(reason);
     // Let the last control frames (an error, GoAway) reach the peer before closing.
     let _ = timeout(Duration::from_secs(1), control_writer).await;
     close(&conn, reason.code, &reason.reason);
