@@ -9,7 +9,8 @@
 // - alice blocks bob from his name: his next message reaches her page as a collapsed hidden
 //   marker without its text while boss sees it; the Blocked list unblocks him;
 // - boss adds a banned range (192.0.2.0/24: not the tests' loopback) in the admin panel, sees
-//   it listed, removes it, and the audit log shows both actions and the ban below;
+//   it listed and removes it, promotes and demotes alice, and the audit log shows each action
+//   once (and his deletion of bob's message, and the operator's promotion of boss);
 // - boss bans bob from his name: bob's open pages, one over WebTransport and one over
 //   WebSocket, show the banned screen with the reason at once, and his login is refused
 //   with the same screen; the ban is listed and unbanning lets him log in again;
@@ -336,7 +337,15 @@ describe('moderation in a real browser', () => {
     assert.match(await row.textContent(), /a test range · until .* · by boss/);
     await row.locator('button', { hasText: 'Remove' }).click();
     await row.waitFor({ state: 'detached', ...WAIT });
+    // Promote and demote from the panel.
+    for (const [button, said] of [['Promote', 'alice is an admin now.'], ['Demote', 'alice is a user now.']]) {
+      await page.fill('#role-name', 'alice');
+      await page.click(`#role-form button:has-text("${button}")`);
+      await page.locator('#role-status', { hasText: said }).waitFor(WAIT);
+    }
     const audit = page.locator('#audit-list');
+    await audit.locator('li[data-action="demote"][data-target="alice"]').waitFor(WAIT);
+    await audit.locator('li[data-action="promote"][data-target="alice"]').waitFor(WAIT);
     await audit.locator(`li[data-action="ip_ban_remove"][data-target="${TEST_NET}"]`).waitFor(WAIT);
     const entries = await audit.locator(`li[data-target="${TEST_NET}"]`).evaluateAll(
       (items) => items.map((item) => item.dataset.action),
@@ -347,7 +356,8 @@ describe('moderation in a real browser', () => {
     // The operator's promotion and boss's deletion of bob's message are there too (alice's
     // deletion of her own message is no moderation).
     await audit.locator('li[data-action="promote"][data-target="boss"]').waitFor({ state: 'attached', ...WAIT });
-    assert.match(await audit.locator('li[data-action="promote"]').textContent(), /operator made an admin: boss$/);
+    assert.match(await audit.locator('li[data-action="promote"][data-target="boss"]').textContent(),
+      /operator made an admin: boss$/);
     const deletions = await audit.locator('li[data-action="delete_message"]').allTextContents();
     assert.equal(deletions.length, 1);
     assert.match(deletions[0], /boss deleted the message \d+\/\d+$/);
