@@ -367,7 +367,8 @@ describe('moderation in a real browser', () => {
 
   it('a banned user\'s open pages show the banned screen at once, and login is refused', async () => {
     const { bob, boss } = users;
-    // bob's second page reaches the server over WebSocket (no QUIC on UDP port 9).
+    // bob's second page reaches the server over WebSocket (Chromium refuses WebTransport to
+    // port 9, an unsafe port, at once).
     const bobWs = await openPage('bob-ws', '?wtport=9');
     await logIn(bobWs.page, 'bob');
     await bobWs.page.locator('#conn[data-state="ready"][data-transport="websocket"]').waitFor(WAIT);
