@@ -17,10 +17,9 @@ use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
 
 use js_sys::Function;
-use quibble_protocol::ConversationId;
-use quibble_protocol::ServerFrame;
 use quibble_protocol::limits::{MAX_BODY_LEN, MAX_HISTORY_PAGE};
 use quibble_protocol::session::{Action, Session, SessionConfig, State, StreamKey};
+use quibble_protocol::{ConversationId, ErrorCode, ServerFrame};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{WebTransport, WritableStreamDefaultWriter};
@@ -518,6 +517,17 @@ impl Driver {
             Link::Wt(wt) => wt.generation() == generation,
             Link::Ws(ws) => ws.generation() == generation,
         })
+    }
+
+    /// The server closed the current link with a protocol error code: that is the `Error`
+    /// the control stream carries before such a close, which a closing transport may drop.
+    /// Nothing if the session already had it (it then dropped the link).
+    pub(crate) fn closed_with(&mut self, generation: u64, code: ErrorCode, reason: String) {
+        if self.link_mut(generation).is_some() {
+            let error = ServerFrame::Error { code, reason };
+            self.session
+                .on_frame(StreamKey::Control, error, js::now_ms());
+        }
     }
 
     // ---- WebSocket callbacks ----

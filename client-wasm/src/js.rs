@@ -19,6 +19,10 @@ export interface ChatMessage {
   conversation: number; seq: number; author: number; authorName: string;
   /** The id the author's client chose (a decimal string: it may exceed 2^53). */
   clientId: string; sentAtMs: number; body: string;
+  /** A deleted message's tombstone: seq, author and time kept, body "" ("message deleted"). */
+  deleted: boolean;
+  /** In place of a message from a user this user blocks: no author (0), no name, no body. */
+  hidden: boolean;
 }
 export type ClientEvent =
   | { type: "state"; state: "connecting" | "handshaking" | "ready" | "reconnecting" | "failed";
@@ -68,6 +72,19 @@ export interface FriendChange { status: string; user: Friend }
 export interface Dm { conversation: number; user: Friend; can_send: boolean }
 export interface Membership { room: number; member: boolean; changed: boolean }
 export interface MemberReceipt { user_id: number; username: string; delivered_seq: number; read_seq: number }
+export interface UserRef { id: number; username: string }
+export interface Deletion { conversation: number; seq: number; deleted: true }
+export interface Blocked { id: number; username: string; since_ms: number }
+export interface BlockChange { user: UserRef; blocked: boolean; changed: boolean }
+/** `until_ms` null: for good; `by`: the admin's username, or "operator". */
+export interface Ban { user: UserRef; reason: string; created_at_ms: number; until_ms: number | null; by: string }
+export interface IpBan { network: string; reason: string; created_at_ms: number; until_ms: number | null; by: string }
+export interface AuditEntry {
+  id: number; at_ms: number; actor: string;
+  action: "promote" | "demote" | "ban" | "unban" | "ip_ban_add" | "ip_ban_remove" | "delete_message";
+  target: string; reason: string | null;
+}
+export interface AuditPage { entries: AuditEntry[]; next: number | null }
 export interface ClientOptions {
   /** Bearer token from `login` or `signup`. */
   token: string;
@@ -382,6 +399,7 @@ pub fn summary(s: ConversationSummary) -> JsValue {
 }
 
 fn chat(m: ChatMessage) -> JsValue {
+    let (deleted, hidden) = (m.is_deleted(), m.is_hidden());
     Obj::new()
         .set("conversation", m.conversation.0 as f64)
         .set("seq", m.seq as f64)
@@ -389,6 +407,8 @@ fn chat(m: ChatMessage) -> JsValue {
         .set("authorName", m.author_name)
         .set("clientId", m.client_id.to_string())
         .set("sentAtMs", m.sent_at_ms as f64)
+        .set("deleted", deleted)
+        .set("hidden", hidden)
         .set("body", m.body)
         .build()
 }

@@ -24,10 +24,22 @@
 //!   new message with its unread count), `conversationRemoved`, `receipt` (another member's
 //!   cursors: ticks, "seen by"), `friend` (status `none|friends|outgoing|incoming`, `dm`),
 //!   `presence` (`online`, `lastSeenMs`) and `typing` (`typing: false` when it stopped or ran
-//!   out).
-//! - REST (promises; errors carry `code` and `status`): `signup`, `login`, `logout`,
-//!   `account`, `listRooms`, `createRoom`, `joinRoom`, `leaveRoom`, `friends`, `addFriend`,
-//!   `removeFriend` (decline, cancel or unfriend), `openDm`, `memberReceipts`.
+//!   out), and for moderation `deleted` (`conversation`, `seq`: show that message as deleted
+//!   from now on). Messages carry `deleted` (a tombstone: author and time kept, no body) and
+//!   `hidden` (in place of a message from a user this user blocks: no author, no body).
+//!   A connection the server closes with `banned` (the account or the address was banned)
+//!   ends with an `error` event (`conversation: null`, `code: "banned"`, the reason says why
+//!   and until when) and the state `failed`: the client does not reconnect.
+//! - REST (promises; errors carry `code` and `status`): `signup`, `login` (`banned`: the
+//!   message has the reason), `logout`, `account` (the user with its `role`, `user` or
+//!   `admin`), `listRooms`, `createRoom`, `joinRoom`, `leaveRoom`, `friends`, `addFriend`,
+//!   `removeFriend` (decline, cancel or unfriend), `openDm`, `memberReceipts`;
+//!   `deleteMessage(conversation, seq)` (own messages; any as an admin), `block(username)`,
+//!   `unblock(username)`, `blocks()`; for admins `ban(username, reason, durationSecs?)`,
+//!   `unban(username)`, `bans()`, `ipBans()`, `addIpBan(network, reason, durationSecs?)`,
+//!   `removeIpBan(network)`, `audit(before?)` (newest first, paged), `promote(username)`,
+//!   `demote(username)`. Every call takes the session token first. Any call from a banned
+//!   address rejects with `address_banned` (403).
 
 pub mod cert_hash;
 pub mod streams;

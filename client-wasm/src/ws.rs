@@ -6,7 +6,7 @@ use js_sys::{ArrayBuffer, Uint8Array};
 use quibble_protocol::limits::MAX_FRAME_LEN;
 use quibble_protocol::mux::{self, CONTROL_STREAM};
 use quibble_protocol::session::{StreamKey, Transmit};
-use quibble_protocol::{ServerFrame, codec};
+use quibble_protocol::{ErrorCode, ServerFrame, codec};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
@@ -62,11 +62,21 @@ impl WsLink {
             with_driver(&d, |d| d.ws_message(generation, &data));
         });
         let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |event: CloseEvent| {
-            let reason = match event.reason() {
-                r if r.is_empty() => format!("WebSocket closed ({})", event.code()),
-                r => format!("WebSocket closed ({}): {r}", event.code()),
+            let (code, text) = (event.code(), event.reason());
+            let reason = match &text {
+                r if r.is_empty() => format!("WebSocket closed ({code})"),
+                r => format!("WebSocket closed ({code}): {r}"),
             };
-            with_driver(&driver, |d| d.ws_closed(generation, &reason));
+            // 4000 + n: the protocol's error code n.
+            let error = code
+                .checked_sub(4000)
+                .and_then(|n| ErrorCode::from_u32(n.into()));
+            with_driver(&driver, |d| {
+                if let Some(error) = error {
+                    d.closed_with(generation, error, text);
+                }
+                d.ws_closed(generation, &reason);
+            });
         });
         socket.set_onopen(Some(on_open.as_ref().unchecked_ref()));
         socket.set_onmessage(Some(on_message.as_ref().unchecked_ref()));

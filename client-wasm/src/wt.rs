@@ -10,7 +10,7 @@ use js_sys::Uint8Array;
 use js_sys::futures::spawn_local;
 use quibble_protocol::mux::CONTROL_STREAM;
 use quibble_protocol::session::{StreamKey, Transmit};
-use quibble_protocol::{Decoder, ServerFrame, codec};
+use quibble_protocol::{Decoder, ErrorCode, ServerFrame, codec};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{
@@ -123,14 +123,25 @@ async fn open(
 /// Report the end of the session (this also settles `closed`, so that a failed handshake
 /// leaves no unhandled rejection behind).
 async fn watch_closed(driver: DriverRef, generation: u64, transport: WebTransport) {
-    let reason = match transport.closed().await {
-        Ok(info) => match info.get_reason() {
-            Some(reason) if !reason.is_empty() => format!("WebTransport closed: {reason}"),
-            _ => "WebTransport closed".to_owned(),
-        },
-        Err(e) => format!("WebTransport: {}", describe(&e)),
+    let (reason, error) = match transport.closed().await {
+        Ok(info) => {
+            let text = info.get_reason().unwrap_or_default();
+            // The session's close code is the protocol's error code (0: none).
+            let error = info.get_close_code().and_then(ErrorCode::from_u32);
+            let reason = match text.as_str() {
+                "" => "WebTransport closed".to_owned(),
+                text => format!("WebTransport closed: {text}"),
+            };
+            (reason, error.map(|code| (code, text)))
+        }
+        Err(e) => (format!("WebTransport: {}", describe(&e)), None),
     };
-    with_driver(&driver, |d| d.wt_closed(generation, &reason));
+    with_driver(&driver, |d| {
+        if let Some((code, text)) = error {
+            d.closed_with(generation, code, text);
+        }
+        d.wt_closed(generation, &reason);
+    });
 }
 
 fn halves(

@@ -7,11 +7,23 @@
 // badges), Friends (requests both ways and friends, live from `friend` and `presence` events)
 // and Rooms (every room, to join or create one). DM threads stay joined so that their messages
 // are reported delivered as soon as they reach this page; a room is joined when opened.
+//
+// Moderation: a message menu (Delete: own messages; any for admins), a user menu on authors'
+// names (Block or Unblock; Ban for admins), the Blocked list in the Friends panel, an admin
+// panel for admins (bans, banned addresses, roles, the audit log), and a full-screen notice
+// when the account or the address is banned (login refused, a live connection closed with
+// `banned`, or any API call answered `address_banned`). Deleted messages show as "message
+// deleted" in place; messages of blocked users come as hidden markers and show collapsed.
 
-import init, {
-  Client, account, addFriend, createRoom, friends as listFriends, joinRoom, leaveRoom, listRooms,
-  login, logout, memberReceipts, openDm, removeFriend, signup,
-} from './pkg/quibble_client_wasm.js';
+import init, * as wasm from './pkg/quibble_client_wasm.js';
+
+const { Client } = wasm;
+// The REST calls, each watched for the answers that mean a ban (see noteRefusal).
+const {
+  account, addFriend, addIpBan, audit, ban, bans, block, blocks, createRoom, deleteMessage, demote,
+  friends: listFriends, ipBans, joinRoom, leaveRoom, listRooms, login, logout, memberReceipts,
+  openDm, promote, removeFriend, removeIpBan, signup, unban, unblock,
+} = watchRefusals(wasm);
 
 const AUTH_KEY = 'quibble.auth';
 // sessionStorage (this tab): the conversation on screen, reopened after a reload.
@@ -37,6 +49,7 @@ const timeFormat = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute:
 const dayFormat = new Intl.DateTimeFormat(undefined, { weekday: 'long', day: 'numeric', month: 'long' });
 const shortDayFormat = new Intl.DateTimeFormat(undefined, { day: 'numeric', month: 'short' });
 const dayYearFormat = new Intl.DateTimeFormat(undefined, { day: 'numeric', month: 'long', year: 'numeric' });
+const fullFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
 // What the tick icon of an own message says, per state. The page sets pending, sent and
 // failed; delivered and read come from the DM peer's receipts (set with setOwnState).
 const STATE_LABELS = {
@@ -61,6 +74,7 @@ let friendsLoaded = false; // whether `people` holds the server's lists yet
 const presence = new Map(); // user id → {online, lastSeenMs}
 const peerCursors = new Map(); // DM id → the peer's {delivered, read}
 const chats = new Map(); // conversation id → chat view state
+const blocked = new Map(); // user id → {id, username, since_ms}: the users this user blocks
 let current = null; // the open conversation's id
 let viewing = null; // what the client was last told is on screen
 
@@ -87,7 +101,9 @@ async function main() {
   try {
     startApp({ token: saved.token, user: await account(saved.token) });
   } catch (error) {
-    if (error.status === 401) {
+    if (error.code === 'banned' || error.code === 'address_banned') {
+      // The banned screen is up (see noteRefusal).
+    } else if (error.status === 401) {
       forgetAuth();
       showAuth('Your session has ended; log in again.');
     } else {
@@ -95,6 +111,29 @@ async function main() {
       startApp(saved);
     }
   }
+}
+
+/** Wrap every REST call of the module so that a ban answer shows the banned screen. */
+function watchRefusals(module) {
+  const calls = {};
+  for (const [name, call] of Object.entries(module)) {
+    if (typeof call !== 'function' || name === 'default' || name === 'initSync' || name === 'Client') continue;
+    calls[name] = async (...args) => {
+      try {
+        return await call(...args);
+      } catch (error) {
+        noteRefusal(error);
+        throw error;
+      }
+    };
+  }
+  return calls;
+}
+
+/** `banned` (a login refused) and `address_banned` (any call) end everything. */
+function noteRefusal(error) {
+  if (error?.code === 'address_banned') showBanned('address', error.message, auth);
+  else if (error?.code === 'banned') showBanned('user', error.message);
 }
 
 function readSavedAuth() {
@@ -113,6 +152,15 @@ function forgetAuth() {
 function bindUi() {
   $('auth-form').addEventListener('submit', onAuthSubmit);
   $('logout').addEventListener('click', () => endSession());
+  $('banned-back').addEventListener('click', () => {
+    if ($('banned').dataset.kind === 'address') {
+      location.reload(); // with the saved session, if any
+      return;
+    }
+    $('banned').hidden = true;
+    showAuth();
+  });
+  bindModeration();
   // The sidebar's tabs: click, or the arrow keys from one tab to the next (ARIA tabs pattern).
   const tabs = [...document.querySelectorAll('.tabs [role="tab"]')];
   tabs.forEach((tab, index) => {
@@ -147,7 +195,12 @@ function bindUi() {
     if (current !== null && client && body.value.trim()) client.typing(current);
   });
   document.addEventListener('keydown', (event) => {
-    if (event.key === 'Escape' && $('app').dataset.view === 'chat') showList();
+    if (event.key !== 'Escape' || event.defaultPrevented) return;
+    if (!$('menu').hidden) {
+      closeMenu(true);
+      return;
+    }
+    if ($('app').dataset.view === 'chat' && !document.querySelector('dialog[open]')) showList();
   });
   // Read receipts follow what is really on screen.
   document.addEventListener('visibilitychange', updateViewing);
@@ -198,7 +251,9 @@ async function onAuthSubmit(event) {
 function startApp(session) {
   auth = session;
   $('auth').hidden = true;
+  $('banned').hidden = true;
   $('app').hidden = false;
+  applyRole();
   $('app').dataset.view = 'list';
   $('me').textContent = auth.user.username;
   showPanel('chats');
@@ -218,6 +273,18 @@ function startApp(session) {
 
 async function endSession(message) {
   const token = auth?.token;
+  stopSession(message);
+  showAuth(message);
+  if (token && !message) {
+    try { await logout(token); } catch { /* the token is forgotten either way */ }
+  }
+}
+
+/**
+ * Close the client and forget the session and everything shown of it. `keepUnsent`: the
+ * session ended by itself, so what was not sent stays on this device for the next login.
+ */
+function stopSession(keepUnsent) {
   const old = client;
   client = null;
   if (old) {
@@ -225,7 +292,7 @@ async function endSession(message) {
     // Not from inside a call into the client (this may run in its event handler).
     setTimeout(() => old.free(), 0);
   }
-  if (auth && !message) {
+  if (auth && !keepUnsent) {
     // Logging out on purpose: what was not sent is not kept on this device.
     localStorage.removeItem(outboxKey());
   }
@@ -243,15 +310,14 @@ async function endSession(message) {
   friendsLoaded = false;
   presence.clear();
   peerCursors.clear();
+  blocked.clear();
   current = null;
   viewing = null;
   showChat(null);
   updateTitle();
   showConnection({ state: 'connecting', transport: null });
-  showAuth(message);
-  if (token && !message) {
-    try { await logout(token); } catch { /* the token is forgotten either way */ }
-  }
+  closeMenu();
+  for (const dialog of document.querySelectorAll('dialog[open]')) dialog.close();
 }
 
 // ---- connection events ----
@@ -263,11 +329,17 @@ function onEvent(event) {
       if (event.state === 'ready') {
         // Friend changes made while away came as no event: read the lists afresh.
         refreshFriends();
+        refreshBlocks();
+        refreshAccount(); // the role may have changed
         if ($('sidebar').dataset.panel === 'rooms') refreshDirectory();
         updateViewing();
       }
       if (event.state === 'failed' && event.code === 'unauthorized') {
         endSession('Your session has ended; log in again.');
+      }
+      // The `error` event before it said why; this is the fallback.
+      if (event.state === 'failed' && event.code === 'banned' && $('banned').hidden) {
+        onLiveBan('');
       }
       break;
     case 'transportFailed':
@@ -324,11 +396,17 @@ function onEvent(event) {
             onRejected({ conversation: chat.id, clientId, reason: event.reason });
           }
         }
+      } else if (event.conversation === null && event.code === 'banned') {
+        // The account (or the address) was banned: the client does not reconnect.
+        onLiveBan(event.reason);
       } else {
         console.warn(`quibble: ${event.code}: ${event.reason}`);
       }
       break;
     }
+    case 'deleted':
+      onDeleted(event);
+      break;
     case 'conversations':
       convs.clear();
       for (const summary of event.conversations) putSummary(summary);
@@ -478,9 +556,12 @@ function renderConversations() {
     const preview = document.createElement('span');
     preview.className = 'conv-preview';
     const { last } = summary;
-    if (last) {
+    if (last && last.author === 0) {
+      preview.textContent = 'hidden: blocked user'; // a hidden marker has no author
+    } else if (last) {
       const who = last.author === auth?.user.id ? 'You' : last.authorName;
-      preview.textContent = `${who}: ${last.preview}`;
+      // A real message is never empty: an empty preview is a deleted message's.
+      preview.textContent = `${who}: ${last.preview || 'message deleted'}`;
     } else {
       preview.textContent = 'No messages yet';
     }
@@ -1147,8 +1228,9 @@ function onMessage(message) {
   if (own) forgetUnsent(chat.id, message.clientId);
   if (element) {
     chat.pending.delete(message.clientId);
+    if (message.deleted) markDeleted(element);
   } else {
-    element = renderMessage(message.author, message.authorName, message.body, own);
+    element = renderChatMessage(message, own);
   }
   if (!own && !chat.pinned && chat.id === current) {
     chat.unseen += 1;
@@ -1202,8 +1284,7 @@ function onHistory(event) {
   const fragment = document.createDocumentFragment();
   for (const message of event.messages) {
     if (chat.bySeq.has(message.seq)) continue;
-    const element = renderMessage(message.author, message.authorName, message.body,
-      message.author === auth?.user.id);
+    const element = renderChatMessage(message, message.author === auth?.user.id);
     setConfirmed(chat, element, message.seq, message.sentAtMs);
     chat.bySeq.set(message.seq, element);
     fragment.append(element);
@@ -1271,15 +1352,30 @@ function setOwnState(element, state, label) {
   status.title = label ?? STATE_LABELS[state];
 }
 
+/** A message from the server: a hidden marker, a tombstone or a message. */
+function renderChatMessage(message, own) {
+  if (message.hidden) return renderMarker();
+  const element = renderMessage(message.author, message.authorName, message.body, own);
+  if (message.deleted) markDeleted(element);
+  else if (blocked.has(message.author)) element.classList.add('blocked');
+  return element;
+}
+
 function renderMessage(authorId, author, body, own) {
   const element = document.createElement('li');
   element.className = own ? 'msg own' : 'msg';
   element.dataset.author = authorId;
   const meta = document.createElement('div');
   meta.className = 'meta';
-  const name = document.createElement('span');
+  // Others' names open the user menu (block, ban).
+  const name = document.createElement(own ? 'span' : 'button');
   name.className = 'author';
   name.textContent = author;
+  if (!own) {
+    name.type = 'button';
+    name.setAttribute('aria-haspopup', 'menu');
+    name.title = `${author}: block, ban…`;
+  }
   const time = document.createElement('time');
   meta.append(name, time);
   if (own) {
@@ -1289,11 +1385,42 @@ function renderMessage(authorId, author, body, own) {
     status.innerHTML = STATUS_ICON;
     meta.append(status);
   }
+  // Shown (by CSS) on durable messages the user may delete: own ones, any for admins.
+  const actions = document.createElement('button');
+  actions.type = 'button';
+  actions.className = 'msg-menu';
+  actions.setAttribute('aria-haspopup', 'menu');
+  actions.setAttribute('aria-label', 'Message actions');
+  actions.textContent = '⋯';
+  meta.append(actions);
   const text = document.createElement('div');
   text.className = 'body';
   text.textContent = body;
   element.append(meta, text);
   return element;
+}
+
+/** In place of a message from a blocked user: collapsed, only its time. */
+function renderMarker() {
+  const element = document.createElement('li');
+  element.className = 'msg marker';
+  element.dataset.author = '0';
+  const meta = document.createElement('div');
+  meta.className = 'meta';
+  meta.append(document.createElement('time'));
+  const text = document.createElement('div');
+  text.className = 'body';
+  text.textContent = 'hidden: blocked user';
+  element.append(meta, text);
+  return element;
+}
+
+/** A deleted message: its author and time stay, its text is gone. */
+function markDeleted(element) {
+  element.classList.add('deleted');
+  element.classList.remove('blocked');
+  element.querySelector('.body').textContent = 'message deleted';
+  element.querySelector('.failure')?.remove();
 }
 
 /**
@@ -1478,6 +1605,504 @@ function fitComposer() {
   const input = $('body');
   input.style.height = 'auto';
   input.style.height = `${Math.min(input.scrollHeight, 160)}px`;
+}
+
+// ---- roles ----
+
+function isAdmin() {
+  return auth?.user.role === 'admin';
+}
+
+/** Admins get Delete on every message, Ban in the user menu and the admin panel. */
+function applyRole() {
+  const admin = isAdmin();
+  $('app').dataset.role = admin ? 'admin' : 'user';
+  $('admin-open').hidden = !admin;
+  if (!admin && $('admin').open) $('admin').close();
+}
+
+/** Read the account afresh (its role may have changed while the page was away). */
+async function refreshAccount() {
+  const token = auth?.token;
+  if (!token) return;
+  try {
+    const user = await account(token);
+    if (auth?.token !== token) return;
+    auth.user = user;
+    localStorage.setItem(AUTH_KEY, JSON.stringify(auth));
+    applyRole();
+  } catch (error) {
+    if (error.status === 401 && auth?.token === token) endSession('Your session has ended; log in again.');
+  }
+}
+
+// ---- banned ----
+
+/**
+ * The server closed the connection with `banned`: the account's ban (its tokens are void now)
+ * or the address's. An API call tells which: `address_banned` for the address.
+ */
+async function onLiveBan(reason) {
+  const session = auth;
+  if (!session) return;
+  showBanned(/address/i.test(reason) ? 'address' : 'user', reason, session);
+  try {
+    await account(session.token); // answered `address_banned`: noteRefusal switches the screen
+  } catch {
+    // 401: the account's ban revoked the token, as the screen says.
+  }
+}
+
+/**
+ * The full-screen notice for a banned account (`user`) or address (`address`); `message` is
+ * the server's, e.g. "banned until 2026-12-01T10:00:00Z: spam" or "banned: spam". An
+ * address ban keeps the session (`session`) on this device: its token still holds, and a
+ * reload once the ban is lifted carries on.
+ */
+function showBanned(kind, message, session = null) {
+  if (auth) stopSession(true);
+  auth = null;
+  if (kind === 'address' && session) localStorage.setItem(AUTH_KEY, JSON.stringify(session));
+  else if (kind === 'user') forgetAuth();
+  $('app').hidden = true;
+  $('auth').hidden = true;
+  $('banned').hidden = false;
+  $('banned').dataset.kind = kind;
+  $('banned-title').textContent = kind === 'address' ? 'This address is banned' : 'You are banned';
+  $('banned-back').textContent = kind === 'address' ? 'Try again' : 'Back to log in';
+  const ban = describeBan(message ?? '');
+  $('banned-reason').textContent = ban.reason ? `Reason: ${ban.reason}` : '';
+  $('banned-reason').hidden = !ban.reason;
+  $('banned-until').textContent = ban.until ? `Until ${fullFormat.format(ban.until)}`
+    : ban.parsed ? 'Until an admin lifts it.' : '';
+  $('banned-back').focus();
+}
+
+/** The reason and the end of a ban from the server's message ("banned until …: reason"). */
+function describeBan(message) {
+  const match = /^(?:[\w ]*?)banned(?: until (\S+?))?: ([\s\S]*)$/i.exec(message.trim());
+  if (!match) return { reason: message.trim(), until: null, parsed: false };
+  const until = match[1] ? new Date(match[1]) : null;
+  return {
+    reason: match[2].trim(),
+    until: until && !Number.isNaN(until.getTime()) ? until : null,
+    parsed: true,
+  };
+}
+
+// ---- menus ----
+
+let menuAnchor = null; // the button the open menu belongs to
+
+function bindModeration() {
+  // One listener for every message's menu and author name.
+  $('logs').addEventListener('click', (event) => {
+    const button = event.target.closest('button.msg-menu, button.author');
+    const element = button?.closest('li.msg');
+    if (!element) return;
+    if (menuAnchor === button) {
+      closeMenu();
+      return;
+    }
+    if (button.classList.contains('msg-menu')) openMessageMenu(button, element);
+    else openUserMenu(button, Number(element.dataset.author), button.textContent);
+  });
+  document.addEventListener('click', (event) => {
+    if (!$('menu').hidden && !$('menu').contains(event.target) && event.target !== menuAnchor
+        && !menuAnchor?.contains(event.target)) {
+      closeMenu();
+    }
+  });
+  $('menu').addEventListener('keydown', (event) => {
+    const step = { ArrowDown: 1, ArrowUp: -1 }[event.key];
+    if (!step) return;
+    event.preventDefault();
+    const items = [...$('menu').querySelectorAll('[role="menuitem"]')];
+    const index = items.indexOf(document.activeElement);
+    items[(index + step + items.length) % items.length]?.focus();
+  });
+  window.addEventListener('resize', () => closeMenu());
+  $('ban-form').addEventListener('submit', onBanSubmit);
+  $('ban-cancel').addEventListener('click', () => $('ban-dialog').close());
+  $('admin-open').addEventListener('click', openAdmin);
+  $('admin-close').addEventListener('click', () => $('admin').close());
+  $('ban-user').addEventListener('submit', (event) => {
+    event.preventDefault();
+    const name = $('ban-user-name').value.trim();
+    if (name) openBanDialog(name);
+  });
+  $('ip-ban-form').addEventListener('submit', onIpBanSubmit);
+  $('role-form').addEventListener('submit', onRoleSubmit);
+  $('audit-more').addEventListener('click', () => loadAudit(auditNext));
+}
+
+/** Open the menu under `anchor` with `items`: [label, action] pairs. */
+function openMenu(anchor, items) {
+  closeMenu();
+  const menu = $('menu');
+  menu.replaceChildren(...items.map(([label, action]) => {
+    const item = document.createElement('button');
+    item.type = 'button';
+    item.setAttribute('role', 'menuitem');
+    item.textContent = label;
+    item.addEventListener('click', () => {
+      closeMenu(true);
+      action();
+    });
+    return item;
+  }));
+  menu.hidden = false;
+  const at = anchor.getBoundingClientRect();
+  const width = menu.offsetWidth;
+  const height = menu.offsetHeight;
+  menu.style.left = `${Math.max(8, Math.min(at.left, window.innerWidth - width - 8))}px`;
+  const below = at.bottom + 4;
+  menu.style.top = `${below + height > window.innerHeight - 8 ? Math.max(8, at.top - height - 4) : below}px`;
+  menuAnchor = anchor;
+  anchor.setAttribute('aria-expanded', 'true');
+  menu.querySelector('[role="menuitem"]')?.focus();
+}
+
+/** Close the menu; `refocus`: give the focus back to the button that opened it. */
+function closeMenu(refocus = false) {
+  const menu = $('menu');
+  if (menu.hidden) return;
+  menu.hidden = true;
+  menu.replaceChildren();
+  const anchor = menuAnchor;
+  menuAnchor = null;
+  anchor?.setAttribute('aria-expanded', 'false');
+  if (refocus && anchor?.isConnected) anchor.focus();
+}
+
+// ---- delete ----
+
+/** Delete: own messages, or any for admins (the server decides; this only offers it). */
+function openMessageMenu(button, element) {
+  const chatId = Number(element.closest('.log')?.dataset.conversationId);
+  const seq = Number(element.dataset.seq);
+  if (!Number.isSafeInteger(chatId) || !Number.isSafeInteger(seq)) return;
+  const own = element.classList.contains('own');
+  if (!own && !isAdmin()) return;
+  openMenu(button, [['Delete', () => removeMessage(chatId, seq)]]);
+}
+
+async function removeMessage(conversation, seq) {
+  try {
+    await deleteMessage(auth.token, conversation, seq);
+    onDeleted({ conversation, seq });
+  } catch (error) {
+    const chat = chats.get(conversation);
+    if (chat && auth) appendNotice(chat, `Could not delete: ${error.message}`);
+  }
+}
+
+/** A message was deleted (by its author or an admin): it shows as deleted in place. */
+function onDeleted({ conversation, seq }) {
+  const element = chats.get(conversation)?.bySeq.get(seq);
+  if (element && !element.classList.contains('marker')) markDeleted(element);
+  if (menuAnchor && element?.contains(menuAnchor)) closeMenu();
+}
+
+// ---- block ----
+
+/** Block or Unblock the author; Ban for admins. */
+function openUserMenu(button, user, username) {
+  if (!Number.isSafeInteger(user) || user === 0 || !username || user === auth?.user.id) return;
+  const items = blocked.has(user)
+    ? [[`Unblock ${username}`, () => setBlocked(username, false)]]
+    : [[`Block ${username}`, () => setBlocked(username, true)]];
+  if (isAdmin()) items.push([`Ban ${username}…`, () => openBanDialog(username)]);
+  openMenu(button, items);
+}
+
+async function refreshBlocks() {
+  const token = auth?.token;
+  if (!token) return;
+  try {
+    const list = (await blocks(token)).blocks;
+    if (auth?.token !== token) return;
+    blocked.clear();
+    for (const user of list) blocked.set(user.id, user);
+    renderBlocked();
+  } catch (error) {
+    console.info(`quibble: no block list: ${error.message ?? error}`);
+  }
+}
+
+async function setBlocked(username, blocking) {
+  try {
+    const result = await (blocking ? block : unblock)(auth.token, username);
+    const { user } = result;
+    if (blocking) {
+      blocked.set(user.id, { ...user, since_ms: Date.now() });
+      showStatus(`You blocked ${user.username}: you no longer see their messages.`);
+    } else {
+      blocked.delete(user.id);
+      showStatus(`You unblocked ${user.username}.`);
+    }
+    // Their messages on screen collapse (or come back); new ones come as hidden markers.
+    for (const element of document.querySelectorAll(`#logs li.msg[data-author="${user.id}"]`)) {
+      element.classList.toggle('blocked', blocking && !element.classList.contains('deleted'));
+    }
+    renderBlocked();
+  } catch (error) {
+    showStatus();
+    showError($('friends-error'), error.message);
+  }
+}
+
+/** The Blocked list of the Friends panel, each with Unblock. */
+function renderBlocked() {
+  const list = [...blocked.values()].sort((a, b) => a.username.localeCompare(b.username));
+  const items = list.map((user) => {
+    const item = document.createElement('li');
+    item.className = 'person';
+    item.dataset.username = user.username;
+    const who = document.createElement('span');
+    who.className = 'person-name';
+    const name = document.createElement('span');
+    name.className = 'name';
+    name.textContent = user.username;
+    name.title = user.username;
+    who.append(name);
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.className = 'small';
+    button.textContent = 'Unblock';
+    button.setAttribute('aria-label', `Unblock: ${user.username}`);
+    button.addEventListener('click', () => setBlocked(user.username, false));
+    const actions = document.createElement('span');
+    actions.className = 'person-actions';
+    actions.append(button);
+    item.append(who, actions);
+    return item;
+  });
+  replaceKeepingFocus($('blocked-list'), items, (element) => element.getAttribute('aria-label'));
+  $('blocked-section').hidden = items.length === 0;
+}
+
+// ---- ban (admins) ----
+
+let banTarget = null; // the username the ban dialog is about
+
+function openBanDialog(username) {
+  banTarget = username;
+  $('ban-name').textContent = username;
+  $('ban-reason').value = '';
+  showError($('ban-error'));
+  $('ban-dialog').showModal();
+  $('ban-reason').focus();
+}
+
+async function onBanSubmit(event) {
+  event.preventDefault();
+  const reason = $('ban-reason').value.trim();
+  if (!reason) {
+    showError($('ban-error'), 'Say why (up to 500 characters).');
+    return;
+  }
+  const duration = $('ban-duration').value;
+  setBusy($('ban-form'), true);
+  try {
+    await ban(auth.token, banTarget, reason, duration === '' ? undefined : Number(duration));
+    $('ban-dialog').close();
+    $('ban-user-name').value = '';
+    if ($('admin').open) refreshAdmin();
+  } catch (error) {
+    if (auth) showError($('ban-error'), error.message);
+    if (error.code === 'forbidden') refreshAccount();
+  } finally {
+    setBusy($('ban-form'), false);
+  }
+}
+
+// ---- the admin panel ----
+
+let auditNext = null; // the audit page cursor: older entries before this id
+
+function openAdmin() {
+  showError($('admin-error'));
+  $('role-status').hidden = true;
+  $('admin').showModal();
+  refreshAdmin();
+}
+
+function refreshAdmin() {
+  loadBans();
+  loadIpBans();
+  loadAudit(null);
+}
+
+/** Show what went wrong in the admin panel (and re-check the role on `forbidden`). */
+function adminFailed(error) {
+  if (!auth) return;
+  showError($('admin-error'), error.message);
+  if (error.code === 'forbidden') refreshAccount();
+}
+
+function untilText(untilMs) {
+  return untilMs === null || untilMs === undefined ? 'until lifted' : `until ${fullFormat.format(new Date(untilMs))}`;
+}
+
+/** A row of an admin list: the text parts, then one button. */
+function adminRow(parts, [label, ariaLabel, action]) {
+  const item = document.createElement('li');
+  const text = document.createElement('span');
+  text.className = 'admin-text';
+  for (const [className, value] of parts) {
+    const part = document.createElement('span');
+    part.className = className;
+    part.textContent = value;
+    text.append(part);
+  }
+  const button = document.createElement('button');
+  button.type = 'button';
+  button.className = 'small';
+  button.textContent = label;
+  button.setAttribute('aria-label', ariaLabel);
+  button.addEventListener('click', action);
+  item.append(text, button);
+  return item;
+}
+
+async function loadBans() {
+  try {
+    const list = (await bans(auth.token)).bans;
+    const items = list.map((entry) => {
+      const row = adminRow([
+        ['name', entry.user.username],
+        ['detail', `${entry.reason} · ${untilText(entry.until_ms)} · by ${entry.by}`],
+      ], ['Unban', `Unban: ${entry.user.username}`, () => liftBan(entry.user.username)]);
+      row.dataset.username = entry.user.username;
+      return row;
+    });
+    $('ban-list').replaceChildren(...(items.length ? items : [emptyRow('Nobody is banned.')]));
+  } catch (error) {
+    adminFailed(error);
+  }
+}
+
+async function liftBan(username) {
+  try {
+    await unban(auth.token, username);
+    refreshAdmin();
+  } catch (error) {
+    adminFailed(error);
+  }
+}
+
+async function loadIpBans() {
+  try {
+    const list = (await ipBans(auth.token)).ip_bans;
+    const items = list.map((entry) => {
+      const row = adminRow([
+        ['name', entry.network],
+        ['detail', `${entry.reason} · ${untilText(entry.until_ms)} · by ${entry.by}`],
+      ], ['Remove', `Remove: ${entry.network}`, () => liftIpBan(entry.network)]);
+      row.dataset.network = entry.network;
+      return row;
+    });
+    $('ip-ban-list').replaceChildren(...(items.length ? items : [emptyRow('No address is banned.')]));
+  } catch (error) {
+    adminFailed(error);
+  }
+}
+
+async function onIpBanSubmit(event) {
+  event.preventDefault();
+  const network = $('ip-ban-network').value.trim();
+  const reason = $('ip-ban-reason').value.trim();
+  if (!network || !reason) {
+    showError($('admin-error'), 'A banned address needs the address (or range) and a reason.');
+    return;
+  }
+  const duration = $('ip-ban-duration').value;
+  setBusy($('ip-ban-form'), true);
+  try {
+    await addIpBan(auth.token, network, reason, duration === '' ? undefined : Number(duration));
+    $('ip-ban-network').value = '';
+    $('ip-ban-reason').value = '';
+    showError($('admin-error'));
+    refreshAdmin();
+  } catch (error) {
+    adminFailed(error);
+  } finally {
+    setBusy($('ip-ban-form'), false);
+  }
+}
+
+async function liftIpBan(network) {
+  try {
+    await removeIpBan(auth.token, network);
+    refreshAdmin();
+  } catch (error) {
+    adminFailed(error);
+  }
+}
+
+async function onRoleSubmit(event) {
+  event.preventDefault();
+  const username = $('role-name').value.trim();
+  if (!username) return;
+  const promoting = event.submitter?.value !== 'demote';
+  setBusy($('role-form'), true);
+  try {
+    const user = await (promoting ? promote : demote)(auth.token, username);
+    $('role-name').value = '';
+    const status = $('role-status');
+    status.textContent = `${user.username} is ${user.role === 'admin' ? 'an admin' : 'a user'} now.`;
+    status.hidden = false;
+    showError($('admin-error'));
+    loadAudit(null);
+    if (user.id === auth.user.id) refreshAccount();
+  } catch (error) {
+    adminFailed(error);
+  } finally {
+    setBusy($('role-form'), false);
+  }
+}
+
+const AUDIT_ACTIONS = {
+  promote: 'made an admin:',
+  demote: 'made a user:',
+  ban: 'banned',
+  unban: 'unbanned',
+  ip_ban_add: 'banned the address',
+  ip_ban_remove: 'unbanned the address',
+  delete_message: 'deleted the message',
+};
+
+/** One page of the audit log, newest first: the first (`before` null) or the next older. */
+async function loadAudit(before) {
+  try {
+    const page = await audit(auth.token, before ?? undefined);
+    const items = page.entries.map((entry) => {
+      const item = document.createElement('li');
+      item.dataset.action = entry.action;
+      item.dataset.target = entry.target;
+      const time = document.createElement('time');
+      time.dateTime = new Date(entry.at_ms).toISOString();
+      time.textContent = fullFormat.format(new Date(entry.at_ms));
+      const what = `${entry.actor} ${AUDIT_ACTIONS[entry.action] ?? entry.action} ${entry.target}`;
+      item.append(time, ` ${what}${entry.reason ? `: ${entry.reason}` : ''}`);
+      return item;
+    });
+    const list = $('audit-list');
+    if (before === null) list.replaceChildren(...(items.length ? items : [emptyRow('Nothing yet.')]));
+    else list.append(...items);
+    auditNext = page.next;
+    $('audit-more').hidden = page.next === null;
+  } catch (error) {
+    adminFailed(error);
+  }
+}
+
+function emptyRow(text) {
+  const item = document.createElement('li');
+  item.className = 'muted';
+  item.textContent = text;
+  return item;
 }
 
 // ---- small helpers ----

@@ -1220,3 +1220,33 @@ fn rejections_other_than_rate_limited_stay_final() {
         );
     }
 }
+
+#[test]
+fn a_live_ban_fails_for_good() {
+    let mut s = ready(0);
+    s.on_frame(
+        StreamKey::Control,
+        ServerFrame::Error {
+            code: ErrorCode::Banned,
+            reason: "banned: spam".into(),
+        },
+        1,
+    );
+    assert_eq!(s.state(), State::Failed(ErrorCode::Banned));
+    assert_eq!(
+        events(&mut s),
+        [Event::Error {
+            stream: StreamKey::Control,
+            code: ErrorCode::Banned,
+            reason: "banned: spam".into()
+        }]
+    );
+    assert!(matches!(&actions(&mut s)[..], [Action::Disconnect { .. }]));
+    // No reconnect is ever scheduled.
+    s.on_disconnected(2, 5);
+    assert_eq!(s.state(), State::Failed(ErrorCode::Banned));
+    assert!(events(&mut s).is_empty());
+    assert_eq!(s.poll_timeout(), None);
+    s.handle_timeout(u64::MAX);
+    assert!(actions(&mut s).is_empty());
+}

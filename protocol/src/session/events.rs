@@ -41,7 +41,7 @@ pub enum State {
     Ready,
     /// Disconnected; a reconnect is scheduled at `retry_at_ms`.
     Reconnecting { retry_at_ms: u64, attempt: u32 },
-    /// The server refused us for good (bad token, unsupported version); no reconnects.
+    /// The server refused us for good (bad token, unsupported version, banned); no reconnects.
     Failed(ErrorCode),
 }
 

@@ -668,7 +668,10 @@ impl Session {
         });
         if matches!(
             code,
-            ErrorCode::Unauthorized | ErrorCode::UnsupportedVersion | ErrorCode::Forbidden
+            ErrorCode::Unauthorized
+                | ErrorCode::UnsupportedVersion
+                | ErrorCode::Forbidden
+                | ErrorCode::Banned
         ) {
             self.state = State::Failed(code);
         }
