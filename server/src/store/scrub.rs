@@ -17,8 +17,9 @@
 //!
 //! The scrub, in three commits, each durable:
 //! 1. Barrier: wait until every read that began before has ended ([`Reads`]; reads that begin
-//!    meanwhile are not waited for), then commit: with no older reader, every page freed so
-//!    far, the deleted leaf included, is released.
+//!    meanwhile are not waited for), then commit (dropping a `scrub` table an interrupted scrub
+//!    left): with no older reader, every page freed so far, the deleted leaf included, is
+//!    released.
 //! 2. Fill: insert page-sized zero values with ascending keys into the `scrub` table until the
 //!    file grows (every free page is now allocated), then until one insert allocated exactly
 //!    one page (so the last insert freed nothing that would stay unwritten), and commit: every
@@ -43,7 +44,7 @@ use super::StoreError;
 use super::tables::{META, META_SCRUB_OWED};
 
 /// Scratch table of fill pages; exists only during a scrub.
-const SCRUB: TableDefinition<u64, &[u8]> = TableDefinition::new("scrub");
+pub(super) const SCRUB: TableDefinition<u64, &[u8]> = TableDefinition::new("scrub");
 
 /// Longest the barrier waits for earlier reads to end.
 const BARRIER_WAIT: Duration = Duration::from_secs(5);
@@ -153,7 +154,7 @@ impl Scrubber {
                 "a read outlived the wait; deleted text not erased yet (retried)".into(),
             ));
         }
-        commit_empty(db)?;
+        release(db)?;
         self.fill(db)?;
         let mut txn = db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
@@ -201,10 +202,12 @@ impl Scrubber {
     }
 }
 
-/// A commit that changes nothing but releases the pages freed so far (when no reader holds them).
-fn commit_empty(db: &Database) -> Result<(), StoreError> {
+/// A commit that releases the pages freed so far (those no reader holds), and drops the
+/// `scrub` table if an interrupted scrub left it.
+fn release(db: &Database) -> Result<(), StoreError> {
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate)?;
+    txn.delete_table(SCRUB)?;
     txn.commit()?;
     Ok(())
 }
