@@ -22,7 +22,8 @@
 //!    released.
 //! 2. Fill: insert page-sized zero values with ascending keys into the `scrub` table until the
 //!    file grows (every free page is now allocated), then until one insert allocated exactly
-//!    one page (so the last insert freed nothing that would stay unwritten), and commit: every
+//!    one page (so the last insert freed nothing that would stay unwritten; a page an earlier
+//!    insert freed is the lowest free one, so the next insert takes it), and commit: every
 //!    formerly free page is written over with zeros and table bookkeeping.
 //! 3. Release: delete the `scrub` table (its pages become free again, holding zeros; the file's
 //!    free tail is trimmed as usual) and clear `scrub_owed` in `meta`.
@@ -30,6 +31,10 @@
 //! Cost: writes about as many bytes as the file has free, plus three fsyncs, per scrub. The
 //! writer scrubs once after a batch with deletions, however many it had, and answers those
 //! deletions only when it is done, so deletions arriving meanwhile share the next scrub.
+//! The file grows for a moment by the allocator's growth step (sparse, trimmed afterwards).
+//! This leans on redb's allocator as read above, so the tests search the file's bytes for
+//! deleted text (`store::tests`, `server/tests/moderation_delete.rs`): a redb upgrade that
+//! changes it fails them rather than silently keeping text.
 //! `scrub_owed`, committed with the deletion, makes a restart finish an interrupted scrub; a
 //! scrub that failed (say, a read outlived the barrier's wait) is tried again after the next
 //! batch with deletions, or after [`RETRY_AFTER`].
