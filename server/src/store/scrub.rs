@@ -148,7 +148,9 @@ impl Scrubber {
 
     /// Overwrites every free page of the file (see the module doc); clears `owed` on success.
     pub fn scrub(&mut self, db: &Database) -> Result<(), StoreError> {
+        let started = Instant::now();
         let result = self.try_scrub(db);
+        crate::metrics::scrubbed(started.elapsed(), result.is_ok());
         self.retry_at = result.is_err().then(|| Instant::now() + RETRY_AFTER);
         result
     }
