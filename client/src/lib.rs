@@ -1,5 +1,5 @@
-//! Native Quibble client: a REST client for accounts, rooms, friends, DMs and the
-//! conversation list ([`Api`]) and a realtime
+//! Native Quibble client: a REST client for accounts, rooms, friends, DMs, blocks, the
+//! conversation list and moderation ([`Api`]) and a realtime
 //! [`Client`] that drives the protocol's sans-IO session over WebTransport (wtransport) or a
 //! WebSocket fallback, reconnecting and resuming by itself.
 //!
@@ -26,7 +26,9 @@
 //! # }
 //! ```
 
+mod admin;
 mod api;
+mod blocks;
 mod client;
 mod driver;
 mod endpoints;
@@ -34,6 +36,7 @@ mod error;
 mod social;
 mod transport;
 
+pub use admin::{AuditEntry, AuditPage, Ban, IpBan, IpBanRemoved, NewSession, Unbanned, UserBrief};
 pub use api::{Api, CertInfo, DeletedMessage, Login, Role, Room, RoomPage, User};
 pub use client::{Client, ClientEvent, ClientOptions};
 pub use endpoints::ServerUrl;
@@ -43,6 +46,8 @@ pub use social::{
     MAX_CONVERSATION_PAGE, Membership, Peer,
 };
 pub use transport::{TransportChoice, TransportKind};
+
+pub use blocks::{Block, BlockChange, BlockedUser};
 
 pub use quibble_protocol as protocol;
 pub use quibble_protocol::session::Event;

@@ -378,10 +378,10 @@ fn the_interactive_chat_sends_typed_lines() {
 fn delete_leaves_a_tombstone_in_history_and_refuses_someone_elses_message() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path());
-    // The first account of a fresh store is an admin.
     for user in ["alice", "bob", "carol"] {
         signup(&server, user);
     }
+    server.promote("alice");
     create_room(&server, "bob", "lobby");
     ok(chat(&server, "bob", &["send", "lobby", "oops, wrong room"]));
     ok(chat(&server, "bob", &["send", "lobby", "fine"]));

@@ -13,12 +13,22 @@
 //!   which outlives the friendship, shares nothing by itself. (The user hub applies this when
 //!   it routes presence, from what it knows of who is online.)
 //!
+//! - Blocks (the facts are in `crate::store`'s blocks): a user sees nothing from someone they
+//!   block — their messages arrive as hidden markers ([`shown`]; live, replay and history),
+//!   and their typing, receipts, presence and conversation activity are not sent (the user hub
+//!   and the conversation hub ask [`sees`] through the index of online blockers); unread
+//!   counts skip them (`crate::store`'s summaries). Only the blocker is affected. The blocked
+//!   user may not open a DM with the blocker or send in it ([`Refusal::NotAllowed`], which
+//!   says no more than "not allowed"). That neither may friend-request the other while the
+//!   block stands is the store's invariant (`StoreError::Blocked`, checked in the write that
+//!   would add the request, so it cannot race with the block).
+//!
 //! Reading is proved by a [`Grant`], which only [`may_read`] makes: the stream code that
 //! replays and pages history takes a `Grant`, so it cannot serve a conversation nobody checked.
 
-use quibble_protocol::{ConversationId, ErrorCode, UserId};
+use std::collections::HashSet;
 
-use quibble_protocol::ChatMessage;
+use quibble_protocol::{ChatMessage, ConversationId, ErrorCode, UserId};
 
 use crate::store::{ConversationKind, FriendState, Role, Store, StoreError, User};
 
@@ -35,6 +45,9 @@ pub enum Refusal {
     Store(#[from] StoreError),
     #[error("only its author or an admin may delete this message")]
     NotYours,
+    /// One of the two blocks the other; deliberately says nothing more.
+    #[error("not allowed")]
+    NotAllowed,
 }
 
 impl Refusal {
@@ -46,6 +59,7 @@ impl Refusal {
             Refusal::NotFriends => ErrorCode::NotFriends,
             Refusal::Store(_) => ErrorCode::Internal,
             Refusal::NotYours => ErrorCode::Forbidden,
+            Refusal::NotAllowed => ErrorCode::Forbidden,
         }
     }
 }
@@ -85,7 +99,8 @@ pub async fn may_read(
 }
 
 /// May the reader behind `grant` send in its conversation now? Asked for every send, since a
-/// friendship can end while a DM stream is open.
+/// friendship can end (or a block start) while a DM stream is open. A block ends the
+/// friendship in the same write, so friends need no block check.
 pub async fn may_send(store: &Store, grant: &Grant) -> Result<(), Refusal> {
     match grant.kind {
         ConversationKind::Room => Ok(()),
@@ -93,9 +108,26 @@ pub async fn may_send(store: &Store, grant: &Grant) -> Result<(), Refusal> {
             let other = if grant.user == a { b } else { a };
             match store.friend_state(grant.user, other).await? {
                 Some(FriendState::Friends) => Ok(()),
+                _ if store.blocks(other, grant.user).await? => Err(Refusal::NotAllowed),
                 _ => Err(Refusal::NotFriends),
             }
         }
+    }
+}
+
+/// Does a viewer who blocks `blocked` see what `author` does (messages, typing, receipts,
+/// presence, activity)?
+pub fn sees(blocked: &HashSet<UserId>, author: UserId) -> bool {
+    !blocked.contains(&author)
+}
+
+/// `message` as a viewer who blocks `blocked` gets it: itself, or the hidden marker (same seq,
+/// so seqs stay contiguous). Costs nothing for a viewer who blocks nobody.
+pub fn shown(blocked: &HashSet<UserId>, message: ChatMessage) -> ChatMessage {
+    if blocked.is_empty() || sees(blocked, message.author) {
+        message
+    } else {
+        message.hidden()
     }
 }
 
@@ -122,7 +154,8 @@ pub async fn may_join(
 }
 
 /// The DM `user` may open with `other`, and whether they may send in it now: there is one once
-/// the two became friends (it stays readable after unfriending); else `NotFriends`.
+/// the two became friends (it stays readable after unfriending); else `NotFriends`. Someone
+/// `other` blocks may not open it (`NotAllowed`, from [`may_send`]).
 pub async fn dm_with(
     store: &Store,
     user: UserId,
@@ -204,11 +237,15 @@ mod tests {
     #[tokio::test]
     async fn the_author_or_an_admin_may_delete() {
         let (_dir, store, [alice, bob, carol]) = setup().await;
+        store
+            .set_role(crate::store::Actor::Operator, "alice", Role::Admin)
+            .await
+            .unwrap();
         let (admin, user) = (
             store.user(alice).await.unwrap().unwrap(),
             store.user(bob).await.unwrap().unwrap(),
         );
-        assert_eq!(admin.role, Role::Admin, "the first account is an admin");
+        assert_eq!(admin.role, Role::Admin);
         let room = store.create_room("lobby", alice).await.unwrap().id;
         let seq = store
             .append(room, carol, "carol", 1, "hi")
@@ -283,5 +320,71 @@ mod tests {
             may_send(&store, &grant).await.unwrap_err().code(),
             ErrorCode::NotFriends
         );
+    }
+
+    #[tokio::test]
+    async fn a_block_refuses_the_blocked_user_and_hides_them_from_the_blocker_only() {
+        let (_dir, store, [alice, bob, carol]) = setup().await;
+        store.add_friend(alice, bob).await.unwrap();
+        let crate::store::Added::Accepted(dm) = store.add_friend(bob, alice).await.unwrap() else {
+            panic!("expected acceptance");
+        };
+        let blocked = store.block(alice, bob).await.unwrap();
+        assert!(blocked.changed && blocked.ended_friendship);
+        assert_eq!(store.friend_state(alice, bob).await.unwrap(), None);
+
+        // Bob, blocked by Alice: no DM, no sending in it, no friend request; nothing more said.
+        assert!(matches!(
+            dm_with(&store, bob, alice).await,
+            Err(Refusal::NotAllowed)
+        ));
+        let grant = may_read(&store, bob, dm).await.unwrap();
+        let refused = may_send(&store, &grant).await.unwrap_err();
+        assert_eq!(
+            (refused.code(), refused.to_string().as_str()),
+            (ErrorCode::Forbidden, "not allowed")
+        );
+        assert!(matches!(
+            store.add_friend(bob, alice).await,
+            Err(StoreError::Blocked)
+        ));
+        assert!(matches!(
+            store.add_friend(alice, bob).await,
+            Err(StoreError::Blocked)
+        ));
+        // Alice may still open the (read-only) DM; Carol is untouched.
+        assert_eq!(dm_with(&store, alice, bob).await.unwrap(), (dm, false));
+        store.add_friend(carol, alice).await.unwrap();
+
+        // What Alice sees of Bob's messages, and what everyone else sees.
+        let message = ChatMessage {
+            conversation: dm,
+            seq: 3,
+            author: bob,
+            author_name: "bob".into(),
+            client_id: 7,
+            sent_at_ms: 5,
+            body: "hi".into(),
+        };
+        let alices: HashSet<UserId> = store
+            .blocked_users(alice)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+        let hidden = shown(&alices, message.clone());
+        assert!(hidden.is_hidden());
+        assert_eq!((hidden.seq, hidden.sent_at_ms), (3, 5));
+        let carols: HashSet<UserId> = store
+            .blocked_users(carol)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+        assert_eq!(shown(&carols, message.clone()), message);
+
+        assert!(store.unblock(alice, bob).await.unwrap());
+        store.add_friend(bob, alice).await.unwrap();
+        assert!(store.blocked_users(alice).await.unwrap().is_empty());
     }
 }

@@ -2,6 +2,7 @@
 //! and an embedded redb store.
 
 pub mod access;
+pub mod admin;
 pub mod admission;
 pub mod auth;
 pub mod chat;

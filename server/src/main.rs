@@ -1,4 +1,5 @@
-//! `quibble`: the server binary. `quibble serve` starts the server on the embedded defaults.
+//! `quibble`: the server binary. `quibble serve` starts the server on the embedded defaults;
+//! `quibble admin` is the operator's moderation tool (see `quibble_server::admin`).
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -6,6 +7,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use quibble_server::admin::command::AdminArgs;
+use quibble_server::admin::socket::AdminSocket;
 use quibble_server::config::{Config, FileConfig, Overrides};
 use quibble_server::server::Server;
 use quibble_server::store::MAX_CONCURRENT_READS;
@@ -21,6 +24,9 @@ struct Cli {
 enum Command {
     /// Run the server (HTTP on TCP and WebTransport on UDP, one port).
     Serve(ServeArgs),
+    /// Moderate on the server's machine: roles, bans, IP bans, the audit log. Works with the
+    /// server running (through its admin socket) or stopped (on its data directory).
+    Admin(AdminArgs),
 }
 
 #[derive(clap::Args)]
@@ -63,6 +69,7 @@ fn main() -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     match Cli::parse().command {
         Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Admin(args) => Ok(runtime.block_on(quibble_server::admin::command::run(args))?),
     }
 }
 
@@ -86,6 +93,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let server = Server::bind(config)
         .await
         .context("cannot start the server")?;
+    // After the store is open: its lock says no other server uses this directory.
+    let admin_socket = match AdminSocket::bind(&data_dir) {
+        Ok(socket) => Some(tokio::spawn(socket.serve(server.state().clone()))),
+        Err(e) => {
+            tracing::warn!("{e}; `quibble admin` cannot reach this server while it runs");
+            None
+        }
+    };
+    match server.state().store.has_admin().await {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!("no admin yet: run `quibble admin promote NAME`"),
+        Err(e) => tracing::warn!("cannot tell whether an admin exists: {e}"),
+    }
     let stop = shutdown_signal()?;
     let mut out = std::io::stdout().lock();
     for (i, addr) in server.addrs().iter().enumerate() {
@@ -102,8 +122,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     writeln!(out, "data directory: {}", data_dir.display())?;
     out.flush()?;
     drop(out);
-    server.run(stop).await.context("server failed")?;
-    Ok(())
+    let result = server.run(stop).await.context("server failed");
+    if let Some(task) = admin_socket {
+        // It saw the shutdown and removes its socket file.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), task).await;
+    }
+    result.map(drop)
 }
 
 /// A future that completes on SIGINT or SIGTERM. The handlers are installed when this is

@@ -97,7 +97,7 @@ impl Server {
                         hub.publish_deleted(message.conversation, message.seq);
                         return;
                     }
-                    hub.publish(message);
+                    hub.publish(message, users.hidden_from(message.author).as_ref());
                     users.on_message(message);
                     if typing.stop(message.author, message.conversation) {
                         users.typing(message.conversation, message.author, false);
@@ -191,6 +191,11 @@ impl Server {
             web_dir: config.web_dir.or_else(crate::http::web::default_dir),
             https,
         })
+    }
+
+    /// The shared state (the admin socket serves on it).
+    pub fn state(&self) -> &AppState {
+        &self.state
     }
 
     /// The bound addresses (HTTP on TCP and WebTransport on UDP, same port).

@@ -19,8 +19,8 @@ async fn accounts_tokens_and_rooms() {
     assert_eq!(status, 200);
     assert_eq!(me["username"], "Alice");
     assert_eq!(
-        me["role"], "admin",
-        "the first account administers the server"
+        me["role"], "user",
+        "no sign-up makes an admin, not even the first"
     );
     let bob = api.signup("bob").await;
     let (_, bob_me) = api.call("GET", "/api/account", Some(&bob), None).await;

@@ -61,8 +61,8 @@ async fn deletion_reaches_joined_streams_and_every_later_read_shows_the_tombston
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(&dir.path().join("data"));
     let api = server.api();
-    // The first account of a fresh store is an admin.
     let admin = api.signup("alice").await;
+    support::promote(&server, "alice");
     let bob = api.signup("bob").await;
     let carol = api.signup("carol").await;
     let room = api.create_room(&bob, "lobby").await;
@@ -144,6 +144,20 @@ async fn deletion_reaches_joined_streams_and_every_later_read_shows_the_tombston
     // An admin deletes anyone's message; being the last, it leaves the list previews too.
     assert_eq!(carol_ws.say(1, 1, "carol's last words").await, 4);
     assert_eq!(delete(&api, &admin, room, 4).await.0, 200);
+    // That is a moderation action: in the audit log, once (the author's own deletions are not).
+    let (status, audit) = api
+        .call("GET", "/api/admin/audit", Some(&admin), None)
+        .await;
+    assert_eq!(status, 200, "{audit}");
+    let deletions: Vec<&serde_json::Value> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|entry| entry["action"] == "delete_message")
+        .collect();
+    assert_eq!(deletions.len(), 1, "{audit}");
+    assert_eq!(deletions[0]["target"], format!("{}/4", room.0));
+    assert_eq!(deletions[0]["actor"], "alice");
     for peer in [&mut bob_wt, &mut carol_ws] {
         let mut seq = peer.next_message(1).await.seq;
         while seq < 4 {
@@ -228,6 +242,7 @@ async fn deletions_are_rate_limited_per_user_but_not_for_admins() {
     );
     let api = server.api();
     let admin = api.signup("alice").await;
+    support::promote(&server, "alice");
     let bob = api.signup("bob").await;
     let room = api.create_room(&bob, "lobby").await;
     let mut peer = RawPeer::websocket(&server).await;

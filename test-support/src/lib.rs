@@ -40,6 +40,20 @@ pub struct TestServer {
 }
 
 impl TestServer {
+    /// Makes `username` an admin, as the operator does: `quibble admin promote` (through the
+    /// running server's admin socket).
+    pub fn promote(&self, username: &str) {
+        let run = Command::new(server_binary())
+            .args(["admin", "promote", username, "--data-dir"])
+            .arg(&self.data_dir)
+            .output()
+            .expect("run quibble admin");
+        assert!(
+            run.status.success(),
+            "quibble admin promote {username}: {run:?}"
+        );
+    }
+
     /// Start a server with its data in `dir` on a free port.
     pub fn start(dir: &Path) -> TestServer {
         TestServer::start_on(dir, 0)

@@ -107,6 +107,88 @@ pub enum Command {
         /// The message's seq (as `history` prints it).
         seq: u64,
     },
+    /// Stop seeing anything from USER (ends a friendship; they cannot DM or befriend you);
+    /// prints `blocked|already_blocked<TAB>USERNAME`.
+    Block {
+        /// The other user's username.
+        #[arg(value_name = "USER")]
+        username: String,
+    },
+    /// See USER again from now on; prints `unblocked|not_blocked<TAB>USERNAME`.
+    Unblock {
+        /// The other user's username.
+        #[arg(value_name = "USER")]
+        username: String,
+    },
+    /// List the users you block: USERNAME<TAB>SINCE_MS.
+    Blocks,
+    // Moderation (admins only).
+    /// Make USER an admin; prints admin<TAB>USER.
+    Promote {
+        #[arg(value_name = "USER")]
+        username: String,
+    },
+    /// Make USER a user again; prints user<TAB>USER.
+    Demote {
+        #[arg(value_name = "USER")]
+        username: String,
+    },
+    /// Ban USER (their sessions end, logins are refused); prints
+    /// banned<TAB>USER<TAB>UNTIL|-<TAB>REASON.
+    Ban {
+        #[arg(value_name = "USER")]
+        username: String,
+        /// Why (shown to them).
+        #[arg(long)]
+        reason: String,
+        /// How long, e.g. 30m, 1h, 7d [default: until unbanned].
+        #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+        duration: Option<u64>,
+    },
+    /// Lift USER's ban; prints `unbanned<TAB>USER` (or `not banned<TAB>USER`).
+    Unban {
+        #[arg(value_name = "USER")]
+        username: String,
+    },
+    /// List the active bans: USER<TAB>UNTIL|-<TAB>BY<TAB>REASON.
+    Bans,
+    /// Ban, list or unban addresses and CIDR ranges.
+    #[command(subcommand)]
+    IpBan(IpBanCommand),
+    /// Show the audit log, newest first: ID<TAB>TIME<TAB>ACTOR<TAB>ACTION<TAB>TARGET<TAB>REASON|-.
+    Audit {
+        /// How many entries (1-500).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+}
+
+#[derive(Debug, Subcommand, PartialEq, Eq)]
+pub enum IpBanCommand {
+    /// Ban an address (203.0.113.7, ::1) or a range (198.51.100.0/24); prints
+    /// banned<TAB>NETWORK<TAB>UNTIL|-<TAB>REASON.
+    Add {
+        network: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+        /// How long, e.g. 30m, 1h, 7d [default: until removed].
+        #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+        duration: Option<u64>,
+    },
+    /// List the active IP bans: NETWORK<TAB>UNTIL|-<TAB>BY<TAB>REASON.
+    List,
+    /// Remove a ban; prints `removed<TAB>NETWORK` (or `not banned<TAB>NETWORK`).
+    Remove { network: String },
+}
+
+/// Seconds in a duration such as `30m`, `1h`, `7d` or `1h 30m` (whole seconds, at least one).
+fn parse_duration(text: &str) -> Result<u64, String> {
+    let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if duration.as_secs() == 0 || duration.subsec_nanos() != 0 {
+        return Err("a duration is whole seconds, at least 1s".into());
+    }
+    Ok(duration.as_secs())
 }
 
 #[cfg(test)]
@@ -218,6 +300,61 @@ mod tests {
             Some(Command::Conversations)
         );
         assert!(parse(&["history", "general", "--limit", "many"]).is_err());
+        assert_eq!(
+            parse(&["block", "bob"]).unwrap().command,
+            Some(Command::Block {
+                username: "bob".into()
+            })
+        );
+        assert_eq!(
+            parse(&["unblock", "bob"]).unwrap().command,
+            Some(Command::Unblock {
+                username: "bob".into()
+            })
+        );
+        assert_eq!(parse(&["blocks"]).unwrap().command, Some(Command::Blocks));
+        assert!(parse(&["block"]).is_err());
         assert!(parse(&["frobnicate"]).is_err());
+    }
+
+    #[test]
+    fn moderation_commands() {
+        assert_eq!(
+            parse(&["ban", "mal", "--reason", "spam", "--for", "1h"])
+                .unwrap()
+                .command,
+            Some(Command::Ban {
+                username: "mal".into(),
+                reason: "spam".into(),
+                duration: Some(3600),
+            })
+        );
+        assert!(parse(&["ban", "mal"]).is_err(), "a reason is required");
+        assert!(parse(&["ban", "mal", "--reason", "x", "--for", "0s"]).is_err());
+        assert!(parse(&["ban", "mal", "--reason", "x", "--for", "soon"]).is_err());
+        assert_eq!(
+            parse(&["ip-ban", "add", "::1", "--reason", "x", "--for", "7d"])
+                .unwrap()
+                .command,
+            Some(Command::IpBan(IpBanCommand::Add {
+                network: "::1".into(),
+                reason: "x".into(),
+                duration: Some(7 * 86_400),
+            }))
+        );
+        assert_eq!(
+            parse(&["ip-ban", "list"]).unwrap().command,
+            Some(Command::IpBan(IpBanCommand::List))
+        );
+        assert_eq!(
+            parse(&["audit"]).unwrap().command,
+            Some(Command::Audit { limit: 50 })
+        );
+        assert_eq!(
+            parse(&["promote", "ann"]).unwrap().command,
+            Some(Command::Promote {
+                username: "ann".into()
+            })
+        );
     }
 }

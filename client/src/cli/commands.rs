@@ -1,6 +1,7 @@
 //! The scripted commands of `quibble-chat`: `signup`, `rooms`, `create-room`, `send`, `history`,
-//! `delete` and `tail` (the social ones — friends, DMs, membership, the conversation list — are in
-//! `social.rs`). Each prints machine-readable lines on stdout (see [`super::format`]).
+//! `delete` and `tail` (the social ones — friends, DMs, membership, the conversation list — are
+//! in `social.rs`, blocks in `blocks.rs`, the admin ones in `admin.rs`). Each prints
+//! machine-readable lines on stdout (see [`super::format`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -14,7 +15,7 @@ use tokio::time::{Instant, timeout_at};
 use super::account::{self, Session};
 use super::args::{Cli, Command};
 use super::format::{created_room_line, history_line, room_line, tail_line};
-use super::{emit, social};
+use super::{admin, blocks, emit, social};
 
 /// How long a command waits for the server (to join, to store a message, for a history page).
 const SERVER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -56,6 +57,20 @@ pub async fn run(cli: &Cli, command: &Command) -> anyhow::Result<()> {
         Command::Join { room } => social::membership(&session, room, true).await,
         Command::Leave { room } => social::membership(&session, room, false).await,
         Command::Delete { room, seq } => delete(&session, room, *seq).await,
+        Command::Block { username } => blocks::set(&session, username, true).await,
+        Command::Unblock { username } => blocks::set(&session, username, false).await,
+        Command::Blocks => blocks::list(&session).await,
+        Command::Promote { username } => admin::set_role(&session, username, true).await,
+        Command::Demote { username } => admin::set_role(&session, username, false).await,
+        Command::Ban {
+            username,
+            reason,
+            duration,
+        } => admin::ban(&session, username, reason, *duration).await,
+        Command::Unban { username } => admin::unban(&session, username).await,
+        Command::Bans => admin::bans(&session).await,
+        Command::IpBan(command) => admin::ip_ban(&session, command).await,
+        Command::Audit { limit } => admin::audit(&session, *limit).await,
     };
     session.logout().await;
     result

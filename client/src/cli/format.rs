@@ -42,16 +42,19 @@ pub fn created_room_line(room: &Room) -> String {
 /// What a deleted message (a tombstone) shows instead of its text.
 pub const DELETED_TEXT: &str = "(message deleted)";
 
-/// What a message shows as its text: the body, or [`DELETED_TEXT`] for a tombstone.
+/// What a message shows as its text: the body, [`DELETED_TEXT`] for a tombstone, or
+/// [`HIDDEN`] for a hidden marker.
 pub fn message_text(message: &ChatMessage) -> &str {
     if message.is_deleted() {
         DELETED_TEXT
+    } else if message.is_hidden() {
+        HIDDEN
     } else {
         &message.body
     }
 }
 
-/// `SEQ<TAB>AUTHOR<TAB>TEXT`
+/// `SEQ<TAB>AUTHOR<TAB>TEXT` (a hidden marker: empty author, [`HIDDEN`]).
 pub fn history_line(message: &ChatMessage) -> String {
     format!(
         "{}\t{}\t{}",
@@ -61,7 +64,7 @@ pub fn history_line(message: &ChatMessage) -> String {
     )
 }
 
-/// `AUTHOR<TAB>TEXT`
+/// `AUTHOR<TAB>TEXT` (a hidden marker: empty author, [`HIDDEN`]).
 pub fn tail_line(message: &ChatMessage) -> String {
     format!(
         "{}\t{}",
@@ -69,6 +72,9 @@ pub fn tail_line(message: &ChatMessage) -> String {
         escape_field(message_text(message))
     )
 }
+
+/// What stands for the message of a user the reader blocks (a hidden marker).
+pub const HIDDEN: &str = "(hidden: blocked user)";
 
 /// `ID<TAB>room|dm<TAB>TITLE<TAB>UNREAD`
 pub fn conversation_line(conversation: &Conversation) -> String {
@@ -100,8 +106,12 @@ pub fn friend_outcome(outcome: FriendOutcome) -> &'static str {
     }
 }
 
-/// A message for a person: `#SEQ AUTHOR: TEXT`.
+/// A message for a person: `#SEQ AUTHOR: TEXT`; a hidden marker collapsed to `#SEQ` and
+/// [`HIDDEN`].
 pub fn chat_line(message: &ChatMessage) -> String {
+    if message.is_hidden() {
+        return format!("#{} {HIDDEN}", message.seq);
+    }
     format!(
         "#{} {}: {}",
         message.seq,
@@ -173,6 +183,14 @@ mod tests {
         assert_eq!(tail_line(&m), "ann\thi\\tthere");
         assert_eq!(room_line(&room(5, "General")), "5\tGeneral\t7");
         assert_eq!(created_room_line(&room(5, "General")), "5\tGeneral");
+    }
+
+    #[test]
+    fn hidden_markers_are_collapsed() {
+        let hidden = message(9, "bob", "secret").hidden();
+        assert_eq!(history_line(&hidden), "9\t\t(hidden: blocked user)");
+        assert_eq!(tail_line(&hidden), "\t(hidden: blocked user)");
+        assert_eq!(chat_line(&hidden), "#9 (hidden: blocked user)");
     }
 
     #[test]

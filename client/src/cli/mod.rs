@@ -6,7 +6,9 @@ use std::io::Write;
 use anyhow::Context;
 
 mod account;
+mod admin;
 pub mod args;
+mod blocks;
 mod commands;
 mod format;
 mod interactive;

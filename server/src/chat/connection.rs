@@ -257,10 +257,16 @@ async fn introduce(
         .into_iter()
         .filter_map(|(id, ms)| names.get(&id).map(|name| (id, (*name).to_owned(), ms)))
         .collect();
-    let summaries = state.store.summaries(user.id).await.map_err(failed)?;
+    let (summaries, blocked) = state
+        .store
+        .summaries_and_blocks(user.id)
+        .await
+        .map_err(failed)?;
     let conversations: Vec<(ConversationId, ConversationKind)> =
         summaries.iter().map(|s| (s.conversation, s.kind)).collect();
-    let presence = state.users.track(user.id, &conversations, &ids, seen);
+    let presence = state
+        .users
+        .track(user.id, &conversations, &ids, seen, &blocked);
     if !events {
         return Ok(());
     }

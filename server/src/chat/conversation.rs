@@ -7,6 +7,10 @@
 //! stream makes the user a member of the room, durably, if they were not one yet (within the
 //! per-user join quota).
 //!
+//! Blocks: replay batches and history pages carry hidden markers in place of the messages of
+//! users the reader blocks ([`access::shown`], with the reader's blocked set as it is when the
+//! batch is sent); live messages are filtered the same way by the hub.
+//!
 //! Pacing: replay batches and history pages are read from the store only once the stream's
 //! outbound queue has room reserved for them, and one request is served at a time, so a peer
 //! that does not read gets nothing more read for it. Live messages are pushed by the hub; a
@@ -147,7 +151,7 @@ async fn join(ctx: &ConnCtx, io: &mut StreamIo) -> Result<Option<(Grant, Subscri
     let deletions = ctx.version >= MODERATION_VERSION;
     let live = state
         .hub
-        .subscribe(conversation, io.outbound.live(), deletions);
+        .subscribe(conversation, ctx.user.id, io.outbound.live(), deletions);
     let head = state.store.head(conversation).await?;
     let epoch = state.store.epoch();
     let (from_seq, resumed) = match resume {
@@ -396,10 +400,12 @@ async fn replay(
         if let Some(last) = batch.last() {
             after = last.seq;
         }
+        // What the viewer blocks now (updated live), as of this batch.
+        let blocked = ctx.state.users.blocked_by(grant.user);
         room.send(
-            batch
-                .into_iter()
-                .map(|message| encode_frame(&ServerFrame::Message(message))),
+            batch.into_iter().map(|message| {
+                encode_frame(&ServerFrame::Message(access::shown(&blocked, message)))
+            }),
         );
         if done {
             return Ok(after);
@@ -452,10 +458,17 @@ async fn history(
         .reserve(usize::from(limit) * MESSAGE_FRAME_MAX)
         .await
         .map_err(|_| End::Quiet)?;
-    let messages: Vec<ChatMessage> = state
+    let mut messages: Vec<ChatMessage> = state
         .store
         .messages_before(conversation, before_seq, usize::from(limit))
         .await?;
+    let blocked = state.users.blocked_by(grant.user);
+    if !blocked.is_empty() {
+        messages = messages
+            .into_iter()
+            .map(|message| access::shown(&blocked, message))
+            .collect();
+    }
     let has_more = messages.first().is_some_and(|m| m.seq > 1);
     room.send([encode_frame(&ServerFrame::HistoryPage {
         before_seq,

@@ -5,6 +5,11 @@
 //! its `Lagged { resume_from }` goes in after what it has queued, and it resumes from the
 //! store. A conversation's entry exists only while it has subscribers.
 //!
+//! Blocks: the publisher passes the online users who block the message's author
+//! (`crate::chat::users::Users::hidden_from`, `None` in the common case); their streams get
+//! the hidden marker instead (`ChatMessage::hidden`, encoded once, only if needed), so their
+//! seqs stay contiguous. Each subscriber remembers whose stream it is for this.
+//!
 //! Joining without a gap: a new subscriber is "replaying" (the hub skips it) while its stream
 //! sends stored messages; it goes live with [`Subscription::go_live`], which succeeds only if
 //! the hub has published nothing newer than what the stream has sent, so every seq reaches it
@@ -19,10 +24,10 @@
 //! with `Lagged` like a message would; the resumed join then learns of the deletion from the
 //! store's deletions index.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use quibble_protocol::{ChatMessage, ConversationId, ServerFrame};
+use quibble_protocol::{ChatMessage, ConversationId, ServerFrame, UserId};
 
 use crate::chat::outbound::{LiveTx, SendError};
 use crate::chat::stream::encode_frame;
@@ -47,6 +52,8 @@ struct Subscribers {
 
 struct Subscriber {
     tx: LiveTx,
+    /// Whose stream this is.
+    viewer: UserId,
     /// The last seq the stream has queued, once it is live; `None` while it replays.
     live_after: Option<u64>,
     /// Whether the connection gets `Deleted` frames (version 3 on).
@@ -76,11 +83,12 @@ pub struct Subscription {
 }
 
 impl Hub {
-    /// Subscribe a stream (replaying until [`Subscription::go_live`]); with `deletions`, it
-    /// gets `Deleted` frames.
+    /// Subscribe `viewer`'s stream (replaying until [`Subscription::go_live`]); with
+    /// `deletions`, it gets `Deleted` frames.
     pub fn subscribe(
         &self,
         conversation: ConversationId,
+        viewer: UserId,
         tx: LiveTx,
         deletions: bool,
     ) -> Subscription {
@@ -96,6 +104,7 @@ impl Hub {
                 key,
                 Subscriber {
                     tx,
+                    viewer,
                     live_after: None,
                     deletions,
                     held_deletions: Some(Vec::new()),
@@ -110,8 +119,9 @@ impl Hub {
     }
 
     /// Publish a committed message to the conversation's live subscribers, if it has any.
-    /// The frame is encoded once, outside the lock, and shared by every subscriber.
-    pub fn publish(&self, message: &ChatMessage) {
+    /// The frame is encoded once, outside the lock, and shared by every subscriber; the
+    /// subscribers of `hidden_from` (who block the author) get the hidden marker instead.
+    pub fn publish(&self, message: &ChatMessage, hidden_from: Option<&HashSet<UserId>>) {
         if !self
             .lock()
             .conversations
@@ -120,6 +130,7 @@ impl Hub {
             return;
         }
         let frame = encode_frame(&ServerFrame::Message(message.clone()));
+        let hidden = hidden_from.map(|_| encode_frame(&ServerFrame::Message(message.hidden())));
         let seq = message.seq;
         let mut inner = self.lock();
         let Some(subscribers) = inner.conversations.get_mut(&message.conversation) else {
@@ -134,6 +145,10 @@ impl Hub {
                 return true;
             }
             if seq == last + 1 {
+                let frame = match (&hidden, hidden_from) {
+                    (Some(hidden), Some(blockers)) if blockers.contains(&sub.viewer) => hidden,
+                    _ => &frame,
+                };
                 match sub.tx.try_send(frame.clone()) {
                     Ok(()) => {
                         sub.live_after = Some(seq);
@@ -310,14 +325,14 @@ mod tests {
         let hub = Hub::default();
         let (out_a, out_b) = (Outbound::multiplexed(), Outbound::multiplexed());
         let (a, b) = (out_a.open(1), out_b.open(1));
-        let sub_a = hub.subscribe(ConversationId(1), a.live(), true);
-        let sub_b = hub.subscribe(ConversationId(1), b.live(), true);
+        let sub_a = hub.subscribe(ConversationId(1), UserId(1), a.live(), true);
+        let sub_b = hub.subscribe(ConversationId(1), UserId(2), b.live(), true);
         sub_a.go_live(0).unwrap();
-        hub.publish(&message(1));
+        hub.publish(&message(1), None);
         // b replayed up to 0 but seq 1 was published meanwhile: it must read it first.
         assert_eq!(sub_b.go_live(0), Err(NotLive::Behind));
         sub_b.go_live(1).unwrap();
-        hub.publish(&message(2));
+        hub.publish(&message(2), None);
         let (fa, fb) = (frames(&out_a).await, frames(&out_b).await);
         assert_eq!(fa.len(), 2);
         assert_eq!(fb.len(), 1);
@@ -333,12 +348,12 @@ mod tests {
         let hub = Hub::default();
         let out = Outbound::multiplexed();
         let tx = out.open(1);
-        let sub = hub.subscribe(ConversationId(1), tx.live(), true);
+        let sub = hub.subscribe(ConversationId(1), UserId(1), tx.live(), true);
         sub.go_live(0).unwrap();
         let mut seq = 0;
         while hub.conversations() == 1 {
             seq += 1;
-            hub.publish(&message(seq));
+            hub.publish(&message(seq), None);
             assert!(seq < 2 * STREAM_QUEUE_BYTES as u64 / 1000, "never cut");
         }
         let got = frames(&out).await;
@@ -377,17 +392,17 @@ mod tests {
             Outbound::multiplexed(),
         );
         let txs = [out_live.open(1), out_replaying.open(1), out_old.open(1)];
-        let live = hub.subscribe(ConversationId(1), txs[0].live(), true);
-        let replaying = hub.subscribe(ConversationId(1), txs[1].live(), true);
-        let old = hub.subscribe(ConversationId(1), txs[2].live(), false);
+        let live = hub.subscribe(ConversationId(1), UserId(1), txs[0].live(), true);
+        let replaying = hub.subscribe(ConversationId(1), UserId(1), txs[1].live(), true);
+        let old = hub.subscribe(ConversationId(1), UserId(1), txs[2].live(), false);
         live.go_live(0).unwrap();
         old.go_live(0).unwrap();
-        hub.publish(&message(1));
+        hub.publish(&message(1), None);
         hub.publish_deleted(ConversationId(1), 1);
         // The replaying stream may have read seq 1's text: it hears of the deletion right
         // after its replay.
         replaying.go_live(1).unwrap();
-        hub.publish(&message(2));
+        hub.publish(&message(2), None);
 
         let got: Vec<ServerFrame> = frames(&out_live)
             .await
@@ -415,7 +430,7 @@ mod tests {
         let hub = Hub::default();
         let out = Outbound::multiplexed();
         let tx = out.open(1);
-        let sub = hub.subscribe(ConversationId(1), tx.live(), true);
+        let sub = hub.subscribe(ConversationId(1), UserId(1), tx.live(), true);
         for seq in 1..=MAX_HELD_DELETIONS as u64 + 1 {
             hub.publish_deleted(ConversationId(1), seq);
         }
@@ -425,12 +440,45 @@ mod tests {
         assert_eq!(got[1].1, None, "then the stream ends");
     }
 
+    #[tokio::test]
+    async fn a_blocker_gets_the_hidden_marker_and_the_others_the_message() {
+        let hub = Hub::default();
+        let (out_a, out_b) = (Outbound::multiplexed(), Outbound::multiplexed());
+        let (a, b) = (out_a.open(1), out_b.open(1));
+        let sub_a = hub.subscribe(ConversationId(1), UserId(7), a.live(), true);
+        let sub_b = hub.subscribe(ConversationId(1), UserId(8), b.live(), true);
+        sub_a.go_live(0).unwrap();
+        sub_b.go_live(0).unwrap();
+        let blockers: HashSet<UserId> = [UserId(7)].into();
+        hub.publish(&message(1), Some(&blockers));
+        hub.publish(&message(2), None);
+        let decode = |f: &Option<Bytes>| -> ChatMessage {
+            match decode(f) {
+                ServerFrame::Message(m) => m,
+                other => panic!("expected a message, got {other:?}"),
+            }
+        };
+        let got_a: Vec<ChatMessage> = frames(&out_a)
+            .await
+            .iter()
+            .map(|(_, f)| decode(f))
+            .collect();
+        let got_b: Vec<ChatMessage> = frames(&out_b)
+            .await
+            .iter()
+            .map(|(_, f)| decode(f))
+            .collect();
+        assert!(got_a[0].is_hidden() && got_a[0].seq == 1, "{:?}", got_a[0]);
+        assert_eq!(got_a[1], message(2));
+        assert_eq!(got_b, vec![message(1), message(2)]);
+    }
+
     #[test]
     fn the_last_unsubscribe_frees_the_conversation() {
         let hub = Hub::default();
         let out = Outbound::multiplexed();
         let subs: Vec<Subscription> = (0..100)
-            .map(|i| hub.subscribe(ConversationId(i), out.open(i).live(), true))
+            .map(|i| hub.subscribe(ConversationId(i), UserId(1), out.open(i).live(), true))
             .collect();
         assert_eq!(hub.conversations(), 100);
         drop(subs);

@@ -8,6 +8,14 @@
 //! started, or read from the store for a friend's list): one small entry per account at most.
 //! The store keeps last-seen times durably (`connection` records them).
 //!
+//! Blocks: each online user's blocked set is loaded when their first connection comes
+//! ([`Users::track`]; unblocks made while it was being read win over it) and changed live
+//! ([`Users::set_blocked`]), and an index from a blocked user to their online
+//! blockers filters what reaches the blockers: activity of the blocked user's messages,
+//! their typing, receipts and presence are not sent to them (`crate::access::sees`); the
+//! conversation hub asks [`Users::hidden_from`] to send hidden markers instead of messages.
+//! While nobody online blocks anyone, an atomic count lets that question skip the lock.
+//!
 //! Events: conversation activity (one shared encoding per message for every online member),
 //! list changes (joined, left, own cursors moved), other members' receipts, friend changes,
 //! presence (online while any connection is live; seen by online friends and members of the
@@ -16,6 +24,7 @@
 //! `SlowConsumer` (its connection then closes) and dropped from the hub.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
@@ -33,7 +42,15 @@ use crate::tls::unix_ms;
 
 #[derive(Clone, Default)]
 pub struct Users {
-    inner: Arc<Mutex<Inner>>,
+    inner: Arc<Shared>,
+}
+
+#[derive(Default)]
+struct Shared {
+    inner: Mutex<Inner>,
+    /// How many users have an online blocker (`Inner::blockers`' length), read without the
+    /// lock.
+    blocked_online: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -43,6 +60,8 @@ struct Inner {
     members: HashMap<ConversationId, HashSet<UserId>>,
     /// When each user who went offline since the start was last online (ms), and their name.
     last_seen: HashMap<UserId, (u64, String)>,
+    /// A blocked user → their online blockers (only users who have some).
+    blockers: HashMap<UserId, HashSet<UserId>>,
     next_key: u64,
 }
 
@@ -54,6 +73,11 @@ struct Online {
     /// [`access::shares_presence`]).
     rooms: HashSet<ConversationId>,
     friends: HashSet<UserId>,
+    /// The users this user blocks.
+    blocked: HashSet<UserId>,
+    /// Users unblocked live before the first connection's [`Users::track`]: the list it brings
+    /// from the store may have been read before that, so they are not taken from it.
+    unblocked_early: Vec<UserId>,
     /// Whether the user's coming online was announced (after the first connection loaded
     /// who may see it).
     announced: bool,
@@ -127,6 +151,8 @@ impl Users {
                 conversations: HashSet::new(),
                 rooms: HashSet::new(),
                 friends: HashSet::new(),
+                blocked: HashSet::new(),
+                unblocked_early: Vec::new(),
                 announced: false,
             })
             .connections
@@ -146,7 +172,7 @@ impl Users {
         }
     }
 
-    /// Records the conversations and friends of a connected user (read after
+    /// Records the conversations, friends and blocks of a connected user (read after
     /// [`Users::connect`], so later changes are not missed), announces them online if this is
     /// their first connection, and returns the presence of everyone they may see, as frames.
     /// `seen` is when (some of) the friends were last online, from the store: it fills in
@@ -157,8 +183,20 @@ impl Users {
         conversations: &[(ConversationId, ConversationKind)],
         friends: &[UserId],
         seen: Vec<(UserId, String, u64)>,
+        blocked: &[UserId],
     ) -> Vec<Bytes> {
         let mut inner = self.lock();
+        // The first connection brings the blocked list; from then on the entry is kept up to
+        // date live (`set_blocked`), and later connections' lists add nothing.
+        if let Some(online) = inner.online.get_mut(&user)
+            && !online.announced
+        {
+            let early = std::mem::take(&mut online.unblocked_early);
+            for &other in blocked.iter().filter(|b| !early.contains(b)) {
+                inner.index_block(user, other, true);
+            }
+            self.count_blocked(&inner);
+        }
         for (other, name, ms) in seen {
             inner.last_seen.entry(other).or_insert((ms, name));
         }
@@ -186,9 +224,51 @@ impl Users {
         let mut seen: HashSet<UserId> = inner.watchers(user);
         seen.extend(friends.iter().copied());
         seen.remove(&user);
+        let blocked = inner
+            .online
+            .get(&user)
+            .map(|online| &online.blocked)
+            .filter(|blocked| !blocked.is_empty());
         seen.into_iter()
+            .filter(|&other| blocked.is_none_or(|blocked| access::sees(blocked, other)))
             .filter_map(|other| inner.presence_of(other))
             .collect()
+    }
+
+    /// `blocker` now blocks (`on`) or no longer blocks `blocked`: every connection of theirs
+    /// sees it from now on.
+    pub fn set_blocked(&self, blocker: UserId, blocked: UserId, on: bool) {
+        let mut inner = self.lock();
+        inner.index_block(blocker, blocked, on);
+        self.count_blocked(&inner);
+    }
+
+    /// The online users who block `author` (who get hidden markers instead of their messages);
+    /// `None`, without taking the lock, while nobody online blocks anyone.
+    pub fn hidden_from(&self, author: UserId) -> Option<HashSet<UserId>> {
+        if self.inner.blocked_online.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        self.lock().blockers.get(&author).cloned()
+    }
+
+    /// The users `viewer` blocks now (empty, without allocating or locking, while nobody
+    /// online blocks anyone).
+    pub fn blocked_by(&self, viewer: UserId) -> HashSet<UserId> {
+        if self.inner.blocked_online.load(Ordering::Acquire) == 0 {
+            return HashSet::new();
+        }
+        self.lock()
+            .online
+            .get(&viewer)
+            .map(|online| online.blocked.clone())
+            .unwrap_or_default()
+    }
+
+    fn count_blocked(&self, inner: &Inner) {
+        self.inner
+            .blocked_online
+            .store(inner.blockers.len(), Ordering::Release);
     }
 
     /// `user` joined `conversation` (a room, or a new DM): their connections get its summary
@@ -227,9 +307,13 @@ impl Users {
         let others: Vec<UserId> = members.iter().copied().filter(|&u| u != user).collect();
         inner.push_all([user], &frame);
         if let Some(mine) = inner.presence_of(user) {
-            inner.push_all(others.iter().copied(), &mine);
+            let watchers = inner.unblocked(user, others.iter().copied());
+            inner.push_all(watchers, &mine);
         }
         for other in others {
+            if inner.unblocked(other, [user]).is_empty() {
+                continue;
+            }
             if let Some(theirs) = inner.presence_of(other) {
                 inner.push_all([user], &theirs);
             }
@@ -333,6 +417,7 @@ impl Users {
             return;
         };
         let members: Vec<UserId> = members.iter().copied().collect();
+        let members = inner.unblocked(message.author, members);
         inner.push_all(members, &frame);
     }
 
@@ -357,6 +442,7 @@ impl Users {
             .get(&conversation)
             .map(|m| m.iter().copied().filter(|&u| u != user).collect())
             .unwrap_or_default();
+        let others = inner.unblocked(user, others);
         inner.push_all(others, &receipt);
     }
 
@@ -381,6 +467,7 @@ impl Users {
             .get(&conversation)
             .map(|m| m.iter().copied().filter(|&u| u != user).collect())
             .unwrap_or_default();
+        let others = inner.unblocked(user, others);
         inner.push_all(others, &frame);
     }
 
@@ -433,7 +520,7 @@ impl Users {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -455,7 +542,48 @@ impl Inner {
             }
         }
         watchers.remove(&user);
+        if let Some(blockers) = self.blockers.get(&user) {
+            watchers.retain(|w| !blockers.contains(w));
+        }
         watchers
+    }
+
+    /// Those of `viewers` who do not block `author` (all of them, unchanged, when nobody
+    /// online blocks `author`).
+    fn unblocked(&self, author: UserId, viewers: impl IntoIterator<Item = UserId>) -> Vec<UserId> {
+        let viewers = viewers.into_iter();
+        match self.blockers.get(&author) {
+            None => viewers.collect(),
+            Some(blockers) => viewers.filter(|v| !blockers.contains(v)).collect(),
+        }
+    }
+
+    /// Records that the online `blocker` blocks (`on`) or no longer blocks `blocked`, in their
+    /// own set and in the index.
+    fn index_block(&mut self, blocker: UserId, blocked: UserId, on: bool) {
+        let Some(online) = self.online.get_mut(&blocker) else {
+            return;
+        };
+        if on {
+            online.unblocked_early.retain(|&u| u != blocked);
+            online.blocked.insert(blocked);
+            self.blockers.entry(blocked).or_default().insert(blocker);
+        } else {
+            if !online.announced && !online.unblocked_early.contains(&blocked) {
+                online.unblocked_early.push(blocked);
+            }
+            online.blocked.remove(&blocked);
+            self.unindex_block(blocker, blocked);
+        }
+    }
+
+    fn unindex_block(&mut self, blocker: UserId, blocked: UserId) {
+        if let Some(blockers) = self.blockers.get_mut(&blocked) {
+            blockers.remove(&blocker);
+            if blockers.is_empty() {
+                self.blockers.remove(&blocked);
+            }
+        }
     }
 
     /// `user`'s presence now as a frame: online once announced, else offline with when they
@@ -555,6 +683,10 @@ impl Registration {
                 for conversation in gone.conversations {
                     inner.unindex(self.user, conversation);
                 }
+                for blocked in gone.blocked {
+                    inner.unindex_block(self.user, blocked);
+                }
+                self.users.count_blocked(&inner);
                 let now = unix_ms(SystemTime::now());
                 inner.last_seen.insert(self.user, (now, gone.username));
                 offline = Some((self.user, now));
@@ -628,6 +760,7 @@ mod tests {
             &[(ConversationId(5), ConversationKind::Room)],
             &[],
             Vec::new(),
+            &[],
         );
         users.go_live(&a);
         users.on_message(&message(5, 1));
@@ -664,6 +797,7 @@ mod tests {
             &[(ConversationId(5), ConversationKind::Room)],
             &[],
             Vec::new(),
+            &[],
         );
         users.go_live(&reg);
         let mut seq = 0;
@@ -699,6 +833,7 @@ mod tests {
             &[(ConversationId(5), ConversationKind::Room)],
             &[],
             Vec::new(),
+            &[],
         );
         let mut seq = 0;
         while users.lock().online[&UserId(1)]
@@ -719,5 +854,49 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[tokio::test]
+    async fn blocks_follow_the_blockers_connections_and_are_changed_live() {
+        let users = Users::default();
+        let out = Outbound::multiplexed();
+        let tx = out.open(0);
+        let reg = users.connect(UserId(1), "one", Some(tx.live()));
+        users.track(UserId(1), &[], &[], Vec::new(), &[UserId(2)]);
+        assert_eq!(users.hidden_from(UserId(2)), Some([UserId(1)].into()));
+        assert_eq!(users.hidden_from(UserId(3)), None);
+        users.set_blocked(UserId(1), UserId(3), true);
+        users.set_blocked(UserId(1), UserId(2), false);
+        assert_eq!(users.hidden_from(UserId(2)), None);
+        assert_eq!(users.blocked_by(UserId(1)), [UserId(3)].into());
+        // Someone offline is not indexed; the last connection leaving frees the entries.
+        users.set_blocked(UserId(9), UserId(3), true);
+        assert_eq!(users.hidden_from(UserId(3)), Some([UserId(1)].into()));
+        reg.leave();
+        assert_eq!(users.hidden_from(UserId(3)), None);
+        assert!(users.lock().blockers.is_empty());
+        assert_eq!(users.inner.blocked_online.load(Ordering::Acquire), 0);
+        drop(tx);
+    }
+
+    #[tokio::test]
+    async fn changes_made_while_a_connection_reads_its_list_are_not_lost() {
+        let users = Users::default();
+        let out = Outbound::multiplexed();
+        let (tx_a, tx_b) = (out.open(0), out.open(1));
+        let a = users.connect(UserId(1), "one", Some(tx_a.live()));
+        // While the list is read: 2 unblocked (the list may predate it), 4 blocked.
+        users.set_blocked(UserId(1), UserId(2), false);
+        users.set_blocked(UserId(1), UserId(4), true);
+        users.track(UserId(1), &[], &[], Vec::new(), &[UserId(2), UserId(3)]);
+        assert_eq!(users.blocked_by(UserId(1)), [UserId(3), UserId(4)].into());
+        assert_eq!(users.hidden_from(UserId(2)), None);
+        // A second connection's list, read before 3 was unblocked, changes nothing.
+        let b = users.connect(UserId(1), "one", Some(tx_b.live()));
+        users.set_blocked(UserId(1), UserId(3), false);
+        users.track(UserId(1), &[], &[], Vec::new(), &[UserId(3), UserId(4)]);
+        assert_eq!(users.blocked_by(UserId(1)), [UserId(4)].into());
+        assert!(users.lock().online[&UserId(1)].unblocked_early.is_empty());
+        drop((a, b, tx_a, tx_b));
     }
 }

@@ -1,4 +1,9 @@
-//! Account endpoints: sign up, log in, log out, and who am I.
+//! Account endpoints: sign up, log in, log out, who am I, and change the password.
+//!
+//! A banned user's login is refused (403 `banned`, with the reason and until when) only after
+//! their password verified, so the ban is told to nobody else. A password change verifies the
+//! current password like a login (same limiter, same pool), then replaces the password, revokes
+//! every session of the user and hands the caller a fresh token, in one store request.
 //!
 //! Sign-up and login are where peers can make the server spend the most (an argon2 hash is
 //! 19 MiB and tens of ms of CPU), so both go through their per-address limits first
@@ -13,6 +18,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
+use crate::admin::ops::ban_message;
 use crate::auth::{self, HashPoolError, new_token};
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiJson, Authenticated};
@@ -29,11 +35,14 @@ pub struct Credentials {
     pub password: String,
 }
 
-#[derive(Serialize)]
+/// `User` of the API (also an admin operation's answer, read back by `quibble admin`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct UserView {
     pub id: u64,
     pub username: String,
-    pub role: &'static str,
+    /// `"user"` or `"admin"`.
+    pub role: Role,
     pub created_at_ms: u64,
 }
 
@@ -42,10 +51,7 @@ impl From<&User> for UserView {
         UserView {
             id: u.id.0,
             username: u.username.clone(),
-            role: match u.role {
-                Role::Admin => "admin",
-                Role::User => "user",
-            },
+            role: u.role,
             created_at_ms: u.created_at_ms,
         }
     }
@@ -119,11 +125,108 @@ pub async fn login(
     match user {
         Some(user) if ok => {
             state.login_limiter.refund(attempt);
-            Ok(Json(start_session(&state, &user).await?))
+            let (token, hash) = new_token();
+            let expires_at_ms = unix_ms(SystemTime::now() + SESSION_TTL);
+            let verified = user.password_phc.clone();
+            match state
+                .store
+                .create_login_session(hash, user.id, expires_at_ms, verified)
+                .await
+            {
+                Ok(()) => {}
+                Err(StoreError::Banned { reason, until_ms }) => {
+                    return Err(ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "banned",
+                        ban_message(&reason, until_ms),
+                    ));
+                }
+                // The password changed while this one was being verified.
+                Err(StoreError::PasswordChanged) => return Err(ApiError::invalid_credentials()),
+                Err(e) => return Err(e.into()),
+            }
+            Ok(Json(LoginView {
+                user: UserView::from(&user),
+                token,
+                expires_at_ms,
+            }))
         }
         // The attempt stays spent: a failure.
         _ => Err(ApiError::invalid_credentials()),
     }
+}
+
+#[derive(Deserialize)]
+pub struct PasswordChange {
+    pub current: String,
+    pub new: String,
+}
+
+#[derive(Serialize)]
+pub struct TokenView {
+    pub token: String,
+    pub expires_at_ms: u64,
+}
+
+/// `POST /api/account/password`: verifies `current`, sets `new`, revokes every session of the
+/// user (the presented token too) and returns the caller's new token.
+pub async fn change_password(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    auth: Authenticated,
+    ApiJson(change): ApiJson<PasswordChange>,
+) -> Result<Json<TokenView>, ApiError> {
+    auth::validate_password(&change.new)
+        .map_err(|m| ApiError::bad_request("invalid_password", m))?;
+    let user = auth.user;
+    let attempt = state.login_limiter.reserve(peer.ip(), &user.username)?;
+    let verified = user.password_phc.clone();
+    let ok = match state
+        .hash_pool
+        .verify(change.current, Some(verified.clone()))
+        .await
+    {
+        Ok(ok) => ok,
+        Err(e) => {
+            state.login_limiter.refund(attempt);
+            return Err(hashing_failed(&state, e));
+        }
+    };
+    if !ok {
+        // The attempt stays spent: a failure.
+        return Err(wrong_password());
+    }
+    state.login_limiter.refund(attempt);
+    let phc = state
+        .hash_pool
+        .hash(change.new)
+        .await
+        .map_err(|e| hashing_failed(&state, e))?;
+    let (token, hash) = new_token();
+    let expires_at_ms = unix_ms(SystemTime::now() + SESSION_TTL);
+    match state
+        .store
+        .change_password(user.id, verified, phc, hash, expires_at_ms)
+        .await
+    {
+        Ok(()) => Ok(Json(TokenView {
+            token,
+            expires_at_ms,
+        })),
+        // Changed by another request since this one read it.
+        Err(StoreError::PasswordChanged) => Err(wrong_password()),
+        // Banned since this request was authenticated: its token is revoked already.
+        Err(StoreError::Banned { .. }) => Err(ApiError::unauthorized("invalid or expired token")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn wrong_password() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "wrong_password",
+        "the current password is wrong",
+    )
 }
 
 fn hashing_failed(state: &AppState, e: HashPoolError) -> ApiError {

@@ -3,7 +3,8 @@
 //! and delivered cursors, the unread count and the last message (see `crate::store::summaries`).
 //!
 //! `GET /api/conversations/{id}/receipts`: the members' cursors of a conversation the caller
-//! may read (for "seen by"), at most [`MAX_RECEIPTS`] members.
+//! may read (for "seen by"), at most [`MAX_RECEIPTS`] members, leaving out those the caller
+//! blocks.
 //!
 //! Paging: the list is ordered by (activity, id), newest first; `next` is the position of a
 //! page's last entry as `ACTIVITY_MS-ID`, passed back as `after` for the entries that come
@@ -127,9 +128,12 @@ pub async fn receipts(
         .store
         .member_cursors(conversation, MAX_RECEIPTS)
         .await?;
+    // Nothing of a blocked user reaches the blocker, receipts included.
+    let blocked = state.store.blocked_users(auth.user.id).await?;
     Ok(Json(ReceiptList {
         receipts: members
             .into_iter()
+            .filter(|m| !blocked.contains(&m.user))
             .map(|m| ReceiptView {
                 user_id: m.user.0,
                 username: m.username,

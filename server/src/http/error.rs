@@ -95,6 +95,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound => Self::new(StatusCode::NOT_FOUND, "not_found", "not found"),
+            StoreError::Blocked => Self::new(StatusCode::FORBIDDEN, "not_allowed", "not allowed"),
             StoreError::TooMany(what) => Self::new(
                 StatusCode::CONFLICT,
                 "too_many",
@@ -122,6 +123,9 @@ impl From<Refusal> for ApiError {
             }
             Refusal::Store(e) => e.into(),
             Refusal::NotYours => Self::new(StatusCode::FORBIDDEN, "forbidden", refusal.to_string()),
+            Refusal::NotAllowed => {
+                Self::new(StatusCode::FORBIDDEN, "not_allowed", refusal.to_string())
+            }
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Request extractors whose failures are API errors: a JSON body ([`ApiJson`]), a page of a
-//! list ([`PageQuery`]) and the bearer token's user ([`Authenticated`]).
+//! list ([`PageQuery`]), the bearer token's user ([`Authenticated`]) and an admin ([`Admin`]).
 
 use std::time::SystemTime;
 
@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use crate::auth::{TokenHash, hash_token};
 use crate::http::error::ApiError;
 use crate::state::AppState;
-use crate::store::User;
+use crate::store::{Actor, Role, User};
 use crate::tls::unix_ms;
 
 /// Items per page when the request names no `limit`.
@@ -122,5 +122,37 @@ impl FromRequestParts<AppState> for Authenticated {
             .await?
             .ok_or_else(|| ApiError::unauthorized("invalid or expired token"))?;
         Ok(Authenticated { user, token })
+    }
+}
+
+/// An admin behind the bearer token: 401 as for [`Authenticated`], then 403 `forbidden` for a
+/// USER. (The store checks again, when it applies the action, that they are still an admin.)
+pub struct Admin {
+    pub user: User,
+}
+
+impl Admin {
+    /// This admin as the actor of a moderation action.
+    pub fn actor(&self) -> Actor {
+        Actor::User(self.user.id)
+    }
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Authenticated { user, .. } = Authenticated::from_request_parts(parts, state).await?;
+        if user.role != Role::Admin {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "only admins may do this",
+            ));
+        }
+        Ok(Admin { user })
     }
 }

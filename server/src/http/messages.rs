@@ -9,19 +9,19 @@
 //!
 //! When the deleted message was the conversation's last one, the members' conversation lists
 //! get the entry afresh, so their preview drops the text. An admin deleting someone else's
-//! message is a moderation action: [`moderation_delete`] is where it is recorded.
+//! message is a moderation action: the store records it in the audit log with the deletion.
 
 use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use quibble_protocol::{ChatMessage, ConversationId};
+use quibble_protocol::ConversationId;
 use serde::Serialize;
 
 use crate::access::{self, DeleteAs};
 use crate::http::error::ApiError;
 use crate::http::extract::Authenticated;
 use crate::state::AppState;
-use crate::store::{Role, User};
+use crate::store::{Actor, Role};
 
 #[derive(Serialize)]
 pub struct DeletedView {
@@ -48,32 +48,20 @@ pub async fn delete(
             .check(auth.user.id)
             .map_err(ApiError::rate_limited)?;
     }
-    let deletion = state.store.delete_message(conversation, seq).await?;
-    if deletion.changed {
-        if authority == DeleteAs::Admin {
-            moderation_delete(&auth.user, &deletion.tombstone);
-        }
-        if state.store.head(conversation).await? == seq {
-            state
-                .users
-                .last_message_deleted(&state.store, conversation)
-                .await;
-        }
+    let moderator = (authority == DeleteAs::Admin).then_some(Actor::User(auth.user.id));
+    let deletion = state
+        .store
+        .delete_message(conversation, seq, moderator)
+        .await?;
+    if deletion.changed && state.store.head(conversation).await? == seq {
+        state
+            .users
+            .last_message_deleted(&state.store, conversation)
+            .await;
     }
     Ok(Json(DeletedView {
         conversation: id,
         seq,
         deleted: true,
     }))
-}
-
-/// An admin deleted another user's message: the one place this moderation action is recorded.
-fn moderation_delete(admin: &User, tombstone: &ChatMessage) {
-    tracing::info!(
-        admin = %admin.username,
-        author = %tombstone.author_name,
-        conversation = tombstone.conversation.0,
-        seq = tombstone.seq,
-        "an admin deleted another user's message"
-    );
 }

@@ -4,6 +4,8 @@
 //! its size limit and deadline, before a handler runs (`request_body`).
 
 pub mod accounts;
+pub mod admin;
+pub mod blocks;
 pub mod conversations;
 pub mod error;
 pub mod extract;
@@ -60,6 +62,22 @@ pub fn router(state: AppState, web_dir: Option<&std::path::Path>, metrics_public
             "/conversations/{id}/messages/{seq}",
             delete(messages::delete),
         )
+        .route("/users/block", post(blocks::block))
+        .route("/users/unblock", post(blocks::unblock))
+        .route("/blocks", get(blocks::list))
+        // Moderation and account safety (roles, bans, IP bans, audit log, password).
+        .route("/admin/promote", post(admin::promote))
+        .route("/admin/demote", post(admin::demote))
+        .route("/users/ban", post(admin::ban))
+        .route("/users/unban", post(admin::unban))
+        .route("/admin/bans", get(admin::bans))
+        .route(
+            "/admin/ip-bans",
+            get(admin::ip_bans).post(admin::add_ip_ban),
+        )
+        .route("/admin/ip-bans/remove", post(admin::remove_ip_ban))
+        .route("/admin/audit", get(admin::audit))
+        .route("/account/password", post(accounts::change_password))
         .fallback(not_found);
     let metrics = if metrics_public {
         get(crate::metrics::render)

@@ -1,6 +1,14 @@
-//! Users and sessions: the [`User`] and [`Role`] types, account creation (the first user ever
-//! becomes an admin), case-insensitive username lookup, and session tokens (stored by hash, with
-//! an expiry) for login and logout.
+//! Users and sessions: the [`User`] and [`Role`] types, account creation, case-insensitive
+//! username lookup, roles, passwords, and session tokens (stored by hash, with an expiry) for
+//! login and logout.
+//!
+//! Every account starts as a USER; only an admin or the operator changes a role
+//! ([`Store::set_role`], audited), so no sign-up race makes anyone an admin. [`ADMINS`] indexes
+//! the admins and [`USER_SESSIONS`] each user's sessions, so a ban or a password change revokes
+//! all of a user's sessions in the same transaction; both indexes are filled once from older
+//! files ([`backfill_indexes`]). A session is only created while its user is not banned, and
+//! a login's session only if the password it verified is still the account's, both checked in
+//! the writer, so a ban or a password change that commits during a login's hashing still wins.
 
 use quibble_protocol::wire::UserId;
 use redb::ReadableTable;
@@ -8,8 +16,13 @@ use serde::{Deserialize, Serialize};
 
 use super::Store;
 use super::StoreError;
+use super::audit::{self, Actor, AuditAction};
+use super::bans;
 use super::records::{UserRecord, decode, encode};
-use super::tables::{META_NEXT_USER_ID, SESSIONS, USERNAMES, USERS, WriteTables};
+use super::tables::{
+    ADMINS, META_ACCOUNT_INDEXES, META_NEXT_USER_ID, SESSIONS, USER_SESSIONS, USERNAMES, USERS,
+    WriteTables,
+};
 use super::writer::Request;
 use crate::auth::{TokenHash, fold};
 
@@ -32,10 +45,19 @@ pub struct User {
     pub created_at_ms: u64,
 }
 
+/// What [`Store::set_role`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleChange {
+    /// The user, with their role now.
+    pub user: User,
+    /// Whether the role changed (an unchanged role is not audited).
+    pub changed: bool,
+}
+
 impl Store {
-    /// Creates an account. [`StoreError::NameTaken`] if the username, compared
-    /// case-insensitively, exists. The first user ever gets [`Role::Admin`], later ones
-    /// [`Role::User`]. The caller validates the username and hashes the password.
+    /// Creates an account, as a [`Role::User`]. [`StoreError::NameTaken`] if the username,
+    /// compared case-insensitively, exists. The caller validates the username and hashes the
+    /// password.
     pub async fn create_user(
         &self,
         username: &str,
@@ -51,6 +73,8 @@ impl Store {
     }
 
     /// Records a session: `token` (a hash) belongs to `user` until `expires_at_ms`.
+    /// [`StoreError::Banned`] while the user is banned; [`StoreError::NotFound`] without such a
+    /// user.
     pub async fn create_session(
         &self,
         token: TokenHash,
@@ -61,7 +85,89 @@ impl Store {
             token,
             user,
             expires_at_ms,
+            verified_phc: None,
             reply,
+        })
+        .await
+    }
+
+    /// [`Store::create_session`] for a login that verified the password `verified_phc`:
+    /// refused with [`StoreError::PasswordChanged`] if the account's password changed since.
+    pub async fn create_login_session(
+        &self,
+        token: TokenHash,
+        user: UserId,
+        expires_at_ms: u64,
+        verified_phc: String,
+    ) -> Result<(), StoreError> {
+        self.request(|reply| Request::CreateSession {
+            token,
+            user,
+            expires_at_ms,
+            verified_phc: Some(verified_phc),
+            reply,
+        })
+        .await
+    }
+
+    /// Sets the role of the user called `username` (compared case-insensitively), as `actor`,
+    /// and audits a change. [`StoreError::NotFound`] without such a user,
+    /// [`StoreError::NotAdmin`] if a user actor is no longer an admin.
+    pub async fn set_role(
+        &self,
+        actor: Actor,
+        username: &str,
+        role: Role,
+    ) -> Result<RoleChange, StoreError> {
+        let username = username.to_owned();
+        self.request(|reply| Request::SetRole {
+            actor,
+            username,
+            role,
+            reply,
+        })
+        .await
+    }
+
+    /// Replaces the password of `user`, whose current password the caller verified as
+    /// `verified_phc`, with `new_phc`; revokes every session of the user and records `token`
+    /// as their one new session until `expires_at_ms`. [`StoreError::PasswordChanged`] if the
+    /// password changed since it was verified, [`StoreError::Banned`] if the user is banned
+    /// (nothing is written).
+    pub async fn change_password(
+        &self,
+        user: UserId,
+        verified_phc: String,
+        new_phc: String,
+        token: TokenHash,
+        expires_at_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.request(|reply| Request::ChangePassword {
+            user,
+            verified_phc,
+            new_phc,
+            token,
+            expires_at_ms,
+            reply,
+        })
+        .await
+    }
+
+    /// Whether any user is an admin.
+    pub async fn has_admin(&self) -> Result<bool, StoreError> {
+        self.read(|txn| Ok(txn.open_table(ADMINS)?.first()?.is_some()))
+            .await
+    }
+
+    /// The hashes of every session token of `user` (expired ones included, until revoked).
+    pub async fn sessions_of(&self, user: UserId) -> Result<Vec<TokenHash>, StoreError> {
+        self.read(move |txn| {
+            let table = txn.open_table(USER_SESSIONS)?;
+            let mut tokens = Vec::new();
+            for row in table.range((user.0, &[0u8; 32])..=(user.0, &[u8::MAX; 32]))? {
+                tokens.push(TokenHash(*row?.0.value().1));
+            }
+            Ok(tokens)
         })
         .await
     }
@@ -136,8 +242,7 @@ pub(super) fn create_user(
     if tables.usernames.get(key.as_str())?.is_some() {
         return Err(StoreError::NameTaken);
     }
-    let first_ever = tables.meta_get(META_NEXT_USER_ID)?.unwrap_or(1) == 1;
-    let role = if first_ever { Role::Admin } else { Role::User };
+    let role = Role::User;
     let record = encode(&UserRecord {
         username,
         password_phc,
@@ -156,14 +261,39 @@ pub(super) fn create_user(
     })
 }
 
-/// Writer side of [`Store::create_session`].
+/// Writer side of [`Store::create_session`] and [`Store::create_login_session`]; refuses
+/// before writing anything.
 pub(super) fn create_session(
+    tables: &mut WriteTables<'_>,
+    now_ms: u64,
+    token: TokenHash,
+    user: UserId,
+    expires_at_ms: u64,
+    verified_phc: Option<&str>,
+) -> Result<(), StoreError> {
+    let record = load_user(&tables.users, user)?.ok_or(StoreError::NotFound)?;
+    if let Some(verified) = verified_phc
+        && verified != record.password_phc
+    {
+        return Err(StoreError::PasswordChanged);
+    }
+    if let Some(ban) = bans::active_ban(&tables.bans, user, now_ms)? {
+        return Err(StoreError::Banned {
+            reason: ban.reason,
+            until_ms: ban.until_ms,
+        });
+    }
+    insert_session(tables, token, user, expires_at_ms)
+}
+
+fn insert_session(
     tables: &mut WriteTables<'_>,
     token: TokenHash,
     user: UserId,
     expires_at_ms: u64,
 ) -> Result<(), StoreError> {
     tables.sessions.insert(&token.0, (user.0, expires_at_ms))?;
+    tables.user_sessions.insert((user.0, &token.0), ())?;
     Ok(())
 }
 
@@ -172,11 +302,165 @@ pub(super) fn delete_session(
     tables: &mut WriteTables<'_>,
     token: TokenHash,
 ) -> Result<bool, StoreError> {
-    Ok(tables.sessions.remove(&token.0)?.is_some())
+    let Some(user) = tables.sessions.remove(&token.0)?.map(|s| s.value().0) else {
+        return Ok(false);
+    };
+    tables.user_sessions.remove((user, &token.0))?;
+    Ok(true)
+}
+
+/// Revokes every session of `user`; returns how many there were.
+pub(super) fn revoke_sessions(
+    tables: &mut WriteTables<'_>,
+    user: UserId,
+) -> Result<usize, StoreError> {
+    let mut tokens = Vec::new();
+    for row in tables
+        .user_sessions
+        .extract_from_if((user.0, &[0u8; 32])..=(user.0, &[u8::MAX; 32]), |_, _| true)?
+    {
+        tokens.push(*row?.0.value().1);
+    }
+    for token in &tokens {
+        tables.sessions.remove(token)?;
+    }
+    Ok(tokens.len())
+}
+
+/// Writer side of [`Store::change_password`]; refuses before writing anything (also a user
+/// banned since they were authenticated).
+pub(super) fn change_password(
+    tables: &mut WriteTables<'_>,
+    now_ms: u64,
+    user: UserId,
+    verified_phc: &str,
+    new_phc: &str,
+    token: TokenHash,
+    expires_at_ms: u64,
+) -> Result<(), StoreError> {
+    let mut record = load_user(&tables.users, user)?.ok_or(StoreError::NotFound)?;
+    if record.password_phc != verified_phc {
+        return Err(StoreError::PasswordChanged);
+    }
+    if let Some(ban) = bans::active_ban(&tables.bans, user, now_ms)? {
+        return Err(StoreError::Banned {
+            reason: ban.reason,
+            until_ms: ban.until_ms,
+        });
+    }
+    record.password_phc = new_phc.to_owned();
+    store_user(tables, &record)?;
+    revoke_sessions(tables, user)?;
+    insert_session(tables, token, user, expires_at_ms)
+}
+
+/// The user called `username` (case-insensitively), read in the writer's transaction.
+pub(super) fn find_user(
+    tables: &WriteTables<'_>,
+    username: &str,
+) -> Result<Option<User>, StoreError> {
+    let Some(id) = tables.usernames.get(fold(username).as_str())? else {
+        return Ok(None);
+    };
+    let id = UserId(id.value());
+    match load_user(&tables.users, id)? {
+        Some(user) => Ok(Some(user)),
+        None => Err(StoreError::Corrupt(format!(
+            "username {username:?} names missing user {}",
+            id.0
+        ))),
+    }
+}
+
+/// Refuses with [`StoreError::NotAdmin`] unless `actor` is the operator or a current admin.
+pub(super) fn require_admin(tables: &WriteTables<'_>, actor: Actor) -> Result<(), StoreError> {
+    match actor {
+        Actor::Operator => Ok(()),
+        Actor::User(id) => match tables.admins.get(id.0)? {
+            Some(_) => Ok(()),
+            None => Err(StoreError::NotAdmin),
+        },
+    }
+}
+
+/// Writer side of [`Store::set_role`]; refuses before writing anything.
+pub(super) fn set_role(
+    tables: &mut WriteTables<'_>,
+    now_ms: u64,
+    actor: Actor,
+    username: &str,
+    role: Role,
+) -> Result<RoleChange, StoreError> {
+    require_admin(tables, actor)?;
+    let mut user = find_user(tables, username)?.ok_or(StoreError::NotFound)?;
+    if user.role == role {
+        return Ok(RoleChange {
+            user,
+            changed: false,
+        });
+    }
+    user.role = role;
+    store_user(tables, &user)?;
+    let action = match role {
+        Role::Admin => {
+            tables.admins.insert(user.id.0, ())?;
+            AuditAction::Promote
+        }
+        Role::User => {
+            tables.admins.remove(user.id.0)?;
+            AuditAction::Demote
+        }
+    };
+    audit::record(tables, now_ms, actor, action, &user.username, None)?;
+    Ok(RoleChange {
+        user,
+        changed: true,
+    })
+}
+
+/// Rewrites the stored record of `user` (same id and name).
+fn store_user(tables: &mut WriteTables<'_>, user: &User) -> Result<(), StoreError> {
+    let record = encode(&UserRecord {
+        username: user.username.as_str(),
+        password_phc: user.password_phc.as_str(),
+        role: user.role,
+        created_at_ms: user.created_at_ms,
+    })?;
+    tables.users.insert(user.id.0, record.as_slice())?;
+    Ok(())
+}
+
+/// Fills [`USER_SESSIONS`] and [`ADMINS`] from the sessions and users of a file written before
+/// those tables existed; done once per file.
+pub(super) fn backfill_indexes(tables: &mut WriteTables<'_>) -> Result<(), StoreError> {
+    if tables.meta_get(META_ACCOUNT_INDEXES)?.is_some() {
+        return Ok(());
+    }
+    let mut sessions = Vec::new();
+    for row in tables.sessions.iter()? {
+        let (token, session) = row?;
+        sessions.push((*token.value(), session.value().0));
+    }
+    for (token, user) in &sessions {
+        tables.user_sessions.insert((*user, token), ())?;
+    }
+    let mut admins = Vec::new();
+    for row in tables.users.iter()? {
+        let (id, bytes) = row?;
+        let record: UserRecord<String> = decode("users", bytes.value())?;
+        if record.role == Role::Admin {
+            admins.push(id.value());
+        }
+    }
+    for id in admins {
+        tables.admins.insert(id, ())?;
+    }
+    tables.meta.insert(META_ACCOUNT_INDEXES, 1)?;
+    Ok(())
 }
 
 /// Reads the user `id` from the `users` table of a read or write transaction.
-fn load_user(
+pub(super) fn load_user(
     users: &impl ReadableTable<u64, &'static [u8]>,
     id: UserId,
 ) -> Result<Option<User>, StoreError> {

@@ -9,17 +9,20 @@
 //! members of it for good, so after unfriending both still read it (sending is what the
 //! friendship gates, see `crate::access`), and befriending again reuses it.
 //!
+//! Nobody may ask, or accept, someone they block or who blocks them ([`StoreError::Blocked`],
+//! checked in the same write, so a block and a request racing cannot leave a request behind).
+//!
 //! Bounds: a user has at most [`MAX_FRIEND_ENTRIES`] friends and requests (both directions
 //! together), so nobody can be flooded with unbounded requests.
 
 use quibble_protocol::wire::{ConversationId, UserId};
 use redb::ReadableTable;
 
-use super::membership;
 use super::records::{UserRecord, decode};
 use super::tables::{DM_PAIRS, FRIENDS, META_NEXT_CONVERSATION_ID, USERS, WriteTables};
 use super::writer::Request;
 use super::{Store, StoreError};
+use super::{blocks, membership};
 
 /// The most friends and pending requests one user may have.
 pub const MAX_FRIEND_ENTRIES: usize = 1000;
@@ -92,7 +95,8 @@ pub struct FriendEntry {
 impl Store {
     /// `user` adds `other`: a request, or an acceptance if `other` asked first (which makes
     /// their DM on first friendship). [`StoreError::NotFound`] if `other` does not exist,
-    /// [`StoreError::TooMany`] if either has no room for another entry. The caller refuses
+    /// [`StoreError::Blocked`] if either blocks the other, [`StoreError::TooMany`] if either
+    /// has no room for another entry. The caller refuses
     /// `user == other`.
     pub async fn add_friend(&self, user: UserId, other: UserId) -> Result<Added, StoreError> {
         self.request(|reply| Request::AddFriend { user, other, reply })
@@ -221,6 +225,9 @@ pub(super) fn add(
 ) -> Result<Added, StoreError> {
     if tables.users.get(other.0)?.is_none() {
         return Err(StoreError::NotFound);
+    }
+    if blocks::either_blocks(tables, user, other)? {
+        return Err(StoreError::Blocked);
     }
     let existing_dm = tables
         .dm_pairs

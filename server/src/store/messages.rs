@@ -15,6 +15,7 @@ use std::ops::Bound;
 use quibble_protocol::wire::{ChatMessage, ConversationId, UserId};
 use redb::ReadableTable;
 
+use super::audit::{self, Actor, AuditAction};
 use super::records::{MessageRecord, decode, encode};
 use super::tables::{DELETIONS, HEADS, MESSAGES, META_SCRUB_OWED, WriteTables};
 use super::writer::Request;
@@ -165,15 +166,18 @@ impl Store {
     /// deletion is indexed, and the commit hook gets the tombstone. Answers once the old body
     /// is also erased from the file's free pages ([`super::scrub`]). Deleting a tombstone again
     /// changes nothing. [`StoreError::NotFound`] if there is no such message. Who may delete is
-    /// the caller's question (`crate::access::may_delete`).
+    /// the caller's question (`crate::access::may_delete`); `moderator` is the admin deleting
+    /// someone else's message, recorded in the audit log with the deletion.
     pub async fn delete_message(
         &self,
         conversation: ConversationId,
         seq: u64,
+        moderator: Option<Actor>,
     ) -> Result<Deletion, StoreError> {
         self.request(|reply| Request::DeleteMessage {
             conversation,
             seq,
+            moderator,
             reply,
         })
         .await
@@ -213,6 +217,7 @@ pub(super) fn delete(
     now_ms: u64,
     conversation: ConversationId,
     seq: u64,
+    moderator: Option<Actor>,
 ) -> Result<Deletion, StoreError> {
     let message = match tables.messages.get((conversation.0, seq))? {
         Some(bytes) => to_message(conversation, seq, bytes.value())?,
@@ -224,6 +229,17 @@ pub(super) fn delete(
             tombstone,
             changed: false,
         });
+    }
+    if let Some(actor) = moderator {
+        // First, since it may still refuse (an actor no longer admin) before anything is written.
+        audit::record(
+            tables,
+            now_ms,
+            actor,
+            AuditAction::DeleteMessage,
+            &format!("{}/{seq}", conversation.0),
+            None,
+        )?;
     }
     let record = encode(&MessageRecord {
         author: tombstone.author.0,

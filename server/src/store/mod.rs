@@ -23,9 +23,11 @@
 //! [`accounts`] (users and sessions), [`rooms`], [`messages`] (with deletion, whose erasure from
 //! the file is [`scrub`]'s), [`membership`], [`cursors`]
 //! (receipts), [`friends`] (friendships, requests and DMs), [`summaries`] (the conversation
-//! list) and [`last_seen`] (presence's "last seen").
+//! list), [`last_seen`] (presence's "last seen") and [`blocks`] (who blocks whom); moderation
+//! is in [`bans`], [`ip_bans`] and [`audit`] (roles are in [`accounts`]).
 
 mod accounts;
+mod blocks;
 mod cursors;
 mod friends;
 mod last_seen;
@@ -38,7 +40,13 @@ mod scrub;
 mod summaries;
 mod tables;
 mod writer;
+// Moderation.
+mod audit;
+mod bans;
+mod ip_bans;
 
+#[cfg(test)]
+mod moderation_tests;
 #[cfg(test)]
 mod tests;
 
@@ -51,9 +59,14 @@ use redb::{Database, ReadTransaction, ReadableDatabase, TableError};
 use tokio::sync::Semaphore;
 use tokio::sync::{mpsc, oneshot};
 
+pub use accounts::RoleChange;
 pub use accounts::{Role, User};
+pub use audit::{Actor, AuditAction, AuditEntry, AuditPage, OPERATOR};
+pub use bans::{Ban, Unbanned};
+pub use blocks::{BlockEntry, Blocked, MAX_BLOCKS};
 pub use cursors::{Cursors, MemberCursors};
 pub use friends::{Added, FriendEntry, FriendState, Removed};
+pub use ip_bans::{IpBan, MAX_IP_BANS};
 pub use membership::ConversationKind;
 pub use messages::{Appended, Deletion};
 pub use rooms::{Room, RoomEntry, RoomPage};
@@ -107,6 +120,10 @@ pub enum StoreError {
     /// The store no longer accepts writes (closed, or its writer thread is gone).
     #[error("store closed")]
     Closed,
+    /// One of the two users blocks the other, so no friendship or request may stand between
+    /// them (see `blocks`); deliberately says nothing more.
+    #[error("not allowed")]
+    Blocked,
     /// redb failed (I/O, full disk, lock held by another process, …).
     #[error("database error: {0}")]
     Db(String),
@@ -123,6 +140,24 @@ pub enum StoreError {
          a file from a newer server needs that server or newer"
     )]
     Schema { found: u64, supported: u64 },
+    /// The user is banned (no new session).
+    #[error("banned: {reason}")]
+    Banned {
+        reason: String,
+        until_ms: Option<u64>,
+    },
+    /// The target of a ban is an admin (demote first).
+    #[error("the target is an admin")]
+    TargetIsAdmin,
+    /// The acting user is not (or no longer) an admin.
+    #[error("not an admin")]
+    NotAdmin,
+    /// The password verified by the caller is no longer the account's.
+    #[error("the password changed")]
+    PasswordChanged,
+    /// Another process (a running server) has the file open.
+    #[error("the store is open in another process (a running server?)")]
+    InUse,
 }
 
 impl StoreError {
@@ -131,7 +166,16 @@ impl StoreError {
     fn is_rejection(&self) -> bool {
         matches!(
             self,
-            StoreError::NameTaken | StoreError::NotFound | StoreError::TooMany(_)
+            StoreError::NameTaken
+                | StoreError::NotFound
+                | StoreError::TooMany(_)
+                | StoreError::Blocked
+        ) || matches!(
+            self,
+            StoreError::Banned { .. }
+                | StoreError::TargetIsAdmin
+                | StoreError::NotAdmin
+                | StoreError::PasswordChanged
         )
     }
 }
@@ -195,7 +239,11 @@ impl Store {
     ) -> Result<Store, StoreError> {
         let db = Database::builder()
             .set_cache_size(cache_bytes)
-            .create(path)?;
+            .create(path)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse,
+                other => other.into(),
+            })?;
         if let Some(found) = stored_schema(&db)? {
             migrate::to_current(&db, found)?;
         }
@@ -318,6 +366,7 @@ fn initialize(db: &Database) -> Result<(u64, u64, bool), StoreError> {
             tables.meta.insert(META_SCHEMA_VERSION, SCHEMA_VERSION)?;
             tables.meta.insert(META_EPOCH, new_epoch())?;
         }
+        accounts::backfill_indexes(&mut tables)?;
         let epoch = tables
             .meta_get(META_EPOCH)?
             .ok_or_else(|| StoreError::Corrupt("the epoch is missing".into()))?;

@@ -9,7 +9,7 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::{Role, StoreError};
+use super::{AuditAction, Role, StoreError};
 
 /// A user account, under its user id.
 #[derive(Serialize, Deserialize)]
@@ -36,6 +36,39 @@ pub(super) struct MessageRecord<S> {
     pub client_id: u64,
     pub sent_at_ms: u64,
     pub body: S,
+}
+
+/// A user's ban, under the user id. `until_ms` `None`: until lifted.
+#[derive(Serialize, Deserialize)]
+pub(super) struct BanRecord<S> {
+    pub reason: S,
+    pub created_at_ms: u64,
+    pub until_ms: Option<u64>,
+    /// Who banned: their user id (`None`: the operator) and name at the time.
+    pub by_id: Option<u64>,
+    pub by: S,
+}
+
+/// An address or range ban, under its canonical network text.
+#[derive(Serialize, Deserialize)]
+pub(super) struct IpBanRecord<S> {
+    pub reason: S,
+    pub created_at_ms: u64,
+    pub until_ms: Option<u64>,
+    pub by_id: Option<u64>,
+    pub by: S,
+}
+
+/// An audit log entry, under its id.
+#[derive(Serialize, Deserialize)]
+pub(super) struct AuditRecord<S> {
+    pub at_ms: u64,
+    /// The acting user's id (`None`: the operator) and name at the time.
+    pub actor_id: Option<u64>,
+    pub actor: S,
+    pub action: AuditAction,
+    pub target: S,
+    pub reason: Option<S>,
 }
 
 /// Encodes a record for storage.

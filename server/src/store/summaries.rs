@@ -1,22 +1,27 @@
 //! The conversation list: for each conversation a user is in, its title, head seq, the user's
 //! cursors, the unread count and the last message, read in one transaction.
 //!
-//! Unread = messages after the read cursor not written by the user. They are counted by
+//! Unread = messages after the read cursor written neither by the user nor by someone the user
+//! blocks (see [`super::blocks`]; for them the last message is a hidden marker too, and a
+//! blocked DM peer's cursors read as zero: nothing of theirs reaches the blocker). They are
+//! counted by
 //! walking the messages after the read cursor, reading only each record's author; the walk
 //! stops after [`UNREAD_SCAN`] messages and counts any beyond as unread (a user that far
 //! behind sees "500+" either way). Authors' cursors skip their own messages (see
 //! [`super::cursors`]), so the walk is short in practice.
 
 use std::cmp::Reverse;
+use std::collections::HashSet;
 
 use quibble_protocol::wire::{ConversationId, UserId};
 use redb::{ReadOnlyTable, ReadTransaction};
 use serde::Deserialize;
 
+use super::blocks::blocked_ids;
 use super::cursors::Cursors;
 use super::membership::ConversationKind;
 use super::records::{MessageRecord, RoomRecord, UserRecord, decode};
-use super::tables::{CURSORS, DMS, HEADS, MEMBERSHIPS, MESSAGES, ROOMS, USERS};
+use super::tables::{BLOCKS, CURSORS, DMS, HEADS, MEMBERSHIPS, MESSAGES, ROOMS, USERS};
 use super::{Store, StoreError};
 
 /// Messages after a read cursor whose authors are looked at when counting unread ones.
@@ -70,8 +75,17 @@ struct AuthorOnly {
 impl Store {
     /// Every conversation `user` is in, most recent activity first (ties: higher id first).
     pub async fn summaries(&self, user: UserId) -> Result<Vec<Summary>, StoreError> {
+        Ok(self.summaries_and_blocks(user).await?.0)
+    }
+
+    /// [`Store::summaries`], and the users `user` blocks (ascending), read in one transaction:
+    /// what a connection needs to start.
+    pub async fn summaries_and_blocks(
+        &self,
+        user: UserId,
+    ) -> Result<(Vec<Summary>, Vec<UserId>), StoreError> {
         self.read(move |txn| {
-            let tables = Tables::open(txn)?;
+            let tables = Tables::open(txn, user)?;
             let memberships = txn.open_table(MEMBERSHIPS)?;
             let mut list = Vec::new();
             for entry in memberships.range((user.0, 0)..=(user.0, u64::MAX))? {
@@ -80,7 +94,9 @@ impl Store {
                 list.push(tables.summary(user, conversation, joined.value())?);
             }
             list.sort_by_key(|s| Reverse((s.activity_ms(), s.conversation)));
-            Ok(list)
+            let mut blocked: Vec<UserId> = tables.blocked.into_iter().map(UserId).collect();
+            blocked.sort_unstable();
+            Ok((list, blocked))
         })
         .await
     }
@@ -92,7 +108,7 @@ impl Store {
         conversation: ConversationId,
     ) -> Result<Option<Summary>, StoreError> {
         self.read(move |txn| {
-            let tables = Tables::open(txn)?;
+            let tables = Tables::open(txn, user)?;
             let memberships = txn.open_table(MEMBERSHIPS)?;
             let Some(joined) = memberships.get((user.0, conversation.0))? else {
                 return Ok(None);
@@ -103,8 +119,9 @@ impl Store {
     }
 }
 
-/// The tables a summary reads, opened once per transaction.
+/// The tables a summary reads, opened once per transaction, and the users the viewer blocks.
 struct Tables {
+    blocked: HashSet<u64>,
     rooms: ReadOnlyTable<u64, &'static [u8]>,
     dms: ReadOnlyTable<u64, (u64, u64)>,
     users: ReadOnlyTable<u64, &'static [u8]>,
@@ -114,8 +131,13 @@ struct Tables {
 }
 
 impl Tables {
-    fn open(txn: &ReadTransaction) -> Result<Self, StoreError> {
+    fn open(txn: &ReadTransaction, viewer: UserId) -> Result<Self, StoreError> {
+        let blocked = blocked_ids(&txn.open_table(BLOCKS)?, viewer)?
+            .into_iter()
+            .map(|u| u.0)
+            .collect();
         Ok(Tables {
+            blocked,
             rooms: txn.open_table(ROOMS)?,
             dms: txn.open_table(DMS)?,
             users: txn.open_table(USERS)?,
@@ -137,19 +159,35 @@ impl Tables {
         let peer_cursors = match kind {
             ConversationKind::Room => None,
             ConversationKind::Dm(a, b) => {
-                Some(self.cursors(if a == user { b } else { a }, conversation)?)
+                let peer = if a == user { b } else { a };
+                Some(if self.blocked.contains(&peer.0) {
+                    Cursors::default()
+                } else {
+                    self.cursors(peer, conversation)?
+                })
             }
         };
         let last = match self.messages.get((conversation.0, head_seq))? {
             Some(bytes) if head_seq > 0 => {
                 let record: MessageRecord<String> = decode("messages", bytes.value())?;
-                Some(LastMessage {
-                    seq: head_seq,
-                    author: UserId(record.author),
-                    author_name: record.author_name,
-                    preview: record.body.chars().take(PREVIEW_CHARS).collect(),
-                    sent_at_ms: record.sent_at_ms,
-                })
+                if self.blocked.contains(&record.author) {
+                    // The hidden marker's fields (see `ChatMessage::hidden`).
+                    Some(LastMessage {
+                        seq: head_seq,
+                        author: UserId::NOBODY,
+                        author_name: String::new(),
+                        preview: String::new(),
+                        sent_at_ms: record.sent_at_ms,
+                    })
+                } else {
+                    Some(LastMessage {
+                        seq: head_seq,
+                        author: UserId(record.author),
+                        author_name: record.author_name,
+                        preview: record.body.chars().take(PREVIEW_CHARS).collect(),
+                        sent_at_ms: record.sent_at_ms,
+                    })
+                }
             }
             _ => None,
         };
@@ -205,7 +243,8 @@ impl Tables {
         Ok((ConversationKind::Dm(UserId(a), UserId(b)), record.username))
     }
 
-    /// Messages in `(read, head]` not by `user` (see the module doc).
+    /// Messages in `(read, head]` neither by `user` nor by someone they block (see the module
+    /// doc).
     fn unread(
         &self,
         user: UserId,
@@ -224,7 +263,7 @@ impl Tables {
         {
             let (_, bytes) = entry?;
             let record: AuthorOnly = decode("messages", bytes.value())?;
-            if record.author != user.0 {
+            if record.author != user.0 && !self.blocked.contains(&record.author) {
                 unread += 1;
             }
         }

@@ -17,9 +17,12 @@ use super::StoreError;
 /// `dedupe`), and room names are unique by look-alike key ([`ROOM_NAME_KEYS`] replaced v1's
 /// case-folded `room_names`).
 ///
-/// Membership, cursors, friendships, DMs and last-seen times live in tables of their own that version 2 files
-/// simply lack until first opened here (opening creates them empty), so they need no bump; so
-/// does the deletions index ([`DELETIONS`]; a tombstone is an ordinary message record).
+/// Membership, cursors, friendships, DMs, last-seen times and blocks live in tables of their
+/// own that version 2 files simply lack until first opened here (opening creates them empty),
+/// so they need no bump; so does the deletions index ([`DELETIONS`]; a tombstone is an
+/// ordinary message record). So do bans, IP bans and the audit log; the two account indexes ([`USER_SESSIONS`],
+/// [`ADMINS`]) are filled from the existing rows once, at the first open that has them
+/// ([`META_ACCOUNT_INDEXES`]).
 pub(super) const SCHEMA_VERSION: u64 = 2;
 
 /// Store-wide counters and constants: `meta` key → value.
@@ -64,6 +67,22 @@ pub(super) const DM_PAIRS: TableDefinition<(u64, u64), u64> = TableDefinition::n
 /// (conversation id, seq) → when the message was deleted, ms: the deletions index, from which a
 /// resumed join learns of deletions at or before its resume point (see [`super::messages`]).
 pub(super) const DELETIONS: TableDefinition<(u64, u64), u64> = TableDefinition::new("deletions");
+/// (blocker, blocked) → since when, ms (see [`super::blocks`]).
+pub(super) const BLOCKS: TableDefinition<(u64, u64), u64> = TableDefinition::new("blocks");
+
+// Moderation (roles, bans, IP bans, audit log).
+/// (user id, session token hash) → (): every session of a user, so they can all be revoked.
+pub(super) const USER_SESSIONS: TableDefinition<(u64, &[u8; 32]), ()> =
+    TableDefinition::new("user_sessions");
+/// User id → (): the users whose role is admin.
+pub(super) const ADMINS: TableDefinition<u64, ()> = TableDefinition::new("admins");
+/// User id → [`super::records::BanRecord`]: the user's ban (possibly expired).
+pub(super) const BANS: TableDefinition<u64, &[u8]> = TableDefinition::new("bans");
+/// Canonical network (`ipnet::IpNet` truncated to its prefix, as text) →
+/// [`super::records::IpBanRecord`] (possibly expired).
+pub(super) const IP_BANS: TableDefinition<&str, &[u8]> = TableDefinition::new("ip_bans");
+/// Audit entry id (ascending with time) → [`super::records::AuditRecord`].
+pub(super) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 
 /// `meta` key: the schema version of the file.
 pub(super) const META_SCHEMA_VERSION: &str = "schema_version";
@@ -79,6 +98,11 @@ pub(super) const META_CLOCK_MS: &str = "clock_ms";
 /// `meta` key: present (1) while a deleted body may still sit in the file's free pages, from the
 /// deletion's commit until [`super::scrub`] has overwritten them (so a restart finishes the job).
 pub(super) const META_SCRUB_OWED: &str = "scrub_owed";
+/// `meta` key: the next audit entry id to hand out (absent means 1).
+pub(super) const META_NEXT_AUDIT_ID: &str = "next_audit_id";
+/// `meta` key: present once [`USER_SESSIONS`] and [`ADMINS`] were filled from the sessions and
+/// users written before those tables existed.
+pub(super) const META_ACCOUNT_INDEXES: &str = "account_indexes";
 
 /// Every table, opened in one write transaction. Opening them creates the missing ones.
 /// Must be dropped before the transaction commits.
@@ -100,6 +124,12 @@ pub(super) struct WriteTables<'txn> {
     pub dm_pairs: Table<'txn, (u64, u64), u64>,
     pub last_seen: Table<'txn, u64, u64>,
     pub deletions: Table<'txn, (u64, u64), u64>,
+    pub blocks: Table<'txn, (u64, u64), u64>,
+    pub user_sessions: Table<'txn, (u64, &'static [u8; 32]), ()>,
+    pub admins: Table<'txn, u64, ()>,
+    pub bans: Table<'txn, u64, &'static [u8]>,
+    pub ip_bans: Table<'txn, &'static str, &'static [u8]>,
+    pub audit: Table<'txn, u64, &'static [u8]>,
 }
 
 impl<'txn> WriteTables<'txn> {
@@ -122,6 +152,12 @@ impl<'txn> WriteTables<'txn> {
             dm_pairs: txn.open_table(DM_PAIRS)?,
             last_seen: txn.open_table(LAST_SEEN)?,
             deletions: txn.open_table(DELETIONS)?,
+            blocks: txn.open_table(BLOCKS)?,
+            user_sessions: txn.open_table(USER_SESSIONS)?,
+            admins: txn.open_table(ADMINS)?,
+            bans: txn.open_table(BANS)?,
+            ip_bans: txn.open_table(IP_BANS)?,
+            audit: txn.open_table(AUDIT)?,
         })
     }
 

@@ -59,7 +59,7 @@ fn seqs(messages: &[ChatMessage]) -> Vec<u64> {
 }
 
 #[tokio::test]
-async fn users_are_unique_case_insensitively_and_the_first_is_admin() {
+async fn users_are_unique_case_insensitively_and_all_start_as_users() {
     let dir = TempDir::new().unwrap();
     let (store, _) = open(&db_path(&dir));
 
@@ -67,8 +67,13 @@ async fn users_are_unique_case_insensitively_and_the_first_is_admin() {
     assert_eq!(alice.id, UserId(1));
     assert_eq!(alice.username, "Alice");
     assert_eq!(alice.password_phc, "phc-a");
-    assert_eq!(alice.role, Role::Admin);
+    assert_eq!(
+        alice.role,
+        Role::User,
+        "not even the first account is an admin"
+    );
     assert!(alice.created_at_ms > 0);
+    assert!(!store.has_admin().await.unwrap());
 
     assert!(matches!(
         store.create_user("aLICE", "phc-x".into()).await,
@@ -1075,7 +1080,7 @@ async fn deleting_leaves_a_tombstone_indexes_it_and_tells_the_hook_once() {
             .await
             .unwrap();
     }
-    let done = store.delete_message(lobby, 3).await.unwrap();
+    let done = store.delete_message(lobby, 3, None).await.unwrap();
     assert!(done.changed);
     assert!(done.tombstone.is_deleted());
     assert_eq!(
@@ -1094,18 +1099,18 @@ async fn deleting_leaves_a_tombstone_indexes_it_and_tells_the_hook_once() {
 
     // Twice: nothing changes, nothing is published.
     let hooked = seen.lock().unwrap().len();
-    assert!(!store.delete_message(lobby, 3).await.unwrap().changed);
+    assert!(!store.delete_message(lobby, 3, None).await.unwrap().changed);
     assert_eq!(seen.lock().unwrap().len(), hooked);
     assert!(matches!(
-        store.delete_message(lobby, 4).await,
+        store.delete_message(lobby, 4, None).await,
         Err(StoreError::NotFound)
     ));
     assert!(matches!(
-        store.delete_message(ConversationId(99), 1).await,
+        store.delete_message(ConversationId(99), 1, None).await,
         Err(StoreError::NotFound)
     ));
 
-    store.delete_message(lobby, 1).await.unwrap();
+    store.delete_message(lobby, 1, None).await.unwrap();
     assert_eq!(
         store.deletions_up_to(lobby, 3, 1000, 10).await.unwrap(),
         [1, 3]
@@ -1170,7 +1175,7 @@ async fn deleted_bodies_leave_the_file_while_reads_go_on() {
             let store = store.clone();
             let conversation = rooms[usize::from(i % 2 == 0)];
             let seq = i.div_ceil(2);
-            tokio::spawn(async move { store.delete_message(conversation, seq).await })
+            tokio::spawn(async move { store.delete_message(conversation, seq, None).await })
         })
         .collect();
     for deletion in deletions {
@@ -1225,7 +1230,7 @@ async fn an_owed_scrub_is_finished_at_the_next_open() {
         let txn = db.begin_write().unwrap();
         {
             let mut tables = WriteTables::open(&txn).unwrap();
-            messages::delete(&mut tables, 1, lobby, 1).unwrap();
+            messages::delete(&mut tables, 1, lobby, 1, None).unwrap();
             let mut scratch = txn.open_table(super::scrub::SCRUB).unwrap();
             scratch.insert(0, [0u8; 10].as_slice()).unwrap();
         }
@@ -1246,4 +1251,54 @@ async fn an_owed_scrub_is_finished_at_the_next_open() {
         txn.open_table(super::scrub::SCRUB).is_err(),
         "no scratch table left"
     );
+}
+
+#[tokio::test]
+async fn blocks_are_listed_capped_and_survive_a_reopen() {
+    let dir = TempDir::new().unwrap();
+    let (store, _) = open(&db_path(&dir));
+    let alice = store.create_user("alice", "phc".into()).await.unwrap().id;
+    // Signed up concurrently, so they group-commit.
+    let mut signups = tokio::task::JoinSet::new();
+    for i in 0..=MAX_BLOCKS {
+        let store = store.clone();
+        signups.spawn(async move { store.create_user(&format!("u{i}"), "phc".into()).await });
+    }
+    let mut others = Vec::new();
+    while let Some(done) = signups.join_next().await {
+        others.push(done.unwrap().unwrap());
+    }
+    others.sort_by_key(|u| u.id);
+    let mut blocks = tokio::task::JoinSet::new();
+    for user in &others[..MAX_BLOCKS] {
+        let (store, id) = (store.clone(), user.id);
+        blocks.spawn(async move { store.block(alice, id).await });
+    }
+    while let Some(done) = blocks.join_next().await {
+        assert!(done.unwrap().unwrap().changed);
+    }
+    let last = others[MAX_BLOCKS].id;
+    assert!(matches!(
+        store.block(alice, last).await,
+        Err(StoreError::TooMany(_))
+    ));
+    assert!(!store.blocks(alice, last).await.unwrap());
+    assert!(matches!(
+        store.block(alice, UserId(u64::MAX)).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(store.unblock(alice, others[0].id).await.unwrap());
+    assert!(!store.unblock(alice, others[0].id).await.unwrap());
+    assert!(store.block(alice, last).await.unwrap().changed);
+    store.close().await;
+    drop(store);
+
+    let (store, _) = open(&db_path(&dir));
+    let list = store.block_list(alice).await.unwrap();
+    assert_eq!(list.len(), MAX_BLOCKS);
+    assert_eq!(list[0].username, others[1].username);
+    assert!(list.iter().all(|b| b.since_ms > 0));
+    assert_eq!(store.blocked_users(alice).await.unwrap().len(), MAX_BLOCKS);
+    assert!(store.blocks(alice, last).await.unwrap());
+    assert!(!store.blocks(last, alice).await.unwrap(), "one way only");
 }

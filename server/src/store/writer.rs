@@ -32,10 +32,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::scrub::Scrubber;
 use super::tables::{META_CLOCK_MS, WriteTables};
+use super::{Actor, Ban, IpBan, Role, RoleChange, Unbanned, bans, ip_bans};
 use super::{
     Added, Appended, CommitHook, Cursors, Deletion, Removed, Room, StoreError, User, accounts,
     cursors, friends, last_seen, membership, messages, rooms,
 };
+use super::{Blocked, blocks};
 use crate::auth::TokenHash;
 
 /// The most requests applied in one transaction.
@@ -55,6 +57,8 @@ pub(super) enum Request {
         token: TokenHash,
         user: UserId,
         expires_at_ms: u64,
+        /// For a login: the password it verified, which must still be the account's.
+        verified_phc: Option<String>,
         reply: Reply<()>,
     },
     DeleteSession {
@@ -108,7 +112,58 @@ pub(super) enum Request {
     DeleteMessage {
         conversation: ConversationId,
         seq: u64,
+        /// The admin deleting someone else's message (audited).
+        moderator: Option<Actor>,
         reply: Reply<Deletion>,
+    },
+    Block {
+        blocker: UserId,
+        blocked: UserId,
+        reply: Reply<Blocked>,
+    },
+    Unblock {
+        blocker: UserId,
+        blocked: UserId,
+        reply: Reply<bool>,
+    },
+    // Moderation and accounts (roles, bans, IP bans, passwords).
+    SetRole {
+        actor: Actor,
+        username: String,
+        role: Role,
+        reply: Reply<RoleChange>,
+    },
+    BanUser {
+        actor: Actor,
+        username: String,
+        reason: String,
+        duration_ms: Option<u64>,
+        reply: Reply<Ban>,
+    },
+    UnbanUser {
+        actor: Actor,
+        username: String,
+        reply: Reply<Unbanned>,
+    },
+    AddIpBan {
+        actor: Actor,
+        network: ipnet::IpNet,
+        reason: String,
+        duration_ms: Option<u64>,
+        reply: Reply<IpBan>,
+    },
+    RemoveIpBan {
+        actor: Actor,
+        network: ipnet::IpNet,
+        reply: Reply<bool>,
+    },
+    ChangePassword {
+        user: UserId,
+        verified_phc: String,
+        new_phc: String,
+        token: TokenHash,
+        expires_at_ms: u64,
+        reply: Reply<()>,
     },
 }
 
@@ -129,6 +184,14 @@ impl Request {
             Request::RemoveFriend { reply, .. } => drop(reply.send(Err(error))),
             Request::RecordLastSeen { reply, .. } => drop(reply.send(Err(error))),
             Request::DeleteMessage { reply, .. } => drop(reply.send(Err(error))),
+            Request::Block { reply, .. } => drop(reply.send(Err(error))),
+            Request::Unblock { reply, .. } => drop(reply.send(Err(error))),
+            Request::SetRole { reply, .. } => drop(reply.send(Err(error))),
+            Request::BanUser { reply, .. } => drop(reply.send(Err(error))),
+            Request::UnbanUser { reply, .. } => drop(reply.send(Err(error))),
+            Request::AddIpBan { reply, .. } => drop(reply.send(Err(error))),
+            Request::RemoveIpBan { reply, .. } => drop(reply.send(Err(error))),
+            Request::ChangePassword { reply, .. } => drop(reply.send(Err(error))),
         }
     }
 }
@@ -321,10 +384,18 @@ fn apply(
             token,
             user,
             expires_at_ms,
+            verified_phc,
             reply,
         } => settle(
             reply,
-            accounts::create_session(tables, token, user, expires_at_ms),
+            accounts::create_session(
+                tables,
+                now_ms,
+                token,
+                user,
+                expires_at_ms,
+                verified_phc.as_deref(),
+            ),
             answers,
         ),
         Request::DeleteSession { token, reply } => {
@@ -393,9 +464,10 @@ fn apply(
         Request::DeleteMessage {
             conversation,
             seq,
+            moderator,
             reply,
         } => {
-            let result = messages::delete(tables, now_ms, conversation, seq);
+            let result = messages::delete(tables, now_ms, conversation, seq, moderator);
             if let Ok(done) = &result
                 && done.changed
             {
@@ -403,6 +475,90 @@ fn apply(
             }
             settle(reply, result, batch.deletions)
         }
+        Request::Block {
+            blocker,
+            blocked,
+            reply,
+        } => settle(
+            reply,
+            blocks::block(tables, now_ms, blocker, blocked),
+            answers,
+        ),
+        Request::Unblock {
+            blocker,
+            blocked,
+            reply,
+        } => settle(reply, blocks::unblock(tables, blocker, blocked), answers),
+        Request::SetRole {
+            actor,
+            username,
+            role,
+            reply,
+        } => settle(
+            reply,
+            accounts::set_role(tables, now_ms, actor, &username, role),
+            answers,
+        ),
+        Request::BanUser {
+            actor,
+            username,
+            reason,
+            duration_ms,
+            reply,
+        } => settle(
+            reply,
+            bans::ban(tables, now_ms, actor, &username, &reason, duration_ms),
+            answers,
+        ),
+        Request::UnbanUser {
+            actor,
+            username,
+            reply,
+        } => settle(
+            reply,
+            bans::unban(tables, now_ms, actor, &username),
+            answers,
+        ),
+        Request::AddIpBan {
+            actor,
+            network,
+            reason,
+            duration_ms,
+            reply,
+        } => settle(
+            reply,
+            ip_bans::add(tables, now_ms, actor, network, &reason, duration_ms),
+            answers,
+        ),
+        Request::RemoveIpBan {
+            actor,
+            network,
+            reply,
+        } => settle(
+            reply,
+            ip_bans::remove(tables, now_ms, actor, network),
+            answers,
+        ),
+        Request::ChangePassword {
+            user,
+            verified_phc,
+            new_phc,
+            token,
+            expires_at_ms,
+            reply,
+        } => settle(
+            reply,
+            accounts::change_password(
+                tables,
+                now_ms,
+                user,
+                &verified_phc,
+                &new_phc,
+                token,
+                expires_at_ms,
+            ),
+            answers,
+        ),
     }
 }
 

@@ -163,6 +163,42 @@ impl TestServer {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
     }
+
+    /// `quibble admin ARGS --data-dir <this server's>`: through its admin socket while it runs.
+    pub fn admin(&self, args: &[&str]) -> AdminRun {
+        quibble_admin(&self.data_dir, args)
+    }
+}
+
+/// What a `quibble admin` run printed, and whether it succeeded.
+#[derive(Debug)]
+pub struct AdminRun {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `quibble admin ARGS --data-dir DATA_DIR` (the real binary) and waits for it.
+pub fn quibble_admin(data_dir: &Path, args: &[&str]) -> AdminRun {
+    let output = Command::new(env!("CARGO_BIN_EXE_quibble"))
+        .arg("admin")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run quibble admin");
+    AdminRun {
+        ok: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Makes `username` an admin with `quibble admin promote` (accounts start as users).
+pub fn promote(server: &TestServer, username: &str) {
+    let run = server.admin(&["promote", username]);
+    assert!(run.ok, "quibble admin promote {username}: {run:?}");
 }
 
 impl Drop for TestServer {
