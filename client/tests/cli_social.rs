@@ -1,8 +1,8 @@
 //! End-to-end tests of `quibble-chat`'s social commands: the real binary against the real
 //! `quibble` server. The scripted commands (`add`, `friends`, `remove`, `dm`, `join`, `leave`,
 //! `conversations` with unread counts) run to completion; the interactive chat's `/dm`,
-//! `/friends`, "seen by" and "is typing…" are driven over its stdin while another user acts
-//! through the client library. Every run is bounded.
+//! `/friends`, "seen by", "is typing…" and a live deletion are driven over its stdin while
+//! another user acts through the client library. Every run is bounded.
 
 use quibble_test_support as support;
 
@@ -230,6 +230,12 @@ async fn the_interactive_chat_opens_a_dm_and_shows_seen_typing_and_requests() {
     // A request arriving while chatting is announced.
     api.add_friend(&carol.token, "alice").await.unwrap();
     out.expect("(carol asked to be your friend: /add carol accepts)");
+
+    // Bob deletes a message of his: it is shown deleted at once.
+    bob.send(dm, "bob's regret");
+    out.expect("#2 bob: bob's regret");
+    api.delete_message(&bob_login.token, dm, 2).await.unwrap();
+    out.expect("#2 (message deleted)");
 
     type_line("/quit");
     drop(stdin);

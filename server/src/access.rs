@@ -284,6 +284,26 @@ mod tests {
             may_delete(&store, &user, room, seq + 1).await,
             Err(Refusal::Store(StoreError::NotFound))
         ));
+
+        // In a DM the admin is not in, not even an admin.
+        store.add_friend(bob, carol).await.unwrap();
+        let crate::store::Added::Accepted(dm) = store.add_friend(carol, bob).await.unwrap() else {
+            panic!("expected acceptance");
+        };
+        let seq = store
+            .append(dm, bob, "bob", 1, "psst")
+            .await
+            .unwrap()
+            .message
+            .seq;
+        assert!(matches!(
+            may_delete(&store, &admin, dm, seq).await,
+            Err(Refusal::Forbidden)
+        ));
+        assert_eq!(
+            may_delete(&store, &user, dm, seq).await.unwrap().1,
+            DeleteAs::Author
+        );
     }
 
     #[tokio::test]

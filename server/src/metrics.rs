@@ -33,6 +33,10 @@ pub const USERS_ONLINE: &str = "quibble_users_online";
 pub const MESSAGES_APPENDED: &str = "quibble_messages_appended_total";
 /// Seconds from receiving a `Send` to its durable ack.
 pub const APPEND_SECONDS: &str = "quibble_append_seconds";
+/// Scrubs of the store file's free pages after deletions, by outcome (`ok`, `failed`).
+pub const STORE_SCRUBS: &str = "quibble_store_scrubs_total";
+/// Seconds one scrub took (it holds up the store's writer).
+pub const STORE_SCRUB_SECONDS: &str = "quibble_store_scrub_seconds";
 
 /// Install the process-wide recorder (once) and return its handle.
 pub fn handle() -> &'static PrometheusHandle {
@@ -53,6 +57,12 @@ pub fn error(name: &'static str, code: ErrorCode) {
 pub fn append_latency(elapsed: Duration) {
     metrics::counter!(MESSAGES_APPENDED).increment(1);
     metrics::histogram!(APPEND_SECONDS).record(elapsed.as_secs_f64());
+}
+
+pub fn scrubbed(elapsed: Duration, ok: bool) {
+    let outcome = if ok { "ok" } else { "failed" };
+    metrics::counter!(STORE_SCRUBS, "outcome" => outcome).increment(1);
+    metrics::histogram!(STORE_SCRUB_SECONDS).record(elapsed.as_secs_f64());
 }
 
 /// `GET /metrics`

@@ -209,6 +209,16 @@ async fn a_resume_learns_of_the_deletion_and_the_body_leaves_the_file() {
 
     assert_eq!(delete(&api, &token, room, 1).await.0, 200);
     assert!(!file_holds(&file, secret), "the body is gone once deleted");
+    let metrics = reqwest::get(format!("{}/metrics", server.http()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("quibble_store_scrubs_total{outcome=\"ok\"} 1"),
+        "{metrics}"
+    );
 
     // A client that has everything up to 20 resumes: nothing to replay, then the deletion.
     let mut back = RawPeer::webtransport(&server).await;

@@ -1204,6 +1204,56 @@ async fn deleted_bodies_leave_the_file_while_reads_go_on() {
 }
 
 #[tokio::test]
+async fn an_owed_scrub_is_finished_at_the_next_open() {
+    let dir = TempDir::new().unwrap();
+    let path = db_path(&dir);
+    let secret = "a-body-deleted-before-a-crash-5d1e";
+    let (store, _) = open(&path);
+    let lobby = room(&store, "lobby").await;
+    store
+        .append(lobby, UserId(1), "a", 1, secret)
+        .await
+        .unwrap();
+    // Each later append rewrites the leaf, leaving stale copies of the text in free pages.
+    for i in 2..=20 {
+        store
+            .append(lobby, UserId(1), "a", i, &format!("later message {i}"))
+            .await
+            .unwrap();
+    }
+    store.close().await;
+    drop(store);
+    // As if the server died between a deletion's commit and its scrub: the record is the
+    // tombstone, the scrub owed, and a scratch table left behind.
+    {
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut tables = WriteTables::open(&txn).unwrap();
+            messages::delete(&mut tables, 1, lobby, 1, None).unwrap();
+            let mut scratch = txn.open_table(super::scrub::SCRUB).unwrap();
+            scratch.insert(0, [0u8; 10].as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    assert!(file_holds(&path, secret), "the text is in a free page");
+    let (store, _) = open(&path);
+    // Requests are served after the writer's start-up scrub.
+    room(&store, "after").await;
+    assert!(!file_holds(&path, secret));
+    store.close().await;
+    drop(store);
+    let db = Database::open(&path).unwrap();
+    let txn = db.begin_read().unwrap();
+    let meta = txn.open_table(META).unwrap();
+    assert!(meta.get(super::tables::META_SCRUB_OWED).unwrap().is_none());
+    assert!(
+        txn.open_table(super::scrub::SCRUB).is_err(),
+        "no scratch table left"
+    );
+}
+
+#[tokio::test]
 async fn blocks_are_listed_capped_and_survive_a_reopen() {
     let dir = TempDir::new().unwrap();
     let (store, _) = open(&db_path(&dir));
