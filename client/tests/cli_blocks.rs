@@ -3,55 +3,10 @@
 //! blocked user's messages as hidden markers to the blocker only, and again after unblocking;
 //! the blocked user's friend request is refused. Every run is bounded.
 
-use quibble_test_support as support;
+mod chat_cli;
 
-use std::process::{Command, Output, Stdio};
-use std::time::Duration;
-
-use support::{TestServer, wait_with_limit};
-
-const PASSWORD: &str = "correct horse battery";
-/// How long one CLI run may take.
-const LIMIT: Duration = Duration::from_secs(60);
-
-fn chat(server: &TestServer, user: &str, args: &[&str]) -> Output {
-    let child = Command::new(env!("CARGO_BIN_EXE_quibble-chat"))
-        .arg("--server")
-        .arg(server.url())
-        .arg("--user")
-        .arg(user)
-        .args(args)
-        .env("QUIBBLE_PASSWORD", PASSWORD)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start quibble-chat");
-    wait_with_limit(child, LIMIT, &format!("quibble-chat {args:?}"))
-}
-
-/// Stdout of a successful run.
-fn ok(server: &TestServer, user: &str, args: &[&str]) -> String {
-    let output = chat(server, user, args);
-    assert!(
-        output.status.success(),
-        "quibble-chat {args:?} failed ({}): {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("UTF-8 output")
-}
-
-/// Stderr of a failed run, checked to be one `error: …` line.
-fn fails(server: &TestServer, user: &str, args: &[&str]) -> String {
-    let output = chat(server, user, args);
-    assert!(!output.status.success(), "{args:?} succeeded unexpectedly");
-    let stderr = String::from_utf8(output.stderr).expect("UTF-8 errors");
-    assert_eq!(stderr.lines().count(), 1, "not one line: {stderr:?}");
-    assert!(stderr.starts_with("error: "), "{stderr:?}");
-    stderr
-}
+use chat_cli::{fails, ok};
+use quibble_test_support::TestServer;
 
 #[test]
 fn block_unblock_and_blocks_from_the_command_line() {

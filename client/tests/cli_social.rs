@@ -4,66 +4,19 @@
 //! `/friends`, "seen by", "is typing…" and a live deletion are driven over its stdin while
 //! another user acts through the client library. Every run is bounded.
 
-use quibble_test_support as support;
+mod chat_cli;
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use chat_cli::{LIMIT, PASSWORD, chat_command, fails, ok};
 use quibble_client::{Api, Client, ClientEvent, ClientOptions, Event, TransportChoice};
-use support::{TestServer, wait_with_limit};
+use quibble_test_support::{TestServer, wait_with_limit};
 
-const PASSWORD: &str = "correct horse battery";
-/// How long one CLI run may take.
-const LIMIT: Duration = Duration::from_secs(60);
 /// How long the interactive chat gets to print an expected line.
 const LINE_WAIT: Duration = Duration::from_secs(20);
-
-fn chat_command(server: &TestServer, user: &str, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_quibble-chat"));
-    command
-        .arg("--server")
-        .arg(server.url())
-        .arg("--user")
-        .arg(user)
-        .args(args)
-        .env("QUIBBLE_PASSWORD", PASSWORD)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    command
-}
-
-fn chat(server: &TestServer, user: &str, args: &[&str]) -> Output {
-    let child = chat_command(server, user, args)
-        .spawn()
-        .expect("start quibble-chat");
-    wait_with_limit(child, LIMIT, &format!("quibble-chat {args:?}"))
-}
-
-/// Stdout of a successful run.
-fn ok(server: &TestServer, user: &str, args: &[&str]) -> String {
-    let output = chat(server, user, args);
-    assert!(
-        output.status.success(),
-        "quibble-chat {args:?} failed ({}): {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("UTF-8 output")
-}
-
-/// Stderr of a failed run, checked to be one `error: …` line.
-fn fails(server: &TestServer, user: &str, args: &[&str]) -> String {
-    let output = chat(server, user, args);
-    assert!(!output.status.success(), "{args:?} succeeded unexpectedly");
-    let stderr = String::from_utf8(output.stderr).expect("UTF-8 errors");
-    assert_eq!(stderr.lines().count(), 1, "not one line: {stderr:?}");
-    assert!(stderr.starts_with("error: "), "{stderr:?}");
-    stderr
-}
 
 #[test]
 fn friends_dms_membership_and_unread_counts_from_the_command_line() {
