@@ -44,6 +44,15 @@ impl ApiError {
         )
     }
 
+    /// 404 `unknown_user`: no account is called `username`.
+    pub fn unknown_user(username: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "unknown_user",
+            format!("no user named {username:?}"),
+        )
+    }
+
     pub fn name_taken(what: &str) -> Self {
         Self::new(
             StatusCode::CONFLICT,

@@ -6,7 +6,6 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use crate::access;
@@ -47,13 +46,11 @@ pub struct FriendChange {
 
 /// The user named `username`, other than the caller.
 async fn target(state: &AppState, caller: &User, username: &str) -> Result<User, ApiError> {
-    let other = state.store.user_by_name(username).await?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_user",
-            format!("no user named {username:?}"),
-        )
-    })?;
+    let other = state
+        .store
+        .user_by_name(username)
+        .await?
+        .ok_or_else(|| ApiError::unknown_user(username))?;
     if other.id == caller.id {
         return Err(ApiError::bad_request(
             "cannot_befriend_self",
