@@ -247,11 +247,20 @@ async fn serve(accepted: Accepted) {
     .await;
     acceptor.abort();
     let reason = outbound.close(reason);
-    // Let the last control frames (an error, GoAway) reach the peer before closing.
+    // Let the last control frames (an error, GoAway) reach the peer before closing: the
+    // writer finishes the stream once the peer's QUIC stack acknowledged them; then the peer
+    // gets a moment to read them and end the session itself, since closing the connection
+    // at once makes a browser drop what its page has not read yet (a ban's `Error` was lost
+    // that way, and the page reconnected instead of showing why).
     let _ = timeout(Duration::from_secs(1), control_writer).await;
+    let _ = timeout(CLOSE_GRACE, conn.closed()).await;
     close(&conn, reason.code, &reason.reason);
     drop(permit);
 }
+
+/// How long a session whose last control frames were delivered stays open for the peer to
+/// read them and close it (see [`serve_session`]'s end).
+const CLOSE_GRACE: Duration = Duration::from_millis(400);
 
 fn close(conn: &wtransport::Connection, code: Option<ErrorCode>, reason: &str) {
     let code = code.map_or(0, ErrorCode::as_u32);
