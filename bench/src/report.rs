@@ -438,4 +438,54 @@ mod tests {
         assert_eq!(json["scenario"]["expected_deliveries"], 1);
         assert!(json["webtransport_over_websocket"].is_null());
     }
+
+    #[test]
+    fn server_cost_rows_show_figures_dashes_and_why_one_is_missing() {
+        let plan = Plan::new(1, 1, 0, 1).unwrap();
+        let mut measured = aggregate(&[], 1).unwrap();
+        measured.server = Some(ServerCost {
+            pid: 7,
+            window_s: Some(2.0),
+            cpu_us: Some(500_000),
+            cpu_us_per_delivery: Some(12.5),
+            cpu_us_per_ack: Some(125.0),
+            cpu_percent_of_core: Some(25.0),
+            rss_start_kib: Some(10_240),
+            rss_end_kib: Some(20_480),
+            rss_per_connection_bytes: Some(524_288),
+            error: None,
+        });
+        let mut gone = aggregate(&[], 1).unwrap();
+        gone.server = Some(ServerCost::missing(7, "cannot read /proc/7/stat".into()));
+        let report = Report::new(
+            "quibble-bench chat".into(),
+            &args(&["--server-pid", "7"]),
+            &plan,
+            vec![
+                run("webtransport", Status::Complete, Some(measured)),
+                run("websocket", Status::Complete, Some(gone)),
+            ],
+        );
+        let text = report.text();
+        let row = |label: &str| {
+            text.lines()
+                .find(|line| line.starts_with(label))
+                .map(|line| line.split_whitespace().collect::<Vec<_>>())
+                .unwrap_or_default()
+        };
+        assert_eq!(row("server CPU-us/delivery")[2..], ["12.50", "-", "-"]);
+        assert_eq!(row("server RSS MiB (end)")[4..], ["20.0", "-", "-"]);
+        assert_eq!(row("server RSS KiB/conn")[3..], ["512.0", "-", "-"]);
+        assert!(
+            text.contains("websocket: no server cost: cannot read /proc/7/stat"),
+            "{text}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&report.json().unwrap()).unwrap();
+        assert_eq!(
+            json["runs"][0]["stats"]["server"]["cpu_us_per_delivery"],
+            12.5
+        );
+        assert!(json["runs"][1]["stats"]["server"]["cpu_us"].is_null());
+        assert!(json["webtransport_over_websocket"]["server_cpu_us_per_delivery"].is_null());
+    }
 }
