@@ -179,6 +179,8 @@ async fn drive(
     let mut first_reading = None;
     let status = loop {
         tokio::select! {
+            // The window's start first, should the end be ready in the same wake-up.
+            biased;
             () = &mut began, if first_reading.is_none() => {
                 first_reading = Some(config.server.map(Reading::take));
             }
