@@ -32,6 +32,17 @@ this one process, so their clocks agree:
   ack                 send -> Sent at the author: a round trip plus the server's durable commit
   fan-out             send -> Message at each other member of the room
   connect+join        per bot: open the transport, Hello -> Welcome, Join -> Joined
+Server cost (only with --server-pid; the server must run on this machine, Linux /proc). Read
+once when the first measured message is sent (after the warmup) and once when everything owed
+has arrived, for each transport's run on its own; WT/WS as above:
+  server CPU-us/delivery  server user+system CPU time (/proc/PID/stat) over that window /
+                      measured deliveries (first arrivals of measured messages at every member,
+                      the author's own copy included: messages x room size)
+  server CPU-us/ack   the same CPU time / acknowledged measured messages
+  server CPU %        that CPU time over the window's length, in % of one core (can exceed 100)
+  server RSS MiB      the server's VmRSS (/proc/PID/status) at the end of the window
+  server RSS KiB/conn that RSS / the run's connections (bots): the whole server, an upper
+                      bound; `idle` measures what one more connection costs
 
 Exit status: 0 only if every run finished before --timeout and nothing was lost, duplicated,
 unexpected, rejected or left unanswered, and no error occurred; 1 otherwise.
@@ -164,6 +175,10 @@ pub struct ChatArgs {
     /// reports what it has (and exits 1).
     #[arg(long, value_name = "SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
+    /// The server's process id (on this machine), to report its CPU time and memory over
+    /// each transport's measured window from /proc/PID/stat and /proc/PID/status.
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
 }
 
 /// The `--transport` choice.
@@ -327,6 +342,9 @@ mod tests {
             (4, 8, 100, 20)
         );
         assert_eq!((args.warmup, args.timeout, args.json), (0, 120, false));
+        assert_eq!(args.server_pid, None);
+        assert_eq!(parse(&["--server-pid", "42"]).unwrap().server_pid, Some(42));
+        assert!(parse(&["--server-pid", "-1"]).is_err());
     }
 
     #[test]
@@ -364,6 +382,8 @@ mod tests {
             "connect+join",
             "WT/WS",
             "Exit status",
+            "server CPU-us/delivery",
+            "server RSS KiB/conn",
         ] {
             assert!(help.contains(figure), "--help does not explain {figure}");
         }

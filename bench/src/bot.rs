@@ -146,11 +146,15 @@ impl Bot {
                 }
                 () = sleep_until_some(due) => {
                     let at = Instant::now();
+                    let measured = next >= schedule.warmup;
+                    if measured {
+                        state.tracker.measuring();
+                    }
                     let client_id = client.send(room, format!("bench message {next}"));
                     state.record.sends.push(Sent {
                         client_id,
                         at,
-                        measured: next >= schedule.warmup,
+                        measured,
                     });
                     state.unanswered += 1;
                     next += 1;

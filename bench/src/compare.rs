@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::server_cpu::ServerCost;
 use crate::stats::{RunStats, Summary};
 
 /// `a / b` for the key figures of two runs.
@@ -13,6 +14,9 @@ pub struct Ratios {
     pub connect_join: SummaryRatios,
     pub acked_per_s: Option<f64>,
     pub delivered_per_s: Option<f64>,
+    /// Server cost (both runs with `--server-pid`).
+    pub server_cpu_us_per_delivery: Option<f64>,
+    pub server_cpu_us_per_ack: Option<f64>,
 }
 
 /// `a / b` for each percentile of two latency distributions.
@@ -33,6 +37,8 @@ impl Ratios {
             connect_join: SummaryRatios::of(&a.latency_us.connect_join, &b.latency_us.connect_join),
             acked_per_s: ratio(a.throughput.acked_per_s, b.throughput.acked_per_s),
             delivered_per_s: ratio(a.throughput.delivered_per_s, b.throughput.delivered_per_s),
+            server_cpu_us_per_delivery: server_ratio(a, b, |c| c.cpu_us_per_delivery),
+            server_cpu_us_per_ack: server_ratio(a, b, |c| c.cpu_us_per_ack),
         }
     }
 }
@@ -57,6 +63,15 @@ impl SummaryRatios {
             max: r(a.max, b.max),
         }
     }
+}
+
+/// `a / b` for one server-cost figure, when both runs have it.
+fn server_ratio(a: &RunStats, b: &RunStats, figure: fn(&ServerCost) -> Option<f64>) -> Option<f64> {
+    let (a, b) = (
+        a.server.as_ref().and_then(figure)?,
+        b.server.as_ref().and_then(figure)?,
+    );
+    ratio(a, b)
 }
 
 /// `a / b`, if that is a finite number.

@@ -18,6 +18,7 @@ mod record;
 mod report;
 mod run;
 mod scenario;
+mod server_cpu;
 mod server_memory;
 mod stats;
 mod stop;
@@ -58,6 +59,7 @@ async fn chat(args: ChatArgs) -> anyhow::Result<bool> {
     let stop = Stop::start(tokio::time::Instant::now() + Duration::from_secs(args.timeout));
     let plan = Plan::new(args.rooms, args.users_per_room, args.warmup, args.messages)?;
     let api = Api::new(&args.server).context("invalid --server")?;
+    let server = args.server_pid.map(server_cpu::watch).transpose()?;
     tokio::select! {
         reached = api.cert() => {
             reached.with_context(|| format!("cannot reach the server at {}", args.server))?;
@@ -69,6 +71,7 @@ async fn chat(args: ChatArgs) -> anyhow::Result<bool> {
         plan,
         rate: args.rate,
         in_flight: args.in_flight,
+        server,
     };
     let mut runs = Vec::new();
     for kind in args.transport.kinds() {

@@ -11,6 +11,7 @@ use crate::args::ChatArgs;
 use crate::compare::{Ratios, SummaryRatios};
 use crate::plan::Plan;
 use crate::run::{RunResult, Status};
+use crate::server_cpu::ServerCost;
 use crate::stats::{RunStats, Summary};
 use crate::table::Table;
 
@@ -144,7 +145,7 @@ impl Report {
         for (label, figure) in figures {
             table.row(std::iter::once(label.to_owned()).chain(self.cells(figure)));
         }
-        let rates: [(&str, Figure, Option<f64>); 2] = [
+        let mut rates: Vec<FigureRow> = vec![
             (
                 "acked msgs/s",
                 |s| format!("{:.1}", s.throughput.acked_per_s),
@@ -156,6 +157,9 @@ impl Report {
                 ratios.and_then(|r| r.delivered_per_s),
             ),
         ];
+        if self.runs.iter().any(has_server_cost) {
+            rates.extend(server_rows(ratios));
+        }
         for (label, figure, ratio) in rates {
             let mut row: Vec<String> = std::iter::once(label.to_owned())
                 .chain(self.cells(figure))
@@ -243,6 +247,9 @@ impl Report {
                 let _ = writeln!(out, "\n{}: {}", run.transport, error);
             }
             let Some(stats) = &run.stats else { continue };
+            if let Some(error) = stats.server.as_ref().and_then(|c| c.error.as_ref()) {
+                let _ = writeln!(out, "\n{}: no server cost: {error}", run.transport);
+            }
             for (code, n) in &stats.rejected_by_code {
                 let _ = writeln!(out, "\n{}: {n} rejected with {code}", run.transport);
             }
@@ -272,6 +279,61 @@ impl Report {
         }
         format!("FAILED ({})", problems.join("; "))
     }
+}
+
+/// Whether `run` has server-cost figures (`--server-pid`).
+fn has_server_cost(run: &RunResult) -> bool {
+    run.stats.as_ref().is_some_and(|s| s.server.is_some())
+}
+
+/// A row of figures: its label, the figure of one run, the WT/WS ratio.
+type FigureRow = (&'static str, fn(&RunStats) -> String, Option<f64>);
+
+/// The server-cost rows of the counts table (a dash where a figure is missing).
+fn server_rows(ratios: Option<&Ratios>) -> [FigureRow; 5] {
+    fn cost(stats: &RunStats, figure: fn(&ServerCost) -> Option<String>) -> String {
+        stats
+            .server
+            .as_ref()
+            .and_then(figure)
+            .unwrap_or_else(|| "-".to_owned())
+    }
+    [
+        (
+            "server CPU-us/delivery",
+            |s| cost(s, |c| c.cpu_us_per_delivery.map(|v| format!("{v:.2}"))),
+            ratios.and_then(|r| r.server_cpu_us_per_delivery),
+        ),
+        (
+            "server CPU-us/ack",
+            |s| cost(s, |c| c.cpu_us_per_ack.map(|v| format!("{v:.1}"))),
+            ratios.and_then(|r| r.server_cpu_us_per_ack),
+        ),
+        (
+            "server CPU % of a core",
+            |s| cost(s, |c| c.cpu_percent_of_core.map(|v| format!("{v:.1}"))),
+            None,
+        ),
+        (
+            "server RSS MiB (end)",
+            |s| {
+                cost(s, |c| {
+                    c.rss_end_kib.map(|v| format!("{:.1}", v as f64 / 1024.0))
+                })
+            },
+            None,
+        ),
+        (
+            "server RSS KiB/conn",
+            |s| {
+                cost(s, |c| {
+                    c.rss_per_connection_bytes
+                        .map(|v| format!("{:.1}", v as f64 / 1024.0))
+                })
+            },
+            None,
+        ),
+    ]
 }
 
 /// What is wrong with a run, in a few words each.
@@ -375,5 +437,55 @@ mod tests {
         assert_eq!(json["runs"][1]["status"], "failed");
         assert_eq!(json["scenario"]["expected_deliveries"], 1);
         assert!(json["webtransport_over_websocket"].is_null());
+    }
+
+    #[test]
+    fn server_cost_rows_show_figures_dashes_and_why_one_is_missing() {
+        let plan = Plan::new(1, 1, 0, 1).unwrap();
+        let mut measured = aggregate(&[], 1).unwrap();
+        measured.server = Some(ServerCost {
+            pid: 7,
+            window_s: Some(2.0),
+            cpu_us: Some(500_000),
+            cpu_us_per_delivery: Some(12.5),
+            cpu_us_per_ack: Some(125.0),
+            cpu_percent_of_core: Some(25.0),
+            rss_start_kib: Some(10_240),
+            rss_end_kib: Some(20_480),
+            rss_per_connection_bytes: Some(524_288),
+            error: None,
+        });
+        let mut gone = aggregate(&[], 1).unwrap();
+        gone.server = Some(ServerCost::missing(7, "cannot read /proc/7/stat".into()));
+        let report = Report::new(
+            "quibble-bench chat".into(),
+            &args(&["--server-pid", "7"]),
+            &plan,
+            vec![
+                run("webtransport", Status::Complete, Some(measured)),
+                run("websocket", Status::Complete, Some(gone)),
+            ],
+        );
+        let text = report.text();
+        let row = |label: &str| {
+            text.lines()
+                .find(|line| line.starts_with(label))
+                .map(|line| line.split_whitespace().collect::<Vec<_>>())
+                .unwrap_or_default()
+        };
+        assert_eq!(row("server CPU-us/delivery")[2..], ["12.50", "-", "-"]);
+        assert_eq!(row("server RSS MiB (end)")[4..], ["20.0", "-", "-"]);
+        assert_eq!(row("server RSS KiB/conn")[3..], ["512.0", "-", "-"]);
+        assert!(
+            text.contains("websocket: no server cost: cannot read /proc/7/stat"),
+            "{text}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&report.json().unwrap()).unwrap();
+        assert_eq!(
+            json["runs"][0]["stats"]["server"]["cpu_us_per_delivery"],
+            12.5
+        );
+        assert!(json["runs"][1]["stats"]["server"]["cpu_us"].is_null());
+        assert!(json["webtransport_over_websocket"]["server_cpu_us_per_delivery"].is_null());
     }
 }

@@ -1,7 +1,9 @@
 //! One run of the scenario over one transport: set it up, connect and join every bot, start
 //! them all on one clock once all have joined, wait until everything owed has arrived (or the
 //! benchmark must stop), listen a little longer for duplicates, then collect the bots' records
-//! into the run's figures.
+//! into the run's figures. With `--server-pid` it reads the server's CPU time and memory when
+//! the first measured message is sent and when everything owed has arrived (or the run
+//! stops): the server's cost over the measured window.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,6 +19,8 @@ use crate::concurrency::bounded;
 use crate::plan::Plan;
 use crate::progress::Display;
 use crate::scenario;
+use crate::server_cpu::{Counts, Reading, ServerCost};
+use crate::server_memory::ServerProcess;
 use crate::stats::{self, RunStats};
 use crate::stop::{Stop, StopReason};
 use crate::tracker::Tracker;
@@ -38,6 +42,8 @@ pub struct RunConfig {
     /// Messages per second per bot; 0 for the in-flight window.
     pub rate: u32,
     pub in_flight: u32,
+    /// The server's process, to read its CPU time and memory (`--server-pid`).
+    pub server: Option<ServerProcess>,
 }
 
 /// How a run ended.
@@ -168,10 +174,21 @@ async fn drive(
         .collect();
 
     let display = Display::start(transport, tracker.clone());
-    let status = tokio::select! {
-        () = tracker.all_done() => Status::Complete,
-        reason = stop.wait() => reason.into(),
+    let began = tracker.measuring_began();
+    tokio::pin!(began);
+    let mut first_reading = None;
+    let status = loop {
+        tokio::select! {
+            // The window's start first, should the end be ready in the same wake-up.
+            biased;
+            () = &mut began, if first_reading.is_none() => {
+                first_reading = Some(config.server.map(Reading::take));
+            }
+            () = tracker.all_done() => break Status::Complete,
+            reason = stop.wait() => break reason.into(),
+        }
     };
+    let last_reading = config.server.map(Reading::take);
     if status == Status::Complete {
         tokio::select! {
             () = tokio::time::sleep(LINGER) => {}
@@ -190,7 +207,21 @@ async fn drive(
         records.push(record);
     }
     close_all(clients).await;
-    let stats = stats::aggregate(&records, plan.sends())?;
+    let mut stats = stats::aggregate(&records, plan.sends())?;
+    if let (Some(server), Some(end)) = (config.server, last_reading) {
+        let counts = Counts {
+            deliveries: stats.throughput.measured_deliveries,
+            acks: stats.throughput.measured_acks,
+            connections: stats.bots,
+        };
+        stats.server = Some(match first_reading.flatten() {
+            Some(start) => ServerCost::between(server.pid(), start, end, counts),
+            None => ServerCost::missing(
+                server.pid(),
+                "the run ended before its measured window began".into(),
+            ),
+        });
+    }
     Ok((status, stats))
 }
 

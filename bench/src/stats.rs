@@ -12,6 +12,7 @@ use quibble_client::ConversationId;
 use serde::Serialize;
 
 use crate::record::{BotRecord, MessageKey};
+use crate::server_cpu::ServerCost;
 
 /// Distinct error lines kept as samples.
 const ERROR_SAMPLES: usize = 10;
@@ -39,6 +40,8 @@ pub struct RunStats {
     pub error_samples: Vec<(String, u64)>,
     pub throughput: Throughput,
     pub latency_us: Latencies,
+    /// What the server spent over the measured window (only with `--server-pid`).
+    pub server: Option<ServerCost>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -47,6 +50,10 @@ pub struct Throughput {
     pub window_s: f64,
     pub acked_per_s: f64,
     pub delivered_per_s: f64,
+    /// Acks of measured messages.
+    pub measured_acks: u64,
+    /// First arrivals of measured messages, at every member, the author included.
+    pub measured_deliveries: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -203,12 +210,15 @@ pub fn aggregate(records: &[BotRecord], planned: u64) -> anyhow::Result<RunStats
             window_s: acks_window.max(deliveries_window).as_secs_f64(),
             acked_per_s: per_second(measured_acks, acks_window),
             delivered_per_s: per_second(measured_deliveries, deliveries_window),
+            measured_acks,
+            measured_deliveries,
         },
         latency_us: Latencies {
             ack: summarize(&ack_latency),
             fanout: summarize(&fanout_latency),
             connect_join: summarize(&connect_join),
         },
+        server: None,
     })
 }
 

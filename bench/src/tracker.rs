@@ -1,7 +1,9 @@
 //! Live counts of what a run still owes (answers to sends, first deliveries), shared by its
 //! bots: the run is done when nothing is owed any more, and the counts feed the progress line.
+//! It also marks the start of the measured window (the first measured send), when the server's
+//! cost starts being counted.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tokio::sync::Notify;
 
@@ -16,6 +18,9 @@ pub struct Tracker {
     sends: u64,
     deliveries: u64,
     done: Notify,
+    /// A measured message has been sent.
+    measuring: AtomicBool,
+    measuring_began: Notify,
 }
 
 /// A snapshot for the progress line.
@@ -37,6 +42,8 @@ impl Tracker {
             sends,
             deliveries,
             done: Notify::new(),
+            measuring: AtomicBool::new(false),
+            measuring_began: Notify::new(),
         }
     }
 
@@ -61,6 +68,23 @@ impl Tracker {
     pub async fn all_done(&self) {
         let notified = self.done.notified();
         if self.outstanding.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        notified.await;
+    }
+
+    /// A measured message is being sent.
+    pub fn measuring(&self) {
+        if !self.measuring.swap(true, Ordering::AcqRel) {
+            self.measuring_began.notify_waiters();
+        }
+    }
+
+    /// Wait until the first measured message is sent.
+    pub async fn measuring_began(&self) {
+        // Created before the check, so a `notify_waiters` after it still wakes this.
+        let notified = self.measuring_began.notified();
+        if self.measuring.load(Ordering::Acquire) {
             return;
         }
         notified.await;
@@ -119,5 +143,22 @@ mod tests {
                 deliveries: 4
             }
         );
+    }
+
+    #[tokio::test]
+    async fn the_measured_window_begins_at_the_first_measured_send() {
+        let tracker = Tracker::new(&Plan::new(1, 2, 1, 1).unwrap());
+        let early =
+            tokio::time::timeout(Duration::from_millis(20), tracker.measuring_began()).await;
+        assert!(early.is_err(), "began before any measured send");
+        let waiting = tracker.measuring_began();
+        tracker.measuring();
+        tracker.measuring();
+        tokio::time::timeout(Duration::from_secs(1), waiting)
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(1), tracker.measuring_began())
+            .await
+            .unwrap();
     }
 }

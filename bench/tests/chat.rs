@@ -1,5 +1,6 @@
 //! `quibble-bench chat` against the real server binary: a small scenario over both transports
-//! must deliver every message to every member exactly once and say so in its JSON.
+//! must deliver every message to every member exactly once and say so in its JSON; with
+//! `--server-pid` it also reports what the server spent per delivery.
 
 mod support;
 
@@ -98,11 +99,113 @@ fn both_transports_deliver_every_message_exactly_once() {
                 .unwrap_or(0.0)
                 > 0.0
         );
+        // No --server-pid: no server cost.
+        assert!(stats["server"].is_null(), "{run:#}");
     }
+    assert!(report["webtransport_over_websocket"]["server_cpu_us_per_delivery"].is_null());
     let ratios = &report["webtransport_over_websocket"];
     assert!(
         ratios["ack"]["p50"].as_f64().is_some_and(|r| r > 0.0),
         "{report:#}"
+    );
+}
+
+#[test]
+fn with_the_server_pid_each_transport_reports_the_server_cost() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = TestServer::start(dir.path());
+    let url = server.url();
+    let pid = server.pid().to_string();
+    let output = run_bench(
+        &[
+            "chat",
+            "--server",
+            &url,
+            "--server-pid",
+            &pid,
+            "--rooms",
+            "1",
+            "--users-per-room",
+            "4",
+            "--messages",
+            "20",
+            "--warmup",
+            "2",
+            "--rate",
+            "40",
+            "--timeout",
+            "120",
+            "--json",
+        ],
+        LIMIT,
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "quibble-bench failed ({}); stdout:\n{stdout}\nstderr:\n{stderr}",
+        output.status
+    );
+    let report: Value = serde_json::from_str(&stdout).expect("the JSON report");
+    let runs = report["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 2, "{report:#}");
+    for run in runs {
+        let stats = &run["stats"];
+        // 4 users x 20 measured messages, each delivered to the 4 members.
+        assert_eq!(stats["throughput"]["measured_acks"], 80, "{run:#}");
+        assert_eq!(stats["throughput"]["measured_deliveries"], 320, "{run:#}");
+        let cost = &stats["server"];
+        assert_eq!(cost["pid"], server.pid(), "{run:#}");
+        assert!(cost["error"].is_null(), "{run:#}");
+        let figure = |name: &str| cost[name].as_f64().unwrap_or(f64::NAN);
+        let cpu = figure("cpu_us");
+        let per_delivery = figure("cpu_us_per_delivery");
+        // Sending and fanning out 80 messages costs the server some CPU, and far less than a
+        // second per delivery; the figures agree with each other.
+        assert!(cpu > 0.0, "{run:#}");
+        assert!(per_delivery > 0.0 && per_delivery < 1e6, "{run:#}");
+        assert!((per_delivery * 320.0 - cpu).abs() < 1.0, "{run:#}");
+        assert!(
+            (figure("cpu_us_per_ack") * 80.0 - cpu).abs() < 1.0,
+            "{run:#}"
+        );
+        // 20 messages at 40/s: a window of about half a second or more.
+        assert!(figure("window_s") >= 0.3, "{run:#}");
+        let percent = figure("cpu_percent_of_core");
+        assert!(percent > 0.0 && percent <= 250.0, "{run:#}");
+        let rss = figure("rss_end_kib");
+        assert!(rss > 1_000.0, "{run:#}");
+        assert_eq!(
+            figure("rss_per_connection_bytes"),
+            (rss * 1024.0 / 4.0).floor(),
+            "{run:#}"
+        );
+    }
+    let ratio = report["webtransport_over_websocket"]["server_cpu_us_per_delivery"]
+        .as_f64()
+        .unwrap_or(0.0);
+    assert!(ratio > 0.0, "{report:#}");
+}
+
+#[test]
+fn a_server_pid_that_does_not_exist_is_a_clear_failure() {
+    let output = run_bench(
+        &[
+            "chat",
+            "--server",
+            "http://127.0.0.1:1",
+            "--server-pid",
+            "4294967295",
+            "--timeout",
+            "20",
+        ],
+        LIMIT,
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
+    assert!(
+        stderr.contains("cannot read /proc/4294967295/status (is the server's pid right?)"),
+        "{stderr}"
     );
 }
 
