@@ -7,6 +7,7 @@ use std::fmt::Write;
 use clap::ValueEnum;
 use serde::Serialize;
 
+use crate::accounts::AccountsSummary;
 use crate::args::ChatArgs;
 use crate::compare::{Ratios, SummaryRatios};
 use crate::plan::Plan;
@@ -19,6 +20,8 @@ pub struct Report {
     /// The command line, quoted for a shell.
     pub command: String,
     pub scenario: Scenario,
+    /// How the bots' accounts (of every run) were obtained, before the first run.
+    pub accounts: AccountsSummary,
     pub runs: Vec<RunResult>,
     /// WebTransport's figures divided by WebSocket's, when both runs have figures.
     pub webtransport_over_websocket: Option<Ratios>,
@@ -45,7 +48,13 @@ pub struct Scenario {
 }
 
 impl Report {
-    pub fn new(command: String, args: &ChatArgs, plan: &Plan, runs: Vec<RunResult>) -> Report {
+    pub fn new(
+        command: String,
+        args: &ChatArgs,
+        plan: &Plan,
+        accounts: AccountsSummary,
+        runs: Vec<RunResult>,
+    ) -> Report {
         let transport = args
             .transport
             .to_possible_value()
@@ -77,6 +86,7 @@ impl Report {
                 planned_sends: plan.sends(),
                 expected_deliveries: plan.deliveries(),
             },
+            accounts,
             runs,
             webtransport_over_websocket,
             ok,
@@ -103,6 +113,7 @@ impl Report {
              server {}\n",
             s.rooms, s.users_per_room, s.bots, s.messages, s.warmup, s.server
         );
+        let _ = writeln!(out, "{}\n", self.accounts.text());
         out.push_str(&self.counts_table().render());
         out.push('\n');
         out.push_str(&self.latency_table().render());
@@ -358,6 +369,7 @@ mod tests {
             "quibble-bench chat".into(),
             &args(&[]),
             &plan,
+            AccountsSummary::default(),
             vec![
                 run("webtransport", Status::TimedOut, Some(empty)),
                 run("websocket", Status::Failed, None),

@@ -1,7 +1,8 @@
-//! One run of the scenario over one transport: set it up, connect and join every bot, start
+//! One run of the scenario over one transport, for bots already signed in: create their rooms,
+//! connect and join every bot, start
 //! them all on one clock once all have joined, wait until everything owed has arrived (or the
 //! benchmark must stop), listen a little longer for duplicates, then collect the bots' records
-//! into the run's figures.
+//! into the run's figures (and, for kept accounts, have the bots leave their rooms).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,12 +12,13 @@ use quibble_client::{Api, Client, TransportKind};
 use serde::Serialize;
 use tokio::sync::watch;
 
+use crate::accounts::Login;
 use crate::args::transport_name;
 use crate::bot::{self, Bot, Pacing, Schedule};
 use crate::concurrency::bounded;
 use crate::plan::Plan;
 use crate::progress::Display;
-use crate::scenario;
+use crate::scenario::{self, Account};
 use crate::stats::{self, RunStats};
 use crate::stop::{Stop, StopReason};
 use crate::tracker::Tracker;
@@ -38,6 +40,8 @@ pub struct RunConfig {
     /// Messages per second per bot; 0 for the in-flight window.
     pub rate: u32,
     pub in_flight: u32,
+    /// The accounts are kept for later runs: the bots leave their rooms at the end.
+    pub leave_rooms: bool,
 }
 
 /// How a run ended.
@@ -89,11 +93,16 @@ impl RunResult {
     }
 }
 
-/// Run the scenario over `kind`.
-pub async fn run(config: &RunConfig, kind: TransportKind, stop: &Stop) -> RunResult {
+/// Run the scenario over `kind` with the bots signed in as `logins`.
+pub async fn run(
+    config: &RunConfig,
+    kind: TransportKind,
+    logins: Vec<Login>,
+    stop: &Stop,
+) -> RunResult {
     let transport = transport_name(kind);
     let bots = tokio::select! {
-        bots = prepare(config, kind) => bots,
+        bots = prepare(config, kind, logins) => bots,
         reason = stop.wait() => {
             return RunResult {
                 transport,
@@ -104,7 +113,13 @@ pub async fn run(config: &RunConfig, kind: TransportKind, stop: &Stop) -> RunRes
         }
     };
     let outcome = match bots {
-        Ok(bots) => drive(config, transport, bots, stop).await,
+        Ok((accounts, bots)) => {
+            let outcome = drive(config, transport, bots, stop).await;
+            if config.leave_rooms {
+                scenario::leave(&config.api, &accounts).await;
+            }
+            outcome
+        }
         Err(e) => Err(e),
     };
     match outcome {
@@ -123,11 +138,16 @@ pub async fn run(config: &RunConfig, kind: TransportKind, stop: &Stop) -> RunRes
     }
 }
 
-/// Sign up, create the rooms, connect and join every bot.
-async fn prepare(config: &RunConfig, kind: TransportKind) -> anyhow::Result<Vec<Bot>> {
-    let accounts = scenario::setup(&config.api, &config.plan).await?;
+/// Create the rooms, connect and join every bot.
+async fn prepare(
+    config: &RunConfig,
+    kind: TransportKind,
+    logins: Vec<Login>,
+) -> anyhow::Result<(Vec<Account>, Vec<Bot>)> {
+    let accounts = scenario::setup(&config.api, &config.plan, logins).await?;
     let connects = accounts
-        .into_iter()
+        .iter()
+        .cloned()
         .map(|account| {
             let api = config.api.clone();
             async move {
@@ -137,7 +157,15 @@ async fn prepare(config: &RunConfig, kind: TransportKind) -> anyhow::Result<Vec<
             }
         })
         .collect();
-    bounded(CONNECTS_AT_ONCE, connects).await
+    match bounded(CONNECTS_AT_ONCE, connects).await {
+        Ok(bots) => Ok((accounts, bots)),
+        Err(e) => {
+            if config.leave_rooms {
+                scenario::leave(&config.api, &accounts).await;
+            }
+            Err(e)
+        }
+    }
 }
 
 /// Start the bots on one clock, wait for the end, and gather what they saw.
