@@ -98,6 +98,10 @@ pub async fn provide(
     }
     let server = api.server().base().as_str().to_owned();
     let mut stored = load(file, &server)?;
+    // Found out now rather than after the sign-ups, whose tokens would then be lost.
+    if !directory_of(file).is_dir() {
+        bail!("the directory of {} does not exist", file.display());
+    }
     let names: Vec<String> = (0..count).map(|n| format!("bench-{n}")).collect();
     let known = stored.len() + names.iter().filter(|n| !stored.contains_key(*n)).count();
     if known > MAX_ENTRIES {
@@ -222,11 +226,15 @@ fn parse(text: &str, server: &str) -> anyhow::Result<BTreeMap<String, String>> {
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty());
-    let Some((_, first)) = lines.next() else {
+    let Some((index, first)) = lines.next() else {
         return Ok(tokens);
     };
-    let header: Header = serde_json::from_str(first)
-        .context("line 1: expected {\"server\": URL} (the server the tokens are for)")?;
+    let header: Header = serde_json::from_str(first).with_context(|| {
+        format!(
+            "line {}: expected {{\"server\": URL}} (the server the tokens are for)",
+            index + 1
+        )
+    })?;
     if header.server != server {
         bail!(
             "it holds accounts of {}, not of {server}: use one file per server",
@@ -274,10 +282,7 @@ fn render(server: &str, tokens: &BTreeMap<String, String>) -> anyhow::Result<Str
 /// flushed to disk, then renamed over it.
 fn save(file: &Path, server: &str, tokens: &BTreeMap<String, String>) -> anyhow::Result<()> {
     let text = render(server, tokens)?;
-    let dir = match file.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
+    let dir = directory_of(file);
     let write = || -> anyhow::Result<()> {
         // tempfile creates it with mode 0600 and removes it if we stop before the rename.
         let mut temp = tempfile::NamedTempFile::new_in(dir)?;
@@ -287,6 +292,14 @@ fn save(file: &Path, server: &str, tokens: &BTreeMap<String, String>) -> anyhow:
         Ok(())
     };
     write().with_context(|| format!("cannot write {}", file.display()))
+}
+
+/// The directory `file` is in (`.` for a bare file name).
+fn directory_of(file: &Path) -> &Path {
+    match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
 }
 
 #[cfg(test)]
