@@ -47,7 +47,8 @@ has arrived, for each transport's run on its own; WT/WS as above:
 Exit status: 0 only if every run finished before --timeout and nothing was lost, duplicated,
 unexpected, rejected or left unanswered, and no error occurred; 1 otherwise.
 The bots' accounts and rooms (bench-<random>-<n>) stay in the server's store: benchmark a
-throwaway data directory.";
+throwaway data directory. With --accounts FILE the accounts (bench-<n>) are kept for the next
+run; every account is signed in before the first run starts.";
 
 /// Load generator and benchmark for the Quibble chat server.
 #[derive(Debug, Parser)]
@@ -76,8 +77,9 @@ Figures:
   alive               connections still up after the hold, none of them having dropped
   server RSS          the server's resident memory (VmRSS in /proc/PID/status, so the server
                       must run on this machine; only with --server-pid): before the first
-                      connection (after the sign-ups), once all joined, after --hold seconds
-                      of idling, and a moment after all were closed
+                      connection (after the sign-ups, or with --accounts the token checks),
+                      once all joined, after --hold seconds of idling, and a moment after all
+                      were closed
   per connection      (RSS once joined, or after the hold) - RSS before, divided by the
                       connections opened: what one idle, joined connection costs the server
 
@@ -85,7 +87,9 @@ Exit status: 0 only if every connection was opened, stayed up through the hold, 
 --max-bytes-per-connection) the cost after the hold is within that budget; 1 otherwise.
 Each connection needs an open file in this process (a TCP socket for WebSocket, a UDP socket
 for WebTransport): the soft open-file limit is raised to the hard limit first. The accounts and
-rooms (bench-<random>-<n>) stay in the server's store: benchmark a throwaway data directory.";
+rooms (bench-<random>-<n>) stay in the server's store: benchmark a throwaway data directory.
+With --accounts FILE the accounts (bench-<n>) are kept for the next run: reusing them spares
+the server the password hashes of sign-ups, whose memory would stay in its RSS.";
 
 #[derive(Debug, Clone, Args)]
 pub struct IdleArgs {
@@ -113,6 +117,12 @@ pub struct IdleArgs {
     /// after the hold (needs --server-pid).
     #[arg(long, value_name = "BYTES", requires = "server_pid")]
     pub max_bytes_per_connection: Option<u64>,
+    /// Keep the bots' accounts in FILE (JSON lines, mode 0600: it holds session tokens) and
+    /// reuse them on later runs against the same server: stored tokens the server still
+    /// accepts cost it nothing, only missing or revoked ones are signed up (or logged in).
+    /// The bots are then named bench-<n> and leave their rooms at the end.
+    #[arg(long, value_name = "FILE")]
+    pub accounts: Option<std::path::PathBuf>,
     /// Print the result as JSON on stdout instead of text.
     #[arg(long)]
     pub json: bool,
@@ -168,6 +178,12 @@ pub struct ChatArgs {
     /// and throughput.
     #[arg(long, value_name = "M", default_value_t = 0)]
     pub warmup: u32,
+    /// Keep the bots' accounts in FILE (JSON lines, mode 0600: it holds session tokens) and
+    /// reuse them on later runs against the same server: stored tokens the server still
+    /// accepts cost it nothing, only missing or revoked ones are signed up (or logged in).
+    /// The bots are then named bench-<n> and leave their rooms at the end.
+    #[arg(long, value_name = "FILE")]
+    pub accounts: Option<std::path::PathBuf>,
     /// Print the result as JSON on stdout instead of the table.
     #[arg(long)]
     pub json: bool,

@@ -1,5 +1,5 @@
 //! `quibble-bench idle`: what an idle connection costs the server. It signs up a few users
-//! (each with a room), reads the server's resident memory, opens N connections over one
+//! (or reuses their stored tokens: [`crate::accounts`]), each with a new room, reads the server's resident memory, opens N connections over one
 //! transport with the real client (Hello, Welcome, Join, Joined; each connection user i mod U,
 //! in that user's room), reads the memory again once all have joined and again after they
 //! idled for `--hold` seconds (the clients keep heartbeating), then closes them and reads it a
@@ -16,6 +16,7 @@ use anyhow::{Context, anyhow};
 use quibble_client::{Api, Client, ClientEvent, Event};
 use tokio::task::JoinSet;
 
+use crate::accounts;
 use crate::args::IdleArgs;
 use crate::bot;
 use crate::concurrency::bounded;
@@ -42,16 +43,19 @@ pub async fn run(args: &IdleArgs, stop: &Stop) -> anyhow::Result<IdleReport> {
     let kind = args.transport.kind();
     let mut report = IdleReport::new(args, open_files, server.map(|s| s.pid()));
 
-    let accounts = tokio::select! {
+    let (accounts, summary) = tokio::select! {
         accounts = async {
             api.cert()
                 .await
                 .with_context(|| format!("cannot reach the server at {}", args.server))?;
             let plan = Plan::new(args.users, 1, 0, 1)?;
-            scenario::setup(&api, &plan).await
+            let (logins, summary) =
+                accounts::provide(&api, args.accounts.as_deref(), args.users as usize).await?;
+            anyhow::Ok((scenario::setup(&api, &plan, logins).await?, summary))
         } => accounts?,
         reason = stop.wait() => return Err(anyhow!("{reason} while setting up")),
     };
+    report.accounts = summary;
     let mut memory = Memory {
         before_kib: read_after_settle(server).await?,
         ..Memory::default()
@@ -81,6 +85,7 @@ pub async fn run(args: &IdleArgs, stop: &Stop) -> anyhow::Result<IdleReport> {
         Err(e) => {
             report.error = Some(format!("{e:#}"));
             report.set_memory(memory);
+            leave_if_kept(args, &api, &accounts).await;
             return Ok(report);
         }
     };
@@ -105,7 +110,16 @@ pub async fn run(args: &IdleArgs, stop: &Stop) -> anyhow::Result<IdleReport> {
     close_all(clients).await;
     memory.closed_kib = read_after_settle(server).await?;
     report.set_memory(memory);
+    leave_if_kept(args, &api, &accounts).await;
     Ok(report)
+}
+
+/// With `--accounts`, the users leave their rooms (after the last reading), so that their
+/// memberships do not pile up from run to run.
+async fn leave_if_kept(args: &IdleArgs, api: &Api, accounts: &[scenario::Account]) {
+    if args.accounts.is_some() {
+        scenario::leave(api, accounts).await;
+    }
 }
 
 /// The server's RSS after [`SETTLE`], if a server is watched.

@@ -7,6 +7,7 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
+use crate::accounts::AccountsSummary;
 use crate::args::{IdleArgs, transport_name};
 
 #[derive(Debug, Clone, Serialize)]
@@ -21,6 +22,8 @@ pub struct IdleReport {
     /// The soft open-file limit of the bench (`None`: unlimited).
     pub open_file_limit: Option<u64>,
     pub server_pid: Option<u32>,
+    /// How the users' accounts were obtained (before the first reading).
+    pub accounts: AccountsSummary,
     /// Connections welcomed and joined.
     pub opened: u64,
     /// Seconds to open and join them all.
@@ -68,6 +71,7 @@ impl IdleReport {
             hold_s: args.hold,
             open_file_limit,
             server_pid,
+            accounts: AccountsSummary::default(),
             opened: 0,
             connect_s: 0.0,
             alive: 0,
@@ -119,6 +123,7 @@ impl IdleReport {
         if let Some(error) = &self.error {
             let _ = writeln!(out, "error: {error}");
         }
+        let _ = writeln!(out, "{}", self.accounts.text());
         let _ = writeln!(
             out,
             "opened {}/{} in {:.1} s; alive after the hold {}; disconnects {}",

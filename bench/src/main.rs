@@ -1,10 +1,12 @@
-//! `quibble-bench`: the load generator and benchmark of Quibble. `quibble-bench chat` signs up
-//! bots, puts them in fresh rooms and has them chat over WebTransport, WebSocket or both (the
+//! `quibble-bench`: the load generator and benchmark of Quibble. `quibble-bench chat` signs in
+//! every bot of every run first (new accounts, or with `--accounts FILE` the ones kept from
+//! earlier runs), then puts them in fresh rooms and has them chat over WebTransport, WebSocket or both (the
 //! same scenario once per transport), then reports latencies, throughput and delivery counts.
 //! The exit status is 0 only if every message reached every member of its room exactly once
 //! and nothing went wrong (see `--help`). `quibble-bench idle` opens many idle, joined
 //! connections and reports what each costs the server in resident memory.
 
+mod accounts;
 mod args;
 mod bot;
 mod compare;
@@ -66,22 +68,35 @@ async fn chat(args: ChatArgs) -> anyhow::Result<bool> {
         }
         reason = stop.wait() => anyhow::bail!("{reason} while reaching the server"),
     }
+    let kinds = args.transport.kinds();
+    // Every account of every run, before the first run: sign-ups cost the server a password
+    // hash each, which must not land in a measurement. Bot counts fit a usize (`Plan::new`).
+    let bots = plan.bots() as usize;
+    let (mut logins, accounts) = tokio::select! {
+        provided = accounts::provide(&api, args.accounts.as_deref(), bots * kinds.len()) => {
+            provided?
+        }
+        reason = stop.wait() => anyhow::bail!("{reason} while signing the bots in"),
+    };
     let config = RunConfig {
         api,
         plan,
         rate: args.rate,
         in_flight: args.in_flight,
         server,
+        leave_rooms: args.accounts.is_some(),
     };
     let mut runs = Vec::new();
-    for kind in args.transport.kinds() {
+    for kind in kinds {
+        let rest = logins.split_off(bots.min(logins.len()));
+        let mine = std::mem::replace(&mut logins, rest);
         let result = match stop.reason() {
             Some(reason) => RunResult::not_started(kind, reason),
-            None => run::run(&config, kind, &stop).await,
+            None => run::run(&config, kind, mine, &stop).await,
         };
         runs.push(result);
     }
-    let report = Report::new(command_line(), &args, &plan, runs);
+    let report = Report::new(command_line(), &args, &plan, accounts, runs);
     if args.json {
         println!("{}", report.json().context("cannot write the JSON report")?);
     } else {

@@ -7,6 +7,7 @@ use std::fmt::Write;
 use clap::ValueEnum;
 use serde::Serialize;
 
+use crate::accounts::AccountsSummary;
 use crate::args::ChatArgs;
 use crate::compare::{Ratios, SummaryRatios};
 use crate::plan::Plan;
@@ -20,6 +21,8 @@ pub struct Report {
     /// The command line, quoted for a shell.
     pub command: String,
     pub scenario: Scenario,
+    /// How the bots' accounts (of every run) were obtained, before the first run.
+    pub accounts: AccountsSummary,
     pub runs: Vec<RunResult>,
     /// WebTransport's figures divided by WebSocket's, when both runs have figures.
     pub webtransport_over_websocket: Option<Ratios>,
@@ -46,7 +49,13 @@ pub struct Scenario {
 }
 
 impl Report {
-    pub fn new(command: String, args: &ChatArgs, plan: &Plan, runs: Vec<RunResult>) -> Report {
+    pub fn new(
+        command: String,
+        args: &ChatArgs,
+        plan: &Plan,
+        accounts: AccountsSummary,
+        runs: Vec<RunResult>,
+    ) -> Report {
         let transport = args
             .transport
             .to_possible_value()
@@ -78,6 +87,7 @@ impl Report {
                 planned_sends: plan.sends(),
                 expected_deliveries: plan.deliveries(),
             },
+            accounts,
             runs,
             webtransport_over_websocket,
             ok,
@@ -104,6 +114,7 @@ impl Report {
              server {}\n",
             s.rooms, s.users_per_room, s.bots, s.messages, s.warmup, s.server
         );
+        let _ = writeln!(out, "{}\n", self.accounts.text());
         out.push_str(&self.counts_table().render());
         out.push('\n');
         out.push_str(&self.latency_table().render());
@@ -420,6 +431,7 @@ mod tests {
             "quibble-bench chat".into(),
             &args(&[]),
             &plan,
+            AccountsSummary::default(),
             vec![
                 run("webtransport", Status::TimedOut, Some(empty)),
                 run("websocket", Status::Failed, None),
@@ -461,6 +473,7 @@ mod tests {
             "quibble-bench chat".into(),
             &args(&["--server-pid", "7"]),
             &plan,
+            AccountsSummary::default(),
             vec![
                 run("webtransport", Status::Complete, Some(measured)),
                 run("websocket", Status::Complete, Some(gone)),

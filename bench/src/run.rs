@@ -1,9 +1,11 @@
-//! One run of the scenario over one transport: set it up, connect and join every bot, start
+//! One run of the scenario over one transport, for bots already signed in: create their rooms,
+//! connect and join every bot, start
 //! them all on one clock once all have joined, wait until everything owed has arrived (or the
 //! benchmark must stop), listen a little longer for duplicates, then collect the bots' records
-//! into the run's figures. With `--server-pid` it reads the server's CPU time and memory when
-//! the first measured message is sent and when everything owed has arrived (or the run
-//! stops): the server's cost over the measured window.
+//! into the run's figures (and, for kept accounts, have the bots leave their rooms). With
+//! `--server-pid` it reads the server's CPU time and memory when the first measured message is
+//! sent and when everything owed has arrived (or the run stops): the server's cost over the
+//! measured window.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,12 +15,13 @@ use quibble_client::{Api, Client, TransportKind};
 use serde::Serialize;
 use tokio::sync::watch;
 
+use crate::accounts::Login;
 use crate::args::transport_name;
 use crate::bot::{self, Bot, Pacing, Schedule};
 use crate::concurrency::bounded;
 use crate::plan::Plan;
 use crate::progress::Display;
-use crate::scenario;
+use crate::scenario::{self, Account};
 use crate::server_cpu::{Counts, Reading, ServerCost};
 use crate::server_memory::ServerProcess;
 use crate::stats::{self, RunStats};
@@ -44,6 +47,8 @@ pub struct RunConfig {
     pub in_flight: u32,
     /// The server's process, to read its CPU time and memory (`--server-pid`).
     pub server: Option<ServerProcess>,
+    /// The accounts are kept for later runs: the bots leave their rooms at the end.
+    pub leave_rooms: bool,
 }
 
 /// How a run ended.
@@ -95,11 +100,16 @@ impl RunResult {
     }
 }
 
-/// Run the scenario over `kind`.
-pub async fn run(config: &RunConfig, kind: TransportKind, stop: &Stop) -> RunResult {
+/// Run the scenario over `kind` with the bots signed in as `logins`.
+pub async fn run(
+    config: &RunConfig,
+    kind: TransportKind,
+    logins: Vec<Login>,
+    stop: &Stop,
+) -> RunResult {
     let transport = transport_name(kind);
     let bots = tokio::select! {
-        bots = prepare(config, kind) => bots,
+        bots = prepare(config, kind, logins) => bots,
         reason = stop.wait() => {
             return RunResult {
                 transport,
@@ -110,7 +120,13 @@ pub async fn run(config: &RunConfig, kind: TransportKind, stop: &Stop) -> RunRes
         }
     };
     let outcome = match bots {
-        Ok(bots) => drive(config, transport, bots, stop).await,
+        Ok((accounts, bots)) => {
+            let outcome = drive(config, transport, bots, stop).await;
+            if config.leave_rooms {
+                scenario::leave(&config.api, &accounts).await;
+            }
+            outcome
+        }
         Err(e) => Err(e),
     };
     match outcome {
@@ -129,11 +145,16 @@ pub async fn run(config: &RunConfig, kind: TransportKind, stop: &Stop) -> RunRes
     }
 }
 
-/// Sign up, create the rooms, connect and join every bot.
-async fn prepare(config: &RunConfig, kind: TransportKind) -> anyhow::Result<Vec<Bot>> {
-    let accounts = scenario::setup(&config.api, &config.plan).await?;
+/// Create the rooms, connect and join every bot.
+async fn prepare(
+    config: &RunConfig,
+    kind: TransportKind,
+    logins: Vec<Login>,
+) -> anyhow::Result<(Vec<Account>, Vec<Bot>)> {
+    let accounts = scenario::setup(&config.api, &config.plan, logins).await?;
     let connects = accounts
-        .into_iter()
+        .iter()
+        .cloned()
         .map(|account| {
             let api = config.api.clone();
             async move {
@@ -143,7 +164,15 @@ async fn prepare(config: &RunConfig, kind: TransportKind) -> anyhow::Result<Vec<
             }
         })
         .collect();
-    bounded(CONNECTS_AT_ONCE, connects).await
+    match bounded(CONNECTS_AT_ONCE, connects).await {
+        Ok(bots) => Ok((accounts, bots)),
+        Err(e) => {
+            if config.leave_rooms {
+                scenario::leave(&config.api, &accounts).await;
+            }
+            Err(e)
+        }
+    }
 }
 
 /// Start the bots on one clock, wait for the end, and gather what they saw.

@@ -37,6 +37,9 @@ pub const APPEND_SECONDS: &str = "quibble_append_seconds";
 pub const STORE_SCRUBS: &str = "quibble_store_scrubs_total";
 /// Seconds one scrub took (it holds up the store's writer).
 pub const STORE_SCRUB_SECONDS: &str = "quibble_store_scrub_seconds";
+/// Password hashes (argon2) run by the hashing pool, by kind: `hash` (a sign-up or password
+/// change) or `verify` (a login, or the current password of a change).
+pub const PASSWORD_HASHES: &str = "quibble_password_hashes_total";
 
 /// Install the process-wide recorder (once) and return its handle.
 pub fn handle() -> &'static PrometheusHandle {

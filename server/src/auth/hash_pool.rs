@@ -88,6 +88,11 @@ impl Work {
     }
 
     fn run(self, memory: &mut [argon2::Block]) {
+        let kind = match self {
+            Work::Hash { .. } => "hash",
+            Work::Verify { .. } => "verify",
+        };
+        metrics::counter!(crate::metrics::PASSWORD_HASHES, "kind" => kind).increment(1);
         match self {
             Work::Hash { password, reply } => {
                 let _ = reply.send(password::hash_password(&password, memory));
