@@ -167,13 +167,16 @@ pub struct ChatArgs {
     /// Measured messages each user sends.
     #[arg(long, value_name = "M", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     pub messages: u32,
-    /// Messages per second per user; 0: as fast as acks allow, with at most --in-flight
-    /// unanswered messages per user.
-    #[arg(long, value_name = "PER_SECOND", default_value_t = 20)]
-    pub rate: u32,
+    /// Messages per second per user, fractional allowed (0.3: one every 3.3 s); 0: as fast as
+    /// acks allow, with at most --in-flight unanswered messages per user.
+    #[arg(long, value_name = "PER_SECOND", default_value_t = 20.0, value_parser = parse_rate)]
+    pub rate: f64,
     /// Unanswered messages a user may have outstanding with --rate 0.
     #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
     pub in_flight: u32,
+    /// Bytes of each message's text (at least the few a message needs to be told apart).
+    #[arg(long, value_name = "BYTES", default_value_t = 100, value_parser = clap::value_parser!(u32).range(16..=4096))]
+    pub message_size: u32,
     /// Messages each user sends first, checked for delivery but left out of the latencies
     /// and throughput.
     #[arg(long, value_name = "M", default_value_t = 0)]
@@ -195,6 +198,17 @@ pub struct ChatArgs {
     /// each transport's measured window from /proc/PID/stat and /proc/PID/status.
     #[arg(long, value_name = "PID")]
     pub server_pid: Option<u32>,
+}
+
+/// `--rate`: a finite, non-negative number of messages per second, at most one a millisecond.
+fn parse_rate(text: &str) -> Result<f64, String> {
+    let rate: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number"))?;
+    if !rate.is_finite() || !(0.0..=1000.0).contains(&rate) {
+        return Err(format!("`{text}` is not between 0 and 1000"));
+    }
+    Ok(rate)
 }
 
 /// The `--transport` choice.
@@ -355,7 +369,7 @@ mod tests {
         );
         assert_eq!(
             (args.rooms, args.users_per_room, args.messages, args.rate),
-            (4, 8, 100, 20)
+            (4, 8, 100, 20.0)
         );
         assert_eq!((args.warmup, args.timeout, args.json), (0, 120, false));
         assert_eq!(args.server_pid, None);
@@ -375,7 +389,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(args.transport.kinds(), [TransportKind::WebSocket]);
-        assert_eq!((args.rate, args.in_flight), (0, 4));
+        assert_eq!((args.rate, args.in_flight), (0.0, 4));
         for bad in [
             &["--rooms", "0"][..],
             &["--users-per-room", "-1"],

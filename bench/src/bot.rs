@@ -48,6 +48,18 @@ pub struct Schedule {
     pub warmup: u32,
     /// Members of the room (for what a refused send no longer owes).
     pub members: u64,
+    /// Bytes of each message's text.
+    pub message_size: u32,
+}
+
+/// The text of message `n`: its number, padded to `size` bytes (a longer number is kept whole).
+fn message_text(n: u32, size: u32) -> String {
+    let mut text = format!("bench message {n} ");
+    let size = size as usize;
+    if text.len() < size {
+        text.extend(std::iter::repeat_n('x', size - text.len()));
+    }
+    text
 }
 
 /// Connect as `token` over exactly `kind` to `api`'s server (sharing `api`'s pooled HTTP
@@ -150,7 +162,7 @@ impl Bot {
                     if measured {
                         state.tracker.measuring();
                     }
-                    let client_id = client.send(room, format!("bench message {next}"));
+                    let client_id = client.send(room, message_text(next, schedule.message_size));
                     state.record.sends.push(Sent {
                         client_id,
                         at,
@@ -254,5 +266,17 @@ async fn sleep_until_some(due: Option<tokio::time::Instant>) {
     match due {
         Some(due) => tokio::time::sleep_until(due).await,
         None => pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::message_text;
+
+    #[test]
+    fn texts_are_padded_to_the_size_and_told_apart() {
+        assert_eq!(message_text(7, 100).len(), 100);
+        assert_ne!(message_text(7, 100), message_text(8, 100));
+        assert_eq!(message_text(123_456, 16), "bench message 123456 ");
     }
 }

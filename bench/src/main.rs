@@ -82,6 +82,7 @@ async fn chat(args: ChatArgs) -> anyhow::Result<bool> {
         api,
         plan,
         rate: args.rate,
+        message_size: args.message_size,
         in_flight: args.in_flight,
         server,
         leave_rooms: args.accounts.is_some(),

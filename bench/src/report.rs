@@ -39,7 +39,9 @@ pub struct Scenario {
     pub messages: u32,
     pub warmup: u32,
     /// Messages per second per user; 0: window of `in_flight`.
-    pub rate: u32,
+    pub rate: f64,
+    /// Bytes of each message's text.
+    pub message_size: u32,
     pub in_flight: u32,
     pub timeout_s: u64,
     /// Per transport.
@@ -81,6 +83,7 @@ impl Report {
                 messages: args.messages,
                 warmup: args.warmup,
                 rate: args.rate,
+                message_size: args.message_size,
                 in_flight: args.in_flight,
                 timeout_s: args.timeout,
                 bots: plan.bots(),
@@ -102,7 +105,7 @@ impl Report {
     pub fn text(&self) -> String {
         let mut out = String::new();
         let s = &self.scenario;
-        let pace = if s.rate == 0 {
+        let pace = if s.rate <= 0.0 {
             format!("as fast as acks allow ({} in flight)", s.in_flight)
         } else {
             format!("at {}/s", s.rate)

@@ -43,7 +43,9 @@ pub struct RunConfig {
     pub api: Api,
     pub plan: Plan,
     /// Messages per second per bot; 0 for the in-flight window.
-    pub rate: u32,
+    pub rate: f64,
+    /// Bytes of each message's text.
+    pub message_size: u32,
     pub in_flight: u32,
     /// The server's process, to read its CPU time and memory (`--server-pid`).
     pub server: Option<ServerProcess>,
@@ -194,6 +196,7 @@ async fn drive(
             let schedule = Schedule {
                 start,
                 pacing: pacing(config.rate, config.in_flight, n, count),
+                message_size: config.message_size,
                 sends: plan.sends_per_bot(),
                 warmup: plan.warmup,
                 members: u64::from(plan.users_per_room),
@@ -256,11 +259,11 @@ async fn drive(
 
 /// When bot `n` of `count` sends: at `rate` per second, the bots spread evenly over one
 /// interval so that they do not all send at the same instant; or, at rate 0, by window.
-pub fn pacing(rate: u32, in_flight: u32, n: usize, count: usize) -> Pacing {
-    if rate == 0 {
+pub fn pacing(rate: f64, in_flight: u32, n: usize, count: usize) -> Pacing {
+    if rate <= 0.0 {
         return Pacing::Window(in_flight);
     }
-    let interval = Duration::from_secs(1) / rate;
+    let interval = Duration::from_secs_f64(1.0 / rate);
     let offset = interval.mul_f64(n as f64 / count.max(1) as f64);
     Pacing::Every { interval, offset }
 }
@@ -280,13 +283,17 @@ mod tests {
 
     #[test]
     fn bots_are_spread_over_one_interval() {
-        let every = |n| match pacing(20, 16, n, 4) {
+        let every = |n| match pacing(20.0, 16, n, 4) {
             Pacing::Every { interval, offset } => (interval, offset),
             Pacing::Window(_) => panic!("a rate gives a schedule"),
         };
         assert_eq!(every(0), (Duration::from_millis(50), Duration::ZERO));
         assert_eq!(every(2).1, Duration::from_millis(25));
         assert!(every(3).1 < Duration::from_millis(50));
-        assert_eq!(pacing(0, 16, 3, 4), Pacing::Window(16));
+        assert_eq!(pacing(0.0, 16, 3, 4), Pacing::Window(16));
+        match pacing(0.3, 16, 0, 1) {
+            Pacing::Every { interval, .. } => assert_eq!(interval.as_millis(), 3333),
+            Pacing::Window(_) => panic!("a rate gives a schedule"),
+        }
     }
 }
