@@ -23,12 +23,17 @@
 //! when it goes live, right after its replay. More than that, or a full queue, cuts the stream
 //! with `Lagged` like a message would; the resumed join then learns of the deletion from the
 //! store's deletions index.
+//!
+//! Congestion: each publish also counts how full its live subscribers' connections are
+//! ([`crate::chat::congestion`]), which decides whether the conversation refuses new sends for
+//! a while; a conversation's streams read that decision through [`Subscription::congestion`].
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use quibble_protocol::{ChatMessage, ConversationId, ServerFrame, UserId};
 
+use crate::chat::congestion::{Congestion, Policy, Reader, Tally};
 use crate::chat::outbound::{LiveTx, SendError};
 use crate::chat::stream::encode_frame;
 
@@ -41,6 +46,8 @@ pub struct Hub {
 struct Inner {
     conversations: HashMap<ConversationId, Subscribers>,
     next_key: u64,
+    // overload: congestion thresholds.
+    policy: Policy,
 }
 
 #[derive(Default)]
@@ -48,6 +55,8 @@ struct Subscribers {
     /// The last seq published while this entry existed.
     head: Option<u64>,
     by_key: HashMap<u64, Subscriber>,
+    // overload: whether sends into the conversation are refused now.
+    congestion: Arc<Congestion>,
 }
 
 struct Subscriber {
@@ -61,6 +70,8 @@ struct Subscriber {
     /// Deletions published while the stream replayed, queued when it goes live; `None` once
     /// more than [`MAX_HELD_DELETIONS`] came (the stream is cut then).
     held_deletions: Option<Vec<u64>>,
+    // overload: whether its queue drains.
+    reader: Reader,
 }
 
 /// Most deletions remembered for a replaying subscriber.
@@ -83,6 +94,13 @@ pub struct Subscription {
 }
 
 impl Hub {
+    /// A hub whose conversations become congested by `policy` (overload).
+    pub fn new(policy: Policy) -> Hub {
+        let hub = Hub::default();
+        hub.lock().policy = policy;
+        hub
+    }
+
     /// Subscribe `viewer`'s stream (replaying until [`Subscription::go_live`]); with
     /// `deletions`, it gets `Deleted` frames.
     pub fn subscribe(
@@ -108,6 +126,7 @@ impl Hub {
                     live_after: None,
                     deletions,
                     held_deletions: Some(Vec::new()),
+                    reader: Reader::default(),
                 },
             );
         set_gauge(&inner);
@@ -133,6 +152,7 @@ impl Hub {
         let hidden = hidden_from.map(|_| encode_frame(&ServerFrame::Message(message.hidden())));
         let seq = message.seq;
         let mut inner = self.lock();
+        let mut tally = Tally::new(inner.policy); // overload
         let Some(subscribers) = inner.conversations.get_mut(&message.conversation) else {
             return;
         };
@@ -149,9 +169,10 @@ impl Hub {
                     (Some(hidden), Some(blockers)) if blockers.contains(&sub.viewer) => hidden,
                     _ => &frame,
                 };
-                match sub.tx.try_send(frame.clone()) {
-                    Ok(()) => {
+                match sub.tx.try_send_held(frame.clone()) {
+                    Ok(held) => {
                         sub.live_after = Some(seq);
+                        tally.count(&mut sub.reader, held); // overload
                         return true;
                     }
                     Err(SendError::Closed) => return false,
@@ -164,6 +185,7 @@ impl Hub {
                 .send_last(encode_frame(&ServerFrame::Lagged { resume_from: last }));
             false
         });
+        subscribers.congestion.observe(&tally); // overload
         if subscribers.by_key.is_empty() {
             inner.conversations.remove(&message.conversation);
             set_gauge(&inner);
@@ -228,6 +250,17 @@ impl Hub {
 }
 
 impl Subscription {
+    /// Whether sends into the conversation are refused now (overload), for its streams to
+    /// check on every send.
+    pub fn congestion(&self) -> Arc<Congestion> {
+        self.hub
+            .lock()
+            .conversations
+            .get(&self.conversation)
+            .map(|subscribers| subscribers.congestion.clone())
+            .unwrap_or_default()
+    }
+
     /// Go live after the stream has sent everything up to `last_sent`.
     pub fn go_live(&self, last_sent: u64) -> Result<(), NotLive> {
         let mut inner = self.hub.lock();

@@ -379,14 +379,14 @@ impl Shared {
     }
 
     /// Queue `item` on the stream, checking the caps unless `bypass`; `reserved` bytes held
-    /// by the caller are turned into the item's.
+    /// by the caller are turned into the item's. Returns the bytes the connection holds then.
     fn push(
         &self,
         tx: &StreamRef,
         item: Item,
         bypass: bool,
         reserved: usize,
-    ) -> Result<(), SendError> {
+    ) -> Result<usize, SendError> {
         let mut state = self.lock();
         let len = match &item {
             Item::Frame(frame) => cost(frame),
@@ -404,6 +404,7 @@ impl Shared {
         }
         slot.held = slot.held - reserved + len;
         *held = *held - reserved + len;
+        let connection_held = *held;
         let was_empty = slot.items.is_empty();
         if matches!(item, Item::Finish) {
             slot.accepting = false;
@@ -419,7 +420,7 @@ impl Shared {
             Some(writer) => writer.notify_one(),
             None => self.writer.notify_one(),
         }
-        Ok(())
+        Ok(connection_held)
     }
 
     /// Hold `n` bytes for the stream if they fit now.
@@ -502,6 +503,12 @@ impl LiveTx {
 
     /// Queue a frame if it fits now.
     pub fn try_send(&self, frame: Bytes) -> Result<(), SendError> {
+        self.try_send_held(frame).map(|_| ())
+    }
+
+    /// overload: [`LiveTx::try_send`], returning the bytes the connection then holds (how far
+    /// behind its reader is, for `chat::congestion`).
+    pub fn try_send_held(&self, frame: Bytes) -> Result<usize, SendError> {
         self.shared
             .push(&self.stream(), Item::Frame(frame), false, 0)
     }
