@@ -18,16 +18,20 @@
 //! time left plus up to as much again at random, so refused senders do not all come back at
 //! once.
 //!
-//! Cost: the send path reads one atomic ([`Congestion::check`]); a clock is read only while
-//! the conversation is congested. The hub reads the clock once per publish.
+//! In flight: sends already queued with the store when the conversation becomes congested
+//! still commit and are delivered to every reader, so they are bounded per conversation too:
+//! at most [`INFLIGHT_BYTES`] of them (bodies plus [`SEND_OVERHEAD`] each) between admission
+//! and acknowledgement ([`Admitted`] holds a send's share); past that a send is refused the
+//! same way, with a hint of about a store commit. Without it a hundred senders with deep
+//! pipelines would land a burst of several MiB in every reader's queue before the first
+//! publish could measure anything, and the hub would cut them all. So a reader's queue passes
+//! the high-water mark by at most that budget, well inside the caps of `outbound`.
 //!
-//! Bound: sends already queued with the store when the conversation becomes congested still
-//! commit and are delivered, so a reader's queue may pass the high-water mark by up to the
-//! in-flight sends of every sender (`max_inflight_sends` each); the stream and connection caps
-//! of `outbound` still hold whatever happens.
+//! Cost: the send path reads one atomic and adds to another ([`Congestion::admit`]); a clock
+//! is read only while the conversation is congested. The hub reads the clock once per publish.
 
-use std::sync::LazyLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use crate::config::Limits;
@@ -35,6 +39,17 @@ use crate::config::Limits;
 /// How long a reader above the low-water mark may go without its queue shrinking before it
 /// counts as not reading (left out of the majority).
 pub const STALL: Duration = Duration::from_secs(1);
+/// Bytes of sends one conversation may have between admission and acknowledgement: a
+/// quarter of a stream's queue cap, so their burst fits in every reader's queue on top of the
+/// high-water mark. At a few ms per store commit that is still tens of thousands of 100-byte
+/// messages per second into one conversation.
+pub const INFLIGHT_BYTES: usize = crate::chat::outbound::STREAM_QUEUE_BYTES / 4;
+/// What a send counts for beyond its body: its frame's other fields (the author's name, the
+/// numbers) and the queue's per-frame overhead, rounded up.
+pub const SEND_OVERHEAD: usize = 256;
+/// The shortest wait a send refused for the in-flight budget is told to take: about one
+/// store commit.
+const INFLIGHT_RETRY: Duration = Duration::from_millis(10);
 
 /// The thresholds, from the configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,6 +165,55 @@ impl Tally {
 pub struct Congestion {
     /// Until when (in [`now_us`] time) sends are refused; 0 when they are not.
     until: AtomicU64,
+    /// Bytes of the sends admitted and not yet acknowledged.
+    inflight: AtomicUsize,
+}
+
+/// Why a send into a conversation is refused now, with how long to wait (jittered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error(
+        "the conversation's readers are behind (server busy); retry in {} ms",
+        .0.as_millis().max(1)
+    )]
+    Behind(Duration),
+    #[error(
+        "too many messages on their way into this conversation; retry in {} ms",
+        .0.as_millis().max(1)
+    )]
+    InFlight(Duration),
+}
+
+impl Refused {
+    pub fn wait(self) -> Duration {
+        match self {
+            Refused::Behind(wait) | Refused::InFlight(wait) => wait,
+        }
+    }
+
+    /// The `reason` label of `quibble_sends_congested_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refused::Behind(_) => "readers_behind",
+            Refused::InFlight(_) => "in_flight",
+        }
+    }
+}
+
+/// An admitted send's share of its conversation's in-flight budget, given back on drop (once
+/// the send is acknowledged, or its stream is gone).
+#[derive(Debug)]
+pub struct Admitted {
+    congestion: Arc<Congestion>,
+    bytes: usize,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.congestion
+            .inflight
+            .fetch_sub(self.bytes, Ordering::Relaxed);
+    }
 }
 
 impl Congestion {
@@ -167,8 +231,23 @@ impl Congestion {
         }
     }
 
-    /// `Ok` to accept a send now, or how long the sender should wait (with jitter).
-    pub fn check(&self) -> Result<(), Duration> {
+    /// Admit a send with a body of `body_len` bytes now, or refuse it (see the module doc).
+    pub fn admit(self: &Arc<Self>, body_len: usize) -> Result<Admitted, Refused> {
+        self.check()?;
+        let bytes = body_len.saturating_add(SEND_OVERHEAD);
+        let before = self.inflight.fetch_add(bytes, Ordering::Relaxed);
+        if before > 0 && before.saturating_add(bytes) > INFLIGHT_BYTES {
+            self.inflight.fetch_sub(bytes, Ordering::Relaxed);
+            return Err(Refused::InFlight(jittered(INFLIGHT_RETRY)));
+        }
+        Ok(Admitted {
+            congestion: Arc::clone(self),
+            bytes,
+        })
+    }
+
+    /// Whether most readers were behind at the last measure, and the retry time is not over.
+    fn check(&self) -> Result<(), Refused> {
         let until = self.until.load(Ordering::Relaxed);
         if until == 0 {
             return Ok(());
@@ -177,18 +256,14 @@ impl Congestion {
         if left == 0 {
             return Ok(());
         }
-        let wait = left + rand::random_range(0..=left);
-        Err(Duration::from_micros(wait))
+        Err(Refused::Behind(jittered(Duration::from_micros(left))))
     }
 }
 
-/// The reason given to a send refused because its conversation is congested (clients read
-/// the "retry in N ms").
-pub fn reason(wait: Duration) -> String {
-    format!(
-        "the conversation's readers are behind (server busy); retry in {} ms",
-        wait.as_millis().max(1)
-    )
+/// `wait` plus up to as much again at random, so refused senders do not all return at once.
+fn jittered(wait: Duration) -> Duration {
+    let us = u64::try_from(wait.as_micros()).unwrap_or(u64::MAX);
+    Duration::from_micros(us.saturating_add(rand::random_range(0..=us)))
 }
 
 #[cfg(test)]
@@ -216,12 +291,15 @@ mod tests {
         congestion.observe(&tally(&[0, 0, 70 * KIB, 70 * KIB]));
         assert!(congestion.check().is_ok(), "half is not a majority");
         congestion.observe(&tally(&[0, 70 * KIB, 70 * KIB, 70 * KIB]));
-        let wait = congestion.check().unwrap_err();
+        let refused = congestion.check().unwrap_err();
+        let wait = refused.wait();
         assert!(
-            wait > Duration::ZERO && wait <= Duration::from_millis(100),
-            "{wait:?}"
+            matches!(refused, Refused::Behind(_))
+                && wait > Duration::ZERO
+                && wait <= Duration::from_millis(100),
+            "{refused:?}"
         );
-        assert!(reason(wait).contains("retry in"));
+        assert!(refused.to_string().contains("retry in"), "{refused}");
         // Between the marks: it stays as it is.
         congestion.observe(&tally(&[40 * KIB, 40 * KIB, 40 * KIB, 0]));
         assert!(congestion.check().is_err());
@@ -238,6 +316,23 @@ mod tests {
         congestion.observe(&tally);
         std::thread::sleep(Duration::from_millis(5));
         assert!(congestion.check().is_ok());
+    }
+
+    #[test]
+    fn sends_in_flight_are_bounded_in_bytes_and_freed_when_done() {
+        let congestion = Arc::new(Congestion::default());
+        let body = 1000;
+        let fit = INFLIGHT_BYTES / (body + SEND_OVERHEAD);
+        let admitted: Vec<Admitted> = (0..fit)
+            .map(|_| congestion.admit(body).expect("within the budget"))
+            .collect();
+        let refused = congestion.admit(body).unwrap_err();
+        assert!(matches!(refused, Refused::InFlight(_)), "{refused:?}");
+        assert!(refused.to_string().contains("retry in"), "{refused}");
+        drop(admitted);
+        assert_eq!(congestion.inflight.load(Ordering::Relaxed), 0);
+        // A send larger than the whole budget still goes alone.
+        assert!(congestion.admit(2 * INFLIGHT_BYTES).is_ok());
     }
 
     #[test]

@@ -16,10 +16,11 @@
 //! that does not read gets nothing more read for it. Live messages are pushed by the hub; a
 //! stream it cuts for lagging ends here quietly (the hub queued its `Lagged`).
 //!
-//! Overload: a send into a conversation whose readers are mostly behind is refused with
-//! `RateLimited` and a hint ([`crate::chat::congestion`]), before the per-user limit is asked,
-//! and the stream's later sends are held behind it like after a per-user refusal
-//! ([`SendOrder`]), so the resends keep their order.
+//! Overload: a send into a conversation whose readers are mostly behind, or that has its whole
+//! in-flight budget on the way to the store, is refused with `RateLimited` and a hint
+//! ([`crate::chat::congestion`]), before the per-user limit is asked, and the stream's later
+//! sends are held behind it like after a per-user refusal ([`SendOrder`]), so the resends keep
+//! their order.
 //!
 //! Deletions: replay and history pages carry tombstones as stored. A connection of version 3 on
 //! also gets `Deleted` frames: live from the hub, and after a resumed join's replay, one for each
@@ -39,7 +40,7 @@ use quibble_protocol::{
 use tokio::time::{Instant, timeout};
 
 use crate::access::{self, Grant};
-use crate::chat::congestion::{self, Congestion};
+use crate::chat::congestion::{Admitted, Congestion};
 use crate::chat::connection::frame_name;
 use crate::chat::hub::{NotLive, Subscription};
 use crate::chat::send_order::{SendOrder, held_back_reason};
@@ -297,21 +298,24 @@ async fn on_frame(
                         .map_err(|wait| (ErrorCode::RateLimited, held_back_reason(wait)))
                 })
                 .and_then(|()| {
-                    congestion.check().map_err(|wait| {
-                        metrics::counter!(crate::metrics::SENDS_CONGESTED).increment(1);
-                        order.refused(client_id, wait, now);
-                        (ErrorCode::RateLimited, congestion::reason(wait))
+                    congestion.admit(body.len()).map_err(|refused| {
+                        let label = refused.label();
+                        metrics::counter!(crate::metrics::SENDS_CONGESTED, "reason" => label)
+                            .increment(1);
+                        order.refused(client_id, refused.wait(), now);
+                        (ErrorCode::RateLimited, refused.to_string())
                     })
                 })
-                .and_then(|()| {
-                    state.send_limiter.check(ctx.user.id).map_err(|wait| {
+                .and_then(|admitted| match state.send_limiter.check(ctx.user.id) {
+                    Ok(()) => Ok(admitted),
+                    Err(wait) => {
                         order.refused(client_id, wait, now);
-                        (ErrorCode::RateLimited, state.send_limiter.reason(wait))
-                    })
+                        Err((ErrorCode::RateLimited, state.send_limiter.reason(wait)))
+                    }
                 });
             match refusal {
-                Ok(()) => {
-                    let pending = append(ctx, conversation, client_id, &body).await?;
+                Ok(admitted) => {
+                    let pending = append(ctx, conversation, client_id, &body, admitted).await?;
                     joined.inflight.push_back(pending);
                 }
                 Err((code, reason)) => {
@@ -437,12 +441,14 @@ async fn replay(
 }
 
 /// Queue the message with the store now (so one stream's messages get seqs in the order they
-/// were sent) and return the wait for its commit.
+/// were sent) and return the wait for its commit, which gives back the send's share of the
+/// conversation's in-flight budget (`admitted`) once it has been published.
 async fn append(
     ctx: &ConnCtx,
     conversation: ConversationId,
     client_id: u64,
     body: &str,
+    admitted: Admitted,
 ) -> Result<PendingAppend, End> {
     let started = std::time::Instant::now();
     let user = &ctx.user;
@@ -453,6 +459,7 @@ async fn append(
         .await?;
     Ok(Box::pin(async move {
         let result = pending.await;
+        drop(admitted);
         if matches!(
             &result,
             Ok(Appended {
