@@ -39,11 +39,13 @@ use crate::config::Limits;
 /// How long a reader above the low-water mark may go without its queue shrinking before it
 /// counts as not reading (left out of the majority).
 pub const STALL: Duration = Duration::from_secs(1);
-/// Bytes of sends one conversation may have between admission and acknowledgement: a
-/// quarter of a stream's queue cap, so their burst fits in every reader's queue on top of the
-/// high-water mark. At a few ms per store commit that is still tens of thousands of 100-byte
-/// messages per second into one conversation.
-pub const INFLIGHT_BYTES: usize = crate::chat::outbound::STREAM_QUEUE_BYTES / 4;
+/// Bytes of sends one conversation may have between admission and acknowledgement: three
+/// quarters of a stream's queue cap, so their burst (counted generously: [`SEND_OVERHEAD`] is
+/// more than a frame's other bytes) still fits in every reader's queue on top of the default
+/// high-water mark. It caps a conversation's rate at this over the commit latency: about
+/// 1,100 messages of 100 bytes, so 7,000 a second even at 150 ms per commit (a quarter of
+/// the cap limited a loaded machine's bench to 2,400).
+pub const INFLIGHT_BYTES: usize = crate::chat::outbound::STREAM_QUEUE_BYTES * 3 / 4;
 /// What a send counts for beyond its body: its frame's other fields (the author's name, the
 /// numbers) and the queue's per-frame overhead, rounded up.
 pub const SEND_OVERHEAD: usize = 256;
