@@ -1,5 +1,6 @@
-//! One bot: connect over the chosen transport and join its room ([`connect`]), then send its
-//! messages on schedule while recording, raw, everything its client reports
+//! One bot: connect over the chosen transport (WebTransport sessions on the run's shared
+//! endpoints) and join its room ([`connect`]; a late joiner from the room's first message, so
+//! the server replays all of it), then send its messages on schedule while recording, raw, everything its client reports
 //! ([`Bot::drive`]), until the run tells it to finish.
 
 use std::collections::HashSet;
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use quibble_client::{
-    Api, Client, ClientEvent, ClientOptions, ConversationId, Event, TransportKind,
+    Api, Client, ClientEvent, ClientOptions, ConversationId, Event, TransportKind, WtEndpoints,
 };
 use tokio::sync::watch;
 
@@ -23,9 +24,17 @@ pub struct Bot {
     client: Client,
     room: ConversationId,
     connect_join: Duration,
+    late: bool,
 }
 
-/// When a bot sends.
+/// How bots reach the server: its REST client (whose pooled HTTP connections fetch the
+/// certificate hash), the transport, and the WebTransport endpoints they share.
+#[derive(Debug, Clone)]
+pub struct Dialer {
+    pub api: Api,
+    pub kind: TransportKind,
+    pub endpoints: WtEndpoints,
+}
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pacing {
     /// Message `i` is due at `start + offset + i × interval`.
@@ -62,20 +71,26 @@ fn message_text(n: u32, size: u32) -> String {
     text
 }
 
-/// Connect as `token` over exactly `kind` to `api`'s server (sharing `api`'s pooled HTTP
-/// connections for the certificate fetch), join `room`, and wait until it is joined.
+/// Connect as `token` over exactly the dialer's transport, join `room` (`late`: from its first
+/// message on), and wait until it is joined.
 pub async fn connect(
-    api: Api,
+    dialer: &Dialer,
     token: String,
-    kind: TransportKind,
     room: ConversationId,
+    late: bool,
 ) -> anyhow::Result<Bot> {
     let started = Instant::now();
-    let options = ClientOptions::new(api.server().base().as_str(), token)
+    let kind = dialer.kind;
+    let options = ClientOptions::new(dialer.api.server().base().as_str(), token)
         .transport(choice(kind))
-        .api(api);
+        .api(dialer.api.clone())
+        .wt_endpoints(dialer.endpoints.clone());
     let client = Client::connect(options).await.context("cannot connect")?;
-    client.join(room);
+    if late {
+        client.join_from(room, 0);
+    } else {
+        client.join(room);
+    }
     loop {
         match client.next_event().await {
             Some(ClientEvent::Session(Event::Joined { conversation, .. }))
@@ -100,6 +115,7 @@ pub async fn connect(
             client,
             room,
             connect_join,
+            late,
         }),
         Some(used) => bail!("asked for {kind} but the client uses {used}"),
         None => bail!("disconnected right after joining"),
@@ -107,6 +123,11 @@ pub async fn connect(
 }
 
 impl Bot {
+    /// From starting to connect until its room was joined.
+    pub fn connect_join(&self) -> Duration {
+        self.connect_join
+    }
+
     /// The bot's client, still open.
     pub fn into_client(self) -> Client {
         self.client
@@ -124,9 +145,12 @@ impl Bot {
             client,
             room,
             connect_join,
+            late,
         } = self;
+        let mut record = BotRecord::new(client.user(), room, connect_join);
+        record.late = late;
         let mut state = State {
-            record: BotRecord::new(client.user(), room, connect_join),
+            record,
             seen: HashSet::new(),
             unanswered: 0,
             members: schedule.members,
