@@ -110,8 +110,8 @@ async fn chat(args: ChatArgs) -> anyhow::Result<bool> {
                 })
             })
             .collect();
-        let title = format!("fan-out latency: {}", report.scenario.summary());
-        plot::write(path, &title, &series)?;
+        let title = "fan-out latency by percentile (send -> arrival at each other member)";
+        plot::write(path, title, &report.scenario.summary(), &series)?;
     }
     if args.json {
         println!("{}", report.json().context("cannot write the JSON report")?);

@@ -17,7 +17,7 @@ const WIDTH: f64 = 720.0;
 const HEIGHT: f64 = 440.0;
 const LEFT: f64 = 70.0;
 const RIGHT: f64 = 20.0;
-const TOP: f64 = 40.0;
+const TOP: f64 = 48.0;
 const BOTTOM: f64 = 60.0;
 /// Points per nine on each line.
 const STEPS_PER_NINE: u32 = 50;
@@ -37,14 +37,20 @@ pub struct Series<'a> {
     pub histogram: &'a Histogram<u64>,
 }
 
-/// Write the plot of `series` titled `title` to `path`.
-pub fn write(path: &Path, title: &str, series: &[Series<'_>]) -> anyhow::Result<()> {
-    std::fs::write(path, svg(title, series))
+/// Write the plot of `series`, headed by `title` and a smaller `subtitle` (the scenario), to
+/// `path`.
+pub fn write(
+    path: &Path,
+    title: &str,
+    subtitle: &str,
+    series: &[Series<'_>],
+) -> anyhow::Result<()> {
+    std::fs::write(path, svg(title, subtitle, series))
         .with_context(|| format!("cannot write the plot to {}", path.display()))
 }
 
 /// The SVG document.
-pub fn svg(title: &str, series: &[Series<'_>]) -> String {
+pub fn svg(title: &str, subtitle: &str, series: &[Series<'_>]) -> String {
     let drawn: Vec<&Series<'_>> = series.iter().filter(|s| !s.histogram.is_empty()).collect();
     let samples = drawn.iter().map(|s| s.histogram.len()).max().unwrap_or(0);
     // A histogram of n samples resolves about log10(n) nines; the axis shows at least 99.9.
@@ -68,9 +74,11 @@ pub fn svg(title: &str, series: &[Series<'_>]) -> String {
     );
     let _ = writeln!(
         out,
-        r#"<text x="{}" y="22" text-anchor="middle" font-size="15">{}</text>"#,
+        r#"<text x="{}" y="18" text-anchor="middle" font-size="15">{}</text><text x="{}" y="33" text-anchor="middle" font-size="10">{}</text>"#,
         WIDTH / 2.0,
-        escape(title)
+        escape(title),
+        WIDTH / 2.0,
+        escape(subtitle)
     );
     frame.axes(&mut out);
     for (i, s) in drawn.iter().enumerate() {

@@ -13,8 +13,7 @@ use tokio::task::JoinHandle;
 use crate::tracker::Tracker;
 
 const EVERY: Duration = Duration::from_millis(250);
-const TEMPLATE: &str =
-    "{prefix}: [{elapsed_precise}] {wide_bar} {pos}/{len} delivered, {msg} ({per_sec})";
+const TEMPLATE: &str = "{prefix}: [{elapsed_precise}] {wide_bar} {pos}/{len} delivered, {msg}";
 
 /// The running display; dropping it stops and clears it.
 pub struct Display {
