@@ -100,7 +100,7 @@ Figures:
 Exit status: 0 only if every connection was opened, stayed up through the hold, and (with
 --max-bytes-per-connection) the cost after the hold is within that budget; 1 otherwise.
 Each WebSocket connection needs an open file in this process (a TCP socket); WebTransport
-sessions share UDP sockets, 1,000 sessions each: the soft open-file limit is raised to the
+sessions share UDP sockets (--sessions-per-socket): the soft open-file limit is raised to the
 hard limit first. The accounts and
 rooms (bench-<random>-<n>) stay in the server's store: benchmark a throwaway data directory.
 With --accounts FILE the accounts (bench-<n>) are kept for the next run: reusing them spares
@@ -142,6 +142,9 @@ pub struct IdleArgs {
     /// many unauthenticated connections from this address (max_unauthenticated_per_ip).
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1_000))]
     pub at_once: u32,
+    /// WebTransport sessions sharing one UDP socket (client endpoint) of this process.
+    #[arg(long, value_name = "N", default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub sessions_per_socket: u32,
     /// Print the result as JSON on stdout instead of text.
     #[arg(long)]
     pub json: bool,
@@ -187,6 +190,9 @@ pub struct ChatArgs {
     /// Write the fan-out latency's percentile curve (one line per transport) to FILE as SVG.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<std::path::PathBuf>,
+    /// WebTransport bots sharing one UDP socket (client endpoint) of this process.
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub sessions_per_socket: u32,
     /// Realtime transport; `both` runs the identical scenario once per transport (WebTransport
     /// first) and reports the ratios, the only comparison worth making on a shared machine.
     #[arg(long, value_enum, default_value_t = TransportArg::Both)]

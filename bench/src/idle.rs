@@ -6,7 +6,7 @@
 //! last time. The cost of one connection is the growth divided by the connections opened.
 //! The connecting phase is the idle ramp: `--at-once` handshakes in flight until the target is
 //! reached, reported as sessions per second and connect+join latency percentiles.
-//! WebTransport sessions share UDP sockets, [`SESSIONS_PER_ENDPOINT`] each.
+//! WebTransport sessions share UDP sockets, `--sessions-per-socket` each.
 //!
 //! Each phase is bounded: connects run `--at-once` at a time, each within the client's own dial
 //! timeout, and everything within `--timeout`; on any stop the connections are closed.
@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
-use quibble_client::{Api, Client, ClientEvent, Event, WtEndpoints};
+use quibble_client::{Api, Client, ClientEvent, Event, TransportKind, WtEndpoints};
 use tokio::task::JoinSet;
 
 use crate::accounts;
@@ -31,8 +31,6 @@ use crate::server_memory::ServerProcess;
 use crate::stats;
 use crate::stop::Stop;
 
-/// WebTransport sessions per UDP socket (idle sessions carry only heartbeats).
-const SESSIONS_PER_ENDPOINT: usize = 1_000;
 /// Pause before a memory reading, so the server finishes what the last step started.
 const SETTLE: Duration = Duration::from_secs(1);
 /// How long closing the connections may take before they are dropped.
@@ -40,7 +38,11 @@ const CLOSE_LIMIT: Duration = Duration::from_secs(10);
 
 /// Run the idle benchmark as `args` say.
 pub async fn run(args: &IdleArgs, stop: &Stop) -> anyhow::Result<IdleReport> {
-    let open_files = fd_limit::make_room_for(args.connections)?;
+    let sockets = match args.transport.kind() {
+        TransportKind::WebTransport => args.connections.div_ceil(args.sessions_per_socket),
+        TransportKind::WebSocket => args.connections,
+    };
+    let open_files = fd_limit::make_room_for(sockets)?;
     let server = args.server_pid.map(ServerProcess::new).transpose()?;
     let api = Api::new(&args.server).context("invalid --server")?;
     let kind = args.transport.kind();
@@ -67,7 +69,7 @@ pub async fn run(args: &IdleArgs, stop: &Stop) -> anyhow::Result<IdleReport> {
     let dialer = Dialer {
         api: api.clone(),
         kind,
-        endpoints: WtEndpoints::new(SESSIONS_PER_ENDPOINT),
+        endpoints: WtEndpoints::new(args.sessions_per_socket as usize),
     };
     let started = Instant::now();
     let connects = (0..args.connections as usize)

@@ -86,6 +86,7 @@ async fn chat(args: ChatArgs) -> anyhow::Result<bool> {
         in_flight: args.in_flight,
         server,
         leave_rooms: args.accounts.is_some(),
+        sessions_per_socket: args.sessions_per_socket as usize,
     };
     let mut runs = Vec::new();
     for kind in kinds {

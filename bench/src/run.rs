@@ -1,6 +1,6 @@
 //! One run of the scenario over one transport, for bots already signed in: create their rooms,
 //! connect and join every bot that is on time (WebTransport sessions share a few UDP sockets,
-//! [`SESSIONS_PER_ENDPOINT`] each), start them all on one clock once all have joined (late
+//! `--sessions-per-socket` each), start them all on one clock once all have joined (late
 //! joiners connect once the measured window began, halfway through the sending at --rate,
 //! and join from their room's first message), wait until everything owed has arrived (or the
 //! benchmark must stop), listen a little longer for duplicates, then collect the bots' records
@@ -33,9 +33,6 @@ use crate::tracker::Tracker;
 
 /// Connections being opened at once.
 const CONNECTS_AT_ONCE: usize = 16;
-/// WebTransport sessions per UDP socket: few enough that one socket's task keeps up with its
-/// sessions' traffic, many enough that thousands of bots need few open files.
-const SESSIONS_PER_ENDPOINT: usize = 100;
 /// The user id in the record of a late joiner that could not connect (it sent nothing, so the
 /// id matches no message).
 const NOBODY: UserId = UserId(0);
@@ -60,6 +57,8 @@ pub struct RunConfig {
     pub server: Option<ServerProcess>,
     /// The accounts are kept for later runs: the bots leave their rooms at the end.
     pub leave_rooms: bool,
+    /// WebTransport sessions per UDP socket.
+    pub sessions_per_socket: usize,
 }
 
 /// How a run ended.
@@ -175,7 +174,7 @@ async fn prepare(
     let dialer = Dialer {
         api: config.api.clone(),
         kind,
-        endpoints: WtEndpoints::new(SESSIONS_PER_ENDPOINT),
+        endpoints: WtEndpoints::new(config.sessions_per_socket),
     };
     let (late, on_time): (Vec<_>, Vec<_>) = accounts
         .iter()
