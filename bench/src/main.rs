@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use quibble_client::Api;
+use quibble_client::{Api, TransportKind};
 
 use crate::args::{ChatArgs, Cli, Command, IdleArgs, command_line};
 use crate::report::Report;
@@ -69,6 +69,17 @@ async fn chat(args: ChatArgs) -> anyhow::Result<bool> {
         reason = stop.wait() => anyhow::bail!("{reason} while reaching the server"),
     }
     let kinds = args.transport.kinds();
+    // One run at a time holds its bots' sockets: a TCP socket per WebSocket bot, a UDP socket
+    // per --sessions-per-socket WebTransport bots.
+    let sockets = kinds
+        .iter()
+        .map(|kind| match kind {
+            TransportKind::WebSocket => plan.bots(),
+            TransportKind::WebTransport => plan.bots().div_ceil(args.sessions_per_socket.into()),
+        })
+        .max()
+        .unwrap_or(0);
+    fd_limit::make_room_for(u32::try_from(sockets).unwrap_or(u32::MAX))?;
     // Every account of every run, before the first run: sign-ups cost the server a password
     // hash each, which must not land in a measurement. Bot counts fit a usize (`Plan::new`).
     let bots = plan.bots() as usize;
