@@ -88,6 +88,8 @@ Figures:
                       Joined, with --at-once handshakes in flight (the idle ramp's setup rate)
   connect+join        per connection (ms): open the transport, Hello -> Welcome, Join -> Joined
                       (p50 p90 p99 p99.9 max)
+  ramp                the same per quarter of the connections, in the order they joined: the
+                      count reached, when (s), that quarter's handshakes/s and connect+join
   alive               connections still up after the hold, none of them having dropped
   server RSS          the server's resident memory (VmRSS in /proc/PID/status, so the server
                       must run on this machine; only with --server-pid): before the first

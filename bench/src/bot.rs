@@ -24,6 +24,8 @@ pub struct Bot {
     client: Client,
     room: ConversationId,
     connect_join: Duration,
+    /// When its room was joined.
+    joined_at: Instant,
     late: bool,
 }
 
@@ -109,12 +111,14 @@ pub async fn connect(
             None => bail!("the client stopped while joining"),
         }
     }
-    let connect_join = started.elapsed();
+    let joined_at = Instant::now();
+    let connect_join = joined_at.saturating_duration_since(started);
     match client.transport() {
         Some(used) if used == kind => Ok(Bot {
             client,
             room,
             connect_join,
+            joined_at,
             late,
         }),
         Some(used) => bail!("asked for {kind} but the client uses {used}"),
@@ -126,6 +130,11 @@ impl Bot {
     /// From starting to connect until its room was joined.
     pub fn connect_join(&self) -> Duration {
         self.connect_join
+    }
+
+    /// When its room was joined.
+    pub fn joined_at(&self) -> Instant {
+        self.joined_at
     }
 
     /// The bot's client, still open.
@@ -146,6 +155,7 @@ impl Bot {
             room,
             connect_join,
             late,
+            ..
         } = self;
         let mut record = BotRecord::new(client.user(), room, connect_join);
         record.late = late;

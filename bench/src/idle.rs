@@ -24,13 +24,15 @@ use crate::args::IdleArgs;
 use crate::bot::{self, Dialer};
 use crate::concurrency::bounded;
 use crate::fd_limit;
-use crate::idle_report::{IdleReport, Memory};
+use crate::idle_report::{IdleReport, Memory, RampStep};
 use crate::plan::Plan;
 use crate::scenario;
 use crate::server_memory::ServerProcess;
 use crate::stats;
 use crate::stop::Stop;
 
+/// Steps the ramp is reported in (quarters of the connections).
+const RAMP_STEPS: usize = 4;
 /// Pause before a memory reading, so the server finishes what the last step started.
 const SETTLE: Duration = Duration::from_secs(1);
 /// How long closing the connections may take before they are dropped.
@@ -90,6 +92,7 @@ pub async fn run(args: &IdleArgs, stop: &Stop) -> anyhow::Result<IdleReport> {
     let clients: Vec<Arc<Client>> = match bots {
         Ok(bots) => {
             report.connect_join_us = stats::summary_of(bots.iter().map(bot::Bot::connect_join))?;
+            report.ramp = ramp(started, &bots)?;
             bots.into_iter()
                 .map(|bot| Arc::new(bot.into_client()))
                 .collect()
@@ -126,6 +129,34 @@ pub async fn run(args: &IdleArgs, stop: &Stop) -> anyhow::Result<IdleReport> {
     report.set_memory(memory);
     leave_if_kept(args, &api, &accounts).await;
     Ok(report)
+}
+
+/// The ramp in [`RAMP_STEPS`] steps of equal counts, in the order the connections joined.
+fn ramp(started: Instant, bots: &[bot::Bot]) -> anyhow::Result<Vec<RampStep>> {
+    let mut joined: Vec<(Instant, Duration)> = bots
+        .iter()
+        .map(|bot| (bot.joined_at(), bot.connect_join()))
+        .collect();
+    joined.sort_by_key(|(at, _)| *at);
+    let mut steps = Vec::with_capacity(RAMP_STEPS);
+    let (mut from, mut from_at) = (0, started);
+    for step in 1..=RAMP_STEPS {
+        let to = joined.len() * step / RAMP_STEPS;
+        let Some(&(end, _)) = joined.get(from..to).and_then(<[_]>::last) else {
+            continue;
+        };
+        steps.push(RampStep {
+            connections: to as u64,
+            at_s: end.saturating_duration_since(started).as_secs_f64(),
+            handshakes_per_s: stats::per_second(
+                (to - from) as u64,
+                end.saturating_duration_since(from_at),
+            ),
+            connect_join_us: stats::summary_of(joined[from..to].iter().map(|(_, d)| *d))?,
+        });
+        (from, from_at) = (to, end);
+    }
+    Ok(steps)
 }
 
 /// With `--accounts`, the users leave their rooms (after the last reading), so that their

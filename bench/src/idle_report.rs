@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::accounts::AccountsSummary;
 use crate::args::{IdleArgs, transport_name};
 use crate::stats::Summary;
+use crate::table::Table;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct IdleReport {
@@ -37,6 +38,8 @@ pub struct IdleReport {
     pub connect_join_us: Summary,
     /// UDP sockets the WebTransport sessions shared (0 for WebSocket).
     pub udp_sockets: u64,
+    /// The ramp in steps (quarters of the connections, in the order they were joined).
+    pub ramp: Vec<RampStep>,
     /// Connections up after the hold.
     pub alive: u64,
     /// Connections lost (and reconnected by the client) during the hold.
@@ -50,6 +53,19 @@ pub struct IdleReport {
     pub error: Option<String>,
     /// Every connection opened and stayed up, within the budget if one was given.
     pub ok: bool,
+}
+
+/// One step of the ramp: the connections joined in it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct RampStep {
+    /// Connections joined by the end of the step.
+    pub connections: u64,
+    /// Seconds from the first connect to the step's last Joined.
+    pub at_s: f64,
+    /// The step's connections per second (from the previous step's end to this one's).
+    pub handshakes_per_s: f64,
+    /// Connect+join of the step's connections (µs).
+    pub connect_join_us: Summary,
 }
 
 /// The server's VmRSS in KiB at each reading.
@@ -87,6 +103,7 @@ impl IdleReport {
             handshakes_per_s: 0.0,
             connect_join_us: Summary::default(),
             udp_sockets: 0,
+            ramp: Vec::new(),
             alive: 0,
             disconnects: 0,
             memory: Memory::default(),
@@ -156,16 +173,31 @@ impl IdleReport {
         );
         let j = &self.connect_join_us;
         if j.count > 0 {
-            let ms = |us: u64| us as f64 / 1000.0;
             let _ = writeln!(
                 out,
-                "connect+join ms: p50 {:.2}, p90 {:.2}, p99 {:.2}, p99.9 {:.2}, max {:.2}",
+                "connect+join ms: p50 {}, p90 {}, p99 {}, p99.9 {}, max {}",
                 ms(j.p50),
                 ms(j.p90),
                 ms(j.p99),
                 ms(j.p99_9),
                 ms(j.max)
             );
+        }
+        if self.ramp.len() > 1 {
+            let mut table = Table::default();
+            table.row(["ramp", "at s", "handshakes/s", "p50 ms", "p99 ms", "max ms"]);
+            for step in &self.ramp {
+                let j = &step.connect_join_us;
+                table.row([
+                    step.connections.to_string(),
+                    format!("{:.1}", step.at_s),
+                    format!("{:.0}", step.handshakes_per_s),
+                    ms(j.p50),
+                    ms(j.p99),
+                    ms(j.max),
+                ]);
+            }
+            out.push_str(&table.render());
         }
         if let Some(pid) = self.server_pid {
             let m = &self.memory;
@@ -195,6 +227,10 @@ impl IdleReport {
         let _ = writeln!(out, "{}", if self.ok { "ok" } else { "FAILED" });
         out
     }
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.2}", us as f64 / 1000.0)
 }
 
 fn mib(kib: Option<u64>) -> String {

@@ -92,6 +92,17 @@ fn idle_connections_are_opened_held_and_measured_on_each_transport() {
             report["handshakes_per_s"].as_f64().unwrap_or(0.0) > 0.0,
             "{report:#}"
         );
+        let ramp = report["ramp"].as_array().expect("the ramp");
+        let reached: Vec<u64> = ramp
+            .iter()
+            .filter_map(|s| s["connections"].as_u64())
+            .collect();
+        assert_eq!(reached, [8, 16, 24, 32], "{report:#}");
+        assert!(
+            ramp.iter().all(|s| s["connect_join_us"]["count"] == 8
+                && s["handshakes_per_s"].as_f64() > Some(0.0)),
+            "{report:#}"
+        );
         let sockets = if transport == "webtransport" { 1 } else { 0 };
         assert_eq!(report["udp_sockets"].as_u64(), Some(sockets), "{report:#}");
         let per = &report["per_connection"];
