@@ -103,8 +103,8 @@ Exit status: 0 only if every connection was opened, stayed up through the hold, 
 --max-bytes-per-connection) the cost after the hold is within that budget; 1 otherwise.
 Each WebSocket connection needs an open file in this process (a TCP socket); WebTransport
 sessions share UDP sockets (--sessions-per-socket): the soft open-file limit is raised to the
-hard limit first. The accounts and
-rooms (bench-<random>-<n>) stay in the server's store: benchmark a throwaway data directory.
+hard limit first. The accounts and rooms (bench-<random>-<n>) stay in the server's store:
+benchmark a throwaway data directory.
 With --accounts FILE the accounts (bench-<n>) are kept for the next run: reusing them spares
 the server the password hashes of sign-ups, whose memory would stay in its RSS.";
 
