@@ -5,19 +5,20 @@
 //! into the run's figures (and, for kept accounts, have the bots leave their rooms). With
 //! `--server-pid` it reads the server's CPU time and memory when the first measured message is
 //! sent and when everything owed has arrived (or the run stops): the server's cost over the
-//! measured window.
+//! measured window. [`drive`] is the part that is the same for any server: `versus` drives the
+//! peer servers' bots ([`crate::peers`]) through it too.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
-use quibble_client::{Api, Client, TransportKind};
+use quibble_client::{Api, TransportKind};
 use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::accounts::Login;
 use crate::args::transport_name;
-use crate::bot::{self, Bot, Pacing, Schedule};
+use crate::bot::{self, Bot, Link, Pacing, Schedule};
 use crate::concurrency::bounded;
 use crate::plan::Plan;
 use crate::progress::Display;
@@ -41,6 +42,14 @@ const CLOSE_LIMIT: Duration = Duration::from_secs(3);
 #[derive(Debug, Clone)]
 pub struct RunConfig {
     pub api: Api,
+    pub load: Load,
+    /// The accounts are kept for later runs: the bots leave their rooms at the end.
+    pub leave_rooms: bool,
+}
+
+/// How the bots send and what is measured, whichever server they talk to.
+#[derive(Debug, Clone)]
+pub struct Load {
     pub plan: Plan,
     /// Messages per second per bot; 0 for the in-flight window.
     pub rate: f64,
@@ -49,8 +58,6 @@ pub struct RunConfig {
     pub in_flight: u32,
     /// The server's process, to read its CPU time and memory (`--server-pid`).
     pub server: Option<ServerProcess>,
-    /// The accounts are kept for later runs: the bots leave their rooms at the end.
-    pub leave_rooms: bool,
 }
 
 /// How a run ended.
@@ -96,6 +103,24 @@ impl RunResult {
         }
     }
 
+    /// The result of driving a run over `transport` (see [`drive`]).
+    pub fn of(transport: &'static str, outcome: anyhow::Result<(Status, RunStats)>) -> RunResult {
+        match outcome {
+            Ok((status, stats)) => RunResult {
+                transport,
+                status,
+                error: None,
+                stats: Some(stats),
+            },
+            Err(e) => RunResult {
+                transport,
+                status: Status::Failed,
+                error: Some(format!("{e:#}")),
+                stats: None,
+            },
+        }
+    }
+
     /// Complete, and everything checked out.
     pub fn ok(&self) -> bool {
         self.status == Status::Complete && self.stats.as_ref().is_some_and(RunStats::clean)
@@ -123,7 +148,7 @@ pub async fn run(
     };
     let outcome = match bots {
         Ok((accounts, bots)) => {
-            let outcome = drive(config, transport, bots, stop).await;
+            let outcome = drive(&config.load, transport, bots, stop).await;
             if config.leave_rooms {
                 scenario::leave(&config.api, &accounts).await;
             }
@@ -131,20 +156,7 @@ pub async fn run(
         }
         Err(e) => Err(e),
     };
-    match outcome {
-        Ok((status, stats)) => RunResult {
-            transport,
-            status,
-            error: None,
-            stats: Some(stats),
-        },
-        Err(e) => RunResult {
-            transport,
-            status: Status::Failed,
-            error: Some(format!("{e:#}")),
-            stats: None,
-        },
-    }
+    RunResult::of(transport, outcome)
 }
 
 /// Create the rooms, connect and join every bot.
@@ -153,7 +165,7 @@ async fn prepare(
     kind: TransportKind,
     logins: Vec<Login>,
 ) -> anyhow::Result<(Vec<Account>, Vec<Bot>)> {
-    let accounts = scenario::setup(&config.api, &config.plan, logins).await?;
+    let accounts = scenario::setup(&config.api, &config.load.plan, logins).await?;
     let connects = accounts
         .iter()
         .cloned()
@@ -177,11 +189,12 @@ async fn prepare(
     }
 }
 
-/// Start the bots on one clock, wait for the end, and gather what they saw.
-async fn drive(
-    config: &RunConfig,
+/// Start the bots (connected and joined) on one clock, wait for the end, gather what they saw
+/// and close them.
+pub async fn drive<L: Link>(
+    config: &Load,
     transport: &'static str,
-    bots: Vec<Bot>,
+    bots: Vec<Bot<L>>,
     stop: &Stop,
 ) -> anyhow::Result<(Status, RunStats)> {
     let plan = &config.plan;
@@ -231,14 +244,14 @@ async fn drive(
     // Every bot is listening for this; a send error only means none is left.
     let _ = finish.send(true);
 
-    let mut clients = Vec::with_capacity(count);
+    let mut links = Vec::with_capacity(count);
     let mut records = Vec::with_capacity(count);
     for task in tasks {
-        let (client, record) = task.await.map_err(|e| anyhow!("a bot failed: {e}"))?;
-        clients.push(client);
+        let (link, record) = task.await.map_err(|e| anyhow!("a bot failed: {e}"))?;
+        links.push(link);
         records.push(record);
     }
-    close_all(clients).await;
+    close_all(links).await;
     let mut stats = stats::aggregate(&records, plan.sends())?;
     if let (Some(server), Some(end)) = (config.server, last_reading) {
         let counts = Counts {
@@ -268,11 +281,11 @@ pub fn pacing(rate: f64, in_flight: u32, n: usize, count: usize) -> Pacing {
     Pacing::Every { interval, offset }
 }
 
-/// Close every client, giving up on those that take longer than [`CLOSE_LIMIT`].
-async fn close_all(clients: Vec<Client>) {
+/// Close every link, giving up on those that take longer than [`CLOSE_LIMIT`].
+async fn close_all<L: Link>(links: Vec<L>) {
     let mut closing = tokio::task::JoinSet::new();
-    for client in clients {
-        closing.spawn(async move { client.close().await });
+    for link in links {
+        closing.spawn(link.close());
     }
     let _ = tokio::time::timeout(CLOSE_LIMIT, closing.join_all()).await;
 }
