@@ -90,6 +90,7 @@ async fn chat(args: ChatArgs) -> anyhow::Result<bool> {
             message_size: args.message_size,
             in_flight: args.in_flight,
             server,
+            bench: None,
         },
         leave_rooms: args.accounts.is_some(),
     };

@@ -58,6 +58,8 @@ pub struct Load {
     pub in_flight: u32,
     /// The server's process, to read its CPU time and memory (`--server-pid`).
     pub server: Option<ServerProcess>,
+    /// This process, to read the load generator's own CPU time over the same window.
+    pub bench: Option<ServerProcess>,
 }
 
 /// How a run ended.
@@ -227,13 +229,13 @@ pub async fn drive<L: Link>(
             // The window's start first, should the end be ready in the same wake-up.
             biased;
             () = &mut began, if first_reading.is_none() => {
-                first_reading = Some(config.server.map(Reading::take));
+                first_reading = Some(readings(config));
             }
             () = tracker.all_done() => break Status::Complete,
             reason = stop.wait() => break reason.into(),
         }
     };
-    let last_reading = config.server.map(Reading::take);
+    let last_reading = readings(config);
     if status == Status::Complete {
         tokio::select! {
             () = tokio::time::sleep(LINGER) => {}
@@ -253,21 +255,39 @@ pub async fn drive<L: Link>(
     }
     close_all(links).await;
     let mut stats = stats::aggregate(&records, plan.sends())?;
-    if let (Some(server), Some(end)) = (config.server, last_reading) {
-        let counts = Counts {
-            deliveries: stats.throughput.measured_deliveries,
-            acks: stats.throughput.measured_acks,
-            connections: stats.bots,
-        };
-        stats.server = Some(match first_reading.flatten() {
-            Some(start) => ServerCost::between(server.pid(), start, end, counts),
-            None => ServerCost::missing(
-                server.pid(),
-                "the run ended before its measured window began".into(),
-            ),
-        });
-    }
+    let counts = Counts {
+        deliveries: stats.throughput.measured_deliveries,
+        acks: stats.throughput.measured_acks,
+        connections: stats.bots,
+    };
+    let [server_start, bench_start] = first_reading.map_or([None, None], |r| r.map(Some));
+    let [server_end, bench_end] = last_reading;
+    stats.server = cost(config.server, server_start, server_end, counts);
+    stats.bench = cost(config.bench, bench_start, bench_end, counts);
     Ok((status, stats))
+}
+
+/// The server's reading and this process' (for those watched), taken now.
+fn readings(config: &Load) -> [Option<anyhow::Result<Reading>>; 2] {
+    [config.server, config.bench].map(|process| process.map(Reading::take))
+}
+
+/// What watched `process` spent between `start` (`None`: the measured window never began)
+/// and `end`.
+fn cost(
+    process: Option<ServerProcess>,
+    start: Option<Option<anyhow::Result<Reading>>>,
+    end: Option<anyhow::Result<Reading>>,
+    counts: Counts,
+) -> Option<ServerCost> {
+    let (process, end) = (process?, end?);
+    Some(match start.flatten() {
+        Some(start) => ServerCost::between(process.pid(), start, end, counts),
+        None => ServerCost::missing(
+            process.pid(),
+            "the run ended before its measured window began".into(),
+        ),
+    })
 }
 
 /// When bot `n` of `count` sends: at `rate` per second, the bots spread evenly over one

@@ -42,6 +42,9 @@ pub struct RunStats {
     pub latency_us: Latencies,
     /// What the server spent over the measured window (only with `--server-pid`).
     pub server: Option<ServerCost>,
+    /// What this process, the load generator, spent over the same window (`versus`): a
+    /// saturated bench shows as latency that is not the server's.
+    pub bench: Option<ServerCost>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -219,6 +222,7 @@ pub fn aggregate(records: &[BotRecord], planned: u64) -> anyhow::Result<RunStats
             connect_join: summarize(&connect_join),
         },
         server: None,
+        bench: None,
     })
 }
 

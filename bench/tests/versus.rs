@@ -105,6 +105,7 @@ fn every_server_delivers_everything_and_is_measured() {
             "no server CPU figure in {server:#}"
         );
         assert!(cost["rss_end_kib"].as_u64().is_some_and(|v| v > 0));
+        assert!(stats["bench"]["cpu_us"].as_u64().is_some(), "{server:#}");
         assert!(server["acks"].as_str().is_some());
     }
     // Quibble's acks are durable, the peers' are not, and the report says which.
