@@ -47,9 +47,10 @@ them with bench/peers/setup). Each runs alone, started and stopped here; --serve
 Acks differ: Quibble's are durable (it acknowledges a message once it is on disk, fsync'd); the
 peers keep nothing on disk and acknowledge what they received. Figures as in `chat --help`; `over ws` is
 each server's figure divided by the ws server's, measured in this one invocation (below 1:
-less than ws). bench CPU % of a core is this process (every bot, the load generator) over the
-same window as the server's: near 200 on a 2-core machine the bench, not the server, sets the
-latencies. Issue 9's targets: server CPU per delivery of Quibble WS <= 0.5x ws and of
+less than ws). bench CPU-us/delivery and CPU % of a core are this process' (every bot: the
+load generator) over the same window as the server's: the bots' cost per delivery on each
+server's link, and whether the bench rather than the server sets the latencies (it shares the
+machine's cores with the server). Issue 9's targets: server CPU per delivery of Quibble WS <= 0.5x ws and of
 Quibble WT <= 0.75x ws; fan-out p99 no worse than the better Node server's.
 
 Exit status: 0 only if every server's run finished and nothing was lost, duplicated,
@@ -694,7 +695,14 @@ impl VersusReport {
                 .and_then(pick)
                 .map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"))
         }
-        let figures: [(&str, Figure); 18] = [
+        fn bench(stats: &RunStats, pick: fn(&server_cpu::ServerCost) -> Option<f64>) -> String {
+            stats
+                .bench
+                .as_ref()
+                .and_then(pick)
+                .map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"))
+        }
+        let figures: [(&str, Figure); 19] = [
             ("delivered / expected", |s| {
                 format!("{} / {}", s.delivered, s.expected)
             }),
@@ -726,11 +734,11 @@ impl VersusReport {
             ("server RSS KiB/conn", |s| {
                 cost(s, |c| c.rss_per_connection_bytes.map(|v| v as f64 / 1024.0))
             }),
+            ("bench CPU-us/delivery", |s| {
+                bench(s, |c| c.cpu_us_per_delivery)
+            }),
             ("bench CPU % of a core", |s| {
-                s.bench
-                    .as_ref()
-                    .and_then(|c| c.cpu_percent_of_core)
-                    .map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"))
+                bench(s, |c| c.cpu_percent_of_core)
             }),
         ];
         for (label, figure) in figures {
