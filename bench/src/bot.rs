@@ -1,5 +1,6 @@
-//! One bot: connect over the chosen transport and join its room ([`connect`]), then send its
-//! messages on schedule while recording, raw, everything its client reports
+//! One bot: connect over the chosen transport (WebTransport sessions on the run's shared
+//! endpoints) and join its room ([`connect`]; a late joiner from the room's first message, so
+//! the server replays all of it), then send its messages on schedule while recording, raw, everything its client reports
 //! ([`Bot::drive`]), until the run tells it to finish. The loop drives a [`Link`]: Quibble's
 //! client here ([`QuibbleLink`]), or a peer server's (`peers/`, for `versus`), so that every
 //! server is driven by the same schedule and leaves the same records.
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use quibble_client::{
     Api, Client, ClientEvent, ClientOptions, ConversationId, ErrorCode, Event, TransportKind,
-    UserId,
+    UserId, WtEndpoints,
 };
 use tokio::sync::watch;
 
@@ -27,6 +28,7 @@ pub struct Bot<L = QuibbleLink> {
     user: UserId,
     room: ConversationId,
     connect_join: Duration,
+    late: bool,
 }
 
 /// A bot's connection to the server under test, as the driving loop uses it.
@@ -63,6 +65,14 @@ pub struct QuibbleLink {
     reconnecting: bool,
 }
 
+/// How bots reach the server: its REST client (whose pooled HTTP connections fetch the
+/// certificate hash), the transport, and the WebTransport endpoints they share.
+#[derive(Debug, Clone)]
+pub struct Dialer {
+    pub api: Api,
+    pub kind: TransportKind,
+    pub endpoints: WtEndpoints,
+}
 /// When a bot sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pacing {
@@ -100,20 +110,26 @@ fn message_text(n: u32, size: u32) -> String {
     text
 }
 
-/// Connect as `token` over exactly `kind` to `api`'s server (sharing `api`'s pooled HTTP
-/// connections for the certificate fetch), join `room`, and wait until it is joined.
+/// Connect as `token` over exactly the dialer's transport, join `room` (`late`: from its first
+/// message on), and wait until it is joined.
 pub async fn connect(
-    api: Api,
+    dialer: &Dialer,
     token: String,
-    kind: TransportKind,
     room: ConversationId,
+    late: bool,
 ) -> anyhow::Result<Bot> {
     let started = Instant::now();
-    let options = ClientOptions::new(api.server().base().as_str(), token)
+    let kind = dialer.kind;
+    let options = ClientOptions::new(dialer.api.server().base().as_str(), token)
         .transport(choice(kind))
-        .api(api);
+        .api(dialer.api.clone())
+        .wt_endpoints(dialer.endpoints.clone());
     let client = Client::connect(options).await.context("cannot connect")?;
-    client.join(room);
+    if late {
+        client.join_from(room, 0);
+    } else {
+        client.join(room);
+    }
     loop {
         match client.next_event().await {
             Some(ClientEvent::Session(Event::Joined { conversation, .. }))
@@ -143,6 +159,7 @@ pub async fn connect(
             },
             room,
             connect_join,
+            late,
         }),
         Some(used) => bail!("asked for {kind} but the client uses {used}"),
         None => bail!("disconnected right after joining"),
@@ -150,6 +167,11 @@ pub async fn connect(
 }
 
 impl Bot<QuibbleLink> {
+    /// From starting to connect until its room was joined.
+    pub fn connect_join(&self) -> Duration {
+        self.connect_join
+    }
+
     /// The bot's client, still open.
     pub fn into_client(self) -> Client {
         self.link.client
@@ -164,6 +186,7 @@ impl<L: Link> Bot<L> {
             user,
             room,
             connect_join,
+            late: false,
         }
     }
 
@@ -180,9 +203,12 @@ impl<L: Link> Bot<L> {
             user,
             room,
             connect_join,
+            late,
         } = self;
+        let mut record = BotRecord::new(user, room, connect_join);
+        record.late = late;
         let mut state = State {
-            record: BotRecord::new(user, room, connect_join),
+            record,
             seen: HashSet::new(),
             unanswered: 0,
             members: schedule.members,

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::accounts::AccountsSummary;
 use crate::args::{IdleArgs, transport_name};
+use crate::stats::Summary;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct IdleReport {
@@ -26,8 +27,16 @@ pub struct IdleReport {
     pub accounts: AccountsSummary,
     /// Connections welcomed and joined.
     pub opened: u64,
+    /// Handshakes in flight at once (`--at-once`).
+    pub at_once: u32,
     /// Seconds to open and join them all.
     pub connect_s: f64,
+    /// Connections opened per second over those seconds.
+    pub handshakes_per_s: f64,
+    /// Per connection: connect, Hello -> Welcome, Join -> Joined (µs).
+    pub connect_join_us: Summary,
+    /// UDP sockets the WebTransport sessions shared (0 for WebSocket).
+    pub udp_sockets: u64,
     /// Connections up after the hold.
     pub alive: u64,
     /// Connections lost (and reconnected by the client) during the hold.
@@ -73,7 +82,11 @@ impl IdleReport {
             server_pid,
             accounts: AccountsSummary::default(),
             opened: 0,
+            at_once: args.at_once,
             connect_s: 0.0,
+            handshakes_per_s: 0.0,
+            connect_join_us: Summary::default(),
+            udp_sockets: 0,
             alive: 0,
             disconnects: 0,
             memory: Memory::default(),
@@ -126,9 +139,34 @@ impl IdleReport {
         let _ = writeln!(out, "{}", self.accounts.text());
         let _ = writeln!(
             out,
-            "opened {}/{} in {:.1} s; alive after the hold {}; disconnects {}",
-            self.opened, self.connections, self.connect_s, self.alive, self.disconnects
+            "opened {}/{} in {:.1} s ({:.0} handshakes/s, {} at once{}); alive after the hold {}; \
+             disconnects {}",
+            self.opened,
+            self.connections,
+            self.connect_s,
+            self.handshakes_per_s,
+            self.at_once,
+            if self.udp_sockets > 0 {
+                format!(", {} UDP sockets", self.udp_sockets)
+            } else {
+                String::new()
+            },
+            self.alive,
+            self.disconnects
         );
+        let j = &self.connect_join_us;
+        if j.count > 0 {
+            let ms = |us: u64| us as f64 / 1000.0;
+            let _ = writeln!(
+                out,
+                "connect+join ms: p50 {:.2}, p90 {:.2}, p99 {:.2}, p99.9 {:.2}, max {:.2}",
+                ms(j.p50),
+                ms(j.p90),
+                ms(j.p99),
+                ms(j.p99_9),
+                ms(j.max)
+            );
+        }
         if let Some(pid) = self.server_pid {
             let m = &self.memory;
             let _ = writeln!(

@@ -17,6 +17,7 @@ mod idle;
 mod idle_report;
 mod peers;
 mod plan;
+mod plot;
 mod progress;
 mod record;
 mod report;
@@ -38,7 +39,6 @@ use clap::Parser;
 use quibble_client::Api;
 
 use crate::args::{ChatArgs, Cli, Command, IdleArgs, command_line};
-use crate::plan::Plan;
 use crate::report::Report;
 use crate::run::{Load, RunConfig, RunResult};
 use crate::stop::Stop;
@@ -63,7 +63,7 @@ async fn main() -> ExitCode {
 /// Run `chat` and print its report; whether everything was fine.
 async fn chat(args: ChatArgs) -> anyhow::Result<bool> {
     let stop = Stop::start(tokio::time::Instant::now() + Duration::from_secs(args.timeout));
-    let plan = Plan::new(args.rooms, args.users_per_room, args.warmup, args.messages)?;
+    let plan = args.plan()?;
     let api = Api::new(&args.server).context("invalid --server")?;
     let server = args.server_pid.map(server_cpu::watch).transpose()?;
     tokio::select! {
@@ -105,6 +105,21 @@ async fn chat(args: ChatArgs) -> anyhow::Result<bool> {
         runs.push(result);
     }
     let report = Report::new(command_line(), &args, &plan, accounts, runs);
+    if let Some(path) = &args.plot {
+        let series: Vec<plot::Series<'_>> = report
+            .runs
+            .iter()
+            .filter_map(|run| {
+                let stats = run.stats.as_ref()?;
+                Some(plot::Series {
+                    label: run.transport.to_owned(),
+                    histogram: &stats.fanout_histogram,
+                })
+            })
+            .collect();
+        let title = "fan-out latency by percentile (send -> arrival at each other member)";
+        plot::write(path, title, &report.scenario.summary(), &series)?;
+    }
     if args.json {
         println!("{}", report.json().context("cannot write the JSON report")?);
     } else {

@@ -1,6 +1,8 @@
 //! One run of the scenario over one transport, for bots already signed in: create their rooms,
-//! connect and join every bot, start
-//! them all on one clock once all have joined, wait until everything owed has arrived (or the
+//! connect and join every bot that is on time (WebTransport sessions share a few UDP sockets,
+//! [`SESSIONS_PER_ENDPOINT`] each), start them all on one clock once all have joined (late
+//! joiners connect once the measured window began, halfway through the sending at --rate,
+//! and join from their room's first message), wait until everything owed has arrived (or the
 //! benchmark must stop), listen a little longer for duplicates, then collect the bots' records
 //! into the run's figures (and, for kept accounts, have the bots leave their rooms). With
 //! `--server-pid` it reads the server's CPU time and memory when the first measured message is
@@ -12,16 +14,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
-use quibble_client::{Api, TransportKind};
+use quibble_client::{Api, TransportKind, UserId, WtEndpoints};
 use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::accounts::Login;
 use crate::args::transport_name;
-use crate::bot::{self, Bot, Link, Pacing, Schedule};
+use crate::bot::{self, Bot, Dialer, Link, Pacing, QuibbleLink, Schedule};
 use crate::concurrency::bounded;
 use crate::plan::Plan;
 use crate::progress::Display;
+use crate::record::BotRecord;
 use crate::scenario::{self, Account};
 use crate::server_cpu::{Counts, Reading, ServerCost};
 use crate::server_memory::ServerProcess;
@@ -31,6 +34,12 @@ use crate::tracker::Tracker;
 
 /// Connections being opened at once.
 const CONNECTS_AT_ONCE: usize = 16;
+/// WebTransport sessions per UDP socket: few enough that one socket's task keeps up with its
+/// sessions' traffic, many enough that thousands of bots need few open files.
+const SESSIONS_PER_ENDPOINT: usize = 100;
+/// The user id in the record of a late joiner that could not connect (it sent nothing, so the
+/// id matches no message).
+const NOBODY: UserId = UserId(0);
 /// Between the last bot joining and the first send, so every bot is waiting when it begins.
 const START_LEAD: Duration = Duration::from_millis(100);
 /// How long the run keeps listening after the last thing owed arrived, for duplicates.
@@ -149,8 +158,18 @@ pub async fn run(
         }
     };
     let outcome = match bots {
-        Ok((accounts, bots)) => {
-            let outcome = drive(&config.load, transport, bots, stop).await;
+        Ok(prepared) => {
+            let Prepared {
+                accounts,
+                bots,
+                late,
+                dialer,
+            } = prepared;
+            let late = Late {
+                accounts: late,
+                dialer,
+            };
+            let outcome = drive(&config.load, transport, bots, Some(late), stop).await;
             if config.leave_rooms {
                 scenario::leave(&config.api, &accounts).await;
             }
@@ -161,27 +180,56 @@ pub async fn run(
     RunResult::of(transport, outcome)
 }
 
-/// Create the rooms, connect and join every bot.
+/// The bots, connected and joined, and the late joiners' accounts (not connected yet).
+struct Prepared {
+    accounts: Vec<Account>,
+    bots: Vec<Bot>,
+    late: Vec<Account>,
+    dialer: Dialer,
+}
+
+/// Quibble's late joiners: their accounts, and how they will connect.
+pub struct Late {
+    accounts: Vec<Account>,
+    dialer: Dialer,
+}
+
+/// Create the rooms, connect and join every bot that is on time.
 async fn prepare(
     config: &RunConfig,
     kind: TransportKind,
     logins: Vec<Login>,
-) -> anyhow::Result<(Vec<Account>, Vec<Bot>)> {
-    let accounts = scenario::setup(&config.api, &config.load.plan, logins).await?;
-    let connects = accounts
+) -> anyhow::Result<Prepared> {
+    let plan = &config.load.plan;
+    let accounts = scenario::setup(&config.api, plan, logins).await?;
+    let dialer = Dialer {
+        api: config.api.clone(),
+        kind,
+        endpoints: WtEndpoints::new(SESSIONS_PER_ENDPOINT),
+    };
+    let (late, on_time): (Vec<_>, Vec<_>) = accounts
         .iter()
         .cloned()
-        .map(|account| {
-            let api = config.api.clone();
+        .enumerate()
+        .partition(|(n, _)| plan.is_late(*n));
+    let connects = on_time
+        .into_iter()
+        .map(|(_, account)| {
+            let dialer = dialer.clone();
             async move {
-                bot::connect(api, account.token, kind, account.room)
+                bot::connect(&dialer, account.token, account.room, false)
                     .await
                     .with_context(|| format!("bot {} cannot join its room", account.username))
             }
         })
         .collect();
     match bounded(CONNECTS_AT_ONCE, connects).await {
-        Ok(bots) => Ok((accounts, bots)),
+        Ok(bots) => Ok(Prepared {
+            accounts,
+            bots,
+            late: late.into_iter().map(|(_, account)| account).collect(),
+            dialer,
+        }),
         Err(e) => {
             if config.leave_rooms {
                 scenario::leave(&config.api, &accounts).await;
@@ -197,28 +245,49 @@ pub async fn drive<L: Link>(
     config: &Load,
     transport: &'static str,
     bots: Vec<Bot<L>>,
+    late: Option<Late>,
     stop: &Stop,
 ) -> anyhow::Result<(Status, RunStats)> {
     let plan = &config.plan;
     let tracker = Arc::new(Tracker::new(plan));
     let (finish, finished) = watch::channel(false);
     let start = Instant::now() + START_LEAD;
-    let count = bots.len();
+    let senders = bots.len();
+    let schedule = |pacing, sends| Schedule {
+        start,
+        pacing,
+        message_size: config.message_size,
+        sends,
+        warmup: plan.warmup,
+        members: u64::from(plan.users_per_room),
+    };
     let tasks: Vec<_> = bots
         .into_iter()
         .enumerate()
         .map(|(n, bot)| {
-            let schedule = Schedule {
-                start,
-                pacing: pacing(config.rate, config.in_flight, n, count),
-                message_size: config.message_size,
-                sends: plan.sends_per_bot(),
-                warmup: plan.warmup,
-                members: u64::from(plan.users_per_room),
-            };
+            let schedule = schedule(
+                pacing(config.rate, config.in_flight, n, senders),
+                plan.sends_per_bot(),
+            );
             tokio::spawn(bot.drive(schedule, tracker.clone(), finished.clone()))
         })
         .collect();
+    let mut late_tasks = Vec::new();
+    if let Some(Late { accounts, dialer }) = late {
+        let joins = Arc::new(tokio::sync::Semaphore::new(CONNECTS_AT_ONCE));
+        let after = late_join_delay(config.rate, plan.messages);
+        for account in accounts {
+            let late = LateJoiner {
+                dialer: dialer.clone(),
+                account,
+                joins: joins.clone(),
+                after,
+                owed: plan.sends_per_room(),
+                schedule: schedule(Pacing::Window(1), 0),
+            };
+            late_tasks.push(tokio::spawn(late.run(tracker.clone(), finished.clone())));
+        }
+    }
 
     let display = Display::start(transport, tracker.clone());
     let began = tracker.measuring_began();
@@ -246,14 +315,22 @@ pub async fn drive<L: Link>(
     // Every bot is listening for this; a send error only means none is left.
     let _ = finish.send(true);
 
-    let mut links = Vec::with_capacity(count);
-    let mut records = Vec::with_capacity(count);
+    let mut links = Vec::with_capacity(tasks.len());
+    let mut records = Vec::with_capacity(tasks.len() + late_tasks.len());
     for task in tasks {
         let (link, record) = task.await.map_err(|e| anyhow!("a bot failed: {e}"))?;
         links.push(link);
         records.push(record);
     }
-    close_all(links).await;
+    let mut late_links = Vec::with_capacity(late_tasks.len());
+    for task in late_tasks {
+        let (link, record) = task
+            .await
+            .map_err(|e| anyhow!("a late joiner failed: {e}"))?;
+        late_links.extend(link);
+        records.push(record);
+    }
+    tokio::join!(close_all(links), close_all(late_links));
     let mut stats = stats::aggregate(&records, plan.sends())?;
     let counts = Counts {
         deliveries: stats.throughput.measured_deliveries,
@@ -290,6 +367,70 @@ fn cost(
     })
 }
 
+/// A member that joins once the measured window began: it waits for the first measured send
+/// and `after` that, connects (a few at a time, under the others' load), joins its room from
+/// the first message and records what arrives like any bot, sending nothing.
+struct LateJoiner {
+    dialer: Dialer,
+    account: Account,
+    joins: Arc<tokio::sync::Semaphore>,
+    after: Duration,
+    /// Deliveries owed to it (every message of its room).
+    owed: u64,
+    schedule: Schedule,
+}
+
+impl LateJoiner {
+    async fn run(
+        self,
+        tracker: Arc<Tracker>,
+        mut finished: watch::Receiver<bool>,
+    ) -> (Option<QuibbleLink>, BotRecord) {
+        let LateJoiner {
+            dialer,
+            account,
+            joins,
+            after,
+            owed,
+            schedule,
+        } = self;
+        let join = async {
+            tracker.measuring_began().await;
+            tokio::time::sleep(after).await;
+            let _turn = joins.acquire_owned().await?;
+            bot::connect(&dialer, account.token.clone(), account.room, true).await
+        };
+        let joined = tokio::select! {
+            joined = join => joined,
+            _ = finished.wait_for(|done| *done) => Err(anyhow!("the run ended before it joined")),
+        };
+        match joined {
+            Ok(bot) => {
+                let (link, record) = bot.drive(schedule, tracker, finished).await;
+                (Some(link), record)
+            }
+            Err(e) => {
+                tracker.abandon(owed);
+                let mut record = BotRecord::new(NOBODY, account.room, Duration::ZERO);
+                record.late = true;
+                record
+                    .errors
+                    .push(format!("a late joiner could not join: {e:#}"));
+                (None, record)
+            }
+        }
+    }
+}
+
+/// How long after the first measured send late joiners connect: halfway through the sending
+/// at `rate` (at once when sending as fast as acks allow).
+fn late_join_delay(rate: f64, messages: u32) -> Duration {
+    if rate <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::from_secs_f64(f64::from(messages) / rate / 2.0)
+}
+
 /// When bot `n` of `count` sends: at `rate` per second, the bots spread evenly over one
 /// interval so that they do not all send at the same instant; or, at rate 0, by window.
 pub fn pacing(rate: f64, in_flight: u32, n: usize, count: usize) -> Pacing {
@@ -313,6 +454,12 @@ async fn close_all<L: Link>(links: Vec<L>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn late_joiners_come_halfway_through_the_sending() {
+        assert_eq!(late_join_delay(20.0, 100), Duration::from_millis(2_500));
+        assert_eq!(late_join_delay(0.0, 100), Duration::ZERO);
+    }
 
     #[test]
     fn bots_are_spread_over_one_interval() {

@@ -547,7 +547,7 @@ impl Versus<'_> {
             }
         };
         let outcome = match bots {
-            Ok(bots) => run::drive(&load, name, bots, &self.stop).await,
+            Ok(bots) => run::drive(&load, name, bots, None, &self.stop).await,
             Err(e) => Err(e),
         };
         RunResult::of(name, outcome)
