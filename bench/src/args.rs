@@ -78,6 +78,11 @@ pub enum Command {
     /// keep alive (heartbeats), and report what they cost the server in resident memory.
     #[command(after_help = IDLE_FIGURES)]
     Idle(IdleArgs),
+    /// The chat scenario against Quibble (WebTransport, WebSocket) and Node's `ws` and
+    /// Socket.IO 4 servers (bench/peers/), one at a time, each started and measured here:
+    /// latencies, throughput and server CPU per delivery side by side.
+    #[command(after_help = crate::versus::VERSUS_HELP)]
+    Versus(crate::versus::VersusArgs),
 }
 
 /// What the figures of an idle report mean; shown by `idle --help`.

@@ -4,7 +4,8 @@
 //! same scenario once per transport), then reports latencies, throughput and delivery counts.
 //! The exit status is 0 only if every message reached every member of its room exactly once
 //! and nothing went wrong (see `--help`). `quibble-bench idle` opens many idle, joined
-//! connections and reports what each costs the server in resident memory.
+//! connections and reports what each costs the server in resident memory. `quibble-bench
+//! versus` runs the chat scenario against Quibble and the Node peers of `bench/peers/`.
 
 mod accounts;
 mod args;
@@ -14,6 +15,7 @@ mod concurrency;
 mod fd_limit;
 mod idle;
 mod idle_report;
+mod peers;
 mod plan;
 mod plot;
 mod progress;
@@ -27,6 +29,7 @@ mod stats;
 mod stop;
 mod table;
 mod tracker;
+mod versus;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -37,7 +40,7 @@ use quibble_client::{Api, TransportKind};
 
 use crate::args::{ChatArgs, Cli, Command, IdleArgs, command_line};
 use crate::report::Report;
-use crate::run::{RunConfig, RunResult};
+use crate::run::{Load, RunConfig, RunResult};
 use crate::stop::Stop;
 
 #[tokio::main]
@@ -45,6 +48,7 @@ async fn main() -> ExitCode {
     let outcome = match Cli::parse().command {
         Command::Chat(args) => chat(args).await,
         Command::Idle(args) => idle(args).await,
+        Command::Versus(args) => versus::run(args).await,
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
@@ -91,11 +95,14 @@ async fn chat(args: ChatArgs) -> anyhow::Result<bool> {
     };
     let config = RunConfig {
         api,
-        plan,
-        rate: args.rate,
-        message_size: args.message_size,
-        in_flight: args.in_flight,
-        server,
+        load: Load {
+            plan,
+            rate: args.rate,
+            message_size: args.message_size,
+            in_flight: args.in_flight,
+            server,
+            bench: None,
+        },
         leave_rooms: args.accounts.is_some(),
         sessions_per_socket: args.sessions_per_socket as usize,
     };

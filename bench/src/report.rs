@@ -389,7 +389,7 @@ fn server_rows(ratios: Option<&Ratios>) -> [FigureRow; 5] {
 }
 
 /// What is wrong with a run, in a few words each.
-fn problems(run: &RunResult) -> Vec<String> {
+pub fn problems(run: &RunResult) -> Vec<String> {
     let mut problems = Vec::new();
     if run.status != Status::Complete {
         problems.push(status_name(run.status).to_owned());
@@ -414,7 +414,7 @@ fn problems(run: &RunResult) -> Vec<String> {
     problems
 }
 
-fn status_name(status: Status) -> &'static str {
+pub fn status_name(status: Status) -> &'static str {
     match status {
         Status::Complete => "complete",
         Status::TimedOut => "timed out",
@@ -431,11 +431,11 @@ fn short_name(transport: &str) -> &'static str {
     }
 }
 
-fn format_ms(us: u64) -> String {
+pub fn format_ms(us: u64) -> String {
     format!("{:.2}", us as f64 / 1000.0)
 }
 
-fn format_ratio(ratio: Option<f64>) -> String {
+pub fn format_ratio(ratio: Option<f64>) -> String {
     ratio.map_or_else(|| "-".to_owned(), |r| format!("{r:.2}"))
 }
 

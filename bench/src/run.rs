@@ -7,19 +7,20 @@
 //! into the run's figures (and, for kept accounts, have the bots leave their rooms). With
 //! `--server-pid` it reads the server's CPU time and memory when the first measured message is
 //! sent and when everything owed has arrived (or the run stops): the server's cost over the
-//! measured window.
+//! measured window. [`drive`] is the part that is the same for any server: `versus` drives the
+//! peer servers' bots ([`crate::peers`]) through it too.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
-use quibble_client::{Api, Client, TransportKind, UserId, WtEndpoints};
+use quibble_client::{Api, TransportKind, UserId, WtEndpoints};
 use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::accounts::Login;
 use crate::args::transport_name;
-use crate::bot::{self, Bot, Dialer, Pacing, Schedule};
+use crate::bot::{self, Bot, Dialer, Link, Pacing, QuibbleLink, Schedule};
 use crate::concurrency::bounded;
 use crate::plan::Plan;
 use crate::progress::Display;
@@ -47,6 +48,16 @@ const CLOSE_LIMIT: Duration = Duration::from_secs(3);
 #[derive(Debug, Clone)]
 pub struct RunConfig {
     pub api: Api,
+    pub load: Load,
+    /// The accounts are kept for later runs: the bots leave their rooms at the end.
+    pub leave_rooms: bool,
+    /// WebTransport sessions per UDP socket.
+    pub sessions_per_socket: usize,
+}
+
+/// How the bots send and what is measured, whichever server they talk to.
+#[derive(Debug, Clone)]
+pub struct Load {
     pub plan: Plan,
     /// Messages per second per bot; 0 for the in-flight window.
     pub rate: f64,
@@ -55,10 +66,8 @@ pub struct RunConfig {
     pub in_flight: u32,
     /// The server's process, to read its CPU time and memory (`--server-pid`).
     pub server: Option<ServerProcess>,
-    /// The accounts are kept for later runs: the bots leave their rooms at the end.
-    pub leave_rooms: bool,
-    /// WebTransport sessions per UDP socket.
-    pub sessions_per_socket: usize,
+    /// This process, to read the load generator's own CPU time over the same window.
+    pub bench: Option<ServerProcess>,
 }
 
 /// How a run ended.
@@ -104,6 +113,24 @@ impl RunResult {
         }
     }
 
+    /// The result of driving a run over `transport` (see [`drive`]).
+    pub fn of(transport: &'static str, outcome: anyhow::Result<(Status, RunStats)>) -> RunResult {
+        match outcome {
+            Ok((status, stats)) => RunResult {
+                transport,
+                status,
+                error: None,
+                stats: Some(stats),
+            },
+            Err(e) => RunResult {
+                transport,
+                status: Status::Failed,
+                error: Some(format!("{e:#}")),
+                stats: None,
+            },
+        }
+    }
+
     /// Complete, and everything checked out.
     pub fn ok(&self) -> bool {
         self.status == Status::Complete && self.stats.as_ref().is_some_and(RunStats::clean)
@@ -131,8 +158,17 @@ pub async fn run(
     };
     let outcome = match bots {
         Ok(prepared) => {
-            let accounts = prepared.accounts.clone();
-            let outcome = drive(config, transport, prepared, stop).await;
+            let Prepared {
+                accounts,
+                bots,
+                late,
+                dialer,
+            } = prepared;
+            let late = Late {
+                accounts: late,
+                dialer,
+            };
+            let outcome = drive(&config.load, transport, bots, Some(late), stop).await;
             if config.leave_rooms {
                 scenario::leave(&config.api, &accounts).await;
             }
@@ -140,20 +176,7 @@ pub async fn run(
         }
         Err(e) => Err(e),
     };
-    match outcome {
-        Ok((status, stats)) => RunResult {
-            transport,
-            status,
-            error: None,
-            stats: Some(stats),
-        },
-        Err(e) => RunResult {
-            transport,
-            status: Status::Failed,
-            error: Some(format!("{e:#}")),
-            stats: None,
-        },
-    }
+    RunResult::of(transport, outcome)
 }
 
 /// The bots, connected and joined, and the late joiners' accounts (not connected yet).
@@ -164,13 +187,20 @@ struct Prepared {
     dialer: Dialer,
 }
 
+/// Quibble's late joiners: their accounts, and how they will connect.
+pub struct Late {
+    accounts: Vec<Account>,
+    dialer: Dialer,
+}
+
 /// Create the rooms, connect and join every bot that is on time.
 async fn prepare(
     config: &RunConfig,
     kind: TransportKind,
     logins: Vec<Login>,
 ) -> anyhow::Result<Prepared> {
-    let accounts = scenario::setup(&config.api, &config.plan, logins).await?;
+    let plan = &config.load.plan;
+    let accounts = scenario::setup(&config.api, plan, logins).await?;
     let dialer = Dialer {
         api: config.api.clone(),
         kind,
@@ -180,7 +210,7 @@ async fn prepare(
         .iter()
         .cloned()
         .enumerate()
-        .partition(|(n, _)| config.plan.is_late(*n));
+        .partition(|(n, _)| plan.is_late(*n));
     let connects = on_time
         .into_iter()
         .map(|(_, account)| {
@@ -208,20 +238,19 @@ async fn prepare(
     }
 }
 
-/// Start the bots on one clock, wait for the end, and gather what they saw.
-async fn drive(
-    config: &RunConfig,
+/// Start the bots (connected and joined) on one clock, wait for the end, gather what they saw
+/// and close them.
+pub async fn drive<L: Link>(
+    config: &Load,
     transport: &'static str,
-    prepared: Prepared,
+    bots: Vec<Bot<L>>,
+    late: Option<Late>,
     stop: &Stop,
 ) -> anyhow::Result<(Status, RunStats)> {
     let plan = &config.plan;
     let tracker = Arc::new(Tracker::new(plan));
     let (finish, finished) = watch::channel(false);
     let start = Instant::now() + START_LEAD;
-    let Prepared {
-        bots, late, dialer, ..
-    } = prepared;
     let senders = bots.len();
     let schedule = |pacing, sends| Schedule {
         start,
@@ -231,7 +260,7 @@ async fn drive(
         warmup: plan.warmup,
         members: u64::from(plan.users_per_room),
     };
-    let mut tasks: Vec<_> = bots
+    let tasks: Vec<_> = bots
         .into_iter()
         .enumerate()
         .map(|(n, bot)| {
@@ -239,17 +268,14 @@ async fn drive(
                 pacing(config.rate, config.in_flight, n, senders),
                 plan.sends_per_bot(),
             );
-            let drive = bot.drive(schedule, tracker.clone(), finished.clone());
-            tokio::spawn(async move {
-                let (client, record) = drive.await;
-                (Some(client), record)
-            })
+            tokio::spawn(bot.drive(schedule, tracker.clone(), finished.clone()))
         })
         .collect();
-    if !late.is_empty() {
+    let mut late_tasks = Vec::new();
+    if let Some(Late { accounts, dialer }) = late {
         let joins = Arc::new(tokio::sync::Semaphore::new(CONNECTS_AT_ONCE));
         let after = late_join_delay(config.rate, plan.messages);
-        for account in late {
+        for account in accounts {
             let late = LateJoiner {
                 dialer: dialer.clone(),
                 account,
@@ -258,7 +284,7 @@ async fn drive(
                 owed: plan.sends_per_room(),
                 schedule: schedule(Pacing::Window(1), 0),
             };
-            tasks.push(tokio::spawn(late.run(tracker.clone(), finished.clone())));
+            late_tasks.push(tokio::spawn(late.run(tracker.clone(), finished.clone())));
         }
     }
 
@@ -271,13 +297,13 @@ async fn drive(
             // The window's start first, should the end be ready in the same wake-up.
             biased;
             () = &mut began, if first_reading.is_none() => {
-                first_reading = Some(config.server.map(Reading::take));
+                first_reading = Some(readings(config));
             }
             () = tracker.all_done() => break Status::Complete,
             reason = stop.wait() => break reason.into(),
         }
     };
-    let last_reading = config.server.map(Reading::take);
+    let last_reading = readings(config);
     if status == Status::Complete {
         tokio::select! {
             () = tokio::time::sleep(LINGER) => {}
@@ -288,30 +314,56 @@ async fn drive(
     // Every bot is listening for this; a send error only means none is left.
     let _ = finish.send(true);
 
-    let mut clients = Vec::with_capacity(tasks.len());
-    let mut records = Vec::with_capacity(tasks.len());
+    let mut links = Vec::with_capacity(tasks.len());
+    let mut records = Vec::with_capacity(tasks.len() + late_tasks.len());
     for task in tasks {
-        let (client, record) = task.await.map_err(|e| anyhow!("a bot failed: {e}"))?;
-        clients.extend(client);
+        let (link, record) = task.await.map_err(|e| anyhow!("a bot failed: {e}"))?;
+        links.push(link);
         records.push(record);
     }
-    close_all(clients).await;
-    let mut stats = stats::aggregate(&records, plan.sends())?;
-    if let (Some(server), Some(end)) = (config.server, last_reading) {
-        let counts = Counts {
-            deliveries: stats.throughput.measured_deliveries,
-            acks: stats.throughput.measured_acks,
-            connections: stats.bots,
-        };
-        stats.server = Some(match first_reading.flatten() {
-            Some(start) => ServerCost::between(server.pid(), start, end, counts),
-            None => ServerCost::missing(
-                server.pid(),
-                "the run ended before its measured window began".into(),
-            ),
-        });
+    let mut late_links = Vec::with_capacity(late_tasks.len());
+    for task in late_tasks {
+        let (link, record) = task
+            .await
+            .map_err(|e| anyhow!("a late joiner failed: {e}"))?;
+        late_links.extend(link);
+        records.push(record);
     }
+    tokio::join!(close_all(links), close_all(late_links));
+    let mut stats = stats::aggregate(&records, plan.sends())?;
+    let counts = Counts {
+        deliveries: stats.throughput.measured_deliveries,
+        acks: stats.throughput.measured_acks,
+        connections: stats.bots,
+    };
+    let [server_start, bench_start] = first_reading.map_or([None, None], |r| r.map(Some));
+    let [server_end, bench_end] = last_reading;
+    stats.server = cost(config.server, server_start, server_end, counts);
+    stats.bench = cost(config.bench, bench_start, bench_end, counts);
     Ok((status, stats))
+}
+
+/// The server's reading and this process' (for those watched), taken now.
+fn readings(config: &Load) -> [Option<anyhow::Result<Reading>>; 2] {
+    [config.server, config.bench].map(|process| process.map(Reading::take))
+}
+
+/// What watched `process` spent between `start` (`None`: the measured window never began)
+/// and `end`.
+fn cost(
+    process: Option<ServerProcess>,
+    start: Option<Option<anyhow::Result<Reading>>>,
+    end: Option<anyhow::Result<Reading>>,
+    counts: Counts,
+) -> Option<ServerCost> {
+    let (process, end) = (process?, end?);
+    Some(match start.flatten() {
+        Some(start) => ServerCost::between(process.pid(), start, end, counts),
+        None => ServerCost::missing(
+            process.pid(),
+            "the run ended before its measured window began".into(),
+        ),
+    })
 }
 
 /// A member that joins once the measured window began: it waits for the first measured send
@@ -332,7 +384,7 @@ impl LateJoiner {
         self,
         tracker: Arc<Tracker>,
         mut finished: watch::Receiver<bool>,
-    ) -> (Option<Client>, BotRecord) {
+    ) -> (Option<QuibbleLink>, BotRecord) {
         let LateJoiner {
             dialer,
             account,
@@ -353,8 +405,8 @@ impl LateJoiner {
         };
         match joined {
             Ok(bot) => {
-                let (client, record) = bot.drive(schedule, tracker, finished).await;
-                (Some(client), record)
+                let (link, record) = bot.drive(schedule, tracker, finished).await;
+                (Some(link), record)
             }
             Err(e) => {
                 tracker.abandon(owed);
@@ -389,11 +441,11 @@ pub fn pacing(rate: f64, in_flight: u32, n: usize, count: usize) -> Pacing {
     Pacing::Every { interval, offset }
 }
 
-/// Close every client, giving up on those that take longer than [`CLOSE_LIMIT`].
-async fn close_all(clients: Vec<Client>) {
+/// Close every link, giving up on those that take longer than [`CLOSE_LIMIT`].
+async fn close_all<L: Link>(links: Vec<L>) {
     let mut closing = tokio::task::JoinSet::new();
-    for client in clients {
-        closing.spawn(async move { client.close().await });
+    for link in links {
+        closing.spawn(link.close());
     }
     let _ = tokio::time::timeout(CLOSE_LIMIT, closing.join_all()).await;
 }

@@ -44,6 +44,9 @@ pub struct RunStats {
     pub latency_us: Latencies,
     /// What the server spent over the measured window (only with `--server-pid`).
     pub server: Option<ServerCost>,
+    /// What this process, the load generator, spent over the same window (`versus`): a
+    /// saturated bench shows as latency that is not the server's.
+    pub bench: Option<ServerCost>,
     /// Every fan-out latency (µs), for the plot.
     #[serde(skip)]
     pub fanout_histogram: Histogram<u64>,
@@ -233,6 +236,7 @@ pub fn aggregate(records: &[BotRecord], planned: u64) -> anyhow::Result<RunStats
             late_connect_join: summarize(&late_connect_join),
         },
         server: None,
+        bench: None,
         fanout_histogram: fanout_latency,
     })
 }
