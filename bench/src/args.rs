@@ -68,6 +68,10 @@ pub enum Command {
     /// keep alive (heartbeats), and report what they cost the server in resident memory.
     #[command(after_help = IDLE_FIGURES)]
     Idle(IdleArgs),
+    /// Durable ingest: senders keep --in-flight sends unanswered for a measured window;
+    /// reports acknowledged (fsynced) messages/s, ack latency and the store's commits.
+    #[command(after_help = crate::ingest::INGEST_FIGURES)]
+    Ingest(crate::ingest::IngestArgs),
 }
 
 /// What the figures of an idle report mean; shown by `idle --help`.
