@@ -2,9 +2,10 @@
 //!
 //! Every write is a [`Request`] sent over a bounded channel with a oneshot for its answer. The
 //! thread waits for one request, then takes whatever else is already queued (up to
-//! [`MAX_BATCH`]), applies them in order in ONE write transaction and commits with full
-//! durability (fsync). So the fsync cost is shared by everything that queued while the previous
-//! commit was in flight: the busier the store, the larger each batch.
+//! [`MAX_BATCH`] requests and [`MAX_BATCH_BYTES`] of message text), applies them in order in
+//! ONE write transaction and commits with full durability (fsync). So the fsync cost is shared
+//! by everything that queued while the previous commit was in flight: the busier the store, the
+//! larger each batch.
 //!
 //! Completion. A committed batch goes to a second thread, the completer, which calls the commit
 //! hook for the newly appended messages in order and only then answers each request, batch
@@ -54,6 +55,10 @@ use crate::auth::TokenHash;
 /// The most requests applied in one transaction: everything the request queue can hold
 /// (`QUEUE_CAPACITY`), so a full queue is one batch and one fsync.
 const MAX_BATCH: usize = super::QUEUE_CAPACITY;
+/// A batch stops growing once its messages' text reaches this many bytes, so a batch (and each
+/// committed batch waiting for the completer, which holds its messages twice: for the hook and
+/// in the answers) stays a few MiB whatever the bodies' size.
+const MAX_BATCH_BYTES: usize = 4 << 20;
 /// Committed batches that may wait for the completer before the writer waits for it.
 pub(super) const COMPLETIONS_QUEUED: usize = 2;
 
@@ -219,6 +224,17 @@ pub(super) enum Request {
 }
 
 impl Request {
+    /// The bytes of text an append carries (author name and body), counted against
+    /// [`MAX_BATCH_BYTES`]; other requests are small and count as 0.
+    fn text_bytes(&self) -> usize {
+        match self {
+            Request::Append {
+                author_name, body, ..
+            } => author_name.len() + body.len(),
+            _ => 0,
+        }
+    }
+
     /// Answers the request with `error` without applying it.
     fn fail(self, error: StoreError) {
         // A requester that stopped waiting is no concern of the writer's.
@@ -347,10 +363,14 @@ impl Writer {
         }
         while let Some(first) = requests.blocking_recv() {
             let mut batch = Vec::with_capacity(MAX_BATCH.min(requests.len() + 1));
+            let mut bytes = first.text_bytes();
             batch.push(first);
-            while batch.len() < MAX_BATCH {
+            while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
                 match requests.try_recv() {
-                    Ok(request) => batch.push(request),
+                    Ok(request) => {
+                        bytes += request.text_bytes();
+                        batch.push(request);
+                    }
                     Err(_) => break,
                 }
             }
