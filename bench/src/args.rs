@@ -83,6 +83,10 @@ pub enum Command {
     /// latencies, throughput and server CPU per delivery side by side.
     #[command(after_help = crate::versus::VERSUS_HELP)]
     Versus(crate::versus::VersusArgs),
+    /// Durable ingest: senders keep --in-flight sends unanswered for a measured window;
+    /// reports acknowledged (fsynced) messages/s, ack latency and the store's commits.
+    #[command(after_help = crate::ingest::INGEST_FIGURES)]
+    Ingest(crate::ingest::IngestArgs),
 }
 
 /// What the figures of an idle report mean; shown by `idle --help`.

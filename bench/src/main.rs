@@ -6,6 +6,7 @@
 //! and nothing went wrong (see `--help`). `quibble-bench idle` opens many idle, joined
 //! connections and reports what each costs the server in resident memory. `quibble-bench
 //! versus` runs the chat scenario against Quibble and the Node peers of `bench/peers/`.
+//! `quibble-bench ingest` measures durable ingest: acknowledged (fsynced) messages per second.
 
 mod accounts;
 mod args;
@@ -15,6 +16,8 @@ mod concurrency;
 mod fd_limit;
 mod idle;
 mod idle_report;
+mod ingest;
+mod ingest_report;
 mod peers;
 mod plan;
 mod plot;
@@ -49,6 +52,7 @@ async fn main() -> ExitCode {
         Command::Chat(args) => chat(args).await,
         Command::Idle(args) => idle(args).await,
         Command::Versus(args) => versus::run(args).await,
+        Command::Ingest(args) => ingest(args).await,
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
@@ -144,6 +148,18 @@ async fn chat(args: ChatArgs) -> anyhow::Result<bool> {
 async fn idle(args: IdleArgs) -> anyhow::Result<bool> {
     let stop = Stop::start(tokio::time::Instant::now() + Duration::from_secs(args.timeout));
     let report = idle::run(&args, &stop).await?;
+    if args.json {
+        println!("{}", report.json().context("cannot write the JSON report")?);
+    } else {
+        print!("{}", report.text());
+    }
+    Ok(report.ok)
+}
+
+/// Run `ingest` and print its report; whether everything was fine.
+async fn ingest(args: ingest::IngestArgs) -> anyhow::Result<bool> {
+    let stop = Stop::start(tokio::time::Instant::now() + Duration::from_secs(args.timeout));
+    let report = ingest::run(&args, &stop).await?;
     if args.json {
         println!("{}", report.json().context("cannot write the JSON report")?);
     } else {

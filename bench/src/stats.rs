@@ -271,16 +271,16 @@ pub fn summary_of(latencies: impl IntoIterator<Item = Duration>) -> anyhow::Resu
     Ok(summarize(&all))
 }
 
-fn histogram() -> anyhow::Result<Histogram<u64>> {
+pub fn histogram() -> anyhow::Result<Histogram<u64>> {
     Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).context("cannot make a latency histogram")
 }
 
-fn record_latency(histogram: &mut Histogram<u64>, latency: Duration) {
+pub fn record_latency(histogram: &mut Histogram<u64>, latency: Duration) {
     let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
     histogram.saturating_record(us.max(1));
 }
 
-fn summarize(histogram: &Histogram<u64>) -> Summary {
+pub fn summarize(histogram: &Histogram<u64>) -> Summary {
     if histogram.is_empty() {
         return Summary::default();
     }
