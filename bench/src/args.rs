@@ -32,6 +32,16 @@ this one process, so their clocks agree:
   ack                 send -> Sent at the author: a round trip plus the server's durable commit
   fan-out             send -> Message at each other member of the room
   connect+join        per bot: open the transport, Hello -> Welcome, Join -> Joined
+  late connect+join   (--scenario late-joiners) the same for the members that join once the
+                      measured window began, under the others' load; their Joined replays the
+                      room from its first message and they must receive every message (replay
+                      plus live). Their arrivals are counted in delivered/lost but left out of
+                      the fan-out latency
+Scenarios (--scenario): fan-out (default): --rooms rooms of --users-per-room bots; hot-room:
+the same number of bots, all in one room; late-joiners: as fan-out, with a share
+(--late-fraction) of every room joining late, after the first measured message.
+--duration SECS sends at --rate for that long (rate x duration messages per user) instead of
+--messages. --plot FILE.svg draws the fan-out latency's percentile curve, one line per run.
 Server cost (only with --server-pid; the server must run on this machine, Linux /proc). Read
 once when the first measured message is sent (after the warmup) and once when everything owed
 has arrived, for each transport's run on its own; WT/WS as above:
@@ -68,12 +78,27 @@ pub enum Command {
     /// keep alive (heartbeats), and report what they cost the server in resident memory.
     #[command(after_help = IDLE_FIGURES)]
     Idle(IdleArgs),
+    /// The chat scenario against Quibble (WebTransport, WebSocket) and Node's `ws` and
+    /// Socket.IO 4 servers (bench/peers/), one at a time, each started and measured here:
+    /// latencies, throughput and server CPU per delivery side by side.
+    #[command(after_help = crate::versus::VERSUS_HELP)]
+    Versus(crate::versus::VersusArgs),
+    /// Durable ingest: senders keep --in-flight sends unanswered for a measured window;
+    /// reports acknowledged (fsynced) messages/s, ack latency and the store's commits.
+    #[command(after_help = crate::ingest::INGEST_FIGURES)]
+    Ingest(crate::ingest::IngestArgs),
 }
 
 /// What the figures of an idle report mean; shown by `idle --help`.
 const IDLE_FIGURES: &str = "\
 Figures:
   opened              connections that were welcomed and joined their room / --connections
+  handshakes/s        connections opened / the seconds from the first connect to the last
+                      Joined, with --at-once handshakes in flight (the idle ramp's setup rate)
+  connect+join        per connection (ms): open the transport, Hello -> Welcome, Join -> Joined
+                      (p50 p90 p99 p99.9 max)
+  ramp                the same per quarter of the connections, in the order they joined: the
+                      count reached, when (s), that quarter's handshakes/s and connect+join
   alive               connections still up after the hold, none of them having dropped
   server RSS          the server's resident memory (VmRSS in /proc/PID/status, so the server
                       must run on this machine; only with --server-pid): before the first
@@ -85,9 +110,10 @@ Figures:
 
 Exit status: 0 only if every connection was opened, stayed up through the hold, and (with
 --max-bytes-per-connection) the cost after the hold is within that budget; 1 otherwise.
-Each connection needs an open file in this process (a TCP socket for WebSocket, a UDP socket
-for WebTransport): the soft open-file limit is raised to the hard limit first. The accounts and
-rooms (bench-<random>-<n>) stay in the server's store: benchmark a throwaway data directory.
+Each WebSocket connection needs an open file in this process (a TCP socket); WebTransport
+sessions share UDP sockets (--sessions-per-socket): the soft open-file limit is raised to the
+hard limit first. The accounts and rooms (bench-<random>-<n>) stay in the server's store:
+benchmark a throwaway data directory.
 With --accounts FILE the accounts (bench-<n>) are kept for the next run: reusing them spares
 the server the password hashes of sign-ups, whose memory would stay in its RSS.";
 
@@ -123,6 +149,13 @@ pub struct IdleArgs {
     /// The bots are then named bench-<n> and leave their rooms at the end.
     #[arg(long, value_name = "FILE")]
     pub accounts: Option<std::path::PathBuf>,
+    /// Connections being opened at once (handshakes in flight); the server must allow as
+    /// many unauthenticated connections from this address (max_unauthenticated_per_ip).
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub at_once: u32,
+    /// WebTransport sessions sharing one UDP socket (client endpoint) of this process.
+    #[arg(long, value_name = "N", default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub sessions_per_socket: u32,
     /// Print the result as JSON on stdout instead of text.
     #[arg(long)]
     pub json: bool,
@@ -154,6 +187,23 @@ pub struct ChatArgs {
     /// Server base URL.
     #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:4433")]
     pub server: String,
+    /// The shape of the load: fan-out (many rooms), hot-room (every bot in one room),
+    /// late-joiners (fan-out with some members joining during the measured window).
+    #[arg(long, value_enum, default_value_t = ScenarioKind::FanOut)]
+    pub scenario: ScenarioKind,
+    /// With --scenario late-joiners: the share of each room's members that join late (at
+    /// least one per room, and at least one member on time).
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.25, value_parser = parse_fraction)]
+    pub late_fraction: f64,
+    /// Send at --rate for this many seconds instead of a number of --messages.
+    #[arg(long, value_name = "SECS", conflicts_with = "messages", value_parser = clap::value_parser!(u32).range(1..=86_400))]
+    pub duration: Option<u32>,
+    /// Write the fan-out latency's percentile curve (one line per transport) to FILE as SVG.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<std::path::PathBuf>,
+    /// WebTransport bots sharing one UDP socket (client endpoint) of this process.
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub sessions_per_socket: u32,
     /// Realtime transport; `both` runs the identical scenario once per transport (WebTransport
     /// first) and reports the ratios, the only comparison worth making on a shared machine.
     #[arg(long, value_enum, default_value_t = TransportArg::Both)]
@@ -198,6 +248,58 @@ pub struct ChatArgs {
     /// each transport's measured window from /proc/PID/stat and /proc/PID/status.
     #[arg(long, value_name = "PID")]
     pub server_pid: Option<u32>,
+}
+
+impl ChatArgs {
+    /// The plan these flags ask for (the scenario's rooms, late joiners and messages).
+    pub fn plan(&self) -> anyhow::Result<crate::plan::Plan> {
+        let messages = match self.duration {
+            None => self.messages,
+            Some(_) if self.rate <= 0.0 => {
+                anyhow::bail!("--duration needs a --rate above 0 (it sends at that rate)")
+            }
+            Some(secs) => (f64::from(secs) * self.rate)
+                .ceil()
+                .clamp(1.0, f64::from(u32::MAX)) as u32,
+        };
+        let (rooms, members) = match self.scenario {
+            ScenarioKind::FanOut | ScenarioKind::LateJoiners => (self.rooms, self.users_per_room),
+            ScenarioKind::HotRoom => {
+                let all = u64::from(self.rooms) * u64::from(self.users_per_room);
+                let all = u32::try_from(all)
+                    .map_err(|_| anyhow::anyhow!("{all} bots are too many for one room"))?;
+                (1, all)
+            }
+        };
+        let plan = crate::plan::Plan::new(rooms, members, self.warmup, messages)?;
+        match self.scenario {
+            ScenarioKind::LateJoiners => {
+                let late = (f64::from(members) * self.late_fraction).ceil() as u32;
+                plan.with_late(late.max(1))
+            }
+            ScenarioKind::FanOut | ScenarioKind::HotRoom => Ok(plan),
+        }
+    }
+}
+
+/// The `--scenario` presets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScenarioKind {
+    FanOut,
+    HotRoom,
+    LateJoiners,
+}
+
+/// `--late-fraction`: a share strictly between 0 and 1.
+fn parse_fraction(text: &str) -> Result<f64, String> {
+    let fraction: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number"))?;
+    if !(fraction > 0.0 && fraction < 1.0) {
+        return Err(format!("`{text}` is not between 0 and 1"));
+    }
+    Ok(fraction)
 }
 
 /// `--rate`: a finite, non-negative number of messages per second, at most one a millisecond.
@@ -414,8 +516,57 @@ mod tests {
             "Exit status",
             "server CPU-us/delivery",
             "server RSS KiB/conn",
+            "late connect+join",
+            "hot-room",
+            "--duration",
+            "--plot",
         ] {
             assert!(help.contains(figure), "--help does not explain {figure}");
+        }
+    }
+
+    #[test]
+    fn scenarios_shape_the_plan() {
+        let plan = parse(&[]).unwrap().plan().unwrap();
+        assert_eq!(
+            (plan.rooms, plan.users_per_room, plan.late_per_room),
+            (4, 8, 0)
+        );
+        let hot = parse(&["--scenario", "hot-room"]).unwrap().plan().unwrap();
+        assert_eq!((hot.rooms, hot.users_per_room), (1, 32));
+        let late = parse(&["--scenario", "late-joiners", "--late-fraction", "0.3"])
+            .unwrap()
+            .plan()
+            .unwrap();
+        // 30% of 8, rounded up.
+        assert_eq!(
+            (late.rooms, late.users_per_room, late.late_per_room),
+            (4, 8, 3)
+        );
+        let lone = parse(&["--scenario", "late-joiners", "--users-per-room", "1"]).unwrap();
+        assert!(
+            lone.plan().is_err(),
+            "a room of one cannot have a late joiner"
+        );
+        // 2.5 messages per second for 3 s: 8 messages (rounded up).
+        let timed = parse(&["--duration", "3", "--rate", "2.5"])
+            .unwrap()
+            .plan()
+            .unwrap();
+        assert_eq!(timed.messages, 8);
+        assert!(
+            parse(&["--duration", "3", "--rate", "0"])
+                .unwrap()
+                .plan()
+                .is_err()
+        );
+        assert!(parse(&["--duration", "3", "--messages", "5"]).is_err());
+        for bad in [
+            &["--late-fraction", "1"][..],
+            &["--late-fraction", "0"],
+            &["--duration", "0"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} was accepted");
         }
     }
 

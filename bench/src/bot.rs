@@ -1,15 +1,19 @@
-//! One bot: connect over the chosen transport and join its room ([`connect`]), then send its
-//! messages on schedule while recording, raw, everything its client reports
-//! ([`Bot::drive`]), until the run tells it to finish.
+//! One bot: connect over the chosen transport (WebTransport sessions on the run's shared
+//! endpoints) and join its room ([`connect`]; a late joiner from the room's first message, so
+//! the server replays all of it), then send its messages on schedule while recording, raw, everything its client reports
+//! ([`Bot::drive`]), until the run tells it to finish. The loop drives a [`Link`]: Quibble's
+//! client here ([`QuibbleLink`]), or a peer server's (`peers/`, for `versus`), so that every
+//! server is driven by the same schedule and leaves the same records.
 
 use std::collections::HashSet;
-use std::future::pending;
+use std::future::{Future, pending};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use quibble_client::{
-    Api, Client, ClientEvent, ClientOptions, ConversationId, Event, TransportKind,
+    Api, Client, ClientEvent, ClientOptions, ConversationId, ErrorCode, Event, TransportKind,
+    UserId, WtEndpoints,
 };
 use tokio::sync::watch;
 
@@ -19,12 +23,58 @@ use crate::tracker::Tracker;
 
 /// A bot that is connected and has joined its room.
 #[derive(Debug)]
-pub struct Bot {
-    client: Client,
+pub struct Bot<L = QuibbleLink> {
+    link: L,
+    user: UserId,
     room: ConversationId,
     connect_join: Duration,
+    /// When its room was joined.
+    joined_at: Instant,
+    late: bool,
 }
 
+/// A bot's connection to the server under test, as the driving loop uses it.
+pub trait Link: Send + 'static {
+    /// Hand `text` to the server for the bot's room; the client id its answer and arrivals
+    /// carry. An error means the connection is gone.
+    fn send(&mut self, text: String) -> impl Future<Output = anyhow::Result<u64>> + Send;
+    /// The next thing the bot records; `None` once the connection is gone for good. The loop
+    /// drops it when a send falls due, so it must lose nothing when dropped.
+    fn next(&mut self) -> impl Future<Output = Option<Observed>> + Send;
+    /// Close the connection.
+    fn close(self) -> impl Future<Output = ()> + Send;
+}
+
+/// What a link reports, as the record keeps it.
+#[derive(Debug, Clone)]
+pub enum Observed {
+    Arrival(Arrival),
+    /// The server acknowledged this client id, at this moment.
+    Acked(u64, Instant),
+    /// The server refused this client id for good.
+    Rejected(u64, ErrorCode),
+    /// Something went wrong (worded without bot names, so that they group).
+    Error(String),
+}
+
+/// Quibble's client, joined to one room; it tells reconnects (and what follows them) apart
+/// from the events of a healthy session.
+#[derive(Debug)]
+pub struct QuibbleLink {
+    client: Client,
+    room: ConversationId,
+    /// Disconnected, and the room not joined again yet.
+    reconnecting: bool,
+}
+
+/// How bots reach the server: its REST client (whose pooled HTTP connections fetch the
+/// certificate hash), the transport, and the WebTransport endpoints they share.
+#[derive(Debug, Clone)]
+pub struct Dialer {
+    pub api: Api,
+    pub kind: TransportKind,
+    pub endpoints: WtEndpoints,
+}
 /// When a bot sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pacing {
@@ -62,20 +112,26 @@ fn message_text(n: u32, size: u32) -> String {
     text
 }
 
-/// Connect as `token` over exactly `kind` to `api`'s server (sharing `api`'s pooled HTTP
-/// connections for the certificate fetch), join `room`, and wait until it is joined.
+/// Connect as `token` over exactly the dialer's transport, join `room` (`late`: from its first
+/// message on), and wait until it is joined.
 pub async fn connect(
-    api: Api,
+    dialer: &Dialer,
     token: String,
-    kind: TransportKind,
     room: ConversationId,
+    late: bool,
 ) -> anyhow::Result<Bot> {
     let started = Instant::now();
-    let options = ClientOptions::new(api.server().base().as_str(), token)
+    let kind = dialer.kind;
+    let options = ClientOptions::new(dialer.api.server().base().as_str(), token)
         .transport(choice(kind))
-        .api(api);
+        .api(dialer.api.clone())
+        .wt_endpoints(dialer.endpoints.clone());
     let client = Client::connect(options).await.context("cannot connect")?;
-    client.join(room);
+    if late {
+        client.join_from(room, 0);
+    } else {
+        client.join(room);
+    }
     loop {
         match client.next_event().await {
             Some(ClientEvent::Session(Event::Joined { conversation, .. }))
@@ -94,44 +150,80 @@ pub async fn connect(
             None => bail!("the client stopped while joining"),
         }
     }
-    let connect_join = started.elapsed();
+    let joined_at = Instant::now();
+    let connect_join = joined_at.saturating_duration_since(started);
     match client.transport() {
         Some(used) if used == kind => Ok(Bot {
-            client,
+            user: client.user(),
+            link: QuibbleLink {
+                client,
+                room,
+                reconnecting: false,
+            },
             room,
             connect_join,
+            joined_at,
+            late,
         }),
         Some(used) => bail!("asked for {kind} but the client uses {used}"),
         None => bail!("disconnected right after joining"),
     }
 }
 
-impl Bot {
+impl Bot<QuibbleLink> {
+    /// From starting to connect until its room was joined.
+    pub fn connect_join(&self) -> Duration {
+        self.connect_join
+    }
+
+    /// When its room was joined.
+    pub fn joined_at(&self) -> Instant {
+        self.joined_at
+    }
+
     /// The bot's client, still open.
     pub fn into_client(self) -> Client {
-        self.client
+        self.link.client
+    }
+}
+
+impl<L: Link> Bot<L> {
+    /// A bot of `user` in `room` on `link`, which took `connect_join` to open and join.
+    pub fn new(link: L, user: UserId, room: ConversationId, connect_join: Duration) -> Bot<L> {
+        Bot {
+            link,
+            user,
+            room,
+            connect_join,
+            joined_at: Instant::now(),
+            late: false,
+        }
     }
 
     /// Send on `schedule` and record everything until `finish` turns true (or its sender is
-    /// gone); hands back the client, still open, and the record.
+    /// gone); hands back the link, still open, and the record.
     pub async fn drive(
         self,
         schedule: Schedule,
         tracker: Arc<Tracker>,
         mut finish: watch::Receiver<bool>,
-    ) -> (Client, BotRecord) {
+    ) -> (L, BotRecord) {
         let Bot {
-            client,
+            mut link,
+            user,
             room,
             connect_join,
+            late,
+            ..
         } = self;
+        let mut record = BotRecord::new(user, room, connect_join);
+        record.late = late;
         let mut state = State {
-            record: BotRecord::new(client.user(), room, connect_join),
+            record,
             seen: HashSet::new(),
             unanswered: 0,
             members: schedule.members,
             tracker,
-            reconnecting: false,
         };
         let start = tokio::time::Instant::from_std(schedule.start);
         let mut next = 0u32;
@@ -162,7 +254,13 @@ impl Bot {
                     if measured {
                         state.tracker.measuring();
                     }
-                    let client_id = client.send(room, message_text(next, schedule.message_size));
+                    let client_id = match link.send(message_text(next, schedule.message_size)).await {
+                        Ok(client_id) => client_id,
+                        Err(e) => {
+                            state.record.errors.push(format!("a send failed: {e:#}"));
+                            break;
+                        }
+                    };
                     state.record.sends.push(Sent {
                         client_id,
                         at,
@@ -171,8 +269,8 @@ impl Bot {
                     state.unanswered += 1;
                     next += 1;
                 }
-                event = client.next_event() => match event {
-                    Some(event) => state.on_event(event, Instant::now()),
+                observed = link.next() => match observed {
+                    Some(observed) => state.on_observed(observed),
                     None => {
                         state.record.errors.push("the client stopped".into());
                         break;
@@ -180,7 +278,7 @@ impl Bot {
                 },
             }
         }
-        (client, state.record)
+        (link, state.record)
     }
 }
 
@@ -192,59 +290,89 @@ struct State {
     unanswered: u32,
     members: u64,
     tracker: Arc<Tracker>,
-    /// Disconnected, and the room not joined again yet.
-    reconnecting: bool,
 }
 
 impl State {
-    fn on_event(&mut self, event: ClientEvent, at: Instant) {
-        let event = match event {
-            ClientEvent::Session(event) => event,
-            // Follows a disconnect, which is what counts.
-            ClientEvent::TransportChanged(_) => return,
-        };
-        match event {
-            Event::Message(message) => {
-                let key = (message.author, message.client_id);
-                if message.conversation == self.record.room && self.seen.insert(key) {
+    fn on_observed(&mut self, observed: Observed) {
+        match observed {
+            Observed::Arrival(arrival) => {
+                if arrival.conversation == self.record.room && self.seen.insert(arrival.key) {
                     self.tracker.delivered();
                 }
-                self.record.arrivals.push(Arrival {
-                    conversation: message.conversation,
-                    key,
-                    at,
-                });
+                self.record.arrivals.push(arrival);
             }
-            Event::Sent { client_id, .. } => {
+            Observed::Acked(client_id, at) => {
                 self.unanswered = self.unanswered.saturating_sub(1);
                 self.tracker.acked();
                 self.record.acks.push((client_id, at));
             }
-            // The session sends it again by itself; its ack (or refusal) is what counts.
-            Event::Throttled { .. } => {}
-            Event::Rejected {
-                client_id, code, ..
-            } => {
+            Observed::Rejected(client_id, code) => {
                 self.unanswered = self.unanswered.saturating_sub(1);
                 self.tracker.rejected(self.members);
                 self.record.rejections.push((client_id, code));
             }
+            Observed::Error(what) => self.record.errors.push(what),
+        }
+    }
+}
+
+impl Link for QuibbleLink {
+    async fn send(&mut self, text: String) -> anyhow::Result<u64> {
+        Ok(self.client.send(self.room, text))
+    }
+
+    async fn next(&mut self) -> Option<Observed> {
+        loop {
+            let event = self.client.next_event().await?;
+            if let Some(observed) = self.observe(event, Instant::now()) {
+                return Some(observed);
+            }
+        }
+    }
+
+    async fn close(self) {
+        self.client.close().await;
+    }
+}
+
+impl QuibbleLink {
+    /// What the record keeps of `event`, which came `at`.
+    fn observe(&mut self, event: ClientEvent, at: Instant) -> Option<Observed> {
+        let event = match event {
+            ClientEvent::Session(event) => event,
+            // Follows a disconnect, which is what counts.
+            ClientEvent::TransportChanged(_) => return None,
+        };
+        let error = |what: &str| Some(Observed::Error(what.to_owned()));
+        match event {
+            Event::Message(message) => Some(Observed::Arrival(Arrival {
+                conversation: message.conversation,
+                key: (message.author, message.client_id),
+                at,
+            })),
+            Event::Sent { client_id, .. } => Some(Observed::Acked(client_id, at)),
+            // The session sends it again by itself; its ack (or refusal) is what counts.
+            Event::Throttled { .. } => None,
+            Event::Rejected {
+                client_id, code, ..
+            } => Some(Observed::Rejected(client_id, code)),
             Event::Disconnected => {
                 self.reconnecting = true;
-                self.error("disconnected (the client reconnects and resumes)");
+                error("disconnected (the client reconnects and resumes)")
             }
             // The consequences of a disconnect, counted there.
             Event::Connected { .. } | Event::Joined { .. } if self.reconnecting => {
                 self.reconnecting = !matches!(event, Event::Joined { .. });
+                None
             }
-            Event::Connected { .. } => self.error("welcomed again without a disconnect"),
-            Event::Joined { .. } => self.error("the room's stream was rejoined (lagged or failed)"),
+            Event::Connected { .. } => error("welcomed again without a disconnect"),
+            Event::Joined { .. } => error("the room's stream was rejoined (lagged or failed)"),
             Event::Error { code, reason, .. } => {
-                self.error(&format!("server error {code}: {reason}"))
+                Some(Observed::Error(format!("server error {code}: {reason}")))
             }
-            Event::GoAway { .. } => self.error("the server is going away"),
-            Event::Reset { .. } => self.error("the store's epoch changed (history reset)"),
-            Event::History { .. } => self.error("a history page nobody asked for"),
+            Event::GoAway { .. } => error("the server is going away"),
+            Event::Reset { .. } => error("the store's epoch changed (history reset)"),
+            Event::History { .. } => error("a history page nobody asked for"),
             // The social events (conversation list, receipts, presence, …) are not measured.
             Event::ConversationList(_)
             | Event::ConversationUpdated(_)
@@ -253,12 +381,8 @@ impl State {
             | Event::Friend { .. }
             | Event::Presence { .. }
             | Event::Typing { .. }
-            | Event::Deleted { .. } => {}
+            | Event::Deleted { .. } => None,
         }
-    }
-
-    fn error(&mut self, what: &str) {
-        self.record.errors.push(what.to_owned());
     }
 }
 

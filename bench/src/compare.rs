@@ -12,6 +12,7 @@ pub struct Ratios {
     pub ack: SummaryRatios,
     pub fanout: SummaryRatios,
     pub connect_join: SummaryRatios,
+    pub late_connect_join: SummaryRatios,
     pub acked_per_s: Option<f64>,
     pub delivered_per_s: Option<f64>,
     /// Server cost (both runs with `--server-pid`).
@@ -35,6 +36,10 @@ impl Ratios {
             ack: SummaryRatios::of(&a.latency_us.ack, &b.latency_us.ack),
             fanout: SummaryRatios::of(&a.latency_us.fanout, &b.latency_us.fanout),
             connect_join: SummaryRatios::of(&a.latency_us.connect_join, &b.latency_us.connect_join),
+            late_connect_join: SummaryRatios::of(
+                &a.latency_us.late_connect_join,
+                &b.latency_us.late_connect_join,
+            ),
             acked_per_s: ratio(a.throughput.acked_per_s, b.throughput.acked_per_s),
             delivered_per_s: ratio(a.throughput.delivered_per_s, b.throughput.delivered_per_s),
             server_cpu_us_per_delivery: server_ratio(a, b, |c| c.cpu_us_per_delivery),

@@ -1,6 +1,7 @@
-//! The open-file limit of this process. Every connection the bench holds is an open file here
-//! (a TCP socket for WebSocket, a UDP socket for WebTransport), so before opening many it
-//! raises the soft `RLIMIT_NOFILE` to the hard limit and checks that the connections fit,
+//! The open-file limit of this process. Every socket the bench holds is an open file here (a
+//! TCP socket per WebSocket connection, a UDP socket per `--sessions-per-socket` WebTransport
+//! sessions), so before opening many it raises the soft `RLIMIT_NOFILE` to the hard limit and
+//! checks that the sockets fit,
 //! leaving a reserve for the runtime, the HTTP client and stdio.
 
 use anyhow::{Context, bail};
@@ -9,9 +10,9 @@ use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 /// Descriptors kept out of the connections' share.
 const RESERVE: u64 = 64;
 
-/// Raise the soft open-file limit to the hard one and check that `connections` fit; returns
-/// the soft limit now in force (`None`: unlimited).
-pub fn make_room_for(connections: u32) -> anyhow::Result<Option<u64>> {
+/// Raise the soft open-file limit to the hard one and check that `sockets` fit; returns the
+/// soft limit now in force (`None`: unlimited).
+pub fn make_room_for(sockets: u32) -> anyhow::Result<Option<u64>> {
     let limit = getrlimit(Resource::Nofile);
     if limit.current != limit.maximum {
         setrlimit(
@@ -24,12 +25,12 @@ pub fn make_room_for(connections: u32) -> anyhow::Result<Option<u64>> {
         .context("cannot raise the open-file limit to the hard limit")?;
     }
     let soft = getrlimit(Resource::Nofile).current;
-    let needed = u64::from(connections) + RESERVE;
+    let needed = u64::from(sockets) + RESERVE;
     if let Some(soft) = soft
         && soft < needed
     {
         bail!(
-            "{connections} connections need about {needed} open files, but this process may \
+            "{sockets} sockets need about {needed} open files, but this process may \
              open {soft} (the hard limit; see `ulimit -Hn`)"
         );
     }

@@ -4,8 +4,11 @@
 //! in that user's room), reads the memory again once all have joined and again after they
 //! idled for `--hold` seconds (the clients keep heartbeating), then closes them and reads it a
 //! last time. The cost of one connection is the growth divided by the connections opened.
+//! The connecting phase is the idle ramp: `--at-once` handshakes in flight until the target is
+//! reached, reported as sessions per second and connect+join latency percentiles.
+//! WebTransport sessions share UDP sockets, `--sessions-per-socket` each.
 //!
-//! Each phase is bounded: connects run a few at a time, each within the client's own dial
+//! Each phase is bounded: connects run `--at-once` at a time, each within the client's own dial
 //! timeout, and everything within `--timeout`; on any stop the connections are closed.
 
 use std::sync::Arc;
@@ -13,23 +16,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
-use quibble_client::{Api, Client, ClientEvent, Event};
+use quibble_client::{Api, Client, ClientEvent, Event, TransportKind, WtEndpoints};
 use tokio::task::JoinSet;
 
 use crate::accounts;
 use crate::args::IdleArgs;
-use crate::bot;
+use crate::bot::{self, Dialer};
 use crate::concurrency::bounded;
 use crate::fd_limit;
-use crate::idle_report::{IdleReport, Memory};
+use crate::idle_report::{IdleReport, Memory, RampStep};
 use crate::plan::Plan;
 use crate::scenario;
 use crate::server_memory::ServerProcess;
+use crate::stats;
 use crate::stop::Stop;
 
-/// Connections being opened at once (below the server's per-address allowance of connections
-/// that have not said Hello yet).
-const CONNECTS_AT_ONCE: usize = 8;
+/// Steps the ramp is reported in (quarters of the connections).
+const RAMP_STEPS: usize = 4;
 /// Pause before a memory reading, so the server finishes what the last step started.
 const SETTLE: Duration = Duration::from_secs(1);
 /// How long closing the connections may take before they are dropped.
@@ -37,7 +40,11 @@ const CLOSE_LIMIT: Duration = Duration::from_secs(10);
 
 /// Run the idle benchmark as `args` say.
 pub async fn run(args: &IdleArgs, stop: &Stop) -> anyhow::Result<IdleReport> {
-    let open_files = fd_limit::make_room_for(args.connections)?;
+    let sockets = match args.transport.kind() {
+        TransportKind::WebTransport => args.connections.div_ceil(args.sessions_per_socket),
+        TransportKind::WebSocket => args.connections,
+    };
+    let open_files = fd_limit::make_room_for(sockets)?;
     let server = args.server_pid.map(ServerProcess::new).transpose()?;
     let api = Api::new(&args.server).context("invalid --server")?;
     let kind = args.transport.kind();
@@ -61,27 +68,35 @@ pub async fn run(args: &IdleArgs, stop: &Stop) -> anyhow::Result<IdleReport> {
         ..Memory::default()
     };
 
+    let dialer = Dialer {
+        api: api.clone(),
+        kind,
+        endpoints: WtEndpoints::new(args.sessions_per_socket as usize),
+    };
     let started = Instant::now();
     let connects = (0..args.connections as usize)
         .map(|i| {
             let account = accounts[i % accounts.len()].clone();
-            let api = api.clone();
+            let dialer = dialer.clone();
             async move {
-                bot::connect(api, account.token, kind, account.room)
+                bot::connect(&dialer, account.token, account.room, false)
                     .await
                     .with_context(|| format!("connection {} of {}", i + 1, account.username))
             }
         })
         .collect();
     let bots = tokio::select! {
-        bots = bounded(CONNECTS_AT_ONCE, connects) => bots,
+        bots = bounded(args.at_once as usize, connects) => bots,
         reason = stop.wait() => Err(anyhow!("{reason} while connecting")),
     };
     let clients: Vec<Arc<Client>> = match bots {
-        Ok(bots) => bots
-            .into_iter()
-            .map(|bot| Arc::new(bot.into_client()))
-            .collect(),
+        Ok(bots) => {
+            report.connect_join_us = stats::summary_of(bots.iter().map(bot::Bot::connect_join))?;
+            report.ramp = ramp(started, &bots)?;
+            bots.into_iter()
+                .map(|bot| Arc::new(bot.into_client()))
+                .collect()
+        }
         Err(e) => {
             report.error = Some(format!("{e:#}"));
             report.set_memory(memory);
@@ -91,6 +106,8 @@ pub async fn run(args: &IdleArgs, stop: &Stop) -> anyhow::Result<IdleReport> {
     };
     report.opened = clients.len() as u64;
     report.connect_s = started.elapsed().as_secs_f64();
+    report.handshakes_per_s = stats::per_second(report.opened, started.elapsed());
+    report.udp_sockets = dialer.endpoints.endpoints() as u64;
     memory.joined_kib = read_after_settle(server).await?;
 
     let disconnects = Arc::new(AtomicU64::new(0));
@@ -112,6 +129,34 @@ pub async fn run(args: &IdleArgs, stop: &Stop) -> anyhow::Result<IdleReport> {
     report.set_memory(memory);
     leave_if_kept(args, &api, &accounts).await;
     Ok(report)
+}
+
+/// The ramp in [`RAMP_STEPS`] steps of equal counts, in the order the connections joined.
+fn ramp(started: Instant, bots: &[bot::Bot]) -> anyhow::Result<Vec<RampStep>> {
+    let mut joined: Vec<(Instant, Duration)> = bots
+        .iter()
+        .map(|bot| (bot.joined_at(), bot.connect_join()))
+        .collect();
+    joined.sort_by_key(|(at, _)| *at);
+    let mut steps = Vec::with_capacity(RAMP_STEPS);
+    let (mut from, mut from_at) = (0, started);
+    for step in 1..=RAMP_STEPS {
+        let to = joined.len() * step / RAMP_STEPS;
+        let Some(&(end, _)) = joined.get(from..to).and_then(<[_]>::last) else {
+            continue;
+        };
+        steps.push(RampStep {
+            connections: to as u64,
+            at_s: end.saturating_duration_since(started).as_secs_f64(),
+            handshakes_per_s: stats::per_second(
+                (to - from) as u64,
+                end.saturating_duration_since(from_at),
+            ),
+            connect_join_us: stats::summary_of(joined[from..to].iter().map(|(_, d)| *d))?,
+        });
+        (from, from_at) = (to, end);
+    }
+    Ok(steps)
 }
 
 /// With `--accounts`, the users leave their rooms (after the last reading), so that their

@@ -9,6 +9,8 @@ use serde::Serialize;
 
 use crate::accounts::AccountsSummary;
 use crate::args::{IdleArgs, transport_name};
+use crate::stats::Summary;
+use crate::table::Table;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct IdleReport {
@@ -26,8 +28,18 @@ pub struct IdleReport {
     pub accounts: AccountsSummary,
     /// Connections welcomed and joined.
     pub opened: u64,
+    /// Handshakes in flight at once (`--at-once`).
+    pub at_once: u32,
     /// Seconds to open and join them all.
     pub connect_s: f64,
+    /// Connections opened per second over those seconds.
+    pub handshakes_per_s: f64,
+    /// Per connection: connect, Hello -> Welcome, Join -> Joined (µs).
+    pub connect_join_us: Summary,
+    /// UDP sockets the WebTransport sessions shared (0 for WebSocket).
+    pub udp_sockets: u64,
+    /// The ramp in steps (quarters of the connections, in the order they were joined).
+    pub ramp: Vec<RampStep>,
     /// Connections up after the hold.
     pub alive: u64,
     /// Connections lost (and reconnected by the client) during the hold.
@@ -41,6 +53,19 @@ pub struct IdleReport {
     pub error: Option<String>,
     /// Every connection opened and stayed up, within the budget if one was given.
     pub ok: bool,
+}
+
+/// One step of the ramp: the connections joined in it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct RampStep {
+    /// Connections joined by the end of the step.
+    pub connections: u64,
+    /// Seconds from the first connect to the step's last Joined.
+    pub at_s: f64,
+    /// The step's connections per second (from the previous step's end to this one's).
+    pub handshakes_per_s: f64,
+    /// Connect+join of the step's connections (µs).
+    pub connect_join_us: Summary,
 }
 
 /// The server's VmRSS in KiB at each reading.
@@ -73,7 +98,12 @@ impl IdleReport {
             server_pid,
             accounts: AccountsSummary::default(),
             opened: 0,
+            at_once: args.at_once,
             connect_s: 0.0,
+            handshakes_per_s: 0.0,
+            connect_join_us: Summary::default(),
+            udp_sockets: 0,
+            ramp: Vec::new(),
             alive: 0,
             disconnects: 0,
             memory: Memory::default(),
@@ -126,9 +156,49 @@ impl IdleReport {
         let _ = writeln!(out, "{}", self.accounts.text());
         let _ = writeln!(
             out,
-            "opened {}/{} in {:.1} s; alive after the hold {}; disconnects {}",
-            self.opened, self.connections, self.connect_s, self.alive, self.disconnects
+            "opened {}/{} in {:.1} s ({:.0} handshakes/s, {} at once{}); alive after the hold {}; \
+             disconnects {}",
+            self.opened,
+            self.connections,
+            self.connect_s,
+            self.handshakes_per_s,
+            self.at_once,
+            if self.udp_sockets > 0 {
+                format!(", {} UDP sockets", self.udp_sockets)
+            } else {
+                String::new()
+            },
+            self.alive,
+            self.disconnects
         );
+        let j = &self.connect_join_us;
+        if j.count > 0 {
+            let _ = writeln!(
+                out,
+                "connect+join ms: p50 {}, p90 {}, p99 {}, p99.9 {}, max {}",
+                ms(j.p50),
+                ms(j.p90),
+                ms(j.p99),
+                ms(j.p99_9),
+                ms(j.max)
+            );
+        }
+        if self.ramp.len() > 1 {
+            let mut table = Table::default();
+            table.row(["ramp", "at s", "handshakes/s", "p50 ms", "p99 ms", "max ms"]);
+            for step in &self.ramp {
+                let j = &step.connect_join_us;
+                table.row([
+                    step.connections.to_string(),
+                    format!("{:.1}", step.at_s),
+                    format!("{:.0}", step.handshakes_per_s),
+                    ms(j.p50),
+                    ms(j.p99),
+                    ms(j.max),
+                ]);
+            }
+            out.push_str(&table.render());
+        }
         if let Some(pid) = self.server_pid {
             let m = &self.memory;
             let _ = writeln!(
@@ -157,6 +227,10 @@ impl IdleReport {
         let _ = writeln!(out, "{}", if self.ok { "ok" } else { "FAILED" });
         out
     }
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.2}", us as f64 / 1000.0)
 }
 
 fn mib(kib: Option<u64>) -> String {

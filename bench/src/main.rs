@@ -4,7 +4,9 @@
 //! same scenario once per transport), then reports latencies, throughput and delivery counts.
 //! The exit status is 0 only if every message reached every member of its room exactly once
 //! and nothing went wrong (see `--help`). `quibble-bench idle` opens many idle, joined
-//! connections and reports what each costs the server in resident memory.
+//! connections and reports what each costs the server in resident memory. `quibble-bench
+//! versus` runs the chat scenario against Quibble and the Node peers of `bench/peers/`.
+//! `quibble-bench ingest` measures durable ingest: acknowledged (fsynced) messages per second.
 
 mod accounts;
 mod args;
@@ -14,7 +16,11 @@ mod concurrency;
 mod fd_limit;
 mod idle;
 mod idle_report;
+mod ingest;
+mod ingest_report;
+mod peers;
 mod plan;
+mod plot;
 mod progress;
 mod record;
 mod report;
@@ -26,18 +32,18 @@ mod stats;
 mod stop;
 mod table;
 mod tracker;
+mod versus;
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use quibble_client::Api;
+use quibble_client::{Api, TransportKind};
 
 use crate::args::{ChatArgs, Cli, Command, IdleArgs, command_line};
-use crate::plan::Plan;
 use crate::report::Report;
-use crate::run::{RunConfig, RunResult};
+use crate::run::{Load, RunConfig, RunResult};
 use crate::stop::Stop;
 
 #[tokio::main]
@@ -45,6 +51,8 @@ async fn main() -> ExitCode {
     let outcome = match Cli::parse().command {
         Command::Chat(args) => chat(args).await,
         Command::Idle(args) => idle(args).await,
+        Command::Versus(args) => versus::run(args).await,
+        Command::Ingest(args) => ingest(args).await,
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
@@ -59,7 +67,7 @@ async fn main() -> ExitCode {
 /// Run `chat` and print its report; whether everything was fine.
 async fn chat(args: ChatArgs) -> anyhow::Result<bool> {
     let stop = Stop::start(tokio::time::Instant::now() + Duration::from_secs(args.timeout));
-    let plan = Plan::new(args.rooms, args.users_per_room, args.warmup, args.messages)?;
+    let plan = args.plan()?;
     let api = Api::new(&args.server).context("invalid --server")?;
     let server = args.server_pid.map(server_cpu::watch).transpose()?;
     tokio::select! {
@@ -69,6 +77,17 @@ async fn chat(args: ChatArgs) -> anyhow::Result<bool> {
         reason = stop.wait() => anyhow::bail!("{reason} while reaching the server"),
     }
     let kinds = args.transport.kinds();
+    // One run at a time holds its bots' sockets: a TCP socket per WebSocket bot, a UDP socket
+    // per --sessions-per-socket WebTransport bots.
+    let sockets = kinds
+        .iter()
+        .map(|kind| match kind {
+            TransportKind::WebSocket => plan.bots(),
+            TransportKind::WebTransport => plan.bots().div_ceil(args.sessions_per_socket.into()),
+        })
+        .max()
+        .unwrap_or(0);
+    fd_limit::make_room_for(u32::try_from(sockets).unwrap_or(u32::MAX))?;
     // Every account of every run, before the first run: sign-ups cost the server a password
     // hash each, which must not land in a measurement. Bot counts fit a usize (`Plan::new`).
     let bots = plan.bots() as usize;
@@ -80,12 +99,16 @@ async fn chat(args: ChatArgs) -> anyhow::Result<bool> {
     };
     let config = RunConfig {
         api,
-        plan,
-        rate: args.rate,
-        message_size: args.message_size,
-        in_flight: args.in_flight,
-        server,
+        load: Load {
+            plan,
+            rate: args.rate,
+            message_size: args.message_size,
+            in_flight: args.in_flight,
+            server,
+            bench: None,
+        },
         leave_rooms: args.accounts.is_some(),
+        sessions_per_socket: args.sessions_per_socket as usize,
     };
     let mut runs = Vec::new();
     for kind in kinds {
@@ -98,6 +121,21 @@ async fn chat(args: ChatArgs) -> anyhow::Result<bool> {
         runs.push(result);
     }
     let report = Report::new(command_line(), &args, &plan, accounts, runs);
+    if let Some(path) = &args.plot {
+        let series: Vec<plot::Series<'_>> = report
+            .runs
+            .iter()
+            .filter_map(|run| {
+                let stats = run.stats.as_ref()?;
+                Some(plot::Series {
+                    label: run.transport.to_owned(),
+                    histogram: &stats.fanout_histogram,
+                })
+            })
+            .collect();
+        let title = "fan-out latency by percentile (send -> arrival at each other member)";
+        plot::write(path, title, &report.scenario.summary(), &series)?;
+    }
     if args.json {
         println!("{}", report.json().context("cannot write the JSON report")?);
     } else {
@@ -110,6 +148,18 @@ async fn chat(args: ChatArgs) -> anyhow::Result<bool> {
 async fn idle(args: IdleArgs) -> anyhow::Result<bool> {
     let stop = Stop::start(tokio::time::Instant::now() + Duration::from_secs(args.timeout));
     let report = idle::run(&args, &stop).await?;
+    if args.json {
+        println!("{}", report.json().context("cannot write the JSON report")?);
+    } else {
+        print!("{}", report.text());
+    }
+    Ok(report.ok)
+}
+
+/// Run `ingest` and print its report; whether everything was fine.
+async fn ingest(args: ingest::IngestArgs) -> anyhow::Result<bool> {
+    let stop = Stop::start(tokio::time::Instant::now() + Duration::from_secs(args.timeout));
+    let report = ingest::run(&args, &stop).await?;
     if args.json {
         println!("{}", report.json().context("cannot write the JSON report")?);
     } else {

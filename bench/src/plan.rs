@@ -1,5 +1,7 @@
-//! The arithmetic of a scenario: how many bots a run needs and how many sends, acks and
-//! deliveries it owes, checked against overflow once so that nothing later can overflow.
+//! The arithmetic of a scenario: how many bots a run needs, which of them join late (the last
+//! `late_per_room` of each room: they send nothing and must still receive every message of
+//! their room), and how many sends, acks and deliveries it owes, checked against overflow once
+//! so that nothing later can overflow.
 
 use anyhow::{Context, bail};
 
@@ -8,6 +10,8 @@ use anyhow::{Context, bail};
 pub struct Plan {
     pub rooms: u32,
     pub users_per_room: u32,
+    /// Members of each room that join only once the measured window began, and send nothing.
+    pub late_per_room: u32,
     /// Unmeasured messages each user sends first.
     pub warmup: u32,
     /// Measured messages each user sends after the warmup.
@@ -25,6 +29,7 @@ impl Plan {
         let plan = Plan {
             rooms,
             users_per_room,
+            late_per_room: 0,
             warmup,
             messages,
         };
@@ -42,6 +47,21 @@ impl Plan {
         Ok(plan)
     }
 
+    /// The same plan with `late` members of each room joining late; at least one member of
+    /// each room must be on time to send.
+    pub fn with_late(self, late: u32) -> anyhow::Result<Plan> {
+        if late >= self.users_per_room {
+            bail!(
+                "{late} late joiners per room leave no member of a {}-member room to send",
+                self.users_per_room
+            );
+        }
+        Ok(Plan {
+            late_per_room: late,
+            ..self
+        })
+    }
+
     /// Bots (users) in all rooms.
     pub fn bots(&self) -> u64 {
         u64::from(self.rooms) * u64::from(self.users_per_room)
@@ -52,9 +72,15 @@ impl Plan {
         self.warmup.saturating_add(self.messages)
     }
 
+    /// Bots that send (those on time).
+    pub fn senders(&self) -> u64 {
+        u64::from(self.rooms) * u64::from(self.users_per_room - self.late_per_room)
+    }
+
     /// Messages all bots send.
     pub fn sends(&self) -> u64 {
-        self.bots().saturating_mul(u64::from(self.sends_per_bot()))
+        self.senders()
+            .saturating_mul(u64::from(self.sends_per_bot()))
     }
 
     /// Deliveries owed: every message to every member of its room, its author included.
@@ -65,6 +91,18 @@ impl Plan {
     /// The room (0-based) of bot number `bot`: bots fill the rooms in turn.
     pub fn room_of(&self, bot: usize) -> usize {
         bot / self.users_per_room as usize
+    }
+
+    /// Whether bot number `bot` joins late (the last `late_per_room` of its room).
+    pub fn is_late(&self, bot: usize) -> bool {
+        let place = bot % self.users_per_room as usize;
+        place >= (self.users_per_room - self.late_per_room) as usize
+    }
+
+    /// Messages each member of a room receives: every one its senders send.
+    pub fn sends_per_room(&self) -> u64 {
+        u64::from(self.users_per_room - self.late_per_room)
+            .saturating_mul(u64::from(self.sends_per_bot()))
     }
 }
 
@@ -89,6 +127,20 @@ mod tests {
         assert_eq!((default.sends(), default.deliveries()), (3_200, 25_600));
         let single = Plan::new(1, 1, 0, 1).unwrap();
         assert_eq!((single.sends(), single.deliveries()), (1, 1));
+    }
+
+    #[test]
+    fn late_joiners_send_nothing_and_receive_everything() {
+        // 2 rooms of 4, the last member of each joining late: 6 senders of 10 messages.
+        let plan = Plan::new(2, 4, 0, 10).unwrap().with_late(1).unwrap();
+        assert_eq!((plan.bots(), plan.senders(), plan.sends()), (8, 6, 60));
+        // Each message reaches all 4 members of its room, the late one included.
+        assert_eq!(plan.deliveries(), 240);
+        assert_eq!(plan.sends_per_room(), 30);
+        let late: Vec<usize> = (0..8).filter(|&b| plan.is_late(b)).collect();
+        assert_eq!(late, [3, 7]);
+        assert!(Plan::new(2, 4, 0, 10).unwrap().with_late(4).is_err());
+        assert!(!Plan::new(1, 1, 0, 1).unwrap().is_late(0));
     }
 
     #[test]

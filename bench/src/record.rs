@@ -35,6 +35,8 @@ pub struct BotRecord {
     pub room: ConversationId,
     /// From starting to connect until its room was joined.
     pub connect_join: Duration,
+    /// It joined late (during the measured window), for the whole room's replay.
+    pub late: bool,
     pub sends: Vec<Sent>,
     /// Its sends the server acknowledged: client id and when.
     pub acks: Vec<(u64, Instant)>,
@@ -51,6 +53,7 @@ impl BotRecord {
             user,
             room,
             connect_join,
+            late: false,
             sends: Vec::new(),
             acks: Vec::new(),
             rejections: Vec::new(),

@@ -8,7 +8,7 @@ use clap::ValueEnum;
 use serde::Serialize;
 
 use crate::accounts::AccountsSummary;
-use crate::args::ChatArgs;
+use crate::args::{ChatArgs, ScenarioKind};
 use crate::compare::{Ratios, SummaryRatios};
 use crate::plan::Plan;
 use crate::run::{RunResult, Status};
@@ -34,9 +34,16 @@ pub struct Report {
 pub struct Scenario {
     pub server: String,
     pub transport: String,
+    /// The `--scenario` preset.
+    pub kind: ScenarioKind,
     pub rooms: u32,
     pub users_per_room: u32,
+    /// Members of each room that join late (they send nothing).
+    pub late_per_room: u32,
+    /// Messages per user (from --duration x --rate when a duration was given).
     pub messages: u32,
+    /// The `--duration`, if one was given instead of --messages.
+    pub duration_s: Option<u32>,
     pub warmup: u32,
     /// Messages per second per user; 0: window of `in_flight`.
     pub rate: f64,
@@ -78,9 +85,12 @@ impl Report {
             scenario: Scenario {
                 server: args.server.clone(),
                 transport,
-                rooms: args.rooms,
-                users_per_room: args.users_per_room,
-                messages: args.messages,
+                kind: args.scenario,
+                rooms: plan.rooms,
+                users_per_room: plan.users_per_room,
+                late_per_room: plan.late_per_room,
+                messages: plan.messages,
+                duration_s: args.duration,
                 warmup: args.warmup,
                 rate: args.rate,
                 message_size: args.message_size,
@@ -105,18 +115,8 @@ impl Report {
     pub fn text(&self) -> String {
         let mut out = String::new();
         let s = &self.scenario;
-        let pace = if s.rate <= 0.0 {
-            format!("as fast as acks allow ({} in flight)", s.in_flight)
-        } else {
-            format!("at {}/s", s.rate)
-        };
         let _ = writeln!(out, "$ {}", self.command);
-        let _ = writeln!(
-            out,
-            "{} rooms x {} users = {} bots per transport; {} messages per user (+{} warmup) {pace}; \
-             server {}\n",
-            s.rooms, s.users_per_room, s.bots, s.messages, s.warmup, s.server
-        );
+        let _ = writeln!(out, "{}; server {}\n", s.summary(), s.server);
         let _ = writeln!(out, "{}\n", self.accounts.text());
         out.push_str(&self.counts_table().render());
         out.push('\n');
@@ -209,7 +209,7 @@ impl Report {
         ]);
         type Pick = fn(&RunStats) -> &Summary;
         type PickRatio = fn(&Ratios) -> &SummaryRatios;
-        let figures: [(&str, Pick, PickRatio); 3] = [
+        let figures: [(&str, Pick, PickRatio); 4] = [
             ("ack", |s| &s.latency_us.ack, |r| &r.ack),
             ("fan-out", |s| &s.latency_us.fanout, |r| &r.fanout),
             (
@@ -217,8 +217,17 @@ impl Report {
                 |s| &s.latency_us.connect_join,
                 |r| &r.connect_join,
             ),
+            (
+                "late connect+join",
+                |s| &s.latency_us.late_connect_join,
+                |r| &r.late_connect_join,
+            ),
         ];
+        let late = self.scenario.late_per_room > 0;
         for (label, pick, pick_ratio) in figures {
+            if label.starts_with("late") && !late {
+                continue;
+            }
             let mut first = true;
             for run in &self.runs {
                 let Some(stats) = &run.stats else { continue };
@@ -295,6 +304,35 @@ impl Report {
     }
 }
 
+impl Scenario {
+    /// One line: the preset, its rooms and bots, messages and pace.
+    pub fn summary(&self) -> String {
+        let kind = self
+            .kind
+            .to_possible_value()
+            .map(|value| value.get_name().to_owned())
+            .unwrap_or_default();
+        let pace = if self.rate <= 0.0 {
+            format!("as fast as acks allow ({} in flight)", self.in_flight)
+        } else {
+            format!("at {}/s", self.rate)
+        };
+        let late = if self.late_per_room > 0 {
+            format!(" ({} joining late)", self.late_per_room)
+        } else {
+            String::new()
+        };
+        let messages = match self.duration_s {
+            Some(secs) => format!("{} messages per user ({secs} s)", self.messages),
+            None => format!("{} messages per user", self.messages),
+        };
+        format!(
+            "{kind}: {} rooms x {} users{late} = {} bots per transport; {messages} (+{} warmup) {pace}",
+            self.rooms, self.users_per_room, self.bots, self.warmup
+        )
+    }
+}
+
 /// Whether `run` has server-cost figures (`--server-pid`).
 fn has_server_cost(run: &RunResult) -> bool {
     run.stats.as_ref().is_some_and(|s| s.server.is_some())
@@ -351,7 +389,7 @@ fn server_rows(ratios: Option<&Ratios>) -> [FigureRow; 5] {
 }
 
 /// What is wrong with a run, in a few words each.
-fn problems(run: &RunResult) -> Vec<String> {
+pub fn problems(run: &RunResult) -> Vec<String> {
     let mut problems = Vec::new();
     if run.status != Status::Complete {
         problems.push(status_name(run.status).to_owned());
@@ -376,7 +414,7 @@ fn problems(run: &RunResult) -> Vec<String> {
     problems
 }
 
-fn status_name(status: Status) -> &'static str {
+pub fn status_name(status: Status) -> &'static str {
     match status {
         Status::Complete => "complete",
         Status::TimedOut => "timed out",
@@ -393,11 +431,11 @@ fn short_name(transport: &str) -> &'static str {
     }
 }
 
-fn format_ms(us: u64) -> String {
+pub fn format_ms(us: u64) -> String {
     format!("{:.2}", us as f64 / 1000.0)
 }
 
-fn format_ratio(ratio: Option<f64>) -> String {
+pub fn format_ratio(ratio: Option<f64>) -> String {
     ratio.map_or_else(|| "-".to_owned(), |r| format!("{r:.2}"))
 }
 

@@ -1,26 +1,30 @@
 //! One run of the scenario over one transport, for bots already signed in: create their rooms,
-//! connect and join every bot, start
-//! them all on one clock once all have joined, wait until everything owed has arrived (or the
+//! connect and join every bot that is on time (WebTransport sessions share a few UDP sockets,
+//! `--sessions-per-socket` each), start them all on one clock once all have joined (late
+//! joiners connect once the measured window began, halfway through the sending at --rate,
+//! and join from their room's first message), wait until everything owed has arrived (or the
 //! benchmark must stop), listen a little longer for duplicates, then collect the bots' records
 //! into the run's figures (and, for kept accounts, have the bots leave their rooms). With
 //! `--server-pid` it reads the server's CPU time and memory when the first measured message is
 //! sent and when everything owed has arrived (or the run stops): the server's cost over the
-//! measured window.
+//! measured window. [`drive`] is the part that is the same for any server: `versus` drives the
+//! peer servers' bots ([`crate::peers`]) through it too.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
-use quibble_client::{Api, Client, TransportKind};
+use quibble_client::{Api, TransportKind, UserId, WtEndpoints};
 use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::accounts::Login;
 use crate::args::transport_name;
-use crate::bot::{self, Bot, Pacing, Schedule};
+use crate::bot::{self, Bot, Dialer, Link, Pacing, QuibbleLink, Schedule};
 use crate::concurrency::bounded;
 use crate::plan::Plan;
 use crate::progress::Display;
+use crate::record::BotRecord;
 use crate::scenario::{self, Account};
 use crate::server_cpu::{Counts, Reading, ServerCost};
 use crate::server_memory::ServerProcess;
@@ -30,6 +34,9 @@ use crate::tracker::Tracker;
 
 /// Connections being opened at once.
 const CONNECTS_AT_ONCE: usize = 16;
+/// The user id in the record of a late joiner that could not connect (it sent nothing, so the
+/// id matches no message).
+const NOBODY: UserId = UserId(0);
 /// Between the last bot joining and the first send, so every bot is waiting when it begins.
 const START_LEAD: Duration = Duration::from_millis(100);
 /// How long the run keeps listening after the last thing owed arrived, for duplicates.
@@ -41,6 +48,16 @@ const CLOSE_LIMIT: Duration = Duration::from_secs(3);
 #[derive(Debug, Clone)]
 pub struct RunConfig {
     pub api: Api,
+    pub load: Load,
+    /// The accounts are kept for later runs: the bots leave their rooms at the end.
+    pub leave_rooms: bool,
+    /// WebTransport sessions per UDP socket.
+    pub sessions_per_socket: usize,
+}
+
+/// How the bots send and what is measured, whichever server they talk to.
+#[derive(Debug, Clone)]
+pub struct Load {
     pub plan: Plan,
     /// Messages per second per bot; 0 for the in-flight window.
     pub rate: f64,
@@ -49,8 +66,8 @@ pub struct RunConfig {
     pub in_flight: u32,
     /// The server's process, to read its CPU time and memory (`--server-pid`).
     pub server: Option<ServerProcess>,
-    /// The accounts are kept for later runs: the bots leave their rooms at the end.
-    pub leave_rooms: bool,
+    /// This process, to read the load generator's own CPU time over the same window.
+    pub bench: Option<ServerProcess>,
 }
 
 /// How a run ended.
@@ -96,6 +113,24 @@ impl RunResult {
         }
     }
 
+    /// The result of driving a run over `transport` (see [`drive`]).
+    pub fn of(transport: &'static str, outcome: anyhow::Result<(Status, RunStats)>) -> RunResult {
+        match outcome {
+            Ok((status, stats)) => RunResult {
+                transport,
+                status,
+                error: None,
+                stats: Some(stats),
+            },
+            Err(e) => RunResult {
+                transport,
+                status: Status::Failed,
+                error: Some(format!("{e:#}")),
+                stats: None,
+            },
+        }
+    }
+
     /// Complete, and everything checked out.
     pub fn ok(&self) -> bool {
         self.status == Status::Complete && self.stats.as_ref().is_some_and(RunStats::clean)
@@ -122,8 +157,18 @@ pub async fn run(
         }
     };
     let outcome = match bots {
-        Ok((accounts, bots)) => {
-            let outcome = drive(config, transport, bots, stop).await;
+        Ok(prepared) => {
+            let Prepared {
+                accounts,
+                bots,
+                late,
+                dialer,
+            } = prepared;
+            let late = Late {
+                accounts: late,
+                dialer,
+            };
+            let outcome = drive(&config.load, transport, bots, Some(late), stop).await;
             if config.leave_rooms {
                 scenario::leave(&config.api, &accounts).await;
             }
@@ -131,43 +176,59 @@ pub async fn run(
         }
         Err(e) => Err(e),
     };
-    match outcome {
-        Ok((status, stats)) => RunResult {
-            transport,
-            status,
-            error: None,
-            stats: Some(stats),
-        },
-        Err(e) => RunResult {
-            transport,
-            status: Status::Failed,
-            error: Some(format!("{e:#}")),
-            stats: None,
-        },
-    }
+    RunResult::of(transport, outcome)
 }
 
-/// Create the rooms, connect and join every bot.
+/// The bots, connected and joined, and the late joiners' accounts (not connected yet).
+struct Prepared {
+    accounts: Vec<Account>,
+    bots: Vec<Bot>,
+    late: Vec<Account>,
+    dialer: Dialer,
+}
+
+/// Quibble's late joiners: their accounts, and how they will connect.
+pub struct Late {
+    accounts: Vec<Account>,
+    dialer: Dialer,
+}
+
+/// Create the rooms, connect and join every bot that is on time.
 async fn prepare(
     config: &RunConfig,
     kind: TransportKind,
     logins: Vec<Login>,
-) -> anyhow::Result<(Vec<Account>, Vec<Bot>)> {
-    let accounts = scenario::setup(&config.api, &config.plan, logins).await?;
-    let connects = accounts
+) -> anyhow::Result<Prepared> {
+    let plan = &config.load.plan;
+    let accounts = scenario::setup(&config.api, plan, logins).await?;
+    let dialer = Dialer {
+        api: config.api.clone(),
+        kind,
+        endpoints: WtEndpoints::new(config.sessions_per_socket),
+    };
+    let (late, on_time): (Vec<_>, Vec<_>) = accounts
         .iter()
         .cloned()
-        .map(|account| {
-            let api = config.api.clone();
+        .enumerate()
+        .partition(|(n, _)| plan.is_late(*n));
+    let connects = on_time
+        .into_iter()
+        .map(|(_, account)| {
+            let dialer = dialer.clone();
             async move {
-                bot::connect(api, account.token, kind, account.room)
+                bot::connect(&dialer, account.token, account.room, false)
                     .await
                     .with_context(|| format!("bot {} cannot join its room", account.username))
             }
         })
         .collect();
     match bounded(CONNECTS_AT_ONCE, connects).await {
-        Ok(bots) => Ok((accounts, bots)),
+        Ok(bots) => Ok(Prepared {
+            accounts,
+            bots,
+            late: late.into_iter().map(|(_, account)| account).collect(),
+            dialer,
+        }),
         Err(e) => {
             if config.leave_rooms {
                 scenario::leave(&config.api, &accounts).await;
@@ -177,33 +238,55 @@ async fn prepare(
     }
 }
 
-/// Start the bots on one clock, wait for the end, and gather what they saw.
-async fn drive(
-    config: &RunConfig,
+/// Start the bots (connected and joined) on one clock, wait for the end, gather what they saw
+/// and close them.
+pub async fn drive<L: Link>(
+    config: &Load,
     transport: &'static str,
-    bots: Vec<Bot>,
+    bots: Vec<Bot<L>>,
+    late: Option<Late>,
     stop: &Stop,
 ) -> anyhow::Result<(Status, RunStats)> {
     let plan = &config.plan;
     let tracker = Arc::new(Tracker::new(plan));
     let (finish, finished) = watch::channel(false);
     let start = Instant::now() + START_LEAD;
-    let count = bots.len();
+    let senders = bots.len();
+    let schedule = |pacing, sends| Schedule {
+        start,
+        pacing,
+        message_size: config.message_size,
+        sends,
+        warmup: plan.warmup,
+        members: u64::from(plan.users_per_room),
+    };
     let tasks: Vec<_> = bots
         .into_iter()
         .enumerate()
         .map(|(n, bot)| {
-            let schedule = Schedule {
-                start,
-                pacing: pacing(config.rate, config.in_flight, n, count),
-                message_size: config.message_size,
-                sends: plan.sends_per_bot(),
-                warmup: plan.warmup,
-                members: u64::from(plan.users_per_room),
-            };
+            let schedule = schedule(
+                pacing(config.rate, config.in_flight, n, senders),
+                plan.sends_per_bot(),
+            );
             tokio::spawn(bot.drive(schedule, tracker.clone(), finished.clone()))
         })
         .collect();
+    let mut late_tasks = Vec::new();
+    if let Some(Late { accounts, dialer }) = late {
+        let joins = Arc::new(tokio::sync::Semaphore::new(CONNECTS_AT_ONCE));
+        let after = late_join_delay(config.rate, plan.messages);
+        for account in accounts {
+            let late = LateJoiner {
+                dialer: dialer.clone(),
+                account,
+                joins: joins.clone(),
+                after,
+                owed: plan.sends_per_room(),
+                schedule: schedule(Pacing::Window(1), 0),
+            };
+            late_tasks.push(tokio::spawn(late.run(tracker.clone(), finished.clone())));
+        }
+    }
 
     let display = Display::start(transport, tracker.clone());
     let began = tracker.measuring_began();
@@ -214,13 +297,13 @@ async fn drive(
             // The window's start first, should the end be ready in the same wake-up.
             biased;
             () = &mut began, if first_reading.is_none() => {
-                first_reading = Some(config.server.map(Reading::take));
+                first_reading = Some(readings(config));
             }
             () = tracker.all_done() => break Status::Complete,
             reason = stop.wait() => break reason.into(),
         }
     };
-    let last_reading = config.server.map(Reading::take);
+    let last_reading = readings(config);
     if status == Status::Complete {
         tokio::select! {
             () = tokio::time::sleep(LINGER) => {}
@@ -231,30 +314,120 @@ async fn drive(
     // Every bot is listening for this; a send error only means none is left.
     let _ = finish.send(true);
 
-    let mut clients = Vec::with_capacity(count);
-    let mut records = Vec::with_capacity(count);
+    let mut links = Vec::with_capacity(tasks.len());
+    let mut records = Vec::with_capacity(tasks.len() + late_tasks.len());
     for task in tasks {
-        let (client, record) = task.await.map_err(|e| anyhow!("a bot failed: {e}"))?;
-        clients.push(client);
+        let (link, record) = task.await.map_err(|e| anyhow!("a bot failed: {e}"))?;
+        links.push(link);
         records.push(record);
     }
-    close_all(clients).await;
-    let mut stats = stats::aggregate(&records, plan.sends())?;
-    if let (Some(server), Some(end)) = (config.server, last_reading) {
-        let counts = Counts {
-            deliveries: stats.throughput.measured_deliveries,
-            acks: stats.throughput.measured_acks,
-            connections: stats.bots,
-        };
-        stats.server = Some(match first_reading.flatten() {
-            Some(start) => ServerCost::between(server.pid(), start, end, counts),
-            None => ServerCost::missing(
-                server.pid(),
-                "the run ended before its measured window began".into(),
-            ),
-        });
+    let mut late_links = Vec::with_capacity(late_tasks.len());
+    for task in late_tasks {
+        let (link, record) = task
+            .await
+            .map_err(|e| anyhow!("a late joiner failed: {e}"))?;
+        late_links.extend(link);
+        records.push(record);
     }
+    tokio::join!(close_all(links), close_all(late_links));
+    let mut stats = stats::aggregate(&records, plan.sends())?;
+    let counts = Counts {
+        deliveries: stats.throughput.measured_deliveries,
+        acks: stats.throughput.measured_acks,
+        connections: stats.bots,
+    };
+    let [server_start, bench_start] = first_reading.map_or([None, None], |r| r.map(Some));
+    let [server_end, bench_end] = last_reading;
+    stats.server = cost(config.server, server_start, server_end, counts);
+    stats.bench = cost(config.bench, bench_start, bench_end, counts);
     Ok((status, stats))
+}
+
+/// The server's reading and this process' (for those watched), taken now.
+fn readings(config: &Load) -> [Option<anyhow::Result<Reading>>; 2] {
+    [config.server, config.bench].map(|process| process.map(Reading::take))
+}
+
+/// What watched `process` spent between `start` (`None`: the measured window never began)
+/// and `end`.
+fn cost(
+    process: Option<ServerProcess>,
+    start: Option<Option<anyhow::Result<Reading>>>,
+    end: Option<anyhow::Result<Reading>>,
+    counts: Counts,
+) -> Option<ServerCost> {
+    let (process, end) = (process?, end?);
+    Some(match start.flatten() {
+        Some(start) => ServerCost::between(process.pid(), start, end, counts),
+        None => ServerCost::missing(
+            process.pid(),
+            "the run ended before its measured window began".into(),
+        ),
+    })
+}
+
+/// A member that joins once the measured window began: it waits for the first measured send
+/// and `after` that, connects (a few at a time, under the others' load), joins its room from
+/// the first message and records what arrives like any bot, sending nothing.
+struct LateJoiner {
+    dialer: Dialer,
+    account: Account,
+    joins: Arc<tokio::sync::Semaphore>,
+    after: Duration,
+    /// Deliveries owed to it (every message of its room).
+    owed: u64,
+    schedule: Schedule,
+}
+
+impl LateJoiner {
+    async fn run(
+        self,
+        tracker: Arc<Tracker>,
+        mut finished: watch::Receiver<bool>,
+    ) -> (Option<QuibbleLink>, BotRecord) {
+        let LateJoiner {
+            dialer,
+            account,
+            joins,
+            after,
+            owed,
+            schedule,
+        } = self;
+        let join = async {
+            tracker.measuring_began().await;
+            tokio::time::sleep(after).await;
+            let _turn = joins.acquire_owned().await?;
+            bot::connect(&dialer, account.token.clone(), account.room, true).await
+        };
+        let joined = tokio::select! {
+            joined = join => joined,
+            _ = finished.wait_for(|done| *done) => Err(anyhow!("the run ended before it joined")),
+        };
+        match joined {
+            Ok(bot) => {
+                let (link, record) = bot.drive(schedule, tracker, finished).await;
+                (Some(link), record)
+            }
+            Err(e) => {
+                tracker.abandon(owed);
+                let mut record = BotRecord::new(NOBODY, account.room, Duration::ZERO);
+                record.late = true;
+                record
+                    .errors
+                    .push(format!("a late joiner could not join: {e:#}"));
+                (None, record)
+            }
+        }
+    }
+}
+
+/// How long after the first measured send late joiners connect: halfway through the sending
+/// at `rate` (at once when sending as fast as acks allow).
+fn late_join_delay(rate: f64, messages: u32) -> Duration {
+    if rate <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::from_secs_f64(f64::from(messages) / rate / 2.0)
 }
 
 /// When bot `n` of `count` sends: at `rate` per second, the bots spread evenly over one
@@ -268,11 +441,11 @@ pub fn pacing(rate: f64, in_flight: u32, n: usize, count: usize) -> Pacing {
     Pacing::Every { interval, offset }
 }
 
-/// Close every client, giving up on those that take longer than [`CLOSE_LIMIT`].
-async fn close_all(clients: Vec<Client>) {
+/// Close every link, giving up on those that take longer than [`CLOSE_LIMIT`].
+async fn close_all<L: Link>(links: Vec<L>) {
     let mut closing = tokio::task::JoinSet::new();
-    for client in clients {
-        closing.spawn(async move { client.close().await });
+    for link in links {
+        closing.spawn(link.close());
     }
     let _ = tokio::time::timeout(CLOSE_LIMIT, closing.join_all()).await;
 }
@@ -280,6 +453,12 @@ async fn close_all(clients: Vec<Client>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn late_joiners_come_halfway_through_the_sending() {
+        assert_eq!(late_join_delay(20.0, 100), Duration::from_millis(2_500));
+        assert_eq!(late_join_delay(0.0, 100), Duration::ZERO);
+    }
 
     #[test]
     fn bots_are_spread_over_one_interval() {

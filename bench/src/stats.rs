@@ -1,7 +1,9 @@
 //! From the bots' raw records to a run's figures: every ack and arrival is matched to its send
 //! by (author, client id); deliveries are counted per member (first arrivals, duplicates,
 //! messages nobody sent there) against what the room owes; latencies go into hdrhistograms
-//! (microseconds) and come out as p50/p90/p99/p99.9/max.
+//! (microseconds) and come out as p50/p90/p99/p99.9/max. Late joiners' arrivals count as
+//! deliveries but not in the fan-out latency (most of theirs are replays); their connect+join
+//! is summarised apart. The fan-out histogram is kept whole for the latency plot.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -42,6 +44,12 @@ pub struct RunStats {
     pub latency_us: Latencies,
     /// What the server spent over the measured window (only with `--server-pid`).
     pub server: Option<ServerCost>,
+    /// What this process, the load generator, spent over the same window (`versus`): a
+    /// saturated bench shows as latency that is not the server's.
+    pub bench: Option<ServerCost>,
+    /// Every fan-out latency (µs), for the plot.
+    #[serde(skip)]
+    pub fanout_histogram: Histogram<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -61,6 +69,8 @@ pub struct Latencies {
     pub ack: Summary,
     pub fanout: Summary,
     pub connect_join: Summary,
+    /// Connect+join of the late joiners (empty unless some joined late).
+    pub late_connect_join: Summary,
 }
 
 /// A latency distribution in microseconds (all zero when empty).
@@ -113,6 +123,7 @@ pub fn aggregate(records: &[BotRecord], planned: u64) -> anyhow::Result<RunStats
     let mut ack_latency = histogram()?;
     let mut fanout_latency = histogram()?;
     let mut connect_join = histogram()?;
+    let mut late_connect_join = histogram()?;
     let first_measured = sends.values().filter(|s| s.measured).map(|s| s.at).min();
     let mut last_ack = None;
     let mut last_delivery = None;
@@ -122,7 +133,12 @@ pub fn aggregate(records: &[BotRecord], planned: u64) -> anyhow::Result<RunStats
     let mut errors: BTreeMap<&str, u64> = BTreeMap::new();
 
     for record in records {
-        record_latency(&mut connect_join, record.connect_join);
+        let joins = if record.late {
+            &mut late_connect_join
+        } else {
+            &mut connect_join
+        };
+        record_latency(joins, record.connect_join);
         for error in &record.errors {
             *errors.entry(error).or_default() += 1;
         }
@@ -166,7 +182,7 @@ pub fn aggregate(records: &[BotRecord], planned: u64) -> anyhow::Result<RunStats
             if send.measured {
                 measured_deliveries += 1;
                 last_delivery = last_delivery.max(Some(arrival.at));
-                if arrival.key.0 != record.user {
+                if arrival.key.0 != record.user && !record.late {
                     record_latency(
                         &mut fanout_latency,
                         arrival.at.saturating_duration_since(send.at),
@@ -217,8 +233,11 @@ pub fn aggregate(records: &[BotRecord], planned: u64) -> anyhow::Result<RunStats
             ack: summarize(&ack_latency),
             fanout: summarize(&fanout_latency),
             connect_join: summarize(&connect_join),
+            late_connect_join: summarize(&late_connect_join),
         },
         server: None,
+        bench: None,
+        fanout_histogram: fanout_latency,
     })
 }
 
@@ -243,16 +262,25 @@ fn count(n: usize) -> u64 {
     u64::try_from(n).unwrap_or(u64::MAX)
 }
 
-fn histogram() -> anyhow::Result<Histogram<u64>> {
+/// The summary of `latencies`.
+pub fn summary_of(latencies: impl IntoIterator<Item = Duration>) -> anyhow::Result<Summary> {
+    let mut all = histogram()?;
+    for latency in latencies {
+        record_latency(&mut all, latency);
+    }
+    Ok(summarize(&all))
+}
+
+pub fn histogram() -> anyhow::Result<Histogram<u64>> {
     Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).context("cannot make a latency histogram")
 }
 
-fn record_latency(histogram: &mut Histogram<u64>, latency: Duration) {
+pub fn record_latency(histogram: &mut Histogram<u64>, latency: Duration) {
     let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
     histogram.saturating_record(us.max(1));
 }
 
-fn summarize(histogram: &Histogram<u64>) -> Summary {
+pub fn summarize(histogram: &Histogram<u64>) -> Summary {
     if histogram.is_empty() {
         return Summary::default();
     }
@@ -374,6 +402,45 @@ mod tests {
         assert_eq!(stats.latency_us.ack, Summary::default());
         assert_eq!(stats.throughput.acked_per_s, 0.0);
         assert!(!stats.clean(), "nothing was sent of the 10 planned");
+    }
+
+    #[test]
+    fn late_joiners_count_as_members_but_not_in_the_fan_out() {
+        let t0 = Instant::now();
+        let mut a = bot(1, t0, &[(1, 0, true), (2, 10, true)]);
+        let mut late = bot(2, t0, &[]);
+        late.late = true;
+        a.acks = vec![(1, t0 + ms(2)), (2, t0 + ms(12))];
+        for id in [1, 2] {
+            arrive(&mut a, t0, 1, id, 3 + 10 * (id - 1));
+        }
+        // The late member gets both by replay, long after they were sent.
+        arrive(&mut late, t0, 1, 1, 500);
+        arrive(&mut late, t0, 1, 2, 500);
+        let stats = aggregate(&[a, late], 2).unwrap();
+        assert!(stats.clean(), "{stats:?}");
+        assert_eq!((stats.expected, stats.delivered), (4, 4));
+        // No other on-time member: no fan-out sample; the late join is summarised apart.
+        assert_eq!(stats.latency_us.fanout.count, 0);
+        assert!(stats.fanout_histogram.is_empty());
+        assert_eq!(stats.latency_us.connect_join.count, 1);
+        assert_eq!(stats.latency_us.late_connect_join.count, 1);
+        // A late member that received nothing leaves both messages lost.
+        let mut b = bot(1, t0, &[(1, 0, true)]);
+        b.acks = vec![(1, t0 + ms(2))];
+        arrive(&mut b, t0, 1, 1, 3);
+        let mut missing = bot(2, t0, &[]);
+        missing.late = true;
+        let stats = aggregate(&[b, missing], 1).unwrap();
+        assert_eq!(stats.lost, 1);
+    }
+
+    #[test]
+    fn summaries_of_durations() {
+        let summary = summary_of([ms(1), ms(2), ms(3)]).unwrap();
+        assert_eq!(summary.count, 3);
+        assert!((1_995..=2_005).contains(&summary.p50), "{summary:?}");
+        assert_eq!(summary_of([]).unwrap(), Summary::default());
     }
 
     #[test]

@@ -64,6 +64,11 @@ impl Tracker {
         self.settle(1);
     }
 
+    /// `deliveries` owed to a member that could not join will never come.
+    pub fn abandon(&self, deliveries: u64) {
+        self.settle(deliveries);
+    }
+
     /// Wait until nothing is owed.
     pub async fn all_done(&self) {
         let notified = self.done.notified();

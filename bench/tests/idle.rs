@@ -77,6 +77,34 @@ fn idle_connections_are_opened_held_and_measured_on_each_transport() {
                 "{reading}: {report:#}"
             );
         }
+        // The ramp: every connection's connect+join timed, a setup rate, and the WebTransport
+        // sessions on one shared UDP socket (1,000 sessions a socket).
+        assert_eq!(
+            report["connect_join_us"]["count"].as_u64(),
+            Some(CONNECTIONS),
+            "{report:#}"
+        );
+        assert!(
+            report["connect_join_us"]["p50"].as_u64().unwrap_or(0) > 0,
+            "{report:#}"
+        );
+        assert!(
+            report["handshakes_per_s"].as_f64().unwrap_or(0.0) > 0.0,
+            "{report:#}"
+        );
+        let ramp = report["ramp"].as_array().expect("the ramp");
+        let reached: Vec<u64> = ramp
+            .iter()
+            .filter_map(|s| s["connections"].as_u64())
+            .collect();
+        assert_eq!(reached, [8, 16, 24, 32], "{report:#}");
+        assert!(
+            ramp.iter().all(|s| s["connect_join_us"]["count"] == 8
+                && s["handshakes_per_s"].as_f64() > Some(0.0)),
+            "{report:#}"
+        );
+        let sockets = if transport == "webtransport" { 1 } else { 0 };
+        assert_eq!(report["udp_sockets"].as_u64(), Some(sockets), "{report:#}");
         let per = &report["per_connection"];
         assert!(per["joined_bytes"].is_u64(), "{report:#}");
         assert!(per["held_bytes"].is_u64(), "{report:#}");

@@ -26,6 +26,7 @@ use crate::endpoints::ServerUrl;
 use crate::error::ClientError;
 use crate::transport::dial::DialConfig;
 use crate::transport::wt::Trust;
+use crate::transport::wt_endpoints::WtEndpoints;
 use crate::transport::{CurrentTransport, TransportChoice, TransportKind};
 
 /// How to connect.
@@ -43,6 +44,9 @@ pub struct ClientOptions {
     /// connections) by every client given it; used only if it is for `server`. Without one,
     /// each client makes its own.
     pub api: Option<Api>,
+    /// WebTransport endpoints (UDP sockets) shared with other clients given the same pool;
+    /// without one, the client has an endpoint of its own.
+    pub wt_endpoints: Option<WtEndpoints>,
 }
 
 impl ClientOptions {
@@ -54,6 +58,7 @@ impl ClientOptions {
             transport: TransportChoice::Auto,
             ca_cert: None,
             api: None,
+            wt_endpoints: None,
         }
     }
 
@@ -70,6 +75,12 @@ impl ClientOptions {
     /// Fetch the certificate hash with `api` (see [`ClientOptions::api`]).
     pub fn api(mut self, api: Api) -> Self {
         self.api = Some(api);
+        self
+    }
+
+    /// Open WebTransport sessions on `endpoints` (see [`ClientOptions::wt_endpoints`]).
+    pub fn wt_endpoints(mut self, endpoints: WtEndpoints) -> Self {
+        self.wt_endpoints = Some(endpoints);
         self
     }
 }
@@ -125,6 +136,7 @@ impl Client {
                 server,
                 trust,
                 choice: options.transport,
+                wt_endpoints: options.wt_endpoints.unwrap_or_else(WtEndpoints::private),
             },
             DriverPorts {
                 commands: commands_rx,

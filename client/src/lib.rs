@@ -45,6 +45,7 @@ pub use social::{
     Conversation, ConversationPage, Dm, Friend, FriendChange, FriendOutcome, Friends, Kind, Last,
     MAX_CONVERSATION_PAGE, Membership, Peer,
 };
+pub use transport::wt_endpoints::WtEndpoints;
 pub use transport::{TransportChoice, TransportKind};
 
 pub use blocks::{Block, BlockChange, BlockedUser};

@@ -191,10 +191,17 @@ pub struct FileConfig {
     pub delete_burst: Option<u32>,
     /// Networks or single addresses, e.g. `["10.0.0.0/8", "192.0.2.1"]`.
     pub trusted_proxies: Option<Vec<String>>,
+    // Durable ingest (issue 9).
+    /// [`Limits::max_inflight_sends`], clamped to 1..=[`MAX_INFLIGHT_SENDS`].
+    pub max_inflight_sends: Option<usize>,
     // Overload ([`Limits::congested_queue_bytes`], [`Limits::congestion_retry`]).
     pub congested_queue_kib: Option<usize>,
     pub congestion_retry_ms: Option<u64>,
 }
+
+/// The most sends a stream may have in flight to the store, whatever the file says: each holds
+/// its body (at most `MAX_BODY_LEN` bytes) until it is committed.
+pub const MAX_INFLIGHT_SENDS: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -307,6 +314,9 @@ impl Config {
         }
         if let Some(n) = file.signups_per_hour {
             limits.signups_per_hour = n;
+        }
+        if let Some(n) = file.max_inflight_sends {
+            limits.max_inflight_sends = n.clamp(1, MAX_INFLIGHT_SENDS);
         }
         apply_edge_limits(&file, &mut limits);
         if let Some(n) = file.deletes_per_hour {
@@ -534,5 +544,20 @@ mod tests {
             Config::resolve(file, Overrides::default()),
             Err(ConfigError::TrustedProxy(entry)) if entry == "proxy.example"
         ));
+    }
+
+    #[test]
+    fn inflight_sends_come_from_the_file_within_bounds() {
+        let limits = |text: &str| {
+            let file: FileConfig = toml::from_str(text).unwrap();
+            Config::resolve(file, Overrides::default()).unwrap().limits
+        };
+        assert_eq!(limits("").max_inflight_sends, 64);
+        assert_eq!(limits("max_inflight_sends = 1024").max_inflight_sends, 1024);
+        assert_eq!(limits("max_inflight_sends = 0").max_inflight_sends, 1);
+        assert_eq!(
+            limits("max_inflight_sends = 1000000").max_inflight_sends,
+            MAX_INFLIGHT_SENDS
+        );
     }
 }

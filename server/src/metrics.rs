@@ -44,6 +44,14 @@ pub const PASSWORD_HASHES: &str = "quibble_password_hashes_total";
 /// (`chat::congestion`).
 pub const SENDS_CONGESTED: &str = "quibble_sends_congested_total";
 
+// Store group commit (issue 9, durable ingest).
+/// Store write transactions committed (each one fsync).
+pub const STORE_COMMITS: &str = "quibble_store_commits_total";
+/// Write requests those commits applied (refused ones included).
+pub const STORE_COMMITTED_REQUESTS: &str = "quibble_store_committed_requests_total";
+/// Messages those commits appended.
+pub const STORE_COMMITTED_MESSAGES: &str = "quibble_store_committed_messages_total";
+
 /// Install the process-wide recorder (once) and return its handle.
 pub fn handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -69,6 +77,13 @@ pub fn scrubbed(elapsed: Duration, ok: bool) {
     let outcome = if ok { "ok" } else { "failed" };
     metrics::counter!(STORE_SCRUBS, "outcome" => outcome).increment(1);
     metrics::histogram!(STORE_SCRUB_SECONDS).record(elapsed.as_secs_f64());
+}
+
+/// One store commit of `requests` requests that appended `messages` messages.
+pub fn committed(requests: usize, messages: usize) {
+    metrics::counter!(STORE_COMMITS).increment(1);
+    metrics::counter!(STORE_COMMITTED_REQUESTS).increment(requests as u64);
+    metrics::counter!(STORE_COMMITTED_MESSAGES).increment(messages as u64);
 }
 
 /// `GET /metrics`

@@ -100,8 +100,9 @@ impl Server {
                         hub.publish_deleted(message.conversation, message.seq);
                         return;
                     }
-                    hub.publish(message, users.hidden_from(message.author).as_ref());
-                    users.on_message(message);
+                    let delivered =
+                        hub.publish(message, users.hidden_from(message.author).as_ref());
+                    users.on_message(message, &delivered);
                     if typing.stop(message.author, message.conversation) {
                         users.typing(message.conversation, message.author, false);
                     }

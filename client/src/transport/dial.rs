@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::time::{sleep, timeout};
 
 use super::wt::Trust;
+use super::wt_endpoints::WtEndpoints;
 use super::{Connection, TransportChoice, TransportKind, ws, wt};
 use crate::endpoints::ServerUrl;
 use crate::error::TransportError;
@@ -25,6 +26,8 @@ pub(crate) struct DialConfig {
     pub server: ServerUrl,
     pub trust: Trust,
     pub choice: TransportChoice,
+    /// Where WebTransport sessions get their UDP socket.
+    pub wt_endpoints: WtEndpoints,
 }
 
 /// Open a connection as `config` says.
@@ -42,7 +45,7 @@ pub(crate) async fn dial(config: Arc<DialConfig>) -> Result<Connection, Transpor
 }
 
 async fn webtransport(config: &DialConfig) -> Result<Connection, TransportError> {
-    let attempt = wt::connect(&config.server, &config.trust);
+    let attempt = wt::connect(&config.server, &config.trust, &config.wt_endpoints);
     limited(TransportKind::WebTransport, attempt)
         .await
         .map(Connection::WebTransport)

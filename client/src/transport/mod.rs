@@ -18,6 +18,7 @@ pub(crate) mod dial;
 mod streams;
 pub(crate) mod ws;
 pub(crate) mod wt;
+pub(crate) mod wt_endpoints;
 
 /// A realtime transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -3,7 +3,8 @@
 //! is another client-opened bidirectional stream. Frames are written length-prefixed as
 //! encoded and read back with `protocol::codec::Decoder`. The server certificate is trusted
 //! either through a CA certificate or by pinning the hash `/api/cert` publishes (fetched anew
-//! for every connection, since the server rotates its certificate).
+//! for every connection, since the server rotates its certificate). The session runs on an
+//! endpoint (UDP socket) leased from a [`WtEndpoints`] pool, shared with other sessions.
 //!
 //! A handshake is tried up to [`HANDSHAKE_TRIES`] times, after a short jittered pause, when it
 //! fails the way wtransport 0.7's SETTINGS race makes it fail. wtransport's driver reads the
@@ -17,7 +18,6 @@
 //! [`HANDSHAKE_TIMEOUT`], is tried again (the last try has what is left of the dial's time);
 //! every other failure (a refused session, a TLS error) is final.
 
-use std::net::IpAddr;
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,23 +27,19 @@ use quibble_protocol::{Decoder, ErrorCode, ServerFrame};
 use rand::Rng;
 use tokio::sync::mpsc;
 use tokio::time::{sleep, timeout};
-use wtransport::config::IpBindConfig;
 use wtransport::endpoint::endpoint_side;
 use wtransport::error::{ConnectingError, ConnectionError, StreamReadError};
 use wtransport::tls::Sha256Digest;
 use wtransport::tls::rustls::RootCertStore;
-use wtransport::{ClientConfig, Connection, Endpoint, RecvStream, SendStream, VarInt};
+use wtransport::{Connection, Endpoint, RecvStream, SendStream, VarInt};
 
 use super::streams::{CONTROL_ID, INBOUND_QUEUE, Inbound, StreamTable};
+use super::wt_endpoints::{EndpointKey, Family, Lease, Pinning, WtEndpoints};
 use super::{CloseInfo, TransportEvent, TransportKind};
 use crate::api::Api;
 use crate::endpoints::ServerUrl;
 use crate::error::TransportError;
 
-/// QUIC keep-alive (the server drops connections idle for 30 s).
-const KEEP_ALIVE: Duration = Duration::from_secs(10);
-/// QUIC idle timeout, as the server's.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bytes read from a stream at a time.
 const READ_CHUNK: usize = 16 * 1024;
 /// Handshakes tried per connection attempt (see the module doc).
@@ -68,8 +64,9 @@ pub(crate) enum Trust {
 /// An open WebTransport session.
 pub(crate) struct WtConnection {
     connection: Connection,
-    /// Kept so that the UDP socket's owner outlives the connection.
-    _endpoint: Endpoint<endpoint_side::Client>,
+    /// The session's place on a shared endpoint, kept so that the UDP socket's owner
+    /// outlives the connection.
+    _endpoint: Lease,
     inbound_tx: mpsc::Sender<Inbound>,
     inbound: mpsc::Receiver<Inbound>,
     /// Each logical stream's write queue.
@@ -83,38 +80,28 @@ fn failed(reason: impl Into<String>) -> TransportError {
     }
 }
 
-/// Open a WebTransport session to `server` and its control stream.
+/// Open a WebTransport session to `server` and its control stream, on an endpoint (UDP
+/// socket) of `endpoints`.
 pub(crate) async fn connect(
     server: &ServerUrl,
     trust: &Trust,
+    endpoints: &WtEndpoints,
 ) -> Result<WtConnection, TransportError> {
-    let bind = bind_config(server.host());
-    let (builder, url) = match trust {
-        Trust::Roots(roots) => {
-            let tls = wtransport::tls::client::build_default_tls_config(roots.clone(), None);
-            let builder = ClientConfig::builder()
-                .with_bind_config(bind)
-                .with_custom_tls(tls);
-            (builder, server.webtransport(None))
-        }
+    let family = Family::of(server.host());
+    let (pinning, url) = match trust {
+        Trust::Roots(roots) => (Pinning::Roots(roots.clone()), server.webtransport(None)),
         Trust::PinnedHash(api) => {
             let cert = api.cert().await.map_err(TransportError::CertFetch)?;
             let hash = parse_sha256_hex(&cert.sha256_hex)
                 .ok_or_else(|| TransportError::BadCertHash(cert.sha256_hex.clone()))?;
-            let builder = ClientConfig::builder()
-                .with_bind_config(bind)
-                .with_server_certificate_hashes([hash]);
-            (builder, server.webtransport(Some(cert.webtransport_port)))
+            (
+                Pinning::Hash(hash),
+                server.webtransport(Some(cert.webtransport_port)),
+            )
         }
     };
-    let config = builder
-        .keep_alive_interval(Some(KEEP_ALIVE))
-        .max_idle_timeout(Some(IDLE_TIMEOUT))
-        .map_err(|e| failed(format!("bad idle timeout: {e}")))?
-        .build();
-    let endpoint =
-        Endpoint::client(config).map_err(|e| failed(format!("cannot open a UDP socket: {e}")))?;
-    let connection = open_session(&endpoint, url.as_str()).await?;
+    let endpoint = endpoints.lease(&EndpointKey { family, pinning })?;
+    let connection = open_session(endpoint.endpoint(), url.as_str()).await?;
     let (send, recv) = open_bi(&connection).await.map_err(failed)?;
     // Control frames (pings, pongs) go first when streams compete for the path.
     send.set_priority(1);
@@ -181,19 +168,6 @@ fn an_http3_error(error: &ConnectingError) -> bool {
             H3_ERRORS.contains(&u64::from(close.code()))
         }
         _ => false,
-    }
-}
-
-/// Bind the local UDP socket in the server address's family (dual stack for names).
-fn bind_config(host: &str) -> IpBindConfig {
-    match host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<IpAddr>()
-    {
-        Ok(IpAddr::V4(_)) => IpBindConfig::InAddrAnyV4,
-        Ok(IpAddr::V6(_)) => IpBindConfig::InAddrAnyV6,
-        Err(_) => IpBindConfig::InAddrAnyDual,
     }
 }
 
@@ -410,18 +384,5 @@ mod tests {
         assert_eq!(parse_sha256_hex("abcd"), None);
         assert_eq!(parse_sha256_hex(&"zz".repeat(32)), None);
         assert_eq!(parse_sha256_hex(&"é".repeat(32)), None);
-    }
-
-    #[test]
-    fn binds_in_the_server_address_family() {
-        assert!(matches!(
-            bind_config("127.0.0.1"),
-            IpBindConfig::InAddrAnyV4
-        ));
-        assert!(matches!(bind_config("[::1]"), IpBindConfig::InAddrAnyV6));
-        assert!(matches!(
-            bind_config("localhost"),
-            IpBindConfig::InAddrAnyDual
-        ));
     }
 }

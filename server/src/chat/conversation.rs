@@ -159,7 +159,7 @@ async fn join(ctx: &ConnCtx, io: &mut StreamIo) -> Result<Option<(Grant, Subscri
     let deletions = ctx.version >= MODERATION_VERSION;
     let live = state
         .hub
-        .subscribe(conversation, ctx.user.id, io.outbound.live(), deletions);
+        .subscribe(conversation, ctx.user.id, io.outbound.live(), ctx.version);
     let head = state.store.head(conversation).await?;
     let epoch = state.store.epoch();
     let (from_seq, resumed) = match resume {

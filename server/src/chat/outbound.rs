@@ -89,7 +89,9 @@ struct Shared {
     room: Notify,
     /// Wakes streams watching for their end (cut, connection closed).
     ended: Notify,
-    /// The process-wide queued-bytes gauge (looked up once per connection).
+    /// The process-wide queued-bytes gauge (looked up once per connection). Frames queued are
+    /// added to it when the writer takes them (one update per batch, not one per frame: every
+    /// connection's writers share it), frames written or dropped taken off.
     gauge: metrics::Gauge,
 }
 
@@ -101,6 +103,8 @@ struct State {
     /// Multiplexed only: streams with items, in writing turn.
     ready: VecDeque<u64>,
     next_serial: u64,
+    /// Bytes queued and not yet added to the gauge.
+    unreported: usize,
     /// Set by [`Outbound::close`]: nothing more is accepted.
     closing: Option<CloseReason>,
     failed: bool,
@@ -186,7 +190,9 @@ impl Outbound {
         }
         state.ready.clear();
         state.held = 0;
+        let added = std::mem::take(&mut state.unreported);
         drop(state);
+        self.shared.gauge_add(added);
         self.shared.gauge_sub(dropped);
         self.shared.writer.notify_one();
         self.shared.ended.notify_waiters();
@@ -229,7 +235,9 @@ impl Outbound {
                     items.push((id, item));
                 }
                 if !items.is_empty() {
+                    let added = std::mem::take(&mut state.unreported);
                     drop(state);
+                    self.shared.gauge_add(added);
                     self.shared.room.notify_waiters();
                     return Batch::Items { items, bytes };
                 }
@@ -276,7 +284,9 @@ impl Outbound {
                     state.slots.remove(&tx.id);
                 }
                 if !frames.is_empty() {
+                    let added = std::mem::take(&mut state.unreported);
                     drop(state);
+                    self.shared.gauge_add(added);
                     self.shared.room.notify_waiters();
                     return Some((frames, bytes));
                 }
@@ -301,7 +311,9 @@ impl Outbound {
         };
         let dropped = frame_bytes(&slot.items);
         state.held = state.held.saturating_sub(slot.held);
+        let added = std::mem::take(&mut state.unreported);
         drop(state);
+        self.shared.gauge_add(added);
         self.shared.gauge_sub(dropped);
         self.shared.ended.notify_waiters();
         self.shared.room.notify_waiters();
@@ -414,8 +426,8 @@ impl Shared {
         if self.multiplexed && was_empty {
             state.ready.push_back(tx.id);
         }
+        state.unreported += len;
         drop(state);
-        self.gauge_add(len);
         match writer {
             Some(writer) => writer.notify_one(),
             None => self.writer.notify_one(),
@@ -477,6 +489,11 @@ fn frame_bytes(items: &VecDeque<Item>) -> usize {
         .sum()
 }
 
+/// Which connection a stream is of (its queue's address, which is stable while the queue is
+/// held, and every stream handle holds it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnectionKey(usize);
+
 /// Which stream: its id and serial.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamRef {
@@ -499,6 +516,11 @@ impl LiveTx {
             id: self.id,
             serial: self.serial,
         }
+    }
+
+    /// The connection this stream is of.
+    pub fn connection(&self) -> ConnectionKey {
+        ConnectionKey(Arc::as_ptr(&self.shared) as usize)
     }
 
     /// Queue a frame if it fits now.

@@ -4,7 +4,7 @@
 //! delivered cursor is never below the read one (what was read was delivered).
 //!
 //! An author has read their own message: when a user's message is appended right after their
-//! read cursor, both cursors move onto it (see [`after_own_append`]). That never changes an
+//! read cursor, both cursors move onto it (see [`super::batch_appends`]). That never changes an
 //! unread count (own messages do not count), and it keeps the messages between a user's read
 //! cursor and the head few, so counting unread messages stays cheap.
 
@@ -108,7 +108,7 @@ impl Store {
 }
 
 /// The cursors stored for `(user, conversation)`, in a write transaction.
-fn get(
+pub(super) fn get(
     tables: &WriteTables<'_>,
     user: UserId,
     conversation: ConversationId,
@@ -146,21 +146,4 @@ pub(super) fn advance(
             .insert((user.0, conversation.0), (delivered, read))?;
     }
     Ok(new)
-}
-
-/// After `author`'s message `seq` was appended: if their read cursor was just before it, move
-/// both cursors onto it (see the module doc).
-pub(super) fn after_own_append(
-    tables: &mut WriteTables<'_>,
-    author: UserId,
-    conversation: ConversationId,
-    seq: u64,
-) -> Result<(), StoreError> {
-    let old = get(tables, author, conversation)?;
-    if old.read + 1 == seq {
-        tables
-            .cursors
-            .insert((author.0, conversation.0), (old.delivered.max(seq), seq))?;
-    }
-    Ok(())
 }

@@ -16,10 +16,11 @@ use quibble_protocol::wire::{ChatMessage, ConversationId, UserId};
 use redb::ReadableTable;
 
 use super::audit::{self, Actor, AuditAction};
-use super::records::{MessageRecord, decode, encode};
+use super::batch_appends::BatchAppends;
+use super::records::{MessageRecord, decode, encode, encode_into};
 use super::tables::{DELETIONS, HEADS, MESSAGES, META_SCRUB_OWED, WriteTables};
 use super::writer::Request;
-use super::{Pending, Store, StoreError, cursors};
+use super::{Pending, Store, StoreError};
 
 /// The outcome of [`Store::append`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -259,16 +260,30 @@ pub(super) fn delete(
     })
 }
 
-/// Writer side of [`Store::append`]; refuses before writing anything.
+/// A message to append, as its author sent it.
+pub(super) struct Draft {
+    pub conversation: ConversationId,
+    pub author: UserId,
+    pub author_name: String,
+    pub client_id: u64,
+    pub body: String,
+}
+
+/// Writer side of [`Store::append`]; refuses before writing anything. The draft's name and
+/// body become the returned message.
 pub(super) fn append(
     tables: &mut WriteTables<'_>,
+    appends: &mut BatchAppends,
     now_ms: u64,
-    conversation: ConversationId,
-    author: UserId,
-    author_name: &str,
-    client_id: u64,
-    body: &str,
+    draft: Draft,
 ) -> Result<Appended, StoreError> {
+    let Draft {
+        conversation,
+        author,
+        author_name,
+        client_id,
+        body,
+    } = draft;
     let original = tables
         .client_ids
         .get((author.0, conversation.0, client_id))?
@@ -290,40 +305,38 @@ pub(super) fn append(
             duplicate: true,
         });
     }
-    if tables.rooms.get(conversation.0)?.is_none() && tables.dms.get(conversation.0)?.is_none() {
+    if !appends.exists(tables, conversation)? {
         return Err(StoreError::NotFound);
     }
-    let head = tables
-        .heads
-        .get(conversation.0)?
-        .map_or(0, |seq| seq.value());
+    let head = appends.head(tables, conversation)?;
     let seq = head.checked_add(1).ok_or_else(|| {
         StoreError::Corrupt(format!("conversation {} is out of seqs", conversation.0))
     })?;
-    let record = encode(&MessageRecord {
+    let record = MessageRecord {
         author: author.0,
-        author_name,
+        author_name: author_name.as_str(),
         client_id,
         sent_at_ms: now_ms,
-        body,
-    })?;
+        body: body.as_str(),
+    };
+    // Sized for the record up front (two strings and four varints), so encoding never regrows.
+    let record = encode_into(&record, author_name.len() + body.len() + 48)?;
     tables
         .messages
         .insert((conversation.0, seq), record.as_slice())?;
-    tables.heads.insert(conversation.0, seq)?;
     tables
         .client_ids
         .insert((author.0, conversation.0, client_id), seq)?;
-    cursors::after_own_append(tables, author, conversation, seq)?;
+    appends.appended(tables, author, conversation, seq)?;
     Ok(Appended {
         message: ChatMessage {
             conversation,
             seq,
             author,
-            author_name: author_name.to_owned(),
+            author_name,
             client_id,
             sent_at_ms: now_ms,
-            body: body.to_owned(),
+            body,
         },
         duplicate: false,
     })

@@ -27,6 +27,7 @@
 //! is in [`bans`], [`ip_bans`] and [`audit`] (roles are in [`accounts`]).
 
 mod accounts;
+mod batch_appends;
 mod blocks;
 mod cursors;
 mod friends;
@@ -71,6 +72,7 @@ pub use membership::ConversationKind;
 pub use messages::{Appended, Deletion};
 pub use rooms::{Room, RoomEntry, RoomPage};
 pub use summaries::{LastMessage, PREVIEW_CHARS, Summary};
+pub use writer::CommitCounts;
 
 use tables::{
     META, META_CLOCK_MS, META_EPOCH, META_SCHEMA_VERSION, META_SCRUB_OWED, SCHEMA_VERSION,
@@ -94,7 +96,7 @@ impl<T> std::future::Future for Pending<T> {
     }
 }
 
-/// Called by the writer thread once per newly appended message, and once per deletion with the
+/// Called by the store's completer thread once per newly appended message, and once per deletion with the
 /// message's tombstone ([`ChatMessage::is_deleted`]; a real message never has an empty body),
 /// after its commit is durable and before the requester hears back (see [`Store::open`]).
 pub type CommitHook = Box<dyn Fn(&ChatMessage) + Send + Sync>;
@@ -213,6 +215,8 @@ struct Inner {
     readers: Arc<Semaphore>,
     /// The reads running, for the deletion scrub's barrier.
     reads: Arc<scrub::Reads>,
+    /// What the writer has committed.
+    counters: Arc<writer::Counters>,
     /// The way to the writer; `None` once [`Store::close`] has begun.
     sender: Mutex<Option<mpsc::Sender<Request>>>,
     /// The writer thread, until someone joins it.
@@ -223,11 +227,11 @@ impl Store {
     /// Opens (creating if needed) the redb file at `path` with a page cache of at most
     /// `cache_bytes`; starts the writer thread.
     ///
-    /// `on_commit` is called by the writer thread, after each commit is durable, once per newly
-    /// appended message (in seq order per conversation) and once per deletion (the tombstone),
-    /// in commit order, BEFORE the requesters' futures complete.
-    /// It runs on the writer's critical path: keep it short and non-blocking. A panic in it is
-    /// caught and logged.
+    /// `on_commit` is called by the store's completer thread (see [`writer`]), after each commit
+    /// is durable, once per newly appended message (in seq order per conversation) and once per
+    /// deletion (the tombstone), in commit order, BEFORE the requesters' futures complete.
+    /// While it runs the writer commits the next batch, but at most a couple of batches wait
+    /// for it: keep it short and non-blocking. A panic in it is caught and logged.
     ///
     /// A file of an older schema version is migrated (in one transaction: all or nothing); a
     /// file of a newer or unknown version is refused with [`StoreError::Schema`] and left
@@ -252,13 +256,22 @@ impl Store {
         let reads = Arc::new(scrub::Reads::default());
         let scrubber = scrub::Scrubber::new(path, Arc::clone(&reads), scrub_owed);
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
-        let writer = writer::spawn(Arc::clone(&db), receiver, on_commit, clock_ms, scrubber)?;
+        let counters = Arc::new(writer::Counters::default());
+        let writer = writer::spawn(
+            Arc::clone(&db),
+            receiver,
+            on_commit,
+            clock_ms,
+            scrubber,
+            Arc::clone(&counters),
+        )?;
         Ok(Store {
             inner: Arc::new(Inner {
                 db,
                 epoch,
                 readers: Arc::new(Semaphore::new(MAX_CONCURRENT_READS)),
                 reads,
+                counters,
                 sender: Mutex::new(Some(sender)),
                 writer: tokio::sync::Mutex::new(Some(writer)),
             }),
@@ -269,6 +282,11 @@ impl Store {
     /// across reopening. Resume cursors from another epoch are void.
     pub fn epoch(&self) -> u64 {
         self.inner.epoch
+    }
+
+    /// What the writer has committed since the store was opened.
+    pub fn commit_counts(&self) -> CommitCounts {
+        self.inner.counters.get()
     }
 
     /// Stop accepting writes, finish queued ones, commit, and join the writer thread.

@@ -76,6 +76,15 @@ pub(super) fn encode<T: Serialize>(record: &T) -> Result<Vec<u8>, StoreError> {
     postcard::to_allocvec(record).map_err(|e| StoreError::Codec(e.to_string()))
 }
 
+/// Encodes a record for storage into a buffer of `capacity` bytes (grown if that is short).
+pub(super) fn encode_into<T: Serialize>(
+    record: &T,
+    capacity: usize,
+) -> Result<Vec<u8>, StoreError> {
+    postcard::to_extend(record, Vec::with_capacity(capacity))
+        .map_err(|e| StoreError::Codec(e.to_string()))
+}
+
 /// Decodes a record read from `table`.
 pub(super) fn decode<T: DeserializeOwned>(table: &str, bytes: &[u8]) -> Result<T, StoreError> {
     postcard::from_bytes(bytes).map_err(|e| StoreError::Codec(format!("{table}: {e}")))

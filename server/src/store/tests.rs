@@ -383,7 +383,8 @@ fn queued(store: &Store) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_refused_request_does_not_fail_its_batch() {
     let dir = TempDir::new().unwrap();
-    // The hook holds the writer on the "gate" message, so that everything sent meanwhile
+    // The hook holds the completer on the "gate" message; once that many more committed
+    // batches wait for it (fillers), the writer waits too, so that everything sent meanwhile
     // queues up and is then applied as one batch.
     let (entered_tx, entered_rx) = std::sync::mpsc::channel::<()>();
     let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
@@ -397,6 +398,7 @@ async fn a_refused_request_does_not_fail_its_batch() {
     });
     let store = Store::open(&db_path(&dir), CACHE, hook).unwrap();
     let a = room(&store, "a").await;
+    let fillers = room(&store, "fillers").await;
 
     let gate_task = tokio::spawn({
         let store = store.clone();
@@ -405,6 +407,22 @@ async fn a_refused_request_does_not_fail_its_batch() {
     tokio::task::spawn_blocking(move || entered_rx.recv().unwrap())
         .await
         .unwrap();
+    let mut filling = Vec::new();
+    for n in 0..=writer::COMPLETIONS_QUEUED as u64 {
+        let pending = store
+            .queue_append(fillers, UserId(1), "alice", 100 + n, "filler")
+            .await
+            .unwrap();
+        filling.push(pending);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while queued(&store) > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "a filler was not taken"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
 
     let s = store.clone();
     let dup1 = tokio::spawn(async move { s.create_room("Dup", UserId(1)).await });
@@ -451,7 +469,10 @@ async fn a_refused_request_does_not_fail_its_batch() {
     let other = other.await.unwrap().unwrap();
 
     assert_eq!(store.room(other.id).await.unwrap(), Some(other));
-    assert_eq!(all_rooms(&store).await.len(), 3);
+    assert_eq!(all_rooms(&store).await.len(), 4);
+    for filler in filling {
+        filler.await.unwrap();
+    }
     assert!(store.user_by_name("CAROL").await.unwrap().is_some());
     assert_eq!(store.head(a).await.unwrap(), 2);
 }
@@ -1301,4 +1322,80 @@ async fn blocks_are_listed_capped_and_survive_a_reopen() {
     assert_eq!(store.blocked_users(alice).await.unwrap().len(), MAX_BLOCKS);
     assert!(store.blocks(alice, last).await.unwrap());
     assert!(!store.blocks(last, alice).await.unwrap(), "one way only");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_share_commits() {
+    let dir = TempDir::new().unwrap();
+    let (store, seen) = open(&db_path(&dir));
+    let rooms = [room(&store, "one").await, room(&store, "two").await];
+    let before = store.commit_counts();
+    let appends: Vec<_> = (0..1000u64)
+        .map(|n| {
+            let store = store.clone();
+            let conversation = rooms[(n % 2) as usize];
+            tokio::spawn(async move {
+                store
+                    .append(conversation, UserId(n + 1), "bot", n, "hello")
+                    .await
+            })
+        })
+        .collect();
+    for append in appends {
+        let appended = append.await.unwrap().unwrap();
+        assert!(!appended.duplicate);
+    }
+    let after = store.commit_counts();
+    let commits = after.commits - before.commits;
+    assert_eq!(after.messages - before.messages, 1000);
+    assert_eq!(after.requests - before.requests, 1000);
+    // Group commit: appends that queue while a commit is in flight share the next one.
+    assert!(
+        commits * 10 <= 1000,
+        "1000 concurrent appends took {commits} commits"
+    );
+    // Every message got its own seq, each room's from 1 with no gap, and the hook saw each.
+    for conversation in rooms {
+        assert_eq!(store.head(conversation).await.unwrap(), 500);
+    }
+    assert_eq!(seen.lock().unwrap().len(), 1000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_after_appends_in_its_batch_sees_their_heads_and_cursors() {
+    let dir = TempDir::new().unwrap();
+    let (store, _) = open(&db_path(&dir));
+    let a = room(&store, "a").await;
+    let mut pending = Vec::new();
+    for n in 1..=300u64 {
+        let author = UserId(1 + n % 2);
+        pending.push(store.queue_append(a, author, "bot", n, "hi").await.unwrap());
+    }
+    // Queued after every append, so most likely in the same batch as the last ones: it must
+    // see the head they made (it clamps to it) and the authors' own cursors.
+    let reader = store
+        .advance_cursors(UserId(3), a, 1000, 1000)
+        .await
+        .unwrap();
+    assert_eq!(
+        reader,
+        Cursors {
+            delivered: 300,
+            read: 300
+        }
+    );
+    for append in pending {
+        append.await.unwrap();
+    }
+    assert_eq!(store.head(a).await.unwrap(), 300);
+    // Each author's cursors moved onto their own message only while it followed their read
+    // cursor: user 2 sent seq 1, then user 1 seq 2 (user 2's read cursor stays at 1).
+    let own = store.advance_cursors(UserId(2), a, 0, 0).await.unwrap();
+    assert_eq!(
+        own,
+        Cursors {
+            delivered: 1,
+            read: 1
+        }
+    );
 }

@@ -2,10 +2,19 @@
 //!
 //! Every write is a [`Request`] sent over a bounded channel with a oneshot for its answer. The
 //! thread waits for one request, then takes whatever else is already queued (up to
-//! [`MAX_BATCH`]), applies them in order in ONE write transaction, commits with full durability
-//! (fsync), calls the commit hook for the newly appended messages in order, and only then answers
-//! each request. So the fsync cost is shared by everything that queued while the previous commit
-//! was in flight, and nobody hears "done" (nor sees a message) before it is durable.
+//! [`MAX_BATCH`] requests and [`MAX_BATCH_BYTES`] of message text), applies them in order in
+//! ONE write transaction and commits with full durability (fsync). So the fsync cost is shared
+//! by everything that queued while the previous commit was in flight: the busier the store, the
+//! larger each batch.
+//!
+//! Completion. A committed batch goes to a second thread, the completer, which calls the commit
+//! hook for the newly appended messages in order and only then answers each request, batch
+//! after batch in commit order; meanwhile the writer already applies and commits the next batch
+//! (on a busy store the hook's fan-out and the wake-ups of every requester would otherwise
+//! hold up the next fsync). Nobody hears "done" (nor sees a message through the hook) before
+//! its commit is durable. At most [`COMPLETIONS_QUEUED`] committed batches wait for the
+//! completer; then the writer waits too. Readers may see a batch's data before the completer has
+//! dealt with the batch before it: the hub orders live messages by seq, so that is harmless.
 //!
 //! Failures inside a batch. redb's savepoints cannot be taken once a transaction has touched a
 //! table, so requests are not isolated by savepoints; instead each operation checks everything
@@ -23,6 +32,8 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -30,6 +41,7 @@ use quibble_protocol::wire::{ChatMessage, ConversationId, UserId};
 use redb::{Database, Durability};
 use tokio::sync::{mpsc, oneshot};
 
+use super::batch_appends::BatchAppends;
 use super::scrub::Scrubber;
 use super::tables::{META_CLOCK_MS, WriteTables};
 use super::{Actor, Ban, IpBan, Role, RoleChange, Unbanned, bans, ip_bans};
@@ -40,8 +52,52 @@ use super::{
 use super::{Blocked, blocks};
 use crate::auth::TokenHash;
 
-/// The most requests applied in one transaction.
-const MAX_BATCH: usize = 512;
+/// The most requests applied in one transaction: everything the request queue can hold
+/// (`QUEUE_CAPACITY`), so a full queue is one batch and one fsync.
+const MAX_BATCH: usize = super::QUEUE_CAPACITY;
+/// A batch stops growing once its messages' text reaches this many bytes, so a batch (and each
+/// committed batch waiting for the completer, which holds its messages twice: for the hook and
+/// in the answers) stays a few MiB whatever the bodies' size.
+const MAX_BATCH_BYTES: usize = 4 << 20;
+/// Committed batches that may wait for the completer before the writer waits for it.
+pub(super) const COMPLETIONS_QUEUED: usize = 2;
+
+/// What the writer has committed since the store was opened ([`super::Store::commit_counts`];
+/// also on `/metrics`): with many writers at once, far fewer commits than requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommitCounts {
+    /// Write transactions committed, each one fsync.
+    pub commits: u64,
+    /// Requests they applied (refused ones included).
+    pub requests: u64,
+    /// Messages they appended.
+    pub messages: u64,
+}
+
+/// The writer's side of [`CommitCounts`], shared with the store handle.
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    commits: AtomicU64,
+    requests: AtomicU64,
+    messages: AtomicU64,
+}
+
+impl Counters {
+    pub(super) fn get(&self) -> CommitCounts {
+        CommitCounts {
+            commits: self.commits.load(Ordering::Relaxed),
+            requests: self.requests.load(Ordering::Relaxed),
+            messages: self.messages.load(Ordering::Relaxed),
+        }
+    }
+
+    fn committed(&self, requests: usize, messages: usize) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.requests.fetch_add(requests as u64, Ordering::Relaxed);
+        self.messages.fetch_add(messages as u64, Ordering::Relaxed);
+        crate::metrics::committed(requests, messages);
+    }
+}
 
 /// Where a request's answer goes.
 pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -168,6 +224,17 @@ pub(super) enum Request {
 }
 
 impl Request {
+    /// The bytes of text an append carries (author name and body), counted against
+    /// [`MAX_BATCH_BYTES`]; other requests are small and count as 0.
+    fn text_bytes(&self) -> usize {
+        match self {
+            Request::Append {
+                author_name, body, ..
+            } => author_name.len() + body.len(),
+            _ => 0,
+        }
+    }
+
     /// Answers the request with `error` without applying it.
     fn fail(self, error: StoreError) {
         // A requester that stopped waiting is no concern of the writer's.
@@ -200,34 +267,90 @@ impl Request {
 /// `None` it sends the request's own result, with `Some(error)` it sends that error instead.
 type Answer = Box<dyn FnOnce(Option<StoreError>) + Send>;
 
-/// Starts the writer thread; it runs until every sender of `requests` is gone and the queue is
-/// drained.
+/// Starts the writer thread (and its completer); it runs until every sender of `requests` is
+/// gone and the queue is drained, and returns once every answer is sent.
 pub(super) fn spawn(
     db: Arc<Database>,
     requests: mpsc::Receiver<Request>,
     hook: CommitHook,
     clock_ms: u64,
     scrubber: Scrubber,
+    counters: Arc<Counters>,
 ) -> Result<JoinHandle<()>, StoreError> {
+    let hook = Arc::new(hook);
+    let (completions, completed) = sync_channel::<Completion>(COMPLETIONS_QUEUED);
+    let completer = {
+        let hook = Arc::clone(&hook);
+        std::thread::Builder::new()
+            .name("quibble-store-completer".into())
+            .spawn(move || {
+                for completion in completed {
+                    completion.run(&hook);
+                }
+            })
+            .map_err(|e| StoreError::Db(format!("cannot start the completer thread: {e}")))?
+    };
     let writer = Writer {
         db,
         hook,
         clock_ms,
         scrubber,
+        counters,
+        completions,
     };
     std::thread::Builder::new()
         .name("quibble-store-writer".into())
-        .spawn(move || writer.run(requests))
+        .spawn(move || {
+            writer.run(requests);
+            if completer.join().is_err() {
+                tracing::error!("the store completer thread panicked");
+            }
+        })
         .map_err(|e| StoreError::Db(format!("cannot start the writer thread: {e}")))
+}
+
+/// What is left to do for a batch once its commit is over, done by the completer in order:
+/// the hook sees `appended` (in order), then each request is answered, with `failure` if given
+/// (the batch failed and `appended` is empty, or the deletions' erasure failed).
+struct Completion {
+    appended: Vec<ChatMessage>,
+    answers: Vec<Answer>,
+    failure: Option<StoreError>,
+}
+
+impl Completion {
+    fn run(self, hook: &CommitHook) {
+        for message in &self.appended {
+            notify(hook, message);
+        }
+        for answer in self.answers {
+            answer(self.failure.clone());
+        }
+    }
+}
+
+/// Passes one committed message to the hook, which must not take the store down.
+fn notify(hook: &CommitHook, message: &ChatMessage) {
+    if catch_unwind(AssertUnwindSafe(|| hook(message))).is_err() {
+        tracing::error!(
+            conversation = message.conversation.0,
+            seq = message.seq,
+            "the store commit hook panicked"
+        );
+    }
 }
 
 struct Writer {
     db: Arc<Database>,
-    hook: CommitHook,
+    /// Shared with the completer; called here only if the completer is gone.
+    hook: Arc<CommitHook>,
     /// The latest timestamp handed out; timestamps never go below it.
     clock_ms: u64,
     /// Erases deleted bodies from free pages; knows whether that is owed.
     scrubber: Scrubber,
+    counters: Arc<Counters>,
+    /// The way to the completer; dropped (ending it) when the writer ends.
+    completions: SyncSender<Completion>,
 }
 
 impl Writer {
@@ -240,10 +363,14 @@ impl Writer {
         }
         while let Some(first) = requests.blocking_recv() {
             let mut batch = Vec::with_capacity(MAX_BATCH.min(requests.len() + 1));
+            let mut bytes = first.text_bytes();
             batch.push(first);
-            while batch.len() < MAX_BATCH {
+            while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
                 match requests.try_recv() {
-                    Ok(request) => batch.push(request),
+                    Ok(request) => {
+                        bytes += request.text_bytes();
+                        batch.push(request);
+                    }
                     Err(_) => break,
                 }
             }
@@ -251,7 +378,7 @@ impl Writer {
         }
     }
 
-    /// Applies, commits and answers one batch.
+    /// Applies and commits one batch, and hands it to the completer.
     fn run_batch(&mut self, batch: Vec<Request>) {
         let now_ms = self.tick();
         let mut queue = batch.into_iter();
@@ -265,19 +392,21 @@ impl Writer {
         };
         match self.write(&mut queue, now_ms, batch) {
             Ok(()) => {
-                for message in &appended {
-                    self.notify(message);
-                }
-                for answer in answers {
-                    answer(None);
-                }
+                self.complete(Completion {
+                    appended,
+                    answers,
+                    failure: None,
+                });
                 self.scrub_if_owed(deletions);
             }
             Err(error) => {
                 tracing::error!(%error, "store write batch failed");
-                for answer in answers.into_iter().chain(deletions) {
-                    answer(Some(error.clone()));
-                }
+                answers.extend(deletions);
+                self.complete(Completion {
+                    appended: Vec::new(),
+                    answers,
+                    failure: Some(error.clone()),
+                });
                 for request in queue {
                     request.fail(error.clone());
                 }
@@ -285,26 +414,39 @@ impl Writer {
         }
     }
 
-    /// Erases deleted bodies from free pages if that is owed, then answers `deletions` (with
-    /// the erasure's error if it failed; see `Scrubber::due` for when it is tried again).
-    fn scrub_if_owed(&mut self, deletions: Vec<Answer>) {
-        if !self.scrubber.due(!deletions.is_empty()) {
-            for answer in deletions {
-                answer(None);
-            }
-            return;
-        }
-        let failure = self.scrubber.scrub(&self.db).err();
-        if let Some(error) = &failure {
-            tracing::error!(%error, "cannot erase deleted messages from the store file");
-        }
-        for answer in deletions {
-            answer(failure.clone());
+    /// Hands `completion` to the completer (waiting while it is behind), or does it here
+    /// should the completer be gone.
+    fn complete(&self, completion: Completion) {
+        if let Err(returned) = self.completions.send(completion) {
+            returned.0.run(&self.hook);
         }
     }
 
-    /// Applies the requests of `queue` in one transaction and commits it. On error the
-    /// transaction is dropped (aborted); the requests not yet taken from `queue` stay there.
+    /// Erases deleted bodies from free pages if that is owed, then answers `deletions` (with
+    /// the erasure's error if it failed; see `Scrubber::due` for when it is tried again).
+    fn scrub_if_owed(&mut self, deletions: Vec<Answer>) {
+        let failure = if self.scrubber.due(!deletions.is_empty()) {
+            let failure = self.scrubber.scrub(&self.db).err();
+            if let Some(error) = &failure {
+                tracing::error!(%error, "cannot erase deleted messages from the store file");
+            }
+            failure
+        } else {
+            None
+        };
+        if !deletions.is_empty() {
+            self.complete(Completion {
+                appended: Vec::new(),
+                answers: deletions,
+                failure,
+            });
+        }
+    }
+
+    /// Applies the requests of `queue` in one transaction and commits it. Appends keep their
+    /// heads and cursors in memory until the next other request or the commit
+    /// ([`BatchAppends`]). On error the transaction is dropped (aborted); the requests not yet
+    /// taken from `queue` stay there.
     fn write(
         &mut self,
         queue: &mut impl Iterator<Item = Request>,
@@ -316,28 +458,30 @@ impl Writer {
         {
             let mut tables = WriteTables::open(&txn)?;
             tables.meta.insert(META_CLOCK_MS, now_ms)?;
+            let mut appends = BatchAppends::default();
             for request in queue.by_ref() {
-                if let Some(fatal) = apply(&mut tables, now_ms, request, &mut batch) {
+                if !matches!(request, Request::Append { .. })
+                    && let Err(fatal) = appends.flush(&mut tables)
+                {
+                    request.fail(fatal.clone());
+                    return Err(fatal);
+                }
+                if let Some(fatal) = apply(&mut tables, &mut appends, now_ms, request, &mut batch) {
                     return Err(fatal);
                 }
             }
+            appends.flush(&mut tables)?;
         }
         txn.commit()?;
-        if batch.appended.iter().any(ChatMessage::is_deleted) {
+        let deleted = batch.appended.iter().filter(|m| m.is_deleted()).count();
+        if deleted > 0 {
             self.scrubber.owed = true;
         }
+        self.counters.committed(
+            batch.answers.len() + batch.deletions.len(),
+            batch.appended.len() - deleted,
+        );
         Ok(())
-    }
-
-    /// Passes one committed message to the hook, which must not take the writer down.
-    fn notify(&self, message: &ChatMessage) {
-        if catch_unwind(AssertUnwindSafe(|| (self.hook)(message))).is_err() {
-            tracing::error!(
-                conversation = message.conversation.0,
-                seq = message.seq,
-                "the store commit hook panicked"
-            );
-        }
     }
 
     /// The timestamp for the next batch: the wall clock, but never earlier than the last one.
@@ -364,6 +508,7 @@ struct Outcomes<'a> {
 /// error that must abort the whole batch, if any.
 fn apply(
     tables: &mut WriteTables<'_>,
+    appends: &mut BatchAppends,
     now_ms: u64,
     request: Request,
     batch: &mut Outcomes<'_>,
@@ -418,15 +563,14 @@ fn apply(
             body,
             reply,
         } => {
-            let result = messages::append(
-                tables,
-                now_ms,
+            let draft = messages::Draft {
                 conversation,
                 author,
-                &author_name,
+                author_name,
                 client_id,
-                &body,
-            );
+                body,
+            };
+            let result = messages::append(tables, appends, now_ms, draft);
             if let Ok(done) = &result
                 && !done.duplicate
             {

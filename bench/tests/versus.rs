@@ -1,0 +1,129 @@
+//! `quibble-bench versus` against the real servers: the `quibble` binary over both transports
+//! and the Node peers of bench/peers/ (`ws`, Socket.IO 4). A tiny scenario must be delivered
+//! completely by every server, and every column must carry its server's CPU per delivery, with
+//! the ratios against `ws`. Skipped, saying so, only where `node` is missing (CI installs it
+//! with bench/peers/setup).
+
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+const LIMIT: Duration = Duration::from_secs(150);
+const PEERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/peers");
+
+/// Run the bench binary with `args`, killing it (and failing the test) after `limit`.
+fn run_bench(args: &[&str], limit: Duration) -> Output {
+    let child = Command::new(env!("CARGO_BIN_EXE_quibble-bench"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start quibble-bench");
+    quibble_test_support::wait_with_limit(child, limit, "quibble-bench")
+}
+
+fn node_is_installed() -> bool {
+    Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| out.status.success())
+}
+
+#[test]
+fn every_server_delivers_everything_and_is_measured() {
+    if !node_is_installed() {
+        eprintln!("SKIPPED: `node` is not installed (bench/peers/setup installs it)");
+        return;
+    }
+    assert!(
+        std::path::Path::new(PEERS).join("node_modules").is_dir(),
+        "bench/peers/node_modules is missing: run bench/peers/setup"
+    );
+    let quibble = quibble_test_support::server_binary();
+    let output = run_bench(
+        &[
+            "versus",
+            "--quibble-bin",
+            quibble.to_str().expect("a UTF-8 path"),
+            "--peers-dir",
+            PEERS,
+            "--rooms",
+            "2",
+            "--users-per-room",
+            "3",
+            "--messages",
+            "20",
+            "--warmup",
+            "2",
+            "--rate",
+            "50",
+            "--timeout",
+            "120",
+            "--json",
+        ],
+        LIMIT,
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "quibble-bench versus failed ({}); stdout:\n{stdout}\nstderr:\n{stderr}",
+        output.status
+    );
+    let report: Value = serde_json::from_str(&stdout).expect("the JSON report");
+    assert_eq!(report["ok"], true, "{report:#}");
+
+    let servers = report["servers"].as_array().expect("servers");
+    let names: Vec<&str> = servers
+        .iter()
+        .filter_map(|s| s["server"].as_str())
+        .collect();
+    assert_eq!(names, ["quibble-wt", "quibble-ws", "ws", "socketio"]);
+    // 2 rooms x 3 users, 22 messages each (2 of them warmup): 132 sends, each to the 3
+    // members of its room; 120 measured, so 360 measured deliveries.
+    for server in servers {
+        let run = &server["run"];
+        assert_eq!(run["status"], "complete", "{server:#}");
+        let stats = &run["stats"];
+        let count = |name: &str| stats[name].as_u64().unwrap_or(u64::MAX);
+        assert_eq!((count("sent"), count("acked")), (132, 132), "{server:#}");
+        assert_eq!(
+            (count("expected"), count("delivered")),
+            (396, 396),
+            "{server:#}"
+        );
+        for zero in ["lost", "duplicated", "unexpected", "errors", "unanswered"] {
+            assert_eq!(count(zero), 0, "{zero} in {server:#}");
+        }
+        assert_eq!(stats["throughput"]["measured_deliveries"], 360);
+        let cost = &stats["server"];
+        let per_delivery = cost["cpu_us_per_delivery"].as_f64();
+        assert!(
+            per_delivery.is_some_and(|v| v > 0.0),
+            "no server CPU figure in {server:#}"
+        );
+        assert!(cost["rss_end_kib"].as_u64().is_some_and(|v| v > 0));
+        assert!(stats["bench"]["cpu_us"].as_u64().is_some(), "{server:#}");
+        assert!(server["acks"].as_str().is_some());
+    }
+    // Quibble's acks are durable, the peers' are not, and the report says which.
+    assert!(servers[0]["acks"].as_str().unwrap().contains("durable"));
+    assert!(servers[2]["acks"].as_str().unwrap().contains("received"));
+
+    // Every server's CPU per delivery over ws's (ws's own is 1).
+    let over_ws = report["over_ws"].as_array().expect("over_ws");
+    assert_eq!(over_ws.len(), 4, "{report:#}");
+    for entry in over_ws {
+        let r = entry["ratios"]["server_cpu_us_per_delivery"].as_f64();
+        assert!(r.is_some_and(|r| r > 0.0), "{entry:#}");
+    }
+    assert_eq!(over_ws[2]["ratios"]["server_cpu_us_per_delivery"], 1.0);
+    assert!(
+        report["targets"]
+            .as_array()
+            .is_some_and(|t| t.len() == 4 && t.iter().all(|t| t["ratio"].is_number())),
+        "{report:#}"
+    );
+}
