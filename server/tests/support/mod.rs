@@ -104,10 +104,12 @@ impl TestServer {
             .expect("spawn quibble");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
-        let first = lines
-            .next()
-            .expect("server printed nothing")
-            .expect("read stdout");
+        let Some(first) = lines.next() else {
+            let status = child.wait().ok();
+            let log = std::fs::read_to_string(&stderr_log).unwrap_or_default();
+            panic!("server printed nothing (exit {status:?}); its log:\n{log}");
+        };
+        let first = first.expect("read stdout");
         let url = first
             .strip_prefix("quibble listening on ")
             .unwrap_or_else(|| panic!("unexpected first line: {first}"));
