@@ -16,5 +16,5 @@ pub use error_code::ErrorCode;
 pub use wire::{
     ChatMessage, ClientFrame, ConversationId, ConversationKind, ConversationSummary, Cursor,
     EVENTS_VERSION, FriendStatus, LastMessage, MIN_PROTOCOL_VERSION, MODERATION_VERSION,
-    PROTOCOL_VERSION, ServerFrame, TYPING_TTL_MS, UserId,
+    PROTOCOL_VERSION, STREAM_ACTIVITY_VERSION, ServerFrame, TYPING_TTL_MS, UserId,
 };

@@ -27,9 +27,18 @@ const MAX_STREAM_ID_LEN: usize = 10;
 /// Wrap an encoded frame for stream `stream_id`.
 pub fn wrap(stream_id: u64, frame: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(frame.len() + 2);
-    write_varint(stream_id, &mut out);
-    out.extend_from_slice(frame);
+    wrap_into(stream_id, frame, &mut out);
     out
+}
+
+/// Append the message carrying `frame` on stream `stream_id` to `out` (an empty `frame`: the
+/// message that ends the stream); returns its length. A writer that sends many messages at
+/// once builds them all in one buffer this way.
+pub fn wrap_into(stream_id: u64, frame: &[u8], out: &mut Vec<u8>) -> usize {
+    let start = out.len();
+    write_varint(stream_id, out);
+    out.extend_from_slice(frame);
+    out.len() - start
 }
 
 /// The message that ends stream `stream_id`.
@@ -85,6 +94,25 @@ mod tests {
             unwrap::<ClientFrame>(&finish(7), MAX_FRAME_LEN).unwrap(),
             Envelope::Finish(7)
         );
+    }
+
+    #[test]
+    fn messages_built_in_one_buffer_split_back_apart() {
+        let frames = [
+            encode(&ClientFrame::Ping { nonce: 1 }).unwrap(),
+            Vec::new(),
+            encode(&ClientFrame::Ping { nonce: 2 }).unwrap(),
+        ];
+        let mut out = Vec::new();
+        let lens: Vec<usize> = [(5, &frames[0]), (300, &frames[1]), (0, &frames[2])]
+            .into_iter()
+            .map(|(id, frame)| wrap_into(id, frame, &mut out))
+            .collect();
+        let (one, rest) = out.split_at(lens[0]);
+        let (two, three) = rest.split_at(lens[1]);
+        assert_eq!(one, wrap(5, &frames[0]));
+        assert_eq!(two, finish(300));
+        assert_eq!(three, wrap(0, &frames[2]));
     }
 
     #[test]

@@ -25,7 +25,13 @@ use crate::error_code::ErrorCode;
 /// Version 3 adds moderation: the `Deleted` frame on conversation streams and the `Banned`
 /// error code. Older connections get neither (a ban closes them with `Unauthorized`; a deletion
 /// reaches them only as the tombstone in later replays and history pages).
-pub const PROTOCOL_VERSION: u16 = 3;
+///
+/// Version 4 changes no frame: a client of version 4 on applies every `Message` its
+/// conversation streams receive to its conversation list the way it applies
+/// `ConversationActivity` (see there), so the server does not send it `ConversationActivity`
+/// for a message it delivers live on one of that connection's streams (half the frames of
+/// every delivery). Older connections get `ConversationActivity` for every message.
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// The oldest version a server still speaks.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;
@@ -35,6 +41,10 @@ pub const EVENTS_VERSION: u16 = 2;
 
 /// The first version whose connections get `Deleted` frames and the `Banned` code.
 pub const MODERATION_VERSION: u16 = 3;
+
+/// The first version whose connections derive a conversation's activity from the messages
+/// their open streams receive (see [`PROTOCOL_VERSION`]).
+pub const STREAM_ACTIVITY_VERSION: u16 = 4;
 
 /// A conversation: a room (and, later, a direct-message pair). Ids are assigned by the store.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -112,6 +122,18 @@ impl ChatMessage {
     pub fn is_hidden(&self) -> bool {
         self.body.is_empty() && self.author == UserId::NOBODY
     }
+
+    /// The message as a conversation's last message: its body cut to [`PREVIEW_CHARS`]
+    /// characters.
+    pub fn last_message(&self) -> LastMessage {
+        LastMessage {
+            seq: self.seq,
+            author: self.author,
+            author_name: self.author_name.clone(),
+            preview: self.body.chars().take(PREVIEW_CHARS).collect(),
+            sent_at_ms: self.sent_at_ms,
+        }
+    }
 }
 
 /// Client → server.
@@ -164,13 +186,16 @@ pub enum ConversationKind {
     },
 }
 
+/// Characters of a message's body in a [`LastMessage`].
+pub const PREVIEW_CHARS: usize = 100;
+
 /// The last message of a conversation, in a summary or an activity event.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct LastMessage {
     pub seq: u64,
     pub author: UserId,
     pub author_name: String,
-    /// The body's first 100 characters.
+    /// The body's first [`PREVIEW_CHARS`] characters.
     pub preview: String,
     pub sent_at_ms: u64,
 }
@@ -287,7 +312,9 @@ pub enum ServerFrame {
     /// when `last.seq` is above the summary's `head_seq`: that becomes `last.seq`; the unread
     /// count grows by one unless the user wrote it; and when the user wrote it and their read
     /// cursor was at `last.seq - 1`, both their cursors move to `last.seq` (the server does the
-    /// same, see docs).
+    /// same, see docs). From [`STREAM_ACTIVITY_VERSION`] on, a connection does not get it for
+    /// a message delivered live on one of its streams: it applies that `Message` the same way
+    /// (a hidden marker excepted: a blocked author's messages are no activity).
     ConversationActivity {
         conversation: ConversationId,
         last: LastMessage,

@@ -502,3 +502,70 @@ fn in_rooms_delivered_waits_for_the_next_read_while_dms_report_it_alone() {
     s.handle_timeout(6_000 + RECEIPT_DELAY_MS);
     assert_eq!(transmits(&mut s), [receipt(C, 2, 2)]);
 }
+
+/// The list entries among `events`.
+fn updates(events: Vec<Event>) -> Vec<ConversationSummary> {
+    events
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::ConversationUpdated(s) => Some(s),
+            Event::ConversationList(mut all) => all.pop(),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn messages_a_stream_receives_are_its_conversations_activity() {
+    // Joined before the snapshot is in: a message then is applied on top of the snapshot,
+    // which was read before it.
+    let mut s = joined_session(C, 5);
+    s.on_frame(
+        StreamKey::Conversation(C),
+        ServerFrame::Message(msg(C, 6)),
+        0,
+    );
+    assert_eq!(updates(events(&mut s)), []);
+    s.on_frame(
+        StreamKey::Control,
+        ServerFrame::Conversations {
+            conversations: vec![summary(C, 5, 5, 0)],
+            done: true,
+        },
+        0,
+    );
+    let mut expected = summary(C, 6, 5, 1);
+    expected.last = Some(msg(C, 6).last_message());
+    expected.activity_ms = 60;
+    assert_eq!(updates(events(&mut s)), [expected.clone()]);
+
+    // Live: each message moves head, last and unread, like `ConversationActivity`.
+    s.on_frame(
+        StreamKey::Conversation(C),
+        ServerFrame::Message(msg(C, 7)),
+        0,
+    );
+    expected.head_seq = 7;
+    expected.unread = 2;
+    expected.last = Some(msg(C, 7).last_message());
+    expected.activity_ms = 70;
+    assert_eq!(updates(events(&mut s)), [expected.clone()]);
+    // The activity of the same message (an older server sends both) changes nothing.
+    s.on_frame(
+        StreamKey::Control,
+        ServerFrame::ConversationActivity {
+            conversation: C,
+            last: msg(C, 7).last_message(),
+        },
+        0,
+    );
+    assert_eq!(updates(events(&mut s)), []);
+    // A blocked author's message (the hidden marker) is no activity.
+    s.on_frame(
+        StreamKey::Conversation(C),
+        ServerFrame::Message(msg(C, 8).hidden()),
+        0,
+    );
+    assert_eq!(updates(events(&mut s)), []);
+    assert_eq!(s.conversation(C), Some(&expected));
+}

@@ -102,6 +102,12 @@ pub struct Limits {
     /// deletion makes the store overwrite the free pages of its file (`store::scrub`).
     pub deletes_per_hour: u32,
     pub delete_burst: u32,
+    // Overload: ingress backpressure (`chat::congestion`).
+    /// Bytes queued for a reader's connection at which it is behind; when most of a
+    /// conversation's readers are, its sends are refused for a while (`RateLimited`).
+    pub congested_queue_bytes: usize,
+    /// The shortest wait a send refused for congestion is told to take.
+    pub congestion_retry: Duration,
 }
 
 /// One hashing thread per core, at most 4.
@@ -141,6 +147,8 @@ impl Default for Limits {
             http_write_timeout: Duration::from_secs(30),
             deletes_per_hour: 600,
             delete_burst: 60,
+            congested_queue_bytes: 64 * 1024,
+            congestion_retry: Duration::from_millis(25),
         }
     }
 }
@@ -186,6 +194,9 @@ pub struct FileConfig {
     // Durable ingest (issue 9).
     /// [`Limits::max_inflight_sends`], clamped to 1..=[`MAX_INFLIGHT_SENDS`].
     pub max_inflight_sends: Option<usize>,
+    // Overload ([`Limits::congested_queue_bytes`], [`Limits::congestion_retry`]).
+    pub congested_queue_kib: Option<usize>,
+    pub congestion_retry_ms: Option<u64>,
 }
 
 /// The most sends a stream may have in flight to the store, whatever the file says: each holds
@@ -314,6 +325,7 @@ impl Config {
         if let Some(n) = file.delete_burst {
             limits.delete_burst = n;
         }
+        apply_overload_limits(&file, &mut limits);
         let trusted_proxies = file
             .trusted_proxies
             .unwrap_or_default()
@@ -367,6 +379,18 @@ fn apply_edge_limits(file: &FileConfig, limits: &mut Limits) {
     }
     if let Some(t) = file.http_write_timeout_ms {
         limits.http_write_timeout = ms(t);
+    }
+}
+
+/// The overload keys of the file: a high-water mark of at least 1 KiB and below the
+/// connection's queue cap (above it nothing would ever congest), a retry of 1 ms to 10 s.
+fn apply_overload_limits(file: &FileConfig, limits: &mut Limits) {
+    if let Some(kib) = file.congested_queue_kib {
+        let cap = crate::chat::outbound::CONNECTION_QUEUE_BYTES;
+        limits.congested_queue_bytes = kib.saturating_mul(1024).clamp(1024, cap / 2);
+    }
+    if let Some(ms) = file.congestion_retry_ms {
+        limits.congestion_retry = Duration::from_millis(ms.clamp(1, 10_000));
     }
 }
 
@@ -487,6 +511,23 @@ mod tests {
             Config::resolve(FileConfig::default(), mixed),
             Err(ConfigError::MixedPorts(1, 2))
         ));
+    }
+
+    #[test]
+    fn overload_keys_come_from_the_file_within_bounds() {
+        let c = Config::resolve(FileConfig::default(), Overrides::default()).unwrap();
+        assert_eq!(c.limits.congested_queue_bytes, 64 * 1024);
+        assert_eq!(c.limits.congestion_retry, Duration::from_millis(25));
+        let file: FileConfig =
+            toml::from_str("congested_queue_kib = 8\ncongestion_retry_ms = 40\n").unwrap();
+        let c = Config::resolve(file, Overrides::default()).unwrap();
+        assert_eq!(c.limits.congested_queue_bytes, 8 * 1024);
+        assert_eq!(c.limits.congestion_retry, Duration::from_millis(40));
+        let file: FileConfig =
+            toml::from_str("congested_queue_kib = 100000\ncongestion_retry_ms = 0\n").unwrap();
+        let c = Config::resolve(file, Overrides::default()).unwrap();
+        assert_eq!(c.limits.congested_queue_bytes, 512 * 1024);
+        assert_eq!(c.limits.congestion_retry, Duration::from_millis(1));
     }
 
     #[test]

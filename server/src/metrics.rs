@@ -40,6 +40,9 @@ pub const STORE_SCRUB_SECONDS: &str = "quibble_store_scrub_seconds";
 /// Password hashes (argon2) run by the hashing pool, by kind: `hash` (a sign-up or password
 /// change) or `verify` (a login, or the current password of a change).
 pub const PASSWORD_HASHES: &str = "quibble_password_hashes_total";
+/// Sends refused (`RateLimited`) because most readers of their conversation were behind
+/// (`chat::congestion`).
+pub const SENDS_CONGESTED: &str = "quibble_sends_congested_total";
 
 // Store group commit (issue 9, durable ingest).
 /// Store write transactions committed (each one fsync).

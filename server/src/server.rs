@@ -18,6 +18,7 @@ use wtransport::endpoint::endpoint_side::Server as ServerSide;
 
 use crate::admission::{Admission, Budgets};
 use crate::auth::HashPool;
+use crate::chat::congestion::Policy;
 use crate::chat::hub::Hub;
 use crate::chat::send_limit::SendLimiter;
 use crate::chat::typing::Typing;
@@ -86,7 +87,7 @@ impl Server {
             None => None,
         };
         crate::metrics::handle();
-        let hub = Hub::default();
+        let hub = Hub::new(Policy::from(&config.limits)); // overload: congestion thresholds
         let users = Users::default();
         let typing = Arc::new(Typing::default());
         let store = Store::open(
@@ -99,8 +100,9 @@ impl Server {
                         hub.publish_deleted(message.conversation, message.seq);
                         return;
                     }
-                    hub.publish(message, users.hidden_from(message.author).as_ref());
-                    users.on_message(message);
+                    let delivered =
+                        hub.publish(message, users.hidden_from(message.author).as_ref());
+                    users.on_message(message, &delivered);
                     if typing.stop(message.author, message.conversation) {
                         users.typing(message.conversation, message.author, false);
                     }

@@ -253,22 +253,42 @@ async fn a_flooded_room_cuts_peers_that_do_not_read_with_a_lagged_they_receive()
             sent < 20_000 && started.elapsed() < Duration::from_secs(40),
             "no lag after {sent} messages"
         );
-        for _ in 0..100 {
-            sent += 1;
-            flooder
-                .send(
-                    1,
-                    &ClientFrame::Send {
-                        client_id: sent,
-                        body: body.clone(),
-                    },
-                )
-                .await;
-        }
-        let mut acked = 0;
-        while acked < 100 {
-            if let ServerFrame::Sent { .. } = flooder.next_frame(1).await {
-                acked += 1;
+        // overload: while the deaf peers still count as readers that are behind (until they
+        // have not drained for a while), the room refuses sends (`RateLimited`); the flooder
+        // resends those, in order, after a pause.
+        let mut batch: Vec<u64> = (sent + 1..=sent + 100).collect();
+        sent += 100;
+        while !batch.is_empty() {
+            for &client_id in &batch {
+                flooder
+                    .send(
+                        1,
+                        &ClientFrame::Send {
+                            client_id,
+                            body: body.clone(),
+                        },
+                    )
+                    .await;
+            }
+            let (mut answered, mut refused) = (0, Vec::new());
+            while answered < batch.len() {
+                match flooder.next_frame(1).await {
+                    ServerFrame::Sent { .. } => answered += 1,
+                    ServerFrame::Rejected {
+                        client_id,
+                        code: ErrorCode::RateLimited,
+                        ..
+                    } => {
+                        answered += 1;
+                        refused.push(client_id);
+                    }
+                    _ => {}
+                }
+            }
+            refused.sort_unstable();
+            batch = refused;
+            if !batch.is_empty() {
+                sleep(Duration::from_millis(20)).await;
             }
         }
         peak_rss = peak_rss.max(rss(&server));

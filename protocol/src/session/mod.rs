@@ -689,7 +689,7 @@ impl Session {
                 conversations,
                 done,
             } => {
-                let Some(all) = self.list.chunk(conversations, done) else {
+                let Some(all) = self.list.chunk(conversations, done, self.user) else {
                     return;
                 };
                 for s in &all {
@@ -827,8 +827,17 @@ impl Session {
                 }
             }
             ServerFrame::Message(message) => {
+                // The conversation's activity (the server sends none for it, version 4).
+                let activity = (!message.is_hidden()).then(|| message.last_message());
                 conv.on_message(message, max_buffer, &mut self.queues);
                 self.delivered(c, now_ms);
+                if let Some(last) = activity
+                    && let Some(summary) = self.list.activity(c, last, self.user)
+                {
+                    self.queues
+                        .events
+                        .push_back(Event::ConversationUpdated(summary.clone()));
+                }
             }
             ServerFrame::HistoryPage {
                 before_seq,

@@ -16,6 +16,12 @@
 //! that does not read gets nothing more read for it. Live messages are pushed by the hub; a
 //! stream it cuts for lagging ends here quietly (the hub queued its `Lagged`).
 //!
+//! Overload: a send into a conversation whose readers are mostly behind, or that has its whole
+//! in-flight budget on the way to the store, is refused with `RateLimited` and a hint
+//! ([`crate::chat::congestion`]), before the per-user limit is asked, and the stream's later
+//! sends are held behind it like after a per-user refusal ([`SendOrder`]), so the resends keep
+//! their order.
+//!
 //! Deletions: replay and history pages carry tombstones as stored. A connection of version 3 on
 //! also gets `Deleted` frames: live from the hub, and after a resumed join's replay, one for each
 //! deletion at or before the resume point among its [`RESUME_DELETIONS_WINDOW`] seqs (at most
@@ -34,6 +40,7 @@ use quibble_protocol::{
 use tokio::time::{Instant, timeout};
 
 use crate::access::{self, Grant};
+use crate::chat::congestion::{Admitted, Congestion};
 use crate::chat::connection::frame_name;
 use crate::chat::hub::{NotLive, Subscription};
 use crate::chat::send_order::{SendOrder, held_back_reason};
@@ -117,10 +124,11 @@ pub async fn serve(ctx: Arc<ConnCtx>, mut io: StreamIo) {
 async fn run(ctx: &ConnCtx, io: &mut StreamIo) -> Result<(), End> {
     // Boxed, like every rare or long step below: an idle stream's task then holds only what
     // waiting for the next frame takes (see `bench/README.md`, memory per idle connection).
-    let Some((grant, _live)) = Box::pin(join(ctx, io)).await? else {
+    let Some((grant, live)) = Box::pin(join(ctx, io)).await? else {
         return Ok(());
     };
-    serve_joined(ctx, io, grant).await
+    let congestion = live.congestion();
+    serve_joined(ctx, io, grant, congestion).await
 }
 
 /// `Join`: check access, subscribe, answer `Joined` and replay what the peer misses. Returns
@@ -151,7 +159,7 @@ async fn join(ctx: &ConnCtx, io: &mut StreamIo) -> Result<Option<(Grant, Subscri
     let deletions = ctx.version >= MODERATION_VERSION;
     let live = state
         .hub
-        .subscribe(conversation, ctx.user.id, io.outbound.live(), deletions);
+        .subscribe(conversation, ctx.user.id, io.outbound.live(), ctx.version);
     let head = state.store.head(conversation).await?;
     let epoch = state.store.epoch();
     let (from_seq, resumed) = match resume {
@@ -213,11 +221,17 @@ async fn recent_deletions(
 }
 
 /// The serving loop: sends made durable and acknowledged in order, history pages, `Leave`.
-async fn serve_joined(ctx: &ConnCtx, io: &mut StreamIo, grant: Grant) -> Result<(), End> {
+async fn serve_joined(
+    ctx: &ConnCtx,
+    io: &mut StreamIo,
+    grant: Grant,
+    congestion: Arc<Congestion>,
+) -> Result<(), End> {
     let mut joined = Joined {
         grant,
         inflight: VecDeque::new(),
         order: SendOrder::default(),
+        congestion,
     };
     let max_inflight = ctx.state.limits.max_inflight_sends;
     loop {
@@ -250,6 +264,8 @@ struct Joined {
     inflight: VecDeque<PendingAppend>,
     /// Sends after a rate-limited one wait for it (see `send_order`).
     order: SendOrder,
+    /// Whether the conversation refuses sends now (its readers are behind).
+    congestion: Arc<Congestion>,
 }
 
 /// Whether a stream goes on after a frame.
@@ -274,6 +290,7 @@ async fn on_frame(
                 check_body(&body).map_err(|reason| (ErrorCode::InvalidInput, reason))
             });
             let order = &mut joined.order;
+            let congestion = &joined.congestion;
             let refusal = refusal
                 .and_then(|()| {
                     order
@@ -281,14 +298,24 @@ async fn on_frame(
                         .map_err(|wait| (ErrorCode::RateLimited, held_back_reason(wait)))
                 })
                 .and_then(|()| {
-                    state.send_limiter.check(ctx.user.id).map_err(|wait| {
-                        order.refused(client_id, wait, now);
-                        (ErrorCode::RateLimited, state.send_limiter.reason(wait))
+                    congestion.admit(body.len()).map_err(|refused| {
+                        let label = refused.label();
+                        metrics::counter!(crate::metrics::SENDS_CONGESTED, "reason" => label)
+                            .increment(1);
+                        order.refused(client_id, refused.wait(), now);
+                        (ErrorCode::RateLimited, refused.to_string())
                     })
+                })
+                .and_then(|admitted| match state.send_limiter.check(ctx.user.id) {
+                    Ok(()) => Ok(admitted),
+                    Err(wait) => {
+                        order.refused(client_id, wait, now);
+                        Err((ErrorCode::RateLimited, state.send_limiter.reason(wait)))
+                    }
                 });
             match refusal {
-                Ok(()) => {
-                    let pending = append(ctx, conversation, client_id, &body).await?;
+                Ok(admitted) => {
+                    let pending = append(ctx, conversation, client_id, &body, admitted).await?;
                     joined.inflight.push_back(pending);
                 }
                 Err((code, reason)) => {
@@ -414,12 +441,14 @@ async fn replay(
 }
 
 /// Queue the message with the store now (so one stream's messages get seqs in the order they
-/// were sent) and return the wait for its commit.
+/// were sent) and return the wait for its commit, which gives back the send's share of the
+/// conversation's in-flight budget (`admitted`) once it has been published.
 async fn append(
     ctx: &ConnCtx,
     conversation: ConversationId,
     client_id: u64,
     body: &str,
+    admitted: Admitted,
 ) -> Result<PendingAppend, End> {
     let started = std::time::Instant::now();
     let user = &ctx.user;
@@ -430,6 +459,7 @@ async fn append(
         .await?;
     Ok(Box::pin(async move {
         let result = pending.await;
+        drop(admitted);
         if matches!(
             &result,
             Ok(Appended {

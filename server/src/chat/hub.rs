@@ -23,13 +23,24 @@
 //! when it goes live, right after its replay. More than that, or a full queue, cuts the stream
 //! with `Lagged` like a message would; the resumed join then learns of the deletion from the
 //! store's deletions index.
+//!
+//! Congestion: each publish also counts how full its live subscribers' connections are
+//! ([`crate::chat::congestion`]), which decides whether the conversation refuses new sends for
+//! a while; a conversation's streams read that decision through [`Subscription::congestion`].
+//!
+//! Activity: [`Hub::publish`] returns the connections (of protocol version 4 on) it queued the
+//! message on, live; the user hub sends them no `ConversationActivity` for it, since their
+//! clients take it from the message itself.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use quibble_protocol::{ChatMessage, ConversationId, ServerFrame, UserId};
+use quibble_protocol::{
+    ChatMessage, ConversationId, MODERATION_VERSION, STREAM_ACTIVITY_VERSION, ServerFrame, UserId,
+};
 
-use crate::chat::outbound::{LiveTx, SendError};
+use crate::chat::congestion::{Congestion, Policy, Reader, Tally};
+use crate::chat::outbound::{ConnectionKey, LiveTx, SendError};
 use crate::chat::stream::encode_frame;
 
 #[derive(Clone, Default)]
@@ -41,6 +52,8 @@ pub struct Hub {
 struct Inner {
     conversations: HashMap<ConversationId, Subscribers>,
     next_key: u64,
+    // overload: congestion thresholds.
+    policy: Policy,
 }
 
 #[derive(Default)]
@@ -48,6 +61,8 @@ struct Subscribers {
     /// The last seq published while this entry existed.
     head: Option<u64>,
     by_key: HashMap<u64, Subscriber>,
+    // overload: whether sends into the conversation are refused now.
+    congestion: Arc<Congestion>,
 }
 
 struct Subscriber {
@@ -58,9 +73,13 @@ struct Subscriber {
     live_after: Option<u64>,
     /// Whether the connection gets `Deleted` frames (version 3 on).
     deletions: bool,
+    /// Whether the connection takes activity from its streams' messages (version 4 on).
+    stream_activity: bool,
     /// Deletions published while the stream replayed, queued when it goes live; `None` once
     /// more than [`MAX_HELD_DELETIONS`] came (the stream is cut then).
     held_deletions: Option<Vec<u64>>,
+    // overload: whether its queue drains.
+    reader: Reader,
 }
 
 /// Most deletions remembered for a replaying subscriber.
@@ -75,6 +94,17 @@ pub enum NotLive {
     Gone,
 }
 
+/// The connections a message was queued on live, whose clients take its activity from it.
+#[derive(Debug, Default)]
+pub struct Delivered(Vec<ConnectionKey>);
+
+impl Delivered {
+    /// Whether the message was queued on one of `connection`'s streams.
+    pub fn contains(&self, connection: ConnectionKey) -> bool {
+        self.0.binary_search(&connection).is_ok()
+    }
+}
+
 /// A stream's place in a conversation's fan-out; dropping it unsubscribes.
 pub struct Subscription {
     hub: Hub,
@@ -83,14 +113,21 @@ pub struct Subscription {
 }
 
 impl Hub {
-    /// Subscribe `viewer`'s stream (replaying until [`Subscription::go_live`]); with
-    /// `deletions`, it gets `Deleted` frames.
+    /// A hub whose conversations become congested by `policy` (overload).
+    pub fn new(policy: Policy) -> Hub {
+        let hub = Hub::default();
+        hub.lock().policy = policy;
+        hub
+    }
+
+    /// Subscribe `viewer`'s stream (replaying until [`Subscription::go_live`]); its connection
+    /// speaks protocol `version`.
     pub fn subscribe(
         &self,
         conversation: ConversationId,
         viewer: UserId,
         tx: LiveTx,
-        deletions: bool,
+        version: u16,
     ) -> Subscription {
         let mut inner = self.lock();
         inner.next_key += 1;
@@ -106,8 +143,10 @@ impl Hub {
                     tx,
                     viewer,
                     live_after: None,
-                    deletions,
+                    deletions: version >= MODERATION_VERSION,
+                    stream_activity: version >= STREAM_ACTIVITY_VERSION,
                     held_deletions: Some(Vec::new()),
+                    reader: Reader::default(),
                 },
             );
         set_gauge(&inner);
@@ -121,20 +160,27 @@ impl Hub {
     /// Publish a committed message to the conversation's live subscribers, if it has any.
     /// The frame is encoded once, outside the lock, and shared by every subscriber; the
     /// subscribers of `hidden_from` (who block the author) get the hidden marker instead.
-    pub fn publish(&self, message: &ChatMessage, hidden_from: Option<&HashSet<UserId>>) {
+    /// Returns the connections that take the message's activity from it (see the module doc).
+    pub fn publish(
+        &self,
+        message: &ChatMessage,
+        hidden_from: Option<&HashSet<UserId>>,
+    ) -> Delivered {
+        let mut delivered = Vec::new();
         if !self
             .lock()
             .conversations
             .contains_key(&message.conversation)
         {
-            return;
+            return Delivered(delivered);
         }
         let frame = encode_frame(&ServerFrame::Message(message.clone()));
         let hidden = hidden_from.map(|_| encode_frame(&ServerFrame::Message(message.hidden())));
         let seq = message.seq;
         let mut inner = self.lock();
+        let mut tally = Tally::new(inner.policy); // overload
         let Some(subscribers) = inner.conversations.get_mut(&message.conversation) else {
-            return;
+            return Delivered(delivered);
         };
         subscribers.head = subscribers.head.max(Some(seq));
         subscribers.by_key.retain(|_, sub| {
@@ -149,9 +195,13 @@ impl Hub {
                     (Some(hidden), Some(blockers)) if blockers.contains(&sub.viewer) => hidden,
                     _ => &frame,
                 };
-                match sub.tx.try_send(frame.clone()) {
-                    Ok(()) => {
+                match sub.tx.try_send_held(frame.clone()) {
+                    Ok(held) => {
                         sub.live_after = Some(seq);
+                        tally.count(&mut sub.reader, held); // overload
+                        if sub.stream_activity {
+                            delivered.push(sub.tx.connection());
+                        }
                         return true;
                     }
                     Err(SendError::Closed) => return false,
@@ -164,10 +214,14 @@ impl Hub {
                 .send_last(encode_frame(&ServerFrame::Lagged { resume_from: last }));
             false
         });
+        subscribers.congestion.observe(&tally); // overload
         if subscribers.by_key.is_empty() {
             inner.conversations.remove(&message.conversation);
             set_gauge(&inner);
         }
+        drop(inner);
+        delivered.sort_unstable();
+        Delivered(delivered)
     }
 
     /// Publish a committed deletion to the conversation's subscribers that get deletions (see
@@ -228,6 +282,17 @@ impl Hub {
 }
 
 impl Subscription {
+    /// Whether sends into the conversation are refused now (overload), for its streams to
+    /// check on every send.
+    pub fn congestion(&self) -> Arc<Congestion> {
+        self.hub
+            .lock()
+            .conversations
+            .get(&self.conversation)
+            .map(|subscribers| subscribers.congestion.clone())
+            .unwrap_or_default()
+    }
+
     /// Go live after the stream has sent everything up to `last_sent`.
     pub fn go_live(&self, last_sent: u64) -> Result<(), NotLive> {
         let mut inner = self.hub.lock();
@@ -290,7 +355,7 @@ fn set_gauge(inner: &Inner) {
 mod tests {
     use super::*;
     use crate::chat::outbound::{Batch, Item, Outbound, STREAM_QUEUE_BYTES};
-    use quibble_protocol::UserId;
+    use quibble_protocol::{PROTOCOL_VERSION, UserId};
 
     fn message(seq: u64) -> ChatMessage {
         ChatMessage {
@@ -325,8 +390,8 @@ mod tests {
         let hub = Hub::default();
         let (out_a, out_b) = (Outbound::multiplexed(), Outbound::multiplexed());
         let (a, b) = (out_a.open(1), out_b.open(1));
-        let sub_a = hub.subscribe(ConversationId(1), UserId(1), a.live(), true);
-        let sub_b = hub.subscribe(ConversationId(1), UserId(2), b.live(), true);
+        let sub_a = hub.subscribe(ConversationId(1), UserId(1), a.live(), PROTOCOL_VERSION);
+        let sub_b = hub.subscribe(ConversationId(1), UserId(2), b.live(), PROTOCOL_VERSION);
         sub_a.go_live(0).unwrap();
         hub.publish(&message(1), None);
         // b replayed up to 0 but seq 1 was published meanwhile: it must read it first.
@@ -348,7 +413,7 @@ mod tests {
         let hub = Hub::default();
         let out = Outbound::multiplexed();
         let tx = out.open(1);
-        let sub = hub.subscribe(ConversationId(1), UserId(1), tx.live(), true);
+        let sub = hub.subscribe(ConversationId(1), UserId(1), tx.live(), PROTOCOL_VERSION);
         sub.go_live(0).unwrap();
         let mut seq = 0;
         while hub.conversations() == 1 {
@@ -392,9 +457,19 @@ mod tests {
             Outbound::multiplexed(),
         );
         let txs = [out_live.open(1), out_replaying.open(1), out_old.open(1)];
-        let live = hub.subscribe(ConversationId(1), UserId(1), txs[0].live(), true);
-        let replaying = hub.subscribe(ConversationId(1), UserId(1), txs[1].live(), true);
-        let old = hub.subscribe(ConversationId(1), UserId(1), txs[2].live(), false);
+        let live = hub.subscribe(
+            ConversationId(1),
+            UserId(1),
+            txs[0].live(),
+            PROTOCOL_VERSION,
+        );
+        let replaying = hub.subscribe(
+            ConversationId(1),
+            UserId(1),
+            txs[1].live(),
+            PROTOCOL_VERSION,
+        );
+        let old = hub.subscribe(ConversationId(1), UserId(1), txs[2].live(), 2);
         live.go_live(0).unwrap();
         old.go_live(0).unwrap();
         hub.publish(&message(1), None);
@@ -430,7 +505,7 @@ mod tests {
         let hub = Hub::default();
         let out = Outbound::multiplexed();
         let tx = out.open(1);
-        let sub = hub.subscribe(ConversationId(1), UserId(1), tx.live(), true);
+        let sub = hub.subscribe(ConversationId(1), UserId(1), tx.live(), PROTOCOL_VERSION);
         for seq in 1..=MAX_HELD_DELETIONS as u64 + 1 {
             hub.publish_deleted(ConversationId(1), seq);
         }
@@ -445,8 +520,8 @@ mod tests {
         let hub = Hub::default();
         let (out_a, out_b) = (Outbound::multiplexed(), Outbound::multiplexed());
         let (a, b) = (out_a.open(1), out_b.open(1));
-        let sub_a = hub.subscribe(ConversationId(1), UserId(7), a.live(), true);
-        let sub_b = hub.subscribe(ConversationId(1), UserId(8), b.live(), true);
+        let sub_a = hub.subscribe(ConversationId(1), UserId(7), a.live(), PROTOCOL_VERSION);
+        let sub_b = hub.subscribe(ConversationId(1), UserId(8), b.live(), PROTOCOL_VERSION);
         sub_a.go_live(0).unwrap();
         sub_b.go_live(0).unwrap();
         let blockers: HashSet<UserId> = [UserId(7)].into();
@@ -478,10 +553,59 @@ mod tests {
         let hub = Hub::default();
         let out = Outbound::multiplexed();
         let subs: Vec<Subscription> = (0..100)
-            .map(|i| hub.subscribe(ConversationId(i), UserId(1), out.open(i).live(), true))
+            .map(|i| {
+                hub.subscribe(
+                    ConversationId(i),
+                    UserId(1),
+                    out.open(i).live(),
+                    PROTOCOL_VERSION,
+                )
+            })
             .collect();
         assert_eq!(hub.conversations(), 100);
         drop(subs);
         assert_eq!(hub.conversations(), 0);
+    }
+
+    #[tokio::test]
+    async fn publish_names_the_live_connections_that_take_activity_from_the_message() {
+        let hub = Hub::default();
+        let (new, old, replaying) = (
+            Outbound::multiplexed(),
+            Outbound::multiplexed(),
+            Outbound::multiplexed(),
+        );
+        let (tx_new, tx_old, tx_replaying) = (new.open(1), old.open(1), replaying.open(1));
+        let sub_new = hub.subscribe(
+            ConversationId(1),
+            UserId(1),
+            tx_new.live(),
+            STREAM_ACTIVITY_VERSION,
+        );
+        let sub_old = hub.subscribe(
+            ConversationId(1),
+            UserId(2),
+            tx_old.live(),
+            MODERATION_VERSION,
+        );
+        let _sub_replaying = hub.subscribe(
+            ConversationId(1),
+            UserId(3),
+            tx_replaying.live(),
+            PROTOCOL_VERSION,
+        );
+        sub_new.go_live(0).unwrap();
+        sub_old.go_live(0).unwrap();
+        let delivered = hub.publish(&message(1), None);
+        assert!(delivered.contains(tx_new.live().connection()));
+        assert!(
+            !delivered.contains(tx_old.live().connection()),
+            "an older client needs the activity"
+        );
+        assert!(
+            !delivered.contains(tx_replaying.live().connection()),
+            "not live: the activity goes"
+        );
+        assert_eq!(frames(&new).await.len(), 1);
     }
 }

@@ -2,9 +2,11 @@
 //! ([`connection`]), its conversation streams ([`conversation`]), fan-out ([`hub`]), per-user
 //! events ([`users`]: the conversation list, friends, receipts, presence) and [`typing`], the
 //! byte-bounded outbound queue every stream writes into ([`outbound`]) and the peer's
-//! liveness ([`liveness`]). Transports adapt their sockets to [`stream::StreamIo`] and call
+//! liveness ([`liveness`]); [`congestion`] refuses sends into a conversation whose readers
+//! are mostly behind. Transports adapt their sockets to [`stream::StreamIo`] and call
 //! [`connection::serve`].
 
+pub mod congestion;
 pub mod connection;
 pub mod conversation;
 pub mod hub;

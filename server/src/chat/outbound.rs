@@ -89,7 +89,9 @@ struct Shared {
     room: Notify,
     /// Wakes streams watching for their end (cut, connection closed).
     ended: Notify,
-    /// The process-wide queued-bytes gauge (looked up once per connection).
+    /// The process-wide queued-bytes gauge (looked up once per connection). Frames queued are
+    /// added to it when the writer takes them (one update per batch, not one per frame: every
+    /// connection's writers share it), frames written or dropped taken off.
     gauge: metrics::Gauge,
 }
 
@@ -101,6 +103,8 @@ struct State {
     /// Multiplexed only: streams with items, in writing turn.
     ready: VecDeque<u64>,
     next_serial: u64,
+    /// Bytes queued and not yet added to the gauge.
+    unreported: usize,
     /// Set by [`Outbound::close`]: nothing more is accepted.
     closing: Option<CloseReason>,
     failed: bool,
@@ -186,7 +190,9 @@ impl Outbound {
         }
         state.ready.clear();
         state.held = 0;
+        let added = std::mem::take(&mut state.unreported);
         drop(state);
+        self.shared.gauge_add(added);
         self.shared.gauge_sub(dropped);
         self.shared.writer.notify_one();
         self.shared.ended.notify_waiters();
@@ -229,7 +235,9 @@ impl Outbound {
                     items.push((id, item));
                 }
                 if !items.is_empty() {
+                    let added = std::mem::take(&mut state.unreported);
                     drop(state);
+                    self.shared.gauge_add(added);
                     self.shared.room.notify_waiters();
                     return Batch::Items { items, bytes };
                 }
@@ -276,7 +284,9 @@ impl Outbound {
                     state.slots.remove(&tx.id);
                 }
                 if !frames.is_empty() {
+                    let added = std::mem::take(&mut state.unreported);
                     drop(state);
+                    self.shared.gauge_add(added);
                     self.shared.room.notify_waiters();
                     return Some((frames, bytes));
                 }
@@ -301,7 +311,9 @@ impl Outbound {
         };
         let dropped = frame_bytes(&slot.items);
         state.held = state.held.saturating_sub(slot.held);
+        let added = std::mem::take(&mut state.unreported);
         drop(state);
+        self.shared.gauge_add(added);
         self.shared.gauge_sub(dropped);
         self.shared.ended.notify_waiters();
         self.shared.room.notify_waiters();
@@ -379,14 +391,14 @@ impl Shared {
     }
 
     /// Queue `item` on the stream, checking the caps unless `bypass`; `reserved` bytes held
-    /// by the caller are turned into the item's.
+    /// by the caller are turned into the item's. Returns the bytes the connection holds then.
     fn push(
         &self,
         tx: &StreamRef,
         item: Item,
         bypass: bool,
         reserved: usize,
-    ) -> Result<(), SendError> {
+    ) -> Result<usize, SendError> {
         let mut state = self.lock();
         let len = match &item {
             Item::Frame(frame) => cost(frame),
@@ -404,6 +416,7 @@ impl Shared {
         }
         slot.held = slot.held - reserved + len;
         *held = *held - reserved + len;
+        let connection_held = *held;
         let was_empty = slot.items.is_empty();
         if matches!(item, Item::Finish) {
             slot.accepting = false;
@@ -413,13 +426,13 @@ impl Shared {
         if self.multiplexed && was_empty {
             state.ready.push_back(tx.id);
         }
+        state.unreported += len;
         drop(state);
-        self.gauge_add(len);
         match writer {
             Some(writer) => writer.notify_one(),
             None => self.writer.notify_one(),
         }
-        Ok(())
+        Ok(connection_held)
     }
 
     /// Hold `n` bytes for the stream if they fit now.
@@ -476,6 +489,11 @@ fn frame_bytes(items: &VecDeque<Item>) -> usize {
         .sum()
 }
 
+/// Which connection a stream is of (its queue's address, which is stable while the queue is
+/// held, and every stream handle holds it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnectionKey(usize);
+
 /// Which stream: its id and serial.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamRef {
@@ -500,8 +518,19 @@ impl LiveTx {
         }
     }
 
+    /// The connection this stream is of.
+    pub fn connection(&self) -> ConnectionKey {
+        ConnectionKey(Arc::as_ptr(&self.shared) as usize)
+    }
+
     /// Queue a frame if it fits now.
     pub fn try_send(&self, frame: Bytes) -> Result<(), SendError> {
+        self.try_send_held(frame).map(|_| ())
+    }
+
+    /// overload: [`LiveTx::try_send`], returning the bytes the connection then holds (how far
+    /// behind its reader is, for `chat::congestion`).
+    pub fn try_send_held(&self, frame: Bytes) -> Result<usize, SendError> {
         self.shared
             .push(&self.stream(), Item::Frame(frame), false, 0)
     }

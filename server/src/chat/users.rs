@@ -42,6 +42,7 @@ use quibble_protocol::{
 
 use crate::access;
 use crate::auth::TokenHash;
+use crate::chat::hub::Delivered;
 use crate::chat::outbound::{LiveTx, SendError};
 use crate::chat::stream::{CloseReason, encode_frame};
 use crate::enforce::code_for_version;
@@ -426,21 +427,13 @@ impl Users {
     }
 
     /// A message was made durable: its conversation's online members hear of it (one encoding
-    /// shared by all, made before taking the hub's lock, which every connection shares).
-    pub fn on_message(&self, message: &ChatMessage) {
+    /// shared by all, made before taking the hub's lock, which every connection shares), but
+    /// for the live connections the conversation hub `delivered` it on: their clients take
+    /// the activity from the message (protocol version 4).
+    pub fn on_message(&self, message: &ChatMessage, delivered: &Delivered) {
         let frame = encode_frame(&ServerFrame::ConversationActivity {
             conversation: message.conversation,
-            last: LastMessage {
-                seq: message.seq,
-                author: message.author,
-                author_name: message.author_name.clone(),
-                preview: message
-                    .body
-                    .chars()
-                    .take(crate::store::PREVIEW_CHARS)
-                    .collect(),
-                sent_at_ms: message.sent_at_ms,
-            },
+            last: message.last_message(),
         });
         let mut inner = self.lock();
         let Some(members) = inner.members.get(&message.conversation) else {
@@ -448,7 +441,7 @@ impl Users {
         };
         let members: Vec<UserId> = members.iter().copied().collect();
         let members = inner.unblocked(message.author, members);
-        inner.push_all(members, &frame);
+        inner.push_all_but(members, &frame, delivered);
     }
 
     /// `user`'s cursors in `conversation` moved: their own connections get the fresh summary,
@@ -677,6 +670,17 @@ impl Inner {
     /// Pushes `frame` to every connection of `users`; a connection that cannot take it is
     /// ended with `SlowConsumer` and dropped.
     fn push_all(&mut self, users: impl IntoIterator<Item = UserId>, frame: &Bytes) {
+        self.push_all_but(users, frame, &Delivered::default());
+    }
+
+    /// [`Inner::push_all`], but not to the live connections in `delivered` (see
+    /// [`Users::on_message`]).
+    fn push_all_but(
+        &mut self,
+        users: impl IntoIterator<Item = UserId>,
+        frame: &Bytes,
+        delivered: &Delivered,
+    ) {
         for user in users {
             let Some(online) = self.online.get_mut(&user) else {
                 continue;
@@ -696,6 +700,7 @@ impl Inner {
                         slow(tx);
                         false
                     }
+                    None if delivered.contains(tx.connection()) => true,
                     None => deliver(tx, frame),
                 }
             });
@@ -845,8 +850,8 @@ mod tests {
             &[],
         );
         users.go_live(&a);
-        users.on_message(&message(5, 1));
-        users.on_message(&message(6, 1));
+        users.on_message(&message(5, 1), &Delivered::default());
+        users.on_message(&message(6, 1), &Delivered::default());
         // `a` is live: it has the activity of conversation 5 only.
         let got = frames(&out_a).await;
         assert!(matches!(
@@ -888,7 +893,7 @@ mod tests {
             .contains_key(&reg.key)
         {
             seq += 1;
-            users.on_message(&message(5, seq));
+            users.on_message(&message(5, seq), &Delivered::default());
             assert!(seq < 10_000, "never ended");
         }
         let got = frames(&out).await;
@@ -923,7 +928,7 @@ mod tests {
             .contains_key(&held.key)
         {
             seq += 1;
-            users.on_message(&message(5, seq));
+            users.on_message(&message(5, seq), &Delivered::default());
             assert!(seq < 10_000, "never ended");
         }
         // Each activity frame is ~150 bytes (a 100-character preview).

@@ -26,8 +26,9 @@ use super::{Store, StoreError};
 
 /// Messages after a read cursor whose authors are looked at when counting unread ones.
 pub const UNREAD_SCAN: u64 = 500;
-/// Characters of the last message's body in a summary.
-pub const PREVIEW_CHARS: usize = 100;
+/// Characters of the last message's body in a summary (the protocol's, which clients apply to
+/// the messages they receive too).
+pub const PREVIEW_CHARS: usize = quibble_protocol::wire::PREVIEW_CHARS;
 
 /// The last message of a conversation, as a summary shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -334,6 +334,28 @@ fn too_large(e: &axum::Error) -> Option<CloseReason> {
     }
 }
 
+/// The WebSocket messages for a batch of items, built in one buffer (one allocation per
+/// batch, not one per frame) and handed out as slices of it, in order.
+fn envelopes(items: Vec<(u64, Item)>) -> impl Iterator<Item = Bytes> {
+    let size = items
+        .iter()
+        .map(|(_, item)| match item {
+            Item::Frame(frame) => frame.len() + ENVELOPE_SLACK,
+            Item::Finish => ENVELOPE_SLACK,
+        })
+        .sum();
+    let mut buffer = Vec::with_capacity(size);
+    let lens: Vec<usize> = items
+        .into_iter()
+        .map(|(id, item)| match item {
+            Item::Frame(frame) => mux::wrap_into(id, &frame, &mut buffer),
+            Item::Finish => mux::wrap_into(id, &[], &mut buffer),
+        })
+        .collect();
+    let mut buffer = Bytes::from(buffer);
+    lens.into_iter().map(move |len| buffer.split_to(len))
+}
+
 /// Write what the queue holds, everything taken at once before one flush; stop after the
 /// close frame, or when the peer takes nothing for [`WRITE_STALL`].
 async fn write_socket(mut sink: SplitSink<WebSocket, Message>, outbound: Outbound) {
@@ -353,12 +375,8 @@ async fn write_socket(mut sink: SplitSink<WebSocket, Message>, outbound: Outboun
         };
         // Boxed, for the same reason as routing above: the idle writer only waits for work.
         let batch = Box::pin(async {
-            for (id, item) in items {
-                let data = match item {
-                    Item::Frame(frame) => mux::wrap(id, &frame),
-                    Item::Finish => mux::finish(id),
-                };
-                sink.feed(Message::Binary(Bytes::from(data))).await?;
+            for message in envelopes(items) {
+                sink.feed(Message::Binary(message)).await?;
             }
             sink.flush().await
         });
@@ -367,6 +385,32 @@ async fn write_socket(mut sink: SplitSink<WebSocket, Message>, outbound: Outboun
         if !matches!(written, Ok(Ok(()))) {
             outbound.fail();
             return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_becomes_one_message_per_item_in_order() {
+        let items = vec![
+            (0, Item::Frame(Bytes::from_static(b"\x02ab"))),
+            (7, Item::Frame(Bytes::from_static(b"\x01c"))),
+            (7, Item::Finish),
+            (200, Item::Frame(Bytes::from_static(b"\x01d"))),
+        ];
+        let got: Vec<Bytes> = envelopes(items).collect();
+        let want = [
+            mux::wrap(0, b"\x02ab"),
+            mux::wrap(7, b"\x01c"),
+            mux::finish(7),
+            mux::wrap(200, b"\x01d"),
+        ];
+        assert_eq!(got.len(), want.len());
+        for (got, want) in got.iter().zip(&want) {
+            assert_eq!(&got[..], &want[..]);
         }
     }
 }

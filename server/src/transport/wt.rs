@@ -320,14 +320,16 @@ async fn read_frames(mut recv: RecvStream, mut inbound: InboundTx, liveness: Arc
 
 /// Write the stream's queued frames until it is finished, then finish the QUIC stream. A
 /// peer that takes nothing for [`WRITE_STALL`] gets the stream reset with `SlowConsumer`.
+///
+/// Each batch goes to quinn as the queued `Bytes` themselves (`write_all_chunks`): a
+/// fanned-out frame is not copied per recipient, and the connection's lock is taken once per
+/// batch rather than once per frame.
 async fn write_frames(mut send: SendStream, outbound: Outbound, stream: StreamRef) {
-    while let Some((frames, bytes)) = outbound.next_for(&stream, WRITE_BATCH).await {
-        let written = timeout(WRITE_STALL, async {
-            for frame in &frames {
-                send.write_all(frame).await?;
-            }
-            Ok::<(), wtransport::error::StreamWriteError>(())
-        })
+    while let Some((mut frames, bytes)) = outbound.next_for(&stream, WRITE_BATCH).await {
+        let written = timeout(
+            WRITE_STALL,
+            send.quic_stream_mut().write_all_chunks(&mut frames),
+        )
         .await;
         outbound.release(bytes);
         match written {
