@@ -163,6 +163,12 @@ pub struct IdleArgs {
     /// opened and exits 1.
     #[arg(long, value_name = "SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
+    /// Ramp against the Node `ws` peer (bench/peers/ws-server.mjs) listening on
+    /// 127.0.0.1:PORT instead of Quibble at --server: its WebSocket upgrade and `joined`
+    /// message per connection, no accounts (--transport websocket; --server-pid: the node
+    /// process). The reference for Quibble's connect+Hello+Join rate.
+    #[arg(long, value_name = "PORT")]
+    pub ws_peer: Option<u16>,
 }
 
 /// One realtime transport (`idle` measures one at a time: a second run in the same server

@@ -171,6 +171,13 @@ pub async fn connect(
 }
 
 impl Bot<QuibbleLink> {
+    /// The bot's client, still open.
+    pub fn into_client(self) -> Client {
+        self.link.client
+    }
+}
+
+impl<L: Link> Bot<L> {
     /// From starting to connect until its room was joined.
     pub fn connect_join(&self) -> Duration {
         self.connect_join
@@ -181,13 +188,11 @@ impl Bot<QuibbleLink> {
         self.joined_at
     }
 
-    /// The bot's client, still open.
-    pub fn into_client(self) -> Client {
-        self.link.client
+    /// The bot's link, still open.
+    pub fn into_link(self) -> L {
+        self.link
     }
-}
 
-impl<L: Link> Bot<L> {
     /// A bot of `user` in `room` on `link`, which took `connect_join` to open and join.
     pub fn new(link: L, user: UserId, room: ConversationId, connect_join: Duration) -> Bot<L> {
         Bot {

@@ -24,6 +24,7 @@ use crate::args::IdleArgs;
 use crate::bot::{self, Dialer};
 use crate::concurrency::bounded;
 use crate::fd_limit;
+use crate::idle_peer;
 use crate::idle_report::{IdleReport, Memory, RampStep};
 use crate::plan::Plan;
 use crate::scenario;
@@ -40,6 +41,9 @@ const CLOSE_LIMIT: Duration = Duration::from_secs(10);
 
 /// Run the idle benchmark as `args` say.
 pub async fn run(args: &IdleArgs, stop: &Stop) -> anyhow::Result<IdleReport> {
+    if let Some(port) = args.ws_peer {
+        return idle_peer::run(args, port, stop).await;
+    }
     let sockets = match args.transport.kind() {
         TransportKind::WebTransport => args.connections.div_ceil(args.sessions_per_socket),
         TransportKind::WebSocket => args.connections,
@@ -92,7 +96,10 @@ pub async fn run(args: &IdleArgs, stop: &Stop) -> anyhow::Result<IdleReport> {
     let clients: Vec<Arc<Client>> = match bots {
         Ok(bots) => {
             report.connect_join_us = stats::summary_of(bots.iter().map(bot::Bot::connect_join))?;
-            report.ramp = ramp(started, &bots)?;
+            report.ramp = ramp(
+                started,
+                bots.iter().map(|b| (b.joined_at(), b.connect_join())),
+            )?;
             bots.into_iter()
                 .map(|bot| Arc::new(bot.into_client()))
                 .collect()
@@ -132,11 +139,12 @@ pub async fn run(args: &IdleArgs, stop: &Stop) -> anyhow::Result<IdleReport> {
 }
 
 /// The ramp in [`RAMP_STEPS`] steps of equal counts, in the order the connections joined.
-fn ramp(started: Instant, bots: &[bot::Bot]) -> anyhow::Result<Vec<RampStep>> {
-    let mut joined: Vec<(Instant, Duration)> = bots
-        .iter()
-        .map(|bot| (bot.joined_at(), bot.connect_join()))
-        .collect();
+/// `joined`: when each connection joined, and its connect+join.
+pub(crate) fn ramp(
+    started: Instant,
+    joined: impl Iterator<Item = (Instant, Duration)>,
+) -> anyhow::Result<Vec<RampStep>> {
+    let mut joined: Vec<(Instant, Duration)> = joined.collect();
     joined.sort_by_key(|(at, _)| *at);
     let mut steps = Vec::with_capacity(RAMP_STEPS);
     let (mut from, mut from_at) = (0, started);
@@ -168,7 +176,9 @@ async fn leave_if_kept(args: &IdleArgs, api: &Api, accounts: &[scenario::Account
 }
 
 /// The server's RSS after [`SETTLE`], if a server is watched.
-async fn read_after_settle(server: Option<ServerProcess>) -> anyhow::Result<Option<u64>> {
+pub(crate) async fn read_after_settle(
+    server: Option<ServerProcess>,
+) -> anyhow::Result<Option<u64>> {
     if server.is_none() {
         return Ok(None);
     }
@@ -176,7 +186,7 @@ async fn read_after_settle(server: Option<ServerProcess>) -> anyhow::Result<Opti
     read(server)
 }
 
-fn read(server: Option<ServerProcess>) -> anyhow::Result<Option<u64>> {
+pub(crate) fn read(server: Option<ServerProcess>) -> anyhow::Result<Option<u64>> {
     server.map(|s| s.rss_kib()).transpose()
 }
 

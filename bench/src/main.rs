@@ -15,6 +15,7 @@ mod compare;
 mod concurrency;
 mod fd_limit;
 mod idle;
+mod idle_peer;
 mod idle_report;
 mod ingest;
 mod ingest_report;

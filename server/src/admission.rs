@@ -1,7 +1,10 @@
 //! Connection admission: whether a peer may open one more connection now. Every connection the
 //! server holds for a peer — a TCP connection on an HTTP port (plain requests and the WebSocket
 //! it may become) or a WebTransport session — takes a [`Slot`] from one global budget and from
-//! its address's budget (counted per [`IpKey`]: IPv6 by /64). A realtime connection whose
+//! its address's budget (counted per [`IpKey`]: IPv6 by /64). A TCP connection is also an
+//! open file, so it takes a place in the descriptor budget too (what the open-file limit
+//! leaves, [`crate::fd_limit`]); WebTransport sessions all share one UDP socket and take none,
+//! so the open-file limit does not cap them. A realtime connection whose
 //! `Hello` has not been accepted yet also holds an unauthenticated place, from a smaller pool
 //! with a smaller per-address share; [`RealtimePermit::authenticated`] gives it back, so a
 //! signed-in connection counts only against the first two budgets. Slots and permits are guards
@@ -31,6 +34,8 @@ use crate::ip_key::IpKey;
 #[derive(Debug, Clone, Copy)]
 pub struct Budgets {
     pub total: usize,
+    /// TCP connections at once (each one an open file).
+    pub descriptors: usize,
     pub per_ip: usize,
     pub unauthenticated: usize,
     pub unauthenticated_per_ip: usize,
@@ -40,6 +45,7 @@ impl From<&Limits> for Budgets {
     fn from(l: &Limits) -> Self {
         Budgets {
             total: l.max_connections,
+            descriptors: Semaphore::MAX_PERMITS,
             per_ip: l.max_connections_per_ip,
             unauthenticated: l.max_unauthenticated,
             unauthenticated_per_ip: l.max_unauthenticated_per_ip,
@@ -112,6 +118,7 @@ impl From<Refusal> for ApiError {
 pub struct Admission {
     budgets: Budgets,
     total: Arc<Semaphore>,
+    descriptors: Arc<Semaphore>,
     counts: Mutex<Counts>,
 }
 
@@ -133,6 +140,9 @@ impl Admission {
         Arc::new(Admission {
             budgets,
             total: Arc::new(Semaphore::new(budgets.total)),
+            descriptors: Arc::new(Semaphore::new(
+                budgets.descriptors.min(Semaphore::MAX_PERMITS),
+            )),
             counts: Mutex::new(Counts::default()),
         })
     }
@@ -143,13 +153,31 @@ impl Admission {
         self.budgets.total - self.total.available_permits()
     }
 
-    /// Take a slot for a new connection from `ip`.
+    /// Take a slot for a new TCP connection from `ip`.
     pub fn admit(self: &Arc<Self>, ip: IpAddr, transport: &'static str) -> Result<Slot, Refusal> {
+        self.slot(ip, transport, Descriptor::Needed)
+    }
+
+    /// Take a slot for a connection from `ip`, with a place in the descriptor budget if it
+    /// needs an open file of its own.
+    fn slot(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        transport: &'static str,
+        descriptor: Descriptor,
+    ) -> Result<Slot, Refusal> {
         let refused = |r: Refusal| {
             metrics::counter!(crate::metrics::CONNECTIONS_REFUSED,
                 "transport" => transport, "reason" => r.reason())
             .increment(1);
             r
+        };
+        let descriptor = match descriptor {
+            Descriptor::Needed => match self.descriptors.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => return Err(refused(Refusal::ServerFull)),
+            },
+            Descriptor::Shared => None,
         };
         let Ok(permit) = self.total.clone().try_acquire_owned() else {
             return Err(refused(Refusal::ServerFull));
@@ -168,13 +196,19 @@ impl Admission {
             admission: self.clone(),
             key: Some(key),
             _total: permit,
+            _descriptor: descriptor,
         })))
     }
 
     /// Take a slot for a new connection from a trusted proxy: the global budget only (the
     /// proxy's clients are counted by address when they are known, see [`Admission::realtime`]).
     pub fn admit_proxied(self: &Arc<Self>, transport: &'static str) -> Result<Slot, Refusal> {
-        let Ok(permit) = self.total.clone().try_acquire_owned() else {
+        let permits = self
+            .descriptors
+            .clone()
+            .try_acquire_owned()
+            .and_then(|descriptor| Ok((descriptor, self.total.clone().try_acquire_owned()?)));
+        let Ok((descriptor, permit)) = permits else {
             metrics::counter!(crate::metrics::CONNECTIONS_REFUSED,
                 "transport" => transport, "reason" => Refusal::ServerFull.reason())
             .increment(1);
@@ -184,6 +218,7 @@ impl Admission {
             admission: self.clone(),
             key: None,
             _total: permit,
+            _descriptor: Some(descriptor),
         })))
     }
 
@@ -231,13 +266,14 @@ impl Admission {
         })))
     }
 
-    /// A slot and an unauthenticated place for a realtime connection of its own (WebTransport).
+    /// A slot and an unauthenticated place for a WebTransport session (no descriptor of its
+    /// own: the endpoint's UDP socket carries them all).
     pub fn admit_realtime(
         self: &Arc<Self>,
         ip: IpAddr,
         transport: &'static str,
     ) -> Result<RealtimePermit, Refusal> {
-        let slot = self.admit(ip, transport)?;
+        let slot = self.slot(ip, transport, Descriptor::Shared)?;
         self.realtime(&slot, ip, transport)
     }
 
@@ -279,6 +315,17 @@ struct SlotInner {
     /// `None` for a trusted proxy's connection, which no address's budget counts.
     key: Option<IpKey>,
     _total: OwnedSemaphorePermit,
+    /// A TCP connection's place in the descriptor budget.
+    _descriptor: Option<OwnedSemaphorePermit>,
+}
+
+/// Whether a connection needs an open file of its own.
+#[derive(Clone, Copy)]
+enum Descriptor {
+    /// A TCP connection.
+    Needed,
+    /// A WebTransport session on the endpoint's socket.
+    Shared,
 }
 
 impl Drop for SlotInner {
@@ -332,6 +379,7 @@ mod tests {
     fn admission() -> Arc<Admission> {
         Admission::new(Budgets {
             total: 4,
+            descriptors: 4,
             per_ip: 3,
             unauthenticated: 2,
             unauthenticated_per_ip: 1,
@@ -365,6 +413,42 @@ mod tests {
             a.lock().per_ip.is_empty(),
             "no entry outlives its connections"
         );
+    }
+
+    #[test]
+    fn the_descriptor_budget_caps_tcp_connections_not_webtransport_sessions() {
+        let a = Admission::new(Budgets {
+            total: 4,
+            descriptors: 2,
+            per_ip: 4,
+            unauthenticated: 4,
+            unauthenticated_per_ip: 4,
+        });
+        let tcp: Vec<Slot> = (1..=2)
+            .map(|i| a.admit(ip(&format!("10.0.0.{i}")), "t").unwrap())
+            .collect();
+        assert_eq!(
+            a.admit(ip("10.0.0.3"), "t").err(),
+            Some(Refusal::ServerFull)
+        );
+        assert_eq!(a.admit_proxied("t").err(), Some(Refusal::ServerFull));
+        let sessions: Vec<RealtimePermit> = (4..=5)
+            .map(|i| a.admit_realtime(ip(&format!("10.0.0.{i}")), "t").unwrap())
+            .collect();
+        assert_eq!(a.open(), 4);
+        assert_eq!(
+            a.admit_realtime(ip("10.0.0.6"), "t").err(),
+            Some(Refusal::ServerFull),
+            "sessions still count against the total"
+        );
+        drop(sessions);
+        assert_eq!(
+            a.admit(ip("10.0.0.3"), "t").err(),
+            Some(Refusal::ServerFull),
+            "no descriptor came back"
+        );
+        drop(tcp);
+        assert!(a.admit(ip("10.0.0.3"), "t").is_ok());
     }
 
     #[test]

@@ -74,8 +74,8 @@ pub struct Server {
 
 impl Server {
     /// Open the store and bind every listen address.
-    pub async fn bind(mut config: Config) -> Result<Server, ServeError> {
-        fit_open_file_limit(&mut config);
+    pub async fn bind(config: Config) -> Result<Server, ServeError> {
+        let descriptors = fit_open_file_limit(&config);
         std::fs::create_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir {
             path: config.data_dir.clone(),
             source,
@@ -146,7 +146,10 @@ impl Server {
             users,
             typing,
             certs,
-            admission: Admission::new(Budgets::from(&config.limits)),
+            admission: Admission::new(Budgets {
+                descriptors,
+                ..Budgets::from(&config.limits)
+            }),
             limits: Arc::new(config.limits.clone()),
             login_limiter: Arc::new(LoginLimiter::default()),
             signup_limiter: Arc::new(SignupLimiter::new(
@@ -265,6 +268,7 @@ impl Server {
                 router: crate::http::metrics_router(),
                 admission: Admission::new(Budgets {
                     total: METRICS_CONNECTIONS,
+                    descriptors: METRICS_CONNECTIONS,
                     per_ip: METRICS_CONNECTIONS,
                     unauthenticated: 0,
                     unauthenticated_per_ip: 0,
@@ -350,9 +354,11 @@ async fn housekeeping(state: AppState, endpoints: Vec<(SocketAddr, Arc<Endpoint<
     }
 }
 
-/// Raise the soft open-file limit to the hard one and keep the connection budget below it, so
-/// the server refuses at its limit instead of running out of descriptors.
-fn fit_open_file_limit(config: &mut Config) {
+/// Raise the soft open-file limit to the hard one; returns the TCP connections it leaves room
+/// for (the admission's descriptor budget), so the server refuses them at its limit instead of
+/// running out of descriptors. WebTransport sessions share the endpoint's UDP socket: only
+/// `max_connections` bounds them.
+fn fit_open_file_limit(config: &Config) -> usize {
     let soft = match crate::fd_limit::raise_to_hard() {
         Ok(soft) => soft,
         Err(e) => {
@@ -361,16 +367,15 @@ fn fit_open_file_limit(config: &mut Config) {
         }
     };
     let budget = crate::fd_limit::connection_budget(soft);
-    let limits = &mut config.limits;
-    if limits.max_connections > budget {
+    if config.limits.max_connections > budget {
         tracing::warn!(
-            configured = limits.max_connections,
+            configured = config.limits.max_connections,
             open_file_limit = soft,
-            "max_connections lowered to {budget} to stay within the open-file limit"
+            "TCP connections (HTTP, WebSocket) limited to {budget} to stay within the open-file \
+             limit; WebTransport sessions are not"
         );
-        limits.max_connections = budget;
-        limits.max_unauthenticated = limits.max_unauthenticated.min(budget);
     }
+    budget
 }
 
 /// Names a self-signed certificate covers.

@@ -370,10 +370,14 @@ async fn at_the_open_file_limit_the_server_refuses_at_once_and_recovers() {
     );
     let port = server.port;
     assert!(
-        server.log().contains("max_connections lowered to 96"),
+        server
+            .log()
+            .contains("TCP connections (HTTP, WebSocket) limited to 96"),
         "{}",
         server.log()
     );
+    let carol = server.api().signup("carol").await;
+    let hash = server.api().cert_hash().await;
     let mut held = Vec::new();
     for _ in 0..96 {
         held.push(connect_from("127.0.0.1", port).await);
@@ -400,6 +404,13 @@ async fn at_the_open_file_limit_the_server_refuses_at_once_and_recovers() {
     }
     let (status, _, _) = websocket_from("127.0.0.1", &server).await.err().unwrap();
     assert_eq!(status, 503);
+    // WebTransport sessions share the UDP socket: the open-file limit does not refuse them.
+    let mut session = RawPeer::webtransport_pinned(&server, hash).await;
+    assert!(matches!(
+        session.hello(&carol).await,
+        ServerFrame::Welcome { .. }
+    ));
+    session.close().await;
     assert!(
         !server.log().contains("Too many open files"),
         "{}",

@@ -2,5 +2,7 @@
 //! ([`crate::chat::stream`]) and closes connections the way the engine asks.
 
 pub mod quic_keys;
+pub mod quic_tls;
+pub mod udp_buffers;
 pub mod ws;
 pub mod wt;

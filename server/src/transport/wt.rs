@@ -26,6 +26,7 @@ use wtransport::quinn::{TransportConfig, VarInt as QuinnVarInt};
 use wtransport::{Endpoint, Identity, RecvStream, SendStream, ServerConfig, VarInt};
 
 use super::quic_keys::QuicKeys;
+use super::{quic_tls, udp_buffers};
 use crate::admission::RealtimePermit;
 use crate::chat::connection::{self, ConnIo};
 use crate::chat::liveness::Liveness;
@@ -77,7 +78,7 @@ fn transport_config(max_streams: usize) -> TransportConfig {
 pub fn server_config(addr: SocketAddr, identity: Identity, max_streams: usize) -> ServerConfig {
     ServerConfig::builder()
         .with_bind_address(addr)
-        .with_custom_transport(identity, transport_config(max_streams))
+        .with_custom_tls_and_transport(quic_tls::config(identity), transport_config(max_streams))
         .build()
 }
 
@@ -89,9 +90,10 @@ pub fn endpoint(
     keys: &QuicKeys,
     max_streams: usize,
 ) -> std::io::Result<Endpoint<Server>> {
+    udp_buffers::enlarge(&socket);
     let mut config = ServerConfig::builder()
         .with_bind_socket(socket)
-        .with_custom_transport(identity, transport_config(max_streams))
+        .with_custom_tls_and_transport(quic_tls::config(identity), transport_config(max_streams))
         .build();
     keys.apply(config.quic_endpoint_config_mut());
     Endpoint::server(config)

@@ -398,6 +398,11 @@ impl RawPeer {
 
     pub async fn webtransport(server: &TestServer) -> RawPeer {
         let hash = server.api().cert_hash().await;
+        RawPeer::webtransport_pinned(server, hash).await
+    }
+
+    /// A WebTransport session to a certificate whose hash is already known (no HTTP request).
+    pub async fn webtransport_pinned(server: &TestServer, hash: [u8; 32]) -> RawPeer {
         let config = wtransport::ClientConfig::builder()
             .with_bind_default()
             .with_server_certificate_hashes([wtransport::tls::Sha256Digest::new(hash)])
