@@ -62,6 +62,9 @@ const PASSWORD = 'correct horse battery';
 const DESKTOP = { width: 1280, height: 800 };
 const PHONE = { width: 390, height: 844 };
 const WAIT = { timeout: 20_000 };
+// A page that failed to reach a stopped server many times waits out its session's reconnect
+// backoff (full jitter, capped at 30 s: protocol/src/session) before it tries the restarted one.
+const RECONNECT_WAIT = { timeout: 40_000 };
 const DAY_MS = 24 * 60 * 60 * 1000;
 // Low enough that the 65-message test is refused as RateLimited part of the way.
 const SERVER_CONFIG = 'messages_per_second = 20\nmessage_burst = 40\n';
@@ -162,8 +165,8 @@ async function signUp(name, { viewport = DESKTOP, query = '', screenshot, clockA
   return { name, context, page };
 }
 
-async function expectTransport(user, transport, label) {
-  await user.page.locator(`#conn[data-state="ready"][data-transport="${transport}"]`).waitFor(WAIT);
+async function expectTransport(user, transport, label, wait = WAIT) {
+  await user.page.locator(`#conn[data-state="ready"][data-transport="${transport}"]`).waitFor(wait);
   assert.equal(await user.page.locator('#conn-text').textContent(), label);
 }
 
@@ -498,9 +501,9 @@ describe('Quibble in a real browser', () => {
     await bob.page.screenshot({ path: join(ARTIFACTS, 'reconnecting-desktop.png') });
 
     assert.equal(await startServer(port, { restart: true }), baseUrl);
-    await expectTransport(alice, 'webtransport', 'WebTransport');
-    await expectTransport(bob, 'webtransport', 'WebTransport');
-    await expectTransport(carol, 'websocket', 'WebSocket');
+    await expectTransport(alice, 'webtransport', 'WebTransport', RECONNECT_WAIT);
+    await expectTransport(bob, 'webtransport', 'WebTransport', RECONNECT_WAIT);
+    await expectTransport(carol, 'websocket', 'WebSocket', RECONNECT_WAIT);
     assert.ok(blackHolePackets > tried, "carol's reconnect tried WebTransport again");
 
     await message(carol, text).and(carol.page.locator('[data-state="sent"]')).waitFor(WAIT);
@@ -547,7 +550,7 @@ describe('Quibble in a real browser', () => {
     await erin.page.screenshot({ path: join(ARTIFACTS, 'offline-reloaded-desktop.png') });
 
     assert.equal(await startServer(port, { restart: true }), baseUrl);
-    await expectTransport(erin, 'webtransport', 'WebTransport');
+    await expectTransport(erin, 'webtransport', 'WebTransport', RECONNECT_WAIT);
     await message(erin, text).and(erin.page.locator('[data-state="sent"]')).waitFor(WAIT);
     await sees(erin, 'back again', 'alice');
     assert.deepEqual(await days(erin), ['Yesterday'], 'stored today by the server');
