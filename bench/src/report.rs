@@ -266,22 +266,7 @@ impl Report {
     fn notes(&self) -> String {
         let mut out = String::new();
         for run in &self.runs {
-            if let Some(error) = &run.error {
-                let _ = writeln!(out, "\n{}: {}", run.transport, error);
-            }
-            let Some(stats) = &run.stats else { continue };
-            if let Some(error) = stats.server.as_ref().and_then(|c| c.error.as_ref()) {
-                let _ = writeln!(out, "\n{}: no server cost: {error}", run.transport);
-            }
-            for (code, n) in &stats.rejected_by_code {
-                let _ = writeln!(out, "\n{}: {n} rejected with {code}", run.transport);
-            }
-            if !stats.error_samples.is_empty() {
-                let _ = writeln!(out, "\n{} errors ({} in all):", run.transport, stats.errors);
-                for (error, n) in &stats.error_samples {
-                    let _ = writeln!(out, "  {n} x {error}");
-                }
-            }
+            write_notes(&mut out, run.transport, run);
         }
         out
     }
@@ -437,6 +422,27 @@ pub fn format_ms(us: u64) -> String {
 
 pub fn format_ratio(ratio: Option<f64>) -> String {
     ratio.map_or_else(|| "-".to_owned(), |r| format!("{r:.2}"))
+}
+
+/// What went wrong in `run` (labelled `label`): its error, why it has no server cost, its
+/// rejection codes and error samples, each after a blank line.
+pub fn write_notes(out: &mut String, label: &str, run: &RunResult) {
+    if let Some(error) = &run.error {
+        let _ = writeln!(out, "\n{label}: {error}");
+    }
+    let Some(stats) = &run.stats else { return };
+    if let Some(error) = stats.server.as_ref().and_then(|c| c.error.as_ref()) {
+        let _ = writeln!(out, "\n{label}: no server cost: {error}");
+    }
+    for (code, n) in &stats.rejected_by_code {
+        let _ = writeln!(out, "\n{label}: {n} rejected with {code}");
+    }
+    if !stats.error_samples.is_empty() {
+        let _ = writeln!(out, "\n{label} errors ({} in all):", stats.errors);
+        for (error, n) in &stats.error_samples {
+            let _ = writeln!(out, "  {n} x {error}");
+        }
+    }
 }
 
 #[cfg(test)]

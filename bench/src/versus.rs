@@ -30,7 +30,7 @@ use crate::fd_limit;
 use crate::peers::process::RunningServer;
 use crate::peers::{socketio, ws};
 use crate::plan::Plan;
-use crate::report::{format_ms, format_ratio, problems, status_name};
+use crate::report::{self, format_ms, format_ratio, problems, status_name};
 use crate::run::{self, Load, RunConfig, RunResult, Status};
 use crate::server_cpu;
 use crate::stats::{RunStats, Summary};
@@ -778,23 +778,7 @@ impl VersusReport {
     fn notes(&self) -> String {
         let mut out = String::new();
         for column in &self.servers {
-            let run = &column.run;
-            if let Some(error) = &run.error {
-                let _ = writeln!(out, "\n{}: {error}", column.label);
-            }
-            let Some(stats) = &run.stats else { continue };
-            if let Some(error) = stats.server.as_ref().and_then(|c| c.error.as_ref()) {
-                let _ = writeln!(out, "\n{}: no server cost: {error}", column.label);
-            }
-            for (code, n) in &stats.rejected_by_code {
-                let _ = writeln!(out, "\n{}: {n} rejected with {code}", column.label);
-            }
-            if !stats.error_samples.is_empty() {
-                let _ = writeln!(out, "\n{} errors ({} in all):", column.label, stats.errors);
-                for (error, n) in &stats.error_samples {
-                    let _ = writeln!(out, "  {n} x {error}");
-                }
-            }
+            report::write_notes(&mut out, column.label, &column.run);
         }
         out
     }

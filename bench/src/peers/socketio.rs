@@ -8,26 +8,20 @@
 //! messages come as `msg` events. The server's pings are answered with pongs before the next
 //! read.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use futures_util::{SinkExt, StreamExt};
-use quibble_client::{ConversationId, UserId};
 use serde::Deserialize;
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async_with_config};
 
 use crate::bot::{Bot, Link, Observed};
 use crate::peers::chat_json::{Ack, Broadcast, Outgoing};
+use crate::peers::dial::{self, Socket};
 use crate::peers::socketio_packet::{self, Packet, SocketPacket};
 
-/// How long connecting and joining may take.
-const JOIN_LIMIT: Duration = Duration::from_secs(10);
 /// The event the bots send and receive.
 const EVENT: &str = "msg";
-
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// The answer to a `msg` event: the ack, or why the server refused the message.
 #[derive(Debug, Deserialize)]
@@ -51,29 +45,20 @@ pub struct SocketIoLink {
 
 /// Connect bot `user` to the Socket.IO peer on `port` and join `room`.
 pub async fn connect(port: u16, user: u64, room: u64) -> anyhow::Result<Bot<SocketIoLink>> {
-    let started = Instant::now();
-    let socket = tokio::time::timeout(JOIN_LIMIT, open(port, user, room))
-        .await
-        .with_context(|| format!("not joined within {JOIN_LIMIT:?}"))??;
-    let link = SocketIoLink {
-        socket,
-        next_id: 1,
-        pong_due: false,
-        gone: false,
-    };
-    Ok(Bot::new(
-        link,
-        UserId(user),
-        ConversationId(room),
-        started.elapsed(),
-    ))
+    dial::bot(user, room, async move {
+        Ok(SocketIoLink {
+            socket: open(port, user, room).await?,
+            next_id: 1,
+            pong_due: false,
+            gone: false,
+        })
+    })
+    .await
 }
 
 async fn open(port: u16, user: u64, room: u64) -> anyhow::Result<Socket> {
     let url = format!("ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket");
-    let (mut socket, _response) = connect_async_with_config(url.as_str(), None, true)
-        .await
-        .with_context(|| format!("cannot open {url}"))?;
+    let mut socket = dial::socket(&url).await?;
     let mut opened = false;
     loop {
         let text = match socket.next().await {

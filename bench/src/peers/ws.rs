@@ -4,23 +4,16 @@
 //! `{"t":"joined"}`; then each send is one text message, and every text message from the
 //! server is an ack, a message of the room or an error.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use futures_util::{SinkExt, StreamExt};
-use quibble_client::{ConversationId, UserId};
 use serde::Deserialize;
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async_with_config};
 
 use crate::bot::{Bot, Link, Observed};
 use crate::peers::chat_json::{Ack, Broadcast, Outgoing};
-
-/// How long connecting and joining may take.
-const JOIN_LIMIT: Duration = Duration::from_secs(10);
-
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+use crate::peers::dial::{self, Socket};
 
 /// A text message from the server.
 #[derive(Debug, Deserialize)]
@@ -44,28 +37,19 @@ pub struct WsLink {
 
 /// Connect bot `user` to the `ws` peer on `port` and join `room`.
 pub async fn connect(port: u16, user: u64, room: u64) -> anyhow::Result<Bot<WsLink>> {
-    let started = Instant::now();
-    let socket = tokio::time::timeout(JOIN_LIMIT, open(port, user, room))
-        .await
-        .with_context(|| format!("not joined within {JOIN_LIMIT:?}"))??;
-    let link = WsLink {
-        socket,
-        next_id: 1,
-        gone: false,
-    };
-    Ok(Bot::new(
-        link,
-        UserId(user),
-        ConversationId(room),
-        started.elapsed(),
-    ))
+    dial::bot(user, room, async move {
+        Ok(WsLink {
+            socket: open(port, user, room).await?,
+            next_id: 1,
+            gone: false,
+        })
+    })
+    .await
 }
 
 async fn open(port: u16, user: u64, room: u64) -> anyhow::Result<Socket> {
     let url = format!("ws://127.0.0.1:{port}/?user={user}&room={room}");
-    let (mut socket, _response) = connect_async_with_config(url.as_str(), None, true)
-        .await
-        .with_context(|| format!("cannot open {url}"))?;
+    let mut socket = dial::socket(&url).await?;
     loop {
         match socket.next().await {
             Some(Ok(Message::Text(text))) => match serde_json::from_str(&text) {

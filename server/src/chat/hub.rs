@@ -183,6 +183,7 @@ impl Hub {
             return Delivered(delivered);
         };
         subscribers.head = subscribers.head.max(Some(seq));
+        delivered.reserve(subscribers.by_key.len());
         subscribers.by_key.retain(|_, sub| {
             let Some(last) = sub.live_after else {
                 return true;
