@@ -1,15 +1,21 @@
 //! What one step of `versus --sweep` measured, from the bots' raw records: the deliveries that
-//! arrived by the step's end (its deadline, or when everything owed had arrived) and their
-//! rate; the deliveries owed by messages acknowledged by then that never arrived, even after
-//! the drain (lost: the server said it had the message and some member never got it); how
-//! often the server cut a bot's connection or stream; and how many sends it refused for now
-//! (pushing back on the sender). A message still unacknowledged at the end is neither
-//! delivered in time nor lost: it is what the server had not taken yet.
+//! arrived between the first measured send and the step's end (its deadline, or when
+//! everything owed had arrived), whichever message they carried (past saturation the warm-up's
+//! backlog is still being delivered: it is throughput all the same), and their rate; what
+//! happened to the messages acknowledged by then; how often the server cut a bot's connection
+//! or stream; and how many sends it refused for now (pushing back on the sender).
+//!
+//! An acknowledged message that a member still lacks when the records close (after the
+//! drain) is lost for that member if the member got a later message of the same author: every
+//! server here delivers one author's messages to a member in the order they were sent (a
+//! single ordered stream; Quibble's client also fills gaps from history), so it will not
+//! come. Otherwise it is late: still on its way, which past saturation can take longer than
+//! the drain. A message unacknowledged at the end is neither: the server had not taken it yet.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
-use quibble_client::ConversationId;
+use quibble_client::{ConversationId, UserId};
 use serde::Serialize;
 
 use crate::record::{BotRecord, MessageKey};
@@ -20,34 +26,44 @@ use crate::stats::per_second;
 pub struct StepFigures {
     /// The step reached its deadline with deliveries still owed.
     pub cut: bool,
-    /// From the first measured send to the last measured delivery by the end, seconds.
+    /// From the first measured send to the last delivery by the end, seconds.
     pub window_s: f64,
-    /// First arrivals of measured messages by the end, at every member (the author included).
+    /// First arrivals in that window, at every member (the author included).
     pub delivered_in_time: u64,
     /// `delivered_in_time` / `window_s`.
     pub delivered_per_s: f64,
-    /// Deliveries owed by messages acknowledged by the end that had not arrived when the
-    /// records closed (after the drain).
+    /// Deliveries of messages acknowledged by the end that never came: the member got a later
+    /// message of the same author instead.
     pub lost: u64,
+    /// Deliveries of messages acknowledged by the end still on their way when the records
+    /// closed.
+    pub late: u64,
     /// Connections or streams the server cut, over every bot.
     pub cut_streams: u64,
     /// Sends refused for now (`RateLimited`), resent by the client.
     pub throttled: u64,
 }
 
+/// A send as the figures need it.
+struct SendInfo {
+    room: ConversationId,
+    /// Its place among its author's sends.
+    position: usize,
+    acked: bool,
+}
+
 /// The figures of `records`, for a step that ended at `end` (`cut`: at its deadline).
 pub fn of(records: &[BotRecord], end: Instant, cut: bool) -> StepFigures {
-    let mut members: HashMap<ConversationId, u64> = HashMap::new();
-    // Every send: its room, whether it is measured, and whether it was acknowledged by `end`.
-    let mut sends: HashMap<MessageKey, (ConversationId, bool, bool)> = HashMap::new();
+    let mut sends: HashMap<MessageKey, SendInfo> = HashMap::new();
     let mut first_measured: Option<Instant> = None;
     for record in records {
-        *members.entry(record.room).or_default() += 1;
-        for sent in &record.sends {
-            sends.insert(
-                (record.user, sent.client_id),
-                (record.room, sent.measured, false),
-            );
+        for (position, sent) in record.sends.iter().enumerate() {
+            let info = SendInfo {
+                room: record.room,
+                position,
+                acked: false,
+            };
+            sends.insert((record.user, sent.client_id), info);
             if sent.measured {
                 first_measured = Some(first_measured.map_or(sent.at, |t| t.min(sent.at)));
             }
@@ -58,37 +74,54 @@ pub fn of(records: &[BotRecord], end: Instant, cut: bool) -> StepFigures {
             if at <= end
                 && let Some(send) = sends.get_mut(&(record.user, client_id))
             {
-                send.2 = true;
+                send.acked = true;
             }
         }
     }
-    let mut arrived: HashMap<MessageKey, u64> = HashMap::new();
-    let mut delivered_in_time = 0u64;
+    let mut acked_by_room: HashMap<ConversationId, Vec<(MessageKey, usize)>> = HashMap::new();
+    for (&key, send) in &sends {
+        if send.acked {
+            acked_by_room
+                .entry(send.room)
+                .or_default()
+                .push((key, send.position));
+        }
+    }
+    let (mut delivered_in_time, mut lost, mut late) = (0u64, 0u64, 0u64);
     let mut last_in_time: Option<Instant> = None;
     for record in records {
         let mut seen: HashSet<MessageKey> = HashSet::new();
+        // The latest message of each author this member got.
+        let mut latest: HashMap<UserId, usize> = HashMap::new();
         for arrival in &record.arrivals {
-            let Some(&(room, measured, _)) = sends.get(&arrival.key) else {
+            let Some(send) = sends.get(&arrival.key) else {
                 continue;
             };
-            if room != record.room || arrival.conversation != room || !seen.insert(arrival.key) {
+            if send.room != record.room
+                || arrival.conversation != record.room
+                || !seen.insert(arrival.key)
+            {
                 continue;
             }
-            *arrived.entry(arrival.key).or_default() += 1;
-            if measured && arrival.at <= end {
+            let author = latest.entry(arrival.key.0).or_default();
+            *author = (*author).max(send.position);
+            let in_window = first_measured.is_some_and(|from| from <= arrival.at);
+            if in_window && arrival.at <= end {
                 delivered_in_time += 1;
                 last_in_time = last_in_time.max(Some(arrival.at));
             }
         }
+        for &(key, position) in acked_by_room.get(&record.room).into_iter().flatten() {
+            if seen.contains(&key) {
+                continue;
+            }
+            if latest.get(&key.0).is_some_and(|&got| got > position) {
+                lost += 1;
+            } else {
+                late += 1;
+            }
+        }
     }
-    let lost = sends
-        .iter()
-        .filter(|(_, (_, _, acked))| *acked)
-        .map(|(key, (room, _, _))| {
-            let owed = members.get(room).copied().unwrap_or_default();
-            owed.saturating_sub(arrived.get(key).copied().unwrap_or_default())
-        })
-        .sum();
     let window = match (first_measured, last_in_time) {
         (Some(from), Some(to)) => to.saturating_duration_since(from),
         _ => std::time::Duration::ZERO,
@@ -99,6 +132,7 @@ pub fn of(records: &[BotRecord], end: Instant, cut: bool) -> StepFigures {
         delivered_in_time,
         delivered_per_s: per_second(delivered_in_time, window),
         lost,
+        late,
         cut_streams: records.iter().map(|r| u64::from(r.cuts)).sum(),
         throttled: records.iter().map(|r| u64::from(r.throttled)).sum(),
     }
@@ -120,13 +154,13 @@ mod tests {
     }
 
     #[test]
-    fn counts_what_arrived_in_time_and_what_acknowledged_never_arrived() {
+    fn counts_what_arrived_in_time_and_tells_lost_from_late() {
         let t0 = Instant::now();
-        // Two members; each sends two measured messages (client ids 1 and 2).
+        // Two members; each sends three measured messages (client ids 1 to 3).
         let mut records: Vec<BotRecord> = (1..=2)
             .map(|user| {
                 let mut r = BotRecord::new(UserId(user), ROOM, ms(1));
-                r.sends = (1..=2)
+                r.sends = (1..=3)
                     .map(|client_id| Sent {
                         client_id,
                         at: t0 + ms(client_id * 100),
@@ -148,13 +182,19 @@ mod tests {
         arrive(&mut records[0], 1, 1, 150);
         arrive(&mut records[1], 1, 1, 200);
         arrive(&mut records[1], 1, 1, 210);
-        // User 1's second: acked in time, reaches user 1 only, after the end: one lost.
+        // User 1's second: acked in time, reaches user 1 (after the end), not user 2, who got
+        // user 1's third instead: lost for user 2.
         records[0].acks.push((2, t0 + ms(300)));
         arrive(&mut records[0], 1, 2, 1_500);
-        // User 2's first: acked after the end, never delivered: not lost, not in time.
-        records[1].acks.push((1, t0 + ms(1_200)));
-        // User 2's second: unanswered, delivered to user 2 in time.
-        arrive(&mut records[1], 2, 2, 900);
+        arrive(&mut records[1], 1, 3, 800);
+        // User 2's first: acked in time, reaches user 2 only; user 1 got nothing later from
+        // user 2: late for user 1.
+        records[1].acks.push((1, t0 + ms(400)));
+        arrive(&mut records[1], 2, 1, 400);
+        // User 2's second: acked after the end and never delivered: neither lost nor late.
+        records[1].acks.push((2, t0 + ms(1_200)));
+        // User 2's third: unanswered, delivered to user 2 in time.
+        arrive(&mut records[1], 2, 3, 900);
         records[1].cuts = 1;
         records[0].throttled = 3;
         let figures = of(&records, t0 + ms(1_000), true);
@@ -163,9 +203,10 @@ mod tests {
             StepFigures {
                 cut: true,
                 window_s: 0.8,
-                delivered_in_time: 3,
-                delivered_per_s: 3.0 / 0.8,
+                delivered_in_time: 5,
+                delivered_per_s: 5.0 / 0.8,
                 lost: 1,
+                late: 1,
                 cut_streams: 1,
                 throttled: 3,
             }
