@@ -27,6 +27,7 @@ use crate::args::{ChatArgs, command_line};
 use crate::compare::ratio;
 use crate::plan::Plan;
 use crate::run::{RunResult, StepLimit};
+use crate::stats::Summary;
 use crate::table::Table;
 use crate::versus::{Contender, Step, Versus, VersusArgs};
 
@@ -435,8 +436,10 @@ impl SweepReport {
                 format!("{:.0}", server.peak_per_s),
                 top.map_or_else(|| "-".to_owned(), |r| format!("{:.0}", r.offered_per_s)),
                 format!("{top_delivered:.0} ({of_peak})"),
-                top.and_then(|r| r.run.stats.as_ref())
-                    .map_or_else(|| "-".to_owned(), |s| ms(s.latency_us.fanout.p99)),
+                top.and_then(|r| r.run.stats.as_ref()).map_or_else(
+                    || "-".to_owned(),
+                    |s| ms(&s.latency_us.fanout, s.latency_us.fanout.p99),
+                ),
             ]);
         }
         table
@@ -490,9 +493,9 @@ impl ServerSweep {
                 stats.duplicated.to_string(),
                 step.map_or(0, |s| s.cut_streams).to_string(),
                 step.map_or(0, |s| s.throttled).to_string(),
-                ms(stats.latency_us.fanout.p50),
-                ms(stats.latency_us.fanout.p99),
-                ms(stats.latency_us.ack.p99),
+                ms(&stats.latency_us.fanout, stats.latency_us.fanout.p50),
+                ms(&stats.latency_us.fanout, stats.latency_us.fanout.p99),
+                ms(&stats.latency_us.ack, stats.latency_us.ack.p99),
                 cost(&stats.server, |c| c.cpu_percent_of_core),
                 cost(&stats.bench, |c| c.cpu_percent_of_core),
                 cost(&stats.bench, |c| c.cpu_us_per_delivery),
@@ -507,9 +510,11 @@ impl ServerSweep {
     }
 }
 
-/// Microseconds as milliseconds, whole past 100.
-fn ms(us: u64) -> String {
-    if us >= 100_000 {
+/// `us` (a figure of `summary`) as milliseconds, whole past 100; `-` for an empty summary.
+fn ms(summary: &Summary, us: u64) -> String {
+    if summary.count == 0 {
+        "-".to_owned()
+    } else if us >= 100_000 {
         format!("{}", us / 1000)
     } else {
         format!("{:.1}", us as f64 / 1000.0)
