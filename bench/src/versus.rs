@@ -58,7 +58,16 @@ Quibble WT <= 0.75x ws; fan-out p99 no worse than the better Node server's.
 
 Exit status: 0 only if every server's run finished and nothing was lost, duplicated,
 unexpected, rejected or left unanswered, and no error occurred; 1 otherwise (the targets do
-not count).";
+not count).
+
+--sweep: saturation instead of one run. The offered load rises from --rate per bot by
+--sweep-factor per step (--sweep-steps); each step sends for --step-warmup-secs plus
+--step-secs against every server in turn (fresh processes), is cut 1 s after its last send
+(then 3 s of listening for what was acknowledged), and is sustained when >= 95 % of the
+offered deliveries/s arrived, nothing acknowledged was lost or duplicated and the fan-out p99
+stayed <= --p99-bound-ms. Saturation = the delivered rate at the highest sustained step; the
+report gives it per server, over ws's against issue 9's targets (Quibble WS >= 4x, WT >= 3x),
+and each server's peak. Its exit status is 0 when every step ran.";
 
 /// Connections being opened at once (as `chat` does).
 const CONNECTS_AT_ONCE: usize = 16;
