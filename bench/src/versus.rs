@@ -29,7 +29,7 @@ use crate::bot::{Bot, Link};
 use crate::compare::{Ratios, ratio};
 use crate::concurrency::bounded;
 use crate::fd_limit;
-use crate::peers::process::RunningServer;
+use crate::peers::process::{RunningServer, server_command};
 use crate::peers::{socketio, ws};
 use crate::plan::Plan;
 use crate::report::{self, format_ms, format_ratio, problems, status_name};
@@ -382,7 +382,7 @@ impl Quibble {
     }
 
     async fn start(&self, log: &Path) -> anyhow::Result<RunningServer> {
-        let mut command = Command::new(&self.bin);
+        let mut command = server_command(&self.bin);
         command
             .arg("serve")
             .arg("--listen")
@@ -519,7 +519,7 @@ impl<'a> Versus<'a> {
                     Contender::Socketio => "socketio-server.mjs",
                     _ => "ws-server.mjs",
                 };
-                let mut command = Command::new("node");
+                let mut command = server_command("node");
                 command.arg(peers.join(script)).arg("0").current_dir(peers);
                 RunningServer::start(command, &log, peer_port)
                     .await
