@@ -33,6 +33,7 @@ mod stats;
 mod step_figures;
 mod stop;
 mod sweep;
+mod sweep_report;
 mod table;
 mod tracker;
 mod versus;

@@ -13,9 +13,8 @@
 //! throughput holds near its peak and latency stays bounded), then stops raising that server's
 //! load. The report gives a table per server, the saturation of each over `ws`'s against issue
 //! 9's targets (Quibble WS ≥ 4×, WT ≥ 3×), and for each step the load generator's own CPU, so
-//! that a bench that saturates before the server shows as such.
+//! that a bench that saturates before the server shows as such ([`crate::sweep_report`]).
 
-use std::fmt::Write;
 use std::time::Duration;
 
 use anyhow::bail;
@@ -27,16 +26,14 @@ use crate::args::{ChatArgs, command_line};
 use crate::compare::ratio;
 use crate::plan::Plan;
 use crate::run::{RunResult, StepLimit};
-use crate::stats::Summary;
-use crate::table::Table;
 use crate::versus::{Contender, Step, Versus, VersusArgs};
 
 /// How long past its last scheduled send a step waits for what it is owed.
-const GRACE: Duration = Duration::from_secs(1);
+pub const GRACE: Duration = Duration::from_secs(1);
 /// How long the bots keep listening after a step was cut.
 const DRAIN: Duration = Duration::from_secs(3);
 /// A sustained step delivers at least this share of the offered rate.
-const SUSTAINED_SHARE: f64 = 0.95;
+pub const SUSTAINED_SHARE: f64 = 0.95;
 /// Issue 9's targets: saturation over the `ws` server's, at least.
 const TARGETS: [(Contender, f64); 2] = [(Contender::QuibbleWs, 4.0), (Contender::QuibbleWt, 3.0)];
 
@@ -278,7 +275,8 @@ impl StepRow {
         }
     }
 
-    fn delivered_per_s(&self) -> f64 {
+    /// Delivered deliveries/s by the step's end (0 if it did not run).
+    pub fn delivered_per_s(&self) -> f64 {
         self.run
             .stats
             .as_ref()
@@ -325,200 +323,6 @@ fn targets(servers: &[ServerSweep]) -> Vec<SaturationTarget> {
             })
         })
         .collect()
-}
-
-impl SweepReport {
-    /// The human report.
-    pub fn text(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(out, "$ {}", self.command);
-        let _ = writeln!(
-            out,
-            "saturation sweep: {} room(s) x {} users, {}-byte messages; per step {} s of sending \
-             ({} s more before, not measured), at most {} s more for what is owed, then a fresh \
-             process for the next; sustained: delivered >= {:.0} % of offered, nothing lost or \
-             duplicated, fan-out p99 <= {} ms",
-            self.rooms,
-            self.users_per_room,
-            self.message_size,
-            self.step_secs,
-            self.step_warmup_secs,
-            GRACE.as_secs(),
-            SUSTAINED_SHARE * 100.0,
-            self.p99_bound_ms
-        );
-        if let Some(accounts) = &self.quibble_accounts {
-            let _ = writeln!(out, "Quibble's {}", accounts.text());
-        }
-        for server in &self.servers {
-            let _ = writeln!(out, "\n{} (acks: {})", server.label, server.acks);
-            out.push_str(&server.table().render());
-        }
-        out.push('\n');
-        out.push_str(&self.summary().render());
-        if !self.targets.is_empty() {
-            let _ = writeln!(out, "\nissue 9's targets (measured in this one sweep):");
-            for target in &self.targets {
-                let verdict = match target.met {
-                    Some(true) => "met",
-                    Some(false) => "NOT MET",
-                    None if target.lower_bound => {
-                        "not shown yet (Quibble sustained the top step: sweep higher)"
-                    }
-                    None => "not measured",
-                };
-                let _ = writeln!(
-                    out,
-                    "  {} >= {:.1}: {}{} {verdict}",
-                    target.what,
-                    target.at_least,
-                    if target.lower_bound { ">= " } else { "" },
-                    target
-                        .ratio
-                        .map_or_else(|| "-".to_owned(), |r| format!("{r:.2}"))
-                );
-            }
-        }
-        let _ = writeln!(
-            out,
-            "\nresult: {}",
-            if self.ok {
-                "every step ran"
-            } else {
-                "FAILED: some step did not run"
-            }
-        );
-        out
-    }
-
-    /// A row per server: saturation, over ws, peak, and the top step it ran.
-    fn summary(&self) -> Table {
-        let mut table = Table::default();
-        table.row([
-            "",
-            "saturation deliveries/s",
-            "over ws",
-            "peak delivered/s",
-            "top step: offered/s",
-            "delivered/s (of peak)",
-            "fan-out p99 ms",
-        ]);
-        let ws = self
-            .servers
-            .iter()
-            .find(|s| s.server == Contender::Ws.name())
-            .and_then(|s| s.saturation_per_s);
-        for server in &self.servers {
-            let saturation = server.saturation_per_s.map_or_else(
-                || "below the first step".to_owned(),
-                |s| {
-                    let bound = if server.saturation_is_lower_bound {
-                        ">= "
-                    } else {
-                        ""
-                    };
-                    format!("{bound}{s:.0}")
-                },
-            );
-            let over = server
-                .saturation_per_s
-                .zip(ws)
-                .and_then(|(q, w)| ratio(q, w))
-                .map_or_else(|| "-".to_owned(), |r| format!("{r:.2}"));
-            let top = server.steps.last();
-            let top_delivered = top.map_or(0.0, StepRow::delivered_per_s);
-            let of_peak = ratio(top_delivered, server.peak_per_s)
-                .map_or_else(|| "-".to_owned(), |r| format!("{:.0} %", r * 100.0));
-            table.row([
-                server.label.to_owned(),
-                saturation,
-                over,
-                format!("{:.0}", server.peak_per_s),
-                top.map_or_else(|| "-".to_owned(), |r| format!("{:.0}", r.offered_per_s)),
-                format!("{top_delivered:.0} ({of_peak})"),
-                top.and_then(|r| r.run.stats.as_ref()).map_or_else(
-                    || "-".to_owned(),
-                    |s| ms(&s.latency_us.fanout, s.latency_us.fanout.p99),
-                ),
-            ]);
-        }
-        table
-    }
-}
-
-impl ServerSweep {
-    /// A row per step.
-    fn table(&self) -> Table {
-        let mut table = Table::default();
-        table.row([
-            "offered/s",
-            "delivered/s",
-            "%",
-            "lost",
-            "late",
-            "dup",
-            "cut",
-            "refused+resent",
-            "fan-out p50",
-            "p99 ms",
-            "ack p99 ms",
-            "server CPU %",
-            "bench CPU %",
-            "bench us/deliv",
-            "",
-        ]);
-        for row in &self.steps {
-            let Some(stats) = &row.run.stats else {
-                table.row([
-                    format!("{:.0}", row.offered_per_s),
-                    format!("did not run: {}", row.why_not.join(", ")),
-                ]);
-                continue;
-            };
-            let step = stats.step;
-            let delivered = row.delivered_per_s();
-            let cost =
-                |c: &Option<crate::server_cpu::ServerCost>,
-                 pick: fn(&crate::server_cpu::ServerCost) -> Option<f64>| {
-                    c.as_ref()
-                        .and_then(pick)
-                        .map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"))
-                };
-            table.row([
-                format!("{:.0}", row.offered_per_s),
-                format!("{delivered:.0}"),
-                format!("{:.0}", 100.0 * delivered / row.offered_per_s),
-                step.map_or(0, |s| s.lost).to_string(),
-                step.map_or(0, |s| s.late).to_string(),
-                stats.duplicated.to_string(),
-                step.map_or(0, |s| s.cut_streams).to_string(),
-                step.map_or(0, |s| s.throttled).to_string(),
-                ms(&stats.latency_us.fanout, stats.latency_us.fanout.p50),
-                ms(&stats.latency_us.fanout, stats.latency_us.fanout.p99),
-                ms(&stats.latency_us.ack, stats.latency_us.ack.p99),
-                cost(&stats.server, |c| c.cpu_percent_of_core),
-                cost(&stats.bench, |c| c.cpu_percent_of_core),
-                cost(&stats.bench, |c| c.cpu_us_per_delivery),
-                if row.sustained {
-                    "sustained".to_owned()
-                } else {
-                    row.why_not.join(", ")
-                },
-            ]);
-        }
-        table
-    }
-}
-
-/// `us` (a figure of `summary`) as milliseconds, whole past 100; `-` for an empty summary.
-fn ms(summary: &Summary, us: u64) -> String {
-    if summary.count == 0 {
-        "-".to_owned()
-    } else if us >= 100_000 {
-        format!("{}", us / 1000)
-    } else {
-        format!("{:.1}", us as f64 / 1000.0)
-    }
 }
 
 #[cfg(test)]
