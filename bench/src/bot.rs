@@ -55,6 +55,10 @@ pub enum Observed {
     Rejected(u64, ErrorCode),
     /// Something went wrong (worded without bot names, so that they group).
     Error(String),
+    /// The server cut the connection or the room's stream (worded as `Error`).
+    Cut(String),
+    /// The server refused a send for now; the client sends it again by itself.
+    Throttled,
 }
 
 /// Quibble's client, joined to one room; it tells reconnects (and what follows them) apart
@@ -317,6 +321,13 @@ impl State {
                 self.record.rejections.push((client_id, code));
             }
             Observed::Error(what) => self.record.errors.push(what),
+            Observed::Cut(what) => {
+                self.record.cuts = self.record.cuts.saturating_add(1);
+                self.record.errors.push(what);
+            }
+            Observed::Throttled => {
+                self.record.throttled = self.record.throttled.saturating_add(1);
+            }
         }
     }
 }
@@ -349,6 +360,7 @@ impl QuibbleLink {
             ClientEvent::TransportChanged(_) => return None,
         };
         let error = |what: &str| Some(Observed::Error(what.to_owned()));
+        let cut = |what: &str| Some(Observed::Cut(what.to_owned()));
         match event {
             Event::Message(message) => Some(Observed::Arrival(Arrival {
                 conversation: message.conversation,
@@ -357,13 +369,13 @@ impl QuibbleLink {
             })),
             Event::Sent { client_id, .. } => Some(Observed::Acked(client_id, at)),
             // The session sends it again by itself; its ack (or refusal) is what counts.
-            Event::Throttled { .. } => None,
+            Event::Throttled { .. } => Some(Observed::Throttled),
             Event::Rejected {
                 client_id, code, ..
             } => Some(Observed::Rejected(client_id, code)),
             Event::Disconnected => {
                 self.reconnecting = true;
-                error("disconnected (the client reconnects and resumes)")
+                cut("disconnected (the client reconnects and resumes)")
             }
             // The consequences of a disconnect, counted there.
             Event::Connected { .. } | Event::Joined { .. } if self.reconnecting => {
@@ -371,7 +383,7 @@ impl QuibbleLink {
                 None
             }
             Event::Connected { .. } => error("welcomed again without a disconnect"),
-            Event::Joined { .. } => error("the room's stream was rejoined (lagged or failed)"),
+            Event::Joined { .. } => cut("the room's stream was rejoined (lagged or failed)"),
             Event::Error { code, reason, .. } => {
                 Some(Observed::Error(format!("server error {code}: {reason}")))
             }
@@ -391,7 +403,8 @@ impl QuibbleLink {
     }
 }
 
-async fn sleep_until_some(due: Option<tokio::time::Instant>) {
+/// Sleep until `due`; forever without one.
+pub async fn sleep_until_some(due: Option<tokio::time::Instant>) {
     match due {
         Some(due) => tokio::time::sleep_until(due).await,
         None => pending().await,

@@ -30,7 +30,10 @@ mod scenario;
 mod server_cpu;
 mod server_memory;
 mod stats;
+mod step_figures;
 mod stop;
+mod sweep;
+mod sweep_report;
 mod table;
 mod tracker;
 mod versus;
@@ -107,6 +110,7 @@ async fn chat(args: ChatArgs) -> anyhow::Result<bool> {
             in_flight: args.in_flight,
             server,
             bench: None,
+            step: None,
         },
         leave_rooms: args.accounts.is_some(),
         sessions_per_socket: args.sessions_per_socket as usize,

@@ -45,6 +45,12 @@ pub struct BotRecord {
     pub arrivals: Vec<Arrival>,
     /// What went wrong, one line each (worded without bot names so that they group).
     pub errors: Vec<String>,
+    /// Times its connection or room stream was cut (closed by the server, or ended as
+    /// lagging and rejoined); each is also one of `errors`.
+    pub cuts: u32,
+    /// Its sends the server refused for now (`RateLimited`), which its client sends again by
+    /// itself: the server pushing back on the sender.
+    pub throttled: u32,
 }
 
 impl BotRecord {
@@ -59,6 +65,8 @@ impl BotRecord {
             rejections: Vec::new(),
             arrivals: Vec::new(),
             errors: Vec::new(),
+            cuts: 0,
+            throttled: 0,
         }
     }
 }

@@ -405,6 +405,7 @@ pub fn status_name(status: Status) -> &'static str {
         Status::TimedOut => "timed out",
         Status::Interrupted => "interrupted",
         Status::Failed => "failed",
+        Status::Cut => "cut at the step's end",
     }
 }
 

@@ -8,7 +8,11 @@
 //! `--server-pid` it reads the server's CPU time and memory when the first measured message is
 //! sent and when everything owed has arrived (or the run stops): the server's cost over the
 //! measured window. [`drive`] is the part that is the same for any server: `versus` drives the
-//! peer servers' bots ([`crate::peers`]) through it too.
+//! peer servers' bots ([`crate::peers`]) through it too. A step of `versus --sweep` bounds the
+//! wait ([`StepLimit`]): past its deadline the run stops waiting for what is still owed, keeps
+//! listening for a drain period (so that a message acknowledged in time and never delivered
+//! is told from one merely late) and its figures up to the deadline are taken
+//! ([`crate::step_figures`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,6 +33,7 @@ use crate::scenario::{self, Account};
 use crate::server_cpu::{Counts, Reading, ServerCost};
 use crate::server_memory::ServerProcess;
 use crate::stats::{self, RunStats};
+use crate::step_figures;
 use crate::stop::{Stop, StopReason};
 use crate::tracker::Tracker;
 
@@ -68,6 +73,19 @@ pub struct Load {
     pub server: Option<ServerProcess>,
     /// This process, to read the load generator's own CPU time over the same window.
     pub bench: Option<ServerProcess>,
+    /// A sweep step's deadline (`None`: wait for everything owed, or the benchmark's stop).
+    pub step: Option<StepLimit>,
+}
+
+/// How long a sweep step waits for what it is owed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepLimit {
+    /// From the bots' common start: past this the step ends ([`Status::Cut`]) even if
+    /// deliveries are still owed.
+    pub cut_after: Duration,
+    /// After a cut, how long the bots keep listening (for the acknowledged messages still on
+    /// their way) before the records are closed.
+    pub drain: Duration,
 }
 
 /// How a run ended.
@@ -80,6 +98,8 @@ pub enum Status {
     Interrupted,
     /// It could not be set up (see the error).
     Failed,
+    /// A sweep step reached its deadline with deliveries still owed (see [`StepLimit`]).
+    Cut,
 }
 
 impl From<StopReason> for Status {
@@ -291,6 +311,9 @@ pub async fn drive<L: Link>(
     let display = Display::start(transport, tracker.clone());
     let began = tracker.measuring_began();
     tokio::pin!(began);
+    let deadline = config
+        .step
+        .map(|limit| tokio::time::Instant::from_std(start + limit.cut_after));
     let mut first_reading = None;
     let status = loop {
         tokio::select! {
@@ -300,13 +323,20 @@ pub async fn drive<L: Link>(
                 first_reading = Some(readings(config));
             }
             () = tracker.all_done() => break Status::Complete,
+            () = bot::sleep_until_some(deadline) => break Status::Cut,
             reason = stop.wait() => break reason.into(),
         }
     };
+    let ended = Instant::now();
     let last_reading = readings(config);
-    if status == Status::Complete {
+    let linger = match (status, config.step) {
+        (Status::Complete, _) => Some(LINGER),
+        (Status::Cut, Some(limit)) => Some(limit.drain),
+        _ => None,
+    };
+    if let Some(linger) = linger {
         tokio::select! {
-            () = tokio::time::sleep(LINGER) => {}
+            () = tokio::time::sleep(linger) => {}
             _ = stop.wait() => {}
         }
     }
@@ -331,11 +361,17 @@ pub async fn drive<L: Link>(
     }
     tokio::join!(close_all(links), close_all(late_links));
     let mut stats = stats::aggregate(&records, plan.sends())?;
-    let counts = Counts {
+    let mut counts = Counts {
         deliveries: stats.throughput.measured_deliveries,
         acks: stats.throughput.measured_acks,
         connections: stats.bots,
     };
+    if config.step.is_some() {
+        let step = step_figures::of(&records, ended, status == Status::Cut);
+        // The server's and the bench's CPU were read at the step's end: per delivery by then.
+        counts.deliveries = step.delivered_in_time;
+        stats.step = Some(step);
+    }
     let [server_start, bench_start] = first_reading.map_or([None, None], |r| r.map(Some));
     let [server_end, bench_end] = last_reading;
     stats.server = cost(config.server, server_start, server_end, counts);

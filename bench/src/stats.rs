@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::record::{BotRecord, MessageKey};
 use crate::server_cpu::ServerCost;
+use crate::step_figures::StepFigures;
 
 /// Distinct error lines kept as samples.
 const ERROR_SAMPLES: usize = 10;
@@ -47,6 +48,9 @@ pub struct RunStats {
     /// What this process, the load generator, spent over the same window (`versus`): a
     /// saturated bench shows as latency that is not the server's.
     pub bench: Option<ServerCost>,
+    /// A sweep step's figures up to its deadline (`versus --sweep`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<StepFigures>,
     /// Every fan-out latency (µs), for the plot.
     #[serde(skip)]
     pub fanout_histogram: Histogram<u64>,
@@ -237,6 +241,7 @@ pub fn aggregate(records: &[BotRecord], planned: u64) -> anyhow::Result<RunStats
         },
         server: None,
         bench: None,
+        step: None,
         fanout_histogram: fanout_latency,
     })
 }

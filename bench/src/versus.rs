@@ -8,7 +8,9 @@
 //! issue's targets. Quibble gets a data directory on disk (in the system's temp directory) and
 //! a config that admits every bot from this one address at the offered rate; its accounts are
 //! signed up once, in a Quibble process of their own before the measured ones, so that no
-//! password hash lands in a measured process (nor its memory in an RSS figure).
+//! password hash lands in a measured process (nor its memory in an RSS figure). With `--sweep`
+//! the same servers are run step after step at a rising load instead ([`crate::sweep`]), each
+//! step a fresh process through [`Versus::step`].
 
 use std::fmt::Write;
 use std::future::Future;
@@ -27,14 +29,15 @@ use crate::bot::{Bot, Link};
 use crate::compare::{Ratios, ratio};
 use crate::concurrency::bounded;
 use crate::fd_limit;
-use crate::peers::process::RunningServer;
+use crate::peers::process::{RunningServer, server_command};
 use crate::peers::{socketio, ws};
 use crate::plan::Plan;
 use crate::report::{self, format_ms, format_ratio, problems, status_name};
-use crate::run::{self, Load, RunConfig, RunResult, Status};
+use crate::run::{self, Load, RunConfig, RunResult, Status, StepLimit};
 use crate::server_cpu;
 use crate::stats::{RunStats, Summary};
 use crate::stop::Stop;
+use crate::sweep::{self, SweepArgs};
 use crate::table::Table;
 
 /// What `--help` adds about `versus`.
@@ -55,7 +58,16 @@ Quibble WT <= 0.75x ws; fan-out p99 no worse than the better Node server's.
 
 Exit status: 0 only if every server's run finished and nothing was lost, duplicated,
 unexpected, rejected or left unanswered, and no error occurred; 1 otherwise (the targets do
-not count).";
+not count).
+
+--sweep: saturation instead of one run. The offered load rises from --rate per bot by
+--sweep-factor per step (--sweep-steps); each step sends for --step-warmup-secs plus
+--step-secs against every server in turn (fresh processes), is cut 1 s after its last send
+(then 3 s of listening for what was acknowledged), and is sustained when >= 95 % of the
+offered deliveries/s arrived, nothing acknowledged was lost or duplicated and the fan-out p99
+stayed <= --p99-bound-ms. Saturation = the delivered rate at the highest sustained step; the
+report gives it per server, over ws's against issue 9's targets (Quibble WS >= 4x, WT >= 3x),
+and each server's peak. Its exit status is 0 when every step ran.";
 
 /// Connections being opened at once (as `chat` does).
 const CONNECTS_AT_ONCE: usize = 16;
@@ -81,6 +93,8 @@ pub struct VersusArgs {
     /// The servers to run, in this order (comma-separated).
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = Contender::ALL)]
     pub only: Vec<Contender>,
+    #[command(flatten)]
+    pub sweep: SweepArgs,
 }
 
 /// A server of the comparison.
@@ -101,7 +115,7 @@ impl Contender {
     ];
 
     /// As `--only` and the JSON spell it.
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Contender::QuibbleWt => "quibble-wt",
             Contender::QuibbleWs => "quibble-ws",
@@ -111,7 +125,7 @@ impl Contender {
     }
 
     /// As the table heads its column.
-    fn label(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             Contender::QuibbleWt => "Quibble WT",
             Contender::QuibbleWs => "Quibble WS",
@@ -130,7 +144,7 @@ impl Contender {
     }
 
     /// What its ack means.
-    fn acks(self) -> &'static str {
+    pub fn acks(self) -> &'static str {
         match self.quibble() {
             Some(_) => "durable: on disk (fsync) before the ack",
             None => "received: nothing kept on disk",
@@ -199,52 +213,27 @@ pub struct Target {
     pub met: Option<bool>,
 }
 
-/// Run `versus` and print its report; whether everything was fine.
+/// Run `versus` (or its sweep) and print its report; whether everything was fine.
 pub async fn run(args: VersusArgs) -> anyhow::Result<bool> {
     refuse_chat_only_flags(&args.chat)?;
-    let chat = &args.chat;
-    let stop = Stop::start(tokio::time::Instant::now() + Duration::from_secs(chat.timeout));
-    let plan = Plan::new(chat.rooms, chat.users_per_room, chat.warmup, chat.messages)?;
-    let mut contenders = Vec::new();
-    for contender in &args.only {
-        if !contenders.contains(contender) {
-            contenders.push(*contender);
-        }
+    if args.sweep.sweep {
+        return sweep::run(&args).await;
     }
-    fd_limit::make_room_for(u32::try_from(plan.bots()).unwrap_or(u32::MAX))?;
-    let dir = tempfile::Builder::new()
-        .prefix("quibble-versus-")
-        .tempdir()
-        .context("cannot make a temp directory")?;
-    let peers_dir = if contenders.iter().any(|c| c.quibble().is_none()) {
-        Some(peers_dir(&args.peers_dir)?)
-    } else {
-        None
-    };
-    let quibble = if contenders.iter().any(|c| c.quibble().is_some()) {
-        let bin = match &args.quibble_bin {
-            Some(bin) => bin.clone(),
-            None => beside_this_executable("quibble")?,
-        };
-        Some(Quibble::prepare(bin, dir.path(), &plan, chat.rate, &stop).await?)
-    } else {
-        None
-    };
-    let versus = Versus {
-        chat,
+    let chat = &args.chat;
+    let plan = Plan::new(chat.rooms, chat.users_per_room, chat.warmup, chat.messages)?;
+    let versus = Versus::prepare(&args, plan, chat.rate).await?;
+    let step = Step {
         plan,
-        stop,
-        dir: dir.path(),
-        quibble,
-        peers_dir,
+        rate: chat.rate,
+        limit: None,
     };
     let mut servers = Vec::new();
-    for contender in contenders {
+    for &contender in versus.contenders() {
         servers.push(Column {
             server: contender.name(),
             label: contender.label(),
             acks: contender.acks(),
-            run: versus.column(contender).await,
+            run: versus.step(contender, &step).await,
         });
     }
     let report = VersusReport::new(command_line(), chat, &plan, &versus.quibble, servers);
@@ -323,7 +312,7 @@ fn peer_port(line: &str) -> Option<u16> {
 }
 
 /// A config that admits `bots` bots from one address, sending `rate` messages per second each
-/// (0: as fast as acks allow).
+/// (0: as fast as acks allow), each of them in a fresh room per run (a sweep makes many).
 fn quibble_config(bots: u64, rate: f64) -> String {
     let connections = bots.saturating_add(64).max(128);
     // Twice the offered rate, so that no send waits for the limiter; unbounded at rate 0.
@@ -339,7 +328,11 @@ fn quibble_config(bots: u64, rate: f64) -> String {
          max_unauthenticated_per_ip = 2000\n\
          signup_burst = {}\n\
          messages_per_second = {per_second}\n\
-         message_burst = {}\n",
+         message_burst = {}\n\
+         room_burst = 1000\n\
+         rooms_per_hour = 100000\n\
+         room_join_burst = 1000\n\
+         room_joins_per_hour = 100000\n",
         bots.saturating_add(64),
         per_second.saturating_mul(4),
     )
@@ -389,7 +382,7 @@ impl Quibble {
     }
 
     async fn start(&self, log: &Path) -> anyhow::Result<RunningServer> {
-        let mut command = Command::new(&self.bin);
+        let mut command = server_command(&self.bin);
         command
             .arg("serve")
             .arg("--listen")
@@ -414,19 +407,90 @@ impl Quibble {
 }
 
 /// What every column shares.
-struct Versus<'a> {
+pub struct Versus<'a> {
     chat: &'a ChatArgs,
-    plan: Plan,
     stop: Stop,
-    /// Logs (and Quibble's files).
-    dir: &'a Path,
+    /// Logs (and Quibble's files); removed when this is dropped.
+    dir: tempfile::TempDir,
     quibble: Option<Quibble>,
     peers_dir: Option<PathBuf>,
+    /// The servers to run, in order, each once.
+    contenders: Vec<Contender>,
+    /// Runs so far (each server's log is named after its run).
+    runs: std::sync::atomic::AtomicU32,
 }
 
-impl Versus<'_> {
-    /// Run `contender`'s column; its result whatever happens.
-    async fn column(&self, contender: Contender) -> RunResult {
+/// One run's load: the scenario, the rate per bot, and for a sweep step its deadline.
+#[derive(Debug, Clone, Copy)]
+pub struct Step {
+    pub plan: Plan,
+    pub rate: f64,
+    pub limit: Option<StepLimit>,
+}
+
+impl<'a> Versus<'a> {
+    /// Check the peers, sign Quibble's bots up (for `plan`'s bots, admitted up to `max_rate`
+    /// messages per second each) and start the invocation's clock.
+    pub async fn prepare(
+        args: &'a VersusArgs,
+        plan: Plan,
+        max_rate: f64,
+    ) -> anyhow::Result<Versus<'a>> {
+        let chat = &args.chat;
+        let stop = Stop::start(tokio::time::Instant::now() + Duration::from_secs(chat.timeout));
+        let mut contenders = Vec::new();
+        for contender in &args.only {
+            if !contenders.contains(contender) {
+                contenders.push(*contender);
+            }
+        }
+        fd_limit::make_room_for(u32::try_from(plan.bots()).unwrap_or(u32::MAX))?;
+        let dir = tempfile::Builder::new()
+            .prefix("quibble-versus-")
+            .tempdir()
+            .context("cannot make a temp directory")?;
+        let peers_dir = if contenders.iter().any(|c| c.quibble().is_none()) {
+            Some(peers_dir(&args.peers_dir)?)
+        } else {
+            None
+        };
+        let quibble = if contenders.iter().any(|c| c.quibble().is_some()) {
+            let bin = match &args.quibble_bin {
+                Some(bin) => bin.clone(),
+                None => beside_this_executable("quibble")?,
+            };
+            Some(Quibble::prepare(bin, dir.path(), &plan, max_rate, &stop).await?)
+        } else {
+            None
+        };
+        Ok(Versus {
+            chat,
+            stop,
+            dir,
+            quibble,
+            peers_dir,
+            contenders,
+            runs: std::sync::atomic::AtomicU32::new(0),
+        })
+    }
+
+    /// The servers to run, in order.
+    pub fn contenders(&self) -> &[Contender] {
+        &self.contenders
+    }
+
+    /// Quibble's bot accounts, if a Quibble server runs.
+    pub fn quibble_accounts(&self) -> Option<AccountsSummary> {
+        self.quibble.as_ref().map(|q| q.summary)
+    }
+
+    /// The benchmark must stop (its --timeout, or an interrupt).
+    pub fn stopped(&self) -> bool {
+        self.stop.reason().is_some()
+    }
+
+    /// Run `step` against a fresh `contender` server; its result whatever happens.
+    pub async fn step(&self, contender: Contender, step: &Step) -> RunResult {
         let name = contender.name();
         if let Some(reason) = self.stop.reason() {
             return failed(
@@ -436,7 +500,7 @@ impl Versus<'_> {
             );
         }
         // Each phase of the run watches the stop; starting a server is bounded by itself.
-        let outcome = self.measure(contender).await;
+        let outcome = self.measure(contender, step).await;
         let mut result =
             outcome.unwrap_or_else(|e| failed(name, Status::Failed, &format!("{e:#}")));
         result.transport = name;
@@ -444,9 +508,10 @@ impl Versus<'_> {
     }
 
     /// Start `contender`'s server, run the scenario against it, stop it.
-    async fn measure(&self, contender: Contender) -> anyhow::Result<RunResult> {
+    async fn measure(&self, contender: Contender, step: &Step) -> anyhow::Result<RunResult> {
         let name = contender.name();
-        let log = self.dir.join(format!("{name}.log"));
+        let run = self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = self.dir.path().join(format!("{name}-{run}.log"));
         let server = match (contender.quibble(), &self.quibble, &self.peers_dir) {
             (Some(_), Some(quibble), _) => quibble.start(&log).await?,
             (None, _, Some(peers)) => {
@@ -454,7 +519,7 @@ impl Versus<'_> {
                     Contender::Socketio => "socketio-server.mjs",
                     _ => "ws-server.mjs",
                 };
-                let mut command = Command::new("node");
+                let mut command = server_command("node");
                 command.arg(peers.join(script)).arg("0").current_dir(peers);
                 RunningServer::start(command, &log, peer_port)
                     .await
@@ -463,12 +528,13 @@ impl Versus<'_> {
             _ => bail!("{name} was not prepared"),
         };
         let load = Load {
-            plan: self.plan,
-            rate: self.chat.rate,
+            plan: step.plan,
+            rate: step.rate,
             message_size: self.chat.message_size,
             in_flight: self.chat.in_flight,
             server: Some(server_cpu::watch(server.pid())?),
             bench: Some(server_cpu::watch(std::process::id())?),
+            step: step.limit,
         };
         let port = server.port();
         let mut result = match (contender, &self.quibble) {
@@ -508,7 +574,7 @@ impl Versus<'_> {
         };
         // The accounts signed up before: their tokens are only checked.
         let (logins, _) = tokio::select! {
-            provided = quibble.sign_in(&self.plan) => provided?,
+            provided = quibble.sign_in(&load.plan) => provided?,
             reason = self.stop.wait() => {
                 return Ok(failed(contender.name(), reason.into(), "stopped while signing in"));
             }
@@ -529,10 +595,11 @@ impl Versus<'_> {
         F: Future<Output = anyhow::Result<Bot<L>>> + Send + 'static,
         C: Fn(u64, u64) -> F,
     {
-        let connects = (0..self.plan.bots())
+        let plan = load.plan;
+        let connects = (0..plan.bots())
             .map(|user| {
                 // Bot counts fit a usize (`Plan::new`).
-                let room = self.plan.room_of(user as usize) as u64;
+                let room = plan.room_of(user as usize) as u64;
                 let joined = connect(user, room);
                 async move {
                     joined

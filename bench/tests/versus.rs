@@ -127,3 +127,90 @@ fn every_server_delivers_everything_and_is_measured() {
         "{report:#}"
     );
 }
+
+#[test]
+fn a_sweep_runs_every_step_on_both_quibble_transports_and_ws() {
+    if !node_is_installed() {
+        eprintln!("SKIPPED: `node` is not installed (bench/peers/setup installs it)");
+        return;
+    }
+    let quibble = quibble_test_support::server_binary();
+    // One room of 4, 5 then 10 messages/s per bot for 1 s each: everything owed arrives
+    // before each step's deadline.
+    let output = run_bench(
+        &[
+            "versus",
+            "--sweep",
+            "--only",
+            "quibble-wt,quibble-ws,ws",
+            "--quibble-bin",
+            quibble.to_str().expect("a UTF-8 path"),
+            "--peers-dir",
+            PEERS,
+            "--rooms",
+            "1",
+            "--users-per-room",
+            "4",
+            "--rate",
+            "5",
+            "--sweep-steps",
+            "2",
+            "--step-secs",
+            "1",
+            "--step-warmup-secs",
+            "0",
+            "--timeout",
+            "120",
+            "--json",
+        ],
+        LIMIT,
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "quibble-bench versus --sweep failed ({}); stdout:\n{stdout}\nstderr:\n{stderr}",
+        output.status
+    );
+    let report: Value = serde_json::from_str(&stdout).expect("the JSON report");
+    assert_eq!(report["ok"], true, "{report:#}");
+    assert_eq!(
+        report["rates"],
+        serde_json::json!([5.0, 10.0]),
+        "{report:#}"
+    );
+    let servers = report["servers"].as_array().expect("servers");
+    assert_eq!(servers.len(), 3, "{report:#}");
+    for server in servers {
+        let steps = server["steps"].as_array().expect("steps");
+        assert_eq!(steps.len(), 2, "{server:#}");
+        for (step, offered) in steps.iter().zip([80.0, 160.0]) {
+            // 4 bots x rate x 4 members, for 1 s.
+            assert_eq!(step["offered_per_s"], offered, "{step:#}");
+            assert_eq!(step["run"]["status"], "complete", "{step:#}");
+            let figures = &step["run"]["stats"]["step"];
+            assert_eq!(figures["cut"], false, "{step:#}");
+            assert_eq!(figures["lost"], 0, "{step:#}");
+            assert_eq!(figures["delivered_in_time"], offered, "{step:#}");
+            assert!(
+                figures["delivered_per_s"].as_f64().is_some_and(|d| d > 0.0),
+                "{step:#}"
+            );
+            assert!(step["run"]["stats"]["server"]["cpu_percent_of_core"].is_number());
+            assert!(step["run"]["stats"]["bench"]["cpu_percent_of_core"].is_number());
+            // Sustained or not, the verdict says why.
+            let why_not = step["why_not"].as_array().expect("why_not");
+            assert_eq!(step["sustained"], why_not.is_empty(), "{step:#}");
+        }
+        let sustained = steps.iter().rposition(|s| s["sustained"] == true);
+        assert_eq!(
+            server["saturation_per_s"].is_number(),
+            sustained.is_some(),
+            "{server:#}"
+        );
+    }
+    let targets = report["targets"].as_array().expect("targets");
+    assert_eq!(targets.len(), 2, "{report:#}");
+    assert_eq!(targets[0]["at_least"], 4.0, "{report:#}");
+    assert_eq!(targets[1]["at_least"], 3.0, "{report:#}");
+}

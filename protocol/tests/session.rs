@@ -1101,30 +1101,51 @@ fn sends_after_a_rate_limited_one_never_overtake_it() {
     let [a, b, c] = ["a", "b", "c"].map(|body| s.send(C, body.into()));
     assert_eq!(transmits(&mut s).len(), 3, "pipelined while not throttled");
     s.on_frame(conv(C), rate_limited(a, 10), 0);
-    s.on_frame(conv(C), rate_limited(b, 10), 0);
+    // `b` comes back held behind `a`, with the server's longer hold as its hint: the pause
+    // is still `a`'s.
+    s.on_frame(conv(C), rate_limited(b, 2_010), 0);
+    let throttled: Vec<u64> = events(&mut s)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Throttled { retry_in_ms, .. } => Some(retry_in_ms),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(throttled, [10, 10]);
     // Throttled: a new send waits its turn.
     let d = s.send(C, "d".into());
     assert!(transmits(&mut s).is_empty());
     // `c` is still in flight: nothing goes until it is answered, even past the hint.
+    assert_eq!(s.poll_timeout().filter(|&t| t <= 10), None);
     s.handle_timeout(10);
     assert!(conversation_transmits(&mut s).is_empty());
-    s.on_frame(conv(C), rate_limited(c, 10), 5);
-    s.handle_timeout(14);
+    s.on_frame(conv(C), rate_limited(c, 2_005), 5);
     assert!(conversation_transmits(&mut s).is_empty());
-    // Then one at a time, oldest first; each ack lets the next one go.
-    s.handle_timeout(15);
+    // Then `a` first: three were in flight at the refusal, so the window is one.
+    assert!(s.poll_timeout().is_some_and(|t| t <= 10));
+    s.handle_timeout(10);
     assert_eq!(conversation_transmits(&mut s), [send_frame(C, a, "a")]);
-    s.handle_timeout(16);
-    assert!(conversation_transmits(&mut s).is_empty(), "one in flight");
-    s.on_frame(conv(C), sent(a, 1), 16);
-    assert_eq!(transmits(&mut s), [send_frame(C, b, "b")]);
-    s.on_frame(conv(C), rate_limited(b, 20), 17);
-    s.handle_timeout(36);
+    s.handle_timeout(11);
+    assert!(
+        conversation_transmits(&mut s).is_empty(),
+        "the window is full"
+    );
+    // Each ack widens the window by one: two go after `a`'s, then one more after `b`'s.
+    s.on_frame(conv(C), sent(a, 1), 12);
+    assert_eq!(
+        transmits(&mut s),
+        [send_frame(C, b, "b"), send_frame(C, c, "c")]
+    );
+    s.on_frame(conv(C), sent(b, 2), 13);
+    assert_eq!(transmits(&mut s), [send_frame(C, d, "d")]);
+    // A new refusal pauses again; `d`, behind it, comes back too.
+    s.on_frame(conv(C), rate_limited(c, 20), 14);
+    s.on_frame(conv(C), rate_limited(d, 2_020), 14);
+    s.handle_timeout(33);
     assert!(conversation_transmits(&mut s).is_empty());
-    s.handle_timeout(37);
-    assert_eq!(conversation_transmits(&mut s), [send_frame(C, b, "b")]);
-    // A reconnect keeps the turn: only the oldest goes out on the new stream.
-    s.on_disconnected(40, 0);
+    // A reconnect keeps the order: on the new stream, once due, `c` goes first (the window
+    // halved to one).
+    s.on_disconnected(34, 0);
     let Some(retry) = s.poll_timeout() else {
         panic!("a reconnect is scheduled");
     };
@@ -1134,17 +1155,9 @@ fn sends_after_a_rate_limited_one_never_overtake_it() {
     s.on_frame(StreamKey::Control, welcome(1, 1_000), retry);
     transmits(&mut s);
     s.on_frame(conv(C), joined(C, 1, 1, 1), retry);
-    assert_eq!(transmits(&mut s), [send_frame(C, b, "b")]);
-    for (id, body, seq) in [(b, "b", 2), (c, "c", 3)] {
-        let next = s.pending().nth(1).map(|p| (p.client_id, p.body.clone()));
-        s.on_frame(conv(C), sent(id, seq), retry + 1);
-        let (next_id, next_body) = next.unwrap_or_default();
-        assert_eq!(
-            transmits(&mut s),
-            [send_frame(C, next_id, &next_body)],
-            "after {body}"
-        );
-    }
+    assert_eq!(transmits(&mut s), [send_frame(C, c, "c")]);
+    s.on_frame(conv(C), sent(c, 3), retry + 1);
+    assert_eq!(transmits(&mut s), [send_frame(C, d, "d")]);
     s.on_frame(conv(C), sent(d, 4), retry + 2);
     assert!(transmits(&mut s).is_empty());
     let acked: Vec<u64> = events(&mut s)
@@ -1162,6 +1175,62 @@ fn sends_after_a_rate_limited_one_never_overtake_it() {
         transmits(&mut s),
         [send_frame(C, e, "e"), send_frame(C, f, "f")]
     );
+}
+
+#[test]
+fn after_the_hint_a_backlog_is_pipelined_within_a_widening_window() {
+    let mut s = joined_session(C, 0);
+    let first: Vec<u64> = (0..8).map(|n| s.send(C, format!("m{n}"))).collect();
+    assert_eq!(transmits(&mut s).len(), 8);
+    // The first is refused for congestion; the seven behind it come back held.
+    s.on_frame(conv(C), rate_limited(first[0], 25), 100);
+    for &id in &first[1..] {
+        s.on_frame(conv(C), rate_limited(id, 2_025), 101);
+    }
+    events(&mut s);
+    // Meanwhile the application queues 32 more.
+    let backlog: Vec<u64> = (8..40).map(|n| s.send(C, format!("m{n}"))).collect();
+    assert!(transmits(&mut s).is_empty(), "paused");
+    s.handle_timeout(125);
+    // Half of what was in flight at the refusal goes at once, oldest first.
+    let all: Vec<u64> = first.iter().chain(&backlog).copied().collect();
+    let window: Vec<u64> = conversation_transmits(&mut s)
+        .into_iter()
+        .map(|t| match t {
+            (_, ClientFrame::Send { client_id, .. }) => client_id,
+            other => panic!("a send, not {other:?}"),
+        })
+        .collect();
+    assert_eq!(window, all[..4]);
+    // Every ack lets two more go (one freed, one wider), never out of order.
+    let mut next = 4;
+    let mut seq = 0;
+    let mut in_flight: std::collections::VecDeque<u64> = window.into();
+    while let Some(id) = in_flight.pop_front() {
+        seq += 1;
+        s.on_frame(conv(C), sent(id, seq), 130 + seq);
+        for t in transmits(&mut s) {
+            match t {
+                (_, ClientFrame::Send { client_id, .. }) => {
+                    assert_eq!(client_id, all[next], "in order");
+                    next += 1;
+                    in_flight.push_back(client_id);
+                }
+                other => panic!("a send, not {other:?}"),
+            }
+        }
+        assert!(in_flight.len() <= 4 + seq as usize, "within the window");
+    }
+    assert_eq!(next, all.len(), "every send went, once");
+    assert_eq!(s.pending().count(), 0);
+    let acked: Vec<u64> = events(&mut s)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Sent { client_id, .. } => Some(client_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(acked, all, "each acknowledged once, in order");
 }
 
 #[test]

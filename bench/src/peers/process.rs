@@ -4,6 +4,11 @@
 //! stderr kept in a log file whose tail explains a failure. It is stopped by its PID: SIGTERM,
 //! then SIGKILL after [`STOP_LIMIT`]; dropping it kills it. Std processes and threads rather
 //! than tokio's, whose `process` feature the workspace does not build.
+//!
+//! A server runs in a session of its own ([`server_command`], through `setsid`): Linux's
+//! autogroup scheduling shares the CPU fairly between sessions, so in the bench's session the
+//! server under test would split one share with the load generator on a machine busy with
+//! other work, and every server's saturation would be half what it is.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -21,6 +26,14 @@ const STARTUP: Duration = Duration::from_secs(30);
 const STOP_LIMIT: Duration = Duration::from_secs(10);
 /// Lines of its log shown when a server fails.
 const LOG_TAIL: usize = 20;
+
+/// A command that runs `program` in a session of its own (`setsid`, which does not fork from
+/// a child that leads no process group: the child's PID stays the server's).
+pub fn server_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut command = Command::new("setsid");
+    command.arg(program);
+    command
+}
 
 /// A running server, killed when dropped.
 #[derive(Debug)]
@@ -149,6 +162,29 @@ mod tests {
         let mut command = Command::new("sh");
         command.args(["-c", script]);
         command
+    }
+
+    #[tokio::test]
+    async fn a_server_runs_in_a_session_of_its_own_under_its_own_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let mut command = server_command("sh");
+        command.args(["-c", "echo listening 4321; exec sleep 60"]);
+        let port_of = |line: &str| line.strip_prefix("listening ")?.parse().ok();
+        let server = RunningServer::start(command, &log, port_of).await.unwrap();
+        let pid = server.pid();
+        // setsid did not fork: the PID is the server's (the shell, or already `sleep`).
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+        assert!(["sh", "sleep"].contains(&comm.trim()), "{comm}");
+        let session = |pid: u32| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+            // pid (comm) state ppid pgrp session ...
+            let after_comm = stat.rsplit_once(')').unwrap().1.to_owned();
+            after_comm.split_whitespace().nth(3).unwrap().to_owned()
+        };
+        assert_eq!(session(pid), pid.to_string(), "it leads its own session");
+        assert_ne!(session(std::process::id()), pid.to_string());
+        server.stop().await.unwrap();
     }
 
     #[tokio::test]

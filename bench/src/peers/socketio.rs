@@ -121,7 +121,7 @@ impl SocketIoLink {
             }
             Packet::Close | Packet::Socket(SocketPacket::Disconnect) => {
                 self.gone = true;
-                Some(Observed::Error("the server disconnected the socket".into()))
+                Some(Observed::Cut("the server disconnected the socket".into()))
             }
             Packet::Open(_)
             | Packet::Upgrade
@@ -155,7 +155,7 @@ impl Link for SocketIoLink {
                 self.pong_due = pong.is_err();
                 if let Err(e) = pong.and(self.socket.flush().await) {
                     self.gone = true;
-                    return Some(Observed::Error(format!("the socket failed: {e}")));
+                    return Some(Observed::Cut(format!("the socket failed: {e}")));
                 }
             }
             let message = self.socket.next().await;
@@ -168,12 +168,12 @@ impl Link for SocketIoLink {
                 }
                 Some(Ok(Message::Close(_))) | None => {
                     self.gone = true;
-                    return Some(Observed::Error("the server closed the socket".into()));
+                    return Some(Observed::Cut("the server closed the socket".into()));
                 }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => {
                     self.gone = true;
-                    return Some(Observed::Error(format!("the socket failed: {e}")));
+                    return Some(Observed::Cut(format!("the socket failed: {e}")));
                 }
             }
         }

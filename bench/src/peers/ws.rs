@@ -84,12 +84,12 @@ impl Link for WsLink {
                 Some(Ok(Message::Text(text))) => text,
                 Some(Ok(Message::Close(_))) | None => {
                     self.gone = true;
-                    return Some(Observed::Error("the server closed the socket".into()));
+                    return Some(Observed::Cut("the server closed the socket".into()));
                 }
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => {
                     self.gone = true;
-                    return Some(Observed::Error(format!("the socket failed: {e}")));
+                    return Some(Observed::Cut(format!("the socket failed: {e}")));
                 }
             };
             return Some(match serde_json::from_str(&text) {

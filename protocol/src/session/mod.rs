@@ -29,10 +29,11 @@
 //! - A conversation stream that the server ends after `Lagged` is rejoined at once from the
 //!   cursor; one ended after an `Error` (or for no stated reason) is rejoined after
 //!   `min(cap, base * 2^(failures - 1))` ms, so a refusing server is not hammered.
-//! - A send refused with `RateLimited` stays pending and is resent after the server's hint;
-//!   its conversation then sends one message at a time, oldest first, until its outbox is
-//!   empty (see the `throttle` module). Sends refused with any other code are dropped and
-//!   reported as [`Event::Rejected`].
+//! - A send refused with `RateLimited` stays pending and is resent after the server's hint,
+//!   once the conversation's sends in flight are answered; its conversation then pipelines
+//!   again within a window that widens per ack and halves per refusal, oldest first, until its
+//!   outbox is empty (see the `throttle` module). Sends refused with any other code are
+//!   dropped and reported as [`Event::Rejected`].
 //! - Gaps are filled with `History` requests upward from the cursor; see the `conversation`
 //!   module for how holes and a full out-of-order buffer are handled.
 //! - The user's conversation list (snapshot after every `Welcome`, then live changes) is kept
@@ -322,8 +323,8 @@ impl Session {
                     .filter(|_| welcomed);
                 let resends = self
                     .throttles
-                    .iter()
-                    .filter(|&(c, _)| welcomed && self.may_resend(c))
+                    .paused()
+                    .filter(|&(c, _)| welcomed && self.may_resume(c))
                     .map(|(_, at)| at);
                 let receipts = self.receipts.due_at().filter(|_| welcomed);
                 [connection.next_ping_at(), connection.dead_at(welcomed)]
@@ -506,10 +507,10 @@ impl Session {
     // ---- internals ----
 
     /// Put a send in the outbox, transmitting it at once when its conversation is joined and
-    /// not throttled.
+    /// not throttled, or when its throttle's window has room.
     fn enqueue(&mut self, conversation: ConversationId, client_id: u64, body: String) {
-        let transmit =
-            self.is_joined(conversation) && self.throttles.retry_at(conversation).is_none();
+        let throttled = self.throttles.contains(conversation);
+        let transmit = self.is_joined(conversation) && !throttled;
         if transmit {
             let frame = ClientFrame::Send {
                 client_id,
@@ -524,6 +525,9 @@ impl Session {
             body,
         };
         self.outbox.push(send, transmit);
+        if throttled && self.throttles.paused_until(conversation).is_none() {
+            self.fill_window(conversation);
+        }
     }
 
     /// Whether the session is ready and `conversation`'s stream is live.
@@ -535,30 +539,47 @@ impl Session {
                 .is_some_and(|c| c.link() == Link::Joined)
     }
 
-    /// Whether a throttled conversation could send its next message once its time comes.
-    fn may_resend(&self, conversation: ConversationId) -> bool {
+    /// Whether a paused conversation could send again once its time comes: joined, something
+    /// pending, and every send in flight answered (so the refused one goes first).
+    fn may_resume(&self, conversation: ConversationId) -> bool {
         self.is_joined(conversation)
             && self.outbox.has(conversation)
-            && !self.outbox.in_flight(conversation)
+            && self.outbox.in_flight(conversation) == 0
     }
 
-    /// Move a throttled conversation on: back to pipelining when nothing is pending, else
-    /// send its oldest pending message when it is due and nothing is in flight.
-    fn resend_throttled(&mut self, conversation: ConversationId, now_ms: u64) {
-        let Some(retry_at_ms) = self.throttles.retry_at(conversation) else {
+    /// Move a throttled conversation on: released when nothing is pending; a pause ends when
+    /// it is due and nothing is in flight; then its window is filled.
+    fn pace(&mut self, conversation: ConversationId, now_ms: u64) {
+        if !self.throttles.contains(conversation) {
             return;
-        };
+        }
         if !self.outbox.has(conversation) {
             self.throttles.release(conversation);
             return;
         }
-        if now_ms < retry_at_ms || !self.may_resend(conversation) {
+        if let Some(until) = self.throttles.paused_until(conversation) {
+            if now_ms < until || !self.may_resume(conversation) {
+                return;
+            }
+            self.throttles.resume(conversation);
+        }
+        self.fill_window(conversation);
+    }
+
+    /// Transmit the oldest waiting sends of a throttled conversation that is not paused, up to
+    /// its window.
+    fn fill_window(&mut self, conversation: ConversationId) {
+        if !self.is_joined(conversation) {
             return;
         }
-        if let Some(p) = self.outbox.send_next(conversation) {
+        let room = self
+            .throttles
+            .window(conversation)
+            .saturating_sub(self.outbox.in_flight(conversation));
+        for p in self.outbox.send_waiting(conversation, room) {
             let frame = ClientFrame::Send {
                 client_id: p.client_id,
-                body: p.body.clone(),
+                body: p.body,
             };
             self.queues
                 .transmit(StreamKey::Conversation(conversation), frame);
@@ -613,9 +634,9 @@ impl Session {
                     conv.join(&mut self.queues);
                 }
             }
-            let throttled: Vec<ConversationId> = self.throttles.iter().map(|(c, _)| c).collect();
-            for c in throttled {
-                self.resend_throttled(c, now_ms);
+            let paused: Vec<ConversationId> = self.throttles.paused().map(|(c, _)| c).collect();
+            for c in paused {
+                self.pace(c, now_ms);
             }
         }
     }
@@ -814,13 +835,13 @@ impl Session {
                     conversation: c,
                     head_seq,
                 });
-                if self.throttles.retry_at(c).is_some() {
-                    self.resend_throttled(c, now_ms);
+                if self.throttles.contains(c) {
+                    self.pace(c, now_ms);
                 } else {
                     for p in self.outbox.send_all(c) {
                         let frame = ClientFrame::Send {
                             client_id: p.client_id,
-                            body: p.body.clone(),
+                            body: p.body,
                         };
                         self.queues.transmit(stream, frame);
                     }
@@ -860,7 +881,7 @@ impl Session {
                         sent_at_ms,
                     });
                     self.throttles.acknowledged(c);
-                    self.resend_throttled(c, now_ms);
+                    self.pace(c, now_ms);
                 }
             }
             ServerFrame::Rejected {
@@ -868,6 +889,7 @@ impl Session {
                 code: ErrorCode::RateLimited,
                 reason,
             } => {
+                let in_flight = self.outbox.in_flight(c);
                 if self.outbox.refused(c, client_id) {
                     let backoff = &self.backoff;
                     let retry_in_ms = self.throttles.refused(
@@ -875,6 +897,7 @@ impl Session {
                         &reason,
                         now_ms,
                         self.config.backoff_cap_ms,
+                        in_flight,
                         |refusals| backoff.ceiling(refusals),
                     );
                     self.queues.events.push_back(Event::Throttled {
@@ -896,7 +919,7 @@ impl Session {
                         code,
                         reason,
                     });
-                    self.resend_throttled(c, now_ms);
+                    self.pace(c, now_ms);
                 }
             }
             ServerFrame::Error { code, reason } => {

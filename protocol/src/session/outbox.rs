@@ -1,9 +1,10 @@
 //! The outbox: sends the server has not acknowledged yet, kept oldest first so that resends
 //! after a reconnect go out in the order the application made them. Each send also records
-//! whether it is in flight (transmitted on the current stream and not answered yet), which is
-//! what lets a throttled conversation send one message at a time.
+//! whether it is in flight (transmitted on the current stream and not answered yet), and the
+//! outbox counts them per conversation, which is what lets a throttled conversation keep a
+//! window of sends in flight without scanning every pending send on each answer.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use crate::wire::ConversationId;
 
@@ -25,12 +26,30 @@ struct Entry {
 #[derive(Debug, Default)]
 pub(super) struct Outbox {
     sends: VecDeque<Entry>,
+    /// Sends in flight, per conversation (absent: none).
+    in_flight: BTreeMap<ConversationId, usize>,
 }
 
 impl Outbox {
     /// Add a send; `in_flight` says whether it was just transmitted.
     pub(super) fn push(&mut self, send: PendingSend, in_flight: bool) {
+        if in_flight {
+            self.count_in(send.conversation);
+        }
         self.sends.push_back(Entry { send, in_flight });
+    }
+
+    fn count_in(&mut self, conversation: ConversationId) {
+        *self.in_flight.entry(conversation).or_default() += 1;
+    }
+
+    fn count_out(&mut self, conversation: ConversationId) {
+        if let Some(n) = self.in_flight.get_mut(&conversation) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.in_flight.remove(&conversation);
+            }
+        }
     }
 
     fn position(&self, conversation: ConversationId, client_id: u64) -> Option<usize> {
@@ -51,7 +70,11 @@ impl Outbox {
         client_id: u64,
     ) -> Option<PendingSend> {
         let index = self.position(conversation, client_id)?;
-        self.sends.remove(index).map(|e| e.send)
+        let entry = self.sends.remove(index)?;
+        if entry.in_flight {
+            self.count_out(conversation);
+        }
+        Some(entry.send)
     }
 
     /// The server refused the send for now: it stays, no longer in flight. Returns whether it
@@ -60,41 +83,50 @@ impl Outbox {
         let Some(index) = self.position(conversation, client_id) else {
             return false;
         };
-        if let Some(entry) = self.sends.get_mut(index) {
-            entry.in_flight = false;
+        let was_in_flight = self
+            .sends
+            .get_mut(index)
+            .is_some_and(|entry| std::mem::replace(&mut entry.in_flight, false));
+        if was_in_flight {
+            self.count_out(conversation);
         }
         true
     }
 
     /// Mark every pending send of `conversation` in flight and return them, oldest first.
-    pub(super) fn send_all(
+    pub(super) fn send_all(&mut self, conversation: ConversationId) -> Vec<PendingSend> {
+        self.send_waiting(conversation, usize::MAX)
+    }
+
+    /// Mark the `limit` oldest sends of `conversation` that are not in flight as in flight and
+    /// return them, oldest first.
+    pub(super) fn send_waiting(
         &mut self,
         conversation: ConversationId,
-    ) -> impl Iterator<Item = &PendingSend> {
-        self.sends
-            .iter_mut()
-            .filter(move |e| e.send.conversation == conversation)
-            .map(|e| {
-                e.in_flight = true;
-                &e.send
-            })
+        limit: usize,
+    ) -> Vec<PendingSend> {
+        let mut sent = Vec::new();
+        if limit == 0 {
+            return sent;
+        }
+        for entry in &mut self.sends {
+            if entry.send.conversation == conversation && !entry.in_flight {
+                entry.in_flight = true;
+                sent.push(entry.send.clone());
+                if sent.len() == limit {
+                    break;
+                }
+            }
+        }
+        for _ in 0..sent.len() {
+            self.count_in(conversation);
+        }
+        sent
     }
 
-    /// Mark the oldest send of `conversation` that is not in flight as in flight and return it.
-    pub(super) fn send_next(&mut self, conversation: ConversationId) -> Option<&PendingSend> {
-        let entry = self
-            .sends
-            .iter_mut()
-            .find(|e| e.send.conversation == conversation && !e.in_flight)?;
-        entry.in_flight = true;
-        Some(&entry.send)
-    }
-
-    /// Whether `conversation` has a send awaiting an answer on the current stream.
-    pub(super) fn in_flight(&self, conversation: ConversationId) -> bool {
-        self.sends
-            .iter()
-            .any(|e| e.send.conversation == conversation && e.in_flight)
+    /// How many sends of `conversation` await an answer on the current stream.
+    pub(super) fn in_flight(&self, conversation: ConversationId) -> usize {
+        self.in_flight.get(&conversation).copied().unwrap_or(0)
     }
 
     /// Whether `conversation` has any pending send.
@@ -112,11 +144,18 @@ impl Outbox {
                 entry.in_flight = false;
             }
         }
+        match conversation {
+            Some(c) => {
+                self.in_flight.remove(&c);
+            }
+            None => self.in_flight.clear(),
+        }
     }
 
     /// Discard every pending send of `conversation`.
     pub(super) fn discard(&mut self, conversation: ConversationId) {
         self.sends.retain(|e| e.send.conversation != conversation);
+        self.in_flight.remove(&conversation);
     }
 
     pub(super) fn iter(&self) -> impl Iterator<Item = &PendingSend> {
@@ -149,6 +188,7 @@ mod tests {
         assert_eq!(ids, [11, 12]);
         let of_one: Vec<u64> = outbox
             .send_all(ConversationId(1))
+            .into_iter()
             .map(|s| s.client_id)
             .collect();
         assert_eq!(of_one, [12]);
@@ -158,22 +198,39 @@ mod tests {
     }
 
     #[test]
-    fn sends_one_at_a_time_in_order_and_refused_ones_go_again_first() {
+    fn sends_a_window_in_order_counts_what_is_in_flight_and_refused_ones_go_again_first() {
         let one = ConversationId(1);
+        let two = ConversationId(2);
         let mut outbox = Outbox::default();
-        for (c, id) in [(1, 10), (2, 11), (1, 12)] {
+        for (c, id) in [(1, 10), (2, 11), (1, 12), (1, 13)] {
             outbox.push(pending(c, id), false);
         }
-        assert_eq!(outbox.send_next(one).map(|s| s.client_id), Some(10));
-        assert!(outbox.in_flight(one));
-        assert!(!outbox.in_flight(ConversationId(2)));
-        assert_eq!(outbox.send_next(one).map(|s| s.client_id), Some(12));
+        let ids =
+            |sent: Vec<PendingSend>| sent.into_iter().map(|s| s.client_id).collect::<Vec<_>>();
+        assert_eq!(ids(outbox.send_waiting(one, 1)), [10]);
+        assert_eq!(outbox.in_flight(one), 1);
+        assert_eq!(outbox.in_flight(two), 0);
+        assert_eq!(ids(outbox.send_waiting(one, 5)), [12, 13]);
+        assert_eq!(outbox.in_flight(one), 3);
         assert!(outbox.refused(one, 10));
         assert!(!outbox.refused(one, 99));
-        assert_eq!(outbox.send_next(one).map(|s| s.client_id), Some(10));
-        assert_eq!(outbox.send_next(one), None);
+        assert!(outbox.refused(one, 10), "still pending, counted out once");
+        assert_eq!(outbox.in_flight(one), 2);
+        assert_eq!(ids(outbox.send_waiting(one, 5)), [10]);
+        assert!(outbox.send_waiting(one, 5).is_empty());
+        assert!(outbox.send_waiting(two, 0).is_empty());
+        assert_eq!(outbox.take(one, 12).map(|s| s.client_id), Some(12));
+        assert_eq!(outbox.in_flight(one), 2);
+        outbox.push(pending(2, 14), true);
+        assert_eq!(outbox.in_flight(two), 1);
         outbox.landed(Some(one));
-        assert!(!outbox.in_flight(one));
+        assert_eq!((outbox.in_flight(one), outbox.in_flight(two)), (0, 1));
         assert!(outbox.has(one));
+        outbox.landed(None);
+        assert_eq!(outbox.in_flight(two), 0);
+        assert_eq!(ids(outbox.send_all(two)), [11, 14]);
+        outbox.discard(two);
+        assert_eq!(outbox.in_flight(two), 0);
+        assert!(!outbox.has(two));
     }
 }
