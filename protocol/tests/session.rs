@@ -892,6 +892,47 @@ fn forbidden_conversation_is_no_longer_wanted_but_keeps_its_sends() {
     assert!(transmits(&mut s).is_empty(), "no stream, no Leave");
 }
 
+/// A conversation re-joined after a stream error, before that stream's end is reported: what
+/// was in flight on the old stream goes again first, and a later send does not overtake it.
+#[test]
+fn a_rejoin_before_the_old_stream_closes_resends_what_was_in_flight() {
+    let mut s = joined_session(C, 0);
+    let x = s.send(C, "x".into());
+    transmits(&mut s);
+    s.on_frame(
+        conv(C),
+        ServerFrame::Error {
+            code: ErrorCode::Forbidden,
+            reason: "not a member".into(),
+        },
+        1,
+    );
+    events(&mut s);
+    s.join(C);
+    transmits(&mut s);
+    s.on_frame(conv(C), joined(C, 1, 0, 0), 2);
+    let y = s.send(C, "y".into());
+    assert_eq!(
+        conversation_transmits(&mut s),
+        [
+            (
+                conv(C),
+                ClientFrame::Send {
+                    client_id: x,
+                    body: "x".into()
+                }
+            ),
+            (
+                conv(C),
+                ClientFrame::Send {
+                    client_id: y,
+                    body: "y".into()
+                }
+            ),
+        ]
+    );
+}
+
 #[test]
 fn leave_sends_leave_and_forgets() {
     let mut s = joined_session(C, 3);

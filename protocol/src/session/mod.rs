@@ -835,6 +835,10 @@ impl Session {
                     conversation: c,
                     head_seq,
                 });
+                // A new stream: nothing sent on an earlier one is in flight any more (a stream
+                // ended by an error may be re-joined before its end is reported). Its sends go
+                // again, in order; the server de-duplicates any it had already stored.
+                self.outbox.landed(Some(c));
                 if self.throttles.contains(c) {
                     self.pace(c, now_ms);
                 } else {
