@@ -500,6 +500,56 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn big_runs_in_several_conversations_keep_a_connection_under_its_cap() {
+        use crate::chat::outbound::{CONNECTION_QUEUE_BYTES, FRAME_OVERHEAD};
+        let hub = Hub::default();
+        let out = Outbound::multiplexed();
+        let txs: Vec<_> = (1..=3).map(|id| out.open(id)).collect();
+        let subs: Vec<Subscription> = txs
+            .iter()
+            .enumerate()
+            .map(|(i, tx)| {
+                let sub = hub.subscribe(
+                    ConversationId(i as u64 + 1),
+                    UserId(1),
+                    tx.live(),
+                    PROTOCOL_VERSION,
+                );
+                sub.go_live(0).unwrap();
+                sub
+            })
+            .collect();
+        // One commit of 3 x 400 messages of ~1 KB: 1.2 MB for one connection.
+        for conversation in 1..=3u64 {
+            let run: Vec<ChatMessage> = (1..=400)
+                .map(|seq| ChatMessage {
+                    conversation: ConversationId(conversation),
+                    ..message(seq)
+                })
+                .collect();
+            let refs: Vec<&ChatMessage> = run.iter().collect();
+            hub.publish_run(&refs, &vec![None; run.len()]);
+        }
+        let got = frames(&out).await;
+        let held: usize = got
+            .iter()
+            .filter_map(|(_, f)| f.as_ref())
+            .map(|f| f.len() + FRAME_OVERHEAD)
+            .sum();
+        // Each stream that did not fit got its Lagged (beyond the caps, one per stream).
+        let lagged = got
+            .iter()
+            .filter(|(_, f)| f.is_some() && matches!(decode(f), ServerFrame::Lagged { .. }))
+            .count();
+        assert!(lagged >= 1, "the cap was reached, so a stream was cut");
+        assert!(
+            held <= CONNECTION_QUEUE_BYTES + lagged * 64,
+            "{held} bytes queued on one connection"
+        );
+        drop(subs);
+    }
+
+    #[tokio::test]
     async fn a_full_subscriber_is_cut_with_lagged_and_the_entry_is_freed() {
         let hub = Hub::default();
         let out = Outbound::multiplexed();
