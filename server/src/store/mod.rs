@@ -27,6 +27,7 @@
 //! is in [`bans`], [`ip_bans`] and [`audit`] (roles are in [`accounts`]).
 
 mod accounts;
+mod append_tables;
 mod batch_appends;
 mod blocks;
 mod cursors;

@@ -51,6 +51,7 @@ use quibble_protocol::wire::{ChatMessage, ConversationId, UserId};
 use redb::{Database, Durability};
 use tokio::sync::{mpsc, oneshot};
 
+use super::append_tables::{AppendOnly, AppendTables};
 use super::batch_appends::BatchAppends;
 use super::scrub::Scrubber;
 use super::tables::{META_CLOCK_MS, WriteTables};
@@ -405,6 +406,7 @@ impl Writer {
     /// Applies and commits one batch, and completes it (see [`Writer::complete`]).
     fn run_batch(&mut self, batch: Vec<Request>, requests: &mpsc::Receiver<Request>) {
         let now_ms = self.tick();
+        let append_only = batch.iter().all(|r| matches!(r, Request::Append { .. }));
         let mut queue = batch.into_iter();
         let mut answers = Vec::with_capacity(queue.len());
         let mut appended = Vec::new();
@@ -414,7 +416,7 @@ impl Writer {
             appended: &mut appended,
             deletions: &mut deletions,
         };
-        match self.write(&mut queue, now_ms, batch) {
+        match self.write(&mut queue, append_only, now_ms, batch) {
             Ok(()) => {
                 let completion = Completion {
                     appended,
@@ -478,20 +480,58 @@ impl Writer {
         }
     }
 
-    /// Applies the requests of `queue` in one transaction and commits it. Appends keep their
+    /// Applies the requests of `queue` in one transaction and commits it; a batch of appends
+    /// only (`append_only`) opens only the tables they use ([`AppendOnly`]). Appends keep their
     /// heads and cursors in memory until the next other request or the commit
     /// ([`BatchAppends`]). On error the transaction is dropped (aborted); the requests not yet
     /// taken from `queue` stay there.
     fn write(
         &mut self,
         queue: &mut impl Iterator<Item = Request>,
+        append_only: bool,
         now_ms: u64,
         mut batch: Outcomes<'_>,
     ) -> Result<(), StoreError> {
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         let ceiling = (now_ms > self.clock_ceiling).then(|| now_ms.saturating_add(CLOCK_AHEAD_MS));
-        {
+        if append_only {
+            let mut tables = AppendOnly::open(&txn)?;
+            if let Some(ceiling) = ceiling {
+                tables.meta.insert(META_CLOCK_MS, ceiling)?;
+            }
+            let mut appends = BatchAppends::default();
+            for request in queue.by_ref() {
+                let fatal = match request {
+                    Request::Append {
+                        conversation,
+                        author,
+                        author_name,
+                        client_id,
+                        body,
+                        reply,
+                    } => {
+                        let draft = messages::Draft {
+                            conversation,
+                            author,
+                            author_name,
+                            client_id,
+                            body,
+                        };
+                        apply_append(&mut tables, &mut appends, now_ms, draft, reply, &mut batch)
+                    }
+                    // Not in an append-only batch (see `run_batch`); refused, not applied.
+                    other => {
+                        other.fail(StoreError::Db("not an append".into()));
+                        None
+                    }
+                };
+                if let Some(fatal) = fatal {
+                    return Err(fatal);
+                }
+            }
+            appends.flush(&mut tables)?;
+        } else {
             let mut tables = WriteTables::open(&txn)?;
             if let Some(ceiling) = ceiling {
                 tables.meta.insert(META_CLOCK_MS, ceiling)?;
@@ -611,13 +651,7 @@ fn apply(
                 client_id,
                 body,
             };
-            let result = messages::append(tables, appends, now_ms, draft);
-            if let Ok(done) = &result
-                && !done.duplicate
-            {
-                appended.push(done.message.clone());
-            }
-            settle(reply, result, answers)
+            apply_append(tables, appends, now_ms, draft, reply, batch)
         }
         Request::JoinRoom { user, room, reply } => settle(
             reply,
@@ -745,6 +779,25 @@ fn apply(
             answers,
         ),
     }
+}
+
+/// Applies one append (in a mixed or an append-only batch), queueing its answer and, if it is
+/// new, its message for the hook. Returns the error that must abort the whole batch, if any.
+fn apply_append<'t>(
+    tables: &mut impl AppendTables<'t>,
+    appends: &mut BatchAppends,
+    now_ms: u64,
+    draft: messages::Draft,
+    reply: Reply<Appended>,
+    batch: &mut Outcomes<'_>,
+) -> Option<StoreError> {
+    let result = messages::append(tables, appends, now_ms, draft);
+    if let Ok(done) = &result
+        && !done.duplicate
+    {
+        batch.appended.push(done.message.clone());
+    }
+    settle(reply, result, batch.answers)
 }
 
 /// Queues the answer `result` for `reply`; returns the error if it must abort the batch.
