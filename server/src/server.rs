@@ -94,19 +94,13 @@ impl Server {
             &config.data_dir.join("quibble.redb"),
             config.store_cache_bytes,
             Box::new({
-                let (hub, users, typing) = (hub.clone(), users.clone(), Arc::clone(&typing));
-                move |message| {
-                    if message.is_deleted() {
-                        hub.publish_deleted(message.conversation, message.seq);
-                        return;
-                    }
-                    let delivered =
-                        hub.publish(message, users.hidden_from(message.author).as_ref());
-                    users.on_message(message, &delivered);
-                    if typing.stop(message.author, message.conversation) {
-                        users.typing(message.conversation, message.author, false);
-                    }
-                }
+                // store: the hook gets each commit's messages at once.
+                let committed = crate::chat::committed::Committed {
+                    hub: hub.clone(),
+                    users: users.clone(),
+                    typing: Arc::clone(&typing),
+                };
+                move |messages| committed.publish(messages)
             }),
         )?;
         let sockets = bind_sockets(&config.listen)?;

@@ -1,7 +1,9 @@
 //! Fan-out: for each conversation with subscribed streams, the streams to deliver to. The
-//! store's commit hook publishes each durable message here once; it is encoded once and the
-//! same `Bytes` is pushed straight into every live subscriber's byte-bounded outbound queue
-//! (no channel in between, nothing sized up front). A subscriber whose queue is full is cut:
+//! store's commit hook publishes each durable message here once ([`crate::chat::committed`]:
+//! a commit's messages of one conversation as one run, [`Hub::publish_run`]); each is encoded
+//! once and the same `Bytes` is pushed straight into every live subscriber's byte-bounded
+//! outbound queue (no channel in between, nothing sized up front). A run is queued on each
+//! subscriber back to back, so its connection's writer is woken once for it. A subscriber whose queue is full is cut:
 //! its `Lagged { resume_from }` goes in after what it has queued, and it resumes from the
 //! store. A conversation's entry exists only while it has subscribers.
 //!
@@ -38,6 +40,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use quibble_protocol::{
     ChatMessage, ConversationId, MODERATION_VERSION, STREAM_ACTIVITY_VERSION, ServerFrame, UserId,
 };
+
+use bytes::Bytes;
 
 use crate::chat::congestion::{Congestion, Policy, Reader, Tally};
 use crate::chat::outbound::{ConnectionKey, LiveTx, SendError};
@@ -157,72 +161,116 @@ impl Hub {
         }
     }
 
-    /// Publish a committed message to the conversation's live subscribers, if it has any.
-    /// The frame is encoded once, outside the lock, and shared by every subscriber; the
-    /// subscribers of `hidden_from` (who block the author) get the hidden marker instead.
-    /// Returns the connections that take the message's activity from it (see the module doc).
+    /// Publish one committed message (see [`Hub::publish_run`]).
+    #[cfg(test)]
     pub fn publish(
         &self,
         message: &ChatMessage,
         hidden_from: Option<&HashSet<UserId>>,
     ) -> Delivered {
-        let mut delivered = Vec::new();
-        if !self
-            .lock()
-            .conversations
-            .contains_key(&message.conversation)
-        {
-            return Delivered(delivered);
+        let hidden = [hidden_from.cloned()];
+        self.publish_run(&[message], &hidden)
+            .pop()
+            .unwrap_or_default()
+    }
+
+    /// Publish a run of committed messages of ONE conversation, in ascending seq order (a
+    /// store commit's messages of that conversation), to its live subscribers, if it has any.
+    /// Each frame is encoded once, outside the lock, and shared by every subscriber; the
+    /// subscribers of `hidden_from[i]` (who block message i's author) get the hidden marker
+    /// instead. Each subscriber gets the whole run queued back to back, so its connection's
+    /// writer, woken by the first frame, finds the others queued too and writes them together.
+    /// Returns, per message, the connections that take its activity from it (see the module
+    /// doc).
+    pub fn publish_run(
+        &self,
+        messages: &[&ChatMessage],
+        hidden_from: &[Option<HashSet<UserId>>],
+    ) -> Vec<Delivered> {
+        let mut delivered: Vec<Vec<ConnectionKey>> = vec![Vec::new(); messages.len()];
+        let Some(conversation) = messages.first().map(|m| m.conversation) else {
+            return Vec::new();
+        };
+        if !self.lock().conversations.contains_key(&conversation) {
+            return delivered.into_iter().map(Delivered).collect();
         }
-        let frame = encode_frame(&ServerFrame::Message(message.clone()));
-        let hidden = hidden_from.map(|_| encode_frame(&ServerFrame::Message(message.hidden())));
-        let seq = message.seq;
+        let frames: Vec<(Bytes, Option<Bytes>)> = messages
+            .iter()
+            .enumerate()
+            .map(|(i, message)| {
+                let frame = encode_frame(&ServerFrame::Message((*message).clone()));
+                let hidden = hidden_from
+                    .get(i)
+                    .and_then(Option::as_ref)
+                    .map(|_| encode_frame(&ServerFrame::Message(message.hidden())));
+                (frame, hidden)
+            })
+            .collect();
         let mut inner = self.lock();
         let mut tally = Tally::new(inner.policy); // overload
-        let Some(subscribers) = inner.conversations.get_mut(&message.conversation) else {
-            return Delivered(delivered);
+        let Some(subscribers) = inner.conversations.get_mut(&conversation) else {
+            return delivered.into_iter().map(Delivered).collect();
         };
-        subscribers.head = subscribers.head.max(Some(seq));
-        delivered.reserve(subscribers.by_key.len());
+        if let Some(last) = messages.last() {
+            subscribers.head = subscribers.head.max(Some(last.seq));
+        }
+        for list in &mut delivered {
+            list.reserve(subscribers.by_key.len());
+        }
         subscribers.by_key.retain(|_, sub| {
-            let Some(last) = sub.live_after else {
+            let Some(mut last) = sub.live_after else {
                 return true;
             };
-            if seq <= last {
-                return true;
-            }
-            if seq == last + 1 {
-                let frame = match (&hidden, hidden_from) {
-                    (Some(hidden), Some(blockers)) if blockers.contains(&sub.viewer) => hidden,
-                    _ => &frame,
-                };
-                match sub.tx.try_send_held(frame.clone()) {
-                    Ok(held) => {
-                        sub.live_after = Some(seq);
-                        tally.count(&mut sub.reader, held); // overload
-                        if sub.stream_activity {
-                            delivered.push(sub.tx.connection());
-                        }
-                        return true;
-                    }
-                    Err(SendError::Closed) => return false,
-                    Err(SendError::Full) => {}
+            let mut held_after = None;
+            for (i, message) in messages.iter().enumerate() {
+                let seq = message.seq;
+                if seq <= last {
+                    continue;
                 }
+                if seq == last + 1 {
+                    let (frame, hidden) = &frames[i];
+                    let frame = match (hidden, hidden_from.get(i).and_then(Option::as_ref)) {
+                        (Some(hidden), Some(blockers)) if blockers.contains(&sub.viewer) => hidden,
+                        _ => frame,
+                    };
+                    match sub.tx.try_send_held(frame.clone()) {
+                        Ok(held) => {
+                            last = seq;
+                            sub.live_after = Some(seq);
+                            held_after = Some(held);
+                            if sub.stream_activity {
+                                delivered[i].push(sub.tx.connection());
+                            }
+                            continue;
+                        }
+                        Err(SendError::Closed) => return false,
+                        Err(SendError::Full) => {}
+                    }
+                }
+                // Full, or (never expected) a gap: the stream resumes from the store.
+                metrics::counter!(crate::metrics::STREAMS_LAGGED).increment(1);
+                sub.tx
+                    .send_last(encode_frame(&ServerFrame::Lagged { resume_from: last }));
+                return false;
             }
-            // Full, or (never expected) a gap: the stream resumes from the store.
-            metrics::counter!(crate::metrics::STREAMS_LAGGED).increment(1);
-            sub.tx
-                .send_last(encode_frame(&ServerFrame::Lagged { resume_from: last }));
-            false
+            if let Some(held) = held_after {
+                tally.count(&mut sub.reader, held); // overload
+            }
+            true
         });
         subscribers.congestion.observe(&tally); // overload
         if subscribers.by_key.is_empty() {
-            inner.conversations.remove(&message.conversation);
+            inner.conversations.remove(&conversation);
             set_gauge(&inner);
         }
         drop(inner);
-        delivered.sort_unstable();
-        Delivered(delivered)
+        delivered
+            .into_iter()
+            .map(|mut list| {
+                list.sort_unstable();
+                Delivered(list)
+            })
+            .collect()
     }
 
     /// Publish a committed deletion to the conversation's subscribers that get deletions (see
@@ -384,8 +432,6 @@ mod tests {
             .collect()
     }
 
-    use bytes::Bytes;
-
     #[tokio::test]
     async fn live_subscribers_share_one_encoding_and_replaying_ones_are_skipped() {
         let hub = Hub::default();
@@ -407,6 +453,100 @@ mod tests {
             fb[0].1.as_ref().unwrap().as_ptr(),
             "bytes are shared, not re-encoded"
         );
+    }
+
+    #[tokio::test]
+    async fn a_run_reaches_each_live_subscriber_once_in_order_from_where_it_stands() {
+        let hub = Hub::default();
+        let (out_a, out_b, out_c) = (
+            Outbound::multiplexed(),
+            Outbound::multiplexed(),
+            Outbound::multiplexed(),
+        );
+        let (a, b, c) = (out_a.open(1), out_b.open(1), out_c.open(1));
+        let sub_a = hub.subscribe(ConversationId(1), UserId(1), a.live(), PROTOCOL_VERSION);
+        let sub_b = hub.subscribe(ConversationId(1), UserId(2), b.live(), PROTOCOL_VERSION);
+        let _sub_c = hub.subscribe(ConversationId(1), UserId(3), c.live(), PROTOCOL_VERSION);
+        sub_a.go_live(0).unwrap();
+        // b's replay already sent seqs 1..=3.
+        sub_b.go_live(3).unwrap();
+        let run: Vec<ChatMessage> = (1..=5).map(message).collect();
+        let refs: Vec<&ChatMessage> = run.iter().collect();
+        let delivered = hub.publish_run(&refs, &vec![None; 5]);
+        assert_eq!(delivered.len(), 5);
+        let a_conn = a.live().connection();
+        let b_conn = b.live().connection();
+        assert!(delivered.iter().all(|d| d.contains(a_conn)));
+        assert_eq!(
+            delivered
+                .iter()
+                .map(|d| d.contains(b_conn))
+                .collect::<Vec<_>>(),
+            [false, false, false, true, true]
+        );
+        let seqs = |frames: Vec<(u64, Option<Bytes>)>| -> Vec<u64> {
+            frames
+                .iter()
+                .map(|(_, f)| match decode(f) {
+                    ServerFrame::Message(m) => m.seq,
+                    other => panic!("expected a message, got {other:?}"),
+                })
+                .collect()
+        };
+        assert_eq!(seqs(frames(&out_a).await), [1, 2, 3, 4, 5], "all, in order");
+        assert_eq!(seqs(frames(&out_b).await), [4, 5], "only what it lacked");
+        // c is still replaying: nothing live, and it must catch up before going live.
+        assert_eq!(_sub_c.go_live(3), Err(NotLive::Behind));
+    }
+
+    #[tokio::test]
+    async fn big_runs_in_several_conversations_keep_a_connection_under_its_cap() {
+        use crate::chat::outbound::{CONNECTION_QUEUE_BYTES, FRAME_OVERHEAD};
+        let hub = Hub::default();
+        let out = Outbound::multiplexed();
+        let txs: Vec<_> = (1..=3).map(|id| out.open(id)).collect();
+        let subs: Vec<Subscription> = txs
+            .iter()
+            .enumerate()
+            .map(|(i, tx)| {
+                let sub = hub.subscribe(
+                    ConversationId(i as u64 + 1),
+                    UserId(1),
+                    tx.live(),
+                    PROTOCOL_VERSION,
+                );
+                sub.go_live(0).unwrap();
+                sub
+            })
+            .collect();
+        // One commit of 3 x 400 messages of ~1 KB: 1.2 MB for one connection.
+        for conversation in 1..=3u64 {
+            let run: Vec<ChatMessage> = (1..=400)
+                .map(|seq| ChatMessage {
+                    conversation: ConversationId(conversation),
+                    ..message(seq)
+                })
+                .collect();
+            let refs: Vec<&ChatMessage> = run.iter().collect();
+            hub.publish_run(&refs, &vec![None; run.len()]);
+        }
+        let got = frames(&out).await;
+        let held: usize = got
+            .iter()
+            .filter_map(|(_, f)| f.as_ref())
+            .map(|f| f.len() + FRAME_OVERHEAD)
+            .sum();
+        // Each stream that did not fit got its Lagged (beyond the caps, one per stream).
+        let lagged = got
+            .iter()
+            .filter(|(_, f)| f.is_some() && matches!(decode(f), ServerFrame::Lagged { .. }))
+            .count();
+        assert!(lagged >= 1, "the cap was reached, so a stream was cut");
+        assert!(
+            held <= CONNECTION_QUEUE_BYTES + lagged * 64,
+            "{held} bytes queued on one connection"
+        );
+        drop(subs);
     }
 
     #[tokio::test]

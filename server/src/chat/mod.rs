@@ -17,3 +17,5 @@ pub mod send_order;
 pub mod stream;
 pub mod typing;
 pub mod users;
+// store: a commit's messages, fanned out at once.
+pub mod committed;

@@ -15,8 +15,8 @@ use quibble_protocol::wire::{ConversationId, UserId};
 use redb::ReadableTable;
 
 use super::StoreError;
+use super::append_tables::AppendTables;
 use super::cursors::{self, Cursors};
-use super::tables::WriteTables;
 
 /// The pending side effects of a batch's appends.
 #[derive(Debug, Default)]
@@ -38,16 +38,16 @@ struct Pending<T> {
 
 impl BatchAppends {
     /// Whether `conversation` exists (a room or a DM).
-    pub fn exists(
+    pub fn exists<'t>(
         &mut self,
-        tables: &WriteTables<'_>,
+        tables: &mut impl AppendTables<'t>,
         conversation: ConversationId,
     ) -> Result<bool, StoreError> {
         if self.known.contains(&conversation.0) {
             return Ok(true);
         }
-        let exists = tables.rooms.get(conversation.0)?.is_some()
-            || tables.dms.get(conversation.0)?.is_some();
+        let exists = tables.rooms().get(conversation.0)?.is_some()
+            || tables.dms().get(conversation.0)?.is_some();
         if exists {
             self.known.insert(conversation.0);
         }
@@ -55,16 +55,16 @@ impl BatchAppends {
     }
 
     /// The head seq of `conversation` (0 when it has no messages).
-    pub fn head(
+    pub fn head<'t>(
         &mut self,
-        tables: &WriteTables<'_>,
+        tables: &mut impl AppendTables<'t>,
         conversation: ConversationId,
     ) -> Result<u64, StoreError> {
         if let Some(head) = self.heads.get(&conversation.0) {
             return Ok(head.value);
         }
         let head = tables
-            .heads
+            .heads()
             .get(conversation.0)?
             .map_or(0, |seq| seq.value());
         self.heads.insert(
@@ -79,9 +79,9 @@ impl BatchAppends {
 
     /// `author`'s message `seq` was appended to `conversation`: it is the head now, and if the
     /// author's read cursor was just before it, both cursors move onto it.
-    pub fn appended(
+    pub fn appended<'t>(
         &mut self,
-        tables: &WriteTables<'_>,
+        tables: &mut impl AppendTables<'t>,
         author: UserId,
         conversation: ConversationId,
         seq: u64,
@@ -120,16 +120,16 @@ impl BatchAppends {
     }
 
     /// Writes the changed heads and cursors and forgets them (what is known to exist stays).
-    pub fn flush(&mut self, tables: &mut WriteTables<'_>) -> Result<(), StoreError> {
+    pub fn flush<'t>(&mut self, tables: &mut impl AppendTables<'t>) -> Result<(), StoreError> {
         for (conversation, head) in self.heads.drain() {
             if head.changed {
-                tables.heads.insert(conversation, head.value)?;
+                tables.heads().insert(conversation, head.value)?;
             }
         }
         for (key, cursors) in self.cursors.drain() {
             if cursors.changed {
                 let Cursors { delivered, read } = cursors.value;
-                tables.cursors.insert(key, (delivered, read))?;
+                tables.cursors().insert(key, (delivered, read))?;
             }
         }
         Ok(())

@@ -12,6 +12,7 @@ use quibble_protocol::wire::{ConversationId, UserId};
 
 use redb::ReadableTable;
 
+use super::append_tables::AppendTables;
 use super::records::{UserRecord, decode};
 use super::tables::{CURSORS, MEMBERS, USERS, WriteTables};
 use super::writer::Request;
@@ -108,13 +109,13 @@ impl Store {
 }
 
 /// The cursors stored for `(user, conversation)`, in a write transaction.
-pub(super) fn get(
-    tables: &WriteTables<'_>,
+pub(super) fn get<'t>(
+    tables: &mut impl AppendTables<'t>,
     user: UserId,
     conversation: ConversationId,
 ) -> Result<Cursors, StoreError> {
     Ok(tables
-        .cursors
+        .cursors()
         .get((user.0, conversation.0))?
         .map_or_else(Cursors::default, |c| {
             let (delivered, read) = c.value();

@@ -15,6 +15,7 @@ use std::ops::Bound;
 use quibble_protocol::wire::{ChatMessage, ConversationId, UserId};
 use redb::ReadableTable;
 
+use super::append_tables::AppendTables;
 use super::audit::{self, Actor, AuditAction};
 use super::batch_appends::BatchAppends;
 use super::records::{MessageRecord, decode, encode, encode_into};
@@ -271,8 +272,8 @@ pub(super) struct Draft {
 
 /// Writer side of [`Store::append`]; refuses before writing anything. The draft's name and
 /// body become the returned message.
-pub(super) fn append(
-    tables: &mut WriteTables<'_>,
+pub(super) fn append<'t>(
+    tables: &mut impl AppendTables<'t>,
     appends: &mut BatchAppends,
     now_ms: u64,
     draft: Draft,
@@ -285,12 +286,12 @@ pub(super) fn append(
         body,
     } = draft;
     let original = tables
-        .client_ids
+        .client_ids()
         .get((author.0, conversation.0, client_id))?
         .map(|seq| seq.value());
     if let Some(original_seq) = original {
         let bytes = tables
-            .messages
+            .messages()
             .get((conversation.0, original_seq))?
             .ok_or_else(|| {
                 StoreError::Corrupt(format!(
@@ -322,10 +323,10 @@ pub(super) fn append(
     // Sized for the record up front (two strings and four varints), so encoding never regrows.
     let record = encode_into(&record, author_name.len() + body.len() + 48)?;
     tables
-        .messages
+        .messages()
         .insert((conversation.0, seq), record.as_slice())?;
     tables
-        .client_ids
+        .client_ids()
         .insert((author.0, conversation.0, client_id), seq)?;
     appends.appended(tables, author, conversation, seq)?;
     Ok(Appended {

@@ -27,6 +27,7 @@
 //! is in [`bans`], [`ip_bans`] and [`audit`] (roles are in [`accounts`]).
 
 mod accounts;
+mod append_tables;
 mod batch_appends;
 mod blocks;
 mod cursors;
@@ -46,6 +47,8 @@ mod audit;
 mod bans;
 mod ip_bans;
 
+#[cfg(test)]
+mod commit_tests;
 #[cfg(test)]
 mod moderation_tests;
 #[cfg(test)]
@@ -96,13 +99,19 @@ impl<T> std::future::Future for Pending<T> {
     }
 }
 
-/// Called by the store's completer thread once per newly appended message, and once per deletion with the
-/// message's tombstone ([`ChatMessage::is_deleted`]; a real message never has an empty body),
-/// after its commit is durable and before the requester hears back (see [`Store::open`]).
-pub type CommitHook = Box<dyn Fn(&ChatMessage) + Send + Sync>;
+/// Called once per committed batch with what it appended, in commit order: each newly appended
+/// message, and each deletion as the message's tombstone ([`ChatMessage::is_deleted`]; a real
+/// message never has an empty body); after the commit is durable and before the requesters hear
+/// back (see [`Store::open`]). Never called with an empty slice.
+pub type CommitHook = Box<dyn Fn(&[ChatMessage]) + Send + Sync>;
 
-/// How many write requests may wait for the writer before senders wait too.
-const QUEUE_CAPACITY: usize = 4096;
+/// How many write requests may wait for the writer before senders wait too. A full queue is
+/// one batch (one fsync), so it is also the largest batch: with many conversations each commit
+/// copies a few pages per conversation it touches, whatever the number of messages, so larger
+/// batches give more messages per fsync. Memory: at most this many bodies of
+/// `MAX_BODY_LEN` (4 KiB) wait, 64 MiB at worst (a batch's text is capped lower, see
+/// [`writer`]).
+const QUEUE_CAPACITY: usize = 16_384;
 
 /// How many reads run on the blocking pool at once; more wait for a turn.
 pub const MAX_CONCURRENT_READS: usize = 8;
@@ -227,11 +236,12 @@ impl Store {
     /// Opens (creating if needed) the redb file at `path` with a page cache of at most
     /// `cache_bytes`; starts the writer thread.
     ///
-    /// `on_commit` is called by the store's completer thread (see [`writer`]), after each commit
-    /// is durable, once per newly appended message (in seq order per conversation) and once per
-    /// deletion (the tombstone), in commit order, BEFORE the requesters' futures complete.
-    /// While it runs the writer commits the next batch, but at most a couple of batches wait
-    /// for it: keep it short and non-blocking. A panic in it is caught and logged.
+    /// `on_commit` is called by the store's writer or completer thread (see [`writer`]), after
+    /// each commit is durable, once per commit with its newly appended messages (in seq order
+    /// per conversation) and deletions (the tombstones), in commit order, BEFORE the
+    /// requesters' futures complete. While the completer runs it the writer commits the next
+    /// batch, but at most a couple of batches wait for it: keep it short and non-blocking. A
+    /// panic in it is caught and logged.
     ///
     /// A file of an older schema version is migrated (in one transaction: all or nothing); a
     /// file of a newer or unknown version is refused with [`StoreError::Schema`] and left

@@ -7,14 +7,24 @@
 //! by everything that queued while the previous commit was in flight: the busier the store, the
 //! larger each batch.
 //!
-//! Completion. A committed batch goes to a second thread, the completer, which calls the commit
-//! hook for the newly appended messages in order and only then answers each request, batch
-//! after batch in commit order; meanwhile the writer already applies and commits the next batch
-//! (on a busy store the hook's fan-out and the wake-ups of every requester would otherwise
-//! hold up the next fsync). Nobody hears "done" (nor sees a message through the hook) before
-//! its commit is durable. At most [`COMPLETIONS_QUEUED`] committed batches wait for the
-//! completer; then the writer waits too. Readers may see a batch's data before the completer has
-//! dealt with the batch before it: the hub orders live messages by seq, so that is harmless.
+//! Completion. A committed batch's completion calls the commit hook ONCE with the batch's newly
+//! appended messages (in commit order), and only then answers each request. When more requests
+//! are already waiting, the completion goes to a second thread, the completer, which runs the
+//! completions batch after batch in commit order while the writer applies and commits the next
+//! batch (on a busy store the hook's fan-out and the wake-ups of every requester would
+//! otherwise hold up the next fsync). When nothing waits and the completer has nothing left,
+//! the writer runs the completion itself: at light load (a batch of one message per commit) the
+//! handoff would only add a thread wake-up per commit, and nothing is held up. Nobody hears
+//! "done" (nor sees a message through the hook) before its commit is durable. At most
+//! [`COMPLETIONS_QUEUED`] committed batches wait for the completer; then the writer waits too.
+//! Readers may see a batch's data before its completion has run: the hub orders live messages
+//! by seq, so that is harmless.
+//!
+//! The clock. Timestamps never go below one handed out before, across restarts too: the `meta`
+//! table holds a ceiling ([`CLOCK_AHEAD_MS`] past the time it was written) that no timestamp
+//! handed out exceeds, and it is rewritten only once the wall clock passes it, so most commits
+//! leave `meta` untouched (every table a commit touches costs it pages to copy, checksum and
+//! write). After a restart within that margin, timestamps start at the ceiling.
 //!
 //! Failures inside a batch. redb's savepoints cannot be taken once a transaction has touched a
 //! table, so requests are not isolated by savepoints; instead each operation checks everything
@@ -32,7 +42,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -41,6 +51,7 @@ use quibble_protocol::wire::{ChatMessage, ConversationId, UserId};
 use redb::{Database, Durability};
 use tokio::sync::{mpsc, oneshot};
 
+use super::append_tables::{AppendOnly, AppendTables};
 use super::batch_appends::BatchAppends;
 use super::scrub::Scrubber;
 use super::tables::{META_CLOCK_MS, WriteTables};
@@ -60,7 +71,9 @@ const MAX_BATCH: usize = super::QUEUE_CAPACITY;
 /// in the answers) stays a few MiB whatever the bodies' size.
 const MAX_BATCH_BYTES: usize = 4 << 20;
 /// Committed batches that may wait for the completer before the writer waits for it.
-pub(super) const COMPLETIONS_QUEUED: usize = 2;
+const COMPLETIONS_QUEUED: usize = 2;
+/// How far ahead of the wall clock the stored clock ceiling is set (see the module doc).
+const CLOCK_AHEAD_MS: u64 = 1_000;
 
 /// What the writer has committed since the store was opened ([`super::Store::commit_counts`];
 /// also on `/metrics`): with many writers at once, far fewer commits than requests.
@@ -279,13 +292,17 @@ pub(super) fn spawn(
 ) -> Result<JoinHandle<()>, StoreError> {
     let hook = Arc::new(hook);
     let (completions, completed) = sync_channel::<Completion>(COMPLETIONS_QUEUED);
+    let outstanding = Arc::new(AtomicUsize::new(0));
     let completer = {
         let hook = Arc::clone(&hook);
+        let outstanding = Arc::clone(&outstanding);
         std::thread::Builder::new()
             .name("quibble-store-completer".into())
             .spawn(move || {
                 for completion in completed {
                     completion.run(&hook);
+                    // Release: the writer that reads 0 sees everything this completion did.
+                    outstanding.fetch_sub(1, Ordering::Release);
                 }
             })
             .map_err(|e| StoreError::Db(format!("cannot start the completer thread: {e}")))?
@@ -294,9 +311,11 @@ pub(super) fn spawn(
         db,
         hook,
         clock_ms,
+        clock_ceiling: clock_ms,
         scrubber,
         counters,
         completions,
+        outstanding,
     };
     std::thread::Builder::new()
         .name("quibble-store-writer".into())
@@ -320,8 +339,8 @@ struct Completion {
 
 impl Completion {
     fn run(self, hook: &CommitHook) {
-        for message in &self.appended {
-            notify(hook, message);
+        if !self.appended.is_empty() {
+            notify(hook, &self.appended);
         }
         for answer in self.answers {
             answer(self.failure.clone());
@@ -329,12 +348,14 @@ impl Completion {
     }
 }
 
-/// Passes one committed message to the hook, which must not take the store down.
-fn notify(hook: &CommitHook, message: &ChatMessage) {
-    if catch_unwind(AssertUnwindSafe(|| hook(message))).is_err() {
+/// Passes one batch's committed messages to the hook, which must not take the store down (a
+/// panic loses the rest of that call's live fan-out: the hub then finds a gap in a stream's
+/// seqs and has it resume from the store).
+fn notify(hook: &CommitHook, messages: &[ChatMessage]) {
+    if catch_unwind(AssertUnwindSafe(|| hook(messages))).is_err() {
         tracing::error!(
-            conversation = message.conversation.0,
-            seq = message.seq,
+            messages = messages.len(),
+            first_seq = messages.first().map(|m| m.seq),
             "the store commit hook panicked"
         );
     }
@@ -346,11 +367,15 @@ struct Writer {
     hook: Arc<CommitHook>,
     /// The latest timestamp handed out; timestamps never go below it.
     clock_ms: u64,
+    /// The clock ceiling stored in `meta` by the last commit that wrote one.
+    clock_ceiling: u64,
     /// Erases deleted bodies from free pages; knows whether that is owed.
     scrubber: Scrubber,
     counters: Arc<Counters>,
     /// The way to the completer; dropped (ending it) when the writer ends.
     completions: SyncSender<Completion>,
+    /// Completions handed to the completer that it has not finished yet.
+    outstanding: Arc<AtomicUsize>,
 }
 
 impl Writer {
@@ -374,13 +399,14 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.run_batch(batch);
+            self.run_batch(batch, &requests);
         }
     }
 
-    /// Applies and commits one batch, and hands it to the completer.
-    fn run_batch(&mut self, batch: Vec<Request>) {
+    /// Applies and commits one batch, and completes it (see [`Writer::complete`]).
+    fn run_batch(&mut self, batch: Vec<Request>, requests: &mpsc::Receiver<Request>) {
         let now_ms = self.tick();
+        let append_only = batch.iter().all(|r| matches!(r, Request::Append { .. }));
         let mut queue = batch.into_iter();
         let mut answers = Vec::with_capacity(queue.len());
         let mut appended = Vec::new();
@@ -390,23 +416,25 @@ impl Writer {
             appended: &mut appended,
             deletions: &mut deletions,
         };
-        match self.write(&mut queue, now_ms, batch) {
+        match self.write(&mut queue, append_only, now_ms, batch) {
             Ok(()) => {
-                self.complete(Completion {
+                let completion = Completion {
                     appended,
                     answers,
                     failure: None,
-                });
+                };
+                self.complete(completion, requests.is_empty());
                 self.scrub_if_owed(deletions);
             }
             Err(error) => {
                 tracing::error!(%error, "store write batch failed");
                 answers.extend(deletions);
-                self.complete(Completion {
+                let completion = Completion {
                     appended: Vec::new(),
                     answers,
                     failure: Some(error.clone()),
-                });
+                };
+                self.complete(completion, requests.is_empty());
                 for request in queue {
                     request.fail(error.clone());
                 }
@@ -414,10 +442,18 @@ impl Writer {
         }
     }
 
-    /// Hands `completion` to the completer (waiting while it is behind), or does it here
-    /// should the completer be gone.
-    fn complete(&self, completion: Completion) {
+    /// Runs `completion` here when no request waits (`idle`) and the completer has finished
+    /// every earlier one (so commit order holds); otherwise hands it to the completer (waiting
+    /// while it is behind), or does it here should the completer be gone.
+    fn complete(&self, completion: Completion, idle: bool) {
+        // Acquire: pairs with the completer's Release, so its completions are all done.
+        if idle && self.outstanding.load(Ordering::Acquire) == 0 {
+            completion.run(&self.hook);
+            return;
+        }
+        self.outstanding.fetch_add(1, Ordering::Relaxed);
         if let Err(returned) = self.completions.send(completion) {
+            self.outstanding.fetch_sub(1, Ordering::Relaxed);
             returned.0.run(&self.hook);
         }
     }
@@ -435,29 +471,71 @@ impl Writer {
             None
         };
         if !deletions.is_empty() {
-            self.complete(Completion {
+            let completion = Completion {
                 appended: Vec::new(),
                 answers: deletions,
                 failure,
-            });
+            };
+            self.complete(completion, false);
         }
     }
 
-    /// Applies the requests of `queue` in one transaction and commits it. Appends keep their
+    /// Applies the requests of `queue` in one transaction and commits it; a batch of appends
+    /// only (`append_only`) opens only the tables they use ([`AppendOnly`]). Appends keep their
     /// heads and cursors in memory until the next other request or the commit
     /// ([`BatchAppends`]). On error the transaction is dropped (aborted); the requests not yet
     /// taken from `queue` stay there.
     fn write(
         &mut self,
         queue: &mut impl Iterator<Item = Request>,
+        append_only: bool,
         now_ms: u64,
         mut batch: Outcomes<'_>,
     ) -> Result<(), StoreError> {
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
-        {
+        let ceiling = (now_ms > self.clock_ceiling).then(|| now_ms.saturating_add(CLOCK_AHEAD_MS));
+        if append_only {
+            let mut tables = AppendOnly::open(&txn)?;
+            if let Some(ceiling) = ceiling {
+                tables.meta.insert(META_CLOCK_MS, ceiling)?;
+            }
+            let mut appends = BatchAppends::default();
+            for request in queue.by_ref() {
+                let fatal = match request {
+                    Request::Append {
+                        conversation,
+                        author,
+                        author_name,
+                        client_id,
+                        body,
+                        reply,
+                    } => {
+                        let draft = messages::Draft {
+                            conversation,
+                            author,
+                            author_name,
+                            client_id,
+                            body,
+                        };
+                        apply_append(&mut tables, &mut appends, now_ms, draft, reply, &mut batch)
+                    }
+                    // Not in an append-only batch (see `run_batch`); refused, not applied.
+                    other => {
+                        other.fail(StoreError::Db("not an append".into()));
+                        None
+                    }
+                };
+                if let Some(fatal) = fatal {
+                    return Err(fatal);
+                }
+            }
+            appends.flush(&mut tables)?;
+        } else {
             let mut tables = WriteTables::open(&txn)?;
-            tables.meta.insert(META_CLOCK_MS, now_ms)?;
+            if let Some(ceiling) = ceiling {
+                tables.meta.insert(META_CLOCK_MS, ceiling)?;
+            }
             let mut appends = BatchAppends::default();
             for request in queue.by_ref() {
                 if !matches!(request, Request::Append { .. })
@@ -473,6 +551,9 @@ impl Writer {
             appends.flush(&mut tables)?;
         }
         txn.commit()?;
+        if let Some(ceiling) = ceiling {
+            self.clock_ceiling = ceiling;
+        }
         let deleted = batch.appended.iter().filter(|m| m.is_deleted()).count();
         if deleted > 0 {
             self.scrubber.owed = true;
@@ -570,13 +651,7 @@ fn apply(
                 client_id,
                 body,
             };
-            let result = messages::append(tables, appends, now_ms, draft);
-            if let Ok(done) = &result
-                && !done.duplicate
-            {
-                appended.push(done.message.clone());
-            }
-            settle(reply, result, answers)
+            apply_append(tables, appends, now_ms, draft, reply, batch)
         }
         Request::JoinRoom { user, room, reply } => settle(
             reply,
@@ -704,6 +779,25 @@ fn apply(
             answers,
         ),
     }
+}
+
+/// Applies one append (in a mixed or an append-only batch), queueing its answer and, if it is
+/// new, its message for the hook. Returns the error that must abort the whole batch, if any.
+fn apply_append<'t>(
+    tables: &mut impl AppendTables<'t>,
+    appends: &mut BatchAppends,
+    now_ms: u64,
+    draft: messages::Draft,
+    reply: Reply<Appended>,
+    batch: &mut Outcomes<'_>,
+) -> Option<StoreError> {
+    let result = messages::append(tables, appends, now_ms, draft);
+    if let Ok(done) = &result
+        && !done.duplicate
+    {
+        batch.appended.push(done.message.clone());
+    }
+    settle(reply, result, batch.answers)
 }
 
 /// Queues the answer `result` for `reply`; returns the error if it must abort the batch.

@@ -1,0 +1,120 @@
+//! What a store commit does live: the store's commit hook ([`crate::store::CommitHook`]) hands
+//! over each commit's messages at once, and [`Committed::publish`] fans them out. The messages
+//! are grouped by conversation (keeping their order within each), and each conversation's
+//! consecutive messages go to the hub as one run ([`Hub::publish_run`]), so a connection gets
+//! all of a commit's messages for a stream queued before its writer runs; a deletion's
+//! tombstone ends a run and is published on its own, in order. Then, per message, the users'
+//! hub sends the conversation's activity and ends the author's typing.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use quibble_protocol::wire::{ChatMessage, ConversationId};
+
+use crate::chat::hub::Hub;
+use crate::chat::typing::Typing;
+use crate::chat::users::Users;
+
+/// The live side of the store's commits.
+pub struct Committed {
+    pub hub: Hub,
+    pub users: Users,
+    pub typing: Arc<Typing>,
+}
+
+impl Committed {
+    /// Fan out one commit's messages (in commit order).
+    pub fn publish(&self, messages: &[ChatMessage]) {
+        for group in by_conversation(messages) {
+            let mut run: Vec<&ChatMessage> = Vec::with_capacity(group.len());
+            for message in group {
+                if message.is_deleted() {
+                    self.publish_run(&run);
+                    run.clear();
+                    self.hub.publish_deleted(message.conversation, message.seq);
+                } else {
+                    run.push(message);
+                }
+            }
+            self.publish_run(&run);
+        }
+    }
+
+    fn publish_run(&self, run: &[&ChatMessage]) {
+        if run.is_empty() {
+            return;
+        }
+        let hidden: Vec<_> = run
+            .iter()
+            .map(|message| self.users.hidden_from(message.author))
+            .collect();
+        let delivered = self.hub.publish_run(run, &hidden);
+        for (message, delivered) in run.iter().zip(&delivered) {
+            self.users.on_message(message, delivered);
+            if self.typing.stop(message.author, message.conversation) {
+                self.users
+                    .typing(message.conversation, message.author, false);
+            }
+        }
+    }
+}
+
+/// `messages` grouped by conversation, each group in its original order, the groups in the
+/// order of their first message.
+fn by_conversation(messages: &[ChatMessage]) -> Vec<Vec<&ChatMessage>> {
+    if let [one] = messages {
+        return vec![vec![one]];
+    }
+    let mut index: HashMap<ConversationId, usize> = HashMap::new();
+    let mut groups: Vec<Vec<&ChatMessage>> = Vec::new();
+    for message in messages {
+        let at = *index.entry(message.conversation).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[at].push(message);
+    }
+    groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quibble_protocol::wire::UserId;
+
+    fn message(conversation: u64, seq: u64) -> ChatMessage {
+        ChatMessage {
+            conversation: ConversationId(conversation),
+            seq,
+            author: UserId(1),
+            author_name: "a".into(),
+            client_id: seq,
+            sent_at_ms: 0,
+            body: "x".into(),
+        }
+    }
+
+    #[test]
+    fn groups_keep_each_conversations_order() {
+        let messages = [
+            message(1, 1),
+            message(2, 1),
+            message(1, 2),
+            message(3, 7),
+            message(2, 2),
+            message(1, 3),
+        ];
+        let groups: Vec<Vec<(u64, u64)>> = by_conversation(&messages)
+            .into_iter()
+            .map(|g| g.iter().map(|m| (m.conversation.0, m.seq)).collect())
+            .collect();
+        assert_eq!(
+            groups,
+            vec![
+                vec![(1, 1), (1, 2), (1, 3)],
+                vec![(2, 1), (2, 2)],
+                vec![(3, 7)]
+            ]
+        );
+    }
+}
