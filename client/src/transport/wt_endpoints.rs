@@ -19,9 +19,7 @@ use std::time::Duration;
 
 use wtransport::config::IpBindConfig;
 use wtransport::endpoint::endpoint_side;
-use wtransport::quinn::{
-    AckFrequencyConfig, IdleTimeout, MtuDiscoveryConfig, TransportConfig, VarInt,
-};
+use wtransport::quinn::{IdleTimeout, MtuDiscoveryConfig, TransportConfig};
 use wtransport::tls::Sha256Digest;
 use wtransport::tls::rustls::RootCertStore;
 use wtransport::{ClientConfig, Endpoint};
@@ -210,9 +208,7 @@ impl WtEndpoints {
 /// The QUIC settings of every session: keep-alives and the idle timeout the server expects,
 /// one MTU probe (of 1,452 bytes: quinn's binary search from 1,200 stops when its next step is
 /// under `minimum_change` but tries the upper bound first), where quinn's default search
-/// sends five padded probes, each parsed byte by byte by the server; and, with a server that
-/// supports QUIC's ACK frequency extension (Quibble's), acknowledgements asked for every 10
-/// packets rather than every other one.
+/// sends five padded probes, each parsed byte by byte by the server.
 fn transport() -> Result<TransportConfig, String> {
     let mut t = TransportConfig::default();
     t.keep_alive_interval(Some(KEEP_ALIVE));
@@ -221,9 +217,6 @@ fn transport() -> Result<TransportConfig, String> {
     let mut mtu = MtuDiscoveryConfig::default();
     mtu.upper_bound(1452).minimum_change(200);
     t.mtu_discovery_config(Some(mtu));
-    let mut ack = AckFrequencyConfig::default();
-    ack.ack_eliciting_threshold(VarInt::from_u32(9));
-    t.ack_frequency_config(Some(ack));
     Ok(t)
 }
 

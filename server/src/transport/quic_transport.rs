@@ -14,13 +14,11 @@
 //! and 1,452 bytes, five padded probes each way and their acknowledgements, more datagrams
 //! than the whole session setup otherwise takes. Chat frames are small, so each side probes
 //! only the largest size once ([`mtu_discovery`]): a path that carries it gets it, any other
-//! stays at QUIC's 1,200 bytes. And a peer that supports QUIC's ACK frequency extension (the
-//! native client does) is asked to acknowledge every [`ACK_EVERY`] packets instead of every
-//! other one: under load a recipient's acknowledgements are most of what the server receives.
+//! stays at QUIC's 1,200 bytes.
 
 use std::time::Duration;
 
-use wtransport::quinn::{AckFrequencyConfig, MtuDiscoveryConfig, TransportConfig, VarInt};
+use wtransport::quinn::{MtuDiscoveryConfig, TransportConfig, VarInt};
 
 /// Client-opened bidirectional streams a session may have at first: the HTTP/3 CONNECT
 /// stream, the control stream and two conversations.
@@ -32,8 +30,6 @@ const HEADROOM: u32 = 1;
 const UNI: u32 = 8;
 /// The largest UDP payload probed, quinn's default (a 1,500-byte Ethernet MTU over IPv6).
 const MTU_UPPER_BOUND: u16 = 1452;
-/// Packets a peer may receive before it must acknowledge (with the extension).
-const ACK_EVERY: u32 = 10;
 
 /// The transport configuration of every WebTransport session; `max_streams` is the engine's
 /// limit on a connection's conversation streams.
@@ -56,7 +52,6 @@ pub fn config(max_streams: usize) -> TransportConfig {
     // outbound queue, so kept small (chat needs little; 1 MiB is 20 MB/s at 50 ms RTT).
     t.send_window(1024 * 1024);
     t.mtu_discovery_config(Some(mtu_discovery()));
-    t.ack_frequency_config(Some(ack_frequency()));
     t
 }
 
@@ -67,15 +62,6 @@ pub fn mtu_discovery() -> MtuDiscoveryConfig {
     let mut mtu = MtuDiscoveryConfig::default();
     mtu.upper_bound(MTU_UPPER_BOUND).minimum_change(200);
     mtu
-}
-
-/// What the peer is asked for with QUIC's ACK frequency extension: an acknowledgement every
-/// [`ACK_EVERY`] packets, or after its own maximum ACK delay (25 ms by default; quinn never
-/// asks for more than the path's RTT or 25 ms), or at once when packets arrive out of order.
-pub fn ack_frequency() -> AckFrequencyConfig {
-    let mut ack = AckFrequencyConfig::default();
-    ack.ack_eliciting_threshold(VarInt::from_u32(ACK_EVERY - 1));
-    ack
 }
 
 /// The most client-opened bidirectional streams a session may have at once: the CONNECT

@@ -1,7 +1,8 @@
 //! WebTransport (wtransport on quinn) on UDP: the accept loop, and the per-stream readers and
 //! writers between client-opened bidirectional streams and the engine (the QUIC settings are
-//! [`super::quic_transport`]'s). The first stream a client opens is its control stream; every later one is a
-//! conversation stream.
+//! [`super::quic_transport`]'s, with the stream credit raised here as streams are accepted).
+//! The first stream a client opens is its control stream; every later one is a conversation
+//! stream.
 //!
 //! The handshake (QUIC, HTTP/3 SETTINGS, the session request) has `tls_handshake_timeout`:
 //! besides peers that stop halfway, wtransport 0.7 now and then misreads a peer's SETTINGS
