@@ -175,17 +175,19 @@ mod tests {
             .connect(format!("https://localhost:{port}/"))
             .await
             .unwrap();
-        let mut opened = Vec::new();
-        for _ in 0..12 {
-            let (mut send, recv) = session.open_bi().await.unwrap().await.unwrap();
-            // wtransport announces a stream to the server with its first bytes.
-            send.write_all(b"x").await.unwrap();
-            opened.push((send, recv));
-        }
-        let (path, streams) = tokio::time::timeout(Duration::from_secs(10), accepting)
+        let opening = async {
+            let mut opened = Vec::new();
+            for _ in 0..12 {
+                let (mut send, recv) = session.open_bi().await.unwrap().await.unwrap();
+                // wtransport announces a stream to the server with its first bytes.
+                send.write_all(b"x").await.unwrap();
+                opened.push((send, recv));
+            }
+            (opened, accepting.await.unwrap())
+        };
+        let (_opened, (path, streams)) = tokio::time::timeout(Duration::from_secs(10), opening)
             .await
-            .expect("every stream accepted in time")
-            .unwrap();
+            .expect("every stream opened and accepted in time");
         assert_eq!(streams.len(), 12);
         assert_eq!(path.sent_plpmtud_probes, 1, "{path:?}");
         assert_eq!(path.current_mtu, MTU_UPPER_BOUND, "{path:?}");
