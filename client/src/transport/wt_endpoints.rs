@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use wtransport::config::IpBindConfig;
 use wtransport::endpoint::endpoint_side;
+use wtransport::quinn::{IdleTimeout, MtuDiscoveryConfig, TransportConfig};
 use wtransport::tls::Sha256Digest;
 use wtransport::tls::rustls::RootCertStore;
 use wtransport::{ClientConfig, Endpoint};
@@ -204,6 +205,21 @@ impl WtEndpoints {
     }
 }
 
+/// The QUIC settings of every session: keep-alives and the idle timeout the server expects,
+/// one MTU probe (of 1,452 bytes: quinn's binary search from 1,200 stops when its next step is
+/// under `minimum_change` but tries the upper bound first), where quinn's default search
+/// sends five padded probes, each parsed byte by byte by the server.
+fn transport() -> Result<TransportConfig, String> {
+    let mut t = TransportConfig::default();
+    t.keep_alive_interval(Some(KEEP_ALIVE));
+    let idle = IdleTimeout::try_from(IDLE_TIMEOUT).map_err(|e| format!("bad idle timeout: {e}"))?;
+    t.max_idle_timeout(Some(idle));
+    let mut mtu = MtuDiscoveryConfig::default();
+    mtu.upper_bound(1452).minimum_change(200);
+    t.mtu_discovery_config(Some(mtu));
+    Ok(t)
+}
+
 /// A new client endpoint (and its UDP socket) for `key`.
 fn open(key: &EndpointKey) -> Result<ClientEndpoint, TransportError> {
     let failed = |reason: String| TransportError::Failed {
@@ -222,11 +238,10 @@ fn open(key: &EndpointKey) -> Result<ClientEndpoint, TransportError> {
             .with_bind_config(bind)
             .with_server_certificate_hashes([hash.clone()]),
     };
-    let config = builder
-        .keep_alive_interval(Some(KEEP_ALIVE))
-        .max_idle_timeout(Some(IDLE_TIMEOUT))
-        .map_err(|e| failed(format!("bad idle timeout: {e}")))?
-        .build();
+    let mut config = builder.build();
+    config
+        .quic_config_mut()
+        .transport_config(Arc::new(transport().map_err(failed)?));
     Endpoint::client(config).map_err(|e| failed(format!("cannot open a UDP socket: {e}")))
 }
 

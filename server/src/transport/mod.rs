@@ -3,6 +3,7 @@
 
 pub mod quic_keys;
 pub mod quic_tls;
+pub mod quic_transport;
 pub mod udp_buffers;
 pub mod ws;
 pub mod wt;

@@ -1,7 +1,8 @@
-//! WebTransport (wtransport on quinn) on UDP: the QUIC transport tuning, the accept loop, and
-//! the per-stream readers and writers between client-opened bidirectional streams and the
-//! engine. The first stream a client opens is its control stream; every later one is a
-//! conversation stream.
+//! WebTransport (wtransport on quinn) on UDP: the accept loop, and the per-stream readers and
+//! writers between client-opened bidirectional streams and the engine (the QUIC settings are
+//! [`super::quic_transport`]'s, with the stream credit raised here as streams are accepted).
+//! The first stream a client opens is its control stream; every later one is a conversation
+//! stream.
 //!
 //! The handshake (QUIC, HTTP/3 SETTINGS, the session request) has `tls_handshake_timeout`:
 //! besides peers that stop halfway, wtransport 0.7 now and then misreads a peer's SETTINGS
@@ -22,10 +23,11 @@ use tokio::task::JoinHandle;
 use tokio::time::timeout;
 use wtransport::endpoint::IncomingSession;
 use wtransport::endpoint::endpoint_side::Server;
-use wtransport::quinn::{TransportConfig, VarInt as QuinnVarInt};
+use wtransport::quinn::VarInt as QuinnVarInt;
 use wtransport::{Endpoint, Identity, RecvStream, SendStream, ServerConfig, VarInt};
 
 use super::quic_keys::QuicKeys;
+use super::quic_transport::{self, StreamCredit};
 use super::{quic_tls, udp_buffers};
 use crate::admission::RealtimePermit;
 use crate::chat::connection::{self, ConnIo};
@@ -45,40 +47,14 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Bytes of frames a stream's writer takes from the queue at once.
 const WRITE_BATCH: usize = 64 * 1024;
 
-/// QUIC settings, chosen for chat: many small frames on a handful of streams per connection,
-/// of which at most `max_streams` conversation streams at once (the engine's limit, the same
-/// over WebSocket).
-fn transport_config(max_streams: usize) -> TransportConfig {
-    let mut t = TransportConfig::default();
-    // A connection silent for 30 s is dead; clients ping every 10 s anyway.
-    t.max_idle_timeout(Some(QuinnVarInt::from_u32(30_000).into()));
-    // Keep NAT bindings alive from our side too.
-    t.keep_alive_interval(Some(Duration::from_secs(10)));
-    // quinn keeps a table entry for every stream the peer may open, from the start: the
-    // limits are memory per idle session (258 bidirectional and the default 100
-    // unidirectional streams cost ~22 KB). One control stream plus the conversations; a
-    // client past that waits for one of its streams to end.
-    let bidi = u32::try_from(max_streams.saturating_add(1)).unwrap_or(u32::MAX);
-    t.max_concurrent_bidi_streams(QuinnVarInt::from_u32(bidi));
-    // Unidirectional streams: clients open three (HTTP/3 control and two QPACK streams) and
-    // Quibble uses none of its own, so 8 (quinn's default of 100 cost ~2 KB more per
-    // session). The handshake failures once blamed on this limit are wtransport's SETTINGS
-    // race (see the client's `transport::wt`); they come as often with either limit.
-    t.max_concurrent_uni_streams(QuinnVarInt::from_u32(8));
-    // Per-stream window fits a full history page frame; the connection window bounds memory.
-    t.stream_receive_window(QuinnVarInt::from_u32(512 * 1024));
-    t.receive_window(QuinnVarInt::from_u32(4 * 1024 * 1024));
-    // Bytes quinn holds written but unacknowledged, per session: on top of the engine's
-    // outbound queue, so kept small (chat needs little; 1 MiB is 20 MB/s at 50 ms RTT).
-    t.send_window(1024 * 1024);
-    t
-}
-
 /// A server config for `socket_addr` with `identity`.
 pub fn server_config(addr: SocketAddr, identity: Identity, max_streams: usize) -> ServerConfig {
     ServerConfig::builder()
         .with_bind_address(addr)
-        .with_custom_tls_and_transport(quic_tls::config(identity), transport_config(max_streams))
+        .with_custom_tls_and_transport(
+            quic_tls::config(identity),
+            quic_transport::config(max_streams),
+        )
         .build()
 }
 
@@ -93,7 +69,10 @@ pub fn endpoint(
     udp_buffers::enlarge(&socket);
     let mut config = ServerConfig::builder()
         .with_bind_socket(socket)
-        .with_custom_tls_and_transport(quic_tls::config(identity), transport_config(max_streams))
+        .with_custom_tls_and_transport(
+            quic_tls::config(identity),
+            quic_transport::config(max_streams),
+        )
         .build();
     keys.apply(config.quic_endpoint_config_mut());
     Endpoint::server(config)
@@ -226,9 +205,17 @@ async fn serve(accepted: Accepted) {
     let (control, control_writer) = session.pump(send, recv, next_id);
     let (mut streams_tx, streams_rx) = new_streams();
     let acceptor_conn = conn.clone();
+    let mut credit = StreamCredit::new(state.limits.max_streams_per_connection);
+    // The control stream is the first.
+    credit.accepted();
     let acceptor = tokio::spawn(async move {
         while let Ok((send, recv)) = acceptor_conn.accept_bi().await {
             next_id += 1;
+            if let Some(limit) = credit.accepted() {
+                acceptor_conn
+                    .quic_connection()
+                    .set_max_concurrent_bi_streams(QuinnVarInt::from_u32(limit));
+            }
             let (io, _) = session.pump(send, recv, next_id);
             if streams_tx.send(io).await.is_err() {
                 return;
