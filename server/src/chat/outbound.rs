@@ -733,9 +733,9 @@ impl StreamTx {
 
     /// Completes once the stream can take no more frames: it was cut (its last frame is
     /// queued) or finished, or the connection is closing or gone.
-    pub async fn closed(&self) {
+    pub fn closed(&self) -> impl Future<Output = ()> + Send + '_ {
         let stream = self.stream();
-        poll_fn(|cx| self.live.shared.poll_ended(&stream, cx)).await
+        poll_fn(move |cx| self.live.shared.poll_ended(&stream, cx))
     }
 }
 

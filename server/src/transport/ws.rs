@@ -86,7 +86,13 @@ pub async fn upgrade(
         .max_frame_size(MAX_FRAME_LEN + ENVELOPE_SLACK)
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
-        .on_upgrade(move |socket| handle(state, socket, client, permit))
+        .on_upgrade(move |socket| {
+            // A task of its own, sized for the connection: the upgrade's task is sized for its
+            // largest step (building the WebSocket, ~0.4 KB inline), and a connection served in
+            // it would hold that for its whole life.
+            tokio::spawn(handle(state, socket, client, permit));
+            std::future::ready(())
+        })
 }
 
 /// Set the connection up and return its future. Not `async`: the setup's values (the socket
