@@ -287,7 +287,12 @@ async fn introduce(
         .filter(|f| f.state == FriendState::Friends)
         .collect();
     let ids: Vec<UserId> = friends.iter().map(|f| f.user).collect();
-    let seen = state.store.last_seen(ids.clone()).await.map_err(failed)?;
+    // Each store read is a hop to the blocking pool and back: none for no friends.
+    let seen = if ids.is_empty() {
+        Vec::new()
+    } else {
+        state.store.last_seen(ids.clone()).await.map_err(failed)?
+    };
     let names: HashMap<UserId, &str> = friends
         .iter()
         .map(|f| (f.user, f.username.as_str()))
