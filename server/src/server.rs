@@ -282,6 +282,9 @@ impl Server {
         stop.await;
         tracing::info!("shutting down: refusing new connections, sending GoAway");
         let _ = shutdown.send(true);
+        // ws (issue 9): GoAway to every connection through the user hub (none keeps a
+        // future waiting for the signal: memory per idle connection).
+        state.users.go_away_all();
         if !state.admission.drained(state.limits.drain_timeout).await {
             tracing::warn!("some connections did not close in time");
         }

@@ -364,3 +364,61 @@ async fn a_member_that_does_not_read_is_cut_alone_while_the_readers_get_everythi
 fn check_total(flooders: &[Flooder]) -> u64 {
     flooders.iter().map(|f| f.acked.len() as u64).sum()
 }
+
+/// A connection the server ends while its peer reads nothing (here: its session signed out)
+/// is torn down with its backlog still queued once the close's wait runs out; the queued-bytes
+/// gauge, which every connection shares, keeps nothing of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_ended_with_a_backlog_leaves_the_queued_bytes_gauge_at_zero() {
+    const QUEUED: &str = "quibble_outbound_queued_bytes";
+    timeout(TEST_TIME, async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut room = room(&dir, 2).await;
+        let id = room.room;
+        let token = room.server.api().signup("deaf").await;
+        let _deaf = Deaf::join(&room.server, &token, id).await;
+        sleep(Duration::from_millis(300)).await;
+
+        // Flood until the deaf member's stream is cut: its connection holds a backlog then.
+        let started = Instant::now();
+        while metric(&room.server, "quibble_streams_lagged_total").await < 1.0 {
+            assert!(started.elapsed() < Duration::from_secs(30), "never cut");
+            for flooder in &mut room.flooders {
+                flooder.send(id, 100);
+            }
+            for flooder in &mut room.flooders {
+                flooder.settle(50).await;
+            }
+        }
+        for flooder in &mut room.flooders {
+            flooder.settle(0).await;
+        }
+        room.target.send_replace(Some(check_total(&room.flooders)));
+        for reader in room.readers.drain(..) {
+            reader.await.expect("reader");
+        }
+        let backlog = metric(&room.server, QUEUED).await;
+        assert!(backlog > 0.0, "the deaf connection's backlog is counted");
+
+        let (status, _) = room
+            .server
+            .api()
+            .call("POST", "/api/logout", Some(&token), None)
+            .await;
+        assert_eq!(status, 204);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let queued = metric(&room.server, QUEUED).await;
+            if queued == 0.0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{queued} of {backlog} bytes still counted as queued after the connection ended"
+            );
+            sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("the test ran out of time");
+}

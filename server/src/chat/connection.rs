@@ -2,7 +2,9 @@
 //! stream, send the user's conversation list and the presence of those they see, then answer
 //! pings, take receipts and typing, watch for silence (anything received counts as a sign of
 //! life, see [`Liveness`]), start a task per conversation stream, and say `GoAway` when the
-//! server shuts down. The connection is in the user hub ([`crate::chat::users`]) from `Welcome`
+//! server shuts down (the user hub closes every connection in it with [`go_away`], see
+//! [`crate::chat::users::Users::go_away_all`]; one that enters the hub after that checks the
+//! flag itself). The connection is in the user hub ([`crate::chat::users`]) from `Welcome`
 //! to its end, which is what makes its user online, and what moderation ends it through (a
 //! ban, a revoked session: [`crate::enforce`]). A control stream whose queue is full (the
 //! peer pings but does not read) ends the connection with `SlowConsumer`.
@@ -12,6 +14,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use bytes::Bytes;
 use quibble_protocol::limits::MAX_TOKEN_LEN;
 use quibble_protocol::{
     ClientFrame, ConversationId, EVENTS_VERSION, ErrorCode, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
@@ -137,6 +140,12 @@ async fn handshake(state: AppState, io: ConnIo) -> Result<(Ready, Registration),
     let registration = state
         .users
         .connect(user.id, &user.username, control.outbound.live(), peer);
+    // A shutdown from now on finds the connection in the hub; one before is seen here.
+    if *state.shutdown.borrow() {
+        let (frame, reason) = go_away();
+        control.outbound.send_last(frame);
+        return Err(reason);
+    }
     // Bans and revocations from now on find the connection in the hub; those made while it
     // signed in are checked here.
     if let Err(close) = state.recheck(&peer, revocations).await {
@@ -151,6 +160,11 @@ async fn handshake(state: AppState, io: ConnIo) -> Result<(Ready, Registration),
     introduce(&state, &control, &user, events).await?;
     state.users.go_live(&registration);
     tracing::debug!(%client, user = %user.username, "connection ready");
+    // The password's hash is not needed past the token check: ~100 bytes per connection less.
+    let user = User {
+        password_phc: String::new(),
+        ..user
+    };
     let ready = Ready {
         ctx: Arc::new(ConnCtx {
             state,
@@ -217,8 +231,8 @@ async fn serve_ready(mut ready: Ready) -> CloseReason {
                 None => return CloseReason::normal("transport closed"),
             },
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            // Moderation ended the connection (its reason), or the writer gave up: the peer
-            // took nothing for too long, or is gone.
+            // Moderation or the shutdown ended the connection (its reason), or the writer gave
+            // up: the peer took nothing for too long, or is gone.
             () = ready.control.outbound.closed() => {
                 return ready.control.outbound.closing().unwrap_or_else(|| {
                     CloseReason::error(ErrorCode::SlowConsumer, "the peer does not read")
@@ -231,16 +245,21 @@ async fn serve_ready(mut ready: Ready) -> CloseReason {
                 }
                 deadline = heard;
             }
-            _ = state.shutting_down() => {
-                let go_away = ServerFrame::GoAway {
-                    reconnect_after_ms: rand::rng().random_range(500..5_000),
-                    reason: "server shutting down".into(),
-                };
-                ready.control.outbound.send_last(encode_frame(&go_away));
-                return CloseReason::error(ErrorCode::ShuttingDown, "server shutting down");
-            }
         }
     }
+}
+
+/// What a connection gets when the server shuts down: `GoAway` with a jittered reconnect
+/// delay (so clients do not all come back at once), and the reason it is closed with.
+pub fn go_away() -> (Bytes, CloseReason) {
+    let go_away = ServerFrame::GoAway {
+        reconnect_after_ms: rand::rng().random_range(500..5_000),
+        reason: "server shutting down".into(),
+    };
+    (
+        encode_frame(&go_away),
+        CloseReason::error(ErrorCode::ShuttingDown, "server shutting down"),
+    )
 }
 
 /// Most conversations in one `Conversations` frame (each at most a few hundred bytes).
@@ -268,7 +287,12 @@ async fn introduce(
         .filter(|f| f.state == FriendState::Friends)
         .collect();
     let ids: Vec<UserId> = friends.iter().map(|f| f.user).collect();
-    let seen = state.store.last_seen(ids.clone()).await.map_err(failed)?;
+    // Each store read is a hop to the blocking pool and back: none for no friends.
+    let seen = if ids.is_empty() {
+        Vec::new()
+    } else {
+        state.store.last_seen(ids.clone()).await.map_err(failed)?
+    };
     let names: HashMap<UserId, &str> = friends
         .iter()
         .map(|f| (f.user, f.username.as_str()))

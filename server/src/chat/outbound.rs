@@ -18,9 +18,22 @@
 //! WebTransport ([`Outbound::per_stream`]) each QUIC stream has its own flow control, so one
 //! writer per stream pops only its own slot ([`Outbound::next_for`]): a stalled stream then
 //! blocks nobody else, while the byte caps above still hold per stream and per connection.
+//!
+//! The queued-bytes gauge (`OUTBOUND_QUEUED_BYTES`, shared by every connection) is kept exact:
+//! each queue counts what it has added to the gauge and not yet taken off, and gives that back
+//! when it is dropped, so a connection torn down with frames still queued or half written (a
+//! peer that stopped reading, closed after [`CLOSE_WAIT`](crate::transport::ws)) leaves
+//! nothing behind in it.
+//!
+//! Idle cost: a connection holds this queue for its whole life, so its streams are a plain
+//! vector grown one slot at a time (a connection has a few streams; a hash map started at four
+//! buckets), a stream's queue is freed whenever it empties, and a stream's owner waits for its
+//! end through a waker kept in its slot rather than a future of its own.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
@@ -87,8 +100,6 @@ struct Shared {
     writer: Notify,
     /// Wakes senders waiting for room.
     room: Notify,
-    /// Wakes streams watching for their end (cut, connection closed).
-    ended: Notify,
     /// The process-wide queued-bytes gauge (looked up once per connection). Frames queued are
     /// added to it when the writer takes them (one update per batch, not one per frame: every
     /// connection's writers share it), frames written or dropped taken off.
@@ -99,12 +110,14 @@ struct Shared {
 struct State {
     /// Bytes held by the connection: queued, being written, reserved.
     held: usize,
-    slots: HashMap<u64, Slot>,
+    slots: Slots,
     /// Multiplexed only: streams with items, in writing turn.
     ready: VecDeque<u64>,
     next_serial: u64,
     /// Bytes queued and not yet added to the gauge.
     unreported: usize,
+    /// Bytes added to the gauge and not yet taken off: what this queue gives back when dropped.
+    reported: usize,
     /// Set by [`Outbound::close`]: nothing more is accepted.
     closing: Option<CloseReason>,
     failed: bool,
@@ -120,6 +133,62 @@ struct Slot {
     accepting: bool,
     /// Per-stream mode: wakes this stream's writer (the multiplexed writer has one for all).
     writer: Option<Arc<Notify>>,
+    /// The owner waiting for the stream's end ([`StreamTx::closed`]).
+    on_end: Option<Waker>,
+}
+
+/// A connection's slots by stream id: a vector searched in order, grown by one (a connection
+/// has one or a few streams, at most `max_streams_per_connection`).
+#[derive(Default)]
+struct Slots(Vec<(u64, Slot)>);
+
+impl Slots {
+    fn position(&self, id: u64) -> Option<usize> {
+        self.0.iter().position(|(slot_id, _)| *slot_id == id)
+    }
+
+    fn get(&self, id: &u64) -> Option<&Slot> {
+        self.0
+            .iter()
+            .find(|(slot_id, _)| slot_id == id)
+            .map(|(_, slot)| slot)
+    }
+
+    fn get_mut(&mut self, id: &u64) -> Option<&mut Slot> {
+        self.0
+            .iter_mut()
+            .find(|(slot_id, _)| slot_id == id)
+            .map(|(_, slot)| slot)
+    }
+
+    fn get_or_insert_with(&mut self, id: u64, new: impl FnOnce() -> Slot) -> &mut Slot {
+        let at = match self.position(id) {
+            Some(at) => at,
+            None => {
+                self.0.reserve_exact(1);
+                self.0.push((id, new()));
+                self.0.len() - 1
+            }
+        };
+        &mut self.0[at].1
+    }
+
+    fn remove(&mut self, id: &u64) -> Option<Slot> {
+        let at = self.position(*id)?;
+        let (_, slot) = self.0.swap_remove(at);
+        if self.0.len() * 2 < self.0.capacity() {
+            self.0.shrink_to_fit();
+        }
+        Some(slot)
+    }
+
+    fn values_mut(&mut self) -> impl Iterator<Item = &mut Slot> {
+        self.0.iter_mut().map(|(_, slot)| slot)
+    }
+
+    fn drain(&mut self) -> Vec<(u64, Slot)> {
+        std::mem::take(&mut self.0)
+    }
 }
 
 impl Outbound {
@@ -140,7 +209,6 @@ impl Outbound {
                 multiplexed,
                 writer: Notify::new(),
                 room: Notify::new(),
-                ended: Notify::new(),
                 gauge: metrics::gauge!(crate::metrics::OUTBOUND_QUEUED_BYTES),
             }),
         }
@@ -154,15 +222,22 @@ impl Outbound {
         let serial = state.next_serial;
         let accepting = !(state.failed || state.closing.is_some());
         let multiplexed = self.shared.multiplexed;
-        let slot = state.slots.entry(id).or_insert_with(|| Slot {
+        let slot = state.slots.get_or_insert_with(id, || Slot {
             serial,
             items: VecDeque::new(),
             held: 0,
             accepting: true,
             writer: (!multiplexed).then(|| Arc::new(Notify::new())),
+            on_end: None,
         });
         slot.serial = serial;
         slot.accepting = accepting;
+        // A stream still draining on this id is over for its owner.
+        let ended = slot.on_end.take();
+        drop(state);
+        if let Some(waker) = ended {
+            waker.wake();
+        }
         StreamTx {
             live: LiveTx {
                 shared: self.shared.clone(),
@@ -184,18 +259,22 @@ impl Outbound {
         let mut state = self.shared.lock();
         state.failed = true;
         let mut dropped = 0;
-        for (_, slot) in state.slots.drain() {
+        let slots = state.slots.drain();
+        for (_, slot) in &slots {
             dropped += frame_bytes(&slot.items);
-            slot.wake_writer();
         }
         state.ready.clear();
         state.held = 0;
-        let added = std::mem::take(&mut state.unreported);
+        let added = state.report();
+        state.reported = state.reported.saturating_sub(dropped);
         drop(state);
         self.shared.gauge_add(added);
         self.shared.gauge_sub(dropped);
+        for (_, mut slot) in slots {
+            slot.wake_writer();
+            slot.wake_owner();
+        }
         self.shared.writer.notify_one();
-        self.shared.ended.notify_waiters();
         self.shared.room.notify_waiters();
     }
 
@@ -235,7 +314,7 @@ impl Outbound {
                     items.push((id, item));
                 }
                 if !items.is_empty() {
-                    let added = std::mem::take(&mut state.unreported);
+                    let added = state.report();
                     drop(state);
                     self.shared.gauge_add(added);
                     self.shared.room.notify_waiters();
@@ -284,7 +363,7 @@ impl Outbound {
                     state.slots.remove(&tx.id);
                 }
                 if !frames.is_empty() {
-                    let added = std::mem::take(&mut state.unreported);
+                    let added = state.report();
                     drop(state);
                     self.shared.gauge_add(added);
                     self.shared.room.notify_waiters();
@@ -306,16 +385,17 @@ impl Outbound {
             Some(slot) if slot.serial == stream.serial => state.slots.remove(&stream.id),
             _ => None,
         };
-        let Some(slot) = removed else {
+        let Some(mut slot) = removed else {
             return;
         };
         let dropped = frame_bytes(&slot.items);
         state.held = state.held.saturating_sub(slot.held);
-        let added = std::mem::take(&mut state.unreported);
+        let added = state.report();
+        state.reported = state.reported.saturating_sub(dropped);
         drop(state);
         self.shared.gauge_add(added);
         self.shared.gauge_sub(dropped);
-        self.shared.ended.notify_waiters();
+        slot.wake_owner();
         self.shared.room.notify_waiters();
     }
 
@@ -328,6 +408,7 @@ impl Outbound {
         if !state.failed {
             state.held = state.held.saturating_sub(bytes);
         }
+        state.reported = state.reported.saturating_sub(bytes);
         drop(state);
         self.shared.gauge_sub(bytes);
         self.shared.room.notify_waiters();
@@ -352,6 +433,22 @@ impl Slot {
     fn release_queue(&mut self) {
         self.items = VecDeque::new();
     }
+
+    /// The stream can take no more frames: wake its owner if it waits for that.
+    fn wake_owner(&mut self) {
+        if let Some(waker) = self.on_end.take() {
+            waker.wake();
+        }
+    }
+}
+
+impl State {
+    /// Queued bytes not in the gauge yet, to add to it now.
+    fn report(&mut self) -> usize {
+        let added = std::mem::take(&mut self.unreported);
+        self.reported += added;
+        added
+    }
 }
 
 fn slot_writer(state: &State, tx: &StreamRef) -> Option<Arc<Notify>> {
@@ -367,13 +464,15 @@ impl Shared {
     fn close(&self, reason: CloseReason) -> CloseReason {
         let mut state = self.lock();
         let reason = state.closing.get_or_insert(reason).clone();
+        let mut owners = Vec::new();
         for slot in state.slots.values_mut() {
             slot.accepting = false;
             slot.wake_writer();
+            owners.extend(slot.on_end.take());
         }
         drop(state);
+        owners.into_iter().for_each(Waker::wake);
         self.writer.notify_one();
-        self.ended.notify_waiters();
         self.room.notify_waiters();
         reason
     }
@@ -418,8 +517,10 @@ impl Shared {
         *held = *held - reserved + len;
         let connection_held = *held;
         let was_empty = slot.items.is_empty();
+        let mut ended = None;
         if matches!(item, Item::Finish) {
             slot.accepting = false;
+            ended = slot.on_end.take();
         }
         slot.items.push_back(item);
         let writer = slot.writer.clone();
@@ -428,6 +529,9 @@ impl Shared {
         }
         state.unreported += len;
         drop(state);
+        if let Some(waker) = ended {
+            waker.wake();
+        }
         match writer {
             Some(writer) => writer.notify_one(),
             None => self.writer.notify_one(),
@@ -462,20 +566,39 @@ impl Shared {
         self.room.notify_waiters();
     }
 
-    /// Whether the stream can take no more frames from its owner.
-    fn is_ended(&self, tx: &StreamRef) -> bool {
-        let state = self.lock();
-        !state
+    /// Ready once the stream can take no more frames from its owner; until then the owner's
+    /// waker is kept in the slot, woken by whatever ends it.
+    fn poll_ended(&self, tx: &StreamRef, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = self.lock();
+        match state
             .slots
-            .get(&tx.id)
-            .is_some_and(|s| s.serial == tx.serial && s.accepting)
+            .get_mut(&tx.id)
+            .filter(|s| s.serial == tx.serial && s.accepting)
+        {
+            Some(slot) => {
+                match &mut slot.on_end {
+                    Some(waker) => waker.clone_from(cx.waker()),
+                    None => slot.on_end = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+            None => Poll::Ready(()),
+        }
     }
 
     /// End the stream's slot: a `Finish` after what is queued, or drop the slot if the
     /// connection is closing anyway.
     fn finish(&self, tx: &StreamRef) {
         let _ = self.push(tx, Item::Finish, true, 0);
-        self.ended.notify_waiters();
+    }
+}
+
+impl Drop for Shared {
+    /// Whatever is still queued or half written leaves the gauge with the connection.
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        let left = std::mem::take(&mut state.reported);
+        self.gauge_sub(left);
     }
 }
 
@@ -610,17 +733,9 @@ impl StreamTx {
 
     /// Completes once the stream can take no more frames: it was cut (its last frame is
     /// queued) or finished, or the connection is closing or gone.
-    pub async fn closed(&self) {
+    pub fn closed(&self) -> impl Future<Output = ()> + Send + '_ {
         let stream = self.stream();
-        loop {
-            let notified = self.live.shared.ended.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.live.shared.is_ended(&stream) {
-                return;
-            }
-            notified.await;
-        }
+        poll_fn(move |cx| self.live.shared.poll_ended(&stream, cx))
     }
 }
 
@@ -674,10 +789,112 @@ impl Drop for Reservation<'_> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, SharedString, Unit};
+
     use super::*;
 
     fn frame(len: usize) -> Bytes {
         Bytes::from(vec![7u8; len])
+    }
+
+    /// A recorder whose every gauge is one value, to watch the queued-bytes gauge of the
+    /// queues made under it.
+    struct OneGauge(Arc<AtomicU64>);
+
+    impl metrics::Recorder for OneGauge {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, _: &Key, _: &Metadata<'_>) -> Counter {
+            Counter::noop()
+        }
+        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::from_arc(self.0.clone())
+        }
+        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::noop()
+        }
+    }
+
+    /// A queue and the gauge it reports to.
+    fn gauged(multiplexed: bool) -> (Outbound, Arc<AtomicU64>) {
+        let value = Arc::new(AtomicU64::new(0f64.to_bits()));
+        let recorder = OneGauge(value.clone());
+        let out = metrics::with_local_recorder(&recorder, || Outbound::new(multiplexed));
+        (out, value)
+    }
+
+    fn read(gauge: &AtomicU64) -> f64 {
+        f64::from_bits(gauge.load(Ordering::Relaxed))
+    }
+
+    #[tokio::test]
+    async fn a_connection_torn_down_with_a_backlog_leaves_nothing_in_the_gauge() {
+        let (out, gauge) = gauged(true);
+        let control = out.open(0);
+        let stream = out.open(1);
+        for _ in 0..10 {
+            stream.try_send(frame(1000)).unwrap();
+        }
+        control.try_send(frame(10)).unwrap();
+        // The writer takes a batch and is torn down before writing it (a peer that stopped
+        // reading, after the close's wait), with more still queued behind it.
+        let Batch::Items { bytes, .. } = out.next_batch(3000).await else {
+            panic!("expected items");
+        };
+        assert!(bytes > 0);
+        // Everything queued when the batch was taken is in the gauge; what came after is not.
+        stream.try_send(frame(500)).unwrap();
+        let reported = 10 * (1000 + FRAME_OVERHEAD) + 10 + FRAME_OVERHEAD;
+        assert_eq!(read(&gauge), reported as f64);
+        out.close(CloseReason::normal("bye"));
+        drop((out, control, stream));
+        assert_eq!(
+            read(&gauge),
+            0.0,
+            "the gauge keeps nothing of a connection that is gone"
+        );
+    }
+
+    #[tokio::test]
+    async fn written_failed_and_per_stream_frames_all_leave_the_gauge() {
+        let (out, gauge) = gauged(true);
+        let tx = out.open(1);
+        tx.try_send(frame(100)).unwrap();
+        let Batch::Items { bytes, .. } = out.next_batch(usize::MAX).await else {
+            panic!("expected items");
+        };
+        tx.try_send(frame(200)).unwrap();
+        let Batch::Items { bytes: more, .. } = out.next_batch(usize::MAX).await else {
+            panic!("expected items");
+        };
+        out.release(bytes);
+        tx.try_send(frame(300)).unwrap();
+        out.fail();
+        out.release(more);
+        assert_eq!(
+            read(&gauge),
+            0.0,
+            "written and dropped frames are taken off once"
+        );
+        drop((out, tx));
+        assert_eq!(read(&gauge), 0.0);
+
+        let (out, gauge) = gauged(false);
+        let tx = out.open(4);
+        tx.try_send(frame(100)).unwrap();
+        tx.try_send(frame(100)).unwrap();
+        let (_, bytes) = out.next_for(&tx.stream(), 150).await.unwrap();
+        assert!(read(&gauge) > 0.0);
+        out.release(bytes);
+        drop((out, tx));
+        assert_eq!(
+            read(&gauge),
+            0.0,
+            "a stream's backlog leaves with its connection"
+        );
     }
 
     #[tokio::test]

@@ -585,6 +585,21 @@ impl Users {
         }
         ended
     }
+
+    /// Server shutdown: every connection in the hub gets `GoAway` (each with its own
+    /// jittered reconnect delay) as its control stream's last frame, then closes with
+    /// `ShuttingDown`. A connection that enters the hub after this sees the shutdown flag
+    /// itself (`chat::connection`), so none is missed, and none waits for the signal with a
+    /// future of its own.
+    pub fn go_away_all(&self) {
+        let inner = self.lock();
+        for online in inner.online.values() {
+            for connection in online.connections.values() {
+                let (frame, reason) = crate::chat::connection::go_away();
+                connection.tx.close_connection(frame, reason);
+            }
+        }
+    }
 }
 
 impl Inner {

@@ -18,7 +18,6 @@
 //! library stops reading at it): that connection is closed with `FrameTooLarge` and its socket
 //! kept open for the same bounded time, for the peer to read the close.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -87,7 +86,13 @@ pub async fn upgrade(
         .max_frame_size(MAX_FRAME_LEN + ENVELOPE_SLACK)
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
-        .on_upgrade(move |socket| handle(state, socket, client, permit))
+        .on_upgrade(move |socket| {
+            // A task of its own, sized for the connection: the upgrade's task is sized for its
+            // largest step (building the WebSocket, ~0.4 KB inline), and a connection served in
+            // it would hold that for its whole life.
+            tokio::spawn(handle(state, socket, client, permit));
+            std::future::ready(())
+        })
 }
 
 /// Set the connection up and return its future. Not `async`: the setup's values (the socket
@@ -106,7 +111,7 @@ fn handle(
     let (streams_tx, streams_rx) = new_streams();
     let (fault_tx, fault_rx) = oneshot::channel();
     let demux = Demux {
-        streams: HashMap::from([(CONTROL_STREAM, control_inbound)]),
+        streams: vec![(CONTROL_STREAM, control_inbound)],
         highest: CONTROL_STREAM,
         new_streams: streams_tx,
         outbound: outbound.clone(),
@@ -134,7 +139,9 @@ fn handle(
 
 /// What runs a connection. Its three futures share the connection's one task (a task per
 /// part would cost an allocation with a header each, rounded up to 128 bytes); each is boxed
-/// so that driving them together does not hold a second copy of each in the task.
+/// so that driving them together does not hold a second copy of each in the task, and each
+/// keeps its rare steps (a batch being written, the close) in boxes of their own, so that
+/// waiting costs only what waiting needs.
 struct Parts<S, W, R> {
     /// The engine: `connection::serve`.
     serve: Pin<Box<S>>,
@@ -157,13 +164,28 @@ where
     R: Future<Output = ()>,
 {
     let (mut writing, mut reading) = (true, true);
-    let mut reason = loop {
+    let reason = loop {
         tokio::select! {
             reason = &mut parts.serve => break reason,
             () = &mut parts.writer, if writing => writing = false,
             () = &mut parts.reader, if reading => reading = false,
         }
     };
+    // Boxed: its timers would otherwise be part of the connection's task for its whole life.
+    Box::pin(close(parts, reason, writing, reading)).await;
+    drop(permit);
+}
+
+/// The end of [`run`]: the close, as the module's doc describes it.
+async fn close<S, W, R>(
+    mut parts: Parts<S, W, R>,
+    mut reason: CloseReason,
+    mut writing: bool,
+    mut reading: bool,
+) where
+    W: Future<Output = ()>,
+    R: Future<Output = ()>,
+{
     drop(parts.serve);
     // A fault the reader found (an oversized or malformed message) is the real reason.
     if let Ok(fault) = parts.fault.try_recv() {
@@ -184,7 +206,6 @@ where
     if reading {
         let _ = timeout(CLOSE_LINGER, &mut parts.reader).await;
     }
-    drop(permit);
 }
 
 /// Close reasons must fit a control frame (125 bytes).
@@ -198,8 +219,9 @@ fn truncate(s: &str, max: usize) -> String {
 
 /// Routes inbound WebSocket messages to their logical streams.
 struct Demux {
-    /// Open streams (the control stream included).
-    streams: HashMap<u64, InboundTx>,
+    /// Open streams (the control stream included), searched in order: a connection has a few
+    /// (at most `max_streams`), and a vector grown by one costs less than a hash map.
+    streams: Vec<(u64, InboundTx)>,
     /// The highest stream id opened so far.
     highest: u64,
     new_streams: NewStreamTx,
@@ -243,16 +265,18 @@ impl Demux {
             };
             if frame.is_empty() {
                 // The peer finished this stream: its handler sees the end of input.
-                self.streams.remove(&id);
+                self.forget(id);
                 continue;
             }
             let inbound = match codec::decode_exact::<ClientFrame>(frame, MAX_FRAME_LEN) {
                 Ok(frame) => Inbound::Frame(frame),
                 Err(e) => Inbound::Invalid(e),
             };
+            let wire_len = data.len();
+            drop(data);
             // Boxed: routing may wait (for the budget, for the handler), and its futures would
             // otherwise be part of this task for the connection's whole life.
-            Box::pin(self.route(id, inbound, data.len())).await;
+            Box::pin(self.route(id, inbound, wire_len)).await;
         };
         let _ = fault.send(reason);
         drop(self);
@@ -262,10 +286,10 @@ impl Demux {
     }
 
     async fn route(&mut self, id: u64, inbound: Inbound, wire_len: usize) {
-        if let Some(tx) = self.streams.get_mut(&id) {
+        if let Some((_, tx)) = self.streams.iter_mut().find(|(open, _)| *open == id) {
             // Its handler ended the stream: the stream is over.
             if let Err(inbound) = tx.send(inbound, wire_len).await {
-                self.streams.remove(&id);
+                self.forget(id);
                 self.over(id, inbound);
             }
             return;
@@ -281,7 +305,7 @@ impl Demux {
         }
         if self.open_streams() >= self.max_streams {
             // Streams whose handlers ended are over; only open ones count.
-            self.streams.retain(|_, tx| !tx.is_closed());
+            self.streams.retain(|(_, tx)| !tx.is_closed());
             if self.open_streams() >= self.max_streams {
                 self.refuse(id, ErrorCode::RateLimited, "too many open streams");
                 return;
@@ -291,12 +315,22 @@ impl Demux {
         if self.new_streams.send(io).await.is_err() || tx.send(inbound, wire_len).await.is_err() {
             return;
         }
-        self.streams.insert(id, tx);
+        self.streams.reserve_exact(1);
+        self.streams.push((id, tx));
+    }
+
+    /// Forget stream `id` (its input is over).
+    fn forget(&mut self, id: u64) {
+        self.streams.retain(|(open, _)| *open != id);
+        if self.streams.len() * 2 < self.streams.capacity() {
+            self.streams.shrink_to_fit();
+        }
     }
 
     /// Open conversation streams.
     fn open_streams(&self) -> usize {
-        self.streams.len() - usize::from(self.streams.contains_key(&CONTROL_STREAM))
+        let control = self.streams.iter().any(|(id, _)| *id == CONTROL_STREAM);
+        self.streams.len() - usize::from(control)
     }
 
     /// A frame for a stream that is over: refuse a `Join`, drop anything else (it was in
@@ -368,19 +402,21 @@ async fn write_socket(mut sink: SplitSink<WebSocket, Message>, outbound: Outboun
                     code,
                     reason: Utf8Bytes::from(truncate(&reason.reason, 120)),
                 };
-                let _ = timeout(WRITE_STALL, sink.send(Message::Close(Some(close)))).await;
+                let _ =
+                    Box::pin(timeout(WRITE_STALL, sink.send(Message::Close(Some(close))))).await;
                 return;
             }
             Batch::Failed => return,
         };
-        // Boxed, for the same reason as routing above: the idle writer only waits for work.
-        let batch = Box::pin(async {
+        // Boxed with its timer, for the same reason as routing above: the idle writer only
+        // waits for work.
+        let batch = async {
             for message in envelopes(items) {
                 sink.feed(Message::Binary(message)).await?;
             }
             sink.flush().await
-        });
-        let written = timeout(WRITE_STALL, batch).await;
+        };
+        let written = Box::pin(timeout(WRITE_STALL, batch)).await;
         outbound.release(bytes);
         if !matches!(written, Ok(Ok(()))) {
             outbound.fail();
