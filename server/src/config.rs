@@ -104,7 +104,11 @@ pub struct Limits {
     pub delete_burst: u32,
     // Overload: ingress backpressure (`chat::congestion`).
     /// Bytes queued for a reader's connection at which it is behind; when most of a
-    /// conversation's readers are, its sends are refused for a while (`RateLimited`).
+    /// conversation's readers are, its sends are refused for a while (`RateLimited`). Half a
+    /// stream's queue (`chat::outbound::STREAM_QUEUE_BYTES`): above what one group commit of a
+    /// busy conversation queues at once for a reader that keeps up (a sender with 1,024 sends
+    /// in flight tripped 64 KiB with its own echoes and ingested a third as fast), below what
+    /// gets a stream cut.
     pub congested_queue_bytes: usize,
     /// The shortest wait a send refused for congestion is told to take.
     pub congestion_retry: Duration,
@@ -147,7 +151,7 @@ impl Default for Limits {
             http_write_timeout: Duration::from_secs(30),
             deletes_per_hour: 600,
             delete_burst: 60,
-            congested_queue_bytes: 64 * 1024,
+            congested_queue_bytes: 256 * 1024,
             congestion_retry: Duration::from_millis(25),
         }
     }
@@ -516,7 +520,7 @@ mod tests {
     #[test]
     fn overload_keys_come_from_the_file_within_bounds() {
         let c = Config::resolve(FileConfig::default(), Overrides::default()).unwrap();
-        assert_eq!(c.limits.congested_queue_bytes, 64 * 1024);
+        assert_eq!(c.limits.congested_queue_bytes, 256 * 1024);
         assert_eq!(c.limits.congestion_retry, Duration::from_millis(25));
         let file: FileConfig =
             toml::from_str("congested_queue_kib = 8\ncongestion_retry_ms = 40\n").unwrap();
