@@ -104,3 +104,102 @@ impl Store {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use tempfile::TempDir;
+
+    use super::*;
+
+    fn open(dir: &TempDir) -> Store {
+        Store::open(&dir.path().join("q.redb"), 4 << 20, Box::new(|_| {})).unwrap()
+    }
+
+    #[tokio::test]
+    async fn join_view_reads_membership_head_and_the_first_batch_only_when_allowed() {
+        let dir = TempDir::new().unwrap();
+        let store = open(&dir);
+        let alice = store.create_user("alice", "phc".into()).await.unwrap();
+        let bob = store.create_user("bob", "phc".into()).await.unwrap();
+        let room = store.create_room("general", alice.id).await.unwrap().id;
+        for i in 0..5 {
+            store
+                .append(room, alice.id, "alice", i, &format!("m{i}"))
+                .await
+                .unwrap();
+        }
+        store.join_room(alice.id, room).await.unwrap();
+
+        let allow = |kind: Option<ConversationKind>| kind.ok_or("unknown");
+        let view = store
+            .join_view(alice.id, room, allow, |head| head - 3, 2)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(view.grant, ConversationKind::Room);
+        assert!(view.member);
+        assert_eq!((view.head, view.from_seq), (5, 2));
+        let seqs: Vec<u64> = view.batch.iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, [3, 4]);
+        let bob_view = store
+            .join_view(bob.id, room, allow, |head| head, 2)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!bob_view.member);
+        assert!(bob_view.batch.is_empty());
+
+        // A refusal is returned as it is, and nothing of the conversation is read after it.
+        let started = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&started);
+        let refused = store
+            .join_view(
+                bob.id,
+                room,
+                |_| Err::<(), _>("no"),
+                move |head| {
+                    flag.store(true, Ordering::SeqCst);
+                    head
+                },
+                2,
+            )
+            .await
+            .unwrap();
+        assert!(matches!(refused, Err("no")));
+        assert!(!started.load(Ordering::SeqCst));
+        let unknown = store
+            .join_view(bob.id, ConversationId(999), allow, |head| head, 2)
+            .await
+            .unwrap();
+        assert!(matches!(unknown, Err("unknown")));
+    }
+
+    #[tokio::test]
+    async fn welcome_view_matches_the_single_reads() {
+        let dir = TempDir::new().unwrap();
+        let store = open(&dir);
+        let alice = store.create_user("alice", "phc".into()).await.unwrap();
+        let bob = store.create_user("bob", "phc".into()).await.unwrap();
+        let carol = store.create_user("carol", "phc".into()).await.unwrap();
+        store.add_friend(alice.id, bob.id).await.unwrap();
+        store.add_friend(bob.id, alice.id).await.unwrap();
+        // Only requested: not a friend yet.
+        store.add_friend(alice.id, carol.id).await.unwrap();
+        store.record_last_seen(bob.id, 1234).await.unwrap();
+        let room = store.create_room("general", alice.id).await.unwrap().id;
+        store.join_room(alice.id, room).await.unwrap();
+
+        let view = store.welcome_view(alice.id).await.unwrap();
+        let friends: Vec<UserId> = view.friends.iter().map(|f| f.user).collect();
+        assert_eq!(friends, [bob.id]);
+        assert_eq!(view.seen, [(bob.id, 1234)]);
+        let (summaries, blocked) = store.summaries_and_blocks(alice.id).await.unwrap();
+        let ids = |list: &[Summary]| list.iter().map(|s| s.conversation).collect::<Vec<_>>();
+        assert_eq!(ids(&view.summaries), ids(&summaries));
+        assert!(ids(&view.summaries).contains(&room));
+        assert_eq!(view.blocked, blocked);
+    }
+}
