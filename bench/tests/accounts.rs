@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use support::{TestServer, run_bench};
+use support::{TestServer, json_report, run_bench};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -38,19 +38,7 @@ fn idle(server: &TestServer, file: &Path) -> Value {
         "60",
         "--json",
     ];
-    report_of(server, &run_bench(&args, LIMIT))
-}
-
-fn report_of(server: &TestServer, output: &std::process::Output) -> Value {
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "quibble-bench failed ({}); stdout:\n{stdout}\nstderr:\n{stderr}\nserver log:\n{}",
-        output.status,
-        server.log_text()
-    );
-    serde_json::from_str(&stdout).expect("the JSON report")
+    json_report(&run_bench(&args, LIMIT), Some(server))
 }
 
 /// (reused, signed up, logged in) from a report.
@@ -155,7 +143,7 @@ fn stored_tokens_are_reused_and_a_revoked_one_is_replaced() {
         "60",
         "--json",
     ];
-    let third = report_of(&server, &run_bench(&chat, LIMIT));
+    let third = json_report(&run_bench(&chat, LIMIT), Some(&server));
     assert_eq!(third["ok"], true, "{third:#}");
     assert_eq!(accounts(&third), (1, 0, 1), "{third:#}");
     assert_eq!(hashes(&server), (2, 1), "one login, no sign-up");

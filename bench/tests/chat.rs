@@ -6,9 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use serde_json::Value;
-
-use support::{TestServer, run_bench};
+use support::{TestServer, json_report, run_bench};
 
 const LIMIT: Duration = Duration::from_secs(150);
 
@@ -40,15 +38,7 @@ fn both_transports_deliver_every_message_exactly_once() {
         ],
         LIMIT,
     );
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "quibble-bench failed ({}); stdout:\n{stdout}\nstderr:\n{stderr}\nserver log:\n{}",
-        output.status,
-        server.log_text()
-    );
-    let report: Value = serde_json::from_str(&stdout).expect("the JSON report");
+    let report = json_report(&output, Some(&server));
     assert_eq!(report["ok"], true, "{report:#}");
     assert!(
         report["command"]
@@ -139,14 +129,7 @@ fn with_the_server_pid_each_transport_reports_the_server_cost() {
         ],
         LIMIT,
     );
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "quibble-bench failed ({}); stdout:\n{stdout}\nstderr:\n{stderr}",
-        output.status
-    );
-    let report: Value = serde_json::from_str(&stdout).expect("the JSON report");
+    let report = json_report(&output, None);
     let runs = report["runs"].as_array().expect("runs");
     assert_eq!(runs.len(), 2, "{report:#}");
     for run in runs {

@@ -6,9 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use serde_json::Value;
-
-use support::{TestServer, run_bench};
+use support::{TestServer, json_report, run_bench};
 
 const LIMIT: Duration = Duration::from_secs(120);
 /// Enough that handshakes run concurrently (the bench opens 8 at a time): a QUIC setting once
@@ -44,16 +42,7 @@ fn idle_connections_are_opened_held_and_measured_on_each_transport() {
             ],
             LIMIT,
         );
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(
-            output.status.success(),
-            "quibble-bench idle over {transport} failed ({}); stdout:\n{stdout}\nstderr:\n{stderr}\n\
-             server log:\n{}",
-            output.status,
-            server.log_text()
-        );
-        let report: Value = serde_json::from_str(&stdout).expect("the JSON report");
+        let report = json_report(&output, Some(&server));
         assert_eq!(report["ok"], true, "{report:#}");
         assert_eq!(report["transport"], transport, "{report:#}");
         for (figure, expected) in [

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use support::{TestServer, run_bench};
+use support::{TestServer, json_report, run_bench};
 
 const LIMIT: Duration = Duration::from_secs(120);
 const SENDERS: u64 = 4;
@@ -80,15 +80,7 @@ fn acks_and_commit_counters_agree_with_the_servers_own_counts() {
         ],
         LIMIT,
     );
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "quibble-bench ingest failed ({}); stdout:\n{stdout}\nstderr:\n{stderr}\nserver log:\n{}",
-        output.status,
-        server.log_text()
-    );
-    let report: Value = serde_json::from_str(&stdout).expect("the JSON report");
+    let report = json_report(&output, Some(&server));
     assert_eq!(report["ok"], true, "{report:#}");
     let (commits_after, messages_after) = store_counters(&server);
 

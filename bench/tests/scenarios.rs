@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use support::{TestServer, run_bench};
+use support::{TestServer, json_report, run_bench};
 
 const LIMIT: Duration = Duration::from_secs(150);
 
@@ -19,15 +19,7 @@ fn chat(server: &TestServer, args: &[&str]) -> Value {
     let mut all = vec!["chat", "--server", &url, "--timeout", "120", "--json"];
     all.extend_from_slice(args);
     let output = run_bench(&all, LIMIT);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "quibble-bench failed ({}); stdout:\n{stdout}\nstderr:\n{stderr}\nserver log:\n{}",
-        output.status,
-        server.log_text()
-    );
-    serde_json::from_str(&stdout).expect("the JSON report")
+    json_report(&output, Some(server))
 }
 
 fn count(value: &Value) -> u64 {

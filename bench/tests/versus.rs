@@ -4,25 +4,15 @@
 //! the ratios against `ws`. Skipped, saying so, only where `node` is missing (CI installs it
 //! with bench/peers/setup).
 
-use std::process::{Command, Output, Stdio};
+mod support;
+
+use std::process::Command;
 use std::time::Duration;
 
-use serde_json::Value;
+use support::{json_report, run_bench};
 
 const LIMIT: Duration = Duration::from_secs(150);
 const PEERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/peers");
-
-/// Run the bench binary with `args`, killing it (and failing the test) after `limit`.
-fn run_bench(args: &[&str], limit: Duration) -> Output {
-    let child = Command::new(env!("CARGO_BIN_EXE_quibble-bench"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start quibble-bench");
-    quibble_test_support::wait_with_limit(child, limit, "quibble-bench")
-}
 
 fn node_is_installed() -> bool {
     Command::new("node")
@@ -65,14 +55,7 @@ fn every_server_delivers_everything_and_is_measured() {
         ],
         LIMIT,
     );
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "quibble-bench versus failed ({}); stdout:\n{stdout}\nstderr:\n{stderr}",
-        output.status
-    );
-    let report: Value = serde_json::from_str(&stdout).expect("the JSON report");
+    let report = json_report(&output, None);
     assert_eq!(report["ok"], true, "{report:#}");
 
     let servers = report["servers"].as_array().expect("servers");
@@ -165,14 +148,7 @@ fn a_sweep_runs_every_step_on_both_quibble_transports_and_ws() {
         ],
         LIMIT,
     );
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "quibble-bench versus --sweep failed ({}); stdout:\n{stdout}\nstderr:\n{stderr}",
-        output.status
-    );
-    let report: Value = serde_json::from_str(&stdout).expect("the JSON report");
+    let report = json_report(&output, None);
     assert_eq!(report["ok"], true, "{report:#}");
     assert_eq!(
         report["rates"],

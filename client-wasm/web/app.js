@@ -738,7 +738,10 @@ async function refreshFriends() {
 }
 
 function onFriend(event) {
-  showStatus(); // what the last action said is old news now
+  // What the last action said is old news now, unless this is that action's own echo (it
+  // may come over the realtime connection after the action's HTTP answer).
+  const echo = statusAbout && statusAbout.user === event.user && statusAbout.status === event.status;
+  if (!echo) showStatus();
   if (event.status === 'none') people.delete(event.user);
   else people.set(event.user, { id: event.user, username: event.username, status: event.status, dm: event.dm });
   renderFriends();
@@ -760,11 +763,9 @@ async function onAddFriend(event) {
       accepted: `You and ${name} are friends now.`,
       already_friends: `You and ${name} are friends already.`,
     };
-    showStatus(said[result.status] ?? '');
-    people.set(result.user.id, {
-      ...result.user,
-      status: result.status.endsWith('requested') ? 'outgoing' : 'friends',
-    });
+    const status = result.status.endsWith('requested') ? 'outgoing' : 'friends';
+    showStatus(said[result.status] ?? '', { user: result.user.id, status });
+    people.set(result.user.id, { ...result.user, status });
     renderFriends();
   } catch (error) {
     showStatus();
@@ -784,7 +785,10 @@ async function changeFriend(person, action) {
       cancelled: `Cancelled your request to ${person.username}.`,
       unfriended: `You and ${person.username} are no longer friends.`,
     };
-    showStatus(said[result.status] ?? '');
+    showStatus(said[result.status] ?? '', {
+      user: person.id,
+      status: action === 'add' ? 'friends' : 'none',
+    });
     if (action === 'add') people.set(person.id, { ...result.user, status: 'friends' });
     else people.delete(person.id);
     renderFriends();
@@ -870,7 +874,11 @@ function renderFriends() {
   showChatHead(); // an open DM may have become read-only, or writable again
 }
 
-function showStatus(message) {
+/** The friendship the friends panel's status line reports (`{ user, status }`), if any. */
+let statusAbout = null;
+
+function showStatus(message, about = null) {
+  statusAbout = message ? about : null;
   showError($('friends-error'));
   const status = $('friends-status');
   status.hidden = !message;

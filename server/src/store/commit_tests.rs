@@ -2,6 +2,7 @@
 //! messages, run on the writer itself when nothing else waits, and the stored clock ceiling
 //! (see [`super::writer`]). Real redb files in temporary directories.
 
+use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 
 use quibble_protocol::wire::{ChatMessage, UserId};
@@ -16,27 +17,32 @@ const CACHE: usize = 4 * 1024 * 1024;
 /// Each hook call: the thread it ran on, and the (conversation, seq) of its messages.
 type Calls = Arc<Mutex<Vec<(String, Vec<(u64, u64)>)>>>;
 
+/// A hook that records each call in `calls` and, on a message whose body is "gate", signals
+/// the returned receiver and holds its thread until the returned sender is used.
+fn gated_hook(calls: &Calls) -> (CommitHook, Receiver<()>, Sender<()>) {
+    let (entered_tx, entered_rx) = channel::<()>();
+    let (release_tx, release_rx) = channel::<()>();
+    let gate = Mutex::new((entered_tx, release_rx));
+    let calls = Arc::clone(calls);
+    let hook: CommitHook = Box::new(move |batch: &[ChatMessage]| {
+        let thread = std::thread::current().name().unwrap_or("").to_owned();
+        let seqs = batch.iter().map(|m| (m.conversation.0, m.seq)).collect();
+        calls.lock().unwrap().push((thread, seqs));
+        if batch.iter().any(|m| m.body == "gate") {
+            let gate = gate.lock().unwrap();
+            gate.0.send(()).unwrap();
+            gate.1.recv().unwrap();
+        }
+    });
+    (hook, entered_rx, release_tx)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hook_gets_each_commit_once_in_order_on_the_writer_when_nothing_waits() {
     let dir = TempDir::new().unwrap();
     let calls = Calls::default();
     // The hook holds the writer on the "gate" message, so what is sent meanwhile queues up.
-    let (entered_tx, entered_rx) = std::sync::mpsc::channel::<()>();
-    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-    let gate = Mutex::new((entered_tx, release_rx));
-    let hook: CommitHook = Box::new({
-        let calls = Arc::clone(&calls);
-        move |batch: &[ChatMessage]| {
-            let thread = std::thread::current().name().unwrap_or("").to_owned();
-            let seqs = batch.iter().map(|m| (m.conversation.0, m.seq)).collect();
-            calls.lock().unwrap().push((thread, seqs));
-            if batch.iter().any(|m| m.body == "gate") {
-                let gate = gate.lock().unwrap();
-                gate.0.send(()).unwrap();
-                gate.1.recv().unwrap();
-            }
-        }
-    });
+    let (hook, entered_rx, release_tx) = gated_hook(&calls);
     let store = Store::open(&dir.path().join("q.redb"), CACHE, hook).unwrap();
     let mut rooms = Vec::new();
     for name in ["a", "b", "c"] {
@@ -100,22 +106,7 @@ async fn the_hook_gets_each_commit_once_in_order_on_the_writer_when_nothing_wait
 async fn with_requests_waiting_the_completer_runs_the_hook_and_order_holds() {
     let dir = TempDir::new().unwrap();
     let calls = Calls::default();
-    let (entered_tx, entered_rx) = std::sync::mpsc::channel::<()>();
-    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-    let gate = Mutex::new((entered_tx, release_rx));
-    let hook: CommitHook = Box::new({
-        let calls = Arc::clone(&calls);
-        move |batch: &[ChatMessage]| {
-            let thread = std::thread::current().name().unwrap_or("").to_owned();
-            let seqs = batch.iter().map(|m| (m.conversation.0, m.seq)).collect();
-            calls.lock().unwrap().push((thread, seqs));
-            if batch.iter().any(|m| m.body == "gate") {
-                let gate = gate.lock().unwrap();
-                gate.0.send(()).unwrap();
-                gate.1.recv().unwrap();
-            }
-        }
-    });
+    let (hook, entered_rx, release_tx) = gated_hook(&calls);
     let store = Store::open(&dir.path().join("q.redb"), CACHE, hook).unwrap();
     let room = store.create_room("a", UserId(1)).await.unwrap().id;
     let gate_task = tokio::spawn({

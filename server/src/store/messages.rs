@@ -67,15 +67,14 @@ impl Store {
     ) -> Result<Pending<Appended>, StoreError> {
         let author_name = author_name.to_owned();
         let body = body.to_owned();
-        self.submit(|reply| Request::Append {
+        let draft = Draft {
             conversation,
             author,
             author_name,
             client_id,
             body,
-            reply,
-        })
-        .await
+        };
+        self.submit(|reply| Request::Append { draft, reply }).await
     }
 
     /// The highest seq of `conversation`; 0 when it has no messages.

@@ -140,11 +140,7 @@ pub(super) enum Request {
         reply: Reply<Room>,
     },
     Append {
-        conversation: ConversationId,
-        author: UserId,
-        author_name: String,
-        client_id: u64,
-        body: String,
+        draft: messages::Draft,
         reply: Reply<Appended>,
     },
     JoinRoom {
@@ -241,9 +237,7 @@ impl Request {
     /// [`MAX_BATCH_BYTES`]; other requests are small and count as 0.
     fn text_bytes(&self) -> usize {
         match self {
-            Request::Append {
-                author_name, body, ..
-            } => author_name.len() + body.len(),
+            Request::Append { draft, .. } => draft.author_name.len() + draft.body.len(),
             _ => 0,
         }
     }
@@ -503,21 +497,7 @@ impl Writer {
             let mut appends = BatchAppends::default();
             for request in queue.by_ref() {
                 let fatal = match request {
-                    Request::Append {
-                        conversation,
-                        author,
-                        author_name,
-                        client_id,
-                        body,
-                        reply,
-                    } => {
-                        let draft = messages::Draft {
-                            conversation,
-                            author,
-                            author_name,
-                            client_id,
-                            body,
-                        };
+                    Request::Append { draft, reply } => {
                         apply_append(&mut tables, &mut appends, now_ms, draft, reply, &mut batch)
                     }
                     // Not in an append-only batch (see `run_batch`); refused, not applied.
@@ -636,21 +616,7 @@ fn apply(
             rooms::create_room(tables, now_ms, &name, created_by),
             answers,
         ),
-        Request::Append {
-            conversation,
-            author,
-            author_name,
-            client_id,
-            body,
-            reply,
-        } => {
-            let draft = messages::Draft {
-                conversation,
-                author,
-                author_name,
-                client_id,
-                body,
-            };
+        Request::Append { draft, reply } => {
             apply_append(tables, appends, now_ms, draft, reply, batch)
         }
         Request::JoinRoom { user, room, reply } => settle(
