@@ -33,7 +33,7 @@ use std::net::IpAddr;
 use quibble_protocol::{ChatMessage, ConversationId, ErrorCode, UserId};
 
 use crate::enforce::IpBanRule;
-use crate::store::{ConversationKind, FriendState, Role, Store, StoreError, User};
+use crate::store::{ConversationKind, FriendState, JoinView, Role, Store, StoreError, User};
 
 /// Why an action is refused.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -82,10 +82,20 @@ pub async fn may_read(
     user: UserId,
     conversation: ConversationId,
 ) -> Result<Grant, Refusal> {
-    let kind = store
-        .conversation_kind(conversation)
-        .await?
-        .ok_or(Refusal::Unknown(conversation.0))?;
+    grant_for(
+        user,
+        conversation,
+        store.conversation_kind(conversation).await?,
+    )
+}
+
+/// [`may_read`]'s rule, given the conversation's kind as stored (`None`: there is none).
+fn grant_for(
+    user: UserId,
+    conversation: ConversationId,
+    kind: Option<ConversationKind>,
+) -> Result<Grant, Refusal> {
+    let kind = kind.ok_or(Refusal::Unknown(conversation.0))?;
     match kind {
         ConversationKind::Room => {}
         ConversationKind::Dm(a, b) => {
@@ -99,6 +109,22 @@ pub async fn may_read(
         conversation,
         kind,
     })
+}
+
+/// [`may_read`] for `Join`, with what joining reads, all in one store read: the grant, the
+/// membership, the head, and the first `limit` messages after `start(head)` (see
+/// [`Store::join_view`]; nothing of the conversation is read when the rule refuses).
+pub async fn join_view(
+    store: &Store,
+    user: UserId,
+    conversation: ConversationId,
+    start: impl FnOnce(u64) -> u64 + Send + 'static,
+    limit: usize,
+) -> Result<JoinView<Grant>, Refusal> {
+    let check = move |kind| grant_for(user, conversation, kind);
+    store
+        .join_view(user, conversation, check, start, limit)
+        .await?
 }
 
 /// May the reader behind `grant` send in its conversation now? Asked for every send, since a

@@ -35,7 +35,7 @@ use crate::chat::stream::{
 };
 use crate::chat::users::{Peer, Registration, summary_frame};
 use crate::state::AppState;
-use crate::store::{ConversationKind, FriendEntry, FriendState, StoreError, User};
+use crate::store::{ConversationKind, StoreError, User, WelcomeView};
 use crate::tls::unix_ms;
 
 /// What a transport hands the engine for one connection.
@@ -278,21 +278,14 @@ async fn introduce(
         tracing::error!("cannot read a conversation list: {e}");
         CloseReason::error(ErrorCode::Internal, "cannot read your conversations now")
     };
-    let friends: Vec<FriendEntry> = state
-        .store
-        .friends(user.id)
-        .await
-        .map_err(failed)?
-        .into_iter()
-        .filter(|f| f.state == FriendState::Friends)
-        .collect();
+    // One store read (one hop to the blocking pool and back) for all of it.
+    let WelcomeView {
+        friends,
+        seen,
+        summaries,
+        blocked,
+    } = state.store.welcome_view(user.id).await.map_err(failed)?;
     let ids: Vec<UserId> = friends.iter().map(|f| f.user).collect();
-    // Each store read is a hop to the blocking pool and back: none for no friends.
-    let seen = if ids.is_empty() {
-        Vec::new()
-    } else {
-        state.store.last_seen(ids.clone()).await.map_err(failed)?
-    };
     let names: HashMap<UserId, &str> = friends
         .iter()
         .map(|f| (f.user, f.username.as_str()))
@@ -301,11 +294,6 @@ async fn introduce(
         .into_iter()
         .filter_map(|(id, ms)| names.get(&id).map(|name| (id, (*name).to_owned(), ms)))
         .collect();
-    let (summaries, blocked) = state
-        .store
-        .summaries_and_blocks(user.id)
-        .await
-        .map_err(failed)?;
     let conversations: Vec<(ConversationId, ConversationKind)> =
         summaries.iter().map(|s| (s.conversation, s.kind)).collect();
     let presence = state

@@ -50,6 +50,9 @@ use crate::store::{Appended, ConversationKind, StoreError, User};
 
 /// Messages sent on a plain join (no resume point).
 const RECENT_PAGE: u64 = 50;
+/// Most bytes the `Joined` frame counts for in the queue: the frame (length, tag, four
+/// varints) rounded up, and the queue's per-frame overhead.
+const JOINED_FRAME_MAX: usize = 64 + crate::chat::outbound::FRAME_OVERHEAD;
 /// Messages read from the store per replay batch.
 const REPLAY_BATCH: usize = 32;
 /// Most bytes one stored message takes as a `Message` frame (or inside a history page): the
@@ -137,11 +140,36 @@ async fn run(ctx: &ConnCtx, io: &mut StreamIo) -> Result<(), End> {
 async fn join(ctx: &ConnCtx, io: &mut StreamIo) -> Result<Option<(Grant, Subscription)>, End> {
     let state = &ctx.state;
     let (conversation, resume) = expect_join(state, io).await?;
-    let grant = access::may_read(&state.store, ctx.user.id, conversation).await?;
+    // Subscribe before reading the head, so nothing committed in between is missed. A
+    // subscriber gets nothing from the hub before it goes live, so a refused join (dropping
+    // the subscription) has seen nothing.
+    let deletions = ctx.version >= MODERATION_VERSION;
+    let live = state
+        .hub
+        .subscribe(conversation, ctx.user.id, io.outbound.live(), ctx.version);
+    let epoch = state.store.epoch();
+    let resume_seq = match resume {
+        Some(Cursor { epoch: e, seq }) if e == epoch => Some(seq),
+        _ => None,
+    };
+    let start = move |head: u64| match resume_seq {
+        Some(seq) => seq.min(head),
+        None => head.saturating_sub(RECENT_PAGE),
+    };
+    // Room for `Joined` and the first replay batch, held before the store is read (pacing:
+    // see the module doc); access, membership, head and that batch are one store read.
+    let room = io
+        .outbound
+        .reserve(JOINED_FRAME_MAX + REPLAY_BATCH * MESSAGE_FRAME_MAX)
+        .await
+        .map_err(|_| End::Quiet)?;
+    let view =
+        access::join_view(&state.store, ctx.user.id, conversation, start, REPLAY_BATCH).await?;
+    let grant = view.grant;
     // Recorded within the join quota; past it (or at the membership cap) the user still
     // reads the public room, without becoming a member.
     if grant.kind == ConversationKind::Room
-        && !state.store.is_member(ctx.user.id, conversation).await?
+        && !view.member
         && state.join_limiter.check(ctx.user.id).is_ok()
     {
         match state.store.join_room(ctx.user.id, conversation).await {
@@ -155,29 +183,28 @@ async fn join(ctx: &ConnCtx, io: &mut StreamIo) -> Result<Option<(Grant, Subscri
             Err(e) => return Err(e.into()),
         }
     }
-    // Subscribe before reading the head, so nothing committed in between is missed.
-    let deletions = ctx.version >= MODERATION_VERSION;
-    let live = state
-        .hub
-        .subscribe(conversation, ctx.user.id, io.outbound.live(), ctx.version);
-    let head = state.store.head(conversation).await?;
-    let epoch = state.store.epoch();
-    let (from_seq, resumed) = match resume {
-        Some(Cursor { epoch: e, seq }) if e == epoch => (seq.min(head), true),
-        _ => (head.saturating_sub(RECENT_PAGE), false),
+    let from_seq = view.from_seq;
+    let joined = ServerFrame::Joined {
+        conversation,
+        epoch,
+        head_seq: view.head,
+        from_seq,
     };
-    send(
-        io,
-        &ServerFrame::Joined {
-            conversation,
-            epoch,
-            head_seq: head,
-            from_seq,
-        },
-    )
-    .await?;
-    let mut last_sent = replay(ctx, io, &grant, from_seq).await?;
-    if resumed && deletions {
+    let full = view.batch.len() == REPLAY_BATCH;
+    let mut last_sent = view.batch.last().map_or(from_seq, |m| m.seq);
+    // What the viewer blocks now (updated live), as of this batch.
+    let blocked = state.users.blocked_by(grant.user);
+    room.send(
+        std::iter::once(encode_frame(&joined)).chain(
+            view.batch.into_iter().map(|message| {
+                encode_frame(&ServerFrame::Message(access::shown(&blocked, message)))
+            }),
+        ),
+    );
+    if full {
+        last_sent = replay(ctx, io, &grant, last_sent).await?;
+    }
+    if resume_seq.is_some() && deletions {
         // Read after subscribing: a deletion committed since comes from the hub instead.
         recent_deletions(ctx, io, conversation, from_seq).await?;
     }

@@ -16,7 +16,7 @@
 //! together), so nobody can be flooded with unbounded requests.
 
 use quibble_protocol::wire::{ConversationId, UserId};
-use redb::ReadableTable;
+use redb::{ReadTransaction, ReadableTable};
 
 use super::records::{UserRecord, decode};
 use super::tables::{DM_PAIRS, FRIENDS, META_NEXT_CONVERSATION_ID, USERS, WriteTables};
@@ -128,33 +128,7 @@ impl Store {
     /// `user`'s friends and requests, in ascending user id order (at most
     /// [`MAX_FRIEND_ENTRIES`]), with names and DMs, read in one transaction.
     pub async fn friends(&self, user: UserId) -> Result<Vec<FriendEntry>, StoreError> {
-        self.read(move |txn| {
-            let friends = txn.open_table(FRIENDS)?;
-            let users = txn.open_table(USERS)?;
-            let pairs = txn.open_table(DM_PAIRS)?;
-            friends
-                .range((user.0, 0)..=(user.0, u64::MAX))?
-                .take(MAX_FRIEND_ENTRIES)
-                .map(|entry| {
-                    let (key, state) = entry?;
-                    let other = key.value().1;
-                    let bytes = users.get(other)?.ok_or_else(|| {
-                        StoreError::Corrupt(format!("friend {other} of {} is no user", user.0))
-                    })?;
-                    let record: UserRecord<String> = decode("users", bytes.value())?;
-                    let dm = pairs
-                        .get(pair(user, UserId(other)))?
-                        .map(|c| ConversationId(c.value()));
-                    Ok(FriendEntry {
-                        user: UserId(other),
-                        username: record.username,
-                        state: FriendState::from_byte(state.value())?,
-                        dm,
-                    })
-                })
-                .collect()
-        })
-        .await
+        self.read(move |txn| read_friends(txn, user)).await
     }
 
     /// The DM conversation of `a` and `b`, if it was ever made.
@@ -294,4 +268,35 @@ pub(super) fn remove(
     tables.friends.remove((user.0, other.0))?;
     tables.friends.remove((other.0, user.0))?;
     Ok(removed)
+}
+
+/// [`Store::friends`] in a read transaction.
+pub(super) fn read_friends(
+    txn: &ReadTransaction,
+    user: UserId,
+) -> Result<Vec<FriendEntry>, StoreError> {
+    let friends = txn.open_table(FRIENDS)?;
+    let users = txn.open_table(USERS)?;
+    let pairs = txn.open_table(DM_PAIRS)?;
+    friends
+        .range((user.0, 0)..=(user.0, u64::MAX))?
+        .take(MAX_FRIEND_ENTRIES)
+        .map(|entry| {
+            let (key, state) = entry?;
+            let other = key.value().1;
+            let bytes = users.get(other)?.ok_or_else(|| {
+                StoreError::Corrupt(format!("friend {other} of {} is no user", user.0))
+            })?;
+            let record: UserRecord<String> = decode("users", bytes.value())?;
+            let dm = pairs
+                .get(pair(user, UserId(other)))?
+                .map(|c| ConversationId(c.value()));
+            Ok(FriendEntry {
+                user: UserId(other),
+                username: record.username,
+                state: FriendState::from_byte(state.value())?,
+                dm,
+            })
+        })
+        .collect()
 }

@@ -2,7 +2,7 @@
 //! "offline, last seen at" survives a restart. One number per user, only ever moving forwards.
 
 use quibble_protocol::wire::UserId;
-use redb::ReadableTable;
+use redb::{ReadTransaction, ReadableTable};
 
 use super::tables::{LAST_SEEN, WriteTables};
 use super::writer::Request;
@@ -18,18 +18,23 @@ impl Store {
 
     /// When each of `users` was last online, for those ever recorded.
     pub async fn last_seen(&self, users: Vec<UserId>) -> Result<Vec<(UserId, u64)>, StoreError> {
-        self.read(move |txn| {
-            let table = txn.open_table(LAST_SEEN)?;
-            let mut seen = Vec::with_capacity(users.len());
-            for user in users {
-                if let Some(ms) = table.get(user.0)? {
-                    seen.push((user, ms.value()));
-                }
-            }
-            Ok(seen)
-        })
-        .await
+        self.read(move |txn| read_last_seen(txn, &users)).await
     }
+}
+
+/// When each of `users` was last online, for those ever recorded, in a read transaction.
+pub(super) fn read_last_seen(
+    txn: &ReadTransaction,
+    users: &[UserId],
+) -> Result<Vec<(UserId, u64)>, StoreError> {
+    let table = txn.open_table(LAST_SEEN)?;
+    let mut seen = Vec::with_capacity(users.len());
+    for &user in users {
+        if let Some(ms) = table.get(user.0)? {
+            seen.push((user, ms.value()));
+        }
+    }
+    Ok(seen)
 }
 
 /// Writer side of [`Store::record_last_seen`].

@@ -7,7 +7,7 @@
 //! user's conversations (the conversation list, the live summary) is bounded.
 
 use quibble_protocol::wire::{ConversationId, UserId};
-use redb::ReadableTable;
+use redb::{ReadTransaction, ReadableTable};
 
 use super::tables::{DMS, MEMBERSHIPS, ROOMS, WriteTables};
 use super::writer::Request;
@@ -46,11 +46,8 @@ impl Store {
         user: UserId,
         conversation: ConversationId,
     ) -> Result<bool, StoreError> {
-        self.read(move |txn| {
-            let memberships = txn.open_table(MEMBERSHIPS)?;
-            Ok(memberships.get((user.0, conversation.0))?.is_some())
-        })
-        .await
+        self.read(move |txn| read_is_member(txn, user, conversation))
+            .await
     }
 
     /// The conversations `user` is in, in ascending id order (at most [`MAX_MEMBERSHIPS`]).
@@ -70,18 +67,33 @@ impl Store {
         &self,
         conversation: ConversationId,
     ) -> Result<Option<ConversationKind>, StoreError> {
-        self.read(move |txn| {
-            if txn.open_table(ROOMS)?.get(conversation.0)?.is_some() {
-                return Ok(Some(ConversationKind::Room));
-            }
-            let dms = txn.open_table(DMS)?;
-            Ok(dms.get(conversation.0)?.map(|pair| {
-                let (a, b) = pair.value();
-                ConversationKind::Dm(UserId(a), UserId(b))
-            }))
-        })
-        .await
+        self.read(move |txn| read_kind(txn, conversation)).await
     }
+}
+
+/// Whether `user` is in `conversation`, in a read transaction.
+pub(super) fn read_is_member(
+    txn: &ReadTransaction,
+    user: UserId,
+    conversation: ConversationId,
+) -> Result<bool, StoreError> {
+    let memberships = txn.open_table(MEMBERSHIPS)?;
+    Ok(memberships.get((user.0, conversation.0))?.is_some())
+}
+
+/// The kind of `conversation` (`None` if there is none), in a read transaction.
+pub(super) fn read_kind(
+    txn: &ReadTransaction,
+    conversation: ConversationId,
+) -> Result<Option<ConversationKind>, StoreError> {
+    if txn.open_table(ROOMS)?.get(conversation.0)?.is_some() {
+        return Ok(Some(ConversationKind::Room));
+    }
+    let dms = txn.open_table(DMS)?;
+    Ok(dms.get(conversation.0)?.map(|pair| {
+        let (a, b) = pair.value();
+        ConversationKind::Dm(UserId(a), UserId(b))
+    }))
 }
 
 /// Whether `user` is in `conversation`, in a write transaction.

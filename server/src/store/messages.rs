@@ -13,7 +13,7 @@
 use std::ops::Bound;
 
 use quibble_protocol::wire::{ChatMessage, ConversationId, UserId};
-use redb::ReadableTable;
+use redb::{ReadTransaction, ReadableTable};
 
 use super::append_tables::AppendTables;
 use super::audit::{self, Actor, AuditAction};
@@ -79,11 +79,7 @@ impl Store {
 
     /// The highest seq of `conversation`; 0 when it has no messages.
     pub async fn head(&self, conversation: ConversationId) -> Result<u64, StoreError> {
-        self.read(move |txn| {
-            let head = txn.open_table(HEADS)?.get(conversation.0)?;
-            Ok(head.map_or(0, |seq| seq.value()))
-        })
-        .await
+        self.read(move |txn| read_head(txn, conversation)).await
     }
 
     /// Up to `limit` messages with seq > `after_seq`, ascending.
@@ -93,22 +89,8 @@ impl Store {
         after_seq: u64,
         limit: usize,
     ) -> Result<Vec<ChatMessage>, StoreError> {
-        self.read(move |txn| {
-            let messages = txn.open_table(MESSAGES)?;
-            let range = messages.range((
-                Bound::Excluded((conversation.0, after_seq)),
-                Bound::Included((conversation.0, u64::MAX)),
-            ))?;
-            range
-                .take(limit)
-                .map(|entry| {
-                    let (key, bytes) = entry?;
-                    let (conversation, seq) = key.value();
-                    to_message(ConversationId(conversation), seq, bytes.value())
-                })
-                .collect()
-        })
-        .await
+        self.read(move |txn| read_messages_after(txn, conversation, after_seq, limit))
+            .await
     }
 
     /// The `limit` newest messages with seq < `before_seq`, ascending.
@@ -358,4 +340,36 @@ fn to_message(
         sent_at_ms: record.sent_at_ms,
         body: record.body,
     })
+}
+
+/// The head seq of `conversation` (0 if it has no messages), in a read transaction.
+pub(super) fn read_head(
+    txn: &ReadTransaction,
+    conversation: ConversationId,
+) -> Result<u64, StoreError> {
+    let head = txn.open_table(HEADS)?.get(conversation.0)?;
+    Ok(head.map_or(0, |seq| seq.value()))
+}
+
+/// Up to `limit` messages of `conversation` with seq > `after_seq`, ascending, in a read
+/// transaction.
+pub(super) fn read_messages_after(
+    txn: &ReadTransaction,
+    conversation: ConversationId,
+    after_seq: u64,
+    limit: usize,
+) -> Result<Vec<ChatMessage>, StoreError> {
+    let messages = txn.open_table(MESSAGES)?;
+    let range = messages.range((
+        Bound::Excluded((conversation.0, after_seq)),
+        Bound::Included((conversation.0, u64::MAX)),
+    ))?;
+    range
+        .take(limit)
+        .map(|entry| {
+            let (key, bytes) = entry?;
+            let (conversation, seq) = key.value();
+            to_message(ConversationId(conversation), seq, bytes.value())
+        })
+        .collect()
 }

@@ -23,7 +23,8 @@
 //! [`accounts`] (users and sessions), [`rooms`], [`messages`] (with deletion, whose erasure from
 //! the file is [`scrub`]'s), [`membership`], [`cursors`]
 //! (receipts), [`friends`] (friendships, requests and DMs), [`summaries`] (the conversation
-//! list), [`last_seen`] (presence's "last seen") and [`blocks`] (who blocks whom); moderation
+//! list), [`last_seen`] (presence's "last seen") and [`blocks`] (who blocks whom); what a
+//! connection's setup reads, one transaction each, is composed in [`setup_views`]; moderation
 //! is in [`bans`], [`ip_bans`] and [`audit`] (roles are in [`accounts`]).
 
 mod accounts;
@@ -39,6 +40,7 @@ mod migrate;
 mod records;
 mod rooms;
 mod scrub;
+mod setup_views;
 mod summaries;
 mod tables;
 mod writer;
@@ -74,6 +76,7 @@ pub use ip_bans::{IpBan, MAX_IP_BANS};
 pub use membership::ConversationKind;
 pub use messages::{Appended, Deletion};
 pub use rooms::{Room, RoomEntry, RoomPage};
+pub use setup_views::{JoinView, WelcomeView};
 pub use summaries::{LastMessage, PREVIEW_CHARS, Summary};
 pub use writer::CommitCounts;
 

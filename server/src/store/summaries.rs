@@ -85,21 +85,8 @@ impl Store {
         &self,
         user: UserId,
     ) -> Result<(Vec<Summary>, Vec<UserId>), StoreError> {
-        self.read(move |txn| {
-            let tables = Tables::open(txn, user)?;
-            let memberships = txn.open_table(MEMBERSHIPS)?;
-            let mut list = Vec::new();
-            for entry in memberships.range((user.0, 0)..=(user.0, u64::MAX))? {
-                let (key, joined) = entry?;
-                let conversation = ConversationId(key.value().1);
-                list.push(tables.summary(user, conversation, joined.value())?);
-            }
-            list.sort_by_key(|s| Reverse((s.activity_ms(), s.conversation)));
-            let mut blocked: Vec<UserId> = tables.blocked.into_iter().map(UserId).collect();
-            blocked.sort_unstable();
-            Ok((list, blocked))
-        })
-        .await
+        self.read(move |txn| read_summaries_and_blocks(txn, user))
+            .await
     }
 
     /// `conversation` as `user` sees it, if they are in it.
@@ -270,4 +257,23 @@ impl Tables {
         }
         Ok(unread)
     }
+}
+
+/// [`Store::summaries_and_blocks`] in a read transaction.
+pub(super) fn read_summaries_and_blocks(
+    txn: &ReadTransaction,
+    user: UserId,
+) -> Result<(Vec<Summary>, Vec<UserId>), StoreError> {
+    let tables = Tables::open(txn, user)?;
+    let memberships = txn.open_table(MEMBERSHIPS)?;
+    let mut list = Vec::new();
+    for entry in memberships.range((user.0, 0)..=(user.0, u64::MAX))? {
+        let (key, joined) = entry?;
+        let conversation = ConversationId(key.value().1);
+        list.push(tables.summary(user, conversation, joined.value())?);
+    }
+    list.sort_by_key(|s| Reverse((s.activity_ms(), s.conversation)));
+    let mut blocked: Vec<UserId> = tables.blocked.into_iter().map(UserId).collect();
+    blocked.sort_unstable();
+    Ok((list, blocked))
 }
