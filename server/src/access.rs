@@ -24,7 +24,8 @@
 //!   block stands is the store's invariant (`StoreError::Blocked`, checked in the write that
 //!   would add the request, so it cannot race with the block).
 //!
-//! Reading is proved by a [`Grant`], which only [`may_read`] makes: the stream code that
+//! Reading is proved by a [`Grant`], which only [`may_read`] and [`join_view`] make (one rule,
+//! `grant_for`): the stream code that
 //! replays and pages history takes a `Grant`, so it cannot serve a conversation nobody checked.
 
 use std::collections::HashSet;
@@ -67,7 +68,7 @@ impl Refusal {
     }
 }
 
-/// Proof that `user` may read `conversation` (made only by [`may_read`]).
+/// Proof that `user` may read `conversation` (made only by [`may_read`] and [`join_view`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Grant {
     pub user: UserId,

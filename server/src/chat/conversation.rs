@@ -1,8 +1,9 @@
 //! One conversation stream: `Join` (replaying history or the missed range), then live
 //! messages, sends made durable before they are acknowledged, and history pages.
 //!
-//! Access: `Join` asks [`access::may_read`] (a DM's stream is its two members' only) and the
-//! resulting [`Grant`] is what replay and history pages are served under; every `Send` asks
+//! Access: `Join` asks [`access::join_view`] (the rule of [`access::may_read`], in the same
+//! store read as the head and the first replay batch: a DM's stream is its two members' only)
+//! and the resulting [`Grant`] is what replay and history pages are served under; every `Send` asks
 //! [`access::may_send`] (a DM needs the friendship to stand at that moment). Joining a room's
 //! stream makes the user a member of the room, durably, if they were not one yet (within the
 //! per-user join quota).
@@ -134,12 +135,22 @@ async fn run(ctx: &ConnCtx, io: &mut StreamIo) -> Result<(), End> {
     serve_joined(ctx, io, grant, congestion).await
 }
 
-/// `Join`: check access, subscribe, answer `Joined` and replay what the peer misses. Returns
+/// `Join`: hold room for `Joined` and a replay batch, subscribe (replaying: the hub sends
+/// nothing yet), check access and read in one store read, answer `Joined` and replay what the
+/// peer misses. Returns
 /// the grant and the live subscription (which must be kept), or `None` when the stream was cut
 /// while replaying.
 async fn join(ctx: &ConnCtx, io: &mut StreamIo) -> Result<Option<(Grant, Subscription)>, End> {
     let state = &ctx.state;
     let (conversation, resume) = expect_join(state, io).await?;
+    // Room for `Joined` and the first replay batch, held before the store is read (pacing:
+    // see the module doc), and before subscribing, so a peer that reads nothing holds no hub
+    // entry while it waits.
+    let room = io
+        .outbound
+        .reserve(JOINED_FRAME_MAX + REPLAY_BATCH * MESSAGE_FRAME_MAX)
+        .await
+        .map_err(|_| End::Quiet)?;
     // Subscribe before reading the head, so nothing committed in between is missed. A
     // subscriber gets nothing from the hub before it goes live, so a refused join (dropping
     // the subscription) has seen nothing.
@@ -156,13 +167,7 @@ async fn join(ctx: &ConnCtx, io: &mut StreamIo) -> Result<Option<(Grant, Subscri
         Some(seq) => seq.min(head),
         None => head.saturating_sub(RECENT_PAGE),
     };
-    // Room for `Joined` and the first replay batch, held before the store is read (pacing:
-    // see the module doc); access, membership, head and that batch are one store read.
-    let room = io
-        .outbound
-        .reserve(JOINED_FRAME_MAX + REPLAY_BATCH * MESSAGE_FRAME_MAX)
-        .await
-        .map_err(|_| End::Quiet)?;
+    // Access, membership, head and the first batch: one store read.
     let view =
         access::join_view(&state.store, ctx.user.id, conversation, start, REPLAY_BATCH).await?;
     let grant = view.grant;
