@@ -130,11 +130,12 @@ pub async fn connect(
         .transport(choice(kind))
         .api(dialer.api.clone())
         .wt_endpoints(dialer.endpoints.clone());
+    // A bot joining with the recent page sends `Join` with `Hello` (pipelined); a late one
+    // joins from seq 0, which needs the store's epoch from `Welcome` first.
+    let options = if late { options } else { options.join(room) };
     let client = Client::connect(options).await.context("cannot connect")?;
     if late {
         client.join_from(room, 0);
-    } else {
-        client.join(room);
     }
     loop {
         match client.next_event().await {

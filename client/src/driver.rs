@@ -99,9 +99,19 @@ pub(crate) struct Driver {
 }
 
 impl Driver {
-    pub(crate) fn new(config: SessionConfig, dial_config: DialConfig, ports: DriverPorts) -> Self {
+    /// A driver whose session wants `joins` from its first connection on.
+    pub(crate) fn new(
+        config: SessionConfig,
+        joins: &[ConversationId],
+        dial_config: DialConfig,
+        ports: DriverPorts,
+    ) -> Self {
+        let mut session = Session::new(config);
+        for &conversation in joins {
+            session.join(conversation);
+        }
         Driver {
-            session: Session::new(config),
+            session,
             clock: Clock {
                 start: Instant::now(),
             },

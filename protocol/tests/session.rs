@@ -133,17 +133,22 @@ fn handshake_sends_hello_and_welcome_makes_ready() {
 
     s.on_connected(5);
     assert_eq!(s.state(), State::Handshaking);
+    // The wanted conversation's Join goes out right behind Hello (pipelined).
     assert_eq!(
         transmits(&mut s),
-        [(
-            StreamKey::Control,
-            ClientFrame::Hello {
-                version: PROTOCOL_VERSION,
-                token: "tok".into()
-            }
-        )]
+        [
+            (
+                StreamKey::Control,
+                ClientFrame::Hello {
+                    version: PROTOCOL_VERSION,
+                    token: "tok".into()
+                }
+            ),
+            join_frame(C, None)
+        ]
     );
-    // Frames other than Welcome/Error/GoAway before Welcome change nothing.
+    // Frames other than Welcome/Error/GoAway before Welcome change nothing (a message before
+    // Joined is not delivered).
     s.on_frame(conv(C), ServerFrame::Message(msg(C, 1)), 6);
     s.on_frame(StreamKey::Control, welcome(1, 2_000), 10);
     assert_eq!(s.state(), State::Ready);
@@ -154,7 +159,7 @@ fn handshake_sends_hello_and_welcome_makes_ready() {
             username: "me".into()
         }]
     );
-    assert_eq!(transmits(&mut s), [join_frame(C, None)]);
+    assert!(transmits(&mut s).is_empty(), "joined once, behind Hello");
     // A second Welcome is ignored.
     s.on_frame(StreamKey::Control, welcome(2, 2_000), 11);
     assert!(events(&mut s).is_empty());
@@ -572,7 +577,15 @@ fn epoch_change_resets_and_joins_without_resume() {
     s.on_disconnected(0, 0);
     s.handle_timeout(0);
     s.on_connected(1);
-    transmits(&mut s);
+    // Joined behind Hello, before the new epoch is known: the server ignores a cursor of
+    // another epoch and joins from the recent page.
+    assert_eq!(
+        transmits(&mut s)[1..],
+        [
+            join_frame(C, Some(Cursor { epoch: 1, seq: 10 })),
+            join_frame(D, None)
+        ]
+    );
     events(&mut s);
     s.on_frame(StreamKey::Control, welcome(2, 1_000), 2);
     assert_eq!(
@@ -586,10 +599,7 @@ fn epoch_change_resets_and_joins_without_resume() {
         ]
     );
     assert_eq!(s.cursor(C), None);
-    assert_eq!(
-        transmits(&mut s),
-        [join_frame(C, None), join_frame(D, None)]
-    );
+    assert!(transmits(&mut s).is_empty());
     s.on_frame(conv(C), joined(C, 2, 3, 0), 3);
     assert_eq!(s.cursor(C), Some(Cursor { epoch: 2, seq: 0 }));
     s.on_frame(conv(C), ServerFrame::Message(msg(C, 1)), 3);
@@ -1359,4 +1369,80 @@ fn a_live_ban_fails_for_good() {
     assert_eq!(s.poll_timeout(), None);
     s.handle_timeout(u64::MAX);
     assert!(actions(&mut s).is_empty());
+}
+
+#[test]
+fn joins_go_out_behind_hello_and_what_overtakes_welcome_waits_for_it() {
+    const E: ConversationId = ConversationId(9);
+    let mut s = Session::new(config());
+    actions(&mut s);
+    s.join(C);
+    // Joining from a seq needs the store's epoch, which only Welcome tells: it waits.
+    s.join_from(D, 5);
+    s.on_connected(1);
+    let tx = transmits(&mut s);
+    assert!(matches!(tx[0].1, ClientFrame::Hello { .. }));
+    assert_eq!(tx[1..], [join_frame(C, None)]);
+    // Joined while handshaking: at once. Left while handshaking: Leave follows its Join.
+    s.join(E);
+    s.leave(E);
+    assert_eq!(
+        transmits(&mut s),
+        [join_frame(E, None), (conv(E), ClientFrame::Leave)]
+    );
+
+    // C's stream overtakes Welcome (another QUIC stream): held, applied after Welcome.
+    s.on_frame(conv(C), joined(C, 1, 2, 0), 2);
+    s.on_frame(conv(C), ServerFrame::Message(msg(C, 1)), 2);
+    s.on_frame(conv(C), ServerFrame::Message(msg(C, 2)), 2);
+    assert!(events(&mut s).is_empty(), "nothing before Welcome");
+    s.on_frame(StreamKey::Control, welcome(1, 1_000), 3);
+    let got = events(&mut s);
+    assert_eq!(
+        got[..2],
+        [
+            Event::Connected {
+                user: ME,
+                username: "me".into()
+            },
+            Event::Joined {
+                conversation: C,
+                head_seq: 2
+            }
+        ]
+    );
+    assert_eq!(seqs(&got), [1, 2]);
+    assert_eq!(s.cursor(C), Some(Cursor { epoch: 1, seq: 2 }));
+    assert_eq!(
+        transmits(&mut s),
+        [join_frame(D, Some(Cursor { epoch: 1, seq: 5 }))]
+    );
+
+    // After a reconnect the epoch is known: D goes out behind Hello too, from its cursor.
+    s.on_disconnected(10, 0);
+    s.handle_timeout(10);
+    actions(&mut s);
+    s.on_connected(11);
+    assert_eq!(
+        transmits(&mut s)[1..],
+        [
+            join_frame(C, Some(Cursor { epoch: 1, seq: 2 })),
+            join_frame(D, Some(Cursor { epoch: 1, seq: 5 }))
+        ]
+    );
+}
+
+#[test]
+fn too_much_before_welcome_gives_the_connection_up() {
+    let mut s = Session::new(config());
+    actions(&mut s);
+    s.join(C);
+    s.on_connected(1);
+    transmits(&mut s);
+    for seq in 0..1024 {
+        s.on_frame(conv(C), ServerFrame::Message(msg(C, seq)), 2);
+    }
+    assert!(actions(&mut s).is_empty(), "1,024 frames are held");
+    s.on_frame(conv(C), ServerFrame::Message(msg(C, 1024)), 2);
+    assert!(matches!(actions(&mut s)[..], [Action::Disconnect { .. }]));
 }

@@ -1,6 +1,16 @@
-//! What a connection's setup reads, each in one read transaction and one trip to the blocking
-//! pool: the snapshot sent after `Welcome` ([`Store::welcome_view`]) and what `Join` needs to
-//! answer `Joined` and start the replay ([`Store::join_view`]).
+//! What a connection's setup reads, each in one read transaction: the token check of `Hello`
+//! ([`Store::hello_user`]), the snapshot sent after `Welcome` ([`Store::welcome_view`]) and what
+//! `Join` needs to answer `Joined` and start the replay ([`Store::join_view`]).
+//!
+//! Where they run: the token check and the join view run on the calling task (see
+//! [`Store::read_now`]), the welcome view on the blocking pool. The store's rule is that reads
+//! run on the blocking pool, because a redb read blocks (page reads, B-tree walks). These two
+//! are exempt because their work is small and bounded: the token check is two point lookups,
+//! the join view three point lookups and at most `limit` (32) messages of at most 4 KiB. A trip
+//! to the pool costs more than that: a thread wake-up, its scheduling on a busy machine, and the
+//! wake-up of the task again, on every connection. The welcome view reads up to a thousand
+//! conversation summaries, friends and blocks, so it stays on the pool. Figures: bench/README.md
+//! (connection setup, issue 9 session 4).
 //!
 //! Design: a separate [`Store::read`] per table made ~7 trips per connect (a semaphore permit,
 //! a `spawn_blocking` hand-off and a read transaction each), which was most of a connection's
@@ -11,12 +21,16 @@
 
 use quibble_protocol::wire::{ChatMessage, ConversationId, UserId};
 
+use redb::{ReadTransaction, ReadableDatabase};
+
+use super::accounts::{User, read_session_user};
 use super::friends::{FriendEntry, FriendState, read_friends};
 use super::last_seen::read_last_seen;
 use super::membership::{ConversationKind, read_is_member, read_kind};
 use super::messages::{read_head, read_messages_after};
 use super::summaries::{Summary, read_summaries_and_blocks};
 use super::{Store, StoreError};
+use crate::auth::TokenHash;
 
 /// What is sent after `Welcome`, read in one transaction.
 #[derive(Debug)]
@@ -47,6 +61,24 @@ pub struct JoinView<G> {
 }
 
 impl Store {
+    /// Runs a small, bounded `read` in a read transaction right here, on the caller's thread,
+    /// instead of on the blocking pool as [`Store::read`] does: only for reads of a few pages
+    /// (see the module doc). It counts as a running read for the deletion scrub's barrier.
+    fn read_now<T>(
+        &self,
+        read: impl FnOnce(&ReadTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let _running = self.inner.reads.begin();
+        let txn = self.inner.db.begin_read()?;
+        read(&txn)
+    }
+
+    /// `Hello`'s token check, on the calling task: the user a session token belongs to, as
+    /// [`Store::session_user`] answers it.
+    pub fn hello_user(&self, token: &TokenHash, now_ms: u64) -> Result<Option<User>, StoreError> {
+        self.read_now(|txn| read_session_user(txn, token, now_ms))
+    }
+
     /// The user's accepted friends with their last-seen times, conversation summaries and
     /// blocked users, in one read transaction.
     pub async fn welcome_view(&self, user: UserId) -> Result<WelcomeView, StoreError> {
@@ -71,7 +103,7 @@ impl Store {
     /// `Join`'s reads in one transaction: the conversation's kind (`None`: no such
     /// conversation), given to `check`, which decides whether `user` may read it; only if it
     /// may: the membership, the head, and the first `limit` messages after `start(head)`.
-    /// A refusal by `check` is the inner `Err`.
+    /// A refusal by `check` is the inner `Err`. Runs on the calling task (see the module doc).
     pub async fn join_view<G, E>(
         &self,
         user: UserId,
@@ -84,7 +116,7 @@ impl Store {
         G: Send + 'static,
         E: Send + 'static,
     {
-        self.read(move |txn| {
+        self.read_now(move |txn| {
             let grant = match check(read_kind(txn, conversation)?) {
                 Ok(grant) => grant,
                 Err(refusal) => return Ok(Err(refusal)),
@@ -101,7 +133,6 @@ impl Store {
                 batch,
             }))
         })
-        .await
     }
 }
 
