@@ -2,15 +2,16 @@
 //! ([`Store::hello_user`]), the snapshot sent after `Welcome` ([`Store::welcome_view`]) and what
 //! `Join` needs to answer `Joined` and start the replay ([`Store::join_view`]).
 //!
-//! Where they run: the token check and the join view run on the calling task (see
-//! [`Store::read_now`]), the welcome view on the blocking pool. The store's rule is that reads
-//! run on the blocking pool, because a redb read blocks (page reads, B-tree walks). These two
-//! are exempt because their work is small and bounded: the token check is two point lookups,
-//! the join view three point lookups and at most `limit` (32) messages of at most 4 KiB. A trip
-//! to the pool costs more than that: a thread wake-up, its scheduling on a busy machine, and the
-//! wake-up of the task again, on every connection. The welcome view reads up to a thousand
-//! conversation summaries, friends and blocks, so it stays on the pool. Figures: bench/README.md
-//! (connection setup, issue 9 session 4).
+//! Where they run: on the calling task (see [`Store::read_now`]), except a large welcome view.
+//! The store's rule is that reads run on the blocking pool, because a redb read blocks (page
+//! reads, B-tree walks). These are exempt because their work is small and bounded: the token
+//! check is two point lookups; the join view three point lookups and at most `limit` (32)
+//! messages of at most 4 KiB; the welcome view is read here only for a user with at most
+//! [`SMALL_WELCOME`] conversations, friendship entries and blocks (counted first, in the same
+//! transaction), a few dozen lookups. A trip to the pool costs more than such a read: a thread
+//! wake-up, its scheduling on a busy machine, and the task's wake-up again, on every
+//! connection. A larger welcome view (up to a thousand conversations, friends and blocks) still
+//! goes to the pool. Figures: bench/README.md (connection setup, issue 9 session 4).
 //!
 //! Design: a separate [`Store::read`] per table made ~7 trips per connect (a semaphore permit,
 //! a `spawn_blocking` hand-off and a read transaction each), which was most of a connection's
@@ -29,6 +30,7 @@ use super::last_seen::read_last_seen;
 use super::membership::{ConversationKind, read_is_member, read_kind};
 use super::messages::{read_head, read_messages_after};
 use super::summaries::{Summary, read_summaries_and_blocks};
+use super::tables::{BLOCKS, FRIENDS, MEMBERSHIPS};
 use super::{Store, StoreError};
 use crate::auth::TokenHash;
 
@@ -81,23 +83,21 @@ impl Store {
 
     /// The user's accepted friends with their last-seen times, conversation summaries and
     /// blocked users, in one read transaction.
+    /// On the calling task when the user has at most [`SMALL_WELCOME`] conversations,
+    /// friendship entries and blocks (counted in the same transaction), else on the blocking
+    /// pool.
     pub async fn welcome_view(&self, user: UserId) -> Result<WelcomeView, StoreError> {
-        self.read(move |txn| {
-            let friends: Vec<FriendEntry> = read_friends(txn, user)?
-                .into_iter()
-                .filter(|f| f.state == FriendState::Friends)
-                .collect();
-            let ids: Vec<UserId> = friends.iter().map(|f| f.user).collect();
-            let seen = read_last_seen(txn, &ids)?;
-            let (summaries, blocked) = read_summaries_and_blocks(txn, user)?;
-            Ok(WelcomeView {
-                friends,
-                seen,
-                summaries,
-                blocked,
-            })
-        })
-        .await
+        let small = self.read_now(|txn| {
+            if is_small(txn, user)? {
+                read_welcome(txn, user).map(Some)
+            } else {
+                Ok(None)
+            }
+        })?;
+        match small {
+            Some(view) => Ok(view),
+            None => self.read(move |txn| read_welcome(txn, user)).await,
+        }
     }
 
     /// `Join`'s reads in one transaction: the conversation's kind (`None`: no such
@@ -134,6 +134,50 @@ impl Store {
             }))
         })
     }
+}
+
+/// Most conversations, friendship entries and blocks of a user whose welcome view is read on
+/// the calling task: a few dozen point lookups at most.
+const SMALL_WELCOME: usize = 16;
+
+/// Whether `user`'s welcome view is small (see [`SMALL_WELCOME`]); reads at most
+/// `SMALL_WELCOME + 1` keys of each table.
+fn is_small(txn: &ReadTransaction, user: UserId) -> Result<bool, StoreError> {
+    let range = (user.0, 0)..=(user.0, u64::MAX);
+    let within = |count: usize| count <= SMALL_WELCOME;
+    Ok(within(
+        txn.open_table(MEMBERSHIPS)?
+            .range(range.clone())?
+            .take(SMALL_WELCOME + 1)
+            .count(),
+    ) && within(
+        txn.open_table(FRIENDS)?
+            .range(range.clone())?
+            .take(SMALL_WELCOME + 1)
+            .count(),
+    ) && within(
+        txn.open_table(BLOCKS)?
+            .range(range)?
+            .take(SMALL_WELCOME + 1)
+            .count(),
+    ))
+}
+
+/// The welcome view within a read transaction.
+fn read_welcome(txn: &ReadTransaction, user: UserId) -> Result<WelcomeView, StoreError> {
+    let friends: Vec<FriendEntry> = read_friends(txn, user)?
+        .into_iter()
+        .filter(|f| f.state == FriendState::Friends)
+        .collect();
+    let ids: Vec<UserId> = friends.iter().map(|f| f.user).collect();
+    let seen = read_last_seen(txn, &ids)?;
+    let (summaries, blocked) = read_summaries_and_blocks(txn, user)?;
+    Ok(WelcomeView {
+        friends,
+        seen,
+        summaries,
+        blocked,
+    })
 }
 
 #[cfg(test)]
@@ -209,6 +253,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_welcome_view_past_the_small_size_is_read_whole_on_the_pool() {
+        let dir = TempDir::new().unwrap();
+        let store = open(&dir);
+        let alice = store.create_user("alice", "phc".into()).await.unwrap();
+        for i in 0..=SMALL_WELCOME {
+            let room = store
+                .create_room(&format!("room{i}"), alice.id)
+                .await
+                .unwrap()
+                .id;
+            store.join_room(alice.id, room).await.unwrap();
+        }
+        let txn = store.inner.db.begin_read().unwrap();
+        assert!(!is_small(&txn, alice.id).unwrap());
+        let view = store.welcome_view(alice.id).await.unwrap();
+        assert_eq!(view.summaries.len(), SMALL_WELCOME + 1);
+        let (summaries, _) = store.summaries_and_blocks(alice.id).await.unwrap();
+        assert_eq!(view.summaries.len(), summaries.len());
+    }
+
+    #[tokio::test]
     async fn welcome_view_matches_the_single_reads() {
         let dir = TempDir::new().unwrap();
         let store = open(&dir);
@@ -223,6 +288,7 @@ mod tests {
         let room = store.create_room("general", alice.id).await.unwrap().id;
         store.join_room(alice.id, room).await.unwrap();
 
+        assert!(is_small(&store.inner.db.begin_read().unwrap(), alice.id).unwrap());
         let view = store.welcome_view(alice.id).await.unwrap();
         let friends: Vec<UserId> = view.friends.iter().map(|f| f.user).collect();
         assert_eq!(friends, [bob.id]);
