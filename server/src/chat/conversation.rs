@@ -318,6 +318,9 @@ async fn on_frame(
     match frame {
         ClientFrame::Send { client_id, body } => {
             let now = Instant::now();
+            // Asked first, so a refused send that comes back ends the hold even when it is
+            // then refused for another reason (the client knows its fate and goes on).
+            let held = joined.order.admit(client_id, now);
             let refusal = may_send(ctx, &joined.grant).await?.and_then(|()| {
                 check_body(&body).map_err(|reason| (ErrorCode::InvalidInput, reason))
             });
@@ -325,9 +328,7 @@ async fn on_frame(
             let congestion = &joined.congestion;
             let refusal = refusal
                 .and_then(|()| {
-                    order
-                        .admit(client_id, now)
-                        .map_err(|wait| (ErrorCode::RateLimited, held_back_reason(wait)))
+                    held.map_err(|wait| (ErrorCode::RateLimited, held_back_reason(wait)))
                 })
                 .and_then(|()| {
                     congestion.admit(body.len()).map_err(|refused| {
