@@ -12,7 +12,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use quibble_protocol::session::{Action, Event, Session, SessionConfig, State, StreamKey};
+use quibble_protocol::session::{
+    Action, Event, Session, SessionConfig, State, StreamKey, Transmit,
+};
 use quibble_protocol::{ConversationId, ErrorCode, UserId};
 use rand::Rng;
 use tokio::sync::{mpsc, oneshot};
@@ -88,6 +90,12 @@ pub(crate) struct Driver {
     dial_config: Arc<DialConfig>,
     connection: Option<Connection>,
     dialing: Option<Dialing>,
+    /// The dial in progress carries the session's first flight: the session already counts
+    /// the connection as up (see `Action::Connect`).
+    announced: bool,
+    /// Transmits the session queued after the first flight, while its dial is in progress;
+    /// sent once the connection is up.
+    held: Vec<Transmit>,
     commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<ClientEvent>,
     /// Answers `Client::connect`; `None` once the first `Welcome` arrived (or it failed).
@@ -118,6 +126,8 @@ impl Driver {
             dial_config: Arc::new(dial_config),
             connection: None,
             dialing: None,
+            announced: false,
+            held: Vec::new(),
             commands: ports.commands,
             events: ports.events,
             ready: Some(ports.ready),
@@ -171,6 +181,7 @@ impl Driver {
                 busy = true;
                 match &mut self.connection {
                     Some(connection) => connection.send(transmit),
+                    None if self.announced => self.held.push(transmit),
                     None => tracing::debug!(?transmit, "no connection; dropping a transmit"),
                 }
             }
@@ -196,12 +207,21 @@ impl Driver {
         match action {
             Action::Connect => {
                 self.drop_connection();
-                self.dialing = Some(Box::pin(dial(self.dial_config.clone())));
+                // A dial that carries the first flight (`Hello` and the `Join`s) in its
+                // opening handshake gets it now: the session counts the connection as up.
+                let mut first_flight = Vec::new();
+                if self.dial_config.carries_first_flight() {
+                    self.session.on_connected(self.clock.now_ms());
+                    first_flight.extend(std::iter::from_fn(|| self.session.poll_transmit()));
+                    self.announced = true;
+                }
+                self.dialing = Some(Box::pin(dial(self.dial_config.clone(), first_flight)));
             }
             Action::Disconnect { reason } => {
                 tracing::debug!(%reason, "session closes the connection");
                 self.drop_connection();
                 self.dialing = None;
+                self.announced = false;
                 self.lost(CloseInfo { code: None, reason });
             }
         }
@@ -262,20 +282,33 @@ impl Driver {
     }
 
     fn dialed(&mut self, result: Result<Connection, TransportError>) {
+        let announced = std::mem::take(&mut self.announced);
+        let held = std::mem::take(&mut self.held);
         match result {
-            Ok(connection) => {
+            Ok(mut connection) => {
                 let kind = connection.kind();
                 tracing::debug!(%kind, "transport up");
                 self.transport.set(Some(kind));
-                self.connection = Some(connection);
                 let _ = self.events.send(ClientEvent::TransportChanged(kind));
-                self.session.on_connected(self.clock.now_ms());
+                if announced {
+                    // The first flight went out with the handshake; what followed goes now.
+                    for transmit in held {
+                        connection.send(transmit);
+                    }
+                } else {
+                    self.session.on_connected(self.clock.now_ms());
+                }
+                self.connection = Some(connection);
             }
             Err(e) if self.ready.is_some() => self.fail(ClientError::Connect(e)),
             Err(e) => {
                 tracing::debug!("reconnect failed: {e}");
-                self.session
-                    .on_disconnected(self.clock.now_ms(), rand::rng().random());
+                let random = rand::rng().random();
+                if announced {
+                    self.session.on_connect_failed(self.clock.now_ms(), random);
+                } else {
+                    self.session.on_disconnected(self.clock.now_ms(), random);
+                }
             }
         }
     }
@@ -322,6 +355,7 @@ impl Driver {
     }
 
     fn drop_connection(&mut self) {
+        self.held.clear();
         if self.connection.take().is_some() {
             self.transport.set(None);
         }

@@ -1446,3 +1446,39 @@ fn too_much_before_welcome_gives_the_connection_up() {
     s.on_frame(conv(C), ServerFrame::Message(msg(C, 1024)), 2);
     assert!(matches!(actions(&mut s)[..], [Action::Disconnect { .. }]));
 }
+
+#[test]
+fn a_failed_dial_that_carried_the_first_flight_reconnects_without_a_disconnected_event() {
+    let mut s = joined_session(C, 3);
+    s.on_disconnected(0, 0);
+    assert_eq!(events(&mut s), [Event::Disconnected]);
+    s.handle_timeout(0);
+    assert_eq!(actions(&mut s), [Action::Connect]);
+    // The driver announces the dial and takes the first flight into its handshake.
+    s.on_connected(1);
+    assert!(matches!(
+        &transmits(&mut s)[..],
+        [
+            (StreamKey::Control, ClientFrame::Hello { .. }),
+            (_, ClientFrame::Join { .. })
+        ]
+    ));
+    // The dial fails: a backoff, a retry, and no Disconnected (the application never had it).
+    s.on_connect_failed(2, u64::MAX);
+    assert!(events(&mut s).is_empty());
+    let State::Reconnecting { retry_at_ms, .. } = s.state() else {
+        panic!("not reconnecting: {:?}", s.state());
+    };
+    s.handle_timeout(retry_at_ms);
+    assert_eq!(actions(&mut s), [Action::Connect]);
+    // The next flight resumes from the same cursor.
+    s.on_connected(retry_at_ms);
+    let resumes = transmits(&mut s)
+        .into_iter()
+        .filter_map(|(_, f)| match f {
+            ClientFrame::Join { resume, .. } => Some(resume.map(|c| c.seq)),
+            _ => None,
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(resumes, [Some(3)]);
+}

@@ -2,11 +2,15 @@
 //! WebTransport starts first and, if it is not up within [`HEAD_START`] (or fails sooner), a
 //! WebSocket is started too; the first to come up wins and the other attempt is dropped. Each
 //! attempt gives up after [`ATTEMPT_TIMEOUT`].
+//!
+//! A WebSocket-only dial carries the session's first flight in its opening handshake (see
+//! [`DialConfig::carries_first_flight`]); WebTransport and the race send it once up.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use quibble_protocol::session::Transmit;
 use tokio::time::{sleep, timeout};
 
 use super::wt::Trust;
@@ -30,17 +34,33 @@ pub(crate) struct DialConfig {
     pub wt_endpoints: WtEndpoints,
 }
 
-/// Open a connection as `config` says.
-pub(crate) async fn dial(config: Arc<DialConfig>) -> Result<Connection, TransportError> {
+impl DialConfig {
+    /// Whether [`dial`] sends the session's first frames itself, in the transport's opening
+    /// handshake: then the driver hands them over before dialing, not after.
+    pub(crate) fn carries_first_flight(&self) -> bool {
+        self.choice == TransportChoice::WebSocket
+    }
+}
+
+/// Open a connection as `config` says, carrying `first_flight` if
+/// [`DialConfig::carries_first_flight`] (it is empty otherwise).
+pub(crate) async fn dial(
+    config: Arc<DialConfig>,
+    first_flight: Vec<Transmit>,
+) -> Result<Connection, TransportError> {
     match config.choice {
         TransportChoice::WebTransport => webtransport(&config).await,
-        TransportChoice::WebSocket => websocket(&config).await,
-        TransportChoice::Auto => race(webtransport(&config), || websocket(&config), HEAD_START)
-            .await
-            .map_err(|(wt, ws)| TransportError::Neither {
-                webtransport: Box::new(wt),
-                websocket: Box::new(ws),
-            }),
+        TransportChoice::WebSocket => websocket(&config, first_flight).await,
+        TransportChoice::Auto => race(
+            webtransport(&config),
+            || websocket(&config, Vec::new()),
+            HEAD_START,
+        )
+        .await
+        .map_err(|(wt, ws)| TransportError::Neither {
+            webtransport: Box::new(wt),
+            websocket: Box::new(ws),
+        }),
     }
 }
 
@@ -51,9 +71,12 @@ async fn webtransport(config: &DialConfig) -> Result<Connection, TransportError>
         .map(Connection::WebTransport)
 }
 
-async fn websocket(config: &DialConfig) -> Result<Connection, TransportError> {
+async fn websocket(
+    config: &DialConfig,
+    first_flight: Vec<Transmit>,
+) -> Result<Connection, TransportError> {
     let url = config.server.websocket();
-    limited(TransportKind::WebSocket, ws::connect(&url))
+    limited(TransportKind::WebSocket, ws::connect(&url, first_flight))
         .await
         .map(Connection::WebSocket)
 }

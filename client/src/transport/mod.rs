@@ -15,6 +15,7 @@ use quibble_protocol::session::{StreamKey, Transmit};
 use quibble_protocol::{ClientFrame, ErrorCode, ServerFrame, codec};
 
 pub(crate) mod dial;
+mod first_flight;
 mod streams;
 pub(crate) mod ws;
 pub(crate) mod wt;
@@ -130,13 +131,8 @@ impl Connection {
     /// Queue a frame for sending (never waits). A frame that cannot be encoded is dropped
     /// with a log line.
     pub(crate) fn send(&mut self, transmit: Transmit) {
-        let fresh = matches!(transmit.frame, ClientFrame::Join { .. });
-        let bytes = match codec::encode(&transmit.frame) {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                tracing::error!(stream = ?transmit.stream, "cannot encode a frame, dropping it: {e}");
-                return;
-            }
+        let Some((bytes, fresh)) = encode_transmit(&transmit) else {
+            return;
         };
         match self {
             Connection::WebTransport(c) => c.send(transmit.stream, bytes, fresh),
@@ -149,6 +145,19 @@ impl Connection {
         match self {
             Connection::WebTransport(c) => c.recv().await,
             Connection::WebSocket(c) => c.recv().await,
+        }
+    }
+}
+
+/// A transmit's frame, encoded, and whether it starts a fresh physical stream (a `Join`);
+/// `None`, with a log line, for a frame that cannot be encoded.
+fn encode_transmit(transmit: &Transmit) -> Option<(Vec<u8>, bool)> {
+    let fresh = matches!(transmit.frame, ClientFrame::Join { .. });
+    match codec::encode(&transmit.frame) {
+        Ok(bytes) => Some((bytes, fresh)),
+        Err(e) => {
+            tracing::error!(stream = ?transmit.stream, "cannot encode a frame, dropping it: {e}");
+            None
         }
     }
 }

@@ -6,6 +6,10 @@
 //! A stream is over once either side has finished it. The stream table holds a [`MuxStream`]
 //! per open stream, and forgetting one (the server ended it, its frame was malformed, or a
 //! rejoin replaced it) sends our finish for its id, so neither side keeps a dead id.
+//!
+//! The dial takes the session's first flight (`Hello` and the `Join`s behind it): over plain
+//! `ws://` it goes out in the upgrade request's write (see `first_flight`), elsewhere it waits
+//! in the write queue for the upgrade.
 
 use std::time::Duration;
 
@@ -13,22 +17,23 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use quibble_protocol::limits::MAX_FRAME_LEN;
 use quibble_protocol::mux;
-use quibble_protocol::session::StreamKey;
+use quibble_protocol::session::{StreamKey, Transmit};
 use quibble_protocol::{ErrorCode, ServerFrame, codec};
 use reqwest::Url;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::error::UrlError;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async_with_config};
+use tokio_tungstenite::{WebSocketStream, client_async_with_config, connect_async_with_config};
 
+use super::first_flight::{self, FirstFlight};
 use super::streams::{CONTROL_ID, INBOUND_QUEUE, Inbound, StreamTable};
-use super::{CloseInfo, TransportEvent, TransportKind};
+use super::{CloseInfo, TransportEvent, TransportKind, encode_transmit};
 use crate::error::TransportError;
-
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Room for the stream id in front of a frame.
 const ENVELOPE_SLACK: usize = 16;
@@ -44,31 +49,102 @@ pub(crate) struct WsConnection {
     reader: JoinHandle<()>,
 }
 
-/// Open the WebSocket at `url`.
-pub(crate) async fn connect(url: &Url) -> Result<WsConnection, TransportError> {
+/// Open the WebSocket at `url`, carrying `first_flight` (see the module docs).
+pub(crate) async fn connect(
+    url: &Url,
+    first_flight: Vec<Transmit>,
+) -> Result<WsConnection, TransportError> {
+    let failed = |e: tungstenite::Error| TransportError::Failed {
+        transport: TransportKind::WebSocket,
+        reason: describe(&e),
+    };
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_FRAME_LEN + ENVELOPE_SLACK))
         .max_frame_size(Some(MAX_FRAME_LEN + ENVELOPE_SLACK));
-    let (socket, _response) = connect_async_with_config(url.as_str(), Some(config), true)
-        .await
-        .map_err(|e| TransportError::Failed {
-            transport: TransportKind::WebSocket,
-            reason: describe(&e),
-        })?;
-    let (sink, source) = socket.split();
-    let (out, out_rx) = mpsc::unbounded_channel();
+    let (out, mut out_rx) = mpsc::unbounded_channel();
+    let mut streams = StreamTable::new(MuxStream {
+        id: CONTROL_ID,
+        out: out.clone(),
+    });
+    for transmit in &first_flight {
+        if let Some((bytes, fresh)) = encode_transmit(transmit) {
+            queue(&mut streams, &out, transmit.stream, bytes, fresh);
+        }
+    }
     let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE);
-    tokio::spawn(write_socket(sink, out_rx));
-    let reader = tokio::spawn(read_socket(source, inbound_tx));
+    let reader = if url.scheme() == "ws" {
+        let queued = std::iter::from_fn(|| out_rx.try_recv().ok());
+        let flight = first_flight::encode(queued).map_err(|e| failed(e.into()))?;
+        let tcp = TcpStream::connect(authority(url).map_err(failed)?)
+            .await
+            .map_err(|e| failed(e.into()))?;
+        tcp.set_nodelay(true).map_err(|e| failed(e.into()))?;
+        let stream = FirstFlight::new(tcp, flight);
+        let (socket, _response) = client_async_with_config(url.as_str(), stream, Some(config))
+            .await
+            .map_err(failed)?;
+        start(socket, out_rx, inbound_tx)
+    } else {
+        let (socket, _response) = connect_async_with_config(url.as_str(), Some(config), true)
+            .await
+            .map_err(failed)?;
+        start(socket, out_rx, inbound_tx)
+    };
     Ok(WsConnection {
         inbound,
-        streams: StreamTable::new(MuxStream {
-            id: CONTROL_ID,
-            out: out.clone(),
-        }),
+        streams,
         out,
         reader,
     })
+}
+
+/// `host:port` of `url`, for the TCP connection.
+fn authority(url: &Url) -> Result<String, tungstenite::Error> {
+    let host = url
+        .host_str()
+        .ok_or(tungstenite::Error::Url(UrlError::NoHostName))?;
+    let port = url
+        .port_or_known_default()
+        .ok_or(tungstenite::Error::Url(UrlError::UnsupportedUrlScheme))?;
+    Ok(format!("{host}:{port}"))
+}
+
+/// Start the socket's writer and reader tasks; returns the reader.
+fn start<S>(
+    socket: WebSocketStream<S>,
+    out_rx: mpsc::UnboundedReceiver<Message>,
+    inbound_tx: mpsc::Sender<Inbound>,
+) -> JoinHandle<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sink, source) = socket.split();
+    tokio::spawn(write_socket(sink, out_rx));
+    tokio::spawn(read_socket(source, inbound_tx))
+}
+
+/// Queue an encoded frame on `stream` (on a new stream id if `fresh`).
+fn queue(
+    streams: &mut StreamTable<MuxStream>,
+    out: &mpsc::UnboundedSender<Message>,
+    stream: StreamKey,
+    frame: Vec<u8>,
+    fresh: bool,
+) {
+    let id = match streams.get(stream) {
+        Some((id, _)) if !fresh || stream == StreamKey::Control => id,
+        // The control stream ended: the connection is being reported closed.
+        None if stream == StreamKey::Control => return,
+        _ => {
+            let out = out.clone();
+            let (id, replaced) = streams.open(stream, |id| MuxStream { id, out });
+            // Dropping the replaced stream finishes it, before the new id's first frame.
+            drop(replaced);
+            id
+        }
+    };
+    // If the writer is gone, the reader reports the connection lost.
+    let _ = out.send(binary(mux::wrap(id, &frame)));
 }
 
 fn describe(e: &tungstenite::Error) -> String {
@@ -92,20 +168,7 @@ fn describe(e: &tungstenite::Error) -> String {
 impl WsConnection {
     /// Queue an encoded frame on `stream` (on a new stream id if `fresh`).
     pub(crate) fn send(&mut self, stream: StreamKey, frame: Vec<u8>, fresh: bool) {
-        let id = match self.streams.get(stream) {
-            Some((id, _)) if !fresh || stream == StreamKey::Control => id,
-            // The control stream ended: the connection is being reported closed.
-            None if stream == StreamKey::Control => return,
-            _ => {
-                let out = self.out.clone();
-                let (id, replaced) = self.streams.open(stream, |id| MuxStream { id, out });
-                // Dropping the replaced stream finishes it, before the new id's first frame.
-                drop(replaced);
-                id
-            }
-        };
-        // If the writer is gone, the reader reports the connection lost.
-        let _ = self.out.send(binary(mux::wrap(id, &frame)));
+        queue(&mut self.streams, &self.out, stream, frame, fresh);
     }
 
     pub(crate) async fn recv(&mut self) -> TransportEvent {
@@ -151,7 +214,10 @@ fn binary(data: Vec<u8>) -> Message {
     Message::Binary(data.into())
 }
 
-async fn read_socket(mut source: SplitStream<Socket>, inbound: mpsc::Sender<Inbound>) {
+async fn read_socket<S: AsyncRead + AsyncWrite + Unpin>(
+    mut source: SplitStream<WebSocketStream<S>>,
+    inbound: mpsc::Sender<Inbound>,
+) {
     let lost = loop {
         let message = match source.next().await {
             Some(Ok(message)) => message,
@@ -204,8 +270,8 @@ fn close_info(frame: Option<CloseFrame>) -> CloseInfo {
     }
 }
 
-async fn write_socket(
-    mut sink: SplitSink<Socket, Message>,
+async fn write_socket<S: AsyncRead + AsyncWrite + Unpin>(
+    mut sink: SplitSink<WebSocketStream<S>, Message>,
     mut queue: mpsc::UnboundedReceiver<Message>,
 ) {
     while let Some(first) = queue.recv().await {

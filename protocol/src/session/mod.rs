@@ -12,6 +12,10 @@
 //!    stream; WebSocket: a new stream id). Feed every received frame to
 //!    [`Session::on_frame`]; when the server ends a conversation stream call
 //!    [`Session::on_stream_closed`].
+//!    A transport that can carry data in its opening handshake (a WebSocket: frames right
+//!    behind the upgrade request) may instead call [`Session::on_connected`] as it starts to
+//!    dial, take the transmits it queues (the first flight) into the handshake, and call
+//!    [`Session::on_connect_failed`] if the dial fails.
 //! 3. Call [`Session::handle_timeout`] when [`Session::poll_timeout`] comes due.
 //! 4. Hand [`Session::poll_event`] results to the application.
 //!
@@ -243,6 +247,14 @@ impl Session {
             retry_at_ms: now_ms.saturating_add(delay),
             attempt: self.backoff.attempt(),
         };
+    }
+
+    /// A dial that [`Session::on_connected`] announced before it was up (see the module docs)
+    /// failed: as [`Session::on_disconnected`], except that no `Disconnected` event is
+    /// reported, the application never having had this connection.
+    pub fn on_connect_failed(&mut self, now_ms: u64, random: u64) {
+        self.connection = None;
+        self.on_disconnected(now_ms, random);
     }
 
     /// A frame arrived on a logical stream.
