@@ -24,7 +24,7 @@ use wtransport::tls::Sha256Digest;
 use wtransport::tls::rustls::RootCertStore;
 use wtransport::{ClientConfig, Endpoint};
 
-use super::TransportKind;
+use super::{TransportKind, wt_udp_buffers};
 use crate::error::TransportError;
 
 /// QUIC keep-alive (the server drops connections idle for 30 s).
@@ -242,7 +242,13 @@ fn open(key: &EndpointKey) -> Result<ClientEndpoint, TransportError> {
     config
         .quic_config_mut()
         .transport_config(Arc::new(transport().map_err(failed)?));
-    Endpoint::client(config).map_err(|e| failed(format!("cannot open a UDP socket: {e}")))
+    let endpoint =
+        Endpoint::client(config).map_err(|e| failed(format!("cannot open a UDP socket: {e}")))?;
+    // Its sessions share the socket: the server's buffers, so that bursts are not dropped.
+    if let Err(e) = endpoint.local_addr().and_then(wt_udp_buffers::enlarge) {
+        tracing::warn!("cannot enlarge a WebTransport client's UDP buffers: {e}");
+    }
+    Ok(endpoint)
 }
 
 #[cfg(test)]
@@ -288,5 +294,20 @@ mod tests {
         held.clear();
         held.push(pool.lease(&key(1)).unwrap());
         assert_eq!(pool.endpoints(), 3);
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_socket_gets_the_servers_buffers() {
+        let pool = WtEndpoints::new(1);
+        let _lease = pool.lease(&key(3)).unwrap();
+        let local = pool.local_addrs()[0];
+        let socket = wt_udp_buffers::find(local).unwrap();
+        let got = rustix::net::sockopt::socket_recv_buffer_size(&socket).unwrap();
+        let cap = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .ok()
+            .and_then(|max| max.trim().parse().ok())
+            .unwrap_or(wt_udp_buffers::BUFFER);
+        // Linux reports twice the size set.
+        assert_eq!(got, 2 * wt_udp_buffers::BUFFER.min(cap));
     }
 }
