@@ -2,7 +2,7 @@
 //! 4 MiB each way. A pool's endpoint carries up to `sessions_per_endpoint` sessions (the bench
 //! puts a whole room's bots on one), and at 100k deliveries/s Linux's default 208 KiB receive
 //! buffer overflows: the datagrams dropped are retransmitted after a loss timeout, which is
-//! the fan-out tail. wtransport 0.7's client builder cannot take a socket bound beforehand
+//! the fan-out tail (a socket of one session keeps the default). wtransport 0.7's client builder cannot take a socket bound beforehand
 //! (its server builder can), so the endpoint's own socket is found among this process' open
 //! files by its local address, through a duplicate of it (`pidfd_getfd`, no unsafe code): the
 //! options set on the duplicate are the socket's. The kernel caps the sizes at
@@ -30,17 +30,19 @@ pub fn enlarge(local: SocketAddr) -> io::Result<()> {
 /// A duplicate of this process' UDP socket bound to `local`.
 pub(super) fn find(local: SocketAddr) -> io::Result<OwnedFd> {
     let me = pidfd_open(getpid(), PidfdFlags::empty())?;
-    for entry in std::fs::read_dir("/proc/self/fd")? {
-        let entry = entry?;
-        let Some(fd) = entry
-            .file_name()
-            .to_str()
-            .and_then(|name| name.parse::<RawFd>().ok())
-        else {
-            continue;
-        };
+    let mut fds: Vec<(RawFd, std::path::PathBuf)> = std::fs::read_dir("/proc/self/fd")?
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let fd = entry.file_name().to_str()?.parse::<RawFd>().ok()?;
+            Some((fd, entry.path()))
+        })
+        .collect();
+    // Highest first: a socket just opened while the others stay open usually has the highest
+    // number, so the search is short.
+    fds.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    for (fd, path) in fds {
         // Closed since the listing, or not a socket: not ours.
-        let is_socket = std::fs::read_link(entry.path())
+        let is_socket = std::fs::read_link(&path)
             .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"));
         if !is_socket {
             continue;
