@@ -39,7 +39,7 @@ pub(super) fn find(local: SocketAddr) -> io::Result<OwnedFd> {
         .collect();
     // Highest first: a socket just opened while the others stay open usually has the highest
     // number, so the search is short.
-    fds.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    fds.sort_unstable_by_key(|&(fd, _)| std::cmp::Reverse(fd));
     for (fd, path) in fds {
         // Closed since the listing, or not a socket: not ours.
         let is_socket = std::fs::read_link(&path)
