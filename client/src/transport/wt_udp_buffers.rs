@@ -1,66 +1,56 @@
-//! The kernel buffers of a WebTransport client endpoint's UDP socket, raised to the server's
-//! 4 MiB each way. A pool's endpoint carries up to `sessions_per_endpoint` sessions (the bench
-//! puts a whole room's bots on one), and at 100k deliveries/s Linux's default 208 KiB receive
-//! buffer overflows: the datagrams dropped are retransmitted after a loss timeout, which is
-//! the fan-out tail (a socket of one session keeps the default). wtransport 0.7's client builder cannot take a socket bound beforehand
-//! (its server builder can), so the endpoint's own socket is found among this process' open
-//! files by its local address, through a duplicate of it (`pidfd_getfd`, no unsafe code): the
-//! options set on the duplicate are the socket's. The kernel caps the sizes at
-//! `net.core.rmem_max` / `wmem_max`; a failure leaves the defaults (sessions still work, with
-//! losses under bursts), so it is reported to the caller, who logs it.
+//! The UDP socket of a WebTransport client endpoint that several sessions share, bound here
+//! with the server's 4 MiB kernel buffers each way and handed to wtransport
+//! (`ClientConfigBuilder::with_bind_socket`). A pool's endpoint carries up to
+//! `sessions_per_endpoint` sessions (the bench puts a whole room's bots on one), and at 100k
+//! deliveries/s Linux's default 208 KiB receive buffer overflows: the datagrams dropped are
+//! retransmitted after a loss timeout, which is the fan-out tail. A socket of one session keeps
+//! wtransport's own binding and the kernel's default: a client of its own needs no more.
+//!
+//! The socket is bound as wtransport binds one (any address of the family, a port the kernel
+//! picks; IPv6-only for `V6`, dual-stack for `Dual`). The kernel caps the sizes at
+//! `net.core.rmem_max` / `wmem_max`; a refused size is an error for the caller, who then binds
+//! the usual way (sessions still work, with losses under bursts).
 
 use std::io;
-use std::net::SocketAddr;
-use std::os::fd::{OwnedFd, RawFd};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 
-use rustix::net::{SocketAddrAny, SocketType, getsockname, sockopt};
-use rustix::process::{PidfdFlags, PidfdGetfdFlags, getpid, pidfd_getfd, pidfd_open};
+use rustix::net::{AddressFamily, SocketType, bind, socket, sockopt};
+
+use super::wt_endpoints::Family;
 
 /// Bytes asked for each way (as the server's socket).
 pub const BUFFER: usize = 4 * 1024 * 1024;
 
-/// Ask for [`BUFFER`] bytes each way on the UDP socket bound to `local` in this process.
-pub fn enlarge(local: SocketAddr) -> io::Result<()> {
-    let socket = find(local)?;
-    sockopt::set_socket_recv_buffer_size(&socket, BUFFER)?;
-    sockopt::set_socket_send_buffer_size(&socket, BUFFER)?;
-    Ok(())
-}
-
-/// A duplicate of this process' UDP socket bound to `local`.
-pub(super) fn find(local: SocketAddr) -> io::Result<OwnedFd> {
-    let me = pidfd_open(getpid(), PidfdFlags::empty())?;
-    let mut fds: Vec<(RawFd, std::path::PathBuf)> = std::fs::read_dir("/proc/self/fd")?
-        .filter_map(|entry| {
-            let entry = entry.ok()?;
-            let fd = entry.file_name().to_str()?.parse::<RawFd>().ok()?;
-            Some((fd, entry.path()))
-        })
-        .collect();
-    // Highest first: a socket just opened while the others stay open usually has the highest
-    // number, so the search is short.
-    fds.sort_unstable_by_key(|&(fd, _)| std::cmp::Reverse(fd));
-    for (fd, path) in fds {
-        // Closed since the listing, or not a socket: not ours.
-        let is_socket = std::fs::read_link(&path)
-            .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"));
-        if !is_socket {
-            continue;
-        }
-        let Ok(socket) = pidfd_getfd(&me, fd, PidfdGetfdFlags::empty()) else {
-            continue;
-        };
-        let bound = getsockname(&socket)
-            .ok()
-            .and_then(|addr: SocketAddrAny| SocketAddr::try_from(addr).ok());
-        if bound == Some(local) && sockopt::socket_type(&socket)? == SocketType::DGRAM {
-            return Ok(socket);
-        }
+/// A UDP socket of `family` with [`BUFFER`] bytes of kernel buffer each way, bound to any
+/// address on a port the kernel picks.
+pub fn bind_shared(family: Family) -> io::Result<UdpSocket> {
+    let (domain, any, v6only) = match family {
+        Family::V4 => (
+            AddressFamily::INET,
+            SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+            None,
+        ),
+        Family::V6 => (
+            AddressFamily::INET6,
+            SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)),
+            Some(true),
+        ),
+        Family::Dual => (
+            AddressFamily::INET6,
+            SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)),
+            Some(false),
+        ),
+    };
+    let fd = socket(domain, SocketType::DGRAM, None)?;
+    if let Some(only) = v6only {
+        sockopt::set_ipv6_v6only(&fd, only)?;
     }
-    Err(io::Error::new(
-        io::ErrorKind::NotFound,
-        format!("no UDP socket bound to {local} in this process"),
-    ))
+    sockopt::set_socket_recv_buffer_size(&fd, BUFFER)?;
+    sockopt::set_socket_send_buffer_size(&fd, BUFFER)?;
+    bind(&fd, &any)?;
+    let socket = UdpSocket::from(fd);
+    socket.set_nonblocking(true)?;
+    Ok(socket)
 }
 
 #[cfg(test)]
@@ -77,30 +67,31 @@ mod tests {
     }
 
     #[test]
-    fn the_socket_bound_there_gets_the_largest_buffers_the_kernel_allows() {
-        let other = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let before = sockopt::socket_recv_buffer_size(&other).unwrap();
-        enlarge(socket.local_addr().unwrap()).unwrap();
-        // Linux reports twice the size set (its bookkeeping overhead).
-        for (name, got) in [
-            (
-                "rmem_max",
-                sockopt::socket_recv_buffer_size(&socket).unwrap(),
-            ),
-            (
-                "wmem_max",
-                sockopt::socket_send_buffer_size(&socket).unwrap(),
-            ),
+    fn a_shared_socket_gets_the_largest_buffers_the_kernel_allows_in_its_family() {
+        for (family, v4) in [
+            (Family::V4, true),
+            (Family::V6, false),
+            (Family::Dual, false),
         ] {
-            let Some(cap) = cap(name) else { continue };
-            assert_eq!(got, 2 * BUFFER.min(cap), "{name}: {got} (was {before})");
+            let socket = bind_shared(family).unwrap();
+            assert_eq!(socket.local_addr().unwrap().is_ipv4(), v4, "{family:?}");
+            assert_ne!(socket.local_addr().unwrap().port(), 0);
+            // Linux reports twice the size set (its bookkeeping overhead).
+            for (name, got) in [
+                (
+                    "rmem_max",
+                    sockopt::socket_recv_buffer_size(&socket).unwrap(),
+                ),
+                (
+                    "wmem_max",
+                    sockopt::socket_send_buffer_size(&socket).unwrap(),
+                ),
+            ] {
+                let Some(cap) = cap(name) else { continue };
+                assert_eq!(got, 2 * BUFFER.min(cap), "{family:?} {name}");
+            }
         }
-        // The other socket is left alone.
-        assert_eq!(sockopt::socket_recv_buffer_size(&other).unwrap(), before);
-        // Nothing bound there: an error, not some other socket.
-        let gone = other.local_addr().unwrap();
-        drop(other);
-        assert!(enlarge(gone).is_err());
+        assert!(sockopt::ipv6_v6only(bind_shared(Family::V6).unwrap()).unwrap());
+        assert!(!sockopt::ipv6_v6only(bind_shared(Family::Dual).unwrap()).unwrap());
     }
 }
