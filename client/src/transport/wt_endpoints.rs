@@ -24,7 +24,7 @@ use wtransport::tls::Sha256Digest;
 use wtransport::tls::rustls::RootCertStore;
 use wtransport::{ClientConfig, Endpoint};
 
-use super::TransportKind;
+use super::{TransportKind, wt_udp_buffers};
 use crate::error::TransportError;
 
 /// QUIC keep-alive (the server drops connections idle for 30 s).
@@ -182,7 +182,7 @@ impl WtEndpoints {
         let (endpoint, leases) = match roomy {
             Some(found) => found,
             None => {
-                let endpoint = Arc::new(open(key)?);
+                let endpoint = Arc::new(open(key, self.pool.sessions_per_endpoint)?);
                 let leases = Arc::new(AtomicUsize::new(0));
                 slots.push(Slot {
                     key: key.clone(),
@@ -220,8 +220,8 @@ fn transport() -> Result<TransportConfig, String> {
     Ok(t)
 }
 
-/// A new client endpoint (and its UDP socket) for `key`.
-fn open(key: &EndpointKey) -> Result<ClientEndpoint, TransportError> {
+/// A new client endpoint (and its UDP socket) for `key`, to carry up to `sessions` sessions.
+fn open(key: &EndpointKey, sessions: usize) -> Result<ClientEndpoint, TransportError> {
     let failed = |reason: String| TransportError::Failed {
         transport: TransportKind::WebTransport,
         reason,
@@ -242,7 +242,16 @@ fn open(key: &EndpointKey) -> Result<ClientEndpoint, TransportError> {
     config
         .quic_config_mut()
         .transport_config(Arc::new(transport().map_err(failed)?));
-    Endpoint::client(config).map_err(|e| failed(format!("cannot open a UDP socket: {e}")))
+    let endpoint =
+        Endpoint::client(config).map_err(|e| failed(format!("cannot open a UDP socket: {e}")))?;
+    // Sessions that share a socket get the server's buffers, so that bursts are not dropped
+    // (one session's socket keeps the default: a client of its own needs no more).
+    if sessions > 1
+        && let Err(e) = endpoint.local_addr().and_then(wt_udp_buffers::enlarge)
+    {
+        tracing::warn!("cannot enlarge a WebTransport client's UDP buffers: {e}");
+    }
+    Ok(endpoint)
 }
 
 #[cfg(test)]
@@ -288,5 +297,25 @@ mod tests {
         held.clear();
         held.push(pool.lease(&key(1)).unwrap());
         assert_eq!(pool.endpoints(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_shared_endpoint_socket_gets_the_servers_buffers() {
+        let received = |pool: &WtEndpoints| {
+            let socket = wt_udp_buffers::find(pool.local_addrs()[0]).unwrap();
+            rustix::net::sockopt::socket_recv_buffer_size(&socket).unwrap()
+        };
+        let shared = WtEndpoints::new(2);
+        let _lease = shared.lease(&key(3)).unwrap();
+        let cap = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .ok()
+            .and_then(|max| max.trim().parse().ok())
+            .unwrap_or(wt_udp_buffers::BUFFER);
+        // Linux reports twice the size set.
+        assert_eq!(received(&shared), 2 * wt_udp_buffers::BUFFER.min(cap));
+        // A socket of one session keeps the kernel's default.
+        let own = WtEndpoints::new(1);
+        let _lease = own.lease(&key(3)).unwrap();
+        assert!(received(&own) < received(&shared));
     }
 }
