@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use quibble_protocol::session::{
-    Action, Event, Session, SessionConfig, State, StreamKey, Transmit,
+    Action, Event, Session, SessionConfig, State, StreamKey, StreamOrder, Transmit,
 };
 use quibble_protocol::{ConversationId, ErrorCode, UserId};
 use rand::Rng;
@@ -23,7 +23,7 @@ use tokio::time::{Instant, sleep_until};
 use crate::client::ClientEvent;
 use crate::error::{ClientError, TransportError};
 use crate::transport::dial::{DialConfig, dial};
-use crate::transport::{CloseInfo, Connection, CurrentTransport, TransportEvent};
+use crate::transport::{CloseInfo, Connection, CurrentTransport, TransportEvent, TransportKind};
 
 /// What the client handle asks of the driver.
 #[derive(Debug)]
@@ -211,7 +211,9 @@ impl Driver {
                 // opening handshake gets it now: the session counts the connection as up.
                 let mut first_flight = Vec::new();
                 if self.dial_config.carries_first_flight() {
-                    self.session.on_connected(self.clock.now_ms());
+                    // Only a WebSocket dial carries it: one ordered byte stream.
+                    self.session
+                        .on_connected(self.clock.now_ms(), StreamOrder::Shared);
                     first_flight.extend(std::iter::from_fn(|| self.session.poll_transmit()));
                     self.announced = true;
                 }
@@ -296,7 +298,11 @@ impl Driver {
                         connection.send(transmit);
                     }
                 } else {
-                    self.session.on_connected(self.clock.now_ms());
+                    let order = match kind {
+                        TransportKind::WebSocket => StreamOrder::Shared,
+                        TransportKind::WebTransport => StreamOrder::PerStream,
+                    };
+                    self.session.on_connected(self.clock.now_ms(), order);
                 }
                 self.connection = Some(connection);
             }

@@ -347,7 +347,7 @@ async fn sends_past_the_rate_limit_are_retried_until_each_is_stored_once() {
 }
 
 #[tokio::test]
-async fn a_conversation_given_at_connect_is_joined_in_the_hello_flight_on_every_transport() {
+async fn a_conversation_given_at_connect_is_joined_on_every_transport() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path());
     let api = Api::new(&server.url()).unwrap();
@@ -358,7 +358,8 @@ async fn a_conversation_given_at_connect_is_joined_in_the_hello_flight_on_every_
             .transport(choice)
             .join(general);
         let client = Client::connect(options).await.expect("connect");
-        // Joined with no `join` after connecting: its `Join` went out with `Hello`.
+        // Joined with no `join` after connecting (over WebSocket its `Join` went out with
+        // `Hello`, over WebTransport right after `Welcome`).
         assert_eq!(joined(&client, general).await, 0, "{choice:?}");
         client.close().await;
     }

@@ -19,10 +19,13 @@
 //! 3. Call [`Session::handle_timeout`] when [`Session::poll_timeout`] comes due.
 //! 4. Hand [`Session::poll_event`] results to the application.
 //!
-//! Pipelining: a conversation wanted before `Welcome` is joined right behind `Hello`, on the
+//! Pipelining: on a transport whose streams share one order ([`StreamOrder::Shared`]:
+//! WebSocket), a conversation wanted before `Welcome` is joined right behind `Hello`, on the
 //! same flight (one round trip less per connect), unless it waits for the store's epoch
-//! ([`Session::join_from`] before any `Welcome`). `Joined` and the rest of a conversation
-//! stream that overtake `Welcome` are held until it arrives (see `early`).
+//! ([`Session::join_from`] before any `Welcome`). Over WebTransport the server could take a
+//! conversation's stream for the control stream, so joins wait for `Welcome` there.
+//! Conversation-stream frames that come before `Welcome` are held until it arrives (see
+//! `early`).
 //!
 //! Streams: a `Join` transmit always starts a new stream for its conversation (a driver that
 //! still has one for it retires it), and after transmitting `Leave` the driver retires that
@@ -74,7 +77,7 @@ mod receipts;
 mod throttle;
 mod typing;
 
-pub use events::{Action, Event, State, StreamKey, Transmit};
+pub use events::{Action, Event, State, StreamKey, StreamOrder, Transmit};
 pub use outbox::PendingSend;
 pub use typing::TYPING_REFRESH_MS;
 
@@ -169,6 +172,8 @@ pub struct Session {
     viewing: Option<ConversationId>,
     /// Conversation-stream frames that arrived before `Welcome` on this connection.
     early: EarlyFrames,
+    /// Whether this connection's joins go out behind `Hello` ([`StreamOrder::Shared`]).
+    pipelined: bool,
     queues: Queues,
 }
 
@@ -193,6 +198,7 @@ impl Session {
             typing: Typing::default(),
             viewing: None,
             early: EarlyFrames::default(),
+            pipelined: false,
             queues,
         }
     }
@@ -204,9 +210,10 @@ impl Session {
 
     // ---- driver notifications ----
 
-    /// The transport is up: queues `Hello` on the control stream, and right behind it `Join`
-    /// for every wanted conversation that need not wait for `Welcome`.
-    pub fn on_connected(&mut self, now_ms: u64) {
+    /// The transport is up: queues `Hello` on the control stream, and, when its streams share
+    /// one `order`, right behind it `Join` for every wanted conversation that need not wait
+    /// for `Welcome`.
+    pub fn on_connected(&mut self, now_ms: u64, order: StreamOrder) {
         if matches!(self.state, State::Failed(_)) {
             return;
         }
@@ -221,8 +228,9 @@ impl Session {
             token: self.config.token.clone(),
         };
         self.queues.transmit(StreamKey::Control, hello);
+        self.pipelined = order == StreamOrder::Shared;
         for conv in self.conversations.values_mut() {
-            if !conv.waits_for_epoch() {
+            if joins_now(self.state, self.pipelined, conv) {
                 conv.join(&mut self.queues);
             }
         }
@@ -398,7 +406,7 @@ impl Session {
             .conversations
             .entry(conversation)
             .or_insert_with(|| Conversation::new(conversation));
-        if joins_now(self.state, conv) {
+        if joins_now(self.state, self.pipelined, conv) {
             conv.join(&mut self.queues);
         }
     }
@@ -417,7 +425,7 @@ impl Session {
             conv.adopt_epoch(epoch);
         }
         let conv = self.conversations.entry(conversation).or_insert(conv);
-        if joins_now(self.state, conv) {
+        if joins_now(self.state, self.pipelined, conv) {
             conv.join(&mut self.queues);
         }
     }
@@ -436,7 +444,9 @@ impl Session {
         }
         self.outbox.discard(conversation);
         self.throttles.release(conversation);
-        // A `Join` pipelined before `Welcome` is left too.
+        // A `Join` pipelined before `Welcome` is left too, and what its stream sent before
+        // `Welcome` is forgotten (a later join of the conversation gets a stream of its own).
+        self.early.forget(conversation);
         if let Some(conv) = self.conversations.remove(&conversation)
             && matches!(self.state, State::Ready | State::Handshaking)
         {
@@ -726,8 +736,9 @@ impl Session {
     fn hold_early(&mut self, event: Early) {
         if !self.early.hold(event) {
             self.request_disconnect(format!(
-                "more than {} conversation frames before Welcome",
-                early::MAX_EARLY
+                "more than {} conversation frames or {} bytes of messages before Welcome",
+                early::MAX_EARLY,
+                early::MAX_EARLY_BYTES
             ));
         }
     }
@@ -1028,11 +1039,11 @@ impl Session {
 }
 
 /// Whether a conversation the application asks for in `state` is joined at once: when ready,
-/// and before `Welcome` too (pipelined behind `Hello`) unless it waits for the store's epoch.
-fn joins_now(state: State, conv: &Conversation) -> bool {
+/// and before `Welcome` too (`pipelined` behind `Hello`) unless it waits for the store's epoch.
+fn joins_now(state: State, pipelined: bool, conv: &Conversation) -> bool {
     match state {
         State::Ready => true,
-        State::Handshaking => !conv.waits_for_epoch(),
+        State::Handshaking => pipelined && !conv.waits_for_epoch(),
         State::Connecting | State::Reconnecting { .. } | State::Failed(_) => false,
     }
 }

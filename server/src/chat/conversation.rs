@@ -167,9 +167,18 @@ async fn join(ctx: &ConnCtx, io: &mut StreamIo) -> Result<Option<(Grant, Subscri
         Some(seq) => seq.min(head),
         None => head.saturating_sub(RECENT_PAGE),
     };
-    // Access, membership, head and the first batch: one store read.
-    let view =
-        access::join_view(&state.store, ctx.user.id, conversation, start, REPLAY_BATCH).await?;
+    // Access, membership, head and the first batch: one store read, on this task for a plain
+    // join (its batch is the last messages; see `store::setup_views`).
+    let recent = resume_seq.is_none();
+    let view = access::join_view(
+        &state.store,
+        ctx.user.id,
+        conversation,
+        start,
+        recent,
+        REPLAY_BATCH,
+    )
+    .await?;
     let grant = view.grant;
     // Recorded within the join quota; past it (or at the membership cap) the user still
     // reads the public room, without becoming a member.

@@ -2,16 +2,17 @@
 //! ([`Store::hello_user`]), the snapshot sent after `Welcome` ([`Store::welcome_view`]) and what
 //! `Join` needs to answer `Joined` and start the replay ([`Store::join_view`]).
 //!
-//! Where they run: on the calling task (see [`Store::read_now`]), except a large welcome view.
-//! The store's rule is that reads run on the blocking pool, because a redb read blocks (page
-//! reads, B-tree walks). These are exempt because their work is small and bounded: the token
-//! check is two point lookups; the join view three point lookups and at most `limit` (32)
-//! messages of at most 4 KiB; the welcome view is read here only for a user with at most
-//! [`SMALL_WELCOME`] conversations, friendship entries and blocks (counted first, in the same
-//! transaction), a few dozen lookups. A trip to the pool costs more than such a read: a thread
-//! wake-up, its scheduling on a busy machine, and the task's wake-up again, on every
-//! connection. A larger welcome view (up to a thousand conversations, friends and blocks) still
-//! goes to the pool. Figures: bench/README.md (connection setup, issue 9 session 4).
+//! Where they run. The store's rule is that reads run on the blocking pool, because a redb read
+//! blocks (page reads, B-tree walks). Two setup reads are exempt and run on the calling task
+//! ([`Store::read_now`]), because their work is small, bounded and on hot pages: the token check
+//! (two point lookups) and a plain `Join`'s view (three point lookups and the last `limit` (32)
+//! messages, of at most 4 KiB each, which were just written and are in the cache). A trip to the
+//! pool costs more than such a read: a thread wake-up, its scheduling on a busy machine, and the
+//! task's wake-up again, on every connection. A `Join` that resumes from a cursor goes to the
+//! pool: the peer picks where its batch starts, so it could aim a worker at cold pages again and
+//! again. The welcome view stays on the pool too: its size is not bounded by what it counts
+//! (each conversation's unread count walks up to 500 messages after the read cursor, so 16 rooms
+//! never read are 8,000 records).
 //!
 //! Design: a separate [`Store::read`] per table made ~7 trips per connect (a semaphore permit,
 //! a `spawn_blocking` hand-off and a read transaction each), which was most of a connection's
@@ -30,7 +31,6 @@ use super::last_seen::read_last_seen;
 use super::membership::{ConversationKind, read_is_member, read_kind};
 use super::messages::{read_head, read_messages_after};
 use super::summaries::{Summary, read_summaries_and_blocks};
-use super::tables::{BLOCKS, FRIENDS, MEMBERSHIPS};
 use super::{Store, StoreError};
 use crate::auth::TokenHash;
 
@@ -82,41 +82,30 @@ impl Store {
     }
 
     /// The user's accepted friends with their last-seen times, conversation summaries and
-    /// blocked users, in one read transaction.
-    /// On the calling task when the user has at most [`SMALL_WELCOME`] conversations,
-    /// friendship entries and blocks (counted in the same transaction), else on the blocking
-    /// pool.
+    /// blocked users, in one read transaction on the blocking pool.
     pub async fn welcome_view(&self, user: UserId) -> Result<WelcomeView, StoreError> {
-        let small = self.read_now(|txn| {
-            if is_small(txn, user)? {
-                read_welcome(txn, user).map(Some)
-            } else {
-                Ok(None)
-            }
-        })?;
-        match small {
-            Some(view) => Ok(view),
-            None => self.read(move |txn| read_welcome(txn, user)).await,
-        }
+        self.read(move |txn| read_welcome(txn, user)).await
     }
 
     /// `Join`'s reads in one transaction: the conversation's kind (`None`: no such
     /// conversation), given to `check`, which decides whether `user` may read it; only if it
     /// may: the membership, the head, and the first `limit` messages after `start(head)`.
-    /// A refusal by `check` is the inner `Err`. Runs on the calling task (see the module doc).
+    /// A refusal by `check` is the inner `Err`. On the calling task when `recent` (the batch is
+    /// the conversation's last messages), else on the blocking pool (see the module doc).
     pub async fn join_view<G, E>(
         &self,
         user: UserId,
         conversation: ConversationId,
         check: impl FnOnce(Option<ConversationKind>) -> Result<G, E> + Send + 'static,
         start: impl FnOnce(u64) -> u64 + Send + 'static,
+        recent: bool,
         limit: usize,
     ) -> Result<Result<JoinView<G>, E>, StoreError>
     where
         G: Send + 'static,
         E: Send + 'static,
     {
-        self.read_now(move |txn| {
+        let read = move |txn: &ReadTransaction| {
             let grant = match check(read_kind(txn, conversation)?) {
                 Ok(grant) => grant,
                 Err(refusal) => return Ok(Err(refusal)),
@@ -132,35 +121,13 @@ impl Store {
                 from_seq,
                 batch,
             }))
-        })
+        };
+        if recent {
+            self.read_now(read)
+        } else {
+            self.read(read).await
+        }
     }
-}
-
-/// Most conversations, friendship entries and blocks of a user whose welcome view is read on
-/// the calling task: a few dozen point lookups at most.
-const SMALL_WELCOME: usize = 16;
-
-/// Whether `user`'s welcome view is small (see [`SMALL_WELCOME`]); reads at most
-/// `SMALL_WELCOME + 1` keys of each table.
-fn is_small(txn: &ReadTransaction, user: UserId) -> Result<bool, StoreError> {
-    let range = (user.0, 0)..=(user.0, u64::MAX);
-    let within = |count: usize| count <= SMALL_WELCOME;
-    Ok(within(
-        txn.open_table(MEMBERSHIPS)?
-            .range(range.clone())?
-            .take(SMALL_WELCOME + 1)
-            .count(),
-    ) && within(
-        txn.open_table(FRIENDS)?
-            .range(range.clone())?
-            .take(SMALL_WELCOME + 1)
-            .count(),
-    ) && within(
-        txn.open_table(BLOCKS)?
-            .range(range)?
-            .take(SMALL_WELCOME + 1)
-            .count(),
-    ))
 }
 
 /// The welcome view within a read transaction.
@@ -210,7 +177,7 @@ mod tests {
 
         let allow = |kind: Option<ConversationKind>| kind.ok_or("unknown");
         let view = store
-            .join_view(alice.id, room, allow, |head| head - 3, 2)
+            .join_view(alice.id, room, allow, |head| head - 3, false, 2)
             .await
             .unwrap()
             .unwrap();
@@ -220,7 +187,7 @@ mod tests {
         let seqs: Vec<u64> = view.batch.iter().map(|m| m.seq).collect();
         assert_eq!(seqs, [3, 4]);
         let bob_view = store
-            .join_view(bob.id, room, allow, |head| head, 2)
+            .join_view(bob.id, room, allow, |head| head, true, 2)
             .await
             .unwrap()
             .unwrap();
@@ -239,6 +206,7 @@ mod tests {
                     flag.store(true, Ordering::SeqCst);
                     head
                 },
+                true,
                 2,
             )
             .await
@@ -246,31 +214,10 @@ mod tests {
         assert!(matches!(refused, Err("no")));
         assert!(!started.load(Ordering::SeqCst));
         let unknown = store
-            .join_view(bob.id, ConversationId(999), allow, |head| head, 2)
+            .join_view(bob.id, ConversationId(999), allow, |head| head, true, 2)
             .await
             .unwrap();
         assert!(matches!(unknown, Err("unknown")));
-    }
-
-    #[tokio::test]
-    async fn a_welcome_view_past_the_small_size_is_read_whole_on_the_pool() {
-        let dir = TempDir::new().unwrap();
-        let store = open(&dir);
-        let alice = store.create_user("alice", "phc".into()).await.unwrap();
-        for i in 0..=SMALL_WELCOME {
-            let room = store
-                .create_room(&format!("room{i}"), alice.id)
-                .await
-                .unwrap()
-                .id;
-            store.join_room(alice.id, room).await.unwrap();
-        }
-        let txn = store.inner.db.begin_read().unwrap();
-        assert!(!is_small(&txn, alice.id).unwrap());
-        let view = store.welcome_view(alice.id).await.unwrap();
-        assert_eq!(view.summaries.len(), SMALL_WELCOME + 1);
-        let (summaries, _) = store.summaries_and_blocks(alice.id).await.unwrap();
-        assert_eq!(view.summaries.len(), summaries.len());
     }
 
     #[tokio::test]
@@ -288,7 +235,6 @@ mod tests {
         let room = store.create_room("general", alice.id).await.unwrap().id;
         store.join_room(alice.id, room).await.unwrap();
 
-        assert!(is_small(&store.inner.db.begin_read().unwrap(), alice.id).unwrap());
         let view = store.welcome_view(alice.id).await.unwrap();
         let friends: Vec<UserId> = view.friends.iter().map(|f| f.user).collect();
         assert_eq!(friends, [bob.id]);

@@ -538,25 +538,19 @@ impl RawPeer {
         RawPeer::from_websocket(ws)
     }
 
-    /// Send `frames` without waiting for any answer: over WebSocket in one flush (one TCP
-    /// write), over WebTransport each on its stream.
+    /// Send `frames` over WebSocket in one flush (one TCP write), without waiting for any
+    /// answer.
     pub async fn send_flight(&mut self, frames: &[(u64, ClientFrame)]) {
-        match &mut self.inner {
-            RawInner::Ws(sink) => {
-                for (stream, frame) in frames {
-                    let bytes = codec::encode(frame).expect("encode");
-                    sink.feed(Message::Binary(mux::wrap(*stream, &bytes).into()))
-                        .await
-                        .expect("ws feed");
-                }
-                sink.flush().await.expect("ws flush");
-            }
-            RawInner::Wt { .. } => {
-                for (stream, frame) in frames {
-                    self.send(*stream, frame).await;
-                }
-            }
+        let RawInner::Ws(sink) = &mut self.inner else {
+            panic!("a flight is a WebSocket peer's");
+        };
+        for (stream, frame) in frames {
+            let bytes = codec::encode(frame).expect("encode");
+            sink.feed(Message::Binary(mux::wrap(*stream, &bytes).into()))
+                .await
+                .expect("ws feed");
         }
+        sink.flush().await.expect("ws flush");
     }
 
     /// Everything received, in arrival order, until the connection closes or `until` accepts
