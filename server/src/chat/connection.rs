@@ -1,7 +1,8 @@
 //! One realtime connection, whatever its transport: authenticate the `Hello` on the control
 //! stream, send the user's conversation list and the presence of those they see, then answer
-//! pings, take receipts and typing, watch for silence (anything received counts as a sign of
-//! life, see [`Liveness`]), start a task per conversation stream, and say `GoAway` when the
+//! pings, take receipts and typing, run the conversation streams, be watched for silence by
+//! the heartbeat sweep (anything received counts as a sign of life, see [`Liveness`] and
+//! [`crate::chat::heartbeat`]), and say `GoAway` when the
 //! server shuts down (the user hub closes every connection in it with [`go_away`], see
 //! [`crate::chat::users::Users::go_away_all`]; one that enters the hub after that checks the
 //! flag itself). The connection is in the user hub ([`crate::chat::users`]) from `Welcome`
@@ -11,18 +12,20 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use quibble_protocol::limits::MAX_TOKEN_LEN;
 use quibble_protocol::{
     ClientFrame, ConversationId, EVENTS_VERSION, ErrorCode, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
     ServerFrame, UserId,
 };
 use rand::Rng;
-use tokio::task::JoinSet;
-use tokio::time::{Instant, sleep_until, timeout};
+use tokio::time::{Instant, timeout};
 
 use crate::access::{self, Refusal};
 use crate::admission::RealtimePermit;
@@ -90,6 +93,7 @@ struct Ready {
     ctx: Arc<ConnCtx>,
     control: StreamIo,
     streams: NewStreamRx,
+    /// Held so that the heartbeat sweep watches the connection as long as it is served.
     liveness: Arc<Liveness>,
 }
 
@@ -178,16 +182,32 @@ async fn handshake(state: AppState, io: ConnIo) -> Result<(Ready, Registration),
     Ok((ready, registration))
 }
 
-/// The connection's life after `Welcome`: pings, new streams, silence, shutdown.
+/// A control-stream request being handled (a receipt, typing); the control stream's next
+/// frame is read once it is done, so requests stay in order.
+type Request = Pin<Box<dyn Future<Output = Result<(), CloseReason>> + Send>>;
+
+/// The connection's life after `Welcome`: pings, requests, conversation streams, until the
+/// peer leaves, the queue closes (moderation, shutdown, a peer that does not read) or the
+/// heartbeat sweep finds the peer silent ([`crate::chat::heartbeat`]).
+///
+/// Conversation streams run inside this task, each its own boxed future in a
+/// `FuturesUnordered` (made for the first stream, dropped with the last), polled only when
+/// woken: a task each would cost a task's header and a join-set entry more. Each stream keeps
+/// its own inbound channel and its own slot in the byte-bounded queue, so flow control and
+/// order per stream are as with a task each; a control request is handled beside them, not
+/// in their way.
 async fn serve_ready(mut ready: Ready) -> CloseReason {
-    let state = &ready.ctx.state;
-    let heartbeat = state.limits.heartbeat;
-    let mut tasks = JoinSet::new();
-    let silence = heartbeat * 3;
-    let mut deadline = ready.liveness.last_seen().max(Instant::now()) + silence;
+    let ctx = Arc::clone(&ready.ctx);
+    ctx.state
+        .heartbeats
+        .watch(&ready.liveness, ready.control.outbound.closer());
+    let mut conversations = None;
+    let mut request: Option<Request> = None;
     loop {
+        let (reading, requesting) = (request.is_none(), request.is_some());
+        let conversing = conversations.is_some();
         tokio::select! {
-            frame = ready.control.inbound.recv() => match frame {
+            frame = ready.control.inbound.recv(), if reading => match frame {
                 None => return CloseReason::normal("peer closed the control stream"),
                 Some(Inbound::Frame(ClientFrame::Ping { nonce })) => {
                     match ready.control.outbound.try_send(encode_frame(&ServerFrame::Pong { nonce })) {
@@ -202,16 +222,16 @@ async fn serve_ready(mut ready: Ready) -> CloseReason {
                     }
                 }
                 Some(Inbound::Frame(ClientFrame::Receipt { conversation, delivered, read })) => {
-                    if let Err(close) = Box::pin(receipt(state, &ready.ctx.user, conversation, delivered, read)).await {
-                        send_error(&ready.control, close.code.unwrap_or(ErrorCode::Internal), &close.reason);
-                        return close;
-                    }
+                    let ctx = Arc::clone(&ctx);
+                    request = Some(Box::pin(async move {
+                        receipt(&ctx.state, &ctx.user, conversation, delivered, read).await
+                    }));
                 }
                 Some(Inbound::Frame(ClientFrame::Typing { conversation })) => {
-                    if let Err(close) = Box::pin(typing(state, &ready.ctx.user, conversation)).await {
-                        send_error(&ready.control, close.code.unwrap_or(ErrorCode::Internal), &close.reason);
-                        return close;
-                    }
+                    let ctx = Arc::clone(&ctx);
+                    request = Some(Box::pin(async move {
+                        typing(&ctx.state, &ctx.user, conversation).await
+                    }));
                 }
                 Some(Inbound::Frame(other)) => {
                     let reason = format!("{} is not allowed on the control stream", frame_name(&other));
@@ -224,28 +244,51 @@ async fn serve_ready(mut ready: Ready) -> CloseReason {
                     return CloseReason::error(code, e.to_string());
                 }
             },
+            done = handle(&mut request), if requesting => {
+                request = None;
+                if let Err(close) = done {
+                    send_error(&ready.control, close.code.unwrap_or(ErrorCode::Internal), &close.reason);
+                    return close;
+                }
+            }
             stream = ready.streams.recv() => match stream {
                 Some(stream) => {
-                    tasks.spawn(conversation::serve(ready.ctx.clone(), stream));
+                    let stream = Box::pin(conversation::serve(Arc::clone(&ctx), stream));
+                    conversations.get_or_insert_with(FuturesUnordered::new).push(stream);
                 }
                 None => return CloseReason::normal("transport closed"),
             },
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            // Moderation or the shutdown ended the connection (its reason), or the writer gave
-            // up: the peer took nothing for too long, or is gone.
+            Some(()) = next_end(&mut conversations), if conversing => {
+                if conversations.as_ref().is_some_and(FuturesUnordered::is_empty) {
+                    conversations = None;
+                }
+            }
+            // Moderation, the shutdown or the heartbeat sweep ended the connection (its
+            // reason), or the writer gave up: the peer took nothing for too long, or is gone.
             () = ready.control.outbound.closed() => {
                 return ready.control.outbound.closing().unwrap_or_else(|| {
                     CloseReason::error(ErrorCode::SlowConsumer, "the peer does not read")
                 });
             }
-            _ = sleep_until(deadline) => {
-                let heard = ready.liveness.last_seen() + silence;
-                if heard <= Instant::now() {
-                    return CloseReason::normal("no heartbeat");
-                }
-                deadline = heard;
-            }
         }
+    }
+}
+
+/// The outcome of the control request being handled (pending while there is none).
+async fn handle(request: &mut Option<Request>) -> Result<(), CloseReason> {
+    match request {
+        Some(request) => request.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The end of the next conversation stream to end (`None` while there is none).
+async fn next_end<F: Future<Output = ()>>(
+    conversations: &mut Option<FuturesUnordered<Pin<Box<F>>>>,
+) -> Option<()> {
+    match conversations {
+        Some(conversations) => conversations.next().await,
+        None => None,
     }
 }
 

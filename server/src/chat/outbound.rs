@@ -27,12 +27,13 @@
 //!
 //! Idle cost: a connection holds this queue for its whole life, so its streams are a plain
 //! vector grown one slot at a time (a connection has a few streams; a hash map started at four
-//! buckets), a stream's queue is freed whenever it empties, and a stream's owner waits for its
-//! end through a waker kept in its slot rather than a future of its own.
+//! buckets), a stream's queue and the writer's turn list are freed whenever they empty, and a
+//! stream's owner waits for its end through a waker kept in its slot rather than a future of
+//! its own.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
@@ -312,6 +313,10 @@ impl Outbound {
                         slot.release_queue();
                     }
                     items.push((id, item));
+                }
+                if state.ready.is_empty() {
+                    // idle (issue 9): an idle connection holds no turn list between batches.
+                    state.ready = VecDeque::new();
                 }
                 if !items.is_empty() {
                     let added = state.report();
@@ -676,6 +681,26 @@ impl LiveTx {
     }
 }
 
+/// Closes a connection from outside it (the heartbeat sweep, `chat::heartbeat`) without
+/// keeping its queue alive.
+#[derive(Clone)]
+pub struct Closer(Weak<Shared>);
+
+impl Closer {
+    /// Close the connection with `reason` ([`Outbound::close`]), if it is still there.
+    pub fn close(&self, reason: CloseReason) {
+        if let Some(shared) = self.0.upgrade() {
+            shared.close(reason);
+        }
+    }
+
+    /// Whether the connection's queue is gone.
+    #[cfg(test)]
+    pub fn is_gone(&self) -> bool {
+        self.0.strong_count() == 0
+    }
+}
+
 /// The owner's end of one stream's slot; dropping it finishes the stream.
 pub struct StreamTx {
     live: LiveTx,
@@ -690,6 +715,11 @@ impl StreamTx {
     /// A fan-out handle into this stream.
     pub fn live(&self) -> LiveTx {
         self.live.clone()
+    }
+
+    /// A handle that closes the whole connection and keeps nothing alive.
+    pub fn closer(&self) -> Closer {
+        Closer(Arc::downgrade(&self.live.shared))
     }
 
     pub fn try_send(&self, frame: Bytes) -> Result<(), SendError> {

@@ -1,6 +1,6 @@
 //! The WebSocket fallback at `/ws`: the same frames as WebTransport, multiplexed over one
 //! socket by stream id (see `quibble_protocol::mux`, which also states the stream-id rule
-//! implemented here). A connection is one task (plus one per conversation stream, see
+//! implemented here). A connection is one task (its conversation streams run inside it, see
 //! `chat::connection`) that drives three parts together: the engine, a reader that
 //! demultiplexes, and the socket's one writer, which takes every stream's frames from the
 //! connection's byte-bounded queue ([`Outbound`]) and wraps each in its stream id only at
