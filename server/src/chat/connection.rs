@@ -11,13 +11,16 @@
 //! peer pings but does not read) ends the connection with `SlowConsumer`.
 
 use std::collections::HashMap;
+use std::future::poll_fn;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
+use futures_util::future::Either;
 use futures_util::stream::FuturesUnordered;
 use quibble_protocol::limits::MAX_TOKEN_LEN;
 use quibble_protocol::{
@@ -69,23 +72,35 @@ pub fn serve(state: AppState, io: ConnIo) -> impl Future<Output = CloseReason> +
         metrics::counter!(crate::metrics::CONNECTIONS, "transport" => transport).increment(1);
         let open = metrics::gauge!(crate::metrics::CONNECTIONS_OPEN, "transport" => transport);
         open.increment(1.0);
-        let reason = match handshake.await {
-            Ok((ready, registration)) => {
-                let ctx = Arc::clone(&ready.ctx);
-                let reason = serve_ready(ready).await;
-                if let Some((user, at_ms)) = registration.leave() {
-                    Box::pin(record_last_seen(&ctx.state, user, at_ms)).await;
-                }
-                reason
-            }
-            Err(close) => close,
-        };
+        // One expression: neither the handshake's result nor its parts are kept beside the
+        // serving future (a binding of each would stay in this future for its whole life).
+        let reason = welcomed(handshake.await).await;
         open.decrement(1.0);
         if let Some(code) = reason.code {
             crate::metrics::error(crate::metrics::CONNECTION_ERRORS, code);
         }
         reason
     }
+}
+
+/// What follows the handshake: serving, if it succeeded. Not `async`, so that nothing of the
+/// handshake's result stays in the future beyond what serving keeps.
+fn welcomed(
+    handshaken: Result<(Ready, Registration), CloseReason>,
+) -> Either<std::future::Ready<CloseReason>, impl Future<Output = CloseReason> + Send> {
+    match handshaken {
+        Ok((ready, registration)) => Either::Right(serve_welcomed(ready, registration)),
+        Err(close) => Either::Left(std::future::ready(close)),
+    }
+}
+
+/// Serve a welcomed connection, then record when its user was last seen if it was their last.
+async fn serve_welcomed(mut ready: Ready, registration: Registration) -> CloseReason {
+    let reason = serve_ready(&mut ready).await;
+    if let Some((user, at_ms)) = registration.leave() {
+        Box::pin(record_last_seen(&ready.ctx.state, user, at_ms)).await;
+    }
+    reason
 }
 
 /// An authenticated connection, welcomed.
@@ -186,6 +201,21 @@ async fn handshake(state: AppState, io: ConnIo) -> Result<(Ready, Registration),
 /// frame is read once it is done, so requests stay in order.
 type Request = Pin<Box<dyn Future<Output = Result<(), CloseReason>> + Send>>;
 
+/// What wakes a served connection.
+enum Event {
+    /// The queue closed: moderation, the shutdown or the heartbeat sweep ended the connection
+    /// (its reason), or the writer gave up (the peer took nothing for too long, or is gone).
+    Closed,
+    /// A conversation stream ended.
+    StreamEnded,
+    /// The peer opened a stream (`None`: the transport is gone).
+    Opened(Option<StreamIo>),
+    /// The control request was handled.
+    Handled(Result<(), CloseReason>),
+    /// A control frame (`None`: the peer closed the control stream).
+    Control(Option<Inbound>),
+}
+
 /// The connection's life after `Welcome`: pings, requests, conversation streams, until the
 /// peer leaves, the queue closes (moderation, shutdown, a peer that does not read) or the
 /// heartbeat sweep finds the peer silent ([`crate::chat::heartbeat`]).
@@ -195,8 +225,9 @@ type Request = Pin<Box<dyn Future<Output = Result<(), CloseReason>> + Send>>;
 /// woken: a task each would cost a task's header and a join-set entry more. Each stream keeps
 /// its own inbound channel and its own slot in the byte-bounded queue, so flow control and
 /// order per stream are as with a task each; a control request is handled beside them, not
-/// in their way.
-async fn serve_ready(mut ready: Ready) -> CloseReason {
+/// in their way. Everything is waited on by polling it in place ([`next_event`]), not with a
+/// future per source, which an idle connection would hold all the time.
+async fn serve_ready(ready: &mut Ready) -> CloseReason {
     let ctx = Arc::clone(&ready.ctx);
     ctx.state
         .heartbeats
@@ -204,91 +235,129 @@ async fn serve_ready(mut ready: Ready) -> CloseReason {
     let mut conversations = None;
     let mut request: Option<Request> = None;
     loop {
-        let (reading, requesting) = (request.is_none(), request.is_some());
-        let conversing = conversations.is_some();
-        tokio::select! {
-            frame = ready.control.inbound.recv(), if reading => match frame {
-                None => return CloseReason::normal("peer closed the control stream"),
-                Some(Inbound::Frame(ClientFrame::Ping { nonce })) => {
-                    match ready.control.outbound.try_send(encode_frame(&ServerFrame::Pong { nonce })) {
-                        Ok(()) => {}
-                        Err(SendError::Full) => {
-                            return CloseReason::error(
-                                ErrorCode::SlowConsumer,
-                                "the control stream is not read fast enough",
-                            );
-                        }
-                        Err(SendError::Closed) => return CloseReason::normal("peer left"),
-                    }
-                }
-                Some(Inbound::Frame(ClientFrame::Receipt { conversation, delivered, read })) => {
-                    let ctx = Arc::clone(&ctx);
-                    request = Some(Box::pin(async move {
-                        receipt(&ctx.state, &ctx.user, conversation, delivered, read).await
-                    }));
-                }
-                Some(Inbound::Frame(ClientFrame::Typing { conversation })) => {
-                    let ctx = Arc::clone(&ctx);
-                    request = Some(Box::pin(async move {
-                        typing(&ctx.state, &ctx.user, conversation).await
-                    }));
-                }
-                Some(Inbound::Frame(other)) => {
-                    let reason = format!("{} is not allowed on the control stream", frame_name(&other));
-                    send_error(&ready.control, ErrorCode::ProtocolViolation, &reason);
-                    return CloseReason::error(ErrorCode::ProtocolViolation, reason);
-                }
-                Some(Inbound::Invalid(e)) => {
-                    let code = decode_error_code(&e);
-                    send_error(&ready.control, code, &e.to_string());
-                    return CloseReason::error(code, e.to_string());
-                }
-            },
-            done = handle(&mut request), if requesting => {
-                request = None;
-                if let Err(close) = done {
-                    send_error(&ready.control, close.code.unwrap_or(ErrorCode::Internal), &close.reason);
-                    return close;
-                }
-            }
-            stream = ready.streams.recv() => match stream {
-                Some(stream) => {
-                    let stream = Box::pin(conversation::serve(Arc::clone(&ctx), stream));
-                    conversations.get_or_insert_with(FuturesUnordered::new).push(stream);
-                }
-                None => return CloseReason::normal("transport closed"),
-            },
-            Some(()) = next_end(&mut conversations), if conversing => {
-                if conversations.as_ref().is_some_and(FuturesUnordered::is_empty) {
-                    conversations = None;
-                }
-            }
-            // Moderation, the shutdown or the heartbeat sweep ended the connection (its
-            // reason), or the writer gave up: the peer took nothing for too long, or is gone.
-            () = ready.control.outbound.closed() => {
+        let event = poll_fn(|cx| next_event(cx, ready, &mut conversations, &mut request)).await;
+        match event {
+            Event::Closed => {
                 return ready.control.outbound.closing().unwrap_or_else(|| {
                     CloseReason::error(ErrorCode::SlowConsumer, "the peer does not read")
                 });
+            }
+            Event::StreamEnded => {
+                if conversations
+                    .as_ref()
+                    .is_some_and(FuturesUnordered::is_empty)
+                {
+                    conversations = None;
+                }
+            }
+            Event::Opened(Some(stream)) => {
+                let stream = Box::pin(conversation::serve(Arc::clone(&ctx), stream));
+                conversations
+                    .get_or_insert_with(FuturesUnordered::new)
+                    .push(stream);
+            }
+            Event::Opened(None) => return CloseReason::normal("transport closed"),
+            Event::Handled(done) => {
+                request = None;
+                if let Err(close) = done {
+                    send_error(
+                        &ready.control,
+                        close.code.unwrap_or(ErrorCode::Internal),
+                        &close.reason,
+                    );
+                    return close;
+                }
+            }
+            Event::Control(None) => {
+                return CloseReason::normal("peer closed the control stream");
+            }
+            Event::Control(Some(Inbound::Frame(frame))) => {
+                if let Err(close) = control_frame(&ctx, &ready.control, frame, &mut request) {
+                    return close;
+                }
+            }
+            Event::Control(Some(Inbound::Invalid(e))) => {
+                let code = decode_error_code(&e);
+                send_error(&ready.control, code, &e.to_string());
+                return CloseReason::error(code, e.to_string());
             }
         }
     }
 }
 
-/// The outcome of the control request being handled (pending while there is none).
-async fn handle(request: &mut Option<Request>) -> Result<(), CloseReason> {
+/// Poll every source of a served connection, the rare and urgent first (so a peer flooding
+/// the control stream delays nothing else).
+fn next_event<F: Future<Output = ()>>(
+    cx: &mut Context<'_>,
+    ready: &mut Ready,
+    conversations: &mut Option<FuturesUnordered<Pin<Box<F>>>>,
+    request: &mut Option<Request>,
+) -> Poll<Event> {
+    if ready.control.outbound.poll_closed(cx).is_ready() {
+        return Poll::Ready(Event::Closed);
+    }
+    if let Some(streams) = conversations
+        && let Poll::Ready(Some(())) = streams.poll_next_unpin(cx)
+    {
+        return Poll::Ready(Event::StreamEnded);
+    }
+    if let Poll::Ready(stream) = ready.streams.poll_recv(cx) {
+        return Poll::Ready(Event::Opened(stream));
+    }
     match request {
-        Some(request) => request.await,
-        None => std::future::pending().await,
+        Some(request) => request.as_mut().poll(cx).map(Event::Handled),
+        None => ready.control.inbound.poll_recv(cx).map(Event::Control),
     }
 }
 
-/// The end of the next conversation stream to end (`None` while there is none).
-async fn next_end<F: Future<Output = ()>>(
-    conversations: &mut Option<FuturesUnordered<Pin<Box<F>>>>,
-) -> Option<()> {
-    match conversations {
-        Some(conversations) => conversations.next().await,
-        None => None,
+/// A frame on the control stream: a ping is answered at once, a receipt or typing becomes the
+/// request being handled; anything else ends the connection.
+fn control_frame(
+    ctx: &Arc<ConnCtx>,
+    control: &StreamIo,
+    frame: ClientFrame,
+    request: &mut Option<Request>,
+) -> Result<(), CloseReason> {
+    match frame {
+        ClientFrame::Ping { nonce } => {
+            match control
+                .outbound
+                .try_send(encode_frame(&ServerFrame::Pong { nonce }))
+            {
+                Ok(()) => Ok(()),
+                Err(SendError::Full) => Err(CloseReason::error(
+                    ErrorCode::SlowConsumer,
+                    "the control stream is not read fast enough",
+                )),
+                Err(SendError::Closed) => Err(CloseReason::normal("peer left")),
+            }
+        }
+        ClientFrame::Receipt {
+            conversation,
+            delivered,
+            read,
+        } => {
+            let ctx = Arc::clone(ctx);
+            *request = Some(Box::pin(async move {
+                receipt(&ctx.state, &ctx.user, conversation, delivered, read).await
+            }));
+            Ok(())
+        }
+        ClientFrame::Typing { conversation } => {
+            let ctx = Arc::clone(ctx);
+            *request = Some(Box::pin(async move {
+                typing(&ctx.state, &ctx.user, conversation).await
+            }));
+            Ok(())
+        }
+        other => {
+            let reason = format!(
+                "{} is not allowed on the control stream",
+                frame_name(&other)
+            );
+            send_error(control, ErrorCode::ProtocolViolation, &reason);
+            Err(CloseReason::error(ErrorCode::ProtocolViolation, reason))
+        }
     }
 }
 

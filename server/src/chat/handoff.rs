@@ -121,7 +121,8 @@ impl<T> Receiver<T> {
         poll_fn(|cx| self.poll_recv(cx)).await
     }
 
-    fn poll_recv(&mut self, cx: &Context<'_>) -> Poll<Option<T>> {
+    /// [`Receiver::recv`] as a poll.
+    pub fn poll_recv(&mut self, cx: &Context<'_>) -> Poll<Option<T>> {
         let mut state = lock(&self.0);
         if let Some(item) = state.queue.pop_front() {
             if state.queue.is_empty() {

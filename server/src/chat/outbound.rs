@@ -97,8 +97,6 @@ pub struct Outbound {
 struct Shared {
     state: Mutex<State>,
     multiplexed: bool,
-    /// Wakes the multiplexed writer.
-    writer: Notify,
     /// Wakes senders waiting for room.
     room: Notify,
     /// The process-wide queued-bytes gauge (looked up once per connection). Frames queued are
@@ -122,6 +120,9 @@ struct State {
     /// Set by [`Outbound::close`]: nothing more is accepted.
     closing: Option<CloseReason>,
     failed: bool,
+    /// The multiplexed writer waiting for work: a waker kept here, under the lock that work
+    /// is queued under, rather than a `Notify` and a future of its own (idle cost).
+    writer: Option<Waker>,
 }
 
 struct Slot {
@@ -208,7 +209,6 @@ impl Outbound {
             shared: Arc::new(Shared {
                 state: Mutex::new(State::default()),
                 multiplexed,
-                writer: Notify::new(),
                 room: Notify::new(),
                 gauge: metrics::gauge!(crate::metrics::OUTBOUND_QUEUED_BYTES),
             }),
@@ -268,6 +268,7 @@ impl Outbound {
         state.held = 0;
         let added = state.report();
         state.reported = state.reported.saturating_sub(dropped);
+        let writer = state.writer.take();
         drop(state);
         self.shared.gauge_add(added);
         self.shared.gauge_sub(dropped);
@@ -275,62 +276,65 @@ impl Outbound {
             slot.wake_writer();
             slot.wake_owner();
         }
-        self.shared.writer.notify_one();
+        wake(writer);
         self.shared.room.notify_waiters();
     }
 
     /// Multiplexed writer: wait for work and take up to about `max_bytes` of it, one item per
     /// stream in turn.
     pub async fn next_batch(&self, max_bytes: usize) -> Batch {
-        loop {
-            let notified = self.shared.writer.notified();
-            {
-                let mut state = self.shared.lock();
-                if state.failed {
-                    return Batch::Failed;
-                }
-                let mut items = Vec::new();
-                let mut bytes = 0;
-                while bytes < max_bytes {
-                    let Some(id) = state.ready.pop_front() else {
-                        break;
-                    };
-                    let Some(slot) = state.slots.get_mut(&id) else {
-                        continue;
-                    };
-                    let Some(item) = slot.items.pop_front() else {
-                        continue;
-                    };
-                    if let Item::Frame(frame) = &item {
-                        bytes += cost(frame);
-                        slot.held -= cost(frame);
-                    }
-                    if !slot.items.is_empty() {
-                        state.ready.push_back(id);
-                    } else if !slot.accepting {
-                        state.slots.remove(&id);
-                    } else {
-                        slot.release_queue();
-                    }
-                    items.push((id, item));
-                }
-                if state.ready.is_empty() {
-                    // idle (issue 9): an idle connection holds no turn list between batches.
-                    state.ready = VecDeque::new();
-                }
-                if !items.is_empty() {
-                    let added = state.report();
-                    drop(state);
-                    self.shared.gauge_add(added);
-                    self.shared.room.notify_waiters();
-                    return Batch::Items { items, bytes };
-                }
-                if let Some(reason) = &state.closing {
-                    return Batch::Close(reason.clone());
-                }
-            }
-            notified.await;
+        poll_fn(|cx| self.poll_batch(cx, max_bytes)).await
+    }
+
+    fn poll_batch(&self, cx: &Context<'_>, max_bytes: usize) -> Poll<Batch> {
+        let mut state = self.shared.lock();
+        if state.failed {
+            return Poll::Ready(Batch::Failed);
         }
+        let mut items = Vec::new();
+        let mut bytes = 0;
+        while bytes < max_bytes {
+            let Some(id) = state.ready.pop_front() else {
+                break;
+            };
+            let Some(slot) = state.slots.get_mut(&id) else {
+                continue;
+            };
+            let Some(item) = slot.items.pop_front() else {
+                continue;
+            };
+            if let Item::Frame(frame) = &item {
+                bytes += cost(frame);
+                slot.held -= cost(frame);
+            }
+            if !slot.items.is_empty() {
+                state.ready.push_back(id);
+            } else if !slot.accepting {
+                state.slots.remove(&id);
+            } else {
+                slot.release_queue();
+            }
+            items.push((id, item));
+        }
+        if state.ready.is_empty() {
+            // An idle connection holds no turn list between batches.
+            state.ready = VecDeque::new();
+        }
+        if !items.is_empty() {
+            let added = state.report();
+            drop(state);
+            self.shared.gauge_add(added);
+            self.shared.room.notify_waiters();
+            return Poll::Ready(Batch::Items { items, bytes });
+        }
+        if let Some(reason) = &state.closing {
+            return Poll::Ready(Batch::Close(reason.clone()));
+        }
+        match &mut state.writer {
+            Some(waker) => waker.clone_from(cx.waker()),
+            None => state.writer = Some(cx.waker().clone()),
+        }
+        Poll::Pending
     }
 
     /// Per-stream writer: wait for stream `tx`'s next frames (up to about `max_bytes`);
@@ -475,9 +479,10 @@ impl Shared {
             slot.wake_writer();
             owners.extend(slot.on_end.take());
         }
+        let writer = state.writer.take();
         drop(state);
         owners.into_iter().for_each(Waker::wake);
-        self.writer.notify_one();
+        wake(writer);
         self.room.notify_waiters();
         reason
     }
@@ -533,13 +538,12 @@ impl Shared {
             state.ready.push_back(tx.id);
         }
         state.unreported += len;
+        let multiplexed_writer = state.writer.take();
         drop(state);
-        if let Some(waker) = ended {
-            waker.wake();
-        }
+        wake(ended);
         match writer {
             Some(writer) => writer.notify_one(),
-            None => self.writer.notify_one(),
+            None => wake(multiplexed_writer),
         }
         Ok(connection_held)
     }
@@ -604,6 +608,13 @@ impl Drop for Shared {
         let state = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
         let left = std::mem::take(&mut state.reported);
         self.gauge_sub(left);
+    }
+}
+
+/// Wake `waker` if there is one (after the lock is released).
+fn wake(waker: Option<Waker>) {
+    if let Some(waker) = waker {
+        waker.wake();
     }
 }
 
@@ -764,8 +775,13 @@ impl StreamTx {
     /// Completes once the stream can take no more frames: it was cut (its last frame is
     /// queued) or finished, or the connection is closing or gone.
     pub fn closed(&self) -> impl Future<Output = ()> + Send + '_ {
-        let stream = self.stream();
-        poll_fn(move |cx| self.live.shared.poll_ended(&stream, cx))
+        poll_fn(move |cx| self.poll_closed(cx))
+    }
+
+    /// [`StreamTx::closed`] as a poll, for a caller that waits on several things at once
+    /// without a future for each.
+    pub fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.live.shared.poll_ended(&self.stream(), cx)
     }
 }
 

@@ -12,6 +12,7 @@
 //! [`crate::chat::handoff`] ones: one allocation each, and no buffer while empty.
 
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use quibble_protocol::{CodecError, ErrorCode, ServerFrame, codec};
@@ -75,6 +76,13 @@ impl InboundRx {
         // Taking the frame gives its bytes back to the budget.
         self.rx.recv().await.map(|(inbound, _permit)| inbound)
     }
+
+    /// [`InboundRx::recv`] as a poll.
+    pub fn poll_recv(&mut self, cx: &Context<'_>) -> Poll<Option<Inbound>> {
+        self.rx
+            .poll_recv(cx)
+            .map(|frame| frame.map(|(inbound, _permit)| inbound))
+    }
 }
 
 /// The transport's end of the channel that hands a connection's new streams to the engine.
@@ -95,6 +103,11 @@ impl NewStreamRx {
     /// The next stream; `None` once the transport is gone.
     pub async fn recv(&mut self) -> Option<StreamIo> {
         self.0.recv().await
+    }
+
+    /// [`NewStreamRx::recv`] as a poll.
+    pub fn poll_recv(&mut self, cx: &Context<'_>) -> Poll<Option<StreamIo>> {
+        self.0.poll_recv(cx)
     }
 }
 
