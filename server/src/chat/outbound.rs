@@ -1024,6 +1024,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_burst_drained_leaves_no_buffer_behind_and_a_waiting_writer_is_woken() {
+        let out = Outbound::multiplexed();
+        let (a, b) = (out.open(1), out.open(2));
+        // The writer waits for work with nothing but its waker kept in the queue.
+        let writer = {
+            let out = out.clone();
+            tokio::spawn(async move { out.next_batch(usize::MAX).await })
+        };
+        tokio::task::yield_now().await;
+        for _ in 0..40 {
+            a.try_send(frame(100)).unwrap();
+            b.try_send(frame(100)).unwrap();
+        }
+        let Ok(Batch::Items { items, bytes }) =
+            tokio::time::timeout(std::time::Duration::from_secs(5), writer)
+                .await
+                .expect("queuing a frame wakes the waiting writer")
+        else {
+            panic!("expected items");
+        };
+        assert_eq!(items.len(), 80);
+        out.release(bytes);
+        let state = out.shared.lock();
+        assert_eq!(state.ready.capacity(), 0, "the turn list kept its buffer");
+        for (_, slot) in &state.slots.0 {
+            assert_eq!(slot.items.capacity(), 0, "a stream kept its queue's buffer");
+        }
+        assert!(state.writer.is_none());
+    }
+
+    #[tokio::test]
     async fn per_stream_writers_see_only_their_stream() {
         let out = Outbound::per_stream();
         let a = out.open(1);

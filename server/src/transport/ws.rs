@@ -410,29 +410,59 @@ fn envelopes(items: Vec<(u64, Item)>) -> impl Iterator<Item = Bytes> {
 /// close frame, or when the peer takes nothing for [`WRITE_STALL`].
 async fn write_socket(mut sink: SplitSink<WebSocket, Message>, outbound: Outbound) {
     loop {
-        let (items, bytes) = match outbound.next_batch(WRITE_BATCH).await {
-            Batch::Items { items, bytes } => (items, bytes),
-            Batch::Close(reason) => {
-                let code = reason.code.map_or(1000, ErrorCode::ws_close_code);
-                let close = CloseFrame {
-                    code,
-                    reason: Utf8Bytes::from(truncate(&reason.reason, 120)),
-                };
-                let _ =
-                    Box::pin(timeout(WRITE_STALL, sink.send(Message::Close(Some(close))))).await;
+        // One expression: the batch is turned into a boxed write in a plain function, so the
+        // idle writer keeps nothing of it (nor the write's timer) in this future.
+        match next_write(&mut sink, outbound.next_batch(WRITE_BATCH).await) {
+            Write::Batch(writing, bytes) => {
+                let written = writing.await;
+                outbound.release(bytes);
+                if !written {
+                    outbound.fail();
+                    return;
+                }
+            }
+            Write::Close(closing) => {
+                closing.await;
                 return;
             }
-            Batch::Failed => return,
-        };
-        // Boxed with its timer, for the same reason as routing above: the idle writer only
-        // waits for work (and built in the box, so no copy of it is kept in this future).
-        let writing = Box::pin(timeout(WRITE_STALL, write_batch(&mut sink, items)));
-        let written = writing.await;
-        outbound.release(bytes);
-        if !matches!(written, Ok(Ok(()))) {
-            outbound.fail();
-            return;
+            Write::Stop => return,
         }
+    }
+}
+
+/// A boxed write of the socket, borrowing its sink.
+type Writing<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What the writer does with what the queue gave it.
+enum Write<'a> {
+    /// Write a batch (true once written); then release its bytes.
+    Batch(Writing<'a, bool>, usize),
+    /// Send the close frame.
+    Close(Writing<'a, ()>),
+    /// The connection failed.
+    Stop,
+}
+
+fn next_write(sink: &mut SplitSink<WebSocket, Message>, batch: Batch) -> Write<'_> {
+    match batch {
+        Batch::Items { items, bytes } => Write::Batch(
+            Box::pin(async move {
+                let written = timeout(WRITE_STALL, write_batch(sink, items)).await;
+                matches!(written, Ok(Ok(())))
+            }),
+            bytes,
+        ),
+        Batch::Close(reason) => {
+            let code = reason.code.map_or(1000, ErrorCode::ws_close_code);
+            let close = CloseFrame {
+                code,
+                reason: Utf8Bytes::from(truncate(&reason.reason, 120)),
+            };
+            Write::Close(Box::pin(async move {
+                let _ = timeout(WRITE_STALL, sink.send(Message::Close(Some(close)))).await;
+            }))
+        }
+        Batch::Failed => Write::Stop,
     }
 }
 
