@@ -19,6 +19,8 @@ by WebSocket's, both measured in this one invocation: below 1 means WebTransport
                       not rejected, to every member of its room, its author included
   lost                expected - delivered
   duplicated          arrivals of a message the member already had
+  out of order        first arrivals of a message after a later one of the same author (at that
+                      member): every server here keeps one author's order
   unexpected          arrivals of a message this run did not send to that room
   errors              disconnects, stream rejoins, server errors, epoch resets seen by the bots
   acked msgs/s        acks of measured messages per second, from the first measured send to the
@@ -247,16 +249,30 @@ pub struct ChatArgs {
     #[arg(long)]
     pub json: bool,
     /// Bound on the whole invocation, setup included; when it passes the benchmark stops and
-    /// reports what it has (and exits 1).
-    #[arg(long, value_name = "SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
-    pub timeout: u64,
+    /// reports what it has (and exits 1) [default: 120; for versus, scaled to what it runs:
+    /// its servers, bots, messages and sweep steps].
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: Option<u64>,
+    /// Run this load generator on one CPU and (versus) every server under test on another
+    /// (`taskset -c`), one core each; with chat, start the server under `taskset -c` yourself
+    /// on the CPU it names. Needs two CPUs.
+    #[arg(long)]
+    pub pin: bool,
     /// The server's process id (on this machine), to report its CPU time and memory over
     /// each transport's measured window from /proc/PID/stat and /proc/PID/status.
     #[arg(long, value_name = "PID")]
     pub server_pid: Option<u32>,
 }
 
+/// `chat`'s bound on the whole invocation when --timeout is not given.
+pub const CHAT_TIMEOUT_SECS: u64 = 120;
+
 impl ChatArgs {
+    /// --timeout, or `chat`'s default.
+    pub fn timeout(&self) -> u64 {
+        self.timeout.unwrap_or(CHAT_TIMEOUT_SECS)
+    }
+
     /// The plan these flags ask for (the scenario's rooms, late joiners and messages).
     pub fn plan(&self) -> anyhow::Result<crate::plan::Plan> {
         let messages = match self.duration {
@@ -479,7 +495,7 @@ mod tests {
             (args.rooms, args.users_per_room, args.messages, args.rate),
             (4, 8, 100, 20.0)
         );
-        assert_eq!((args.warmup, args.timeout, args.json), (0, 120, false));
+        assert_eq!((args.warmup, args.timeout(), args.json), (0, 120, false));
         assert_eq!(args.server_pid, None);
         assert_eq!(parse(&["--server-pid", "42"]).unwrap().server_pid, Some(42));
         assert!(parse(&["--server-pid", "-1"]).is_err());

@@ -5,7 +5,6 @@
 //! client here ([`QuibbleLink`]), or a peer server's (`peers/`, for `versus`), so that every
 //! server is driven by the same schedule and leaves the same records.
 
-use std::collections::HashSet;
 use std::future::{Future, pending};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +17,8 @@ use quibble_client::{
 use tokio::sync::watch;
 
 use crate::args::choice;
-use crate::record::{Arrival, BotRecord, MessageKey, Sent};
+use crate::record::{Arrival, BotRecord, Sent};
+use crate::seen::Seen;
 use crate::tracker::Tracker;
 
 /// A bot that is connected and has joined its room.
@@ -104,7 +104,13 @@ pub struct Schedule {
     pub members: u64,
     /// Bytes of each message's text.
     pub message_size: u32,
+    /// Arrivals it is owed (every message of its room): its record holds that many from the
+    /// start, so recording one never reallocates.
+    pub owed: u64,
 }
+
+/// The most arrivals a record holds from the start (160 MiB); past it the record grows.
+const MAX_RESERVED_ARRIVALS: u64 = 1 << 22;
 
 /// The text of message `n`: its number, padded to `size` bytes (a longer number is kept whole).
 fn message_text(n: u32, size: u32) -> String {
@@ -130,11 +136,12 @@ pub async fn connect(
         .transport(choice(kind))
         .api(dialer.api.clone())
         .wt_endpoints(dialer.endpoints.clone());
+    // A bot joining with the recent page sends `Join` with `Hello` (pipelined); a late one
+    // joins from seq 0, which needs the store's epoch from `Welcome` first.
+    let options = if late { options } else { options.join(room) };
     let client = Client::connect(options).await.context("cannot connect")?;
     if late {
         client.join_from(room, 0);
-    } else {
-        client.join(room);
     }
     loop {
         match client.next_event().await {
@@ -227,9 +234,15 @@ impl<L: Link> Bot<L> {
         } = self;
         let mut record = BotRecord::new(user, room, connect_join);
         record.late = late;
+        let reserve = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        record
+            .arrivals
+            .reserve_exact(reserve(schedule.owed.min(MAX_RESERVED_ARRIVALS)));
+        record.sends.reserve_exact(reserve(schedule.sends.into()));
+        record.acks.reserve_exact(reserve(schedule.sends.into()));
         let mut state = State {
             record,
-            seen: HashSet::new(),
+            seen: Seen::default(),
             unanswered: 0,
             members: schedule.members,
             tracker,
@@ -295,7 +308,7 @@ impl<L: Link> Bot<L> {
 struct State {
     record: BotRecord,
     /// Messages that have arrived, to tell first deliveries from duplicates.
-    seen: HashSet<MessageKey>,
+    seen: Seen,
     unanswered: u32,
     members: u64,
     tracker: Arc<Tracker>,

@@ -20,6 +20,7 @@ mod idle_report;
 mod ingest;
 mod ingest_report;
 mod peers;
+mod pin;
 mod plan;
 mod plot;
 mod progress;
@@ -27,6 +28,7 @@ mod record;
 mod report;
 mod run;
 mod scenario;
+mod seen;
 mod server_cpu;
 mod server_memory;
 mod stats;
@@ -35,6 +37,7 @@ mod stop;
 mod sweep;
 mod sweep_report;
 mod table;
+mod time_budget;
 mod tracker;
 mod versus;
 
@@ -46,18 +49,34 @@ use clap::Parser;
 use quibble_client::{Api, TransportKind};
 
 use crate::args::{ChatArgs, Cli, Command, IdleArgs, command_line};
+use crate::pin::Pinning;
 use crate::report::Report;
 use crate::run::{Load, RunConfig, RunResult};
 use crate::stop::Stop;
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let outcome = match Cli::parse().command {
-        Command::Chat(args) => chat(args).await,
-        Command::Idle(args) => idle(args).await,
-        Command::Versus(args) => versus::run(args).await,
-        Command::Ingest(args) => ingest(args).await,
-    };
+fn main() -> ExitCode {
+    let command = Cli::parse().command;
+    // Pinned before the runtime starts: its threads inherit the one CPU.
+    let pinning = match &command {
+        Command::Chat(ChatArgs { pin: true, .. }) => Some(Pinning::apply()),
+        Command::Versus(args) if args.chat.pin => Some(Pinning::apply()),
+        _ => None,
+    }
+    .transpose();
+    let outcome = pinning.and_then(|pinning| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the runtime")?;
+        runtime.block_on(async move {
+            match command {
+                Command::Chat(args) => chat(args, pinning).await,
+                Command::Idle(args) => idle(args).await,
+                Command::Versus(args) => versus::run(args, pinning).await,
+                Command::Ingest(args) => ingest(args).await,
+            }
+        })
+    });
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
@@ -69,8 +88,15 @@ async fn main() -> ExitCode {
 }
 
 /// Run `chat` and print its report; whether everything was fine.
-async fn chat(args: ChatArgs) -> anyhow::Result<bool> {
-    let stop = Stop::start(tokio::time::Instant::now() + Duration::from_secs(args.timeout));
+async fn chat(args: ChatArgs, pinning: Option<Pinning>) -> anyhow::Result<bool> {
+    if let Some(pinning) = pinning {
+        eprintln!(
+            "{} (run it there yourself: taskset -c {} quibble serve ...)",
+            pinning.describe(),
+            pinning.server_cpu
+        );
+    }
+    let stop = Stop::start(tokio::time::Instant::now() + Duration::from_secs(args.timeout()));
     let plan = args.plan()?;
     let api = Api::new(&args.server).context("invalid --server")?;
     let server = args.server_pid.map(server_cpu::watch).transpose()?;

@@ -95,7 +95,7 @@ impl Report {
                 rate: args.rate,
                 message_size: args.message_size,
                 in_flight: args.in_flight,
-                timeout_s: args.timeout,
+                timeout_s: args.timeout(),
                 bots: plan.bots(),
                 planned_sends: plan.sends(),
                 expected_deliveries: plan.deliveries(),
@@ -143,7 +143,7 @@ impl Report {
             .collect();
         table.row(std::iter::once("status".to_owned()).chain(status));
         type Figure = fn(&RunStats) -> String;
-        let figures: [(&str, Figure); 9] = [
+        let figures: [(&str, Figure); 10] = [
             ("sent / planned", |s| format!("{} / {}", s.sent, s.planned)),
             ("acked", |s| s.acked.to_string()),
             ("rejected", |s| s.rejected.to_string()),
@@ -153,6 +153,7 @@ impl Report {
             }),
             ("lost", |s| s.lost.to_string()),
             ("duplicated", |s| s.duplicated.to_string()),
+            ("out of order", |s| s.out_of_order.to_string()),
             ("unexpected", |s| s.unexpected.to_string()),
             ("errors", |s| s.errors.to_string()),
         ];
@@ -384,6 +385,7 @@ pub fn problems(run: &RunResult) -> Vec<String> {
             (s.planned.saturating_sub(s.sent), "not sent"),
             (s.lost, "lost"),
             (s.duplicated, "duplicated"),
+            (s.out_of_order, "out of order"),
             (s.unexpected, "unexpected"),
             (s.rejected, "rejected"),
             (s.unanswered, "unanswered"),

@@ -279,6 +279,7 @@ pub async fn drive<L: Link>(
         sends,
         warmup: plan.warmup,
         members: u64::from(plan.users_per_room),
+        owed: plan.sends_per_room(),
     };
     let tasks: Vec<_> = bots
         .into_iter()

@@ -5,12 +5,13 @@
 //! deliveries but not in the fan-out latency (most of theirs are replays); their connect+join
 //! is summarised apart. The fan-out histogram is kept whole for the latency plot.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use hdrhistogram::Histogram;
-use quibble_client::ConversationId;
+use quibble_client::{ConversationId, UserId};
 use serde::Serialize;
 
 use crate::record::{BotRecord, MessageKey};
@@ -37,6 +38,8 @@ pub struct RunStats {
     pub delivered: u64,
     pub lost: u64,
     pub duplicated: u64,
+    /// First arrivals of a message after a later message of the same author, at one member.
+    pub out_of_order: u64,
     pub unexpected: u64,
     pub errors: u64,
     /// The most frequent distinct errors, with their counts.
@@ -97,6 +100,7 @@ impl RunStats {
             && self.unanswered == 0
             && self.lost == 0
             && self.duplicated == 0
+            && self.out_of_order == 0
             && self.unexpected == 0
             && self.errors == 0
     }
@@ -107,6 +111,8 @@ struct SendInfo {
     at: Instant,
     room: ConversationId,
     measured: bool,
+    /// Its place among its author's sends.
+    position: usize,
 }
 
 /// The figures of a run whose bots left `records` and which planned `planned` sends.
@@ -115,11 +121,12 @@ pub fn aggregate(records: &[BotRecord], planned: u64) -> anyhow::Result<RunStats
     let mut sends: HashMap<MessageKey, SendInfo> = HashMap::new();
     for record in records {
         *members.entry(record.room).or_default() += 1;
-        for sent in &record.sends {
+        for (position, sent) in record.sends.iter().enumerate() {
             let info = SendInfo {
                 at: sent.at,
                 room: record.room,
                 measured: sent.measured,
+                position,
             };
             sends.insert((record.user, sent.client_id), info);
         }
@@ -165,9 +172,11 @@ pub fn aggregate(records: &[BotRecord], planned: u64) -> anyhow::Result<RunStats
     }
 
     let (mut delivered, mut measured_deliveries) = (0u64, 0u64);
-    let (mut duplicated, mut unexpected) = (0u64, 0u64);
+    let (mut duplicated, mut unexpected, mut out_of_order) = (0u64, 0u64, 0u64);
     for record in records {
         let mut seen: HashSet<MessageKey> = HashSet::new();
+        // The latest message of each author this member got.
+        let mut latest: HashMap<UserId, usize> = HashMap::new();
         for arrival in &record.arrivals {
             let send = sends.get(&arrival.key).filter(|send| {
                 send.room == arrival.conversation
@@ -181,6 +190,13 @@ pub fn aggregate(records: &[BotRecord], planned: u64) -> anyhow::Result<RunStats
             if !seen.insert(arrival.key) {
                 duplicated += 1;
                 continue;
+            }
+            match latest.entry(arrival.key.0) {
+                Entry::Occupied(latest) if *latest.get() > send.position => out_of_order += 1,
+                Entry::Occupied(mut latest) => *latest.get_mut() = send.position,
+                Entry::Vacant(first) => {
+                    first.insert(send.position);
+                }
             }
             delivered += 1;
             if send.measured {
@@ -223,6 +239,7 @@ pub fn aggregate(records: &[BotRecord], planned: u64) -> anyhow::Result<RunStats
         delivered,
         lost: expected.saturating_sub(delivered),
         duplicated,
+        out_of_order,
         unexpected,
         errors: errors.values().sum(),
         error_samples,
@@ -398,6 +415,26 @@ mod tests {
         // Two disconnects, "x", and the ack for id 99.
         assert_eq!(stats.errors, 4);
         assert_eq!(stats.error_samples[0], ("disconnected".to_owned(), 2));
+        assert_eq!(stats.out_of_order, 0);
+    }
+
+    #[test]
+    fn a_message_after_a_later_one_of_its_author_is_out_of_order() {
+        let t0 = Instant::now();
+        let sends = [(1, 0, true), (2, 10, true), (3, 20, true)];
+        let (mut a, mut b) = (bot(1, t0, &sends), bot(2, t0, &[]));
+        a.acks = vec![(1, t0 + ms(1)), (2, t0 + ms(11)), (3, t0 + ms(21))];
+        // a gets its messages in order; b gets 3 before 2 (and 1 twice, late).
+        for (id, at) in [(1, 2), (2, 12), (3, 22)] {
+            arrive(&mut a, t0, 1, id, at);
+        }
+        for (id, at) in [(1, 2), (3, 22), (2, 23), (1, 24)] {
+            arrive(&mut b, t0, 1, id, at);
+        }
+        let stats = aggregate(&[a, b], 3).unwrap();
+        assert_eq!((stats.delivered, stats.lost), (6, 0));
+        assert_eq!((stats.out_of_order, stats.duplicated), (1, 1));
+        assert!(!stats.clean());
     }
 
     #[test]

@@ -24,6 +24,7 @@ use serde::Serialize;
 use crate::accounts::AccountsSummary;
 use crate::args::{ChatArgs, command_line};
 use crate::compare::ratio;
+use crate::pin::Pinning;
 use crate::plan::Plan;
 use crate::run::{RunResult, StepLimit};
 use crate::versus::{Contender, Step, Versus, VersusArgs};
@@ -31,7 +32,7 @@ use crate::versus::{Contender, Step, Versus, VersusArgs};
 /// How long past its last scheduled send a step waits for what it is owed.
 pub const GRACE: Duration = Duration::from_secs(1);
 /// How long the bots keep listening after a step was cut.
-const DRAIN: Duration = Duration::from_secs(3);
+pub const DRAIN: Duration = Duration::from_secs(3);
 /// A sustained step delivers at least this share of the offered rate.
 pub const SUSTAINED_SHARE: f64 = 0.95;
 /// Issue 9's targets: saturation over the `ws` server's, at least.
@@ -76,6 +77,10 @@ pub struct SweepReport {
     pub p99_bound_ms: u64,
     /// Messages per second per bot, per step.
     pub rates: Vec<f64>,
+    /// The bound on the whole invocation (--timeout, or scaled to the sweep).
+    pub timeout_s: u64,
+    /// Which core each side had (`--pin`); absent: wherever the scheduler put them.
+    pub pinning: Option<Pinning>,
     pub quibble_accounts: Option<AccountsSummary>,
     pub servers: Vec<ServerSweep>,
     pub targets: Vec<SaturationTarget>,
@@ -123,7 +128,7 @@ pub struct SaturationTarget {
 }
 
 /// Run the sweep and print its report; whether every step ran.
-pub async fn run(args: &VersusArgs) -> anyhow::Result<bool> {
+pub async fn run(args: &VersusArgs, pinning: Option<Pinning>) -> anyhow::Result<bool> {
     let chat = &args.chat;
     let sweep = &args.sweep;
     if chat.rate <= 0.0 {
@@ -136,7 +141,7 @@ pub async fn run(args: &VersusArgs) -> anyhow::Result<bool> {
         .map(|k| chat.rate * sweep.sweep_factor.powi(k as i32))
         .collect();
     let top = rates.last().copied().unwrap_or(chat.rate);
-    let versus = Versus::prepare(args, step_plan(chat, sweep, chat.rate)?, top).await?;
+    let versus = Versus::prepare(args, step_plan(chat, sweep, chat.rate)?, top, pinning).await?;
     let mut servers: Vec<ServerSweep> = versus
         .contenders()
         .iter()
@@ -195,6 +200,8 @@ pub async fn run(args: &VersusArgs) -> anyhow::Result<bool> {
         step_warmup_secs: sweep.step_warmup_secs,
         p99_bound_ms: sweep.p99_bound_ms,
         rates,
+        timeout_s: versus.timeout_s(),
+        pinning: versus.pinning(),
         quibble_accounts: versus.quibble_accounts(),
         ok: servers
             .iter()

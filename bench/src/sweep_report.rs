@@ -32,6 +32,10 @@ impl SweepReport {
             SUSTAINED_SHARE * 100.0,
             self.p99_bound_ms
         );
+        let _ = writeln!(out, "bounded by --timeout {} s", self.timeout_s);
+        if let Some(pinning) = &self.pinning {
+            let _ = writeln!(out, "{}", pinning.describe());
+        }
         if let Some(accounts) = &self.quibble_accounts {
             let _ = writeln!(out, "Quibble's {}", accounts.text());
         }
@@ -207,6 +211,7 @@ fn ms(summary: &Summary, us: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pin::Pinning;
     use crate::run::{RunResult, Status};
     use crate::sweep::SaturationTarget;
 
@@ -242,6 +247,11 @@ mod tests {
             step_warmup_secs: 1,
             p99_bound_ms: 1000,
             rates: vec![1.0],
+            timeout_s: 900,
+            pinning: Some(Pinning {
+                bench_cpu: 0,
+                server_cpu: 1,
+            }),
             quibble_accounts: None,
             servers: vec![
                 server(Contender::QuibbleWs, Some(20_000.0)),
@@ -263,6 +273,8 @@ mod tests {
             "20000",
             "Quibble WS saturation over ws's >= 4.0: 2.00 NOT MET",
             "FAILED: some step did not run",
+            "bounded by --timeout 900 s",
+            "the load generator on CPU 0, the server under test on CPU 1",
         ] {
             assert!(text.contains(expected), "{expected:?} in:\n{text}");
         }

@@ -31,6 +31,7 @@ use crate::concurrency::bounded;
 use crate::fd_limit;
 use crate::peers::process::{RunningServer, server_command};
 use crate::peers::{socketio, ws};
+use crate::pin::Pinning;
 use crate::plan::Plan;
 use crate::report::{self, format_ms, format_ratio, problems, status_name};
 use crate::run::{self, Load, RunConfig, RunResult, Status, StepLimit};
@@ -39,13 +40,16 @@ use crate::stats::{RunStats, Summary};
 use crate::stop::Stop;
 use crate::sweep::{self, SweepArgs};
 use crate::table::Table;
+use crate::time_budget;
 
 /// What `--help` adds about `versus`.
 pub const VERSUS_HELP: &str = "\
 Servers (--only, in this order): quibble-wt and quibble-ws (the `quibble` binary, --quibble-bin),
 ws and socketio (node on bench/peers/ws-server.mjs and socketio-server.mjs, --peers-dir; install
 them with bench/peers/setup). Each runs alone, started and stopped here; --server, --transport,
---server-pid and --accounts do not apply. --timeout bounds the whole invocation.
+--server-pid and --accounts do not apply. --timeout bounds the whole invocation; by default it
+scales with the servers, bots, messages and sweep steps it runs. --pin: this process on one CPU,
+each server (under `taskset -c`) on another; the report says which.
 
 Acks differ: Quibble's are durable (it acknowledges a message once it is on disk, fsync'd); the
 peers keep nothing on disk and acknowledge what they received. Figures as in `chat --help`; `over ws` is
@@ -180,6 +184,8 @@ pub struct Scenario {
     pub message_size: u32,
     pub in_flight: u32,
     pub timeout_s: u64,
+    /// Which core each side had (`--pin`); absent: wherever the scheduler put them.
+    pub pinning: Option<Pinning>,
     /// Per server.
     pub bots: u64,
     pub planned_sends: u64,
@@ -214,14 +220,14 @@ pub struct Target {
 }
 
 /// Run `versus` (or its sweep) and print its report; whether everything was fine.
-pub async fn run(args: VersusArgs) -> anyhow::Result<bool> {
+pub async fn run(args: VersusArgs, pinning: Option<Pinning>) -> anyhow::Result<bool> {
     refuse_chat_only_flags(&args.chat)?;
     if args.sweep.sweep {
-        return sweep::run(&args).await;
+        return sweep::run(&args, pinning).await;
     }
     let chat = &args.chat;
     let plan = Plan::new(chat.rooms, chat.users_per_room, chat.warmup, chat.messages)?;
-    let versus = Versus::prepare(&args, plan, chat.rate).await?;
+    let versus = Versus::prepare(&args, plan, chat.rate, pinning).await?;
     let step = Step {
         plan,
         rate: chat.rate,
@@ -236,7 +242,7 @@ pub async fn run(args: VersusArgs) -> anyhow::Result<bool> {
             run: versus.step(contender, &step).await,
         });
     }
-    let report = VersusReport::new(command_line(), chat, &plan, &versus.quibble, servers);
+    let report = VersusReport::new(command_line(), &versus, &plan, servers);
     if chat.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -358,6 +364,7 @@ impl Quibble {
         plan: &Plan,
         rate: f64,
         stop: &Stop,
+        cpu: Option<usize>,
     ) -> anyhow::Result<Quibble> {
         let config = dir.join("quibble.toml");
         std::fs::write(&config, quibble_config(plan.bots(), rate))
@@ -370,7 +377,9 @@ impl Quibble {
             port: 0,
             summary: AccountsSummary::default(),
         };
-        let server = quibble.start(&dir.join("quibble-accounts.log")).await?;
+        let server = quibble
+            .start(&dir.join("quibble-accounts.log"), cpu)
+            .await?;
         quibble.port = server.port();
         let (_, summary) = tokio::select! {
             provided = quibble.sign_in(plan) => provided?,
@@ -381,8 +390,8 @@ impl Quibble {
         Ok(quibble)
     }
 
-    async fn start(&self, log: &Path) -> anyhow::Result<RunningServer> {
-        let mut command = server_command(&self.bin);
+    async fn start(&self, log: &Path, cpu: Option<usize>) -> anyhow::Result<RunningServer> {
+        let mut command = server_command(&self.bin, cpu);
         command
             .arg("serve")
             .arg("--listen")
@@ -409,6 +418,9 @@ impl Quibble {
 /// What every column shares.
 pub struct Versus<'a> {
     chat: &'a ChatArgs,
+    /// The bound on the whole invocation (--timeout, or scaled to what it runs).
+    timeout_s: u64,
+    pinning: Option<Pinning>,
     stop: Stop,
     /// Logs (and Quibble's files); removed when this is dropped.
     dir: tempfile::TempDir,
@@ -430,20 +442,26 @@ pub struct Step {
 
 impl<'a> Versus<'a> {
     /// Check the peers, sign Quibble's bots up (for `plan`'s bots, admitted up to `max_rate`
-    /// messages per second each) and start the invocation's clock.
+    /// messages per second each) and start the invocation's clock. `plan` is the run's (or
+    /// the sweep's first step's).
     pub async fn prepare(
         args: &'a VersusArgs,
         plan: Plan,
         max_rate: f64,
+        pinning: Option<Pinning>,
     ) -> anyhow::Result<Versus<'a>> {
         let chat = &args.chat;
-        let stop = Stop::start(tokio::time::Instant::now() + Duration::from_secs(chat.timeout));
         let mut contenders = Vec::new();
         for contender in &args.only {
             if !contenders.contains(contender) {
                 contenders.push(*contender);
             }
         }
+        let timeout_s = chat.timeout.unwrap_or_else(|| {
+            time_budget::versus_secs(contenders.len(), &plan, chat.rate, &args.sweep)
+        });
+        let stop = Stop::start(tokio::time::Instant::now() + Duration::from_secs(timeout_s));
+        let cpu = pinning.map(|p| p.server_cpu);
         fd_limit::make_room_for(u32::try_from(plan.bots()).unwrap_or(u32::MAX))?;
         let dir = tempfile::Builder::new()
             .prefix("quibble-versus-")
@@ -459,12 +477,14 @@ impl<'a> Versus<'a> {
                 Some(bin) => bin.clone(),
                 None => beside_this_executable("quibble")?,
             };
-            Some(Quibble::prepare(bin, dir.path(), &plan, max_rate, &stop).await?)
+            Some(Quibble::prepare(bin, dir.path(), &plan, max_rate, &stop, cpu).await?)
         } else {
             None
         };
         Ok(Versus {
             chat,
+            timeout_s,
+            pinning,
             stop,
             dir,
             quibble,
@@ -482,6 +502,16 @@ impl<'a> Versus<'a> {
     /// Quibble's bot accounts, if a Quibble server runs.
     pub fn quibble_accounts(&self) -> Option<AccountsSummary> {
         self.quibble.as_ref().map(|q| q.summary)
+    }
+
+    /// The bound on the whole invocation, in seconds.
+    pub fn timeout_s(&self) -> u64 {
+        self.timeout_s
+    }
+
+    /// Which core each side has, with `--pin`.
+    pub fn pinning(&self) -> Option<Pinning> {
+        self.pinning
     }
 
     /// The benchmark must stop (its --timeout, or an interrupt).
@@ -512,14 +542,15 @@ impl<'a> Versus<'a> {
         let name = contender.name();
         let run = self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = self.dir.path().join(format!("{name}-{run}.log"));
+        let cpu = self.pinning.map(|p| p.server_cpu);
         let server = match (contender.quibble(), &self.quibble, &self.peers_dir) {
-            (Some(_), Some(quibble), _) => quibble.start(&log).await?,
+            (Some(_), Some(quibble), _) => quibble.start(&log, cpu).await?,
             (None, _, Some(peers)) => {
                 let script = match contender {
                     Contender::Socketio => "socketio-server.mjs",
                     _ => "ws-server.mjs",
                 };
-                let mut command = server_command("node");
+                let mut command = server_command("node", cpu);
                 command.arg(peers.join(script)).arg("0").current_dir(peers);
                 RunningServer::start(command, &log, peer_port)
                     .await
@@ -633,13 +664,8 @@ fn failed(name: &'static str, status: Status, why: &str) -> RunResult {
 }
 
 impl VersusReport {
-    fn new(
-        command: String,
-        chat: &ChatArgs,
-        plan: &Plan,
-        quibble: &Option<Quibble>,
-        servers: Vec<Column>,
-    ) -> VersusReport {
+    fn new(command: String, versus: &Versus, plan: &Plan, servers: Vec<Column>) -> VersusReport {
+        let chat = versus.chat;
         let stats_of = |name: &str| {
             servers
                 .iter()
@@ -671,12 +697,13 @@ impl VersusReport {
                 rate: chat.rate,
                 message_size: chat.message_size,
                 in_flight: chat.in_flight,
-                timeout_s: chat.timeout,
+                timeout_s: versus.timeout_s,
+                pinning: versus.pinning,
                 bots: plan.bots(),
                 planned_sends: plan.sends(),
                 expected_deliveries: plan.deliveries(),
             },
-            quibble_accounts: quibble.as_ref().map(|q| q.summary),
+            quibble_accounts: versus.quibble_accounts(),
             servers,
             over_ws,
             targets,
@@ -700,6 +727,9 @@ impl VersusReport {
              {} bytes each; one server at a time, each a fresh process\n",
             s.rooms, s.users_per_room, s.bots, s.messages, s.warmup, s.message_size
         );
+        if let Some(pinning) = &s.pinning {
+            let _ = writeln!(out, "{}", pinning.describe());
+        }
         if let Some(accounts) = &self.quibble_accounts {
             let _ = writeln!(
                 out,
@@ -770,12 +800,13 @@ impl VersusReport {
                 .and_then(pick)
                 .map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"))
         }
-        let figures: [(&str, Figure); 19] = [
+        let figures: [(&str, Figure); 20] = [
             ("delivered / expected", |s| {
                 format!("{} / {}", s.delivered, s.expected)
             }),
             ("lost", |s| s.lost.to_string()),
             ("duplicated", |s| s.duplicated.to_string()),
+            ("out of order", |s| s.out_of_order.to_string()),
             ("unexpected", |s| s.unexpected.to_string()),
             ("unanswered", |s| s.unanswered.to_string()),
             ("errors", |s| s.errors.to_string()),

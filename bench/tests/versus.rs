@@ -77,7 +77,14 @@ fn every_server_delivers_everything_and_is_measured() {
             (396, 396),
             "{server:#}"
         );
-        for zero in ["lost", "duplicated", "unexpected", "errors", "unanswered"] {
+        for zero in [
+            "lost",
+            "duplicated",
+            "out_of_order",
+            "unexpected",
+            "errors",
+            "unanswered",
+        ] {
             assert_eq!(count(zero), 0, "{zero} in {server:#}");
         }
         assert_eq!(stats["throughput"]["measured_deliveries"], 360);

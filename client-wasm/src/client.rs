@@ -18,7 +18,7 @@ use std::rc::{Rc, Weak};
 
 use js_sys::Function;
 use quibble_protocol::limits::{MAX_BODY_LEN, MAX_HISTORY_PAGE};
-use quibble_protocol::session::{Action, Session, SessionConfig, State, StreamKey};
+use quibble_protocol::session::{Action, Session, SessionConfig, State, StreamKey, StreamOrder};
 use quibble_protocol::{ConversationId, ErrorCode, ServerFrame};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -478,11 +478,15 @@ impl Driver {
         }
         drop(race);
         let mut link = link;
-        if let Link::Wt(wt) = &mut link {
-            wt.start();
-        }
+        let order = match &mut link {
+            Link::Wt(wt) => {
+                wt.start();
+                StreamOrder::PerStream
+            }
+            Link::Ws(_) => StreamOrder::Shared,
+        };
         self.link = Some(link);
-        self.session.on_connected(js::now_ms());
+        self.session.on_connected(js::now_ms(), order);
     }
 
     /// A leg failed; the race is lost when both have.

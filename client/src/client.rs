@@ -47,6 +47,9 @@ pub struct ClientOptions {
     /// WebTransport endpoints (UDP sockets) shared with other clients given the same pool;
     /// without one, the client has an endpoint of its own.
     pub wt_endpoints: Option<WtEndpoints>,
+    /// Conversations joined from the start: their `Join` goes out with `Hello`, without
+    /// waiting for `Welcome` (see [`ClientOptions::join`]).
+    pub joins: Vec<ConversationId>,
 }
 
 impl ClientOptions {
@@ -59,6 +62,7 @@ impl ClientOptions {
             ca_cert: None,
             api: None,
             wt_endpoints: None,
+            joins: Vec::new(),
         }
     }
 
@@ -75,6 +79,13 @@ impl ClientOptions {
     /// Fetch the certificate hash with `api` (see [`ClientOptions::api`]).
     pub fn api(mut self, api: Api) -> Self {
         self.api = Some(api);
+        self
+    }
+
+    /// Join `conversation` from the start, as [`Client::join`] does, but in the same flight as
+    /// `Hello`: its `Joined` can follow `Welcome` without another round trip.
+    pub fn join(mut self, conversation: ConversationId) -> Self {
+        self.joins.push(conversation);
         self
     }
 
@@ -132,6 +143,7 @@ impl Client {
         let transport = Arc::new(CurrentTransport::default());
         let driver = Driver::new(
             SessionConfig::new(options.token, seed),
+            &options.joins,
             DialConfig {
                 server,
                 trust,

@@ -12,7 +12,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use quibble_protocol::session::{Action, Event, Session, SessionConfig, State, StreamKey};
+use quibble_protocol::session::{
+    Action, Event, Session, SessionConfig, State, StreamKey, StreamOrder,
+};
 use quibble_protocol::{ConversationId, ErrorCode, UserId};
 use rand::Rng;
 use tokio::sync::{mpsc, oneshot};
@@ -21,7 +23,7 @@ use tokio::time::{Instant, sleep_until};
 use crate::client::ClientEvent;
 use crate::error::{ClientError, TransportError};
 use crate::transport::dial::{DialConfig, dial};
-use crate::transport::{CloseInfo, Connection, CurrentTransport, TransportEvent};
+use crate::transport::{CloseInfo, Connection, CurrentTransport, TransportEvent, TransportKind};
 
 /// What the client handle asks of the driver.
 #[derive(Debug)]
@@ -99,9 +101,19 @@ pub(crate) struct Driver {
 }
 
 impl Driver {
-    pub(crate) fn new(config: SessionConfig, dial_config: DialConfig, ports: DriverPorts) -> Self {
+    /// A driver whose session wants `joins` from its first connection on.
+    pub(crate) fn new(
+        config: SessionConfig,
+        joins: &[ConversationId],
+        dial_config: DialConfig,
+        ports: DriverPorts,
+    ) -> Self {
+        let mut session = Session::new(config);
+        for &conversation in joins {
+            session.join(conversation);
+        }
         Driver {
-            session: Session::new(config),
+            session,
             clock: Clock {
                 start: Instant::now(),
             },
@@ -259,7 +271,11 @@ impl Driver {
                 self.transport.set(Some(kind));
                 self.connection = Some(connection);
                 let _ = self.events.send(ClientEvent::TransportChanged(kind));
-                self.session.on_connected(self.clock.now_ms());
+                let order = match kind {
+                    TransportKind::WebSocket => StreamOrder::Shared,
+                    TransportKind::WebTransport => StreamOrder::PerStream,
+                };
+                self.session.on_connected(self.clock.now_ms(), order);
             }
             Err(e) if self.ready.is_some() => self.fail(ClientError::Connect(e)),
             Err(e) => {

@@ -345,3 +345,33 @@ async fn sends_past_the_rate_limit_are_retried_until_each_is_stored_once() {
     assert_eq!(bodies, expected);
     reader.close().await;
 }
+
+#[tokio::test]
+async fn a_conversation_given_at_connect_is_joined_on_every_transport() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path());
+    let api = Api::new(&server.url()).unwrap();
+    let ann = token(&api, "ann").await;
+    let general = room(&api, &ann, "General").await.id;
+    for choice in [TransportChoice::WebTransport, TransportChoice::WebSocket] {
+        let options = ClientOptions::new(server.url(), &ann)
+            .transport(choice)
+            .join(general);
+        let client = Client::connect(options).await.expect("connect");
+        // Joined with no `join` after connecting (over WebSocket its `Join` went out with
+        // `Hello`, over WebTransport right after `Welcome`).
+        assert_eq!(joined(&client, general).await, 0, "{choice:?}");
+        client.close().await;
+    }
+    // A refused `Hello` still refuses the connection, pipelined `Join` or not.
+    let options = ClientOptions::new(server.url(), "not-a-token")
+        .transport(TransportChoice::WebSocket)
+        .join(general);
+    let result = tokio::time::timeout(WAIT, Client::connect(options))
+        .await
+        .expect("an answer, not a hang");
+    assert!(
+        matches!(result, Err(ClientError::Unauthorized { .. })),
+        "{result:?}"
+    );
+}

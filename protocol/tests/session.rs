@@ -1,7 +1,9 @@
 //! Scripted scenarios for the client session state machine: frames, times and random numbers
 //! go in, transmits, events and actions come out.
 
-use quibble_protocol::session::{Action, Event, Session, SessionConfig, State, StreamKey};
+use quibble_protocol::session::{
+    Action, Event, Session, SessionConfig, State, StreamKey, StreamOrder,
+};
 use quibble_protocol::{
     ChatMessage, ClientFrame, ConversationId, Cursor, ErrorCode, PROTOCOL_VERSION, ServerFrame,
     UserId,
@@ -105,7 +107,7 @@ fn history(c: ConversationId, before_seq: u64, limit: u16) -> (StreamKey, Client
 fn ready(now: u64) -> Session {
     let mut s = Session::new(config());
     assert_eq!(actions(&mut s), [Action::Connect]);
-    s.on_connected(now);
+    s.on_connected(now, StreamOrder::Shared);
     s.on_frame(StreamKey::Control, welcome(1, 1_000), now);
     transmits(&mut s);
     events(&mut s);
@@ -131,19 +133,24 @@ fn handshake_sends_hello_and_welcome_makes_ready() {
     s.join(C);
     assert!(transmits(&mut s).is_empty(), "nothing before connecting");
 
-    s.on_connected(5);
+    s.on_connected(5, StreamOrder::Shared);
     assert_eq!(s.state(), State::Handshaking);
+    // The wanted conversation's Join goes out right behind Hello (pipelined).
     assert_eq!(
         transmits(&mut s),
-        [(
-            StreamKey::Control,
-            ClientFrame::Hello {
-                version: PROTOCOL_VERSION,
-                token: "tok".into()
-            }
-        )]
+        [
+            (
+                StreamKey::Control,
+                ClientFrame::Hello {
+                    version: PROTOCOL_VERSION,
+                    token: "tok".into()
+                }
+            ),
+            join_frame(C, None)
+        ]
     );
-    // Frames other than Welcome/Error/GoAway before Welcome change nothing.
+    // Frames other than Welcome/Error/GoAway before Welcome change nothing (a message before
+    // Joined is not delivered).
     s.on_frame(conv(C), ServerFrame::Message(msg(C, 1)), 6);
     s.on_frame(StreamKey::Control, welcome(1, 2_000), 10);
     assert_eq!(s.state(), State::Ready);
@@ -154,7 +161,7 @@ fn handshake_sends_hello_and_welcome_makes_ready() {
             username: "me".into()
         }]
     );
-    assert_eq!(transmits(&mut s), [join_frame(C, None)]);
+    assert!(transmits(&mut s).is_empty(), "joined once, behind Hello");
     // A second Welcome is ignored.
     s.on_frame(StreamKey::Control, welcome(2, 2_000), 11);
     assert!(events(&mut s).is_empty());
@@ -280,7 +287,7 @@ fn a_full_gap_buffer_evicts_and_refetches_without_losing_messages() {
         max_gap_buffer: 2,
         ..config()
     });
-    s.on_connected(0);
+    s.on_connected(0, StreamOrder::Shared);
     s.on_frame(StreamKey::Control, welcome(1, 1_000), 0);
     s.join(C);
     s.on_frame(conv(C), joined(C, 1, 0, 0), 0);
@@ -510,7 +517,7 @@ fn reconnect_resumes_from_the_cursor_and_resends_pending() {
     s.handle_timeout(retry_at_ms);
     assert_eq!(s.state(), State::Connecting);
     assert_eq!(actions(&mut s), [Action::Connect]);
-    s.on_connected(200);
+    s.on_connected(200, StreamOrder::Shared);
     s.on_frame(StreamKey::Control, welcome(1, 1_000), 201);
     let tx = transmits(&mut s);
     assert_eq!(tx[1], join_frame(C, Some(Cursor { epoch: 1, seq: 3 })));
@@ -554,7 +561,7 @@ fn joined_behind_our_cursor_keeps_ours() {
     let mut s = joined_session(C, 10);
     s.on_disconnected(0, 0);
     s.handle_timeout(0);
-    s.on_connected(1);
+    s.on_connected(1, StreamOrder::Shared);
     s.on_frame(StreamKey::Control, welcome(1, 1_000), 1);
     transmits(&mut s);
     s.on_frame(conv(C), joined(C, 1, 10, 4), 2);
@@ -571,8 +578,16 @@ fn epoch_change_resets_and_joins_without_resume() {
     transmits(&mut s);
     s.on_disconnected(0, 0);
     s.handle_timeout(0);
-    s.on_connected(1);
-    transmits(&mut s);
+    s.on_connected(1, StreamOrder::Shared);
+    // Joined behind Hello, before the new epoch is known: the server ignores a cursor of
+    // another epoch and joins from the recent page.
+    assert_eq!(
+        transmits(&mut s)[1..],
+        [
+            join_frame(C, Some(Cursor { epoch: 1, seq: 10 })),
+            join_frame(D, None)
+        ]
+    );
     events(&mut s);
     s.on_frame(StreamKey::Control, welcome(2, 1_000), 2);
     assert_eq!(
@@ -586,10 +601,7 @@ fn epoch_change_resets_and_joins_without_resume() {
         ]
     );
     assert_eq!(s.cursor(C), None);
-    assert_eq!(
-        transmits(&mut s),
-        [join_frame(C, None), join_frame(D, None)]
-    );
+    assert!(transmits(&mut s).is_empty());
     s.on_frame(conv(C), joined(C, 2, 3, 0), 3);
     assert_eq!(s.cursor(C), Some(Cursor { epoch: 2, seq: 0 }));
     s.on_frame(conv(C), ServerFrame::Message(msg(C, 1)), 3);
@@ -622,7 +634,7 @@ fn joined_with_another_epoch_resets_first() {
 #[test]
 fn heartbeat_pings_on_schedule_and_silence_disconnects() {
     let mut s = Session::new(config());
-    s.on_connected(0);
+    s.on_connected(0, StreamOrder::Shared);
     transmits(&mut s);
     // Before Welcome: ping each second, give up after three seconds without Welcome.
     assert_eq!(s.poll_timeout(), Some(1_000));
@@ -646,7 +658,7 @@ fn heartbeat_pings_on_schedule_and_silence_disconnects() {
     s.on_disconnected(3_001, 0);
     s.handle_timeout(3_001);
     actions(&mut s);
-    s.on_connected(10_000);
+    s.on_connected(10_000, StreamOrder::Shared);
     s.on_frame(StreamKey::Control, welcome(1, 500), 10_000);
     transmits(&mut s);
     assert_eq!(s.poll_timeout(), Some(10_500));
@@ -716,11 +728,11 @@ fn go_away_reconnects_after_the_hint_without_counting_a_failure() {
     let mut s = joined_session(C, 0);
     s.on_disconnected(0, 0);
     s.handle_timeout(0);
-    s.on_connected(1);
+    s.on_connected(1, StreamOrder::Shared);
     s.on_frame(StreamKey::Control, welcome(1, 1_000), 1);
     s.on_disconnected(2, 0);
     s.handle_timeout(2);
-    s.on_connected(3);
+    s.on_connected(3, StreamOrder::Shared);
     // Before Welcome the failure count is 1; GoAway must not raise it.
     events(&mut s);
     actions(&mut s);
@@ -755,7 +767,7 @@ fn unauthorized_fails_for_good() {
     let mut s = Session::new(config());
     actions(&mut s);
     s.join(C);
-    s.on_connected(0);
+    s.on_connected(0, StreamOrder::Shared);
     s.on_frame(
         StreamKey::Control,
         ServerFrame::Error {
@@ -780,7 +792,7 @@ fn unauthorized_fails_for_good() {
     assert_eq!(s.poll_timeout(), None);
     s.handle_timeout(u64::MAX);
     assert!(actions(&mut s).is_empty());
-    s.on_connected(3);
+    s.on_connected(3, StreamOrder::Shared);
     assert!(transmits(&mut s).is_empty());
     s.on_frame(StreamKey::Control, welcome(1, 1_000), 4);
     assert_eq!(s.state(), State::Failed(ErrorCode::Unauthorized));
@@ -951,7 +963,7 @@ fn leave_sends_leave_and_forgets() {
     s.on_disconnected(2, 0);
     s.leave(D);
     s.handle_timeout(2);
-    s.on_connected(3);
+    s.on_connected(3, StreamOrder::Shared);
     s.on_frame(StreamKey::Control, welcome(1, 1_000), 3);
     let tx = transmits(&mut s);
     assert_eq!(tx.len(), 1, "only Hello: {tx:?}");
@@ -1028,7 +1040,7 @@ fn an_unanswered_older_page_is_asked_again_after_reconnect() {
     transmits(&mut s);
     s.on_disconnected(1, 0);
     s.handle_timeout(1);
-    s.on_connected(2);
+    s.on_connected(2, StreamOrder::Shared);
     s.on_frame(StreamKey::Control, welcome(1, 1_000), 2);
     transmits(&mut s);
     s.on_frame(conv(C), joined(C, 1, 30, 30), 3);
@@ -1048,7 +1060,7 @@ fn disconnected_is_reported_once_per_connection() {
     s.on_disconnected(2, 0);
     assert_eq!(events(&mut s), [Event::Disconnected]);
     s.handle_timeout(10_000);
-    s.on_connected(10_001);
+    s.on_connected(10_001, StreamOrder::Shared);
     s.on_disconnected(10_002, 0);
     assert_eq!(events(&mut s), [Event::Disconnected]);
 }
@@ -1192,7 +1204,7 @@ fn sends_after_a_rate_limited_one_never_overtake_it() {
     };
     s.handle_timeout(retry);
     assert_eq!(actions(&mut s), [Action::Connect]);
-    s.on_connected(retry);
+    s.on_connected(retry, StreamOrder::Shared);
     s.on_frame(StreamKey::Control, welcome(1, 1_000), retry);
     transmits(&mut s);
     s.on_frame(conv(C), joined(C, 1, 1, 1), retry);
@@ -1359,4 +1371,124 @@ fn a_live_ban_fails_for_good() {
     assert_eq!(s.poll_timeout(), None);
     s.handle_timeout(u64::MAX);
     assert!(actions(&mut s).is_empty());
+}
+
+#[test]
+fn joins_go_out_behind_hello_and_what_overtakes_welcome_waits_for_it() {
+    const E: ConversationId = ConversationId(9);
+    let mut s = Session::new(config());
+    actions(&mut s);
+    s.join(C);
+    // Joining from a seq needs the store's epoch, which only Welcome tells: it waits.
+    s.join_from(D, 5);
+    s.on_connected(1, StreamOrder::Shared);
+    let tx = transmits(&mut s);
+    assert!(matches!(tx[0].1, ClientFrame::Hello { .. }));
+    assert_eq!(tx[1..], [join_frame(C, None)]);
+    // Joined while handshaking: at once. Left while handshaking: Leave follows its Join.
+    s.join(E);
+    s.leave(E);
+    assert_eq!(
+        transmits(&mut s),
+        [join_frame(E, None), (conv(E), ClientFrame::Leave)]
+    );
+
+    // C's stream overtakes Welcome (another QUIC stream): held, applied after Welcome.
+    s.on_frame(conv(C), joined(C, 1, 2, 0), 2);
+    s.on_frame(conv(C), ServerFrame::Message(msg(C, 1)), 2);
+    s.on_frame(conv(C), ServerFrame::Message(msg(C, 2)), 2);
+    assert!(events(&mut s).is_empty(), "nothing before Welcome");
+    s.on_frame(StreamKey::Control, welcome(1, 1_000), 3);
+    let got = events(&mut s);
+    assert_eq!(
+        got[..2],
+        [
+            Event::Connected {
+                user: ME,
+                username: "me".into()
+            },
+            Event::Joined {
+                conversation: C,
+                head_seq: 2
+            }
+        ]
+    );
+    assert_eq!(seqs(&got), [1, 2]);
+    assert_eq!(s.cursor(C), Some(Cursor { epoch: 1, seq: 2 }));
+    assert_eq!(
+        transmits(&mut s),
+        [join_frame(D, Some(Cursor { epoch: 1, seq: 5 }))]
+    );
+
+    // After a reconnect the epoch is known: D goes out behind Hello too, from its cursor.
+    s.on_disconnected(10, 0);
+    s.handle_timeout(10);
+    actions(&mut s);
+    s.on_connected(11, StreamOrder::Shared);
+    assert_eq!(
+        transmits(&mut s)[1..],
+        [
+            join_frame(C, Some(Cursor { epoch: 1, seq: 2 })),
+            join_frame(D, Some(Cursor { epoch: 1, seq: 5 }))
+        ]
+    );
+}
+
+#[test]
+fn over_webtransport_joins_wait_for_welcome() {
+    let mut s = Session::new(config());
+    actions(&mut s);
+    s.join(C);
+    s.on_connected(1, StreamOrder::PerStream);
+    let tx = transmits(&mut s);
+    assert_eq!(tx.len(), 1, "only Hello before Welcome: {tx:?}");
+    assert!(matches!(tx[0].1, ClientFrame::Hello { .. }));
+    // Asked for while handshaking: it waits too.
+    const E: ConversationId = ConversationId(9);
+    s.join(E);
+    assert!(transmits(&mut s).is_empty());
+    s.on_frame(StreamKey::Control, welcome(1, 1_000), 2);
+    let mut joins = transmits(&mut s);
+    joins.sort_by_key(|(stream, _)| format!("{stream:?}"));
+    assert_eq!(joins, [join_frame(C, None), join_frame(E, None)]);
+}
+
+#[test]
+fn a_conversation_left_before_welcome_drops_what_its_old_stream_sent() {
+    let mut s = Session::new(config());
+    actions(&mut s);
+    s.join(C);
+    s.on_connected(1, StreamOrder::Shared);
+    transmits(&mut s);
+    // The pipelined stream's Joined and a message come before Welcome; then C is left and
+    // joined again (a new stream, its own Joined).
+    s.on_frame(conv(C), joined(C, 1, 50, 40), 2);
+    s.on_frame(conv(C), ServerFrame::Message(msg(C, 41)), 2);
+    s.leave(C);
+    s.join(C);
+    s.on_frame(StreamKey::Control, welcome(1, 1_000), 3);
+    let got = events(&mut s);
+    assert!(
+        seqs(&got).is_empty() && !got.iter().any(|e| matches!(e, Event::Joined { .. })),
+        "the old stream's frames were applied to the new join: {got:?}"
+    );
+    // The new stream's own Joined is the one taken.
+    s.on_frame(conv(C), joined(C, 1, 50, 10), 4);
+    s.on_frame(conv(C), ServerFrame::Message(msg(C, 11)), 4);
+    assert_eq!(seqs(&events(&mut s)), [11]);
+}
+
+#[test]
+fn too_much_before_welcome_gives_the_connection_up() {
+    let mut s = Session::new(config());
+    actions(&mut s);
+    s.join(C);
+    s.on_connected(1, StreamOrder::Shared);
+    transmits(&mut s);
+    for seq in 0..1024 {
+        s.on_frame(conv(C), ServerFrame::Message(msg(C, seq)), 2);
+    }
+    assert!(actions(&mut s).is_empty(), "1,024 frames are held");
+    s.on_frame(conv(C), ServerFrame::Message(msg(C, 1024)), 2);
+    assert!(matches!(actions(&mut s)[..], [Action::Disconnect { .. }]));
 }

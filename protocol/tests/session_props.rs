@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use proptest::prelude::*;
-use quibble_protocol::session::{Action, Event, Session, SessionConfig, StreamKey};
+use quibble_protocol::session::{Action, Event, Session, SessionConfig, StreamKey, StreamOrder};
 use quibble_protocol::{
     ChatMessage, ClientFrame, ConversationId, ConversationKind, ConversationSummary, ErrorCode,
     LastMessage, ServerFrame, UserId,
@@ -338,7 +338,7 @@ proptest! {
         let mut now = 0u64;
         let mut heads: HashMap<ConversationId, u64> = HashMap::new();
         // Most scripts should get somewhere: start connected, welcomed and joining both.
-        s.on_connected(now);
+        s.on_connected(now, StreamOrder::Shared);
         s.on_frame(StreamKey::Control, welcome(1), now);
         s.join(ConversationId(1));
         s.join(ConversationId(2));
@@ -403,7 +403,7 @@ proptest! {
                         prop_assert!(t > now, "timeout {t} already due at {now}");
                     }
                 }
-                Op::Connected => s.on_connected(now),
+                Op::Connected => s.on_connected(now, StreamOrder::Shared),
                 Op::Disconnected(random) => s.on_disconnected(now, random),
                 Op::StreamClosed(stream) => s.on_stream_closed(stream, now),
                 Op::Join(c) => s.join(c),

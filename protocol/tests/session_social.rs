@@ -4,7 +4,8 @@
 //! client's join from the list's read cursor.
 
 use quibble_protocol::session::{
-    Action, Event, RECEIPT_DELAY_MS, Session, SessionConfig, StreamKey, TYPING_REFRESH_MS,
+    Action, Event, RECEIPT_DELAY_MS, Session, SessionConfig, StreamKey, StreamOrder,
+    TYPING_REFRESH_MS,
 };
 use quibble_protocol::{
     ChatMessage, ClientFrame, ConversationId, ConversationKind, ConversationSummary, Cursor,
@@ -86,7 +87,7 @@ fn events(s: &mut Session) -> Vec<Event> {
 fn ready(now: u64) -> Session {
     let mut s = session();
     assert_eq!(s.poll_action(), Some(Action::Connect));
-    s.on_connected(now);
+    s.on_connected(now, StreamOrder::Shared);
     s.on_frame(StreamKey::Control, welcome(), now);
     transmits(&mut s);
     events(&mut s);
@@ -216,7 +217,7 @@ fn a_reconnect_replaces_the_list_with_the_new_snapshot() {
     assert_eq!(s.poll_action(), None);
     s.handle_timeout(100_000);
     assert_eq!(s.poll_action(), Some(Action::Connect));
-    s.on_connected(100_000);
+    s.on_connected(100_000, StreamOrder::Shared);
     s.on_frame(StreamKey::Control, welcome(), 100_000);
     s.on_frame(StreamKey::Control, list(vec![summary(D, 3, 0, 3)]), 100_000);
     assert!(events(&mut s).contains(&Event::ConversationList(vec![summary(D, 3, 0, 3)])));
@@ -298,7 +299,7 @@ fn receipts_the_server_already_has_are_not_sent_and_lost_ones_are_resent_after_r
     );
     s.on_disconnected(1_100, 0);
     s.handle_timeout(100_000);
-    s.on_connected(100_000);
+    s.on_connected(100_000, StreamOrder::Shared);
     s.on_frame(StreamKey::Control, welcome(), 100_000);
     transmits(&mut s);
     assert!(
@@ -416,7 +417,7 @@ fn join_from_resumes_after_the_given_seq_before_and_after_welcome() {
     let mut s = session();
     s.poll_action();
     s.join_from(C, 4);
-    s.on_connected(0);
+    s.on_connected(0, StreamOrder::Shared);
     s.on_frame(StreamKey::Control, welcome(), 0);
     let join = |c, seq| {
         (

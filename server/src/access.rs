@@ -120,11 +120,12 @@ pub async fn join_view(
     user: UserId,
     conversation: ConversationId,
     start: impl FnOnce(u64) -> u64 + Send + 'static,
+    recent: bool,
     limit: usize,
 ) -> Result<JoinView<Grant>, Refusal> {
     let check = move |kind| grant_for(user, conversation, kind);
     store
-        .join_view(user, conversation, check, start, limit)
+        .join_view(user, conversation, check, start, recent, limit)
         .await?
 }
 

@@ -388,3 +388,62 @@ async fn a_send_after_a_rate_limited_one_waits_for_it() {
     assert_eq!(peer.say(1, 4, "m4").await, 4);
     assert_eq!(peer.say(1, 5, "m5").await, 5);
 }
+
+/// A refused send that comes back ends the hold on the stream's later sends even when the
+/// resend is refused for another reason: the client knows its fate, and the sends after it
+/// must not wait out the hold.
+#[tokio::test]
+async fn a_refused_send_refused_again_for_another_reason_releases_the_sends_behind_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with_config(
+        &dir.path().join("data"),
+        "messages_per_second = 10\nmessage_burst = 3\n",
+    );
+    let api = server.api();
+    let token = api.signup("pipeliner").await;
+    let room = api.create_room(&token, "lobby").await;
+    let mut peer = RawPeer::websocket(&server).await;
+    peer.hello(&token).await;
+    peer.join(1, room, None).await;
+    for id in 1..=4 {
+        let body = format!("m{id}");
+        peer.send(
+            1,
+            &ClientFrame::Send {
+                client_id: id,
+                body,
+            },
+        )
+        .await;
+    }
+    let mut answered = 0;
+    while answered < 4 {
+        match peer.next_frame(1).await {
+            ServerFrame::Sent { .. } => answered += 1,
+            ServerFrame::Rejected {
+                client_id: 4,
+                code: ErrorCode::RateLimited,
+                ..
+            } => answered += 1,
+            ServerFrame::Message(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(350)).await;
+    // 4 comes back empty: refused as invalid, not as held.
+    let empty = ClientFrame::Send {
+        client_id: 4,
+        body: String::new(),
+    };
+    peer.send(1, &empty).await;
+    match peer.next_frame(1).await {
+        ServerFrame::Rejected {
+            client_id: 4,
+            code: ErrorCode::InvalidInput,
+            ..
+        } => {}
+        other => panic!("expected 4 refused as invalid: {other:?}"),
+    }
+    // 5 goes through at once instead of waiting out the hold (the hint + 2 s).
+    assert_eq!(peer.say(1, 5, "m5").await, 4);
+}

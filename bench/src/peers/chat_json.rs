@@ -4,6 +4,7 @@
 //! id, sequence number and body (`{"r", "a", "c", "s", "b"}`). Users and rooms are named by
 //! the bots' numbers, so an arrival maps back onto the same record keys as Quibble's.
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use quibble_client::{ConversationId, UserId};
@@ -30,10 +31,14 @@ pub struct Ack {
 }
 
 /// A message as every member of its room gets it; the sequence number and body must be there.
+/// Room and author borrow from the frame (they are numbers, never escaped): reading a
+/// delivery allocates nothing.
 #[derive(Debug, Deserialize)]
-pub struct Broadcast {
-    pub r: String,
-    pub a: String,
+pub struct Broadcast<'a> {
+    #[serde(borrow)]
+    pub r: Cow<'a, str>,
+    #[serde(borrow)]
+    pub a: Cow<'a, str>,
     pub c: u64,
     #[serde(rename = "s")]
     _seq: IgnoredAny,
@@ -41,17 +46,23 @@ pub struct Broadcast {
     _body: IgnoredAny,
 }
 
-impl Broadcast {
+impl Broadcast<'_> {
     /// The arrival the record keeps (room and author are the bots' numbers), or what is wrong.
     pub fn observed(self, at: Instant) -> Observed {
-        match (self.r.parse(), self.a.parse()) {
-            (Ok(room), Ok(author)) => Observed::Arrival(Arrival {
-                conversation: ConversationId(room),
-                key: (UserId(author), self.c),
-                at,
-            }),
-            _ => Observed::Error("a message from an unknown room or author".into()),
-        }
+        arrival(&self.r, &self.a, self.c, at)
+    }
+}
+
+/// The arrival of message `client_id` by `author` in `room` (the bots' numbers), at `at`; or
+/// what is wrong with them.
+pub fn arrival(room: &str, author: &str, client_id: u64, at: Instant) -> Observed {
+    match (room.parse(), author.parse()) {
+        (Ok(room), Ok(author)) => Observed::Arrival(Arrival {
+            conversation: ConversationId(room),
+            key: (UserId(author), client_id),
+            at,
+        }),
+        _ => Observed::Error("a message from an unknown room or author".into()),
     }
 }
 

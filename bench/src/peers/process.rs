@@ -20,6 +20,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use rustix::process::{Pid, Signal, kill_process};
 
+use crate::pin;
+
 /// How long a server may take to print its port.
 const STARTUP: Duration = Duration::from_secs(30);
 /// How long a server may take to exit once asked to.
@@ -28,10 +30,11 @@ const STOP_LIMIT: Duration = Duration::from_secs(10);
 const LOG_TAIL: usize = 20;
 
 /// A command that runs `program` in a session of its own (`setsid`, which does not fork from
-/// a child that leads no process group: the child's PID stays the server's).
-pub fn server_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+/// a child that leads no process group: the child's PID stays the server's), on `cpu` only
+/// if given (`--pin`).
+pub fn server_command(program: impl AsRef<std::ffi::OsStr>, cpu: Option<usize>) -> Command {
     let mut command = Command::new("setsid");
-    command.arg(program);
+    pin::on_cpu(&mut command, cpu, program.as_ref());
     command
 }
 
@@ -168,7 +171,7 @@ mod tests {
     async fn a_server_runs_in_a_session_of_its_own_under_its_own_pid() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("log");
-        let mut command = server_command("sh");
+        let mut command = server_command("sh", None);
         command.args(["-c", "echo listening 4321; exec sleep 60"]);
         let port_of = |line: &str| line.strip_prefix("listening ")?.parse().ok();
         let server = RunningServer::start(command, &log, port_of).await.unwrap();
@@ -184,6 +187,27 @@ mod tests {
         };
         assert_eq!(session(pid), pid.to_string(), "it leads its own session");
         assert_ne!(session(std::process::id()), pid.to_string());
+        server.stop().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_pinned_server_keeps_its_pid_and_runs_on_its_cpu_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let mut command = server_command("sh", Some(0));
+        command.args(["-c", "echo listening 4321; exec sleep 60"]);
+        let port_of = |line: &str| line.strip_prefix("listening ")?.parse().ok();
+        let server = RunningServer::start(command, &log, port_of).await.unwrap();
+        let pid = server.pid();
+        // taskset exec'd the server: the PID is the server's, not taskset's.
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+        assert!(["sh", "sleep"].contains(&comm.trim()), "{comm}");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let cpus = status
+            .lines()
+            .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))
+            .unwrap();
+        assert_eq!(cpus.trim(), "0");
         server.stop().await.unwrap();
     }
 

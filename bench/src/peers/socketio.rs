@@ -113,7 +113,7 @@ impl SocketIoLink {
                 })
             }
             Packet::Socket(SocketPacket::Event { data, .. }) => {
-                Some(match serde_json::from_str::<(String, Broadcast)>(data) {
+                Some(match serde_json::from_str::<(&str, Broadcast)>(data) {
                     Ok((name, message)) if name == EVENT => message.observed(at),
                     Ok((name, _)) => Observed::Error(format!("an unexpected event {name:?}")),
                     Err(e) => Observed::Error(format!("an unexpected event: {e}")),

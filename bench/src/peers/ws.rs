@@ -4,25 +4,56 @@
 //! `{"t":"joined"}`; then each send is one text message, and every text message from the
 //! server is an ack, a message of the room or an error.
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use anyhow::bail;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::bot::{Bot, Link, Observed};
-use crate::peers::chat_json::{Ack, Broadcast, Outgoing};
+use crate::peers::chat_json::{self, Outgoing};
 use crate::peers::dial::{self, Socket};
 
-/// A text message from the server.
+/// A text message from the server: `t` names the kind, and which other fields it must carry
+/// ([`FromServer::observed`]). Read flat rather than as a `t`-tagged enum: serde buffers an
+/// internally tagged enum's fields (allocating for each) before it can pick the variant, and a
+/// delivery is read by every member, so reading one must allocate nothing.
 #[derive(Debug, Deserialize)]
-#[serde(tag = "t", rename_all = "lowercase")]
-enum FromServer {
-    Joined,
-    Ack(Ack),
-    Msg(Broadcast),
-    Error { reason: String },
+struct FromServer<'a> {
+    #[serde(borrow)]
+    t: Cow<'a, str>,
+    c: Option<u64>,
+    #[serde(borrow)]
+    r: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    a: Option<Cow<'a, str>>,
+    s: Option<IgnoredAny>,
+    b: Option<IgnoredAny>,
+    #[serde(borrow)]
+    reason: Option<Cow<'a, str>>,
+}
+
+impl FromServer<'_> {
+    /// What the record keeps of it, which came `at`.
+    fn observed(self, at: Instant) -> Observed {
+        match (&*self.t, self.c, self.s, self.r, self.a, self.b) {
+            ("ack", Some(c), Some(_), ..) => Observed::Acked(c, at),
+            ("msg", Some(c), Some(_), Some(room), Some(author), Some(_)) => {
+                chat_json::arrival(&room, &author, c, at)
+            }
+            ("error", ..) => match self.reason {
+                Some(reason) => Observed::Error(format!("server error: {reason}")),
+                None => Observed::Error("an error without a reason".into()),
+            },
+            ("joined", ..) => Observed::Error("joined twice".into()),
+            (kind, ..) => Observed::Error(format!(
+                "an unexpected message from the server: {kind:?} or a field missing"
+            )),
+        }
+    }
 }
 
 /// One bot's WebSocket to the `ws` peer.
@@ -52,8 +83,8 @@ async fn open(port: u16, user: u64, room: u64) -> anyhow::Result<Socket> {
     let mut socket = dial::socket(&url).await?;
     loop {
         match socket.next().await {
-            Some(Ok(Message::Text(text))) => match serde_json::from_str(&text) {
-                Ok(FromServer::Joined) => return Ok(socket),
+            Some(Ok(Message::Text(text))) => match serde_json::from_str::<FromServer>(&text) {
+                Ok(message) if message.t == "joined" => return Ok(socket),
                 _ => bail!("expected {{\"t\":\"joined\"}}, got {text}"),
             },
             Some(Ok(Message::Close(frame))) => bail!("the server closed the socket: {frame:?}"),
@@ -92,13 +123,8 @@ impl Link for WsLink {
                     return Some(Observed::Cut(format!("the socket failed: {e}")));
                 }
             };
-            return Some(match serde_json::from_str(&text) {
-                Ok(FromServer::Ack(ack)) => Observed::Acked(ack.c, at),
-                Ok(FromServer::Msg(message)) => message.observed(at),
-                Ok(FromServer::Error { reason }) => {
-                    Observed::Error(format!("server error: {reason}"))
-                }
-                Ok(FromServer::Joined) => Observed::Error("joined twice".into()),
+            return Some(match serde_json::from_str::<FromServer>(&text) {
+                Ok(message) => message.observed(at),
                 Err(e) => Observed::Error(format!("an unexpected message from the server: {e}")),
             });
         }
@@ -106,5 +132,46 @@ impl Link for WsLink {
 
     async fn close(mut self) {
         let _ = self.socket.close(None).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use quibble_client::{ConversationId, UserId};
+
+    use super::*;
+
+    fn observed(json: &str) -> Observed {
+        serde_json::from_str::<FromServer>(json)
+            .unwrap()
+            .observed(Instant::now())
+    }
+
+    #[test]
+    fn frames_map_onto_what_the_record_keeps() {
+        assert!(matches!(
+            observed(r#"{"t":"ack","c":5,"s":9}"#),
+            Observed::Acked(5, _)
+        ));
+        match observed(r#"{"t":"msg","r":"3","a":"17","c":5,"s":9,"b":"hi"}"#) {
+            Observed::Arrival(arrival) => {
+                assert_eq!(arrival.conversation, ConversationId(3));
+                assert_eq!(arrival.key, (UserId(17), 5));
+            }
+            other => panic!("{other:?}"),
+        }
+        // A field missing, an unknown kind, a second `joined`: errors, not arrivals.
+        for json in [
+            r#"{"t":"msg","r":"3","a":"17","c":5,"s":9}"#,
+            r#"{"t":"ack","c":5}"#,
+            r#"{"t":"what","c":5}"#,
+            r#"{"t":"joined","r":"3"}"#,
+        ] {
+            assert!(matches!(observed(json), Observed::Error(_)), "{json}");
+        }
+        match observed(r#"{"t":"error","reason":"too \"big\""}"#) {
+            Observed::Error(what) => assert_eq!(what, "server error: too \"big\""),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -19,6 +19,7 @@ mod streams;
 pub(crate) mod ws;
 pub(crate) mod wt;
 pub(crate) mod wt_endpoints;
+mod wt_udp_buffers;
 
 /// A realtime transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

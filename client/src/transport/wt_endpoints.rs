@@ -24,7 +24,7 @@ use wtransport::tls::Sha256Digest;
 use wtransport::tls::rustls::RootCertStore;
 use wtransport::{ClientConfig, Endpoint};
 
-use super::TransportKind;
+use super::{TransportKind, wt_udp_buffers};
 use crate::error::TransportError;
 
 /// QUIC keep-alive (the server drops connections idle for 30 s).
@@ -182,7 +182,7 @@ impl WtEndpoints {
         let (endpoint, leases) = match roomy {
             Some(found) => found,
             None => {
-                let endpoint = Arc::new(open(key)?);
+                let endpoint = Arc::new(open(key, self.pool.sessions_per_endpoint)?);
                 let leases = Arc::new(AtomicUsize::new(0));
                 slots.push(Slot {
                     key: key.clone(),
@@ -220,23 +220,34 @@ fn transport() -> Result<TransportConfig, String> {
     Ok(t)
 }
 
-/// A new client endpoint (and its UDP socket) for `key`.
-fn open(key: &EndpointKey) -> Result<ClientEndpoint, TransportError> {
+/// A new client endpoint (and its UDP socket) for `key`, to carry up to `sessions` sessions.
+fn open(key: &EndpointKey, sessions: usize) -> Result<ClientEndpoint, TransportError> {
     let failed = |reason: String| TransportError::Failed {
         transport: TransportKind::WebTransport,
         reason,
     };
-    let bind = key.family.bind_config();
+    // Sessions that share a socket get the server's buffers, so that bursts are not dropped
+    // (one session's socket keeps the default: a client of its own needs no more).
+    let shared = (sessions > 1)
+        .then(|| wt_udp_buffers::bind_shared(key.family))
+        .and_then(|bound| {
+            bound
+                .inspect_err(|e| {
+                    tracing::warn!("cannot enlarge a WebTransport client's UDP buffers: {e}")
+                })
+                .ok()
+        });
+    let bind = ClientConfig::builder();
+    let bind = match shared {
+        Some(socket) => bind.with_bind_socket(socket),
+        None => bind.with_bind_config(key.family.bind_config()),
+    };
     let builder = match &key.pinning {
         Pinning::Roots(roots) => {
             let tls = wtransport::tls::client::build_default_tls_config(roots.clone(), None);
-            ClientConfig::builder()
-                .with_bind_config(bind)
-                .with_custom_tls(tls)
+            bind.with_custom_tls(tls)
         }
-        Pinning::Hash(hash) => ClientConfig::builder()
-            .with_bind_config(bind)
-            .with_server_certificate_hashes([hash.clone()]),
+        Pinning::Hash(hash) => bind.with_server_certificate_hashes([hash.clone()]),
     };
     let mut config = builder.build();
     config

@@ -101,6 +101,12 @@ impl Conversation {
         }
     }
 
+    /// Whether its start point waits for the store's epoch (`join_from` before any
+    /// `Welcome`): its `Join` cannot go out before `Welcome`.
+    pub(super) fn waits_for_epoch(&self) -> bool {
+        self.start_after.is_some()
+    }
+
     pub(super) fn link(&self) -> Link {
         self.link
     }

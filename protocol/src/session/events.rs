@@ -13,6 +13,19 @@ pub enum StreamKey {
     Conversation(ConversationId),
 }
 
+/// How the transport a connection runs on orders its streams, as told to
+/// [`super::Session::on_connected`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamOrder {
+    /// Every stream's frames share one byte stream (WebSocket): the server reads the client's
+    /// frames in the order they were written, so `Join` can follow `Hello` at once.
+    Shared,
+    /// Each stream is its own QUIC stream (WebTransport): the server may accept a
+    /// conversation's stream before the control stream, so nothing else is opened before
+    /// `Welcome`.
+    PerStream,
+}
+
 /// A frame to send on a logical stream (opening the stream first if it is not open).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {

@@ -15,6 +15,14 @@
 //! 3. Call [`Session::handle_timeout`] when [`Session::poll_timeout`] comes due.
 //! 4. Hand [`Session::poll_event`] results to the application.
 //!
+//! Pipelining: on a transport whose streams share one order ([`StreamOrder::Shared`]:
+//! WebSocket), a conversation wanted before `Welcome` is joined right behind `Hello`, on the
+//! same flight (one round trip less per connect), unless it waits for the store's epoch
+//! ([`Session::join_from`] before any `Welcome`). Over WebTransport the server could take a
+//! conversation's stream for the control stream, so joins wait for `Welcome` there.
+//! Conversation-stream frames that come before `Welcome` are held until it arrives (see
+//! `early`).
+//!
 //! Streams: a `Join` transmit always starts a new stream for its conversation (a driver that
 //! still has one for it retires it), and after transmitting `Leave` the driver retires that
 //! stream. The end of a retired stream is not reported to [`Session::on_stream_closed`], so
@@ -58,13 +66,14 @@ mod backoff;
 mod connection;
 mod conversation;
 mod conversation_list;
+mod early;
 mod events;
 mod outbox;
 mod receipts;
 mod throttle;
 mod typing;
 
-pub use events::{Action, Event, State, StreamKey, Transmit};
+pub use events::{Action, Event, State, StreamKey, StreamOrder, Transmit};
 pub use outbox::PendingSend;
 pub use typing::TYPING_REFRESH_MS;
 
@@ -72,6 +81,7 @@ use backoff::Backoff;
 use connection::{Connection, heartbeat_interval};
 use conversation::{Conversation, Link};
 use conversation_list::ConversationList;
+use early::{Early, EarlyFrames};
 use outbox::Outbox;
 use receipts::Receipts;
 use throttle::Throttles;
@@ -156,6 +166,10 @@ pub struct Session {
     typing: Typing,
     /// The conversation the application has on screen: what arrives there counts as read.
     viewing: Option<ConversationId>,
+    /// Conversation-stream frames that arrived before `Welcome` on this connection.
+    early: EarlyFrames,
+    /// Whether this connection's joins go out behind `Hello` ([`StreamOrder::Shared`]).
+    pipelined: bool,
     queues: Queues,
 }
 
@@ -179,6 +193,8 @@ impl Session {
             list: ConversationList::default(),
             typing: Typing::default(),
             viewing: None,
+            early: EarlyFrames::default(),
+            pipelined: false,
             queues,
         }
     }
@@ -190,8 +206,10 @@ impl Session {
 
     // ---- driver notifications ----
 
-    /// The transport is up: queues `Hello` on the control stream.
-    pub fn on_connected(&mut self, now_ms: u64) {
+    /// The transport is up: queues `Hello` on the control stream, and, when its streams share
+    /// one `order`, right behind it `Join` for every wanted conversation that need not wait
+    /// for `Welcome`.
+    pub fn on_connected(&mut self, now_ms: u64, order: StreamOrder) {
         if matches!(self.state, State::Failed(_)) {
             return;
         }
@@ -206,6 +224,12 @@ impl Session {
             token: self.config.token.clone(),
         };
         self.queues.transmit(StreamKey::Control, hello);
+        self.pipelined = order == StreamOrder::Shared;
+        for conv in self.conversations.values_mut() {
+            if joins_now(self.state, self.pipelined, conv) {
+                conv.join(&mut self.queues);
+            }
+        }
     }
 
     /// The transport failed or dropped. `random` is a fresh random number for backoff jitter.
@@ -248,7 +272,7 @@ impl Session {
                     heartbeat_ms,
                     ..
                 },
-            ) => self.on_welcome(user, username, epoch, heartbeat_ms),
+            ) => self.on_welcome(user, username, epoch, heartbeat_ms, now_ms),
             (
                 _,
                 ServerFrame::GoAway {
@@ -258,6 +282,9 @@ impl Session {
             ) => self.on_go_away(reconnect_after_ms, reason),
             (StreamKey::Control, ServerFrame::Error { code, reason }) => {
                 self.on_connection_error(code, reason)
+            }
+            (StreamKey::Conversation(c), frame) if self.state == State::Handshaking => {
+                self.hold_early(Early::Frame(c, frame));
             }
             (StreamKey::Conversation(c), frame) => self.on_conversation_frame(c, frame, now_ms),
             (StreamKey::Control, frame) => self.on_user_event(frame),
@@ -272,6 +299,9 @@ impl Session {
                 if matches!(self.state, State::Handshaking | State::Ready) {
                     self.request_disconnect("the server closed the control stream".into());
                 }
+            }
+            StreamKey::Conversation(c) if self.state == State::Handshaking => {
+                self.hold_early(Early::Closed(c));
             }
             StreamKey::Conversation(c) => {
                 self.outbox.landed(Some(c));
@@ -364,7 +394,7 @@ impl Session {
             .conversations
             .entry(conversation)
             .or_insert_with(|| Conversation::new(conversation));
-        if self.state == State::Ready {
+        if joins_now(self.state, self.pipelined, conv) {
             conv.join(&mut self.queues);
         }
     }
@@ -383,7 +413,7 @@ impl Session {
             conv.adopt_epoch(epoch);
         }
         let conv = self.conversations.entry(conversation).or_insert(conv);
-        if self.state == State::Ready {
+        if joins_now(self.state, self.pipelined, conv) {
             conv.join(&mut self.queues);
         }
     }
@@ -402,8 +432,11 @@ impl Session {
         }
         self.outbox.discard(conversation);
         self.throttles.release(conversation);
+        // A `Join` pipelined before `Welcome` is left too, and what its stream sent before
+        // `Welcome` is forgotten (a later join of the conversation gets a stream of its own).
+        self.early.forget(conversation);
         if let Some(conv) = self.conversations.remove(&conversation)
-            && self.state == State::Ready
+            && matches!(self.state, State::Ready | State::Handshaking)
         {
             conv.leave(&mut self.queues);
         }
@@ -588,6 +621,7 @@ impl Session {
 
     /// Forget everything tied to the current transport: queued frames and actions, streams.
     fn reset_connection(&mut self) {
+        self.early.clear();
         self.queues.transmits.clear();
         self.queues.actions.clear();
         self.outbox.landed(None);
@@ -641,7 +675,14 @@ impl Session {
         }
     }
 
-    fn on_welcome(&mut self, user: UserId, username: String, epoch: u64, heartbeat_ms: u32) {
+    fn on_welcome(
+        &mut self,
+        user: UserId,
+        username: String,
+        epoch: u64,
+        heartbeat_ms: u32,
+        now_ms: u64,
+    ) {
         if self.state != State::Handshaking {
             return;
         }
@@ -664,8 +705,29 @@ impl Session {
             }
             conv.adopt_epoch(epoch);
         }
+        // Those joined behind `Hello` are on their way; the rest are joined now.
         for conv in self.conversations.values_mut() {
-            conv.join(&mut self.queues);
+            if conv.link() == Link::Idle {
+                conv.join(&mut self.queues);
+            }
+        }
+        for early in self.early.take() {
+            match early {
+                Early::Frame(c, frame) => self.on_conversation_frame(c, frame, now_ms),
+                Early::Closed(c) => self.on_stream_closed(StreamKey::Conversation(c), now_ms),
+            }
+        }
+    }
+
+    /// Hold a conversation-stream event that came before `Welcome`; give the connection up if
+    /// too many have.
+    fn hold_early(&mut self, event: Early) {
+        if !self.early.hold(event) {
+            self.request_disconnect(format!(
+                "more than {} conversation frames or {} bytes of messages before Welcome",
+                early::MAX_EARLY,
+                early::MAX_EARLY_BYTES
+            ));
         }
     }
 
@@ -961,5 +1023,15 @@ impl Session {
             | ServerFrame::Presence { .. }
             | ServerFrame::Typing { .. } => {}
         }
+    }
+}
+
+/// Whether a conversation the application asks for in `state` is joined at once: when ready,
+/// and before `Welcome` too (`pipelined` behind `Hello`) unless it waits for the store's epoch.
+fn joins_now(state: State, pipelined: bool, conv: &Conversation) -> bool {
+    match state {
+        State::Ready => true,
+        State::Handshaking => pipelined && !conv.waits_for_epoch(),
+        State::Connecting | State::Reconnecting { .. } | State::Failed(_) => false,
     }
 }

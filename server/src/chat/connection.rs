@@ -537,10 +537,11 @@ async fn hello(
     if token.len() > MAX_TOKEN_LEN {
         return Err(CloseReason::error(ErrorCode::Unauthorized, "invalid token"));
     }
-    let store = state.store.clone();
     let hash = hash_token(&token);
     let now = unix_ms(SystemTime::now());
-    match store.session_user(&hash, now).await {
+    // issue 9 (setup helper): the token check runs here, not on the blocking pool
+    // (`Store::hello_user`, store/setup_views.rs).
+    match state.store.hello_user(&hash, now) {
         Ok(Some(user)) => Ok((user, version, hash)),
         Ok(None) => Err(CloseReason::error(
             ErrorCode::Unauthorized,

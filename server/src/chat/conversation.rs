@@ -167,9 +167,18 @@ async fn join(ctx: &ConnCtx, io: &mut StreamIo) -> Result<Option<(Grant, Subscri
         Some(seq) => seq.min(head),
         None => head.saturating_sub(RECENT_PAGE),
     };
-    // Access, membership, head and the first batch: one store read.
-    let view =
-        access::join_view(&state.store, ctx.user.id, conversation, start, REPLAY_BATCH).await?;
+    // Access, membership, head and the first batch: one store read, on this task for a plain
+    // join (its batch is the last messages; see `store::setup_views`).
+    let recent = resume_seq.is_none();
+    let view = access::join_view(
+        &state.store,
+        ctx.user.id,
+        conversation,
+        start,
+        recent,
+        REPLAY_BATCH,
+    )
+    .await?;
     let grant = view.grant;
     // Recorded within the join quota; past it (or at the membership cap) the user still
     // reads the public room, without becoming a member.
@@ -318,6 +327,9 @@ async fn on_frame(
     match frame {
         ClientFrame::Send { client_id, body } => {
             let now = Instant::now();
+            // Asked first, so a refused send that comes back ends the hold even when it is
+            // then refused for another reason (the client knows its fate and goes on).
+            let held = joined.order.admit(client_id, now);
             let refusal = may_send(ctx, &joined.grant).await?.and_then(|()| {
                 check_body(&body).map_err(|reason| (ErrorCode::InvalidInput, reason))
             });
@@ -325,9 +337,7 @@ async fn on_frame(
             let congestion = &joined.congestion;
             let refusal = refusal
                 .and_then(|()| {
-                    order
-                        .admit(client_id, now)
-                        .map_err(|wait| (ErrorCode::RateLimited, held_back_reason(wait)))
+                    held.map_err(|wait| (ErrorCode::RateLimited, held_back_reason(wait)))
                 })
                 .and_then(|()| {
                     congestion.admit(body.len()).map_err(|refused| {

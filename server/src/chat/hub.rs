@@ -42,6 +42,7 @@ use quibble_protocol::{
 };
 
 use bytes::Bytes;
+use serde::{Serialize, Serializer};
 
 use crate::chat::congestion::{Congestion, Policy, Reader, Tally};
 use crate::chat::outbound::{ConnectionKey, LiveTx, SendError};
@@ -198,7 +199,7 @@ impl Hub {
             .iter()
             .enumerate()
             .map(|(i, message)| {
-                let frame = encode_frame(&ServerFrame::Message((*message).clone()));
+                let frame = encode_message(message);
                 let hidden = hidden_from
                     .get(i)
                     .and_then(Option::as_ref)
@@ -396,6 +397,31 @@ impl Drop for Subscription {
     }
 }
 
+/// `ServerFrame::Message(message)` encoded from a borrowed message: the run's messages are
+/// the store's, and cloning each only to encode it cost two allocations and a copy of its
+/// text per message.
+fn encode_message(message: &ChatMessage) -> Bytes {
+    match quibble_protocol::codec::encode(&MessageFrame(message)) {
+        Ok(bytes) => Bytes::from(bytes),
+        // Too large (never for a stored message): the owned path logs it and sends the error.
+        Err(_) => encode_frame(&ServerFrame::Message(message.clone())),
+    }
+}
+
+/// Serializes as `ServerFrame::Message` does (a newtype variant around the message).
+struct MessageFrame<'a>(&'a ChatMessage);
+
+/// `ServerFrame::Message`'s index among the frame's variants, as its derived `Serialize`
+/// numbers it (variants are only ever appended, so it stays; the test
+/// `a_borrowed_message_encodes_as_the_owned_frame` checks it).
+const MESSAGE_VARIANT: u32 = 3;
+
+impl Serialize for MessageFrame<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_newtype_variant("ServerFrame", MESSAGE_VARIANT, "Message", self.0)
+    }
+}
+
 fn set_gauge(inner: &Inner) {
     metrics::gauge!(crate::metrics::HUB_CONVERSATIONS).set(inner.conversations.len() as f64);
 }
@@ -430,6 +456,22 @@ mod tests {
                 Item::Finish => (id, None),
             })
             .collect()
+    }
+
+    #[test]
+    fn a_borrowed_message_encodes_as_the_owned_frame() {
+        let message = ChatMessage {
+            author_name: "ünï".into(),
+            ..message(300)
+        };
+        assert_eq!(
+            encode_message(&message),
+            encode_frame(&ServerFrame::Message(message.clone()))
+        );
+        assert_eq!(
+            encode_message(&message.hidden()),
+            encode_frame(&ServerFrame::Message(message.hidden()))
+        );
     }
 
     #[tokio::test]

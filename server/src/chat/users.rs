@@ -426,22 +426,49 @@ impl Users {
         }
     }
 
-    /// A message was made durable: its conversation's online members hear of it (one encoding
-    /// shared by all, made before taking the hub's lock, which every connection shares), but
-    /// for the live connections the conversation hub `delivered` it on: their clients take
-    /// the activity from the message (protocol version 4).
+    /// A message was made durable: its conversation's online members hear of it, but for the
+    /// live connections the conversation hub `delivered` it on: their clients take the
+    /// activity from the message (protocol version 4). The activity frame is encoded only
+    /// when a first connection needs it (an older client, or one still sending its snapshot),
+    /// and then shared by all: when every member's client is current and has the stream open,
+    /// as under load, nothing is encoded and nothing allocated. The walk reads the members in
+    /// place, under the lock every connection shares.
     pub fn on_message(&self, message: &ChatMessage, delivered: &Delivered) {
-        let frame = encode_frame(&ServerFrame::ConversationActivity {
-            conversation: message.conversation,
-            last: message.last_message(),
-        });
         let mut inner = self.lock();
-        let Some(members) = inner.members.get(&message.conversation) else {
+        let Inner {
+            online,
+            members,
+            blockers,
+            ..
+        } = &mut *inner;
+        let Some(members) = members.get(&message.conversation) else {
             return;
         };
-        let members: Vec<UserId> = members.iter().copied().collect();
-        let members = inner.unblocked(message.author, members);
-        inner.push_all_but(members, &frame, delivered);
+        let blockers = blockers.get(&message.author);
+        let mut frame: Option<Bytes> = None;
+        for user in members {
+            if blockers.is_some_and(|blockers| blockers.contains(user)) {
+                continue;
+            }
+            let Some(online) = online.get_mut(user) else {
+                continue;
+            };
+            online.connections.retain(|_, connection| {
+                if connection.held.is_none() && delivered.contains(connection.tx.connection()) {
+                    return true;
+                }
+                if !connection.peer.events() {
+                    return true;
+                }
+                let frame = frame.get_or_insert_with(|| {
+                    encode_frame(&ServerFrame::ConversationActivity {
+                        conversation: message.conversation,
+                        last: message.last_message(),
+                    })
+                });
+                push_to(connection, frame)
+            });
+        }
     }
 
     /// `user`'s cursors in `conversation` moved: their own connections get the fresh summary,
@@ -685,40 +712,12 @@ impl Inner {
     /// Pushes `frame` to every connection of `users`; a connection that cannot take it is
     /// ended with `SlowConsumer` and dropped.
     fn push_all(&mut self, users: impl IntoIterator<Item = UserId>, frame: &Bytes) {
-        self.push_all_but(users, frame, &Delivered::default());
-    }
-
-    /// [`Inner::push_all`], but not to the live connections in `delivered` (see
-    /// [`Users::on_message`]).
-    fn push_all_but(
-        &mut self,
-        users: impl IntoIterator<Item = UserId>,
-        frame: &Bytes,
-        delivered: &Delivered,
-    ) {
         for user in users {
-            let Some(online) = self.online.get_mut(&user) else {
-                continue;
-            };
-            online.connections.retain(|_, connection| {
-                if !connection.peer.events() {
-                    return true;
-                }
-                let tx = &connection.tx;
-                match &mut connection.held {
-                    Some((held, bytes)) if *bytes + frame.len() <= HELD_BYTES => {
-                        *bytes += frame.len();
-                        held.push(frame.clone());
-                        true
-                    }
-                    Some(_) => {
-                        slow(tx);
-                        false
-                    }
-                    None if delivered.contains(tx.connection()) => true,
-                    None => deliver(tx, frame),
-                }
-            });
+            if let Some(online) = self.online.get_mut(&user) {
+                online
+                    .connections
+                    .retain(|_, connection| push_to(connection, frame));
+            }
         }
     }
 
@@ -729,6 +728,27 @@ impl Inner {
                 self.members.remove(&conversation);
             }
         }
+    }
+}
+
+/// Gives `frame` to one connection of the hub: held while it sends its snapshot, queued once
+/// live, nothing for a version without events; `false` if the connection is to be dropped (gone,
+/// or ended with `SlowConsumer` for holding or queueing too much).
+fn push_to(connection: &mut Connection, frame: &Bytes) -> bool {
+    if !connection.peer.events() {
+        return true;
+    }
+    match &mut connection.held {
+        Some((held, bytes)) if *bytes + frame.len() <= HELD_BYTES => {
+            *bytes += frame.len();
+            held.push(frame.clone());
+            true
+        }
+        Some(_) => {
+            slow(&connection.tx);
+            false
+        }
+        None => deliver(&connection.tx, frame),
     }
 }
 

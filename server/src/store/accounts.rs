@@ -11,7 +11,7 @@
 //! the writer, so a ban or a password change that commits during a login's hashing still wins.
 
 use quibble_protocol::wire::UserId;
-use redb::ReadableTable;
+use redb::{ReadTransaction, ReadableTable};
 use serde::{Deserialize, Serialize};
 
 use super::Store;
@@ -214,22 +214,32 @@ impl Store {
         now_ms: u64,
     ) -> Result<Option<User>, StoreError> {
         let token = *token;
-        self.read(move |txn| {
-            let Some((user, expires_at_ms)) = txn
-                .open_table(SESSIONS)?
-                .get(&token.0)?
-                .map(|session| session.value())
-            else {
-                return Ok(None);
-            };
-            if expires_at_ms <= now_ms {
-                return Ok(None);
-            }
-            load_user(&txn.open_table(USERS)?, UserId(user))
-        })
-        .await
+        self.read(move |txn| read_session_user(txn, &token, now_ms))
+            .await
     }
 }
+
+// --- issue 9 (setup helper): the token check as a synchronous reader, shared with
+// `Store::hello_user` (store/setup_views.rs), which runs it without the blocking pool.
+/// [`Store::session_user`] within a read transaction.
+pub(super) fn read_session_user(
+    txn: &ReadTransaction,
+    token: &TokenHash,
+    now_ms: u64,
+) -> Result<Option<User>, StoreError> {
+    let Some((user, expires_at_ms)) = txn
+        .open_table(SESSIONS)?
+        .get(&token.0)?
+        .map(|session| session.value())
+    else {
+        return Ok(None);
+    };
+    if expires_at_ms <= now_ms {
+        return Ok(None);
+    }
+    load_user(&txn.open_table(USERS)?, UserId(user))
+}
+// --- end issue 9 (setup helper)
 
 /// Writer side of [`Store::create_user`]; refuses before writing anything.
 pub(super) fn create_user(

@@ -8,6 +8,11 @@
 //! before any request that is not an append (which then sees the tables exactly as if every
 //! append had written through) and before the commit; a failed flush aborts the batch like any
 //! other write error.
+//!
+//! Which conversations exist outlives the batch ([`Known`]): rooms and DMs are never removed,
+//! so the writer keeps the set across commits and most batches read neither `rooms` nor `dms`
+//! (nor open them). A batch's finds join the set only once it commits, so an aborted batch
+//! leaves nothing behind; the set is bounded ([`MAX_KNOWN`]: emptied when full).
 
 use std::collections::{HashMap, HashSet};
 
@@ -18,11 +23,32 @@ use super::StoreError;
 use super::append_tables::AppendTables;
 use super::cursors::{self, Cursors};
 
+/// Most conversations [`Known`] remembers (8 bytes each, ~256 KiB of set when full).
+pub(super) const MAX_KNOWN: usize = 16_384;
+
+/// Conversations known to exist, kept by the writer across commits.
+#[derive(Debug, Default)]
+pub(super) struct Known(HashSet<u64>);
+
+impl Known {
+    /// Adds what a committed batch found to exist.
+    fn extend(&mut self, found: HashSet<u64>) {
+        if self.0.len() + found.len() > MAX_KNOWN {
+            self.0.clear();
+        }
+        if found.len() <= MAX_KNOWN {
+            self.0.extend(found);
+        }
+    }
+}
+
 /// The pending side effects of a batch's appends.
 #[derive(Debug, Default)]
 pub(super) struct BatchAppends {
-    /// Conversations seen to exist (rooms and DMs are never removed).
-    known: HashSet<u64>,
+    /// Conversations known to exist before the batch (the writer's, lent for the batch).
+    known: Known,
+    /// Conversations this batch found to exist, not in `known`.
+    found: HashSet<u64>,
     /// Conversation → its head seq, as the batch's appends left it.
     heads: HashMap<u64, Pending<u64>>,
     /// (author, conversation) → the author's cursors, as the batch's appends left them.
@@ -37,21 +63,37 @@ struct Pending<T> {
 }
 
 impl BatchAppends {
-    /// Whether `conversation` exists (a room or a DM).
+    /// A batch's appends, with what the writer knows to exist from earlier commits.
+    pub fn new(known: Known) -> Self {
+        BatchAppends {
+            known,
+            ..BatchAppends::default()
+        }
+    }
+
+    /// Whether `conversation` exists (a room or a DM), known from earlier commits or this
+    /// batch, else read from the tables.
     pub fn exists<'t>(
         &mut self,
         tables: &mut impl AppendTables<'t>,
         conversation: ConversationId,
     ) -> Result<bool, StoreError> {
-        if self.known.contains(&conversation.0) {
+        if self.known.0.contains(&conversation.0) || self.found.contains(&conversation.0) {
             return Ok(true);
         }
-        let exists = tables.rooms().get(conversation.0)?.is_some()
-            || tables.dms().get(conversation.0)?.is_some();
+        let exists = tables.conversation_exists(conversation.0)?;
         if exists {
-            self.known.insert(conversation.0);
+            self.found.insert(conversation.0);
         }
         Ok(exists)
+    }
+
+    /// The batch committed: what is known to exist now, for the next batch. (An aborted
+    /// batch's set is dropped; the next one reads again what it needs.)
+    pub fn committed(self) -> Known {
+        let mut known = self.known;
+        known.extend(self.found);
+        known
     }
 
     /// The head seq of `conversation` (0 when it has no messages).
@@ -119,7 +161,7 @@ impl BatchAppends {
         Ok(())
     }
 
-    /// Writes the changed heads and cursors and forgets them (what is known to exist stays).
+    /// Writes the changed heads and cursors and forgets them (what was found to exist stays).
     pub fn flush<'t>(&mut self, tables: &mut impl AppendTables<'t>) -> Result<(), StoreError> {
         for (conversation, head) in self.heads.drain() {
             if head.changed {
@@ -133,5 +175,20 @@ impl BatchAppends {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_known_set_is_emptied_when_full() {
+        let mut known = Known::default();
+        known.extend((0..MAX_KNOWN as u64).collect());
+        assert_eq!(known.0.len(), MAX_KNOWN);
+        known.extend([u64::MAX].into());
+        assert_eq!(known.0.len(), 1, "emptied, then the newcomer");
+        assert!(known.0.contains(&u64::MAX));
     }
 }

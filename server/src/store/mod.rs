@@ -11,7 +11,9 @@
 //! requests cannot queue unbounded work there; the binary also caps the pool's threads, since a
 //! thread returns to the pool only after its job released the permit, so the semaphore alone
 //! let bursts spawn extra threads. This was chosen over a dedicated reader pool because the
-//! blocking pool already exists, and idle threads leave it after a while.
+//! blocking pool already exists, and idle threads leave it after a while. The exception: two of
+//! a connection's setup reads (the token check, a plain join's view) are a few bounded lookups
+//! on hot pages and run on the calling task ([`setup_views`] says why).
 //!
 //! Memory: redb's page cache is sized at open ([`Store::open`]'s `cache_bytes`, the
 //! `store_cache_mb` setting); redb's own default (1 GiB) made the server's memory grow with the

@@ -1,6 +1,18 @@
-//! What a connection's setup reads, each in one read transaction and one trip to the blocking
-//! pool: the snapshot sent after `Welcome` ([`Store::welcome_view`]) and what `Join` needs to
-//! answer `Joined` and start the replay ([`Store::join_view`]).
+//! What a connection's setup reads, each in one read transaction: the token check of `Hello`
+//! ([`Store::hello_user`]), the snapshot sent after `Welcome` ([`Store::welcome_view`]) and what
+//! `Join` needs to answer `Joined` and start the replay ([`Store::join_view`]).
+//!
+//! Where they run. The store's rule is that reads run on the blocking pool, because a redb read
+//! blocks (page reads, B-tree walks). Two setup reads are exempt and run on the calling task
+//! ([`Store::read_now`]), because their work is small, bounded and on hot pages: the token check
+//! (two point lookups) and a plain `Join`'s view (three point lookups and the last `limit` (32)
+//! messages, of at most 4 KiB each, which were just written and are in the cache). A trip to the
+//! pool costs more than such a read: a thread wake-up, its scheduling on a busy machine, and the
+//! task's wake-up again, on every connection. A `Join` that resumes from a cursor goes to the
+//! pool: the peer picks where its batch starts, so it could aim a worker at cold pages again and
+//! again. The welcome view stays on the pool too: its size is not bounded by what it counts
+//! (each conversation's unread count walks up to 500 messages after the read cursor, so 16 rooms
+//! never read are 8,000 records).
 //!
 //! Design: a separate [`Store::read`] per table made ~7 trips per connect (a semaphore permit,
 //! a `spawn_blocking` hand-off and a read transaction each), which was most of a connection's
@@ -11,12 +23,16 @@
 
 use quibble_protocol::wire::{ChatMessage, ConversationId, UserId};
 
+use redb::{ReadTransaction, ReadableDatabase};
+
+use super::accounts::{User, read_session_user};
 use super::friends::{FriendEntry, FriendState, read_friends};
 use super::last_seen::read_last_seen;
 use super::membership::{ConversationKind, read_is_member, read_kind};
 use super::messages::{read_head, read_messages_after};
 use super::summaries::{Summary, read_summaries_and_blocks};
 use super::{Store, StoreError};
+use crate::auth::TokenHash;
 
 /// What is sent after `Welcome`, read in one transaction.
 #[derive(Debug)]
@@ -47,44 +63,49 @@ pub struct JoinView<G> {
 }
 
 impl Store {
+    /// Runs a small, bounded `read` in a read transaction right here, on the caller's thread,
+    /// instead of on the blocking pool as [`Store::read`] does: only for reads of a few pages
+    /// (see the module doc). It counts as a running read for the deletion scrub's barrier.
+    fn read_now<T>(
+        &self,
+        read: impl FnOnce(&ReadTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let _running = self.inner.reads.begin();
+        let txn = self.inner.db.begin_read()?;
+        read(&txn)
+    }
+
+    /// `Hello`'s token check, on the calling task: the user a session token belongs to, as
+    /// [`Store::session_user`] answers it.
+    pub fn hello_user(&self, token: &TokenHash, now_ms: u64) -> Result<Option<User>, StoreError> {
+        self.read_now(|txn| read_session_user(txn, token, now_ms))
+    }
+
     /// The user's accepted friends with their last-seen times, conversation summaries and
-    /// blocked users, in one read transaction.
+    /// blocked users, in one read transaction on the blocking pool.
     pub async fn welcome_view(&self, user: UserId) -> Result<WelcomeView, StoreError> {
-        self.read(move |txn| {
-            let friends: Vec<FriendEntry> = read_friends(txn, user)?
-                .into_iter()
-                .filter(|f| f.state == FriendState::Friends)
-                .collect();
-            let ids: Vec<UserId> = friends.iter().map(|f| f.user).collect();
-            let seen = read_last_seen(txn, &ids)?;
-            let (summaries, blocked) = read_summaries_and_blocks(txn, user)?;
-            Ok(WelcomeView {
-                friends,
-                seen,
-                summaries,
-                blocked,
-            })
-        })
-        .await
+        self.read(move |txn| read_welcome(txn, user)).await
     }
 
     /// `Join`'s reads in one transaction: the conversation's kind (`None`: no such
     /// conversation), given to `check`, which decides whether `user` may read it; only if it
     /// may: the membership, the head, and the first `limit` messages after `start(head)`.
-    /// A refusal by `check` is the inner `Err`.
+    /// A refusal by `check` is the inner `Err`. On the calling task when `recent` (the batch is
+    /// the conversation's last messages), else on the blocking pool (see the module doc).
     pub async fn join_view<G, E>(
         &self,
         user: UserId,
         conversation: ConversationId,
         check: impl FnOnce(Option<ConversationKind>) -> Result<G, E> + Send + 'static,
         start: impl FnOnce(u64) -> u64 + Send + 'static,
+        recent: bool,
         limit: usize,
     ) -> Result<Result<JoinView<G>, E>, StoreError>
     where
         G: Send + 'static,
         E: Send + 'static,
     {
-        self.read(move |txn| {
+        let read = move |txn: &ReadTransaction| {
             let grant = match check(read_kind(txn, conversation)?) {
                 Ok(grant) => grant,
                 Err(refusal) => return Ok(Err(refusal)),
@@ -100,9 +121,30 @@ impl Store {
                 from_seq,
                 batch,
             }))
-        })
-        .await
+        };
+        if recent {
+            self.read_now(read)
+        } else {
+            self.read(read).await
+        }
     }
+}
+
+/// The welcome view within a read transaction.
+fn read_welcome(txn: &ReadTransaction, user: UserId) -> Result<WelcomeView, StoreError> {
+    let friends: Vec<FriendEntry> = read_friends(txn, user)?
+        .into_iter()
+        .filter(|f| f.state == FriendState::Friends)
+        .collect();
+    let ids: Vec<UserId> = friends.iter().map(|f| f.user).collect();
+    let seen = read_last_seen(txn, &ids)?;
+    let (summaries, blocked) = read_summaries_and_blocks(txn, user)?;
+    Ok(WelcomeView {
+        friends,
+        seen,
+        summaries,
+        blocked,
+    })
 }
 
 #[cfg(test)]
@@ -135,7 +177,7 @@ mod tests {
 
         let allow = |kind: Option<ConversationKind>| kind.ok_or("unknown");
         let view = store
-            .join_view(alice.id, room, allow, |head| head - 3, 2)
+            .join_view(alice.id, room, allow, |head| head - 3, false, 2)
             .await
             .unwrap()
             .unwrap();
@@ -145,7 +187,7 @@ mod tests {
         let seqs: Vec<u64> = view.batch.iter().map(|m| m.seq).collect();
         assert_eq!(seqs, [3, 4]);
         let bob_view = store
-            .join_view(bob.id, room, allow, |head| head, 2)
+            .join_view(bob.id, room, allow, |head| head, true, 2)
             .await
             .unwrap()
             .unwrap();
@@ -164,6 +206,7 @@ mod tests {
                     flag.store(true, Ordering::SeqCst);
                     head
                 },
+                true,
                 2,
             )
             .await
@@ -171,7 +214,7 @@ mod tests {
         assert!(matches!(refused, Err("no")));
         assert!(!started.load(Ordering::SeqCst));
         let unknown = store
-            .join_view(bob.id, ConversationId(999), allow, |head| head, 2)
+            .join_view(bob.id, ConversationId(999), allow, |head| head, true, 2)
             .await
             .unwrap();
         assert!(matches!(unknown, Err("unknown")));

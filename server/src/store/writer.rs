@@ -52,7 +52,7 @@ use redb::{Database, Durability};
 use tokio::sync::{mpsc, oneshot};
 
 use super::append_tables::{AppendOnly, AppendTables};
-use super::batch_appends::BatchAppends;
+use super::batch_appends::{BatchAppends, Known};
 use super::scrub::Scrubber;
 use super::tables::{META_CLOCK_MS, WriteTables};
 use super::{Actor, Ban, IpBan, Role, RoleChange, Unbanned, bans, ip_bans};
@@ -310,6 +310,7 @@ pub(super) fn spawn(
         counters,
         completions,
         outstanding,
+        known: Known::default(),
     };
     std::thread::Builder::new()
         .name("quibble-store-writer".into())
@@ -370,6 +371,8 @@ struct Writer {
     completions: SyncSender<Completion>,
     /// Completions handed to the completer that it has not finished yet.
     outstanding: Arc<AtomicUsize>,
+    /// Conversations known to exist, so appends need not read `rooms` and `dms`.
+    known: Known,
 }
 
 impl Writer {
@@ -489,12 +492,12 @@ impl Writer {
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         let ceiling = (now_ms > self.clock_ceiling).then(|| now_ms.saturating_add(CLOCK_AHEAD_MS));
+        let mut appends = BatchAppends::new(std::mem::take(&mut self.known));
         if append_only {
             let mut tables = AppendOnly::open(&txn)?;
             if let Some(ceiling) = ceiling {
-                tables.meta.insert(META_CLOCK_MS, ceiling)?;
+                tables.meta()?.insert(META_CLOCK_MS, ceiling)?;
             }
-            let mut appends = BatchAppends::default();
             for request in queue.by_ref() {
                 let fatal = match request {
                     Request::Append { draft, reply } => {
@@ -516,7 +519,6 @@ impl Writer {
             if let Some(ceiling) = ceiling {
                 tables.meta.insert(META_CLOCK_MS, ceiling)?;
             }
-            let mut appends = BatchAppends::default();
             for request in queue.by_ref() {
                 if !matches!(request, Request::Append { .. })
                     && let Err(fatal) = appends.flush(&mut tables)
@@ -531,6 +533,7 @@ impl Writer {
             appends.flush(&mut tables)?;
         }
         txn.commit()?;
+        self.known = appends.committed();
         if let Some(ceiling) = ceiling {
             self.clock_ceiling = ceiling;
         }

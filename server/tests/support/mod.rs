@@ -358,6 +358,14 @@ impl RawPeer {
         let (ws, _) = tokio_tungstenite::connect_async(url)
             .await
             .expect("ws connect");
+        RawPeer::from_websocket(ws)
+    }
+
+    fn from_websocket(
+        ws: tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+    ) -> RawPeer {
         let (sink, mut source) = ws.split();
         let (tx, rx) = mpsc::unbounded_channel();
         let events = tx.clone();
@@ -475,6 +483,99 @@ impl RawPeer {
             }
         }
     }
+
+    // --- issue 9 (setup helper): pipelined connection setup
+    /// A WebSocket peer whose upgrade request and `first` frames go out in one TCP write,
+    /// before the server's `101` answer.
+    pub async fn websocket_pipelined(server: &TestServer, first: &[(u64, ClientFrame)]) -> RawPeer {
+        use tokio::io::AsyncReadExt;
+        use tokio_tungstenite::tungstenite::protocol::Role;
+        use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+        use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+
+        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+            .await
+            .expect("tcp connect");
+        let mut flight = format!(
+            "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: Upgrade\r\n\
+             Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+            server.port
+        )
+        .into_bytes();
+        for (stream, frame) in first {
+            let payload = mux::wrap(*stream, &codec::encode(frame).expect("encode"));
+            let mut frame = Frame::message(payload, OpCode::Data(Data::Binary), true);
+            frame.header_mut().mask = Some([7, 1, 3, 9]);
+            frame.format(&mut flight).expect("format");
+        }
+        tcp.write_all(&flight).await.expect("write the flight");
+        let mut head = Vec::new();
+        let end = loop {
+            if let Some(at) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(WAIT, tcp.read(&mut chunk))
+                .await
+                .expect("no upgrade answer in time")
+                .expect("read the upgrade answer");
+            assert!(n > 0, "the server closed before answering the upgrade");
+            head.extend_from_slice(&chunk[..n]);
+        };
+        assert!(
+            head.starts_with(b"HTTP/1.1 101"),
+            "upgrade refused: {}",
+            String::from_utf8_lossy(&head)
+        );
+        let ws = tokio_tungstenite::WebSocketStream::from_partially_read(
+            tokio_tungstenite::MaybeTlsStream::Plain(tcp),
+            head.split_off(end),
+            Role::Client,
+            None,
+        )
+        .await;
+        RawPeer::from_websocket(ws)
+    }
+
+    /// Send `frames` over WebSocket in one flush (one TCP write), without waiting for any
+    /// answer.
+    pub async fn send_flight(&mut self, frames: &[(u64, ClientFrame)]) {
+        let RawInner::Ws(sink) = &mut self.inner else {
+            panic!("a flight is a WebSocket peer's");
+        };
+        for (stream, frame) in frames {
+            let bytes = codec::encode(frame).expect("encode");
+            sink.feed(Message::Binary(mux::wrap(*stream, &bytes).into()))
+                .await
+                .expect("ws feed");
+        }
+        sink.flush().await.expect("ws flush");
+    }
+
+    /// Everything received, in arrival order, until the connection closes or `until` accepts
+    /// a received item (which is included).
+    pub async fn collect_until(
+        &mut self,
+        mut until: impl FnMut(&Received) -> bool,
+    ) -> Vec<Received> {
+        let mut got: Vec<Received> = self.stash.drain(..).collect();
+        if got
+            .iter()
+            .any(|r| until(r) || matches!(r, Received::Closed(_)))
+        {
+            return got;
+        }
+        loop {
+            let next = self.receive("the connection").await;
+            let done = until(&next) || matches!(next, Received::Closed(_));
+            got.push(next);
+            if done {
+                return got;
+            }
+        }
+    }
+    // --- end issue 9 (setup helper)
 
     pub async fn send(&mut self, stream: u64, frame: &ClientFrame) {
         let bytes = codec::encode(frame).expect("encode");
