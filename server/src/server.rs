@@ -179,6 +179,8 @@ impl Server {
             webtransport_port: port,
             enforcement: Enforcement::default(),
             trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
+            // idle (issue 9): the heartbeat sweep's watch list.
+            heartbeats: Default::default(),
         });
         // The IP bans are in force before the first connection is accepted.
         state.reload_ip_bans().await?;
@@ -278,6 +280,8 @@ impl Server {
         }
         let housekeeping = tokio::spawn(housekeeping(state.clone(), endpoints.clone()));
         let typing_sweeper = tokio::spawn(end_typing(state.clone()));
+        // idle (issue 9): one task closes silent connections.
+        let heartbeat_sweeper = tokio::spawn(crate::chat::heartbeat::sweep(state.clone()));
 
         stop.await;
         tracing::info!("shutting down: refusing new connections, sending GoAway");
@@ -290,6 +294,7 @@ impl Server {
         }
         housekeeping.abort();
         typing_sweeper.abort();
+        heartbeat_sweeper.abort();
         // The accept loops saw the shutdown signal; they must be gone before the close.
         while accept_loops.join_next().await.is_some() {}
         for (_, endpoint) in &endpoints {

@@ -71,6 +71,9 @@ pub struct Shared {
     pub enforcement: Enforcement,
     /// Whose `X-Forwarded-For` is believed ([`crate::client_addr`]).
     pub trusted_proxies: TrustedProxies,
+    // idle (issue 9): one sweep closes silent connections, no timer per connection.
+    /// The connections the heartbeat sweep watches ([`crate::chat::heartbeat`]).
+    pub heartbeats: crate::chat::heartbeat::Heartbeats,
 }
 
 impl Shared {

@@ -1,7 +1,8 @@
 //! One realtime connection, whatever its transport: authenticate the `Hello` on the control
 //! stream, send the user's conversation list and the presence of those they see, then answer
-//! pings, take receipts and typing, watch for silence (anything received counts as a sign of
-//! life, see [`Liveness`]), start a task per conversation stream, and say `GoAway` when the
+//! pings, take receipts and typing, run the conversation streams, be watched for silence by
+//! the heartbeat sweep (anything received counts as a sign of life, see [`Liveness`] and
+//! [`crate::chat::heartbeat`]), and say `GoAway` when the
 //! server shuts down (the user hub closes every connection in it with [`go_away`], see
 //! [`crate::chat::users::Users::go_away_all`]; one that enters the hub after that checks the
 //! flag itself). The connection is in the user hub ([`crate::chat::users`]) from `Welcome`
@@ -10,19 +11,24 @@
 //! peer pings but does not read) ends the connection with `SlowConsumer`.
 
 use std::collections::HashMap;
+use std::future::poll_fn;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::future::Either;
+use futures_util::stream::FuturesUnordered;
 use quibble_protocol::limits::MAX_TOKEN_LEN;
 use quibble_protocol::{
     ClientFrame, ConversationId, EVENTS_VERSION, ErrorCode, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
     ServerFrame, UserId,
 };
 use rand::Rng;
-use tokio::task::JoinSet;
-use tokio::time::{Instant, sleep_until, timeout};
+use tokio::time::{Instant, timeout};
 
 use crate::access::{self, Refusal};
 use crate::admission::RealtimePermit;
@@ -66,17 +72,9 @@ pub fn serve(state: AppState, io: ConnIo) -> impl Future<Output = CloseReason> +
         metrics::counter!(crate::metrics::CONNECTIONS, "transport" => transport).increment(1);
         let open = metrics::gauge!(crate::metrics::CONNECTIONS_OPEN, "transport" => transport);
         open.increment(1.0);
-        let reason = match handshake.await {
-            Ok((ready, registration)) => {
-                let ctx = Arc::clone(&ready.ctx);
-                let reason = serve_ready(ready).await;
-                if let Some((user, at_ms)) = registration.leave() {
-                    Box::pin(record_last_seen(&ctx.state, user, at_ms)).await;
-                }
-                reason
-            }
-            Err(close) => close,
-        };
+        // One expression: neither the handshake's result nor its parts are kept beside the
+        // serving future (a binding of each would stay in this future for its whole life).
+        let reason = welcomed(handshake.await).await;
         open.decrement(1.0);
         if let Some(code) = reason.code {
             crate::metrics::error(crate::metrics::CONNECTION_ERRORS, code);
@@ -85,11 +83,32 @@ pub fn serve(state: AppState, io: ConnIo) -> impl Future<Output = CloseReason> +
     }
 }
 
+/// What follows the handshake: serving, if it succeeded. Not `async`, so that nothing of the
+/// handshake's result stays in the future beyond what serving keeps.
+fn welcomed(
+    handshaken: Result<(Ready, Registration), CloseReason>,
+) -> Either<std::future::Ready<CloseReason>, impl Future<Output = CloseReason> + Send> {
+    match handshaken {
+        Ok((ready, registration)) => Either::Right(serve_welcomed(ready, registration)),
+        Err(close) => Either::Left(std::future::ready(close)),
+    }
+}
+
+/// Serve a welcomed connection, then record when its user was last seen if it was their last.
+async fn serve_welcomed(mut ready: Ready, registration: Registration) -> CloseReason {
+    let reason = serve_ready(&mut ready).await;
+    if let Some((user, at_ms)) = registration.leave() {
+        Box::pin(record_last_seen(&ready.ctx.state, user, at_ms)).await;
+    }
+    reason
+}
+
 /// An authenticated connection, welcomed.
 struct Ready {
     ctx: Arc<ConnCtx>,
     control: StreamIo,
     streams: NewStreamRx,
+    /// Held so that the heartbeat sweep watches the connection as long as it is served.
     liveness: Arc<Liveness>,
 }
 
@@ -178,73 +197,166 @@ async fn handshake(state: AppState, io: ConnIo) -> Result<(Ready, Registration),
     Ok((ready, registration))
 }
 
-/// The connection's life after `Welcome`: pings, new streams, silence, shutdown.
-async fn serve_ready(mut ready: Ready) -> CloseReason {
-    let state = &ready.ctx.state;
-    let heartbeat = state.limits.heartbeat;
-    let mut tasks = JoinSet::new();
-    let silence = heartbeat * 3;
-    let mut deadline = ready.liveness.last_seen().max(Instant::now()) + silence;
+/// A control-stream request being handled (a receipt, typing); the control stream's next
+/// frame is read once it is done, so requests stay in order.
+type Request = Pin<Box<dyn Future<Output = Result<(), CloseReason>> + Send>>;
+
+/// What wakes a served connection.
+enum Event {
+    /// The queue closed: moderation, the shutdown or the heartbeat sweep ended the connection
+    /// (its reason), or the writer gave up (the peer took nothing for too long, or is gone).
+    Closed,
+    /// A conversation stream ended.
+    StreamEnded,
+    /// The peer opened a stream (`None`: the transport is gone).
+    Opened(Option<StreamIo>),
+    /// The control request was handled.
+    Handled(Result<(), CloseReason>),
+    /// A control frame (`None`: the peer closed the control stream).
+    Control(Option<Inbound>),
+}
+
+/// The connection's life after `Welcome`: pings, requests, conversation streams, until the
+/// peer leaves, the queue closes (moderation, shutdown, a peer that does not read) or the
+/// heartbeat sweep finds the peer silent ([`crate::chat::heartbeat`]).
+///
+/// Conversation streams run inside this task, each its own boxed future in a
+/// `FuturesUnordered` (made for the first stream, dropped with the last), polled only when
+/// woken: a task each would cost a task's header and a join-set entry more. Each stream keeps
+/// its own inbound channel and its own slot in the byte-bounded queue, so flow control and
+/// order per stream are as with a task each; a control request is handled beside them, not
+/// in their way. Everything is waited on by polling it in place ([`next_event`]), not with a
+/// future per source, which an idle connection would hold all the time.
+async fn serve_ready(ready: &mut Ready) -> CloseReason {
+    let ctx = Arc::clone(&ready.ctx);
+    ctx.state
+        .heartbeats
+        .watch(&ready.liveness, ready.control.outbound.closer());
+    let mut conversations = None;
+    let mut request: Option<Request> = None;
     loop {
-        tokio::select! {
-            frame = ready.control.inbound.recv() => match frame {
-                None => return CloseReason::normal("peer closed the control stream"),
-                Some(Inbound::Frame(ClientFrame::Ping { nonce })) => {
-                    match ready.control.outbound.try_send(encode_frame(&ServerFrame::Pong { nonce })) {
-                        Ok(()) => {}
-                        Err(SendError::Full) => {
-                            return CloseReason::error(
-                                ErrorCode::SlowConsumer,
-                                "the control stream is not read fast enough",
-                            );
-                        }
-                        Err(SendError::Closed) => return CloseReason::normal("peer left"),
-                    }
-                }
-                Some(Inbound::Frame(ClientFrame::Receipt { conversation, delivered, read })) => {
-                    if let Err(close) = Box::pin(receipt(state, &ready.ctx.user, conversation, delivered, read)).await {
-                        send_error(&ready.control, close.code.unwrap_or(ErrorCode::Internal), &close.reason);
-                        return close;
-                    }
-                }
-                Some(Inbound::Frame(ClientFrame::Typing { conversation })) => {
-                    if let Err(close) = Box::pin(typing(state, &ready.ctx.user, conversation)).await {
-                        send_error(&ready.control, close.code.unwrap_or(ErrorCode::Internal), &close.reason);
-                        return close;
-                    }
-                }
-                Some(Inbound::Frame(other)) => {
-                    let reason = format!("{} is not allowed on the control stream", frame_name(&other));
-                    send_error(&ready.control, ErrorCode::ProtocolViolation, &reason);
-                    return CloseReason::error(ErrorCode::ProtocolViolation, reason);
-                }
-                Some(Inbound::Invalid(e)) => {
-                    let code = decode_error_code(&e);
-                    send_error(&ready.control, code, &e.to_string());
-                    return CloseReason::error(code, e.to_string());
-                }
-            },
-            stream = ready.streams.recv() => match stream {
-                Some(stream) => {
-                    tasks.spawn(conversation::serve(ready.ctx.clone(), stream));
-                }
-                None => return CloseReason::normal("transport closed"),
-            },
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            // Moderation or the shutdown ended the connection (its reason), or the writer gave
-            // up: the peer took nothing for too long, or is gone.
-            () = ready.control.outbound.closed() => {
+        let event = poll_fn(|cx| next_event(cx, ready, &mut conversations, &mut request)).await;
+        match event {
+            Event::Closed => {
                 return ready.control.outbound.closing().unwrap_or_else(|| {
                     CloseReason::error(ErrorCode::SlowConsumer, "the peer does not read")
                 });
             }
-            _ = sleep_until(deadline) => {
-                let heard = ready.liveness.last_seen() + silence;
-                if heard <= Instant::now() {
-                    return CloseReason::normal("no heartbeat");
+            Event::StreamEnded => {
+                if conversations
+                    .as_ref()
+                    .is_some_and(FuturesUnordered::is_empty)
+                {
+                    conversations = None;
                 }
-                deadline = heard;
             }
+            Event::Opened(Some(stream)) => {
+                let stream = Box::pin(conversation::serve(Arc::clone(&ctx), stream));
+                conversations
+                    .get_or_insert_with(FuturesUnordered::new)
+                    .push(stream);
+            }
+            Event::Opened(None) => return CloseReason::normal("transport closed"),
+            Event::Handled(done) => {
+                request = None;
+                if let Err(close) = done {
+                    send_error(
+                        &ready.control,
+                        close.code.unwrap_or(ErrorCode::Internal),
+                        &close.reason,
+                    );
+                    return close;
+                }
+            }
+            Event::Control(None) => {
+                return CloseReason::normal("peer closed the control stream");
+            }
+            Event::Control(Some(Inbound::Frame(frame))) => {
+                if let Err(close) = control_frame(&ctx, &ready.control, frame, &mut request) {
+                    return close;
+                }
+            }
+            Event::Control(Some(Inbound::Invalid(e))) => {
+                let code = decode_error_code(&e);
+                send_error(&ready.control, code, &e.to_string());
+                return CloseReason::error(code, e.to_string());
+            }
+        }
+    }
+}
+
+/// Poll every source of a served connection, the rare and urgent first (so a peer flooding
+/// the control stream delays nothing else).
+fn next_event<F: Future<Output = ()>>(
+    cx: &mut Context<'_>,
+    ready: &mut Ready,
+    conversations: &mut Option<FuturesUnordered<Pin<Box<F>>>>,
+    request: &mut Option<Request>,
+) -> Poll<Event> {
+    if ready.control.outbound.poll_closed(cx).is_ready() {
+        return Poll::Ready(Event::Closed);
+    }
+    if let Some(streams) = conversations
+        && let Poll::Ready(Some(())) = streams.poll_next_unpin(cx)
+    {
+        return Poll::Ready(Event::StreamEnded);
+    }
+    if let Poll::Ready(stream) = ready.streams.poll_recv(cx) {
+        return Poll::Ready(Event::Opened(stream));
+    }
+    match request {
+        Some(request) => request.as_mut().poll(cx).map(Event::Handled),
+        None => ready.control.inbound.poll_recv(cx).map(Event::Control),
+    }
+}
+
+/// A frame on the control stream: a ping is answered at once, a receipt or typing becomes the
+/// request being handled; anything else ends the connection.
+fn control_frame(
+    ctx: &Arc<ConnCtx>,
+    control: &StreamIo,
+    frame: ClientFrame,
+    request: &mut Option<Request>,
+) -> Result<(), CloseReason> {
+    match frame {
+        ClientFrame::Ping { nonce } => {
+            match control
+                .outbound
+                .try_send(encode_frame(&ServerFrame::Pong { nonce }))
+            {
+                Ok(()) => Ok(()),
+                Err(SendError::Full) => Err(CloseReason::error(
+                    ErrorCode::SlowConsumer,
+                    "the control stream is not read fast enough",
+                )),
+                Err(SendError::Closed) => Err(CloseReason::normal("peer left")),
+            }
+        }
+        ClientFrame::Receipt {
+            conversation,
+            delivered,
+            read,
+        } => {
+            let ctx = Arc::clone(ctx);
+            *request = Some(Box::pin(async move {
+                receipt(&ctx.state, &ctx.user, conversation, delivered, read).await
+            }));
+            Ok(())
+        }
+        ClientFrame::Typing { conversation } => {
+            let ctx = Arc::clone(ctx);
+            *request = Some(Box::pin(async move {
+                typing(&ctx.state, &ctx.user, conversation).await
+            }));
+            Ok(())
+        }
+        other => {
+            let reason = format!(
+                "{} is not allowed on the control stream",
+                frame_name(&other)
+            );
+            send_error(control, ErrorCode::ProtocolViolation, &reason);
+            Err(CloseReason::error(ErrorCode::ProtocolViolation, reason))
         }
     }
 }

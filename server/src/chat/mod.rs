@@ -19,3 +19,6 @@ pub mod typing;
 pub mod users;
 // store: a commit's messages, fanned out at once.
 pub mod committed;
+// idle (issue 9): the hand-off channel and the server-wide heartbeat sweep.
+pub mod handoff;
+pub mod heartbeat;

@@ -27,12 +27,13 @@
 //!
 //! Idle cost: a connection holds this queue for its whole life, so its streams are a plain
 //! vector grown one slot at a time (a connection has a few streams; a hash map started at four
-//! buckets), a stream's queue is freed whenever it empties, and a stream's owner waits for its
-//! end through a waker kept in its slot rather than a future of its own.
+//! buckets), a stream's queue and the writer's turn list are freed whenever they empty, and a
+//! stream's owner waits for its end through a waker kept in its slot rather than a future of
+//! its own.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
@@ -96,8 +97,6 @@ pub struct Outbound {
 struct Shared {
     state: Mutex<State>,
     multiplexed: bool,
-    /// Wakes the multiplexed writer.
-    writer: Notify,
     /// Wakes senders waiting for room.
     room: Notify,
     /// The process-wide queued-bytes gauge (looked up once per connection). Frames queued are
@@ -121,6 +120,9 @@ struct State {
     /// Set by [`Outbound::close`]: nothing more is accepted.
     closing: Option<CloseReason>,
     failed: bool,
+    /// The multiplexed writer waiting for work: a waker kept here, under the lock that work
+    /// is queued under, rather than a `Notify` and a future of its own (idle cost).
+    writer: Option<Waker>,
 }
 
 struct Slot {
@@ -207,7 +209,6 @@ impl Outbound {
             shared: Arc::new(Shared {
                 state: Mutex::new(State::default()),
                 multiplexed,
-                writer: Notify::new(),
                 room: Notify::new(),
                 gauge: metrics::gauge!(crate::metrics::OUTBOUND_QUEUED_BYTES),
             }),
@@ -267,6 +268,7 @@ impl Outbound {
         state.held = 0;
         let added = state.report();
         state.reported = state.reported.saturating_sub(dropped);
+        let writer = state.writer.take();
         drop(state);
         self.shared.gauge_add(added);
         self.shared.gauge_sub(dropped);
@@ -274,58 +276,65 @@ impl Outbound {
             slot.wake_writer();
             slot.wake_owner();
         }
-        self.shared.writer.notify_one();
+        wake(writer);
         self.shared.room.notify_waiters();
     }
 
     /// Multiplexed writer: wait for work and take up to about `max_bytes` of it, one item per
     /// stream in turn.
     pub async fn next_batch(&self, max_bytes: usize) -> Batch {
-        loop {
-            let notified = self.shared.writer.notified();
-            {
-                let mut state = self.shared.lock();
-                if state.failed {
-                    return Batch::Failed;
-                }
-                let mut items = Vec::new();
-                let mut bytes = 0;
-                while bytes < max_bytes {
-                    let Some(id) = state.ready.pop_front() else {
-                        break;
-                    };
-                    let Some(slot) = state.slots.get_mut(&id) else {
-                        continue;
-                    };
-                    let Some(item) = slot.items.pop_front() else {
-                        continue;
-                    };
-                    if let Item::Frame(frame) = &item {
-                        bytes += cost(frame);
-                        slot.held -= cost(frame);
-                    }
-                    if !slot.items.is_empty() {
-                        state.ready.push_back(id);
-                    } else if !slot.accepting {
-                        state.slots.remove(&id);
-                    } else {
-                        slot.release_queue();
-                    }
-                    items.push((id, item));
-                }
-                if !items.is_empty() {
-                    let added = state.report();
-                    drop(state);
-                    self.shared.gauge_add(added);
-                    self.shared.room.notify_waiters();
-                    return Batch::Items { items, bytes };
-                }
-                if let Some(reason) = &state.closing {
-                    return Batch::Close(reason.clone());
-                }
-            }
-            notified.await;
+        poll_fn(|cx| self.poll_batch(cx, max_bytes)).await
+    }
+
+    fn poll_batch(&self, cx: &Context<'_>, max_bytes: usize) -> Poll<Batch> {
+        let mut state = self.shared.lock();
+        if state.failed {
+            return Poll::Ready(Batch::Failed);
         }
+        let mut items = Vec::new();
+        let mut bytes = 0;
+        while bytes < max_bytes {
+            let Some(id) = state.ready.pop_front() else {
+                break;
+            };
+            let Some(slot) = state.slots.get_mut(&id) else {
+                continue;
+            };
+            let Some(item) = slot.items.pop_front() else {
+                continue;
+            };
+            if let Item::Frame(frame) = &item {
+                bytes += cost(frame);
+                slot.held -= cost(frame);
+            }
+            if !slot.items.is_empty() {
+                state.ready.push_back(id);
+            } else if !slot.accepting {
+                state.slots.remove(&id);
+            } else {
+                slot.release_queue();
+            }
+            items.push((id, item));
+        }
+        if state.ready.is_empty() {
+            // An idle connection holds no turn list between batches.
+            state.ready = VecDeque::new();
+        }
+        if !items.is_empty() {
+            let added = state.report();
+            drop(state);
+            self.shared.gauge_add(added);
+            self.shared.room.notify_waiters();
+            return Poll::Ready(Batch::Items { items, bytes });
+        }
+        if let Some(reason) = &state.closing {
+            return Poll::Ready(Batch::Close(reason.clone()));
+        }
+        match &mut state.writer {
+            Some(waker) => waker.clone_from(cx.waker()),
+            None => state.writer = Some(cx.waker().clone()),
+        }
+        Poll::Pending
     }
 
     /// Per-stream writer: wait for stream `tx`'s next frames (up to about `max_bytes`);
@@ -470,9 +479,10 @@ impl Shared {
             slot.wake_writer();
             owners.extend(slot.on_end.take());
         }
+        let writer = state.writer.take();
         drop(state);
         owners.into_iter().for_each(Waker::wake);
-        self.writer.notify_one();
+        wake(writer);
         self.room.notify_waiters();
         reason
     }
@@ -528,13 +538,12 @@ impl Shared {
             state.ready.push_back(tx.id);
         }
         state.unreported += len;
+        let multiplexed_writer = state.writer.take();
         drop(state);
-        if let Some(waker) = ended {
-            waker.wake();
-        }
+        wake(ended);
         match writer {
             Some(writer) => writer.notify_one(),
-            None => self.writer.notify_one(),
+            None => wake(multiplexed_writer),
         }
         Ok(connection_held)
     }
@@ -599,6 +608,13 @@ impl Drop for Shared {
         let state = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
         let left = std::mem::take(&mut state.reported);
         self.gauge_sub(left);
+    }
+}
+
+/// Wake `waker` if there is one (after the lock is released).
+fn wake(waker: Option<Waker>) {
+    if let Some(waker) = waker {
+        waker.wake();
     }
 }
 
@@ -676,6 +692,26 @@ impl LiveTx {
     }
 }
 
+/// Closes a connection from outside it (the heartbeat sweep, `chat::heartbeat`) without
+/// keeping its queue alive.
+#[derive(Clone)]
+pub struct Closer(Weak<Shared>);
+
+impl Closer {
+    /// Close the connection with `reason` ([`Outbound::close`]), if it is still there.
+    pub fn close(&self, reason: CloseReason) {
+        if let Some(shared) = self.0.upgrade() {
+            shared.close(reason);
+        }
+    }
+
+    /// Whether the connection's queue is gone.
+    #[cfg(test)]
+    pub fn is_gone(&self) -> bool {
+        self.0.strong_count() == 0
+    }
+}
+
 /// The owner's end of one stream's slot; dropping it finishes the stream.
 pub struct StreamTx {
     live: LiveTx,
@@ -690,6 +726,11 @@ impl StreamTx {
     /// A fan-out handle into this stream.
     pub fn live(&self) -> LiveTx {
         self.live.clone()
+    }
+
+    /// A handle that closes the whole connection and keeps nothing alive.
+    pub fn closer(&self) -> Closer {
+        Closer(Arc::downgrade(&self.live.shared))
     }
 
     pub fn try_send(&self, frame: Bytes) -> Result<(), SendError> {
@@ -734,8 +775,13 @@ impl StreamTx {
     /// Completes once the stream can take no more frames: it was cut (its last frame is
     /// queued) or finished, or the connection is closing or gone.
     pub fn closed(&self) -> impl Future<Output = ()> + Send + '_ {
-        let stream = self.stream();
-        poll_fn(move |cx| self.live.shared.poll_ended(&stream, cx))
+        poll_fn(move |cx| self.poll_closed(cx))
+    }
+
+    /// [`StreamTx::closed`] as a poll, for a caller that waits on several things at once
+    /// without a future for each.
+    pub fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.live.shared.poll_ended(&self.stream(), cx)
     }
 }
 
@@ -975,6 +1021,37 @@ mod tests {
         );
         out.close(CloseReason::normal("bye"));
         assert!(matches!(out.next_batch(usize::MAX).await, Batch::Close(_)));
+    }
+
+    #[tokio::test]
+    async fn a_burst_drained_leaves_no_buffer_behind_and_a_waiting_writer_is_woken() {
+        let out = Outbound::multiplexed();
+        let (a, b) = (out.open(1), out.open(2));
+        // The writer waits for work with nothing but its waker kept in the queue.
+        let writer = {
+            let out = out.clone();
+            tokio::spawn(async move { out.next_batch(usize::MAX).await })
+        };
+        tokio::task::yield_now().await;
+        for _ in 0..40 {
+            a.try_send(frame(100)).unwrap();
+            b.try_send(frame(100)).unwrap();
+        }
+        let Ok(Batch::Items { items, bytes }) =
+            tokio::time::timeout(std::time::Duration::from_secs(5), writer)
+                .await
+                .expect("queuing a frame wakes the waiting writer")
+        else {
+            panic!("expected items");
+        };
+        assert_eq!(items.len(), 80);
+        out.release(bytes);
+        let state = out.shared.lock();
+        assert_eq!(state.ready.capacity(), 0, "the turn list kept its buffer");
+        for (_, slot) in &state.slots.0 {
+            assert_eq!(slot.items.capacity(), 0, "a stream kept its queue's buffer");
+        }
+        assert!(state.writer.is_none());
     }
 
     #[tokio::test]

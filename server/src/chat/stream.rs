@@ -9,18 +9,16 @@
 //! budget is spent, so a peer whose frames are not being handled is simply not read further.
 //!
 //! Idle cost: an idle connection holds these channels for its whole life, so they are
-//! `futures-channel` ones, which allocate a queue node per message in flight and nothing ahead
-//! (~0.3 KB a channel), rather than tokio's, which allocate a first block of 32 slots at
-//! creation (~2.3 KB for an inbound channel).
+//! [`crate::chat::handoff`] ones: one allocation each, and no buffer while empty.
 
-use std::future::poll_fn;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use futures_channel::mpsc;
 use quibble_protocol::{CodecError, ErrorCode, ServerFrame, codec};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::chat::handoff;
 use crate::chat::outbound::StreamTx;
 
 /// Inbound frames decoded ahead of a stream's handler.
@@ -30,14 +28,6 @@ pub const INBOUND_FRAMES: usize = 4;
 pub const INBOUND_BYTES: usize = 2 * 1024 * 1024;
 /// Streams a transport may have opened ahead of the engine taking them.
 const NEW_STREAMS: usize = 8;
-
-/// Wait for room in `tx`, then hand `item` over; gives the item back if the receiver is gone.
-async fn send_when_ready<T>(tx: &mut mpsc::Sender<T>, item: T) -> Result<(), T> {
-    if poll_fn(|cx| tx.poll_ready(cx)).await.is_err() {
-        return Err(item);
-    }
-    tx.try_send(item).map_err(mpsc::TrySendError::into_inner)
-}
 
 /// A connection's budget for received frames not yet handled; clones share it.
 #[derive(Clone)]
@@ -51,7 +41,7 @@ impl Default for InboundBudget {
 
 /// The transport's end of a stream's inbound channel.
 pub struct InboundTx {
-    tx: mpsc::Sender<(Inbound, OwnedSemaphorePermit)>,
+    tx: handoff::Sender<(Inbound, OwnedSemaphorePermit)>,
     budget: InboundBudget,
 }
 
@@ -63,7 +53,8 @@ impl InboundTx {
         let Ok(permit) = self.budget.0.clone().acquire_many_owned(share).await else {
             return Err(inbound);
         };
-        send_when_ready(&mut self.tx, (inbound, permit))
+        self.tx
+            .send((inbound, permit))
             .await
             .map_err(|returned| returned.0)
     }
@@ -76,41 +67,53 @@ impl InboundTx {
 
 /// The engine's end of a stream's inbound channel.
 pub struct InboundRx {
-    rx: mpsc::Receiver<(Inbound, OwnedSemaphorePermit)>,
+    rx: handoff::Receiver<(Inbound, OwnedSemaphorePermit)>,
 }
 
 impl InboundRx {
     /// The next frame; `None` once the transport has nothing more for this stream.
     pub async fn recv(&mut self) -> Option<Inbound> {
         // Taking the frame gives its bytes back to the budget.
-        self.rx.recv().await.ok().map(|(inbound, _permit)| inbound)
+        self.rx.recv().await.map(|(inbound, _permit)| inbound)
+    }
+
+    /// [`InboundRx::recv`] as a poll.
+    pub fn poll_recv(&mut self, cx: &Context<'_>) -> Poll<Option<Inbound>> {
+        self.rx
+            .poll_recv(cx)
+            .map(|frame| frame.map(|(inbound, _permit)| inbound))
     }
 }
 
 /// The transport's end of the channel that hands a connection's new streams to the engine.
-pub struct NewStreamTx(mpsc::Sender<StreamIo>);
+pub struct NewStreamTx(handoff::Sender<StreamIo>);
 
 impl NewStreamTx {
     /// Hand a stream the peer opened to the engine, once it has taken the earlier ones; fails
     /// if the connection's engine is gone.
     pub async fn send(&mut self, stream: StreamIo) -> Result<(), StreamIo> {
-        send_when_ready(&mut self.0, stream).await
+        self.0.send(stream).await
     }
 }
 
 /// The engine's end: streams in the order the peer opened them.
-pub struct NewStreamRx(mpsc::Receiver<StreamIo>);
+pub struct NewStreamRx(handoff::Receiver<StreamIo>);
 
 impl NewStreamRx {
     /// The next stream; `None` once the transport is gone.
     pub async fn recv(&mut self) -> Option<StreamIo> {
-        self.0.recv().await.ok()
+        self.0.recv().await
+    }
+
+    /// [`NewStreamRx::recv`] as a poll.
+    pub fn poll_recv(&mut self, cx: &Context<'_>) -> Poll<Option<StreamIo>> {
+        self.0.poll_recv(cx)
     }
 }
 
 /// The channel of a connection's new streams, transport to engine.
 pub fn new_streams() -> (NewStreamTx, NewStreamRx) {
-    let (tx, rx) = mpsc::channel(NEW_STREAMS);
+    let (tx, rx) = handoff::channel(NEW_STREAMS);
     (NewStreamTx(tx), NewStreamRx(rx))
 }
 
@@ -132,8 +135,7 @@ impl StreamIo {
     /// A stream writing into `outbound` and receiving under `budget`; returns the sender its
     /// transport feeds.
     pub fn new(outbound: StreamTx, budget: &InboundBudget) -> (StreamIo, InboundTx) {
-        // The sender's own slot is one of the `INBOUND_FRAMES`.
-        let (tx, rx) = mpsc::channel(INBOUND_FRAMES - 1);
+        let (tx, rx) = handoff::channel(INBOUND_FRAMES);
         (
             StreamIo {
                 inbound: InboundRx { rx },

@@ -1,6 +1,6 @@
 //! The WebSocket fallback at `/ws`: the same frames as WebTransport, multiplexed over one
 //! socket by stream id (see `quibble_protocol::mux`, which also states the stream-id rule
-//! implemented here). A connection is one task (plus one per conversation stream, see
+//! implemented here). A connection is one task (its conversation streams run inside it, see
 //! `chat::connection`) that drives three parts together: the engine, a reader that
 //! demultiplexes, and the socket's one writer, which takes every stream's frames from the
 //! connection's byte-bounded queue ([`Outbound`]) and wraps each in its stream id only at
@@ -32,7 +32,6 @@ use futures_util::{SinkExt, StreamExt};
 use quibble_protocol::limits::MAX_FRAME_LEN;
 use quibble_protocol::mux::{self, CONTROL_STREAM};
 use quibble_protocol::{ClientFrame, ErrorCode, ServerFrame, codec};
-use tokio::sync::oneshot;
 use tokio::time::{Instant, sleep_until, timeout};
 
 use crate::admission::{RealtimePermit, Slot};
@@ -109,7 +108,6 @@ fn handle(
     let budget = InboundBudget::default();
     let (control, control_inbound) = StreamIo::new(outbound.open(CONTROL_STREAM), &budget);
     let (streams_tx, streams_rx) = new_streams();
-    let (fault_tx, fault_rx) = oneshot::channel();
     let demux = Demux {
         streams: vec![(CONTROL_STREAM, control_inbound)],
         highest: CONTROL_STREAM,
@@ -130,9 +128,8 @@ fn handle(
     let parts = Parts {
         serve: Box::pin(connection::serve(state, io)),
         writer: Box::pin(write_socket(sink, outbound.clone())),
-        reader: Box::pin(demux.run(source, fault_tx)),
+        reader: Box::pin(demux.run(source)),
         outbound,
-        fault: fault_rx,
     };
     run(parts, permit)
 }
@@ -147,11 +144,10 @@ struct Parts<S, W, R> {
     serve: Pin<Box<S>>,
     /// Writes what the queue holds, then the close frame.
     writer: Pin<Box<W>>,
-    /// Reads and routes, then (after a fault) reads and discards until torn down.
+    /// Reads and routes, then (after a fault, which it closes the queue with) reads and
+    /// discards until torn down.
     reader: Pin<Box<R>>,
     outbound: Outbound,
-    /// A fault the reader found.
-    fault: oneshot::Receiver<CloseReason>,
 }
 
 /// Serve the connection while reading and writing the socket; then close: the writer sends
@@ -179,7 +175,7 @@ where
 /// The end of [`run`]: the close, as the module's doc describes it.
 async fn close<S, W, R>(
     mut parts: Parts<S, W, R>,
-    mut reason: CloseReason,
+    reason: CloseReason,
     mut writing: bool,
     mut reading: bool,
 ) where
@@ -187,14 +183,15 @@ async fn close<S, W, R>(
     R: Future<Output = ()>,
 {
     drop(parts.serve);
-    // A fault the reader found (an oversized or malformed message) is the real reason.
-    if let Ok(fault) = parts.fault.try_recv() {
-        if let Some(code) = fault.code {
-            crate::metrics::error(crate::metrics::CONNECTION_ERRORS, code);
-        }
-        reason = fault;
+    // The first reason given stays: a fault the reader found (an oversized or malformed
+    // message), or moderation's, may have closed the queue before the engine ended. The
+    // engine counted the reason it returned; one it did not see is counted here.
+    let closing = parts.outbound.close(reason.clone());
+    if closing != reason
+        && let Some(code) = closing.code
+    {
+        crate::metrics::error(crate::metrics::CONNECTION_ERRORS, code);
     }
-    parts.outbound.close(reason);
     let drained_by = Instant::now() + CLOSE_WAIT;
     while writing {
         tokio::select! {
@@ -232,57 +229,64 @@ struct Demux {
 }
 
 impl Demux {
-    /// Route until the peer leaves. On a connection-level fault, report it, end every stream
-    /// and keep the socket, reading and discarding, until the connection is torn down.
-    async fn run(
-        mut self,
-        mut source: SplitStream<WebSocket>,
-        fault: oneshot::Sender<CloseReason>,
-    ) {
+    /// Route until the peer leaves. On a connection-level fault, close the queue with it, end
+    /// every stream and keep the socket, reading and discarding, until the connection is torn
+    /// down.
+    async fn run(mut self, mut source: SplitStream<WebSocket>) {
         let reason = loop {
-            let Some(message) = source.next().await else {
-                return;
+            // One statement, and the message taken apart in a plain function: nothing of it
+            // (the message, the decoded frame) is kept in this future while routing waits,
+            // only the box. Boxed: routing may wait (for the budget, for the handler), and its
+            // futures would otherwise be part of this task for the connection's whole life.
+            let routing = match self.take(source.next().await) {
+                Step::Route(id, inbound, wire_len) => Box::pin(self.route(id, inbound, wire_len)),
+                Step::Next => continue,
+                Step::Fault(reason) => break reason,
+                Step::End => return,
             };
-            self.liveness.touch();
-            let data = match message {
-                Ok(Message::Binary(data)) => data,
-                Ok(Message::Text(_)) => {
-                    break CloseReason::error(
-                        ErrorCode::BadFrame,
-                        "text messages are not part of the protocol",
-                    );
-                }
-                Ok(Message::Close(_)) => return,
-                Ok(Message::Ping(_) | Message::Pong(_)) => continue,
-                Err(e) => match too_large(&e) {
-                    Some(reason) => break reason,
-                    None => return,
-                },
-            };
-            let (id, frame) = match mux::split(&data) {
-                Ok(parts) => parts,
-                Err(e) => break CloseReason::error(ErrorCode::BadFrame, e.to_string()),
-            };
-            if frame.is_empty() {
-                // The peer finished this stream: its handler sees the end of input.
-                self.forget(id);
-                continue;
-            }
-            let inbound = match codec::decode_exact::<ClientFrame>(frame, MAX_FRAME_LEN) {
-                Ok(frame) => Inbound::Frame(frame),
-                Err(e) => Inbound::Invalid(e),
-            };
-            let wire_len = data.len();
-            drop(data);
-            // Boxed: routing may wait (for the budget, for the handler), and its futures would
-            // otherwise be part of this task for the connection's whole life.
-            Box::pin(self.route(id, inbound, wire_len)).await;
+            routing.await;
         };
-        let _ = fault.send(reason);
+        self.outbound.close(reason);
         drop(self);
         while let Some(Ok(_)) = source.next().await {}
         // The library stops at an oversized message: hold the socket until torn down.
         std::future::pending::<()>().await;
+    }
+
+    /// What to do with the next message read (`None`: the peer is gone).
+    fn take(&mut self, message: Option<Result<Message, axum::Error>>) -> Step {
+        let Some(message) = message else {
+            return Step::End;
+        };
+        self.liveness.touch();
+        let data = match message {
+            Ok(Message::Binary(data)) => data,
+            Ok(Message::Text(_)) => {
+                return Step::Fault(CloseReason::error(
+                    ErrorCode::BadFrame,
+                    "text messages are not part of the protocol",
+                ));
+            }
+            Ok(Message::Close(_)) => return Step::End,
+            Ok(Message::Ping(_) | Message::Pong(_)) => return Step::Next,
+            Err(e) => {
+                return too_large(&e).map_or(Step::End, Step::Fault);
+            }
+        };
+        let (id, frame) = match mux::split(&data) {
+            Ok(parts) => parts,
+            Err(e) => return Step::Fault(CloseReason::error(ErrorCode::BadFrame, e.to_string())),
+        };
+        if frame.is_empty() {
+            // The peer finished this stream: its handler sees the end of input.
+            self.forget(id);
+            return Step::Next;
+        }
+        let inbound = match codec::decode_exact::<ClientFrame>(frame, MAX_FRAME_LEN) {
+            Ok(frame) => Inbound::Frame(frame),
+            Err(e) => Inbound::Invalid(e),
+        };
+        Step::Route(id, inbound, data.len())
     }
 
     async fn route(&mut self, id: u64, inbound: Inbound, wire_len: usize) {
@@ -355,6 +359,18 @@ impl Demux {
     }
 }
 
+/// What the reader does with a message ([`Demux::take`]).
+enum Step {
+    /// Hand the frame (its stream id, the frame, its wire size) to its stream.
+    Route(u64, Inbound, usize),
+    /// Nothing to route: read the next message.
+    Next,
+    /// A connection-level fault: close with it.
+    Fault(CloseReason),
+    /// The peer is gone.
+    End,
+}
+
 /// The close reason for a read error: a message over the size limit; `None` for the peer
 /// going away.
 fn too_large(e: &axum::Error) -> Option<CloseReason> {
@@ -394,35 +410,71 @@ fn envelopes(items: Vec<(u64, Item)>) -> impl Iterator<Item = Bytes> {
 /// close frame, or when the peer takes nothing for [`WRITE_STALL`].
 async fn write_socket(mut sink: SplitSink<WebSocket, Message>, outbound: Outbound) {
     loop {
-        let (items, bytes) = match outbound.next_batch(WRITE_BATCH).await {
-            Batch::Items { items, bytes } => (items, bytes),
-            Batch::Close(reason) => {
-                let code = reason.code.map_or(1000, ErrorCode::ws_close_code);
-                let close = CloseFrame {
-                    code,
-                    reason: Utf8Bytes::from(truncate(&reason.reason, 120)),
-                };
-                let _ =
-                    Box::pin(timeout(WRITE_STALL, sink.send(Message::Close(Some(close))))).await;
+        // One expression: the batch is turned into a boxed write in a plain function, so the
+        // idle writer keeps nothing of it (nor the write's timer) in this future.
+        match next_write(&mut sink, outbound.next_batch(WRITE_BATCH).await) {
+            Write::Batch(writing, bytes) => {
+                let written = writing.await;
+                outbound.release(bytes);
+                if !written {
+                    outbound.fail();
+                    return;
+                }
+            }
+            Write::Close(closing) => {
+                closing.await;
                 return;
             }
-            Batch::Failed => return,
-        };
-        // Boxed with its timer, for the same reason as routing above: the idle writer only
-        // waits for work.
-        let batch = async {
-            for message in envelopes(items) {
-                sink.feed(Message::Binary(message)).await?;
-            }
-            sink.flush().await
-        };
-        let written = Box::pin(timeout(WRITE_STALL, batch)).await;
-        outbound.release(bytes);
-        if !matches!(written, Ok(Ok(()))) {
-            outbound.fail();
-            return;
+            Write::Stop => return,
         }
     }
+}
+
+/// A boxed write of the socket, borrowing its sink.
+type Writing<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What the writer does with what the queue gave it.
+enum Write<'a> {
+    /// Write a batch (true once written); then release its bytes.
+    Batch(Writing<'a, bool>, usize),
+    /// Send the close frame.
+    Close(Writing<'a, ()>),
+    /// The connection failed.
+    Stop,
+}
+
+fn next_write(sink: &mut SplitSink<WebSocket, Message>, batch: Batch) -> Write<'_> {
+    match batch {
+        Batch::Items { items, bytes } => Write::Batch(
+            Box::pin(async move {
+                let written = timeout(WRITE_STALL, write_batch(sink, items)).await;
+                matches!(written, Ok(Ok(())))
+            }),
+            bytes,
+        ),
+        Batch::Close(reason) => {
+            let code = reason.code.map_or(1000, ErrorCode::ws_close_code);
+            let close = CloseFrame {
+                code,
+                reason: Utf8Bytes::from(truncate(&reason.reason, 120)),
+            };
+            Write::Close(Box::pin(async move {
+                let _ = timeout(WRITE_STALL, sink.send(Message::Close(Some(close)))).await;
+            }))
+        }
+        Batch::Failed => Write::Stop,
+    }
+}
+
+/// Write a batch's messages and flush them.
+async fn write_batch(
+    sink: &mut SplitSink<WebSocket, Message>,
+    items: Vec<(u64, Item)>,
+) -> Result<(), axum::Error> {
+    for message in envelopes(items) {
+        sink.feed(Message::Binary(message)).await?;
+    }
+    sink.flush().await
 }
 
 #[cfg(test)]
