@@ -952,3 +952,39 @@ async fn joining_rooms_is_rate_limited_per_user() {
     assert!(matches!(joined, ServerFrame::Joined { .. }));
     assert_eq!(conversations(&api, &tb).await.len(), 2);
 }
+
+/// A receipt sent right before the peer closes (in the same TCP write as the close) is still
+/// stored: the connection handles what its control stream holds before it ends.
+#[tokio::test]
+async fn a_receipt_sent_right_before_closing_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("data"));
+    let api = server.api();
+    let (ta, tb) = (api.signup("alice").await, api.signup("bob").await);
+    let dm = befriend(&api, &ta, &tb, "alice", "bob").await;
+    let (mut alice, _, _) = connect(&server, Transport::WebSocket, &ta).await;
+    alice.join(1, dm, None).await;
+    for i in 1..=3 {
+        alice.say(1, i, &format!("m{i}")).await;
+    }
+    let (bob, _, _) = connect(&server, Transport::WebSocket, &tb).await;
+    let receipt = ClientFrame::Receipt {
+        conversation: dm,
+        delivered: 3,
+        read: 3,
+    };
+    bob.send_and_close(0, &receipt).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let view = entry(&conversations(&api, &tb).await, dm);
+        if view["read_seq"] == json!(3) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the receipt sent before closing was lost: {view}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    alice.close().await;
+}

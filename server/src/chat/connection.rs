@@ -13,15 +13,16 @@
 use std::collections::HashMap;
 use std::future::poll_fn;
 use std::net::IpAddr;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use futures_util::future::Either;
 use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use quibble_protocol::limits::MAX_TOKEN_LEN;
 use quibble_protocol::{
     ClientFrame, ConversationId, EVENTS_VERSION, ErrorCode, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
@@ -234,8 +235,13 @@ async fn serve_ready(ready: &mut Ready) -> CloseReason {
         .watch(&ready.liveness, ready.control.outbound.closer());
     let mut conversations = None;
     let mut request: Option<Request> = None;
+    // Set once the transport opens no more streams: what the control stream still holds (a
+    // receipt sent right before closing) is handled before the connection ends.
+    let mut streams_done = false;
     loop {
-        let event = poll_fn(|cx| next_event(cx, ready, &mut conversations, &mut request)).await;
+        let event =
+            poll_fn(|cx| next_event(cx, ready, &mut conversations, &mut request, streams_done))
+                .await;
         match event {
             Event::Closed => {
                 return ready.control.outbound.closing().unwrap_or_else(|| {
@@ -251,12 +257,23 @@ async fn serve_ready(ready: &mut Ready) -> CloseReason {
                 }
             }
             Event::Opened(Some(stream)) => {
-                let stream = Box::pin(conversation::serve(Arc::clone(&ctx), stream));
+                // A stream that panics ends alone, as when each ran in a task of its own.
+                let stream = AssertUnwindSafe(conversation::serve(Arc::clone(&ctx), stream))
+                    .catch_unwind()
+                    .map(|ended| {
+                        if ended.is_err() {
+                            tracing::error!("a conversation stream panicked");
+                            crate::metrics::error(
+                                crate::metrics::STREAM_ERRORS,
+                                ErrorCode::Internal,
+                            );
+                        }
+                    });
                 conversations
                     .get_or_insert_with(FuturesUnordered::new)
-                    .push(stream);
+                    .push(Box::pin(stream));
             }
-            Event::Opened(None) => return CloseReason::normal("transport closed"),
+            Event::Opened(None) => streams_done = true,
             Event::Handled(done) => {
                 request = None;
                 if let Err(close) = done {
@@ -292,6 +309,7 @@ fn next_event<F: Future<Output = ()>>(
     ready: &mut Ready,
     conversations: &mut Option<FuturesUnordered<Pin<Box<F>>>>,
     request: &mut Option<Request>,
+    streams_done: bool,
 ) -> Poll<Event> {
     if ready.control.outbound.poll_closed(cx).is_ready() {
         return Poll::Ready(Event::Closed);
@@ -301,7 +319,7 @@ fn next_event<F: Future<Output = ()>>(
     {
         return Poll::Ready(Event::StreamEnded);
     }
-    if let Poll::Ready(stream) = ready.streams.poll_recv(cx) {
+    if !streams_done && let Poll::Ready(stream) = ready.streams.poll_recv(cx) {
         return Poll::Ready(Event::Opened(stream));
     }
     match request {

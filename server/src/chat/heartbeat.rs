@@ -38,8 +38,10 @@ pub struct Heartbeats {
 }
 
 impl Heartbeats {
-    /// Watch a welcomed connection until it ends or falls silent.
+    /// Watch a welcomed connection until it ends or falls silent. Its window starts now,
+    /// whatever the handshake took.
     pub fn watch(&self, liveness: &Arc<Liveness>, connection: Closer) {
+        liveness.touch();
         let mut watched = self.watched.lock().unwrap_or_else(|p| p.into_inner());
         watched.push(Watched {
             liveness: Arc::downgrade(liveness),
@@ -106,9 +108,10 @@ mod tests {
         let window = Duration::from_millis(200);
         let (silent, live) = (Outbound::multiplexed(), Outbound::multiplexed());
         let (silent_control, live_control) = (silent.open(0), live.open(0));
+        // Before the stamps, so the window cannot seem to end early.
+        let started = Instant::now();
         let silent_stamp = Arc::new(Liveness::default());
         let live_stamp = Arc::new(Liveness::default());
-        let started = Instant::now();
         heartbeats.watch(&silent_stamp, silent_control.closer());
         heartbeats.watch(&live_stamp, live_control.closer());
         // Sweep every 10 ms while the live peer is heard from every 10 ms.

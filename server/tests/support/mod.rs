@@ -749,6 +749,21 @@ impl RawPeer {
         matches!(self.inner, RawInner::Ws(_))
     }
 
+    /// Over WebSocket: `frame` and the close frame in one flush (one TCP write).
+    pub async fn send_and_close(self, stream: u64, frame: &ClientFrame) {
+        let RawInner::Ws(mut sink) = self.inner else {
+            panic!("send_and_close is a WebSocket peer's");
+        };
+        let bytes = codec::encode(frame).expect("encode");
+        sink.feed(Message::Binary(mux::wrap(stream, &bytes).into()))
+            .await
+            .expect("ws feed");
+        sink.feed(Message::Close(None))
+            .await
+            .expect("ws feed close");
+        let _ = sink.flush().await;
+    }
+
     pub async fn close(self) {
         match self.inner {
             RawInner::Ws(mut sink) => {
