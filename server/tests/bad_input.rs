@@ -331,11 +331,9 @@ async fn a_flood_is_refused_with_rate_limited_and_nothing_half_done() {
     }
 }
 
-/// Pipelined sends keep their order across a rate-limit refusal: a send after a refused one is
-/// refused too, even once the quota has refilled, until the refused one is resent.
-#[tokio::test]
-async fn a_send_after_a_rate_limited_one_waits_for_it() {
-    let dir = tempfile::tempdir().unwrap();
+/// A server that lets a user send 3 messages at once and 10 a second, and that user's peer,
+/// joined (stream 1) to a room of theirs.
+async fn rate_limited_peer(dir: &tempfile::TempDir) -> (TestServer, RawPeer) {
     let server = TestServer::start_with_config(
         &dir.path().join("data"),
         "messages_per_second = 10\nmessage_burst = 3\n",
@@ -346,6 +344,15 @@ async fn a_send_after_a_rate_limited_one_waits_for_it() {
     let mut peer = RawPeer::websocket(&server).await;
     peer.hello(&token).await;
     peer.join(1, room, None).await;
+    (server, peer)
+}
+
+/// Pipelined sends keep their order across a rate-limit refusal: a send after a refused one is
+/// refused too, even once the quota has refilled, until the refused one is resent.
+#[tokio::test]
+async fn a_send_after_a_rate_limited_one_waits_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, mut peer) = rate_limited_peer(&dir).await;
     let send = |client_id: u64| ClientFrame::Send {
         client_id,
         body: format!("m{client_id}"),
@@ -395,16 +402,7 @@ async fn a_send_after_a_rate_limited_one_waits_for_it() {
 #[tokio::test]
 async fn a_refused_send_refused_again_for_another_reason_releases_the_sends_behind_it() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start_with_config(
-        &dir.path().join("data"),
-        "messages_per_second = 10\nmessage_burst = 3\n",
-    );
-    let api = server.api();
-    let token = api.signup("pipeliner").await;
-    let room = api.create_room(&token, "lobby").await;
-    let mut peer = RawPeer::websocket(&server).await;
-    peer.hello(&token).await;
-    peer.join(1, room, None).await;
+    let (_server, mut peer) = rate_limited_peer(&dir).await;
     for id in 1..=4 {
         let body = format!("m{id}");
         peer.send(
