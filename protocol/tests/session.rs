@@ -1393,7 +1393,8 @@ fn joins_go_out_behind_hello_and_what_overtakes_welcome_waits_for_it() {
         [join_frame(E, None), (conv(E), ClientFrame::Leave)]
     );
 
-    // C's stream overtakes Welcome (another QUIC stream): held, applied after Welcome.
+    // C's stream overtakes Welcome (a server need not keep that order): held, applied after
+    // Welcome.
     s.on_frame(conv(C), joined(C, 1, 2, 0), 2);
     s.on_frame(conv(C), ServerFrame::Message(msg(C, 1)), 2);
     s.on_frame(conv(C), ServerFrame::Message(msg(C, 2)), 2);
