@@ -358,3 +358,18 @@ pub enum ServerFrame {
         seq: u64,
     },
 }
+
+/// `ServerFrame::Message` of a borrowed message: it serializes exactly as the owned frame does,
+/// so a server can encode what it holds without cloning it first.
+pub struct MessageFrame<'a>(pub &'a ChatMessage);
+
+/// `ServerFrame::Message`'s index among the frame's variants, as its derived `Serialize`
+/// numbers it (variants are only ever appended, so it stays; the test
+/// `a_borrowed_message_frame_encodes_as_the_owned_one` checks it).
+const MESSAGE_VARIANT: u32 = 3;
+
+impl Serialize for MessageFrame<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_newtype_variant("ServerFrame", MESSAGE_VARIANT, "Message", self.0)
+    }
+}

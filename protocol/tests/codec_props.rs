@@ -6,6 +6,7 @@ use proptest::prelude::*;
 use quibble_protocol::codec::{self, Decoder, write_varint};
 use quibble_protocol::limits::MAX_FRAME_LEN;
 use quibble_protocol::mux::{self, Envelope};
+use quibble_protocol::wire::MessageFrame;
 use quibble_protocol::{
     ChatMessage, ClientFrame, ConversationId, Cursor, ErrorCode, ServerFrame, UserId,
 };
@@ -172,6 +173,14 @@ proptest! {
             codec::encode_into(f, &mut wire).unwrap();
         }
         prop_assert_eq!(decode_chunked::<ServerFrame>(&wire, &chunks).unwrap(), frames);
+    }
+
+    #[test]
+    fn a_borrowed_message_frame_encodes_as_the_owned_one(m in message()) {
+        prop_assert_eq!(
+            codec::encode(&MessageFrame(&m)).unwrap(),
+            codec::encode(&ServerFrame::Message(m.clone())).unwrap()
+        );
     }
 
     #[test]

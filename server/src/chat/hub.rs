@@ -37,12 +37,12 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use quibble_protocol::wire::MessageFrame;
 use quibble_protocol::{
     ChatMessage, ConversationId, MODERATION_VERSION, STREAM_ACTIVITY_VERSION, ServerFrame, UserId,
 };
 
 use bytes::Bytes;
-use serde::{Serialize, Serializer};
 
 use crate::chat::congestion::{Congestion, Policy, Reader, Tally};
 use crate::chat::outbound::{ConnectionKey, LiveTx, SendError};
@@ -405,20 +405,6 @@ fn encode_message(message: &ChatMessage) -> Bytes {
         Ok(bytes) => Bytes::from(bytes),
         // Too large (never for a stored message): the owned path logs it and sends the error.
         Err(_) => encode_frame(&ServerFrame::Message(message.clone())),
-    }
-}
-
-/// Serializes as `ServerFrame::Message` does (a newtype variant around the message).
-struct MessageFrame<'a>(&'a ChatMessage);
-
-/// `ServerFrame::Message`'s index among the frame's variants, as its derived `Serialize`
-/// numbers it (variants are only ever appended, so it stays; the test
-/// `a_borrowed_message_encodes_as_the_owned_frame` checks it).
-const MESSAGE_VARIANT: u32 = 3;
-
-impl Serialize for MessageFrame<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_newtype_variant("ServerFrame", MESSAGE_VARIANT, "Message", self.0)
     }
 }
 
