@@ -99,7 +99,7 @@ pub struct Limits {
     /// reads nothing.
     pub http_write_timeout: Duration,
     /// Messages one (non-admin) user may delete per hour, sustained, and in a burst: each
-    /// deletion makes the store overwrite the free pages of its file (`store::scrub`).
+    /// deletion makes the store overwrite the free pages of its file (`store::redb::scrub`).
     pub deletes_per_hour: u32,
     pub delete_burst: u32,
     // Overload: ingress backpressure (`chat::congestion`).

@@ -1,6 +1,6 @@
 //! `GET /api/conversations`: the caller's conversation list — every room they are in and every
 //! DM — most recent activity first, in pages. Each entry has the head seq, the caller's read
-//! and delivered cursors, the unread count and the last message (see `crate::store::summaries`).
+//! and delivered cursors, the unread count and the last message (see `crate::store::redb::summaries`).
 //!
 //! `GET /api/conversations/{id}/receipts`: the members' cursors of a conversation the caller
 //! may read (for "seen by"), at most [`MAX_RECEIPTS`] members, leaving out those the caller

@@ -1,92 +1,34 @@
-//! The embedded store: one redb file holding users, sessions, rooms and message history.
+//! The store: everything durable — users and sessions, rooms and membership, message history,
+//! receipts, friends and DMs, blocks, moderation and its audit log — behind one handle,
+//! [`Store`], whatever engine holds it.
 //!
-//! [`Store`] is a cheap, cloneable handle. Writes become requests to the single writer thread
-//! ([`writer`]), which group-commits everything queued into one fsynced transaction and answers
-//! each request only once its effect is durable.
+//! Engines: [`redb`] (embedded, one file; the single machine's default). The rest of the
+//! server sees only [`Store`] and the engine-neutral records and errors re-exported here; each
+//! engine keeps its own layout, transactions and write path, and guarantees what each method's
+//! doc says (durable before it answers; seqs per conversation gap-free and increasing; a
+//! resent `(author, client_id)` answered with the original; refusals change nothing).
 //!
-//! Reads are async too, and never run on the async worker threads: redb reads are blocking
-//! (page reads from the file, B-tree walks), so [`Store::read`] runs each one, in its own MVCC
-//! read transaction (it never waits for the writer), on tokio's blocking pool. At most
-//! [`MAX_CONCURRENT_READS`] run at once; more wait for a permit (asynchronously), so a burst of
-//! requests cannot queue unbounded work there; the binary also caps the pool's threads, since a
-//! thread returns to the pool only after its job released the permit, so the semaphore alone
-//! let bursts spawn extra threads. This was chosen over a dedicated reader pool because the
-//! blocking pool already exists, and idle threads leave it after a while. The exception: two of
-//! a connection's setup reads (the token check, a plain join's view) are a few bounded lookups
-//! on hot pages and run on the calling task ([`setup_views`] says why).
-//!
-//! Memory: redb's page cache is sized at open ([`Store::open`]'s `cache_bytes`, the
-//! `store_cache_mb` setting); redb's own default (1 GiB) made the server's memory grow with the
-//! data file.
-//!
-//! This module owns the handle, opening (schema check, migration, epoch), closing, reads, and
-//! the error type. The data lives in [`tables`] (layout) and [`records`] (value encoding); older
-//! files are brought up to date by [`migrate`]; the operations are split by subject into
-//! [`accounts`] (users and sessions), [`rooms`], [`messages`] (with deletion, whose erasure from
-//! the file is [`scrub`]'s), [`membership`], [`cursors`]
-//! (receipts), [`friends`] (friendships, requests and DMs), [`summaries`] (the conversation
-//! list), [`last_seen`] (presence's "last seen") and [`blocks`] (who blocks whom); what a
-//! connection's setup reads, one transaction each, is composed in [`setup_views`]; moderation
-//! is in [`bans`], [`ip_bans`] and [`audit`] (roles are in [`accounts`]).
+//! Design: [`Store`] is an enum of engines dispatched with a `match` per method, not a trait
+//! object: no allocation or indirect call per store call on the send path, and a method whose
+//! engines disagree in shape fails to compile rather than at run time.
 
-mod accounts;
-mod append_tables;
-mod batch_appends;
-mod blocks;
-mod cursors;
-mod friends;
-mod last_seen;
-mod membership;
-mod messages;
-mod migrate;
-mod records;
-mod rooms;
-mod scrub;
-mod setup_views;
-mod summaries;
-mod tables;
-mod writer;
-// Moderation.
-mod audit;
-mod bans;
-mod ip_bans;
-
-#[cfg(test)]
-mod commit_tests;
-#[cfg(test)]
-mod moderation_tests;
-#[cfg(test)]
-mod tests;
+mod redb;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
 
-use quibble_protocol::wire::ChatMessage;
-use redb::{Database, ReadTransaction, ReadableDatabase, TableError};
-use tokio::sync::Semaphore;
-use tokio::sync::{mpsc, oneshot};
+use ipnet::IpNet;
+use quibble_protocol::wire::{ChatMessage, ConversationId, UserId};
+use tokio::sync::oneshot;
 
-pub use accounts::RoleChange;
-pub use accounts::{Role, User};
-pub use audit::{Actor, AuditAction, AuditEntry, AuditPage, OPERATOR};
-pub use bans::{Ban, Unbanned};
-pub use blocks::{BlockEntry, Blocked, MAX_BLOCKS};
-pub use cursors::{Cursors, MemberCursors};
-pub use friends::{Added, FriendEntry, FriendState, Removed};
-pub use ip_bans::{IpBan, MAX_IP_BANS};
-pub use membership::ConversationKind;
-pub use messages::{Appended, Deletion};
-pub use rooms::{Room, RoomEntry, RoomPage};
-pub use setup_views::{JoinView, WelcomeView};
-pub use summaries::{LastMessage, PREVIEW_CHARS, Summary};
-pub use writer::CommitCounts;
+use crate::auth::TokenHash;
 
-use tables::{
-    META, META_CLOCK_MS, META_EPOCH, META_SCHEMA_VERSION, META_SCRUB_OWED, SCHEMA_VERSION,
-    WriteTables,
+pub use self::redb::{
+    Actor, Added, Appended, AuditAction, AuditEntry, AuditPage, Ban, BlockEntry, Blocked,
+    CommitCounts, ConversationKind, Cursors, Deletion, FriendEntry, FriendState, IpBan, JoinView,
+    LastMessage, MAX_BLOCKS, MAX_CONCURRENT_READS, MAX_IP_BANS, MemberCursors, OPERATOR,
+    PREVIEW_CHARS, Removed, Role, RoleChange, Room, RoomEntry, RoomPage, Summary, Unbanned, User,
+    WelcomeView,
 };
-use writer::{Reply, Request};
 
 /// A write the writer has queued; resolves once it is committed (or failed).
 pub struct Pending<T>(oneshot::Receiver<Result<T, StoreError>>);
@@ -107,19 +49,8 @@ impl<T> std::future::Future for Pending<T> {
 /// Called once per committed batch with what it appended, in commit order: each newly appended
 /// message, and each deletion as the message's tombstone ([`ChatMessage::is_deleted`]; a real
 /// message never has an empty body); after the commit is durable and before the requesters hear
-/// back (see [`Store::open`]). Never called with an empty slice.
+/// back (see [`Redb::open`]). Never called with an empty slice.
 pub type CommitHook = Box<dyn Fn(&[ChatMessage]) + Send + Sync>;
-
-/// How many write requests may wait for the writer before senders wait too. A full queue is
-/// one batch (one fsync), so it is also the largest batch: with many conversations each commit
-/// copies a few pages per conversation it touches, whatever the number of messages, so larger
-/// batches give more messages per fsync. Memory: at most this many bodies of
-/// `MAX_BODY_LEN` (4 KiB) wait, 64 MiB at worst (a batch's text is capped lower, see
-/// [`writer`]).
-const QUEUE_CAPACITY: usize = 16_384;
-
-/// How many reads run on the blocking pool at once; more wait for a turn.
-pub const MAX_CONCURRENT_READS: usize = 8;
 
 /// Errors of the store. Cloneable, so one failed commit can answer every request of its batch.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -196,57 +127,26 @@ impl StoreError {
     }
 }
 
-macro_rules! from_redb_errors {
-    ($($error:ty),* $(,)?) => {
-        $(impl From<$error> for StoreError {
-            fn from(e: $error) -> Self {
-                StoreError::Db(e.to_string())
-            }
-        })*
-    };
-}
-
-from_redb_errors!(
-    redb::Error,
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError,
-    redb::SetDurabilityError,
-);
-
-/// A handle to the store; clones share one database and one writer thread.
+/// A handle to the store; clones share one engine (one database, one writer).
 #[derive(Clone)]
 pub struct Store {
-    inner: Arc<Inner>,
+    engine: Engine,
 }
 
-struct Inner {
-    db: Arc<Database>,
-    epoch: u64,
-    /// One permit per read running on the blocking pool.
-    readers: Arc<Semaphore>,
-    /// The reads running, for the deletion scrub's barrier.
-    reads: Arc<scrub::Reads>,
-    /// What the writer has committed.
-    counters: Arc<writer::Counters>,
-    /// The way to the writer; `None` once [`Store::close`] has begun.
-    sender: Mutex<Option<mpsc::Sender<Request>>>,
-    /// The writer thread, until someone joins it.
-    writer: tokio::sync::Mutex<Option<JoinHandle<()>>>,
+/// The engine behind a [`Store`].
+#[derive(Clone)]
+enum Engine {
+    Redb(self::redb::Redb),
 }
 
 impl Store {
-    /// Opens (creating if needed) the redb file at `path` with a page cache of at most
-    /// `cache_bytes`; starts the writer thread.
+    /// Opens (creating if needed) the embedded store: the redb file at `path` with a page cache
+    /// of at most `cache_bytes`, and its writer thread.
     ///
-    /// `on_commit` is called by the store's writer or completer thread (see [`writer`]), after
-    /// each commit is durable, once per commit with its newly appended messages (in seq order
-    /// per conversation) and deletions (the tombstones), in commit order, BEFORE the
-    /// requesters' futures complete. While the completer runs it the writer commits the next
-    /// batch, but at most a couple of batches wait for it: keep it short and non-blocking. A
-    /// panic in it is caught and logged.
+    /// `on_commit` is called after each commit is durable, once per commit with its newly
+    /// appended messages (in seq order per conversation) and deletions (the tombstones), in
+    /// commit order, BEFORE the requesters' futures complete; keep it short and non-blocking.
+    /// A panic in it is caught and logged.
     ///
     /// A file of an older schema version is migrated (in one transaction: all or nothing); a
     /// file of a newer or unknown version is refused with [`StoreError::Schema`] and left
@@ -256,169 +156,636 @@ impl Store {
         cache_bytes: usize,
         on_commit: CommitHook,
     ) -> Result<Store, StoreError> {
-        let db = Database::builder()
-            .set_cache_size(cache_bytes)
-            .create(path)
-            .map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse,
-                other => other.into(),
-            })?;
-        if let Some(found) = stored_schema(&db)? {
-            migrate::to_current(&db, found)?;
-        }
-        let (epoch, clock_ms, scrub_owed) = initialize(&db)?;
-        let db = Arc::new(db);
-        let reads = Arc::new(scrub::Reads::default());
-        let scrubber = scrub::Scrubber::new(path, Arc::clone(&reads), scrub_owed);
-        let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
-        let counters = Arc::new(writer::Counters::default());
-        let writer = writer::spawn(
-            Arc::clone(&db),
-            receiver,
-            on_commit,
-            clock_ms,
-            scrubber,
-            Arc::clone(&counters),
-        )?;
         Ok(Store {
-            inner: Arc::new(Inner {
-                db,
-                epoch,
-                readers: Arc::new(Semaphore::new(MAX_CONCURRENT_READS)),
-                reads,
-                counters,
-                sender: Mutex::new(Some(sender)),
-                writer: tokio::sync::Mutex::new(Some(writer)),
-            }),
+            engine: Engine::Redb(self::redb::Redb::open(path, cache_bytes, on_commit)?),
         })
     }
 
-    /// The store's epoch: a random non-zero number made when the file was created, stable
+    /// The store's epoch: a random non-zero number made when the store was created, stable
     /// across reopening. Resume cursors from another epoch are void.
     pub fn epoch(&self) -> u64 {
-        self.inner.epoch
+        match &self.engine {
+            Engine::Redb(s) => s.epoch(),
+        }
     }
 
     /// What the writer has committed since the store was opened.
     pub fn commit_counts(&self) -> CommitCounts {
-        self.inner.counters.get()
+        match &self.engine {
+            Engine::Redb(s) => s.commit_counts(),
+        }
     }
 
-    /// Stop accepting writes, finish queued ones, commit, and join the writer thread.
+    /// Stop accepting writes, finish queued ones, commit, and stop the writer.
     ///
     /// Writes after (or racing with) `close` fail with [`StoreError::Closed`]; reads keep
-    /// working. The file itself is closed when the last handle is dropped.
+    /// working.
     pub async fn close(&self) {
-        drop(
-            self.inner
-                .sender
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take(),
-        );
-        // Concurrent closers wait here until the first one has joined the thread.
-        let mut writer = self.inner.writer.lock().await;
-        if let Some(handle) = writer.take() {
-            match tokio::task::spawn_blocking(move || handle.join()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => tracing::error!("the store writer thread panicked"),
-                Err(e) => tracing::error!(error = %e, "could not join the store writer thread"),
+        match &self.engine {
+            Engine::Redb(s) => s.close().await,
+        }
+    }
+
+    /// Creates an account, as a [`Role::User`]. [`StoreError::NameTaken`] if the username,
+    /// compared case-insensitively, exists. The caller validates the username and hashes the
+    /// password.
+    pub async fn create_user(
+        &self,
+        username: &str,
+        password_phc: String,
+    ) -> Result<User, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.create_user(username, password_phc).await,
+        }
+    }
+
+    /// Records a session: `token` (a hash) belongs to `user` until `expires_at_ms`.
+    /// [`StoreError::Banned`] while the user is banned; [`StoreError::NotFound`] without such a
+    /// user.
+    pub async fn create_session(
+        &self,
+        token: TokenHash,
+        user: UserId,
+        expires_at_ms: u64,
+    ) -> Result<(), StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.create_session(token, user, expires_at_ms).await,
+        }
+    }
+
+    /// [`Store::create_session`] for a login that verified the password `verified_phc`:
+    /// refused with [`StoreError::PasswordChanged`] if the account's password changed since.
+    pub async fn create_login_session(
+        &self,
+        token: TokenHash,
+        user: UserId,
+        expires_at_ms: u64,
+        verified_phc: String,
+    ) -> Result<(), StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => {
+                s.create_login_session(token, user, expires_at_ms, verified_phc)
+                    .await
             }
         }
     }
 
-    /// Sends a request to the writer and waits for its answer, which comes after the commit.
-    async fn request<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, StoreError> {
-        self.submit(make).await?.await
-    }
-
-    /// Queues a request with the writer (waiting only for room in its queue) and returns the
-    /// answer to come. Requests are applied in the order they were queued.
-    async fn submit<T>(
+    /// Sets the role of the user called `username` (compared case-insensitively), as `actor`,
+    /// and audits a change. [`StoreError::NotFound`] without such a user,
+    /// [`StoreError::NotAdmin`] if a user actor is no longer an admin.
+    pub async fn set_role(
         &self,
-        make: impl FnOnce(Reply<T>) -> Request,
-    ) -> Result<Pending<T>, StoreError> {
-        let sender = self
-            .inner
-            .sender
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-            .ok_or(StoreError::Closed)?;
-        let (reply, answer) = oneshot::channel();
-        sender
-            .send(make(reply))
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        Ok(Pending(answer))
-    }
-
-    /// Runs `read` in a read transaction on the latest committed state, on the blocking pool
-    /// (see the module doc), and returns its result.
-    async fn read<T: Send + 'static>(
-        &self,
-        read: impl FnOnce(&ReadTransaction) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let permit = Arc::clone(&self.inner.readers)
-            .acquire_owned()
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        let db = Arc::clone(&self.inner.db);
-        let reads = Arc::clone(&self.inner.reads);
-        tokio::task::spawn_blocking(move || {
-            // Held until the read is done, even if the caller stops waiting.
-            let _permit = permit;
-            let _running = reads.begin();
-            let txn = db.begin_read()?;
-            read(&txn)
-        })
-        .await
-        .map_err(|e| StoreError::Db(format!("a read task failed: {e}")))?
-    }
-}
-
-/// The schema version recorded in the file; `None` for a new file (no `meta` table or no
-/// version yet). Reads only.
-fn stored_schema(db: &Database) -> Result<Option<u64>, StoreError> {
-    let txn = db.begin_read()?;
-    let meta = match txn.open_table(META) {
-        Ok(meta) => meta,
-        Err(TableError::TableDoesNotExist(_)) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    Ok(meta.get(META_SCHEMA_VERSION)?.map(|v| v.value()))
-}
-
-/// Creates the missing tables and, on a new file, records the schema version and a fresh epoch.
-/// Returns the epoch, the writer's last handed-out timestamp, and whether a scrub is owed.
-fn initialize(db: &Database) -> Result<(u64, u64, bool), StoreError> {
-    let txn = db.begin_write()?;
-    let (epoch, clock_ms, scrub_owed) = {
-        let mut tables = WriteTables::open(&txn)?;
-        if tables.meta_get(META_SCHEMA_VERSION)?.is_none() {
-            tables.meta.insert(META_SCHEMA_VERSION, SCHEMA_VERSION)?;
-            tables.meta.insert(META_EPOCH, new_epoch())?;
+        actor: Actor,
+        username: &str,
+        role: Role,
+    ) -> Result<RoleChange, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.set_role(actor, username, role).await,
         }
-        accounts::backfill_indexes(&mut tables)?;
-        let epoch = tables
-            .meta_get(META_EPOCH)?
-            .ok_or_else(|| StoreError::Corrupt("the epoch is missing".into()))?;
-        (
-            epoch,
-            tables.meta_get(META_CLOCK_MS)?.unwrap_or(0),
-            tables.meta_get(META_SCRUB_OWED)?.is_some(),
-        )
-    };
-    txn.commit()?;
-    Ok((epoch, clock_ms, scrub_owed))
-}
+    }
 
-/// A random non-zero epoch.
-fn new_epoch() -> u64 {
-    loop {
-        let epoch: u64 = rand::random();
-        if epoch != 0 {
-            return epoch;
+    /// Replaces the password of `user`, whose current password the caller verified as
+    /// `verified_phc`, with `new_phc`; revokes every session of the user and records `token`
+    /// as their one new session until `expires_at_ms`. [`StoreError::PasswordChanged`] if the
+    /// password changed since it was verified, [`StoreError::Banned`] if the user is banned
+    /// (nothing is written).
+    pub async fn change_password(
+        &self,
+        user: UserId,
+        verified_phc: String,
+        new_phc: String,
+        token: TokenHash,
+        expires_at_ms: u64,
+    ) -> Result<(), StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => {
+                s.change_password(user, verified_phc, new_phc, token, expires_at_ms)
+                    .await
+            }
+        }
+    }
+
+    /// Whether any user is an admin.
+    pub async fn has_admin(&self) -> Result<bool, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.has_admin().await,
+        }
+    }
+
+    /// The hashes of every session token of `user` (expired ones included, until revoked).
+    pub async fn sessions_of(&self, user: UserId) -> Result<Vec<TokenHash>, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.sessions_of(user).await,
+        }
+    }
+
+    /// Revokes a session; whether it existed.
+    pub async fn delete_session(&self, token: TokenHash) -> Result<bool, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.delete_session(token).await,
+        }
+    }
+
+    /// The user with id `id`.
+    pub async fn user(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.user(id).await,
+        }
+    }
+
+    /// The user called `username`, compared case-insensitively.
+    pub async fn user_by_name(&self, username: &str) -> Result<Option<User>, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.user_by_name(username).await,
+        }
+    }
+
+    /// The user a session token belongs to; `None` if there is no such session, it has expired
+    /// (`expires_at_ms <= now_ms`), or its user is gone.
+    pub async fn session_user(
+        &self,
+        token: &TokenHash,
+        now_ms: u64,
+    ) -> Result<Option<User>, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.session_user(token, now_ms).await,
+        }
+    }
+
+    /// Up to `limit` entries with ids below `before` (all, without it), newest first.
+    pub async fn audit_page(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<AuditPage, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.audit_page(before, limit).await,
+        }
+    }
+
+    /// Bans the user called `username` as `actor`, for `duration_ms` (`None`: until lifted),
+    /// replacing any earlier ban; revokes all their sessions and audits it. The caller checks
+    /// the reason. [`StoreError::NotFound`] without such a user, [`StoreError::TargetIsAdmin`]
+    /// for an admin, [`StoreError::NotAdmin`] if a user actor is no longer an admin.
+    pub async fn ban_user(
+        &self,
+        actor: Actor,
+        username: &str,
+        reason: &str,
+        duration_ms: Option<u64>,
+    ) -> Result<Ban, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.ban_user(actor, username, reason, duration_ms).await,
+        }
+    }
+
+    /// Lifts the ban of the user called `username`, as `actor`; audited when a ban was active.
+    pub async fn unban_user(&self, actor: Actor, username: &str) -> Result<Unbanned, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.unban_user(actor, username).await,
+        }
+    }
+
+    /// The bans active at `now_ms`, by user id, at most `limit`.
+    pub async fn active_bans(&self, now_ms: u64, limit: usize) -> Result<Vec<Ban>, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.active_bans(now_ms, limit).await,
+        }
+    }
+
+    /// The ban of `user` active at `now_ms`, if any.
+    pub async fn ban_of(&self, user: UserId, now_ms: u64) -> Result<Option<Ban>, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.ban_of(user, now_ms).await,
+        }
+    }
+
+    /// `blocker` blocks `blocked`, ending any friendship or request between them.
+    /// [`StoreError::NotFound`] if `blocked` does not exist, [`StoreError::TooMany`] past
+    /// [`MAX_BLOCKS`]. The caller refuses `blocker == blocked`.
+    pub async fn block(&self, blocker: UserId, blocked: UserId) -> Result<Blocked, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.block(blocker, blocked).await,
+        }
+    }
+
+    /// `blocker` stops blocking `blocked`; `Ok(false)` if they did not.
+    pub async fn unblock(&self, blocker: UserId, blocked: UserId) -> Result<bool, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.unblock(blocker, blocked).await,
+        }
+    }
+
+    /// Whether `blocker` blocks `blocked`.
+    pub async fn blocks(&self, blocker: UserId, blocked: UserId) -> Result<bool, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.blocks(blocker, blocked).await,
+        }
+    }
+
+    /// The users `blocker` blocks, ascending by id (at most [`MAX_BLOCKS`]).
+    pub async fn blocked_users(&self, blocker: UserId) -> Result<Vec<UserId>, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.blocked_users(blocker).await,
+        }
+    }
+
+    /// `blocker`'s block list with names, ascending by user id, read in one transaction.
+    pub async fn block_list(&self, blocker: UserId) -> Result<Vec<BlockEntry>, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.block_list(blocker).await,
+        }
+    }
+
+    /// Moves `user`'s cursors in `conversation` forwards to `delivered` and `read` (each
+    /// clamped to the head, neither ever moving back) and returns the stored cursors.
+    /// [`StoreError::NotFound`] if there is no such conversation. The caller checks access.
+    pub async fn advance_cursors(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+        delivered: u64,
+        read: u64,
+    ) -> Result<Cursors, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.advance_cursors(user, conversation, delivered, read).await,
+        }
+    }
+
+    /// `user`'s cursors in `conversation` (zero when never reported).
+    pub async fn cursors(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+    ) -> Result<Cursors, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.cursors(user, conversation).await,
+        }
+    }
+
+    /// The cursors of up to `limit` members of `conversation` (in ascending user id order),
+    /// read in one transaction.
+    pub async fn member_cursors(
+        &self,
+        conversation: ConversationId,
+        limit: usize,
+    ) -> Result<Vec<MemberCursors>, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.member_cursors(conversation, limit).await,
+        }
+    }
+
+    /// `user` adds `other`: a request, or an acceptance if `other` asked first (which makes
+    /// their DM on first friendship). [`StoreError::NotFound`] if `other` does not exist,
+    /// [`StoreError::Blocked`] if either blocks the other, [`StoreError::TooMany`] if either
+    /// has no room for another entry. The caller refuses
+    /// `user == other`.
+    pub async fn add_friend(&self, user: UserId, other: UserId) -> Result<Added, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.add_friend(user, other).await,
+        }
+    }
+
+    /// `user` removes `other`: declines, cancels or unfriends.
+    pub async fn remove_friend(&self, user: UserId, other: UserId) -> Result<Removed, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.remove_friend(user, other).await,
+        }
+    }
+
+    /// How `user` stands with `other`, if at all.
+    pub async fn friend_state(
+        &self,
+        user: UserId,
+        other: UserId,
+    ) -> Result<Option<FriendState>, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.friend_state(user, other).await,
+        }
+    }
+
+    /// `user`'s friends and requests, in ascending user id order (at most
+    /// [`MAX_FRIEND_ENTRIES`]), with names and DMs, read in one transaction.
+    pub async fn friends(&self, user: UserId) -> Result<Vec<FriendEntry>, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.friends(user).await,
+        }
+    }
+
+    /// The DM conversation of `a` and `b`, if it was ever made.
+    pub async fn dm_between(
+        &self,
+        a: UserId,
+        b: UserId,
+    ) -> Result<Option<ConversationId>, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.dm_between(a, b).await,
+        }
+    }
+
+    /// Bans `network` (made canonical) as `actor` for `duration_ms` (`None`: until removed),
+    /// replacing an earlier ban of the same network; audited. The caller checks the reason.
+    /// [`StoreError::TooMany`] when [`MAX_IP_BANS`] unexpired bans exist.
+    pub async fn add_ip_ban(
+        &self,
+        actor: Actor,
+        network: IpNet,
+        reason: &str,
+        duration_ms: Option<u64>,
+    ) -> Result<IpBan, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.add_ip_ban(actor, network, reason, duration_ms).await,
+        }
+    }
+
+    /// Removes the ban of `network` (made canonical), as `actor`; whether there was one
+    /// (audited then).
+    pub async fn remove_ip_ban(&self, actor: Actor, network: IpNet) -> Result<bool, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.remove_ip_ban(actor, network).await,
+        }
+    }
+
+    /// Every IP ban active at `now_ms`, ordered by network text.
+    pub async fn active_ip_bans(&self, now_ms: u64) -> Result<Vec<IpBan>, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.active_ip_bans(now_ms).await,
+        }
+    }
+
+    /// Records that `user` was last online at `at_ms` (an earlier time than the stored one
+    /// changes nothing).
+    pub async fn record_last_seen(&self, user: UserId, at_ms: u64) -> Result<(), StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.record_last_seen(user, at_ms).await,
+        }
+    }
+
+    /// When each of `users` was last online, for those ever recorded.
+    pub async fn last_seen(&self, users: Vec<UserId>) -> Result<Vec<(UserId, u64)>, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.last_seen(users).await,
+        }
+    }
+
+    /// Puts `user` in the room `room`; `Ok(true)` if newly joined, `Ok(false)` if already in.
+    /// [`StoreError::NotFound`] if there is no such room (a DM cannot be joined),
+    /// [`StoreError::TooMany`] past [`MAX_MEMBERSHIPS`].
+    pub async fn join_room(&self, user: UserId, room: ConversationId) -> Result<bool, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.join_room(user, room).await,
+        }
+    }
+
+    /// Takes `user` out of the room `room`; `Ok(false)` if they were not in it.
+    /// [`StoreError::NotFound`] if `room` is not a room (DMs cannot be left).
+    pub async fn leave_room(&self, user: UserId, room: ConversationId) -> Result<bool, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.leave_room(user, room).await,
+        }
+    }
+
+    /// Whether `user` is in `conversation`.
+    pub async fn is_member(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+    ) -> Result<bool, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.is_member(user, conversation).await,
+        }
+    }
+
+    /// The conversations `user` is in, in ascending id order (at most [`MAX_MEMBERSHIPS`]).
+    pub async fn memberships(&self, user: UserId) -> Result<Vec<ConversationId>, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.memberships(user).await,
+        }
+    }
+
+    /// What `conversation` is, or `None` if there is no such conversation.
+    pub async fn conversation_kind(
+        &self,
+        conversation: ConversationId,
+    ) -> Result<Option<ConversationKind>, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.conversation_kind(conversation).await,
+        }
+    }
+
+    /// Appends a message to `conversation` with the next seq, and answers once it is durable
+    /// (after the commit hook has seen it). [`StoreError::NotFound`] if there is no such
+    /// conversation (room or DM). Whether the author may send there is the caller's question
+    /// (`crate::access`).
+    ///
+    /// A repeat of an earlier `(author, conversation, client_id)` stores nothing, does not call
+    /// the hook, and returns the original message with `duplicate: true`. The same client id
+    /// in another conversation is a different message.
+    pub async fn append(
+        &self,
+        conversation: ConversationId,
+        author: UserId,
+        author_name: &str,
+        client_id: u64,
+        body: &str,
+    ) -> Result<Appended, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => {
+                s.append(conversation, author, author_name, client_id, body)
+                    .await
+            }
+        }
+    }
+
+    /// Queue an append and return its commit to await later. Appends one caller queues are
+    /// applied (and given seqs) in the order queued, so a sender can pipeline its messages.
+    pub async fn queue_append(
+        &self,
+        conversation: ConversationId,
+        author: UserId,
+        author_name: &str,
+        client_id: u64,
+        body: &str,
+    ) -> Result<Pending<Appended>, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => {
+                s.queue_append(conversation, author, author_name, client_id, body)
+                    .await
+            }
+        }
+    }
+
+    /// The highest seq of `conversation`; 0 when it has no messages.
+    pub async fn head(&self, conversation: ConversationId) -> Result<u64, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.head(conversation).await,
+        }
+    }
+
+    /// Up to `limit` messages with seq > `after_seq`, ascending.
+    pub async fn messages_after(
+        &self,
+        conversation: ConversationId,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.messages_after(conversation, after_seq, limit).await,
+        }
+    }
+
+    /// The `limit` newest messages with seq < `before_seq`, ascending.
+    pub async fn messages_before(
+        &self,
+        conversation: ConversationId,
+        before_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.messages_before(conversation, before_seq, limit).await,
+        }
+    }
+
+    /// The message `(conversation, seq)`, if stored (a tombstone once deleted).
+    pub async fn message(
+        &self,
+        conversation: ConversationId,
+        seq: u64,
+    ) -> Result<Option<ChatMessage>, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.message(conversation, seq).await,
+        }
+    }
+
+    /// Deletes the message `(conversation, seq)`: its record becomes the tombstone, the
+    /// deletion is indexed, and the commit hook gets the tombstone. Answers once the old body
+    /// is also erased from the file's free pages ([`super::scrub`]). Deleting a tombstone again
+    /// changes nothing. [`StoreError::NotFound`] if there is no such message. Who may delete is
+    /// the caller's question (`crate::access::may_delete`); `moderator` is the admin deleting
+    /// someone else's message, recorded in the audit log with the deletion.
+    pub async fn delete_message(
+        &self,
+        conversation: ConversationId,
+        seq: u64,
+        moderator: Option<Actor>,
+    ) -> Result<Deletion, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.delete_message(conversation, seq, moderator).await,
+        }
+    }
+
+    /// The seqs of deleted messages of `conversation` in `(up_to - window, up_to]`, ascending;
+    /// the `limit` highest when there are more.
+    pub async fn deletions_up_to(
+        &self,
+        conversation: ConversationId,
+        up_to: u64,
+        window: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.deletions_up_to(conversation, up_to, window, limit).await,
+        }
+    }
+
+    /// Creates a room named `name` (the caller normalizes it), with its creator as its first
+    /// member. [`StoreError::NameTaken`] if a room whose name looks like it ([`room_name_key`])
+    /// exists, [`StoreError::TooMany`] if the creator is in too many conversations already.
+    pub async fn create_room(&self, name: &str, created_by: UserId) -> Result<Room, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.create_room(name, created_by).await,
+        }
+    }
+
+    /// Up to `limit` rooms with ids above `after` (from the first room if `None`), in
+    /// ascending id order, each with its head seq; read in one transaction.
+    pub async fn rooms_page(
+        &self,
+        after: Option<ConversationId>,
+        limit: usize,
+    ) -> Result<RoomPage, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.rooms_page(after, limit).await,
+        }
+    }
+
+    /// The room with id `id` (the server asks [`Store::conversation_kind`]; tests read the
+    /// record back with this).
+    #[cfg(test)]
+    pub async fn room(&self, id: ConversationId) -> Result<Option<Room>, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.room(id).await,
+        }
+    }
+
+    /// `Hello`'s token check, on the calling task: the user a session token belongs to, as
+    /// [`Store::session_user`] answers it.
+    pub fn hello_user(&self, token: &TokenHash, now_ms: u64) -> Result<Option<User>, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.hello_user(token, now_ms),
+        }
+    }
+
+    /// The user's accepted friends with their last-seen times, conversation summaries and
+    /// blocked users, in one read transaction on the blocking pool.
+    pub async fn welcome_view(&self, user: UserId) -> Result<WelcomeView, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.welcome_view(user).await,
+        }
+    }
+
+    /// `Join`'s reads in one transaction: the conversation's kind (`None`: no such
+    /// conversation), given to `check`, which decides whether `user` may read it; only if it
+    /// may: the membership, the head, and the first `limit` messages after `start(head)`.
+    /// A refusal by `check` is the inner `Err`. On the calling task when `recent` (the batch is
+    /// the conversation's last messages), else on the blocking pool (see the module doc).
+    pub async fn join_view<G, E>(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+        check: impl FnOnce(Option<ConversationKind>) -> Result<G, E> + Send + 'static,
+        start: impl FnOnce(u64) -> u64 + Send + 'static,
+        recent: bool,
+        limit: usize,
+    ) -> Result<Result<JoinView<G>, E>, StoreError>
+    where
+        G: Send + 'static,
+        E: Send + 'static,
+    {
+        match &self.engine {
+            Engine::Redb(s) => {
+                s.join_view(user, conversation, check, start, recent, limit)
+                    .await
+            }
+        }
+    }
+
+    /// Every conversation `user` is in, most recent activity first (ties: higher id first).
+    pub async fn summaries(&self, user: UserId) -> Result<Vec<Summary>, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.summaries(user).await,
+        }
+    }
+
+    /// [`Store::summaries`], and the users `user` blocks (ascending), read in one transaction:
+    /// what a connection needs to start.
+    pub async fn summaries_and_blocks(
+        &self,
+        user: UserId,
+    ) -> Result<(Vec<Summary>, Vec<UserId>), StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.summaries_and_blocks(user).await,
+        }
+    }
+
+    /// `conversation` as `user` sees it, if they are in it.
+    pub async fn summary(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+    ) -> Result<Option<Summary>, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.summary(user, conversation).await,
         }
     }
 }

@@ -3,7 +3,7 @@
 //! login and logout.
 //!
 //! Every account starts as a USER; only an admin or the operator changes a role
-//! ([`Store::set_role`], audited), so no sign-up race makes anyone an admin. [`ADMINS`] indexes
+//! ([`Redb::set_role`], audited), so no sign-up race makes anyone an admin. [`ADMINS`] indexes
 //! the admins and [`USER_SESSIONS`] each user's sessions, so a ban or a password change revokes
 //! all of a user's sessions in the same transaction; both indexes are filled once from older
 //! files ([`backfill_indexes`]). A session is only created while its user is not banned, and
@@ -14,7 +14,7 @@ use quibble_protocol::wire::UserId;
 use redb::{ReadTransaction, ReadableTable};
 use serde::{Deserialize, Serialize};
 
-use super::Store;
+use super::Redb;
 use super::StoreError;
 use super::audit::{self, Actor, AuditAction};
 use super::bans;
@@ -45,7 +45,7 @@ pub struct User {
     pub created_at_ms: u64,
 }
 
-/// What [`Store::set_role`] did.
+/// What [`Redb::set_role`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoleChange {
     /// The user, with their role now.
@@ -54,10 +54,7 @@ pub struct RoleChange {
     pub changed: bool,
 }
 
-impl Store {
-    /// Creates an account, as a [`Role::User`]. [`StoreError::NameTaken`] if the username,
-    /// compared case-insensitively, exists. The caller validates the username and hashes the
-    /// password.
+impl Redb {
     pub async fn create_user(
         &self,
         username: &str,
@@ -72,9 +69,6 @@ impl Store {
         .await
     }
 
-    /// Records a session: `token` (a hash) belongs to `user` until `expires_at_ms`.
-    /// [`StoreError::Banned`] while the user is banned; [`StoreError::NotFound`] without such a
-    /// user.
     pub async fn create_session(
         &self,
         token: TokenHash,
@@ -91,8 +85,6 @@ impl Store {
         .await
     }
 
-    /// [`Store::create_session`] for a login that verified the password `verified_phc`:
-    /// refused with [`StoreError::PasswordChanged`] if the account's password changed since.
     pub async fn create_login_session(
         &self,
         token: TokenHash,
@@ -110,9 +102,6 @@ impl Store {
         .await
     }
 
-    /// Sets the role of the user called `username` (compared case-insensitively), as `actor`,
-    /// and audits a change. [`StoreError::NotFound`] without such a user,
-    /// [`StoreError::NotAdmin`] if a user actor is no longer an admin.
     pub async fn set_role(
         &self,
         actor: Actor,
@@ -129,11 +118,6 @@ impl Store {
         .await
     }
 
-    /// Replaces the password of `user`, whose current password the caller verified as
-    /// `verified_phc`, with `new_phc`; revokes every session of the user and records `token`
-    /// as their one new session until `expires_at_ms`. [`StoreError::PasswordChanged`] if the
-    /// password changed since it was verified, [`StoreError::Banned`] if the user is banned
-    /// (nothing is written).
     pub async fn change_password(
         &self,
         user: UserId,
@@ -153,13 +137,11 @@ impl Store {
         .await
     }
 
-    /// Whether any user is an admin.
     pub async fn has_admin(&self) -> Result<bool, StoreError> {
         self.read(|txn| Ok(txn.open_table(ADMINS)?.first()?.is_some()))
             .await
     }
 
-    /// The hashes of every session token of `user` (expired ones included, until revoked).
     pub async fn sessions_of(&self, user: UserId) -> Result<Vec<TokenHash>, StoreError> {
         self.read(move |txn| {
             let table = txn.open_table(USER_SESSIONS)?;
@@ -172,19 +154,16 @@ impl Store {
         .await
     }
 
-    /// Revokes a session; whether it existed.
     pub async fn delete_session(&self, token: TokenHash) -> Result<bool, StoreError> {
         self.request(|reply| Request::DeleteSession { token, reply })
             .await
     }
 
-    /// The user with id `id`.
     pub async fn user(&self, id: UserId) -> Result<Option<User>, StoreError> {
         self.read(move |txn| load_user(&txn.open_table(USERS)?, id))
             .await
     }
 
-    /// The user called `username`, compared case-insensitively.
     pub async fn user_by_name(&self, username: &str) -> Result<Option<User>, StoreError> {
         let key = fold(username);
         self.read(move |txn| {
@@ -206,8 +185,6 @@ impl Store {
         .await
     }
 
-    /// The user a session token belongs to; `None` if there is no such session, it has expired
-    /// (`expires_at_ms <= now_ms`), or its user is gone.
     pub async fn session_user(
         &self,
         token: &TokenHash,
@@ -220,8 +197,8 @@ impl Store {
 }
 
 // --- issue 9 (setup helper): the token check as a synchronous reader, shared with
-// `Store::hello_user` (store/setup_views.rs), which runs it without the blocking pool.
-/// [`Store::session_user`] within a read transaction.
+// `Redb::hello_user` (store/setup_views.rs), which runs it without the blocking pool.
+/// [`Redb::session_user`] within a read transaction.
 pub(super) fn read_session_user(
     txn: &ReadTransaction,
     token: &TokenHash,
@@ -241,7 +218,7 @@ pub(super) fn read_session_user(
 }
 // --- end issue 9 (setup helper)
 
-/// Writer side of [`Store::create_user`]; refuses before writing anything.
+/// Writer side of [`Redb::create_user`]; refuses before writing anything.
 pub(super) fn create_user(
     tables: &mut WriteTables<'_>,
     now_ms: u64,
@@ -271,7 +248,7 @@ pub(super) fn create_user(
     })
 }
 
-/// Writer side of [`Store::create_session`] and [`Store::create_login_session`]; refuses
+/// Writer side of [`Redb::create_session`] and [`Redb::create_login_session`]; refuses
 /// before writing anything.
 pub(super) fn create_session(
     tables: &mut WriteTables<'_>,
@@ -307,7 +284,7 @@ fn insert_session(
     Ok(())
 }
 
-/// Writer side of [`Store::delete_session`].
+/// Writer side of [`Redb::delete_session`].
 pub(super) fn delete_session(
     tables: &mut WriteTables<'_>,
     token: TokenHash,
@@ -337,7 +314,7 @@ pub(super) fn revoke_sessions(
     Ok(tokens.len())
 }
 
-/// Writer side of [`Store::change_password`]; refuses before writing anything (also a user
+/// Writer side of [`Redb::change_password`]; refuses before writing anything (also a user
 /// banned since they were authenticated).
 pub(super) fn change_password(
     tables: &mut WriteTables<'_>,
@@ -393,7 +370,7 @@ pub(super) fn require_admin(tables: &WriteTables<'_>, actor: Actor) -> Result<()
     }
 }
 
-/// Writer side of [`Store::set_role`]; refuses before writing anything.
+/// Writer side of [`Redb::set_role`]; refuses before writing anything.
 pub(super) fn set_role(
     tables: &mut WriteTables<'_>,
     now_ms: u64,

@@ -22,7 +22,7 @@ use super::cursors::Cursors;
 use super::membership::ConversationKind;
 use super::records::{MessageRecord, RoomRecord, UserRecord, decode};
 use super::tables::{BLOCKS, CURSORS, DMS, HEADS, MEMBERSHIPS, MESSAGES, ROOMS, USERS};
-use super::{Store, StoreError};
+use super::{Redb, StoreError};
 
 /// Messages after a read cursor whose authors are looked at when counting unread ones.
 pub const UNREAD_SCAN: u64 = 500;
@@ -73,14 +73,11 @@ struct AuthorOnly {
     author: u64,
 }
 
-impl Store {
-    /// Every conversation `user` is in, most recent activity first (ties: higher id first).
+impl Redb {
     pub async fn summaries(&self, user: UserId) -> Result<Vec<Summary>, StoreError> {
         Ok(self.summaries_and_blocks(user).await?.0)
     }
 
-    /// [`Store::summaries`], and the users `user` blocks (ascending), read in one transaction:
-    /// what a connection needs to start.
     pub async fn summaries_and_blocks(
         &self,
         user: UserId,
@@ -89,7 +86,6 @@ impl Store {
             .await
     }
 
-    /// `conversation` as `user` sees it, if they are in it.
     pub async fn summary(
         &self,
         user: UserId,
@@ -259,7 +255,7 @@ impl Tables {
     }
 }
 
-/// [`Store::summaries_and_blocks`] in a read transaction.
+/// [`Redb::summaries_and_blocks`] in a read transaction.
 pub(super) fn read_summaries_and_blocks(
     txn: &ReadTransaction,
     user: UserId,

@@ -6,17 +6,14 @@ use redb::{ReadTransaction, ReadableTable};
 
 use super::tables::{LAST_SEEN, WriteTables};
 use super::writer::Request;
-use super::{Store, StoreError};
+use super::{Redb, StoreError};
 
-impl Store {
-    /// Records that `user` was last online at `at_ms` (an earlier time than the stored one
-    /// changes nothing).
+impl Redb {
     pub async fn record_last_seen(&self, user: UserId, at_ms: u64) -> Result<(), StoreError> {
         self.request(|reply| Request::RecordLastSeen { user, at_ms, reply })
             .await
     }
 
-    /// When each of `users` was last online, for those ever recorded.
     pub async fn last_seen(&self, users: Vec<UserId>) -> Result<Vec<(UserId, u64)>, StoreError> {
         self.read(move |txn| read_last_seen(txn, &users)).await
     }
@@ -37,7 +34,7 @@ pub(super) fn read_last_seen(
     Ok(seen)
 }
 
-/// Writer side of [`Store::record_last_seen`].
+/// Writer side of [`Redb::record_last_seen`].
 pub(super) fn record(
     tables: &mut WriteTables<'_>,
     user: UserId,

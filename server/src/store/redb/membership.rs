@@ -11,7 +11,7 @@ use redb::{ReadTransaction, ReadableTable};
 
 use super::tables::{DMS, MEMBERSHIPS, ROOMS, WriteTables};
 use super::writer::Request;
-use super::{Store, StoreError};
+use super::{Redb, StoreError};
 
 /// The most conversations (rooms and DMs) one user may be in.
 pub const MAX_MEMBERSHIPS: usize = 1000;
@@ -24,23 +24,17 @@ pub enum ConversationKind {
     Dm(UserId, UserId),
 }
 
-impl Store {
-    /// Puts `user` in the room `room`; `Ok(true)` if newly joined, `Ok(false)` if already in.
-    /// [`StoreError::NotFound`] if there is no such room (a DM cannot be joined),
-    /// [`StoreError::TooMany`] past [`MAX_MEMBERSHIPS`].
+impl Redb {
     pub async fn join_room(&self, user: UserId, room: ConversationId) -> Result<bool, StoreError> {
         self.request(|reply| Request::JoinRoom { user, room, reply })
             .await
     }
 
-    /// Takes `user` out of the room `room`; `Ok(false)` if they were not in it.
-    /// [`StoreError::NotFound`] if `room` is not a room (DMs cannot be left).
     pub async fn leave_room(&self, user: UserId, room: ConversationId) -> Result<bool, StoreError> {
         self.request(|reply| Request::LeaveRoom { user, room, reply })
             .await
     }
 
-    /// Whether `user` is in `conversation`.
     pub async fn is_member(
         &self,
         user: UserId,
@@ -50,7 +44,6 @@ impl Store {
             .await
     }
 
-    /// The conversations `user` is in, in ascending id order (at most [`MAX_MEMBERSHIPS`]).
     pub async fn memberships(&self, user: UserId) -> Result<Vec<ConversationId>, StoreError> {
         self.read(move |txn| {
             let memberships = txn.open_table(MEMBERSHIPS)?;
@@ -62,7 +55,6 @@ impl Store {
         .await
     }
 
-    /// What `conversation` is, or `None` if there is no such conversation.
     pub async fn conversation_kind(
         &self,
         conversation: ConversationId,
@@ -132,7 +124,7 @@ pub(super) fn add(
     Ok(())
 }
 
-/// Writer side of [`Store::join_room`]; refuses before writing anything.
+/// Writer side of [`Redb::join_room`]; refuses before writing anything.
 pub(super) fn join_room(
     tables: &mut WriteTables<'_>,
     now_ms: u64,
@@ -150,7 +142,7 @@ pub(super) fn join_room(
     Ok(true)
 }
 
-/// Writer side of [`Store::leave_room`]; refuses before writing anything. The user's cursors
+/// Writer side of [`Redb::leave_room`]; refuses before writing anything. The user's cursors
 /// stay, so rejoining finds them where they were.
 pub(super) fn leave_room(
     tables: &mut WriteTables<'_>,

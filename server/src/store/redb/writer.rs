@@ -75,7 +75,7 @@ const COMPLETIONS_QUEUED: usize = 2;
 /// How far ahead of the wall clock the stored clock ceiling is set (see the module doc).
 const CLOCK_AHEAD_MS: u64 = 1_000;
 
-/// What the writer has committed since the store was opened ([`super::Store::commit_counts`];
+/// What the writer has committed since the store was opened ([`super::Redb::commit_counts`];
 /// also on `/metrics`): with many writers at once, far fewer commits than requests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CommitCounts {

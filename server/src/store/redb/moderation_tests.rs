@@ -13,12 +13,12 @@ use crate::auth::hash_token;
 
 const CACHE: usize = 4 * 1024 * 1024;
 
-fn open(path: &Path) -> Store {
-    Store::open(path, CACHE, Box::new(|_| {})).unwrap()
+fn open(path: &Path) -> Redb {
+    Redb::open(path, CACHE, Box::new(|_| {})).unwrap()
 }
 
 /// A store with an operator-made admin `ann` and users `bob` and `cy`.
-async fn setup() -> (TempDir, Store, [UserId; 3]) {
+async fn setup() -> (TempDir, Redb, [UserId; 3]) {
     let dir = TempDir::new().unwrap();
     let store = open(&dir.path().join("quibble.redb"));
     let mut ids = [UserId(0); 3];
@@ -36,7 +36,7 @@ async fn setup() -> (TempDir, Store, [UserId; 3]) {
     (dir, store, ids)
 }
 
-async fn actions(store: &Store) -> Vec<(String, &'static str, String)> {
+async fn actions(store: &Redb) -> Vec<(String, &'static str, String)> {
     let page = store.audit_page(None, 500).await.unwrap();
     page.entries
         .into_iter()

@@ -16,7 +16,7 @@ use super::append_tables::AppendTables;
 use super::records::{UserRecord, decode};
 use super::tables::{CURSORS, MEMBERS, USERS, WriteTables};
 use super::writer::Request;
-use super::{Store, StoreError};
+use super::{Redb, StoreError};
 
 /// A user's cursors in one conversation.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -25,10 +25,7 @@ pub struct Cursors {
     pub read: u64,
 }
 
-impl Store {
-    /// Moves `user`'s cursors in `conversation` forwards to `delivered` and `read` (each
-    /// clamped to the head, neither ever moving back) and returns the stored cursors.
-    /// [`StoreError::NotFound`] if there is no such conversation. The caller checks access.
+impl Redb {
     pub async fn advance_cursors(
         &self,
         user: UserId,
@@ -45,7 +42,6 @@ impl Store {
         .await
     }
 
-    /// `user`'s cursors in `conversation` (zero when never reported).
     pub async fn cursors(
         &self,
         user: UserId,
@@ -72,9 +68,7 @@ pub struct MemberCursors {
     pub cursors: Cursors,
 }
 
-impl Store {
-    /// The cursors of up to `limit` members of `conversation` (in ascending user id order),
-    /// read in one transaction.
+impl Redb {
     pub async fn member_cursors(
         &self,
         conversation: ConversationId,
@@ -123,7 +117,7 @@ pub(super) fn get<'t>(
         }))
 }
 
-/// Writer side of [`Store::advance_cursors`]; refuses before writing anything.
+/// Writer side of [`Redb::advance_cursors`]; refuses before writing anything.
 pub(super) fn advance(
     tables: &mut WriteTables<'_>,
     user: UserId,

@@ -26,21 +26,21 @@ fn recording_hook() -> (CommitHook, Seen) {
     (hook, seen)
 }
 
-fn open(path: &Path) -> (Store, Seen) {
+fn open(path: &Path) -> (Redb, Seen) {
     let (hook, seen) = recording_hook();
-    (Store::open(path, CACHE, hook).unwrap(), seen)
+    (Redb::open(path, CACHE, hook).unwrap(), seen)
 }
 
 fn db_path(dir: &TempDir) -> std::path::PathBuf {
     dir.path().join("quibble.redb")
 }
 
-async fn room(store: &Store, name: &str) -> ConversationId {
+async fn room(store: &Redb, name: &str) -> ConversationId {
     store.create_room(name, UserId(1)).await.unwrap().id
 }
 
 /// Every room, paging through the list two at a time.
-async fn all_rooms(store: &Store) -> Vec<Room> {
+async fn all_rooms(store: &Redb) -> Vec<Room> {
     let mut rooms = Vec::new();
     let mut after = None;
     loop {
@@ -370,7 +370,7 @@ async fn concurrent_appends_group_commit_in_order() {
 }
 
 /// How many requests wait in the writer's queue.
-fn queued(store: &Store) -> usize {
+fn queued(store: &Redb) -> usize {
     store
         .inner
         .sender
@@ -396,7 +396,7 @@ async fn a_refused_request_does_not_fail_its_batch() {
             gate.1.recv().unwrap();
         }
     });
-    let store = Store::open(&db_path(&dir), CACHE, hook).unwrap();
+    let store = Redb::open(&db_path(&dir), CACHE, hook).unwrap();
     let a = room(&store, "a").await;
 
     let gate_task = tokio::spawn({
@@ -466,7 +466,7 @@ async fn a_panicking_hook_does_not_stop_the_writer() {
             "hook panics on purpose"
         )
     });
-    let store = Store::open(&db_path(&dir), CACHE, hook).unwrap();
+    let store = Redb::open(&db_path(&dir), CACHE, hook).unwrap();
     let a = room(&store, "a").await;
     let boom = store
         .append(a, UserId(1), "alice", 1, "boom")
@@ -532,7 +532,7 @@ async fn a_newer_schema_is_refused() {
     drop(db);
 
     let (hook, _) = recording_hook();
-    match Store::open(&path, CACHE, hook) {
+    match Redb::open(&path, CACHE, hook) {
         Err(StoreError::Schema { found, supported }) => {
             assert_eq!((found, supported), (99, tables::SCHEMA_VERSION));
         }
@@ -809,7 +809,7 @@ async fn a_version_1_file_is_migrated_at_open() {
     );
 }
 
-async fn user(store: &Store, name: &str) -> UserId {
+async fn user(store: &Redb, name: &str) -> UserId {
     store.create_user(name, "phc".into()).await.unwrap().id
 }
 

@@ -10,7 +10,7 @@ use redb::ReadableTable;
 use super::records::{RoomRecord, decode, encode};
 use super::tables::{HEADS, META_NEXT_CONVERSATION_ID, ROOMS, WriteTables};
 use super::writer::Request;
-use super::{Store, StoreError, membership};
+use super::{Redb, StoreError, membership};
 use crate::auth::room_name_key;
 
 /// A chat room; its id is its conversation id on the realtime protocol.
@@ -39,10 +39,7 @@ pub struct RoomPage {
     pub next: Option<ConversationId>,
 }
 
-impl Store {
-    /// Creates a room named `name` (the caller normalizes it), with its creator as its first
-    /// member. [`StoreError::NameTaken`] if a room whose name looks like it ([`room_name_key`])
-    /// exists, [`StoreError::TooMany`] if the creator is in too many conversations already.
+impl Redb {
     pub async fn create_room(&self, name: &str, created_by: UserId) -> Result<Room, StoreError> {
         let name = name.to_owned();
         self.request(|reply| Request::CreateRoom {
@@ -53,8 +50,6 @@ impl Store {
         .await
     }
 
-    /// Up to `limit` rooms with ids above `after` (from the first room if `None`), in
-    /// ascending id order, each with its head seq; read in one transaction.
     pub async fn rooms_page(
         &self,
         after: Option<ConversationId>,
@@ -84,8 +79,6 @@ impl Store {
         .await
     }
 
-    /// The room with id `id` (the server asks [`Store::conversation_kind`]; tests read the
-    /// record back with this).
     #[cfg(test)]
     pub async fn room(&self, id: ConversationId) -> Result<Option<Room>, StoreError> {
         self.read(move |txn| {
@@ -99,7 +92,7 @@ impl Store {
     }
 }
 
-/// Writer side of [`Store::create_room`]; refuses before writing anything.
+/// Writer side of [`Redb::create_room`]; refuses before writing anything.
 pub(super) fn create_room(
     tables: &mut WriteTables<'_>,
     now_ms: u64,

@@ -25,7 +25,7 @@ use super::StoreError;
 /// ([`META_ACCOUNT_INDEXES`]).
 pub(super) const SCHEMA_VERSION: u64 = 2;
 
-/// Store-wide counters and constants: `meta` key → value.
+/// Redb-wide counters and constants: `meta` key → value.
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// User id → [`super::records::UserRecord`].
 pub(super) const USERS: TableDefinition<u64, &[u8]> = TableDefinition::new("users");

@@ -3,7 +3,7 @@
 //!
 //! A network is stored under its canonical text (`ipnet::IpNet` truncated to its prefix:
 //! `10.1.2.3/8` is `10.0.0.0/8`), so one range has one row. A ban with an end stops counting
-//! once it passes ([`Store::active_ip_bans`] leaves it out); the row stays until removed or
+//! once it passes ([`Redb::active_ip_bans`] leaves it out); the row stays until removed or
 //! replaced, and expired rows are dropped when the table is full. The table holds at most
 //! [`MAX_IP_BANS`] rows, since the running server keeps the active list in memory and checks
 //! it on every request.
@@ -16,7 +16,7 @@ use super::audit::{self, Actor, AuditAction, actor_identity};
 use super::records::{IpBanRecord, decode, encode};
 use super::tables::{IP_BANS, WriteTables};
 use super::writer::Request;
-use super::{Store, StoreError};
+use super::{Redb, StoreError};
 
 /// The most IP bans stored at once.
 pub const MAX_IP_BANS: usize = 10_000;
@@ -34,10 +34,7 @@ pub struct IpBan {
     pub by: String,
 }
 
-impl Store {
-    /// Bans `network` (made canonical) as `actor` for `duration_ms` (`None`: until removed),
-    /// replacing an earlier ban of the same network; audited. The caller checks the reason.
-    /// [`StoreError::TooMany`] when [`MAX_IP_BANS`] unexpired bans exist.
+impl Redb {
     pub async fn add_ip_ban(
         &self,
         actor: Actor,
@@ -56,8 +53,6 @@ impl Store {
         .await
     }
 
-    /// Removes the ban of `network` (made canonical), as `actor`; whether there was one
-    /// (audited then).
     pub async fn remove_ip_ban(&self, actor: Actor, network: IpNet) -> Result<bool, StoreError> {
         self.request(|reply| Request::RemoveIpBan {
             actor,
@@ -67,7 +62,6 @@ impl Store {
         .await
     }
 
-    /// Every IP ban active at `now_ms`, ordered by network text.
     pub async fn active_ip_bans(&self, now_ms: u64) -> Result<Vec<IpBan>, StoreError> {
         self.read(move |txn| {
             let mut bans = Vec::new();
@@ -93,7 +87,7 @@ impl Store {
     }
 }
 
-/// Writer side of [`Store::add_ip_ban`]; refuses before writing anything but expired rows.
+/// Writer side of [`Redb::add_ip_ban`]; refuses before writing anything but expired rows.
 pub(super) fn add(
     tables: &mut WriteTables<'_>,
     now_ms: u64,
@@ -146,7 +140,7 @@ fn full(tables: &WriteTables<'_>) -> Result<bool, StoreError> {
     Ok(tables.ip_bans.len()? >= MAX_IP_BANS as u64)
 }
 
-/// Writer side of [`Store::remove_ip_ban`]; refuses before writing anything.
+/// Writer side of [`Redb::remove_ip_ban`]; refuses before writing anything.
 pub(super) fn remove(
     tables: &mut WriteTables<'_>,
     now_ms: u64,

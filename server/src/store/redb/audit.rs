@@ -5,7 +5,7 @@
 //! action and its entry commit together or not at all; other parts call it from their own
 //! writer functions the same way. Entries are never changed or removed. Ids come from a `meta`
 //! counter, so they ascend with time, and pages are read newest first by id
-//! ([`Store::audit_page`]). The actor is kept as its user id and the name it had then (or the
+//! ([`Redb::audit_page`]). The actor is kept as its user id and the name it had then (or the
 //! operator, for `quibble admin` on the server's machine), so the log reads the same after a
 //! rename.
 
@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::records::{AuditRecord, UserRecord, decode, encode};
 use super::tables::{AUDIT, META_NEXT_AUDIT_ID, WriteTables};
-use super::{Store, StoreError};
+use super::{Redb, StoreError};
 
 /// The name the operator's actions are recorded under.
 pub const OPERATOR: &str = "operator";
@@ -79,8 +79,7 @@ pub struct AuditPage {
     pub next: Option<u64>,
 }
 
-impl Store {
-    /// Up to `limit` entries with ids below `before` (all, without it), newest first.
+impl Redb {
     pub async fn audit_page(
         &self,
         before: Option<u64>,

@@ -21,7 +21,7 @@ use redb::{ReadTransaction, ReadableTable};
 use super::records::{UserRecord, decode};
 use super::tables::{DM_PAIRS, FRIENDS, META_NEXT_CONVERSATION_ID, USERS, WriteTables};
 use super::writer::Request;
-use super::{Store, StoreError};
+use super::{Redb, StoreError};
 use super::{blocks, membership};
 
 /// The most friends and pending requests one user may have.
@@ -56,7 +56,7 @@ impl FriendState {
     }
 }
 
-/// The outcome of [`Store::add_friend`].
+/// The outcome of [`Redb::add_friend`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Added {
     /// A new request to the other user.
@@ -69,7 +69,7 @@ pub enum Added {
     AlreadyFriends(ConversationId),
 }
 
-/// The outcome of [`Store::remove_friend`]: what the removal undid, if anything.
+/// The outcome of [`Redb::remove_friend`]: what the removal undid, if anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Removed {
     /// The other's request to the user was declined.
@@ -92,24 +92,17 @@ pub struct FriendEntry {
     pub dm: Option<ConversationId>,
 }
 
-impl Store {
-    /// `user` adds `other`: a request, or an acceptance if `other` asked first (which makes
-    /// their DM on first friendship). [`StoreError::NotFound`] if `other` does not exist,
-    /// [`StoreError::Blocked`] if either blocks the other, [`StoreError::TooMany`] if either
-    /// has no room for another entry. The caller refuses
-    /// `user == other`.
+impl Redb {
     pub async fn add_friend(&self, user: UserId, other: UserId) -> Result<Added, StoreError> {
         self.request(|reply| Request::AddFriend { user, other, reply })
             .await
     }
 
-    /// `user` removes `other`: declines, cancels or unfriends.
     pub async fn remove_friend(&self, user: UserId, other: UserId) -> Result<Removed, StoreError> {
         self.request(|reply| Request::RemoveFriend { user, other, reply })
             .await
     }
 
-    /// How `user` stands with `other`, if at all.
     pub async fn friend_state(
         &self,
         user: UserId,
@@ -125,13 +118,10 @@ impl Store {
         .await
     }
 
-    /// `user`'s friends and requests, in ascending user id order (at most
-    /// [`MAX_FRIEND_ENTRIES`]), with names and DMs, read in one transaction.
     pub async fn friends(&self, user: UserId) -> Result<Vec<FriendEntry>, StoreError> {
         self.read(move |txn| read_friends(txn, user)).await
     }
 
-    /// The DM conversation of `a` and `b`, if it was ever made.
     pub async fn dm_between(
         &self,
         a: UserId,
@@ -190,7 +180,7 @@ fn check_room(tables: &WriteTables<'_>, user: UserId) -> Result<(), StoreError> 
     Ok(())
 }
 
-/// Writer side of [`Store::add_friend`]; refuses before writing anything.
+/// Writer side of [`Redb::add_friend`]; refuses before writing anything.
 pub(super) fn add(
     tables: &mut WriteTables<'_>,
     now_ms: u64,
@@ -253,7 +243,7 @@ pub(super) fn add(
     }
 }
 
-/// Writer side of [`Store::remove_friend`].
+/// Writer side of [`Redb::remove_friend`].
 pub(super) fn remove(
     tables: &mut WriteTables<'_>,
     user: UserId,
@@ -270,7 +260,7 @@ pub(super) fn remove(
     Ok(removed)
 }
 
-/// [`Store::friends`] in a read transaction.
+/// [`Redb::friends`] in a read transaction.
 pub(super) fn read_friends(
     txn: &ReadTransaction,
     user: UserId,

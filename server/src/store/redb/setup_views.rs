@@ -1,10 +1,10 @@
 //! What a connection's setup reads, each in one read transaction: the token check of `Hello`
-//! ([`Store::hello_user`]), the snapshot sent after `Welcome` ([`Store::welcome_view`]) and what
-//! `Join` needs to answer `Joined` and start the replay ([`Store::join_view`]).
+//! ([`Redb::hello_user`]), the snapshot sent after `Welcome` ([`Redb::welcome_view`]) and what
+//! `Join` needs to answer `Joined` and start the replay ([`Redb::join_view`]).
 //!
 //! Where they run. The store's rule is that reads run on the blocking pool, because a redb read
 //! blocks (page reads, B-tree walks). Two setup reads are exempt and run on the calling task
-//! ([`Store::read_now`]), because their work is small, bounded and on hot pages: the token check
+//! ([`Redb::read_now`]), because their work is small, bounded and on hot pages: the token check
 //! (two point lookups) and a plain `Join`'s view (three point lookups and the last `limit` (32)
 //! messages, of at most 4 KiB each, which were just written and are in the cache). A trip to the
 //! pool costs more than such a read: a thread wake-up, its scheduling on a busy machine, and the
@@ -14,7 +14,7 @@
 //! (each conversation's unread count walks up to 500 messages after the read cursor, so 16 rooms
 //! never read are 8,000 records).
 //!
-//! Design: a separate [`Store::read`] per table made ~7 trips per connect (a semaphore permit,
+//! Design: a separate [`Redb::read`] per table made ~7 trips per connect (a semaphore permit,
 //! a `spawn_blocking` hand-off and a read transaction each), which was most of a connection's
 //! setup cost. These compose the same synchronous per-table readers the single reads use, so
 //! the data each returns is what those reads return, only consistent with one another. The
@@ -31,7 +31,7 @@ use super::last_seen::read_last_seen;
 use super::membership::{ConversationKind, read_is_member, read_kind};
 use super::messages::{read_head, read_messages_after};
 use super::summaries::{Summary, read_summaries_and_blocks};
-use super::{Store, StoreError};
+use super::{Redb, StoreError};
 use crate::auth::TokenHash;
 
 /// What is sent after `Welcome`, read in one transaction.
@@ -62,9 +62,9 @@ pub struct JoinView<G> {
     pub batch: Vec<ChatMessage>,
 }
 
-impl Store {
+impl Redb {
     /// Runs a small, bounded `read` in a read transaction right here, on the caller's thread,
-    /// instead of on the blocking pool as [`Store::read`] does: only for reads of a few pages
+    /// instead of on the blocking pool as [`Redb::read`] does: only for reads of a few pages
     /// (see the module doc). It counts as a running read for the deletion scrub's barrier.
     fn read_now<T>(
         &self,
@@ -75,23 +75,14 @@ impl Store {
         read(&txn)
     }
 
-    /// `Hello`'s token check, on the calling task: the user a session token belongs to, as
-    /// [`Store::session_user`] answers it.
     pub fn hello_user(&self, token: &TokenHash, now_ms: u64) -> Result<Option<User>, StoreError> {
         self.read_now(|txn| read_session_user(txn, token, now_ms))
     }
 
-    /// The user's accepted friends with their last-seen times, conversation summaries and
-    /// blocked users, in one read transaction on the blocking pool.
     pub async fn welcome_view(&self, user: UserId) -> Result<WelcomeView, StoreError> {
         self.read(move |txn| read_welcome(txn, user)).await
     }
 
-    /// `Join`'s reads in one transaction: the conversation's kind (`None`: no such
-    /// conversation), given to `check`, which decides whether `user` may read it; only if it
-    /// may: the membership, the head, and the first `limit` messages after `start(head)`.
-    /// A refusal by `check` is the inner `Err`. On the calling task when `recent` (the batch is
-    /// the conversation's last messages), else on the blocking pool (see the module doc).
     pub async fn join_view<G, E>(
         &self,
         user: UserId,
@@ -156,8 +147,8 @@ mod tests {
 
     use super::*;
 
-    fn open(dir: &TempDir) -> Store {
-        Store::open(&dir.path().join("q.redb"), 4 << 20, Box::new(|_| {})).unwrap()
+    fn open(dir: &TempDir) -> Redb {
+        Redb::open(&dir.path().join("q.redb"), 4 << 20, Box::new(|_| {})).unwrap()
     }
 
     #[tokio::test]

@@ -7,7 +7,7 @@
 //! (replay, history, the conversation list's last message) carries the tombstone; nothing else
 //! in the store holds a body or its preview (summaries read the last message's record). The
 //! deletion is also recorded in the deletions index `(conversation, seq) → deleted at`, which a
-//! resumed join reads for deletions at or before its resume point ([`Store::deletions_up_to`]).
+//! resumed join reads for deletions at or before its resume point ([`Redb::deletions_up_to`]).
 //! The old body is then erased from the file's free pages ([`super::scrub`]).
 
 use std::ops::Bound;
@@ -21,9 +21,9 @@ use super::batch_appends::BatchAppends;
 use super::records::{MessageRecord, decode, encode, encode_into};
 use super::tables::{DELETIONS, HEADS, MESSAGES, META_SCRUB_OWED, WriteTables};
 use super::writer::Request;
-use super::{Pending, Store, StoreError};
+use super::{Pending, Redb, StoreError};
 
-/// The outcome of [`Store::append`].
+/// The outcome of [`Redb::append`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Appended {
     /// The durable message: the new one, or for a duplicate the one stored the first time.
@@ -33,15 +33,7 @@ pub struct Appended {
     pub duplicate: bool,
 }
 
-impl Store {
-    /// Appends a message to `conversation` with the next seq, and answers once it is durable
-    /// (after the commit hook has seen it). [`StoreError::NotFound`] if there is no such
-    /// conversation (room or DM). Whether the author may send there is the caller's question
-    /// (`crate::access`).
-    ///
-    /// A repeat of an earlier `(author, conversation, client_id)` stores nothing, does not call
-    /// the hook, and returns the original message with `duplicate: true`. The same client id
-    /// in another conversation is a different message.
+impl Redb {
     pub async fn append(
         &self,
         conversation: ConversationId,
@@ -55,8 +47,6 @@ impl Store {
             .await
     }
 
-    /// Queue an append and return its commit to await later. Appends one caller queues are
-    /// applied (and given seqs) in the order queued, so a sender can pipeline its messages.
     pub async fn queue_append(
         &self,
         conversation: ConversationId,
@@ -77,12 +67,10 @@ impl Store {
         self.submit(|reply| Request::Append { draft, reply }).await
     }
 
-    /// The highest seq of `conversation`; 0 when it has no messages.
     pub async fn head(&self, conversation: ConversationId) -> Result<u64, StoreError> {
         self.read(move |txn| read_head(txn, conversation)).await
     }
 
-    /// Up to `limit` messages with seq > `after_seq`, ascending.
     pub async fn messages_after(
         &self,
         conversation: ConversationId,
@@ -93,7 +81,6 @@ impl Store {
             .await
     }
 
-    /// The `limit` newest messages with seq < `before_seq`, ascending.
     pub async fn messages_before(
         &self,
         conversation: ConversationId,
@@ -119,7 +106,7 @@ impl Store {
     }
 }
 
-/// The outcome of [`Store::delete_message`].
+/// The outcome of [`Redb::delete_message`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deletion {
     /// The tombstone now stored.
@@ -128,8 +115,7 @@ pub struct Deletion {
     pub changed: bool,
 }
 
-impl Store {
-    /// The message `(conversation, seq)`, if stored (a tombstone once deleted).
+impl Redb {
     pub async fn message(
         &self,
         conversation: ConversationId,
@@ -145,12 +131,6 @@ impl Store {
         .await
     }
 
-    /// Deletes the message `(conversation, seq)`: its record becomes the tombstone, the
-    /// deletion is indexed, and the commit hook gets the tombstone. Answers once the old body
-    /// is also erased from the file's free pages ([`super::scrub`]). Deleting a tombstone again
-    /// changes nothing. [`StoreError::NotFound`] if there is no such message. Who may delete is
-    /// the caller's question (`crate::access::may_delete`); `moderator` is the admin deleting
-    /// someone else's message, recorded in the audit log with the deletion.
     pub async fn delete_message(
         &self,
         conversation: ConversationId,
@@ -166,8 +146,6 @@ impl Store {
         .await
     }
 
-    /// The seqs of deleted messages of `conversation` in `(up_to - window, up_to]`, ascending;
-    /// the `limit` highest when there are more.
     pub async fn deletions_up_to(
         &self,
         conversation: ConversationId,
@@ -194,7 +172,7 @@ impl Store {
     }
 }
 
-/// Writer side of [`Store::delete_message`]; refuses (no such message) before writing.
+/// Writer side of [`Redb::delete_message`]; refuses (no such message) before writing.
 pub(super) fn delete(
     tables: &mut WriteTables<'_>,
     now_ms: u64,
@@ -251,7 +229,7 @@ pub(super) struct Draft {
     pub body: String,
 }
 
-/// Writer side of [`Store::append`]; refuses before writing anything. The draft's name and
+/// Writer side of [`Redb::append`]; refuses before writing anything. The draft's name and
 /// body become the returned message.
 pub(super) fn append<'t>(
     tables: &mut impl AppendTables<'t>,

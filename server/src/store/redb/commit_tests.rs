@@ -43,7 +43,7 @@ async fn the_hook_gets_each_commit_once_in_order_on_the_writer_when_nothing_wait
     let calls = Calls::default();
     // The hook holds the writer on the "gate" message, so what is sent meanwhile queues up.
     let (hook, entered_rx, release_tx) = gated_hook(&calls);
-    let store = Store::open(&dir.path().join("q.redb"), CACHE, hook).unwrap();
+    let store = Redb::open(&dir.path().join("q.redb"), CACHE, hook).unwrap();
     let mut rooms = Vec::new();
     for name in ["a", "b", "c"] {
         rooms.push(store.create_room(name, UserId(1)).await.unwrap().id);
@@ -107,7 +107,7 @@ async fn with_requests_waiting_the_completer_runs_the_hook_and_order_holds() {
     let dir = TempDir::new().unwrap();
     let calls = Calls::default();
     let (hook, entered_rx, release_tx) = gated_hook(&calls);
-    let store = Store::open(&dir.path().join("q.redb"), CACHE, hook).unwrap();
+    let store = Redb::open(&dir.path().join("q.redb"), CACHE, hook).unwrap();
     let room = store.create_room("a", UserId(1)).await.unwrap().id;
     let gate_task = tokio::spawn({
         let store = store.clone();
@@ -147,7 +147,7 @@ async fn with_requests_waiting_the_completer_runs_the_hook_and_order_holds() {
 async fn the_stored_clock_ceiling_covers_every_timestamp_across_a_reopen() {
     let dir = TempDir::new().unwrap();
     let path = dir.path().join("q.redb");
-    let store = Store::open(&path, CACHE, Box::new(|_| {})).unwrap();
+    let store = Redb::open(&path, CACHE, Box::new(|_| {})).unwrap();
     let room = store.create_room("a", UserId(1)).await.unwrap().id;
     let mut last = 0;
     for i in 0..20 {
@@ -169,7 +169,7 @@ async fn the_stored_clock_ceiling_covers_every_timestamp_across_a_reopen() {
         meta.get(META_CLOCK_MS).unwrap().unwrap().value()
     };
     assert!(ceiling >= last, "{ceiling} covers {last}");
-    let store = Store::open(&path, CACHE, Box::new(|_| {})).unwrap();
+    let store = Redb::open(&path, CACHE, Box::new(|_| {})).unwrap();
     let sent = store
         .append(room, UserId(1), "alice", 99, "x")
         .await

@@ -15,7 +15,7 @@ use super::audit::{self, Actor, AuditAction, actor_identity};
 use super::records::{BanRecord, decode, encode};
 use super::tables::{BANS, USERS, WriteTables};
 use super::writer::Request;
-use super::{Store, StoreError};
+use super::{Redb, StoreError};
 
 /// A user's ban.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +30,7 @@ pub struct Ban {
     pub by: String,
 }
 
-/// What [`Store::unban_user`] did.
+/// What [`Redb::unban_user`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unbanned {
     pub user: UserId,
@@ -39,11 +39,7 @@ pub struct Unbanned {
     pub changed: bool,
 }
 
-impl Store {
-    /// Bans the user called `username` as `actor`, for `duration_ms` (`None`: until lifted),
-    /// replacing any earlier ban; revokes all their sessions and audits it. The caller checks
-    /// the reason. [`StoreError::NotFound`] without such a user, [`StoreError::TargetIsAdmin`]
-    /// for an admin, [`StoreError::NotAdmin`] if a user actor is no longer an admin.
+impl Redb {
     pub async fn ban_user(
         &self,
         actor: Actor,
@@ -62,7 +58,6 @@ impl Store {
         .await
     }
 
-    /// Lifts the ban of the user called `username`, as `actor`; audited when a ban was active.
     pub async fn unban_user(&self, actor: Actor, username: &str) -> Result<Unbanned, StoreError> {
         let username = username.to_owned();
         self.request(|reply| Request::UnbanUser {
@@ -73,7 +68,6 @@ impl Store {
         .await
     }
 
-    /// The bans active at `now_ms`, by user id, at most `limit`.
     pub async fn active_bans(&self, now_ms: u64, limit: usize) -> Result<Vec<Ban>, StoreError> {
         self.read(move |txn| {
             let users = txn.open_table(USERS)?;
@@ -93,7 +87,6 @@ impl Store {
         .await
     }
 
-    /// The ban of `user` active at `now_ms`, if any.
     pub async fn ban_of(&self, user: UserId, now_ms: u64) -> Result<Option<Ban>, StoreError> {
         self.read(
             move |txn| match active_ban(&txn.open_table(BANS)?, user, now_ms)? {
@@ -140,7 +133,7 @@ fn view(
     })
 }
 
-/// Writer side of [`Store::ban_user`]; refuses before writing anything.
+/// Writer side of [`Redb::ban_user`]; refuses before writing anything.
 pub(super) fn ban(
     tables: &mut WriteTables<'_>,
     now_ms: u64,
@@ -183,7 +176,7 @@ pub(super) fn ban(
     })
 }
 
-/// Writer side of [`Store::unban_user`]; refuses before writing anything.
+/// Writer side of [`Redb::unban_user`]; refuses before writing anything.
 pub(super) fn unban(
     tables: &mut WriteTables<'_>,
     now_ms: u64,

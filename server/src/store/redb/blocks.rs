@@ -18,12 +18,12 @@ use redb::ReadableTable;
 use super::records::{UserRecord, decode};
 use super::tables::{BLOCKS, USERS, WriteTables};
 use super::writer::Request;
-use super::{Store, StoreError};
+use super::{Redb, StoreError};
 
 /// The most users one user may block.
 pub const MAX_BLOCKS: usize = 1000;
 
-/// The outcome of [`Store::block`].
+/// The outcome of [`Redb::block`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Blocked {
     /// Whether the block is new (false: it already stood; nothing changed).
@@ -40,10 +40,7 @@ pub struct BlockEntry {
     pub since_ms: u64,
 }
 
-impl Store {
-    /// `blocker` blocks `blocked`, ending any friendship or request between them.
-    /// [`StoreError::NotFound`] if `blocked` does not exist, [`StoreError::TooMany`] past
-    /// [`MAX_BLOCKS`]. The caller refuses `blocker == blocked`.
+impl Redb {
     pub async fn block(&self, blocker: UserId, blocked: UserId) -> Result<Blocked, StoreError> {
         self.request(|reply| Request::Block {
             blocker,
@@ -53,7 +50,6 @@ impl Store {
         .await
     }
 
-    /// `blocker` stops blocking `blocked`; `Ok(false)` if they did not.
     pub async fn unblock(&self, blocker: UserId, blocked: UserId) -> Result<bool, StoreError> {
         self.request(|reply| Request::Unblock {
             blocker,
@@ -63,7 +59,6 @@ impl Store {
         .await
     }
 
-    /// Whether `blocker` blocks `blocked`.
     pub async fn blocks(&self, blocker: UserId, blocked: UserId) -> Result<bool, StoreError> {
         self.read(move |txn| {
             Ok(txn
@@ -74,13 +69,11 @@ impl Store {
         .await
     }
 
-    /// The users `blocker` blocks, ascending by id (at most [`MAX_BLOCKS`]).
     pub async fn blocked_users(&self, blocker: UserId) -> Result<Vec<UserId>, StoreError> {
         self.read(move |txn| blocked_ids(&txn.open_table(BLOCKS)?, blocker))
             .await
     }
 
-    /// `blocker`'s block list with names, ascending by user id, read in one transaction.
     pub async fn block_list(&self, blocker: UserId) -> Result<Vec<BlockEntry>, StoreError> {
         self.read(move |txn| {
             let blocks = txn.open_table(BLOCKS)?;
@@ -122,7 +115,7 @@ pub(super) fn blocked_ids(
         .collect()
 }
 
-/// Writer side of [`Store::block`]; refuses before writing anything.
+/// Writer side of [`Redb::block`]; refuses before writing anything.
 pub(super) fn block(
     tables: &mut WriteTables<'_>,
     now_ms: u64,
@@ -164,7 +157,7 @@ pub(super) fn either_blocks(
     Ok(tables.blocks.get((a.0, b.0))?.is_some() || tables.blocks.get((b.0, a.0))?.is_some())
 }
 
-/// Writer side of [`Store::unblock`].
+/// Writer side of [`Redb::unblock`].
 pub(super) fn unblock(
     tables: &mut WriteTables<'_>,
     blocker: UserId,
