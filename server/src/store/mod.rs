@@ -12,8 +12,11 @@
 //! object: no allocation or indirect call per store call on the send path, and a method whose
 //! engines disagree in shape fails to compile rather than at run time.
 
+mod commit_counts;
+mod postgres;
 mod redb;
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
 use ipnet::IpNet;
@@ -24,11 +27,13 @@ use crate::auth::TokenHash;
 
 pub use self::redb::{
     Actor, Added, Appended, AuditAction, AuditEntry, AuditPage, Ban, BlockEntry, Blocked,
-    CommitCounts, ConversationKind, Cursors, Deletion, FriendEntry, FriendState, IpBan, JoinView,
-    LastMessage, MAX_BLOCKS, MAX_CONCURRENT_READS, MAX_IP_BANS, MemberCursors, OPERATOR,
+    ConversationKind, Cursors, Deletion, FriendEntry, FriendState, IpBan, JoinView, LastMessage,
+    MAX_BLOCKS, MAX_CONCURRENT_READS, MAX_IP_BANS, MAX_MEMBERSHIPS, MemberCursors, OPERATOR,
     PREVIEW_CHARS, Removed, Role, RoleChange, Room, RoomEntry, RoomPage, Summary, Unbanned, User,
     WelcomeView,
 };
+pub use commit_counts::CommitCounts;
+use commit_counts::Counters;
 
 /// A write the writer has queued; resolves once it is committed (or failed).
 pub struct Pending<T>(oneshot::Receiver<Result<T, StoreError>>);
@@ -51,6 +56,19 @@ impl<T> std::future::Future for Pending<T> {
 /// message never has an empty body); after the commit is durable and before the requesters hear
 /// back (see [`Redb::open`]). Never called with an empty slice.
 pub type CommitHook = Box<dyn Fn(&[ChatMessage]) + Send + Sync>;
+
+/// Passes one batch's committed messages to the hook, which must not take the store down (a
+/// panic loses the rest of that call's live fan-out: the hub then finds a gap in a stream's
+/// seqs and has it resume from the store).
+pub(crate) fn notify(hook: &CommitHook, messages: &[ChatMessage]) {
+    if catch_unwind(AssertUnwindSafe(|| hook(messages))).is_err() {
+        tracing::error!(
+            messages = messages.len(),
+            first_seq = messages.first().map(|m| m.seq),
+            "the store commit hook panicked"
+        );
+    }
+}
 
 /// Errors of the store. Cloneable, so one failed commit can answer every request of its batch.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -786,6 +804,16 @@ impl Store {
     ) -> Result<Option<Summary>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.summary(user, conversation).await,
+        }
+    }
+}
+
+/// A random non-zero epoch, for a new store.
+fn new_epoch() -> u64 {
+    loop {
+        let epoch: u64 = rand::random();
+        if epoch != 0 {
+            return epoch;
         }
     }
 }

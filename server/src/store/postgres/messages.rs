@@ -1,0 +1,192 @@
+//! Message history on PostgreSQL: appending (through the [`writer`](super::writer)), the head
+//! seq, paging forwards and backwards through `(conversation, seq)`, single messages, and the
+//! deletions at or before a resume point.
+//!
+//! A deleted message's row stays as its tombstone (body erased, `deleted_at_ms` set), so seqs
+//! stay contiguous; reads give it as [`ChatMessage::tombstone`] gives it (client id 0).
+
+use quibble_protocol::wire::{ChatMessage, ConversationId, UserId};
+use tokio::sync::oneshot;
+use tokio_postgres::Row;
+
+use super::errors::db_error;
+use super::writer::Append;
+use super::{Postgres, StoreError, from_sql, to_sql};
+use crate::store::{Appended, Pending};
+
+/// The columns [`to_message`] reads, in its order.
+const MESSAGE_COLUMNS: &str =
+    "conversation_id, seq, author, author_name, client_id, sent_at_ms, body, deleted_at_ms";
+
+/// A message to append, as its author sent it.
+pub(super) struct Draft {
+    pub conversation: ConversationId,
+    pub author: UserId,
+    pub author_name: String,
+    pub client_id: u64,
+    pub body: String,
+}
+
+impl Postgres {
+    pub async fn append(
+        &self,
+        conversation: ConversationId,
+        author: UserId,
+        author_name: &str,
+        client_id: u64,
+        body: &str,
+    ) -> Result<Appended, StoreError> {
+        self.queue_append(conversation, author, author_name, client_id, body)
+            .await?
+            .await
+    }
+
+    pub async fn queue_append(
+        &self,
+        conversation: ConversationId,
+        author: UserId,
+        author_name: &str,
+        client_id: u64,
+        body: &str,
+    ) -> Result<Pending<Appended>, StoreError> {
+        let draft = Draft {
+            conversation,
+            author,
+            author_name: author_name.to_owned(),
+            client_id,
+            body: body.to_owned(),
+        };
+        let (reply, answer) = oneshot::channel();
+        self.appends()?
+            .send(Append { draft, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        Ok(Pending(answer))
+    }
+
+    pub async fn head(&self, conversation: ConversationId) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT head FROM conversations WHERE id = $1",
+                &[&to_sql(conversation.0)],
+            )
+            .await
+            .map_err(db_error)?;
+        Ok(row.map_or(0, |row| from_sql(row.get(0))))
+    }
+
+    pub async fn messages_after(
+        &self,
+        conversation: ConversationId,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages
+                     WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+                ),
+                &[
+                    &to_sql(conversation.0),
+                    &to_sql(after_seq),
+                    &limit_sql(limit),
+                ],
+            )
+            .await
+            .map_err(db_error)?;
+        Ok(rows.iter().map(to_message).collect())
+    }
+
+    pub async fn messages_before(
+        &self,
+        conversation: ConversationId,
+        before_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages
+                     WHERE conversation_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3"
+                ),
+                &[
+                    &to_sql(conversation.0),
+                    &to_sql(before_seq),
+                    &limit_sql(limit),
+                ],
+            )
+            .await
+            .map_err(db_error)?;
+        Ok(rows.iter().rev().map(to_message).collect())
+    }
+
+    pub async fn message(
+        &self,
+        conversation: ConversationId,
+        seq: u64,
+    ) -> Result<Option<ChatMessage>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                &format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 AND seq = $2"
+                ),
+                &[&to_sql(conversation.0), &to_sql(seq)],
+            )
+            .await
+            .map_err(db_error)?;
+        Ok(row.as_ref().map(to_message))
+    }
+
+    pub async fn deletions_up_to(
+        &self,
+        conversation: ConversationId,
+        up_to: u64,
+        window: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT seq FROM messages
+                 WHERE conversation_id = $1 AND seq > $2 AND seq <= $3
+                   AND deleted_at_ms IS NOT NULL
+                 ORDER BY seq DESC LIMIT $4",
+                &[
+                    &to_sql(conversation.0),
+                    &to_sql(up_to.saturating_sub(window)),
+                    &to_sql(up_to),
+                    &limit_sql(limit),
+                ],
+            )
+            .await
+            .map_err(db_error)?;
+        Ok(rows.iter().rev().map(|row| from_sql(row.get(0))).collect())
+    }
+}
+
+/// A message from a row of [`MESSAGE_COLUMNS`]; a deleted one as its tombstone.
+pub(super) fn to_message(row: &Row) -> ChatMessage {
+    let message = ChatMessage {
+        conversation: ConversationId(from_sql(row.get(0))),
+        seq: from_sql(row.get(1)),
+        author: UserId(from_sql(row.get(2))),
+        author_name: row.get(3),
+        client_id: from_sql(row.get(4)),
+        sent_at_ms: from_sql(row.get(5)),
+        body: row.get(6),
+    };
+    match row.get::<_, Option<i64>>(7) {
+        Some(_) => message.tombstone(),
+        None => message,
+    }
+}
+
+/// A page size as SQL's LIMIT.
+fn limit_sql(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}

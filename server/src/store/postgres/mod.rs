@@ -1,0 +1,187 @@
+//! The fleet's engine: PostgreSQL as the durable source of truth for any number of nodes.
+//!
+//! [`Postgres`] is a cheap, cloneable handle over a bounded pool of connections
+//! (deadpool-postgres). Appends go through one writer task per node ([`writer`]) that
+//! group-commits whatever queued while the last commit was in flight, in one transaction; every
+//! other write is its own transaction on a pooled connection, and reads are single statements
+//! (or one read-only transaction where a view must be consistent). PostgreSQL's row locks and
+//! unique constraints, not this process, keep the store consistent across nodes: an append locks
+//! its conversation's row (so seqs stay gap-free and increasing whichever node appends), and
+//! names, memberships and client ids are unique by constraint. Every commit is synchronous
+//! (`synchronous_commit` is set on each connection), so nothing is acknowledged before it is
+//! durable.
+//!
+//! Deadlines: taking a connection from the pool, connecting, and every statement
+//! (`statement_timeout`) have one, so a stalled database turns into errors, not stuck tasks.
+//!
+//! The schema is created and migrated at start ([`migrate`]), in one transaction under an
+//! advisory lock, so nodes starting together migrate once. The operations are split by subject
+//! as in the embedded engine: [`accounts`], [`rooms`], [`membership`], [`messages`].
+
+mod accounts;
+mod errors;
+mod membership;
+mod messages;
+mod migrate;
+mod rooms;
+mod writer;
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime, Timeouts};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_postgres::NoTls;
+
+use super::{CommitCounts, CommitHook, Counters, StoreError};
+use errors::db_error;
+use writer::Append;
+
+/// The most connections one node holds. Appends use one at a time (the writer); the rest
+/// serve reads and the other writes.
+const POOL_SIZE: usize = 16;
+/// How long a caller waits for a pooled connection, and a new connection for its handshake.
+const CONNECTION_WAIT: Duration = Duration::from_secs(5);
+/// The longest a statement may run on the server before PostgreSQL cancels it.
+const STATEMENT_TIMEOUT_MS: u32 = 10_000;
+/// Appends that may wait for the writer before senders wait too (as the embedded engine).
+const QUEUE_CAPACITY: usize = 16_384;
+
+/// A handle to the PostgreSQL store; clones share one pool and one append writer.
+#[derive(Clone)]
+pub struct Postgres {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    epoch: u64,
+    counters: Arc<Counters>,
+    /// The way to the append writer; `None` once [`Postgres::close`] has begun.
+    appends: Mutex<Option<mpsc::Sender<Append>>>,
+    /// The writer task, until someone joins it.
+    writer: tokio::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Postgres {
+    /// Connects to the database at `url` (a `postgres://` URL or a key=value string), migrates
+    /// its schema to the current version, reads (or makes) the epoch and starts the append
+    /// writer. `on_commit` is called as the embedded engine calls it (see
+    /// [`Store::open`](super::Store::open)), on the writer task.
+    pub async fn connect(url: &str, on_commit: CommitHook) -> Result<Postgres, StoreError> {
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Db(format!("bad PostgreSQL URL: {e}")))?;
+        config
+            .connect_timeout(CONNECTION_WAIT)
+            .options(format!(
+                "-c statement_timeout={STATEMENT_TIMEOUT_MS} -c synchronous_commit=on"
+            ))
+            .application_name("quibble");
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .timeouts(Timeouts {
+                wait: Some(CONNECTION_WAIT),
+                create: Some(CONNECTION_WAIT),
+                recycle: Some(CONNECTION_WAIT),
+            })
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Db(format!("could not make the connection pool: {e}")))?;
+        let epoch = {
+            let mut client = connection(&pool).await?;
+            migrate::to_current(&mut client).await?
+        };
+        let counters = Arc::new(Counters::default());
+        let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
+        let writer = tokio::spawn(writer::run(
+            pool.clone(),
+            receiver,
+            on_commit,
+            Arc::clone(&counters),
+        ));
+        Ok(Postgres {
+            inner: Arc::new(Inner {
+                pool,
+                epoch,
+                counters,
+                appends: Mutex::new(Some(sender)),
+                writer: tokio::sync::Mutex::new(Some(writer)),
+            }),
+        })
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.inner.epoch
+    }
+
+    pub fn commit_counts(&self) -> CommitCounts {
+        self.inner.counters.get()
+    }
+
+    /// [`Store::close`](super::Store::close): the writer finishes what is queued; the pool's
+    /// connections close when the last handle is dropped.
+    pub async fn close(&self) {
+        drop(
+            self.inner
+                .appends
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        let mut writer = self.inner.writer.lock().await;
+        if let Some(handle) = writer.take()
+            && let Err(e) = handle.await
+        {
+            tracing::error!(error = %e, "the PostgreSQL append writer failed");
+        }
+    }
+
+    /// A pooled connection, within [`CONNECTION_WAIT`].
+    async fn client(&self) -> Result<Object, StoreError> {
+        connection(&self.inner.pool).await
+    }
+
+    /// The way to the append writer, or [`StoreError::Closed`] once closing began.
+    fn appends(&self) -> Result<mpsc::Sender<Append>, StoreError> {
+        self.inner
+            .appends
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or(StoreError::Closed)
+    }
+}
+
+/// A connection from `pool`, within its wait and connect deadlines.
+async fn connection(pool: &Pool) -> Result<Object, StoreError> {
+    pool.get().await.map_err(|e| match e {
+        deadpool_postgres::PoolError::Backend(e) => db_error(e),
+        other => StoreError::Db(format!("no database connection: {other}")),
+    })
+}
+
+/// A u64 (id, seq, time, client id) as PostgreSQL's bigint, bit for bit.
+fn to_sql(value: u64) -> i64 {
+    value as i64
+}
+
+/// A bigint read back as the u64 it was written from.
+fn from_sql(value: i64) -> u64 {
+    value as u64
+}
+
+/// The node's clock in Unix milliseconds (0 before 1970).
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as u64)
+}
