@@ -325,3 +325,43 @@ pub(crate) fn read_from(path: &Path, offset: u64) -> String {
     }
     text
 }
+
+/// Ends a service process if this test process dies without stopping it (killed by a harness's
+/// timeout, or a fixture kept in a `static`, which never drops): a `sh` child that waits on a
+/// pipe from us. Disarmed (dropped) normally, it is told `done` and exits; when this process
+/// dies, the pipe closes, and it SIGKILLs the tracked PID and removes the fixture's temp dir.
+pub struct Watchdog {
+    child: Child,
+}
+
+impl Watchdog {
+    /// Watch `pid`, whose fixture lives in `dir`.
+    pub fn arm(pid: u32, dir: &Path) -> Watchdog {
+        let child = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(
+                r#"read -r line; [ "$line" = done ] && exit 0
+                   kill -KILL "$1" 2>/dev/null; sleep 1; rm -rf -- "$2""#,
+            )
+            .arg("quibble-watchdog")
+            .arg(pid.to_string())
+            .arg(dir)
+            .current_dir("/")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start a watchdog shell");
+        Watchdog { child }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        if let Some(mut stdin) = self.child.stdin.take() {
+            use std::io::Write;
+            let _ = stdin.write_all(b"done\n");
+        }
+        reap_within(&mut self.child, Duration::from_secs(5));
+    }
+}

@@ -17,8 +17,10 @@
 //!   SIGKILL, the old backends may hold the shared memory for a moment).
 //! - `fsync=on` and `synchronous_commit=on`, since tests check durability; small
 //!   `shared_buffers`. `initdb --no-sync`: the empty cluster's files need not reach the disk.
-//! - One server per test binary is enough: [`Postgres::fresh_database`] makes a new database
-//!   per test for a few milliseconds.
+//! - One server per test binary is enough ([`Postgres::shared`]): [`Postgres::fresh_database`]
+//!   makes a new database per test for a few milliseconds.
+//! - A [`Watchdog`] per running postmaster SIGKILLs it and removes the dir should the test
+//!   process die without dropping the fixture (a harness timeout, a `static`).
 //! - [`Postgres::kill`] (SIGKILL of the postmaster, for crash tests), [`Postgres::shut_down`]
 //!   (`pg_ctl stop -m fast`), [`Postgres::start_again`] and [`Postgres::restart`] keep the data
 //!   dir and the port. Dropping stops the server (fast shutdown with a deadline, then SIGKILL of
@@ -31,8 +33,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::{
-    free_port, fresh_temp_dir, log_tail, process_alive, read_from, reap_within, send_signal,
-    wait_with_limit,
+    Watchdog, free_port, fresh_temp_dir, log_tail, process_alive, read_from, reap_within,
+    send_signal, wait_with_limit,
 };
 
 /// How long `initdb`, a start or a stop may take.
@@ -54,6 +56,8 @@ pub struct Postgres {
     child: Option<Child>,
     /// The postmaster's PID while it runs.
     pid: Option<u32>,
+    /// Ends the postmaster should this process die without dropping us.
+    watchdog: Option<Watchdog>,
 }
 
 impl Postgres {
@@ -78,6 +82,7 @@ impl Postgres {
             runuser,
             child: None,
             pid: None,
+            watchdog: None,
         };
         postgres.initdb();
         for attempt in 1..=PORT_ATTEMPTS {
@@ -89,6 +94,14 @@ impl Postgres {
             }
         }
         unreachable!("the last attempt returns or panics")
+    }
+
+    /// One server for the whole test binary, started on first use (each test then takes its
+    /// own [`fresh_database`](Postgres::fresh_database)). It never drops: its [`Watchdog`]
+    /// stops it and removes its dir when the test process exits.
+    pub fn shared() -> &'static Postgres {
+        static SHARED: std::sync::OnceLock<Postgres> = std::sync::OnceLock::new();
+        SHARED.get_or_init(Postgres::start)
     }
 
     /// The port on 127.0.0.1.
@@ -177,6 +190,7 @@ impl Postgres {
     /// SIGKILL the postmaster (a crash: no shutdown checkpoint), and wait until it is gone.
     /// `start_again` or `restart` brings it back with crash recovery.
     pub fn kill(&mut self) {
+        self.watchdog = None;
         if let Some(pid) = self.pid.take() {
             send_signal(pid, "KILL");
             assert!(
@@ -195,6 +209,7 @@ impl Postgres {
         let Some(pid) = self.pid else {
             return;
         };
+        self.watchdog = None;
         let mut stop = self.server_command("pg_ctl");
         stop.arg("-D")
             .arg(&self.data)
@@ -304,6 +319,7 @@ impl Postgres {
             if let Some(pid) = ready_postmaster(&pid_file) {
                 self.child = Some(child);
                 self.pid = Some(pid);
+                self.watchdog = Some(Watchdog::arm(pid, &self.dir));
                 return Ok(());
             }
             if let Ok(Some(status)) = child.try_wait() {

@@ -17,6 +17,8 @@
 //!   taken or out of range); joined by `redis-cli --cluster create … --cluster-yes` (all 16384
 //!   slots over the three masters), ready once `CLUSTER INFO` says `cluster_state:ok` on every
 //!   node. [`RedisCluster::node`] gives one node for kill/restart tests.
+//! - A [`Watchdog`] per running server SIGKILLs it and removes its dir should the test process
+//!   die without dropping the fixture (a harness timeout, a `static`).
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -24,7 +26,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{free_port, fresh_temp_dir, log_tail, reap_within, send_signal, wait_with_limit};
+use crate::{
+    Watchdog, free_port, fresh_temp_dir, log_tail, reap_within, send_signal, wait_with_limit,
+};
 
 /// How long a start, a stop or the cluster's formation may take.
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -41,6 +45,8 @@ pub struct Redis {
     /// `Some(bus port)` for a cluster node.
     cluster_port: Option<u16>,
     child: Option<Child>,
+    /// Ends the server should this process die without dropping us.
+    watchdog: Option<Watchdog>,
 }
 
 impl Redis {
@@ -57,6 +63,7 @@ impl Redis {
             port: 0,
             cluster_port: None,
             child: None,
+            watchdog: None,
         };
         for attempt in 1..=PORT_ATTEMPTS {
             redis.port = free_port();
@@ -97,6 +104,7 @@ impl Redis {
 
     /// SIGKILL the server and reap it; `start_again` or `restart` brings it back, empty.
     pub fn kill(&mut self) {
+        self.watchdog = None;
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             reap_within(&mut child, DEADLINE);
@@ -105,6 +113,7 @@ impl Redis {
 
     /// Stop the server: SIGTERM by its PID, SIGKILL when it is not gone within the deadline.
     pub fn shut_down(&mut self) {
+        self.watchdog = None;
         if let Some(mut child) = self.child.take() {
             send_signal(child.id(), "TERM");
             reap_within(&mut child, DEADLINE);
@@ -174,6 +183,7 @@ impl Redis {
             }
             if matches!(command(self.port, &["PING"]), Ok(Reply::Simple(ref pong)) if pong == "PONG")
             {
+                self.watchdog = Some(Watchdog::arm(child.id(), &self.dir));
                 self.child = Some(child);
                 return Ok(());
             }

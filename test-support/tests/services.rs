@@ -208,3 +208,93 @@ fn redis_cluster_of_three_masters_covers_every_slot() {
         }
     });
 }
+
+/// Set in the environment of the child process `fixtures_die_with_their_test_process` starts.
+const WATCHDOG_CHILD: &str = "QUIBBLE_WATCHDOG_CHILD";
+
+/// In a child test process only: start the shared PostgreSQL and a Redis, report their PIDs
+/// and dirs, and wait to be killed.
+#[test]
+fn watchdog_child() {
+    if std::env::var_os(WATCHDOG_CHILD).is_none() {
+        return;
+    }
+    let pg = Postgres::shared();
+    let redis = Redis::start();
+    println!(
+        "\nwatchdog-pid {} {}",
+        pg.pid().expect("running"),
+        pg.dir().display()
+    );
+    println!(
+        "\nwatchdog-pid {} {}",
+        redis.pid().expect("running"),
+        redis.log_path().parent().expect("dir").display()
+    );
+    println!("\nwatchdog-ready");
+    std::thread::sleep(LIMIT);
+}
+
+#[test]
+fn fixtures_die_with_their_test_process() {
+    bounded("the watchdog test", || {
+        use std::io::BufRead;
+        // Killed by its handle when this test fails early, too.
+        struct Killed(std::process::Child);
+        impl Drop for Killed {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let mut child = Killed(
+            Command::new(std::env::current_exe().expect("this test binary"))
+                .args([
+                    "--exact",
+                    "watchdog_child",
+                    "--nocapture",
+                    "--test-threads",
+                    "1",
+                ])
+                .env(WATCHDOG_CHILD, "1")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start the child test process"),
+        );
+        let mut servers = Vec::new();
+        for line in std::io::BufReader::new(child.0.stdout.take().expect("stdout")).lines() {
+            let line = line.expect("read the child's output");
+            if line == "watchdog-ready" {
+                break;
+            }
+            if let Some(rest) = line.strip_prefix("watchdog-pid ") {
+                let (pid, dir) = rest.split_once(' ').expect("PID DIR");
+                servers.push((pid.parse::<u32>().expect("a PID"), PathBuf::from(dir)));
+            }
+        }
+        assert_eq!(servers.len(), 2, "the child reported its servers");
+        for (pid, dir) in &servers {
+            assert!(process_alive(*pid) && dir.exists());
+        }
+        // SIGKILL: the test process dies without dropping anything (the shared server never
+        // would anyway).
+        drop(child);
+        for (pid, dir) in &servers {
+            assert!(
+                wait_gone(*pid, Duration::from_secs(5)),
+                "server {pid} outlived its test process"
+            );
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while dir.exists() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{} left behind",
+                    dir.display()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    });
+}
