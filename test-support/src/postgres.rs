@@ -190,13 +190,19 @@ impl Postgres {
     /// SIGKILL the postmaster (a crash: no shutdown checkpoint), and wait until it is gone.
     /// `start_again` or `restart` brings it back with crash recovery.
     pub fn kill(&mut self) {
+        let pid = self.pid;
+        self.kill_postmaster();
+        if let Some(pid) = pid {
+            assert!(!process_alive(pid), "postmaster {pid} survived SIGKILL");
+        }
+    }
+
+    /// SIGKILL the postmaster by its PID and reap our child, without panicking (Drop uses it).
+    fn kill_postmaster(&mut self) {
         self.watchdog = None;
         if let Some(pid) = self.pid.take() {
             send_signal(pid, "KILL");
-            assert!(
-                crate::wait_gone(pid, DEADLINE),
-                "postmaster {pid} survived SIGKILL"
-            );
+            crate::wait_gone(pid, DEADLINE);
         }
         if let Some(mut child) = self.child.take() {
             reap_within(&mut child, DEADLINE);
@@ -222,7 +228,7 @@ impl Postgres {
             reap_within(&mut child, DEADLINE);
         }
         if !crate::wait_gone(pid, Duration::from_secs(1)) {
-            self.kill();
+            self.kill_postmaster();
         }
         self.pid = None;
         if let Some(mut child) = self.child.take() {
@@ -324,11 +330,15 @@ impl Postgres {
             }
             if let Ok(Some(status)) = child.try_wait() {
                 let new_log = read_from(&self.log, log_start);
-                return Err(if new_log.contains("already in use") {
-                    Failure::PortTaken
-                } else {
-                    Failure::Exited(format!("{status}"))
-                });
+                // "Address already in use"; after a SIGKILL, "pre-existing shared memory block
+                // … is still in use" while the old backends exit.
+                return Err(
+                    if new_log.contains("already in use") || new_log.contains("still in use") {
+                        Failure::PortTaken
+                    } else {
+                        Failure::Exited(format!("{status}"))
+                    },
+                );
             }
             if Instant::now() >= deadline {
                 // Not ready in time: end it by PID if it wrote one, and by our handle.
@@ -361,7 +371,7 @@ impl Drop for Postgres {
 }
 
 enum Failure {
-    /// The port (or, on a restart, the old server's shared memory) was in use.
+    /// The port (or, after a SIGKILL, the old backends' shared memory) was in use.
     PortTaken,
     /// The postmaster exited with this status.
     Exited(String),
