@@ -252,6 +252,11 @@ impl Postgres {
         }
     }
 
+    /// Stop the server and remove its dir (what dropping it does).
+    pub fn stop(self) {
+        drop(self);
+    }
+
     /// `shut_down` (when running), then `start_again`: same port, same data.
     pub fn restart(&mut self) {
         self.shut_down();

@@ -136,6 +136,11 @@ impl Redis {
         }
     }
 
+    /// Stop the server and remove its dir (what dropping it does).
+    pub fn stop(self) {
+        drop(self);
+    }
+
     /// `shut_down` (when running), then `start_again` on the same port.
     pub fn restart(&mut self) {
         self.shut_down();
@@ -292,6 +297,11 @@ impl RedisCluster {
     /// The running masters' PIDs.
     pub fn pids(&self) -> Vec<u32> {
         self.nodes.iter().filter_map(Redis::pid).collect()
+    }
+
+    /// Stop every node and remove the dir (what dropping it does).
+    pub fn stop(self) {
+        drop(self);
     }
 
     /// Master `index` (0..3), to kill or restart.

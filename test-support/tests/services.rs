@@ -93,10 +93,10 @@ fn postgres_answers_keeps_its_data_over_restart_and_crash_and_leaves_nothing() {
         assert_eq!(pg.port(), port);
         assert_eq!(pg.psql(&db, "select n from kept order by n"), "7\n8\n");
 
-        // Drop stops the postmaster and removes the dir.
+        // stop() (as Drop) stops the postmaster and removes the dir.
         let pid = pg.pid().expect("running");
         let dir: PathBuf = pg.dir().to_owned();
-        drop(pg);
+        pg.stop();
         assert!(
             wait_gone(pid, Duration::from_secs(5)),
             "postmaster {pid} left running"
