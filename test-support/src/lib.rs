@@ -1,9 +1,12 @@
 //! Test support shared by the client and bench tests: the real `quibble` server binary on an
 //! ephemeral loopback port with a temp data dir (killed by its own handle when the guard drops,
-//! also on panic), running child processes with a time limit, and a fault-injecting proxy
-//! ([`proxy`]) for chaos tests.
+//! also on panic), running child processes with a time limit, a fault-injecting proxy
+//! ([`proxy`]) for chaos tests, and throwaway PostgreSQL ([`postgres`]) and Redis ([`redis`])
+//! servers (`scripts/setup-services` installs them).
 
+pub mod postgres;
 pub mod proxy;
+pub mod redis;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -226,4 +229,139 @@ fn collect(drained: Drained) -> Vec<u8> {
     drained
         .and_then(|handle| handle.join().ok())
         .unwrap_or_default()
+}
+
+/// A free TCP port on 127.0.0.1: bound to port 0, read, released. Another process may take it
+/// before the caller binds it; the service fixtures retry their startup when that happens.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("bind a loopback port")
+        .port()
+}
+
+/// Whether process `pid` exists and is not a zombie (`/proc/PID/stat`).
+pub fn process_alive(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // `PID (COMM) STATE …`: COMM may hold spaces and parentheses, so look after the last ')'.
+    let state = stat
+        .rfind(')')
+        .and_then(|end| stat[end + 1..].split_whitespace().next());
+    !matches!(state, Some("Z" | "X" | "x") | None)
+}
+
+/// Send `signal` (e.g. "KILL", "TERM") to process `pid`, which the caller started or tracks.
+/// Whether it was delivered (false when the process is already gone).
+pub fn send_signal(pid: u32, signal: &str) -> bool {
+    Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|status| status.success())
+        .unwrap_or(false)
+}
+
+/// Wait until process `pid` is gone, at most `limit`; whether it is.
+pub fn wait_gone(pid: u32, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while process_alive(pid) {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
+/// A new, empty directory under the system temp dir, named after `prefix`; the caller removes it.
+pub fn fresh_temp_dir(prefix: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!(
+        "{prefix}-{}-{n}-{}",
+        std::process::id(),
+        unique() % 1_000_000_000
+    ));
+    std::fs::create_dir(&dir)
+        .unwrap_or_else(|e| panic!("create the temp dir {}: {e}", dir.display()));
+    dir
+}
+
+/// The last `lines` lines of the text file at `path` (for panic messages about a service log).
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| format!("(unreadable: {e})"));
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Wait for `child` to exit, at most `limit`; SIGKILL it (by its handle) when it does not.
+pub fn reap_within(child: &mut Child, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) | Err(_) => return,
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+/// The text of `path` from byte `offset` on.
+pub(crate) fn read_from(path: &Path, offset: u64) -> String {
+    let mut text = String::new();
+    if let Ok(mut file) = std::fs::File::open(path) {
+        use std::io::Seek;
+        let _ = file.seek(std::io::SeekFrom::Start(offset));
+        let _ = file.read_to_string(&mut text);
+    }
+    text
+}
+
+/// Ends a service process if this test process dies without stopping it (killed by a harness's
+/// timeout, or a fixture kept in a `static`, which never drops): a `sh` child that waits on a
+/// pipe from us. Disarmed (dropped) normally, it is told `done` and exits; when this process
+/// dies, the pipe closes, and it SIGKILLs the tracked PID and removes the fixture's temp dir.
+pub struct Watchdog {
+    child: Child,
+}
+
+impl Watchdog {
+    /// Watch `pid`, whose fixture lives in `dir`.
+    pub fn arm(pid: u32, dir: &Path) -> Watchdog {
+        let child = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(
+                r#"read -r line; [ "$line" = done ] && exit 0
+                   kill -KILL "$1" 2>/dev/null; sleep 1; rm -rf -- "$2""#,
+            )
+            .arg("quibble-watchdog")
+            .arg(pid.to_string())
+            .arg(dir)
+            .current_dir("/")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start a watchdog shell");
+        Watchdog { child }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        if let Some(mut stdin) = self.child.stdin.take() {
+            use std::io::Write;
+            let _ = stdin.write_all(b"done\n");
+        }
+        reap_within(&mut self.child, Duration::from_secs(5));
+    }
 }
