@@ -120,6 +120,9 @@ pub enum StoreError {
     /// The password verified by the caller is no longer the account's.
     #[error("the password changed")]
     PasswordChanged,
+    /// The engine does not do this yet (the PostgreSQL engine, while it is being built).
+    #[error("not supported by this store engine yet: {0}")]
+    Unsupported(&'static str),
     /// Another process (a running server) has the file open.
     #[error("the store is open in another process (a running server?)")]
     InUse,
@@ -155,6 +158,7 @@ pub struct Store {
 #[derive(Clone)]
 enum Engine {
     Redb(self::redb::Redb),
+    Postgres(self::postgres::Postgres),
 }
 
 impl Store {
@@ -179,11 +183,22 @@ impl Store {
         })
     }
 
+    /// Connects to the fleet's store: the PostgreSQL database at `url`, whose schema is
+    /// migrated to this server's version (refused with [`StoreError::Schema`] if a newer
+    /// server migrated it). `on_commit` is called as [`Store::open`] says, for the appends this
+    /// node commits.
+    pub async fn connect_postgres(url: &str, on_commit: CommitHook) -> Result<Store, StoreError> {
+        Ok(Store {
+            engine: Engine::Postgres(self::postgres::Postgres::connect(url, on_commit).await?),
+        })
+    }
+
     /// The store's epoch: a random non-zero number made when the store was created, stable
     /// across reopening. Resume cursors from another epoch are void.
     pub fn epoch(&self) -> u64 {
         match &self.engine {
             Engine::Redb(s) => s.epoch(),
+            Engine::Postgres(s) => s.epoch(),
         }
     }
 
@@ -191,6 +206,7 @@ impl Store {
     pub fn commit_counts(&self) -> CommitCounts {
         match &self.engine {
             Engine::Redb(s) => s.commit_counts(),
+            Engine::Postgres(s) => s.commit_counts(),
         }
     }
 
@@ -201,6 +217,7 @@ impl Store {
     pub async fn close(&self) {
         match &self.engine {
             Engine::Redb(s) => s.close().await,
+            Engine::Postgres(s) => s.close().await,
         }
     }
 
@@ -214,6 +231,7 @@ impl Store {
     ) -> Result<User, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.create_user(username, password_phc).await,
+            Engine::Postgres(s) => s.create_user(username, password_phc).await,
         }
     }
 
@@ -228,6 +246,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.create_session(token, user, expires_at_ms).await,
+            Engine::Postgres(s) => s.create_session(token, user, expires_at_ms).await,
         }
     }
 
@@ -245,6 +264,10 @@ impl Store {
                 s.create_login_session(token, user, expires_at_ms, verified_phc)
                     .await
             }
+            Engine::Postgres(s) => {
+                s.create_login_session(token, user, expires_at_ms, verified_phc)
+                    .await
+            }
         }
     }
 
@@ -259,6 +282,7 @@ impl Store {
     ) -> Result<RoleChange, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.set_role(actor, username, role).await,
+            Engine::Postgres(_) => Err(StoreError::Unsupported("set_role")),
         }
     }
 
@@ -280,6 +304,10 @@ impl Store {
                 s.change_password(user, verified_phc, new_phc, token, expires_at_ms)
                     .await
             }
+            Engine::Postgres(s) => {
+                s.change_password(user, verified_phc, new_phc, token, expires_at_ms)
+                    .await
+            }
         }
     }
 
@@ -287,6 +315,7 @@ impl Store {
     pub async fn has_admin(&self) -> Result<bool, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.has_admin().await,
+            Engine::Postgres(s) => s.has_admin().await,
         }
     }
 
@@ -294,6 +323,7 @@ impl Store {
     pub async fn sessions_of(&self, user: UserId) -> Result<Vec<TokenHash>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.sessions_of(user).await,
+            Engine::Postgres(s) => s.sessions_of(user).await,
         }
     }
 
@@ -301,6 +331,7 @@ impl Store {
     pub async fn delete_session(&self, token: TokenHash) -> Result<bool, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.delete_session(token).await,
+            Engine::Postgres(s) => s.delete_session(token).await,
         }
     }
 
@@ -308,6 +339,7 @@ impl Store {
     pub async fn user(&self, id: UserId) -> Result<Option<User>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.user(id).await,
+            Engine::Postgres(s) => s.user(id).await,
         }
     }
 
@@ -315,6 +347,7 @@ impl Store {
     pub async fn user_by_name(&self, username: &str) -> Result<Option<User>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.user_by_name(username).await,
+            Engine::Postgres(s) => s.user_by_name(username).await,
         }
     }
 
@@ -327,6 +360,7 @@ impl Store {
     ) -> Result<Option<User>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.session_user(token, now_ms).await,
+            Engine::Postgres(s) => s.session_user(token, now_ms).await,
         }
     }
 
@@ -338,6 +372,7 @@ impl Store {
     ) -> Result<AuditPage, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.audit_page(before, limit).await,
+            Engine::Postgres(_) => Err(StoreError::Unsupported("audit_page")),
         }
     }
 
@@ -354,6 +389,7 @@ impl Store {
     ) -> Result<Ban, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.ban_user(actor, username, reason, duration_ms).await,
+            Engine::Postgres(_) => Err(StoreError::Unsupported("ban_user")),
         }
     }
 
@@ -361,6 +397,7 @@ impl Store {
     pub async fn unban_user(&self, actor: Actor, username: &str) -> Result<Unbanned, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.unban_user(actor, username).await,
+            Engine::Postgres(_) => Err(StoreError::Unsupported("unban_user")),
         }
     }
 
@@ -368,6 +405,7 @@ impl Store {
     pub async fn active_bans(&self, now_ms: u64, limit: usize) -> Result<Vec<Ban>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.active_bans(now_ms, limit).await,
+            Engine::Postgres(_) => Err(StoreError::Unsupported("active_bans")),
         }
     }
 
@@ -375,6 +413,7 @@ impl Store {
     pub async fn ban_of(&self, user: UserId, now_ms: u64) -> Result<Option<Ban>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.ban_of(user, now_ms).await,
+            Engine::Postgres(_) => Err(StoreError::Unsupported("ban_of")),
         }
     }
 
@@ -384,6 +423,7 @@ impl Store {
     pub async fn block(&self, blocker: UserId, blocked: UserId) -> Result<Blocked, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.block(blocker, blocked).await,
+            Engine::Postgres(_) => Err(StoreError::Unsupported("block")),
         }
     }
 
@@ -391,6 +431,7 @@ impl Store {
     pub async fn unblock(&self, blocker: UserId, blocked: UserId) -> Result<bool, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.unblock(blocker, blocked).await,
+            Engine::Postgres(_) => Err(StoreError::Unsupported("unblock")),
         }
     }
 
@@ -398,6 +439,7 @@ impl Store {
     pub async fn blocks(&self, blocker: UserId, blocked: UserId) -> Result<bool, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.blocks(blocker, blocked).await,
+            Engine::Postgres(_) => Err(StoreError::Unsupported("blocks")),
         }
     }
 
@@ -405,6 +447,7 @@ impl Store {
     pub async fn blocked_users(&self, blocker: UserId) -> Result<Vec<UserId>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.blocked_users(blocker).await,
+            Engine::Postgres(_) => Err(StoreError::Unsupported("blocked_users")),
         }
     }
 
@@ -412,6 +455,7 @@ impl Store {
     pub async fn block_list(&self, blocker: UserId) -> Result<Vec<BlockEntry>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.block_list(blocker).await,
+            Engine::Postgres(_) => Err(StoreError::Unsupported("block_list")),
         }
     }
 
@@ -427,6 +471,7 @@ impl Store {
     ) -> Result<Cursors, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.advance_cursors(user, conversation, delivered, read).await,
+            Engine::Postgres(_) => Err(StoreError::Unsupported("advance_cursors")),
         }
     }
 
@@ -438,6 +483,7 @@ impl Store {
     ) -> Result<Cursors, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.cursors(user, conversation).await,
+            Engine::Postgres(_) => Err(StoreError::Unsupported("cursors")),
         }
     }
 
@@ -450,6 +496,7 @@ impl Store {
     ) -> Result<Vec<MemberCursors>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.member_cursors(conversation, limit).await,
+            Engine::Postgres(_) => Err(StoreError::Unsupported("member_cursors")),
         }
     }
 
@@ -461,6 +508,7 @@ impl Store {
     pub async fn add_friend(&self, user: UserId, other: UserId) -> Result<Added, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.add_friend(user, other).await,
+            Engine::Postgres(_) => Err(StoreError::Unsupported("add_friend")),
         }
     }
 
@@ -468,6 +516,7 @@ impl Store {
     pub async fn remove_friend(&self, user: UserId, other: UserId) -> Result<Removed, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.remove_friend(user, other).await,
+            Engine::Postgres(_) => Err(StoreError::Unsupported("remove_friend")),
         }
     }
 
@@ -479,6 +528,7 @@ impl Store {
     ) -> Result<Option<FriendState>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.friend_state(user, other).await,
+            Engine::Postgres(_) => Err(StoreError::Unsupported("friend_state")),
         }
     }
 
@@ -487,6 +537,7 @@ impl Store {
     pub async fn friends(&self, user: UserId) -> Result<Vec<FriendEntry>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.friends(user).await,
+            Engine::Postgres(_) => Err(StoreError::Unsupported("friends")),
         }
     }
 
@@ -498,6 +549,7 @@ impl Store {
     ) -> Result<Option<ConversationId>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.dm_between(a, b).await,
+            Engine::Postgres(_) => Err(StoreError::Unsupported("dm_between")),
         }
     }
 
@@ -513,6 +565,7 @@ impl Store {
     ) -> Result<IpBan, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.add_ip_ban(actor, network, reason, duration_ms).await,
+            Engine::Postgres(_) => Err(StoreError::Unsupported("add_ip_ban")),
         }
     }
 
@@ -521,6 +574,7 @@ impl Store {
     pub async fn remove_ip_ban(&self, actor: Actor, network: IpNet) -> Result<bool, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.remove_ip_ban(actor, network).await,
+            Engine::Postgres(_) => Err(StoreError::Unsupported("remove_ip_ban")),
         }
     }
 
@@ -528,6 +582,7 @@ impl Store {
     pub async fn active_ip_bans(&self, now_ms: u64) -> Result<Vec<IpBan>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.active_ip_bans(now_ms).await,
+            Engine::Postgres(_) => Err(StoreError::Unsupported("active_ip_bans")),
         }
     }
 
@@ -536,6 +591,7 @@ impl Store {
     pub async fn record_last_seen(&self, user: UserId, at_ms: u64) -> Result<(), StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.record_last_seen(user, at_ms).await,
+            Engine::Postgres(_) => Err(StoreError::Unsupported("record_last_seen")),
         }
     }
 
@@ -543,6 +599,7 @@ impl Store {
     pub async fn last_seen(&self, users: Vec<UserId>) -> Result<Vec<(UserId, u64)>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.last_seen(users).await,
+            Engine::Postgres(_) => Err(StoreError::Unsupported("last_seen")),
         }
     }
 
@@ -552,6 +609,7 @@ impl Store {
     pub async fn join_room(&self, user: UserId, room: ConversationId) -> Result<bool, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.join_room(user, room).await,
+            Engine::Postgres(s) => s.join_room(user, room).await,
         }
     }
 
@@ -560,6 +618,7 @@ impl Store {
     pub async fn leave_room(&self, user: UserId, room: ConversationId) -> Result<bool, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.leave_room(user, room).await,
+            Engine::Postgres(s) => s.leave_room(user, room).await,
         }
     }
 
@@ -571,6 +630,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.is_member(user, conversation).await,
+            Engine::Postgres(s) => s.is_member(user, conversation).await,
         }
     }
 
@@ -578,6 +638,7 @@ impl Store {
     pub async fn memberships(&self, user: UserId) -> Result<Vec<ConversationId>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.memberships(user).await,
+            Engine::Postgres(s) => s.memberships(user).await,
         }
     }
 
@@ -588,6 +649,7 @@ impl Store {
     ) -> Result<Option<ConversationKind>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.conversation_kind(conversation).await,
+            Engine::Postgres(s) => s.conversation_kind(conversation).await,
         }
     }
 
@@ -612,6 +674,10 @@ impl Store {
                 s.append(conversation, author, author_name, client_id, body)
                     .await
             }
+            Engine::Postgres(s) => {
+                s.append(conversation, author, author_name, client_id, body)
+                    .await
+            }
         }
     }
 
@@ -630,6 +696,10 @@ impl Store {
                 s.queue_append(conversation, author, author_name, client_id, body)
                     .await
             }
+            Engine::Postgres(s) => {
+                s.queue_append(conversation, author, author_name, client_id, body)
+                    .await
+            }
         }
     }
 
@@ -637,6 +707,7 @@ impl Store {
     pub async fn head(&self, conversation: ConversationId) -> Result<u64, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.head(conversation).await,
+            Engine::Postgres(s) => s.head(conversation).await,
         }
     }
 
@@ -649,6 +720,7 @@ impl Store {
     ) -> Result<Vec<ChatMessage>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.messages_after(conversation, after_seq, limit).await,
+            Engine::Postgres(s) => s.messages_after(conversation, after_seq, limit).await,
         }
     }
 
@@ -661,6 +733,7 @@ impl Store {
     ) -> Result<Vec<ChatMessage>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.messages_before(conversation, before_seq, limit).await,
+            Engine::Postgres(s) => s.messages_before(conversation, before_seq, limit).await,
         }
     }
 
@@ -672,6 +745,7 @@ impl Store {
     ) -> Result<Option<ChatMessage>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.message(conversation, seq).await,
+            Engine::Postgres(s) => s.message(conversation, seq).await,
         }
     }
 
@@ -689,6 +763,7 @@ impl Store {
     ) -> Result<Deletion, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.delete_message(conversation, seq, moderator).await,
+            Engine::Postgres(_) => Err(StoreError::Unsupported("delete_message")),
         }
     }
 
@@ -703,6 +778,7 @@ impl Store {
     ) -> Result<Vec<u64>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.deletions_up_to(conversation, up_to, window, limit).await,
+            Engine::Postgres(s) => s.deletions_up_to(conversation, up_to, window, limit).await,
         }
     }
 
@@ -712,6 +788,7 @@ impl Store {
     pub async fn create_room(&self, name: &str, created_by: UserId) -> Result<Room, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.create_room(name, created_by).await,
+            Engine::Postgres(s) => s.create_room(name, created_by).await,
         }
     }
 
@@ -724,6 +801,7 @@ impl Store {
     ) -> Result<RoomPage, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.rooms_page(after, limit).await,
+            Engine::Postgres(s) => s.rooms_page(after, limit).await,
         }
     }
 
@@ -733,6 +811,7 @@ impl Store {
     pub async fn room(&self, id: ConversationId) -> Result<Option<Room>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.room(id).await,
+            Engine::Postgres(s) => s.room(id).await,
         }
     }
 
@@ -741,6 +820,7 @@ impl Store {
     pub fn hello_user(&self, token: &TokenHash, now_ms: u64) -> Result<Option<User>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.hello_user(token, now_ms),
+            Engine::Postgres(_) => Err(StoreError::Unsupported("hello_user")),
         }
     }
 
@@ -749,6 +829,7 @@ impl Store {
     pub async fn welcome_view(&self, user: UserId) -> Result<WelcomeView, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.welcome_view(user).await,
+            Engine::Postgres(_) => Err(StoreError::Unsupported("welcome_view")),
         }
     }
 
@@ -775,6 +856,7 @@ impl Store {
                 s.join_view(user, conversation, check, start, recent, limit)
                     .await
             }
+            Engine::Postgres(_) => Err(StoreError::Unsupported("join_view")),
         }
     }
 
@@ -782,6 +864,7 @@ impl Store {
     pub async fn summaries(&self, user: UserId) -> Result<Vec<Summary>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.summaries(user).await,
+            Engine::Postgres(_) => Err(StoreError::Unsupported("summaries")),
         }
     }
 
@@ -793,6 +876,7 @@ impl Store {
     ) -> Result<(Vec<Summary>, Vec<UserId>), StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.summaries_and_blocks(user).await,
+            Engine::Postgres(_) => Err(StoreError::Unsupported("summaries_and_blocks")),
         }
     }
 
@@ -804,6 +888,7 @@ impl Store {
     ) -> Result<Option<Summary>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.summary(user, conversation).await,
+            Engine::Postgres(_) => Err(StoreError::Unsupported("summary")),
         }
     }
 }

@@ -26,6 +26,9 @@ mod migrate;
 mod rooms;
 mod writer;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
