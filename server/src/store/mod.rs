@@ -28,9 +28,9 @@ use crate::auth::TokenHash;
 pub use self::redb::{
     Actor, Added, Appended, AuditAction, AuditEntry, AuditPage, Ban, BlockEntry, Blocked,
     ConversationKind, Cursors, Deletion, FriendEntry, FriendState, IpBan, JoinView, LastMessage,
-    MAX_BLOCKS, MAX_CONCURRENT_READS, MAX_IP_BANS, MAX_MEMBERSHIPS, MemberCursors, OPERATOR,
-    PREVIEW_CHARS, Removed, Role, RoleChange, Room, RoomEntry, RoomPage, Summary, Unbanned, User,
-    WelcomeView,
+    MAX_BLOCKS, MAX_CONCURRENT_READS, MAX_FRIEND_ENTRIES, MAX_IP_BANS, MAX_MEMBERSHIPS,
+    MemberCursors, OPERATOR, PREVIEW_CHARS, Removed, Role, RoleChange, Room, RoomEntry, RoomPage,
+    Summary, UNREAD_SCAN, Unbanned, User, WelcomeView,
 };
 pub use commit_counts::CommitCounts;
 use commit_counts::Counters;
@@ -423,7 +423,7 @@ impl Store {
     pub async fn block(&self, blocker: UserId, blocked: UserId) -> Result<Blocked, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.block(blocker, blocked).await,
-            Engine::Postgres(_) => Err(StoreError::Unsupported("block")),
+            Engine::Postgres(s) => s.block(blocker, blocked).await,
         }
     }
 
@@ -431,7 +431,7 @@ impl Store {
     pub async fn unblock(&self, blocker: UserId, blocked: UserId) -> Result<bool, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.unblock(blocker, blocked).await,
-            Engine::Postgres(_) => Err(StoreError::Unsupported("unblock")),
+            Engine::Postgres(s) => s.unblock(blocker, blocked).await,
         }
     }
 
@@ -439,7 +439,7 @@ impl Store {
     pub async fn blocks(&self, blocker: UserId, blocked: UserId) -> Result<bool, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.blocks(blocker, blocked).await,
-            Engine::Postgres(_) => Err(StoreError::Unsupported("blocks")),
+            Engine::Postgres(s) => s.blocks(blocker, blocked).await,
         }
     }
 
@@ -447,7 +447,7 @@ impl Store {
     pub async fn blocked_users(&self, blocker: UserId) -> Result<Vec<UserId>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.blocked_users(blocker).await,
-            Engine::Postgres(_) => Err(StoreError::Unsupported("blocked_users")),
+            Engine::Postgres(s) => s.blocked_users(blocker).await,
         }
     }
 
@@ -455,7 +455,7 @@ impl Store {
     pub async fn block_list(&self, blocker: UserId) -> Result<Vec<BlockEntry>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.block_list(blocker).await,
-            Engine::Postgres(_) => Err(StoreError::Unsupported("block_list")),
+            Engine::Postgres(s) => s.block_list(blocker).await,
         }
     }
 
@@ -471,7 +471,7 @@ impl Store {
     ) -> Result<Cursors, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.advance_cursors(user, conversation, delivered, read).await,
-            Engine::Postgres(_) => Err(StoreError::Unsupported("advance_cursors")),
+            Engine::Postgres(s) => s.advance_cursors(user, conversation, delivered, read).await,
         }
     }
 
@@ -483,7 +483,7 @@ impl Store {
     ) -> Result<Cursors, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.cursors(user, conversation).await,
-            Engine::Postgres(_) => Err(StoreError::Unsupported("cursors")),
+            Engine::Postgres(s) => s.cursors(user, conversation).await,
         }
     }
 
@@ -496,7 +496,7 @@ impl Store {
     ) -> Result<Vec<MemberCursors>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.member_cursors(conversation, limit).await,
-            Engine::Postgres(_) => Err(StoreError::Unsupported("member_cursors")),
+            Engine::Postgres(s) => s.member_cursors(conversation, limit).await,
         }
     }
 
@@ -508,7 +508,7 @@ impl Store {
     pub async fn add_friend(&self, user: UserId, other: UserId) -> Result<Added, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.add_friend(user, other).await,
-            Engine::Postgres(_) => Err(StoreError::Unsupported("add_friend")),
+            Engine::Postgres(s) => s.add_friend(user, other).await,
         }
     }
 
@@ -516,7 +516,7 @@ impl Store {
     pub async fn remove_friend(&self, user: UserId, other: UserId) -> Result<Removed, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.remove_friend(user, other).await,
-            Engine::Postgres(_) => Err(StoreError::Unsupported("remove_friend")),
+            Engine::Postgres(s) => s.remove_friend(user, other).await,
         }
     }
 
@@ -528,7 +528,7 @@ impl Store {
     ) -> Result<Option<FriendState>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.friend_state(user, other).await,
-            Engine::Postgres(_) => Err(StoreError::Unsupported("friend_state")),
+            Engine::Postgres(s) => s.friend_state(user, other).await,
         }
     }
 
@@ -537,7 +537,7 @@ impl Store {
     pub async fn friends(&self, user: UserId) -> Result<Vec<FriendEntry>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.friends(user).await,
-            Engine::Postgres(_) => Err(StoreError::Unsupported("friends")),
+            Engine::Postgres(s) => s.friends(user).await,
         }
     }
 
@@ -549,7 +549,7 @@ impl Store {
     ) -> Result<Option<ConversationId>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.dm_between(a, b).await,
-            Engine::Postgres(_) => Err(StoreError::Unsupported("dm_between")),
+            Engine::Postgres(s) => s.dm_between(a, b).await,
         }
     }
 
@@ -591,7 +591,7 @@ impl Store {
     pub async fn record_last_seen(&self, user: UserId, at_ms: u64) -> Result<(), StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.record_last_seen(user, at_ms).await,
-            Engine::Postgres(_) => Err(StoreError::Unsupported("record_last_seen")),
+            Engine::Postgres(s) => s.record_last_seen(user, at_ms).await,
         }
     }
 
@@ -599,7 +599,7 @@ impl Store {
     pub async fn last_seen(&self, users: Vec<UserId>) -> Result<Vec<(UserId, u64)>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.last_seen(users).await,
-            Engine::Postgres(_) => Err(StoreError::Unsupported("last_seen")),
+            Engine::Postgres(s) => s.last_seen(users).await,
         }
     }
 
@@ -817,10 +817,14 @@ impl Store {
 
     /// `Hello`'s token check, on the calling task: the user a session token belongs to, as
     /// [`Store::session_user`] answers it.
-    pub fn hello_user(&self, token: &TokenHash, now_ms: u64) -> Result<Option<User>, StoreError> {
+    pub async fn hello_user(
+        &self,
+        token: &TokenHash,
+        now_ms: u64,
+    ) -> Result<Option<User>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.hello_user(token, now_ms),
-            Engine::Postgres(_) => Err(StoreError::Unsupported("hello_user")),
+            Engine::Postgres(s) => s.hello_user(token, now_ms).await,
         }
     }
 
@@ -829,7 +833,7 @@ impl Store {
     pub async fn welcome_view(&self, user: UserId) -> Result<WelcomeView, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.welcome_view(user).await,
-            Engine::Postgres(_) => Err(StoreError::Unsupported("welcome_view")),
+            Engine::Postgres(s) => s.welcome_view(user).await,
         }
     }
 
@@ -856,7 +860,7 @@ impl Store {
                 s.join_view(user, conversation, check, start, recent, limit)
                     .await
             }
-            Engine::Postgres(_) => Err(StoreError::Unsupported("join_view")),
+            Engine::Postgres(s) => s.join_view(user, conversation, check, start, limit).await,
         }
     }
 
@@ -864,7 +868,7 @@ impl Store {
     pub async fn summaries(&self, user: UserId) -> Result<Vec<Summary>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.summaries(user).await,
-            Engine::Postgres(_) => Err(StoreError::Unsupported("summaries")),
+            Engine::Postgres(s) => s.summaries(user).await,
         }
     }
 
@@ -876,7 +880,7 @@ impl Store {
     ) -> Result<(Vec<Summary>, Vec<UserId>), StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.summaries_and_blocks(user).await,
-            Engine::Postgres(_) => Err(StoreError::Unsupported("summaries_and_blocks")),
+            Engine::Postgres(s) => s.summaries_and_blocks(user).await,
         }
     }
 
@@ -888,7 +892,7 @@ impl Store {
     ) -> Result<Option<Summary>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.summary(user, conversation).await,
-            Engine::Postgres(_) => Err(StoreError::Unsupported("summary")),
+            Engine::Postgres(s) => s.summary(user, conversation).await,
         }
     }
 }

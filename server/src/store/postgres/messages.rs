@@ -7,7 +7,7 @@
 
 use quibble_protocol::wire::{ChatMessage, ConversationId, UserId};
 use tokio::sync::oneshot;
-use tokio_postgres::Row;
+use tokio_postgres::{GenericClient, Row};
 
 use super::errors::db_error;
 use super::writer::Append;
@@ -65,15 +65,7 @@ impl Postgres {
     }
 
     pub async fn head(&self, conversation: ConversationId) -> Result<u64, StoreError> {
-        let client = self.client().await?;
-        let row = client
-            .query_opt(
-                "SELECT head FROM conversations WHERE id = $1",
-                &[&to_sql(conversation.0)],
-            )
-            .await
-            .map_err(db_error)?;
-        Ok(row.map_or(0, |row| from_sql(row.get(0))))
+        read_head(&**self.client().await?, conversation).await
     }
 
     pub async fn messages_after(
@@ -167,6 +159,45 @@ impl Postgres {
             .map_err(db_error)?;
         Ok(rows.iter().rev().map(|row| from_sql(row.get(0))).collect())
     }
+}
+
+/// The head seq of `conversation` (0 if it has no messages or does not exist).
+pub(super) async fn read_head(
+    client: &impl GenericClient,
+    conversation: ConversationId,
+) -> Result<u64, StoreError> {
+    let row = client
+        .query_opt(
+            "SELECT head FROM conversations WHERE id = $1",
+            &[&to_sql(conversation.0)],
+        )
+        .await
+        .map_err(db_error)?;
+    Ok(row.map_or(0, |row| from_sql(row.get(0))))
+}
+
+/// Up to `limit` messages of `conversation` with seq > `after_seq`, ascending.
+pub(super) async fn read_messages_after(
+    client: &impl GenericClient,
+    conversation: ConversationId,
+    after_seq: u64,
+    limit: usize,
+) -> Result<Vec<ChatMessage>, StoreError> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages
+                 WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+            ),
+            &[
+                &to_sql(conversation.0),
+                &to_sql(after_seq),
+                &limit_sql(limit),
+            ],
+        )
+        .await
+        .map_err(db_error)?;
+    Ok(rows.iter().map(to_message).collect())
 }
 
 /// A message from a row of [`MESSAGE_COLUMNS`]; a deleted one as its tombstone.

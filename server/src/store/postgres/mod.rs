@@ -16,14 +16,22 @@
 //!
 //! The schema is created and migrated at start ([`migrate`]), in one transaction under an
 //! advisory lock, so nodes starting together migrate once. The operations are split by subject
-//! as in the embedded engine: [`accounts`], [`rooms`], [`membership`], [`messages`].
+//! as in the embedded engine: [`accounts`], [`rooms`], [`membership`], [`messages`],
+//! [`cursors`] (receipts), [`friends`] (and DMs), [`blocks`], [`last_seen`], [`summaries`]
+//! (the conversation list); what a connection's setup reads is composed in [`setup_views`].
 
 mod accounts;
+mod blocks;
+mod cursors;
 mod errors;
+mod friends;
+mod last_seen;
 mod membership;
 mod messages;
 mod migrate;
 mod rooms;
+mod setup_views;
+mod summaries;
 mod writer;
 
 #[cfg(test)]

@@ -188,6 +188,7 @@ async fn commit(
     if rows.is_empty() {
         return Ok(outcomes);
     }
+    let cursors = authors_cursors(&txn, &rows).await?;
     txn.execute(
         "INSERT INTO messages
              (conversation_id, seq, author, author_name, client_id, sent_at_ms, body)
@@ -217,8 +218,65 @@ async fn commit(
     )
     .await
     .map_err(db_error)?;
+    if !cursors.is_empty() {
+        let (users, (conversations, seqs)): (Vec<i64>, (Vec<i64>, Vec<i64>)) = cursors
+            .iter()
+            .map(|((user, conversation), seq)| {
+                (to_sql(*user), (to_sql(*conversation), to_sql(*seq)))
+            })
+            .unzip();
+        txn.execute(
+            "INSERT INTO cursors (user_id, conversation_id, delivered, read)
+             SELECT u, c, s, s FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS v(u, c, s)
+             ON CONFLICT (user_id, conversation_id) DO UPDATE
+             SET delivered = GREATEST(cursors.delivered, EXCLUDED.delivered),
+                 read = GREATEST(cursors.read, EXCLUDED.read)",
+            &[&users, &conversations, &seqs],
+        )
+        .await
+        .map_err(db_error)?;
+    }
     txn.commit().await.map_err(db_error)?;
     Ok(outcomes)
+}
+
+/// Where the authors' read cursors move (see `cursors`: an author has read their own message
+/// when it comes right after their read cursor): (author, conversation) → the seq both cursors
+/// move onto, for the authors whose cursors move.
+async fn authors_cursors(
+    txn: &tokio_postgres::Transaction<'_>,
+    rows: &NewRows,
+) -> Result<HashMap<(u64, u64), u64>, StoreError> {
+    let stored = txn
+        .query(
+            "SELECT c.user_id, c.conversation_id, c.read FROM cursors c
+             JOIN (SELECT DISTINCT * FROM unnest($1::bigint[], $2::bigint[])) AS k(u, c)
+               ON c.user_id = k.u AND c.conversation_id = k.c",
+            &[&rows.authors, &rows.conversations],
+        )
+        .await
+        .map_err(db_error)?;
+    let mut read: HashMap<(u64, u64), u64> = stored
+        .iter()
+        .map(|row| {
+            (
+                (from_sql(row.get(0)), from_sql(row.get(1))),
+                from_sql(row.get(2)),
+            )
+        })
+        .collect();
+    let mut moved = HashMap::new();
+    for ((author, conversation), seq) in
+        rows.authors.iter().zip(&rows.conversations).zip(&rows.seqs)
+    {
+        let key = (from_sql(*author), from_sql(*conversation));
+        let cursor = read.entry(key).or_insert(0);
+        if *cursor + 1 == from_sql(*seq) {
+            *cursor = from_sql(*seq);
+            moved.insert(key, *cursor);
+        }
+    }
+    Ok(moved)
 }
 
 /// The new messages of a batch, column by column, for one `INSERT … SELECT unnest(…)`.

@@ -75,13 +75,13 @@ pub use audit::{Actor, AuditAction, AuditEntry, AuditPage, OPERATOR};
 pub use bans::{Ban, Unbanned};
 pub use blocks::{BlockEntry, Blocked, MAX_BLOCKS};
 pub use cursors::{Cursors, MemberCursors};
-pub use friends::{Added, FriendEntry, FriendState, Removed};
+pub use friends::{Added, FriendEntry, FriendState, MAX_FRIEND_ENTRIES, Removed};
 pub use ip_bans::{IpBan, MAX_IP_BANS};
 pub use membership::{ConversationKind, MAX_MEMBERSHIPS};
 pub use messages::{Appended, Deletion};
 pub use rooms::{Room, RoomEntry, RoomPage};
 pub use setup_views::{JoinView, WelcomeView};
-pub use summaries::{LastMessage, PREVIEW_CHARS, Summary};
+pub use summaries::{LastMessage, PREVIEW_CHARS, Summary, UNREAD_SCAN};
 
 use tables::{
     META, META_CLOCK_MS, META_EPOCH, META_SCHEMA_VERSION, META_SCRUB_OWED, SCHEMA_VERSION,
