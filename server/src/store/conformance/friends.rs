@@ -160,3 +160,61 @@ pub(super) async fn crossing_requests_make_one_dm_and_each_pair_its_own<H: Harne
     );
     assert_eq!(store.memberships(bob).await.unwrap(), [dm]);
 }
+
+pub(super) async fn friend_entries_are_capped_on_both_sides<H: Harness>() {
+    let t = Fixture::<H>::new().await;
+    let store = &t.store;
+    // More users than one may have friends and requests with (the cap is 1000).
+    const OTHERS: usize = 1_100;
+    let hub = user(store, "hub").await;
+    let mut signups = tokio::task::JoinSet::new();
+    for i in 0..OTHERS {
+        let store = store.clone();
+        signups.spawn(async move { store.create_user(&format!("u{i}"), "phc".into()).await });
+    }
+    let mut others = Vec::new();
+    while let Some(done) = signups.join_next().await {
+        others.push(done.unwrap().unwrap().id);
+    }
+    let mut requests = tokio::task::JoinSet::new();
+    for &other in &others {
+        let store = store.clone();
+        requests.spawn(async move { (other, store.add_friend(hub, other).await) });
+    }
+    let (mut asked, mut refused) = (Vec::new(), Vec::new());
+    while let Some(done) = requests.join_next().await {
+        match done.unwrap() {
+            (other, Ok(Added::Requested)) => asked.push(other),
+            (other, Err(StoreError::TooMany(_))) => refused.push(other),
+            (other, outcome) => panic!("asking {other:?}: {outcome:?}"),
+        }
+    }
+    assert!(!refused.is_empty(), "no cap below {OTHERS}");
+    assert!(asked.len() >= 100, "a cap of only {}", asked.len());
+    assert_eq!(store.friends(hub).await.unwrap().len(), asked.len());
+    for &other in &refused[..10] {
+        assert_eq!(store.friend_state(other, hub).await.unwrap(), None);
+    }
+    // The other side's list counts too: nobody may ask the full user either.
+    assert!(matches!(
+        store.add_friend(refused[0], hub).await,
+        Err(StoreError::TooMany(_))
+    ));
+    assert_eq!(store.friend_state(hub, refused[0]).await.unwrap(), None);
+    // An acceptance turns a request into a friendship: no new entry, so it is allowed.
+    let accepted = store.add_friend(asked[0], hub).await.unwrap();
+    assert!(matches!(accepted, Added::Accepted(_)), "{accepted:?}");
+    // Withdrawing one makes room for one.
+    assert_eq!(
+        store.remove_friend(hub, asked[1]).await.unwrap(),
+        Removed::Cancelled
+    );
+    assert_eq!(
+        store.add_friend(refused[0], hub).await.unwrap(),
+        Added::Requested
+    );
+    assert!(matches!(
+        store.add_friend(hub, refused[1]).await,
+        Err(StoreError::TooMany(_))
+    ));
+}

@@ -91,3 +91,66 @@ pub(super) async fn dms_cannot_be_joined_or_left<H: Harness>() {
     expected.sort_unstable();
     assert_eq!(store.memberships(alice).await.unwrap(), expected);
 }
+
+pub(super) async fn memberships_are_capped_and_a_refusal_writes_nothing<H: Harness>() {
+    let t = Fixture::<H>::new().await;
+    let store = &t.store;
+    // More rooms than one user may be in (the cap is 1000), made by makers who stay below it.
+    const ROOMS: usize = 1_100;
+    let makers = [
+        user(store, "maker-a").await,
+        user(store, "maker-b").await,
+        user(store, "maker-c").await,
+    ];
+    let joiner = user(store, "joiner").await;
+    let mut creations = tokio::task::JoinSet::new();
+    for i in 0..ROOMS {
+        let (store, maker) = (store.clone(), makers[i % makers.len()]);
+        creations.spawn(async move { store.create_room(&format!("room {i}"), maker).await });
+    }
+    let mut rooms = Vec::new();
+    while let Some(done) = creations.join_next().await {
+        rooms.push(done.unwrap().unwrap().id);
+    }
+    rooms.sort_unstable();
+    let mut joins = tokio::task::JoinSet::new();
+    for &room in &rooms {
+        let store = store.clone();
+        joins.spawn(async move { (room, store.join_room(joiner, room).await) });
+    }
+    let (mut joined, mut refused) = (Vec::new(), Vec::new());
+    while let Some(done) = joins.join_next().await {
+        match done.unwrap() {
+            (room, Ok(newly)) => {
+                assert!(newly);
+                joined.push(room);
+            }
+            (room, Err(StoreError::TooMany(_))) => refused.push(room),
+            (room, Err(e)) => panic!("joining {room:?}: {e}"),
+        }
+    }
+    assert!(!refused.is_empty(), "no cap below {ROOMS}");
+    assert!(joined.len() >= 100, "a cap of only {}", joined.len());
+    joined.sort_unstable();
+    assert_eq!(store.memberships(joiner).await.unwrap(), joined);
+    for &room in &refused {
+        assert!(!store.is_member(joiner, room).await.unwrap());
+    }
+    // Creating a room would join it: refused too, and the name stays free.
+    assert!(matches!(
+        store.create_room("one too many", joiner).await,
+        Err(StoreError::TooMany(_))
+    ));
+    room(store, "one too many", makers[0]).await;
+    // Leaving makes room for one.
+    assert!(store.leave_room(joiner, joined[0]).await.unwrap());
+    assert!(store.join_room(joiner, refused[0]).await.unwrap());
+    assert!(matches!(
+        store.join_room(joiner, refused[1]).await,
+        Err(StoreError::TooMany(_))
+    ));
+    assert!(
+        !store.join_room(joiner, refused[0]).await.unwrap(),
+        "already in: no cap applies"
+    );
+}

@@ -6,7 +6,7 @@ use ipnet::IpNet;
 use quibble_protocol::wire::UserId;
 
 use crate::auth::hash_token;
-use crate::store::{Actor, AuditAction, AuditPage, OPERATOR, Role, Store, StoreError};
+use crate::store::{Actor, AuditAction, AuditPage, MAX_IP_BANS, OPERATOR, Role, Store, StoreError};
 
 use super::harness::{Fixture, Harness, room, user};
 
@@ -506,4 +506,78 @@ pub(super) async fn a_moderators_deletion_is_audited_once_and_an_authors_is_not<
         store.deletions_up_to(lobby, 3, 3, 10).await.unwrap(),
         [1, 2, 3]
     );
+}
+
+pub(super) async fn ip_bans_are_capped_and_expired_ones_make_room<H: Harness>() {
+    let t = Fixture::<H>::new().await;
+    let store = &t.store;
+    // A /32 per ban: 10.0.0.0 upwards. The first expires almost at once.
+    let network = |i: usize| -> IpNet {
+        let i = u32::try_from(i).expect("small");
+        IpNet::from(std::net::IpAddr::from(std::net::Ipv4Addr::from(
+            0x0a00_0000 + i,
+        )))
+    };
+    let blink = store
+        .add_ip_ban(Actor::Operator, network(0), "blink", Some(1))
+        .await
+        .unwrap();
+    let mut adds = tokio::task::JoinSet::new();
+    for i in 1..MAX_IP_BANS {
+        let store = store.clone();
+        adds.spawn(async move {
+            store
+                .add_ip_ban(Actor::Operator, network(i), "flood", None)
+                .await
+        });
+    }
+    while let Some(done) = adds.join_next().await {
+        done.unwrap().unwrap();
+    }
+    // Full of bans that have not ended (the blink ends after its own commit's clock).
+    let active = store.active_ip_bans(blink.created_at_ms).await.unwrap();
+    assert_eq!(active.len(), MAX_IP_BANS);
+    // Replacing one is no new row, so it is allowed when full.
+    store
+        .add_ip_ban(Actor::Operator, network(5), "again", None)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    // The blink has ended by now: its row makes room for one more, and then the table is full.
+    store
+        .add_ip_ban(Actor::Operator, net("192.0.2.1/32"), "one more", None)
+        .await
+        .unwrap();
+    let audited = store.audit_page(None, 1).await.unwrap().entries[0].id;
+    assert!(matches!(
+        store
+            .add_ip_ban(Actor::Operator, net("192.0.2.2/32"), "too many", None)
+            .await,
+        Err(StoreError::TooMany(_))
+    ));
+    assert_eq!(
+        store.audit_page(None, 1).await.unwrap().entries[0].id,
+        audited,
+        "a refusal is not audited"
+    );
+    assert!(
+        store
+            .remove_ip_ban(Actor::Operator, network(7))
+            .await
+            .unwrap()
+    );
+    store
+        .add_ip_ban(
+            Actor::Operator,
+            net("192.0.2.2/32"),
+            "now there is room",
+            None,
+        )
+        .await
+        .unwrap();
+    let now = blink.created_at_ms + 1_000;
+    let active = store.active_ip_bans(now).await.unwrap();
+    assert_eq!(active.len(), MAX_IP_BANS);
+    assert!(!active.iter().any(|b| b.network == network(0)));
+    assert!(active.iter().any(|b| b.network == net("192.0.2.2/32")));
 }
