@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use quibble_protocol::wire::UserId;
 
-use crate::store::{ConversationKind, Cursors};
+use crate::store::{ConversationKind, Cursors, PREVIEW_CHARS};
 
 use super::harness::{Fixture, Harness, befriend, user};
 
@@ -31,7 +31,7 @@ pub(super) async fn summaries_count_unread_from_the_read_cursor_without_own_mess
         .await
         .unwrap();
     store
-        .append(lobby, alice, "alice", 4, &"x".repeat(300))
+        .append(lobby, alice, "alice", 4, &"x".repeat(3 * PREVIEW_CHARS))
         .await
         .unwrap();
 
@@ -47,7 +47,11 @@ pub(super) async fn summaries_count_unread_from_the_read_cursor_without_own_mess
     let last = lobby_view.last.as_ref().unwrap();
     assert_eq!((last.seq, last.author_name.as_str()), (5, "alice"));
     assert_eq!(last.author, alice);
-    assert_eq!(last.preview.chars().count(), 100);
+    assert_eq!(
+        last.preview,
+        "x".repeat(PREVIEW_CHARS),
+        "the body's first characters"
+    );
     assert_eq!(list[1].conversation, quiet);
     assert_eq!((list[1].unread, list[1].last.clone()), (0, None));
     assert!(list[1].joined_at_ms > 0);
