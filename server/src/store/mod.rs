@@ -12,6 +12,8 @@
 //! object: no allocation or indirect call per store call on the send path, and a method whose
 //! engines disagree in shape fails to compile rather than at run time.
 
+#[cfg(test)]
+mod conformance;
 mod redb;
 
 use std::path::Path;
