@@ -13,6 +13,8 @@
 //! engines disagree in shape fails to compile rather than at run time.
 
 mod commit_counts;
+#[cfg(test)]
+mod conformance;
 mod postgres;
 mod redb;
 

@@ -1,6 +1,7 @@
 //! Tests of how the writer completes its commits: the hook once per commit with the commit's
 //! messages, run on the writer itself when nothing else waits, and the stored clock ceiling
-//! (see [`super::writer`]). Real redb files in temporary directories.
+//! (see [`super::writer`]). Real redb files in temporary directories. What the hook is told,
+//! in what order, whatever the engine, is tested in `store::conformance::commits`.
 
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
