@@ -25,7 +25,7 @@ impl Postgres {
         username: &str,
         password_phc: String,
     ) -> Result<User, StoreError> {
-        let client = self.client().await?;
+        let client = self.write_client().await?;
         let row = client
             .query_one(
                 &format!(
@@ -70,11 +70,11 @@ impl Postgres {
         token: TokenHash,
         expires_at_ms: u64,
     ) -> Result<(), StoreError> {
-        let mut client = self.client().await?;
+        let mut client = self.write_client().await?;
         let txn = client.transaction().await.map_err(db_error)?;
         let row = txn
             .query_opt(
-                "SELECT password_phc FROM users WHERE id = $1 FOR UPDATE",
+                "SELECT password_phc FROM users WHERE id = $1 FOR NO KEY UPDATE",
                 &[&to_sql(user.0)],
             )
             .await
@@ -128,7 +128,7 @@ impl Postgres {
     }
 
     pub async fn delete_session(&self, token: TokenHash) -> Result<bool, StoreError> {
-        let client = self.client().await?;
+        let client = self.write_client().await?;
         let deleted = client
             .execute(
                 "DELETE FROM sessions WHERE token = $1",
@@ -190,7 +190,7 @@ impl Postgres {
         expires_at_ms: u64,
         verified_phc: Option<String>,
     ) -> Result<(), StoreError> {
-        let mut client = self.client().await?;
+        let mut client = self.write_client().await?;
         let txn = client.transaction().await.map_err(db_error)?;
         let row = txn
             .query_opt(

@@ -14,7 +14,7 @@ use crate::store::{BlockEntry, Blocked, MAX_BLOCKS};
 
 impl Postgres {
     pub async fn block(&self, blocker: UserId, blocked: UserId) -> Result<Blocked, StoreError> {
-        let mut client = self.client().await?;
+        let mut client = self.write_client().await?;
         let txn = client.transaction().await.map_err(db_error)?;
         if !lock_pair(&*txn, blocker, blocked).await? {
             return Err(StoreError::NotFound);
@@ -64,7 +64,7 @@ impl Postgres {
     }
 
     pub async fn unblock(&self, blocker: UserId, blocked: UserId) -> Result<bool, StoreError> {
-        let client = self.client().await?;
+        let client = self.write_client().await?;
         let removed = client
             .execute(
                 "DELETE FROM blocks WHERE blocker = $1 AND blocked = $2",
@@ -158,7 +158,7 @@ pub(super) async fn lock_pair(
     let ids = ids.to_vec();
     let locked = client
         .query(
-            "SELECT id FROM users WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+            "SELECT id FROM users WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
             &[&ids],
         )
         .await

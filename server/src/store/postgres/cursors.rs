@@ -3,23 +3,20 @@
 //! write is an upsert that keeps the greater value, a report past the head is clamped to the
 //! head, and delivered is never below read.
 //!
-//! An author has read their own message: the append writer moves an author's cursors onto
+//! Advances go through the writer ([`super::writer`]), in queue order with the appends, so an
+//! advance sees the head the appends queued before it made. An author has read their own
+//! message: the writer moves an author's cursors onto
 //! their message when it comes right after their read cursor (see [`super::writer`]).
 
 use quibble_protocol::wire::{ConversationId, UserId};
 use tokio_postgres::GenericClient;
 
 use super::errors::db_error;
+use super::writer::{Advance, Request};
 use super::{Postgres, StoreError, from_sql, to_sql};
+use crate::store::Pending;
 use crate::store::{Cursors, MemberCursors};
-
-/// The upsert every cursor write uses: ($1 user, $2 conversation, $3 delivered, $4 read).
-pub(super) const ADVANCE: &str =
-    "INSERT INTO cursors (user_id, conversation_id, delivered, read) VALUES ($1, $2, $3, $4)
-     ON CONFLICT (user_id, conversation_id) DO UPDATE
-     SET delivered = GREATEST(cursors.delivered, EXCLUDED.delivered, EXCLUDED.read),
-         read = GREATEST(cursors.read, EXCLUDED.read)
-     RETURNING delivered, read";
+use tokio::sync::oneshot;
 
 impl Postgres {
     pub async fn advance_cursors(
@@ -29,31 +26,18 @@ impl Postgres {
         delivered: u64,
         read: u64,
     ) -> Result<Cursors, StoreError> {
-        let client = self.client().await?;
-        let head = client
-            .query_opt(
-                "SELECT head FROM conversations WHERE id = $1",
-                &[&to_sql(conversation.0)],
-            )
+        let (reply, answer) = oneshot::channel();
+        let advance = Advance {
+            user,
+            conversation,
+            delivered,
+            read,
+        };
+        self.writer()?
+            .send(Request::Cursors { advance, reply })
             .await
-            .map_err(db_error)?
-            .ok_or(StoreError::NotFound)?;
-        let head: u64 = from_sql(head.get(0));
-        let read = read.min(head);
-        let delivered = delivered.min(head).max(read);
-        let row = client
-            .query_one(
-                ADVANCE,
-                &[
-                    &to_sql(user.0),
-                    &to_sql(conversation.0),
-                    &to_sql(delivered),
-                    &to_sql(read),
-                ],
-            )
-            .await
-            .map_err(db_error)?;
-        Ok(to_cursors(row.get(0), row.get(1)))
+            .map_err(|_| StoreError::Closed)?;
+        Pending(answer).await
     }
 
     pub async fn cursors(

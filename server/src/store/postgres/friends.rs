@@ -19,7 +19,7 @@ use crate::store::{Added, FriendEntry, FriendState, MAX_FRIEND_ENTRIES, Removed}
 
 impl Postgres {
     pub async fn add_friend(&self, user: UserId, other: UserId) -> Result<Added, StoreError> {
-        let mut client = self.client().await?;
+        let mut client = self.write_client().await?;
         let txn = client.transaction().await.map_err(db_error)?;
         if !lock_pair(&*txn, user, other).await? {
             return Err(StoreError::NotFound);
@@ -84,7 +84,7 @@ impl Postgres {
     }
 
     pub async fn remove_friend(&self, user: UserId, other: UserId) -> Result<Removed, StoreError> {
-        let mut client = self.client().await?;
+        let mut client = self.write_client().await?;
         let txn = client.transaction().await.map_err(db_error)?;
         lock_pair(&*txn, user, other).await?;
         let removed = match state(&*txn, user, other).await? {

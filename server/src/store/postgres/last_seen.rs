@@ -9,7 +9,7 @@ use super::{Postgres, StoreError, from_sql, to_sql};
 
 impl Postgres {
     pub async fn record_last_seen(&self, user: UserId, at_ms: u64) -> Result<(), StoreError> {
-        let client = self.client().await?;
+        let client = self.write_client().await?;
         client
             .execute(
                 "INSERT INTO last_seen (user_id, at_ms) VALUES ($1, $2)

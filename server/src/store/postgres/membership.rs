@@ -13,7 +13,7 @@ use crate::store::{ConversationKind, MAX_MEMBERSHIPS};
 
 impl Postgres {
     pub async fn join_room(&self, user: UserId, room: ConversationId) -> Result<bool, StoreError> {
-        let mut client = self.client().await?;
+        let mut client = self.write_client().await?;
         let txn = client.transaction().await.map_err(db_error)?;
         if kind(&txn, room).await? != Some(ConversationKind::Room) {
             return Err(StoreError::NotFound);
@@ -34,7 +34,7 @@ impl Postgres {
     }
 
     pub async fn leave_room(&self, user: UserId, room: ConversationId) -> Result<bool, StoreError> {
-        let mut client = self.client().await?;
+        let mut client = self.write_client().await?;
         let txn = client.transaction().await.map_err(db_error)?;
         if kind(&txn, room).await? != Some(ConversationKind::Room) {
             return Err(StoreError::NotFound);
@@ -113,6 +113,19 @@ pub(super) async fn kind(
     ))
 }
 
+/// Locks `user`'s row until the transaction ends ([`StoreError::NotFound`] without such a
+/// user): what counts or changes a user's memberships takes turns on it.
+pub(super) async fn lock_user(txn: &Transaction<'_>, user: UserId) -> Result<(), StoreError> {
+    txn.query_opt(
+        "SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE",
+        &[&to_sql(user.0)],
+    )
+    .await
+    .map_err(db_error)?
+    .ok_or(StoreError::NotFound)?;
+    Ok(())
+}
+
 /// Puts `user` in `conversation`, refusing with [`StoreError::TooMany`] when the user is in
 /// [`MAX_MEMBERSHIPS`] conversations already; locks the user's row to count.
 pub(super) async fn add(
@@ -120,13 +133,7 @@ pub(super) async fn add(
     user: UserId,
     conversation: ConversationId,
 ) -> Result<(), StoreError> {
-    txn.query_opt(
-        "SELECT 1 FROM users WHERE id = $1 FOR UPDATE",
-        &[&to_sql(user.0)],
-    )
-    .await
-    .map_err(db_error)?
-    .ok_or(StoreError::NotFound)?;
+    lock_user(txn, user).await?;
     let count: i64 = txn
         .query_one(
             "SELECT count(*) FROM members WHERE user_id = $1",

@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 use tokio_postgres::{GenericClient, Row};
 
 use super::errors::db_error;
-use super::writer::Append;
+use super::writer::Request;
 use super::{Postgres, StoreError, from_sql, to_sql};
 use crate::store::{Appended, Pending};
 
@@ -57,8 +57,8 @@ impl Postgres {
             body: body.to_owned(),
         };
         let (reply, answer) = oneshot::channel();
-        self.appends()?
-            .send(Append { draft, reply })
+        self.writer()?
+            .send(Request::Append { draft, reply })
             .await
             .map_err(|_| StoreError::Closed)?;
         Ok(Pending(answer))

@@ -9,7 +9,7 @@
 use tokio_postgres::Client;
 
 use super::errors::db_error;
-use super::{StoreError, from_sql, to_sql};
+use super::{StoreError, bits_to_sql, from_sql};
 use crate::store::new_epoch;
 
 /// Every migration, in order: (version, SQL).
@@ -59,7 +59,7 @@ pub(super) async fn to_current(client: &mut Client) -> Result<u64, StoreError> {
     }
     txn.execute(
         "INSERT INTO meta (key, value) VALUES ('epoch', $1) ON CONFLICT (key) DO NOTHING",
-        &[&to_sql(new_epoch())],
+        &[&bits_to_sql(new_epoch())],
     )
     .await
     .map_err(db_error)?;

@@ -47,13 +47,16 @@ use tokio_postgres::NoTls;
 
 use super::{CommitCounts, CommitHook, Counters, StoreError};
 use errors::db_error;
-use writer::Append;
+use writer::Request;
 
 /// The most connections one node holds. Appends use one at a time (the writer); the rest
 /// serve reads and the other writes.
 const POOL_SIZE: usize = 16;
-/// How long a caller waits for a pooled connection, and a new connection for its handshake.
+/// How long a new connection may take to connect.
 const CONNECTION_WAIT: Duration = Duration::from_secs(5);
+/// How long a caller waits for a pooled connection. Writes about one user or pair take turns
+/// on its row lock, so a burst of them (a thousand friend requests to one user) queues here.
+const POOL_WAIT: Duration = Duration::from_secs(30);
 /// The longest a statement may run on the server before PostgreSQL cancels it.
 const STATEMENT_TIMEOUT_MS: u32 = 10_000;
 /// Appends that may wait for the writer before senders wait too (as the embedded engine).
@@ -70,7 +73,7 @@ struct Inner {
     epoch: u64,
     counters: Arc<Counters>,
     /// The way to the append writer; `None` once [`Postgres::close`] has begun.
-    appends: Mutex<Option<mpsc::Sender<Append>>>,
+    appends: Mutex<Option<mpsc::Sender<Request>>>,
     /// The writer task, until someone joins it.
     writer: tokio::sync::Mutex<Option<JoinHandle<()>>>,
 }
@@ -100,7 +103,7 @@ impl Postgres {
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .timeouts(Timeouts {
-                wait: Some(CONNECTION_WAIT),
+                wait: Some(POOL_WAIT),
                 create: Some(CONNECTION_WAIT),
                 recycle: Some(CONNECTION_WAIT),
             })
@@ -156,13 +159,20 @@ impl Postgres {
         }
     }
 
-    /// A pooled connection, within [`CONNECTION_WAIT`].
+    /// A pooled connection for a read, within [`POOL_WAIT`].
     async fn client(&self) -> Result<Object, StoreError> {
         connection(&self.inner.pool).await
     }
 
-    /// The way to the append writer, or [`StoreError::Closed`] once closing began.
-    fn appends(&self) -> Result<mpsc::Sender<Append>, StoreError> {
+    /// A pooled connection for a write, or [`StoreError::Closed`] once closing began (writes
+    /// after [`Postgres::close`] are refused, as on the embedded engine; reads go on).
+    async fn write_client(&self) -> Result<Object, StoreError> {
+        self.writer()?;
+        connection(&self.inner.pool).await
+    }
+
+    /// The way to the writer, or [`StoreError::Closed`] once closing began.
+    fn writer(&self) -> Result<mpsc::Sender<Request>, StoreError> {
         self.inner
             .appends
             .lock()
@@ -180,12 +190,20 @@ async fn connection(pool: &Pool) -> Result<Object, StoreError> {
     })
 }
 
-/// A u64 (id, seq, time, client id) as PostgreSQL's bigint, bit for bit.
+/// A u64 id, seq or time as PostgreSQL's bigint. Stored ones stay far below 2^63; a larger
+/// one (a bound such as "after u64::MAX", an expiry of "never") saturates, so comparisons
+/// keep their meaning.
 fn to_sql(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// A u64 compared only for equality (a client id, any u64 the client chose; the epoch) as a
+/// bigint, bit for bit.
+fn bits_to_sql(value: u64) -> i64 {
     value as i64
 }
 
-/// A bigint read back as the u64 it was written from.
+/// A stored bigint read back as the u64 it was written from (a client id bit for bit).
 fn from_sql(value: i64) -> u64 {
     value as u64
 }

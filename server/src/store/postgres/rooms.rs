@@ -12,8 +12,11 @@ use crate::store::{Room, RoomEntry, RoomPage};
 
 impl Postgres {
     pub async fn create_room(&self, name: &str, created_by: UserId) -> Result<Room, StoreError> {
-        let mut client = self.client().await?;
+        let mut client = self.write_client().await?;
         let txn = client.transaction().await.map_err(db_error)?;
+        // The creator's row first, as every write that counts a user's memberships locks it,
+        // so two of their room creations take turns instead of deadlocking.
+        membership::lock_user(&txn, created_by).await?;
         let row = txn
             .query_one(
                 "INSERT INTO conversations (name, name_key, created_by, created_at_ms)

@@ -24,40 +24,63 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use deadpool_postgres::Pool;
-use quibble_protocol::wire::ChatMessage;
+use quibble_protocol::wire::{ChatMessage, ConversationId, UserId};
 use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::Transaction;
 
+use super::cursors::to_cursors;
 use super::errors::db_error;
 use super::messages::{Draft, to_message};
-use super::{StoreError, connection, from_sql, now_ms, to_sql};
-use crate::store::{Appended, CommitHook, Counters, notify};
+use super::{StoreError, bits_to_sql, connection, from_sql, now_ms, to_sql};
+use crate::store::{Appended, CommitHook, Counters, Cursors, notify};
 
 /// The most appends in one transaction: everything the queue can hold, as the embedded
 /// engine, so a full queue is one commit.
 const MAX_BATCH: usize = super::QUEUE_CAPACITY;
 
-/// An append for the writer, with the channel for its answer.
-pub(super) struct Append {
-    pub draft: Draft,
-    pub reply: oneshot::Sender<Result<Appended, StoreError>>,
+/// A write for the writer, with the channel for its answer: an append, or a cursor advance
+/// (which goes through the writer so that it sees the appends queued before it, as on the
+/// embedded engine, whose one writer applies every request in queue order).
+pub(super) enum Request {
+    Append {
+        draft: Draft,
+        reply: oneshot::Sender<Result<Appended, StoreError>>,
+    },
+    Cursors {
+        advance: Advance,
+        reply: oneshot::Sender<Result<Cursors, StoreError>>,
+    },
+}
+
+/// A cursor advance: `user`'s cursors in `conversation` move up to these (clamped to the head).
+pub(super) struct Advance {
+    pub user: UserId,
+    pub conversation: ConversationId,
+    pub delivered: u64,
+    pub read: u64,
+}
+
+/// The outcome of one request of a batch.
+enum Outcome {
+    Append(Result<Appended, StoreError>),
+    Cursors(Result<Cursors, StoreError>),
 }
 
 /// Runs until every sender is gone and the queue is drained.
 pub(super) async fn run(
     pool: Pool,
-    mut queue: mpsc::Receiver<Append>,
+    mut queue: mpsc::Receiver<Request>,
     hook: CommitHook,
     counters: Arc<Counters>,
 ) {
     let mut batch = Vec::new();
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let drafts: Vec<&Draft> = batch.iter().map(|append| &append.draft).collect();
-        match commit(&pool, &drafts).await {
+        match commit(&pool, &batch).await {
             Ok(outcomes) => {
                 let appended: Vec<ChatMessage> = outcomes
                     .iter()
                     .filter_map(|outcome| match outcome {
-                        Ok(a) if !a.duplicate => Some(a.message.clone()),
+                        Outcome::Append(Ok(a)) if !a.duplicate => Some(a.message.clone()),
                         _ => None,
                     })
                     .collect();
@@ -65,30 +88,78 @@ pub(super) async fn run(
                 if !appended.is_empty() {
                     notify(&hook, &appended);
                 }
-                for (append, outcome) in batch.drain(..).zip(outcomes) {
-                    // The appender may have stopped waiting; its message is stored all the same.
-                    let _ = append.reply.send(outcome);
+                // A requester may have stopped waiting; what it asked for is stored all the same.
+                for (request, outcome) in batch.drain(..).zip(outcomes) {
+                    match (request, outcome) {
+                        (Request::Append { reply, .. }, Outcome::Append(outcome)) => {
+                            let _ = reply.send(outcome);
+                        }
+                        (Request::Cursors { reply, .. }, Outcome::Cursors(outcome)) => {
+                            let _ = reply.send(outcome);
+                        }
+                        // Outcomes are made in the requests' order and kind; a mismatch would be a
+                        // bug here, and its requester hears that the store is closed.
+                        _ => tracing::error!("a write outcome did not match its request"),
+                    }
                 }
             }
             Err(error) => {
-                tracing::warn!(%error, appends = batch.len(), "an append batch failed");
-                for append in batch.drain(..) {
-                    let _ = append.reply.send(Err(error.clone()));
+                tracing::warn!(%error, requests = batch.len(), "a write batch failed");
+                for request in batch.drain(..) {
+                    match request {
+                        Request::Append { reply, .. } => drop(reply.send(Err(error.clone()))),
+                        Request::Cursors { reply, .. } => drop(reply.send(Err(error.clone()))),
+                    }
                 }
             }
         }
     }
 }
 
-/// Appends `drafts` in one transaction; the outer error fails them all, an inner one refuses
-/// one draft.
-async fn commit(
-    pool: &Pool,
-    drafts: &[&Draft],
-) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
+/// Applies `batch` in one transaction; the outer error fails it all, an inner one refuses one
+/// request. Appends first (in queue order), then cursor advances, which so see every head the
+/// batch made.
+async fn commit(pool: &Pool, batch: &[Request]) -> Result<Vec<Outcome>, StoreError> {
     let mut client = connection(pool).await?;
     let txn = client.transaction().await.map_err(db_error)?;
+    let drafts: Vec<&Draft> = batch
+        .iter()
+        .filter_map(|request| match request {
+            Request::Append { draft, .. } => Some(draft),
+            Request::Cursors { .. } => None,
+        })
+        .collect();
+    let mut appended = append(&txn, &drafts).await?.into_iter();
+    let advances: Vec<&Advance> = batch
+        .iter()
+        .filter_map(|request| match request {
+            Request::Cursors { advance, .. } => Some(advance),
+            Request::Append { .. } => None,
+        })
+        .collect();
+    let mut advanced = advance_cursors(&txn, &advances).await?.into_iter();
+    txn.commit().await.map_err(db_error)?;
+    Ok(batch
+        .iter()
+        .map(|request| match request {
+            Request::Append { .. } => {
+                Outcome::Append(appended.next().unwrap_or(Err(StoreError::Closed)))
+            }
+            Request::Cursors { .. } => {
+                Outcome::Cursors(advanced.next().unwrap_or(Err(StoreError::Closed)))
+            }
+        })
+        .collect())
+}
 
+/// Appends `drafts` in `txn`, one outcome per draft (an error refuses that draft alone).
+async fn append(
+    txn: &Transaction<'_>,
+    drafts: &[&Draft],
+) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
+    if drafts.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut ids: Vec<i64> = drafts.iter().map(|d| to_sql(d.conversation.0)).collect();
     ids.sort_unstable();
     ids.dedup();
@@ -96,7 +167,7 @@ async fn commit(
     let mut heads: HashMap<u64, (u64, u64)> = txn
         .query(
             "SELECT id, head, last_at_ms FROM conversations
-             WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+             WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
             &[&ids],
         )
         .await
@@ -118,7 +189,7 @@ async fn commit(
             (
                 to_sql(d.conversation.0),
                 to_sql(d.author.0),
-                to_sql(d.client_id),
+                bits_to_sql(d.client_id),
             )
         })
         .collect();
@@ -188,7 +259,7 @@ async fn commit(
     if rows.is_empty() {
         return Ok(outcomes);
     }
-    let cursors = authors_cursors(&txn, &rows).await?;
+    let cursors = authors_cursors(txn, &rows).await?;
     txn.execute(
         "INSERT INTO messages
              (conversation_id, seq, author, author_name, client_id, sent_at_ms, body)
@@ -236,7 +307,6 @@ async fn commit(
         .await
         .map_err(db_error)?;
     }
-    txn.commit().await.map_err(db_error)?;
     Ok(outcomes)
 }
 
@@ -244,7 +314,7 @@ async fn commit(
 /// when it comes right after their read cursor): (author, conversation) → the seq both cursors
 /// move onto, for the authors whose cursors move.
 async fn authors_cursors(
-    txn: &tokio_postgres::Transaction<'_>,
+    txn: &Transaction<'_>,
     rows: &NewRows,
 ) -> Result<HashMap<(u64, u64), u64>, StoreError> {
     let stored = txn
@@ -297,7 +367,7 @@ impl NewRows {
         self.seqs.push(to_sql(message.seq));
         self.authors.push(to_sql(message.author.0));
         self.author_names.push(message.author_name.clone());
-        self.client_ids.push(to_sql(message.client_id));
+        self.client_ids.push(bits_to_sql(message.client_id));
         self.sent_at.push(to_sql(message.sent_at_ms));
         self.bodies.push(message.body.clone());
     }
@@ -305,4 +375,85 @@ impl NewRows {
     fn is_empty(&self) -> bool {
         self.seqs.is_empty()
     }
+}
+
+/// Applies cursor advances in `txn`, in order, one outcome per advance: each clamped to its
+/// conversation's head (as the batch's appends left it), never moving backwards, delivered
+/// never below read. Several advances of one (user, conversation) are folded into one write.
+async fn advance_cursors(
+    txn: &Transaction<'_>,
+    advances: &[&Advance],
+) -> Result<Vec<Result<Cursors, StoreError>>, StoreError> {
+    if advances.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (users, conversations): (Vec<i64>, Vec<i64>) = advances
+        .iter()
+        .map(|a| (to_sql(a.user.0), to_sql(a.conversation.0)))
+        .unzip();
+    let heads: HashMap<u64, u64> = txn
+        .query(
+            "SELECT id, head FROM conversations WHERE id = ANY($1)",
+            &[&conversations],
+        )
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(|row| (from_sql(row.get(0)), from_sql(row.get(1))))
+        .collect();
+    let mut current: HashMap<(u64, u64), Cursors> = txn
+        .query(
+            "SELECT c.user_id, c.conversation_id, c.delivered, c.read FROM cursors c
+             JOIN (SELECT DISTINCT * FROM unnest($1::bigint[], $2::bigint[])) AS k(u, c)
+               ON c.user_id = k.u AND c.conversation_id = k.c",
+            &[&users, &conversations],
+        )
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(|row| {
+            (
+                (from_sql(row.get(0)), from_sql(row.get(1))),
+                to_cursors(row.get(2), row.get(3)),
+            )
+        })
+        .collect();
+    let mut changed: HashMap<(u64, u64), Cursors> = HashMap::new();
+    let mut outcomes = Vec::with_capacity(advances.len());
+    for advance in advances {
+        let Some(&head) = heads.get(&advance.conversation.0) else {
+            outcomes.push(Err(StoreError::NotFound));
+            continue;
+        };
+        let key = (advance.user.0, advance.conversation.0);
+        let old = current.get(&key).copied().unwrap_or_default();
+        let read = old.read.max(advance.read.min(head));
+        let delivered = old.delivered.max(advance.delivered.min(head)).max(read);
+        let new = Cursors { delivered, read };
+        if new != old {
+            current.insert(key, new);
+            changed.insert(key, new);
+        }
+        outcomes.push(Ok(new));
+    }
+    if !changed.is_empty() {
+        let mut columns: (Vec<i64>, Vec<i64>, Vec<i64>, Vec<i64>) = Default::default();
+        for ((user, conversation), cursors) in &changed {
+            columns.0.push(to_sql(*user));
+            columns.1.push(to_sql(*conversation));
+            columns.2.push(to_sql(cursors.delivered));
+            columns.3.push(to_sql(cursors.read));
+        }
+        txn.execute(
+            "INSERT INTO cursors (user_id, conversation_id, delivered, read)
+             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[])
+             ON CONFLICT (user_id, conversation_id) DO UPDATE
+             SET delivered = GREATEST(cursors.delivered, EXCLUDED.delivered),
+                 read = GREATEST(cursors.read, EXCLUDED.read)",
+            &[&columns.0, &columns.1, &columns.2, &columns.3],
+        )
+        .await
+        .map_err(db_error)?;
+    }
+    Ok(outcomes)
 }
