@@ -204,6 +204,23 @@ impl Store {
         }
     }
 
+    /// The engine's name, as `/healthz` reports it: `redb` or `postgres`.
+    pub fn engine(&self) -> &'static str {
+        match &self.engine {
+            Engine::Redb(_) => "redb",
+            Engine::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Whether the store can take writes now, answered within a couple of seconds: the
+    /// embedded engine while its writer runs; PostgreSQL while a pooled connection answers.
+    pub async fn check(&self) -> Result<(), StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.check(),
+            Engine::Postgres(s) => s.check().await,
+        }
+    }
+
     /// What the writer has committed since the store was opened.
     pub fn commit_counts(&self) -> CommitCounts {
         match &self.engine {

@@ -57,6 +57,8 @@ const CONNECTION_WAIT: Duration = Duration::from_secs(5);
 /// How long a caller waits for a pooled connection. Writes about one user or pair take turns
 /// on its row lock, so a burst of them (a thousand friend requests to one user) queues here.
 const POOL_WAIT: Duration = Duration::from_secs(30);
+/// How long `/healthz` waits for the database to answer.
+const CHECK_WAIT: Duration = Duration::from_secs(2);
 /// The longest a statement may run on the server before PostgreSQL cancels it.
 const STATEMENT_TIMEOUT_MS: u32 = 10_000;
 /// Appends that may wait for the writer before senders wait too (as the embedded engine).
@@ -135,6 +137,18 @@ impl Postgres {
 
     pub fn epoch(&self) -> u64 {
         self.inner.epoch
+    }
+
+    pub async fn check(&self) -> Result<(), StoreError> {
+        self.writer()?;
+        let ping = async {
+            let client = self.client().await?;
+            client.simple_query("SELECT 1").await.map_err(db_error)?;
+            Ok(())
+        };
+        tokio::time::timeout(CHECK_WAIT, ping)
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Db("the database did not answer in time".into())))
     }
 
     pub fn commit_counts(&self) -> CommitCounts {

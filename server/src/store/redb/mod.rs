@@ -191,6 +191,19 @@ impl Redb {
         self.inner.epoch
     }
 
+    pub fn check(&self) -> Result<(), StoreError> {
+        match self
+            .inner
+            .sender
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
+            Some(sender) if !sender.is_closed() => Ok(()),
+            _ => Err(StoreError::Closed),
+        }
+    }
+
     pub fn commit_counts(&self) -> CommitCounts {
         self.inner.counters.get()
     }
