@@ -282,7 +282,7 @@ impl Store {
     ) -> Result<RoleChange, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.set_role(actor, username, role).await,
-            Engine::Postgres(_) => Err(StoreError::Unsupported("set_role")),
+            Engine::Postgres(s) => s.set_role(actor, username, role).await,
         }
     }
 
@@ -372,7 +372,7 @@ impl Store {
     ) -> Result<AuditPage, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.audit_page(before, limit).await,
-            Engine::Postgres(_) => Err(StoreError::Unsupported("audit_page")),
+            Engine::Postgres(s) => s.audit_page(before, limit).await,
         }
     }
 
@@ -389,7 +389,7 @@ impl Store {
     ) -> Result<Ban, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.ban_user(actor, username, reason, duration_ms).await,
-            Engine::Postgres(_) => Err(StoreError::Unsupported("ban_user")),
+            Engine::Postgres(s) => s.ban_user(actor, username, reason, duration_ms).await,
         }
     }
 
@@ -397,7 +397,7 @@ impl Store {
     pub async fn unban_user(&self, actor: Actor, username: &str) -> Result<Unbanned, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.unban_user(actor, username).await,
-            Engine::Postgres(_) => Err(StoreError::Unsupported("unban_user")),
+            Engine::Postgres(s) => s.unban_user(actor, username).await,
         }
     }
 
@@ -405,7 +405,7 @@ impl Store {
     pub async fn active_bans(&self, now_ms: u64, limit: usize) -> Result<Vec<Ban>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.active_bans(now_ms, limit).await,
-            Engine::Postgres(_) => Err(StoreError::Unsupported("active_bans")),
+            Engine::Postgres(s) => s.active_bans(now_ms, limit).await,
         }
     }
 
@@ -413,7 +413,7 @@ impl Store {
     pub async fn ban_of(&self, user: UserId, now_ms: u64) -> Result<Option<Ban>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.ban_of(user, now_ms).await,
-            Engine::Postgres(_) => Err(StoreError::Unsupported("ban_of")),
+            Engine::Postgres(s) => s.ban_of(user, now_ms).await,
         }
     }
 
@@ -565,7 +565,7 @@ impl Store {
     ) -> Result<IpBan, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.add_ip_ban(actor, network, reason, duration_ms).await,
-            Engine::Postgres(_) => Err(StoreError::Unsupported("add_ip_ban")),
+            Engine::Postgres(s) => s.add_ip_ban(actor, network, reason, duration_ms).await,
         }
     }
 
@@ -574,7 +574,7 @@ impl Store {
     pub async fn remove_ip_ban(&self, actor: Actor, network: IpNet) -> Result<bool, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.remove_ip_ban(actor, network).await,
-            Engine::Postgres(_) => Err(StoreError::Unsupported("remove_ip_ban")),
+            Engine::Postgres(s) => s.remove_ip_ban(actor, network).await,
         }
     }
 
@@ -582,7 +582,7 @@ impl Store {
     pub async fn active_ip_bans(&self, now_ms: u64) -> Result<Vec<IpBan>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.active_ip_bans(now_ms).await,
-            Engine::Postgres(_) => Err(StoreError::Unsupported("active_ip_bans")),
+            Engine::Postgres(s) => s.active_ip_bans(now_ms).await,
         }
     }
 
@@ -763,7 +763,7 @@ impl Store {
     ) -> Result<Deletion, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.delete_message(conversation, seq, moderator).await,
-            Engine::Postgres(_) => Err(StoreError::Unsupported("delete_message")),
+            Engine::Postgres(s) => s.delete_message(conversation, seq, moderator).await,
         }
     }
 

@@ -13,7 +13,10 @@ use super::{StoreError, from_sql, to_sql};
 use crate::store::new_epoch;
 
 /// Every migration, in order: (version, SQL).
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/0001_core.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("migrations/0001_core.sql")),
+    (2, include_str!("migrations/0002_moderation.sql")),
+];
 
 /// The advisory lock held while migrating ("Quibble" and a 1, as one bigint).
 const MIGRATION_LOCK: i64 = 0x5175_6962_626c_6501;

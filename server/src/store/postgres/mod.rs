@@ -16,10 +16,22 @@
 //!
 //! The schema is created and migrated at start ([`migrate`]), in one transaction under an
 //! advisory lock, so nodes starting together migrate once. The operations are split by subject
-//! as in the embedded engine: [`accounts`], [`rooms`], [`membership`], [`messages`].
+//! as in the embedded engine: [`accounts`], [`rooms`], [`membership`], [`messages`], and
+//! moderation: [`audit`] (roles and the log), [`bans`], [`ip_bans`].
+//!
+//! The commit hook ([`Hook`]) is shared by the append writer and [`Postgres::delete_message`],
+//! which commits in its own transaction (a deletion is one row lock and one update, not worth
+//! a trip through the append queue) and tells the hook afterwards. Both call the hook under
+//! [`Hook::order`], which the writer holds from before its commit until the hook has seen the
+//! batch: so a message appended on this node always reaches the hook before its tombstone (a
+//! tombstone first would be dropped by the hub as "not delivered yet", and the body then
+//! published live).
 
 mod accounts;
+mod audit;
+mod bans;
 mod errors;
+mod ip_bans;
 mod membership;
 mod messages;
 mod migrate;
@@ -61,6 +73,8 @@ struct Inner {
     pool: Pool,
     epoch: u64,
     counters: Arc<Counters>,
+    /// The commit hook, shared with the append writer.
+    hook: Arc<Hook>,
     /// The way to the append writer; `None` once [`Postgres::close`] has begun.
     appends: Mutex<Option<mpsc::Sender<Append>>>,
     /// The writer task, until someone joins it.
@@ -104,11 +118,15 @@ impl Postgres {
             migrate::to_current(&mut client).await?
         };
         let counters = Arc::new(Counters::default());
+        let hook = Arc::new(Hook {
+            call: on_commit,
+            order: tokio::sync::Mutex::new(()),
+        });
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
         let writer = tokio::spawn(writer::run(
             pool.clone(),
             receiver,
-            on_commit,
+            Arc::clone(&hook),
             Arc::clone(&counters),
         ));
         Ok(Postgres {
@@ -116,6 +134,7 @@ impl Postgres {
                 pool,
                 epoch,
                 counters,
+                hook,
                 appends: Mutex::new(Some(sender)),
                 writer: tokio::sync::Mutex::new(Some(writer)),
             }),
@@ -162,6 +181,14 @@ impl Postgres {
             .clone()
             .ok_or(StoreError::Closed)
     }
+}
+
+/// The commit hook and what keeps this node's calls of it in commit order.
+pub(super) struct Hook {
+    pub call: CommitHook,
+    /// Held by the writer from before a batch's commit until the hook has seen it, and by a
+    /// deletion (after its commit) while the hook sees its tombstone.
+    pub order: tokio::sync::Mutex<()>,
 }
 
 /// A connection from `pool`, within its wait and connect deadlines.

@@ -10,7 +10,9 @@
 //! the larger its batches.
 //!
 //! Completion: after the commit the hook sees the batch's new messages (in seq order per
-//! conversation), then each append hears back. Nobody hears "done", nor sees a message through
+//! conversation), then each append hears back. The hook's order lock ([`Hook::order`]) is held
+//! from before the commit until then, so a deletion's tombstone never reaches the hook before
+//! the message it deletes. Nobody hears "done", nor sees a message through
 //! the hook, before its commit is durable.
 //!
 //! Failures: an append to a conversation that does not exist is refused alone while its batch
@@ -29,8 +31,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::errors::db_error;
 use super::messages::{Draft, to_message};
-use super::{StoreError, connection, from_sql, now_ms, to_sql};
-use crate::store::{Appended, CommitHook, Counters, notify};
+use super::{Hook, StoreError, connection, from_sql, now_ms, to_sql};
+use crate::store::{Appended, Counters, notify};
 
 /// The most appends in one transaction: everything the queue can hold, as the embedded
 /// engine, so a full queue is one commit.
@@ -46,12 +48,13 @@ pub(super) struct Append {
 pub(super) async fn run(
     pool: Pool,
     mut queue: mpsc::Receiver<Append>,
-    hook: CommitHook,
+    hook: Arc<Hook>,
     counters: Arc<Counters>,
 ) {
     let mut batch = Vec::new();
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let drafts: Vec<&Draft> = batch.iter().map(|append| &append.draft).collect();
+        let order = hook.order.lock().await;
         match commit(&pool, &drafts).await {
             Ok(outcomes) => {
                 let appended: Vec<ChatMessage> = outcomes
@@ -63,14 +66,16 @@ pub(super) async fn run(
                     .collect();
                 counters.committed(batch.len(), appended.len());
                 if !appended.is_empty() {
-                    notify(&hook, &appended);
+                    notify(&hook.call, &appended);
                 }
+                drop(order);
                 for (append, outcome) in batch.drain(..).zip(outcomes) {
                     // The appender may have stopped waiting; its message is stored all the same.
                     let _ = append.reply.send(outcome);
                 }
             }
             Err(error) => {
+                drop(order);
                 tracing::warn!(%error, appends = batch.len(), "an append batch failed");
                 for append in batch.drain(..) {
                     let _ = append.reply.send(Err(error.clone()));
