@@ -39,6 +39,8 @@ mod rooms;
 mod writer;
 
 #[cfg(test)]
+mod moderation_tests;
+#[cfg(test)]
 mod tests;
 
 use std::sync::{Arc, Mutex, PoisonError};
