@@ -2,8 +2,10 @@
 //! log every moderation action writes (`audit_log`, migration 2).
 //!
 //! Several nodes: a moderation action is ONE transaction that first locks the users it reads
-//! ([`lock_users`]: the acting admin's row and the target's, `FOR UPDATE` in one statement in
-//! id order, so two nodes locking the same pair never deadlock), then checks the actor's role
+//! ([`lock_users`]: the acting admin's row and the target's, `FOR NO KEY UPDATE` in one
+//! statement in id order, so two nodes locking the same pair never deadlock; it conflicts with
+//! another action's lock and with a new session's `FOR SHARE`, but not with the key-share
+//! locks of foreign keys, so appends by these users do not wait), then checks the actor's role
 //! and the target, then writes the action and its audit entry ([`record`]). A role change locks
 //! the same rows, so a demotion and an action by the demoted admin on another node serialize:
 //! whichever commits second sees the first (two admins demoting each other at once: one wins,
@@ -55,8 +57,8 @@ impl Locked {
     }
 }
 
-/// Locks (`FOR UPDATE`, in id order, one statement) the actor's row and, with `target`, the
-/// row of the user of that name (compared case-insensitively), and reads them.
+/// Locks (`FOR NO KEY UPDATE`, in id order, one statement) the actor's row and, with
+/// `target`, the row of the user of that name (compared case-insensitively), and reads them.
 pub(super) async fn lock_users(
     txn: &Transaction<'_>,
     actor: Actor,
@@ -71,7 +73,7 @@ pub(super) async fn lock_users(
         .query(
             &format!(
                 "SELECT {USER_COLUMNS}, username_key FROM users
-                 WHERE id = $1 OR username_key = $2 ORDER BY id FOR UPDATE"
+                 WHERE id = $1 OR username_key = $2 ORDER BY id FOR NO KEY UPDATE"
             ),
             &[&actor_id, &target_key],
         )
