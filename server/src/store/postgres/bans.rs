@@ -17,7 +17,7 @@ use tokio_postgres::Row;
 
 use super::audit::{corrupt, lock_users, record};
 use super::errors::db_error;
-use super::{Postgres, StoreError, from_sql, now_ms, to_sql};
+use super::{Postgres, StoreError, from_sql, now_ms, time_sql, to_sql, until_ms};
 use crate::store::{Actor, AuditAction, Ban, Role, Unbanned};
 
 /// The columns [`to_ban`] reads (`b`: bans, `u`: users), in its order.
@@ -40,7 +40,7 @@ impl Postgres {
             return Err(StoreError::TargetIsAdmin);
         }
         let now = now_ms();
-        let until_ms = duration_ms.map(|d| now.saturating_add(d));
+        let until_ms = until_ms(now, duration_ms);
         txn.execute(
             "INSERT INTO bans (user_id, reason, created_at_ms, until_ms, by_id, by_name)
              VALUES ($1, $2, $3, $4, $5, $6)
@@ -51,7 +51,7 @@ impl Postgres {
                 &to_sql(target.id.0),
                 &reason,
                 &to_sql(now),
-                &until_ms.map(to_sql),
+                &until_ms.map(time_sql),
                 &by.0.map(|id| to_sql(id.0)),
                 &by.1,
             ],
@@ -122,7 +122,7 @@ impl Postgres {
                      WHERE b.until_ms IS NULL OR b.until_ms > $1
                      ORDER BY b.user_id LIMIT $2"
                 ),
-                &[&to_sql(now_ms), &i64::try_from(limit).unwrap_or(i64::MAX)],
+                &[&time_sql(now_ms), &i64::try_from(limit).unwrap_or(i64::MAX)],
             )
             .await
             .map_err(db_error)?;
@@ -137,7 +137,7 @@ impl Postgres {
                     "SELECT {BAN_COLUMNS} FROM bans b JOIN users u ON u.id = b.user_id
                      WHERE b.user_id = $1 AND (b.until_ms IS NULL OR b.until_ms > $2)"
                 ),
-                &[&to_sql(user.0), &to_sql(now_ms)],
+                &[&to_sql(user.0), &time_sql(now_ms)],
             )
             .await
             .map_err(db_error)?;

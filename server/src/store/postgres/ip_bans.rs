@@ -17,7 +17,7 @@ use ipnet::IpNet;
 
 use super::audit::{corrupt, lock_users, record};
 use super::errors::db_error;
-use super::{Postgres, StoreError, from_sql, now_ms, to_sql};
+use super::{Postgres, StoreError, from_sql, now_ms, time_sql, to_sql, until_ms};
 use crate::store::{Actor, AuditAction, IpBan, MAX_IP_BANS};
 
 impl Postgres {
@@ -54,7 +54,7 @@ impl Postgres {
                 return Err(StoreError::TooMany("IP bans"));
             }
         }
-        let until_ms = duration_ms.map(|d| now.saturating_add(d));
+        let until_ms = until_ms(now, duration_ms);
         txn.execute(
             "INSERT INTO ip_bans (network, reason, created_at_ms, until_ms, by_id, by_name)
              VALUES ($1, $2, $3, $4, $5, $6)
@@ -65,7 +65,7 @@ impl Postgres {
                 &key,
                 &reason,
                 &to_sql(now),
-                &until_ms.map(to_sql),
+                &until_ms.map(time_sql),
                 &by.0.map(|id| to_sql(id.0)),
                 &by.1,
             ],
@@ -107,7 +107,7 @@ impl Postgres {
             .query(
                 "SELECT network, reason, created_at_ms, until_ms, by_name FROM ip_bans
                  WHERE until_ms IS NULL OR until_ms > $1 ORDER BY network",
-                &[&to_sql(now_ms)],
+                &[&time_sql(now_ms)],
             )
             .await
             .map_err(db_error)?;

@@ -206,6 +206,18 @@ fn to_sql(value: u64) -> i64 {
     value as i64
 }
 
+/// A time to store or to compare with stored times, as bigint: clamped to `i64::MAX` (every
+/// stored time is below it), so a far-off end or a "now" of `u64::MAX` keeps its order rather
+/// than wrapping to a negative number.
+fn time_sql(ms: u64) -> i64 {
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
+/// The end of something lasting `duration_ms` from `now`, as [`time_sql`] stores it.
+fn until_ms(now: u64, duration_ms: Option<u64>) -> Option<u64> {
+    duration_ms.map(|d| now.saturating_add(d).min(i64::MAX as u64))
+}
+
 /// A bigint read back as the u64 it was written from.
 fn from_sql(value: i64) -> u64 {
     value as u64

@@ -668,3 +668,48 @@ async fn a_ban_by_an_admin_being_demoted_elsewhere_is_ordered_by_the_database() 
     }
     assert_eq!(banned + refused, 10);
 }
+
+#[tokio::test]
+async fn far_off_times_keep_their_order() {
+    let (_url, store, _, [_, bob, cy]) = setup().await;
+    let endless = store
+        .ban_user(Actor::Operator, "bob", "r", Some(u64::MAX))
+        .await
+        .unwrap();
+    assert!(
+        endless
+            .until_ms
+            .is_some_and(|until| until > endless.created_at_ms)
+    );
+    assert!(matches!(
+        store.create_session(hash_token("b"), bob, FOREVER).await,
+        Err(StoreError::Banned { .. })
+    ));
+    assert_eq!(
+        store.ban_of(bob, endless.created_at_ms).await.unwrap(),
+        Some(endless)
+    );
+    store
+        .ban_user(Actor::Operator, "cy", "r", Some(60_000))
+        .await
+        .unwrap();
+    assert_eq!(store.ban_of(cy, u64::MAX).await.unwrap(), None);
+    assert!(
+        store.active_bans(u64::MAX, 10).await.unwrap().is_empty(),
+        "at the end of time no ban with an end counts"
+    );
+    let host: IpNet = "192.0.2.1/32".parse().unwrap();
+    let timed = store
+        .add_ip_ban(Actor::Operator, host, "r", Some(1_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .active_ip_bans(timed.created_at_ms)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(store.active_ip_bans(u64::MAX).await.unwrap().is_empty());
+}
