@@ -3,7 +3,8 @@
 //! PostgreSQL server (test-support). Beyond what the embedded engine's tests check, races of
 //! two nodes (two handles on one database) show that the row and table locks, not either
 //! node, decide: two admins demoting each other, a demotion racing a ban by the demoted admin,
-//! and two nodes taking the last free IP ban row.
+//! a ban racing new sessions, two nodes deleting one message, and two nodes taking the last
+//! free IP ban row. Each race test fails when the lock it relies on is taken out.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -712,4 +713,56 @@ async fn far_off_times_keep_their_order() {
         1
     );
     assert!(store.active_ip_bans(u64::MAX).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn no_session_outlives_a_ban_racing_it_on_another_node() {
+    let (_url, a, b, [_, bob, _]) = setup().await;
+    for round in 0..10u32 {
+        a.unban_user(Actor::Operator, "bob").await.unwrap();
+        let logins = async {
+            let mut created = 0;
+            for i in 0..20 {
+                let token = hash_token(&format!("{round}-{i}"));
+                match b.create_session(token, bob, FOREVER).await {
+                    Ok(()) => created += 1,
+                    Err(StoreError::Banned { .. }) => break,
+                    Err(other) => panic!("round {round}: {other:?}"),
+                }
+            }
+            created
+        };
+        let (ban, _) = tokio::join!(a.ban_user(Actor::Operator, "bob", "r", None), logins);
+        ban.unwrap();
+        assert!(
+            b.sessions_of(bob).await.unwrap().is_empty(),
+            "round {round}: a session made around the ban survived it"
+        );
+    }
+}
+
+#[tokio::test]
+async fn two_nodes_deleting_one_message_change_it_once() {
+    let url = Server::shared().fresh_database();
+    let ((a, seen_a), (b, seen_b)) = tokio::join!(node(&url), node(&url));
+    let bob = a.create_user("bob", "p".into()).await.unwrap().id;
+    let room = a.create_room("room", bob).await.unwrap().id;
+    for round in 1..=10u64 {
+        a.append(room, bob, "bob", round, "m").await.unwrap();
+        let (x, y) = tokio::join!(
+            a.delete_message(room, round, None),
+            b.delete_message(room, round, None)
+        );
+        let (x, y) = (x.unwrap(), y.unwrap());
+        assert!(x.changed != y.changed, "round {round}: {x:?} {y:?}");
+        assert_eq!(x.tombstone, y.tombstone);
+    }
+    let tombstones = seen_a
+        .lock()
+        .unwrap()
+        .iter()
+        .chain(seen_b.lock().unwrap().iter())
+        .filter(|m| m.is_deleted())
+        .count();
+    assert_eq!(tombstones, 10, "each deletion reached a hook once");
 }
