@@ -301,7 +301,7 @@ impl Store {
     ) -> Result<RoleChange, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.set_role(actor, username, role).await,
-            Engine::Postgres(_) => Err(StoreError::Unsupported("set_role")),
+            Engine::Postgres(s) => s.set_role(actor, username, role).await,
         }
     }
 
@@ -391,7 +391,7 @@ impl Store {
     ) -> Result<AuditPage, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.audit_page(before, limit).await,
-            Engine::Postgres(_) => Err(StoreError::Unsupported("audit_page")),
+            Engine::Postgres(s) => s.audit_page(before, limit).await,
         }
     }
 
@@ -408,7 +408,7 @@ impl Store {
     ) -> Result<Ban, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.ban_user(actor, username, reason, duration_ms).await,
-            Engine::Postgres(_) => Err(StoreError::Unsupported("ban_user")),
+            Engine::Postgres(s) => s.ban_user(actor, username, reason, duration_ms).await,
         }
     }
 
@@ -416,7 +416,7 @@ impl Store {
     pub async fn unban_user(&self, actor: Actor, username: &str) -> Result<Unbanned, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.unban_user(actor, username).await,
-            Engine::Postgres(_) => Err(StoreError::Unsupported("unban_user")),
+            Engine::Postgres(s) => s.unban_user(actor, username).await,
         }
     }
 
@@ -424,7 +424,7 @@ impl Store {
     pub async fn active_bans(&self, now_ms: u64, limit: usize) -> Result<Vec<Ban>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.active_bans(now_ms, limit).await,
-            Engine::Postgres(_) => Err(StoreError::Unsupported("active_bans")),
+            Engine::Postgres(s) => s.active_bans(now_ms, limit).await,
         }
     }
 
@@ -432,7 +432,7 @@ impl Store {
     pub async fn ban_of(&self, user: UserId, now_ms: u64) -> Result<Option<Ban>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.ban_of(user, now_ms).await,
-            Engine::Postgres(_) => Err(StoreError::Unsupported("ban_of")),
+            Engine::Postgres(s) => s.ban_of(user, now_ms).await,
         }
     }
 
@@ -584,7 +584,7 @@ impl Store {
     ) -> Result<IpBan, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.add_ip_ban(actor, network, reason, duration_ms).await,
-            Engine::Postgres(_) => Err(StoreError::Unsupported("add_ip_ban")),
+            Engine::Postgres(s) => s.add_ip_ban(actor, network, reason, duration_ms).await,
         }
     }
 
@@ -593,7 +593,7 @@ impl Store {
     pub async fn remove_ip_ban(&self, actor: Actor, network: IpNet) -> Result<bool, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.remove_ip_ban(actor, network).await,
-            Engine::Postgres(_) => Err(StoreError::Unsupported("remove_ip_ban")),
+            Engine::Postgres(s) => s.remove_ip_ban(actor, network).await,
         }
     }
 
@@ -601,7 +601,7 @@ impl Store {
     pub async fn active_ip_bans(&self, now_ms: u64) -> Result<Vec<IpBan>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.active_ip_bans(now_ms).await,
-            Engine::Postgres(_) => Err(StoreError::Unsupported("active_ip_bans")),
+            Engine::Postgres(s) => s.active_ip_bans(now_ms).await,
         }
     }
 
@@ -782,7 +782,7 @@ impl Store {
     ) -> Result<Deletion, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.delete_message(conversation, seq, moderator).await,
-            Engine::Postgres(_) => Err(StoreError::Unsupported("delete_message")),
+            Engine::Postgres(s) => s.delete_message(conversation, seq, moderator).await,
         }
     }
 

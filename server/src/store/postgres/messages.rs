@@ -1,18 +1,23 @@
 //! Message history on PostgreSQL: appending (through the [`writer`](super::writer)), the head
-//! seq, paging forwards and backwards through `(conversation, seq)`, single messages, and the
-//! deletions at or before a resume point.
+//! seq, paging forwards and backwards through `(conversation, seq)`, single messages,
+//! deleting one, and the deletions at or before a resume point.
 //!
 //! A deleted message's row stays as its tombstone (body erased, `deleted_at_ms` set), so seqs
-//! stay contiguous; reads give it as [`ChatMessage::tombstone`] gives it (client id 0).
+//! stay contiguous; reads give it as [`ChatMessage::tombstone`] gives it (client id 0). Its
+//! client id stays in the row, so a resend of it is still answered with the tombstone rather
+//! than stored again. A deletion is one transaction that locks the message's row
+//! (`FOR UPDATE`), so of two nodes deleting it at once one changes it and the other finds the
+//! tombstone; an admin's deletion of someone else's message is audited in that transaction.
 
 use quibble_protocol::wire::{ChatMessage, ConversationId, UserId};
 use tokio::sync::oneshot;
 use tokio_postgres::{GenericClient, Row};
 
+use super::audit::{lock_users, record};
 use super::errors::db_error;
 use super::writer::Request;
-use super::{Postgres, StoreError, from_sql, to_sql};
-use crate::store::{Appended, Pending};
+use super::{Postgres, StoreError, from_sql, now_ms, to_sql};
+use crate::store::{Actor, Appended, AuditAction, Deletion, Pending, notify};
 
 /// The columns [`to_message`] reads, in its order.
 const MESSAGE_COLUMNS: &str =
@@ -132,6 +137,66 @@ impl Postgres {
             .await
             .map_err(db_error)?;
         Ok(row.as_ref().map(to_message))
+    }
+
+    pub async fn delete_message(
+        &self,
+        conversation: ConversationId,
+        seq: u64,
+        moderator: Option<Actor>,
+    ) -> Result<Deletion, StoreError> {
+        let mut client = self.client().await?;
+        let txn = client.transaction().await.map_err(db_error)?;
+        let row = txn
+            .query_opt(
+                &format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages
+                     WHERE conversation_id = $1 AND seq = $2 FOR UPDATE"
+                ),
+                &[&to_sql(conversation.0), &to_sql(seq)],
+            )
+            .await
+            .map_err(db_error)?
+            .ok_or(StoreError::NotFound)?;
+        let message = to_message(&row);
+        let tombstone = message.tombstone();
+        if message.is_deleted() {
+            return Ok(Deletion {
+                tombstone,
+                changed: false,
+            });
+        }
+        let now = now_ms();
+        if let Some(actor) = moderator {
+            // As the embedded engine: who may delete is the caller's question; the log records
+            // the actor's name now (an actor that does not exist is an inconsistency).
+            let by = lock_users(&txn, actor, None).await?.identity(actor)?;
+            record(
+                &txn,
+                now,
+                &by,
+                AuditAction::DeleteMessage,
+                &format!("{}/{seq}", conversation.0),
+                None,
+            )
+            .await?;
+        }
+        txn.execute(
+            "UPDATE messages SET body = '', deleted_at_ms = $3
+             WHERE conversation_id = $1 AND seq = $2",
+            &[&to_sql(conversation.0), &to_sql(seq), &to_sql(now)],
+        )
+        .await
+        .map_err(db_error)?;
+        txn.commit().await.map_err(db_error)?;
+        {
+            let _order = self.inner.hook.order.lock().await;
+            notify(&self.inner.hook.call, std::slice::from_ref(&tombstone));
+        }
+        Ok(Deletion {
+            tombstone,
+            changed: true,
+        })
     }
 
     pub async fn deletions_up_to(

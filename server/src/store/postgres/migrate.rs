@@ -15,6 +15,7 @@ use crate::store::new_epoch;
 /// Every migration, in order: (version, SQL).
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("migrations/0001_core.sql")),
+    (2, include_str!("migrations/0002_moderation.sql")),
     (3, include_str!("migrations/0003_social.sql")),
 ];
 

@@ -18,13 +18,25 @@
 //! advisory lock, so nodes starting together migrate once. The operations are split by subject
 //! as in the embedded engine: [`accounts`], [`rooms`], [`membership`], [`messages`],
 //! [`cursors`] (receipts), [`friends`] (and DMs), [`blocks`], [`last_seen`], [`summaries`]
-//! (the conversation list); what a connection's setup reads is composed in [`setup_views`].
+//! (the conversation list); what a connection's setup reads is composed in [`setup_views`];
+//! moderation: [`audit`] (roles and the log), [`bans`], [`ip_bans`].
+//!
+//! The commit hook ([`Hook`]) is shared by the writer and [`Postgres::delete_message`],
+//! which commits in its own transaction (a deletion is one row lock and one update, not worth
+//! a trip through the append queue) and tells the hook afterwards. Both call the hook under
+//! [`Hook::order`], which the writer holds from before its commit until the hook has seen the
+//! batch: so a message appended on this node always reaches the hook before its tombstone (a
+//! tombstone first would be dropped by the hub as "not delivered yet", and the body then
+//! published live).
 
 mod accounts;
+mod audit;
+mod bans;
 mod blocks;
 mod cursors;
 mod errors;
 mod friends;
+mod ip_bans;
 mod last_seen;
 mod membership;
 mod messages;
@@ -34,6 +46,8 @@ mod setup_views;
 mod summaries;
 mod writer;
 
+#[cfg(test)]
+mod moderation_tests;
 #[cfg(test)]
 mod tests;
 
@@ -74,6 +88,8 @@ struct Inner {
     pool: Pool,
     epoch: u64,
     counters: Arc<Counters>,
+    /// The commit hook, shared with the append writer.
+    hook: Arc<Hook>,
     /// The way to the append writer; `None` once [`Postgres::close`] has begun.
     appends: Mutex<Option<mpsc::Sender<Request>>>,
     /// The writer task, until someone joins it.
@@ -117,11 +133,15 @@ impl Postgres {
             migrate::to_current(&mut client).await?
         };
         let counters = Arc::new(Counters::default());
+        let hook = Arc::new(Hook {
+            call: on_commit,
+            order: tokio::sync::Mutex::new(()),
+        });
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
         let writer = tokio::spawn(writer::run(
             pool.clone(),
             receiver,
-            on_commit,
+            Arc::clone(&hook),
             Arc::clone(&counters),
         ));
         Ok(Postgres {
@@ -129,6 +149,7 @@ impl Postgres {
                 pool,
                 epoch,
                 counters,
+                hook,
                 appends: Mutex::new(Some(sender)),
                 writer: tokio::sync::Mutex::new(Some(writer)),
             }),
@@ -196,6 +217,14 @@ impl Postgres {
     }
 }
 
+/// The commit hook and what keeps this node's calls of it in commit order.
+pub(super) struct Hook {
+    pub call: CommitHook,
+    /// Held by the writer from before a batch's commit until the hook has seen it, and by a
+    /// deletion (after its commit) while the hook sees its tombstone.
+    pub order: tokio::sync::Mutex<()>,
+}
+
 /// A connection from `pool`, within its wait and connect deadlines.
 async fn connection(pool: &Pool) -> Result<Object, StoreError> {
     pool.get().await.map_err(|e| match e {
@@ -215,6 +244,11 @@ fn to_sql(value: u64) -> i64 {
 /// bigint, bit for bit.
 fn bits_to_sql(value: u64) -> i64 {
     value as i64
+}
+
+/// The end of something lasting `duration_ms` from `now`, clamped as [`to_sql`] stores it.
+fn until_ms(now: u64, duration_ms: Option<u64>) -> Option<u64> {
+    duration_ms.map(|d| now.saturating_add(d).min(i64::MAX as u64))
 }
 
 /// A stored bigint read back as the u64 it was written from (a client id bit for bit).

@@ -10,7 +10,9 @@
 //! the larger its batches.
 //!
 //! Completion: after the commit the hook sees the batch's new messages (in seq order per
-//! conversation), then each append hears back. Nobody hears "done", nor sees a message through
+//! conversation), then each append hears back. The hook's order lock ([`Hook::order`]) is held
+//! from before the commit until then, so a deletion's tombstone never reaches the hook before
+//! the message it deletes. Nobody hears "done", nor sees a message through
 //! the hook, before its commit is durable.
 //!
 //! Failures: an append to a conversation that does not exist is refused alone while its batch
@@ -31,8 +33,8 @@ use tokio_postgres::Transaction;
 use super::cursors::to_cursors;
 use super::errors::db_error;
 use super::messages::{Draft, to_message};
-use super::{StoreError, bits_to_sql, connection, from_sql, now_ms, to_sql};
-use crate::store::{Appended, CommitHook, Counters, Cursors, notify};
+use super::{Hook, StoreError, bits_to_sql, connection, from_sql, now_ms, to_sql};
+use crate::store::{Appended, Counters, Cursors, notify};
 
 /// The most appends in one transaction: everything the queue can hold, as the embedded
 /// engine, so a full queue is one commit.
@@ -70,11 +72,12 @@ enum Outcome {
 pub(super) async fn run(
     pool: Pool,
     mut queue: mpsc::Receiver<Request>,
-    hook: CommitHook,
+    hook: Arc<Hook>,
     counters: Arc<Counters>,
 ) {
     let mut batch = Vec::new();
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let order = hook.order.lock().await;
         match commit(&pool, &batch).await {
             Ok(outcomes) => {
                 let appended: Vec<ChatMessage> = outcomes
@@ -86,8 +89,9 @@ pub(super) async fn run(
                     .collect();
                 counters.committed(batch.len(), appended.len());
                 if !appended.is_empty() {
-                    notify(&hook, &appended);
+                    notify(&hook.call, &appended);
                 }
+                drop(order);
                 // A requester may have stopped waiting; what it asked for is stored all the same.
                 for (request, outcome) in batch.drain(..).zip(outcomes) {
                     match (request, outcome) {
@@ -104,6 +108,7 @@ pub(super) async fn run(
                 }
             }
             Err(error) => {
+                drop(order);
                 tracing::warn!(%error, requests = batch.len(), "a write batch failed");
                 for request in batch.drain(..) {
                     match request {
