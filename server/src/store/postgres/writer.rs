@@ -12,8 +12,8 @@
 //! Completion: after the commit the hook sees the batch's new messages (in seq order per
 //! conversation), then each append hears back. The hook's order lock ([`Hook::order`]) is held
 //! from before the commit until then, so a deletion's tombstone never reaches the hook before
-//! the message it deletes. Nobody hears "done", nor sees a message through
-//! the hook, before its commit is durable.
+//! the message it deletes. Nobody hears "done", nor sees a message through the hook, before its
+//! commit is durable.
 //!
 //! Failures: an append to a conversation that does not exist is refused alone while its batch
 //! goes on (checked before anything is written). Any other error (the database gone, a
