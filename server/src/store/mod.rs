@@ -122,9 +122,6 @@ pub enum StoreError {
     /// The password verified by the caller is no longer the account's.
     #[error("the password changed")]
     PasswordChanged,
-    /// The engine does not do this yet (the PostgreSQL engine, while it is being built).
-    #[error("not supported by this store engine yet: {0}")]
-    Unsupported(&'static str),
     /// Another process (a running server) has the file open.
     #[error("the store is open in another process (a running server?)")]
     InUse,

@@ -131,7 +131,7 @@ impl Postgres {
         username: &str,
         role: Role,
     ) -> Result<RoleChange, StoreError> {
-        let mut client = self.client().await?;
+        let mut client = self.write_client().await?;
         let txn = client.transaction().await.map_err(db_error)?;
         let locked = lock_users(&txn, actor, Some(username)).await?;
         let by = locked.require_admin(actor)?;

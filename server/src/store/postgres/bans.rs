@@ -31,7 +31,7 @@ impl Postgres {
         reason: &str,
         duration_ms: Option<u64>,
     ) -> Result<Ban, StoreError> {
-        let mut client = self.client().await?;
+        let mut client = self.write_client().await?;
         let txn = client.transaction().await.map_err(db_error)?;
         let locked = lock_users(&txn, actor, Some(username)).await?;
         let by = locked.require_admin(actor)?;
@@ -85,7 +85,7 @@ impl Postgres {
     }
 
     pub async fn unban_user(&self, actor: Actor, username: &str) -> Result<Unbanned, StoreError> {
-        let mut client = self.client().await?;
+        let mut client = self.write_client().await?;
         let txn = client.transaction().await.map_err(db_error)?;
         let locked = lock_users(&txn, actor, Some(username)).await?;
         let by = locked.require_admin(actor)?;

@@ -11,7 +11,8 @@
 //! node either comes before, and the action is [`StoreError::NotAdmin`], or after), then take
 //! the table's `SHARE ROW EXCLUSIVE` lock, which only one writer of `ip_bans` holds at a time
 //! (readers are not blocked), so the [`MAX_IP_BANS`] cap is counted and kept under the lock:
-//! two nodes adding the last free row at once cannot both succeed.
+//! two nodes adding the last free row at once cannot both succeed. The rows are counted by a
+//! trigger into `meta` (migration 4), so checking the cap does not walk the table.
 
 use ipnet::IpNet;
 
@@ -28,7 +29,7 @@ impl Postgres {
         reason: &str,
         duration_ms: Option<u64>,
     ) -> Result<IpBan, StoreError> {
-        let mut client = self.client().await?;
+        let mut client = self.write_client().await?;
         let txn = client.transaction().await.map_err(db_error)?;
         let by = lock_users(&txn, actor, None).await?.require_admin(actor)?;
         lock_table(&txn).await?;
@@ -84,7 +85,7 @@ impl Postgres {
     }
 
     pub async fn remove_ip_ban(&self, actor: Actor, network: IpNet) -> Result<bool, StoreError> {
-        let mut client = self.client().await?;
+        let mut client = self.write_client().await?;
         let txn = client.transaction().await.map_err(db_error)?;
         let by = lock_users(&txn, actor, None).await?.require_admin(actor)?;
         lock_table(&txn).await?;
@@ -142,7 +143,7 @@ async fn lock_table(txn: &tokio_postgres::Transaction<'_>) -> Result<(), StoreEr
 /// How many rows `ip_bans` holds, expired ones included.
 async fn count(txn: &tokio_postgres::Transaction<'_>) -> Result<usize, StoreError> {
     let row = txn
-        .query_one("SELECT count(*) FROM ip_bans", &[])
+        .query_one("SELECT value FROM meta WHERE key = 'ip_bans'", &[])
         .await
         .map_err(db_error)?;
     let n: i64 = row.try_get(0).map_err(corrupt)?;

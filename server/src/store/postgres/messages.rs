@@ -145,7 +145,7 @@ impl Postgres {
         seq: u64,
         moderator: Option<Actor>,
     ) -> Result<Deletion, StoreError> {
-        let mut client = self.client().await?;
+        let mut client = self.write_client().await?;
         let txn = client.transaction().await.map_err(db_error)?;
         let row = txn
             .query_opt(

@@ -200,10 +200,14 @@ impl Postgres {
     }
 
     /// A pooled connection for a write, or [`StoreError::Closed`] once closing began (writes
-    /// after [`Postgres::close`] are refused, as on the embedded engine; reads go on).
+    /// after [`Postgres::close`] are refused, as on the embedded engine; reads go on). Each
+    /// such write is its own transaction, counted in [`Postgres::commit_counts`] as one
+    /// request and one commit (refused ones too, as the embedded engine counts them).
     async fn write_client(&self) -> Result<Object, StoreError> {
         self.writer()?;
-        connection(&self.inner.pool).await
+        let client = connection(&self.inner.pool).await?;
+        self.inner.counters.committed(1, 0);
+        Ok(client)
     }
 
     /// The way to the writer, or [`StoreError::Closed`] once closing began.
