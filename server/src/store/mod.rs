@@ -2,7 +2,8 @@
 //! receipts, friends and DMs, blocks, moderation and its audit log — behind one handle,
 //! [`Store`], whatever engine holds it.
 //!
-//! Engines: [`redb`] (embedded, one file; the single machine's default). The rest of the
+//! Engines: [`redb`] (embedded, one file; the single machine's default) and [`postgres`] (the
+//! fleet's: any number of nodes on one PostgreSQL database, `--postgres URL`). The rest of the
 //! server sees only [`Store`] and the engine-neutral records and errors re-exported here; each
 //! engine keeps its own layout, transactions and write path, and guarantees what each method's
 //! doc says (durable before it answers; seqs per conversation gap-free and increasing; a
@@ -10,7 +11,8 @@
 //!
 //! Design: [`Store`] is an enum of engines dispatched with a `match` per method, not a trait
 //! object: no allocation or indirect call per store call on the send path, and a method whose
-//! engines disagree in shape fails to compile rather than at run time.
+//! engines disagree in shape fails to compile rather than at run time. The [`conformance`]
+//! suite is written once against [`Store`] and run on both engines.
 
 mod commit_counts;
 #[cfg(test)]
