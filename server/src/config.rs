@@ -32,6 +32,10 @@ pub struct Config {
     /// Reverse proxies whose `X-Forwarded-For` names the client (see
     /// [`crate::client_addr`]); none by default.
     pub trusted_proxies: Vec<IpNet>,
+    /// The fleet's store: a PostgreSQL URL (`postgres://user@host:port/db`); when set,
+    /// everything durable lives there instead of the redb file (the data directory still holds
+    /// the certificates and the admin socket).
+    pub postgres: Option<String>,
 }
 
 /// The store's page cache when none is configured, in MiB.
@@ -201,6 +205,9 @@ pub struct FileConfig {
     // Overload ([`Limits::congested_queue_bytes`], [`Limits::congestion_retry`]).
     pub congested_queue_kib: Option<usize>,
     pub congestion_retry_ms: Option<u64>,
+    // The fleet (issue 10).
+    /// The PostgreSQL database to keep everything durable in, instead of the embedded file.
+    pub postgres: Option<String>,
 }
 
 /// The most sends a stream may have in flight to the store, whatever the file says: each holds
@@ -249,6 +256,7 @@ pub struct Overrides {
     pub tls_key: Option<PathBuf>,
     pub web_dir: Option<PathBuf>,
     pub metrics_listen: Option<SocketAddr>,
+    pub postgres: Option<String>,
 }
 
 impl Config {
@@ -351,6 +359,7 @@ impl Config {
             limits,
             metrics_listen: cli.metrics_listen.or(file.metrics_listen),
             trusted_proxies,
+            postgres: cli.postgres.or(file.postgres),
         })
     }
 }

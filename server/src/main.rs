@@ -52,6 +52,10 @@ struct ServeArgs {
     /// Serve `/metrics` only on this address (e.g. 127.0.0.1:9100), not on the public port.
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
+    /// Keep everything durable in this PostgreSQL database (a URL such as
+    /// postgres://quibble@db:5432/quibble) instead of the embedded file: the fleet's store.
+    #[arg(long, env = "QUIBBLE_POSTGRES")]
+    postgres: Option<String>,
 }
 
 /// Threads tokio's blocking pool may hold: store reads run there (at most
@@ -87,6 +91,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tls_key: args.tls_key,
             web_dir: args.web_dir,
             metrics_listen: args.metrics_listen,
+            postgres: args.postgres,
         },
     )?;
     let data_dir = config.data_dir.clone();

@@ -31,7 +31,7 @@ use crate::http::login_limit::LoginLimiter;
 use crate::http::signup_limit::SignupLimiter;
 use crate::http::user_limit::UserLimiter;
 use crate::state::{AppState, Shared};
-use crate::store::{Store, StoreError};
+use crate::store::{CommitHook, Store, StoreError};
 use crate::tls::{Certificates, TlsError};
 use crate::transport::quic_keys::QuicKeys;
 use crate::transport::wt;
@@ -90,19 +90,21 @@ impl Server {
         let hub = Hub::new(Policy::from(&config.limits)); // overload: congestion thresholds
         let users = Users::default();
         let typing = Arc::new(Typing::default());
-        let store = Store::open(
-            &config.data_dir.join("quibble.redb"),
-            config.store_cache_bytes,
-            Box::new({
-                // store: the hook gets each commit's messages at once.
-                let committed = crate::chat::committed::Committed {
-                    hub: hub.clone(),
-                    users: users.clone(),
-                    typing: Arc::clone(&typing),
-                };
-                move |messages| committed.publish(messages)
-            }),
-        )?;
+        // The store's commit hook gets each commit's messages at once.
+        let committed = crate::chat::committed::Committed {
+            hub: hub.clone(),
+            users: users.clone(),
+            typing: Arc::clone(&typing),
+        };
+        let on_commit: CommitHook = Box::new(move |messages| committed.publish(messages));
+        let store = match &config.postgres {
+            Some(url) => Store::connect_postgres(url, on_commit).await?,
+            None => Store::open(
+                &config.data_dir.join("quibble.redb"),
+                config.store_cache_bytes,
+                on_commit,
+            )?,
+        };
         let sockets = bind_sockets(&config.listen)?;
         let port = sockets
             .first()

@@ -559,7 +559,7 @@ async fn hello(
     let now = unix_ms(SystemTime::now());
     // issue 9 (setup helper): the token check runs here, not on the blocking pool
     // (`Store::hello_user`, store/setup_views.rs).
-    match state.store.hello_user(&hash, now) {
+    match state.store.hello_user(&hash, now).await {
         Ok(Some(user)) => Ok((user, version, hash)),
         Ok(None) => Err(CloseReason::error(
             ErrorCode::Unauthorized,

@@ -3,6 +3,7 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -25,7 +26,21 @@ pub async fn cert(State(state): State<AppState>) -> Json<CertView> {
     })
 }
 
-/// `GET /healthz`
-pub async fn health() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+/// `GET /healthz`: 200 while the store answers, 503 (with the store's error) while it does
+/// not; the body names the store's engine either way.
+pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let engine = state.store.engine();
+    match state.store.check().await {
+        Ok(()) => (
+            StatusCode::OK,
+            Json(json!({ "status": "ok", "store": { "engine": engine, "ok": true } })),
+        ),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "unavailable",
+                "store": { "engine": engine, "ok": false, "error": e.to_string() },
+            })),
+        ),
+    }
 }

@@ -2,7 +2,8 @@
 //! receipts, friends and DMs, blocks, moderation and its audit log — behind one handle,
 //! [`Store`], whatever engine holds it.
 //!
-//! Engines: [`redb`] (embedded, one file; the single machine's default). The rest of the
+//! Engines: [`redb`] (embedded, one file; the single machine's default) and [`postgres`] (the
+//! fleet's: any number of nodes on one PostgreSQL database, `--postgres URL`). The rest of the
 //! server sees only [`Store`] and the engine-neutral records and errors re-exported here; each
 //! engine keeps its own layout, transactions and write path, and guarantees what each method's
 //! doc says (durable before it answers; seqs per conversation gap-free and increasing; a
@@ -10,12 +11,16 @@
 //!
 //! Design: [`Store`] is an enum of engines dispatched with a `match` per method, not a trait
 //! object: no allocation or indirect call per store call on the send path, and a method whose
-//! engines disagree in shape fails to compile rather than at run time.
+//! engines disagree in shape fails to compile rather than at run time. The [`conformance`]
+//! suite is written once against [`Store`] and run on both engines.
 
+mod commit_counts;
 #[cfg(test)]
 mod conformance;
+mod postgres;
 mod redb;
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
 use ipnet::IpNet;
@@ -26,11 +31,13 @@ use crate::auth::TokenHash;
 
 pub use self::redb::{
     Actor, Added, Appended, AuditAction, AuditEntry, AuditPage, Ban, BlockEntry, Blocked,
-    CommitCounts, ConversationKind, Cursors, Deletion, FriendEntry, FriendState, IpBan, JoinView,
-    LastMessage, MAX_BLOCKS, MAX_CONCURRENT_READS, MAX_IP_BANS, MemberCursors, OPERATOR,
-    PREVIEW_CHARS, Removed, Role, RoleChange, Room, RoomEntry, RoomPage, Summary, Unbanned, User,
-    WelcomeView,
+    ConversationKind, Cursors, Deletion, FriendEntry, FriendState, IpBan, JoinView, LastMessage,
+    MAX_BLOCKS, MAX_CONCURRENT_READS, MAX_FRIEND_ENTRIES, MAX_IP_BANS, MAX_MEMBERSHIPS,
+    MemberCursors, OPERATOR, PREVIEW_CHARS, Removed, Role, RoleChange, Room, RoomEntry, RoomPage,
+    Summary, UNREAD_SCAN, Unbanned, User, WelcomeView,
 };
+pub use commit_counts::CommitCounts;
+use commit_counts::Counters;
 
 /// A write the writer has queued; resolves once it is committed (or failed).
 pub struct Pending<T>(oneshot::Receiver<Result<T, StoreError>>);
@@ -53,6 +60,19 @@ impl<T> std::future::Future for Pending<T> {
 /// message never has an empty body); after the commit is durable and before the requesters hear
 /// back (see [`Redb::open`]). Never called with an empty slice.
 pub type CommitHook = Box<dyn Fn(&[ChatMessage]) + Send + Sync>;
+
+/// Passes one batch's committed messages to the hook, which must not take the store down (a
+/// panic loses the rest of that call's live fan-out: the hub then finds a gap in a stream's
+/// seqs and has it resume from the store).
+pub(crate) fn notify(hook: &CommitHook, messages: &[ChatMessage]) {
+    if catch_unwind(AssertUnwindSafe(|| hook(messages))).is_err() {
+        tracing::error!(
+            messages = messages.len(),
+            first_seq = messages.first().map(|m| m.seq),
+            "the store commit hook panicked"
+        );
+    }
+}
 
 /// Errors of the store. Cloneable, so one failed commit can answer every request of its batch.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -139,6 +159,7 @@ pub struct Store {
 #[derive(Clone)]
 enum Engine {
     Redb(self::redb::Redb),
+    Postgres(self::postgres::Postgres),
 }
 
 impl Store {
@@ -163,11 +184,39 @@ impl Store {
         })
     }
 
+    /// Connects to the fleet's store: the PostgreSQL database at `url`, whose schema is
+    /// migrated to this server's version (refused with [`StoreError::Schema`] if a newer
+    /// server migrated it). `on_commit` is called as [`Store::open`] says, for the appends this
+    /// node commits.
+    pub async fn connect_postgres(url: &str, on_commit: CommitHook) -> Result<Store, StoreError> {
+        Ok(Store {
+            engine: Engine::Postgres(self::postgres::Postgres::connect(url, on_commit).await?),
+        })
+    }
+
     /// The store's epoch: a random non-zero number made when the store was created, stable
     /// across reopening. Resume cursors from another epoch are void.
     pub fn epoch(&self) -> u64 {
         match &self.engine {
             Engine::Redb(s) => s.epoch(),
+            Engine::Postgres(s) => s.epoch(),
+        }
+    }
+
+    /// The engine's name, as `/healthz` reports it: `redb` or `postgres`.
+    pub fn engine(&self) -> &'static str {
+        match &self.engine {
+            Engine::Redb(_) => "redb",
+            Engine::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Whether the store can take writes now, answered within a couple of seconds: the
+    /// embedded engine while its writer runs; PostgreSQL while a pooled connection answers.
+    pub async fn check(&self) -> Result<(), StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.check(),
+            Engine::Postgres(s) => s.check().await,
         }
     }
 
@@ -175,6 +224,7 @@ impl Store {
     pub fn commit_counts(&self) -> CommitCounts {
         match &self.engine {
             Engine::Redb(s) => s.commit_counts(),
+            Engine::Postgres(s) => s.commit_counts(),
         }
     }
 
@@ -185,6 +235,7 @@ impl Store {
     pub async fn close(&self) {
         match &self.engine {
             Engine::Redb(s) => s.close().await,
+            Engine::Postgres(s) => s.close().await,
         }
     }
 
@@ -198,6 +249,7 @@ impl Store {
     ) -> Result<User, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.create_user(username, password_phc).await,
+            Engine::Postgres(s) => s.create_user(username, password_phc).await,
         }
     }
 
@@ -212,6 +264,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.create_session(token, user, expires_at_ms).await,
+            Engine::Postgres(s) => s.create_session(token, user, expires_at_ms).await,
         }
     }
 
@@ -229,6 +282,10 @@ impl Store {
                 s.create_login_session(token, user, expires_at_ms, verified_phc)
                     .await
             }
+            Engine::Postgres(s) => {
+                s.create_login_session(token, user, expires_at_ms, verified_phc)
+                    .await
+            }
         }
     }
 
@@ -243,6 +300,7 @@ impl Store {
     ) -> Result<RoleChange, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.set_role(actor, username, role).await,
+            Engine::Postgres(s) => s.set_role(actor, username, role).await,
         }
     }
 
@@ -264,6 +322,10 @@ impl Store {
                 s.change_password(user, verified_phc, new_phc, token, expires_at_ms)
                     .await
             }
+            Engine::Postgres(s) => {
+                s.change_password(user, verified_phc, new_phc, token, expires_at_ms)
+                    .await
+            }
         }
     }
 
@@ -271,6 +333,7 @@ impl Store {
     pub async fn has_admin(&self) -> Result<bool, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.has_admin().await,
+            Engine::Postgres(s) => s.has_admin().await,
         }
     }
 
@@ -278,6 +341,7 @@ impl Store {
     pub async fn sessions_of(&self, user: UserId) -> Result<Vec<TokenHash>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.sessions_of(user).await,
+            Engine::Postgres(s) => s.sessions_of(user).await,
         }
     }
 
@@ -285,6 +349,7 @@ impl Store {
     pub async fn delete_session(&self, token: TokenHash) -> Result<bool, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.delete_session(token).await,
+            Engine::Postgres(s) => s.delete_session(token).await,
         }
     }
 
@@ -292,6 +357,7 @@ impl Store {
     pub async fn user(&self, id: UserId) -> Result<Option<User>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.user(id).await,
+            Engine::Postgres(s) => s.user(id).await,
         }
     }
 
@@ -299,6 +365,7 @@ impl Store {
     pub async fn user_by_name(&self, username: &str) -> Result<Option<User>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.user_by_name(username).await,
+            Engine::Postgres(s) => s.user_by_name(username).await,
         }
     }
 
@@ -311,6 +378,7 @@ impl Store {
     ) -> Result<Option<User>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.session_user(token, now_ms).await,
+            Engine::Postgres(s) => s.session_user(token, now_ms).await,
         }
     }
 
@@ -322,6 +390,7 @@ impl Store {
     ) -> Result<AuditPage, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.audit_page(before, limit).await,
+            Engine::Postgres(s) => s.audit_page(before, limit).await,
         }
     }
 
@@ -338,6 +407,7 @@ impl Store {
     ) -> Result<Ban, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.ban_user(actor, username, reason, duration_ms).await,
+            Engine::Postgres(s) => s.ban_user(actor, username, reason, duration_ms).await,
         }
     }
 
@@ -345,6 +415,7 @@ impl Store {
     pub async fn unban_user(&self, actor: Actor, username: &str) -> Result<Unbanned, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.unban_user(actor, username).await,
+            Engine::Postgres(s) => s.unban_user(actor, username).await,
         }
     }
 
@@ -352,6 +423,7 @@ impl Store {
     pub async fn active_bans(&self, now_ms: u64, limit: usize) -> Result<Vec<Ban>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.active_bans(now_ms, limit).await,
+            Engine::Postgres(s) => s.active_bans(now_ms, limit).await,
         }
     }
 
@@ -359,6 +431,7 @@ impl Store {
     pub async fn ban_of(&self, user: UserId, now_ms: u64) -> Result<Option<Ban>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.ban_of(user, now_ms).await,
+            Engine::Postgres(s) => s.ban_of(user, now_ms).await,
         }
     }
 
@@ -368,6 +441,7 @@ impl Store {
     pub async fn block(&self, blocker: UserId, blocked: UserId) -> Result<Blocked, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.block(blocker, blocked).await,
+            Engine::Postgres(s) => s.block(blocker, blocked).await,
         }
     }
 
@@ -375,6 +449,7 @@ impl Store {
     pub async fn unblock(&self, blocker: UserId, blocked: UserId) -> Result<bool, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.unblock(blocker, blocked).await,
+            Engine::Postgres(s) => s.unblock(blocker, blocked).await,
         }
     }
 
@@ -382,6 +457,7 @@ impl Store {
     pub async fn blocks(&self, blocker: UserId, blocked: UserId) -> Result<bool, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.blocks(blocker, blocked).await,
+            Engine::Postgres(s) => s.blocks(blocker, blocked).await,
         }
     }
 
@@ -389,6 +465,7 @@ impl Store {
     pub async fn blocked_users(&self, blocker: UserId) -> Result<Vec<UserId>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.blocked_users(blocker).await,
+            Engine::Postgres(s) => s.blocked_users(blocker).await,
         }
     }
 
@@ -396,6 +473,7 @@ impl Store {
     pub async fn block_list(&self, blocker: UserId) -> Result<Vec<BlockEntry>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.block_list(blocker).await,
+            Engine::Postgres(s) => s.block_list(blocker).await,
         }
     }
 
@@ -411,6 +489,7 @@ impl Store {
     ) -> Result<Cursors, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.advance_cursors(user, conversation, delivered, read).await,
+            Engine::Postgres(s) => s.advance_cursors(user, conversation, delivered, read).await,
         }
     }
 
@@ -422,6 +501,7 @@ impl Store {
     ) -> Result<Cursors, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.cursors(user, conversation).await,
+            Engine::Postgres(s) => s.cursors(user, conversation).await,
         }
     }
 
@@ -434,6 +514,7 @@ impl Store {
     ) -> Result<Vec<MemberCursors>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.member_cursors(conversation, limit).await,
+            Engine::Postgres(s) => s.member_cursors(conversation, limit).await,
         }
     }
 
@@ -445,6 +526,7 @@ impl Store {
     pub async fn add_friend(&self, user: UserId, other: UserId) -> Result<Added, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.add_friend(user, other).await,
+            Engine::Postgres(s) => s.add_friend(user, other).await,
         }
     }
 
@@ -452,6 +534,7 @@ impl Store {
     pub async fn remove_friend(&self, user: UserId, other: UserId) -> Result<Removed, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.remove_friend(user, other).await,
+            Engine::Postgres(s) => s.remove_friend(user, other).await,
         }
     }
 
@@ -463,6 +546,7 @@ impl Store {
     ) -> Result<Option<FriendState>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.friend_state(user, other).await,
+            Engine::Postgres(s) => s.friend_state(user, other).await,
         }
     }
 
@@ -471,6 +555,7 @@ impl Store {
     pub async fn friends(&self, user: UserId) -> Result<Vec<FriendEntry>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.friends(user).await,
+            Engine::Postgres(s) => s.friends(user).await,
         }
     }
 
@@ -482,6 +567,7 @@ impl Store {
     ) -> Result<Option<ConversationId>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.dm_between(a, b).await,
+            Engine::Postgres(s) => s.dm_between(a, b).await,
         }
     }
 
@@ -497,6 +583,7 @@ impl Store {
     ) -> Result<IpBan, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.add_ip_ban(actor, network, reason, duration_ms).await,
+            Engine::Postgres(s) => s.add_ip_ban(actor, network, reason, duration_ms).await,
         }
     }
 
@@ -505,6 +592,7 @@ impl Store {
     pub async fn remove_ip_ban(&self, actor: Actor, network: IpNet) -> Result<bool, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.remove_ip_ban(actor, network).await,
+            Engine::Postgres(s) => s.remove_ip_ban(actor, network).await,
         }
     }
 
@@ -512,6 +600,7 @@ impl Store {
     pub async fn active_ip_bans(&self, now_ms: u64) -> Result<Vec<IpBan>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.active_ip_bans(now_ms).await,
+            Engine::Postgres(s) => s.active_ip_bans(now_ms).await,
         }
     }
 
@@ -520,6 +609,7 @@ impl Store {
     pub async fn record_last_seen(&self, user: UserId, at_ms: u64) -> Result<(), StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.record_last_seen(user, at_ms).await,
+            Engine::Postgres(s) => s.record_last_seen(user, at_ms).await,
         }
     }
 
@@ -527,6 +617,7 @@ impl Store {
     pub async fn last_seen(&self, users: Vec<UserId>) -> Result<Vec<(UserId, u64)>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.last_seen(users).await,
+            Engine::Postgres(s) => s.last_seen(users).await,
         }
     }
 
@@ -536,6 +627,7 @@ impl Store {
     pub async fn join_room(&self, user: UserId, room: ConversationId) -> Result<bool, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.join_room(user, room).await,
+            Engine::Postgres(s) => s.join_room(user, room).await,
         }
     }
 
@@ -544,6 +636,7 @@ impl Store {
     pub async fn leave_room(&self, user: UserId, room: ConversationId) -> Result<bool, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.leave_room(user, room).await,
+            Engine::Postgres(s) => s.leave_room(user, room).await,
         }
     }
 
@@ -555,6 +648,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.is_member(user, conversation).await,
+            Engine::Postgres(s) => s.is_member(user, conversation).await,
         }
     }
 
@@ -562,6 +656,7 @@ impl Store {
     pub async fn memberships(&self, user: UserId) -> Result<Vec<ConversationId>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.memberships(user).await,
+            Engine::Postgres(s) => s.memberships(user).await,
         }
     }
 
@@ -572,6 +667,7 @@ impl Store {
     ) -> Result<Option<ConversationKind>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.conversation_kind(conversation).await,
+            Engine::Postgres(s) => s.conversation_kind(conversation).await,
         }
     }
 
@@ -596,6 +692,10 @@ impl Store {
                 s.append(conversation, author, author_name, client_id, body)
                     .await
             }
+            Engine::Postgres(s) => {
+                s.append(conversation, author, author_name, client_id, body)
+                    .await
+            }
         }
     }
 
@@ -614,6 +714,10 @@ impl Store {
                 s.queue_append(conversation, author, author_name, client_id, body)
                     .await
             }
+            Engine::Postgres(s) => {
+                s.queue_append(conversation, author, author_name, client_id, body)
+                    .await
+            }
         }
     }
 
@@ -621,6 +725,7 @@ impl Store {
     pub async fn head(&self, conversation: ConversationId) -> Result<u64, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.head(conversation).await,
+            Engine::Postgres(s) => s.head(conversation).await,
         }
     }
 
@@ -633,6 +738,7 @@ impl Store {
     ) -> Result<Vec<ChatMessage>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.messages_after(conversation, after_seq, limit).await,
+            Engine::Postgres(s) => s.messages_after(conversation, after_seq, limit).await,
         }
     }
 
@@ -645,6 +751,7 @@ impl Store {
     ) -> Result<Vec<ChatMessage>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.messages_before(conversation, before_seq, limit).await,
+            Engine::Postgres(s) => s.messages_before(conversation, before_seq, limit).await,
         }
     }
 
@@ -656,6 +763,7 @@ impl Store {
     ) -> Result<Option<ChatMessage>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.message(conversation, seq).await,
+            Engine::Postgres(s) => s.message(conversation, seq).await,
         }
     }
 
@@ -673,6 +781,7 @@ impl Store {
     ) -> Result<Deletion, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.delete_message(conversation, seq, moderator).await,
+            Engine::Postgres(s) => s.delete_message(conversation, seq, moderator).await,
         }
     }
 
@@ -687,6 +796,7 @@ impl Store {
     ) -> Result<Vec<u64>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.deletions_up_to(conversation, up_to, window, limit).await,
+            Engine::Postgres(s) => s.deletions_up_to(conversation, up_to, window, limit).await,
         }
     }
 
@@ -696,6 +806,7 @@ impl Store {
     pub async fn create_room(&self, name: &str, created_by: UserId) -> Result<Room, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.create_room(name, created_by).await,
+            Engine::Postgres(s) => s.create_room(name, created_by).await,
         }
     }
 
@@ -708,6 +819,7 @@ impl Store {
     ) -> Result<RoomPage, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.rooms_page(after, limit).await,
+            Engine::Postgres(s) => s.rooms_page(after, limit).await,
         }
     }
 
@@ -717,14 +829,20 @@ impl Store {
     pub async fn room(&self, id: ConversationId) -> Result<Option<Room>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.room(id).await,
+            Engine::Postgres(s) => s.room(id).await,
         }
     }
 
     /// `Hello`'s token check, on the calling task: the user a session token belongs to, as
     /// [`Store::session_user`] answers it.
-    pub fn hello_user(&self, token: &TokenHash, now_ms: u64) -> Result<Option<User>, StoreError> {
+    pub async fn hello_user(
+        &self,
+        token: &TokenHash,
+        now_ms: u64,
+    ) -> Result<Option<User>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.hello_user(token, now_ms),
+            Engine::Postgres(s) => s.hello_user(token, now_ms).await,
         }
     }
 
@@ -733,6 +851,7 @@ impl Store {
     pub async fn welcome_view(&self, user: UserId) -> Result<WelcomeView, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.welcome_view(user).await,
+            Engine::Postgres(s) => s.welcome_view(user).await,
         }
     }
 
@@ -759,6 +878,7 @@ impl Store {
                 s.join_view(user, conversation, check, start, recent, limit)
                     .await
             }
+            Engine::Postgres(s) => s.join_view(user, conversation, check, start, limit).await,
         }
     }
 
@@ -766,6 +886,7 @@ impl Store {
     pub async fn summaries(&self, user: UserId) -> Result<Vec<Summary>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.summaries(user).await,
+            Engine::Postgres(s) => s.summaries(user).await,
         }
     }
 
@@ -777,6 +898,7 @@ impl Store {
     ) -> Result<(Vec<Summary>, Vec<UserId>), StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.summaries_and_blocks(user).await,
+            Engine::Postgres(s) => s.summaries_and_blocks(user).await,
         }
     }
 
@@ -788,6 +910,17 @@ impl Store {
     ) -> Result<Option<Summary>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.summary(user, conversation).await,
+            Engine::Postgres(s) => s.summary(user, conversation).await,
+        }
+    }
+}
+
+/// A random non-zero epoch, for a new store.
+fn new_epoch() -> u64 {
+    loop {
+        let epoch: u64 = rand::random();
+        if epoch != 0 {
+            return epoch;
         }
     }
 }

@@ -100,17 +100,24 @@ pub(super) async fn the_connections_token_check_answers_as_session_user<H: Harne
     store.create_session(token, alice.id, 5_000).await.unwrap();
 
     assert_eq!(
-        store.hello_user(&token, 4_999).unwrap(),
+        store.hello_user(&token, 4_999).await.unwrap(),
         Some(alice.clone())
     );
     assert_eq!(
-        store.hello_user(&token, 4_999).unwrap(),
+        store.hello_user(&token, 4_999).await.unwrap(),
         store.session_user(&token, 4_999).await.unwrap()
     );
-    assert_eq!(store.hello_user(&token, 5_000).unwrap(), None, "expired");
-    assert_eq!(store.hello_user(&hash_token("nope"), 0).unwrap(), None);
+    assert_eq!(
+        store.hello_user(&token, 5_000).await.unwrap(),
+        None,
+        "expired"
+    );
+    assert_eq!(
+        store.hello_user(&hash_token("nope"), 0).await.unwrap(),
+        None
+    );
     store.delete_session(token).await.unwrap();
-    assert_eq!(store.hello_user(&token, 0).unwrap(), None, "revoked");
+    assert_eq!(store.hello_user(&token, 0).await.unwrap(), None, "revoked");
 }
 
 pub(super) async fn a_password_change_replaces_every_session_with_one_new_one<H: Harness>() {

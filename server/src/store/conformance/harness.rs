@@ -41,6 +41,27 @@ impl Harness for RedbHarness {
     }
 }
 
+/// The fleet's engine: a fresh database on the test binary's throwaway PostgreSQL server
+/// (test-support: one server per test binary, a database per harness).
+pub(super) struct PostgresHarness {
+    url: String,
+}
+
+impl Harness for PostgresHarness {
+    async fn new() -> Self {
+        let url = tokio::task::spawn_blocking(|| {
+            quibble_test_support::postgres::Postgres::shared().fresh_database()
+        })
+        .await
+        .expect("a database for the store");
+        PostgresHarness { url }
+    }
+
+    async fn open(&self, hook: CommitHook) -> Result<Store, StoreError> {
+        Store::connect_postgres(&self.url, hook).await
+    }
+}
+
 /// A store of the engine `H` and what its commit hook was told since it was opened.
 pub(super) struct Fixture<H> {
     harness: H,

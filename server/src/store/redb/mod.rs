@@ -67,7 +67,7 @@ use redb::{Database, ReadTransaction, ReadableDatabase, TableError};
 use tokio::sync::Semaphore;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{CommitHook, Pending, StoreError};
+use super::{CommitCounts, CommitHook, Counters, Pending, StoreError, new_epoch, notify};
 
 pub use accounts::RoleChange;
 pub use accounts::{Role, User};
@@ -75,14 +75,13 @@ pub use audit::{Actor, AuditAction, AuditEntry, AuditPage, OPERATOR};
 pub use bans::{Ban, Unbanned};
 pub use blocks::{BlockEntry, Blocked, MAX_BLOCKS};
 pub use cursors::{Cursors, MemberCursors};
-pub use friends::{Added, FriendEntry, FriendState, Removed};
+pub use friends::{Added, FriendEntry, FriendState, MAX_FRIEND_ENTRIES, Removed};
 pub use ip_bans::{IpBan, MAX_IP_BANS};
-pub use membership::ConversationKind;
+pub use membership::{ConversationKind, MAX_MEMBERSHIPS};
 pub use messages::{Appended, Deletion};
 pub use rooms::{Room, RoomEntry, RoomPage};
 pub use setup_views::{JoinView, WelcomeView};
-pub use summaries::{LastMessage, PREVIEW_CHARS, Summary};
-pub use writer::CommitCounts;
+pub use summaries::{LastMessage, PREVIEW_CHARS, Summary, UNREAD_SCAN};
 
 use tables::{
     META, META_CLOCK_MS, META_EPOCH, META_SCHEMA_VERSION, META_SCRUB_OWED, SCHEMA_VERSION,
@@ -135,7 +134,7 @@ struct Inner {
     /// The reads running, for the deletion scrub's barrier.
     reads: Arc<scrub::Reads>,
     /// What the writer has committed.
-    counters: Arc<writer::Counters>,
+    counters: Arc<Counters>,
     /// The way to the writer; `None` once [`Redb::close`] has begun.
     sender: Mutex<Option<mpsc::Sender<Request>>>,
     /// The writer thread, until someone joins it.
@@ -166,7 +165,7 @@ impl Redb {
         let reads = Arc::new(scrub::Reads::default());
         let scrubber = scrub::Scrubber::new(path, Arc::clone(&reads), scrub_owed);
         let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
-        let counters = Arc::new(writer::Counters::default());
+        let counters = Arc::new(Counters::default());
         let writer = writer::spawn(
             Arc::clone(&db),
             receiver,
@@ -190,6 +189,19 @@ impl Redb {
 
     pub fn epoch(&self) -> u64 {
         self.inner.epoch
+    }
+
+    pub fn check(&self) -> Result<(), StoreError> {
+        match self
+            .inner
+            .sender
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
+            Some(sender) if !sender.is_closed() => Ok(()),
+            _ => Err(StoreError::Closed),
+        }
     }
 
     pub fn commit_counts(&self) -> CommitCounts {
@@ -301,14 +313,4 @@ fn initialize(db: &Database) -> Result<(u64, u64, bool), StoreError> {
     };
     txn.commit()?;
     Ok((epoch, clock_ms, scrub_owed))
-}
-
-/// A random non-zero epoch.
-fn new_epoch() -> u64 {
-    loop {
-        let epoch: u64 = rand::random();
-        if epoch != 0 {
-            return epoch;
-        }
-    }
 }

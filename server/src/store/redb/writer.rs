@@ -40,9 +40,8 @@
 //! the next batch; the deletions' answers wait for that (their hook calls do not), the other
 //! requests of the batch are answered at once.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -57,8 +56,8 @@ use super::scrub::Scrubber;
 use super::tables::{META_CLOCK_MS, WriteTables};
 use super::{Actor, Ban, IpBan, Role, RoleChange, Unbanned, bans, ip_bans};
 use super::{
-    Added, Appended, CommitHook, Cursors, Deletion, Removed, Room, StoreError, User, accounts,
-    cursors, friends, last_seen, membership, messages, rooms,
+    Added, Appended, CommitHook, Counters, Cursors, Deletion, Removed, Room, StoreError, User,
+    accounts, cursors, friends, last_seen, membership, messages, notify, rooms,
 };
 use super::{Blocked, blocks};
 use crate::auth::TokenHash;
@@ -74,43 +73,6 @@ const MAX_BATCH_BYTES: usize = 4 << 20;
 const COMPLETIONS_QUEUED: usize = 2;
 /// How far ahead of the wall clock the stored clock ceiling is set (see the module doc).
 const CLOCK_AHEAD_MS: u64 = 1_000;
-
-/// What the writer has committed since the store was opened ([`super::Redb::commit_counts`];
-/// also on `/metrics`): with many writers at once, far fewer commits than requests.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CommitCounts {
-    /// Write transactions committed, each one fsync.
-    pub commits: u64,
-    /// Requests they applied (refused ones included).
-    pub requests: u64,
-    /// Messages they appended.
-    pub messages: u64,
-}
-
-/// The writer's side of [`CommitCounts`], shared with the store handle.
-#[derive(Debug, Default)]
-pub(super) struct Counters {
-    commits: AtomicU64,
-    requests: AtomicU64,
-    messages: AtomicU64,
-}
-
-impl Counters {
-    pub(super) fn get(&self) -> CommitCounts {
-        CommitCounts {
-            commits: self.commits.load(Ordering::Relaxed),
-            requests: self.requests.load(Ordering::Relaxed),
-            messages: self.messages.load(Ordering::Relaxed),
-        }
-    }
-
-    fn committed(&self, requests: usize, messages: usize) {
-        self.commits.fetch_add(1, Ordering::Relaxed);
-        self.requests.fetch_add(requests as u64, Ordering::Relaxed);
-        self.messages.fetch_add(messages as u64, Ordering::Relaxed);
-        crate::metrics::committed(requests, messages);
-    }
-}
 
 /// Where a request's answer goes.
 pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -340,19 +302,6 @@ impl Completion {
         for answer in self.answers {
             answer(self.failure.clone());
         }
-    }
-}
-
-/// Passes one batch's committed messages to the hook, which must not take the store down (a
-/// panic loses the rest of that call's live fan-out: the hub then finds a gap in a stream's
-/// seqs and has it resume from the store).
-fn notify(hook: &CommitHook, messages: &[ChatMessage]) {
-    if catch_unwind(AssertUnwindSafe(|| hook(messages))).is_err() {
-        tracing::error!(
-            messages = messages.len(),
-            first_seq = messages.first().map(|m| m.seq),
-            "the store commit hook panicked"
-        );
     }
 }
 

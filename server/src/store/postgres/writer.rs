@@ -1,0 +1,464 @@
+//! The append writer: one task per node that group-commits appends into PostgreSQL.
+//!
+//! Appends queue on a bounded channel with a oneshot for their answer. The task waits for one,
+//! takes whatever else is already queued (up to [`MAX_BATCH`]), and appends them all in ONE
+//! transaction: it locks the conversations' rows in id order (so writers on different nodes
+//! never deadlock, and each conversation's seqs are handed out by one writer at a time), looks
+//! up every `(conversation, author, client id)` already stored in one statement, inserts the
+//! new messages in one statement and moves the heads in one more. The commit is synchronous, so
+//! the cost of waiting for the WAL's fsync is shared by the whole batch; the busier the node,
+//! the larger its batches.
+//!
+//! Completion: after the commit the hook sees the batch's new messages (in seq order per
+//! conversation), then each append hears back. The hook's order lock ([`Hook::order`]) is held
+//! from before the commit until then, so a deletion's tombstone never reaches the hook before
+//! the message it deletes. Nobody hears "done", nor sees a message through the hook, before its
+//! commit is durable.
+//!
+//! Failures: an append to a conversation that does not exist is refused alone while its batch
+//! goes on (checked before anything is written). Any other error (the database gone, a
+//! statement timeout, a failed commit) answers every append of the batch with it and changes
+//! nothing; the task carries on with the next batch on a fresh connection. A commit whose
+//! answer was lost (the link broke after COMMIT was sent) may have happened: the client's
+//! retry with the same client id then gets the stored message back, not a second copy.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use deadpool_postgres::Pool;
+use quibble_protocol::wire::{ChatMessage, ConversationId, UserId};
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::Transaction;
+
+use super::cursors::to_cursors;
+use super::errors::db_error;
+use super::messages::{Draft, to_message};
+use super::{Hook, StoreError, bits_to_sql, connection, from_sql, now_ms, to_sql};
+use crate::store::{Appended, Counters, Cursors, notify};
+
+/// The most appends in one transaction: everything the queue can hold, as the embedded
+/// engine, so a full queue is one commit.
+const MAX_BATCH: usize = super::QUEUE_CAPACITY;
+
+/// A write for the writer, with the channel for its answer: an append, or a cursor advance
+/// (which goes through the writer so that it sees the appends queued before it, as on the
+/// embedded engine, whose one writer applies every request in queue order).
+pub(super) enum Request {
+    Append {
+        draft: Draft,
+        reply: oneshot::Sender<Result<Appended, StoreError>>,
+    },
+    Cursors {
+        advance: Advance,
+        reply: oneshot::Sender<Result<Cursors, StoreError>>,
+    },
+}
+
+/// A cursor advance: `user`'s cursors in `conversation` move up to these (clamped to the head).
+pub(super) struct Advance {
+    pub user: UserId,
+    pub conversation: ConversationId,
+    pub delivered: u64,
+    pub read: u64,
+}
+
+/// The outcome of one request of a batch.
+enum Outcome {
+    Append(Result<Appended, StoreError>),
+    Cursors(Result<Cursors, StoreError>),
+}
+
+/// Runs until every sender is gone and the queue is drained.
+pub(super) async fn run(
+    pool: Pool,
+    mut queue: mpsc::Receiver<Request>,
+    hook: Arc<Hook>,
+    counters: Arc<Counters>,
+) {
+    let mut batch = Vec::new();
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let order = hook.order.lock().await;
+        match commit(&pool, &batch).await {
+            Ok(outcomes) => {
+                let appended: Vec<ChatMessage> = outcomes
+                    .iter()
+                    .filter_map(|outcome| match outcome {
+                        Outcome::Append(Ok(a)) if !a.duplicate => Some(a.message.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                counters.committed(batch.len(), appended.len());
+                if !appended.is_empty() {
+                    notify(&hook.call, &appended);
+                }
+                drop(order);
+                // A requester may have stopped waiting; what it asked for is stored all the same.
+                for (request, outcome) in batch.drain(..).zip(outcomes) {
+                    match (request, outcome) {
+                        (Request::Append { reply, .. }, Outcome::Append(outcome)) => {
+                            let _ = reply.send(outcome);
+                        }
+                        (Request::Cursors { reply, .. }, Outcome::Cursors(outcome)) => {
+                            let _ = reply.send(outcome);
+                        }
+                        // Outcomes are made in the requests' order and kind; a mismatch would be a
+                        // bug here, and its requester hears that the store is closed.
+                        _ => tracing::error!("a write outcome did not match its request"),
+                    }
+                }
+            }
+            Err(error) => {
+                drop(order);
+                tracing::warn!(%error, requests = batch.len(), "a write batch failed");
+                for request in batch.drain(..) {
+                    match request {
+                        Request::Append { reply, .. } => drop(reply.send(Err(error.clone()))),
+                        Request::Cursors { reply, .. } => drop(reply.send(Err(error.clone()))),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Applies `batch` in one transaction; the outer error fails it all, an inner one refuses one
+/// request. Appends first (in queue order), then cursor advances, which so see every head the
+/// batch made.
+async fn commit(pool: &Pool, batch: &[Request]) -> Result<Vec<Outcome>, StoreError> {
+    let mut client = connection(pool).await?;
+    let txn = client.transaction().await.map_err(db_error)?;
+    let drafts: Vec<&Draft> = batch
+        .iter()
+        .filter_map(|request| match request {
+            Request::Append { draft, .. } => Some(draft),
+            Request::Cursors { .. } => None,
+        })
+        .collect();
+    let mut appended = append(&txn, &drafts).await?.into_iter();
+    let advances: Vec<&Advance> = batch
+        .iter()
+        .filter_map(|request| match request {
+            Request::Cursors { advance, .. } => Some(advance),
+            Request::Append { .. } => None,
+        })
+        .collect();
+    let mut advanced = advance_cursors(&txn, &advances).await?.into_iter();
+    txn.commit().await.map_err(db_error)?;
+    Ok(batch
+        .iter()
+        .map(|request| match request {
+            Request::Append { .. } => {
+                Outcome::Append(appended.next().unwrap_or(Err(StoreError::Closed)))
+            }
+            Request::Cursors { .. } => {
+                Outcome::Cursors(advanced.next().unwrap_or(Err(StoreError::Closed)))
+            }
+        })
+        .collect())
+}
+
+/// Appends `drafts` in `txn`, one outcome per draft (an error refuses that draft alone).
+async fn append(
+    txn: &Transaction<'_>,
+    drafts: &[&Draft],
+) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
+    if drafts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut ids: Vec<i64> = drafts.iter().map(|d| to_sql(d.conversation.0)).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    // (head, last message time) of each conversation that exists, locked until the commit.
+    let mut heads: HashMap<u64, (u64, u64)> = txn
+        .query(
+            "SELECT id, head, last_at_ms FROM conversations
+             WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
+            &[&ids],
+        )
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(|row| {
+            (
+                from_sql(row.get(0)),
+                (from_sql(row.get(1)), from_sql(row.get(2))),
+            )
+        })
+        .collect();
+
+    // What is stored already under the drafts' client ids (read after the locks, so a
+    // concurrent append of the same id on another node has committed or not begun).
+    let (conversations, authors, client_ids): (Vec<i64>, Vec<i64>, Vec<i64>) = drafts
+        .iter()
+        .map(|d| {
+            (
+                to_sql(d.conversation.0),
+                to_sql(d.author.0),
+                bits_to_sql(d.client_id),
+            )
+        })
+        .collect();
+    let mut stored: HashMap<(u64, u64, u64), ChatMessage> = txn
+        .query(
+            "SELECT m.conversation_id, m.seq, m.author, m.author_name, m.client_id,
+                    m.sent_at_ms, m.body, m.deleted_at_ms
+             FROM messages m
+             JOIN unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS k(c, a, id)
+               ON m.conversation_id = k.c AND m.author = k.a AND m.client_id = k.id",
+            &[&conversations, &authors, &client_ids],
+        )
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(|row| {
+            let message = to_message(row);
+            let key = (
+                from_sql(row.get(0)),
+                from_sql(row.get(2)),
+                from_sql(row.get(4)),
+            );
+            (key, message)
+        })
+        .collect();
+
+    let now = now_ms();
+    let mut outcomes = Vec::with_capacity(drafts.len());
+    let mut rows = NewRows::default();
+    for draft in drafts {
+        let key = (draft.conversation.0, draft.author.0, draft.client_id);
+        if let Some(message) = stored.get(&key) {
+            outcomes.push(Ok(Appended {
+                message: message.clone(),
+                duplicate: true,
+            }));
+            continue;
+        }
+        let Some((head, last_at)) = heads.get_mut(&draft.conversation.0) else {
+            outcomes.push(Err(StoreError::NotFound));
+            continue;
+        };
+        let seq = head.checked_add(1).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "conversation {} is out of seqs",
+                draft.conversation.0
+            ))
+        })?;
+        *head = seq;
+        *last_at = now.max(*last_at);
+        let message = ChatMessage {
+            conversation: draft.conversation,
+            seq,
+            author: draft.author,
+            author_name: draft.author_name.clone(),
+            client_id: draft.client_id,
+            sent_at_ms: *last_at,
+            body: draft.body.clone(),
+        };
+        rows.push(&message);
+        stored.insert(key, message.clone());
+        outcomes.push(Ok(Appended {
+            message,
+            duplicate: false,
+        }));
+    }
+    if rows.is_empty() {
+        return Ok(outcomes);
+    }
+    let cursors = authors_cursors(txn, &rows).await?;
+    txn.execute(
+        "INSERT INTO messages
+             (conversation_id, seq, author, author_name, client_id, sent_at_ms, body)
+         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[],
+                              $5::bigint[], $6::bigint[], $7::text[])",
+        &[
+            &rows.conversations,
+            &rows.seqs,
+            &rows.authors,
+            &rows.author_names,
+            &rows.client_ids,
+            &rows.sent_at,
+            &rows.bodies,
+        ],
+    )
+    .await
+    .map_err(db_error)?;
+    let (ids, (new_heads, last_ats)): (Vec<i64>, (Vec<i64>, Vec<i64>)) = heads
+        .iter()
+        .map(|(id, (head, at))| (to_sql(*id), (to_sql(*head), to_sql(*at))))
+        .unzip();
+    txn.execute(
+        "UPDATE conversations c SET head = v.head, last_at_ms = v.at
+         FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS v(id, head, at)
+         WHERE c.id = v.id AND c.head < v.head",
+        &[&ids, &new_heads, &last_ats],
+    )
+    .await
+    .map_err(db_error)?;
+    if !cursors.is_empty() {
+        let (users, (conversations, seqs)): (Vec<i64>, (Vec<i64>, Vec<i64>)) = cursors
+            .iter()
+            .map(|((user, conversation), seq)| {
+                (to_sql(*user), (to_sql(*conversation), to_sql(*seq)))
+            })
+            .unzip();
+        txn.execute(
+            "INSERT INTO cursors (user_id, conversation_id, delivered, read)
+             SELECT u, c, s, s FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS v(u, c, s)
+             ON CONFLICT (user_id, conversation_id) DO UPDATE
+             SET delivered = GREATEST(cursors.delivered, EXCLUDED.delivered),
+                 read = GREATEST(cursors.read, EXCLUDED.read)",
+            &[&users, &conversations, &seqs],
+        )
+        .await
+        .map_err(db_error)?;
+    }
+    Ok(outcomes)
+}
+
+/// Where the authors' read cursors move (see `cursors`: an author has read their own message
+/// when it comes right after their read cursor): (author, conversation) → the seq both cursors
+/// move onto, for the authors whose cursors move.
+async fn authors_cursors(
+    txn: &Transaction<'_>,
+    rows: &NewRows,
+) -> Result<HashMap<(u64, u64), u64>, StoreError> {
+    let stored = txn
+        .query(
+            "SELECT c.user_id, c.conversation_id, c.read FROM cursors c
+             JOIN (SELECT DISTINCT * FROM unnest($1::bigint[], $2::bigint[])) AS k(u, c)
+               ON c.user_id = k.u AND c.conversation_id = k.c",
+            &[&rows.authors, &rows.conversations],
+        )
+        .await
+        .map_err(db_error)?;
+    let mut read: HashMap<(u64, u64), u64> = stored
+        .iter()
+        .map(|row| {
+            (
+                (from_sql(row.get(0)), from_sql(row.get(1))),
+                from_sql(row.get(2)),
+            )
+        })
+        .collect();
+    let mut moved = HashMap::new();
+    for ((author, conversation), seq) in
+        rows.authors.iter().zip(&rows.conversations).zip(&rows.seqs)
+    {
+        let key = (from_sql(*author), from_sql(*conversation));
+        let cursor = read.entry(key).or_insert(0);
+        if *cursor + 1 == from_sql(*seq) {
+            *cursor = from_sql(*seq);
+            moved.insert(key, *cursor);
+        }
+    }
+    Ok(moved)
+}
+
+/// The new messages of a batch, column by column, for one `INSERT … SELECT unnest(…)`.
+#[derive(Default)]
+struct NewRows {
+    conversations: Vec<i64>,
+    seqs: Vec<i64>,
+    authors: Vec<i64>,
+    author_names: Vec<String>,
+    client_ids: Vec<i64>,
+    sent_at: Vec<i64>,
+    bodies: Vec<String>,
+}
+
+impl NewRows {
+    fn push(&mut self, message: &ChatMessage) {
+        self.conversations.push(to_sql(message.conversation.0));
+        self.seqs.push(to_sql(message.seq));
+        self.authors.push(to_sql(message.author.0));
+        self.author_names.push(message.author_name.clone());
+        self.client_ids.push(bits_to_sql(message.client_id));
+        self.sent_at.push(to_sql(message.sent_at_ms));
+        self.bodies.push(message.body.clone());
+    }
+
+    fn is_empty(&self) -> bool {
+        self.seqs.is_empty()
+    }
+}
+
+/// Applies cursor advances in `txn`, in order, one outcome per advance: each clamped to its
+/// conversation's head (as the batch's appends left it), never moving backwards, delivered
+/// never below read. Several advances of one (user, conversation) are folded into one write.
+async fn advance_cursors(
+    txn: &Transaction<'_>,
+    advances: &[&Advance],
+) -> Result<Vec<Result<Cursors, StoreError>>, StoreError> {
+    if advances.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (users, conversations): (Vec<i64>, Vec<i64>) = advances
+        .iter()
+        .map(|a| (to_sql(a.user.0), to_sql(a.conversation.0)))
+        .unzip();
+    let heads: HashMap<u64, u64> = txn
+        .query(
+            "SELECT id, head FROM conversations WHERE id = ANY($1)",
+            &[&conversations],
+        )
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(|row| (from_sql(row.get(0)), from_sql(row.get(1))))
+        .collect();
+    let mut current: HashMap<(u64, u64), Cursors> = txn
+        .query(
+            "SELECT c.user_id, c.conversation_id, c.delivered, c.read FROM cursors c
+             JOIN (SELECT DISTINCT * FROM unnest($1::bigint[], $2::bigint[])) AS k(u, c)
+               ON c.user_id = k.u AND c.conversation_id = k.c",
+            &[&users, &conversations],
+        )
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(|row| {
+            (
+                (from_sql(row.get(0)), from_sql(row.get(1))),
+                to_cursors(row.get(2), row.get(3)),
+            )
+        })
+        .collect();
+    let mut changed: HashMap<(u64, u64), Cursors> = HashMap::new();
+    let mut outcomes = Vec::with_capacity(advances.len());
+    for advance in advances {
+        let Some(&head) = heads.get(&advance.conversation.0) else {
+            outcomes.push(Err(StoreError::NotFound));
+            continue;
+        };
+        let key = (advance.user.0, advance.conversation.0);
+        let old = current.get(&key).copied().unwrap_or_default();
+        let read = old.read.max(advance.read.min(head));
+        let delivered = old.delivered.max(advance.delivered.min(head)).max(read);
+        let new = Cursors { delivered, read };
+        if new != old {
+            current.insert(key, new);
+            changed.insert(key, new);
+        }
+        outcomes.push(Ok(new));
+    }
+    if !changed.is_empty() {
+        let mut columns: (Vec<i64>, Vec<i64>, Vec<i64>, Vec<i64>) = Default::default();
+        for ((user, conversation), cursors) in &changed {
+            columns.0.push(to_sql(*user));
+            columns.1.push(to_sql(*conversation));
+            columns.2.push(to_sql(cursors.delivered));
+            columns.3.push(to_sql(cursors.read));
+        }
+        txn.execute(
+            "INSERT INTO cursors (user_id, conversation_id, delivered, read)
+             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[])
+             ON CONFLICT (user_id, conversation_id) DO UPDATE
+             SET delivered = GREATEST(cursors.delivered, EXCLUDED.delivered),
+                 read = GREATEST(cursors.read, EXCLUDED.read)",
+            &[&columns.0, &columns.1, &columns.2, &columns.3],
+        )
+        .await
+        .map_err(db_error)?;
+    }
+    Ok(outcomes)
+}
