@@ -7,6 +7,7 @@
 pub mod postgres;
 pub mod proxy;
 pub mod redis;
+mod service;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};

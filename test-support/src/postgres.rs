@@ -26,6 +26,7 @@
 //!   dir and the port. Dropping stops the server (fast shutdown with a deadline, then SIGKILL of
 //!   the postmaster) and removes the dir.
 
+use crate::service::{DEADLINE, Failure, retry_while_taken};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -37,8 +38,6 @@ use crate::{
     send_signal, wait_with_limit,
 };
 
-/// How long `initdb`, a start or a stop may take.
-const DEADLINE: Duration = Duration::from_secs(20);
 /// How many times a start retries on a new port when its port was taken meanwhile.
 const PORT_ATTEMPTS: usize = 5;
 
@@ -239,16 +238,8 @@ impl Postgres {
     /// Start the server again on the same port and data dir, after `kill` or `shut_down`.
     pub fn start_again(&mut self) {
         assert!(self.pid.is_none(), "start_again: the server is running");
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            match self.spawn_and_wait() {
-                Ok(()) => return,
-                // The port or the old shared memory may be held a moment longer.
-                Err(Failure::PortTaken) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(100))
-                }
-                Err(failure) => self.startup_failed(failure),
-            }
+        if let Err(failure) = retry_while_taken(|| self.spawn_and_wait()) {
+            self.startup_failed(failure);
         }
     }
 
@@ -372,25 +363,6 @@ impl Drop for Postgres {
     fn drop(&mut self) {
         self.shut_down();
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-enum Failure {
-    /// The port (or, after a SIGKILL, the old backends' shared memory) was in use.
-    PortTaken,
-    /// The postmaster exited with this status.
-    Exited(String),
-    /// Not ready before the deadline.
-    Timeout,
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Failure::PortTaken => f.write_str("a port stayed in use"),
-            Failure::Exited(status) => write!(f, "the postmaster exited: {status}"),
-            Failure::Timeout => write!(f, "not ready within {DEADLINE:?}"),
-        }
     }
 }
 

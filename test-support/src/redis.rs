@@ -20,6 +20,7 @@
 //! - A [`Watchdog`] per running server SIGKILLs it and removes its dir should the test process
 //!   die without dropping the fixture (a harness timeout, a `static`).
 
+use crate::service::{DEADLINE, Failure, retry_while_taken};
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -30,8 +31,6 @@ use crate::{
     Watchdog, free_port, fresh_temp_dir, log_tail, reap_within, send_signal, wait_with_limit,
 };
 
-/// How long a start, a stop or the cluster's formation may take.
-const DEADLINE: Duration = Duration::from_secs(20);
 /// How many times a start retries on new ports when a port was taken meanwhile.
 const PORT_ATTEMPTS: usize = 5;
 const REDIS_SERVER: &str = "/usr/bin/redis-server";
@@ -124,15 +123,8 @@ impl Redis {
     /// `nodes.conf`, so it rejoins its cluster).
     pub fn start_again(&mut self) {
         assert!(self.child.is_none(), "start_again: the server is running");
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            match self.spawn_and_wait() {
-                Ok(()) => return,
-                Err(Failure::PortTaken) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(100))
-                }
-                Err(failure) => self.startup_failed(failure),
-            }
+        if let Err(failure) = retry_while_taken(|| self.spawn_and_wait()) {
+            self.startup_failed(failure);
         }
     }
 
@@ -314,25 +306,6 @@ impl Drop for RedisCluster {
     fn drop(&mut self) {
         self.nodes.clear();
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-enum Failure {
-    /// A port was in use.
-    PortTaken,
-    /// redis-server exited with this status.
-    Exited(String),
-    /// It did not answer PING before the deadline.
-    Timeout,
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Failure::PortTaken => f.write_str("a port stayed in use"),
-            Failure::Exited(status) => write!(f, "redis-server exited: {status}"),
-            Failure::Timeout => write!(f, "not ready within {DEADLINE:?}"),
-        }
     }
 }
 
