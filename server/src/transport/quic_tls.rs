@@ -8,16 +8,15 @@
 //! and ChaCha20-Poly1305, in the client's order, so a client without AES hardware still gets
 //! ChaCha20.
 //!
-//! No session resumption: rustls's defaults send two TLS 1.3 session tickets after every
-//! handshake, each a random id, a key derivation and an entry in a server-wide cache, and the
-//! tickets ride in the session's CRYPTO stream until acknowledged. Nothing resumes them (a
-//! WebTransport client reconnects with a full handshake; 0-RTT is off), so the server sends
-//! none and keeps no cache: ~400 B less per idle session, and the work per handshake goes.
+//! Session tickets stay as rustls makes them (two per handshake, a server-wide cache of 256):
+//! a client that resumes skips the certificate's signature and its verification. Turning them
+//! off saved ~400 B per idle session but cost 7–35 % more server CPU and 10–38 % more client
+//! CPU per session in a ramp of reconnecting native clients (bench/README.md, "Session 5:
+//! WebTransport sessions").
 
 use std::sync::Arc;
 
 use wtransport::Identity;
-use wtransport::tls::rustls::server::NoServerSessionStorage;
 use wtransport::tls::rustls::{self, CipherSuite, ServerConfig};
 
 /// The suites offered, all TLS 1.3 with SHA-256.
@@ -41,8 +40,6 @@ pub fn config(identity: Identity) -> ServerConfig {
                 .with_no_client_auth()
                 .with_cert_resolver(defaults.cert_resolver.clone());
             config.alpn_protocols = defaults.alpn_protocols.clone();
-            config.send_tls13_tickets = 0;
-            config.session_storage = Arc::new(NoServerSessionStorage {});
             config
         }
         // Unreachable with ring's provider (both suites are TLS 1.3); wtransport's defaults
@@ -59,7 +56,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_sha256_suites_the_webtransport_alpn_and_no_tickets() {
+    fn only_sha256_suites_and_the_webtransport_alpn() {
         let identity = Identity::self_signed(["localhost"]).unwrap();
         let config = config(identity);
         let suites: Vec<CipherSuite> = config
@@ -70,7 +67,5 @@ mod tests {
             .collect();
         assert_eq!(suites, SUITES);
         assert_eq!(config.alpn_protocols, [b"h3".to_vec()]);
-        assert_eq!(config.send_tls13_tickets, 0);
-        assert!(!config.session_storage.can_cache());
     }
 }
