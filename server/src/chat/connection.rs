@@ -71,12 +71,13 @@ pub fn serve(state: AppState, io: ConnIo) -> impl Future<Output = CloseReason> +
     let handshake = Box::pin(handshake(state, io));
     async move {
         metrics::counter!(crate::metrics::CONNECTIONS, "transport" => transport).increment(1);
-        let open = metrics::gauge!(crate::metrics::CONNECTIONS_OPEN, "transport" => transport);
-        open.increment(1.0);
+        // The gauge is looked up again at the end rather than its handle kept: a handle is an
+        // allocation of its own, held for the connection's whole life.
+        metrics::gauge!(crate::metrics::CONNECTIONS_OPEN, "transport" => transport).increment(1.0);
         // One expression: neither the handshake's result nor its parts are kept beside the
         // serving future (a binding of each would stay in this future for its whole life).
         let reason = welcomed(handshake.await).await;
-        open.decrement(1.0);
+        metrics::gauge!(crate::metrics::CONNECTIONS_OPEN, "transport" => transport).decrement(1.0);
         if let Some(code) = reason.code {
             crate::metrics::error(crate::metrics::CONNECTION_ERRORS, code);
         }
