@@ -20,9 +20,8 @@ use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use futures_util::future::Either;
-use futures_util::stream::FuturesUnordered;
-use futures_util::{FutureExt, StreamExt};
 use quibble_protocol::limits::MAX_TOKEN_LEN;
 use quibble_protocol::{
     ClientFrame, ConversationId, EVENTS_VERSION, ErrorCode, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
@@ -40,6 +39,7 @@ use crate::chat::outbound::SendError;
 use crate::chat::stream::{
     CloseReason, Inbound, NewStreamRx, StreamIo, decode_error_code, encode_frame,
 };
+use crate::chat::stream_set::StreamSet;
 use crate::chat::users::{Peer, Registration, summary_frame};
 use crate::state::AppState;
 use crate::store::{ConversationKind, StoreError, User, WelcomeView};
@@ -222,8 +222,8 @@ enum Event {
 /// peer leaves, the queue closes (moderation, shutdown, a peer that does not read) or the
 /// heartbeat sweep finds the peer silent ([`crate::chat::heartbeat`]).
 ///
-/// Conversation streams run inside this task, each its own boxed future in a
-/// `FuturesUnordered` (made for the first stream, dropped with the last), polled only when
+/// Conversation streams run inside this task, each its own boxed future in a [`StreamSet`]
+/// (made for the first stream, dropped with the last), polled only when one of them was
 /// woken: a task each would cost a task's header and a join-set entry more. Each stream keeps
 /// its own inbound channel and its own slot in the byte-bounded queue, so flow control and
 /// order per stream are as with a task each; a control request is handled beside them, not
@@ -250,10 +250,7 @@ async fn serve_ready(ready: &mut Ready) -> CloseReason {
                 });
             }
             Event::StreamEnded => {
-                if conversations
-                    .as_ref()
-                    .is_some_and(FuturesUnordered::is_empty)
-                {
+                if conversations.as_ref().is_some_and(StreamSet::is_empty) {
                     conversations = None;
                 }
             }
@@ -270,9 +267,10 @@ async fn serve_ready(ready: &mut Ready) -> CloseReason {
                             );
                         }
                     });
-                conversations
-                    .get_or_insert_with(FuturesUnordered::new)
-                    .push(Box::pin(stream));
+                match conversations.as_mut() {
+                    Some(streams) => streams.push(stream),
+                    None => conversations = Some(StreamSet::new(stream)),
+                }
             }
             Event::Opened(None) => streams_done = true,
             Event::Handled(done) => {
@@ -308,7 +306,7 @@ async fn serve_ready(ready: &mut Ready) -> CloseReason {
 fn next_event<F: Future<Output = ()>>(
     cx: &mut Context<'_>,
     ready: &mut Ready,
-    conversations: &mut Option<FuturesUnordered<Pin<Box<F>>>>,
+    conversations: &mut Option<StreamSet<F>>,
     request: &mut Option<Request>,
     streams_done: bool,
 ) -> Poll<Event> {
@@ -316,7 +314,7 @@ fn next_event<F: Future<Output = ()>>(
         return Poll::Ready(Event::Closed);
     }
     if let Some(streams) = conversations
-        && let Poll::Ready(Some(())) = streams.poll_next_unpin(cx)
+        && streams.poll_ended(cx).is_ready()
     {
         return Poll::Ready(Event::StreamEnded);
     }

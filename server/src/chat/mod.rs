@@ -23,3 +23,4 @@ pub mod committed;
 pub mod handoff;
 pub mod heartbeat;
 pub mod keyed_vec;
+pub mod stream_set;
