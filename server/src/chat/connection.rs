@@ -11,7 +11,6 @@
 //! peer pings but does not read) ends the connection with `SlowConsumer`.
 
 use std::collections::HashMap;
-use std::future::poll_fn;
 use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -20,9 +19,8 @@ use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use futures_util::future::Either;
-use futures_util::stream::FuturesUnordered;
-use futures_util::{FutureExt, StreamExt};
+use futures_util::FutureExt;
+use futures_util::future::{CatchUnwind, Either, Map};
 use quibble_protocol::limits::MAX_TOKEN_LEN;
 use quibble_protocol::{
     ClientFrame, ConversationId, EVENTS_VERSION, ErrorCode, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
@@ -34,12 +32,13 @@ use tokio::time::{Instant, timeout};
 use crate::access::{self, Refusal};
 use crate::admission::RealtimePermit;
 use crate::auth::{TokenHash, hash_token};
-use crate::chat::conversation::{self, ConnCtx};
+use crate::chat::conversation::{self, ConnCtx, ConversationStream};
 use crate::chat::liveness::Liveness;
 use crate::chat::outbound::SendError;
 use crate::chat::stream::{
     CloseReason, Inbound, NewStreamRx, StreamIo, decode_error_code, encode_frame,
 };
+use crate::chat::stream_set::StreamSet;
 use crate::chat::users::{Peer, Registration, summary_frame};
 use crate::state::AppState;
 use crate::store::{ConversationKind, StoreError, User, WelcomeView};
@@ -71,12 +70,13 @@ pub fn serve(state: AppState, io: ConnIo) -> impl Future<Output = CloseReason> +
     let handshake = Box::pin(handshake(state, io));
     async move {
         metrics::counter!(crate::metrics::CONNECTIONS, "transport" => transport).increment(1);
-        let open = metrics::gauge!(crate::metrics::CONNECTIONS_OPEN, "transport" => transport);
-        open.increment(1.0);
+        // The gauge is looked up again at the end rather than its handle kept: a handle is an
+        // allocation of its own, held for the connection's whole life.
+        metrics::gauge!(crate::metrics::CONNECTIONS_OPEN, "transport" => transport).increment(1.0);
         // One expression: neither the handshake's result nor its parts are kept beside the
         // serving future (a binding of each would stay in this future for its whole life).
         let reason = welcomed(handshake.await).await;
-        open.decrement(1.0);
+        metrics::gauge!(crate::metrics::CONNECTIONS_OPEN, "transport" => transport).decrement(1.0);
         if let Some(code) = reason.code {
             crate::metrics::error(crate::metrics::CONNECTION_ERRORS, code);
         }
@@ -88,20 +88,25 @@ pub fn serve(state: AppState, io: ConnIo) -> impl Future<Output = CloseReason> +
 /// handshake's result stays in the future beyond what serving keeps.
 fn welcomed(
     handshaken: Result<(Ready, Registration), CloseReason>,
-) -> Either<std::future::Ready<CloseReason>, impl Future<Output = CloseReason> + Send> {
+) -> Either<std::future::Ready<CloseReason>, Served> {
     match handshaken {
-        Ok((ready, registration)) => Either::Right(serve_welcomed(ready, registration)),
+        Ok((ready, registration)) => {
+            ready
+                .ctx
+                .state
+                .heartbeats
+                .watch(&ready.liveness, ready.control.outbound.closer());
+            Either::Right(Served {
+                ready,
+                registration: Some(registration),
+                streams: None,
+                request: None,
+                streams_done: false,
+                leaving: None,
+            })
+        }
         Err(close) => Either::Left(std::future::ready(close)),
     }
-}
-
-/// Serve a welcomed connection, then record when its user was last seen if it was their last.
-async fn serve_welcomed(mut ready: Ready, registration: Registration) -> CloseReason {
-    let reason = serve_ready(&mut ready).await;
-    if let Some((user, at_ms)) = registration.leave() {
-        Box::pin(record_last_seen(&ready.ctx.state, user, at_ms)).await;
-    }
-    reason
 }
 
 /// An authenticated connection, welcomed.
@@ -219,84 +224,134 @@ enum Event {
 
 /// The connection's life after `Welcome`: pings, requests, conversation streams, until the
 /// peer leaves, the queue closes (moderation, shutdown, a peer that does not read) or the
-/// heartbeat sweep finds the peer silent ([`crate::chat::heartbeat`]).
+/// heartbeat sweep finds the peer silent ([`crate::chat::heartbeat`]); then, if it was the
+/// user's last connection, when they were last seen is recorded.
 ///
-/// Conversation streams run inside this task, each its own boxed future in a
-/// `FuturesUnordered` (made for the first stream, dropped with the last), polled only when
+/// Conversation streams run inside this task, each its own boxed future in a [`StreamSet`]
+/// (made for the first stream, dropped with the last), polled only when one of them was
 /// woken: a task each would cost a task's header and a join-set entry more. Each stream keeps
 /// its own inbound channel and its own slot in the byte-bounded queue, so flow control and
 /// order per stream are as with a task each; a control request is handled beside them, not
-/// in their way. Everything is waited on by polling it in place ([`next_event`]), not with a
-/// future per source, which an idle connection would hold all the time.
-async fn serve_ready(ready: &mut Ready) -> CloseReason {
-    let ctx = Arc::clone(&ready.ctx);
-    ctx.state
-        .heartbeats
-        .watch(&ready.liveness, ready.control.outbound.closer());
-    let mut conversations = None;
-    let mut request: Option<Request> = None;
-    // Set once the transport opens no more streams: what the control stream still holds (a
-    // receipt sent right before closing) is handled before the connection ends.
-    let mut streams_done = false;
-    loop {
-        let event =
-            poll_fn(|cx| next_event(cx, ready, &mut conversations, &mut request, streams_done))
-                .await;
-        match event {
-            Event::Closed => {
-                return ready.control.outbound.closing().unwrap_or_else(|| {
-                    CloseReason::error(ErrorCode::SlowConsumer, "the peer does not read")
-                });
-            }
-            Event::StreamEnded => {
-                if conversations
-                    .as_ref()
-                    .is_some_and(FuturesUnordered::is_empty)
-                {
-                    conversations = None;
+/// in their way. Everything is waited on by polling it in place ([`next_event`]), and the
+/// connection itself is a plain state polled in place, not an `async fn`, whose future would
+/// hold its locals and its awaits' futures for the connection's whole life.
+struct Served {
+    ready: Ready,
+    /// The connection's place in the user hub; taken when serving ends.
+    registration: Option<Registration>,
+    streams: Option<StreamSet<ConversationTask>>,
+    /// The control request being handled.
+    request: Option<Request>,
+    /// Set once the transport opens no more streams: what the control stream still holds (a
+    /// receipt sent right before closing) is handled before the connection ends.
+    streams_done: bool,
+    /// Once serving ended: recording when the user was last seen, then the close reason.
+    leaving: Option<Pin<Box<dyn Future<Output = CloseReason> + Send>>>,
+}
+
+/// A conversation stream as the connection runs it: a panic in it ends it alone, as when each
+/// ran in a task of its own ([`stream_ended`]).
+type ConversationTask =
+    Map<CatchUnwind<AssertUnwindSafe<ConversationStream>>, fn(std::thread::Result<()>)>;
+
+/// Counts a conversation stream that panicked.
+fn stream_ended(ended: std::thread::Result<()>) {
+    if ended.is_err() {
+        tracing::error!("a conversation stream panicked");
+        crate::metrics::error(crate::metrics::STREAM_ERRORS, ErrorCode::Internal);
+    }
+}
+
+impl Future for Served {
+    type Output = CloseReason;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<CloseReason> {
+        let this = self.get_mut();
+        if this.leaving.is_none() {
+            let Poll::Ready(reason) = this.poll_serving(cx) else {
+                return Poll::Pending;
+            };
+            this.streams = None;
+            this.request = None;
+            let Some((user, at_ms)) = this.registration.take().and_then(Registration::leave) else {
+                return Poll::Ready(reason);
+            };
+            let state = this.ready.ctx.state.clone();
+            this.leaving = Some(Box::pin(async move {
+                record_last_seen(&state, user, at_ms).await;
+                reason
+            }));
+        }
+        match this.leaving.as_mut() {
+            Some(leaving) => leaving.as_mut().poll(cx),
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl Served {
+    /// Serve until the connection ends; the reason it ends with.
+    fn poll_serving(&mut self, cx: &mut Context<'_>) -> Poll<CloseReason> {
+        loop {
+            let event = match next_event(
+                cx,
+                &mut self.ready,
+                &mut self.streams,
+                &mut self.request,
+                self.streams_done,
+            ) {
+                Poll::Ready(event) => event,
+                Poll::Pending => return Poll::Pending,
+            };
+            let ready = &self.ready;
+            match event {
+                Event::Closed => {
+                    return Poll::Ready(ready.control.outbound.closing().unwrap_or_else(|| {
+                        CloseReason::error(ErrorCode::SlowConsumer, "the peer does not read")
+                    }));
                 }
-            }
-            Event::Opened(Some(stream)) => {
-                // A stream that panics ends alone, as when each ran in a task of its own.
-                let stream = AssertUnwindSafe(conversation::serve(Arc::clone(&ctx), stream))
-                    .catch_unwind()
-                    .map(|ended| {
-                        if ended.is_err() {
-                            tracing::error!("a conversation stream panicked");
-                            crate::metrics::error(
-                                crate::metrics::STREAM_ERRORS,
-                                ErrorCode::Internal,
-                            );
-                        }
-                    });
-                conversations
-                    .get_or_insert_with(FuturesUnordered::new)
-                    .push(Box::pin(stream));
-            }
-            Event::Opened(None) => streams_done = true,
-            Event::Handled(done) => {
-                request = None;
-                if let Err(close) = done {
-                    send_error(
-                        &ready.control,
-                        close.code.unwrap_or(ErrorCode::Internal),
-                        &close.reason,
-                    );
-                    return close;
+                Event::StreamEnded => {
+                    if self.streams.as_ref().is_some_and(StreamSet::is_empty) {
+                        self.streams = None;
+                    }
                 }
-            }
-            Event::Control(None) => {
-                return CloseReason::normal("peer closed the control stream");
-            }
-            Event::Control(Some(Inbound::Frame(frame))) => {
-                if let Err(close) = control_frame(&ctx, &ready.control, frame, &mut request) {
-                    return close;
+                Event::Opened(Some(stream)) => {
+                    let stream =
+                        AssertUnwindSafe(conversation::serve(Arc::clone(&ready.ctx), stream))
+                            .catch_unwind()
+                            .map(stream_ended as fn(_));
+                    match self.streams.as_mut() {
+                        Some(streams) => streams.push(stream),
+                        None => self.streams = Some(StreamSet::new(stream)),
+                    }
                 }
-            }
-            Event::Control(Some(Inbound::Invalid(e))) => {
-                let code = decode_error_code(&e);
-                send_error(&ready.control, code, &e.to_string());
-                return CloseReason::error(code, e.to_string());
+                Event::Opened(None) => self.streams_done = true,
+                Event::Handled(done) => {
+                    self.request = None;
+                    if let Err(close) = done {
+                        send_error(
+                            &ready.control,
+                            close.code.unwrap_or(ErrorCode::Internal),
+                            &close.reason,
+                        );
+                        return Poll::Ready(close);
+                    }
+                }
+                Event::Control(None) => {
+                    return Poll::Ready(CloseReason::normal("peer closed the control stream"));
+                }
+                Event::Control(Some(Inbound::Frame(frame))) => {
+                    if let Err(close) =
+                        control_frame(&ready.ctx, &ready.control, frame, &mut self.request)
+                    {
+                        return Poll::Ready(close);
+                    }
+                }
+                Event::Control(Some(Inbound::Invalid(e))) => {
+                    let code = decode_error_code(&e);
+                    send_error(&ready.control, code, &e.to_string());
+                    return Poll::Ready(CloseReason::error(code, e.to_string()));
+                }
             }
         }
     }
@@ -307,7 +362,7 @@ async fn serve_ready(ready: &mut Ready) -> CloseReason {
 fn next_event<F: Future<Output = ()>>(
     cx: &mut Context<'_>,
     ready: &mut Ready,
-    conversations: &mut Option<FuturesUnordered<Pin<Box<F>>>>,
+    conversations: &mut Option<StreamSet<F>>,
     request: &mut Option<Request>,
     streams_done: bool,
 ) -> Poll<Event> {
@@ -315,7 +370,7 @@ fn next_event<F: Future<Output = ()>>(
         return Poll::Ready(Event::Closed);
     }
     if let Some(streams) = conversations
-        && let Poll::Ready(Some(())) = streams.poll_next_unpin(cx)
+        && streams.poll_ended(cx).is_ready()
     {
         return Poll::Ready(Event::StreamEnded);
     }

@@ -32,6 +32,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use quibble_protocol::limits::{MAX_BODY_LEN, MAX_HISTORY_PAGE};
 use quibble_protocol::{
@@ -111,12 +112,149 @@ impl From<StoreError> for End {
 
 type PendingAppend = Pin<Box<dyn Future<Output = (u64, Result<Appended, StoreError>)> + Send>>;
 
-/// Serve the stream until it ends; dropping `io` closes it.
-pub async fn serve(ctx: Arc<ConnCtx>, mut io: StreamIo) {
-    let end = match run(&ctx, &mut io).await {
-        Ok(()) => End::Quiet,
-        Err(end) => end,
-    };
+/// Serve the stream until it ends; dropping the stream (or `io`) closes it.
+pub fn serve(ctx: Arc<ConnCtx>, io: StreamIo) -> ConversationStream {
+    ConversationStream::Stepping(Box::pin(joining(ctx, io)))
+}
+
+/// A conversation stream as its connection drives it. Between frames it is only its state
+/// ([`Serving`], a few words), polled in place for what comes next; what it then does (the
+/// join, a frame, an acknowledgement) is a boxed future that owns the state while it runs and
+/// gives it back. So an idle stream holds no future (its await points, their locals) and a
+/// busy one only the step at hand, and steps stay in order: the next frame is read only once
+/// the step before it is done.
+pub enum ConversationStream {
+    /// Waiting for the stream's next event.
+    Waiting(Serving),
+    /// Running a step; `None` when the stream ended in it.
+    Stepping(Step),
+    /// Over.
+    Done,
+}
+
+/// A step of a stream, owning its state until it gives it back.
+type Step = Pin<Box<dyn Future<Output = Option<Serving>> + Send>>;
+
+/// A joined stream between steps.
+pub struct Serving {
+    ctx: Arc<ConnCtx>,
+    io: StreamIo,
+    /// The stream's place in the conversation's fan-out, held while it is served (dropping it
+    /// unsubscribes).
+    _subscription: Subscription,
+    joined: Joined,
+}
+
+/// What a waiting stream does next.
+enum Next {
+    /// The stream ends (the peer finished it, or it was cut: nothing more to say).
+    End,
+    /// The stream ends with an error the peer is told.
+    Fail(End),
+    /// The oldest send in flight committed: acknowledge it.
+    Committed(u64, Result<Appended, StoreError>),
+    /// A frame to handle.
+    Frame(ClientFrame),
+}
+
+impl Future for ConversationStream {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        loop {
+            match this {
+                ConversationStream::Stepping(step) => match step.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Some(serving)) => *this = ConversationStream::Waiting(serving),
+                    Poll::Ready(None) => *this = ConversationStream::Done,
+                },
+                ConversationStream::Waiting(serving) => {
+                    let Poll::Ready(next) = serving.poll_next(cx) else {
+                        return Poll::Pending;
+                    };
+                    let ConversationStream::Waiting(serving) =
+                        std::mem::replace(this, ConversationStream::Done)
+                    else {
+                        return Poll::Ready(());
+                    };
+                    match next {
+                        Next::End => {}
+                        Next::Fail(end) => finish(&serving.io, end),
+                        Next::Committed(client_id, result) => {
+                            *this = ConversationStream::Stepping(Box::pin(
+                                serving.acknowledge(client_id, result),
+                            ));
+                        }
+                        Next::Frame(frame) => {
+                            *this = ConversationStream::Stepping(Box::pin(serving.on_frame(frame)));
+                        }
+                    }
+                }
+                ConversationStream::Done => return Poll::Ready(()),
+            }
+        }
+    }
+}
+
+impl Serving {
+    /// The stream's next event, the urgent first: its end (cut by the hub for lagging, its
+    /// `Lagged` queued; or the connection is gone), a commit to acknowledge, then the next
+    /// frame, read only while fewer than `max_inflight_sends` are in flight.
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Next> {
+        if self.io.outbound.poll_closed(cx).is_ready() {
+            return Poll::Ready(Next::End);
+        }
+        let inflight = &mut self.joined.inflight;
+        if let Some(commit) = inflight.front_mut()
+            && let Poll::Ready((client_id, result)) = commit.as_mut().poll(cx)
+        {
+            inflight.pop_front();
+            return Poll::Ready(Next::Committed(client_id, result));
+        }
+        if inflight.len() >= self.ctx.state.limits.max_inflight_sends {
+            return Poll::Pending;
+        }
+        self.io.inbound.poll_recv(cx).map(|frame| match frame {
+            None => Next::End,
+            Some(Inbound::Invalid(e)) => {
+                Next::Fail(End::Error(decode_error_code(&e), e.to_string()))
+            }
+            Some(Inbound::Frame(frame)) => Next::Frame(frame),
+        })
+    }
+
+    /// Answer a committed send; the state back unless the stream ended.
+    async fn acknowledge(
+        self,
+        client_id: u64,
+        result: Result<Appended, StoreError>,
+    ) -> Option<Serving> {
+        let done = acknowledge(&self.io, client_id, result).await;
+        self.after(done.map(|()| Flow::Continue))
+    }
+
+    /// Handle one frame; the state back unless the stream ended.
+    async fn on_frame(mut self, frame: ClientFrame) -> Option<Serving> {
+        let flow = on_frame(&self.ctx, &mut self.io, &mut self.joined, frame).await;
+        self.after(flow)
+    }
+
+    /// The state after a step, or the stream's end (the peer told why, if it is an error).
+    fn after(self, flow: Result<Flow, End>) -> Option<Serving> {
+        match flow {
+            Ok(Flow::Continue) => Some(self),
+            Ok(Flow::Done) => None,
+            Err(end) => {
+                finish(&self.io, end);
+                None
+            }
+        }
+    }
+}
+
+/// Tell the peer why its stream ends, if it is an error.
+fn finish(io: &StreamIo, end: End) {
     if let End::Error(code, reason) = end {
         crate::metrics::error(crate::metrics::STREAM_ERRORS, code);
         // The last frame of a stream always has room (see `outbound`).
@@ -125,14 +263,29 @@ pub async fn serve(ctx: Arc<ConnCtx>, mut io: StreamIo) {
     }
 }
 
-async fn run(ctx: &ConnCtx, io: &mut StreamIo) -> Result<(), End> {
-    // Boxed, like every rare or long step below: an idle stream's task then holds only what
-    // waiting for the next frame takes (see `bench/README.md`, memory per idle connection).
-    let Some((grant, live)) = Box::pin(join(ctx, io)).await? else {
-        return Ok(());
-    };
-    let congestion = live.congestion();
-    serve_joined(ctx, io, grant, congestion).await
+/// The first step: `Join`, and the replay; the serving state once live.
+async fn joining(ctx: Arc<ConnCtx>, mut io: StreamIo) -> Option<Serving> {
+    match join(&ctx, &mut io).await {
+        Ok(Some((grant, live))) => {
+            let congestion = live.congestion();
+            Some(Serving {
+                ctx,
+                io,
+                _subscription: live,
+                joined: Joined {
+                    grant,
+                    inflight: VecDeque::new(),
+                    order: SendOrder::default(),
+                    congestion,
+                },
+            })
+        }
+        Ok(None) => None,
+        Err(end) => {
+            finish(&io, end);
+            None
+        }
+    }
 }
 
 /// `Join`: hold room for `Joined` and a replay batch, subscribe (replaying: the hub sends
@@ -259,41 +412,6 @@ async fn recent_deletions(
             .map(|seq| encode_frame(&ServerFrame::Deleted { conversation, seq })),
     );
     Ok(())
-}
-
-/// The serving loop: sends made durable and acknowledged in order, history pages, `Leave`.
-async fn serve_joined(
-    ctx: &ConnCtx,
-    io: &mut StreamIo,
-    grant: Grant,
-    congestion: Arc<Congestion>,
-) -> Result<(), End> {
-    let mut joined = Joined {
-        grant,
-        inflight: VecDeque::new(),
-        order: SendOrder::default(),
-        congestion,
-    };
-    let max_inflight = ctx.state.limits.max_inflight_sends;
-    loop {
-        // Each arm's work is boxed: the loop's own future holds only the waits below.
-        tokio::select! {
-            // Cut by the hub for lagging (its `Lagged` is queued), or the connection is gone.
-            () = io.outbound.closed() => return Ok(()),
-            Some((client_id, result)) = next_commit(&mut joined.inflight), if !joined.inflight.is_empty() => {
-                Box::pin(acknowledge(io, client_id, result)).await?;
-            }
-            frame = io.inbound.recv(), if joined.inflight.len() < max_inflight => match frame {
-                None => return Ok(()),
-                Some(Inbound::Invalid(e)) => return Err(End::Error(decode_error_code(&e), e.to_string())),
-                Some(Inbound::Frame(frame)) => {
-                    if let Flow::Done = Box::pin(on_frame(ctx, io, &mut joined, frame)).await? {
-                        return Ok(());
-                    }
-                }
-            },
-        }
-    }
 }
 
 /// A joined stream's state between frames.
@@ -585,4 +703,21 @@ async fn send(io: &StreamIo, frame: &ServerFrame) -> Result<(), End> {
         .send(encode_frame(frame))
         .await
         .map_err(|_| End::Quiet)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What an idle conversation stream costs is its state: no future of its own, so that
+    /// (boxed in its connection's set of streams) it stays a few words.
+    #[test]
+    fn an_idle_stream_is_only_its_state() {
+        let size = std::mem::size_of::<ConversationStream>();
+        assert_eq!(size, std::mem::size_of::<Serving>());
+        assert!(
+            size <= 192,
+            "an idle conversation stream takes {size} bytes"
+        );
+    }
 }

@@ -22,3 +22,5 @@ pub mod committed;
 // idle (issue 9): the hand-off channel and the server-wide heartbeat sweep.
 pub mod handoff;
 pub mod heartbeat;
+pub mod keyed_vec;
+pub mod stream_set;

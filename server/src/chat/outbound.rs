@@ -286,7 +286,8 @@ impl Outbound {
         poll_fn(|cx| self.poll_batch(cx, max_bytes)).await
     }
 
-    fn poll_batch(&self, cx: &Context<'_>, max_bytes: usize) -> Poll<Batch> {
+    /// [`Outbound::next_batch`] as a poll, for a writer kept as a state rather than a future.
+    pub fn poll_batch(&self, cx: &Context<'_>, max_bytes: usize) -> Poll<Batch> {
         let mut state = self.shared.lock();
         if state.failed {
             return Poll::Ready(Batch::Failed);

@@ -43,6 +43,7 @@ use quibble_protocol::{
 use crate::access;
 use crate::auth::TokenHash;
 use crate::chat::hub::Delivered;
+use crate::chat::keyed_vec::KeyedVec;
 use crate::chat::outbound::{LiveTx, SendError};
 use crate::chat::stream::{CloseReason, encode_frame};
 use crate::enforce::code_for_version;
@@ -76,7 +77,7 @@ struct Inner {
 
 struct Online {
     username: String,
-    connections: HashMap<u64, Connection>,
+    connections: KeyedVec<Connection>,
     conversations: HashSet<ConversationId>,
     /// Those of `conversations` whose members see each other's presence (rooms, see
     /// [`access::shares_presence`]).
@@ -177,7 +178,7 @@ impl Users {
             .entry(user)
             .or_insert_with(|| Online {
                 username: username.to_owned(),
-                connections: HashMap::new(),
+                connections: KeyedVec::default(),
                 conversations: HashSet::new(),
                 rooms: HashSet::new(),
                 friends: HashSet::new(),

@@ -18,9 +18,11 @@
 //! library stops reading at it): that connection is closed with `FrameTooLarge` and its socket
 //! kept open for the same bounded time, for the peer to read the close.
 
+use std::future::poll_fn;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -125,83 +127,253 @@ fn handle(
         liveness,
         admission: permit.clone(),
     };
-    let parts = Parts {
-        serve: Box::pin(connection::serve(state, io)),
-        writer: Box::pin(write_socket(sink, outbound.clone())),
-        reader: Box::pin(demux.run(source)),
+    Connection {
+        serve: Some(Box::pin(connection::serve(state, io))),
+        writer: Writer::Idle(sink),
+        reader: Reader::Reading(demux, source),
         outbound,
-    };
-    run(parts, permit)
+        closing: None,
+        permit: Some(permit),
+    }
 }
 
-/// What runs a connection. Its three futures share the connection's one task (a task per
-/// part would cost an allocation with a header each, rounded up to 128 bytes); each is boxed
-/// so that driving them together does not hold a second copy of each in the task, and each
-/// keeps its rare steps (a batch being written, the close) in boxes of their own, so that
-/// waiting costs only what waiting needs.
-struct Parts<S, W, R> {
-    /// The engine: `connection::serve`.
-    serve: Pin<Box<S>>,
-    /// Writes what the queue holds, then the close frame.
-    writer: Pin<Box<W>>,
-    /// Reads and routes, then (after a fault, which it closes the queue with) reads and
-    /// discards until torn down.
-    reader: Pin<Box<R>>,
+/// The socket's two halves.
+type Sink = SplitSink<WebSocket, Message>;
+type Source = SplitStream<WebSocket>;
+
+/// A connection's task: serve it while reading and writing the socket; then close: the writer
+/// sends what is queued and the close frame (for at most [`CLOSE_WAIT`]) while the reader goes
+/// on reading, and the reader lingers up to [`CLOSE_LINGER`] more (see the module's doc).
+///
+/// All of it runs in the connection's one task (a task per part would cost an allocation with
+/// a header each, rounded up to 128 bytes), as a plain state polled in place rather than an
+/// `async fn` (whose future would hold its arguments and its locals side by side). The engine
+/// is boxed (its future is large until `Welcome`); the writer and the reader keep their rare
+/// steps (a batch being written, a frame being handed over) in a box of their own that owns
+/// what the step needs while it runs, so that waiting costs only what waiting needs.
+struct Connection<S> {
+    /// The engine, `connection::serve`; `None` once it has ended.
+    serve: Option<Pin<Box<S>>>,
+    writer: Writer,
+    reader: Reader,
     outbound: Outbound,
+    /// Once the engine has ended: the close (boxed: its timers would otherwise be part of the
+    /// task for its whole life).
+    closing: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// The connection's admission, given back once it is closed.
+    permit: Option<RealtimePermit>,
 }
 
-/// Serve the connection while reading and writing the socket; then close: the writer sends
-/// what is queued and the close frame (for at most [`CLOSE_WAIT`]) while the reader goes on
-/// reading, and the reader lingers up to [`CLOSE_LINGER`] more (see the module's doc).
-async fn run<S, W, R>(mut parts: Parts<S, W, R>, permit: RealtimePermit)
+impl<S> Future for Connection<S>
 where
     S: Future<Output = CloseReason>,
-    W: Future<Output = ()>,
-    R: Future<Output = ()>,
 {
-    let (mut writing, mut reading) = (true, true);
-    let reason = loop {
-        tokio::select! {
-            reason = &mut parts.serve => break reason,
-            () = &mut parts.writer, if writing => writing = false,
-            () = &mut parts.reader, if reading => reading = false,
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if let Some(serve) = this.serve.as_mut() {
+            let Poll::Ready(reason) = serve.as_mut().poll(cx) else {
+                let _ = this.writer.poll(&this.outbound, cx);
+                let _ = this.reader.poll(cx);
+                return Poll::Pending;
+            };
+            this.serve = None;
+            let writer = std::mem::replace(&mut this.writer, Writer::Done);
+            let reader = std::mem::replace(&mut this.reader, Reader::Done);
+            this.closing = Some(Box::pin(close(
+                writer,
+                reader,
+                this.outbound.clone(),
+                reason,
+            )));
         }
-    };
-    // Boxed: its timers would otherwise be part of the connection's task for its whole life.
-    Box::pin(close(parts, reason, writing, reading)).await;
-    drop(permit);
+        if let Some(closing) = this.closing.as_mut() {
+            if closing.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            this.closing = None;
+            this.permit = None;
+        }
+        Poll::Ready(())
+    }
 }
 
-/// The end of [`run`]: the close, as the module's doc describes it.
-async fn close<S, W, R>(
-    mut parts: Parts<S, W, R>,
-    reason: CloseReason,
-    mut writing: bool,
-    mut reading: bool,
-) where
-    W: Future<Output = ()>,
-    R: Future<Output = ()>,
-{
-    drop(parts.serve);
+/// The end of a [`Connection`]: the close, as the module's doc describes it.
+async fn close(mut writer: Writer, mut reader: Reader, outbound: Outbound, reason: CloseReason) {
     // The first reason given stays: a fault the reader found (an oversized or malformed
     // message), or moderation's, may have closed the queue before the engine ended. The
     // engine counted the reason it returned; one it did not see is counted here.
-    let closing = parts.outbound.close(reason.clone());
+    let closing = outbound.close(reason.clone());
     if closing != reason
         && let Some(code) = closing.code
     {
         crate::metrics::error(crate::metrics::CONNECTION_ERRORS, code);
     }
-    let drained_by = Instant::now() + CLOSE_WAIT;
-    while writing {
-        tokio::select! {
-            () = &mut parts.writer => writing = false,
-            () = &mut parts.reader, if reading => reading = false,
-            () = sleep_until(drained_by) => break,
+    let drained = sleep_until(Instant::now() + CLOSE_WAIT);
+    tokio::pin!(drained);
+    poll_fn(|cx| {
+        if writer.poll(&outbound, cx).is_ready() {
+            return Poll::Ready(());
+        }
+        let _ = reader.poll(cx);
+        drained.as_mut().poll(cx)
+    })
+    .await;
+    let _ = timeout(CLOSE_LINGER, poll_fn(|cx| reader.poll(cx))).await;
+}
+
+/// The socket's one writer: writes what the queue holds, everything taken at once before one
+/// flush; stops after the close frame, or when the peer takes nothing for [`WRITE_STALL`].
+enum Writer {
+    /// Waiting for the queue to give it something.
+    Idle(Sink),
+    /// Writing a batch (true once written), the write owning the sink until it is done; then
+    /// the batch's bytes are released.
+    Writing(Writing<(Sink, bool)>, usize),
+    /// Sending the close frame.
+    Closing(Writing<()>),
+    /// Stopped.
+    Done,
+}
+
+/// A boxed step of the writer.
+type Writing<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl Writer {
+    /// Ready once the writer has stopped.
+    fn poll(&mut self, outbound: &Outbound, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            match self {
+                Writer::Idle(_) => {
+                    let Poll::Ready(batch) = outbound.poll_batch(cx, WRITE_BATCH) else {
+                        return Poll::Pending;
+                    };
+                    if let Writer::Idle(sink) = std::mem::replace(self, Writer::Done) {
+                        *self = Writer::start(sink, batch);
+                    }
+                }
+                Writer::Writing(writing, bytes) => {
+                    let Poll::Ready((sink, written)) = writing.as_mut().poll(cx) else {
+                        return Poll::Pending;
+                    };
+                    outbound.release(*bytes);
+                    if written {
+                        *self = Writer::Idle(sink);
+                    } else {
+                        outbound.fail();
+                        *self = Writer::Done;
+                    }
+                }
+                Writer::Closing(closing) => {
+                    if closing.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    *self = Writer::Done;
+                }
+                Writer::Done => return Poll::Ready(()),
+            }
         }
     }
-    if reading {
-        let _ = timeout(CLOSE_LINGER, &mut parts.reader).await;
+
+    /// What the writer does with what the queue gave it.
+    fn start(mut sink: Sink, batch: Batch) -> Writer {
+        match batch {
+            Batch::Items { items, bytes } => Writer::Writing(
+                Box::pin(async move {
+                    let written = timeout(WRITE_STALL, write_batch(&mut sink, items)).await;
+                    (sink, matches!(written, Ok(Ok(()))))
+                }),
+                bytes,
+            ),
+            Batch::Close(reason) => {
+                let code = reason.code.map_or(1000, ErrorCode::ws_close_code);
+                let close = CloseFrame {
+                    code,
+                    reason: Utf8Bytes::from(truncate(&reason.reason, 120)),
+                };
+                Writer::Closing(Box::pin(async move {
+                    let _ = timeout(WRITE_STALL, sink.send(Message::Close(Some(close)))).await;
+                }))
+            }
+            Batch::Failed => Writer::Done,
+        }
+    }
+}
+
+/// The socket's reader: reads and routes until the peer leaves; after a connection-level
+/// fault (which it closes the queue with) it reads and discards until the peer is gone, then
+/// holds the socket until the connection is torn down.
+enum Reader {
+    /// Reading the next message.
+    Reading(Demux, Source),
+    /// Handing a frame to its stream (which may wait for the budget, or for the stream's
+    /// handler): the hand-off owns the reader's state until it is done.
+    Routing(Pin<Box<dyn Future<Output = (Demux, Source)> + Send>>),
+    /// After a fault: reading and discarding.
+    Discarding(Source),
+    /// The library stops at an oversized message: the socket is held until torn down.
+    Holding { _socket: Source },
+    /// The peer is gone.
+    Done,
+}
+
+impl Reader {
+    /// Ready once the peer is gone (never after a fault: the socket is held).
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            match self {
+                Reader::Reading(demux, source) => {
+                    let Poll::Ready(message) = source.poll_next_unpin(cx) else {
+                        return Poll::Pending;
+                    };
+                    match demux.take(message) {
+                        Step::Next => {}
+                        Step::End => *self = Reader::Done,
+                        step => {
+                            if let Reader::Reading(demux, source) =
+                                std::mem::replace(self, Reader::Done)
+                            {
+                                *self = Reader::after(demux, source, step);
+                            }
+                        }
+                    }
+                }
+                Reader::Routing(routing) => {
+                    let Poll::Ready((demux, source)) = routing.as_mut().poll(cx) else {
+                        return Poll::Pending;
+                    };
+                    *self = Reader::Reading(demux, source);
+                }
+                Reader::Discarding(source) => match source.poll_next_unpin(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Some(Ok(_))) => {}
+                    Poll::Ready(_) => {
+                        if let Reader::Discarding(source) = std::mem::replace(self, Reader::Done) {
+                            *self = Reader::Holding { _socket: source };
+                        }
+                    }
+                },
+                Reader::Holding { .. } => return Poll::Pending,
+                Reader::Done => return Poll::Ready(()),
+            }
+        }
+    }
+
+    /// The reader after a message to route, or a fault.
+    fn after(mut demux: Demux, source: Source, step: Step) -> Reader {
+        match step {
+            Step::Route(id, inbound, wire_len) => Reader::Routing(Box::pin(async move {
+                demux.route(id, inbound, wire_len).await;
+                (demux, source)
+            })),
+            Step::Fault(reason) => {
+                demux.outbound.close(reason);
+                Reader::Discarding(source)
+            }
+            Step::Next => Reader::Reading(demux, source),
+            Step::End => Reader::Done,
+        }
     }
 }
 
@@ -229,30 +401,6 @@ struct Demux {
 }
 
 impl Demux {
-    /// Route until the peer leaves. On a connection-level fault, close the queue with it, end
-    /// every stream and keep the socket, reading and discarding, until the connection is torn
-    /// down.
-    async fn run(mut self, mut source: SplitStream<WebSocket>) {
-        let reason = loop {
-            // One statement, and the message taken apart in a plain function: nothing of it
-            // (the message, the decoded frame) is kept in this future while routing waits,
-            // only the box. Boxed: routing may wait (for the budget, for the handler), and its
-            // futures would otherwise be part of this task for the connection's whole life.
-            let routing = match self.take(source.next().await) {
-                Step::Route(id, inbound, wire_len) => Box::pin(self.route(id, inbound, wire_len)),
-                Step::Next => continue,
-                Step::Fault(reason) => break reason,
-                Step::End => return,
-            };
-            routing.await;
-        };
-        self.outbound.close(reason);
-        drop(self);
-        while let Some(Ok(_)) = source.next().await {}
-        // The library stops at an oversized message: hold the socket until torn down.
-        std::future::pending::<()>().await;
-    }
-
     /// What to do with the next message read (`None`: the peer is gone).
     fn take(&mut self, message: Option<Result<Message, axum::Error>>) -> Step {
         let Some(message) = message else {
@@ -406,66 +554,6 @@ fn envelopes(items: Vec<(u64, Item)>) -> impl Iterator<Item = Bytes> {
     lens.into_iter().map(move |len| buffer.split_to(len))
 }
 
-/// Write what the queue holds, everything taken at once before one flush; stop after the
-/// close frame, or when the peer takes nothing for [`WRITE_STALL`].
-async fn write_socket(mut sink: SplitSink<WebSocket, Message>, outbound: Outbound) {
-    loop {
-        // One expression: the batch is turned into a boxed write in a plain function, so the
-        // idle writer keeps nothing of it (nor the write's timer) in this future.
-        match next_write(&mut sink, outbound.next_batch(WRITE_BATCH).await) {
-            Write::Batch(writing, bytes) => {
-                let written = writing.await;
-                outbound.release(bytes);
-                if !written {
-                    outbound.fail();
-                    return;
-                }
-            }
-            Write::Close(closing) => {
-                closing.await;
-                return;
-            }
-            Write::Stop => return,
-        }
-    }
-}
-
-/// A boxed write of the socket, borrowing its sink.
-type Writing<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// What the writer does with what the queue gave it.
-enum Write<'a> {
-    /// Write a batch (true once written); then release its bytes.
-    Batch(Writing<'a, bool>, usize),
-    /// Send the close frame.
-    Close(Writing<'a, ()>),
-    /// The connection failed.
-    Stop,
-}
-
-fn next_write(sink: &mut SplitSink<WebSocket, Message>, batch: Batch) -> Write<'_> {
-    match batch {
-        Batch::Items { items, bytes } => Write::Batch(
-            Box::pin(async move {
-                let written = timeout(WRITE_STALL, write_batch(sink, items)).await;
-                matches!(written, Ok(Ok(())))
-            }),
-            bytes,
-        ),
-        Batch::Close(reason) => {
-            let code = reason.code.map_or(1000, ErrorCode::ws_close_code);
-            let close = CloseFrame {
-                code,
-                reason: Utf8Bytes::from(truncate(&reason.reason, 120)),
-            };
-            Write::Close(Box::pin(async move {
-                let _ = timeout(WRITE_STALL, sink.send(Message::Close(Some(close)))).await;
-            }))
-        }
-        Batch::Failed => Write::Stop,
-    }
-}
-
 /// Write a batch's messages and flush them.
 async fn write_batch(
     sink: &mut SplitSink<WebSocket, Message>,
@@ -480,6 +568,16 @@ async fn write_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An idle connection holds its writer and reader in its task: they stay a few words (no
+    /// future of their own; a step in progress is boxed).
+    #[test]
+    fn an_idle_writer_and_reader_are_only_their_state() {
+        let writer = std::mem::size_of::<Writer>();
+        let reader = std::mem::size_of::<Reader>();
+        assert!(writer <= 64, "the writer takes {writer} bytes");
+        assert!(reader <= 96, "the reader takes {reader} bytes");
+    }
 
     #[test]
     fn a_batch_becomes_one_message_per_item_in_order() {
