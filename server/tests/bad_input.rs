@@ -239,6 +239,23 @@ async fn stream_level_errors_close_that_stream_only() {
                 ..
             }
         ));
+        // A NUL character (no SQL text column holds one).
+        peer.send(
+            1,
+            &ClientFrame::Send {
+                client_id: 3,
+                body: "nul\0byte".into(),
+            },
+        )
+        .await;
+        assert!(matches!(
+            peer.next_frame(1).await,
+            ServerFrame::Rejected {
+                client_id: 3,
+                code: ErrorCode::InvalidInput,
+                ..
+            }
+        ));
         // Hello on a conversation stream.
         peer.join(5, room, None).await;
         peer.send(

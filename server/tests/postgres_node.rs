@@ -42,6 +42,23 @@ async fn a_node_keeps_everything_in_postgres_not_its_data_dir() {
         assert_eq!(a.say(1, i, &format!("hello {i}")).await, i);
         assert_eq!(b.next_message(1).await.body, format!("hello {i}"));
     }
+    // A body PostgreSQL cannot hold is refused alone; the stream and the store go on.
+    a.send(
+        1,
+        &ClientFrame::Send {
+            client_id: 9,
+            body: "nul\0byte".into(),
+        },
+    )
+    .await;
+    assert!(matches!(
+        a.next_frame(1).await,
+        ServerFrame::Rejected {
+            client_id: 9,
+            code: ErrorCode::InvalidInput,
+            ..
+        }
+    ));
     assert!(server.stop().success());
 
     // A new node with an EMPTY data directory: the accounts, the room, the history and the

@@ -688,6 +688,9 @@ async fn may_send(ctx: &ConnCtx, grant: &Grant) -> Result<Result<(), (ErrorCode,
 fn check_body(body: &str) -> Result<(), String> {
     if crate::text::is_blank(body) {
         Err("empty message".into())
+    } else if body.contains('\0') {
+        // No text column of a SQL store holds it (PostgreSQL refuses the whole statement).
+        Err("a message may not contain the NUL character".into())
     } else if body.len() > MAX_BODY_LEN {
         Err(format!(
             "message is {} bytes; the limit is {MAX_BODY_LEN}",

@@ -768,8 +768,10 @@ impl Store {
     }
 
     /// Deletes the message `(conversation, seq)`: its record becomes the tombstone, the
-    /// deletion is indexed, and the commit hook gets the tombstone. Answers once the old body
-    /// is also erased from the file's free pages ([`super::scrub`]). Deleting a tombstone again
+    /// deletion is indexed, and the commit hook gets the tombstone. On the embedded engine it
+    /// answers once the old body is also erased from the file's free pages (`redb::scrub`);
+    /// on PostgreSQL the old row version stays in the table's dead tuples and the WAL until
+    /// vacuum and WAL recycling remove it (the operator's backups keep it). Deleting a tombstone again
     /// changes nothing. [`StoreError::NotFound`] if there is no such message. Who may delete is
     /// the caller's question (`crate::access::may_delete`); `moderator` is the admin deleting
     /// someone else's message, recorded in the audit log with the deletion.

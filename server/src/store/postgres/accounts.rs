@@ -152,6 +152,11 @@ impl Postgres {
     }
 
     pub async fn user_by_name(&self, username: &str) -> Result<Option<User>, StoreError> {
+        if username.contains('\0') {
+            // No stored name has one (sign-up refuses control characters), and PostgreSQL
+            // refuses it in a parameter.
+            return Ok(None);
+        }
         let client = self.client().await?;
         let row = client
             .query_opt(

@@ -68,7 +68,9 @@ pub(super) async fn lock_users(
         Actor::User(id) => Some(to_sql(id.0)),
         Actor::Operator => None,
     };
-    let target_key = target.map(fold);
+    // A name with a NUL is nobody's (sign-up refuses control characters), and PostgreSQL
+    // refuses it in a parameter.
+    let target_key = target.filter(|name| !name.contains('\0')).map(fold);
     let rows = txn
         .query(
             &format!(

@@ -18,6 +18,9 @@ impl Postgres {
         if kind(&txn, room).await? != Some(ConversationKind::Room) {
             return Err(StoreError::NotFound);
         }
+        // The user's row first: two joins of one user (two devices, two nodes) take turns, so
+        // the second sees the first's membership instead of failing on its key.
+        lock_user(&txn, user).await?;
         let member = txn
             .query_opt(
                 "SELECT 1 FROM members WHERE user_id = $1 AND conversation_id = $2",

@@ -9,6 +9,8 @@
 //! (`FOR UPDATE`), so of two nodes deleting it at once one changes it and the other finds the
 //! tombstone; an admin's deletion of someone else's message is audited in that transaction.
 
+use std::sync::Arc;
+
 use quibble_protocol::wire::{ChatMessage, ConversationId, UserId};
 use tokio::sync::oneshot;
 use tokio_postgres::{GenericClient, Row};
@@ -189,9 +191,17 @@ impl Postgres {
         .await
         .map_err(db_error)?;
         txn.commit().await.map_err(db_error)?;
-        {
-            let _order = self.inner.hook.order.lock().await;
-            notify(&self.inner.hook.call, std::slice::from_ref(&tombstone));
+        // The connection goes back before waiting for the hook's turn, and the hook is told in
+        // a task of its own, so the tombstone reaches it even if this call is dropped now.
+        drop(client);
+        let hook = Arc::clone(&self.inner.hook);
+        let told = tombstone.clone();
+        let telling = tokio::spawn(async move {
+            let _order = hook.order.lock().await;
+            notify(&hook.call, std::slice::from_ref(&told));
+        });
+        if let Err(e) = telling.await {
+            tracing::error!(error = %e, "telling the commit hook of a deletion failed");
         }
         Ok(Deletion {
             tombstone,

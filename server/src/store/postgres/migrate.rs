@@ -26,6 +26,10 @@ const MIGRATION_LOCK: i64 = 0x5175_6962_626c_6501;
 /// Applies the pending migrations and returns the store's epoch (made on a new database).
 pub(super) async fn to_current(client: &mut Client) -> Result<u64, StoreError> {
     let txn = client.transaction().await.map_err(db_error)?;
+    // A migration (and the wait for another node's) may take longer than a statement may.
+    txn.batch_execute("SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0")
+        .await
+        .map_err(db_error)?;
     txn.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await
         .map_err(db_error)?;

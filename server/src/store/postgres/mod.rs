@@ -71,6 +71,13 @@ const CONNECTION_WAIT: Duration = Duration::from_secs(5);
 /// How long a caller waits for a pooled connection. Writes about one user or pair take turns
 /// on its row lock, so a burst of them (a thousand friend requests to one user) queues here.
 const POOL_WAIT: Duration = Duration::from_secs(30);
+/// The longest a statement waits for a row or table lock (another node's transaction).
+const LOCK_TIMEOUT_MS: u32 = 3_000;
+/// The longest a transaction may sit idle holding its locks (a node frozen mid-transaction).
+const IDLE_IN_TRANSACTION_MS: u32 = 5_000;
+/// Keepalive probes on the database link, and the longest sent data may go unacknowledged.
+const KEEPALIVE: Duration = Duration::from_secs(5);
+const LINK_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `/healthz` waits for the database to answer.
 const CHECK_WAIT: Duration = Duration::from_secs(2);
 /// The longest a statement may run on the server before PostgreSQL cancels it.
@@ -105,10 +112,21 @@ impl Postgres {
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Db(format!("bad PostgreSQL URL: {e}")))?;
+        // Deadlines on both ends: a statement, a wait for a row lock, and a transaction left
+        // idle (its node frozen or cut off while holding conversation rows) are ended by the
+        // server; a dead link is found by keepalives and by unacknowledged data on either side.
         config
             .connect_timeout(CONNECTION_WAIT)
+            .keepalives(true)
+            .keepalives_idle(KEEPALIVE)
+            .keepalives_interval(KEEPALIVE)
+            .keepalives_retries(3)
+            .tcp_user_timeout(LINK_TIMEOUT)
             .options(format!(
-                "-c statement_timeout={STATEMENT_TIMEOUT_MS} -c synchronous_commit=on"
+                "-c statement_timeout={STATEMENT_TIMEOUT_MS} -c lock_timeout={LOCK_TIMEOUT_MS} \
+                 -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS} \
+                 -c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 \
+                 -c tcp_keepalives_count=3 -c synchronous_commit=on"
             ))
             .application_name("quibble");
         let manager = Manager::from_config(
@@ -161,7 +179,9 @@ impl Postgres {
     }
 
     pub async fn check(&self) -> Result<(), StoreError> {
-        self.writer()?;
+        if self.writer()?.is_closed() {
+            return Err(StoreError::Closed);
+        }
         let ping = async {
             let client = self.client().await?;
             client.simple_query("SELECT 1").await.map_err(db_error)?;

@@ -154,3 +154,32 @@ async fn an_append_to_a_missing_conversation_is_refused_alone() {
     assert_eq!(good.await.unwrap().message.seq, 1);
     assert_eq!(good2.await.unwrap().message.seq, 2);
 }
+
+#[tokio::test]
+async fn one_user_joining_a_room_on_two_nodes_at_once_joins_once() {
+    let url = database();
+    let ((a, _), (b, _)) = tokio::join!(node(&url), node(&url));
+    let owner = a.create_user("owner", "x".into()).await.unwrap();
+    let bob = a.create_user("bob", "x".into()).await.unwrap();
+    for i in 0..20 {
+        let room = a.create_room(&format!("r{i}"), owner.id).await.unwrap().id;
+        let (one, two) = tokio::join!(a.join_room(bob.id, room), b.join_room(bob.id, room));
+        let mut joined = [one.unwrap(), two.unwrap()];
+        joined.sort_unstable();
+        assert_eq!(joined, [false, true], "one join, one already a member");
+    }
+    assert_eq!(a.memberships(bob.id).await.unwrap().len(), 20);
+}
+
+#[tokio::test]
+async fn a_name_with_a_nul_is_nobody_not_a_database_error() {
+    let url = database();
+    let (a, _) = node(&url).await;
+    a.create_user("alice", "x".into()).await.unwrap();
+    assert_eq!(a.user_by_name("ali\0ce").await.unwrap(), None);
+    assert!(matches!(
+        a.ban_user(crate::store::Actor::Operator, "ali\0ce", "r", None)
+            .await,
+        Err(StoreError::NotFound)
+    ));
+}

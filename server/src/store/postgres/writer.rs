@@ -1,7 +1,9 @@
-//! The append writer: one task per node that group-commits appends into PostgreSQL.
+//! The writer: one task per node that group-commits appends (and receipt cursor advances, so
+//! they see the appends queued before them) into PostgreSQL.
 //!
-//! Appends queue on a bounded channel with a oneshot for their answer. The task waits for one,
-//! takes whatever else is already queued (up to [`MAX_BATCH`]), and appends them all in ONE
+//! Requests queue on a bounded channel with a oneshot for their answer. The task waits for one,
+//! takes whatever else is already queued (up to [`MAX_BATCH`] requests and [`MAX_BATCH_BYTES`]
+//! of message text), and applies them all in ONE
 //! transaction: it locks the conversations' rows in id order (so writers on different nodes
 //! never deadlock, and each conversation's seqs are handed out by one writer at a time), looks
 //! up every `(conversation, author, client id)` already stored in one statement, inserts the
@@ -9,21 +11,28 @@
 //! the cost of waiting for the WAL's fsync is shared by the whole batch; the busier the node,
 //! the larger its batches.
 //!
+//! Cursor rows are written last, in one upsert in (user, conversation) order. Every writer takes
+//! conversation rows first, then cursor rows, each in key order, so no two nodes' batches wait
+//! on each other in a cycle.
+//!
 //! Completion: after the commit the hook sees the batch's new messages (in seq order per
-//! conversation), then each append hears back. The hook's order lock ([`Hook::order`]) is held
-//! from before the commit until then, so a deletion's tombstone never reaches the hook before
-//! the message it deletes. Nobody hears "done", nor sees a message through the hook, before its
+//! conversation), then each append hears back. The hook's order lock ([`Hook::order`]) is taken
+//! right before the commit and held until then, so a deletion's tombstone never reaches the
+//! hook before the message it deletes. Nobody hears "done", nor sees a message through the hook, before its
 //! commit is durable.
 //!
 //! Failures: an append to a conversation that does not exist is refused alone while its batch
 //! goes on (checked before anything is written). Any other error (the database gone, a
 //! statement timeout, a failed commit) answers every append of the batch with it and changes
-//! nothing; the task carries on with the next batch on a fresh connection. A commit whose
-//! answer was lost (the link broke after COMMIT was sent) may have happened: the client's
-//! retry with the same client id then gets the stored message back, not a second copy.
+//! nothing; the task carries on with the next batch. A batch has [`BATCH_DEADLINE`] from
+//! taking a connection to its commit's answer. A commit whose answer was lost (the link broke
+//! after COMMIT was sent, or the deadline passed) may have happened: the client's retry with the
+//! same client id then gets the stored message back, not a second copy (but its live fan-out
+//! was missed: members see it when they next resume; the fleet's fan-out will back-fill it).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use quibble_protocol::wire::{ChatMessage, ConversationId, UserId};
@@ -39,6 +48,13 @@ use crate::store::{Appended, Counters, Cursors, notify};
 /// The most appends in one transaction: everything the queue can hold, as the embedded
 /// engine, so a full queue is one commit.
 const MAX_BATCH: usize = super::QUEUE_CAPACITY;
+/// A batch stops growing once its messages' text reaches this many bytes (as the embedded
+/// engine's), so a batch, and what it copies, stays a few MiB whatever the bodies' size.
+const MAX_BATCH_BYTES: usize = 4 << 20;
+/// The longest a batch may take from taking a connection to its commit's answer; past it the
+/// batch's requests are answered with an error (retryable) instead of waiting on a database
+/// that stopped answering.
+const BATCH_DEADLINE: Duration = Duration::from_secs(15);
 
 /// A write for the writer, with the channel for its answer: an append, or a cursor advance
 /// (which goes through the writer so that it sees the appends queued before it, as on the
@@ -62,6 +78,20 @@ pub(super) struct Advance {
     pub read: u64,
 }
 
+impl Request {
+    /// The message text it carries (what a batch's size is counted in).
+    fn text_len(&self) -> usize {
+        match self {
+            Request::Append { draft, .. } => draft.author_name.len() + draft.body.len(),
+            Request::Cursors { .. } => 0,
+        }
+    }
+}
+
+/// Where authors' cursors move onto their own new messages: (author, conversation) → seq, in
+/// key order.
+type AuthorMoves = BTreeMap<(u64, u64), u64>;
+
 /// The outcome of one request of a batch.
 enum Outcome {
     Append(Result<Appended, StoreError>),
@@ -76,10 +106,24 @@ pub(super) async fn run(
     counters: Arc<Counters>,
 ) {
     let mut batch = Vec::new();
-    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let order = hook.order.lock().await;
-        match commit(&pool, &batch).await {
-            Ok(outcomes) => {
+    while let Some(first) = queue.recv().await {
+        // Whatever else is queued, until the batch's text reaches MAX_BATCH_BYTES.
+        let mut bytes = first.text_len();
+        batch.push(first);
+        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+            let Ok(request) = queue.try_recv() else { break };
+            bytes += request.text_len();
+            batch.push(request);
+        }
+        let committed = tokio::time::timeout(BATCH_DEADLINE, commit(&pool, &batch, &hook.order))
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::Db(format!(
+                    "the database did not commit a batch within {BATCH_DEADLINE:?}"
+                )))
+            });
+        match committed {
+            Ok((outcomes, order)) => {
                 let appended: Vec<ChatMessage> = outcomes
                     .iter()
                     .filter_map(|outcome| match outcome {
@@ -108,7 +152,6 @@ pub(super) async fn run(
                 }
             }
             Err(error) => {
-                drop(order);
                 tracing::warn!(%error, requests = batch.len(), "a write batch failed");
                 for request in batch.drain(..) {
                     match request {
@@ -124,7 +167,15 @@ pub(super) async fn run(
 /// Applies `batch` in one transaction; the outer error fails it all, an inner one refuses one
 /// request. Appends first (in queue order), then cursor advances, which so see every head the
 /// batch made.
-async fn commit(pool: &Pool, batch: &[Request]) -> Result<Vec<Outcome>, StoreError> {
+///
+/// The hook's order lock is taken right before COMMIT and handed back held, so the hook sees
+/// this batch before any deletion committed after it (see `Hook::order`), while deletions are
+/// not kept waiting for the batch's statements.
+async fn commit<'o>(
+    pool: &Pool,
+    batch: &[Request],
+    order: &'o tokio::sync::Mutex<()>,
+) -> Result<(Vec<Outcome>, tokio::sync::MutexGuard<'o, ()>), StoreError> {
     let mut client = connection(pool).await?;
     let txn = client.transaction().await.map_err(db_error)?;
     let drafts: Vec<&Draft> = batch
@@ -134,7 +185,8 @@ async fn commit(pool: &Pool, batch: &[Request]) -> Result<Vec<Outcome>, StoreErr
             Request::Cursors { .. } => None,
         })
         .collect();
-    let mut appended = append(&txn, &drafts).await?.into_iter();
+    let (appended, moves) = append(&txn, &drafts).await?;
+    let mut appended = appended.into_iter();
     let advances: Vec<&Advance> = batch
         .iter()
         .filter_map(|request| match request {
@@ -142,9 +194,10 @@ async fn commit(pool: &Pool, batch: &[Request]) -> Result<Vec<Outcome>, StoreErr
             Request::Append { .. } => None,
         })
         .collect();
-    let mut advanced = advance_cursors(&txn, &advances).await?.into_iter();
+    let mut advanced = write_cursors(&txn, &moves, &advances).await?.into_iter();
+    let order = order.lock().await;
     txn.commit().await.map_err(db_error)?;
-    Ok(batch
+    let outcomes = batch
         .iter()
         .map(|request| match request {
             Request::Append { .. } => {
@@ -154,16 +207,17 @@ async fn commit(pool: &Pool, batch: &[Request]) -> Result<Vec<Outcome>, StoreErr
                 Outcome::Cursors(advanced.next().unwrap_or(Err(StoreError::Closed)))
             }
         })
-        .collect())
+        .collect();
+    Ok((outcomes, order))
 }
 
 /// Appends `drafts` in `txn`, one outcome per draft (an error refuses that draft alone).
 async fn append(
     txn: &Transaction<'_>,
     drafts: &[&Draft],
-) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
+) -> Result<(Vec<Result<Appended, StoreError>>, AuthorMoves), StoreError> {
     if drafts.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Default::default());
     }
     let mut ids: Vec<i64> = drafts.iter().map(|d| to_sql(d.conversation.0)).collect();
     ids.sort_unstable();
@@ -262,9 +316,9 @@ async fn append(
         }));
     }
     if rows.is_empty() {
-        return Ok(outcomes);
+        return Ok((outcomes, AuthorMoves::new()));
     }
-    let cursors = authors_cursors(txn, &rows).await?;
+    let moves = authors_cursors(txn, &rows).await?;
     txn.execute(
         "INSERT INTO messages
              (conversation_id, seq, author, author_name, client_id, sent_at_ms, body)
@@ -294,34 +348,13 @@ async fn append(
     )
     .await
     .map_err(db_error)?;
-    if !cursors.is_empty() {
-        let (users, (conversations, seqs)): (Vec<i64>, (Vec<i64>, Vec<i64>)) = cursors
-            .iter()
-            .map(|((user, conversation), seq)| {
-                (to_sql(*user), (to_sql(*conversation), to_sql(*seq)))
-            })
-            .unzip();
-        txn.execute(
-            "INSERT INTO cursors (user_id, conversation_id, delivered, read)
-             SELECT u, c, s, s FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS v(u, c, s)
-             ON CONFLICT (user_id, conversation_id) DO UPDATE
-             SET delivered = GREATEST(cursors.delivered, EXCLUDED.delivered),
-                 read = GREATEST(cursors.read, EXCLUDED.read)",
-            &[&users, &conversations, &seqs],
-        )
-        .await
-        .map_err(db_error)?;
-    }
-    Ok(outcomes)
+    Ok((outcomes, moves))
 }
 
 /// Where the authors' read cursors move (see `cursors`: an author has read their own message
 /// when it comes right after their read cursor): (author, conversation) → the seq both cursors
 /// move onto, for the authors whose cursors move.
-async fn authors_cursors(
-    txn: &Transaction<'_>,
-    rows: &NewRows,
-) -> Result<HashMap<(u64, u64), u64>, StoreError> {
+async fn authors_cursors(txn: &Transaction<'_>, rows: &NewRows) -> Result<AuthorMoves, StoreError> {
     let stored = txn
         .query(
             "SELECT c.user_id, c.conversation_id, c.read FROM cursors c
@@ -340,7 +373,7 @@ async fn authors_cursors(
             )
         })
         .collect();
-    let mut moved = HashMap::new();
+    let mut moved = AuthorMoves::new();
     for ((author, conversation), seq) in
         rows.authors.iter().zip(&rows.conversations).zip(&rows.seqs)
     {
@@ -382,19 +415,23 @@ impl NewRows {
     }
 }
 
-/// Applies cursor advances in `txn`, in order, one outcome per advance: each clamped to its
-/// conversation's head (as the batch's appends left it), never moving backwards, delivered
-/// never below read. Several advances of one (user, conversation) are folded into one write.
-async fn advance_cursors(
+/// Writes the batch's cursor changes in `txn`: first the authors' moves onto their own
+/// messages, then the advances in queue order, one outcome per advance (each clamped to its
+/// conversation's head as the batch's appends left it, never moving backwards, delivered never
+/// below read). Everything is folded per (user, conversation) and written in ONE upsert in key
+/// order, so two nodes' writers take cursor rows in the same order and cannot deadlock.
+async fn write_cursors(
     txn: &Transaction<'_>,
+    moves: &AuthorMoves,
     advances: &[&Advance],
 ) -> Result<Vec<Result<Cursors, StoreError>>, StoreError> {
-    if advances.is_empty() {
+    if advances.is_empty() && moves.is_empty() {
         return Ok(Vec::new());
     }
     let (users, conversations): (Vec<i64>, Vec<i64>) = advances
         .iter()
         .map(|a| (to_sql(a.user.0), to_sql(a.conversation.0)))
+        .chain(moves.keys().map(|(u, c)| (to_sql(*u), to_sql(*c))))
         .unzip();
     let heads: HashMap<u64, u64> = txn
         .query(
@@ -423,7 +460,18 @@ async fn advance_cursors(
             )
         })
         .collect();
-    let mut changed: HashMap<(u64, u64), Cursors> = HashMap::new();
+    let mut changed: BTreeMap<(u64, u64), Cursors> = BTreeMap::new();
+    for (&key, &seq) in moves {
+        let old = current.get(&key).copied().unwrap_or_default();
+        let new = Cursors {
+            delivered: old.delivered.max(seq),
+            read: old.read.max(seq),
+        };
+        if new != old {
+            current.insert(key, new);
+            changed.insert(key, new);
+        }
+    }
     let mut outcomes = Vec::with_capacity(advances.len());
     for advance in advances {
         let Some(&head) = heads.get(&advance.conversation.0) else {
