@@ -127,3 +127,24 @@ pub(super) async fn member_cursors_name_each_member_in_id_order_up_to_the_limit<
             .is_empty()
     );
 }
+
+pub(super) async fn an_advance_queued_before_an_own_message_leaves_it_read<H: Harness>() {
+    let t = Fixture::<H>::new().await;
+    let store = &t.store;
+    let (alice, bob) = (user(store, "alice").await, user(store, "bob").await);
+    for r in 0..10u64 {
+        let a = room(store, &format!("r{r}"), alice).await;
+        for n in 1..=5u64 {
+            store.append(a, bob, "bob", n, "hi").await.unwrap();
+        }
+        // Alice reads up to 5 and sends her own message; both queued before either commits
+        // (usually one batch): queue order holds, so her own message (6) counts as read.
+        let (advanced, own) = tokio::join!(
+            store.advance_cursors(alice, a, 5, 5),
+            store.append(a, alice, "alice", 1, "mine"),
+        );
+        assert_eq!(advanced.unwrap(), at(5, 5));
+        assert_eq!(own.unwrap().message.seq, 6);
+        assert_eq!(store.cursors(alice, a).await.unwrap(), at(6, 6), "room {r}");
+    }
+}

@@ -82,6 +82,7 @@ macro_rules! suite {
             cursors::cursors_only_move_forwards_are_clamped_to_the_head_and_survive_reopening,
             cursors::a_request_queued_after_appends_sees_their_heads_and_cursors,
             cursors::member_cursors_name_each_member_in_id_order_up_to_the_limit,
+            cursors::an_advance_queued_before_an_own_message_leaves_it_read,
             friends::friend_requests_accept_into_one_dm_per_pair_and_removal_keeps_it,
             friends::crossing_requests_make_one_dm_and_each_pair_its_own,
             friends::friend_entries_are_capped_on_both_sides,

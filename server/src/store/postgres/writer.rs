@@ -88,9 +88,14 @@ impl Request {
     }
 }
 
-/// Where authors' cursors move onto their own new messages: (author, conversation) → seq, in
-/// key order.
-type AuthorMoves = BTreeMap<(u64, u64), u64>;
+/// One cursor change of a batch, in queue order.
+enum CursorStep<'b> {
+    /// An author's own new message: their cursors move onto it when it comes right after their
+    /// read cursor (an author has read their own message; see `cursors`).
+    Own(&'b ChatMessage),
+    /// A receipt's advance.
+    Advance(&'b Advance),
+}
 
 /// The outcome of one request of a batch.
 enum Outcome {
@@ -165,8 +170,8 @@ pub(super) async fn run(
 }
 
 /// Applies `batch` in one transaction; the outer error fails it all, an inner one refuses one
-/// request. Appends first (in queue order), then cursor advances, which so see every head the
-/// batch made.
+/// request. The appends first, then every cursor change in queue order (an advance is clamped
+/// to the head the whole batch made).
 ///
 /// The hook's order lock is taken right before COMMIT and handed back held, so the hook sees
 /// this batch before any deletion committed after it (see `Hook::order`), while deletions are
@@ -185,16 +190,21 @@ async fn commit<'o>(
             Request::Cursors { .. } => None,
         })
         .collect();
-    let (appended, moves) = append(&txn, &drafts).await?;
-    let mut appended = appended.into_iter();
-    let advances: Vec<&Advance> = batch
+    let appended = append(&txn, &drafts).await?;
+    // The cursor steps in queue order: an author's own new message, or an advance.
+    let mut new_messages = appended.iter();
+    let steps: Vec<CursorStep> = batch
         .iter()
         .filter_map(|request| match request {
-            Request::Cursors { advance, .. } => Some(advance),
-            Request::Append { .. } => None,
+            Request::Append { .. } => match new_messages.next() {
+                Some(Ok(a)) if !a.duplicate => Some(CursorStep::Own(&a.message)),
+                _ => None,
+            },
+            Request::Cursors { advance, .. } => Some(CursorStep::Advance(advance)),
         })
         .collect();
-    let mut advanced = write_cursors(&txn, &moves, &advances).await?.into_iter();
+    let mut advanced = write_cursors(&txn, &steps).await?.into_iter();
+    let mut appended = appended.into_iter();
     let order = order.lock().await;
     txn.commit().await.map_err(db_error)?;
     let outcomes = batch
@@ -215,9 +225,9 @@ async fn commit<'o>(
 async fn append(
     txn: &Transaction<'_>,
     drafts: &[&Draft],
-) -> Result<(Vec<Result<Appended, StoreError>>, AuthorMoves), StoreError> {
+) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
     if drafts.is_empty() {
-        return Ok(Default::default());
+        return Ok(Vec::new());
     }
     let mut ids: Vec<i64> = drafts.iter().map(|d| to_sql(d.conversation.0)).collect();
     ids.sort_unstable();
@@ -316,9 +326,8 @@ async fn append(
         }));
     }
     if rows.is_empty() {
-        return Ok((outcomes, AuthorMoves::new()));
+        return Ok(outcomes);
     }
-    let moves = authors_cursors(txn, &rows).await?;
     txn.execute(
         "INSERT INTO messages
              (conversation_id, seq, author, author_name, client_id, sent_at_ms, body)
@@ -348,43 +357,7 @@ async fn append(
     )
     .await
     .map_err(db_error)?;
-    Ok((outcomes, moves))
-}
-
-/// Where the authors' read cursors move (see `cursors`: an author has read their own message
-/// when it comes right after their read cursor): (author, conversation) → the seq both cursors
-/// move onto, for the authors whose cursors move.
-async fn authors_cursors(txn: &Transaction<'_>, rows: &NewRows) -> Result<AuthorMoves, StoreError> {
-    let stored = txn
-        .query(
-            "SELECT c.user_id, c.conversation_id, c.read FROM cursors c
-             JOIN (SELECT DISTINCT * FROM unnest($1::bigint[], $2::bigint[])) AS k(u, c)
-               ON c.user_id = k.u AND c.conversation_id = k.c",
-            &[&rows.authors, &rows.conversations],
-        )
-        .await
-        .map_err(db_error)?;
-    let mut read: HashMap<(u64, u64), u64> = stored
-        .iter()
-        .map(|row| {
-            (
-                (from_sql(row.get(0)), from_sql(row.get(1))),
-                from_sql(row.get(2)),
-            )
-        })
-        .collect();
-    let mut moved = AuthorMoves::new();
-    for ((author, conversation), seq) in
-        rows.authors.iter().zip(&rows.conversations).zip(&rows.seqs)
-    {
-        let key = (from_sql(*author), from_sql(*conversation));
-        let cursor = read.entry(key).or_insert(0);
-        if *cursor + 1 == from_sql(*seq) {
-            *cursor = from_sql(*seq);
-            moved.insert(key, *cursor);
-        }
-    }
-    Ok(moved)
+    Ok(outcomes)
 }
 
 /// The new messages of a batch, column by column, for one `INSERT … SELECT unnest(…)`.
@@ -415,23 +388,25 @@ impl NewRows {
     }
 }
 
-/// Writes the batch's cursor changes in `txn`: first the authors' moves onto their own
-/// messages, then the advances in queue order, one outcome per advance (each clamped to its
-/// conversation's head as the batch's appends left it, never moving backwards, delivered never
-/// below read). Everything is folded per (user, conversation) and written in ONE upsert in key
-/// order, so two nodes' writers take cursor rows in the same order and cannot deadlock.
+/// Writes the batch's cursor changes in `txn`, in queue order: an author's cursors move onto
+/// their own message when it comes right after their read cursor; an advance is clamped to its
+/// conversation's head (as the batch's appends left it), never moves backwards, and keeps
+/// delivered at or above read; one outcome per advance. Everything is folded per (user,
+/// conversation) and written in ONE upsert in key order, so two nodes' writers take cursor rows
+/// in the same order and cannot deadlock.
 async fn write_cursors(
     txn: &Transaction<'_>,
-    moves: &AuthorMoves,
-    advances: &[&Advance],
+    steps: &[CursorStep<'_>],
 ) -> Result<Vec<Result<Cursors, StoreError>>, StoreError> {
-    if advances.is_empty() && moves.is_empty() {
+    if steps.is_empty() {
         return Ok(Vec::new());
     }
-    let (users, conversations): (Vec<i64>, Vec<i64>) = advances
+    let (users, conversations): (Vec<i64>, Vec<i64>) = steps
         .iter()
-        .map(|a| (to_sql(a.user.0), to_sql(a.conversation.0)))
-        .chain(moves.keys().map(|(u, c)| (to_sql(*u), to_sql(*c))))
+        .map(|step| match step {
+            CursorStep::Own(m) => (to_sql(m.author.0), to_sql(m.conversation.0)),
+            CursorStep::Advance(a) => (to_sql(a.user.0), to_sql(a.conversation.0)),
+        })
         .unzip();
     let heads: HashMap<u64, u64> = txn
         .query(
@@ -461,19 +436,24 @@ async fn write_cursors(
         })
         .collect();
     let mut changed: BTreeMap<(u64, u64), Cursors> = BTreeMap::new();
-    for (&key, &seq) in moves {
-        let old = current.get(&key).copied().unwrap_or_default();
-        let new = Cursors {
-            delivered: old.delivered.max(seq),
-            read: old.read.max(seq),
+    let mut outcomes = Vec::new();
+    for step in steps {
+        let advance = match step {
+            CursorStep::Own(message) => {
+                let key = (message.author.0, message.conversation.0);
+                let old = current.get(&key).copied().unwrap_or_default();
+                if old.read + 1 == message.seq {
+                    let new = Cursors {
+                        delivered: old.delivered.max(message.seq),
+                        read: message.seq,
+                    };
+                    current.insert(key, new);
+                    changed.insert(key, new);
+                }
+                continue;
+            }
+            CursorStep::Advance(advance) => advance,
         };
-        if new != old {
-            current.insert(key, new);
-            changed.insert(key, new);
-        }
-    }
-    let mut outcomes = Vec::with_capacity(advances.len());
-    for advance in advances {
         let Some(&head) = heads.get(&advance.conversation.0) else {
             outcomes.push(Err(StoreError::NotFound));
             continue;
