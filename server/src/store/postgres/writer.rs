@@ -26,9 +26,11 @@
 //! statement timeout, a failed commit) answers every append of the batch with it and changes
 //! nothing; the task carries on with the next batch. A batch has [`BATCH_DEADLINE`] from
 //! taking a connection to its commit's answer. A commit whose answer was lost (the link broke
-//! after COMMIT was sent, or the deadline passed) may have happened: the client's retry with the
-//! same client id then gets the stored message back, not a second copy (but its live fan-out
-//! was missed: members see it when they next resume; the fleet's fan-out will back-fill it).
+//! after COMMIT was sent, or the deadline passed) may have happened: the writer asks, on a fresh
+//! connection, whether the batch's first new message is stored, and if so completes the batch
+//! as committed (hook, then answers). If it cannot tell, the batch is answered with the error;
+//! the client's retry with the same client id then gets the stored message back, not a second
+//! copy (its live fan-out was missed then: members see it when they next resume).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -55,6 +57,8 @@ const MAX_BATCH_BYTES: usize = 4 << 20;
 /// batch's requests are answered with an error (retryable) instead of waiting on a database
 /// that stopped answering.
 const BATCH_DEADLINE: Duration = Duration::from_secs(15);
+/// How long the writer asks whether a batch whose commit answer was lost was stored.
+const RESOLVE_DEADLINE: Duration = Duration::from_secs(5);
 
 /// A write for the writer, with the channel for its answer: an append, or a cursor advance
 /// (which goes through the writer so that it sees the appends queued before it, as on the
@@ -120,14 +124,28 @@ pub(super) async fn run(
             bytes += request.text_len();
             batch.push(request);
         }
-        let committed = tokio::time::timeout(BATCH_DEADLINE, commit(&pool, &batch, &hook.order))
-            .await
-            .unwrap_or_else(|_| {
-                Err(StoreError::Db(format!(
-                    "the database did not commit a batch within {BATCH_DEADLINE:?}"
-                )))
-            });
-        match committed {
+        // What the batch answers, kept outside the attempt: set right before COMMIT is sent, so
+        // a commit whose answer is lost (an error or the deadline after that point) can be
+        // looked up and, if it happened, completed like any other.
+        let mut sent = None;
+        let attempt = commit(&pool, &batch, &hook.order, &mut sent);
+        let committed = match tokio::time::timeout(BATCH_DEADLINE, attempt).await {
+            Ok(Ok(order)) => Ok(order),
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err(StoreError::Db(format!(
+                "the database did not commit a batch within {BATCH_DEADLINE:?}"
+            ))),
+        };
+        let completed = match (committed, sent) {
+            (Ok(order), Some(outcomes)) => Ok((outcomes, order)),
+            (Err(error), Some(outcomes)) if happened(&pool, &outcomes).await => {
+                tracing::warn!(%error, "a batch's commit answer was lost, but it is stored");
+                Ok((outcomes, hook.order.lock().await))
+            }
+            (Ok(_), None) => Err(StoreError::Closed),
+            (Err(error), _) => Err(error),
+        };
+        match completed {
             Ok((outcomes, order)) => {
                 let appended: Vec<ChatMessage> = outcomes
                     .iter()
@@ -169,6 +187,39 @@ pub(super) async fn run(
     }
 }
 
+/// Whether a batch whose commit answer was lost was committed: it was if its first new message
+/// is stored (a batch commits whole or not at all). A batch without new messages counts as not
+/// committed (its cursor advances are answered with the error; a retry changes nothing twice).
+/// Asked on a fresh connection within [`RESOLVE_DEADLINE`]; no answer counts as not committed.
+async fn happened(pool: &Pool, outcomes: &[Outcome]) -> bool {
+    let Some(first) = outcomes.iter().find_map(|outcome| match outcome {
+        Outcome::Append(Ok(a)) if !a.duplicate => Some(&a.message),
+        _ => None,
+    }) else {
+        return false;
+    };
+    let ask = async {
+        let client = connection(pool).await.ok()?;
+        client
+            .query_opt(
+                "SELECT 1 FROM messages WHERE conversation_id = $1 AND seq = $2
+                 AND author = $3 AND client_id = $4",
+                &[
+                    &to_sql(first.conversation.0),
+                    &to_sql(first.seq),
+                    &to_sql(first.author.0),
+                    &bits_to_sql(first.client_id),
+                ],
+            )
+            .await
+            .ok()
+    };
+    matches!(
+        tokio::time::timeout(RESOLVE_DEADLINE, ask).await,
+        Ok(Some(Some(_)))
+    )
+}
+
 /// Applies `batch` in one transaction; the outer error fails it all, an inner one refuses one
 /// request. The appends first, then every cursor change in queue order (an advance is clamped
 /// to the head the whole batch made).
@@ -180,7 +231,8 @@ async fn commit<'o>(
     pool: &Pool,
     batch: &[Request],
     order: &'o tokio::sync::Mutex<()>,
-) -> Result<(Vec<Outcome>, tokio::sync::MutexGuard<'o, ()>), StoreError> {
+    sent: &mut Option<Vec<Outcome>>,
+) -> Result<tokio::sync::MutexGuard<'o, ()>, StoreError> {
     let mut client = connection(pool).await?;
     let txn = client.transaction().await.map_err(db_error)?;
     let drafts: Vec<&Draft> = batch
@@ -205,8 +257,6 @@ async fn commit<'o>(
         .collect();
     let mut advanced = write_cursors(&txn, &steps).await?.into_iter();
     let mut appended = appended.into_iter();
-    let order = order.lock().await;
-    txn.commit().await.map_err(db_error)?;
     let outcomes = batch
         .iter()
         .map(|request| match request {
@@ -218,7 +268,10 @@ async fn commit<'o>(
             }
         })
         .collect();
-    Ok((outcomes, order))
+    let order = order.lock().await;
+    *sent = Some(outcomes);
+    txn.commit().await.map_err(db_error)?;
+    Ok(order)
 }
 
 /// Appends `drafts` in `txn`, one outcome per draft (an error refuses that draft alone).
