@@ -36,10 +36,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::Pool;
+use deadpool_postgres::{Pool, Transaction as PooledTransaction};
 use quibble_protocol::wire::{ChatMessage, ConversationId, UserId};
 use tokio::sync::{mpsc, oneshot};
-use tokio_postgres::Transaction;
+use tokio_postgres::Statement;
 
 use super::cursors::to_cursors;
 use super::errors::db_error;
@@ -276,7 +276,7 @@ async fn commit<'o>(
 
 /// Appends `drafts` in `txn`, one outcome per draft (an error refuses that draft alone).
 async fn append(
-    txn: &Transaction<'_>,
+    txn: &PooledTransaction<'_>,
     drafts: &[&Draft],
 ) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
     if drafts.is_empty() {
@@ -288,8 +288,12 @@ async fn append(
     // (head, last message time) of each conversation that exists, locked until the commit.
     let mut heads: HashMap<u64, (u64, u64)> = txn
         .query(
-            "SELECT id, head, last_at_ms FROM conversations
+            &prepared(
+                txn,
+                "SELECT id, head, last_at_ms FROM conversations
              WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
+            )
+            .await?,
             &[&ids],
         )
         .await
@@ -317,11 +321,15 @@ async fn append(
         .collect();
     let mut stored: HashMap<(u64, u64, u64), ChatMessage> = txn
         .query(
-            "SELECT m.conversation_id, m.seq, m.author, m.author_name, m.client_id,
+            &prepared(
+                txn,
+                "SELECT m.conversation_id, m.seq, m.author, m.author_name, m.client_id,
                     m.sent_at_ms, m.body, m.deleted_at_ms
              FROM messages m
              JOIN unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS k(c, a, id)
                ON m.conversation_id = k.c AND m.author = k.a AND m.client_id = k.id",
+            )
+            .await?,
             &[&conversations, &authors, &client_ids],
         )
         .await
@@ -382,10 +390,14 @@ async fn append(
         return Ok(outcomes);
     }
     txn.execute(
-        "INSERT INTO messages
+        &prepared(
+            txn,
+            "INSERT INTO messages
              (conversation_id, seq, author, author_name, client_id, sent_at_ms, body)
          SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[],
                               $5::bigint[], $6::bigint[], $7::text[])",
+        )
+        .await?,
         &[
             &rows.conversations,
             &rows.seqs,
@@ -403,9 +415,13 @@ async fn append(
         .map(|(id, (head, at))| (to_sql(*id), (to_sql(*head), to_sql(*at))))
         .unzip();
     txn.execute(
-        "UPDATE conversations c SET head = v.head, last_at_ms = v.at
+        &prepared(
+            txn,
+            "UPDATE conversations c SET head = v.head, last_at_ms = v.at
          FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS v(id, head, at)
          WHERE c.id = v.id AND c.head < v.head",
+        )
+        .await?,
         &[&ids, &new_heads, &last_ats],
     )
     .await
@@ -448,7 +464,7 @@ impl NewRows {
 /// conversation) and written in ONE upsert in key order, so two nodes' writers take cursor rows
 /// in the same order and cannot deadlock.
 async fn write_cursors(
-    txn: &Transaction<'_>,
+    txn: &PooledTransaction<'_>,
     steps: &[CursorStep<'_>],
 ) -> Result<Vec<Result<Cursors, StoreError>>, StoreError> {
     if steps.is_empty() {
@@ -463,7 +479,7 @@ async fn write_cursors(
         .unzip();
     let heads: HashMap<u64, u64> = txn
         .query(
-            "SELECT id, head FROM conversations WHERE id = ANY($1)",
+            &prepared(txn, "SELECT id, head FROM conversations WHERE id = ANY($1)").await?,
             &[&conversations],
         )
         .await
@@ -473,9 +489,13 @@ async fn write_cursors(
         .collect();
     let mut current: HashMap<(u64, u64), Cursors> = txn
         .query(
-            "SELECT c.user_id, c.conversation_id, c.delivered, c.read FROM cursors c
+            &prepared(
+                txn,
+                "SELECT c.user_id, c.conversation_id, c.delivered, c.read FROM cursors c
              JOIN (SELECT DISTINCT * FROM unnest($1::bigint[], $2::bigint[])) AS k(u, c)
                ON c.user_id = k.u AND c.conversation_id = k.c",
+            )
+            .await?,
             &[&users, &conversations],
         )
         .await
@@ -531,15 +551,25 @@ async fn write_cursors(
             columns.3.push(to_sql(cursors.read));
         }
         txn.execute(
-            "INSERT INTO cursors (user_id, conversation_id, delivered, read)
+            &prepared(
+                txn,
+                "INSERT INTO cursors (user_id, conversation_id, delivered, read)
              SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[])
              ON CONFLICT (user_id, conversation_id) DO UPDATE
              SET delivered = GREATEST(cursors.delivered, EXCLUDED.delivered),
                  read = GREATEST(cursors.read, EXCLUDED.read)",
+            )
+            .await?,
             &[&columns.0, &columns.1, &columns.2, &columns.3],
         )
         .await
         .map_err(db_error)?;
     }
     Ok(outcomes)
+}
+
+/// `sql` prepared once per pooled connection and reused (each batch runs the same few
+/// statements: unprepared, every one was a parse-and-plan round trip before its execution).
+async fn prepared(txn: &PooledTransaction<'_>, sql: &str) -> Result<Statement, StoreError> {
+    txn.prepare_cached(sql).await.map_err(db_error)
 }
