@@ -282,7 +282,5 @@ fn from_sql(value: i64) -> u64 {
 
 /// The node's clock in Unix milliseconds (0 before 1970).
 fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as u64)
+    crate::tls::unix_ms(std::time::SystemTime::now())
 }
