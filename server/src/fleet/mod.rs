@@ -5,7 +5,8 @@
 //! A commit's messages are split by partition ([`partition`]); each part goes two ways: to this
 //! node's sequencer for that partition (local delivery never waits for Redis), and, encoded
 //! once ([`event`]), to the publisher task, which `SPUBLISH`es batches with retries for up to
-//! [`PUBLISH_DEADLINE`] before dropping one (the other nodes recover it from the store). The
+//! [`PUBLISH_DEADLINE`] before dropping one (the other nodes recover it from the store).
+//! Control events have a publisher (and a queue) of their own. The
 //! subscriber task keeps one subscription per partition on Redis ([`redis_link`]) and hands
 //! the other nodes' commits to the sequencers; when the link breaks it resubscribes (topology
 //! first, one channel per command) and has every sequencer sweep, since whatever was published
@@ -64,7 +65,10 @@ pub struct Fleet {
     /// This process's id in events, to drop its own commits when Redis echoes them.
     origin: u64,
     inboxes: Arc<[Inbox]>,
+    /// To the publishers: commits, and control events in a lane of their own (a flood of
+    /// commits, or a shard of a Cluster that is down, does not hold up a ban).
     outgoing: queue::Sender<(usize, Bytes)>,
+    outgoing_control: queue::Sender<(usize, Bytes)>,
     health: Arc<Health>,
 }
 
@@ -92,6 +96,7 @@ pub struct Tasks {
     inboxes: Arc<[Inbox]>,
     sequencers: Vec<Sequencer>,
     outgoing: queue::Receiver<(usize, Bytes)>,
+    outgoing_control: queue::Receiver<(usize, Bytes)>,
     control: (queue::Sender<FromNode>, queue::Receiver<FromNode>),
     resync: Arc<Resync>,
     health: Arc<Health>,
@@ -123,11 +128,13 @@ impl Fleet {
             (0..PARTITIONS).map(sequencer::new).unzip();
         let inboxes: Arc<[Inbox]> = inboxes.into();
         let (outgoing, outgoing_rx) = queue::bounded(OUTGOING_BYTES);
+        let (outgoing_control, outgoing_control_rx) = queue::bounded(CONTROL_BYTES);
         let health = Arc::new(Health::default());
         let fleet = Arc::new(Fleet {
             origin,
             inboxes: Arc::clone(&inboxes),
             outgoing,
+            outgoing_control,
             health: Arc::clone(&health),
         });
         let tasks = Tasks {
@@ -136,6 +143,7 @@ impl Fleet {
             inboxes,
             sequencers,
             outgoing: outgoing_rx,
+            outgoing_control: outgoing_control_rx,
             control: queue::bounded(CONTROL_BYTES),
             resync: Arc::default(),
             health,
@@ -165,7 +173,12 @@ impl Fleet {
         match event::encode(event) {
             Ok(payload) => {
                 let bytes = payload.len();
-                if self.outgoing.push((index, payload), bytes).is_err() {
+                let lane = if index == CONTROL {
+                    &self.outgoing_control
+                } else {
+                    &self.outgoing
+                };
+                if lane.push((index, payload), bytes).is_err() {
                     metrics::counter!(crate::metrics::FLEET_PUBLISHED, "outcome" => "dropped")
                         .increment(1);
                 }
@@ -208,6 +221,7 @@ impl Tasks {
         }
         let (control_tx, control_rx) = self.control;
         tokio::spawn(publish(self.outgoing, self.seeds.clone()));
+        tokio::spawn(publish(self.outgoing_control, self.seeds.clone()));
         tokio::spawn(run_control(control_rx, Arc::clone(&self.resync), state));
         tokio::spawn(subscribe(
             self.seeds,
