@@ -53,6 +53,8 @@ const RETRY_FIRST: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(1);
 /// How long subscribing every partition may take.
 const SUBSCRIBE_DEADLINE: Duration = Duration::from_secs(10);
+/// How soon a subscription missing some channels tries for all of them again.
+const PARTIAL_RETRY: Duration = Duration::from_secs(5);
 /// How often the subscriber checks that Redis still answers (a link can die silently).
 const PING_EVERY: Duration = Duration::from_secs(5);
 /// What the control task's queue may hold, in bytes.
@@ -334,25 +336,40 @@ async fn subscribe(seeds: Seeds, receivers: Receivers, health: Arc<Health>) {
         };
         match tokio::time::timeout(SUBSCRIBE_DEADLINE, Subscription::open(&seeds, pushes)).await {
             Ok(Ok(mut subscription)) => {
-                health.set(true);
+                let complete = subscription.is_complete();
+                health.set(complete);
                 metrics::counter!(crate::metrics::FLEET_SUBSCRIBED).increment(1);
-                tracing::info!(
-                    partitions = PARTITIONS,
-                    "subscribed to the fleet's channels on Redis"
-                );
+                if complete {
+                    tracing::info!("subscribed to the fleet's channels on Redis");
+                } else if was_up {
+                    tracing::warn!(
+                        "some of the fleet's channels are unreachable on Redis (a shard down?); their messages come from the store's sweeps meanwhile"
+                    );
+                }
                 receivers.resync();
                 pause = RETRY_FIRST;
-                was_up = true;
+                was_up = complete;
                 let mut ping = tokio::time::interval(PING_EVERY);
                 ping.tick().await;
+                // A partial subscription tries for the rest again after a while.
+                let partial = tokio::time::sleep(if complete {
+                    Duration::MAX / 4
+                } else {
+                    PARTIAL_RETRY
+                });
+                tokio::pin!(partial);
                 loop {
                     tokio::select! {
                         () = broken.notified() => break,
+                        () = &mut partial => break,
                         _ = ping.tick() => if let Err(error) = subscription.ping().await {
                             tracing::debug!(%error, "Redis stopped answering");
                             break;
                         },
                     }
+                }
+                if !complete {
+                    continue;
                 }
                 health.set(false);
                 tracing::warn!("lost the link to Redis; serving local clients, resubscribing");
