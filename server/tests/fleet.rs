@@ -1,0 +1,320 @@
+//! A fleet of `quibble serve --postgres URL --redis URL` nodes end to end: real processes on one
+//! PostgreSQL database and a real Redis (or a three-master Redis Cluster), clients spread over
+//! the nodes and both transports in shared rooms and DMs. Every member receives every message
+//! exactly once and in the same order — with all parts up, when a node is SIGKILLed (its clients
+//! reconnect elsewhere and resume), when Redis dies and comes back (back-fill, no reconnects),
+//! on Redis Cluster, and when PostgreSQL stops for a while (retryable refusals, resends).
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use quibble_protocol::ConversationId;
+use quibble_test_support::postgres::Postgres;
+use quibble_test_support::redis::{Redis, RedisCluster};
+use support::fleet::{Fleet, Member, Outcome, Traffic, Transport, await_fanout, check, run_all};
+
+/// How long a member may take in all (each run's traffic takes a few seconds).
+const MEMBER_LIMIT: Duration = Duration::from_secs(45);
+
+/// A new database on the test binary's shared PostgreSQL.
+async fn fresh_database() -> String {
+    tokio::task::spawn_blocking(|| Postgres::shared().fresh_database())
+        .await
+        .unwrap()
+}
+
+/// Sign `names` up, user `i` on node `i % nodes` (any node serves any account); their tokens.
+async fn sign_up(fleet: &Fleet, names: &[&str]) -> Vec<String> {
+    let live: Vec<_> = fleet.live().map(|(_, node)| node.api()).collect();
+    let mut tokens = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        tokens.push(live[i % live.len()].signup(name).await);
+    }
+    tokens
+}
+
+/// Member `i`: home node `i % nodes`, WebTransport on even `i`, WebSocket on odd ones.
+fn member(
+    i: usize,
+    names: &[&str],
+    tokens: &[String],
+    nodes: usize,
+    conversations: Vec<ConversationId>,
+    sends: u64,
+) -> Member {
+    Member {
+        name: names[i].to_owned(),
+        token: tokens[i].clone(),
+        home: i % nodes,
+        transport: if i.is_multiple_of(2) {
+            Transport::WebTransport
+        } else {
+            Transport::WebSocket
+        },
+        conversations,
+        sends,
+    }
+}
+
+fn assert_no_problems(problems: Vec<String>) {
+    assert!(
+        problems.is_empty(),
+        "{} problems:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
+
+fn assert_no_reconnects<'a>(outcomes: impl IntoIterator<Item = &'a Outcome>) {
+    for o in outcomes {
+        assert_eq!(
+            (o.reconnects, o.rejoins),
+            (0, 0),
+            "{} had to reconnect or rejoin (sessions with nodes {:?})",
+            o.name,
+            o.nodes
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_deliver_every_message_once_in_order() {
+    let database = fresh_database().await;
+    let redis = tokio::task::spawn_blocking(Redis::start).await.unwrap();
+    let fleet = Fleet::start(3, &database, &[redis.url()]);
+    let names = ["ann", "ben", "cat", "dan", "eve", "fay"];
+    let tokens = sign_up(&fleet, &names).await;
+    let api = fleet.node(0).api();
+    let room = api.create_room(&tokens[0], "lobby").await;
+    // ann (node 0, WebTransport) and ben (node 1, WebSocket); cat (node 2, WebTransport) and
+    // dan (node 0, WebSocket).
+    let dms = [
+        api.befriend(&tokens[0], &tokens[1], "ann", "ben").await,
+        api.befriend(&tokens[2], &tokens[3], "cat", "dan").await,
+    ];
+    let members: Vec<Member> = (0..names.len())
+        .map(|i| {
+            let mut conversations = vec![room];
+            conversations.extend(dms.get(i / 2).copied());
+            member(i, &names, &tokens, 3, conversations, 30)
+        })
+        .collect();
+    let traffic = Arc::new(Traffic::new(
+        fleet.ports(),
+        &members,
+        Duration::from_millis(15),
+        MEMBER_LIMIT,
+    ));
+    assert_eq!(traffic.expected[&room], 180);
+    let outcomes = run_all(members.clone(), traffic.clone()).await;
+    assert_no_problems(check(&fleet, &traffic, &members, &outcomes).await);
+    assert_no_reconnects(&outcomes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_loses_only_its_connections() {
+    let database = fresh_database().await;
+    let redis = tokio::task::spawn_blocking(Redis::start).await.unwrap();
+    let mut fleet = Fleet::start(3, &database, &[redis.url()]);
+    let names = ["ann", "ben", "cat", "dan", "eve", "fay"];
+    let tokens = sign_up(&fleet, &names).await;
+    let api = fleet.node(0).api();
+    let room = api.create_room(&tokens[0], "lobby").await;
+    // cat (node 2, WebTransport) and dan (node 0, WebSocket): a DM across the node that dies.
+    let dm = api.befriend(&tokens[2], &tokens[3], "cat", "dan").await;
+    let members: Vec<Member> = (0..names.len())
+        .map(|i| {
+            let mut conversations = vec![room];
+            if i == 2 || i == 3 {
+                conversations.push(dm);
+            }
+            member(i, &names, &tokens, 3, conversations, 40)
+        })
+        .collect();
+    let traffic = Arc::new(Traffic::new(
+        fleet.ports(),
+        &members,
+        Duration::from_millis(40),
+        MEMBER_LIMIT,
+    ));
+    let run = tokio::spawn(run_all(members.clone(), traffic.clone()));
+    traffic
+        .await_acked(traffic.total() / 3, Duration::from_secs(30))
+        .await;
+    fleet.kill(2);
+    let outcomes = run.await.unwrap();
+    assert!(
+        traffic.acked.load(Ordering::Relaxed) > traffic.total() / 3,
+        "sends went on after the kill"
+    );
+    assert_no_problems(check(&fleet, &traffic, &members, &outcomes).await);
+    for (m, o) in members.iter().zip(&outcomes) {
+        if m.home == 2 {
+            assert!(
+                o.reconnects >= 1 && o.nodes.last() != Some(&2),
+                "{} ({:?}) went on on another node: sessions with nodes {:?}",
+                o.name,
+                m.transport,
+                o.nodes
+            );
+        } else {
+            assert_no_reconnects([o]);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_and_restarted_mid_traffic() {
+    let database = fresh_database().await;
+    let mut redis = tokio::task::spawn_blocking(Redis::start).await.unwrap();
+    let fleet = Fleet::start(3, &database, &[redis.url()]);
+    for (_, node) in fleet.live() {
+        await_fanout(node, true, Duration::from_secs(10)).await;
+    }
+    let names = ["ann", "ben", "cat", "dan"];
+    let tokens = sign_up(&fleet, &names).await;
+    let api = fleet.node(0).api();
+    let room = api.create_room(&tokens[0], "lobby").await;
+    // ann (node 0, WebTransport) and ben (node 1, WebSocket).
+    let dm = api.befriend(&tokens[0], &tokens[1], "ann", "ben").await;
+    let members: Vec<Member> = (0..names.len())
+        .map(|i| {
+            let mut conversations = vec![room];
+            if i < 2 {
+                conversations.push(dm);
+            }
+            member(i, &names, &tokens, 3, conversations, 60)
+        })
+        .collect();
+    let traffic = Arc::new(Traffic::new(
+        fleet.ports(),
+        &members,
+        Duration::from_millis(40),
+        MEMBER_LIMIT,
+    ));
+    let run = tokio::spawn(run_all(members.clone(), traffic.clone()));
+    traffic
+        .await_acked(traffic.total() / 5, Duration::from_secs(30))
+        .await;
+    redis = tokio::task::spawn_blocking(move || {
+        redis.kill();
+        redis
+    })
+    .await
+    .unwrap();
+    for (_, node) in fleet.live() {
+        let health = await_fanout(node, false, Duration::from_secs(10)).await;
+        assert_eq!(health["status"], "degraded", "{health}");
+    }
+    // PostgreSQL is the store: sends are still acknowledged while Redis is gone.
+    let acked_while_down = traffic.acked.load(Ordering::Relaxed);
+    traffic
+        .await_acked(acked_while_down + 20, Duration::from_secs(10))
+        .await;
+    let _redis = tokio::task::spawn_blocking(move || {
+        redis.start_again();
+        redis
+    })
+    .await
+    .unwrap();
+    for (_, node) in fleet.live() {
+        let health = await_fanout(node, true, Duration::from_secs(15)).await;
+        assert_eq!(health["status"], "ok", "{health}");
+    }
+    let outcomes = run.await.unwrap();
+    assert_no_problems(check(&fleet, &traffic, &members, &outcomes).await);
+    assert_no_reconnects(&outcomes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn works_on_redis_cluster() {
+    let database = fresh_database().await;
+    let cluster = tokio::task::spawn_blocking(RedisCluster::start)
+        .await
+        .unwrap();
+    // Each node is given one cluster node's URL (a different master each).
+    let fleet = Fleet::start(3, &database, &cluster.urls());
+    for (_, node) in fleet.live() {
+        await_fanout(node, true, Duration::from_secs(10)).await;
+    }
+    let names = ["ann", "ben", "cat", "dan"];
+    let tokens = sign_up(&fleet, &names).await;
+    let api = fleet.node(0).api();
+    // Eight rooms, so their partitions land on different masters.
+    let mut rooms = Vec::new();
+    for r in 0..8 {
+        rooms.push(api.create_room(&tokens[0], &format!("room{r}")).await);
+    }
+    let members: Vec<Member> = (0..names.len())
+        .map(|i| member(i, &names, &tokens, 3, rooms.clone(), 5))
+        .collect();
+    let traffic = Arc::new(Traffic::new(
+        fleet.ports(),
+        &members,
+        Duration::from_millis(10),
+        MEMBER_LIMIT,
+    ));
+    let outcomes = run_all(members.clone(), traffic.clone()).await;
+    assert_no_problems(check(&fleet, &traffic, &members, &outcomes).await);
+    assert_no_reconnects(&outcomes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stopped_briefly() {
+    let mut db = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
+    let database = db.fresh_database();
+    let redis = tokio::task::spawn_blocking(Redis::start).await.unwrap();
+    let fleet = Fleet::start(2, &database, &[redis.url()]);
+    let names = ["ann", "ben", "cat", "dan"];
+    let tokens = sign_up(&fleet, &names).await;
+    let api = fleet.node(0).api();
+    let room = api.create_room(&tokens[0], "lobby").await;
+    // ann (node 0, WebTransport) and ben (node 1, WebSocket).
+    let dm = api.befriend(&tokens[0], &tokens[1], "ann", "ben").await;
+    let members: Vec<Member> = (0..names.len())
+        .map(|i| {
+            let mut conversations = vec![room];
+            if i < 2 {
+                conversations.push(dm);
+            }
+            member(i, &names, &tokens, 2, conversations, 40)
+        })
+        .collect();
+    let traffic = Arc::new(Traffic::new(
+        fleet.ports(),
+        &members,
+        Duration::from_millis(40),
+        MEMBER_LIMIT,
+    ));
+    let run = tokio::spawn(run_all(members.clone(), traffic.clone()));
+    traffic
+        .await_acked(traffic.total() / 4, Duration::from_secs(30))
+        .await;
+    db = tokio::task::spawn_blocking(move || {
+        db.shut_down();
+        db
+    })
+    .await
+    .unwrap();
+    // Sends while it is gone end their streams with a retryable error (never an ack).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while traffic.refused.load(Ordering::Relaxed) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no send was refused within 30 s of PostgreSQL stopping"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let _db = tokio::task::spawn_blocking(move || {
+        db.start_again();
+        db
+    })
+    .await
+    .unwrap();
+    let outcomes = run.await.unwrap();
+    assert_no_problems(check(&fleet, &traffic, &members, &outcomes).await);
+}
