@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use quibble_protocol::ConversationId;
 use quibble_test_support::postgres::Postgres;
-use quibble_test_support::redis::{Redis, RedisCluster};
+use quibble_test_support::redis::{Redis, RedisCluster, Reply, command};
 use support::fleet::{Fleet, Member, Outcome, Traffic, Transport, await_fanout, check, run_all};
 
 /// How long a member may take in all (each run's traffic takes a few seconds).
@@ -257,7 +257,25 @@ async fn works_on_redis_cluster() {
         Duration::from_millis(10),
         MEMBER_LIMIT,
     ));
-    let outcomes = run_all(members.clone(), traffic.clone()).await;
+    let run = tokio::spawn(run_all(members.clone(), traffic.clone()));
+    traffic
+        .await_acked(traffic.total() / 2, Duration::from_secs(30))
+        .await;
+    // The nodes' sharded subscriptions are spread over the masters (each on its slot's).
+    let ports = cluster.ports();
+    let carrying = tokio::task::spawn_blocking(move || {
+        ports
+            .iter()
+            .filter(|&&port| {
+                let channels = command(port, &["PUBSUB", "SHARDCHANNELS"]).unwrap();
+                matches!(channels, Reply::Array(names) if !names.is_empty())
+            })
+            .count()
+    })
+    .await
+    .unwrap();
+    assert!(carrying >= 2, "sharded channels on {carrying} of 3 masters");
+    let outcomes = run.await.unwrap();
     assert_no_problems(check(&fleet, &traffic, &members, &outcomes).await);
     assert_no_reconnects(&outcomes);
 }
