@@ -36,6 +36,9 @@ pub struct Config {
     /// everything durable lives there instead of the redb file (the data directory still holds
     /// the certificates and the admin socket).
     pub postgres: Option<String>,
+    /// The fleet's fan-out: Redis URL(s), comma-separated (any node of a Redis Cluster will
+    /// do); needs [`Config::postgres`].
+    pub redis: Option<String>,
 }
 
 /// The store's page cache when none is configured, in MiB.
@@ -208,6 +211,8 @@ pub struct FileConfig {
     // The fleet (issue 10).
     /// The PostgreSQL database to keep everything durable in, instead of the embedded file.
     pub postgres: Option<String>,
+    /// Redis for the fleet's fan-out (with `postgres`).
+    pub redis: Option<String>,
 }
 
 /// The most sends a stream may have in flight to the store, whatever the file says: each holds
@@ -232,6 +237,8 @@ pub enum ConfigError {
     MixedPorts(u16, u16),
     #[error("trusted_proxies: {0:?} is not an address or a network (CIDR)")]
     TrustedProxy(String),
+    #[error("--redis needs --postgres: the nodes of a fleet share one PostgreSQL store")]
+    RedisWithoutPostgres,
 }
 
 impl FileConfig {
@@ -257,6 +264,7 @@ pub struct Overrides {
     pub web_dir: Option<PathBuf>,
     pub metrics_listen: Option<SocketAddr>,
     pub postgres: Option<String>,
+    pub redis: Option<String>,
 }
 
 impl Config {
@@ -347,6 +355,11 @@ impl Config {
                     .map_err(|_| ConfigError::TrustedProxy(entry.clone()))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let postgres = cli.postgres.or(file.postgres.take());
+        let redis = cli.redis.or(file.redis.take());
+        if redis.is_some() && postgres.is_none() {
+            return Err(ConfigError::RedisWithoutPostgres);
+        }
         Ok(Config {
             data_dir: cli
                 .data_dir
@@ -359,7 +372,8 @@ impl Config {
             limits,
             metrics_listen: cli.metrics_listen.or(file.metrics_listen),
             trusted_proxies,
-            postgres: cli.postgres.or(file.postgres),
+            postgres,
+            redis,
         })
     }
 }
@@ -524,6 +538,18 @@ mod tests {
             Config::resolve(FileConfig::default(), mixed),
             Err(ConfigError::MixedPorts(1, 2))
         ));
+        let redis_alone = Overrides {
+            redis: Some("redis://127.0.0.1:6379".into()),
+            ..Overrides::default()
+        };
+        assert!(matches!(
+            Config::resolve(FileConfig::default(), redis_alone),
+            Err(ConfigError::RedisWithoutPostgres)
+        ));
+        let file: FileConfig =
+            toml::from_str("postgres = \"postgres://db/q\"\nredis = \"redis://r:1\"").unwrap();
+        let fleet = Config::resolve(file, Overrides::default()).unwrap();
+        assert_eq!(fleet.redis.as_deref(), Some("redis://r:1"));
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod client_addr;
 pub mod config;
 pub mod enforce;
 pub mod fd_limit;
+pub mod fleet;
 pub mod http;
 pub mod ip_key;
 pub mod logging;

@@ -56,6 +56,10 @@ struct ServeArgs {
     /// postgres://quibble@db:5432/quibble) instead of the embedded file: the fleet's store.
     #[arg(long, env = "QUIBBLE_POSTGRES")]
     postgres: Option<String>,
+    /// Run as a node of a fleet: carry every commit to the other nodes through this Redis (redis://host:port; any node of a Redis Cluster, or several URLs
+    /// comma-separated). Needs --postgres.
+    #[arg(long, env = "QUIBBLE_REDIS")]
+    redis: Option<String>,
 }
 
 /// Threads tokio's blocking pool may hold: store reads run there (at most
@@ -92,6 +96,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             web_dir: args.web_dir,
             metrics_listen: args.metrics_listen,
             postgres: args.postgres,
+            redis: args.redis,
         },
     )?;
     let data_dir = config.data_dir.clone();

@@ -52,6 +52,21 @@ pub const STORE_COMMITTED_REQUESTS: &str = "quibble_store_committed_requests_tot
 /// Messages those commits appended.
 pub const STORE_COMMITTED_MESSAGES: &str = "quibble_store_committed_messages_total";
 
+// The fleet's fan-out over Redis (issue 10, fleet/).
+/// Commits published to the other nodes, by outcome: `ok`, or `dropped` (Redis did not take
+/// them in time; the other nodes back-fill them from the store).
+pub const FLEET_PUBLISHED: &str = "quibble_fleet_published_total";
+/// Jumps in a conversation's seqs that a node back-filled from the store.
+pub const FLEET_GAPS: &str = "quibble_fleet_gaps_total";
+/// Messages a node read back from the store to fill gaps.
+pub const FLEET_BACKFILLED: &str = "quibble_fleet_backfilled_total";
+/// Commits a partition's full inbox refused (recovered by a sweep).
+pub const FLEET_INBOX_FULL: &str = "quibble_fleet_inbox_full_total";
+/// Pub/sub messages from Redis that were not a readable event.
+pub const FLEET_UNREADABLE: &str = "quibble_fleet_unreadable_total";
+/// Times this node (re)subscribed to every partition on Redis.
+pub const FLEET_SUBSCRIBED: &str = "quibble_fleet_subscribed_total";
+
 /// Install the process-wide recorder (once) and return its handle.
 pub fn handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();

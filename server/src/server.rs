@@ -26,6 +26,7 @@ use crate::chat::users::Users;
 use crate::client_addr::TrustedProxies;
 use crate::config::Config;
 use crate::enforce::Enforcement;
+use crate::fleet::{Fleet, Seeds};
 use crate::http::listener::HttpPort;
 use crate::http::login_limit::LoginLimiter;
 use crate::http::signup_limit::SignupLimiter;
@@ -57,6 +58,8 @@ pub enum ServeError {
     Https(#[from] wtransport::tls::rustls::Error),
     #[error("cannot start password hashing: {0}")]
     HashPool(#[from] crate::auth::AuthError),
+    #[error("--redis: {0}")]
+    Redis(#[from] crate::fleet::LinkError),
 }
 
 /// A bound server, ready to run.
@@ -90,13 +93,25 @@ impl Server {
         let hub = Hub::new(Policy::from(&config.limits)); // overload: congestion thresholds
         let users = Users::default();
         let typing = Arc::new(Typing::default());
-        // The store's commit hook gets each commit's messages at once.
-        let committed = crate::chat::committed::Committed {
+        // The store's commit hook gets each commit's messages at once: it delivers them here,
+        // or in fleet mode hands them to the fleet, which delivers them here in seq order with
+        // the other nodes' and publishes them to those nodes.
+        let committed = Arc::new(crate::chat::committed::Committed {
             hub: hub.clone(),
             users: users.clone(),
             typing: Arc::clone(&typing),
+        });
+        let (on_commit, fleet): (CommitHook, _) = match &config.redis {
+            Some(urls) => {
+                let (fleet, tasks, health) = Fleet::new(Seeds::parse(urls)?);
+                let hook = Box::new(move |messages: &[_]| fleet.committed(messages));
+                (hook, Some((tasks, health)))
+            }
+            None => {
+                let committed = Arc::clone(&committed);
+                (Box::new(move |messages| committed.publish(messages)), None)
+            }
         };
-        let on_commit: CommitHook = Box::new(move |messages| committed.publish(messages));
         let store = match &config.postgres {
             Some(url) => Store::connect_postgres(url, on_commit).await?,
             None => Store::open(
@@ -111,6 +126,10 @@ impl Server {
             .map(|(a, _, _)| a.port())
             .ok_or(ServeError::NoAddress)?;
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let fleet_health = fleet.map(|(tasks, health)| {
+            tasks.spawn(committed, store.clone(), shutdown_rx.clone());
+            health
+        });
         let mut endpoints = Vec::new();
         let mut listeners = Vec::new();
         let mut addrs = Vec::new();
@@ -183,6 +202,7 @@ impl Server {
             trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
             // idle (issue 9): the heartbeat sweep's watch list.
             heartbeats: Default::default(),
+            fleet: fleet_health,
         });
         // The IP bans are in force before the first connection is accepted.
         state.reload_ip_bans().await?;

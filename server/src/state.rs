@@ -74,6 +74,9 @@ pub struct Shared {
     // idle (issue 9): one sweep closes silent connections, no timer per connection.
     /// The connections the heartbeat sweep watches ([`crate::chat::heartbeat`]).
     pub heartbeats: crate::chat::heartbeat::Heartbeats,
+    // The fleet (issue 10).
+    /// Whether the fleet's Redis subscriptions are up; `None` on a node without `--redis`.
+    pub fleet: Option<Arc<crate::fleet::Health>>,
 }
 
 impl Shared {

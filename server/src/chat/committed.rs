@@ -5,6 +5,11 @@
 //! all of a commit's messages for a stream queued before its writer runs; a deletion's
 //! tombstone ends a run and is published on its own, in order. Then, per message, the users'
 //! hub sends the conversation's activity and ends the author's typing.
+//!
+//! A fleet node ([`crate::fleet`]) hands over each conversation's messages with how far its
+//! streams have been fed ([`Committed::deliver`]): what is at or below that point was delivered
+//! already (a tombstone there is a deletion); a tombstone above it is the message as it now
+//! reads, delivered in its place.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,18 +31,27 @@ impl Committed {
     /// Fan out one commit's messages (in commit order).
     pub fn publish(&self, messages: &[ChatMessage]) {
         for group in by_conversation(messages) {
-            let mut run: Vec<&ChatMessage> = Vec::with_capacity(group.len());
-            for message in group {
-                if message.is_deleted() {
-                    self.publish_run(&run);
-                    run.clear();
-                    self.hub.publish_deleted(message.conversation, message.seq);
-                } else {
-                    run.push(message);
-                }
-            }
-            self.publish_run(&run);
+            self.deliver(&group, None);
         }
+    }
+
+    /// Fan out messages of ONE conversation in ascending seq order, its live streams fed up to
+    /// `point` ([`Hub::delivery_point`]; `None`: nothing is known delivered, every tombstone is a
+    /// deletion). Messages at or below the point are skipped as delivered.
+    pub fn deliver(&self, messages: &[&ChatMessage], mut point: Option<u64>) {
+        let mut run: Vec<&ChatMessage> = Vec::with_capacity(messages.len());
+        for &message in messages {
+            let delivered = point.is_some_and(|p| message.seq <= p);
+            if message.is_deleted() && (delivered || point.is_none()) {
+                self.publish_run(&run);
+                run.clear();
+                self.hub.publish_deleted(message.conversation, message.seq);
+            } else if !delivered {
+                run.push(message);
+                point = point.map(|_| message.seq);
+            }
+        }
+        self.publish_run(&run);
     }
 
     fn publish_run(&self, run: &[&ChatMessage]) {
@@ -61,7 +75,7 @@ impl Committed {
 
 /// `messages` grouped by conversation, each group in its original order, the groups in the
 /// order of their first message.
-fn by_conversation(messages: &[ChatMessage]) -> Vec<Vec<&ChatMessage>> {
+pub fn by_conversation(messages: &[ChatMessage]) -> Vec<Vec<&ChatMessage>> {
     if let [one] = messages {
         return vec![vec![one]];
     }

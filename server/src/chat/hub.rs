@@ -70,6 +70,13 @@ struct Subscribers {
     congestion: Arc<Congestion>,
 }
 
+impl Subscribers {
+    fn delivery_point(&self) -> Option<u64> {
+        self.head
+            .or_else(|| self.by_key.values().filter_map(|sub| sub.live_after).min())
+    }
+}
+
 struct Subscriber {
     tx: LiveTx,
     /// Whose stream this is.
@@ -248,7 +255,8 @@ impl Hub {
                         Err(SendError::Full) => {}
                     }
                 }
-                // Full, or (never expected) a gap: the stream resumes from the store.
+                // Full, or a gap (a fleet node that could not back-fill it): the stream
+                // resumes from the store.
                 metrics::counter!(crate::metrics::STREAMS_LAGGED).increment(1);
                 sub.tx
                     .send_last(encode_frame(&ServerFrame::Lagged { resume_from: last }));
@@ -318,6 +326,33 @@ impl Hub {
             inner.conversations.remove(&conversation);
             set_gauge(&inner);
         }
+    }
+
+    /// How far `conversation`'s live streams have been fed here: the last seq published while
+    /// it had subscribers, or before anything was, the lowest seq a live stream has sent.
+    /// `None` when nothing here is live in it (no subscribers, or all still replaying: they
+    /// catch up from the store themselves). A fleet node back-fills from the store whatever
+    /// lies between this and the next seq it publishes ([`crate::fleet`]).
+    pub fn delivery_point(&self, conversation: ConversationId) -> Option<u64> {
+        self.lock()
+            .conversations
+            .get(&conversation)
+            .and_then(Subscribers::delivery_point)
+    }
+
+    /// [`Hub::delivery_point`] of every conversation `wanted` picks that has one.
+    pub fn delivery_points(
+        &self,
+        wanted: impl Fn(ConversationId) -> bool,
+    ) -> Vec<(ConversationId, u64)> {
+        self.lock()
+            .conversations
+            .iter()
+            .filter(|(conversation, _)| wanted(**conversation))
+            .filter_map(|(conversation, subscribers)| {
+                Some((*conversation, subscribers.delivery_point()?))
+            })
+            .collect()
     }
 
     /// Conversations with subscribers now.

@@ -27,20 +27,31 @@ pub async fn cert(State(state): State<AppState>) -> Json<CertView> {
 }
 
 /// `GET /healthz`: 200 while the store answers, 503 (with the store's error) while it does
-/// not; the body names the store's engine either way.
+/// not; the body names the store's engine either way. A fleet node adds `fanout`: whether its
+/// Redis subscriptions are up. Without them it still serves its own clients (and back-fills
+/// when Redis returns), so it stays 200, with status `degraded`.
 pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let engine = state.store.engine();
-    match state.store.check().await {
+    let fanout = state.fleet.as_ref().map(|health| health.is_subscribed());
+    let (code, status, store) = match state.store.check().await {
         Ok(()) => (
             StatusCode::OK,
-            Json(json!({ "status": "ok", "store": { "engine": engine, "ok": true } })),
+            if fanout == Some(false) {
+                "degraded"
+            } else {
+                "ok"
+            },
+            json!({ "engine": engine, "ok": true }),
         ),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({
-                "status": "unavailable",
-                "store": { "engine": engine, "ok": false, "error": e.to_string() },
-            })),
+            "unavailable",
+            json!({ "engine": engine, "ok": false, "error": e.to_string() }),
         ),
+    };
+    let mut body = json!({ "status": status, "store": store });
+    if let Some(ok) = fanout {
+        body["fanout"] = json!({ "engine": "redis", "ok": ok });
     }
+    (code, Json(body))
 }

@@ -729,6 +729,18 @@ impl Store {
         }
     }
 
+    /// The highest seq of each of `conversations` (0 for one with no messages or unknown), in
+    /// the order asked, read at one moment: what a fleet node compares its deliveries with.
+    pub async fn heads(
+        &self,
+        conversations: Vec<ConversationId>,
+    ) -> Result<Vec<(ConversationId, u64)>, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.heads(conversations).await,
+            Engine::Postgres(s) => s.heads(conversations).await,
+        }
+    }
+
     /// Up to `limit` messages with seq > `after_seq`, ascending.
     pub async fn messages_after(
         &self,

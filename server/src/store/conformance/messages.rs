@@ -56,6 +56,25 @@ pub(super) async fn append_assigns_seqs_per_conversation<H: Harness>() {
     assert_eq!(t.hooked.messages().len(), 4, "a refused append is not told");
 }
 
+pub(super) async fn heads_are_read_together_in_the_order_asked<H: Harness>() {
+    let t = Fixture::<H>::new().await;
+    let store = &t.store;
+    let alice = user(store, "alice").await;
+    let a = room(store, "a", alice).await;
+    let b = room(store, "b", alice).await;
+    assert_eq!(store.heads(Vec::new()).await.unwrap(), []);
+    for (i, conversation) in [a, b, a, a].into_iter().enumerate() {
+        store
+            .append(conversation, alice, "alice", i as u64, "x")
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store.heads(vec![b, NO_CONVERSATION, a]).await.unwrap(),
+        [(b, 1), (NO_CONVERSATION, 0), (a, 3)]
+    );
+}
+
 pub(super) async fn a_resent_client_id_returns_the_original<H: Harness>() {
     let t = Fixture::<H>::new().await;
     let store = &t.store;

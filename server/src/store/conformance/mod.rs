@@ -70,6 +70,7 @@ macro_rules! suite {
             membership::dms_cannot_be_joined_or_left,
             membership::memberships_are_capped_and_a_refusal_writes_nothing,
             messages::append_assigns_seqs_per_conversation,
+            messages::heads_are_read_together_in_the_order_asked,
             messages::a_resent_client_id_returns_the_original,
             messages::client_ids_are_de_duplicated_per_conversation,
             messages::a_client_id_queued_twice_is_stored_once,

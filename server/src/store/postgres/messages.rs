@@ -75,6 +75,30 @@ impl Postgres {
         read_head(&**self.client().await?, conversation).await
     }
 
+    pub async fn heads(
+        &self,
+        conversations: Vec<ConversationId>,
+    ) -> Result<Vec<(ConversationId, u64)>, StoreError> {
+        let ids: Vec<i64> = conversations.iter().map(|c| to_sql(c.0)).collect();
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT id, head FROM conversations WHERE id = ANY($1)",
+                &[&ids],
+            )
+            .await
+            .map_err(db_error)?;
+        let found: std::collections::HashMap<u64, u64> = rows
+            .iter()
+            .map(|row| (from_sql(row.get(0)), from_sql(row.get(1))))
+            .collect();
+        Ok(conversations
+            .into_iter()
+            .map(|c| (c, found.get(&c.0).copied().unwrap_or(0)))
+            .collect())
+    }
+
     pub async fn messages_after(
         &self,
         conversation: ConversationId,

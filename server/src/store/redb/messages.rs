@@ -71,6 +71,19 @@ impl Redb {
         self.read(move |txn| read_head(txn, conversation)).await
     }
 
+    pub async fn heads(
+        &self,
+        conversations: Vec<ConversationId>,
+    ) -> Result<Vec<(ConversationId, u64)>, StoreError> {
+        self.read(move |txn| {
+            conversations
+                .into_iter()
+                .map(|conversation| Ok((conversation, read_head(txn, conversation)?)))
+                .collect()
+        })
+        .await
+    }
+
     pub async fn messages_after(
         &self,
         conversation: ConversationId,
