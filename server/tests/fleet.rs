@@ -59,12 +59,37 @@ fn member(
     }
 }
 
+/// How many sharded pub/sub channels the Redis on `port` has subscribers on.
+fn shard_channels(port: u16) -> usize {
+    match command(port, &["PUBSUB", "SHARDCHANNELS"]).unwrap() {
+        Reply::Array(names) => names.len(),
+        other => panic!("PUBSUB SHARDCHANNELS: {other:?}"),
+    }
+}
+
 fn assert_no_problems(problems: Vec<String>) {
     assert!(
         problems.is_empty(),
         "{} problems:\n{}",
         problems.len(),
         problems.join("\n")
+    );
+}
+
+/// Live messages arrive through Redis within milliseconds of their commit, not with the nodes'
+/// back-fill sweep (every ~2 s): the median over every member is well under that.
+fn assert_fanned_out_live(outcomes: &[Outcome]) {
+    let mut all: Vec<u64> = outcomes
+        .iter()
+        .flat_map(|o| o.latencies_ms.iter().copied())
+        .collect();
+    all.sort_unstable();
+    assert!(!all.is_empty(), "nothing was delivered live");
+    let median = all[all.len() / 2];
+    assert!(
+        median < 250,
+        "live delivery took {median} ms after the commit (median of {})",
+        all.len()
     );
 }
 
@@ -109,9 +134,20 @@ async fn three_nodes_deliver_every_message_once_in_order() {
         MEMBER_LIMIT,
     ));
     assert_eq!(traffic.expected[&room], 180);
-    let outcomes = run_all(members.clone(), traffic.clone()).await;
+    let run = tokio::spawn(run_all(members.clone(), traffic.clone()));
+    traffic
+        .await_acked(traffic.total() / 2, Duration::from_secs(30))
+        .await;
+    // The fan-out goes through Redis's sharded pub/sub.
+    let port = redis.port();
+    let channels = tokio::task::spawn_blocking(move || shard_channels(port))
+        .await
+        .unwrap();
+    assert!(channels > 0, "no sharded channel subscribed on Redis");
+    let outcomes = run.await.unwrap();
     assert_no_problems(check(&fleet, &traffic, &members, &outcomes).await);
     assert_no_reconnects(&outcomes);
+    assert_fanned_out_live(&outcomes);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,6 +202,43 @@ async fn a_killed_node_loses_only_its_connections() {
     }
 }
 
+/// Kills `redis` (SIGKILL), checks every node says so on `/healthz` and that sends are still
+/// acknowledged (PostgreSQL is the store), keeps it down for at least `down` in all, starts it
+/// again and waits until every node is subscribed again.
+async fn redis_outage(fleet: &Fleet, traffic: &Traffic, mut redis: Redis, down: Duration) -> Redis {
+    let killed = std::time::Instant::now();
+    redis = tokio::task::spawn_blocking(move || {
+        redis.kill();
+        redis
+    })
+    .await
+    .unwrap();
+    for (_, node) in fleet.live() {
+        let health = await_fanout(node, false, Duration::from_secs(10)).await;
+        assert_eq!(health["status"], "degraded", "{health}");
+    }
+    let acked = traffic.acked.load(Ordering::Relaxed);
+    traffic
+        .await_acked(acked + 20, Duration::from_secs(10))
+        .await;
+    tokio::time::sleep(down.saturating_sub(killed.elapsed())).await;
+    assert!(
+        traffic.acked.load(Ordering::Relaxed) < traffic.total(),
+        "the traffic ended before Redis came back: make it longer"
+    );
+    redis = tokio::task::spawn_blocking(move || {
+        redis.start_again();
+        redis
+    })
+    .await
+    .unwrap();
+    for (_, node) in fleet.live() {
+        let health = await_fanout(node, true, Duration::from_secs(15)).await;
+        assert_eq!(health["status"], "ok", "{health}");
+    }
+    redis
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_and_restarted_mid_traffic() {
     let database = fresh_database().await;
@@ -180,50 +253,31 @@ async fn redis_killed_and_restarted_mid_traffic() {
     let room = api.create_room(&tokens[0], "lobby").await;
     // ann (node 0, WebTransport) and ben (node 1, WebSocket).
     let dm = api.befriend(&tokens[0], &tokens[1], "ann", "ben").await;
+    // ~17 s of sends for the two members in the DM (two messages per 55 ms), ~8 s for the others.
     let members: Vec<Member> = (0..names.len())
         .map(|i| {
             let mut conversations = vec![room];
             if i < 2 {
                 conversations.push(dm);
             }
-            member(i, &names, &tokens, 3, conversations, 60)
+            member(i, &names, &tokens, 3, conversations, 150)
         })
         .collect();
     let traffic = Arc::new(Traffic::new(
         fleet.ports(),
         &members,
-        Duration::from_millis(40),
+        Duration::from_millis(55),
         MEMBER_LIMIT,
     ));
     let run = tokio::spawn(run_all(members.clone(), traffic.clone()));
     traffic
-        .await_acked(traffic.total() / 5, Duration::from_secs(30))
+        .await_acked(traffic.total() / 10, Duration::from_secs(30))
         .await;
-    redis = tokio::task::spawn_blocking(move || {
-        redis.kill();
-        redis
-    })
-    .await
-    .unwrap();
-    for (_, node) in fleet.live() {
-        let health = await_fanout(node, false, Duration::from_secs(10)).await;
-        assert_eq!(health["status"], "degraded", "{health}");
-    }
-    // PostgreSQL is the store: sends are still acknowledged while Redis is gone.
-    let acked_while_down = traffic.acked.load(Ordering::Relaxed);
-    traffic
-        .await_acked(acked_while_down + 20, Duration::from_secs(10))
-        .await;
-    let _redis = tokio::task::spawn_blocking(move || {
-        redis.start_again();
-        redis
-    })
-    .await
-    .unwrap();
-    for (_, node) in fleet.live() {
-        let health = await_fanout(node, true, Duration::from_secs(15)).await;
-        assert_eq!(health["status"], "ok", "{health}");
-    }
+    // A short outage (the nodes' publishers retry meanwhile), then one longer than their
+    // publish retry (10 s: what was committed meanwhile is dropped, and the other nodes must
+    // back-fill it from PostgreSQL).
+    redis = redis_outage(&fleet, &traffic, redis, Duration::ZERO).await;
+    let _redis = redis_outage(&fleet, &traffic, redis, Duration::from_secs(11)).await;
     let outcomes = run.await.unwrap();
     assert_no_problems(check(&fleet, &traffic, &members, &outcomes).await);
     assert_no_reconnects(&outcomes);
@@ -265,11 +319,8 @@ async fn works_on_redis_cluster() {
     let ports = cluster.ports();
     let carrying = tokio::task::spawn_blocking(move || {
         ports
-            .iter()
-            .filter(|&&port| {
-                let channels = command(port, &["PUBSUB", "SHARDCHANNELS"]).unwrap();
-                matches!(channels, Reply::Array(names) if !names.is_empty())
-            })
+            .into_iter()
+            .filter(|&port| shard_channels(port) > 0)
             .count()
     })
     .await
@@ -278,6 +329,7 @@ async fn works_on_redis_cluster() {
     let outcomes = run.await.unwrap();
     assert_no_problems(check(&fleet, &traffic, &members, &outcomes).await);
     assert_no_reconnects(&outcomes);
+    assert_fanned_out_live(&outcomes);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -242,6 +242,9 @@ pub struct Outcome {
     pub rejoins: u32,
     /// The nodes it had sessions with, in order.
     pub nodes: Vec<usize>,
+    /// For each message of another author delivered live (not replayed on a join): how long
+    /// after its commit (`sent_at_ms`, the same machine's clock) it arrived, in milliseconds.
+    pub latencies_ms: Vec<u64>,
     /// Whether everything it sent was acknowledged and every conversation reached its head.
     pub finished: bool,
     /// Anything a client should never see (a gap, a duplicate, an ack changing its seq).
@@ -262,6 +265,8 @@ struct Followed {
     joined: bool,
     /// The highest seq received.
     last_seq: u64,
+    /// The head when the stream was last joined: later seqs come live.
+    live_after: u64,
     /// The next client id to send.
     next: u64,
     unacked: BTreeMap<u64, String>,
@@ -288,6 +293,7 @@ impl Member {
             reconnects: 0,
             rejoins: 0,
             nodes: Vec::new(),
+            latencies_ms: Vec::new(),
             finished: false,
             problems: Vec::new(),
         };
@@ -299,6 +305,7 @@ impl Member {
                 stream: 0,
                 joined: false,
                 last_seq: 0,
+                live_after: 0,
                 next: 1,
                 unacked: BTreeMap::new(),
                 retry_at: None,
@@ -511,7 +518,9 @@ impl Member {
                 continue; // a stream given up on
             };
             match frame {
-                ServerFrame::Joined { from_seq, .. } => {
+                ServerFrame::Joined {
+                    from_seq, head_seq, ..
+                } => {
                     if from_seq != f.last_seq {
                         outcome.problems.push(format!(
                             "{}: conversation {} resumed after {from_seq}, asked after {}",
@@ -519,6 +528,7 @@ impl Member {
                         ));
                     }
                     f.joined = true;
+                    f.live_after = head_seq;
                     f.retry_at = (!f.unacked.is_empty()).then(Instant::now);
                 }
                 ServerFrame::Message(m) => {
@@ -529,6 +539,15 @@ impl Member {
                         ));
                     }
                     f.last_seq = f.last_seq.max(m.seq);
+                    if m.seq > f.live_after && m.author_name != self.name {
+                        let now_ms = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .expect("after 1970")
+                            .as_millis() as u64;
+                        outcome
+                            .latencies_ms
+                            .push(now_ms.saturating_sub(m.sent_at_ms));
+                    }
                     outcome.received.entry(f.id).or_default().push(m);
                 }
                 ServerFrame::Sent { client_id, seq, .. } => {
@@ -613,6 +632,21 @@ pub async fn check(
     members: &[Member],
     outcomes: &[Outcome],
 ) -> Vec<String> {
+    for o in outcomes {
+        eprintln!(
+            "{}: sessions with nodes {:?}, {} rejoins, {} acks, live delivery after commit (ms) \
+             {:?}",
+            o.name,
+            o.nodes,
+            o.rejoins,
+            o.acked.len(),
+            percentiles(o)
+        );
+    }
+    eprintln!(
+        "{} streams refused (retryable) in all",
+        traffic.refused.load(Ordering::Relaxed)
+    );
     let mut problems: Vec<String> = outcomes
         .iter()
         .flat_map(|o| o.problems.iter().cloned())
@@ -713,4 +747,12 @@ pub async fn check(
 
 fn seqs(messages: &[ChatMessage]) -> Vec<u64> {
     messages.iter().map(|m| m.seq).collect()
+}
+
+/// The 50th and 90th percentiles and the maximum of `outcome`'s live delivery times, in ms.
+pub fn percentiles(outcome: &Outcome) -> [u64; 3] {
+    let mut sorted = outcome.latencies_ms.clone();
+    sorted.sort_unstable();
+    let at = |q: usize| sorted.get(sorted.len() * q / 100).copied().unwrap_or(0);
+    [at(50), at(90), sorted.last().copied().unwrap_or(0)]
 }
