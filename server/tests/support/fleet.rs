@@ -180,8 +180,8 @@ impl Traffic {
     pub fn new(ports: Vec<u16>, members: &[Member], pace: Duration, limit: Duration) -> Traffic {
         let mut expected = HashMap::new();
         for member in members {
-            for conversation in &member.conversations {
-                *expected.entry(*conversation).or_default() += member.sends;
+            for &(conversation, sends) in &member.conversations {
+                *expected.entry(conversation).or_default() += sends;
             }
         }
         Traffic {
@@ -221,10 +221,9 @@ pub struct Member {
     /// The node it connects to first (an index into [`Traffic::ports`]).
     pub home: usize,
     pub transport: Transport,
-    /// The conversations it joins, each on its own stream, and sends in.
-    pub conversations: Vec<ConversationId>,
-    /// Messages it sends in each conversation (client ids 1..=sends).
-    pub sends: u64,
+    /// The conversations it joins, each on its own stream, and how many messages it sends in
+    /// each (client ids 1..=n).
+    pub conversations: Vec<(ConversationId, u64)>,
 }
 
 /// What a member saw.
@@ -242,9 +241,10 @@ pub struct Outcome {
     pub rejoins: u32,
     /// The nodes it had sessions with, in order.
     pub nodes: Vec<usize>,
-    /// For each message of another author delivered live (not replayed on a join): how long
-    /// after its commit (`sent_at_ms`, the same machine's clock) it arrived, in milliseconds.
-    pub latencies_ms: Vec<u64>,
+    /// For each message of another author delivered live (not replayed on a join), per
+    /// conversation: how long after its commit (`sent_at_ms`, the same machine's clock) it
+    /// arrived, in milliseconds.
+    pub latencies_ms: HashMap<ConversationId, Vec<u64>>,
     /// Whether everything it sent was acknowledged and every conversation reached its head.
     pub finished: bool,
     /// Anything a client should never see (a gap, a duplicate, an ack changing its seq).
@@ -263,6 +263,8 @@ struct Followed {
     id: ConversationId,
     stream: u64,
     joined: bool,
+    /// How many messages to send.
+    sends: u64,
     /// The highest seq received.
     last_seq: u64,
     /// The head when the stream was last joined: later seqs come live.
@@ -282,6 +284,18 @@ enum Ended {
 }
 
 impl Member {
+    pub fn follows(&self, conversation: ConversationId) -> bool {
+        self.conversations.iter().any(|&(c, _)| c == conversation)
+    }
+
+    /// How many messages it sends in `conversation`.
+    pub fn sends_in(&self, conversation: ConversationId) -> u64 {
+        self.conversations
+            .iter()
+            .find_map(|&(c, sends)| (c == conversation).then_some(sends))
+            .unwrap_or(0)
+    }
+
     /// Follow and send until everything is acknowledged and every conversation reached its
     /// expected head, or [`Traffic::limit`] runs out.
     pub async fn run(self, traffic: Arc<Traffic>) -> Outcome {
@@ -293,15 +307,16 @@ impl Member {
             reconnects: 0,
             rejoins: 0,
             nodes: Vec::new(),
-            latencies_ms: Vec::new(),
+            latencies_ms: HashMap::new(),
             finished: false,
             problems: Vec::new(),
         };
         let mut followed: Vec<Followed> = self
             .conversations
             .iter()
-            .map(|&id| Followed {
+            .map(|&(id, sends)| Followed {
                 id,
+                sends,
                 stream: 0,
                 joined: false,
                 last_seq: 0,
@@ -371,7 +386,7 @@ impl Member {
                     f.last_seq,
                     traffic.expected[&f.id],
                     f.next - 1,
-                    self.sends,
+                    f.sends,
                     f.unacked.keys().collect::<Vec<_>>()
                 )
             })
@@ -402,7 +417,7 @@ impl Member {
         let mut turn = 0;
         loop {
             let done = followed.iter().all(|f| {
-                f.next > self.sends && f.unacked.is_empty() && f.last_seq >= traffic.expected[&f.id]
+                f.next > f.sends && f.unacked.is_empty() && f.last_seq >= traffic.expected[&f.id]
             });
             if done {
                 return Ended::Done;
@@ -455,7 +470,7 @@ impl Member {
                 let count = followed.len();
                 for step in 0..count {
                     let f = &mut followed[(turn + step) % count];
-                    if f.joined && f.next <= self.sends && f.unacked.len() < WINDOW {
+                    if f.joined && f.next <= f.sends && f.unacked.len() < WINDOW {
                         let body = format!("{} #{} in {}", self.name, f.next, f.id.0);
                         frames.push((
                             f.stream,
@@ -546,6 +561,8 @@ impl Member {
                             .as_millis() as u64;
                         outcome
                             .latencies_ms
+                            .entry(f.id)
+                            .or_default()
                             .push(now_ms.saturating_sub(m.sent_at_ms));
                     }
                     outcome.received.entry(f.id).or_default().push(m);
@@ -660,7 +677,7 @@ pub async fn check(
         let expected = traffic.expected[&conversation];
         let reader = members
             .iter()
-            .find(|m| m.conversations.contains(&conversation))
+            .find(|m| m.follows(conversation))
             .expect("a member follows each conversation");
         let mut reference: Option<Vec<ChatMessage>> = None;
         for (i, node) in fleet.live() {
@@ -697,7 +714,7 @@ pub async fn check(
         }
         let mut acks = 0;
         for (member, o) in members.iter().zip(outcomes) {
-            if !member.conversations.contains(&conversation) {
+            if !member.follows(conversation) {
                 continue;
             }
             for (&(c, client_id), &seq) in &o.acked {
@@ -751,7 +768,7 @@ fn seqs(messages: &[ChatMessage]) -> Vec<u64> {
 
 /// The 50th and 90th percentiles and the maximum of `outcome`'s live delivery times, in ms.
 pub fn percentiles(outcome: &Outcome) -> [u64; 3] {
-    let mut sorted = outcome.latencies_ms.clone();
+    let mut sorted: Vec<u64> = outcome.latencies_ms.values().flatten().copied().collect();
     sorted.sort_unstable();
     let at = |q: usize| sorted.get(sorted.len() * q / 100).copied().unwrap_or(0);
     [at(50), at(90), sorted.last().copied().unwrap_or(0)]
