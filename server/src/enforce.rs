@@ -28,6 +28,7 @@ use crate::admin::ops::rfc3339;
 use crate::auth::TokenHash;
 use crate::chat::stream::CloseReason;
 use crate::chat::users::Peer;
+use crate::fleet::control::Control;
 use crate::state::Shared;
 use crate::store::{IpBan, StoreError};
 use crate::tls::unix_ms;
@@ -100,8 +101,26 @@ pub fn code_for_version(code: ErrorCode, version: u16) -> ErrorCode {
 
 impl Shared {
     /// Ends every live connection of `user`, except those authenticated with `except`, with
-    /// `code` and `reason`. Call once the change (ban, revoked sessions) is committed.
+    /// `code` and `reason`, here and on every other node of a fleet. Call once the change (ban,
+    /// revoked sessions) is committed.
     pub fn close_user(
+        &self,
+        user: UserId,
+        except: Option<TokenHash>,
+        code: ErrorCode,
+        reason: &str,
+    ) {
+        self.tell_fleet(Control::CloseUser {
+            user,
+            except: except.map(|t| t.0),
+            code,
+            reason: reason.to_owned(),
+        });
+        self.close_user_here(user, except, code, reason);
+    }
+
+    /// [`Shared::close_user`] on this node only.
+    pub fn close_user_here(
         &self,
         user: UserId,
         except: Option<TokenHash>,
@@ -115,9 +134,19 @@ impl Shared {
         tracing::info!(user = user.0, %code, ended, "closed a user's live connections");
     }
 
-    /// Ends every live connection authenticated with `token`. Call once the session is gone
-    /// from the store.
+    /// Ends every live connection authenticated with `token`, here and on every other node of
+    /// a fleet. Call once the session is gone from the store.
     pub fn close_session(&self, token: TokenHash, code: ErrorCode, reason: &str) {
+        self.tell_fleet(Control::CloseSession {
+            token: token.0,
+            code,
+            reason: reason.to_owned(),
+        });
+        self.close_session_here(token, code, reason);
+    }
+
+    /// [`Shared::close_session`] on this node only.
+    pub fn close_session_here(&self, token: TokenHash, code: ErrorCode, reason: &str) {
         self.enforcement.revocations.fetch_add(1, Ordering::SeqCst);
         let ended = self
             .users
@@ -156,7 +185,7 @@ impl Shared {
     }
 
     /// Reads the active IP bans from the store and sets them ([`Shared::set_ip_bans`]): at
-    /// start, and after every change to them.
+    /// start, and after every change to them (here or, in a fleet, on another node).
     pub async fn reload_ip_bans(&self) -> Result<(), StoreError> {
         let _serial = self.enforcement.reloading.lock().await;
         let bans = self

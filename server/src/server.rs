@@ -26,6 +26,7 @@ use crate::chat::users::Users;
 use crate::client_addr::TrustedProxies;
 use crate::config::Config;
 use crate::enforce::Enforcement;
+use crate::fleet::control::Control;
 use crate::fleet::{Fleet, Seeds};
 use crate::http::listener::HttpPort;
 use crate::http::login_limit::LoginLimiter;
@@ -96,20 +97,24 @@ impl Server {
         // The store's commit hook gets each commit's messages at once: it delivers them here,
         // or in fleet mode hands them to the fleet, which delivers them here in seq order with
         // the other nodes' and publishes them to those nodes.
+        let fleet = match &config.redis {
+            Some(urls) => Some(Fleet::new(Seeds::parse(urls)?)),
+            None => None,
+        };
         let committed = Arc::new(crate::chat::committed::Committed {
             hub: hub.clone(),
             users: users.clone(),
             typing: Arc::clone(&typing),
+            fleet: fleet.as_ref().map(|(fleet, _)| Arc::clone(fleet)),
         });
-        let (on_commit, fleet): (CommitHook, _) = match &config.redis {
-            Some(urls) => {
-                let (fleet, tasks, health) = Fleet::new(Seeds::parse(urls)?);
-                let hook = Box::new(move |messages: &[_]| fleet.committed(messages));
-                (hook, Some((tasks, health)))
+        let on_commit: CommitHook = match &fleet {
+            Some((fleet, _)) => {
+                let fleet = Arc::clone(fleet);
+                Box::new(move |messages| fleet.committed(messages))
             }
             None => {
                 let committed = Arc::clone(&committed);
-                (Box::new(move |messages| committed.publish(messages)), None)
+                Box::new(move |messages| committed.publish(messages))
             }
         };
         let store = match &config.postgres {
@@ -126,10 +131,6 @@ impl Server {
             .map(|(a, _, _)| a.port())
             .ok_or(ServeError::NoAddress)?;
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let fleet_health = fleet.map(|(tasks, health)| {
-            tasks.spawn(committed, store.clone(), shutdown_rx.clone());
-            health
-        });
         let mut endpoints = Vec::new();
         let mut listeners = Vec::new();
         let mut addrs = Vec::new();
@@ -202,8 +203,11 @@ impl Server {
             trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
             // idle (issue 9): the heartbeat sweep's watch list.
             heartbeats: Default::default(),
-            fleet: fleet_health,
+            fleet: fleet.as_ref().map(|(fleet, _)| Arc::clone(fleet)),
         });
+        if let Some((_, tasks)) = fleet {
+            tasks.spawn(committed, state.clone(), shutdown.subscribe());
+        }
         // The IP bans are in force before the first connection is accepted.
         state.reload_ip_bans().await?;
         let metrics = match config.metrics_listen {
@@ -341,7 +345,15 @@ async fn end_typing(state: AppState) {
     loop {
         let now = ticker.tick().await;
         for (user, conversation) in state.typing.sweep(now) {
-            state.users.typing(conversation, user, false);
+            if let Some(username) = state.users.name_of(user) {
+                state.tell_fleet(Control::Typing {
+                    conversation,
+                    user,
+                    username: username.clone(),
+                    typing: false,
+                });
+                state.users.typing_as(conversation, user, &username, false);
+            }
         }
     }
 }

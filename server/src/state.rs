@@ -75,8 +75,8 @@ pub struct Shared {
     /// The connections the heartbeat sweep watches ([`crate::chat::heartbeat`]).
     pub heartbeats: crate::chat::heartbeat::Heartbeats,
     // The fleet (issue 10).
-    /// Whether the fleet's Redis subscriptions are up; `None` on a node without `--redis`.
-    pub fleet: Option<Arc<crate::fleet::Health>>,
+    /// This node's side of the fleet (control events, health); `None` without `--redis`.
+    pub fleet: Option<Arc<crate::fleet::Fleet>>,
 }
 
 impl Shared {

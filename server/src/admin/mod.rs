@@ -16,6 +16,7 @@ use std::time::SystemTime;
 
 use quibble_protocol::{ErrorCode, UserId};
 
+use crate::fleet::control::Control;
 use crate::state::AppState;
 use crate::store::Actor;
 use crate::tls::unix_ms;
@@ -36,6 +37,7 @@ pub async fn perform(state: &AppState, actor: Actor, op: Operation) -> Result<Ou
             &ops::ban_message(&ban.reason, ban.until_ms),
         ),
         Outcome::IpBan(_) | Outcome::IpBanRemoved(_) => {
+            state.tell_fleet(Control::IpBansChanged);
             if let Err(e) = state.reload_ip_bans().await {
                 tracing::error!("cannot reload the IP bans: {e}");
             }

@@ -19,12 +19,17 @@ use quibble_protocol::wire::{ChatMessage, ConversationId};
 use crate::chat::hub::Hub;
 use crate::chat::typing::Typing;
 use crate::chat::users::Users;
+use crate::fleet::Fleet;
+use crate::fleet::control::Control;
 
 /// The live side of the store's commits.
 pub struct Committed {
     pub hub: Hub,
     pub users: Users,
     pub typing: Arc<Typing>,
+    /// On a fleet node: where an author's typing, ended by their message, is told to the
+    /// other nodes.
+    pub fleet: Option<Arc<Fleet>>,
 }
 
 impl Committed {
@@ -68,6 +73,14 @@ impl Committed {
             if self.typing.stop(message.author, message.conversation) {
                 self.users
                     .typing(message.conversation, message.author, false);
+                if let Some(fleet) = &self.fleet {
+                    fleet.publish_control(&Control::Typing {
+                        conversation: message.conversation,
+                        user: message.author,
+                        username: message.author_name.clone(),
+                        typing: false,
+                    });
+                }
             }
         }
     }

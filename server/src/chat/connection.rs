@@ -40,6 +40,7 @@ use crate::chat::stream::{
 };
 use crate::chat::stream_set::StreamSet;
 use crate::chat::users::{Peer, Registration, summary_frame};
+use crate::fleet::control::Control;
 use crate::state::AppState;
 use crate::store::{ConversationKind, StoreError, User, WelcomeView};
 use crate::tls::unix_ms;
@@ -539,6 +540,10 @@ async fn receipt(
         if stored != now
             && let Some(summary) = state.store.summary(user.id, conversation).await?
         {
+            state.tell_fleet(Control::Receipt {
+                user: user.id,
+                conversation,
+            });
             state.users.receipt(user.id, &summary);
         }
         Ok(())
@@ -556,6 +561,12 @@ async fn typing(
         .await
         .map_err(refused)?;
     if state.typing.start(user.id, conversation, Instant::now()) {
+        state.tell_fleet(Control::Typing {
+            conversation,
+            user: user.id,
+            username: user.username.clone(),
+            typing: true,
+        });
         state.users.typing(conversation, user.id, true);
     }
     Ok(())

@@ -500,17 +500,35 @@ impl Users {
     /// `user` started (`typing`) or stopped typing in `conversation`: the other online members
     /// hear it.
     pub fn typing(&self, conversation: ConversationId, user: UserId, typing: bool) {
+        if let Some(username) = self.name_of(user) {
+            self.typing_as(conversation, user, &username, typing);
+        }
+    }
+
+    /// The name of `user`, if they are online here or were since the start (the typing of
+    /// someone who just left may run out after they are gone).
+    pub fn name_of(&self, user: UserId) -> Option<String> {
+        let inner = self.lock();
+        match (inner.online.get(&user), inner.last_seen.get(&user)) {
+            (Some(online), _) => Some(online.username.clone()),
+            (None, Some((_, name))) => Some(name.clone()),
+            (None, None) => None,
+        }
+    }
+
+    /// [`Users::typing`] of a user known by name (one online on another node of a fleet).
+    pub fn typing_as(
+        &self,
+        conversation: ConversationId,
+        user: UserId,
+        username: &str,
+        typing: bool,
+    ) {
         let mut inner = self.lock();
-        // The typing of someone who just left may run out after they are gone.
-        let username = match (inner.online.get(&user), inner.last_seen.get(&user)) {
-            (Some(online), _) => online.username.clone(),
-            (None, Some((_, name))) => name.clone(),
-            (None, None) => return,
-        };
         let frame = encode_frame(&ServerFrame::Typing {
             conversation,
             user,
-            username,
+            username: username.to_owned(),
             typing,
         });
         let others: Vec<UserId> = inner
@@ -565,6 +583,17 @@ impl Users {
             )));
             self.lock().push_all([member], &frame);
         }
+    }
+
+    /// The sessions of every live connection, each once.
+    pub fn sessions(&self) -> Vec<TokenHash> {
+        let inner = self.lock();
+        let sessions: HashSet<TokenHash> = inner
+            .online
+            .values()
+            .flat_map(|online| online.connections.values().map(|c| c.peer.token))
+            .collect();
+        sessions.into_iter().collect()
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {

@@ -8,6 +8,8 @@ use bytes::Bytes;
 use quibble_protocol::ChatMessage;
 use serde::{Deserialize, Serialize};
 
+use super::control::Control;
+
 /// The first byte of every encoded event.
 pub const FORMAT: u8 = 1;
 
@@ -20,6 +22,8 @@ pub enum Event {
         origin: u64,
         messages: Vec<ChatMessage>,
     },
+    /// A fleet-wide action ([`crate::fleet::control`]), on the control channel.
+    Control { origin: u64, control: Control },
 }
 
 /// [`Event`] as it is written, borrowing the commit's messages (encodes the same bytes).
@@ -28,6 +32,10 @@ pub enum EventRef<'a> {
     Committed {
         origin: u64,
         messages: &'a [&'a ChatMessage],
+    },
+    Control {
+        origin: u64,
+        control: &'a Control,
     },
 }
 
@@ -88,6 +96,25 @@ mod tests {
                 origin: 42,
                 messages: messages.to_vec()
             }
+        );
+    }
+
+    #[test]
+    fn a_control_event_reads_back_as_written() {
+        let control = Control::CloseUser {
+            user: UserId(5),
+            except: Some([7; 32]),
+            code: quibble_protocol::ErrorCode::Banned,
+            reason: "spam".into(),
+        };
+        let bytes = encode(&EventRef::Control {
+            origin: 9,
+            control: &control,
+        })
+        .unwrap();
+        assert_eq!(
+            decode(&bytes).unwrap(),
+            Event::Control { origin: 9, control }
         );
     }
 

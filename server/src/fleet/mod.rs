@@ -10,8 +10,11 @@
 //! the other nodes' commits to the sequencers; when the link breaks it resubscribes (topology
 //! first, one channel per command) and has every sequencer sweep, since whatever was published
 //! meanwhile is lost. The sequencers ([`sequencer`]) drop what was delivered and back-fill gaps
-//! from the store, so streams never see a gap or a duplicate.
+//! from the store, so streams never see a gap or a duplicate. Control events (bans, sign-outs,
+//! typing, ...: [`control`]) travel on one more channel, applied by one more task; after a
+//! resubscribe it re-checks what they may have missed ([`control::resync`]).
 
+pub mod control;
 mod event;
 mod partition;
 mod queue;
@@ -31,9 +34,10 @@ use tokio::time::Instant;
 pub use redis_link::{LinkError, Seeds};
 
 use crate::chat::committed::Committed;
-use crate::store::Store;
+use crate::state::AppState;
+use control::Control;
 use event::{Event, EventRef};
-use partition::{PARTITIONS, partition_of};
+use partition::{CONTROL, PARTITIONS, partition_of};
 use redis_link::{Publisher, PushCallback, Subscription};
 use sequencer::{Inbox, Sequencer};
 
@@ -50,6 +54,8 @@ const RETRY_MAX: Duration = Duration::from_secs(1);
 const SUBSCRIBE_DEADLINE: Duration = Duration::from_secs(10);
 /// How often the subscriber checks that Redis still answers (a link can die silently).
 const PING_EVERY: Duration = Duration::from_secs(5);
+/// What the control task's queue may hold, in bytes.
+const CONTROL_BYTES: usize = 1 << 20;
 
 /// The node's side of the fleet, as the store's commit hook uses it.
 pub struct Fleet {
@@ -57,6 +63,7 @@ pub struct Fleet {
     origin: u64,
     inboxes: Arc<[Inbox]>,
     outgoing: queue::Sender<(usize, Bytes)>,
+    health: Arc<Health>,
 }
 
 /// Whether the node is subscribed to every partition now (for `/healthz`).
@@ -75,39 +82,83 @@ impl Health {
     }
 }
 
-/// The fleet's tasks, made before the store (whose hook feeds them) and started after it.
+/// The fleet's tasks, made before the store (whose hook feeds them) and started once the
+/// node's state exists.
 pub struct Tasks {
     origin: u64,
     seeds: Seeds,
     inboxes: Arc<[Inbox]>,
     sequencers: Vec<Sequencer>,
     outgoing: queue::Receiver<(usize, Bytes)>,
+    control: (queue::Sender<Control>, queue::Receiver<Control>),
+    resync: Arc<Resync>,
     health: Arc<Health>,
+}
+
+/// Set when the node (re)subscribed or a control event was lost: the control task re-checks
+/// ([`control::resync`]) once it has applied what is queued.
+#[derive(Default)]
+struct Resync {
+    wanted: AtomicBool,
+    wake: Notify,
+}
+
+impl Resync {
+    fn want(&self) {
+        self.wanted.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
 }
 
 impl Fleet {
     /// A node of the fleet whose Redis is reached through `seeds`.
-    pub fn new(seeds: Seeds) -> (Fleet, Tasks, Arc<Health>) {
+    pub fn new(seeds: Seeds) -> (Arc<Fleet>, Tasks) {
         let origin = rand::random();
         let (inboxes, sequencers): (Vec<Inbox>, Vec<Sequencer>) =
             (0..PARTITIONS).map(sequencer::new).unzip();
         let inboxes: Arc<[Inbox]> = inboxes.into();
         let (outgoing, outgoing_rx) = queue::bounded(OUTGOING_BYTES);
         let health = Arc::new(Health::default());
-        let fleet = Fleet {
+        let fleet = Arc::new(Fleet {
             origin,
             inboxes: Arc::clone(&inboxes),
             outgoing,
-        };
+            health: Arc::clone(&health),
+        });
         let tasks = Tasks {
             origin,
             seeds,
             inboxes,
             sequencers,
             outgoing: outgoing_rx,
-            health: Arc::clone(&health),
+            control: queue::bounded(CONTROL_BYTES),
+            resync: Arc::default(),
+            health,
         };
-        (fleet, tasks, health)
+        (fleet, tasks)
+    }
+
+    /// Whether the node is subscribed to every channel on Redis now (for `/healthz`).
+    pub fn is_subscribed(&self) -> bool {
+        self.health.is_subscribed()
+    }
+
+    /// Publish `control` to the other nodes (best effort: see [`control`]).
+    pub fn publish_control(&self, control: &Control) {
+        let event = EventRef::Control {
+            origin: self.origin,
+            control,
+        };
+        match event::encode(&event) {
+            Ok(payload) => {
+                let bytes = payload.len();
+                if self.outgoing.push((CONTROL, payload), bytes).is_err() {
+                    metrics::counter!(crate::metrics::FLEET_PUBLISHED, "outcome" => "dropped")
+                        .increment(1);
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot encode a control event for the fleet"),
+        }
     }
 
     /// The store's commit hook: deliver here, and publish to the other nodes.
@@ -141,20 +192,79 @@ impl Fleet {
 }
 
 impl Tasks {
-    /// Start the sequencers, the publisher and the subscriber, delivering through `committed`
-    /// and back-filling from `store`, until `shutdown`.
-    pub fn spawn(self, committed: Arc<Committed>, store: Store, shutdown: watch::Receiver<bool>) {
+    /// Start the sequencers (delivering through `committed`, back-filling from the store), the
+    /// publisher, the subscriber and the control task, until `shutdown`.
+    pub fn spawn(
+        self,
+        committed: Arc<Committed>,
+        state: AppState,
+        shutdown: watch::Receiver<bool>,
+    ) {
         for sequencer in self.sequencers {
-            tokio::spawn(sequencer.run(Arc::clone(&committed), store.clone(), shutdown.clone()));
+            tokio::spawn(sequencer.run(
+                Arc::clone(&committed),
+                state.store.clone(),
+                shutdown.clone(),
+            ));
         }
+        let (control_tx, control_rx) = self.control;
         tokio::spawn(publish(self.outgoing, self.seeds.clone(), shutdown.clone()));
+        tokio::spawn(run_control(
+            control_rx,
+            Arc::clone(&self.resync),
+            state,
+            shutdown.clone(),
+        ));
         tokio::spawn(subscribe(
             self.seeds,
-            self.inboxes,
-            self.origin,
+            Receivers {
+                inboxes: self.inboxes,
+                control: control_tx,
+                resync: self.resync,
+                origin: self.origin,
+            },
             self.health,
             shutdown,
         ));
+    }
+}
+
+/// Where the subscriber hands what it hears.
+struct Receivers {
+    inboxes: Arc<[Inbox]>,
+    control: queue::Sender<Control>,
+    resync: Arc<Resync>,
+    origin: u64,
+}
+
+impl Receivers {
+    fn resync(&self) {
+        self.inboxes.iter().for_each(Inbox::catch_up);
+        self.resync.want();
+    }
+}
+
+/// The control task: apply the other nodes' control events here, one at a time, in order;
+/// re-check when asked to ([`Resync`]).
+async fn run_control(
+    mut queue: queue::Receiver<Control>,
+    resync: Arc<Resync>,
+    state: AppState,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => return,
+            item = queue.recv() => match item {
+                Some(event) => control::apply(&state, event).await,
+                None => return,
+            },
+            () = resync.wake.notified() => {}
+        }
+        if resync.wanted.swap(false, Ordering::AcqRel) {
+            control::resync(&state).await;
+        }
     }
 }
 
@@ -213,19 +323,19 @@ async fn publish(
 /// sequencer sweep for what was published while it was not.
 async fn subscribe(
     seeds: Seeds,
-    inboxes: Arc<[Inbox]>,
-    origin: u64,
+    receivers: Receivers,
     health: Arc<Health>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let receivers = Arc::new(receivers);
     let mut pause = RETRY_FIRST;
     let mut was_up = true;
     loop {
         let broken = Arc::new(Notify::new());
         let pushes: PushCallback = {
-            let inboxes = Arc::clone(&inboxes);
+            let receivers = Arc::clone(&receivers);
             let broken = Arc::clone(&broken);
-            Arc::new(move |push| on_push(push, &inboxes, origin, &broken))
+            Arc::new(move |push| on_push(push, &receivers, &broken))
         };
         match tokio::time::timeout(SUBSCRIBE_DEADLINE, Subscription::open(&seeds, pushes)).await {
             Ok(Ok(mut subscription)) => {
@@ -235,7 +345,7 @@ async fn subscribe(
                     partitions = PARTITIONS,
                     "subscribed to the fleet's channels on Redis"
                 );
-                inboxes.iter().for_each(Inbox::catch_up);
+                receivers.resync();
                 pause = RETRY_FIRST;
                 was_up = true;
                 let mut ping = tokio::time::interval(PING_EVERY);
@@ -274,7 +384,13 @@ async fn subscribe(
 
 /// One push from a subscriber connection: another node's commit goes to its sequencer; a
 /// dropped link or a lost subscription (a slot moved) breaks the subscription.
-fn on_push(push: PushInfo, inboxes: &[Inbox], origin: u64, broken: &Notify) {
+fn on_push(push: PushInfo, receivers: &Receivers, broken: &Notify) {
+    let Receivers {
+        inboxes,
+        control,
+        resync,
+        origin,
+    } = receivers;
     match push.kind {
         PushKind::SMessage => {
             let [Value::BulkString(channel), Value::BulkString(payload)] = push.data.as_slice()
@@ -286,12 +402,22 @@ fn on_push(push: PushInfo, inboxes: &[Inbox], origin: u64, broken: &Notify) {
                 return;
             };
             match event::decode(payload) {
-                Ok(Event::Committed { origin: from, .. }) if from == origin => {}
+                Ok(Event::Committed { origin: from, .. } | Event::Control { origin: from, .. })
+                    if from == *origin => {}
                 Ok(Event::Committed { messages, .. }) => route(messages, inboxes),
+                Ok(Event::Control { control: event, .. }) => {
+                    if control.push(event, payload.len()).is_err() {
+                        metrics::counter!(crate::metrics::FLEET_INBOX_FULL).increment(1);
+                        resync.want();
+                    }
+                }
                 Err(error) => {
                     metrics::counter!(crate::metrics::FLEET_UNREADABLE).increment(1);
                     tracing::debug!(%error, "an unreadable event on Redis");
-                    inboxes[index].catch_up();
+                    match inboxes.get(index) {
+                        Some(inbox) => inbox.catch_up(),
+                        None => resync.want(),
+                    }
                 }
             }
         }

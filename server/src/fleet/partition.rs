@@ -2,13 +2,19 @@
 //! one of them by a hash of its id, each partition one sharded pub/sub channel. Every channel
 //! name carries its own hash tag (`{qN}`), so on Redis Cluster each channel lives in one slot
 //! and the partitions spread over the masters; a command never names two channels (a
-//! multi-channel `SSUBSCRIBE` across slots is refused there).
+//! multi-channel `SSUBSCRIBE` across slots is refused there). One more channel, [`CONTROL`],
+//! carries the fleet's control events (bans, sign-outs, typing, ...), which have no order to
+//! keep with any conversation.
 
 use quibble_protocol::ConversationId;
 
 /// How many partitions (and channels) the fleet uses. Every node must agree: it is part of
 /// the fleet's wire format.
 pub const PARTITIONS: usize = 16;
+/// The index of the control channel, after the partitions'.
+pub const CONTROL: usize = PARTITIONS;
+/// Every channel a node subscribes: the partitions' and the control channel.
+pub const CHANNELS: usize = PARTITIONS + 1;
 
 /// The partition `conversation`'s commits travel on. Conversation ids are dense and
 /// sequential, so they are mixed first (Fibonacci hashing) to spread neighbours apart.
@@ -17,13 +23,21 @@ pub fn partition_of(conversation: ConversationId) -> usize {
     (mixed >> 60) as usize % PARTITIONS
 }
 
-/// The sharded pub/sub channel of partition `index`.
+/// The sharded pub/sub channel of partition `index` (or of [`CONTROL`]).
 pub fn channel(index: usize) -> String {
+    if index == CONTROL {
+        return CONTROL_CHANNEL.to_owned();
+    }
     format!("quibble:{{q{index}}}:commits")
 }
 
-/// The partition whose channel is `name`, if it is one of ours.
+const CONTROL_CHANNEL: &str = "quibble:{qctl}:control";
+
+/// The partition (or [`CONTROL`]) whose channel is `name`, if it is one of ours.
 pub fn of_channel(name: &[u8]) -> Option<usize> {
+    if name == CONTROL_CHANNEL.as_bytes() {
+        return Some(CONTROL);
+    }
     let rest = name.strip_prefix(b"quibble:{q")?;
     let rest = rest.strip_suffix(b"}:commits")?;
     let index: usize = std::str::from_utf8(rest).ok()?.parse().ok()?;
@@ -51,7 +65,7 @@ mod tests {
 
     #[test]
     fn channels_name_their_partition_and_nothing_else() {
-        for index in 0..PARTITIONS {
+        for index in 0..CHANNELS {
             assert_eq!(of_channel(channel(index).as_bytes()), Some(index));
         }
         for other in [
@@ -91,9 +105,9 @@ mod tests {
 
     #[test]
     fn each_channel_has_its_own_slot() {
-        let slots: HashSet<u16> = (0..PARTITIONS)
+        let slots: HashSet<u16> = (0..CHANNELS)
             .map(|index| slot(channel(index).as_bytes()))
             .collect();
-        assert_eq!(slots.len(), PARTITIONS);
+        assert_eq!(slots.len(), CHANNELS);
     }
 }

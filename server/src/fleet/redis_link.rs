@@ -20,7 +20,7 @@ use redis::{
     PushInfo, RedisError, Value,
 };
 
-use super::partition::{self, PARTITIONS};
+use super::partition::{self, CHANNELS};
 
 /// How long a connection to Redis may take to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -276,11 +276,12 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    /// Subscribe every partition, one channel per command, its pushes to `pushes`.
+    /// Subscribe every channel (the partitions' and the control channel), one per command,
+    /// their pushes to `pushes`.
     pub async fn open(seeds: &Seeds, pushes: PushCallback) -> Result<Subscription, LinkError> {
         let topology = Topology::discover(seeds).await?;
         let mut by_master: Vec<(ConnectionInfo, Vec<usize>)> = Vec::new();
-        for index in 0..PARTITIONS {
+        for index in 0..CHANNELS {
             let owner = topology.owner_of_partition(index)?;
             match by_master.iter_mut().find(|(o, _)| o.addr() == owner.addr()) {
                 Some((_, partitions)) => partitions.push(index),

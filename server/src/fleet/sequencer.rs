@@ -294,6 +294,7 @@ mod tests {
                 hub: hub.clone(),
                 users: Default::default(),
                 typing: Default::default(),
+                fleet: None,
             }),
             store: store.clone(),
         };

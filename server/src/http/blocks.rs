@@ -8,6 +8,7 @@ use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
+use crate::fleet::control::Control;
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiJson, Authenticated};
 use crate::state::AppState;
@@ -70,9 +71,19 @@ pub async fn block(
     let other = target(&state, &auth.user, &body.username).await?;
     let done = state.store.block(auth.user.id, other.id).await?;
     if done.changed {
+        state.tell_fleet(Control::Blocked {
+            blocker: auth.user.id,
+            blocked: other.id,
+            on: true,
+        });
         state.users.set_blocked(auth.user.id, other.id, true);
     }
     if done.ended_friendship {
+        state.tell_fleet(Control::FriendsChanged {
+            a: auth.user.id,
+            b: other.id,
+            dm: None,
+        });
         state
             .users
             .friends_changed(&state.store, auth.user.id, other.id, None)
@@ -97,6 +108,11 @@ pub async fn unblock(
     let other = target(&state, &auth.user, &body.username).await?;
     let changed = state.store.unblock(auth.user.id, other.id).await?;
     if changed {
+        state.tell_fleet(Control::Blocked {
+            blocker: auth.user.id,
+            blocked: other.id,
+            on: false,
+        });
         state.users.set_blocked(auth.user.id, other.id, false);
     }
     Ok(Json(BlockChange {

@@ -9,6 +9,7 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
 use crate::access;
+use crate::fleet::control::Control;
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiJson, Authenticated};
 use crate::state::AppState;
@@ -82,6 +83,11 @@ pub async fn add(
         Added::AlreadyFriends(dm) => ("already_friends", Some(dm)),
     };
     if matches!(added, Added::Requested | Added::Accepted(_)) {
+        state.tell_fleet(Control::FriendsChanged {
+            a: auth.user.id,
+            b: other.id,
+            dm,
+        });
         state
             .users
             .friends_changed(&state.store, auth.user.id, other.id, dm)
@@ -112,6 +118,11 @@ pub async fn remove(
         Removed::Nothing => "nothing",
     };
     if removed != Removed::Nothing {
+        state.tell_fleet(Control::FriendsChanged {
+            a: auth.user.id,
+            b: other.id,
+            dm: None,
+        });
         state
             .users
             .friends_changed(&state.store, auth.user.id, other.id, None)

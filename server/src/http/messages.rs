@@ -18,6 +18,7 @@ use quibble_protocol::ConversationId;
 use serde::Serialize;
 
 use crate::access::{self, DeleteAs};
+use crate::fleet::control::Control;
 use crate::http::error::ApiError;
 use crate::http::extract::Authenticated;
 use crate::state::AppState;
@@ -54,6 +55,7 @@ pub async fn delete(
         .delete_message(conversation, seq, moderator)
         .await?;
     if deletion.changed && state.store.head(conversation).await? == seq {
+        state.tell_fleet(Control::LastMessageDeleted { conversation });
         state
             .users
             .last_message_deleted(&state.store, conversation)

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::access;
 use crate::auth;
+use crate::fleet::control::Control;
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiJson, Authenticated, PageQuery};
 use crate::state::AppState;
@@ -148,6 +149,10 @@ pub async fn join(
         })?;
     let changed = state.store.join_room(auth.user.id, room).await?;
     if changed {
+        state.tell_fleet(Control::Joined {
+            user: auth.user.id,
+            conversation: room,
+        });
         state.users.joined(&state.store, auth.user.id, room).await;
     }
     Ok(Json(MembershipChange {
@@ -167,6 +172,10 @@ pub async fn leave(
     access::may_join(&state.store, auth.user.id, room).await?;
     let changed = state.store.leave_room(auth.user.id, room).await?;
     if changed {
+        state.tell_fleet(Control::Left {
+            user: auth.user.id,
+            conversation: room,
+        });
         state.users.left(auth.user.id, room);
     }
     Ok(Json(MembershipChange {

@@ -32,7 +32,7 @@ pub async fn cert(State(state): State<AppState>) -> Json<CertView> {
 /// when Redis returns), so it stays 200, with status `degraded`.
 pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let engine = state.store.engine();
-    let fanout = state.fleet.as_ref().map(|health| health.is_subscribed());
+    let fanout = state.fleet.as_ref().map(|fleet| fleet.is_subscribed());
     let (code, status, store) = match state.store.check().await {
         Ok(()) => (
             StatusCode::OK,

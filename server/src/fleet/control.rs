@@ -1,0 +1,174 @@
+//! Fleet-wide control: what an action on one node must also do on every other node, since
+//! each node knows only its own connections. A node that ends a user's connections (a ban, a
+//! password change), a session's (sign-out), changes the IP bans, or changes what the user hub
+//! routes (typing, blocks, friendships, room membership, receipts, a deleted last message)
+//! does it here and publishes a [`Control`] on the control channel; every other node applies
+//! it to its own connections ([`apply`]). The publishing side is [`Shared::tell_fleet`].
+//!
+//! Control events are as lossy as pub/sub: a node that was cut off from Redis re-checks what
+//! matters for authorization when it subscribes again ([`resync`]): the IP-ban list, and every
+//! live session against the store (banned users' and signed-out sessions are gone from it).
+//! What else it missed (a typing hint, a friend's new status) its clients get on their next
+//! reconnect or change.
+
+use std::collections::HashSet;
+
+use quibble_protocol::{ConversationId, ErrorCode, UserId};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::TokenHash;
+use crate::state::Shared;
+
+/// One fleet-wide action, as published.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    /// End `user`'s connections, except those of the session `except` (its hash).
+    CloseUser {
+        user: UserId,
+        except: Option<[u8; 32]>,
+        code: ErrorCode,
+        reason: String,
+    },
+    /// End the connections of one session (its hash).
+    CloseSession {
+        token: [u8; 32],
+        code: ErrorCode,
+        reason: String,
+    },
+    /// The IP bans changed: read them again (which ends connections a new rule bans).
+    IpBansChanged,
+    /// `user` (named `username`) started or stopped typing in `conversation`.
+    Typing {
+        conversation: ConversationId,
+        user: UserId,
+        username: String,
+        typing: bool,
+    },
+    /// `blocker` blocked (`on`) or unblocked `blocked`.
+    Blocked {
+        blocker: UserId,
+        blocked: UserId,
+        on: bool,
+    },
+    /// `a` and `b`'s friendship changed (`dm`: the DM an acceptance made).
+    FriendsChanged {
+        a: UserId,
+        b: UserId,
+        dm: Option<ConversationId>,
+    },
+    /// `user` joined the room (or DM) `conversation`.
+    Joined {
+        user: UserId,
+        conversation: ConversationId,
+    },
+    /// `user` left the room `conversation`.
+    Left {
+        user: UserId,
+        conversation: ConversationId,
+    },
+    /// `user`'s cursors in `conversation` moved.
+    Receipt {
+        user: UserId,
+        conversation: ConversationId,
+    },
+    /// The last message of `conversation` was deleted.
+    LastMessageDeleted { conversation: ConversationId },
+}
+
+impl Shared {
+    /// Publish `control` to the other nodes of the fleet (nothing on a single node). The
+    /// caller has done (or does) the same here.
+    pub fn tell_fleet(&self, control: Control) {
+        if let Some(fleet) = &self.fleet {
+            fleet.publish_control(&control);
+        }
+    }
+}
+
+/// Apply another node's `control` to this node's connections.
+pub async fn apply(state: &Shared, control: Control) {
+    match control {
+        Control::CloseUser {
+            user,
+            except,
+            code,
+            reason,
+        } => state.close_user_here(user, except.map(TokenHash), code, &reason),
+        Control::CloseSession {
+            token,
+            code,
+            reason,
+        } => state.close_session_here(TokenHash(token), code, &reason),
+        Control::IpBansChanged => {
+            if let Err(error) = state.reload_ip_bans().await {
+                tracing::error!(%error, "cannot reload the IP bans another node changed");
+            }
+        }
+        Control::Typing {
+            conversation,
+            user,
+            username,
+            typing,
+        } => state.users.typing_as(conversation, user, &username, typing),
+        Control::Blocked {
+            blocker,
+            blocked,
+            on,
+        } => state.users.set_blocked(blocker, blocked, on),
+        Control::FriendsChanged { a, b, dm } => {
+            state.users.friends_changed(&state.store, a, b, dm).await;
+        }
+        Control::Joined { user, conversation } => {
+            state.users.joined(&state.store, user, conversation).await;
+        }
+        Control::Left { user, conversation } => state.users.left(user, conversation),
+        Control::Receipt { user, conversation } => {
+            match state.store.summary(user, conversation).await {
+                Ok(Some(summary)) => state.users.receipt(user, &summary),
+                Ok(None) => {}
+                Err(error) => tracing::error!(%error, "cannot read a receipt for a live update"),
+            }
+        }
+        Control::LastMessageDeleted { conversation } => {
+            state
+                .users
+                .last_message_deleted(&state.store, conversation)
+                .await;
+        }
+    }
+}
+
+/// After a (re)subscribe, catch up on what control events may have been lost: the IP bans,
+/// and every live session still in the store (each distinct one looked up once).
+pub async fn resync(state: &Shared) {
+    if let Err(error) = state.reload_ip_bans().await {
+        tracing::error!(%error, "cannot reload the IP bans after resubscribing");
+    }
+    let now = crate::tls::unix_ms(std::time::SystemTime::now());
+    let mut revoked = HashSet::new();
+    for token in state.users.sessions() {
+        match state.store.session_user(&token, now).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                revoked.insert(token);
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot re-check live sessions after resubscribing");
+                return;
+            }
+        }
+    }
+    if !revoked.is_empty() {
+        let ended = state
+            .users
+            .close_where(None, ErrorCode::Unauthorized, |peer| {
+                revoked
+                    .contains(&peer.token)
+                    .then_some("the session was revoked")
+            });
+        tracing::info!(
+            ended,
+            "ended connections whose sessions were revoked meanwhile"
+        );
+    }
+}

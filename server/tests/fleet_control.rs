@@ -1,0 +1,188 @@
+//! Fleet-wide control between two real `quibble` nodes on one PostgreSQL and one Redis: what
+//! a user or an admin does through one node takes effect on the connections of the other,
+//! within a second — a ban, a sign-out, an IP ban, a block (the blocker's stream on the other
+//! node gets the hidden marker) — and typing reaches members online on the other node.
+
+mod support;
+
+use quibble_protocol::{ClientFrame, ConversationId, ErrorCode, ServerFrame};
+use quibble_test_support::postgres::Postgres;
+use quibble_test_support::redis::Redis;
+use serde_json::json;
+use support::live::{cut_with, still_live, welcomed};
+use support::{RawPeer, TestServer};
+
+/// Two nodes of one fleet (and the Redis they share, stopped when dropped).
+struct Two {
+    a: TestServer,
+    b: TestServer,
+    _redis: Redis,
+    _dir: tempfile::TempDir,
+}
+
+async fn two_nodes() -> Two {
+    let url = tokio::task::spawn_blocking(|| Postgres::shared().fresh_database())
+        .await
+        .unwrap();
+    let redis = tokio::task::spawn_blocking(Redis::start).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let node = |name: &str| {
+        TestServer::start_with(
+            &dir.path().join(name),
+            &["--postgres", &url, "--redis", &redis.url()],
+        )
+    };
+    let (a, b) = (node("a"), node("b"));
+    Two {
+        a,
+        b,
+        _redis: redis,
+        _dir: dir,
+    }
+}
+
+#[tokio::test]
+async fn a_ban_through_one_node_cuts_the_user_on_the_other() {
+    let fleet = two_nodes().await;
+    let api_a = fleet.a.api();
+    let root = api_a.signup("root").await;
+    support::promote(&fleet.a, "root");
+    let bob = api_a.signup("bob").await;
+    let carol = api_a.signup("carol").await;
+    let mut wt = welcomed(&fleet.b, false, &bob).await;
+    let mut ws = welcomed(&fleet.b, true, &bob).await;
+    let mut bystander = welcomed(&fleet.b, true, &carol).await;
+
+    let (status, body) = api_a
+        .call(
+            "POST",
+            "/api/users/ban",
+            Some(&root),
+            Some(json!({"username": "bob", "reason": "spam"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    cut_with(&mut wt, ErrorCode::Banned, "banned: spam").await;
+    cut_with(&mut ws, ErrorCode::Banned, "banned: spam").await;
+    still_live(&mut bystander).await;
+}
+
+#[tokio::test]
+async fn a_sign_out_through_one_node_ends_that_session_on_the_other_and_no_other() {
+    let fleet = two_nodes().await;
+    let token = fleet.a.api().signup("alice").await;
+    let other = fleet.b.api().login("alice").await;
+    let mut signed_out = welcomed(&fleet.b, false, &token).await;
+    let mut kept = welcomed(&fleet.b, true, &other).await;
+
+    let (status, body) = fleet
+        .a
+        .api()
+        .call("POST", "/api/logout", Some(&token), None)
+        .await;
+    assert_eq!(status, 204, "{body}");
+    cut_with(&mut signed_out, ErrorCode::Unauthorized, "signed out").await;
+    still_live(&mut kept).await;
+}
+
+#[tokio::test]
+async fn an_ip_ban_on_one_node_cuts_live_connections_on_the_other_until_removed() {
+    let fleet = two_nodes().await;
+    let token = fleet.a.api().signup("alice").await;
+    let mut live = welcomed(&fleet.b, true, &token).await;
+
+    let run = fleet
+        .a
+        .admin(&["ip-ban", "add", "127.0.0.0/8", "--reason", "abuse"]);
+    assert!(run.ok, "{run:?}");
+    cut_with(
+        &mut live,
+        ErrorCode::Banned,
+        "this address is banned: abuse",
+    )
+    .await;
+    // Every door of the other node refuses the address now (REST here).
+    let api_b = fleet.b.api();
+    let (status, _) = api_b.call("GET", "/api/account", Some(&token), None).await;
+    assert_eq!(status, 403);
+
+    let run = fleet.a.admin(&["ip-ban", "remove", "127.0.0.0/8"]);
+    assert!(run.ok, "{run:?}");
+    // The other node lets the address back once it has heard (within a second).
+    let started = std::time::Instant::now();
+    loop {
+        let (status, _) = api_b.call("GET", "/api/account", Some(&token), None).await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            started.elapsed() < support::live::AT_ONCE,
+            "still {status} after {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    welcomed(&fleet.b, false, &token).await;
+}
+
+#[tokio::test]
+async fn typing_and_blocks_reach_the_other_node() {
+    let fleet = two_nodes().await;
+    let (api_a, api_b) = (fleet.a.api(), fleet.b.api());
+    let alice = api_a.signup("alice").await;
+    let bob = api_a.signup("bob").await;
+    let room: ConversationId = api_a.create_room(&alice, "lobby").await;
+    let (status, body) = api_b
+        .call(
+            "POST",
+            &format!("/api/rooms/{}/join", room.0),
+            Some(&bob),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    let mut a = RawPeer::websocket(&fleet.a).await;
+    a.hello(&alice).await;
+    a.join(1, room, None).await;
+    let mut b = RawPeer::webtransport(&fleet.b).await;
+    b.hello(&bob).await;
+    b.join(1, room, None).await;
+
+    // Typing on node A reaches bob on node B; alice's message ends it there too.
+    a.send(0, &ClientFrame::Typing { conversation: room }).await;
+    assert_eq!(typing_of(&mut b).await, (room, "alice".to_owned(), true));
+    assert_eq!(a.say(1, 1, "hello").await, 1);
+    assert_eq!(typing_of(&mut b).await, (room, "alice".to_owned(), false));
+    assert_eq!(b.next_message(1).await.body, "hello");
+
+    // Bob blocks alice through node A: his stream on node B hides her next message.
+    let (status, body) = api_a
+        .call(
+            "POST",
+            "/api/users/block",
+            Some(&bob),
+            Some(json!({"username": "alice"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    tokio::time::sleep(support::live::AT_ONCE).await;
+    assert_eq!(a.say(1, 2, "can you read this").await, 2);
+    let hidden = b.next_message(1).await;
+    assert_eq!(hidden.seq, 2);
+    assert!(hidden.is_hidden(), "{hidden:?}");
+}
+
+/// The next `Typing` event on `peer`, skipping other events.
+async fn typing_of(peer: &mut RawPeer) -> (ConversationId, String, bool) {
+    peer.event_where(|event| match event {
+        ServerFrame::Typing {
+            conversation,
+            username,
+            typing,
+            ..
+        } => Some((*conversation, username.clone(), *typing)),
+        _ => None,
+    })
+    .await
+}
