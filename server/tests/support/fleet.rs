@@ -671,6 +671,12 @@ pub async fn check(
     for o in outcomes.iter().filter(|o| !o.finished) {
         problems.push(format!("{} did not finish", o.name));
     }
+    for (i, node) in fleet.live() {
+        let log = node.log();
+        if log.contains("panicked") {
+            problems.push(format!("node {i} panicked:\n{log}"));
+        }
+    }
     let mut conversations: Vec<&ConversationId> = traffic.expected.keys().collect();
     conversations.sort();
     for &conversation in conversations {
