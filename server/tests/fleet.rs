@@ -110,9 +110,10 @@ fn assert_no_reconnects<'a>(outcomes: impl IntoIterator<Item = &'a Outcome>) {
         assert_eq!(
             (o.reconnects, o.rejoins),
             (0, 0),
-            "{} had to reconnect or rejoin (sessions with nodes {:?})",
+            "{} had to reconnect or rejoin (sessions with nodes {:?}, ended by {:?})",
             o.name,
-            o.nodes
+            o.nodes,
+            o.lost
         );
     }
 }

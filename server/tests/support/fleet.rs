@@ -241,6 +241,8 @@ pub struct Outcome {
     pub rejoins: u32,
     /// The nodes it had sessions with, in order.
     pub nodes: Vec<usize>,
+    /// Why each session that ended before the member finished ended.
+    pub lost: Vec<String>,
     /// For each message of another author delivered live (not replayed on a join), per
     /// conversation: how long after its commit (`sent_at_ms`, the same machine's clock) it
     /// arrived, in milliseconds.
@@ -299,84 +301,93 @@ impl Member {
     /// Follow and send until everything is acknowledged and every conversation reached its
     /// expected head, or [`Traffic::limit`] runs out.
     pub async fn run(self, traffic: Arc<Traffic>) -> Outcome {
-        let deadline = Instant::now() + traffic.limit;
-        let mut outcome = Outcome {
-            name: self.name.clone(),
-            received: HashMap::new(),
-            acked: HashMap::new(),
-            reconnects: 0,
-            rejoins: 0,
-            nodes: Vec::new(),
-            latencies_ms: HashMap::new(),
-            finished: false,
-            problems: Vec::new(),
+        let mut client = Client {
+            member: &self,
+            traffic: &traffic,
+            deadline: Instant::now() + traffic.limit,
+            followed: self
+                .conversations
+                .iter()
+                .map(|&(id, sends)| Followed {
+                    id,
+                    sends,
+                    stream: 0,
+                    joined: false,
+                    last_seq: 0,
+                    live_after: 0,
+                    next: 1,
+                    unacked: BTreeMap::new(),
+                    retry_at: None,
+                })
+                .collect(),
+            next_stream: 1,
+            turn: 0,
+            outcome: Outcome {
+                name: self.name.clone(),
+                received: HashMap::new(),
+                acked: HashMap::new(),
+                reconnects: 0,
+                rejoins: 0,
+                nodes: Vec::new(),
+                lost: Vec::new(),
+                latencies_ms: HashMap::new(),
+                finished: false,
+                problems: Vec::new(),
+            },
         };
-        let mut followed: Vec<Followed> = self
-            .conversations
-            .iter()
-            .map(|&(id, sends)| Followed {
-                id,
-                sends,
-                stream: 0,
-                joined: false,
-                last_seq: 0,
-                live_after: 0,
-                next: 1,
-                unacked: BTreeMap::new(),
-                retry_at: None,
-            })
-            .collect();
-        let mut node = self.home;
-        let mut next_stream = 1;
-        let mut sessions = 0;
-        loop {
-            if Instant::now() >= deadline {
-                return outcome;
-            }
+        client.run().await;
+        client.outcome
+    }
+}
+
+/// A member's client while it runs: its conversations and what it saw so far.
+struct Client<'a> {
+    member: &'a Member,
+    traffic: &'a Traffic,
+    deadline: Instant,
+    followed: Vec<Followed>,
+    /// The next stream id to open (ids are never reused within a member).
+    next_stream: u64,
+    /// Where the next new message goes (round robin over the conversations).
+    turn: usize,
+    outcome: Outcome,
+}
+
+impl Client<'_> {
+    /// Sessions, one after another (the first with the home node, later ones with the first
+    /// node that takes them), until done or out of time.
+    async fn run(&mut self) {
+        let ports = &self.traffic.ports;
+        let mut node = self.member.home;
+        while Instant::now() < self.deadline {
             let (mut peer, epoch) =
-                match connect(traffic.ports[node], self.transport, &self.token).await {
+                match connect(ports[node], self.member.transport, &self.member.token).await {
                     Ok(session) => session,
                     Err(_) => {
-                        node = (node + 1) % traffic.ports.len();
+                        node = (node + 1) % ports.len();
                         tokio::time::sleep(BACKOFF).await;
                         continue;
                     }
                 };
-            sessions += 1;
-            if sessions > 1 {
-                outcome.reconnects += 1;
+            if !self.outcome.nodes.is_empty() {
+                self.outcome.reconnects += 1;
             }
-            outcome.nodes.push(node);
-            let ended = self
-                .session(
-                    &mut peer,
-                    epoch,
-                    &mut followed,
-                    &mut next_stream,
-                    &mut outcome,
-                    &traffic,
-                    deadline,
-                )
-                .await;
-            match ended {
+            self.outcome.nodes.push(node);
+            match self.session(&mut peer, epoch).await {
                 Ended::Done => {
-                    outcome.finished = true;
+                    self.outcome.finished = true;
                     peer.close().await;
-                    return outcome;
+                    return;
                 }
-                Ended::OutOfTime => {
-                    outcome
-                        .problems
-                        .push(self.unfinished(&followed, &traffic, "out of time"));
-                    return outcome;
+                Ended::OutOfTime => break,
+                Ended::Lost(why) => {
+                    self.outcome.lost.push(why);
+                    tokio::time::sleep(BACKOFF).await;
                 }
-                Ended::Lost(_) => tokio::time::sleep(BACKOFF).await,
             }
         }
-    }
-
-    fn unfinished(&self, followed: &[Followed], traffic: &Traffic, why: &str) -> String {
-        let state: Vec<String> = followed
+        let state: Vec<String> = self
+            .followed
             .iter()
             .map(|f| {
                 format!(
@@ -384,29 +395,25 @@ impl Member {
                     f.id.0,
                     f.joined,
                     f.last_seq,
-                    traffic.expected[&f.id],
+                    self.traffic.expected[&f.id],
                     f.next - 1,
                     f.sends,
                     f.unacked.keys().collect::<Vec<_>>()
                 )
             })
             .collect();
-        format!("{} {why}: {}", self.name, state.join("; "))
+        self.outcome.problems.push(format!(
+            "{} out of time: {}",
+            self.member.name,
+            state.join("; ")
+        ));
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn session(
-        &self,
-        peer: &mut RawPeer,
-        epoch: u64,
-        followed: &mut [Followed],
-        next_stream: &mut u64,
-        outcome: &mut Outcome,
-        traffic: &Traffic,
-        deadline: Instant,
-    ) -> Ended {
+    /// One session: join every conversation where it was left, resend what is unacknowledged,
+    /// send the rest at the traffic's pace, ping, and take in what comes.
+    async fn session(&mut self, peer: &mut RawPeer, epoch: u64) -> Ended {
         let now = Instant::now();
-        for f in followed.iter_mut() {
+        for f in &mut self.followed {
             f.stream = 0; // joined afresh on this session, not a rejoin
             f.joined = false;
             f.retry_at = Some(now);
@@ -414,78 +421,32 @@ impl Member {
         let mut last_heard = now;
         let mut next_ping = now + PING;
         let mut next_send = now;
-        let mut turn = 0;
         loop {
-            let done = followed.iter().all(|f| {
-                f.next > f.sends && f.unacked.is_empty() && f.last_seq >= traffic.expected[&f.id]
-            });
-            if done {
+            let expected = &self.traffic.expected;
+            if self
+                .followed
+                .iter()
+                .all(|f| f.next > f.sends && f.unacked.is_empty() && f.last_seq >= expected[&f.id])
+            {
                 return Ended::Done;
             }
             let now = Instant::now();
-            if now >= deadline {
+            if now >= self.deadline {
                 return Ended::OutOfTime;
             }
             if now.duration_since(last_heard) > SILENT {
                 return Ended::Lost(format!("silent for {SILENT:?}"));
             }
-            let mut frames: Vec<(u64, ClientFrame)> = Vec::new();
+            let mut frames = self.retries(now, epoch);
             if now >= next_ping {
                 frames.push((0, ClientFrame::Ping { nonce: 1 }));
                 next_ping = now + PING;
             }
-            for f in followed.iter_mut() {
-                if f.retry_at.is_some_and(|at| at <= now) {
-                    f.retry_at = None;
-                    if f.joined {
-                        for (&client_id, body) in &f.unacked {
-                            frames.push((
-                                f.stream,
-                                ClientFrame::Send {
-                                    client_id,
-                                    body: body.clone(),
-                                },
-                            ));
-                        }
-                    } else {
-                        if f.stream != 0 {
-                            outcome.rejoins += 1;
-                        }
-                        f.stream = *next_stream;
-                        *next_stream += 1;
-                        frames.push((
-                            f.stream,
-                            ClientFrame::Join {
-                                conversation: f.id,
-                                resume: Some(Cursor {
-                                    epoch,
-                                    seq: f.last_seq,
-                                }),
-                            },
-                        ));
-                    }
-                }
-            }
-            if now >= next_send {
-                let count = followed.len();
-                for step in 0..count {
-                    let f = &mut followed[(turn + step) % count];
-                    if f.joined && f.next <= f.sends && f.unacked.len() < WINDOW {
-                        let body = format!("{} #{} in {}", self.name, f.next, f.id.0);
-                        frames.push((
-                            f.stream,
-                            ClientFrame::Send {
-                                client_id: f.next,
-                                body: body.clone(),
-                            },
-                        ));
-                        f.unacked.insert(f.next, body);
-                        f.next += 1;
-                        turn = (turn + step + 1) % count;
-                        next_send = now + traffic.pace;
-                        break;
-                    }
-                }
+            if now >= next_send
+                && let Some(send) = self.new_message()
+            {
+                frames.push(send);
+                next_send = now + self.traffic.pace;
             }
             for (stream, frame) in &frames {
                 if let Err(e) = peer.try_send(*stream, frame).await {
@@ -495,122 +456,177 @@ impl Member {
                     }
                 }
             }
-            let wait = Duration::from_millis(20);
-            let Some(got) = peer.next_within(wait).await else {
+            let Some(got) = peer.next_within(Duration::from_millis(20)).await else {
                 continue;
             };
             last_heard = Instant::now();
-            let (stream, frame) = match got {
+            match got {
                 Received::Closed(code) => return Ended::Lost(format!("closed ({code:?})")),
                 Received::Finished(stream) => {
-                    if let Some(f) = followed.iter_mut().find(|f| f.stream == stream)
+                    if let Some(f) = self.followed.iter_mut().find(|f| f.stream == stream)
                         && (f.joined || f.retry_at.is_none())
                     {
                         f.joined = false;
                         f.retry_at = Some(Instant::now() + BACKOFF);
                     }
-                    continue;
                 }
-                Received::Frame(stream, frame) => (stream, frame),
-            };
-            if stream == 0 {
-                match frame {
-                    ServerFrame::GoAway { reason, .. } => {
-                        return Ended::Lost(format!("go away: {reason}"));
-                    }
-                    ServerFrame::Error { code, reason } => {
-                        assert!(
-                            matches!(code, ErrorCode::Internal | ErrorCode::ShuttingDown),
-                            "{}: the session was refused: {code:?} {reason}",
-                            self.name
-                        );
-                        return Ended::Lost(format!("{code:?} {reason}"));
-                    }
-                    _ => continue,
+                Received::Frame(0, ServerFrame::GoAway { reason, .. }) => {
+                    return Ended::Lost(format!("go away: {reason}"));
                 }
-            }
-            let Some(f) = followed.iter_mut().find(|f| f.stream == stream) else {
-                continue; // a stream given up on
-            };
-            match frame {
-                ServerFrame::Joined {
-                    from_seq, head_seq, ..
-                } => {
-                    if from_seq != f.last_seq {
-                        outcome.problems.push(format!(
-                            "{}: conversation {} resumed after {from_seq}, asked after {}",
-                            self.name, f.id.0, f.last_seq
-                        ));
-                    }
-                    f.joined = true;
-                    f.live_after = head_seq;
-                    f.retry_at = (!f.unacked.is_empty()).then(Instant::now);
-                }
-                ServerFrame::Message(m) => {
-                    if m.seq != f.last_seq + 1 {
-                        outcome.problems.push(format!(
-                            "{}: conversation {} delivered seq {} after seq {}",
-                            self.name, f.id.0, m.seq, f.last_seq
-                        ));
-                    }
-                    f.last_seq = f.last_seq.max(m.seq);
-                    if m.seq > f.live_after && m.author_name != self.name {
-                        let now_ms = std::time::SystemTime::now()
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .expect("after 1970")
-                            .as_millis() as u64;
-                        outcome
-                            .latencies_ms
-                            .entry(f.id)
-                            .or_default()
-                            .push(now_ms.saturating_sub(m.sent_at_ms));
-                    }
-                    outcome.received.entry(f.id).or_default().push(m);
-                }
-                ServerFrame::Sent { client_id, seq, .. } => {
-                    f.unacked.remove(&client_id);
-                    match outcome.acked.insert((f.id, client_id), seq) {
-                        Some(before) if before != seq => outcome.problems.push(format!(
-                            "{}: client id {client_id} in conversation {} acknowledged as seq \
-                             {before}, then as seq {seq}",
-                            self.name, f.id.0
-                        )),
-                        Some(_) => {}
-                        None => {
-                            traffic.acked.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
-                ServerFrame::Rejected {
-                    client_id,
-                    code,
-                    reason,
-                } => {
-                    assert_eq!(
-                        code,
-                        ErrorCode::RateLimited,
-                        "{}: client id {client_id} refused: {reason}",
-                        self.name
-                    );
-                    f.retry_at = Some(Instant::now() + BACKOFF);
-                }
-                ServerFrame::Error { code, reason } => {
+                Received::Frame(0, ServerFrame::Error { code, reason }) => {
                     assert!(
                         matches!(code, ErrorCode::Internal | ErrorCode::ShuttingDown),
-                        "{}: conversation {} stream refused: {code:?} {reason}",
-                        self.name,
-                        f.id.0
+                        "{}: the session was refused: {code:?} {reason}",
+                        self.member.name
                     );
-                    traffic.refused.fetch_add(1, Ordering::Relaxed);
-                    f.joined = false;
-                    f.retry_at = Some(Instant::now() + BACKOFF);
+                    return Ended::Lost(format!("{code:?} {reason}"));
                 }
-                ServerFrame::Lagged { .. } => {
-                    f.joined = false;
-                    f.retry_at = Some(Instant::now());
-                }
-                _ => {}
+                Received::Frame(0, _) => {}
+                Received::Frame(stream, frame) => self.on_frame(stream, frame),
             }
+        }
+    }
+
+    /// What is due again: a join where a stream ended, the unacknowledged sends where one was
+    /// refused for a while or joined anew.
+    fn retries(&mut self, now: Instant, epoch: u64) -> Vec<(u64, ClientFrame)> {
+        let mut frames = Vec::new();
+        for f in &mut self.followed {
+            if f.retry_at.is_none_or(|at| at > now) {
+                continue;
+            }
+            f.retry_at = None;
+            if f.joined {
+                frames.extend(f.unacked.iter().map(|(&client_id, body)| {
+                    let body = body.clone();
+                    (f.stream, ClientFrame::Send { client_id, body })
+                }));
+                continue;
+            }
+            if f.stream != 0 {
+                self.outcome.rejoins += 1;
+            }
+            f.stream = self.next_stream;
+            self.next_stream += 1;
+            let resume = Some(Cursor {
+                epoch,
+                seq: f.last_seq,
+            });
+            frames.push((
+                f.stream,
+                ClientFrame::Join {
+                    conversation: f.id,
+                    resume,
+                },
+            ));
+        }
+        frames
+    }
+
+    /// The next new message, in the next conversation (round robin) that is joined, has
+    /// messages left to send and room in its window.
+    fn new_message(&mut self) -> Option<(u64, ClientFrame)> {
+        let count = self.followed.len();
+        for step in 0..count {
+            let f = &mut self.followed[(self.turn + step) % count];
+            if f.joined && f.next <= f.sends && f.unacked.len() < WINDOW {
+                let body = format!("{} #{} in {}", self.member.name, f.next, f.id.0);
+                f.unacked.insert(f.next, body.clone());
+                let send = ClientFrame::Send {
+                    client_id: f.next,
+                    body,
+                };
+                f.next += 1;
+                self.turn = (self.turn + step + 1) % count;
+                return Some((f.stream, send));
+            }
+        }
+        None
+    }
+
+    /// A frame on a conversation stream.
+    fn on_frame(&mut self, stream: u64, frame: ServerFrame) {
+        let name = &self.member.name;
+        let outcome = &mut self.outcome;
+        let Some(f) = self.followed.iter_mut().find(|f| f.stream == stream) else {
+            return; // a stream given up on
+        };
+        match frame {
+            ServerFrame::Joined {
+                from_seq, head_seq, ..
+            } => {
+                if from_seq != f.last_seq {
+                    outcome.problems.push(format!(
+                        "{name}: conversation {} resumed after {from_seq}, asked after {}",
+                        f.id.0, f.last_seq
+                    ));
+                }
+                f.joined = true;
+                f.live_after = head_seq;
+                f.retry_at = (!f.unacked.is_empty()).then(Instant::now);
+            }
+            ServerFrame::Message(m) => {
+                if m.seq != f.last_seq + 1 {
+                    outcome.problems.push(format!(
+                        "{name}: conversation {} delivered seq {} after seq {}",
+                        f.id.0, m.seq, f.last_seq
+                    ));
+                }
+                f.last_seq = f.last_seq.max(m.seq);
+                if m.seq > f.live_after && m.author_name != *name {
+                    let now_ms = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .expect("after 1970")
+                        .as_millis() as u64;
+                    outcome
+                        .latencies_ms
+                        .entry(f.id)
+                        .or_default()
+                        .push(now_ms.saturating_sub(m.sent_at_ms));
+                }
+                outcome.received.entry(f.id).or_default().push(m);
+            }
+            ServerFrame::Sent { client_id, seq, .. } => {
+                f.unacked.remove(&client_id);
+                match outcome.acked.insert((f.id, client_id), seq) {
+                    Some(before) if before != seq => outcome.problems.push(format!(
+                        "{name}: client id {client_id} in conversation {} acknowledged as seq \
+                         {before}, then as seq {seq}",
+                        f.id.0
+                    )),
+                    Some(_) => {}
+                    None => {
+                        self.traffic.acked.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            ServerFrame::Rejected {
+                client_id,
+                code,
+                reason,
+            } => {
+                assert_eq!(
+                    code,
+                    ErrorCode::RateLimited,
+                    "{name}: client id {client_id} refused: {reason}"
+                );
+                f.retry_at = Some(Instant::now() + BACKOFF);
+            }
+            ServerFrame::Error { code, reason } => {
+                assert!(
+                    matches!(code, ErrorCode::Internal | ErrorCode::ShuttingDown),
+                    "{name}: conversation {} stream refused: {code:?} {reason}",
+                    f.id.0
+                );
+                self.traffic.refused.fetch_add(1, Ordering::Relaxed);
+                f.joined = false;
+                f.retry_at = Some(Instant::now() + BACKOFF);
+            }
+            ServerFrame::Lagged { .. } => {
+                f.joined = false;
+                f.retry_at = Some(Instant::now());
+            }
+            _ => {}
         }
     }
 }
