@@ -3,7 +3,9 @@
 //! the nodes and both transports in shared rooms and DMs. Every member receives every message
 //! exactly once and in the same order — with all parts up, when a node is SIGKILLed (its clients
 //! reconnect elsewhere and resume), when Redis dies and comes back (back-fill, no reconnects),
-//! on Redis Cluster, and when PostgreSQL stops for a while (retryable refusals, resends).
+//! on Redis Cluster (also when a master dies and comes back), and when PostgreSQL stops for a
+//! while (retryable refusals, resends). After each Redis outage every node has subscribed
+//! every channel again.
 
 mod support;
 
@@ -57,11 +59,52 @@ fn member(
     }
 }
 
-/// How many sharded pub/sub channels the Redis on `port` has subscribers on.
-fn shard_channels(port: u16) -> usize {
+/// The sharded pub/sub channels the Redis on `port` has subscribers on.
+fn shard_channels(port: u16) -> Vec<String> {
     match command(port, &["PUBSUB", "SHARDCHANNELS"]).unwrap() {
-        Reply::Array(names) => names.len(),
+        Reply::Array(names) => names
+            .into_iter()
+            .map(|name| match name {
+                Reply::Bulk(name) => name,
+                other => panic!("a channel name: {other:?}"),
+            })
+            .collect(),
         other => panic!("PUBSUB SHARDCHANNELS: {other:?}"),
+    }
+}
+
+/// Subscriptions to sharded channels on the Redis on `port`, all nodes' together (one
+/// `PUBSUB SHARDNUMSUB` per channel: the channels span slots).
+fn shard_subscriptions(port: u16) -> i64 {
+    shard_channels(port)
+        .iter()
+        .map(
+            |channel| match command(port, &["PUBSUB", "SHARDNUMSUB", channel]).unwrap() {
+                Reply::Array(pair) if pair.len() == 2 => match pair[1] {
+                    Reply::Integer(count) => count,
+                    ref other => panic!("a subscriber count: {other:?}"),
+                },
+                other => panic!("PUBSUB SHARDNUMSUB {channel}: {other:?}"),
+            },
+        )
+        .sum()
+}
+
+/// Waits until the Redis on `port` has `want` sharded subscriptions again, within `limit`.
+async fn await_subscriptions(port: u16, want: i64, limit: Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let have = tokio::task::spawn_blocking(move || shard_subscriptions(port))
+            .await
+            .unwrap();
+        if have == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{have} sharded subscriptions on port {port} after {limit:?}, {want} before the outage"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -163,7 +206,10 @@ async fn three_nodes_deliver_every_message_once_in_order() {
     let channels = tokio::task::spawn_blocking(move || shard_channels(port))
         .await
         .unwrap();
-    assert!(channels > 0, "no sharded channel subscribed on Redis");
+    assert!(
+        !channels.is_empty(),
+        "no sharded channel subscribed on Redis"
+    );
     let outcomes = run.await.unwrap();
     assert_no_problems(check(&fleet, &traffic, &members, &outcomes).await);
     assert_no_reconnects(&outcomes);
@@ -226,6 +272,14 @@ async fn a_killed_node_loses_only_its_connections() {
 /// acknowledged (PostgreSQL is the store), keeps it down for at least `down` in all, starts it
 /// again and waits until every node is subscribed again.
 async fn redis_outage(fleet: &Fleet, traffic: &Traffic, mut redis: Redis, down: Duration) -> Redis {
+    let port = redis.port();
+    let subscriptions = tokio::task::spawn_blocking(move || shard_subscriptions(port))
+        .await
+        .unwrap();
+    assert!(
+        subscriptions > 0,
+        "no sharded subscriptions before the outage"
+    );
     let killed = std::time::Instant::now();
     redis = tokio::task::spawn_blocking(move || {
         redis.kill();
@@ -256,6 +310,8 @@ async fn redis_outage(fleet: &Fleet, traffic: &Traffic, mut redis: Redis, down: 
         let health = await_fanout(node, true, Duration::from_secs(15)).await;
         assert_eq!(health["status"], "ok", "{health}");
     }
+    // Every node subscribed every channel again (the restarted Redis came back empty).
+    await_subscriptions(port, subscriptions, Duration::from_secs(5)).await;
     redis
 }
 
@@ -348,7 +404,7 @@ async fn works_on_redis_cluster() {
     let carrying = tokio::task::spawn_blocking(move || {
         ports
             .into_iter()
-            .filter(|&port| shard_channels(port) > 0)
+            .filter(|&port| !shard_channels(port).is_empty())
             .count()
     })
     .await
@@ -358,6 +414,77 @@ async fn works_on_redis_cluster() {
     assert_no_problems(check(&fleet, &traffic, &members, &outcomes).await);
     assert_no_reconnects(&outcomes);
     assert_fanned_out_live(&members, &outcomes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_cluster_master_killed_and_restarted_mid_traffic() {
+    let database = fresh_database().await;
+    let mut cluster = tokio::task::spawn_blocking(RedisCluster::start)
+        .await
+        .unwrap();
+    let fleet = Fleet::start(3, &database, &cluster.urls());
+    for (_, node) in fleet.live() {
+        await_fanout(node, true, Duration::from_secs(10)).await;
+    }
+    let names = ["ann", "ben", "cat", "dan"];
+    let tokens = sign_up(&fleet, &names).await;
+    let api = fleet.node(0).api();
+    let mut rooms = Vec::new();
+    for r in 0..6 {
+        rooms.push(api.create_room(&tokens[0], &format!("room{r}")).await);
+    }
+    let members: Vec<Member> = (0..names.len())
+        .map(|i| {
+            let conversations = rooms.iter().map(|&room| (room, 40)).collect();
+            member(i, &names, &tokens, 3, conversations)
+        })
+        .collect();
+    let traffic = Arc::new(Traffic::new(
+        fleet.ports(),
+        &members,
+        Duration::from_millis(30),
+        MEMBER_LIMIT,
+    ));
+    let run = tokio::spawn(run_all(members.clone(), traffic.clone()));
+    traffic
+        .await_acked(traffic.total() / 5, Duration::from_secs(30))
+        .await;
+    // Master 2 (node 2's seed) dies: its slots' channels are gone for 3 s.
+    let port = cluster.ports()[2];
+    let subscriptions = tokio::task::spawn_blocking(move || shard_subscriptions(port))
+        .await
+        .unwrap();
+    assert!(subscriptions > 0, "no sharded subscriptions on master 2");
+    cluster = tokio::task::spawn_blocking(move || {
+        cluster.node(2).kill();
+        cluster
+    })
+    .await
+    .unwrap();
+    let acked = traffic.acked.load(Ordering::Relaxed);
+    traffic
+        .await_acked(acked + 20, Duration::from_secs(10))
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        traffic.acked.load(Ordering::Relaxed) < traffic.total(),
+        "the traffic ended before the master came back: make it longer"
+    );
+    let _cluster = tokio::task::spawn_blocking(move || {
+        cluster.node(2).start_again();
+        cluster.wait_ok();
+        cluster
+    })
+    .await
+    .unwrap();
+    for (_, node) in fleet.live() {
+        await_fanout(node, true, Duration::from_secs(20)).await;
+    }
+    // Every node subscribed its channels on the restarted master again.
+    await_subscriptions(port, subscriptions, Duration::from_secs(5)).await;
+    let outcomes = run.await.unwrap();
+    assert_no_problems(check(&fleet, &traffic, &members, &outcomes).await);
+    assert_no_reconnects(&outcomes);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
