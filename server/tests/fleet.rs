@@ -533,7 +533,8 @@ async fn postgres_stopped_briefly() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Down for a few seconds: clients rejoin and resend many times meanwhile.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let _db = tokio::task::spawn_blocking(move || {
         db.start_again();
         db

@@ -449,11 +449,14 @@ impl Client<'_> {
                 next_send = now + self.traffic.pace;
             }
             for (stream, frame) in &frames {
-                if let Err(e) = peer.try_send(*stream, frame).await {
+                let sent = tokio::time::timeout(SILENT, peer.try_send(*stream, frame)).await;
+                match sent {
+                    Err(_) => return Ended::Lost(format!("a send stalled for {SILENT:?}")),
                     // A stream's stopped sending side is its end, not the session's.
-                    if *stream == 0 || !e.starts_with("wt") {
+                    Ok(Err(e)) if *stream == 0 || !e.starts_with("wt") => {
                         return Ended::Lost(e);
                     }
+                    Ok(_) => {}
                 }
             }
             let Some(got) = peer.next_within(Duration::from_millis(20)).await else {
@@ -469,6 +472,7 @@ impl Client<'_> {
                         f.joined = false;
                         f.retry_at = Some(Instant::now() + BACKOFF);
                     }
+                    peer.finish(stream).await;
                 }
                 Received::Frame(0, ServerFrame::GoAway { reason, .. }) => {
                     return Ended::Lost(format!("go away: {reason}"));
@@ -482,7 +486,11 @@ impl Client<'_> {
                     return Ended::Lost(format!("{code:?} {reason}"));
                 }
                 Received::Frame(0, _) => {}
-                Received::Frame(stream, frame) => self.on_frame(stream, frame),
+                Received::Frame(stream, frame) => {
+                    if self.on_frame(stream, frame) {
+                        peer.finish(stream).await;
+                    }
+                }
             }
         }
     }
@@ -544,12 +552,12 @@ impl Client<'_> {
         None
     }
 
-    /// A frame on a conversation stream.
-    fn on_frame(&mut self, stream: u64, frame: ServerFrame) {
+    /// A frame on a conversation stream; true when it ends the stream.
+    fn on_frame(&mut self, stream: u64, frame: ServerFrame) -> bool {
         let name = &self.member.name;
         let outcome = &mut self.outcome;
         let Some(f) = self.followed.iter_mut().find(|f| f.stream == stream) else {
-            return; // a stream given up on
+            return false; // a stream given up on
         };
         match frame {
             ServerFrame::Joined {
@@ -621,13 +629,16 @@ impl Client<'_> {
                 self.traffic.refused.fetch_add(1, Ordering::Relaxed);
                 f.joined = false;
                 f.retry_at = Some(Instant::now() + BACKOFF);
+                return true;
             }
             ServerFrame::Lagged { .. } => {
                 f.joined = false;
                 f.retry_at = Some(Instant::now());
+                return true;
             }
             _ => {}
         }
+        false
     }
 }
 

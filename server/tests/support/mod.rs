@@ -646,6 +646,22 @@ impl RawPeer {
         self.send_bytes(stream, &bytes).await;
     }
 
+    /// Close our side of `stream` (one the server ended), as a client that is done with it
+    /// does: over WebTransport a stream counts against the session's stream limit until both
+    /// sides are closed.
+    pub async fn finish(&mut self, stream: u64) {
+        match &mut self.inner {
+            RawInner::Ws(sink) => {
+                let _ = sink.send(Message::Binary(mux::finish(stream).into())).await;
+            }
+            RawInner::Wt { streams, .. } => {
+                if let Some(mut send) = streams.remove(&stream) {
+                    let _ = send.finish().await;
+                }
+            }
+        }
+    }
+
     /// [`RawPeer::send`], or why it failed (e.g. the connection is gone).
     pub async fn try_send(&mut self, stream: u64, frame: &ClientFrame) -> Result<(), String> {
         let bytes = codec::encode(frame).expect("encode");
