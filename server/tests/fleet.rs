@@ -55,6 +55,7 @@ fn member(
         } else {
             Transport::WebSocket
         },
+        hop_every: None,
         conversations,
     }
 }
@@ -214,6 +215,45 @@ async fn three_nodes_deliver_every_message_once_in_order() {
     assert_no_problems(check(&fleet, &traffic, &members, &outcomes).await);
     assert_no_reconnects(&outcomes);
     assert_fanned_out_live(&members, &outcomes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_hopping_between_nodes_mid_traffic_resume_exactly() {
+    let database = fresh_database().await;
+    let redis = tokio::task::spawn_blocking(Redis::start).await.unwrap();
+    let fleet = Fleet::start(3, &database, &[redis.url()]);
+    let names = ["ann", "ben", "cat", "dan", "eve", "fay"];
+    let tokens = sign_up(&fleet, &names).await;
+    let api = fleet.node(0).api();
+    let room = api.create_room(&tokens[0], "lobby").await;
+    let dm = api.befriend(&tokens[0], &tokens[1], "ann", "ben").await;
+    // Every member moves to the next node every 0.4-0.9 s (each at its own rhythm) while
+    // everyone sends: each move resumes every stream where it was, on another node, while
+    // the others' messages are in flight between the nodes.
+    let members: Vec<Member> = (0..names.len())
+        .map(|i| {
+            let mut conversations = vec![(room, 40)];
+            if i < 2 {
+                conversations.push((dm, 40));
+            }
+            Member {
+                hop_every: Some(Duration::from_millis(400 + 100 * i as u64)),
+                ..member(i, &names, &tokens, 3, conversations)
+            }
+        })
+        .collect();
+    let traffic = Arc::new(Traffic::new(
+        fleet.ports(),
+        &members,
+        Duration::from_millis(25),
+        MEMBER_LIMIT,
+    ));
+    let outcomes = run_all(members.clone(), traffic.clone()).await;
+    assert_no_problems(check(&fleet, &traffic, &members, &outcomes).await);
+    for o in &outcomes {
+        assert!(o.hops >= 2, "{} moved only {} times", o.name, o.hops);
+    }
+    assert_no_reconnects(&outcomes);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

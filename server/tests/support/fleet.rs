@@ -221,6 +221,9 @@ pub struct Member {
     /// The node it connects to first (an index into [`Traffic::ports`]).
     pub home: usize,
     pub transport: Transport,
+    /// Moves to the next node this often (ending its session there), as a client behind a
+    /// load balancer without sticky sessions may.
+    pub hop_every: Option<Duration>,
     /// The conversations it joins, each on its own stream, and how many messages it sends in
     /// each (client ids 1..=n).
     pub conversations: Vec<(ConversationId, u64)>,
@@ -235,13 +238,16 @@ pub struct Outcome {
     pub received: HashMap<ConversationId, Vec<ChatMessage>>,
     /// (conversation, client id) → the seq its `Sent` said.
     pub acked: HashMap<(ConversationId, u64), u64>,
-    /// New sessions after the first (its connection was lost).
+    /// Sessions that were lost (each followed by a new one, with the next node that takes it).
     pub reconnects: u32,
+    /// Moves to the next node of its own accord ([`Member::hop_every`]).
+    pub hops: u32,
     /// Streams joined again on the same session (a stream ended with a retryable error).
     pub rejoins: u32,
     /// The nodes it had sessions with, in order.
     pub nodes: Vec<usize>,
-    /// Why each session that ended before the member finished ended.
+    /// Why each session that ended before the member finished ended, and why each attempt
+    /// at one failed.
     pub lost: Vec<String>,
     /// For each message of another author delivered live (not replayed on a join), per
     /// conversation: how long after its commit (`sent_at_ms`, the same machine's clock) it
@@ -282,6 +288,8 @@ struct Followed {
 enum Ended {
     Done,
     Lost(String),
+    /// Time to move to the next node ([`Member::hop_every`]).
+    Hop,
     OutOfTime,
 }
 
@@ -327,6 +335,7 @@ impl Member {
                 received: HashMap::new(),
                 acked: HashMap::new(),
                 reconnects: 0,
+                hops: 0,
                 rejoins: 0,
                 nodes: Vec::new(),
                 lost: Vec::new(),
@@ -354,7 +363,7 @@ struct Client<'a> {
 }
 
 impl Client<'_> {
-    /// Sessions, one after another (the first with the home node, later ones with the first
+    /// Sessions, one after another (the first with the home node, later ones with the next
     /// node that takes them), until done or out of time.
     async fn run(&mut self) {
         let ports = &self.traffic.ports;
@@ -363,15 +372,15 @@ impl Client<'_> {
             let (mut peer, epoch) =
                 match connect(ports[node], self.member.transport, &self.member.token).await {
                     Ok(session) => session,
-                    Err(_) => {
+                    Err(why) => {
+                        self.outcome
+                            .lost
+                            .push(format!("no session with node {node}: {why}"));
                         node = (node + 1) % ports.len();
                         tokio::time::sleep(BACKOFF).await;
                         continue;
                     }
                 };
-            if !self.outcome.nodes.is_empty() {
-                self.outcome.reconnects += 1;
-            }
             self.outcome.nodes.push(node);
             match self.session(&mut peer, epoch).await {
                 Ended::Done => {
@@ -380,7 +389,13 @@ impl Client<'_> {
                     return;
                 }
                 Ended::OutOfTime => break,
+                Ended::Hop => {
+                    self.outcome.hops += 1;
+                    peer.close().await;
+                    node = (node + 1) % ports.len();
+                }
                 Ended::Lost(why) => {
+                    self.outcome.reconnects += 1;
                     self.outcome.lost.push(why);
                     tokio::time::sleep(BACKOFF).await;
                 }
@@ -418,6 +433,7 @@ impl Client<'_> {
             f.joined = false;
             f.retry_at = Some(now);
         }
+        let hop_at = self.member.hop_every.map(|every| now + every);
         let mut last_heard = now;
         let mut next_ping = now + PING;
         let mut next_send = now;
@@ -436,6 +452,9 @@ impl Client<'_> {
             }
             if now.duration_since(last_heard) > SILENT {
                 return Ended::Lost(format!("silent for {SILENT:?}"));
+            }
+            if hop_at.is_some_and(|at| now >= at) {
+                return Ended::Hop;
             }
             let mut frames = self.retries(now, epoch);
             if now >= next_ping {
@@ -679,12 +698,13 @@ pub async fn check(
     for o in outcomes {
         eprintln!(
             "{}: sessions with nodes {:?}, {} rejoins, {} acks, live delivery after commit (ms) \
-             {:?}",
+             {:?}, lost {:?}",
             o.name,
             o.nodes,
             o.rejoins,
             o.acked.len(),
-            percentiles(o)
+            percentiles(o),
+            o.lost
         );
     }
     eprintln!(
