@@ -307,6 +307,9 @@ async fn a_killed_node_loses_only_its_connections() {
         traffic.acked.load(Ordering::Relaxed) > traffic.total() / 3,
         "sends went on after the kill"
     );
+    // The node comes back (nothing of the conversations is in its data dir) and replays the
+    // same history as the others.
+    fleet.start_again(2);
     assert_no_problems(check(&fleet, &traffic, &members, &outcomes).await);
     for (m, o) in members.iter().zip(&outcomes) {
         if m.home == 2 {

@@ -17,34 +17,45 @@ use serde_json::Value;
 
 use super::{RawPeer, Received, TestServer};
 
-/// N `quibble serve` nodes in fleet mode; a node can be SIGKILLed.
+/// N `quibble serve` nodes in fleet mode; a node can be SIGKILLed and started again.
 pub struct Fleet {
     nodes: Vec<Option<TestServer>>,
     ports: Vec<u16>,
-    _dir: tempfile::TempDir,
+    postgres: String,
+    redis: Vec<String>,
+    dir: tempfile::TempDir,
 }
 
 impl Fleet {
     /// Start `count` nodes on `postgres`, node `i` given `redis[i % redis.len()]` (one URL, or
     /// one Redis Cluster node each).
     pub fn start(count: usize, postgres: &str, redis: &[String]) -> Fleet {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let nodes: Vec<Option<TestServer>> = (0..count)
-            .map(|i| {
-                let data = dir.path().join(format!("node{i}"));
-                let url = &redis[i % redis.len()];
-                Some(TestServer::start_with(
-                    &data,
-                    &["--postgres", postgres, "--redis", url],
-                ))
-            })
-            .collect();
-        let ports = nodes.iter().flatten().map(|node| node.port).collect();
-        Fleet {
-            nodes,
-            ports,
-            _dir: dir,
+        let mut fleet = Fleet {
+            nodes: Vec::new(),
+            ports: Vec::new(),
+            postgres: postgres.to_owned(),
+            redis: redis.to_vec(),
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
+        for i in 0..count {
+            let node = fleet.launch(i);
+            fleet.ports.push(node.port);
+            fleet.nodes.push(Some(node));
         }
+        fleet
+    }
+
+    fn launch(&self, i: usize) -> TestServer {
+        let data = self.dir.path().join(format!("node{i}"));
+        let redis = &self.redis[i % self.redis.len()];
+        TestServer::start_with(&data, &["--postgres", &self.postgres, "--redis", redis])
+    }
+
+    /// Start killed node `i` again on its data dir (on a new port, which [`Fleet::ports`]
+    /// does not list).
+    pub fn start_again(&mut self, i: usize) {
+        assert!(self.nodes[i].is_none(), "node {i} is running");
+        self.nodes[i] = Some(self.launch(i));
     }
 
     /// Node `i` (it must not have been killed).
