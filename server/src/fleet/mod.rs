@@ -148,19 +148,27 @@ impl Fleet {
 
     /// Publish `control` to the other nodes (best effort: see [`control`]).
     pub fn publish_control(&self, control: &Control) {
-        let event = EventRef::Control {
-            origin: self.origin,
-            control,
-        };
-        match event::encode(&event) {
+        self.publish(
+            CONTROL,
+            &EventRef::Control {
+                origin: self.origin,
+                control,
+            },
+        );
+    }
+
+    /// Queue `event` for the publisher, on channel `index`; dropped (and counted) when the
+    /// queue is full.
+    fn publish(&self, index: usize, event: &EventRef<'_>) {
+        match event::encode(event) {
             Ok(payload) => {
                 let bytes = payload.len();
-                if self.outgoing.push((CONTROL, payload), bytes).is_err() {
+                if self.outgoing.push((index, payload), bytes).is_err() {
                     metrics::counter!(crate::metrics::FLEET_PUBLISHED, "outcome" => "dropped")
                         .increment(1);
                 }
             }
-            Err(error) => tracing::warn!(%error, "cannot encode a control event for the fleet"),
+            Err(error) => tracing::warn!(%error, "cannot encode an event for the fleet"),
         }
     }
 
@@ -175,20 +183,13 @@ impl Fleet {
             }
         }
         for (index, part) in parts {
-            let event = EventRef::Committed {
-                origin: self.origin,
-                messages: &part,
-            };
-            match event::encode(&event) {
-                Ok(payload) => {
-                    let bytes = payload.len();
-                    if self.outgoing.push((index, payload), bytes).is_err() {
-                        metrics::counter!(crate::metrics::FLEET_PUBLISHED, "outcome" => "dropped")
-                            .increment(1);
-                    }
-                }
-                Err(error) => tracing::warn!(%error, "cannot encode a commit for the fleet"),
-            }
+            self.publish(
+                index,
+                &EventRef::Committed {
+                    origin: self.origin,
+                    messages: &part,
+                },
+            );
             self.inboxes[index].deliver(part.into_iter().cloned().collect());
         }
     }

@@ -286,6 +286,13 @@ impl Api {
         body["token"].as_str().expect("token").to_owned()
     }
 
+    /// Joins `room` as the holder of `token` (the REST way).
+    pub async fn join_room(&self, token: &str, room: ConversationId) {
+        let path = format!("/api/rooms/{}/join", room.0);
+        let (status, body) = self.call("POST", &path, Some(token), None).await;
+        assert_eq!(status, 200, "{body}");
+    }
+
     pub async fn create_room(&self, token: &str, name: &str) -> ConversationId {
         let (status, body) = self
             .call(
