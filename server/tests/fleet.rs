@@ -242,7 +242,7 @@ async fn clients_hopping_between_nodes_mid_traffic_resume_exactly() {
     let api = fleet.node(0).api();
     let room = api.create_room(&tokens[0], "lobby").await;
     let dm = api.befriend(&tokens[0], &tokens[1], "ann", "ben").await;
-    // Every member moves to the next node every 0.4-0.9 s (each at its own rhythm) while
+    // Every member moves to the next node every 0.30-0.55 s (each at its own rhythm) while
     // everyone sends: each move resumes every stream where it was, on another node, while
     // the others' messages are in flight between the nodes.
     let members: Vec<Member> = (0..names.len())
@@ -252,7 +252,7 @@ async fn clients_hopping_between_nodes_mid_traffic_resume_exactly() {
                 conversations.push((dm, 40));
             }
             Member {
-                hop_every: Some(Duration::from_millis(400 + 100 * i as u64)),
+                hop_every: Some(Duration::from_millis(300 + 50 * i as u64)),
                 ..member(i, &names, &tokens, 3, conversations)
             }
         })
