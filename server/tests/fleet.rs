@@ -423,8 +423,14 @@ async fn works_on_redis_cluster() {
     let cluster = tokio::task::spawn_blocking(RedisCluster::start)
         .await
         .unwrap();
-    // Each node is given one cluster node's URL (a different master each).
-    let fleet = Fleet::start(3, &database, &cluster.urls());
+    // Node 0 is given every master as a comma-separated list of seeds; nodes 1 and 2 one
+    // master's URL each (a different one).
+    let urls = cluster.urls();
+    let fleet = Fleet::start(
+        3,
+        &database,
+        &[urls.join(","), urls[1].clone(), urls[2].clone()],
+    );
     for (_, node) in fleet.live() {
         await_fanout(node, true, Duration::from_secs(10)).await;
     }
