@@ -28,7 +28,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use quibble_protocol::ChatMessage;
 use redis::{PushInfo, PushKind, Value};
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 pub use redis_link::{LinkError, Seeds};
@@ -55,7 +55,9 @@ const SUBSCRIBE_DEADLINE: Duration = Duration::from_secs(10);
 /// How often the subscriber checks that Redis still answers (a link can die silently).
 const PING_EVERY: Duration = Duration::from_secs(5);
 /// What the control task's queue may hold, in bytes.
-const CONTROL_BYTES: usize = 1 << 20;
+const CONTROL_BYTES: usize = 8 << 20;
+/// The shortest time between two resyncs ([`control::resync`]).
+const RESYNC_EVERY: Duration = Duration::from_secs(5);
 
 /// The node's side of the fleet, as the store's commit hook uses it.
 pub struct Fleet {
@@ -197,28 +199,16 @@ impl Fleet {
 
 impl Tasks {
     /// Start the sequencers (delivering through `committed`, back-filling from the store), the
-    /// publisher, the subscriber and the control task, until `shutdown`.
-    pub fn spawn(
-        self,
-        committed: Arc<Committed>,
-        state: AppState,
-        shutdown: watch::Receiver<bool>,
-    ) {
+    /// publisher, the subscriber and the control task. They run as long as the process: through
+    /// a graceful shutdown's drain too, so what is committed then still reaches the other
+    /// nodes, and so do the departing connections' presence.
+    pub fn spawn(self, committed: Arc<Committed>, state: AppState) {
         for sequencer in self.sequencers {
-            tokio::spawn(sequencer.run(
-                Arc::clone(&committed),
-                state.store.clone(),
-                shutdown.clone(),
-            ));
+            tokio::spawn(sequencer.run(Arc::clone(&committed), state.store.clone()));
         }
         let (control_tx, control_rx) = self.control;
-        tokio::spawn(publish(self.outgoing, self.seeds.clone(), shutdown.clone()));
-        tokio::spawn(run_control(
-            control_rx,
-            Arc::clone(&self.resync),
-            state,
-            shutdown.clone(),
-        ));
+        tokio::spawn(publish(self.outgoing, self.seeds.clone()));
+        tokio::spawn(run_control(control_rx, Arc::clone(&self.resync), state));
         tokio::spawn(subscribe(
             self.seeds,
             Receivers {
@@ -228,7 +218,6 @@ impl Tasks {
                 origin: self.origin,
             },
             self.health,
-            shutdown,
         ));
     }
 }
@@ -250,18 +239,13 @@ impl Receivers {
 
 /// The control task: apply the other nodes' control events here, one at a time, in order;
 /// re-check when asked to ([`Resync`]).
-async fn run_control(
-    mut queue: queue::Receiver<FromNode>,
-    resync: Arc<Resync>,
-    state: AppState,
-    mut shutdown: watch::Receiver<bool>,
-) {
+async fn run_control(mut queue: queue::Receiver<FromNode>, resync: Arc<Resync>, state: AppState) {
     let mut presence = tokio::time::interval(control::PRESENCE_EVERY);
     presence.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_resync: Option<Instant> = None;
     loop {
+        // Unbiased: a busy queue must not starve the presence ticks.
         tokio::select! {
-            biased;
-            _ = shutdown.changed() => return,
             item = queue.recv() => match item {
                 Some((origin, event)) => control::apply(&state, origin, event).await,
                 None => return,
@@ -269,28 +253,26 @@ async fn run_control(
             () = resync.wake.notified() => {}
             _ = presence.tick() => control::repeat_presence(&state),
         }
-        if resync.wanted.swap(false, Ordering::AcqRel) {
-            control::resync(&state).await;
+        // At most one resync per RESYNC_EVERY (a burst of overflows is one resync); a wanted
+        // one waits for a later turn, at the latest the next presence tick.
+        let due = last_resync.is_none_or(|at| at.elapsed() >= RESYNC_EVERY);
+        if due && resync.wanted.swap(false, Ordering::AcqRel) {
+            last_resync = Some(Instant::now());
+            if !control::resync(&state).await {
+                resync.wanted.store(true, Ordering::Release);
+            }
         }
     }
 }
 
 /// The publisher task: batches from the queue, each retried until it is published or
 /// [`PUBLISH_DEADLINE`] has passed.
-async fn publish(
-    mut queue: queue::Receiver<(usize, Bytes)>,
-    seeds: Seeds,
-    mut shutdown: watch::Receiver<bool>,
-) {
+async fn publish(mut queue: queue::Receiver<(usize, Bytes)>, seeds: Seeds) {
     let mut publisher = Publisher::new(seeds);
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
     loop {
-        let first = tokio::select! {
-            _ = shutdown.changed() => return,
-            item = queue.recv() => match item {
-                Some(item) => item,
-                None => return,
-            },
+        let Some(first) = queue.recv().await else {
+            return;
         };
         batch.push(first);
         while batch.len() < PUBLISH_BATCH {
@@ -314,10 +296,7 @@ async fn publish(
                 }
                 Err(error) => {
                     tracing::debug!(%error, "publishing to Redis failed; retrying");
-                    tokio::select! {
-                        _ = shutdown.changed() => return,
-                        () = tokio::time::sleep(pause) => {}
-                    }
+                    tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(RETRY_MAX);
                 }
             }
@@ -328,12 +307,7 @@ async fn publish(
 
 /// The subscriber task: keep every partition subscribed; after each (re)subscribe, have every
 /// sequencer sweep for what was published while it was not.
-async fn subscribe(
-    seeds: Seeds,
-    receivers: Receivers,
-    health: Arc<Health>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+async fn subscribe(seeds: Seeds, receivers: Receivers, health: Arc<Health>) {
     let receivers = Arc::new(receivers);
     let mut pause = RETRY_FIRST;
     let mut was_up = true;
@@ -359,7 +333,6 @@ async fn subscribe(
                 ping.tick().await;
                 loop {
                     tokio::select! {
-                        _ = shutdown.changed() => return,
                         () = broken.notified() => break,
                         _ = ping.tick() => if let Err(error) = subscription.ping().await {
                             tracing::debug!(%error, "Redis stopped answering");
@@ -381,10 +354,7 @@ async fn subscribe(
             }
             Err(_) => {}
         }
-        tokio::select! {
-            _ = shutdown.changed() => return,
-            () = tokio::time::sleep(pause) => {}
-        }
+        tokio::time::sleep(pause).await;
         pause = (pause * 2).min(RETRY_MAX);
     }
 }
