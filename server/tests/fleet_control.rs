@@ -9,15 +9,24 @@ use quibble_protocol::{ClientFrame, ConversationId, ErrorCode, ServerFrame, User
 use quibble_test_support::postgres::Postgres;
 use quibble_test_support::redis::Redis;
 use serde_json::json;
+use support::fleet::Fleet;
 use support::live::{ban, cut_with, still_live, welcomed};
 use support::{RawPeer, TestServer};
 
-/// Two nodes of one fleet (and the Redis they share, stopped when dropped).
+/// Two nodes of one fleet (`a` is node 0, `b` node 1) and the Redis they share.
 struct Two {
-    a: TestServer,
-    b: TestServer,
+    fleet: Fleet,
     _redis: Redis,
-    _dir: tempfile::TempDir,
+}
+
+impl Two {
+    fn a(&self) -> &TestServer {
+        self.fleet.node(0)
+    }
+
+    fn b(&self) -> &TestServer {
+        self.fleet.node(1)
+    }
 }
 
 async fn two_nodes() -> Two {
@@ -25,33 +34,24 @@ async fn two_nodes() -> Two {
         .await
         .unwrap();
     let redis = tokio::task::spawn_blocking(Redis::start).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let node = |name: &str| {
-        TestServer::start_with(
-            &dir.path().join(name),
-            &["--postgres", &url, "--redis", &redis.url()],
-        )
-    };
-    let (a, b) = (node("a"), node("b"));
+    let fleet = Fleet::start(2, &url, &[redis.url()]);
     Two {
-        a,
-        b,
+        fleet,
         _redis: redis,
-        _dir: dir,
     }
 }
 
 #[tokio::test]
 async fn a_ban_through_one_node_cuts_the_user_on_the_other() {
     let fleet = two_nodes().await;
-    let api_a = fleet.a.api();
+    let api_a = fleet.a().api();
     let root = api_a.signup("root").await;
-    support::promote(&fleet.a, "root");
+    support::promote(fleet.a(), "root");
     let bob = api_a.signup("bob").await;
     let carol = api_a.signup("carol").await;
-    let mut wt = welcomed(&fleet.b, false, &bob).await;
-    let mut ws = welcomed(&fleet.b, true, &bob).await;
-    let mut bystander = welcomed(&fleet.b, true, &carol).await;
+    let mut wt = welcomed(fleet.b(), false, &bob).await;
+    let mut ws = welcomed(fleet.b(), true, &bob).await;
+    let mut bystander = welcomed(fleet.b(), true, &carol).await;
 
     ban(&api_a, &root, "bob", "spam").await;
     cut_with(&mut wt, ErrorCode::Banned, "banned: spam").await;
@@ -62,13 +62,13 @@ async fn a_ban_through_one_node_cuts_the_user_on_the_other() {
 #[tokio::test]
 async fn a_sign_out_through_one_node_ends_that_session_on_the_other_and_no_other() {
     let fleet = two_nodes().await;
-    let token = fleet.a.api().signup("alice").await;
-    let other = fleet.b.api().login("alice").await;
-    let mut signed_out = welcomed(&fleet.b, false, &token).await;
-    let mut kept = welcomed(&fleet.b, true, &other).await;
+    let token = fleet.a().api().signup("alice").await;
+    let other = fleet.b().api().login("alice").await;
+    let mut signed_out = welcomed(fleet.b(), false, &token).await;
+    let mut kept = welcomed(fleet.b(), true, &other).await;
 
     let (status, body) = fleet
-        .a
+        .a()
         .api()
         .call("POST", "/api/logout", Some(&token), None)
         .await;
@@ -80,11 +80,11 @@ async fn a_sign_out_through_one_node_ends_that_session_on_the_other_and_no_other
 #[tokio::test]
 async fn an_ip_ban_on_one_node_cuts_live_connections_on_the_other_until_removed() {
     let fleet = two_nodes().await;
-    let token = fleet.a.api().signup("alice").await;
-    let mut live = welcomed(&fleet.b, true, &token).await;
+    let token = fleet.a().api().signup("alice").await;
+    let mut live = welcomed(fleet.b(), true, &token).await;
 
     let run = fleet
-        .a
+        .a()
         .admin(&["ip-ban", "add", "127.0.0.0/8", "--reason", "abuse"]);
     assert!(run.ok, "{run:?}");
     cut_with(
@@ -94,11 +94,11 @@ async fn an_ip_ban_on_one_node_cuts_live_connections_on_the_other_until_removed(
     )
     .await;
     // Every door of the other node refuses the address now (REST here).
-    let api_b = fleet.b.api();
+    let api_b = fleet.b().api();
     let (status, _) = api_b.call("GET", "/api/account", Some(&token), None).await;
     assert_eq!(status, 403);
 
-    let run = fleet.a.admin(&["ip-ban", "remove", "127.0.0.0/8"]);
+    let run = fleet.a().admin(&["ip-ban", "remove", "127.0.0.0/8"]);
     assert!(run.ok, "{run:?}");
     // The other node lets the address back once it has heard (within a second).
     let started = std::time::Instant::now();
@@ -114,22 +114,22 @@ async fn an_ip_ban_on_one_node_cuts_live_connections_on_the_other_until_removed(
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    welcomed(&fleet.b, false, &token).await;
+    welcomed(fleet.b(), false, &token).await;
 }
 
 #[tokio::test]
 async fn typing_and_blocks_reach_the_other_node() {
     let fleet = two_nodes().await;
-    let (api_a, api_b) = (fleet.a.api(), fleet.b.api());
+    let (api_a, api_b) = (fleet.a().api(), fleet.b().api());
     let alice = api_a.signup("alice").await;
     let bob = api_a.signup("bob").await;
     let room: ConversationId = api_a.create_room(&alice, "lobby").await;
     api_b.join_room(&bob, room).await;
 
-    let mut a = RawPeer::websocket(&fleet.a).await;
+    let mut a = RawPeer::websocket(fleet.a()).await;
     a.hello(&alice).await;
     a.join(1, room, None).await;
-    let mut b = RawPeer::webtransport(&fleet.b).await;
+    let mut b = RawPeer::webtransport(fleet.b()).await;
     b.hello(&bob).await;
     b.join(1, room, None).await;
 
@@ -193,11 +193,11 @@ async fn id_of(server: &TestServer, token: &str) -> UserId {
 #[tokio::test]
 async fn presence_spans_the_fleet_friends_and_room_members_alike() {
     let fleet = two_nodes().await;
-    let api_a = fleet.a.api();
+    let api_a = fleet.a().api();
     let alice = api_a.signup("alice").await;
     let bob = api_a.signup("bob").await;
     let carol = api_a.signup("carol").await;
-    let alice_id = id_of(&fleet.a, &alice).await;
+    let alice_id = id_of(fleet.a(), &alice).await;
     // Bob is alice's friend; carol shares a room with her.
     for (token, name) in [(&alice, "bob"), (&bob, "alice")] {
         let (status, body) = api_a
@@ -213,14 +213,14 @@ async fn presence_spans_the_fleet_friends_and_room_members_alike() {
     let room = api_a.create_room(&alice, "lobby").await;
     api_a.join_room(&carol, room).await;
 
-    let mut b = welcomed(&fleet.b, true, &bob).await;
-    let mut c = welcomed(&fleet.b, false, &carol).await;
+    let mut b = welcomed(fleet.b(), true, &bob).await;
+    let mut c = welcomed(fleet.b(), false, &carol).await;
     // Alice comes online on node A: both hear it on node B.
-    let a = welcomed(&fleet.a, false, &alice).await;
+    let a = welcomed(fleet.a(), false, &alice).await;
     assert!(presence_of(&mut b, alice_id).await);
     assert!(presence_of(&mut c, alice_id).await);
     // Someone connecting to node B now finds her online in the snapshot.
-    let mut b2 = welcomed(&fleet.b, true, &bob).await;
+    let mut b2 = welcomed(fleet.b(), true, &bob).await;
     assert!(presence_of(&mut b2, alice_id).await);
     // She leaves node A: both hear she is offline.
     a.close().await;
