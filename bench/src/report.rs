@@ -32,7 +32,10 @@ pub struct Report {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Scenario {
+    /// The `--server` URLs, comma-separated.
     pub server: String,
+    /// How many: above 1, the nodes of a fleet (bot i on node i mod nodes).
+    pub nodes: usize,
     pub transport: String,
     /// The `--scenario` preset.
     pub kind: ScenarioKind,
@@ -83,7 +86,8 @@ impl Report {
         Report {
             command,
             scenario: Scenario {
-                server: args.server.clone(),
+                server: args.server.join(","),
+                nodes: args.server.len(),
                 transport,
                 kind: args.scenario,
                 rooms: plan.rooms,
@@ -116,7 +120,18 @@ impl Report {
         let mut out = String::new();
         let s = &self.scenario;
         let _ = writeln!(out, "$ {}", self.command);
-        let _ = writeln!(out, "{}; server {}\n", s.summary(), s.server);
+        if s.nodes > 1 {
+            let _ = writeln!(
+                out,
+                "{}; {} nodes {} (bot i on node i mod {})\n",
+                s.summary(),
+                s.nodes,
+                s.server,
+                s.nodes
+            );
+        } else {
+            let _ = writeln!(out, "{}; server {}\n", s.summary(), s.server);
+        }
         let _ = writeln!(out, "{}\n", self.accounts.text());
         out.push_str(&self.counts_table().render());
         out.push('\n');
@@ -507,6 +522,7 @@ mod tests {
         let mut measured = aggregate(&[], 1).unwrap();
         measured.server = Some(ServerCost {
             pid: 7,
+            pids: Vec::new(),
             window_s: Some(2.0),
             cpu_us: Some(500_000),
             cpu_us_per_delivery: Some(12.5),
