@@ -5,7 +5,7 @@
 
 mod support;
 
-use quibble_protocol::{ClientFrame, ConversationId, ErrorCode, ServerFrame};
+use quibble_protocol::{ClientFrame, ConversationId, ErrorCode, ServerFrame, UserId};
 use quibble_test_support::postgres::Postgres;
 use quibble_test_support::redis::Redis;
 use serde_json::json;
@@ -185,4 +185,69 @@ async fn typing_of(peer: &mut RawPeer) -> (ConversationId, String, bool) {
         _ => None,
     })
     .await
+}
+
+/// The next `Presence` of `who` on `peer` (within a second): whether online.
+async fn presence_of(peer: &mut RawPeer, who: UserId) -> bool {
+    let next = peer.event_where(|event| match event {
+        ServerFrame::Presence { user, online, .. } if *user == who => Some(*online),
+        _ => None,
+    });
+    tokio::time::timeout(support::live::AT_ONCE, next)
+        .await
+        .expect("no presence within a second")
+}
+
+async fn id_of(server: &TestServer, token: &str) -> UserId {
+    let (_, body) = server
+        .api()
+        .call("GET", "/api/account", Some(token), None)
+        .await;
+    UserId(body["id"].as_u64().expect("id"))
+}
+
+#[tokio::test]
+async fn presence_spans_the_fleet_friends_and_room_members_alike() {
+    let fleet = two_nodes().await;
+    let api_a = fleet.a.api();
+    let alice = api_a.signup("alice").await;
+    let bob = api_a.signup("bob").await;
+    let carol = api_a.signup("carol").await;
+    let alice_id = id_of(&fleet.a, &alice).await;
+    // Bob is alice's friend; carol shares a room with her.
+    for (token, name) in [(&alice, "bob"), (&bob, "alice")] {
+        let (status, body) = api_a
+            .call(
+                "POST",
+                "/api/users/add",
+                Some(token),
+                Some(json!({"username": name})),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let room = api_a.create_room(&alice, "lobby").await;
+    let (status, body) = api_a
+        .call(
+            "POST",
+            &format!("/api/rooms/{}/join", room.0),
+            Some(&carol),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    let mut b = welcomed(&fleet.b, true, &bob).await;
+    let mut c = welcomed(&fleet.b, false, &carol).await;
+    // Alice comes online on node A: both hear it on node B.
+    let a = welcomed(&fleet.a, false, &alice).await;
+    assert!(presence_of(&mut b, alice_id).await);
+    assert!(presence_of(&mut c, alice_id).await);
+    // Someone connecting to node B now finds her online in the snapshot.
+    let mut b2 = welcomed(&fleet.b, true, &bob).await;
+    assert!(presence_of(&mut b2, alice_id).await);
+    // She leaves node A: both hear she is offline.
+    a.close().await;
+    assert!(!presence_of(&mut b, alice_id).await);
+    assert!(!presence_of(&mut c, alice_id).await);
 }

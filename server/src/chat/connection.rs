@@ -278,6 +278,7 @@ impl Future for Served {
                 return Poll::Ready(reason);
             };
             let state = this.ready.ctx.state.clone();
+            state.tell_fleet(Control::Offline { user, at_ms });
             this.leaving = Some(Box::pin(async move {
                 record_last_seen(&state, user, at_ms).await;
                 reason
@@ -485,6 +486,15 @@ async fn introduce(
     let presence = state
         .users
         .track(user.id, &conversations, &ids, seen, &blocked);
+    if state.fleet.is_some()
+        && let Some((username, rooms)) = state.users.presence_here(user.id)
+    {
+        state.tell_fleet(Control::Online {
+            user: user.id,
+            username,
+            rooms,
+        });
+    }
     if !events {
         return Ok(());
     }

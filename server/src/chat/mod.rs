@@ -23,4 +23,5 @@ pub mod committed;
 pub mod handoff;
 pub mod heartbeat;
 pub mod keyed_vec;
+pub mod remote_presence;
 pub mod stream_set;

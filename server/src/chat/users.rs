@@ -45,6 +45,7 @@ use crate::auth::TokenHash;
 use crate::chat::hub::Delivered;
 use crate::chat::keyed_vec::KeyedVec;
 use crate::chat::outbound::{LiveTx, SendError};
+use crate::chat::remote_presence::RemotePresence;
 use crate::chat::stream::{CloseReason, encode_frame};
 use crate::enforce::code_for_version;
 use crate::store::{ConversationKind, Cursors, FriendState, Store, Summary};
@@ -73,6 +74,8 @@ struct Inner {
     /// A blocked user → their online blockers (only users who have some).
     blockers: HashMap<UserId, HashSet<UserId>>,
     next_key: u64,
+    /// Users online on other nodes of a fleet.
+    remote: RemotePresence,
 }
 
 struct Online {
@@ -252,9 +255,12 @@ impl Users {
             inner.push_all(watchers, &frame);
         }
         // What this user sees: friends (online or with a known last-seen) and online
-        // co-members.
+        // co-members, here or on other nodes of a fleet.
         let mut seen: HashSet<UserId> = inner.watchers(user);
         seen.extend(friends.iter().copied());
+        if let Some(online) = inner.online.get(&user) {
+            seen.extend(inner.remote.in_rooms(&online.rooms));
+        }
         seen.remove(&user);
         let blocked = inner
             .online
@@ -585,6 +591,73 @@ impl Users {
         }
     }
 
+    /// Node `node` of the fleet says `user` (in `rooms`) is online there: if that is news,
+    /// who sees their presence here hears it.
+    pub fn remote_online(
+        &self,
+        node: u64,
+        user: UserId,
+        username: String,
+        rooms: Vec<ConversationId>,
+    ) {
+        let mut inner = self.lock();
+        let now = std::time::Instant::now();
+        if inner
+            .remote
+            .online(node, user, username, rooms.clone(), now)
+        {
+            inner.remote_changed(user, &rooms);
+        }
+    }
+
+    /// Node `node` of the fleet says `user` went offline there at `at_ms`: if they are online
+    /// nowhere now, who sees their presence here hears it.
+    pub fn remote_offline(&self, node: u64, user: UserId, at_ms: u64) {
+        let mut inner = self.lock();
+        if let Some(gone) = inner.remote.offline(node, user) {
+            inner.last_seen.insert(user, (at_ms, gone.username));
+            inner.remote_changed(user, &gone.rooms);
+        }
+    }
+
+    /// Forget the other nodes' word that was not repeated since `cutoff` (see
+    /// [`crate::chat::remote_presence`]), telling who sees it of the users now online nowhere.
+    pub fn expire_remote(&self, cutoff: std::time::Instant) {
+        let mut inner = self.lock();
+        let now = unix_ms(SystemTime::now());
+        for (user, gone) in inner.remote.expire(cutoff) {
+            inner.last_seen.insert(user, (now, gone.username));
+            inner.remote_changed(user, &gone.rooms);
+        }
+    }
+
+    /// `user`'s name and the rooms whose members see their presence, if they are online here.
+    pub fn presence_here(&self, user: UserId) -> Option<(String, Vec<ConversationId>)> {
+        let inner = self.lock();
+        let online = inner.online.get(&user).filter(|o| o.announced)?;
+        Some((
+            online.username.clone(),
+            online.rooms.iter().copied().collect(),
+        ))
+    }
+
+    /// Every user online here, with their name and rooms (for the other nodes of a fleet).
+    pub fn online_list(&self) -> Vec<(UserId, String, Vec<ConversationId>)> {
+        let inner = self.lock();
+        inner
+            .online
+            .iter()
+            .filter(|(_, online)| online.announced)
+            .map(|(&user, online)| {
+                (
+                    user,
+                    online.username.clone(),
+                    online.rooms.iter().copied().collect(),
+                )
+            })
+            .collect()
+    }
+
     /// The sessions of every live connection, each once.
     pub fn sessions(&self) -> Vec<TokenHash> {
         let inner = self.lock();
@@ -683,6 +756,29 @@ impl Inner {
         watchers
     }
 
+    /// Whether `user` is online here (announced).
+    fn online_here(&self, user: UserId) -> bool {
+        self.online.get(&user).is_some_and(|o| o.announced)
+    }
+
+    /// Who here sees the presence of `user`, online on another node and in `rooms`: their
+    /// online friends and the online members of those rooms, but for their blockers.
+    fn remote_watchers(&self, user: UserId, rooms: &[ConversationId]) -> Vec<UserId> {
+        let mut watchers: HashSet<UserId> = self
+            .online
+            .iter()
+            .filter(|(_, online)| online.friends.contains(&user))
+            .map(|(&watcher, _)| watcher)
+            .collect();
+        for room in rooms {
+            if let Some(members) = self.members.get(room) {
+                watchers.extend(members.iter().copied());
+            }
+        }
+        watchers.remove(&user);
+        self.unblocked(user, watchers)
+    }
+
     /// Those of `viewers` who do not block `author` (all of them, unchanged, when nobody
     /// online blocks `author`).
     fn unblocked(&self, author: UserId, viewers: impl IntoIterator<Item = UserId>) -> Vec<UserId> {
@@ -724,9 +820,11 @@ impl Inner {
     /// `user`'s presence now as a frame: online once announced, else offline with when they
     /// were last seen; `None` for a user not seen since the server started.
     fn presence_of(&self, user: UserId) -> Option<Bytes> {
-        let (username, online, last_seen_ms) = match self.online.get(&user) {
-            Some(o) if o.announced => (o.username.clone(), true, 0),
-            _ => {
+        let here = self.online.get(&user).filter(|o| o.announced);
+        let (username, online, last_seen_ms) = match (here, self.remote.get(user)) {
+            (Some(o), _) => (o.username.clone(), true, 0),
+            (None, Some(remote)) => (remote.username.clone(), true, 0),
+            (None, None) => {
                 let (ms, name) = self.last_seen.get(&user)?;
                 (name.clone(), false, *ms)
             }
@@ -737,6 +835,18 @@ impl Inner {
             online,
             last_seen_ms,
         }))
+    }
+
+    /// `user`, online elsewhere and in `rooms`, came online or went offline there: tell who
+    /// sees it here, unless they are online here anyway.
+    fn remote_changed(&mut self, user: UserId, rooms: &[ConversationId]) {
+        if self.online_here(user) {
+            return;
+        }
+        if let Some(frame) = self.presence_of(user) {
+            let watchers = self.remote_watchers(user, rooms);
+            self.push_all(watchers, &frame);
+        }
     }
 
     /// Pushes `frame` to every connection of `users`; a connection that cannot take it is

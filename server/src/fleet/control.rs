@@ -9,7 +9,9 @@
 //! matters for authorization when it subscribes again ([`resync`]): the IP-ban list, and every
 //! live session against the store (banned users' and signed-out sessions are gone from it).
 //! What else it missed (a typing hint, a friend's new status) its clients get on their next
-//! reconnect or change.
+//! reconnect or change. Presence is repeated instead: each node tells the others who is online
+//! on it every [`PRESENCE_EVERY`] ([`repeat_presence`]), so a lost "offline" or a dead node's
+//! users run out by themselves ([`crate::chat::remote_presence`]).
 
 use std::collections::HashSet;
 
@@ -73,7 +75,25 @@ pub enum Control {
     },
     /// The last message of `conversation` was deleted.
     LastMessageDeleted { conversation: ConversationId },
+    /// `user` is online on the publishing node (in `rooms`, whose members see it).
+    Online {
+        user: UserId,
+        username: String,
+        rooms: Vec<ConversationId>,
+    },
+    /// `user` went offline on the publishing node at `at_ms` (Unix ms).
+    Offline { user: UserId, at_ms: u64 },
+    /// Everyone online on the publishing node (part of its list, repeated every
+    /// [`PRESENCE_EVERY`]; see [`crate::chat::remote_presence`]).
+    StillOnline {
+        users: Vec<(UserId, String, Vec<ConversationId>)>,
+    },
 }
+
+/// How often a node repeats who is online on it.
+pub const PRESENCE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+/// The most users one [`Control::StillOnline`] lists.
+const STILL_ONLINE_CHUNK: usize = 256;
 
 impl Shared {
     /// Publish `control` to the other nodes of the fleet (nothing on a single node). The
@@ -85,8 +105,8 @@ impl Shared {
     }
 }
 
-/// Apply another node's `control` to this node's connections.
-pub async fn apply(state: &Shared, control: Control) {
+/// Apply `control`, from the node whose id is `origin`, to this node's connections.
+pub async fn apply(state: &Shared, origin: u64, control: Control) {
     match control {
         Control::CloseUser {
             user,
@@ -135,12 +155,39 @@ pub async fn apply(state: &Shared, control: Control) {
                 .last_message_deleted(&state.store, conversation)
                 .await;
         }
+        Control::Online {
+            user,
+            username,
+            rooms,
+        } => state.users.remote_online(origin, user, username, rooms),
+        Control::Offline { user, at_ms } => state.users.remote_offline(origin, user, at_ms),
+        Control::StillOnline { users } => {
+            for (user, username, rooms) in users {
+                state.users.remote_online(origin, user, username, rooms);
+            }
+        }
+    }
+}
+
+/// Every [`PRESENCE_EVERY`]: tell the other nodes who is online here, and forget what they
+/// stopped repeating.
+pub fn repeat_presence(state: &Shared) {
+    let users = state.users.online_list();
+    for chunk in users.chunks(STILL_ONLINE_CHUNK) {
+        state.tell_fleet(Control::StillOnline {
+            users: chunk.to_vec(),
+        });
+    }
+    let now = std::time::Instant::now();
+    if let Some(cutoff) = now.checked_sub(crate::chat::remote_presence::REMOTE_TTL) {
+        state.users.expire_remote(cutoff);
     }
 }
 
 /// After a (re)subscribe, catch up on what control events may have been lost: the IP bans,
 /// and every live session still in the store (each distinct one looked up once).
 pub async fn resync(state: &Shared) {
+    repeat_presence(state);
     if let Err(error) = state.reload_ip_bans().await {
         tracing::error!(%error, "cannot reload the IP bans after resubscribing");
     }

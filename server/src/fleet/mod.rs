@@ -90,10 +90,13 @@ pub struct Tasks {
     inboxes: Arc<[Inbox]>,
     sequencers: Vec<Sequencer>,
     outgoing: queue::Receiver<(usize, Bytes)>,
-    control: (queue::Sender<Control>, queue::Receiver<Control>),
+    control: (queue::Sender<FromNode>, queue::Receiver<FromNode>),
     resync: Arc<Resync>,
     health: Arc<Health>,
 }
+
+/// Another node's control event, with that node's id.
+type FromNode = (u64, Control);
 
 /// Set when the node (re)subscribed or a control event was lost: the control task re-checks
 /// ([`control::resync`]) once it has applied what is queued.
@@ -232,7 +235,7 @@ impl Tasks {
 /// Where the subscriber hands what it hears.
 struct Receivers {
     inboxes: Arc<[Inbox]>,
-    control: queue::Sender<Control>,
+    control: queue::Sender<FromNode>,
     resync: Arc<Resync>,
     origin: u64,
 }
@@ -247,20 +250,23 @@ impl Receivers {
 /// The control task: apply the other nodes' control events here, one at a time, in order;
 /// re-check when asked to ([`Resync`]).
 async fn run_control(
-    mut queue: queue::Receiver<Control>,
+    mut queue: queue::Receiver<FromNode>,
     resync: Arc<Resync>,
     state: AppState,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut presence = tokio::time::interval(control::PRESENCE_EVERY);
+    presence.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             biased;
             _ = shutdown.changed() => return,
             item = queue.recv() => match item {
-                Some(event) => control::apply(&state, event).await,
+                Some((origin, event)) => control::apply(&state, origin, event).await,
                 None => return,
             },
             () = resync.wake.notified() => {}
+            _ = presence.tick() => control::repeat_presence(&state),
         }
         if resync.wanted.swap(false, Ordering::AcqRel) {
             control::resync(&state).await;
@@ -405,8 +411,11 @@ fn on_push(push: PushInfo, receivers: &Receivers, broken: &Notify) {
                 Ok(Event::Committed { origin: from, .. } | Event::Control { origin: from, .. })
                     if from == *origin => {}
                 Ok(Event::Committed { messages, .. }) => route(messages, inboxes),
-                Ok(Event::Control { control: event, .. }) => {
-                    if control.push(event, payload.len()).is_err() {
+                Ok(Event::Control {
+                    origin: from,
+                    control: event,
+                }) => {
+                    if control.push((from, event), payload.len()).is_err() {
                         metrics::counter!(crate::metrics::FLEET_INBOX_FULL).increment(1);
                         resync.want();
                     }
