@@ -206,7 +206,7 @@ impl Server {
             fleet: fleet.as_ref().map(|(fleet, _)| Arc::clone(fleet)),
         });
         if let Some((_, tasks)) = fleet {
-            tasks.spawn(committed, state.clone(), shutdown.subscribe());
+            tasks.spawn(committed, state.clone());
         }
         // The IP bans are in force before the first connection is accepted.
         state.reload_ip_bans().await?;

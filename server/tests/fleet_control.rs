@@ -9,7 +9,7 @@ use quibble_protocol::{ClientFrame, ConversationId, ErrorCode, ServerFrame, User
 use quibble_test_support::postgres::Postgres;
 use quibble_test_support::redis::Redis;
 use serde_json::json;
-use support::live::{cut_with, still_live, welcomed};
+use support::live::{ban, cut_with, still_live, welcomed};
 use support::{RawPeer, TestServer};
 
 /// Two nodes of one fleet (and the Redis they share, stopped when dropped).
@@ -53,15 +53,7 @@ async fn a_ban_through_one_node_cuts_the_user_on_the_other() {
     let mut ws = welcomed(&fleet.b, true, &bob).await;
     let mut bystander = welcomed(&fleet.b, true, &carol).await;
 
-    let (status, body) = api_a
-        .call(
-            "POST",
-            "/api/users/ban",
-            Some(&root),
-            Some(json!({"username": "bob", "reason": "spam"})),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    ban(&api_a, &root, "bob", "spam").await;
     cut_with(&mut wt, ErrorCode::Banned, "banned: spam").await;
     cut_with(&mut ws, ErrorCode::Banned, "banned: spam").await;
     still_live(&mut bystander).await;
@@ -132,15 +124,7 @@ async fn typing_and_blocks_reach_the_other_node() {
     let alice = api_a.signup("alice").await;
     let bob = api_a.signup("bob").await;
     let room: ConversationId = api_a.create_room(&alice, "lobby").await;
-    let (status, body) = api_b
-        .call(
-            "POST",
-            &format!("/api/rooms/{}/join", room.0),
-            Some(&bob),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    api_b.join_room(&bob, room).await;
 
     let mut a = RawPeer::websocket(&fleet.a).await;
     a.hello(&alice).await;
@@ -227,15 +211,7 @@ async fn presence_spans_the_fleet_friends_and_room_members_alike() {
         assert_eq!(status, 200, "{body}");
     }
     let room = api_a.create_room(&alice, "lobby").await;
-    let (status, body) = api_a
-        .call(
-            "POST",
-            &format!("/api/rooms/{}/join", room.0),
-            Some(&carol),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    api_a.join_room(&carol, room).await;
 
     let mut b = welcomed(&fleet.b, true, &bob).await;
     let mut c = welcomed(&fleet.b, false, &carol).await;

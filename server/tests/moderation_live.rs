@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use quibble_protocol::mux::Envelope;
 use quibble_protocol::{ClientFrame, ErrorCode, ServerFrame};
 use serde_json::{Value, json};
-use support::live::{AT_ONCE, cut_with, still_live, welcomed};
+use support::live::{AT_ONCE, ban, cut_with, still_live, welcomed};
 use support::{RawPeer, TestServer};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -285,15 +285,7 @@ async fn a_ban_cuts_the_user_on_both_transports_and_unban_lets_them_back() {
     ));
     let mut bystander = welcomed(&server, true, &api.signup("carol").await).await;
 
-    let (status, body) = api
-        .call(
-            "POST",
-            "/api/users/ban",
-            Some(&root),
-            Some(json!({"username": "bob", "reason": "spam"})),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    ban(&api, &root, "bob", "spam").await;
     cut_with(&mut wt, ErrorCode::Banned, "banned: spam").await;
     cut_with(&mut ws, ErrorCode::Banned, "banned: spam").await;
     cut_with(&mut old, ErrorCode::Unauthorized, "banned: spam").await;

@@ -57,19 +57,6 @@ async fn post(api: &Api, token: &str, path: &str, body: Value) -> (u16, Value) {
     api.call("POST", path, Some(token), Some(body)).await
 }
 
-/// Alice and Bob become friends; returns their DM.
-async fn befriend(api: &Api, ta: &str, tb: &str, a: &str, b: &str) -> ConversationId {
-    let (status, body) = post(api, ta, "/api/users/add", json!({"username": b})).await;
-    assert_eq!((status, body["status"].as_str()), (200, Some("requested")));
-    let (status, body) = post(api, tb, "/api/users/add", json!({"username": a})).await;
-    assert_eq!(
-        (status, body["status"].as_str()),
-        (200, Some("accepted")),
-        "{body}"
-    );
-    ConversationId(body["user"]["dm"].as_u64().expect("dm id"))
-}
-
 /// The next `Friend` event about `user`.
 async fn friend_event(peer: &mut RawPeer, user: UserId) -> (FriendStatus, Option<ConversationId>) {
     peer.event_where(|f| match f {
@@ -288,7 +275,7 @@ async fn only_the_two_members_may_open_a_dm() {
         api.signup("bob").await,
         api.signup("carol").await,
     );
-    let dm = befriend(&api, &ta, &tb, "alice", "bob").await;
+    let dm = api.befriend(&ta, &tb, "alice", "bob").await;
 
     // REST: Carol has no DM with Alice, cannot join theirs, does not see it listed.
     let (status, body) = post(&api, &tc, "/api/users/dm", json!({"username": "alice"})).await;
@@ -351,7 +338,7 @@ async fn after_unfriending_sends_are_refused_and_history_still_reads() {
     let server = TestServer::start(&dir.path().join("data"));
     let api = server.api();
     let (ta, tb) = (api.signup("alice").await, api.signup("bob").await);
-    let dm = befriend(&api, &ta, &tb, "alice", "bob").await;
+    let dm = api.befriend(&ta, &tb, "alice", "bob").await;
     for transport in BOTH {
         let (mut alice, _, _) = connect(&server, transport, &ta).await;
         alice.join(1, dm, None).await;
@@ -419,7 +406,7 @@ async fn after_unfriending_sends_are_refused_and_history_still_reads() {
         }
         let (status, body) = post(&api, &tb, "/api/users/dm", json!({"username": "alice"})).await;
         assert_eq!((status, &body["can_send"]), (200, &json!(false)));
-        befriend(&api, &ta, &tb, "alice", "bob").await;
+        api.befriend(&ta, &tb, "alice", "bob").await;
     }
 }
 
@@ -432,7 +419,7 @@ async fn an_offline_user_learns_what_is_new_and_resumes_exactly_the_missed_messa
     let room = api.create_room(&ta, "lobby").await;
     let (status, _) = post(&api, &tb, &format!("/api/rooms/{}/join", room.0), json!({})).await;
     assert_eq!(status, 200);
-    let dm = befriend(&api, &ta, &tb, "alice", "bob").await;
+    let dm = api.befriend(&ta, &tb, "alice", "bob").await;
 
     // Bob is offline; Alice writes 5 in the room and 3 in the DM.
     let (mut alice, _, _) = connect(&server, Transport::WebTransport, &ta).await;
@@ -497,7 +484,7 @@ async fn receipts_reach_the_author_live_never_move_back_and_survive_a_restart() 
     let api = server.api();
     let (ta, tb) = (api.signup("alice").await, api.signup("bob").await);
     let bob_id = user_id(&api, &tb).await;
-    let dm = befriend(&api, &ta, &tb, "alice", "bob").await;
+    let dm = api.befriend(&ta, &tb, "alice", "bob").await;
     let (mut alice, _, _) = connect(&server, Transport::WebTransport, &ta).await;
     let (mut bob, _, _) = connect(&server, Transport::WebSocket, &tb).await;
     alice.join(1, dm, None).await;
@@ -624,7 +611,7 @@ async fn a_silent_client_goes_offline_within_the_heartbeat_timeout() {
     let api = server.api();
     let (ta, tb) = (api.signup("alice").await, api.signup("bob").await);
     let bob_id = user_id(&api, &tb).await;
-    befriend(&api, &ta, &tb, "alice", "bob").await;
+    api.befriend(&ta, &tb, "alice", "bob").await;
     for transport in BOTH {
         let (mut alice, _, _) = connect(&server, Transport::WebSocket, &ta).await;
         // Alice keeps her connection alive; Bob connects, then falls silent (no pings).
@@ -674,7 +661,7 @@ async fn typing_is_announced_and_runs_out_without_a_refresh() {
     let api = server.api();
     let (ta, tb) = (api.signup("alice").await, api.signup("bob").await);
     let alice_id = user_id(&api, &ta).await;
-    let dm = befriend(&api, &ta, &tb, "alice", "bob").await;
+    let dm = api.befriend(&ta, &tb, "alice", "bob").await;
     let (mut alice, _, _) = connect(&server, Transport::WebTransport, &ta).await;
     let (mut bob, _, _) = connect(&server, Transport::WebSocket, &tb).await;
     alice
@@ -728,7 +715,7 @@ async fn presence_is_seen_by_friends_and_room_co_members_only() {
         api.signup("dave").await,
     );
     let alice_id = user_id(&api, &ta).await;
-    befriend(&api, &ta, &tb, "alice", "bob").await;
+    api.befriend(&ta, &tb, "alice", "bob").await;
     let room = api.create_room(&ta, "lobby").await;
     let (status, _) = post(&api, &tc, &format!("/api/rooms/{}/join", room.0), json!({})).await;
     assert_eq!(status, 200);
@@ -817,7 +804,7 @@ async fn last_seen_survives_a_restart() {
     let api = server.api();
     let (ta, tb) = (api.signup("alice").await, api.signup("bob").await);
     let bob_id = user_id(&api, &tb).await;
-    befriend(&api, &ta, &tb, "alice", "bob").await;
+    api.befriend(&ta, &tb, "alice", "bob").await;
     let (bob, _, _) = connect(&server, Transport::WebSocket, &tb).await;
     let (mut alice, _, _) = connect(&server, Transport::WebTransport, &ta).await;
     bob.close().await;
@@ -847,7 +834,7 @@ async fn a_version_1_client_gets_no_events_but_counts_as_online() {
     let api = server.api();
     let (ta, tb) = (api.signup("alice").await, api.signup("bob").await);
     let bob_id = user_id(&api, &tb).await;
-    befriend(&api, &ta, &tb, "alice", "bob").await;
+    api.befriend(&ta, &tb, "alice", "bob").await;
     let (mut alice, _, _) = connect(&server, Transport::WebSocket, &ta).await;
     for transport in BOTH {
         let mut old = match transport {
@@ -876,7 +863,7 @@ async fn a_version_1_client_gets_no_events_but_counts_as_online() {
         // Something happens to Bob: an old client would choke on the event, so none comes.
         let (status, _) = post(&api, &ta, "/api/users/remove", json!({"username": "bob"})).await;
         assert_eq!(status, 200);
-        let dm = befriend(&api, &ta, &tb, "alice", "bob").await;
+        let dm = api.befriend(&ta, &tb, "alice", "bob").await;
         old.send(0, &ClientFrame::Ping { nonce: 1 }).await;
         match old.received.recv().await {
             Some(support::Received::Frame(0, ServerFrame::Pong { nonce: 1 })) => {}
@@ -898,7 +885,7 @@ async fn a_version_1_client_gets_no_events_but_counts_as_online() {
             ServerFrame::Rejected { code, .. } => assert_eq!(code, ErrorCode::Forbidden),
             other => panic!("expected Rejected, got {other:?}"),
         }
-        befriend(&api, &ta, &tb, "alice", "bob").await;
+        api.befriend(&ta, &tb, "alice", "bob").await;
         old.close().await;
         alice
             .event_where(|f| match f {
@@ -961,7 +948,7 @@ async fn a_receipt_sent_right_before_closing_is_kept() {
     let server = TestServer::start(&dir.path().join("data"));
     let api = server.api();
     let (ta, tb) = (api.signup("alice").await, api.signup("bob").await);
-    let dm = befriend(&api, &ta, &tb, "alice", "bob").await;
+    let dm = api.befriend(&ta, &tb, "alice", "bob").await;
     let (mut alice, _, _) = connect(&server, Transport::WebSocket, &ta).await;
     alice.join(1, dm, None).await;
     for i in 1..=3 {

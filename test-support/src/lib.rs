@@ -68,6 +68,12 @@ impl TestServer {
         TestServer::spawn(dir, port, &[])
     }
 
+    /// Start a server with its data in `dir` on a free port, with `extra` arguments to
+    /// `quibble serve` (e.g. `--postgres URL --redis URL`).
+    pub fn start_with_args(dir: &Path, extra: &[&str]) -> TestServer {
+        TestServer::spawn(dir, 0, extra)
+    }
+
     /// Start a server with its data in `dir` on a free port, with `toml` as its config file
     /// (written into `dir`).
     pub fn start_with_config(dir: &Path, toml: &str) -> TestServer {

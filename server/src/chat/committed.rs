@@ -9,7 +9,8 @@
 //! A fleet node ([`crate::fleet`]) hands over each conversation's messages with how far its
 //! streams have been fed ([`Committed::deliver`]): what is at or below that point was delivered
 //! already (a tombstone there is a deletion); a tombstone above it is the message as it now
-//! reads, delivered in its place.
+//! reads, delivered in its place, and a deletion as well for the streams that read the old
+//! text from the store while it was on its way.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -54,6 +55,13 @@ impl Committed {
             } else if !delivered {
                 run.push(message);
                 point = point.map(|_| message.seq);
+                if message.is_deleted() {
+                    // Streams past the point already had the old text (from the store):
+                    // they get the deletion too.
+                    self.publish_run(&run);
+                    run.clear();
+                    self.hub.publish_deleted(message.conversation, message.seq);
+                }
             }
         }
         self.publish_run(&run);

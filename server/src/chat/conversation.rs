@@ -47,6 +47,7 @@ use crate::chat::connection::frame_name;
 use crate::chat::hub::{NotLive, Subscription};
 use crate::chat::send_order::{SendOrder, held_back_reason};
 use crate::chat::stream::{Inbound, StreamIo, decode_error_code, encode_frame};
+use crate::fleet::control::Control;
 use crate::state::AppState;
 use crate::store::{Appended, ConversationKind, StoreError, User};
 
@@ -341,6 +342,10 @@ async fn join(ctx: &ConnCtx, io: &mut StreamIo) -> Result<Option<(Grant, Subscri
     {
         match state.store.join_room(ctx.user.id, conversation).await {
             Ok(true) => {
+                state.tell_fleet(Control::Joined {
+                    user: ctx.user.id,
+                    conversation,
+                });
                 state
                     .users
                     .joined(&state.store, ctx.user.id, conversation)

@@ -4,9 +4,9 @@
 //! repeats its list every few seconds, so an entry a node stops repeating (it died, or the
 //! user's "offline" was lost) runs out after [`REMOTE_TTL`]. One entry per user online
 //! elsewhere, each holding at most one stamp per node and the rooms the user is in (bounded by
-//! the membership cap).
+//! the membership cap), and an index from room to its members online elsewhere.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use quibble_protocol::{ConversationId, UserId};
@@ -17,6 +17,8 @@ pub const REMOTE_TTL: Duration = Duration::from_secs(45);
 #[derive(Default)]
 pub struct RemotePresence {
     users: HashMap<UserId, Remote>,
+    /// Room → its members online elsewhere (so a connection's snapshot does not scan them all).
+    by_room: HashMap<ConversationId, HashSet<UserId>>,
 }
 
 pub struct Remote {
@@ -45,6 +47,10 @@ impl RemotePresence {
         });
         let new = remote.nodes.is_empty();
         remote.username = username;
+        unindex(&mut self.by_room, user, &remote.rooms);
+        for room in &rooms {
+            self.by_room.entry(*room).or_default().insert(user);
+        }
         remote.rooms = rooms;
         match remote.nodes.iter_mut().find(|(n, _)| *n == node) {
             Some((_, heard)) => *heard = now,
@@ -57,11 +63,12 @@ impl RemotePresence {
     pub fn offline(&mut self, node: u64, user: UserId) -> Option<Remote> {
         let remote = self.users.get_mut(&user)?;
         remote.nodes.retain(|(n, _)| *n != node);
-        if remote.nodes.is_empty() {
-            self.users.remove(&user)
-        } else {
-            None
+        if !remote.nodes.is_empty() {
+            return None;
         }
+        let gone = self.users.remove(&user)?;
+        unindex(&mut self.by_room, user, &gone.rooms);
+        Some(gone)
     }
 
     /// Forget what no node has repeated since `cutoff`; the users that leaves online nowhere.
@@ -83,6 +90,9 @@ impl RemotePresence {
                 true
             }
         });
+        for (user, remote) in &gone {
+            unindex(&mut self.by_room, *user, &remote.rooms);
+        }
         gone
     }
 
@@ -94,12 +104,29 @@ impl RemotePresence {
     /// The users online elsewhere who are in one of `rooms`.
     pub fn in_rooms<'a>(
         &'a self,
-        rooms: &'a std::collections::HashSet<ConversationId>,
+        rooms: &'a HashSet<ConversationId>,
     ) -> impl Iterator<Item = UserId> + 'a {
-        self.users
+        rooms
             .iter()
-            .filter(|(_, remote)| remote.rooms.iter().any(|room| rooms.contains(room)))
-            .map(|(&user, _)| user)
+            .filter_map(|room| self.by_room.get(room))
+            .flatten()
+            .copied()
+    }
+}
+
+/// Takes `user` out of the index of each of `rooms`.
+fn unindex(
+    by_room: &mut HashMap<ConversationId, HashSet<UserId>>,
+    user: UserId,
+    rooms: &[ConversationId],
+) {
+    for room in rooms {
+        if let Some(members) = by_room.get_mut(room) {
+            members.remove(&user);
+            if members.is_empty() {
+                by_room.remove(room);
+            }
+        }
     }
 }
 
@@ -131,5 +158,9 @@ mod tests {
         let gone = remote.expire(t1 + Duration::from_millis(1));
         assert_eq!(gone.len(), 1);
         assert!(remote.get(u).is_none());
+        assert!(
+            remote.by_room.is_empty(),
+            "the room index follows the entries"
+        );
     }
 }

@@ -658,6 +658,18 @@ impl Users {
             .collect()
     }
 
+    /// Whether `user` has a connection here.
+    pub fn is_online(&self, user: UserId) -> bool {
+        self.lock().online.contains_key(&user)
+    }
+
+    /// Whether a receipt of `user` in `conversation` concerns anyone here: the user (their own
+    /// connections) or another online member.
+    pub fn cares(&self, user: UserId, conversation: ConversationId) -> bool {
+        let inner = self.lock();
+        inner.online.contains_key(&user) || inner.members.contains_key(&conversation)
+    }
+
     /// The sessions of every live connection, each once.
     pub fn sessions(&self) -> Vec<TokenHash> {
         let inner = self.lock();

@@ -13,8 +13,6 @@
 //! on it every [`PRESENCE_EVERY`] ([`repeat_presence`]), so a lost "offline" or a dead node's
 //! users run out by themselves ([`crate::chat::remote_presence`]).
 
-use std::collections::HashSet;
-
 use quibble_protocol::{ConversationId, ErrorCode, UserId};
 use serde::{Deserialize, Serialize};
 
@@ -92,8 +90,9 @@ pub enum Control {
 
 /// How often a node repeats who is online on it.
 pub const PRESENCE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
-/// The most users one [`Control::StillOnline`] lists.
-const STILL_ONLINE_CHUNK: usize = 256;
+/// The most users one [`Control::StillOnline`] lists (each with up to the membership cap of
+/// rooms).
+const STILL_ONLINE_CHUNK: usize = 64;
 
 impl Shared {
     /// Publish `control` to the other nodes of the fleet (nothing on a single node). The
@@ -136,19 +135,22 @@ pub async fn apply(state: &Shared, origin: u64, control: Control) {
             on,
         } => state.users.set_blocked(blocker, blocked, on),
         Control::FriendsChanged { a, b, dm } => {
-            state.users.friends_changed(&state.store, a, b, dm).await;
+            if state.users.is_online(a) || state.users.is_online(b) {
+                state.users.friends_changed(&state.store, a, b, dm).await;
+            }
         }
         Control::Joined { user, conversation } => {
             state.users.joined(&state.store, user, conversation).await;
         }
         Control::Left { user, conversation } => state.users.left(user, conversation),
-        Control::Receipt { user, conversation } => {
+        Control::Receipt { user, conversation } if state.users.cares(user, conversation) => {
             match state.store.summary(user, conversation).await {
                 Ok(Some(summary)) => state.users.receipt(user, &summary),
                 Ok(None) => {}
                 Err(error) => tracing::error!(%error, "cannot read a receipt for a live update"),
             }
         }
+        Control::Receipt { .. } => {}
         Control::LastMessageDeleted { conversation } => {
             state
                 .users
@@ -185,37 +187,34 @@ pub fn repeat_presence(state: &Shared) {
 }
 
 /// After a (re)subscribe, catch up on what control events may have been lost: the IP bans,
-/// and every live session still in the store (each distinct one looked up once).
-pub async fn resync(state: &Shared) {
+/// and every live session still in the store (each distinct one looked up once). False if the
+/// store did not answer (the caller tries again later).
+pub async fn resync(state: &Shared) -> bool {
     repeat_presence(state);
     if let Err(error) = state.reload_ip_bans().await {
         tracing::error!(%error, "cannot reload the IP bans after resubscribing");
+        return false;
     }
     let now = crate::tls::unix_ms(std::time::SystemTime::now());
-    let mut revoked = HashSet::new();
+    let mut ended = 0;
     for token in state.users.sessions() {
         match state.store.session_user(&token, now).await {
             Ok(Some(_)) => {}
             Ok(None) => {
-                revoked.insert(token);
+                state.close_session_here(token, ErrorCode::Unauthorized, "the session was revoked");
+                ended += 1;
             }
             Err(error) => {
                 tracing::error!(%error, "cannot re-check live sessions after resubscribing");
-                return;
+                return false;
             }
         }
     }
-    if !revoked.is_empty() {
-        let ended = state
-            .users
-            .close_where(None, ErrorCode::Unauthorized, |peer| {
-                revoked
-                    .contains(&peer.token)
-                    .then_some("the session was revoked")
-            });
+    if ended > 0 {
         tracing::info!(
             ended,
-            "ended connections whose sessions were revoked meanwhile"
+            "ended the sessions revoked while this node was not listening"
         );
     }
+    true
 }

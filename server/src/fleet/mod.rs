@@ -5,7 +5,8 @@
 //! A commit's messages are split by partition ([`partition`]); each part goes two ways: to this
 //! node's sequencer for that partition (local delivery never waits for Redis), and, encoded
 //! once ([`event`]), to the publisher task, which `SPUBLISH`es batches with retries for up to
-//! [`PUBLISH_DEADLINE`] before dropping one (the other nodes recover it from the store). The
+//! [`PUBLISH_DEADLINE`] before dropping one (the other nodes recover it from the store).
+//! Control events have a publisher (and a queue) of their own. The
 //! subscriber task keeps one subscription per partition on Redis ([`redis_link`]) and hands
 //! the other nodes' commits to the sequencers; when the link breaks it resubscribes (topology
 //! first, one channel per command) and has every sequencer sweep, since whatever was published
@@ -28,7 +29,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use quibble_protocol::ChatMessage;
 use redis::{PushInfo, PushKind, Value};
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 pub use redis_link::{LinkError, Seeds};
@@ -52,17 +53,24 @@ const RETRY_FIRST: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(1);
 /// How long subscribing every partition may take.
 const SUBSCRIBE_DEADLINE: Duration = Duration::from_secs(10);
+/// How soon a subscription missing some channels tries for all of them again.
+const PARTIAL_RETRY: Duration = Duration::from_secs(5);
 /// How often the subscriber checks that Redis still answers (a link can die silently).
 const PING_EVERY: Duration = Duration::from_secs(5);
 /// What the control task's queue may hold, in bytes.
-const CONTROL_BYTES: usize = 1 << 20;
+const CONTROL_BYTES: usize = 8 << 20;
+/// The shortest time between two resyncs ([`control::resync`]).
+const RESYNC_EVERY: Duration = Duration::from_secs(5);
 
 /// The node's side of the fleet, as the store's commit hook uses it.
 pub struct Fleet {
     /// This process's id in events, to drop its own commits when Redis echoes them.
     origin: u64,
     inboxes: Arc<[Inbox]>,
+    /// To the publishers: commits, and control events in a lane of their own (a flood of
+    /// commits, or a shard of a Cluster that is down, does not hold up a ban).
     outgoing: queue::Sender<(usize, Bytes)>,
+    outgoing_control: queue::Sender<(usize, Bytes)>,
     health: Arc<Health>,
 }
 
@@ -90,6 +98,7 @@ pub struct Tasks {
     inboxes: Arc<[Inbox]>,
     sequencers: Vec<Sequencer>,
     outgoing: queue::Receiver<(usize, Bytes)>,
+    outgoing_control: queue::Receiver<(usize, Bytes)>,
     control: (queue::Sender<FromNode>, queue::Receiver<FromNode>),
     resync: Arc<Resync>,
     health: Arc<Health>,
@@ -121,11 +130,13 @@ impl Fleet {
             (0..PARTITIONS).map(sequencer::new).unzip();
         let inboxes: Arc<[Inbox]> = inboxes.into();
         let (outgoing, outgoing_rx) = queue::bounded(OUTGOING_BYTES);
+        let (outgoing_control, outgoing_control_rx) = queue::bounded(CONTROL_BYTES);
         let health = Arc::new(Health::default());
         let fleet = Arc::new(Fleet {
             origin,
             inboxes: Arc::clone(&inboxes),
             outgoing,
+            outgoing_control,
             health: Arc::clone(&health),
         });
         let tasks = Tasks {
@@ -134,6 +145,7 @@ impl Fleet {
             inboxes,
             sequencers,
             outgoing: outgoing_rx,
+            outgoing_control: outgoing_control_rx,
             control: queue::bounded(CONTROL_BYTES),
             resync: Arc::default(),
             health,
@@ -148,19 +160,32 @@ impl Fleet {
 
     /// Publish `control` to the other nodes (best effort: see [`control`]).
     pub fn publish_control(&self, control: &Control) {
-        let event = EventRef::Control {
-            origin: self.origin,
-            control,
-        };
-        match event::encode(&event) {
+        self.publish(
+            CONTROL,
+            &EventRef::Control {
+                origin: self.origin,
+                control,
+            },
+        );
+    }
+
+    /// Queue `event` for the publisher, on channel `index`; dropped (and counted) when the
+    /// queue is full.
+    fn publish(&self, index: usize, event: &EventRef<'_>) {
+        match event::encode(event) {
             Ok(payload) => {
                 let bytes = payload.len();
-                if self.outgoing.push((CONTROL, payload), bytes).is_err() {
+                let lane = if index == CONTROL {
+                    &self.outgoing_control
+                } else {
+                    &self.outgoing
+                };
+                if lane.push((index, payload), bytes).is_err() {
                     metrics::counter!(crate::metrics::FLEET_PUBLISHED, "outcome" => "dropped")
                         .increment(1);
                 }
             }
-            Err(error) => tracing::warn!(%error, "cannot encode a control event for the fleet"),
+            Err(error) => tracing::warn!(%error, "cannot encode an event for the fleet"),
         }
     }
 
@@ -175,20 +200,13 @@ impl Fleet {
             }
         }
         for (index, part) in parts {
-            let event = EventRef::Committed {
-                origin: self.origin,
-                messages: &part,
-            };
-            match event::encode(&event) {
-                Ok(payload) => {
-                    let bytes = payload.len();
-                    if self.outgoing.push((index, payload), bytes).is_err() {
-                        metrics::counter!(crate::metrics::FLEET_PUBLISHED, "outcome" => "dropped")
-                            .increment(1);
-                    }
-                }
-                Err(error) => tracing::warn!(%error, "cannot encode a commit for the fleet"),
-            }
+            self.publish(
+                index,
+                &EventRef::Committed {
+                    origin: self.origin,
+                    messages: &part,
+                },
+            );
             self.inboxes[index].deliver(part.into_iter().cloned().collect());
         }
     }
@@ -196,28 +214,17 @@ impl Fleet {
 
 impl Tasks {
     /// Start the sequencers (delivering through `committed`, back-filling from the store), the
-    /// publisher, the subscriber and the control task, until `shutdown`.
-    pub fn spawn(
-        self,
-        committed: Arc<Committed>,
-        state: AppState,
-        shutdown: watch::Receiver<bool>,
-    ) {
+    /// publisher, the subscriber and the control task. They run as long as the process: through
+    /// a graceful shutdown's drain too, so what is committed then still reaches the other
+    /// nodes, and so do the departing connections' presence.
+    pub fn spawn(self, committed: Arc<Committed>, state: AppState) {
         for sequencer in self.sequencers {
-            tokio::spawn(sequencer.run(
-                Arc::clone(&committed),
-                state.store.clone(),
-                shutdown.clone(),
-            ));
+            tokio::spawn(sequencer.run(Arc::clone(&committed), state.store.clone()));
         }
         let (control_tx, control_rx) = self.control;
-        tokio::spawn(publish(self.outgoing, self.seeds.clone(), shutdown.clone()));
-        tokio::spawn(run_control(
-            control_rx,
-            Arc::clone(&self.resync),
-            state,
-            shutdown.clone(),
-        ));
+        tokio::spawn(publish(self.outgoing, self.seeds.clone()));
+        tokio::spawn(publish(self.outgoing_control, self.seeds.clone()));
+        tokio::spawn(run_control(control_rx, Arc::clone(&self.resync), state));
         tokio::spawn(subscribe(
             self.seeds,
             Receivers {
@@ -227,7 +234,6 @@ impl Tasks {
                 origin: self.origin,
             },
             self.health,
-            shutdown,
         ));
     }
 }
@@ -249,18 +255,13 @@ impl Receivers {
 
 /// The control task: apply the other nodes' control events here, one at a time, in order;
 /// re-check when asked to ([`Resync`]).
-async fn run_control(
-    mut queue: queue::Receiver<FromNode>,
-    resync: Arc<Resync>,
-    state: AppState,
-    mut shutdown: watch::Receiver<bool>,
-) {
+async fn run_control(mut queue: queue::Receiver<FromNode>, resync: Arc<Resync>, state: AppState) {
     let mut presence = tokio::time::interval(control::PRESENCE_EVERY);
     presence.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_resync: Option<Instant> = None;
     loop {
+        // Unbiased: a busy queue must not starve the presence ticks.
         tokio::select! {
-            biased;
-            _ = shutdown.changed() => return,
             item = queue.recv() => match item {
                 Some((origin, event)) => control::apply(&state, origin, event).await,
                 None => return,
@@ -268,28 +269,26 @@ async fn run_control(
             () = resync.wake.notified() => {}
             _ = presence.tick() => control::repeat_presence(&state),
         }
-        if resync.wanted.swap(false, Ordering::AcqRel) {
-            control::resync(&state).await;
+        // At most one resync per RESYNC_EVERY (a burst of overflows is one resync); a wanted
+        // one waits for a later turn, at the latest the next presence tick.
+        let due = last_resync.is_none_or(|at| at.elapsed() >= RESYNC_EVERY);
+        if due && resync.wanted.swap(false, Ordering::AcqRel) {
+            last_resync = Some(Instant::now());
+            if !control::resync(&state).await {
+                resync.wanted.store(true, Ordering::Release);
+            }
         }
     }
 }
 
 /// The publisher task: batches from the queue, each retried until it is published or
 /// [`PUBLISH_DEADLINE`] has passed.
-async fn publish(
-    mut queue: queue::Receiver<(usize, Bytes)>,
-    seeds: Seeds,
-    mut shutdown: watch::Receiver<bool>,
-) {
+async fn publish(mut queue: queue::Receiver<(usize, Bytes)>, seeds: Seeds) {
     let mut publisher = Publisher::new(seeds);
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
     loop {
-        let first = tokio::select! {
-            _ = shutdown.changed() => return,
-            item = queue.recv() => match item {
-                Some(item) => item,
-                None => return,
-            },
+        let Some(first) = queue.recv().await else {
+            return;
         };
         batch.push(first);
         while batch.len() < PUBLISH_BATCH {
@@ -313,10 +312,7 @@ async fn publish(
                 }
                 Err(error) => {
                     tracing::debug!(%error, "publishing to Redis failed; retrying");
-                    tokio::select! {
-                        _ = shutdown.changed() => return,
-                        () = tokio::time::sleep(pause) => {}
-                    }
+                    tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(RETRY_MAX);
                 }
             }
@@ -327,12 +323,7 @@ async fn publish(
 
 /// The subscriber task: keep every partition subscribed; after each (re)subscribe, have every
 /// sequencer sweep for what was published while it was not.
-async fn subscribe(
-    seeds: Seeds,
-    receivers: Receivers,
-    health: Arc<Health>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+async fn subscribe(seeds: Seeds, receivers: Receivers, health: Arc<Health>) {
     let receivers = Arc::new(receivers);
     let mut pause = RETRY_FIRST;
     let mut was_up = true;
@@ -345,26 +336,40 @@ async fn subscribe(
         };
         match tokio::time::timeout(SUBSCRIBE_DEADLINE, Subscription::open(&seeds, pushes)).await {
             Ok(Ok(mut subscription)) => {
-                health.set(true);
+                let complete = subscription.is_complete();
+                health.set(complete);
                 metrics::counter!(crate::metrics::FLEET_SUBSCRIBED).increment(1);
-                tracing::info!(
-                    partitions = PARTITIONS,
-                    "subscribed to the fleet's channels on Redis"
-                );
+                if complete {
+                    tracing::info!("subscribed to the fleet's channels on Redis");
+                } else if was_up {
+                    tracing::warn!(
+                        "some of the fleet's channels are unreachable on Redis (a shard down?); their messages come from the store's sweeps meanwhile"
+                    );
+                }
                 receivers.resync();
                 pause = RETRY_FIRST;
-                was_up = true;
+                was_up = complete;
                 let mut ping = tokio::time::interval(PING_EVERY);
                 ping.tick().await;
+                // A partial subscription tries for the rest again after a while.
+                let partial = tokio::time::sleep(if complete {
+                    Duration::MAX / 4
+                } else {
+                    PARTIAL_RETRY
+                });
+                tokio::pin!(partial);
                 loop {
                     tokio::select! {
-                        _ = shutdown.changed() => return,
                         () = broken.notified() => break,
+                        () = &mut partial => break,
                         _ = ping.tick() => if let Err(error) = subscription.ping().await {
                             tracing::debug!(%error, "Redis stopped answering");
                             break;
                         },
                     }
+                }
+                if !complete {
+                    continue;
                 }
                 health.set(false);
                 tracing::warn!("lost the link to Redis; serving local clients, resubscribing");
@@ -380,10 +385,7 @@ async fn subscribe(
             }
             Err(_) => {}
         }
-        tokio::select! {
-            _ = shutdown.changed() => return,
-            () = tokio::time::sleep(pause) => {}
-        }
+        tokio::time::sleep(pause).await;
         pause = (pause * 2).min(RETRY_MAX);
     }
 }

@@ -269,20 +269,48 @@ impl Publisher {
     }
 }
 
+/// A connection to `master` with each of `channels` subscribed, one per command.
+async fn subscribe_on(
+    master: &ConnectionInfo,
+    channels: &[usize],
+    pushes: PushCallback,
+) -> Result<MultiplexedConnection, LinkError> {
+    let mut connection = connect(master, Some(pushes)).await?;
+    for &index in channels {
+        redis::cmd("SSUBSCRIBE")
+            .arg(partition::channel(index))
+            .exec_async(&mut connection)
+            .await?;
+    }
+    Ok(connection)
+}
+
 /// The subscribing side: every partition's channel subscribed, each on its master's
 /// connection. Dropping it closes the connections.
 pub struct Subscription {
     connections: Vec<MultiplexedConnection>,
+    /// How many channels could not be subscribed (their master unreachable or unknown).
+    missing: usize,
 }
 
 impl Subscription {
     /// Subscribe every channel (the partitions' and the control channel), one per command,
-    /// their pushes to `pushes`.
+    /// their pushes to `pushes`. A master that cannot be reached (a Cluster shard down) costs
+    /// only its channels ([`Subscription::is_complete`]); an error only if none could be had.
     pub async fn open(seeds: &Seeds, pushes: PushCallback) -> Result<Subscription, LinkError> {
         let topology = Topology::discover(seeds).await?;
         let mut by_master: Vec<(ConnectionInfo, Vec<usize>)> = Vec::new();
+        let mut missing = 0;
+        let mut last_error = None;
         for index in 0..CHANNELS {
-            let owner = topology.owner_of_partition(index)?;
+            let owner = match topology.owner_of_partition(index) {
+                Ok(owner) => owner,
+                Err(error) => {
+                    missing += 1;
+                    last_error = Some(error);
+                    continue;
+                }
+            };
             match by_master.iter_mut().find(|(o, _)| o.addr() == owner.addr()) {
                 Some((_, partitions)) => partitions.push(index),
                 None => by_master.push((owner.clone(), vec![index])),
@@ -290,16 +318,27 @@ impl Subscription {
         }
         let mut connections = Vec::with_capacity(by_master.len());
         for (master, partitions) in by_master {
-            let mut connection = connect(&master, Some(pushes.clone())).await?;
-            for index in partitions {
-                redis::cmd("SSUBSCRIBE")
-                    .arg(partition::channel(index))
-                    .exec_async(&mut connection)
-                    .await?;
+            let count = partitions.len();
+            match subscribe_on(&master, &partitions, pushes.clone()).await {
+                Ok(connection) => connections.push(connection),
+                Err(error) => {
+                    missing += count;
+                    last_error = Some(error);
+                }
             }
-            connections.push(connection);
         }
-        Ok(Subscription { connections })
+        match (connections.is_empty(), last_error) {
+            (true, Some(error)) => Err(error),
+            _ => Ok(Subscription {
+                connections,
+                missing,
+            }),
+        }
+    }
+
+    /// Whether every channel is subscribed.
+    pub fn is_complete(&self) -> bool {
+        self.missing == 0
     }
 
     /// Whether every connection still answers (a `PING` each, within the reply deadline).

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use quibble_protocol::{ChatMessage, ConversationId};
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 
 use super::partition::partition_of;
 use super::queue::{self, Full};
@@ -97,12 +97,7 @@ impl Inbox {
 
 impl Sequencer {
     /// Run until shutdown, delivering through `committed` and back-filling from `store`.
-    pub async fn run(
-        mut self,
-        committed: Arc<Committed>,
-        store: Store,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
+    pub async fn run(mut self, committed: Arc<Committed>, store: Store) {
         let worker = Worker {
             partition: self.partition,
             committed,
@@ -111,9 +106,8 @@ impl Sequencer {
         let mut sweep = tokio::time::interval(SWEEP_EVERY);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // Unbiased: a busy inbox must not starve the sweep.
             tokio::select! {
-                biased;
-                _ = shutdown.changed() => return,
                 () = self.behind.wake.notified() => {}
                 item = self.queue.recv() => match item {
                     Some(messages) => worker.apply(&messages).await,
@@ -121,15 +115,14 @@ impl Sequencer {
                 },
                 _ = sweep.tick() => {
                     self.behind.flag.store(false, Ordering::Release);
-                    if !worker.sweep().await {
-                        self.behind.flag.store(true, Ordering::Release);
-                    }
+                    worker.sweep().await;
                     continue;
                 }
             }
-            if self.behind.flag.swap(false, Ordering::AcqRel) && !worker.sweep().await {
-                // The store did not answer: the next tick tries again.
-                self.behind.flag.store(true, Ordering::Release);
+            // If the store does not answer, the next tick sweeps again (not the next item:
+            // each try may take the store's deadline).
+            if self.behind.flag.swap(false, Ordering::AcqRel) {
+                worker.sweep().await;
             }
         }
     }
@@ -158,7 +151,7 @@ impl Worker {
         let hub = &self.committed.hub;
         if let Some(point) = hub.delivery_point(conversation)
             && let Some(first) = group.iter().map(|m| m.seq).find(|&seq| seq > point)
-            && first > point + 1
+            && first > point.saturating_add(1)
         {
             metrics::counter!(crate::metrics::FLEET_GAPS).increment(1);
             if let Some(missing) = self.read_after(conversation, point, first - 1).await {
@@ -319,7 +312,11 @@ mod tests {
         worker.apply(&[tomb3]).await;
         worker.apply(&[tomb6]).await;
         worker.apply(&stored[5..6]).await;
-        assert_eq!(sent(&out).await, [(3, true), (5, false), (6, true)]);
+        // (6 comes as the tombstone, then as a deletion for streams that had read it.)
+        assert_eq!(
+            sent(&out).await,
+            [(3, true), (5, false), (6, true), (6, true)]
+        );
 
         // What never arrived at all (7, then 8 and 9) comes with the sweep.
         for i in 8..=9u64 {
@@ -331,5 +328,39 @@ mod tests {
         assert_eq!(sent(&out).await, [], "nothing twice");
         drop(sub);
         assert_eq!(hub.delivery_point(room), None);
+    }
+
+    #[tokio::test]
+    async fn a_tombstone_ahead_of_its_message_reaches_a_stream_that_read_the_old_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb"), 1 << 20, Box::new(|_| ())).unwrap();
+        let alice = store.create_user("alice", "phc".into()).await.unwrap().id;
+        let room = store.create_room("r", alice).await.unwrap().id;
+        for i in 1..=3u64 {
+            store.append(room, alice, "alice", i, "hi").await.unwrap();
+        }
+        let hub = Hub::default();
+        let worker = Worker {
+            partition: partition_of(room),
+            committed: Arc::new(Committed {
+                hub: hub.clone(),
+                users: Default::default(),
+                typing: Default::default(),
+                fleet: None,
+            }),
+            store: store.clone(),
+        };
+        let (out1, out2) = (Outbound::multiplexed(), Outbound::multiplexed());
+        let (s1, s2) = (out1.open(1), out2.open(1));
+        // S1 is live at 2; S2 read 3 from the store before 3 reached this node.
+        let sub1 = hub.subscribe(room, UserId(8), s1.live(), PROTOCOL_VERSION);
+        let sub2 = hub.subscribe(room, UserId(9), s2.live(), PROTOCOL_VERSION);
+        sub1.go_live(2).unwrap();
+        sub2.go_live(3).unwrap();
+        // 3 is deleted through another node; its tombstone arrives before the original.
+        let tombstone = store.delete_message(room, 3, None).await.unwrap().tombstone;
+        worker.apply(&[tombstone]).await;
+        assert_eq!(sent(&out1).await, [(3, true), (3, true)]);
+        assert_eq!(sent(&out2).await, [(3, true)], "the deletion reaches S2");
     }
 }

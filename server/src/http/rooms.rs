@@ -114,6 +114,10 @@ pub async fn create(
         })?;
     match state.store.create_room(&name, auth.user.id).await {
         Ok(room) => {
+            state.tell_fleet(Control::Joined {
+                user: auth.user.id,
+                conversation: room.id,
+            });
             state
                 .users
                 .joined(&state.store, auth.user.id, room.id)

@@ -55,6 +55,10 @@ impl<T> std::future::Future for Pending<T> {
     }
 }
 
+/// The most sessions one user keeps: making another first drops their expired sessions, then
+/// those that expire soonest (so the sessions tables stay bounded by the accounts).
+pub const MAX_SESSIONS_PER_USER: usize = 100;
+
 /// Called once per committed batch with what it appended, in commit order: each newly appended
 /// message, and each deletion as the message's tombstone ([`ChatMessage::is_deleted`]; a real
 /// message never has an empty body); after the commit is durable and before the requesters hear

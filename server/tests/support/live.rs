@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use quibble_protocol::{ClientFrame, ErrorCode, ServerFrame};
 
-use super::{RawPeer, Received, TestServer};
+use serde_json::json;
+
+use super::{Api, RawPeer, Received, TestServer};
 
 /// How soon a cut must reach the peer.
 pub const AT_ONCE: Duration = Duration::from_secs(1);
@@ -64,4 +66,17 @@ pub async fn still_live(peer: &mut RawPeer) {
         Received::Frame(0, ServerFrame::Pong { nonce: 77 }) => {}
         other => panic!("expected Pong, got {other:?}"),
     }
+}
+
+/// `admin` bans `username` with `reason` through `api`.
+pub async fn ban(api: &Api, admin: &str, username: &str, reason: &str) {
+    let (status, body) = api
+        .call(
+            "POST",
+            "/api/users/ban",
+            Some(admin),
+            Some(json!({"username": username, "reason": reason})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
 }

@@ -16,6 +16,8 @@ use quibble_protocol::codec::{self, Decoder};
 use quibble_protocol::mux::{self, Envelope};
 use quibble_protocol::{ClientFrame, ConversationId, PROTOCOL_VERSION, ServerFrame};
 use serde_json::{Value, json};
+
+pub mod fleet;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
@@ -164,6 +166,13 @@ impl TestServer {
         panic!("server did not stop within 10 s of SIGTERM");
     }
 
+    /// SIGKILL the server by its PID (a crash: no goodbye to its clients) and reap it.
+    pub fn kill(mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().expect("SIGKILL the server");
+        child.wait().expect("reap the server");
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
     }
@@ -277,6 +286,13 @@ impl Api {
         body["token"].as_str().expect("token").to_owned()
     }
 
+    /// Joins `room` as the holder of `token` (the REST way).
+    pub async fn join_room(&self, token: &str, room: ConversationId) {
+        let path = format!("/api/rooms/{}/join", room.0);
+        let (status, body) = self.call("POST", &path, Some(token), None).await;
+        assert_eq!(status, 200, "{body}");
+    }
+
     pub async fn create_room(&self, token: &str, name: &str) -> ConversationId {
         let (status, body) = self
             .call(
@@ -288,6 +304,27 @@ impl Api {
             .await;
         assert_eq!(status, 201, "{body}");
         ConversationId(body["id"].as_u64().expect("id"))
+    }
+
+    /// The users behind `ta` and `tb` (named `a` and `b`) become friends; returns their DM.
+    pub async fn befriend(&self, ta: &str, tb: &str, a: &str, b: &str) -> ConversationId {
+        let add = |token, username| {
+            self.call(
+                "POST",
+                "/api/users/add",
+                Some(token),
+                Some(json!({ "username": username })),
+            )
+        };
+        let (status, body) = add(ta, b).await;
+        assert_eq!((status, body["status"].as_str()), (200, Some("requested")));
+        let (status, body) = add(tb, a).await;
+        assert_eq!(
+            (status, body["status"].as_str()),
+            (200, Some("accepted")),
+            "{body}"
+        );
+        ConversationId(body["user"]["dm"].as_u64().expect("dm id"))
     }
 
     pub async fn cert_hash(&self) -> [u8; 32] {
@@ -356,11 +393,18 @@ enum RawInner {
 
 impl RawPeer {
     pub async fn websocket(server: &TestServer) -> RawPeer {
-        let url = format!("ws://127.0.0.1:{}/ws", server.port);
+        RawPeer::websocket_at(server.port)
+            .await
+            .expect("ws connect")
+    }
+
+    /// A WebSocket peer to the server on loopback port `port`, or why it could not connect.
+    pub async fn websocket_at(port: u16) -> Result<RawPeer, String> {
+        let url = format!("ws://127.0.0.1:{port}/ws");
         let (ws, _) = tokio_tungstenite::connect_async(url)
             .await
-            .expect("ws connect");
-        RawPeer::from_websocket(ws)
+            .map_err(|e| format!("ws connect to port {port}: {e}"))?;
+        Ok(RawPeer::from_websocket(ws))
     }
 
     fn from_websocket(
@@ -413,13 +457,24 @@ impl RawPeer {
 
     /// A WebTransport session to a certificate whose hash is already known (no HTTP request).
     pub async fn webtransport_pinned(server: &TestServer, hash: [u8; 32]) -> RawPeer {
+        RawPeer::webtransport_at(server.port, hash)
+            .await
+            .expect("wt connect")
+    }
+
+    /// A WebTransport session to the server on loopback port `port` whose certificate has
+    /// `hash`, or why it could not connect.
+    pub async fn webtransport_at(port: u16, hash: [u8; 32]) -> Result<RawPeer, String> {
         let config = wtransport::ClientConfig::builder()
             .with_bind_default()
             .with_server_certificate_hashes([wtransport::tls::Sha256Digest::new(hash)])
             .build();
         let endpoint = wtransport::Endpoint::client(config).expect("client endpoint");
-        let url = format!("https://127.0.0.1:{}/wt", server.port);
-        let conn = endpoint.connect(url).await.expect("wt connect");
+        let url = format!("https://127.0.0.1:{port}/wt");
+        let conn = endpoint
+            .connect(url)
+            .await
+            .map_err(|e| format!("wt connect to port {port}: {e}"))?;
         let (tx, rx) = mpsc::unbounded_channel();
         let closed_conn = conn.clone();
         let closed_tx = tx.clone();
@@ -433,7 +488,7 @@ impl RawPeer {
             };
             let _ = closed_tx.send(Received::Closed(code));
         });
-        RawPeer {
+        Ok(RawPeer {
             inner: RawInner::Wt {
                 conn,
                 streams: Default::default(),
@@ -442,21 +497,32 @@ impl RawPeer {
             stash: Default::default(),
             received: rx,
             events: tx,
-        }
+        })
     }
 
     /// Send raw bytes as one frame's worth on `stream` (opening it if new).
     pub async fn send_bytes(&mut self, stream: u64, bytes: &[u8]) {
+        self.try_send_bytes(stream, bytes)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// [`RawPeer::send_bytes`], or why it failed (e.g. the connection is gone).
+    pub async fn try_send_bytes(&mut self, stream: u64, bytes: &[u8]) -> Result<(), String> {
         match &mut self.inner {
             RawInner::Ws(sink) => {
                 sink.send(Message::Binary(mux::wrap(stream, bytes).into()))
                     .await
-                    .expect("ws send");
+                    .map_err(|e| format!("ws send: {e}"))?;
             }
             RawInner::Wt { conn, streams } => {
                 if let std::collections::hash_map::Entry::Vacant(slot) = streams.entry(stream) {
-                    let (send, mut recv) =
-                        conn.open_bi().await.expect("open").await.expect("opened");
+                    let (send, mut recv) = conn
+                        .open_bi()
+                        .await
+                        .map_err(|e| format!("wt open: {e}"))?
+                        .await
+                        .map_err(|e| format!("wt opened: {e}"))?;
                     let tx = self.events.clone();
                     tokio::spawn(async move {
                         let mut decoder = Decoder::with_max(usize::MAX);
@@ -480,10 +546,13 @@ impl RawPeer {
                     slot.insert(send);
                 }
                 let send = streams.get_mut(&stream).expect("stream");
-                send.write_all(bytes).await.expect("wt write");
-                send.flush().await.expect("flush");
+                send.write_all(bytes)
+                    .await
+                    .map_err(|e| format!("wt write: {e}"))?;
+                send.flush().await.map_err(|e| format!("wt flush: {e}"))?;
             }
         }
+        Ok(())
     }
 
     // --- issue 9 (setup helper): pipelined connection setup
@@ -582,6 +651,40 @@ impl RawPeer {
     pub async fn send(&mut self, stream: u64, frame: &ClientFrame) {
         let bytes = codec::encode(frame).expect("encode");
         self.send_bytes(stream, &bytes).await;
+    }
+
+    /// Close our side of `stream` (one the server ended), as a client that is done with it
+    /// does: over WebTransport a stream counts against the session's stream limit until both
+    /// sides are closed.
+    pub async fn finish(&mut self, stream: u64) {
+        match &mut self.inner {
+            RawInner::Ws(sink) => {
+                let _ = sink.send(Message::Binary(mux::finish(stream).into())).await;
+            }
+            RawInner::Wt { streams, .. } => {
+                if let Some(mut send) = streams.remove(&stream) {
+                    let _ = send.finish().await;
+                }
+            }
+        }
+    }
+
+    /// [`RawPeer::send`], or why it failed (e.g. the connection is gone).
+    pub async fn try_send(&mut self, stream: u64, frame: &ClientFrame) -> Result<(), String> {
+        let bytes = codec::encode(frame).expect("encode");
+        self.try_send_bytes(stream, &bytes).await
+    }
+
+    /// The next thing received on any stream (frames put aside first, in arrival order), or
+    /// `None` when nothing comes within `wait`.
+    pub async fn next_within(&mut self, wait: Duration) -> Option<Received> {
+        if let Some(got) = self.stash.pop_front() {
+            return Some(got);
+        }
+        match tokio::time::timeout(wait, self.received.recv()).await {
+            Ok(got) => Some(got.unwrap_or(Received::Closed(None))),
+            Err(_) => None,
+        }
     }
 
     pub async fn hello(&mut self, token: &str) -> ServerFrame {

@@ -3,7 +3,7 @@
 //! connection's token check, and "last seen".
 
 use crate::auth::hash_token;
-use crate::store::{Actor, Role, StoreError};
+use crate::store::{Actor, MAX_SESSIONS_PER_USER, Role, StoreError};
 
 use super::harness::{Fixture, Harness, NO_USER, user};
 
@@ -66,8 +66,9 @@ pub(super) async fn sessions_are_listed_expired_ones_too_until_revoked<H: Harnes
     let store = &t.store;
     let (alice, bob) = (user(store, "alice").await, user(store, "bob").await);
     let (old, live, theirs) = (hash_token("old"), hash_token("live"), hash_token("bob"));
-    store.create_session(old, alice, 10).await.unwrap();
+    // (The expired one last: making a session drops the user's expired ones.)
     store.create_session(live, alice, u64::MAX).await.unwrap();
+    store.create_session(old, alice, 10).await.unwrap();
     store.create_session(theirs, bob, u64::MAX).await.unwrap();
 
     let mut listed = store.sessions_of(alice).await.unwrap();
@@ -90,6 +91,63 @@ pub(super) async fn sessions_are_listed_expired_ones_too_until_revoked<H: Harnes
         Err(StoreError::NotFound)
     ));
     assert!(store.sessions_of(NO_USER).await.unwrap().is_empty());
+}
+
+pub(super) async fn a_users_sessions_are_capped_and_expired_ones_dropped<H: Harness>() {
+    let t = Fixture::<H>::new().await;
+    let store = &t.store;
+    let (alice, bob) = (user(store, "alice").await, user(store, "bob").await);
+    let far = 4_000_000_000_000u64;
+    store
+        .create_session(hash_token("expired"), alice, 10)
+        .await
+        .unwrap();
+    store
+        .create_session(hash_token("bob"), bob, 20)
+        .await
+        .unwrap();
+    // Later expiries for later sessions: the first made is the first to go past the cap.
+    for i in 0..MAX_SESSIONS_PER_USER as u64 {
+        store
+            .create_session(hash_token(&format!("s{i}")), alice, far + i)
+            .await
+            .unwrap();
+    }
+    let held = store.sessions_of(alice).await.unwrap();
+    assert_eq!(
+        held.len(),
+        MAX_SESSIONS_PER_USER,
+        "the expired one was dropped"
+    );
+    assert!(!held.contains(&hash_token("expired")));
+    store
+        .create_session(hash_token("one more"), alice, far + 1000)
+        .await
+        .unwrap();
+    let held = store.sessions_of(alice).await.unwrap();
+    assert_eq!(held.len(), MAX_SESSIONS_PER_USER);
+    assert!(
+        !held.contains(&hash_token("s0")),
+        "the soonest to expire went"
+    );
+    assert!(held.contains(&hash_token("s1")) && held.contains(&hash_token("one more")));
+    assert_eq!(
+        store
+            .session_user(&hash_token("s1"), 0)
+            .await
+            .unwrap()
+            .map(|u| u.id),
+        Some(alice)
+    );
+    assert_eq!(
+        store.session_user(&hash_token("s0"), 0).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.sessions_of(bob).await.unwrap(),
+        [hash_token("bob")],
+        "another user's expired session is theirs to keep until they sign in"
+    );
 }
 
 pub(super) async fn the_connections_token_check_answers_as_session_user<H: Harness>() {

@@ -58,6 +58,7 @@ macro_rules! suite {
             accounts::users_are_unique_case_insensitively_and_all_start_as_users,
             accounts::sessions_expire_and_can_be_deleted,
             accounts::sessions_are_listed_expired_ones_too_until_revoked,
+            accounts::a_users_sessions_are_capped_and_expired_ones_dropped,
             accounts::the_connections_token_check_answers_as_session_user,
             accounts::a_password_change_replaces_every_session_with_one_new_one,
             accounts::accounts_sessions_and_revocations_survive_a_reopen,

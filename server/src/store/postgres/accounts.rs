@@ -14,7 +14,7 @@ use tokio_postgres::types::ToSql;
 use super::errors::{db_error, unique_violation};
 use super::{Postgres, StoreError, from_sql, now_ms, to_sql};
 use crate::auth::{TokenHash, fold};
-use crate::store::{Role, User};
+use crate::store::{MAX_SESSIONS_PER_USER, Role, User};
 
 /// The columns [`to_user`] reads, in its order.
 pub(super) const USER_COLUMNS: &str = "id, username, password_phc, role, created_at_ms";
@@ -211,6 +211,16 @@ impl Postgres {
             return Err(StoreError::PasswordChanged);
         }
         refuse_if_banned(&txn, user).await?;
+        // The user's expired sessions go, and past the cap those expiring soonest.
+        let keep = to_sql(MAX_SESSIONS_PER_USER as u64 - 1);
+        txn.execute(
+            "DELETE FROM sessions WHERE user_id = $1 AND (expires_at_ms <= $2 OR token IN (
+                 SELECT token FROM sessions WHERE user_id = $1
+                 ORDER BY expires_at_ms DESC, token DESC OFFSET $3))",
+            &[&to_sql(user.0), &to_sql(now_ms()), &keep],
+        )
+        .await
+        .map_err(db_error)?;
         txn.execute(
             "INSERT INTO sessions (token, user_id, expires_at_ms) VALUES ($1, $2, $3)",
             &[&token.0.as_slice(), &to_sql(user.0), &to_sql(expires_at_ms)],

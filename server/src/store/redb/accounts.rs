@@ -25,6 +25,7 @@ use super::tables::{
 };
 use super::writer::Request;
 use crate::auth::{TokenHash, fold};
+use crate::store::MAX_SESSIONS_PER_USER;
 
 /// What a user may do. Serialized as `"user"` / `"admin"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -270,15 +271,35 @@ pub(super) fn create_session(
             until_ms: ban.until_ms,
         });
     }
-    insert_session(tables, token, user, expires_at_ms)
+    insert_session(tables, now_ms, token, user, expires_at_ms)
 }
 
+/// Stores a session of `user`, first dropping their sessions that expired by `now_ms` and, past
+/// [`MAX_SESSIONS_PER_USER`], those that expire soonest.
 fn insert_session(
     tables: &mut WriteTables<'_>,
+    now_ms: u64,
     token: TokenHash,
     user: UserId,
     expires_at_ms: u64,
 ) -> Result<(), StoreError> {
+    let mut held: Vec<(u64, [u8; 32])> = Vec::new();
+    for row in tables
+        .user_sessions
+        .range((user.0, &[0u8; 32])..=(user.0, &[u8::MAX; 32]))?
+    {
+        let token = *row?.0.value().1;
+        let expires = tables.sessions.get(&token)?.map_or(0, |s| s.value().1);
+        held.push((expires, token));
+    }
+    held.sort_unstable();
+    let excess = (held.len() + 1).saturating_sub(MAX_SESSIONS_PER_USER);
+    for (i, (expires, old)) in held.iter().enumerate() {
+        if i < excess || *expires <= now_ms {
+            tables.sessions.remove(old)?;
+            tables.user_sessions.remove((user.0, old))?;
+        }
+    }
     tables.sessions.insert(&token.0, (user.0, expires_at_ms))?;
     tables.user_sessions.insert((user.0, &token.0), ())?;
     Ok(())
@@ -338,7 +359,7 @@ pub(super) fn change_password(
     record.password_phc = new_phc.to_owned();
     store_user(tables, &record)?;
     revoke_sessions(tables, user)?;
-    insert_session(tables, token, user, expires_at_ms)
+    insert_session(tables, now_ms, token, user, expires_at_ms)
 }
 
 /// The user called `username` (case-insensitively), read in the writer's transaction.
