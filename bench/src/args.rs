@@ -55,6 +55,11 @@ has arrived, for each transport's run on its own; WT/WS as above:
   server RSS MiB      the server's VmRSS (/proc/PID/status) at the end of the window
   server RSS KiB/conn that RSS / the run's connections (bots): the whole server, an upper
                       bound; `idle` measures what one more connection costs
+With several --server-pid (the nodes of a fleet) every server figure is of them all: their CPU
+time and RSS summed.
+A fleet: --server given more than once (or comma-separated) spreads the bots over the nodes, bot
+i on node i mod N (a room's members on different nodes); accounts and rooms are made through the
+first node, which shares its store with the others.
 
 Exit status: 0 only if every run finished before --timeout and nothing was lost, duplicated,
 unexpected, rejected or left unanswered, and no error occurred; 1 otherwise.
@@ -192,9 +197,15 @@ impl OneTransport {
 
 #[derive(Debug, Clone, Args)]
 pub struct ChatArgs {
-    /// Server base URL.
-    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:4433")]
-    pub server: String,
+    /// Server base URL. Several (repeated or comma-separated) are the nodes of one fleet: bot
+    /// i connects to node i mod N; accounts and rooms are made through the first node.
+    #[arg(
+        long,
+        value_name = "URL",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:4433"
+    )]
+    pub server: Vec<String>,
     /// The shape of the load: fan-out (many rooms), hot-room (every bot in one room),
     /// late-joiners (fan-out with some members joining during the measured window).
     #[arg(long, value_enum, default_value_t = ScenarioKind::FanOut)]
@@ -259,9 +270,10 @@ pub struct ChatArgs {
     #[arg(long)]
     pub pin: bool,
     /// The server's process id (on this machine), to report its CPU time and memory over
-    /// each transport's measured window from /proc/PID/stat and /proc/PID/status.
-    #[arg(long, value_name = "PID")]
-    pub server_pid: Option<u32>,
+    /// each transport's measured window from /proc/PID/stat and /proc/PID/status. Several
+    /// (repeated or comma-separated; a fleet's nodes): their CPU time and memory are summed.
+    #[arg(long, value_name = "PID", value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
 }
 
 /// `chat`'s bound on the whole invocation when --timeout is not given.
@@ -485,7 +497,7 @@ mod tests {
     #[test]
     fn defaults_match_the_documentation() {
         let args = parse(&[]).unwrap();
-        assert_eq!(args.server, "http://127.0.0.1:4433");
+        assert_eq!(args.server, ["http://127.0.0.1:4433"]);
         assert_eq!(args.transport, TransportArg::Both);
         assert_eq!(
             args.transport.kinds(),
@@ -496,9 +508,34 @@ mod tests {
             (4, 8, 100, 20.0)
         );
         assert_eq!((args.warmup, args.timeout(), args.json), (0, 120, false));
-        assert_eq!(args.server_pid, None);
-        assert_eq!(parse(&["--server-pid", "42"]).unwrap().server_pid, Some(42));
+        assert!(args.server_pid.is_empty());
+        assert_eq!(parse(&["--server-pid", "42"]).unwrap().server_pid, [42]);
         assert!(parse(&["--server-pid", "-1"]).is_err());
+    }
+
+    #[test]
+    fn a_fleet_is_several_servers_and_pids_repeated_or_comma_separated() {
+        let args = parse(&[
+            "--server",
+            "http://127.0.0.1:1",
+            "--server",
+            "http://127.0.0.1:2,http://127.0.0.1:3",
+            "--server-pid",
+            "11,12",
+            "--server-pid",
+            "13",
+        ])
+        .unwrap();
+        assert_eq!(
+            args.server,
+            [
+                "http://127.0.0.1:1",
+                "http://127.0.0.1:2",
+                "http://127.0.0.1:3"
+            ]
+        );
+        assert_eq!(args.server_pid, [11, 12, 13]);
+        assert!(parse(&["--server-pid", "11,x"]).is_err());
     }
 
     #[test]
@@ -542,6 +579,7 @@ mod tests {
             "hot-room",
             "--duration",
             "--plot",
+            "node i mod N",
         ] {
             assert!(help.contains(figure), "--help does not explain {figure}");
         }

@@ -98,13 +98,26 @@ async fn chat(args: ChatArgs, pinning: Option<Pinning>) -> anyhow::Result<bool> 
     }
     let stop = Stop::start(tokio::time::Instant::now() + Duration::from_secs(args.timeout()));
     let plan = args.plan()?;
-    let api = Api::new(&args.server).context("invalid --server")?;
-    let server = args.server_pid.map(server_cpu::watch).transpose()?;
-    tokio::select! {
-        reached = api.cert() => {
-            reached.with_context(|| format!("cannot reach the server at {}", args.server))?;
+    let nodes = args
+        .server
+        .iter()
+        .map(|url| Api::new(url).with_context(|| format!("invalid --server {url}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let Some((api, other_nodes)) = nodes.split_first() else {
+        anyhow::bail!("no --server");
+    };
+    let server = args
+        .server_pid
+        .iter()
+        .map(|&pid| server_cpu::watch(pid))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    for (node, url) in nodes.iter().zip(&args.server) {
+        tokio::select! {
+            reached = node.cert() => {
+                reached.with_context(|| format!("cannot reach the server at {url}"))?;
+            }
+            reason = stop.wait() => anyhow::bail!("{reason} while reaching the server"),
         }
-        reason = stop.wait() => anyhow::bail!("{reason} while reaching the server"),
     }
     let kinds = args.transport.kinds();
     // One run at a time holds its bots' sockets: a TCP socket per WebSocket bot, a UDP socket
@@ -122,13 +135,14 @@ async fn chat(args: ChatArgs, pinning: Option<Pinning>) -> anyhow::Result<bool> 
     // hash each, which must not land in a measurement. Bot counts fit a usize (`Plan::new`).
     let bots = plan.bots() as usize;
     let (mut logins, accounts) = tokio::select! {
-        provided = accounts::provide(&api, args.accounts.as_deref(), bots * kinds.len()) => {
+        provided = accounts::provide(api, args.accounts.as_deref(), bots * kinds.len()) => {
             provided?
         }
         reason = stop.wait() => anyhow::bail!("{reason} while signing the bots in"),
     };
     let config = RunConfig {
-        api,
+        api: api.clone(),
+        other_nodes: other_nodes.to_vec(),
         load: Load {
             plan,
             rate: args.rate,

@@ -32,7 +32,10 @@ pub struct Report {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Scenario {
+    /// The `--server` URLs, comma-separated.
     pub server: String,
+    /// How many: above 1, the nodes of a fleet (bot i on node i mod nodes).
+    pub nodes: usize,
     pub transport: String,
     /// The `--scenario` preset.
     pub kind: ScenarioKind,
@@ -83,7 +86,8 @@ impl Report {
         Report {
             command,
             scenario: Scenario {
-                server: args.server.clone(),
+                server: args.server.join(","),
+                nodes: args.server.len(),
                 transport,
                 kind: args.scenario,
                 rooms: plan.rooms,
@@ -116,7 +120,18 @@ impl Report {
         let mut out = String::new();
         let s = &self.scenario;
         let _ = writeln!(out, "$ {}", self.command);
-        let _ = writeln!(out, "{}; server {}\n", s.summary(), s.server);
+        if s.nodes > 1 {
+            let _ = writeln!(
+                out,
+                "{}; {} nodes {} (bot i on node i mod {})\n",
+                s.summary(),
+                s.nodes,
+                s.server,
+                s.nodes
+            );
+        } else {
+            let _ = writeln!(out, "{}; server {}\n", s.summary(), s.server);
+        }
         let _ = writeln!(out, "{}\n", self.accounts.text());
         out.push_str(&self.counts_table().render());
         out.push('\n');
@@ -266,6 +281,19 @@ impl Report {
     /// Errors of failed runs, rejection codes and error samples.
     fn notes(&self) -> String {
         let mut out = String::new();
+        let summed = self
+            .runs
+            .iter()
+            .filter_map(|run| run.stats.as_ref()?.server.as_ref())
+            .find(|cost| cost.pids.len() > 1);
+        if let Some(cost) = summed {
+            let pids: Vec<String> = cost.pids.iter().map(u32::to_string).collect();
+            let _ = writeln!(
+                out,
+                "\nserver figures: the sum of processes {}",
+                pids.join(", ")
+            );
+        }
         for run in &self.runs {
             write_notes(&mut out, run.transport, run);
         }
@@ -507,6 +535,7 @@ mod tests {
         let mut measured = aggregate(&[], 1).unwrap();
         measured.server = Some(ServerCost {
             pid: 7,
+            pids: Vec::new(),
             window_s: Some(2.0),
             cpu_us: Some(500_000),
             cpu_us_per_delivery: Some(12.5),
@@ -550,5 +579,45 @@ mod tests {
         );
         assert!(json["runs"][1]["stats"]["server"]["cpu_us"].is_null());
         assert!(json["webtransport_over_websocket"]["server_cpu_us_per_delivery"].is_null());
+        assert!(json["runs"][0]["stats"]["server"].get("pids").is_none());
+        assert!(!text.contains("sum of processes"), "{text}");
+        assert_eq!(json["scenario"]["nodes"], 1);
+    }
+
+    #[test]
+    fn a_fleet_report_names_its_nodes_and_sums_their_processes() {
+        let plan = Plan::new(1, 1, 0, 1).unwrap();
+        let mut measured = aggregate(&[], 1).unwrap();
+        measured.server = Some(ServerCost {
+            pids: vec![7, 8, 9],
+            ..ServerCost::missing(7, "not read".into())
+        });
+        let report = Report::new(
+            "quibble-bench chat".into(),
+            &args(&[
+                "--server",
+                "http://a:1,http://b:2",
+                "--server",
+                "http://c:3",
+            ]),
+            &plan,
+            AccountsSummary::default(),
+            vec![run("websocket", Status::Complete, Some(measured))],
+        );
+        let text = report.text();
+        assert!(
+            text.contains("; 3 nodes http://a:1,http://b:2,http://c:3 (bot i on node i mod 3)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("server figures: the sum of processes 7, 8, 9"),
+            "{text}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&report.json().unwrap()).unwrap();
+        assert_eq!(json["scenario"]["nodes"], 3);
+        assert_eq!(
+            json["runs"][0]["stats"]["server"]["pids"],
+            serde_json::json!([7, 8, 9])
+        );
     }
 }

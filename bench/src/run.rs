@@ -7,8 +7,9 @@
 //! into the run's figures (and, for kept accounts, have the bots leave their rooms). With
 //! `--server-pid` it reads the server's CPU time and memory when the first measured message is
 //! sent and when everything owed has arrived (or the run stops): the server's cost over the
-//! measured window. [`drive`] is the part that is the same for any server: `versus` drives the
-//! peer servers' bots ([`crate::peers`]) through it too. A step of `versus --sweep` bounds the
+//! measured window (a fleet's nodes summed). Against a fleet (several `--server`), bot n
+//! connects to node n mod N ([`Dialers`]). [`drive`] is the part that is the same for any
+//! server: `versus` drives the peer servers' bots ([`crate::peers`]) through it too. A step of `versus --sweep` bounds the
 //! wait ([`StepLimit`]): past its deadline the run stops waiting for what is still owed, keeps
 //! listening for a drain period (so that a message acknowledged in time and never delivered
 //! is told from one merely late) and its figures up to the deadline are taken
@@ -52,7 +53,10 @@ const CLOSE_LIMIT: Duration = Duration::from_secs(3);
 /// What every run shares.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
+    /// The server, or a fleet's first node: accounts and rooms are made through it.
     pub api: Api,
+    /// A fleet's other nodes (none for one server), sharing the first one's store.
+    pub other_nodes: Vec<Api>,
     pub load: Load,
     /// The accounts are kept for later runs: the bots leave their rooms at the end.
     pub leave_rooms: bool,
@@ -69,8 +73,9 @@ pub struct Load {
     /// Bytes of each message's text.
     pub message_size: u32,
     pub in_flight: u32,
-    /// The server's process, to read its CPU time and memory (`--server-pid`).
-    pub server: Option<ServerProcess>,
+    /// The server's processes, to read their CPU time and memory, summed (`--server-pid`;
+    /// none: not read).
+    pub server: Vec<ServerProcess>,
     /// This process, to read the load generator's own CPU time over the same window.
     pub bench: Option<ServerProcess>,
     /// A sweep step's deadline (`None`: wait for everything owed, or the benchmark's stop).
@@ -182,12 +187,7 @@ pub async fn run(
                 accounts,
                 bots,
                 late,
-                dialer,
             } = prepared;
-            let late = Late {
-                accounts: late,
-                dialer,
-            };
             let outcome = drive(&config.load, transport, bots, Some(late), stop).await;
             if config.leave_rooms {
                 scenario::leave(&config.api, &accounts).await;
@@ -199,18 +199,50 @@ pub async fn run(
     RunResult::of(transport, outcome)
 }
 
-/// The bots, connected and joined, and the late joiners' accounts (not connected yet).
+/// The bots, connected and joined, and the late joiners (not connected yet).
 struct Prepared {
     accounts: Vec<Account>,
     bots: Vec<Bot>,
-    late: Vec<Account>,
-    dialer: Dialer,
+    late: Late,
 }
 
-/// Quibble's late joiners: their accounts, and how they will connect.
+/// Quibble's late joiners: their accounts, each with how it will connect (its node).
 pub struct Late {
-    accounts: Vec<Account>,
-    dialer: Dialer,
+    joiners: Vec<(Dialer, Account)>,
+}
+
+/// How each bot reaches its node: bot n connects to node n mod N (one server: every bot to
+/// it), all of them over the same transport and WebTransport endpoints.
+struct Dialers(Vec<Dialer>);
+
+impl Dialers {
+    fn new(config: &RunConfig, kind: TransportKind) -> Dialers {
+        let nodes = std::iter::once(&config.api).chain(&config.other_nodes);
+        Dialers::of(nodes, kind, config.sessions_per_socket)
+    }
+
+    /// Dialers of `nodes`, in that order.
+    fn of<'a>(
+        nodes: impl Iterator<Item = &'a Api>,
+        kind: TransportKind,
+        sessions_per_socket: usize,
+    ) -> Dialers {
+        let endpoints = WtEndpoints::new(sessions_per_socket);
+        Dialers(
+            nodes
+                .map(|api| Dialer {
+                    api: api.clone(),
+                    kind,
+                    endpoints: endpoints.clone(),
+                })
+                .collect(),
+        )
+    }
+
+    /// Bot `n`'s dialer.
+    fn of_bot(&self, n: usize) -> &Dialer {
+        &self.0[n % self.0.len()]
+    }
 }
 
 /// Create the rooms, connect and join every bot that is on time.
@@ -221,33 +253,31 @@ async fn prepare(
 ) -> anyhow::Result<Prepared> {
     let plan = &config.load.plan;
     let accounts = scenario::setup(&config.api, plan, logins).await?;
-    let dialer = Dialer {
-        api: config.api.clone(),
-        kind,
-        endpoints: WtEndpoints::new(config.sessions_per_socket),
-    };
+    let dialers = Dialers::new(config, kind);
     let (late, on_time): (Vec<_>, Vec<_>) = accounts
         .iter()
         .cloned()
         .enumerate()
-        .partition(|(n, _)| plan.is_late(*n));
+        .map(|(n, account)| (n, dialers.of_bot(n).clone(), account))
+        .partition(|(n, _, _)| plan.is_late(*n));
     let connects = on_time
         .into_iter()
-        .map(|(_, account)| {
-            let dialer = dialer.clone();
-            async move {
-                bot::connect(&dialer, account.token, account.room, false)
-                    .await
-                    .with_context(|| format!("bot {} cannot join its room", account.username))
-            }
+        .map(|(_, dialer, account)| async move {
+            bot::connect(&dialer, account.token, account.room, false)
+                .await
+                .with_context(|| format!("bot {} cannot join its room", account.username))
         })
         .collect();
     match bounded(CONNECTS_AT_ONCE, connects).await {
         Ok(bots) => Ok(Prepared {
             accounts,
             bots,
-            late: late.into_iter().map(|(_, account)| account).collect(),
-            dialer,
+            late: Late {
+                joiners: late
+                    .into_iter()
+                    .map(|(_, dialer, account)| (dialer, account))
+                    .collect(),
+            },
         }),
         Err(e) => {
             if config.leave_rooms {
@@ -293,12 +323,12 @@ pub async fn drive<L: Link>(
         })
         .collect();
     let mut late_tasks = Vec::new();
-    if let Some(Late { accounts, dialer }) = late {
+    if let Some(Late { joiners }) = late {
         let joins = Arc::new(tokio::sync::Semaphore::new(CONNECTS_AT_ONCE));
         let after = late_join_delay(config.rate, plan.messages);
-        for account in accounts {
+        for (dialer, account) in joiners {
             let late = LateJoiner {
-                dialer: dialer.clone(),
+                dialer,
                 account,
                 joins: joins.clone(),
                 after,
@@ -375,32 +405,35 @@ pub async fn drive<L: Link>(
     }
     let [server_start, bench_start] = first_reading.map_or([None, None], |r| r.map(Some));
     let [server_end, bench_end] = last_reading;
-    stats.server = cost(config.server, server_start, server_end, counts);
-    stats.bench = cost(config.bench, bench_start, bench_end, counts);
+    stats.server = cost(&config.server, server_start, server_end, counts);
+    stats.bench = cost(config.bench.as_slice(), bench_start, bench_end, counts);
     Ok((status, stats))
 }
 
-/// The server's reading and this process' (for those watched), taken now.
+/// The server's reading (its processes summed) and this process' (for those watched), taken
+/// now.
 fn readings(config: &Load) -> [Option<anyhow::Result<Reading>>; 2] {
-    [config.server, config.bench].map(|process| process.map(Reading::take))
+    [config.server.as_slice(), config.bench.as_slice()]
+        .map(|processes| (!processes.is_empty()).then(|| Reading::take_all(processes)))
 }
 
-/// What watched `process` spent between `start` (`None`: the measured window never began)
-/// and `end`.
+/// What the watched `processes` spent together between `start` (`None`: the measured window
+/// never began) and `end`.
 fn cost(
-    process: Option<ServerProcess>,
+    processes: &[ServerProcess],
     start: Option<Option<anyhow::Result<Reading>>>,
     end: Option<anyhow::Result<Reading>>,
     counts: Counts,
 ) -> Option<ServerCost> {
-    let (process, end) = (process?, end?);
-    Some(match start.flatten() {
-        Some(start) => ServerCost::between(process.pid(), start, end, counts),
+    let (first, end) = (processes.first()?, end?);
+    let cost = match start.flatten() {
+        Some(start) => ServerCost::between(first.pid(), start, end, counts),
         None => ServerCost::missing(
-            process.pid(),
+            first.pid(),
             "the run ended before its measured window began".into(),
         ),
-    })
+    };
+    Some(cost.of_all(processes))
 }
 
 /// A member that joins once the measured window began: it waits for the first measured send
@@ -490,6 +523,20 @@ async fn close_all<L: Link>(links: Vec<L>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bots_go_round_the_nodes() {
+        let api = |port: u16| Api::new(&format!("http://127.0.0.1:{port}")).unwrap();
+        let fleet = [api(1), api(2), api(3)];
+        let dialers = Dialers::of(fleet.iter(), TransportKind::WebSocket, 10);
+        let node_of = |n| dialers.of_bot(n).api.server().base().port();
+        let nodes: Vec<_> = (0..7).map(node_of).collect();
+        assert_eq!(nodes, [1, 2, 3, 1, 2, 3, 1].map(Some));
+        let alone = Dialers::of(fleet[..1].iter(), TransportKind::WebSocket, 10);
+        for n in 0..5 {
+            assert_eq!(alone.of_bot(n).api.server().base().port(), Some(1));
+        }
+    }
 
     #[test]
     fn late_joiners_come_halfway_through_the_sending() {

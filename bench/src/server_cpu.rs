@@ -3,6 +3,7 @@
 //! and its resident memory (through [`ServerProcess`]), read once when the first measured
 //! message is sent and once when the last thing owed has arrived, and turned into CPU-µs per
 //! delivery and per acknowledged message, utilisation of one core and RSS per connection.
+//! The nodes of a fleet (several `--server-pid`) are read together: their sums.
 //! A reading that fails (the server exited, no /proc) leaves the figures out and says why.
 
 use std::time::Instant;
@@ -23,11 +24,19 @@ pub struct Reading {
 impl Reading {
     /// Read `server` now.
     pub fn take(server: ServerProcess) -> anyhow::Result<Reading> {
-        let cpu_us = cpu_us(server.pid())?;
-        let rss_kib = server.rss_kib()?;
+        Reading::take_all(&[server])
+    }
+
+    /// Read `servers` now: their CPU times and RSS summed.
+    pub fn take_all(servers: &[ServerProcess]) -> anyhow::Result<Reading> {
+        let (mut cpu_us_sum, mut rss_kib) = (0u64, 0u64);
+        for server in servers {
+            cpu_us_sum = cpu_us_sum.saturating_add(cpu_us(server.pid())?);
+            rss_kib = rss_kib.saturating_add(server.rss_kib()?);
+        }
         Ok(Reading {
             at: Instant::now(),
-            cpu_us,
+            cpu_us: cpu_us_sum,
             rss_kib,
         })
     }
@@ -37,6 +46,10 @@ impl Reading {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ServerCost {
     pub pid: u32,
+    /// With several processes (a fleet's nodes), all of them, `pid` first: every figure is
+    /// their sum. Left out for one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pids: Vec<u32>,
     /// Seconds between the two readings.
     pub window_s: Option<f64>,
     /// Server CPU time (user + system) over the window, µs.
@@ -83,6 +96,7 @@ impl ServerCost {
         let per = |n: u64| (n > 0).then(|| cpu_us as f64 / n as f64);
         ServerCost {
             pid,
+            pids: Vec::new(),
             window_s: Some(window_s),
             cpu_us: Some(cpu_us),
             cpu_us_per_delivery: per(counts.deliveries),
@@ -96,10 +110,22 @@ impl ServerCost {
         }
     }
 
+    /// These figures as those of all `processes` (read with [`Reading::take_all`]): with
+    /// several, they are listed.
+    pub fn of_all(self, processes: &[ServerProcess]) -> ServerCost {
+        let pids = if processes.len() > 1 {
+            processes.iter().map(ServerProcess::pid).collect()
+        } else {
+            Vec::new()
+        };
+        ServerCost { pids, ..self }
+    }
+
     /// No figures, for `error`.
     pub fn missing(pid: u32, error: String) -> ServerCost {
         ServerCost {
             pid,
+            pids: Vec::new(),
             window_s: None,
             cpu_us: None,
             cpu_us_per_delivery: None,
@@ -200,6 +226,16 @@ mod tests {
         assert!(watch(u32::MAX).is_err());
         assert!(watch(me.pid()).is_ok());
         let gone = ServerCost::between(me.pid(), Ok(start), cpu_us(u32::MAX).map(|_| end), counts);
+        let parent = ServerProcess::new(std::os::unix::process::parent_id()).unwrap();
+        let one = Reading::take(me).unwrap();
+        let both = Reading::take_all(&[me, parent]).unwrap();
+        assert!(
+            both.cpu_us >= one.cpu_us && both.rss_kib > one.rss_kib,
+            "{both:?} {one:?}"
+        );
+        let fleet = cost.clone().of_all(&[me, parent]);
+        assert_eq!(fleet.pids, [me.pid(), parent.pid()]);
+        assert_eq!(cost.clone().of_all(&[me]).pids, Vec::<u32>::new());
         assert!(gone.cpu_us.is_none());
         assert!(gone.error.unwrap().contains("has the server exited"));
     }

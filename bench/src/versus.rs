@@ -253,9 +253,9 @@ pub async fn run(args: VersusArgs, pinning: Option<Pinning>) -> anyhow::Result<b
 
 /// `versus` starts its own servers: the flags that name one are refused.
 fn refuse_chat_only_flags(chat: &ChatArgs) -> anyhow::Result<()> {
-    if chat.server != DEFAULT_SERVER
+    if chat.server != [DEFAULT_SERVER]
         || chat.transport != TransportArg::Both
-        || chat.server_pid.is_some()
+        || !chat.server_pid.is_empty()
         || chat.accounts.is_some()
     {
         bail!(
@@ -563,7 +563,7 @@ impl<'a> Versus<'a> {
             rate: step.rate,
             message_size: self.chat.message_size,
             in_flight: self.chat.in_flight,
-            server: Some(server_cpu::watch(server.pid())?),
+            server: vec![server_cpu::watch(server.pid())?],
             bench: Some(server_cpu::watch(std::process::id())?),
             step: step.limit,
         };
@@ -612,6 +612,7 @@ impl<'a> Versus<'a> {
         };
         let config = RunConfig {
             api: quibble.api()?,
+            other_nodes: Vec::new(),
             load,
             leave_rooms: true,
             sessions_per_socket: self.chat.sessions_per_socket as usize,

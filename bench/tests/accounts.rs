@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use support::{TestServer, json_report, run_bench};
+use support::{TestServer, counter, json_report, metrics, run_bench};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -70,16 +70,12 @@ fn http(server: &TestServer, request: &str) -> (u16, String) {
 
 /// Password hashes the server ran, by kind: (`hash`, `verify`).
 fn hashes(server: &TestServer) -> (u64, u64) {
-    let (status, body) = http(
-        server,
-        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
-    );
-    assert_eq!(status, 200, "{body}");
+    let metrics = metrics(server);
     let count = |kind: &str| {
-        let prefix = format!("quibble_password_hashes_total{{kind=\"{kind}\"}} ");
-        body.lines()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .map_or(0, |n| n.trim().parse().expect("a counter value"))
+        counter(
+            &metrics,
+            &format!("quibble_password_hashes_total{{kind=\"{kind}\"}}"),
+        )
     };
     (count("hash"), count("verify"))
 }

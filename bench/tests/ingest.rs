@@ -6,13 +6,11 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use support::{TestServer, json_report, run_bench};
+use support::{TestServer, counter, json_report, metrics, run_bench};
 
 const LIMIT: Duration = Duration::from_secs(120);
 const SENDERS: u64 = 4;
@@ -20,26 +18,10 @@ const IN_FLIGHT: u64 = 8;
 
 /// The server's store counters: (commits, messages committed).
 fn store_counters(server: &TestServer) -> (u64, u64) {
-    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("read timeout");
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        .expect("send");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("response");
-    let counter = |name: &str| {
-        response
-            .lines()
-            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-            .map_or(0, |v| {
-                v.trim().parse::<f64>().expect("a counter value") as u64
-            })
-    };
+    let metrics = metrics(server);
     (
-        counter("quibble_store_commits_total"),
-        counter("quibble_store_committed_messages_total"),
+        counter(&metrics, "quibble_store_commits_total"),
+        counter(&metrics, "quibble_store_committed_messages_total"),
     )
 }
 

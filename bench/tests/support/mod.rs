@@ -1,6 +1,9 @@
 //! Test support for the bench: the shared server harness, running the bench binary with a
-//! time limit, and reading its JSON report.
+//! time limit, reading its JSON report, and reading the server's `/metrics` counters.
+#![allow(dead_code)] // each test binary uses a different part of this module
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
@@ -32,4 +35,30 @@ pub fn json_report(output: &Output, server: Option<&TestServer>) -> Value {
         server.map_or_else(|| "(none)".to_owned(), TestServer::log_text)
     );
     serde_json::from_str(&stdout).expect("the JSON report")
+}
+
+/// The server's `/metrics` text (Prometheus exposition).
+pub fn metrics(server: &TestServer) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("read timeout");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+}
+
+/// The value of counter `name` (with its labels, as `/metrics` spells them) in `metrics`'s
+/// text; 0 if it was never incremented.
+pub fn counter(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .map_or(0, |v| {
+            v.trim().parse::<f64>().expect("a counter value") as u64
+        })
 }
