@@ -86,6 +86,9 @@ pub enum Control {
     StillOnline {
         users: Vec<(UserId, String, Vec<ConversationId>)>,
     },
+    /// The publishing node lost control events it could not publish (Redis did not take them
+    /// in time, or its queue was full): every node re-checks ([`resync`]).
+    Resync,
 }
 
 /// How often a node repeats who is online on it.
@@ -168,6 +171,8 @@ pub async fn apply(state: &Shared, origin: u64, control: Control) {
                 state.users.remote_online(origin, user, username, rooms);
             }
         }
+        // The control task asks for a resync itself (at most one per few seconds).
+        Control::Resync => {}
     }
 }
 

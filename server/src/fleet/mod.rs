@@ -71,6 +71,9 @@ pub struct Fleet {
     /// commits, or a shard of a Cluster that is down, does not hold up a ban).
     outgoing: queue::Sender<(usize, Bytes)>,
     outgoing_control: queue::Sender<(usize, Bytes)>,
+    /// Set when a control event could not be published; once publishing works again, the
+    /// other nodes are asked to resync ([`Control::Resync`]).
+    control_lost: Arc<AtomicBool>,
     health: Arc<Health>,
 }
 
@@ -99,6 +102,7 @@ pub struct Tasks {
     sequencers: Vec<Sequencer>,
     outgoing: queue::Receiver<(usize, Bytes)>,
     outgoing_control: queue::Receiver<(usize, Bytes)>,
+    control_lost: Arc<AtomicBool>,
     control: (queue::Sender<FromNode>, queue::Receiver<FromNode>),
     resync: Arc<Resync>,
     health: Arc<Health>,
@@ -131,12 +135,14 @@ impl Fleet {
         let inboxes: Arc<[Inbox]> = inboxes.into();
         let (outgoing, outgoing_rx) = queue::bounded(OUTGOING_BYTES);
         let (outgoing_control, outgoing_control_rx) = queue::bounded(CONTROL_BYTES);
+        let control_lost = Arc::new(AtomicBool::new(false));
         let health = Arc::new(Health::default());
         let fleet = Arc::new(Fleet {
             origin,
             inboxes: Arc::clone(&inboxes),
             outgoing,
             outgoing_control,
+            control_lost: Arc::clone(&control_lost),
             health: Arc::clone(&health),
         });
         let tasks = Tasks {
@@ -146,6 +152,7 @@ impl Fleet {
             sequencers,
             outgoing: outgoing_rx,
             outgoing_control: outgoing_control_rx,
+            control_lost,
             control: queue::bounded(CONTROL_BYTES),
             resync: Arc::default(),
             health,
@@ -183,6 +190,9 @@ impl Fleet {
                 if lane.push((index, payload), bytes).is_err() {
                     metrics::counter!(crate::metrics::FLEET_PUBLISHED, "outcome" => "dropped")
                         .increment(1);
+                    if index == CONTROL {
+                        self.control_lost.store(true, Ordering::Release);
+                    }
                 }
             }
             Err(error) => tracing::warn!(%error, "cannot encode an event for the fleet"),
@@ -222,8 +232,22 @@ impl Tasks {
             tokio::spawn(sequencer.run(Arc::clone(&committed), state.store.clone()));
         }
         let (control_tx, control_rx) = self.control;
-        tokio::spawn(publish(self.outgoing, self.seeds.clone()));
-        tokio::spawn(publish(self.outgoing_control, self.seeds.clone()));
+        tokio::spawn(publish(self.outgoing, self.seeds.clone(), None));
+        let resync = event::encode(&EventRef::Control {
+            origin: self.origin,
+            control: &Control::Resync,
+        });
+        match resync {
+            Ok(resync) => tokio::spawn(publish(
+                self.outgoing_control,
+                self.seeds.clone(),
+                Some((self.control_lost, resync)),
+            )),
+            Err(error) => {
+                tracing::error!(%error, "cannot encode the fleet's resync request");
+                tokio::spawn(publish(self.outgoing_control, self.seeds.clone(), None))
+            }
+        };
         tokio::spawn(run_control(control_rx, Arc::clone(&self.resync), state));
         tokio::spawn(subscribe(
             self.seeds,
@@ -263,6 +287,7 @@ async fn run_control(mut queue: queue::Receiver<FromNode>, resync: Arc<Resync>, 
         // Unbiased: a busy queue must not starve the presence ticks.
         tokio::select! {
             item = queue.recv() => match item {
+                Some((_, Control::Resync)) => resync.want(),
                 Some((origin, event)) => control::apply(&state, origin, event).await,
                 None => return,
             },
@@ -283,7 +308,13 @@ async fn run_control(mut queue: queue::Receiver<FromNode>, resync: Arc<Resync>, 
 
 /// The publisher task: batches from the queue, each retried until it is published or
 /// [`PUBLISH_DEADLINE`] has passed.
-async fn publish(mut queue: queue::Receiver<(usize, Bytes)>, seeds: Seeds) {
+/// With `lost` (the control lane): a dropped batch sets the flag, and the next successful
+/// publish is followed by the resync request it holds.
+async fn publish(
+    mut queue: queue::Receiver<(usize, Bytes)>,
+    seeds: Seeds,
+    lost: Option<(Arc<AtomicBool>, Bytes)>,
+) {
     let mut publisher = Publisher::new(seeds);
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
     loop {
@@ -302,12 +333,24 @@ async fn publish(mut queue: queue::Receiver<(usize, Bytes)>, seeds: Seeds) {
                 Ok(()) => {
                     metrics::counter!(crate::metrics::FLEET_PUBLISHED, "outcome" => "ok")
                         .increment(batch.len() as u64);
+                    if let Some((flag, request)) = &lost
+                        && flag.swap(false, Ordering::AcqRel)
+                        && publisher
+                            .publish(&[(CONTROL, request.clone())])
+                            .await
+                            .is_err()
+                    {
+                        flag.store(true, Ordering::Release);
+                    }
                     break;
                 }
                 Err(error) if Instant::now() + pause > deadline => {
-                    tracing::warn!(%error, commits = batch.len(), "Redis did not take commits in time; the other nodes will read them from the store");
+                    tracing::warn!(%error, events = batch.len(), "Redis did not take events in time (commits: the other nodes read them from the store; control events: they are asked to resync)");
                     metrics::counter!(crate::metrics::FLEET_PUBLISHED, "outcome" => "dropped")
                         .increment(batch.len() as u64);
+                    if let Some((flag, _)) = &lost {
+                        flag.store(true, Ordering::Release);
+                    }
                     break;
                 }
                 Err(error) => {
