@@ -346,12 +346,15 @@ async fn end_typing(state: AppState) {
         let now = ticker.tick().await;
         for (user, conversation) in state.typing.sweep(now) {
             if let Some(username) = state.users.name_of(user) {
-                state.tell_fleet(Control::Typing {
-                    conversation,
-                    user,
-                    username: username.clone(),
-                    typing: false,
-                });
+                // Only the typer's own node tells the others (each runs it out by itself).
+                if state.users.is_online(user) {
+                    state.tell_fleet(Control::Typing {
+                        conversation,
+                        user,
+                        username: username.clone(),
+                        typing: false,
+                    });
+                }
                 state.users.typing_as(conversation, user, &username, false);
             }
         }

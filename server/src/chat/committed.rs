@@ -81,7 +81,10 @@ impl Committed {
             if self.typing.stop(message.author, message.conversation) {
                 self.users
                     .typing(message.conversation, message.author, false);
-                if let Some(fleet) = &self.fleet {
+                // Only the author's own node tells the others (each stops it here anyway).
+                if let Some(fleet) = &self.fleet
+                    && self.users.is_online(message.author)
+                {
                     fleet.publish_control(&Control::Typing {
                         conversation: message.conversation,
                         user: message.author,

@@ -511,14 +511,14 @@ impl Users {
         }
     }
 
-    /// The name of `user`, if they are online here or were since the start (the typing of
-    /// someone who just left may run out after they are gone).
+    /// The name of `user`, if they are online here or on another node of a fleet, or were
+    /// since the start (the typing of someone who just left may run out after they are gone).
     pub fn name_of(&self, user: UserId) -> Option<String> {
         let inner = self.lock();
-        match (inner.online.get(&user), inner.last_seen.get(&user)) {
+        match (inner.online.get(&user), inner.remote.get(user)) {
             (Some(online), _) => Some(online.username.clone()),
-            (None, Some((_, name))) => Some(name.clone()),
-            (None, None) => None,
+            (None, Some(remote)) => Some(remote.username.clone()),
+            (None, None) => inner.last_seen.get(&user).map(|(_, name)| name.clone()),
         }
     }
 

@@ -131,7 +131,20 @@ pub async fn apply(state: &Shared, origin: u64, control: Control) {
             user,
             username,
             typing,
-        } => state.users.typing_as(conversation, user, &username, typing),
+        } => {
+            // Kept in this node's typing state too, so it runs out here by itself should the
+            // author's node never say it stopped.
+            let news = if typing {
+                state
+                    .typing
+                    .start(user, conversation, tokio::time::Instant::now())
+            } else {
+                state.typing.stop(user, conversation)
+            };
+            if news {
+                state.users.typing_as(conversation, user, &username, typing);
+            }
+        }
         Control::Blocked {
             blocker,
             blocked,
