@@ -1,7 +1,8 @@
 //! Fleet-wide control between two real `quibble` nodes on one PostgreSQL and one Redis: what
 //! a user or an admin does through one node takes effect on the connections of the other,
 //! within a second — a ban, a sign-out, an IP ban, a block (the blocker's stream on the other
-//! node gets the hidden marker) — and typing reaches members online on the other node.
+//! node gets the hidden marker) — typing reaches members online on the other node, and runs
+//! out there by itself when the typer's node dies.
 
 mod support;
 
@@ -226,4 +227,33 @@ async fn presence_spans_the_fleet_friends_and_room_members_alike() {
     a.close().await;
     assert!(!presence_of(&mut b, alice_id).await);
     assert!(!presence_of(&mut c, alice_id).await);
+}
+
+#[tokio::test]
+async fn typing_on_a_node_that_dies_runs_out_on_the_others() {
+    let mut two = two_nodes().await;
+    let api_a = two.a().api();
+    let alice = api_a.signup("alice").await;
+    let bob = api_a.signup("bob").await;
+    let room = api_a.create_room(&alice, "lobby").await;
+    api_a.join_room(&bob, room).await;
+    let mut a = RawPeer::websocket(two.a()).await;
+    a.hello(&alice).await;
+    a.join(1, room, None).await;
+    let mut b = RawPeer::webtransport(two.b()).await;
+    b.hello(&bob).await;
+    b.join(1, room, None).await;
+
+    a.send(0, &ClientFrame::Typing { conversation: room }).await;
+    assert_eq!(typing_of(&mut b).await, (room, "alice".to_owned(), true));
+    // Node A dies before it can say she stopped: node B runs it out itself.
+    let started = std::time::Instant::now();
+    two.fleet.kill(0);
+    assert_eq!(typing_of(&mut b).await, (room, "alice".to_owned(), false));
+    let ttl = std::time::Duration::from_millis(u64::from(quibble_protocol::TYPING_TTL_MS));
+    assert!(
+        started.elapsed() < ttl + std::time::Duration::from_secs(2),
+        "ran out after {:?}",
+        started.elapsed()
+    );
 }
