@@ -91,6 +91,16 @@ fn shard_subscriptions(port: u16) -> i64 {
         .sum()
 }
 
+/// The traffic of `members` on `fleet`'s nodes, a send every `pace_ms` each.
+fn traffic_of(fleet: &Fleet, members: &[Member], pace_ms: u64) -> Arc<Traffic> {
+    Arc::new(Traffic::new(
+        fleet.ports(),
+        members,
+        Duration::from_millis(pace_ms),
+        MEMBER_LIMIT,
+    ))
+}
+
 /// Waits until the Redis on `port` has `want` sharded subscriptions again, within `limit`.
 async fn await_subscriptions(port: u16, want: i64, limit: Duration) {
     let deadline = std::time::Instant::now() + limit;
@@ -203,12 +213,7 @@ async fn three_nodes_deliver_every_message_once_in_order() {
             member(i, &names, &tokens, 3, conversations)
         })
         .collect();
-    let traffic = Arc::new(Traffic::new(
-        fleet.ports(),
-        &members,
-        Duration::from_millis(15),
-        MEMBER_LIMIT,
-    ));
+    let traffic = traffic_of(&fleet, &members, 15);
     assert_eq!(
         (traffic.expected[&room], traffic.expected[&news]),
         (180, 60)
@@ -257,12 +262,7 @@ async fn clients_hopping_between_nodes_mid_traffic_resume_exactly() {
             }
         })
         .collect();
-    let traffic = Arc::new(Traffic::new(
-        fleet.ports(),
-        &members,
-        Duration::from_millis(25),
-        MEMBER_LIMIT,
-    ));
+    let traffic = traffic_of(&fleet, &members, 25);
     let outcomes = run_all(members.clone(), traffic.clone()).await;
     assert_no_problems(check(&fleet, &traffic, &members, &outcomes).await);
     for o in &outcomes {
@@ -291,12 +291,7 @@ async fn a_killed_node_loses_only_its_connections() {
             member(i, &names, &tokens, 3, conversations)
         })
         .collect();
-    let traffic = Arc::new(Traffic::new(
-        fleet.ports(),
-        &members,
-        Duration::from_millis(40),
-        MEMBER_LIMIT,
-    ));
+    let traffic = traffic_of(&fleet, &members, 40);
     let run = tokio::spawn(run_all(members.clone(), traffic.clone()));
     traffic
         .await_acked(traffic.total() / 3, Duration::from_secs(30))
@@ -397,12 +392,7 @@ async fn redis_killed_and_restarted_mid_traffic() {
             member(i, &names, &tokens, 3, conversations)
         })
         .collect();
-    let traffic = Arc::new(Traffic::new(
-        fleet.ports(),
-        &members,
-        Duration::from_millis(55),
-        MEMBER_LIMIT,
-    ));
+    let traffic = traffic_of(&fleet, &members, 55);
     let run = tokio::spawn(run_all(members.clone(), traffic.clone()));
     traffic
         .await_acked(traffic.total() / 10, Duration::from_secs(30))
@@ -453,12 +443,7 @@ async fn works_on_redis_cluster() {
             member(i, &names, &tokens, 3, conversations)
         })
         .collect();
-    let traffic = Arc::new(Traffic::new(
-        fleet.ports(),
-        &members,
-        Duration::from_millis(10),
-        MEMBER_LIMIT,
-    ));
+    let traffic = traffic_of(&fleet, &members, 10);
     let run = tokio::spawn(run_all(members.clone(), traffic.clone()));
     traffic
         .await_acked(traffic.total() / 2, Duration::from_secs(30))
@@ -503,12 +488,7 @@ async fn a_redis_cluster_master_killed_and_restarted_mid_traffic() {
             member(i, &names, &tokens, 3, conversations)
         })
         .collect();
-    let traffic = Arc::new(Traffic::new(
-        fleet.ports(),
-        &members,
-        Duration::from_millis(30),
-        MEMBER_LIMIT,
-    ));
+    let traffic = traffic_of(&fleet, &members, 30);
     let run = tokio::spawn(run_all(members.clone(), traffic.clone()));
     traffic
         .await_acked(traffic.total() / 5, Duration::from_secs(30))
@@ -572,12 +552,7 @@ async fn postgres_stopped_briefly() {
             member(i, &names, &tokens, 2, conversations)
         })
         .collect();
-    let traffic = Arc::new(Traffic::new(
-        fleet.ports(),
-        &members,
-        Duration::from_millis(40),
-        MEMBER_LIMIT,
-    ));
+    let traffic = traffic_of(&fleet, &members, 40);
     let run = tokio::spawn(run_all(members.clone(), traffic.clone()));
     traffic
         .await_acked(traffic.total() / 4, Duration::from_secs(30))

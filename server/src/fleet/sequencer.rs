@@ -269,19 +269,23 @@ mod tests {
             .collect()
     }
 
-    #[tokio::test]
-    async fn drops_what_was_delivered_back_fills_jumps_and_sweeps_to_the_head() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.redb"), 1 << 20, Box::new(|_| ())).unwrap();
+    /// A redb store in `dir` with a user and their room.
+    async fn store_with_a_room(
+        dir: &std::path::Path,
+    ) -> (
+        Store,
+        quibble_protocol::UserId,
+        quibble_protocol::ConversationId,
+    ) {
+        let store = Store::open(&dir.join("s.redb"), 1 << 20, Box::new(|_| ())).unwrap();
         let alice = store.create_user("alice", "phc".into()).await.unwrap().id;
         let room = store.create_room("r", alice).await.unwrap().id;
-        let mut stored = Vec::new();
-        for i in 1..=7u64 {
-            let done = store.append(room, alice, "alice", i, "hi").await.unwrap();
-            stored.push(done.message);
-        }
-        let hub = Hub::default();
-        let worker = Worker {
+        (store, alice, room)
+    }
+
+    /// The sequencer's worker for `room`'s partition, delivering through `hub`.
+    fn worker(store: &Store, hub: &Hub, room: quibble_protocol::ConversationId) -> Worker {
+        Worker {
             partition: partition_of(room),
             committed: Arc::new(Committed {
                 hub: hub.clone(),
@@ -290,7 +294,20 @@ mod tests {
                 fleet: None,
             }),
             store: store.clone(),
-        };
+        }
+    }
+
+    #[tokio::test]
+    async fn drops_what_was_delivered_back_fills_jumps_and_sweeps_to_the_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, alice, room) = store_with_a_room(dir.path()).await;
+        let mut stored = Vec::new();
+        for i in 1..=7u64 {
+            let done = store.append(room, alice, "alice", i, "hi").await.unwrap();
+            stored.push(done.message);
+        }
+        let hub = Hub::default();
+        let worker = worker(&store, &hub, room);
         let out = Outbound::multiplexed();
         let stream = out.open(1);
         let sub = hub.subscribe(room, UserId(99), stream.live(), PROTOCOL_VERSION);
@@ -333,23 +350,12 @@ mod tests {
     #[tokio::test]
     async fn a_tombstone_ahead_of_its_message_reaches_a_stream_that_read_the_old_text() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.redb"), 1 << 20, Box::new(|_| ())).unwrap();
-        let alice = store.create_user("alice", "phc".into()).await.unwrap().id;
-        let room = store.create_room("r", alice).await.unwrap().id;
+        let (store, alice, room) = store_with_a_room(dir.path()).await;
         for i in 1..=3u64 {
             store.append(room, alice, "alice", i, "hi").await.unwrap();
         }
         let hub = Hub::default();
-        let worker = Worker {
-            partition: partition_of(room),
-            committed: Arc::new(Committed {
-                hub: hub.clone(),
-                users: Default::default(),
-                typing: Default::default(),
-                fleet: None,
-            }),
-            store: store.clone(),
-        };
+        let worker = worker(&store, &hub, room);
         let (out1, out2) = (Outbound::multiplexed(), Outbound::multiplexed());
         let (s1, s2) = (out1.open(1), out2.open(1));
         // S1 is live at 2; S2 read 3 from the store before 3 reached this node.
