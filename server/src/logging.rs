@@ -8,6 +8,11 @@
 //! the subscriber through a bridge that asks it, per call, whether the record is wanted; that
 //! cost 5 % of the server's CPU under chat load. So `log`'s own level gate, a static compare
 //! at each call site, is set to the most `RUST_LOG` lets through.
+//!
+//! Lines are text (coloured only on a terminal, so a file or a journal gets plain text) or,
+//! with `--log-format json`, one JSON object each.
+
+use std::io::IsTerminal;
 
 use tracing::Level;
 use tracing::level_filters::LevelFilter;
@@ -31,15 +36,37 @@ pub fn payload_cap() -> Targets {
     )
 }
 
-/// Install the process-wide subscriber: capped, then `RUST_LOG`, to stderr.
-pub fn init() {
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// For people: colours only when standard error is a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Install the process-wide subscriber: capped, then `RUST_LOG`, to stderr in `format`.
+pub fn init(format: LogFormat) {
     let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let most = log_level(env.max_level_hint());
-    tracing_subscriber::registry()
-        .with(payload_cap())
-        .with(env)
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-        .init();
+    let registry = tracing_subscriber::registry().with(payload_cap()).with(env);
+    match format {
+        LogFormat::Text => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(std::io::stderr().is_terminal()),
+            )
+            .init(),
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
+    }
     // After `init`, which set the bridge's gate to everything.
     log::set_max_level(most);
 }

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use quibble_server::admin::command::AdminArgs;
 use quibble_server::admin::socket::AdminSocket;
 use quibble_server::config::{Config, FileConfig, Overrides};
+use quibble_server::logging::LogFormat;
 use quibble_server::server::Server;
 use quibble_server::store::MAX_CONCURRENT_READS;
 
@@ -60,6 +61,10 @@ struct ServeArgs {
     /// comma-separated). Needs --postgres.
     #[arg(long, env = "QUIBBLE_REDIS")]
     redis: Option<String>,
+    /// How log lines are written: text (coloured only on a terminal) or json (one object per
+    /// line).
+    #[arg(long, env = "QUIBBLE_LOG_FORMAT", value_enum, default_value_t)]
+    log_format: LogFormat,
 }
 
 /// Threads tokio's blocking pool may hold: store reads run there (at most
@@ -69,13 +74,18 @@ struct ServeArgs {
 const BLOCKING_THREADS: usize = MAX_CONCURRENT_READS + 4;
 
 fn main() -> anyhow::Result<()> {
-    quibble_server::logging::init();
+    let cli = Cli::parse();
+    let format = match &cli.command {
+        Command::Serve(args) => args.log_format,
+        Command::Admin(_) => LogFormat::Text,
+    };
+    quibble_server::logging::init(format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(BLOCKING_THREADS)
         .build()
         .context("cannot start the async runtime")?;
-    match Cli::parse().command {
+    match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
         Command::Admin(args) => Ok(runtime.block_on(quibble_server::admin::command::run(args))?),
     }
