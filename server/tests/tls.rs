@@ -5,8 +5,11 @@ mod support;
 
 use std::sync::Arc;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use quibble_protocol::{ClientFrame, PROTOCOL_VERSION, ServerFrame, codec};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use rustls::pki_types::pem::PemObject;
 use support::TestServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wtransport::tls::rustls;
@@ -39,6 +42,92 @@ fn roots(pki: &Pki) -> rustls::RootCertStore {
     roots
 }
 
+/// `GET path` over HTTPS to `port`, trusting only `pki`'s CA: the connector and the response.
+async fn https_get(pki: &Pki, port: u16, path: &str) -> (tokio_rustls::TlsConnector, String) {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots(pki))
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let mut tls = connector
+        .connect(name, tcp)
+        .await
+        .expect("TLS with the CA's certificate");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tls.read_to_string(&mut response).await.unwrap();
+    (connector, response)
+}
+
+/// The ECPrivateKey (SEC1) inside a PKCS#8 EC key: the last field of its outer SEQUENCE, an
+/// OCTET STRING (short DER walk: tag, length, contents).
+fn sec1_of(pkcs8: &[u8]) -> Vec<u8> {
+    fn field(der: &[u8]) -> (u8, &[u8], &[u8]) {
+        let (tag, len_byte) = (der[0], der[1] as usize);
+        let (len, start) = if len_byte < 0x80 {
+            (len_byte, 2)
+        } else {
+            let n = len_byte & 0x7f;
+            (
+                der[2..2 + n].iter().fold(0, |l, b| l << 8 | *b as usize),
+                2 + n,
+            )
+        };
+        (tag, &der[start..start + len], &der[start + len..])
+    }
+    let (_, mut inner, _) = field(pkcs8);
+    loop {
+        let (tag, contents, rest) = field(inner);
+        if tag == 0x04 {
+            return contents.to_vec();
+        }
+        inner = rest;
+    }
+}
+
+#[tokio::test]
+async fn a_key_in_sec1_form_serves_https_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki(dir.path());
+    let pkcs8 = std::fs::read_to_string(dir.path().join("key.pem")).unwrap();
+    let der = rustls::pki_types::PrivatePkcs8KeyDer::from_pem_slice(pkcs8.as_bytes()).unwrap();
+    let sec1 = rustls::pki_types::PrivateSec1KeyDer::from(sec1_of(der.secret_pkcs8_der()));
+    let body = STANDARD.encode(sec1.secret_sec1_der());
+    let lines: Vec<&str> = body
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    let key = dir.path().join("sec1.pem");
+    std::fs::write(
+        &key,
+        format!(
+            "-----BEGIN EC PRIVATE KEY-----\n{}\n-----END EC PRIVATE KEY-----\n",
+            lines.join("\n")
+        ),
+    )
+    .unwrap();
+    let cert = dir.path().join("cert.pem");
+    let server = TestServer::start_with(
+        &dir.path().join("data"),
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let (_, response) = https_get(&pki, server.port, "/healthz").await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+}
+
 #[tokio::test]
 async fn configured_certificate_serves_https_and_webtransport() {
     let dir = tempfile::tempdir().unwrap();
@@ -56,26 +145,7 @@ async fn configured_certificate_serves_https_and_webtransport() {
     );
 
     // HTTPS, trusting only the CA.
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let client = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots(&pki))
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
-        .await
-        .unwrap();
-    let name = ServerName::try_from("127.0.0.1").unwrap();
-    let mut tls = connector
-        .connect(name, tcp)
-        .await
-        .expect("TLS with the CA's certificate");
-    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = String::new();
-    tls.read_to_string(&mut response).await.unwrap();
+    let (connector, response) = https_get(&pki, server.port, "/healthz").await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains(r#""status":"ok""#), "{response}");
 
