@@ -42,6 +42,20 @@ fn roots(pki: &Pki) -> rustls::RootCertStore {
     roots
 }
 
+/// A server in `dir` with `make_pki`'s certificate and the key in `key`.
+fn tls_server(dir: &std::path::Path, key: &std::path::Path) -> TestServer {
+    let cert = dir.join("cert.pem");
+    TestServer::start_with(
+        &dir.join("data"),
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    )
+}
+
 /// `GET path` over HTTPS to `port`, trusting only `pki`'s CA: the connector and the response.
 async fn https_get(pki: &Pki, port: u16, path: &str) -> (tokio_rustls::TlsConnector, String) {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -114,16 +128,7 @@ async fn a_key_in_sec1_form_serves_https_too() {
         ),
     )
     .unwrap();
-    let cert = dir.path().join("cert.pem");
-    let server = TestServer::start_with(
-        &dir.path().join("data"),
-        &[
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ],
-    );
+    let server = tls_server(dir.path(), &key);
     let (_, response) = https_get(&pki, server.port, "/healthz").await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
 }
@@ -132,17 +137,7 @@ async fn a_key_in_sec1_form_serves_https_too() {
 async fn configured_certificate_serves_https_and_webtransport() {
     let dir = tempfile::tempdir().unwrap();
     let pki = make_pki(dir.path());
-    let cert = dir.path().join("cert.pem");
-    let key = dir.path().join("key.pem");
-    let server = TestServer::start_with(
-        &dir.path().join("data"),
-        &[
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ],
-    );
+    let server = tls_server(dir.path(), &dir.path().join("key.pem"));
 
     // HTTPS, trusting only the CA.
     let (connector, response) = https_get(&pki, server.port, "/healthz").await;
