@@ -22,6 +22,9 @@ pub struct Config {
     /// PEM certificate chain and private key; without them the server makes its own
     /// short-lived self-signed certificate.
     pub tls: Option<TlsFiles>,
+    /// UDP port of HTTP/3 (served only with [`Config::tls`]): `None` is the HTTPS port + 1
+    /// (any free port when that port is 0), `Some(0)` any free port.
+    pub http3_port: Option<u16>,
     /// The browser client's directory (index.html and the built `pkg/`).
     pub web_dir: Option<PathBuf>,
     /// The store's page cache, in bytes (file key `store_cache_mb`, in MiB).
@@ -171,6 +174,7 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub listen: Option<Vec<SocketAddr>>,
     pub tls: Option<TlsFiles>,
+    pub http3_port: Option<u16>,
     pub web_dir: Option<PathBuf>,
     pub max_connections: Option<usize>,
     pub messages_per_second: Option<u32>,
@@ -261,6 +265,7 @@ pub struct Overrides {
     pub listen: Vec<SocketAddr>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub http3_port: Option<u16>,
     pub web_dir: Option<PathBuf>,
     pub metrics_listen: Option<SocketAddr>,
     pub postgres: Option<String>,
@@ -367,6 +372,7 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from("quibble-data")),
             listen,
             tls,
+            http3_port: cli.http3_port.or(file.http3_port),
             web_dir: cli.web_dir.or(file.web_dir),
             store_cache_bytes: store_cache_mb.saturating_mul(1024 * 1024),
             limits,

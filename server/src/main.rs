@@ -47,6 +47,10 @@ struct ServeArgs {
     /// PEM private key.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// UDP port of HTTP/3, served with --tls-cert only [default: the HTTPS port + 1; 0: any
+    /// free port].
+    #[arg(long, env = "QUIBBLE_HTTP3_PORT")]
+    http3_port: Option<u16>,
     /// Directory of the browser client [default: client-wasm/web of this checkout].
     #[arg(long, env = "QUIBBLE_WEB_DIR")]
     web_dir: Option<PathBuf>,
@@ -103,6 +107,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             listen: args.listen,
             tls_cert: args.tls_cert,
             tls_key: args.tls_key,
+            http3_port: args.http3_port,
             web_dir: args.web_dir,
             metrics_listen: args.metrics_listen,
             postgres: args.postgres,
@@ -134,6 +139,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             writeln!(out, "quibble listening on {url}")?;
         } else {
             writeln!(out, "also listening on {url}")?;
+        }
+    }
+    if let Some(http3) = server.http3() {
+        for addr in http3.addrs() {
+            writeln!(out, "HTTP/3 on udp://{addr}/")?;
         }
     }
     if let Some(addr) = server.metrics_addr() {

@@ -13,10 +13,14 @@ use quibble_protocol::ErrorCode;
 pub const CONNECTIONS: &str = "quibble_connections_total";
 /// Realtime connections open now, by transport.
 pub const CONNECTIONS_OPEN: &str = "quibble_connections_open";
-/// Connections refused, by transport (`http`, `websocket`, `webtransport`, `metrics`) and
+/// Connections refused, by transport (`http`, `http3`, `websocket`, `webtransport`, `metrics`) and
 /// reason (`server_full`, `address_full`, `unauthenticated_full`,
 /// `unauthenticated_address_full`, `out_of_files`).
 pub const CONNECTIONS_REFUSED: &str = "quibble_connections_refused_total";
+/// HTTP/3 connections that completed their handshake.
+pub const HTTP3_CONNECTIONS: &str = "quibble_http3_connections_total";
+/// HTTP/3 requests whose head was read (each went to the router).
+pub const HTTP3_REQUESTS: &str = "quibble_http3_requests_total";
 /// Connections closed with an error, by code (`bad_frame`, `frame_too_large`, …).
 pub const CONNECTION_ERRORS: &str = "quibble_connection_errors_total";
 /// Conversation streams closed with an error, by code.

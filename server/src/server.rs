@@ -1,6 +1,7 @@
 //! Starting and stopping the server: raise the open-file limit and size the connection budget
-//! below it, open the store, bind the UDP and TCP sockets (one port number for both) and the
-//! optional metrics listener, run WebTransport and HTTP, rotate a self-signed certificate, and
+//! below it, open the store, bind the UDP and TCP sockets (one port number for both), HTTP/3's
+//! UDP sockets (a port of their own, with certificate files) and the optional metrics
+//! listener, run WebTransport, HTTP and HTTP/3, rotate a self-signed certificate, and
 //! shut down gracefully (stop accepting, `GoAway`, drain, close the store).
 
 use std::future::Future;
@@ -10,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use axum::http::HeaderValue;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::timeout;
@@ -28,6 +30,7 @@ use crate::config::Config;
 use crate::enforce::Enforcement;
 use crate::fleet::control::Control;
 use crate::fleet::{Fleet, Seeds};
+use crate::http::http3::Http3Endpoints;
 use crate::http::listener::HttpPort;
 use crate::http::login_limit::LoginLimiter;
 use crate::http::signup_limit::SignupLimiter;
@@ -61,6 +64,8 @@ pub enum ServeError {
     HashPool(#[from] crate::auth::AuthError),
     #[error("--redis: {0}")]
     Redis(#[from] crate::fleet::LinkError),
+    #[error(transparent)]
+    Http3(#[from] crate::http::http3::endpoint::EndpointError),
 }
 
 /// A bound server, ready to run.
@@ -74,6 +79,8 @@ pub struct Server {
     web_dir: Option<PathBuf>,
     /// TLS for HTTP, when certificate files are configured.
     https: Option<Arc<wtransport::tls::rustls::ServerConfig>>,
+    /// HTTP/3, on with certificate files.
+    http3: Option<Http3Endpoints>,
 }
 
 impl Server {
@@ -156,6 +163,23 @@ impl Server {
             );
             addrs.push(addr);
         }
+        // HTTP/3 on a UDP port of its own (WebTransport has this port's UDP socket): with
+        // certificate files only, as browsers take HTTP/3 only from a trusted certificate.
+        let http3 = match &config.tls {
+            Some(_) => {
+                let requested = config.http3_port.unwrap_or_else(|| {
+                    let https = config.listen.iter().map(SocketAddr::port).find(|p| *p != 0);
+                    crate::http::http3::endpoint::default_port(https.unwrap_or(0))
+                });
+                Some(Http3Endpoints::bind(
+                    &addrs,
+                    requested,
+                    &certs.identity(),
+                    &quic_keys,
+                )?)
+            }
+            None => None,
+        };
         let state = AppState::new(Shared {
             store,
             hub,
@@ -223,6 +247,7 @@ impl Server {
             metrics,
             web_dir: config.web_dir.or_else(crate::http::web::default_dir),
             https,
+            http3,
         })
     }
 
@@ -234,6 +259,12 @@ impl Server {
     /// The bound addresses (HTTP on TCP and WebTransport on UDP, same port).
     pub fn addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// HTTP/3's endpoints (UDP), when it is on: their port, and what a certificate reload
+    /// calls ([`Http3Endpoints::install_certificate`]).
+    pub fn http3(&self) -> Option<&Http3Endpoints> {
+        self.http3.as_ref()
     }
 
     /// The metrics listener's address, when it has one.
@@ -259,6 +290,7 @@ impl Server {
             listeners,
             web_dir,
             https,
+            http3,
             metrics,
             ..
         } = self;
@@ -270,6 +302,18 @@ impl Server {
         let tls = https.map(tokio_rustls::TlsAcceptor::from);
         let router = crate::http::router(state.clone(), web_dir.as_deref(), metrics.is_none());
         let mut tasks = JoinSet::new();
+        // Advertised on HTTP/1.1 (every HTTPS response): browsers then use HTTP/3 instead.
+        let alt_svc = http3
+            .as_ref()
+            .and_then(Http3Endpoints::port)
+            .and_then(|port| HeaderValue::from_str(&format!("h3=\":{port}\"; ma=86400")).ok());
+        if let Some(endpoints) = &http3 {
+            tasks.spawn(crate::http::http3::serve(
+                state.clone(),
+                endpoints.clone(),
+                router.clone(),
+            ));
+        }
         for tcp in listeners {
             let port = HttpPort {
                 tcp,
@@ -281,6 +325,7 @@ impl Server {
                 write_stall: limits.http_write_timeout,
                 label: "http",
                 proxies: state.trusted_proxies.clone(),
+                alt_svc: alt_svc.clone(),
             };
             tasks.spawn(port.serve(state.shutdown.clone()));
         }
@@ -301,6 +346,7 @@ impl Server {
                 write_stall: limits.http_write_timeout,
                 label: "metrics",
                 proxies: TrustedProxies::default(),
+                alt_svc: None,
             };
             tasks.spawn(port.serve(state.shutdown.clone()));
         }
@@ -328,6 +374,9 @@ impl Server {
         }
         for (_, endpoint) in &endpoints {
             let _ = timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+        }
+        if let Some(endpoints) = &http3 {
+            endpoints.close().await;
         }
         let _ = timeout(Duration::from_secs(2), async {
             while tasks.join_next().await.is_some() {}
