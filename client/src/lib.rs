@@ -33,6 +33,7 @@ mod client;
 mod driver;
 mod endpoints;
 mod error;
+mod http3;
 mod social;
 mod transport;
 
@@ -41,6 +42,7 @@ pub use api::{Api, CertInfo, DeletedMessage, Login, Role, Room, RoomPage, User};
 pub use client::{Client, ClientEvent, ClientOptions};
 pub use endpoints::ServerUrl;
 pub use error::{ApiError, ClientError, InvalidUrl, TransportError};
+pub use http3::{Http3Api, Http3Error, Http3Response};
 pub use social::{
     Conversation, ConversationPage, Dm, Friend, FriendChange, FriendOutcome, Friends, Kind, Last,
     MAX_CONVERSATION_PAGE, Membership, Peer,

@@ -222,6 +222,9 @@ mod tests {
         let port = taken.local_addr().unwrap().port();
         let listen: Vec<SocketAddr> = vec!["127.0.0.1:0".parse().unwrap()];
         let err = bind_sockets(&listen, port).err().unwrap();
-        assert!(err.to_string().contains(&format!("127.0.0.1:{port}")), "{err}");
+        assert!(
+            err.to_string().contains(&format!("127.0.0.1:{port}")),
+            "{err}"
+        );
     }
 }

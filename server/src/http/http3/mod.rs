@@ -55,7 +55,13 @@ async fn accept_loop(state: AppState, endpoint: quinn::Endpoint, router: Router)
         // Banned addresses get the router's 403 with its reason, as over HTTP/1.1.
         match state.admission.admit_shared(peer.ip(), TRANSPORT) {
             Ok(slot) => {
-                tokio::spawn(connection(state.clone(), router.clone(), incoming, peer, slot));
+                tokio::spawn(connection(
+                    state.clone(),
+                    router.clone(),
+                    incoming,
+                    peer,
+                    slot,
+                ));
             }
             Err(refusal) => {
                 tracing::debug!(%peer, "HTTP/3 connection refused: {refusal}");
