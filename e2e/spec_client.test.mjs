@@ -9,13 +9,15 @@
 //   bob receives alice's message (text, seq, author, client id); bob's connection drops, alice
 //   sends three more, bob reconnects, resumes from his cursor and gets exactly the missed
 //   messages in order, then live ones, no duplicates; a resent client id gets the original seq
-//   back and is delivered once, on the same connection and after a reconnect.
+//   back and is delivered once, on the same connection and after a reconnect; 50 pipelined
+//   sends past the rate limit are refused in part, resent after the "retry in N ms" hint and
+//   stored once each, in send order; a history page; deletions heard live and after a resume.
 //
 // Run with `node --test spec_client.test.mjs` in e2e/ (scripts/test runs every e2e test).
 
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -23,7 +25,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 import {
-  SpecClient, createRoom, deadline, signUp,
+  SpecClient, createRoom, deadline, deleteMessage, signUp,
 } from './protocol-client/client.mjs';
 import { encodeMessage, parseMessage } from './protocol-client/mux.mjs';
 import { debug } from './protocol-client/postcard.mjs';
@@ -34,6 +36,9 @@ const TARGET_DIR = process.env.CARGO_TARGET_DIR ?? join(ROOT, 'target');
 const SERVER_BIN = join(TARGET_DIR, 'debug', 'quibble');
 const PASSWORD = 'correct horse battery';
 const WAIT_MS = 10_000;
+// Low enough that the flood test below is refused as RateLimited part of the way, high enough
+// that the other tests never are.
+const SERVER_CONFIG = 'messages_per_second = 20\nmessage_burst = 20\n';
 
 describe('the section 10 examples of protocol/PROTOCOL.md', () => {
   const doc = readFileSync(join(ROOT, 'protocol', 'PROTOCOL.md'), 'utf8');
@@ -78,7 +83,11 @@ describe('a client written from PROTOCOL.md, against the real server over WebSoc
       cwd: ROOT, stdio: 'inherit',
     });
     dataDir = mkdtempSync(join(tmpdir(), 'quibble-spec-client-'));
-    server = spawn(SERVER_BIN, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir], {
+    const config = join(dataDir, 'spec.toml');
+    writeFileSync(config, SERVER_CONFIG);
+    server = spawn(SERVER_BIN, [
+      'serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--config', config,
+    ], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     const exited = new Promise((_, reject) => server.once('exit', (code, signal) => {
@@ -213,5 +222,45 @@ describe('a client written from PROTOCOL.md, against the real server over WebSoc
     const closed = await Promise.all([a.close(), b.close()]);
     assert.deepEqual(closed.map((c) => c.code), [1000, 1000]);
     assert.deepEqual(b.conn.log.slice(-2).map(([what, id]) => [what, id]), [['finish', 0], ['close', 1000]]);
+  });
+
+  it('rate-limited sends are resent after the hint, in order; history pages; deletions', async () => {
+    const carol = await signUp(baseUrl, `carol_${process.pid.toString(36)}`, PASSWORD);
+    const room = await createRoom(baseUrl, carol.token, `flood ${process.pid.toString(36)}`);
+    const c = newClient(carol.token);
+    await c.connect();
+    await c.join(room.id);
+    const conv = c.conversations.get(BigInt(room.id));
+
+    // 50 pipelined sends against a burst of 20: some are refused, all end up stored once, in
+    // the order they were sent.
+    const bodies = Array.from({ length: 50 }, (_, i) => `flood ${i + 1}`);
+    const sent = await Promise.all(bodies.map((body) => c.send(room.id, body, { timeoutMs: 20_000 })));
+    const refusals = c.conn.log.filter(([what, , type]) => what === 'frame' && type === 'Rejected');
+    assert.ok(refusals.length > 0, 'the rate limit refused some sends');
+    assert.deepEqual(sent.map((s) => s.seq), bodies.map((_, i) => BigInt(i + 1)));
+    const stream = conv.stream;
+    await c.waitFor(() => stream.received.length >= 50, WAIT_MS, 'the 50 messages');
+    assert.deepEqual(stream.received.map((m) => m.body), bodies);
+
+    // Scroll-back: the newest 10 before seq 41, ascending, more before them.
+    const page = await c.history(room.id, 41, 10);
+    assert.deepEqual(page.messages.map((m) => [m.seq, m.body]),
+      bodies.slice(30, 40).map((body, i) => [BigInt(i + 31), body]));
+    assert.equal(page.has_more, true);
+
+    // A deletion is heard live; one made while away comes after the resumed join.
+    await deleteMessage(baseUrl, carol.token, room.id, 50);
+    await c.waitFor(() => stream.deleted.includes(50n), WAIT_MS, 'Deleted of seq 50');
+    c.drop();
+    await c.waitFor(() => c.conn.close, WAIT_MS, "carol's drop");
+    await deleteMessage(baseUrl, carol.token, room.id, 49);
+    await c.connect();
+    const resumed = conv.stream;
+    await c.waitFor(() => resumed.deleted.includes(49n), WAIT_MS, 'Deleted of seq 49 after the resume');
+    assert.deepEqual([resumed.joined.from_seq, resumed.received.length], [50n, 0]);
+    assert.deepEqual(conv.messages.slice(-3).map((m) => [m.seq, m.body]),
+      [[48n, 'flood 48'], [49n, ''], [50n, '']]);
+    assert.equal(conv.messages.length, 50);
   });
 });

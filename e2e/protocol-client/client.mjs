@@ -60,6 +60,9 @@ export const signUp = (baseUrl, username, password) =>
 export const createRoom = (baseUrl, token, name) =>
   api(baseUrl, 'POST', '/api/rooms', { token, body: { name } });
 
+export const deleteMessage = (baseUrl, token, conversation, seq) =>
+  api(baseUrl, 'DELETE', `/api/conversations/${conversation}/messages/${seq}`, { token });
+
 /** Resolves to `promise`, or rejects after `ms` saying what was awaited. */
 export function deadline(promise, ms, what) {
   let timer;
@@ -106,13 +109,19 @@ export class SpecClient extends EventEmitter {
       conn.settle = { resolve, reject };
     });
     welcome.catch(() => {}); // observed through the deadline below, or not at all
-    await deadline(new Promise((resolve, reject) => {
-      ws.once('open', resolve);
-      ws.once('error', reject);
-    }), timeoutMs, 'the WebSocket upgrade');
-    this.write(conn, 0, { type: 'Hello', version: PROTOCOL_VERSION, token: this.token });
-    for (const conv of this.conversations.values()) this.openStream(conn, conv);
-    return deadline(welcome, timeoutMs, 'Welcome');
+    try {
+      await deadline(new Promise((resolve, reject) => {
+        ws.once('open', resolve);
+        ws.once('error', reject);
+      }), timeoutMs, 'the WebSocket upgrade');
+      this.write(conn, 0, { type: 'Hello', version: PROTOCOL_VERSION, token: this.token });
+      for (const conv of this.conversations.values()) this.openStream(conn, conv);
+      return await deadline(welcome, timeoutMs, 'Welcome');
+    } catch (err) {
+      // A refusal (`Error`) is followed by the server's own close; anything else is cut here.
+      if (!(err instanceof ProtocolError)) ws.terminate();
+      throw err;
+    }
   }
 
   /** Joins a conversation (a room's REST id) on a new stream; resolves to `Joined`. */
@@ -146,6 +155,18 @@ export class SpecClient extends EventEmitter {
     await this.waitFor(() => entry.sent || entry.error, timeoutMs, `Sent of client id ${id}`);
     if (entry.error) throw entry.error;
     return entry.sent;
+  }
+
+  /** History { before_seq, limit } on the conversation's stream; resolves to the HistoryPage. */
+  async history(conversation, beforeSeq, limit, { timeoutMs = DEFAULT_TIMEOUT_MS } = {}) {
+    const stream = this.conversations.get(BigInt(conversation))?.stream;
+    if (!stream?.joined) throw new Error(`conversation ${conversation} is not joined`);
+    const before = BigInt(beforeSeq);
+    const seen = stream.pages.length;
+    this.write(this.conn, stream.id, { type: 'History', before_seq: before, limit });
+    const page = () => stream.pages.slice(seen).find((p) => p.before_seq === before);
+    await this.waitFor(page, timeoutMs, `HistoryPage before ${before}`);
+    return page();
   }
 
   /** Ping { nonce } on the control stream; resolves to the matching Pong's nonce. */
@@ -192,7 +213,10 @@ export class SpecClient extends EventEmitter {
 
   /** A new stream id (never reused on a connection) carrying `Join` with the cursor, if any. */
   openStream(conn, conv) {
-    const stream = { id: conn.nextStreamId++, conv, joined: null, received: [], ended: false, error: null };
+    const stream = {
+      id: conn.nextStreamId++, conv, joined: null, received: [], deleted: [], pages: [],
+      ended: false, error: null, resendAt: 0, resendTimer: null,
+    };
     conn.streams.set(stream.id, stream);
     conv.stream = stream;
     const resume = conv.cursor ? { epoch: conv.cursor.epoch, seq: conv.cursor.seq } : null;
@@ -252,7 +276,8 @@ export class SpecClient extends EventEmitter {
   /** Ping every heartbeat_ms; nothing heard for 3 × heartbeat_ms means dead (7.3). */
   heartbeat(conn) {
     if (Date.now() - conn.lastHeard > 3 * conn.welcome.heartbeat_ms) {
-      this.drop();
+      clearInterval(conn.timer);
+      conn.ws.terminate();
       return;
     }
     this.write(conn, 0, { type: 'Ping', nonce: ++conn.nonce });
@@ -271,6 +296,7 @@ export class SpecClient extends EventEmitter {
           conv.cursor.seq = frame.from_seq;
         }
         for (const entry of conv.outbox.values()) {
+          entry.refused = false;
           this.write(conn, stream.id, { type: 'Send', client_id: entry.clientId, body: entry.body });
         }
         break;
@@ -297,11 +323,8 @@ export class SpecClient extends EventEmitter {
         if (!entry) break;
         const retry = frame.code === 'RateLimited' && /retry in (\d+) ms$/.exec(frame.reason);
         if (retry) {
-          setTimeout(() => {
-            if (conv.stream === stream && !stream.ended && conv.outbox.has(entry.clientId)) {
-              this.write(conn, stream.id, { type: 'Send', client_id: entry.clientId, body: entry.body });
-            }
-          }, Number(retry[1]));
+          entry.refused = true;
+          this.scheduleResend(conn, stream, Date.now() + Number(retry[1]));
         } else {
           conv.outbox.delete(frame.client_id);
           entry.error = new ProtocolError(frame.code, frame.reason);
@@ -309,14 +332,35 @@ export class SpecClient extends EventEmitter {
         break;
       }
       case 'Deleted': {
+        stream.deleted.push(frame.seq);
         const m = conv.messages.find((held) => held.seq === frame.seq);
         if (m) Object.assign(m, { body: '', client_id: 0n });
         break;
       }
       case 'Error': stream.error = new ProtocolError(frame.code, frame.reason); break;
       case 'Lagged': stream.lagged = frame; break;
-      default: break; // HistoryPage: this client asks for none
+      case 'HistoryPage': stream.pages.push(frame); break;
+      default: break;
     }
+  }
+
+  /**
+   * 7.4: after a RateLimited refusal, wait the longest "retry in N ms" asked for, then resend
+   * every refused send of the stream in their original (outbox) order.
+   */
+  scheduleResend(conn, stream, at) {
+    if (stream.resendAt >= at) return;
+    clearTimeout(stream.resendTimer);
+    stream.resendAt = at;
+    stream.resendTimer = setTimeout(() => {
+      stream.resendAt = 0;
+      if (stream.conv.stream !== stream || stream.ended) return; // a new Joined resends all
+      for (const entry of stream.conv.outbox.values()) {
+        if (!entry.refused) continue;
+        entry.refused = false;
+        this.write(conn, stream.id, { type: 'Send', client_id: entry.clientId, body: entry.body });
+      }
+    }, at - Date.now());
   }
 
   /** 7.7: a stream the server ended is rejoined from the cursor, unless the error is final. */
