@@ -9,7 +9,8 @@
 //   bob receives alice's message (text, seq, author, client id); bob's connection drops, alice
 //   sends three more, bob reconnects, resumes from his cursor and gets exactly the missed
 //   messages in order, then live ones, no duplicates; a resent client id gets the original seq
-//   back and is delivered once, on the same connection and after a reconnect; 50 pipelined
+//   back and is delivered once, on the same connection and after a reconnect; a send cut by a
+//   drop goes out again from the outbox after the next Joined and is stored once; 50 pipelined
 //   sends past the rate limit are refused in part, resent after the "retry in N ms" hint and
 //   stored once each, in send order; a history page; deletions heard live and after a resume.
 //
@@ -217,6 +218,21 @@ describe('a client written from PROTOCOL.md, against the real server over WebSoc
     const streamA = a.conversations.get(roomId).stream;
     await a.waitFor(() => streamA.received.some((m) => m.seq === 6n), WAIT_MS, "alice's copy");
     assert.deepEqual(streamA.received.map((m) => m.seq), [6n], 'alice resumed from 5: only seq 6');
+
+    // A send cut by a drop stays in the outbox and goes out again by itself after the next
+    // Joined, same client id: stored once, whether or not the first copy reached the store.
+    const inFlight = a.send(roomId, 'cut by a drop');
+    a.drop();
+    await a.waitFor(() => a.conn.close, WAIT_MS, "alice's second drop");
+    await a.connect();
+    assert.equal((await inFlight).seq, 7n);
+    assert.equal((await a.send(roomId, 'after the cut')).seq, 8n);
+    await b.waitFor(() => stream.received.length >= 7, WAIT_MS, 'seqs 7 and 8');
+    assert.deepEqual(stream.received.slice(5).map((m) => [m.seq, m.body]),
+      [[7n, 'cut by a drop'], [8n, 'after the cut']]);
+    const streamA2 = convA.stream;
+    await a.waitFor(() => streamA2.received.some((m) => m.seq === 8n), WAIT_MS, "alice's seq 8");
+    assert.deepEqual(streamA2.received.map((m) => m.seq), [7n, 8n]);
     assert.equal(b.conn.close, null, "bob's connection stayed up");
     // Leaving: finish stream 0; the server finishes it too and closes normally (3.1).
     const closed = await Promise.all([a.close(), b.close()]);
