@@ -45,8 +45,8 @@ enum Command {
 #[derive(Subcommand)]
 enum ConfigCommand {
     /// Validate the configuration `quibble serve` would run with (the same flags, variables
-    /// and file) and print it as TOML, with where each value came from. Opens no store and
-    /// binds no port; exits 2 when the configuration is invalid.
+    /// and file; the certificate files readable) and print it as TOML, with where each value
+    /// came from. Opens no store and binds no port; exits 2 when the configuration is invalid.
     Check(ServeArgs),
 }
 
@@ -100,7 +100,7 @@ fn main() -> ExitCode {
                 Ok(loaded) => loaded,
                 Err(code) => return code,
             };
-            if let Err(e) = loaded.config() {
+            if let Err(e) = loaded.config().and_then(|_| loaded.settings.check_files()) {
                 return bad_config(&e);
             }
             let text = quibble_server::config::render::render(&loaded);

@@ -109,11 +109,16 @@ fn serve_help_lists_every_setting_with_its_variable() {
 #[test]
 fn flag_beats_environment_beats_file_beats_default_key_by_key() {
     let dir = tempfile::tempdir().expect("temp dir");
+    // config check reads the certificate files, so they exist (their content is not checked).
+    let cert = write(dir.path(), "cert.pem", "");
+    let key = write(dir.path(), "key.pem", "");
     let file = write(
         dir.path(),
         "quibble.toml",
-        "message_burst = 5\nroom_burst = 3\nhello_timeout_ms = 7000\n\
-         [tls]\ncert = \"/etc/q/cert.pem\"\nkey = \"/etc/q/key.pem\"\n",
+        &format!(
+            "message_burst = 5\nroom_burst = 3\nhello_timeout_ms = 7000\n\
+             [tls]\ncert = \"{cert}\"\nkey = \"{key}\"\n"
+        ),
     );
     let output = run(
         &["config", "check", "--config", &file, "--room-burst", "4"],
@@ -136,7 +141,7 @@ fn flag_beats_environment_beats_file_beats_default_key_by_key() {
             "# env",
         ),
         ("hello_timeout_ms", "hello_timeout_ms = 7000", "# file"),
-        ("tls_cert", "tls_cert = \"/etc/q/cert.pem\"", "# file"),
+        ("tls_cert", &format!("tls_cert = \"{cert}\""), "# file"),
         ("delete_burst", "delete_burst = 60", "# default"),
         (
             "heartbeat_ms",
@@ -247,6 +252,26 @@ fn an_invalid_configuration_exits_2_naming_the_key() {
             assert!(!data.exists(), "{args:?} made the data directory");
         }
     }
+    // config check also reads the certificate files.
+    let missing = dir.path().join("missing.pem");
+    let missing = missing.to_str().expect("UTF-8");
+    let output = run(
+        &[
+            "config",
+            "check",
+            "--tls-cert",
+            missing,
+            "--tls-key",
+            missing,
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let said = stderr(&output);
+    assert!(
+        said.contains("tls_cert") && said.contains(missing),
+        "{said}"
+    );
     // An environment value that does not parse is clap's usage error (also 2), naming it.
     let output = run(&["config", "check"], &[("QUIBBLE_HASH_QUEUE", "lots")]);
     assert_eq!(output.status.code(), Some(2));

@@ -173,6 +173,12 @@ pub enum ConfigError {
         "redis needs postgres (--redis needs --postgres): the nodes of a fleet share one PostgreSQL store"
     )]
     RedisWithoutPostgres,
+    #[error("{key}: cannot read {path}: {source}")]
+    Unreadable {
+        key: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("a setting cannot be written as TOML: {0}")]
     Unrepresentable(String),
 }

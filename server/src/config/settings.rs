@@ -231,6 +231,29 @@ impl Settings {
         );
     }
 
+    /// The files the settings name can be opened (`quibble config check`: a certificate that
+    /// cannot be read stops `serve` at start).
+    pub fn check_files(&self) -> Result<(), ConfigError> {
+        let legacy = self.tls.as_ref();
+        let files = [
+            (
+                "tls_cert",
+                self.tls_cert.as_ref().or(legacy.map(|t| &t.cert)),
+            ),
+            ("tls_key", self.tls_key.as_ref().or(legacy.map(|t| &t.key))),
+        ];
+        for (key, path) in files {
+            if let Some(path) = path {
+                std::fs::File::open(path).map_err(|source| ConfigError::Unreadable {
+                    key,
+                    path: path.clone(),
+                    source,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
     /// Check the settings against each other and make the server's [`Config`].
     pub fn into_config(mut self) -> Result<Config, ConfigError> {
         self.clamp();
