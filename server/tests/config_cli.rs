@@ -324,3 +324,20 @@ fn serve_takes_its_settings_from_the_environment() {
     let json_lines = err.lines().filter(|l| l.starts_with('{')).count();
     assert!(json_lines > 0, "log_format from the environment: {err}");
 }
+
+#[test]
+fn admin_takes_the_data_directory_from_the_config_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("from-file");
+    let file = write(
+        dir.path(),
+        "quibble.toml",
+        &format!("data_dir = \"{}\"\nmax_connections = 5\n", data.display()),
+    );
+    // No server there and no store yet: the refusal names the file's directory.
+    let output = run(&["admin", "--config", &file, "bans"], &[]);
+    let said = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    assert!(said.contains("from-file"), "{said}");
+    assert!(!said.contains("panicked"), "{said}");
+}

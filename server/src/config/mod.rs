@@ -308,6 +308,20 @@ mod tests {
         assert_eq!(loaded.unwrap().settings.listen.len(), 3);
     }
 
+    /// A file alone (`quibble admin --config FILE`): its keys over the defaults.
+    #[test]
+    fn a_file_alone_gives_its_keys_over_the_defaults() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("q.toml");
+        std::fs::write(&path, "data_dir = \"/srv/q\"\nroom_burst = 3\n").unwrap();
+        let loaded = Loaded::from_file(&path).unwrap();
+        assert_eq!(loaded.settings.data_dir, PathBuf::from("/srv/q"));
+        assert_eq!(loaded.settings.room_burst, 3);
+        assert_eq!(loaded.settings.message_burst, 200);
+        assert_eq!(loaded.source("room_burst"), Some(Source::File));
+        assert_eq!(loaded.source("message_burst"), Some(Source::Default));
+    }
+
     #[test]
     fn the_older_tls_table_still_works() {
         let file = "[tls]\ncert = \"/etc/q/cert.pem\"\nkey = \"/etc/q/key.pem\"\n";

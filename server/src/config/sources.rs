@@ -70,8 +70,15 @@ impl Loaded {
         let cli_table = to_table(&cli)?;
         let mut merged = toml::Table::new();
         let mut sources = BTreeMap::new();
+        // Ids the matches know (asking about any other panics in debug builds).
+        let known: Vec<String> = matches.ids().map(|id| id.to_string()).collect();
         for key in Settings::keys() {
-            let (source, value) = match matches.value_source(&key) {
+            let from_clap = if known.contains(&key) {
+                matches.value_source(&key)
+            } else {
+                None
+            };
+            let (source, value) = match from_clap {
                 Some(ValueSource::CommandLine) => (Source::Flag, cli_table.get(&key)),
                 Some(ValueSource::EnvVariable) => (Source::Env, cli_table.get(&key)),
                 _ => match file_table.get(&key) {
