@@ -28,9 +28,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the server (HTTP on TCP and WebTransport on UDP, one port). Every setting is a
-    /// flag, a QUIBBLE_... environment variable and a config file key: a flag wins over its
-    /// variable, which wins over the file, which wins over the default.
+    /// Run the server (HTTP on TCP and WebTransport on UDP, one port).
+    ///
+    /// Every setting is a flag, a QUIBBLE_... environment variable and a config file key: a
+    /// flag wins over its variable, which wins over the file, which wins over the default.
     Serve(ServeArgs),
     /// The configuration, without starting the server.
     Config {
@@ -44,9 +45,11 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ConfigCommand {
-    /// Validate the configuration `quibble serve` would run with (the same flags, variables
-    /// and file; the certificate files readable) and print it as TOML, with where each value
-    /// came from. Opens no store and binds no port; exits 2 when the configuration is invalid.
+    /// Validate the configuration `quibble serve` would run with, and print it as TOML.
+    ///
+    /// Takes the same flags, variables and file as `serve`, checks that the certificate files
+    /// can be read, and prints every setting with where its value came from. Opens no store
+    /// and binds no port; exits 2 when the configuration is invalid.
     Check(ServeArgs),
 }
 
