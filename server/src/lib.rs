@@ -5,6 +5,7 @@ pub mod access;
 pub mod admin;
 pub mod admission;
 pub mod auth;
+pub mod build_info;
 pub mod chat;
 pub mod client_addr;
 pub mod config;

@@ -14,7 +14,7 @@ use clap::{Args, Subcommand};
 
 use super::ops::{self, OpError, Operation, Outcome};
 use super::socket::{self, SOCKET_NAME, SocketError};
-use crate::config::FileConfig;
+use crate::config::Loaded;
 use crate::store::{Actor, Role, Store, StoreError};
 use crate::tls::unix_ms;
 
@@ -131,10 +131,12 @@ fn data_dir(args: &AdminArgs) -> Result<PathBuf, AdminError> {
         return Ok(dir.clone());
     }
     let from_file = match &args.config {
-        Some(path) => FileConfig::load(path)
-            .map_err(|e| AdminError::Config(e.to_string()))?
-            .data_dir
-            .clone(),
+        Some(path) => Some(
+            Loaded::from_file(path)
+                .map_err(|e| AdminError::Config(e.to_string()))?
+                .settings
+                .data_dir,
+        ),
         None => None,
     };
     Ok(from_file.unwrap_or_else(|| PathBuf::from("quibble-data")))
