@@ -236,8 +236,7 @@ async fn without_the_ca_or_with_another_every_path_refuses_the_certificate() {
     let missing = dir.path().join("missing.pem");
     let err = Client::connect(ClientOptions::new(url.clone(), &login.token).ca_cert(&missing))
         .await
-        .err()
-        .expect("a missing CA file");
+        .expect_err("a missing CA file");
     assert!(
         matches!(&err, ClientError::Tls(TlsError::CaCert { path, .. }) if *path == missing),
         "{err:?}"
