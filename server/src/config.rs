@@ -119,6 +119,8 @@ pub struct Limits {
     pub congested_queue_bytes: usize,
     /// The shortest wait a send refused for congestion is told to take.
     pub congestion_retry: Duration,
+    /// How often the background sweep applies rooms' retention (`crate::retention`).
+    pub retention_sweep: Duration,
 }
 
 /// One hashing thread per core, at most 4.
@@ -160,6 +162,7 @@ impl Default for Limits {
             delete_burst: 60,
             congested_queue_bytes: 256 * 1024,
             congestion_retry: Duration::from_millis(25),
+            retention_sweep: Duration::from_secs(60),
         }
     }
 }
@@ -208,6 +211,8 @@ pub struct FileConfig {
     // Overload ([`Limits::congested_queue_bytes`], [`Limits::congestion_retry`]).
     pub congested_queue_kib: Option<usize>,
     pub congestion_retry_ms: Option<u64>,
+    /// [`Limits::retention_sweep`], clamped to 10 ms..=1 day.
+    pub retention_sweep_ms: Option<u64>,
     // The fleet (issue 10).
     /// The PostgreSQL database to keep everything durable in, instead of the embedded file.
     pub postgres: Option<String>,
@@ -346,6 +351,9 @@ impl Config {
             limits.delete_burst = n;
         }
         apply_overload_limits(&file, &mut limits);
+        if let Some(ms) = file.retention_sweep_ms {
+            limits.retention_sweep = Duration::from_millis(ms.clamp(10, 86_400_000));
+        }
         let trusted_proxies = file
             .trusted_proxies
             .unwrap_or_default()
