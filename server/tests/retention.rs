@@ -271,3 +271,47 @@ async fn the_sweep_retains_the_oldest_away_live_and_in_history_with_seqs_kept() 
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn retention_by_age_empties_a_quiet_room_and_its_preview() {
+    let dir = tempfile::tempdir().unwrap();
+    let server =
+        TestServer::start_with_config(&dir.path().join("data"), "retention_sweep_ms = 50\n");
+    let api = server.api();
+    let bob = api.signup("bob").await;
+    let room = api.create_room(&bob, "lobby").await;
+    let mut bob_ws = RawPeer::websocket(&server).await;
+    bob_ws.hello(&bob).await;
+    bob_ws.join(1, room, None).await;
+    assert_eq!(bob_ws.say(1, 1, "old news").await, 1);
+    assert_eq!(bob_ws.say(1, 2, "older news").await, 2);
+    let started = std::time::Instant::now();
+    assert_eq!(
+        put(&api, &bob, room, json!({"max_age_seconds": 1})).await.0,
+        200
+    );
+    // Once they are a second old (within the stream's deadline), both go, the last included.
+    expect_deleted(&mut bob_ws, 1, room, 1).await;
+    expect_deleted(&mut bob_ws, 1, room, 2).await;
+    assert!(started.elapsed() >= std::time::Duration::from_millis(500));
+    // The conversation list's preview drops the last message's text, live and over REST.
+    let preview = bob_ws
+        .event_where(|frame| match frame {
+            ServerFrame::ConversationUpdated(summary)
+                if summary.conversation == room
+                    && summary.last.as_ref().is_some_and(|l| l.seq == 2) =>
+            {
+                summary.last.as_ref().map(|l| l.preview.clone())
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(preview, "");
+    let (_, list) = api
+        .call("GET", "/api/conversations", Some(&bob), None)
+        .await;
+    assert_eq!(list["conversations"][0]["last"]["preview"], "");
+    // New messages are kept until they are old too.
+    assert_eq!(bob_ws.say(1, 3, "fresh").await, 3);
+    assert_eq!(history(&mut bob_ws, 1, 4).await[2].body, "fresh");
+}
