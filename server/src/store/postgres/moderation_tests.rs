@@ -4,8 +4,8 @@
 //! two nodes (two handles on one database) show that the row and table locks, not either
 //! node, decide: two admins demoting each other, a demotion racing a ban by the demoted admin,
 //! a ban racing new sessions, two nodes deleting one message, two nodes sweeping one room's
-//! retention, and two nodes taking the last
-//! free IP ban row. Each race test fails when the lock it relies on is taken out.
+//! retention, and two nodes taking the last free IP ban row. Each race test fails when the
+//! lock it relies on is taken out.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
