@@ -315,3 +315,43 @@ async fn retention_by_age_empties_a_quiet_room_and_its_preview() {
     assert_eq!(bob_ws.say(1, 3, "fresh").await, 3);
     assert_eq!(history(&mut bob_ws, 1, 4).await[2].body, "fresh");
 }
+
+#[tokio::test]
+async fn quibble_admin_sets_retention_through_the_server_and_on_a_stopped_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = TestServer::start(&data);
+    let api = server.api();
+    let bob = api.signup("bob").await;
+    let room = api.create_room(&bob, "lobby").await;
+    let id = room.0.to_string();
+
+    let run = server.admin(&["retention", &id, "--max-messages", "3"]);
+    assert!(run.ok, "{run:?}");
+    assert_eq!(run.stdout, format!("retention\t{id}\t-\t3\n"));
+    assert_eq!(
+        get(&api, &bob, room).await.1,
+        json!({"room": room.0, "max_age_seconds": null, "max_messages": 3})
+    );
+    // Refusals say why and change nothing.
+    let run = server.admin(&["retention", &id, "--max-messages", "0"]);
+    assert!(!run.ok && run.stderr.contains("max_messages"), "{run:?}");
+    let run = server.admin(&["retention", "9999", "--max-messages", "3"]);
+    assert!(!run.ok && run.stderr.contains("no room 9999"), "{run:?}");
+    assert_eq!(get(&api, &bob, room).await.1["max_messages"], 3);
+    let audit = server.admin(&["audit"]);
+    assert!(
+        audit
+            .stdout
+            .contains(&format!("operator\tset_retention\t{id}\t")),
+        "{audit:?}"
+    );
+
+    // With the server stopped, on its store file.
+    assert!(server.stop().success());
+    let run = support::quibble_admin(&data, &["retention", &id, "--max-age", "1d"]);
+    assert!(run.ok, "{run:?}");
+    assert_eq!(run.stdout, format!("retention\t{id}\t86400\t-\n"));
+    let run = support::quibble_admin(&data, &["retention", &id]);
+    assert_eq!(run.stdout, format!("retention\t{id}\t-\t-\n"), "{run:?}");
+}
