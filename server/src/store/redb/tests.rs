@@ -1,7 +1,6 @@
 //! The redb engine's own tests, of what only this engine has: its writer's queue and batches,
 //! the schema version, the migration of version-1 files (and of files from before retention),
-//! and the scrub of deleted bodies
-//! from the file; real redb files in temporary directories. Everything the store promises
+//! and the scrub of deleted bodies from the file; real redb files in temporary directories. Everything the store promises
 //! whatever the engine is tested once for all engines in `store::conformance`.
 
 use std::path::Path;
