@@ -103,6 +103,7 @@ macro_rules! suite {
             retention::retention_by_count_tombstones_the_oldest_in_batches,
             retention::retention_by_age_stops_at_the_first_young_message,
             retention::racing_retention_steps_tombstone_each_message_once,
+            retention::retained_and_deleted_messages_are_not_unread,
             summaries::summaries_count_unread_from_the_read_cursor_without_own_messages,
             summaries::a_dm_summary_names_the_peer_and_shows_their_cursors,
             summaries::blocked_authors_are_not_unread_and_their_last_message_is_hidden,

@@ -317,3 +317,35 @@ pub(super) async fn racing_retention_steps_tombstone_each_message_once<H: Harnes
         (1..=37).collect::<Vec<_>>()
     );
 }
+
+pub(super) async fn retained_and_deleted_messages_are_not_unread<H: Harness>() {
+    let t = Fixture::<H>::new().await;
+    let store = &t.store;
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let lobby = room(store, "lobby", alice).await;
+    store.join_room(bob, lobby).await.unwrap();
+    send(store, lobby, alice, 1, 6).await;
+    let unread = |store: &Store| {
+        let store = store.clone();
+        async move {
+            let summary = store.summary(bob, lobby).await.unwrap().unwrap();
+            let listed = store.summaries(bob).await.unwrap();
+            assert_eq!(listed[0].unread, summary.unread, "both reads agree");
+            summary.unread
+        }
+    };
+    assert_eq!(unread(store).await, 6);
+    store.delete_message(lobby, 6, None).await.unwrap();
+    assert_eq!(unread(store).await, 5);
+    store
+        .set_retention(Actor::User(alice), lobby, KEEP_3)
+        .await
+        .unwrap();
+    let now = crate::tls::unix_ms(std::time::SystemTime::now());
+    assert_eq!(
+        seqs(&store.retain(lobby, now, 100).await.unwrap().tombstones),
+        [1, 2, 3]
+    );
+    assert_eq!(unread(store).await, 2, "4 and 5 are left; 6 is deleted");
+}
