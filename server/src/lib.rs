@@ -16,6 +16,7 @@ pub mod http;
 pub mod ip_key;
 pub mod logging;
 pub mod metrics;
+pub mod retention;
 pub mod server;
 pub mod state;
 pub mod store;

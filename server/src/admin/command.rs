@@ -58,6 +58,16 @@ pub enum AdminCommand {
     /// Ban, list or unban addresses and CIDR ranges.
     #[command(subcommand)]
     IpBan(IpBanCommand),
+    /// Set the retention of room ROOM (its id); with neither option, turn it off.
+    Retention {
+        room: u64,
+        /// Retain away messages older than this, e.g. 30d, 12h.
+        #[arg(long = "max-age", value_parser = parse_duration)]
+        max_age: Option<u64>,
+        /// Keep only this many of the newest messages.
+        #[arg(long = "max-messages")]
+        max_messages: Option<u64>,
+    },
     /// Show the audit log, newest first.
     Audit {
         /// How many entries (1-500).
@@ -172,6 +182,15 @@ fn operation(command: AdminCommand) -> Operation {
             limit: Some(limit),
             before: None,
         },
+        AdminCommand::Retention {
+            room,
+            max_age,
+            max_messages,
+        } => Operation::SetRetention {
+            room,
+            max_age_seconds: max_age,
+            max_messages,
+        },
     }
 }
 
@@ -285,6 +304,15 @@ fn lines(outcome: &Outcome) -> Vec<String> {
                 )
             })
             .collect(),
+        Outcome::Retention(set) => {
+            let show = |rule: Option<u64>| rule.map_or_else(|| "-".to_owned(), |n| n.to_string());
+            vec![format!(
+                "retention\t{}\t{}\t{}",
+                set.room,
+                show(set.max_age_seconds),
+                show(set.max_messages)
+            )]
+        }
     }
 }
 

@@ -129,6 +129,8 @@ pub struct Limits {
     pub congested_queue_bytes: usize,
     /// The shortest wait a send refused for congestion is told to take.
     pub congestion_retry: Duration,
+    /// How often the background sweep applies rooms' retention (`crate::retention`).
+    pub retention_sweep: Duration,
 }
 
 impl Default for Limits {

@@ -177,6 +177,11 @@ pub struct Settings {
     /// 10000).
     #[arg(long, env = "QUIBBLE_CONGESTION_RETRY_MS", default_value_t = 25)]
     pub congestion_retry_ms: u64,
+
+    // Data.
+    /// Milliseconds between runs of the sweep that applies rooms' retention (10 to 86400000).
+    #[arg(long, env = "QUIBBLE_RETENTION_SWEEP_MS", default_value_t = 60_000)]
+    pub retention_sweep_ms: u64,
 }
 
 /// One hashing thread per core, at most 4.
@@ -223,6 +228,7 @@ impl Settings {
         let cap_kib = crate::chat::outbound::CONNECTION_QUEUE_BYTES / 2 / 1024;
         self.congested_queue_kib = self.congested_queue_kib.clamp(1, cap_kib);
         self.congestion_retry_ms = self.congestion_retry_ms.clamp(1, 10_000);
+        self.retention_sweep_ms = self.retention_sweep_ms.clamp(10, 86_400_000);
         let quarter = self.max_connections / 4;
         self.max_unauthenticated_connections = Some(
             self.max_unauthenticated_connections
@@ -320,6 +326,7 @@ impl Settings {
             delete_burst: self.delete_burst,
             congested_queue_bytes: self.congested_queue_kib.saturating_mul(1024),
             congestion_retry: ms(self.congestion_retry_ms),
+            retention_sweep: ms(self.retention_sweep_ms),
         };
         Ok(Config {
             data_dir: self.data_dir,
