@@ -1,9 +1,10 @@
 //! Native Quibble client: a REST client for accounts, rooms, friends, DMs, blocks, the
 //! conversation list and moderation ([`Api`]) and a realtime
 //! [`Client`] that drives the protocol's sans-IO session over WebTransport (wtransport) or a
-//! WebSocket fallback, reconnecting and resuming by itself. An `https://` server is reached
-//! over HTTPS, WSS and WebTransport, all verified with one set of trusted certificates
-//! ([`TlsRoots`]: the system's roots plus an optional CA file).
+//! WebSocket fallback, reconnecting and resuming by itself ([`Http3Api`] reaches the API over
+//! HTTP/3). An `https://` server is reached over HTTPS, WSS and WebTransport, all verified
+//! with one set of trusted certificates ([`TlsRoots`]: the system's roots plus an optional CA
+//! file).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
