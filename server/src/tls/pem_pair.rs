@@ -360,7 +360,7 @@ mod tests {
         let key = f.write("key.pem", &key_pem);
         let now = SystemTime::now();
         let expect = |result: Result<PemPair, PemError>, file: &Path, says: &str| {
-            let message = result.err().expect("refused").to_string();
+            let message = result.expect_err("refused").to_string();
             assert!(
                 message.starts_with(&file.display().to_string()),
                 "{message}"
