@@ -22,12 +22,15 @@ struct Pki {
 /// A 2048-bit RSA key (PKCS#8), made once with `openssl genpkey`: ring cannot make RSA keys.
 const RSA_PKCS8: &str = include_str!("fixtures/rsa-2048.pkcs8.pem");
 
-/// Make a CA and a server certificate for 127.0.0.1 it signed; write the server's PEM files.
+/// Make a CA and a server certificate for 127.0.0.1 it signed; write the server's PEM files
+/// (`cert.pem`, `key.pem`) into `dir` (the shared test PKI).
 fn make_pki(dir: &std::path::Path) -> Pki {
-    make_pki_with(dir, KeyPair::generate().unwrap())
+    Pki {
+        ca_der: quibble_test_support::pki::TestPki::new(dir).ca_der(),
+    }
 }
 
-/// [`make_pki`] with the server's key `leaf_key`.
+/// [`make_pki`] with the server's key `leaf_key` (the shared test PKI makes its own keys).
 fn make_pki_with(dir: &std::path::Path, leaf_key: KeyPair) -> Pki {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
