@@ -1,5 +1,6 @@
 //! `quibble`: the server binary. `quibble serve` starts the server on the embedded defaults;
-//! `quibble admin` is the operator's moderation tool (see `quibble_server::admin`).
+//! `quibble admin` is the operator's moderation tool, `quibble backup` and `quibble restore`
+//! copy the store (see `quibble_server::admin`).
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -7,6 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use quibble_server::admin::backup::{BackupArgs, RestoreArgs};
 use quibble_server::admin::command::AdminArgs;
 use quibble_server::admin::socket::AdminSocket;
 use quibble_server::config::{Config, FileConfig, Overrides};
@@ -28,6 +30,8 @@ enum Command {
     /// Moderate on the server's machine: roles, bans, IP bans, the audit log. Works with the
     /// server running (through its admin socket) or stopped (on its data directory).
     Admin(AdminArgs),
+    Backup(BackupArgs),
+    Restore(RestoreArgs),
 }
 
 #[derive(clap::Args)]
@@ -77,7 +81,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let format = match &cli.command {
         Command::Serve(args) => args.log_format,
-        Command::Admin(_) => LogFormat::Text,
+        Command::Admin(_) | Command::Backup(_) | Command::Restore(_) => LogFormat::Text,
     };
     quibble_server::logging::init(format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -88,6 +92,10 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
         Command::Admin(args) => Ok(runtime.block_on(quibble_server::admin::command::run(args))?),
+        Command::Backup(args) => Ok(runtime.block_on(quibble_server::admin::backup::backup(args))?),
+        Command::Restore(args) => {
+            Ok(runtime.block_on(quibble_server::admin::backup::restore(args))?)
+        }
     }
 }
 
