@@ -25,7 +25,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use redb::{
@@ -71,6 +71,8 @@ pub enum BackupError {
          remove it, or pass --force"
     )]
     PartialExists(PathBuf),
+    #[error("{0} is the store itself: back it up to another file")]
+    OntoStore(PathBuf),
     #[error("a backup is already running on this server; wait for it to end")]
     Busy,
     #[error("cannot {what} {path}: {source}")]
@@ -110,7 +112,9 @@ impl BackupError {
             BackupError::Exists(_) | BackupError::PartialExists(_) => "exists",
             BackupError::Busy => "busy",
             BackupError::Postgres => "unsupported",
-            BackupError::NotAStore { .. } | BackupError::Newer { .. } => "bad_request",
+            BackupError::NotAStore { .. }
+            | BackupError::Newer { .. }
+            | BackupError::OntoStore(_) => "bad_request",
             BackupError::ServerRunning(_) => "conflict",
             BackupError::Io { .. } | BackupError::UnknownTable(_) | BackupError::Store(_) => {
                 "internal"
@@ -124,16 +128,24 @@ impl BackupError {
     }
 }
 
-/// Writes a consistent copy of `db` to `to` (see the module doc); refuses an existing `to`
-/// unless `force`. `reads` counts the backup for the deletion scrub.
+/// Writes a consistent copy of `db` (the file `store`) to `to` (see the module doc); refuses
+/// an existing `to` unless `force`, and never replaces `store` itself. `reads` counts the backup
+/// for the deletion scrub.
 pub(super) fn write(
     db: &Database,
+    store: &Path,
     reads: &Reads,
     to: &Path,
     force: bool,
 ) -> Result<BackupSummary, BackupError> {
-    if !force && to.exists() {
-        return Err(BackupError::Exists(to.to_owned()));
+    if let Ok(existing) = std::fs::metadata(to) {
+        if !force {
+            return Err(BackupError::Exists(to.to_owned()));
+        }
+        let live = std::fs::metadata(store).map_err(BackupError::io("read", store))?;
+        if (existing.dev(), existing.ino()) == (live.dev(), live.ino()) {
+            return Err(BackupError::OntoStore(to.to_owned()));
+        }
     }
     let partial = partial_path(to);
     if force {

@@ -224,6 +224,10 @@ async fn an_existing_file_is_refused_unless_forced() {
     std::fs::write(&to, b"old").unwrap();
     store.backup(to.clone(), true).await.unwrap();
     assert!(!partial.exists());
+    assert!(matches!(
+        store.backup(path.clone(), true).await,
+        Err(BackupError::OntoStore(_))
+    ));
     assert_eq!(tables_of(&to), tables_of_open(&store).await);
     store.close().await;
 }
@@ -263,15 +267,16 @@ fn a_table_the_backup_does_not_copy_fails_it() {
     }
     txn.commit().unwrap();
     let reads = Reads::default();
+    let store = dir.path().join("quibble.redb");
     let to = dir.path().join("ok.redb");
-    backup::write(&db, &reads, &to, false).expect("every table of WriteTables is copied");
+    backup::write(&db, &store, &reads, &to, false).expect("every table of WriteTables is copied");
 
     const FUTURE: TableDefinition<u64, u64> = TableDefinition::new("future");
     let txn = db.begin_write().unwrap();
     txn.open_table(FUTURE).unwrap().insert(1, 1).unwrap();
     txn.commit().unwrap();
     let to = dir.path().join("refused.redb");
-    match backup::write(&db, &reads, &to, false) {
+    match backup::write(&db, &store, &reads, &to, false) {
         Err(BackupError::UnknownTable(name)) => assert_eq!(name, "future"),
         other => panic!("expected UnknownTable, got {other:?}"),
     }
@@ -350,7 +355,13 @@ async fn a_restore_checks_the_file_and_keeps_the_store_it_replaces() {
     assert_eq!(store.head(room).await.unwrap(), 20);
     assert!(store.user_by_name("zed").await.unwrap().is_none());
     store.close().await;
+    drop(store);
     assert!(!data.join("quibble.redb.restoring").exists());
+    // Again within the same second: both earlier stores are kept.
+    let again = restore::restore(&file, &target, 1_700_000_000).unwrap();
+    let second = data.join("quibble.redb.before-restore-1700000000-2");
+    assert_eq!(again.kept.as_deref(), Some(second.as_path()));
+    assert!(kept.is_file());
 }
 
 #[test]

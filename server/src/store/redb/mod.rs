@@ -137,6 +137,8 @@ pub struct Redb {
 
 struct Inner {
     db: Arc<Database>,
+    /// The file, for backups.
+    path: PathBuf,
     epoch: u64,
     /// One permit per read running on the blocking pool.
     readers: Arc<Semaphore>,
@@ -197,6 +199,7 @@ impl Redb {
         Ok(Redb {
             inner: Arc::new(Inner {
                 db,
+                path: path.to_owned(),
                 epoch,
                 readers: Arc::new(Semaphore::new(MAX_CONCURRENT_READS)),
                 reads,
@@ -259,13 +262,16 @@ impl Redb {
         }
         let slot = BackupSlot(Arc::clone(&self.inner.backing_up));
         let db = Arc::clone(&self.inner.db);
+        let store = self.inner.path.clone();
         let reads = Arc::clone(&self.inner.reads);
         let (answer, answered) = oneshot::channel();
         std::thread::Builder::new()
             .name("quibble-backup".into())
             .spawn(move || {
-                let _slot = slot;
-                let _ = answer.send(backup::write(&db, &reads, &to, force));
+                let written = backup::write(&db, &store, &reads, &to, force);
+                // Free before answering, so the next backup may start as soon as this is heard.
+                drop(slot);
+                let _ = answer.send(written);
             })
             .map_err(|e| StoreError::Db(format!("cannot start the backup thread: {e}")))?;
         answered

@@ -64,10 +64,12 @@ pub fn restore(from: &Path, store: &Path, now_secs: u64) -> Result<Restored, Bac
         .map_err(BackupError::io("read the size of", &temp))?
         .len();
     let kept = if store.exists() {
-        let kept = with_suffix(store, &format!(".before-restore-{now_secs}"));
-        if kept.exists() {
-            let _ = std::fs::remove_file(&temp);
-            return Err(BackupError::Exists(kept));
+        // Two restores within a second keep both earlier files.
+        let mut kept = with_suffix(store, &format!(".before-restore-{now_secs}"));
+        let mut n = 1;
+        while kept.exists() {
+            n += 1;
+            kept = with_suffix(store, &format!(".before-restore-{now_secs}-{n}"));
         }
         std::fs::rename(store, &kept).map_err(BackupError::io("keep", store))?;
         Some(kept)
