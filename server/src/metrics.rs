@@ -44,6 +44,9 @@ pub const PASSWORD_HASHES: &str = "quibble_password_hashes_total";
 /// (`chat::congestion`).
 pub const SENDS_CONGESTED: &str = "quibble_sends_congested_total";
 
+/// Messages retained away (made tombstones) by rooms' retention (`crate::retention`).
+pub const MESSAGES_RETAINED_AWAY: &str = "quibble_messages_retained_away_total";
+
 // Store group commit (issue 9, durable ingest).
 /// Store write transactions committed (each one fsync).
 pub const STORE_COMMITS: &str = "quibble_store_commits_total";
@@ -99,6 +102,11 @@ pub fn committed(requests: usize, messages: usize) {
     metrics::counter!(STORE_COMMITS).increment(1);
     metrics::counter!(STORE_COMMITTED_REQUESTS).increment(requests as u64);
     metrics::counter!(STORE_COMMITTED_MESSAGES).increment(messages as u64);
+}
+
+/// `count` messages retained away.
+pub fn retained_away(count: usize) {
+    metrics::counter!(MESSAGES_RETAINED_AWAY).increment(count as u64);
 }
 
 /// `GET /metrics`

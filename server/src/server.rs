@@ -308,6 +308,7 @@ impl Server {
         let typing_sweeper = tokio::spawn(end_typing(state.clone()));
         // idle (issue 9): one task closes silent connections.
         let heartbeat_sweeper = tokio::spawn(crate::chat::heartbeat::sweep(state.clone()));
+        let retention_sweeper = tokio::spawn(crate::retention::sweep(state.clone()));
 
         stop.await;
         tracing::info!("shutting down: refusing new connections, sending GoAway");
@@ -321,6 +322,7 @@ impl Server {
         housekeeping.abort();
         typing_sweeper.abort();
         heartbeat_sweeper.abort();
+        retention_sweeper.abort();
         // The accept loops saw the shutdown signal; they must be gone before the close.
         while accept_loops.join_next().await.is_some() {}
         for (_, endpoint) in &endpoints {

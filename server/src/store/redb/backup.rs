@@ -39,7 +39,7 @@ use super::scrub::{Reads, SCRUB};
 use super::tables::{
     ADMINS, AUDIT, BANS, BLOCKS, CLIENT_IDS, CURSORS, DELETIONS, DM_PAIRS, DMS, FRIENDS, HEADS,
     IP_BANS, LAST_SEEN, MEMBERS, MEMBERSHIPS, MESSAGES, META, META_EPOCH, META_SCHEMA_VERSION,
-    ROOM_NAME_KEYS, ROOMS, SESSIONS, USER_SESSIONS, USERNAMES, USERS,
+    RETENTION, ROOM_NAME_KEYS, ROOMS, SESSIONS, USER_SESSIONS, USERNAMES, USERS,
 };
 use crate::store::StoreError;
 
@@ -245,6 +245,7 @@ fn copy_tables(from: &ReadTransaction, to: &WriteTransaction) -> Result<Vec<Stri
     copy(from, to, BANS, &mut names)?;
     copy(from, to, IP_BANS, &mut names)?;
     copy(from, to, AUDIT, &mut names)?;
+    copy(from, to, RETENTION, &mut names)?;
     Ok(names)
 }
 

@@ -62,6 +62,15 @@ async fn filled(path: &Path) -> (Redb, ConversationId, ConversationId) {
         )
         .await
         .unwrap();
+    // A rule that keeps everything here (the sweep must not change what the test counts).
+    let keep_all = crate::store::retention::Retention {
+        max_age_ms: None,
+        max_messages: Some(1_000),
+    };
+    store
+        .set_retention(Actor::Operator, room, keep_all)
+        .await
+        .unwrap();
     (store, room, dm)
 }
 

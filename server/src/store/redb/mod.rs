@@ -45,6 +45,7 @@ mod messages;
 mod migrate;
 mod records;
 mod restore;
+mod retention;
 mod rooms;
 mod scrub;
 mod setup_views;
