@@ -1,6 +1,7 @@
 //! `quibble`: the server binary. `quibble serve` starts the server; `quibble config check`
 //! prints the configuration `serve` would run with; `quibble admin` is the operator's
-//! moderation tool (see `quibble_server::admin`).
+//! moderation tool, `quibble backup` and `quibble restore` copy the store (see
+//! `quibble_server::admin`).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -8,6 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use quibble_server::admin::backup::{BackupArgs, RestoreArgs};
 use quibble_server::admin::command::AdminArgs;
 use quibble_server::admin::socket::AdminSocket;
 use quibble_server::config::{Config, Loaded, Settings};
@@ -41,6 +43,8 @@ enum Command {
     /// Moderate on the server's machine: roles, bans, IP bans, the audit log. Works with the
     /// server running (through its admin socket) or stopped (on its data directory).
     Admin(AdminArgs),
+    Backup(BackupArgs),
+    Restore(RestoreArgs),
 }
 
 #[derive(Subcommand)]
@@ -119,6 +123,20 @@ fn main() -> ExitCode {
             report(
                 runtime()
                     .and_then(|rt| Ok(rt.block_on(quibble_server::admin::command::run(args))?)),
+            )
+        }
+        Command::Backup(args) => {
+            quibble_server::logging::init(LogFormat::Text);
+            report(
+                runtime()
+                    .and_then(|rt| Ok(rt.block_on(quibble_server::admin::backup::backup(args))?)),
+            )
+        }
+        Command::Restore(args) => {
+            quibble_server::logging::init(LogFormat::Text);
+            report(
+                runtime()
+                    .and_then(|rt| Ok(rt.block_on(quibble_server::admin::backup::restore(args))?)),
             )
         }
     }
