@@ -173,6 +173,9 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    // First of all: SIGHUP's default action ends the process, and a reload (systemd's
+    // `ExecReload=kill -HUP $MAINPID`) may come while the server is still starting.
+    let hangups = reload_signal()?;
     let data_dir = config.data_dir.clone();
     let server = Server::bind(config)
         .await
@@ -191,6 +194,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Err(e) => tracing::warn!("cannot tell whether an admin exists: {e}"),
     }
     let stop = shutdown_signal()?;
+    let trigger = server.reload_trigger();
+    tokio::spawn(hangups.forward(trigger));
     let mut out = std::io::stdout().lock();
     for (i, addr) in server.addrs().iter().enumerate() {
         let url = format!("{}://{addr}/", server.scheme());
@@ -228,6 +233,40 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
             _ = int.recv() => {}
         }
     })
+}
+
+/// SIGHUP, received from when this is made; each one asks for the certificate files to be
+/// read again.
+struct Hangups {
+    #[cfg(unix)]
+    signal: tokio::signal::unix::Signal,
+}
+
+impl Hangups {
+    async fn forward(self, trigger: quibble_server::tls::reload::Trigger) {
+        #[cfg(unix)]
+        {
+            let mut signal = self.signal;
+            while signal.recv().await.is_some() {
+                tracing::info!("SIGHUP: reading the certificate files again");
+                trigger.request();
+            }
+        }
+        #[cfg(not(unix))]
+        drop(trigger);
+    }
+}
+
+#[cfg(unix)]
+fn reload_signal() -> anyhow::Result<Hangups> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let signal = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    Ok(Hangups { signal })
+}
+
+#[cfg(not(unix))]
+fn reload_signal() -> anyhow::Result<Hangups> {
+    Ok(Hangups {})
 }
 
 #[cfg(not(unix))]
