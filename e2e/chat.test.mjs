@@ -4,7 +4,8 @@
 // - alice and bob chat over WebTransport, both ways;
 // - carol's page is given a WebTransport port where a UDP socket swallows every packet (QUIC
 //   is black-holed, as behind a firewall): her client still tries WebTransport first, the
-//   WebSocket raced after it wins, and she chats with the other two;
+//   WebSocket raced after it wins, her page says so in a notice, and she chats with the other
+//   two;
 // - carol, joining late, sees the earlier messages; dave joins a room with more than a page
 //   of history and scrolling up loads the older page;
 // - the server restarts on the same port: everyone reconnects (carol tries WebTransport again
@@ -394,6 +395,11 @@ describe('Quibble in a real browser', () => {
     });
     await expectTransport(users.carol, 'websocket', 'WebSocket');
     assert.ok(blackHolePackets > 0, 'carol tried WebTransport first (QUIC packets sent)');
+    // The fallback is said plainly on the page, not only in the connection pill.
+    await users.carol.page.locator('#conn-note').waitFor({ state: 'visible', ...WAIT });
+    assert.match(await users.carol.page.locator('#conn-note').textContent(),
+      /Connected over WebSocket:\s+WebTransport did not connect/);
+    assert.equal(await users.alice.page.locator('#conn-note').isVisible(), false);
 
     await openRoom(users.carol, 'lobby');
     await watchStates(users.carol);

@@ -346,6 +346,9 @@ function onEvent(event) {
     case 'transportClosed':
       console.info(`quibble: ${event.transport}: ${event.reason}`);
       $('conn').title = event.reason;
+      if (event.type === 'transportFailed' && event.transport === 'webtransport') {
+        $('conn-note').title = `WebTransport: ${event.reason}`;
+      }
       break;
     case 'disconnected':
       // The server ends nobody's typing for a page that is not connected.
@@ -451,6 +454,9 @@ function showConnection(event) {
   clearInterval(countdown);
   countdown = null;
   const name = event.transport === 'webtransport' ? 'WebTransport' : 'WebSocket';
+  // Ready over WebSocket means WebTransport did not connect first: say so, and why it may be.
+  $('conn-note').hidden = !(event.state === 'ready' && event.transport === 'websocket');
+  if (event.state === 'connecting') $('conn-note').title = '';
   const text = $('conn-text');
   switch (event.state) {
     case 'ready': text.textContent = name; break;

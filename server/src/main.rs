@@ -1,6 +1,7 @@
 //! `quibble`: the server binary. `quibble serve` starts the server; `quibble config check`
 //! prints the configuration `serve` would run with; `quibble admin` is the operator's
-//! moderation tool (see `quibble_server::admin`).
+//! moderation tool, `quibble backup` and `quibble restore` copy the store (see
+//! `quibble_server::admin`).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -8,6 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use quibble_server::admin::backup::{BackupArgs, RestoreArgs};
 use quibble_server::admin::command::AdminArgs;
 use quibble_server::admin::socket::AdminSocket;
 use quibble_server::config::{Config, Loaded, Settings};
@@ -41,6 +43,8 @@ enum Command {
     /// Moderate on the server's machine: roles, bans, IP bans, the audit log. Works with the
     /// server running (through its admin socket) or stopped (on its data directory).
     Admin(AdminArgs),
+    Backup(BackupArgs),
+    Restore(RestoreArgs),
 }
 
 #[derive(Subcommand)]
@@ -121,6 +125,20 @@ fn main() -> ExitCode {
                     .and_then(|rt| Ok(rt.block_on(quibble_server::admin::command::run(args))?)),
             )
         }
+        Command::Backup(args) => {
+            quibble_server::logging::init(LogFormat::Text);
+            report(
+                runtime()
+                    .and_then(|rt| Ok(rt.block_on(quibble_server::admin::backup::backup(args))?)),
+            )
+        }
+        Command::Restore(args) => {
+            quibble_server::logging::init(LogFormat::Text);
+            report(
+                runtime()
+                    .and_then(|rt| Ok(rt.block_on(quibble_server::admin::backup::restore(args))?)),
+            )
+        }
     }
 }
 
@@ -155,6 +173,9 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    // First of all: SIGHUP's default action ends the process, and a reload (systemd's
+    // `ExecReload=kill -HUP $MAINPID`) may come while the server is still starting.
+    let hangups = reload_signal()?;
     let data_dir = config.data_dir.clone();
     let server = Server::bind(config)
         .await
@@ -173,6 +194,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Err(e) => tracing::warn!("cannot tell whether an admin exists: {e}"),
     }
     let stop = shutdown_signal()?;
+    let trigger = server.reload_trigger();
+    tokio::spawn(hangups.forward(trigger));
     let mut out = std::io::stdout().lock();
     for (i, addr) in server.addrs().iter().enumerate() {
         let url = format!("{}://{addr}/", server.scheme());
@@ -215,6 +238,40 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
             _ = int.recv() => {}
         }
     })
+}
+
+/// SIGHUP, received from when this is made; each one asks for the certificate files to be
+/// read again.
+struct Hangups {
+    #[cfg(unix)]
+    signal: tokio::signal::unix::Signal,
+}
+
+impl Hangups {
+    async fn forward(self, trigger: quibble_server::tls::reload::Trigger) {
+        #[cfg(unix)]
+        {
+            let mut signal = self.signal;
+            while signal.recv().await.is_some() {
+                tracing::info!("SIGHUP: reading the certificate files again");
+                trigger.request();
+            }
+        }
+        #[cfg(not(unix))]
+        drop(trigger);
+    }
+}
+
+#[cfg(unix)]
+fn reload_signal() -> anyhow::Result<Hangups> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let signal = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    Ok(Hangups { signal })
+}
+
+#[cfg(not(unix))]
+fn reload_signal() -> anyhow::Result<Hangups> {
+    Ok(Hangups {})
 }
 
 #[cfg(not(unix))]

@@ -74,6 +74,12 @@ pub const FLEET_UNREADABLE: &str = "quibble_fleet_unreadable_total";
 /// Times this node (re)subscribed to every partition on Redis.
 pub const FLEET_SUBSCRIBED: &str = "quibble_fleet_subscribed_total";
 
+// Certificates (issue 11, tls/reload.rs).
+/// Reads of the certificate files (on SIGHUP or a change on disk), by outcome: `changed` (a
+/// new certificate is served), `unchanged`, `failed` (the previous one stays served; the log
+/// names the file and the problem).
+pub const CERTIFICATE_RELOADS: &str = "quibble_certificate_reloads_total";
+
 /// Install the process-wide recorder (once) and return its handle.
 pub fn handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();

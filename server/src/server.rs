@@ -1,8 +1,9 @@
 //! Starting and stopping the server: raise the open-file limit and size the connection budget
 //! below it, open the store, bind the UDP and TCP sockets (one port number for both), HTTP/3's
 //! UDP sockets (a port of their own, with certificate files) and the optional metrics
-//! listener, run WebTransport, HTTP and HTTP/3, rotate a self-signed certificate, and
-//! shut down gracefully (stop accepting, `GoAway`, drain, close the store).
+//! listener, run WebTransport, HTTP and HTTP/3, rotate a self-signed certificate or reload the
+//! certificate files (`tls::reload`), and shut down gracefully (stop accepting, `GoAway`,
+//! drain, close the store).
 
 use std::future::Future;
 use std::io;
@@ -37,7 +38,7 @@ use crate::http::signup_limit::SignupLimiter;
 use crate::http::user_limit::UserLimiter;
 use crate::state::{AppState, Shared};
 use crate::store::{CommitHook, Store, StoreError};
-use crate::tls::{Certificates, TlsError};
+use crate::tls::{Certificates, TlsError, reload};
 use crate::transport::quic_keys::QuicKeys;
 use crate::transport::wt;
 
@@ -81,6 +82,8 @@ pub struct Server {
     https: Option<Arc<wtransport::tls::rustls::ServerConfig>>,
     /// HTTP/3, on with certificate files.
     http3: Option<Http3Endpoints>,
+    /// Asks for the certificate files to be read again.
+    reload: reload::Trigger,
 }
 
 impl Server {
@@ -92,9 +95,9 @@ impl Server {
             source,
         })?;
         let names = certificate_names(&config.listen);
-        let certs = Arc::new(Certificates::load(config.tls.as_ref(), names).await?);
+        let certs = Arc::new(Certificates::load(config.tls.as_ref(), names)?);
         let https = match &config.tls {
-            Some(_) => Some(crate::http::https::server_config(&certs.identity())?),
+            Some(_) => Some(crate::http::https::server_config(certs.clone())?),
             None => None,
         };
         crate::metrics::handle();
@@ -149,7 +152,7 @@ impl Server {
         for (addr, udp, tcp) in sockets {
             let endpoint = wt::endpoint(
                 udp,
-                certs.identity(),
+                certs.clone(),
                 &quic_keys,
                 config.limits.max_streams_per_connection,
             )
@@ -174,7 +177,7 @@ impl Server {
                 Some(Http3Endpoints::bind(
                     &addrs,
                     requested,
-                    &certs.identity(),
+                    certs.clone(),
                     &quic_keys,
                 )?)
             }
@@ -248,6 +251,7 @@ impl Server {
             web_dir: config.web_dir.or_else(crate::http::web::default_dir),
             https,
             http3,
+            reload: reload::Trigger::default(),
         })
     }
 
@@ -261,8 +265,7 @@ impl Server {
         &self.addrs
     }
 
-    /// HTTP/3's endpoints (UDP), when it is on: their port, and what a certificate reload
-    /// calls ([`Http3Endpoints::install_certificate`]).
+    /// HTTP/3's endpoints (UDP), when it is on.
     pub fn http3(&self) -> Option<&Http3Endpoints> {
         self.http3.as_ref()
     }
@@ -270,6 +273,11 @@ impl Server {
     /// The metrics listener's address, when it has one.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics.as_ref().map(|(addr, _)| *addr)
+    }
+
+    /// Asks the running server to read its certificate files again (the binary's SIGHUP).
+    pub fn reload_trigger(&self) -> reload::Trigger {
+        self.reload.clone()
     }
 
     /// `https` with configured certificate files, else `http`.
@@ -292,6 +300,7 @@ impl Server {
             https,
             http3,
             metrics,
+            reload,
             ..
         } = self;
         let mut accept_loops = JoinSet::new();
@@ -350,7 +359,8 @@ impl Server {
             };
             tasks.spawn(port.serve(state.shutdown.clone()));
         }
-        let housekeeping = tokio::spawn(housekeeping(state.clone(), endpoints.clone()));
+        let housekeeping = tokio::spawn(housekeeping(state.clone()));
+        let cert_reload = tokio::spawn(reload::run(state.certs.clone(), reload));
         let typing_sweeper = tokio::spawn(end_typing(state.clone()));
         // idle (issue 9): one task closes silent connections.
         let heartbeat_sweeper = tokio::spawn(crate::chat::heartbeat::sweep(state.clone()));
@@ -366,6 +376,7 @@ impl Server {
             tracing::warn!("some connections did not close in time");
         }
         housekeeping.abort();
+        cert_reload.abort();
         typing_sweeper.abort();
         heartbeat_sweeper.abort();
         retention_sweeper.abort();
@@ -412,8 +423,8 @@ async fn end_typing(state: AppState) {
     }
 }
 
-/// Periodic chores: certificate rotation and limiter cleanup.
-async fn housekeeping(state: AppState, endpoints: Vec<(SocketAddr, Arc<Endpoint<ServerSide>>)>) {
+/// Periodic chores: self-signed certificate rotation and limiter cleanup.
+async fn housekeeping(state: AppState) {
     let mut ticker = tokio::time::interval(ROTATION_CHECK);
     loop {
         ticker.tick().await;
@@ -424,21 +435,12 @@ async fn housekeeping(state: AppState, endpoints: Vec<(SocketAddr, Arc<Endpoint<
         state.friend_limiter.retain_recent();
         state.join_limiter.retain_recent();
         state.delete_limiter.retain_recent();
+        // Handshakes from now on present the new certificate; `/api/cert` publishes its hash.
         match state.certs.rotate_if_due(SystemTime::now()) {
-            Ok(Some(identity)) => {
-                for (addr, endpoint) in &endpoints {
-                    let config = wt::server_config(
-                        *addr,
-                        identity.clone_identity(),
-                        state.limits.max_streams_per_connection,
-                    );
-                    if let Err(e) = endpoint.reload_config(config, false) {
-                        tracing::error!(%addr, "cannot install the new certificate: {e}");
-                    }
-                }
+            Ok(true) => {
                 tracing::info!(sha256 = %state.certs.info().sha256_hex, "rotated the self-signed certificate");
             }
-            Ok(None) => {}
+            Ok(false) => {}
             Err(e) => tracing::error!("certificate rotation failed: {e}"),
         }
     }

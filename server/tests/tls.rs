@@ -8,6 +8,7 @@ use std::sync::Arc;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use quibble_protocol::{ClientFrame, PROTOCOL_VERSION, ServerFrame, codec};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rustls::pki_types::pem::PemObject;
 use support::TestServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -18,11 +19,30 @@ struct Pki {
     ca_der: rustls::pki_types::CertificateDer<'static>,
 }
 
+/// A 2048-bit RSA key (PKCS#8), made once with `openssl genpkey`: ring cannot make RSA keys.
+const RSA_PKCS8: &str = include_str!("fixtures/rsa-2048.pkcs8.pem");
+
 /// Make a CA and a server certificate for 127.0.0.1 it signed; write the server's PEM files
 /// (`cert.pem`, `key.pem`) into `dir` (the shared test PKI).
 fn make_pki(dir: &std::path::Path) -> Pki {
     Pki {
         ca_der: quibble_test_support::pki::TestPki::new(dir).ca_der(),
+    }
+}
+
+/// [`make_pki`] with the server's key `leaf_key` (the shared test PKI makes its own keys).
+fn make_pki_with(dir: &std::path::Path, leaf_key: KeyPair) -> Pki {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca)
+        .unwrap();
+    std::fs::write(dir.join("cert.pem"), leaf.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), leaf_key.serialize_pem()).unwrap();
+    Pki {
+        ca_der: ca.der().clone(),
     }
 }
 
@@ -70,9 +90,10 @@ async fn https_get(pki: &Pki, port: u16, path: &str) -> (tokio_rustls::TlsConnec
     (connector, response)
 }
 
-/// The ECPrivateKey (SEC1) inside a PKCS#8 EC key: the last field of its outer SEQUENCE, an
-/// OCTET STRING (short DER walk: tag, length, contents).
-fn sec1_of(pkcs8: &[u8]) -> Vec<u8> {
+/// The key inside a PKCS#8 key: the ECPrivateKey (SEC1) of an EC key, the RSAPrivateKey
+/// (PKCS#1) of an RSA key. It is the OCTET STRING field of the outer SEQUENCE (short DER walk:
+/// tag, length, contents).
+fn inner_key_of(pkcs8: &[u8]) -> Vec<u8> {
     fn field(der: &[u8]) -> (u8, &[u8], &[u8]) {
         let (tag, len_byte) = (der[0], der[1] as usize);
         let (len, start) = if len_byte < 0x80 {
@@ -96,31 +117,65 @@ fn sec1_of(pkcs8: &[u8]) -> Vec<u8> {
     }
 }
 
-#[tokio::test]
-async fn a_key_in_sec1_form_serves_https_too() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = make_pki(dir.path());
-    let pkcs8 = std::fs::read_to_string(dir.path().join("key.pem")).unwrap();
+/// Write the key inside `dir`'s PKCS#8 `key.pem` to `name` as PEM labelled `label`.
+fn rewrap_key(dir: &std::path::Path, label: &str, name: &str) -> std::path::PathBuf {
+    let pkcs8 = std::fs::read_to_string(dir.join("key.pem")).unwrap();
     let der = rustls::pki_types::PrivatePkcs8KeyDer::from_pem_slice(pkcs8.as_bytes()).unwrap();
-    let sec1 = rustls::pki_types::PrivateSec1KeyDer::from(sec1_of(der.secret_pkcs8_der()));
-    let body = STANDARD.encode(sec1.secret_sec1_der());
+    let body = STANDARD.encode(inner_key_of(der.secret_pkcs8_der()));
     let lines: Vec<&str> = body
         .as_bytes()
         .chunks(64)
         .map(|c| std::str::from_utf8(c).unwrap())
         .collect();
-    let key = dir.path().join("sec1.pem");
+    let key = dir.join(name);
     std::fs::write(
         &key,
         format!(
-            "-----BEGIN EC PRIVATE KEY-----\n{}\n-----END EC PRIVATE KEY-----\n",
+            "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
             lines.join("\n")
         ),
     )
     .unwrap();
+    key
+}
+
+/// A WebTransport session trusting only `pki`'s CA gets through the QUIC handshake.
+async fn webtransport_connects(pki: &Pki, port: u16) {
+    let wt_tls = wtransport::tls::client::build_default_tls_config(Arc::new(roots(pki)), None);
+    let config = wtransport::ClientConfig::builder()
+        .with_bind_default()
+        .with_custom_tls(wt_tls)
+        .build();
+    let endpoint = wtransport::Endpoint::client(config).unwrap();
+    tokio::time::timeout(
+        support::WAIT,
+        endpoint.connect(format!("https://127.0.0.1:{port}/wt")),
+    )
+    .await
+    .expect("a WebTransport answer in time")
+    .expect("WebTransport with the CA's certificate");
+}
+
+#[tokio::test]
+async fn a_key_in_sec1_form_serves_https_and_webtransport() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki(dir.path());
+    let key = rewrap_key(dir.path(), "EC PRIVATE KEY", "sec1.pem");
     let server = tls_server(dir.path(), &key);
     let (_, response) = https_get(&pki, server.port, "/healthz").await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    webtransport_connects(&pki, server.port).await;
+}
+
+#[tokio::test]
+async fn an_rsa_key_in_pkcs1_form_serves_https_and_webtransport() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki_with(dir.path(), KeyPair::from_pem(RSA_PKCS8).unwrap());
+    let key = rewrap_key(dir.path(), "RSA PRIVATE KEY", "pkcs1.pem");
+    let server = tls_server(dir.path(), &key);
+    let (_, response) = https_get(&pki, server.port, "/healthz").await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    webtransport_connects(&pki, server.port).await;
 }
 
 #[tokio::test]

@@ -21,7 +21,7 @@ use crate::tls::unix_ms;
 /// The store file's name in the data directory.
 pub const STORE_FILE: &str = "quibble.redb";
 /// The page cache for a one-off command.
-const CACHE_BYTES: usize = 16 * 1024 * 1024;
+pub const CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 #[derive(Args, Debug)]
 pub struct AdminArgs {
@@ -137,10 +137,19 @@ pub async fn run(args: AdminArgs) -> Result<(), AdminError> {
 }
 
 fn data_dir(args: &AdminArgs) -> Result<PathBuf, AdminError> {
-    if let Some(dir) = &args.data_dir {
-        return Ok(dir.clone());
+    resolve_data_dir(args.data_dir.as_deref(), args.config.as_deref())
+}
+
+/// The data directory an operator's command works on: `--data-dir`, else the config file's
+/// `data_dir`, else `./quibble-data`.
+pub fn resolve_data_dir(
+    data_dir: Option<&Path>,
+    config: Option<&Path>,
+) -> Result<PathBuf, AdminError> {
+    if let Some(dir) = data_dir {
+        return Ok(dir.to_owned());
     }
-    let from_file = match &args.config {
+    let from_file = match config {
         Some(path) => Some(
             Loaded::from_file(path)
                 .map_err(|e| AdminError::Config(e.to_string()))?

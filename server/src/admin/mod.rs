@@ -1,5 +1,7 @@
 //! Moderation for admins and the operator: the operations ([`ops`]), the local admin socket a
 //! running server serves them on ([`socket`]), and the `quibble admin` command ([`command`]).
+//! The operator's `quibble backup` and `quibble restore` ([`backup`]) use the same socket and
+//! the same running-or-stopped rule.
 //!
 //! One code path does the work: REST handlers (`http::admin`, acting as the signed-in admin)
 //! and the admin socket (acting as the operator) both call [`perform`], which runs the
@@ -8,6 +10,7 @@
 //! directly (there is nothing live to affect). Every change is audited by the store, in the
 //! same transaction as the change.
 
+pub mod backup;
 pub mod command;
 pub mod ops;
 pub mod socket;

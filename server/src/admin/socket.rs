@@ -8,10 +8,14 @@
 //! (whose lock proves no other server uses this directory, so a socket left by a crashed one is
 //! removed) and removes it when it shuts down.
 //!
-//! One request per connection: a line of JSON ([`Operation`]), answered by one line,
-//! `{"ok":Outcome}` or `{"error":{"code","message"}}` (the REST API's codes). A request is at
-//! most [`MAX_REQUEST`] bytes and must arrive, and be answered, within [`DEADLINE`]; at most
-//! [`MAX_CLIENTS`] are served at once (more wait to be accepted).
+//! One request per connection: a line of JSON, either a moderation [`Operation`]
+//! (`{"op":…}`), answered by `{"ok":Outcome}`, or a backup request
+//! (`{"backup":{"to":"/abs/path","force":false}}`, see [`BackupRequest`]), answered by
+//! `{"ok":BackupSummary}` once the file is written; a refusal is
+//! `{"error":{"code","message"}}` (the REST API's codes). A request is at most [`MAX_REQUEST`]
+//! bytes and must arrive within [`DEADLINE`]; an operation is answered within it too, a backup
+//! takes as long as the copy does (the client sets its own deadline). At most [`MAX_CLIENTS`]
+//! are served at once (more wait to be accepted).
 
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -19,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -29,7 +34,7 @@ use super::ops::{Operation, Outcome};
 use super::perform;
 use crate::http::error::ApiError;
 use crate::state::AppState;
-use crate::store::Actor;
+use crate::store::{Actor, BackupSummary};
 
 /// The socket's file name in the data directory.
 pub const SOCKET_NAME: &str = "admin.sock";
@@ -45,9 +50,28 @@ const MAX_CLIENTS: usize = 4;
 /// The answer line.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-enum Answer {
-    Ok(Outcome),
+enum Answer<T> {
+    Ok(T),
     Error(Refusal),
+}
+
+/// Asks the server to write a backup of its store (see `store::redb::backup`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupRequest {
+    /// Where, as an absolute path (the server's working directory is not the caller's); the
+    /// server's OS user writes it.
+    pub to: PathBuf,
+    /// Replace an existing file.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// The line of a backup request.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackupLine {
+    backup: BackupRequest,
 }
 
 /// A refusal: the REST API's error code and message.
@@ -68,8 +92,8 @@ pub enum SocketError {
     Connect { path: PathBuf, source: io::Error },
     #[error("the admin socket failed: {0}")]
     Io(#[from] io::Error),
-    #[error("the server did not answer within {} s", DEADLINE.as_secs())]
-    Timeout,
+    #[error("the server did not answer within {} s", .0.as_secs())]
+    Timeout(Duration),
     #[error("the server's answer is not understood: {0}")]
     Answer(String),
     #[error("{}", .0.message)]
@@ -168,8 +192,27 @@ async fn serve_one(stream: UnixStream, state: &AppState) -> Result<(), SocketErr
     let (read, mut write) = stream.into_split();
     let line = timeout(DEADLINE, read_line(read, MAX_REQUEST))
         .await
-        .map_err(|_| SocketError::Timeout)??;
-    let answer = match serde_json::from_slice::<Operation>(&line) {
+        .map_err(|_| SocketError::Timeout(DEADLINE))??;
+    let bytes = if is_backup(&line) {
+        answer_line(backup(state, &line).await)?
+    } else {
+        answer_line(operation(state, &line).await)?
+    };
+    timeout(DEADLINE, write.write_all(&bytes))
+        .await
+        .map_err(|_| SocketError::Timeout(DEADLINE))??;
+    Ok(())
+}
+
+/// Whether a request line is a backup request (a JSON object with a `backup` key).
+fn is_backup(line: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(line)
+        .is_ok_and(|object| object.contains_key("backup"))
+}
+
+/// Performs the operation on the line.
+async fn operation(state: &AppState, line: &[u8]) -> Result<Outcome, Refusal> {
+    let answer = match serde_json::from_slice::<Operation>(line) {
         Ok(op) => {
             let outcome = perform(state, Actor::Operator, op).await;
             if let Ok(outcome) = &outcome {
@@ -182,19 +225,51 @@ async fn serve_one(stream: UnixStream, state: &AppState) -> Result<(), SocketErr
             format!("not an admin operation: {e}"),
         )),
     };
+    answer.map_err(|e| Refusal {
+        code: e.code.to_owned(),
+        message: e.message,
+    })
+}
+
+/// Writes the backup the line asks for.
+async fn backup(state: &AppState, line: &[u8]) -> Result<BackupSummary, Refusal> {
+    let request = serde_json::from_slice::<BackupLine>(line)
+        .map_err(|e| Refusal {
+            code: "bad_request".into(),
+            message: format!("not a backup request: {e}"),
+        })?
+        .backup;
+    if !request.to.is_absolute() {
+        return Err(Refusal {
+            code: "bad_request".into(),
+            message: format!("{} is not an absolute path", request.to.display()),
+        });
+    }
+    tracing::info!(to = %request.to.display(), "admin socket: backup started");
+    match state.store.backup(request.to.clone(), request.force).await {
+        Ok(summary) => {
+            tracing::info!(to = %request.to.display(), ?summary, "admin socket: backup written");
+            Ok(summary)
+        }
+        Err(e) => {
+            tracing::warn!(to = %request.to.display(), "admin socket: backup failed: {e}");
+            Err(Refusal {
+                code: e.code().into(),
+                message: e.to_string(),
+            })
+        }
+    }
+}
+
+/// The answer line for `answer`, newline included.
+fn answer_line<T: Serialize>(answer: Result<T, Refusal>) -> Result<Vec<u8>, SocketError> {
     let answer = match answer {
-        Ok(outcome) => Answer::Ok(outcome),
-        Err(e) => Answer::Error(Refusal {
-            code: e.code.to_owned(),
-            message: e.message,
-        }),
+        Ok(value) => Answer::Ok(value),
+        Err(refusal) => Answer::Error(refusal),
     };
     let mut bytes = serde_json::to_vec(&answer).map_err(|e| SocketError::Answer(e.to_string()))?;
     bytes.push(b'\n');
-    timeout(DEADLINE, write.write_all(&bytes))
-        .await
-        .map_err(|_| SocketError::Timeout)??;
-    Ok(())
+    Ok(bytes)
 }
 
 /// Reads one line of at most `max` bytes (without its newline).
@@ -219,6 +294,28 @@ async fn read_line(
 /// Asks the server listening on `path` to perform `op` as the operator.
 /// [`SocketError::NotRunning`] when nothing listens there (no socket, or a stale one).
 pub async fn request(path: &Path, op: &Operation) -> Result<Outcome, SocketError> {
+    exchange(path, op, DEADLINE).await
+}
+
+/// Asks the server listening on `path` to write a backup, waiting at most `deadline` for it.
+/// [`SocketError::NotRunning`] when nothing listens there.
+pub async fn request_backup(
+    path: &Path,
+    request: &BackupRequest,
+    deadline: Duration,
+) -> Result<BackupSummary, SocketError> {
+    let line = BackupLine {
+        backup: request.clone(),
+    };
+    exchange(path, &line, deadline).await
+}
+
+/// Sends one request line and reads its answer within `deadline`.
+async fn exchange<T: DeserializeOwned>(
+    path: &Path,
+    request: &impl Serialize,
+    deadline: Duration,
+) -> Result<T, SocketError> {
     let stream = match UnixStream::connect(path).await {
         Ok(stream) => stream,
         Err(e)
@@ -237,16 +334,16 @@ pub async fn request(path: &Path, op: &Operation) -> Result<Outcome, SocketError
         }
     };
     let (read, mut write) = stream.into_split();
-    let mut bytes = serde_json::to_vec(op).map_err(|e| SocketError::Answer(e.to_string()))?;
+    let mut bytes = serde_json::to_vec(request).map_err(|e| SocketError::Answer(e.to_string()))?;
     bytes.push(b'\n');
     let exchange = async {
         write.write_all(&bytes).await?;
         read_line(read, MAX_ANSWER).await
     };
-    let line = timeout(DEADLINE, exchange)
+    let line = timeout(deadline, exchange)
         .await
-        .map_err(|_| SocketError::Timeout)??;
-    match serde_json::from_slice::<Answer>(&line) {
+        .map_err(|_| SocketError::Timeout(deadline))??;
+    match serde_json::from_slice::<Answer<T>>(&line) {
         Ok(Answer::Ok(outcome)) => Ok(outcome),
         Ok(Answer::Error(refusal)) => Err(SocketError::Refused(refusal)),
         Err(e) => Err(SocketError::Answer(e.to_string())),

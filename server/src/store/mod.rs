@@ -22,7 +22,7 @@ mod redb;
 pub mod retention;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
 use quibble_protocol::wire::{ChatMessage, ConversationId, UserId};
@@ -31,11 +31,11 @@ use tokio::sync::oneshot;
 use crate::auth::TokenHash;
 
 pub use self::redb::{
-    Actor, Added, Appended, AuditAction, AuditEntry, AuditPage, Ban, BlockEntry, Blocked,
-    ConversationKind, Cursors, Deletion, FriendEntry, FriendState, IpBan, JoinView, LastMessage,
-    MAX_BLOCKS, MAX_CONCURRENT_READS, MAX_FRIEND_ENTRIES, MAX_IP_BANS, MAX_MEMBERSHIPS,
-    MemberCursors, OPERATOR, PREVIEW_CHARS, Removed, Role, RoleChange, Room, RoomEntry, RoomPage,
-    Summary, UNREAD_SCAN, Unbanned, User, WelcomeView,
+    Actor, Added, Appended, AuditAction, AuditEntry, AuditPage, BackupError, BackupSummary, Ban,
+    BlockEntry, Blocked, ConversationKind, Cursors, Deletion, FriendEntry, FriendState, IpBan,
+    JoinView, LastMessage, MAX_BLOCKS, MAX_CONCURRENT_READS, MAX_FRIEND_ENTRIES, MAX_IP_BANS,
+    MAX_MEMBERSHIPS, MemberCursors, OPERATOR, PREVIEW_CHARS, Removed, Restored, Role, RoleChange,
+    Room, RoomEntry, RoomPage, Summary, UNREAD_SCAN, Unbanned, User, WelcomeView,
 };
 pub use commit_counts::CommitCounts;
 use commit_counts::Counters;
@@ -243,6 +243,26 @@ impl Store {
             Engine::Redb(s) => s.close().await,
             Engine::Postgres(s) => s.close().await,
         }
+    }
+
+    /// Writes a consistent copy of the whole store to the file `to` while the server runs:
+    /// everything committed (so everything acknowledged) before the call, nothing after.
+    /// Refuses an existing `to` unless `force`, and a second backup while one runs. The
+    /// embedded engine only: PostgreSQL is backed up with its own tools
+    /// ([`BackupError::Postgres`]).
+    pub async fn backup(&self, to: PathBuf, force: bool) -> Result<BackupSummary, BackupError> {
+        match &self.engine {
+            Engine::Redb(s) => s.backup(to, force).await,
+            Engine::Postgres(_) => Err(BackupError::Postgres),
+        }
+    }
+
+    /// Restores the backup file `from` as the embedded store file `store` of a stopped server
+    /// (see `store::redb::restore`): checked, given a new epoch, installed; an existing store
+    /// file is kept as `<store>.before-restore-<now_secs>`. Blocking (file copies): call it off
+    /// the async workers.
+    pub fn restore(from: &Path, store: &Path, now_secs: u64) -> Result<Restored, BackupError> {
+        self::redb::restore(from, store, now_secs)
     }
 
     /// Creates an account, as a [`Role::User`]. [`StoreError::NameTaken`] if the username,

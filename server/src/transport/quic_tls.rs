@@ -1,6 +1,7 @@
-//! The WebTransport endpoint's TLS configuration: wtransport's defaults (TLS 1.3 only, the
-//! WebTransport ALPN, no client certificates, the server's identity) with a cheaper set of
-//! cipher suites. rustls offers TLS_AES_256_GCM_SHA384 first and a rustls client (the native
+//! The WebTransport endpoint's TLS configuration: what wtransport's defaults set (TLS 1.3
+//! only, the WebTransport ALPN, no client certificates) with the server's certificate
+//! resolver (`tls::Certificates`, so a reloaded certificate needs no new endpoint config) and
+//! a cheaper set of cipher suites. rustls offers TLS_AES_256_GCM_SHA384 first and a rustls client (the native
 //! client, the bench) asks for it first; its key schedule hashes with SHA-384, which has no
 //! instruction-set support here, and made 4 % of the server's CPU during a ramp of new
 //! sessions (HKDF and the handshake transcript). The suites kept are the two SHA-256 ones
@@ -16,7 +17,8 @@
 
 use std::sync::Arc;
 
-use wtransport::Identity;
+use wtransport::tls::WEBTRANSPORT_ALPN;
+use wtransport::tls::rustls::server::ResolvesServerCert;
 use wtransport::tls::rustls::{self, CipherSuite, ServerConfig};
 
 /// The suites offered, all TLS 1.3 with SHA-256.
@@ -25,30 +27,18 @@ const SUITES: [CipherSuite; 2] = [
     CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
 ];
 
-/// The TLS configuration of a WebTransport endpoint serving `identity`.
-pub fn config(identity: Identity) -> ServerConfig {
-    let defaults = wtransport::tls::server::build_default_tls_config(identity);
+/// The TLS configuration of a WebTransport endpoint presenting what `certs` resolves.
+pub fn config(certs: Arc<dyn ResolvesServerCert>) -> Result<ServerConfig, rustls::Error> {
     let mut provider = rustls::crypto::ring::default_provider();
     provider
         .cipher_suites
         .retain(|suite| SUITES.contains(&suite.suite()));
-    let builder = ServerConfig::builder_with_provider(Arc::new(provider))
-        .with_protocol_versions(&[&rustls::version::TLS13]);
-    match builder {
-        Ok(builder) => {
-            let mut config = builder
-                .with_no_client_auth()
-                .with_cert_resolver(defaults.cert_resolver.clone());
-            config.alpn_protocols = defaults.alpn_protocols.clone();
-            config
-        }
-        // Unreachable with ring's provider (both suites are TLS 1.3); wtransport's defaults
-        // still serve.
-        Err(e) => {
-            tracing::error!("cannot restrict the QUIC cipher suites, keeping the defaults: {e}");
-            defaults
-        }
-    }
+    let mut config = ServerConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_cert_resolver(certs);
+    config.alpn_protocols = vec![WEBTRANSPORT_ALPN.to_vec()];
+    Ok(config)
 }
 
 #[cfg(test)]
@@ -57,8 +47,8 @@ mod tests {
 
     #[test]
     fn only_sha256_suites_and_the_webtransport_alpn() {
-        let identity = Identity::self_signed(["localhost"]).unwrap();
-        let config = config(identity);
+        let certs = crate::tls::Certificates::load(None, vec!["localhost".into()]).unwrap();
+        let config = config(Arc::new(certs)).unwrap();
         let suites: Vec<CipherSuite> = config
             .crypto_provider()
             .cipher_suites

@@ -133,14 +133,22 @@ mod tests {
     /// the initial credit, all at once, and the server accepts every one.
     #[tokio::test]
     async fn one_mtu_probe_and_streams_beyond_the_initial_credit() {
-        use wtransport::{ClientConfig, Endpoint, Identity, ServerConfig};
+        use wtransport::tls::Sha256Digest;
+        use wtransport::{ClientConfig, Endpoint, ServerConfig};
 
-        let identity = Identity::self_signed(["localhost"]).unwrap();
-        let hash = identity.certificate_chain().as_slice()[0].hash();
+        let certs = crate::tls::Certificates::load(None, vec!["localhost".into()]).unwrap();
+        let hex = certs.info().sha256_hex;
+        let bytes: Vec<u8> = (0..32)
+            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+            .collect();
+        let hash = Sha256Digest::new(bytes.try_into().unwrap());
         let server = Endpoint::server(
             ServerConfig::builder()
                 .with_bind_address("127.0.0.1:0".parse().unwrap())
-                .with_custom_tls_and_transport(super::super::quic_tls::config(identity), config(64))
+                .with_custom_tls_and_transport(
+                    super::super::quic_tls::config(std::sync::Arc::new(certs)).unwrap(),
+                    config(64),
+                )
                 .build(),
         )
         .unwrap();

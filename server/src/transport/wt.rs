@@ -24,7 +24,8 @@ use tokio::time::timeout;
 use wtransport::endpoint::IncomingSession;
 use wtransport::endpoint::endpoint_side::Server;
 use wtransport::quinn::VarInt as QuinnVarInt;
-use wtransport::{Endpoint, Identity, RecvStream, SendStream, ServerConfig, VarInt};
+use wtransport::tls::rustls::server::ResolvesServerCert;
+use wtransport::{Endpoint, RecvStream, SendStream, ServerConfig, VarInt};
 
 use super::quic_keys::QuicKeys;
 use super::quic_transport::{self, StreamCredit};
@@ -47,32 +48,19 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Bytes of frames a stream's writer takes from the queue at once.
 const WRITE_BATCH: usize = 64 * 1024;
 
-/// A server config for `socket_addr` with `identity`.
-pub fn server_config(addr: SocketAddr, identity: Identity, max_streams: usize) -> ServerConfig {
-    ServerConfig::builder()
-        .with_bind_address(addr)
-        .with_custom_tls_and_transport(
-            quic_tls::config(identity),
-            quic_transport::config(max_streams),
-        )
-        .build()
-}
-
-/// An endpoint on an already bound UDP socket, with keys that outlive the process (see
-/// [`super::quic_keys`]).
+/// An endpoint on an already bound UDP socket presenting what `certs` resolves (the server's
+/// current certificate), with keys that outlive the process (see [`super::quic_keys`]).
 pub fn endpoint(
     socket: std::net::UdpSocket,
-    identity: Identity,
+    certs: Arc<dyn ResolvesServerCert>,
     keys: &QuicKeys,
     max_streams: usize,
 ) -> std::io::Result<Endpoint<Server>> {
     udp_buffers::enlarge(&socket);
+    let tls = quic_tls::config(certs).map_err(std::io::Error::other)?;
     let mut config = ServerConfig::builder()
         .with_bind_socket(socket)
-        .with_custom_tls_and_transport(
-            quic_tls::config(identity),
-            quic_transport::config(max_streams),
-        )
+        .with_custom_tls_and_transport(tls, quic_transport::config(max_streams))
         .build();
     keys.apply(config.quic_endpoint_config_mut());
     Endpoint::server(config)

@@ -376,15 +376,13 @@ pub struct RawPeer {
     events: mpsc::UnboundedSender<Received>,
 }
 
+/// A WebSocket's sending half, over plain TCP or TLS.
+type WsSink = std::pin::Pin<
+    Box<dyn futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Send>,
+>;
+
 enum RawInner {
-    Ws(
-        futures_util::stream::SplitSink<
-            tokio_tungstenite::WebSocketStream<
-                tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-            >,
-            Message,
-        >,
-    ),
+    Ws(WsSink),
     Wt {
         conn: wtransport::Connection,
         streams: std::collections::HashMap<u64, wtransport::SendStream>,
@@ -407,11 +405,31 @@ impl RawPeer {
         Ok(RawPeer::from_websocket(ws))
     }
 
-    fn from_websocket(
-        ws: tokio_tungstenite::WebSocketStream<
-            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-        >,
-    ) -> RawPeer {
+    /// A WebSocket peer over TLS (`wss`) to loopback port `port`, trusting what `connector`
+    /// trusts, or why it could not connect.
+    pub async fn websocket_tls(
+        port: u16,
+        connector: &tokio_rustls::TlsConnector,
+    ) -> Result<RawPeer, String> {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .map_err(|e| format!("tcp connect to port {port}: {e}"))?;
+        let name =
+            wtransport::tls::rustls::pki_types::ServerName::try_from("127.0.0.1").expect("a name");
+        let tls = connector
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("tls to port {port}: {e}"))?;
+        let (ws, _) = tokio_tungstenite::client_async(format!("wss://127.0.0.1:{port}/ws"), tls)
+            .await
+            .map_err(|e| format!("wss upgrade on port {port}: {e}"))?;
+        Ok(RawPeer::from_websocket(ws))
+    }
+
+    fn from_websocket<S>(ws: tokio_tungstenite::WebSocketStream<S>) -> RawPeer
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let (sink, mut source) = ws.split();
         let (tx, rx) = mpsc::unbounded_channel();
         let events = tx.clone();
@@ -442,7 +460,7 @@ impl RawPeer {
             let _ = tx.send(Received::Closed(None));
         });
         RawPeer {
-            inner: RawInner::Ws(sink),
+            inner: RawInner::Ws(Box::pin(sink)),
             backlog: Default::default(),
             stash: Default::default(),
             received: rx,
@@ -469,6 +487,15 @@ impl RawPeer {
             .with_bind_default()
             .with_server_certificate_hashes([wtransport::tls::Sha256Digest::new(hash)])
             .build();
+        RawPeer::webtransport_with(port, config).await
+    }
+
+    /// A WebTransport session to loopback port `port` with the client settings `config`
+    /// (e.g. trusting a test CA), or why it could not connect.
+    pub async fn webtransport_with(
+        port: u16,
+        config: wtransport::ClientConfig,
+    ) -> Result<RawPeer, String> {
         let endpoint = wtransport::Endpoint::client(config).expect("client endpoint");
         let url = format!("https://127.0.0.1:{port}/wt");
         let conn = endpoint

@@ -1,9 +1,9 @@
 //! The HTTP/3 endpoints: one quinn endpoint per listen address on its own UDP port (HTTP/3 and
 //! WebTransport both negotiate ALPN `h3`, and wtransport's server refuses every request that is
-//! not a WebTransport CONNECT, so they cannot share a socket: see the README's HTTP/3 section),
-//! their QUIC settings, and installing a new certificate. The TLS settings are WebTransport's
-//! (`transport::quic_tls`: TLS 1.3, ALPN `h3`, the SHA-256 suites), so both QUIC ports present
-//! the same certificate the same way. The QUIC settings bound what one connection can make the
+//! not a WebTransport CONNECT, so they cannot share a socket: see the README's HTTP/3 section)
+//! and their QUIC settings. The TLS settings are WebTransport's (`transport::quic_tls`: TLS
+//! 1.3, ALPN `h3`, the SHA-256 suites, the server's certificate resolver), so both QUIC ports
+//! present the same certificate the same way, and a reloaded certificate reaches both. The QUIC settings bound what one connection can make the
 //! server hold: requests at once, unidirectional streams (HTTP/3's control and QPACK streams),
 //! flow-control windows, and an idle timeout.
 
@@ -12,9 +12,10 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
-use wtransport::Identity;
 use wtransport::quinn::crypto::rustls::QuicServerConfig;
 use wtransport::quinn::{self, EndpointConfig, TransportConfig, VarInt};
+use wtransport::tls::rustls;
+use wtransport::tls::rustls::server::ResolvesServerCert;
 
 use crate::transport::quic_keys::QuicKeys;
 use crate::transport::{quic_tls, quic_transport, udp_buffers};
@@ -31,8 +32,10 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 pub enum EndpointError {
     #[error("cannot listen for HTTP/3 on {addr}: {source}")]
     Bind { addr: SocketAddr, source: io::Error },
-    #[error("cannot use the certificate for HTTP/3: {0}")]
-    Tls(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
+    #[error("cannot set up TLS for HTTP/3: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("cannot set up TLS for HTTP/3: {0}")]
+    Quic(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
 }
 
 /// The bound HTTP/3 endpoints (one per listen address, one port number).
@@ -43,11 +46,11 @@ pub struct Http3Endpoints {
 
 impl Http3Endpoints {
     /// Bind `port` on the address of each of `listen` (0: a free port, the same on every
-    /// address) and serve `identity` there.
+    /// address) and present what `certs` resolves there (the server's current certificate).
     pub fn bind(
         listen: &[SocketAddr],
         port: u16,
-        identity: &Identity,
+        certs: Arc<dyn ResolvesServerCert>,
         keys: &QuicKeys,
     ) -> Result<Http3Endpoints, EndpointError> {
         let sockets = bind_sockets(listen, port)?;
@@ -58,7 +61,7 @@ impl Http3Endpoints {
             keys.apply(&mut config);
             let endpoint = quinn::Endpoint::new(
                 config,
-                Some(server_config(identity)?),
+                Some(server_config(certs.clone())?),
                 socket,
                 Arc::new(quinn::TokioRuntime),
             )
@@ -81,16 +84,6 @@ impl Http3Endpoints {
         self.endpoints.iter().map(|(_, endpoint)| endpoint)
     }
 
-    /// Serve `identity` to new connections from now on (certificate reload); connections
-    /// already open keep theirs.
-    pub fn install_certificate(&self, identity: &Identity) -> Result<(), EndpointError> {
-        let config = server_config(identity)?;
-        for (_, endpoint) in &self.endpoints {
-            endpoint.set_server_config(Some(config.clone()));
-        }
-        Ok(())
-    }
-
     /// Close every connection and wait (briefly) for the peers to hear of it.
     pub async fn close(&self) {
         for (_, endpoint) in &self.endpoints {
@@ -102,9 +95,9 @@ impl Http3Endpoints {
     }
 }
 
-/// The QUIC server configuration serving `identity`.
-fn server_config(identity: &Identity) -> Result<quinn::ServerConfig, EndpointError> {
-    let tls = quic_tls::config(identity.clone_identity());
+/// The QUIC server configuration presenting what `certs` resolves.
+fn server_config(certs: Arc<dyn ResolvesServerCert>) -> Result<quinn::ServerConfig, EndpointError> {
+    let tls = quic_tls::config(certs)?;
     let crypto = QuicServerConfig::try_from(tls)?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     config.transport_config(Arc::new(transport()));

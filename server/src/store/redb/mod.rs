@@ -28,10 +28,13 @@
 //! (receipts), [`friends`] (friendships, requests and DMs), [`summaries`] (the conversation
 //! list), [`last_seen`] (presence's "last seen") and [`blocks`] (who blocks whom); what a
 //! connection's setup reads, one transaction each, is composed in [`setup_views`]; moderation
-//! is in [`bans`], [`ip_bans`] and [`audit`] (roles are in [`accounts`]).
+//! is in [`bans`], [`ip_bans`] and [`audit`] (roles are in [`accounts`]). Copies of the whole
+//! file: [`backup`] writes one while the server runs, [`restore`] installs one into a stopped
+//! server's data directory.
 
 mod accounts;
 mod append_tables;
+mod backup;
 mod batch_appends;
 mod blocks;
 mod cursors;
@@ -41,6 +44,7 @@ mod membership;
 mod messages;
 mod migrate;
 mod records;
+mod restore;
 mod retention;
 mod rooms;
 mod scrub;
@@ -54,13 +58,16 @@ mod bans;
 mod ip_bans;
 
 #[cfg(test)]
+mod backup_tests;
+#[cfg(test)]
 mod commit_tests;
 #[cfg(test)]
 mod moderation_tests;
 #[cfg(test)]
 mod tests;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
@@ -73,6 +80,7 @@ use super::{CommitCounts, CommitHook, Counters, Pending, StoreError, new_epoch, 
 pub use accounts::RoleChange;
 pub use accounts::{Role, User};
 pub use audit::{Actor, AuditAction, AuditEntry, AuditPage, OPERATOR};
+pub use backup::{BackupError, BackupSummary};
 pub use bans::{Ban, Unbanned};
 pub use blocks::{BlockEntry, Blocked, MAX_BLOCKS};
 pub use cursors::{Cursors, MemberCursors};
@@ -80,6 +88,7 @@ pub use friends::{Added, FriendEntry, FriendState, MAX_FRIEND_ENTRIES, Removed};
 pub use ip_bans::{IpBan, MAX_IP_BANS};
 pub use membership::{ConversationKind, MAX_MEMBERSHIPS};
 pub use messages::{Appended, Deletion};
+pub use restore::{Restored, restore};
 pub use rooms::{Room, RoomEntry, RoomPage};
 pub use setup_views::{JoinView, WelcomeView};
 pub use summaries::{LastMessage, PREVIEW_CHARS, Summary, UNREAD_SCAN};
@@ -129,6 +138,8 @@ pub struct Redb {
 
 struct Inner {
     db: Arc<Database>,
+    /// The file, for backups.
+    path: PathBuf,
     epoch: u64,
     /// One permit per read running on the blocking pool.
     readers: Arc<Semaphore>,
@@ -140,6 +151,17 @@ struct Inner {
     sender: Mutex<Option<mpsc::Sender<Request>>>,
     /// The writer thread, until someone joins it.
     writer: tokio::sync::Mutex<Option<JoinHandle<()>>>,
+    /// Whether a backup is running (one at a time).
+    backing_up: Arc<AtomicBool>,
+}
+
+/// Marks a backup as running until dropped.
+struct BackupSlot(Arc<AtomicBool>);
+
+impl Drop for BackupSlot {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 impl Redb {
@@ -178,12 +200,14 @@ impl Redb {
         Ok(Redb {
             inner: Arc::new(Inner {
                 db,
+                path: path.to_owned(),
                 epoch,
                 readers: Arc::new(Semaphore::new(MAX_CONCURRENT_READS)),
                 reads,
                 counters,
                 sender: Mutex::new(Some(sender)),
                 writer: tokio::sync::Mutex::new(Some(writer)),
+                backing_up: Arc::new(AtomicBool::new(false)),
             }),
         })
     }
@@ -228,6 +252,32 @@ impl Redb {
                 Err(e) => tracing::error!(error = %e, "could not join the store writer thread"),
             }
         }
+    }
+
+    /// [`Store::backup`](super::Store::backup): writes a consistent copy of the store to `to`
+    /// on a thread of its own ([`backup`] says how and what it costs). If the caller stops
+    /// waiting, the backup still runs to its end.
+    pub async fn backup(&self, to: PathBuf, force: bool) -> Result<BackupSummary, BackupError> {
+        if self.inner.backing_up.swap(true, Ordering::AcqRel) {
+            return Err(BackupError::Busy);
+        }
+        let slot = BackupSlot(Arc::clone(&self.inner.backing_up));
+        let db = Arc::clone(&self.inner.db);
+        let store = self.inner.path.clone();
+        let reads = Arc::clone(&self.inner.reads);
+        let (answer, answered) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("quibble-backup".into())
+            .spawn(move || {
+                let written = backup::write(&db, &store, &reads, &to, force);
+                // Free before answering, so the next backup may start as soon as this is heard.
+                drop(slot);
+                let _ = answer.send(written);
+            })
+            .map_err(|e| StoreError::Db(format!("cannot start the backup thread: {e}")))?;
+        answered
+            .await
+            .map_err(|_| StoreError::Db("the backup thread failed".into()))?
     }
 
     /// Sends a request to the writer and waits for its answer, which comes after the commit.

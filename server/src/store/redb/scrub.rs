@@ -46,8 +46,15 @@
 //! `scrub_owed`, committed with the deletion, makes a restart finish an interrupted scrub; a
 //! scrub that failed (say, a read outlived the barrier's wait) is tried again after the next
 //! batch with deletions, or after [`RETRY_AFTER`].
+//!
+//! Backups ([`super::backup`]) are long reads the barrier does not wait for (one may take
+//! minutes, and the writer must not stall): while one runs, redb keeps every page its snapshot
+//! can see, the deleted leaf included, so the fill cannot reach it. A scrub that began while a
+//! backup ran erases what it can, answers the deletions, and stays owed (`scrub_owed` kept), to
+//! be done again after [`RETRY_AFTER`] or the next deletion, once the backup has ended.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -78,6 +85,19 @@ const SETTLE_INSERTS: u64 = 1000;
 pub(super) struct Reads {
     state: Mutex<Generations>,
     ended: Condvar,
+    /// Backups running (see the module doc); not waited for.
+    backups: AtomicUsize,
+}
+
+/// A backup in progress; dropping it ends it.
+pub(super) struct BackupGuard<'a> {
+    reads: &'a Reads,
+}
+
+impl Drop for BackupGuard<'_> {
+    fn drop(&mut self) {
+        self.reads.backups.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 #[derive(Default)]
@@ -100,6 +120,17 @@ impl Reads {
         let slot = usize::from(state.current % 2 == 1);
         state.running[slot] += 1;
         ReadGuard { reads: self, slot }
+    }
+
+    /// Counts a backup until the guard is dropped; take it before the backup's read
+    /// transaction begins and drop it after that ends.
+    pub fn begin_backup(&self) -> BackupGuard<'_> {
+        self.backups.fetch_add(1, Ordering::AcqRel);
+        BackupGuard { reads: self }
+    }
+
+    fn backups_running(&self) -> bool {
+        self.backups.load(Ordering::Acquire) > 0
     }
 
     /// Waits until every read that began before this call has ended; false on timeout.
@@ -162,7 +193,8 @@ impl Scrubber {
         let started = Instant::now();
         let result = self.try_scrub(db);
         crate::metrics::scrubbed(started.elapsed(), result.is_ok());
-        self.retry_at = result.is_err().then(|| Instant::now() + RETRY_AFTER);
+        // Still owed after a success: a backup held pages (see the module doc).
+        self.retry_at = (result.is_err() || self.owed).then(|| Instant::now() + RETRY_AFTER);
         result
     }
 
@@ -172,14 +204,18 @@ impl Scrubber {
                 "a read outlived the wait; deleted text not erased yet (retried)".into(),
             ));
         }
+        // A backup that began before may hold the deleted leaf until it ends.
+        let held = self.reads.backups_running();
         release(db)?;
         self.fill(db)?;
         let mut txn = db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         txn.delete_table(SCRUB)?;
-        txn.open_table(META)?.remove(META_SCRUB_OWED)?;
+        if !held {
+            txn.open_table(META)?.remove(META_SCRUB_OWED)?;
+        }
         txn.commit()?;
-        self.owed = false;
+        self.owed = held;
         self.trim(db)
     }
 
