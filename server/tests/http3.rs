@@ -1,7 +1,8 @@
 //! HTTP/3: with a CA-issued certificate from PEM files, the server advertises HTTP/3 in
 //! `Alt-Svc` on its HTTPS responses, and the native client's HTTP/3 API (`Http3Api`, trusting
 //! the CA) reaches the same routes over it: status, certificate, sign-up, rooms, error bodies
-//! and the request-body limit. Without a certificate there is no `Alt-Svc`.
+//! and the request-body limit. A certificate reloaded from its files (SIGHUP) is what new HTTP/3
+//! connections get. Without a certificate there is no `Alt-Svc`.
 
 mod support;
 
@@ -187,5 +188,47 @@ async fn no_alt_svc_and_no_http3_without_a_certificate() {
         response.headers().get("alt-svc").is_none(),
         "{:?}",
         response.headers()
+    );
+}
+
+#[tokio::test]
+async fn a_reloaded_certificate_reaches_http3() {
+    let dir = tempfile::tempdir().unwrap();
+    let old_ca = make_pki(dir.path());
+    let server = tls_server(dir.path(), &[]);
+    let response = https_get(&old_ca, server.port, "/healthz").await;
+    let h3 = format!(
+        "https://127.0.0.1:{}",
+        alt_svc_port(&response).expect("Alt-Svc")
+    );
+    Http3Api::connect(&h3, roots(&old_ca))
+        .await
+        .expect("the first certificate")
+        .close()
+        .await;
+    // New files from another CA, then SIGHUP: new HTTP/3 connections present the new one.
+    let new_ca = make_pki(dir.path());
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match Http3Api::connect(&h3, roots(&new_ca)).await {
+            Ok(api) => {
+                assert_eq!(api.health().await.unwrap()["status"], "ok");
+                api.close().await;
+                break;
+            }
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("the reloaded certificate never reached HTTP/3: {e:?}"),
+        }
+    }
+    assert!(
+        Http3Api::connect(&h3, roots(&old_ca)).await.is_err(),
+        "the old certificate is no longer presented"
     );
 }
