@@ -204,6 +204,7 @@ impl Server {
             // idle (issue 9): the heartbeat sweep's watch list.
             heartbeats: Default::default(),
             fleet: fleet.as_ref().map(|(fleet, _)| Arc::clone(fleet)),
+            listening: Default::default(),
         });
         if let Some((_, tasks)) = fleet {
             tasks.spawn(committed, state.clone());
@@ -270,6 +271,13 @@ impl Server {
         let tls = https.map(tokio_rustls::TlsAcceptor::from);
         let router = crate::http::router(state.clone(), web_dir.as_deref(), metrics.is_none());
         let mut tasks = JoinSet::new();
+        // The HTTP ports accept until the drain is over (see `http::listener`).
+        let (closed, closed_rx) = watch::channel(false);
+        // Every socket was bound (the TCP ones listen) in `bind`, the store is open and the
+        // WebTransport accept loops run: ready, before any HTTP request can ask.
+        state
+            .listening
+            .store(true, std::sync::atomic::Ordering::Release);
         for tcp in listeners {
             let port = HttpPort {
                 tcp,
@@ -282,7 +290,7 @@ impl Server {
                 label: "http",
                 proxies: state.trusted_proxies.clone(),
             };
-            tasks.spawn(port.serve(state.shutdown.clone()));
+            tasks.spawn(port.serve(state.shutdown.clone(), closed_rx.clone()));
         }
         if let Some((_, tcp)) = metrics {
             let port = HttpPort {
@@ -302,12 +310,13 @@ impl Server {
                 label: "metrics",
                 proxies: TrustedProxies::default(),
             };
-            tasks.spawn(port.serve(state.shutdown.clone()));
+            tasks.spawn(port.serve(state.shutdown.clone(), closed_rx.clone()));
         }
         let housekeeping = tokio::spawn(housekeeping(state.clone(), endpoints.clone()));
         let typing_sweeper = tokio::spawn(end_typing(state.clone()));
         // idle (issue 9): one task closes silent connections.
         let heartbeat_sweeper = tokio::spawn(crate::chat::heartbeat::sweep(state.clone()));
+        let metrics_upkeep = tokio::spawn(crate::metrics::upkeep());
 
         stop.await;
         tracing::info!("shutting down: refusing new connections, sending GoAway");
@@ -318,9 +327,11 @@ impl Server {
         if !state.admission.drained(state.limits.drain_timeout).await {
             tracing::warn!("some connections did not close in time");
         }
+        let _ = closed.send(true);
         housekeeping.abort();
         typing_sweeper.abort();
         heartbeat_sweeper.abort();
+        metrics_upkeep.abort();
         // The accept loops saw the shutdown signal; they must be gone before the close.
         while accept_loops.join_next().await.is_some() {}
         for (_, endpoint) in &endpoints {
