@@ -1,7 +1,7 @@
 //! Starting and stopping the server: raise the open-file limit and size the connection budget
 //! below it, open the store, bind the UDP and TCP sockets (one port number for both) and the
 //! optional metrics listener, run WebTransport and HTTP, rotate a self-signed certificate, and
-//! shut down gracefully (stop accepting, `GoAway`, drain, close the store).
+//! shut down gracefully (not ready, `GoAway`, drain, stop accepting, close the store).
 
 use std::future::Future;
 use std::io;
@@ -319,7 +319,7 @@ impl Server {
         let metrics_upkeep = tokio::spawn(crate::metrics::upkeep());
 
         stop.await;
-        tracing::info!("shutting down: refusing new connections, sending GoAway");
+        tracing::info!("shutting down: not ready, sending GoAway, draining");
         let _ = shutdown.send(true);
         // ws (issue 9): GoAway to every connection through the user hub (none keeps a
         // future waiting for the signal: memory per idle connection).
