@@ -1,7 +1,8 @@
 //! The REST client for the server's JSON API (`docs/api.md`): accounts, sessions, rooms, message
 //! deletion and the certificate hash for WebTransport pinning (friends, DMs, membership and the conversation
 //! list are in `social.rs`). Error bodies become [`ApiError::Server`] with the
-//! HTTP status and the API's stable code.
+//! HTTP status and the API's stable code. An `https://` server is verified with the client's
+//! [`TlsRoots`] (`tls.rs`); a certificate it refuses is [`ApiError::Certificate`].
 
 use quibble_protocol::{ConversationId, UserId};
 use reqwest::header::{HeaderMap, RETRY_AFTER};
@@ -11,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::endpoints::ServerUrl;
 use crate::error::ApiError;
+use crate::tls::{self, TlsRoots};
 
 /// An account's role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -103,24 +105,54 @@ struct NewRoom<'a> {
 pub struct Api {
     http: reqwest::Client,
     server: ServerUrl,
+    tls: TlsRoots,
 }
 
 impl Api {
-    /// A client for the server at `server` (`http://host:port`).
+    /// A client for the server at `server` (`http://host:port` or `https://host:port`; HTTPS
+    /// is verified with the system's roots).
     pub fn new(server: &str) -> Result<Api, ApiError> {
-        Ok(Api::for_server(ServerUrl::parse(server)?))
+        Api::with_tls(server, TlsRoots::system()?)
     }
 
-    pub(crate) fn for_server(server: ServerUrl) -> Api {
-        Api {
-            http: reqwest::Client::new(),
-            server,
-        }
+    /// A client for the server at `server` that verifies HTTPS with `tls` (e.g.
+    /// [`TlsRoots::with_ca_cert`]).
+    pub fn with_tls(server: &str, tls: TlsRoots) -> Result<Api, ApiError> {
+        Api::for_server(ServerUrl::parse(server)?, tls)
+    }
+
+    pub(crate) fn for_server(server: ServerUrl, tls: TlsRoots) -> Result<Api, ApiError> {
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(rustls::ClientConfig::clone(&tls.tcp()))
+            .build()
+            .map_err(|source| ApiError::Request {
+                url: server.to_string(),
+                source,
+            })?;
+        Ok(Api { http, server, tls })
     }
 
     /// The server this client talks to.
     pub fn server(&self) -> &ServerUrl {
         &self.server
+    }
+
+    /// The certificates this client trusts.
+    pub fn tls(&self) -> &TlsRoots {
+        &self.tls
+    }
+
+    /// The error for a request to `url` that failed: [`ApiError::Certificate`] if the server's
+    /// certificate was refused.
+    fn request_error(&self, url: String, source: reqwest::Error) -> ApiError {
+        match tls::certificate_failure(&source) {
+            Some(reason) => ApiError::Certificate {
+                server: self.server.to_string(),
+                reason,
+                trusted: self.tls.describe(),
+            },
+            None => ApiError::Request { url, source },
+        }
     }
 
     /// `POST /api/signup`: create an account (and a session for it).
@@ -220,7 +252,7 @@ impl Api {
         response
             .json()
             .await
-            .map_err(|source| ApiError::Request { url, source })
+            .map_err(|source| self.request_error(url, source))
     }
 
     /// Make a request to `path` (with an optional `?query`); an error status becomes an
@@ -244,27 +276,27 @@ impl Api {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(|source| ApiError::Request {
-            url: url.to_string(),
-            source,
-        })?;
-        check(response).await
+        let response = request
+            .send()
+            .await
+            .map_err(|source| self.request_error(url.to_string(), source))?;
+        self.check(response).await
     }
-}
 
-/// Pass a success through; turn an error status into an [`ApiError`].
-async fn check(response: Response) -> Result<Response, ApiError> {
-    let status = response.status();
-    if status.is_success() {
-        return Ok(response);
+    /// Pass a success through; turn an error status into an [`ApiError`].
+    async fn check(&self, response: Response) -> Result<Response, ApiError> {
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let retry_after_s = retry_after(response.headers());
+        let url = response.url().to_string();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|source| self.request_error(url, source))?;
+        Err(error_from_response(status, retry_after_s, &body))
     }
-    let retry_after_s = retry_after(response.headers());
-    let url = response.url().to_string();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|source| ApiError::Request { url, source })?;
-    Err(error_from_response(status, retry_after_s, &body))
 }
 
 fn retry_after(headers: &HeaderMap) -> Option<u64> {

@@ -8,7 +8,7 @@
 //! command, which keeps both sequences in step (the driver logs an error should they ever
 //! differ).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use quibble_protocol::session::{Event, SessionConfig};
@@ -16,14 +16,12 @@ use quibble_protocol::{ConversationId, UserId};
 use rand::Rng;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use wtransport::tls::CertificateChain;
-use wtransport::tls::rustls::RootCertStore;
-use wtransport::tls::rustls::pki_types::CertificateDer;
 
 use crate::api::Api;
 use crate::driver::{Command, Driver, DriverPorts};
 use crate::endpoints::ServerUrl;
-use crate::error::ClientError;
+use crate::error::{ClientError, TransportError};
+use crate::tls::TlsRoots;
 use crate::transport::dial::DialConfig;
 use crate::transport::wt::Trust;
 use crate::transport::wt_endpoints::WtEndpoints;
@@ -37,9 +35,16 @@ pub struct ClientOptions {
     /// A session token from [`Api::login`] or [`Api::signup`].
     pub token: String,
     pub transport: TransportChoice,
-    /// A PEM file of CA certificates to verify the WebTransport server with; without one the
-    /// certificate hash from `/api/cert` is pinned.
+    /// A PEM file of CA certificates trusted besides the system's roots (read at connect;
+    /// [`ClientOptions::tls`] takes precedence).
     pub ca_cert: Option<PathBuf>,
+    /// The certificates to trust, loaded once (see [`TlsRoots`]). Without it (and without
+    /// `ca_cert`) the `api`'s are used, else the system's roots.
+    ///
+    /// An `https://` server is verified with them on every transport: WSS and WebTransport.
+    /// For an `http://` server with no CA file, WebTransport pins the certificate hash that
+    /// `/api/cert` publishes (the server's self-signed certificate) instead.
+    pub tls: Option<TlsRoots>,
     /// The REST client that fetches `/api/cert` for pinning, shared (with its pooled HTTP
     /// connections) by every client given it; used only if it is for `server`. Without one,
     /// each client makes its own.
@@ -60,6 +65,7 @@ impl ClientOptions {
             token: token.into(),
             transport: TransportChoice::Auto,
             ca_cert: None,
+            tls: None,
             api: None,
             wt_endpoints: None,
             joins: Vec::new(),
@@ -71,8 +77,15 @@ impl ClientOptions {
         self
     }
 
+    /// Trust the CA certificates in the PEM file at `path` besides the system's roots.
     pub fn ca_cert(mut self, path: impl Into<PathBuf>) -> Self {
         self.ca_cert = Some(path.into());
+        self
+    }
+
+    /// Trust `tls` (see [`ClientOptions::tls`]).
+    pub fn tls(mut self, tls: TlsRoots) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -127,14 +140,22 @@ impl Client {
     /// made, or the server refuses it ([`ClientError::Unauthorized`] for a bad token).
     pub async fn connect(options: ClientOptions) -> Result<Client, ClientError> {
         let server = ServerUrl::parse(&options.server)?;
-        let trust = match &options.ca_cert {
-            Some(path) => Trust::Roots(Arc::new(load_roots(path).await?)),
-            None => Trust::PinnedHash(
-                options
-                    .api
-                    .filter(|api| api.server() == &server)
-                    .unwrap_or_else(|| Api::for_server(server.clone())),
-            ),
+        let api = options.api.filter(|api| api.server() == &server);
+        let tls = match (options.tls, &options.ca_cert, &api) {
+            (Some(tls), _, _) => tls,
+            (None, Some(path), _) => TlsRoots::with_ca_cert(path)?,
+            (None, None, Some(api)) => api.tls().clone(),
+            (None, None, None) => TlsRoots::system()?,
+        };
+        let trust = if server.is_https() || tls.ca_file().is_some() {
+            Trust::Roots(tls.clone())
+        } else {
+            let api = match api {
+                Some(api) => api,
+                None => Api::for_server(server.clone(), tls.clone())
+                    .map_err(|e| ClientError::Connect(TransportError::CertFetch(e)))?,
+            };
+            Trust::PinnedHash(api)
         };
         let seed: u64 = rand::rng().random();
         let (commands, commands_rx) = mpsc::unbounded_channel();
@@ -147,6 +168,7 @@ impl Client {
             DialConfig {
                 server,
                 trust,
+                tls,
                 choice: options.transport,
                 wt_endpoints: options.wt_endpoints.unwrap_or_else(WtEndpoints::private),
             },
@@ -285,27 +307,6 @@ fn take_id(next: &mut u64) -> u64 {
     let id = *next;
     *next = id.wrapping_add(1);
     id
-}
-
-/// CA roots from a PEM file.
-async fn load_roots(path: &Path) -> Result<RootCertStore, ClientError> {
-    let error = |reason: String| ClientError::CaCert {
-        path: path.to_owned(),
-        reason,
-    };
-    let chain = CertificateChain::load_pemfile(path)
-        .await
-        .map_err(|e| error(e.to_string()))?;
-    let mut roots = RootCertStore::empty();
-    for certificate in chain.as_slice() {
-        roots
-            .add(CertificateDer::from(certificate.der().to_vec()))
-            .map_err(|e| error(e.to_string()))?;
-    }
-    if roots.is_empty() {
-        return Err(error("no certificate in the file".into()));
-    }
-    Ok(roots)
 }
 
 #[cfg(test)]

@@ -46,6 +46,11 @@ impl ServerUrl {
         Ok(ServerUrl { base })
     }
 
+    /// Whether the server is reached over TLS (an `https` base).
+    pub fn is_https(&self) -> bool {
+        self.base.scheme() == "https"
+    }
+
     /// The base URL itself.
     pub fn base(&self) -> &Url {
         &self.base
@@ -69,11 +74,7 @@ impl ServerUrl {
     /// The WebSocket endpoint: `ws://…/ws` (or `wss://` for an `https` base).
     pub fn websocket(&self) -> Url {
         let mut url = self.with_path("ws");
-        let scheme = if self.base.scheme() == "https" {
-            "wss"
-        } else {
-            "ws"
-        };
+        let scheme = if self.is_https() { "wss" } else { "ws" };
         // Both are special schemes, so the change is always accepted.
         let _ = url.set_scheme(scheme);
         url

@@ -1,14 +1,16 @@
 //! The library's error types: [`ApiError`] for the REST API, [`TransportError`] for opening a
-//! realtime transport, and [`ClientError`] for a realtime client as a whole.
+//! realtime transport, and [`ClientError`] for a realtime client as a whole ([`TlsError`], for
+//! the trusted certificates, is in `tls.rs`). A server certificate that fails verification has
+//! a variant of its own in the first two, which names the server and the reason.
 //!
 //! Messages name only their own step; the underlying cause is the error's `source()`, so print
 //! the whole chain (e.g. anyhow's `{:#}`) to see everything.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use quibble_protocol::ErrorCode;
 
+use crate::tls::TlsError;
 use crate::transport::TransportKind;
 
 /// A server URL that cannot be used.
@@ -39,6 +41,20 @@ pub enum ApiError {
     /// A response that is not what the API promises (e.g. an HTML error page from a proxy).
     #[error("unexpected response from the server (HTTP {status}): {detail}")]
     UnexpectedResponse { status: u16, detail: String },
+    /// The server's TLS certificate failed verification (HTTPS): not issued by a trusted CA,
+    /// not valid for the host name, expired, ...
+    #[error("certificate verification failed for {server}: {reason}; trusted: {trusted}")]
+    Certificate {
+        /// The server's base URL.
+        server: String,
+        /// rustls's reason, e.g. `invalid peer certificate: UnknownIssuer`.
+        reason: String,
+        /// What the client trusts (the system's roots, and the CA file if given).
+        trusted: String,
+    },
+    /// The client's TLS setup failed (e.g. a CA certificate file that cannot be used).
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// The request could not be made or its response not read.
     #[error("HTTP request to {url} failed")]
     Request {
@@ -55,7 +71,10 @@ impl ApiError {
             ApiError::Server { status, .. } | ApiError::UnexpectedResponse { status, .. } => {
                 Some(*status)
             }
-            ApiError::InvalidUrl(_) | ApiError::Request { .. } => None,
+            ApiError::InvalidUrl(_)
+            | ApiError::Certificate { .. }
+            | ApiError::Tls(_)
+            | ApiError::Request { .. } => None,
         }
     }
 
@@ -80,6 +99,19 @@ pub enum TransportError {
         transport: TransportKind,
         reason: String,
     },
+    /// The server's TLS certificate failed verification (WSS or WebTransport).
+    #[error(
+        "{transport}: certificate verification failed for {server}: {reason}; trusted: {trusted}"
+    )]
+    Certificate {
+        transport: TransportKind,
+        /// The server's host and port.
+        server: String,
+        /// rustls's reason, e.g. `invalid peer certificate: UnknownIssuer`.
+        reason: String,
+        /// What the client trusts (the system's roots, and the CA file if given).
+        trusted: String,
+    },
     #[error("{transport} connection timed out after {after:?}")]
     TimedOut {
         transport: TransportKind,
@@ -98,8 +130,8 @@ pub enum TransportError {
 pub enum ClientError {
     #[error(transparent)]
     InvalidUrl(#[from] InvalidUrl),
-    #[error("cannot load the CA certificate {}: {reason}", path.display())]
-    CaCert { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     #[error("cannot connect")]
     Connect(#[source] TransportError),
     /// The server refused the token (missing, expired or revoked): log in again.

@@ -1,7 +1,9 @@
 //! Native Quibble client: a REST client for accounts, rooms, friends, DMs, blocks, the
 //! conversation list and moderation ([`Api`]) and a realtime
 //! [`Client`] that drives the protocol's sans-IO session over WebTransport (wtransport) or a
-//! WebSocket fallback, reconnecting and resuming by itself.
+//! WebSocket fallback, reconnecting and resuming by itself. An `https://` server is reached
+//! over HTTPS, WSS and WebTransport, all verified with one set of trusted certificates
+//! ([`TlsRoots`]: the system's roots plus an optional CA file).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -34,6 +36,7 @@ mod driver;
 mod endpoints;
 mod error;
 mod social;
+mod tls;
 mod transport;
 
 pub use admin::{AuditEntry, AuditPage, Ban, IpBan, IpBanRemoved, NewSession, Unbanned, UserBrief};
@@ -45,6 +48,7 @@ pub use social::{
     Conversation, ConversationPage, Dm, Friend, FriendChange, FriendOutcome, Friends, Kind, Last,
     MAX_CONVERSATION_PAGE, Membership, Peer,
 };
+pub use tls::{TlsError, TlsRoots};
 pub use transport::wt_endpoints::WtEndpoints;
 pub use transport::{TransportChoice, TransportKind};
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use quibble_client::{
     Api, ChatMessage, Client, ClientError, ClientEvent, ClientOptions, ConversationId, Event, Room,
-    TransportChoice, TransportKind,
+    TlsError, TransportChoice, TransportKind,
 };
 use support::TestServer;
 
@@ -230,7 +230,7 @@ async fn auto_falls_back_to_websocket_when_webtransport_fails() {
     let missing = ClientOptions::new(server.url(), &token).ca_cert(dir.path().join("nope.pem"));
     let result = Client::connect(missing).await;
     assert!(
-        matches!(result, Err(ClientError::CaCert { .. })),
+        matches!(result, Err(ClientError::Tls(TlsError::CaCert { .. }))),
         "{result:?}"
     );
 }

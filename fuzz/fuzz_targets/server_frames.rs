@@ -21,7 +21,7 @@ use libfuzzer_sys::fuzz_target;
 use quibble_protocol::codec;
 use quibble_protocol::mux::{self, Envelope};
 use quibble_protocol::{ClientFrame, ConversationId, Cursor, PROTOCOL_VERSION, ServerFrame};
-use quibble_server::config::{Config, FileConfig, Overrides};
+use quibble_server::config::Loaded;
 use quibble_server::server::Server;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -105,15 +105,10 @@ fn harness() -> &'static Harness {
             "messages_per_second = 100000\nmessage_burst = 100000\n",
         )
         .expect("write config");
-        let config = Config::resolve(
-            FileConfig::load(&file).expect("config file"),
-            Overrides {
-                data_dir: Some(dir.path().join("data")),
-                listen: vec!["127.0.0.1:0".parse().expect("address")],
-                ..Overrides::default()
-            },
-        )
-        .expect("config");
+        let mut settings = Loaded::from_file(&file).expect("config file").settings;
+        settings.data_dir = dir.path().join("data");
+        settings.listen = vec!["127.0.0.1:0".parse().expect("address")];
+        let config = settings.into_config().expect("config");
         let (addr, token, room) = runtime.block_on(async {
             let server = Server::bind(config).await.expect("server starts");
             let addr = server.addrs()[0];

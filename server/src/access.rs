@@ -9,6 +9,8 @@
 //! - Sending in a DM needs its members to be friends now (else `NotFriends`).
 //! - A message may be deleted by its author, or by an admin (any message of a conversation they
 //!   may read); anyone else: `Forbidden` ([`may_delete`]).
+//! - A room's retention may be set by the room's creator or an admin (anyone else:
+//!   `NotRoomOwner`); a DM has no retention (`Unknown`) ([`may_set_retention`]).
 //! - An address is refused while an active IP ban's network holds it ([`address_ban`]).
 //! - Presence is seen by friends and by fellow members of a room ([`shares_presence`]); a DM,
 //!   which outlives the friendship, shares nothing by itself. (The user hub applies this when
@@ -52,6 +54,8 @@ pub enum Refusal {
     /// One of the two blocks the other; deliberately says nothing more.
     #[error("not allowed")]
     NotAllowed,
+    #[error("only the room's creator or an admin may change its retention")]
+    NotRoomOwner,
 }
 
 impl Refusal {
@@ -64,6 +68,7 @@ impl Refusal {
             Refusal::Store(_) => ErrorCode::Internal,
             Refusal::NotYours => ErrorCode::Forbidden,
             Refusal::NotAllowed => ErrorCode::Forbidden,
+            Refusal::NotRoomOwner => ErrorCode::Forbidden,
         }
     }
 }
@@ -235,6 +240,32 @@ pub async fn may_delete(
         Ok((message, DeleteAs::Admin))
     } else {
         Err(Refusal::NotYours)
+    }
+}
+
+/// On whose authority a room's retention is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetentionAs {
+    /// The caller created the room.
+    Creator,
+    /// The caller is an admin (the room is someone else's).
+    Admin,
+}
+
+/// May `user` set the retention of `room`? Only a room has one (anything else, a DM included:
+/// `Unknown`); its creator or an admin (role as stored now) may set it.
+pub async fn may_set_retention(
+    store: &Store,
+    user: &User,
+    room: ConversationId,
+) -> Result<RetentionAs, Refusal> {
+    let room = store.room(room).await?.ok_or(Refusal::Unknown(room.0))?;
+    if room.created_by == user.id {
+        Ok(RetentionAs::Creator)
+    } else if user.role == Role::Admin {
+        Ok(RetentionAs::Admin)
+    } else {
+        Err(Refusal::NotRoomOwner)
     }
 }
 
@@ -429,5 +460,51 @@ mod tests {
         assert!(store.unblock(alice, bob).await.unwrap());
         store.add_friend(bob, alice).await.unwrap();
         assert!(store.blocked_users(alice).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_creator_or_an_admin_may_set_retention_in_a_room_only() {
+        let (_dir, store, [alice, bob, carol]) = setup().await;
+        let room = store.create_room("lobby", bob).await.unwrap().id;
+        store
+            .set_role(crate::store::Actor::Operator, "alice", Role::Admin)
+            .await
+            .unwrap();
+        let [admin, creator, other] = [alice, bob, carol];
+        let user = |id| {
+            let store = store.clone();
+            async move { store.user(id).await.unwrap().unwrap() }
+        };
+        assert_eq!(
+            may_set_retention(&store, &user(creator).await, room)
+                .await
+                .unwrap(),
+            RetentionAs::Creator
+        );
+        assert_eq!(
+            may_set_retention(&store, &user(admin).await, room)
+                .await
+                .unwrap(),
+            RetentionAs::Admin
+        );
+        assert!(matches!(
+            may_set_retention(&store, &user(other).await, room).await,
+            Err(Refusal::NotRoomOwner)
+        ));
+        // A DM is not a room, even to its members or an admin; nor is an unknown id.
+        store.add_friend(bob, carol).await.unwrap();
+        let crate::store::Added::Accepted(dm) = store.add_friend(carol, bob).await.unwrap() else {
+            panic!("not accepted");
+        };
+        for who in [admin, creator, other] {
+            assert!(matches!(
+                may_set_retention(&store, &user(who).await, dm).await,
+                Err(Refusal::Unknown(_))
+            ));
+        }
+        assert!(matches!(
+            may_set_retention(&store, &user(admin).await, ConversationId(999)).await,
+            Err(Refusal::Unknown(999))
+        ));
     }
 }

@@ -1,21 +1,26 @@
-//! `quibble`: the server binary. `quibble serve` starts the server on the embedded defaults;
-//! `quibble admin` is the operator's moderation tool (see `quibble_server::admin`).
+//! `quibble`: the server binary. `quibble serve` starts the server; `quibble config check`
+//! prints the configuration `serve` would run with; `quibble admin` is the operator's
+//! moderation tool (see `quibble_server::admin`).
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use quibble_server::admin::command::AdminArgs;
 use quibble_server::admin::socket::AdminSocket;
-use quibble_server::config::{Config, FileConfig, Overrides};
+use quibble_server::config::{Config, Loaded, Settings};
 use quibble_server::logging::LogFormat;
 use quibble_server::server::Server;
 use quibble_server::store::MAX_CONCURRENT_READS;
 
 #[derive(Parser)]
-#[command(name = "quibble", version, about = "Quibble realtime chat server")]
+#[command(
+    name = "quibble",
+    version = quibble_server::build_info::VERSION,
+    about = "Quibble realtime chat server"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -24,48 +29,41 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (HTTP on TCP and WebTransport on UDP, one port).
+    ///
+    /// Every setting is a flag, a QUIBBLE_... environment variable and a config file key: a
+    /// flag wins over its variable, which wins over the file, which wins over the default.
     Serve(ServeArgs),
+    /// The configuration, without starting the server.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Moderate on the server's machine: roles, bans, IP bans, the audit log. Works with the
     /// server running (through its admin socket) or stopped (on its data directory).
     Admin(AdminArgs),
 }
 
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate the configuration `quibble serve` would run with, and print it as TOML.
+    ///
+    /// Takes the same flags, variables and file as `serve`, checks that the certificate files
+    /// can be read, and prints every setting with where its value came from. Opens no store
+    /// and binds no port; exits 2 when the configuration is invalid.
+    Check(ServeArgs),
+}
+
 #[derive(clap::Args)]
 struct ServeArgs {
-    /// TOML config file (keys: see the README's Configuration table).
+    /// TOML config file; its keys are the settings' names (data_dir, listen, ...).
     #[arg(long, env = "QUIBBLE_CONFIG")]
     config: Option<PathBuf>,
-    /// Directory for the store [default: ./quibble-data].
-    #[arg(long, env = "QUIBBLE_DATA_DIR")]
-    data_dir: Option<PathBuf>,
-    /// Address to listen on; repeat for several [default: 127.0.0.1:4433 and [::1]:4433].
-    #[arg(long)]
-    listen: Vec<SocketAddr>,
-    /// PEM certificate chain (with --tls-key); without, a self-signed certificate is made.
-    #[arg(long, requires = "tls_key")]
-    tls_cert: Option<PathBuf>,
-    /// PEM private key.
-    #[arg(long, requires = "tls_cert")]
-    tls_key: Option<PathBuf>,
-    /// Directory of the browser client [default: client-wasm/web of this checkout].
-    #[arg(long, env = "QUIBBLE_WEB_DIR")]
-    web_dir: Option<PathBuf>,
-    /// Serve `/metrics` only on this address (e.g. 127.0.0.1:9100), not on the public port.
-    #[arg(long)]
-    metrics_listen: Option<SocketAddr>,
-    /// Keep everything durable in this PostgreSQL database (a URL such as
-    /// postgres://quibble@db:5432/quibble) instead of the embedded file: the fleet's store.
-    #[arg(long, env = "QUIBBLE_POSTGRES")]
-    postgres: Option<String>,
-    /// Run as a node of a fleet: carry every commit to the other nodes through this Redis (redis://host:port; any node of a Redis Cluster, or several URLs
-    /// comma-separated). Needs --postgres.
-    #[arg(long, env = "QUIBBLE_REDIS")]
-    redis: Option<String>,
-    /// How log lines are written: text (coloured only on a terminal) or json (one object per
-    /// line).
-    #[arg(long, env = "QUIBBLE_LOG_FORMAT", value_enum, default_value_t)]
-    log_format: LogFormat,
+    #[command(flatten)]
+    settings: Settings,
 }
+
+/// The exit status of an invalid configuration (as for a bad command line).
+const EXIT_BAD_CONFIG: u8 = 2;
 
 /// Threads tokio's blocking pool may hold: store reads run there (at most
 /// [`MAX_CONCURRENT_READS`] at once), plus a few incidental jobs (static files, closing). Without a cap the pool
@@ -73,42 +71,90 @@ struct ServeArgs {
 /// read permit (45 threads were measured under a sign-up flood).
 const BLOCKING_THREADS: usize = MAX_CONCURRENT_READS + 4;
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    let format = match &cli.command {
-        Command::Serve(args) => args.log_format,
-        Command::Admin(_) => LogFormat::Text,
-    };
-    quibble_server::logging::init(format);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .max_blocking_threads(BLOCKING_THREADS)
-        .build()
-        .context("cannot start the async runtime")?;
+fn main() -> ExitCode {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     match cli.command {
-        Command::Serve(args) => runtime.block_on(serve(args)),
-        Command::Admin(args) => Ok(runtime.block_on(quibble_server::admin::command::run(args))?),
+        Command::Serve(args) => {
+            let Some(matches) = matches.subcommand_matches("serve") else {
+                return ExitCode::FAILURE;
+            };
+            let loaded = match load(args, matches) {
+                Ok(loaded) => loaded,
+                Err(code) => return code,
+            };
+            quibble_server::logging::init(loaded.settings.log_format);
+            let config = match loaded.config() {
+                Ok(config) => config,
+                Err(e) => return bad_config(&e),
+            };
+            report(runtime().and_then(|rt| rt.block_on(serve(config))))
+        }
+        Command::Config {
+            command: ConfigCommand::Check(args),
+        } => {
+            let Some(matches) = matches
+                .subcommand_matches("config")
+                .and_then(|m| m.subcommand_matches("check"))
+            else {
+                return ExitCode::FAILURE;
+            };
+            let loaded = match load(args, matches) {
+                Ok(loaded) => loaded,
+                Err(code) => return code,
+            };
+            if let Err(e) = loaded.config().and_then(|_| loaded.settings.check_files()) {
+                return bad_config(&e);
+            }
+            let text = quibble_server::config::render::render(&loaded);
+            report(
+                std::io::stdout()
+                    .lock()
+                    .write_all(text.as_bytes())
+                    .context("cannot print the configuration"),
+            )
+        }
+        Command::Admin(args) => {
+            quibble_server::logging::init(LogFormat::Text);
+            report(
+                runtime()
+                    .and_then(|rt| Ok(rt.block_on(quibble_server::admin::command::run(args))?)),
+            )
+        }
     }
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let file = match &args.config {
-        Some(path) => FileConfig::load(path)?,
-        None => FileConfig::default(),
-    };
-    let config = Config::resolve(
-        file,
-        Overrides {
-            data_dir: args.data_dir,
-            listen: args.listen,
-            tls_cert: args.tls_cert,
-            tls_key: args.tls_key,
-            web_dir: args.web_dir,
-            metrics_listen: args.metrics_listen,
-            postgres: args.postgres,
-            redis: args.redis,
-        },
-    )?;
+/// The effective settings of `serve` (or `config check`) from the command line `matches`,
+/// the environment and the config file; an invalid file exits with status 2.
+fn load(args: ServeArgs, matches: &clap::ArgMatches) -> Result<Loaded, ExitCode> {
+    Loaded::load(args.settings, matches, args.config.as_deref()).map_err(|e| bad_config(&e))
+}
+
+fn bad_config(e: &quibble_server::config::ConfigError) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(EXIT_BAD_CONFIG)
+}
+
+/// Exit status 1 with the error chain on standard error, as `main() -> anyhow::Result` would.
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:?}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(BLOCKING_THREADS)
+        .build()
+        .context("cannot start the async runtime")
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
     let data_dir = config.data_dir.clone();
     let server = Server::bind(config)
         .await

@@ -68,6 +68,9 @@ pub const PASSWORD_HASHES: &str = "quibble_password_hashes_total";
 /// (`chat::congestion`), by reason (`readers_behind`, `in_flight`).
 pub const SENDS_CONGESTED: &str = "quibble_sends_congested_total";
 
+/// Messages retained away (made tombstones) by rooms' retention (`crate::retention`).
+pub const MESSAGES_RETAINED_AWAY: &str = "quibble_messages_retained_away_total";
+
 // Store group commit (issue 9, durable ingest).
 /// Store write transactions committed (each one fsync).
 pub const STORE_COMMITS: &str = "quibble_store_commits_total";
@@ -462,6 +465,11 @@ pub fn committed(requests: usize, messages: usize) {
 /// How long one of the writer's group commits took.
 pub fn commit_latency(elapsed: Duration) {
     hot().store_commit_seconds.record(elapsed.as_secs_f64());
+}
+
+/// `count` messages retained away.
+pub fn retained_away(count: usize) {
+    metrics::counter!(MESSAGES_RETAINED_AWAY).increment(count as u64);
 }
 
 /// `GET /metrics`

@@ -317,6 +317,7 @@ impl Server {
         // idle (issue 9): one task closes silent connections.
         let heartbeat_sweeper = tokio::spawn(crate::chat::heartbeat::sweep(state.clone()));
         let metrics_upkeep = tokio::spawn(crate::metrics::upkeep());
+        let retention_sweeper = tokio::spawn(crate::retention::sweep(state.clone()));
 
         stop.await;
         tracing::info!("shutting down: not ready, sending GoAway, draining");
@@ -332,6 +333,7 @@ impl Server {
         typing_sweeper.abort();
         heartbeat_sweeper.abort();
         metrics_upkeep.abort();
+        retention_sweeper.abort();
         // The accept loops saw the shutdown signal; they must be gone before the close.
         while accept_loops.join_next().await.is_some() {}
         for (_, endpoint) in &endpoints {

@@ -260,3 +260,66 @@ async fn pipelined_sends_keep_their_order() {
         }
     }
 }
+
+/// RFC 6455 §5.5.1: a close frame from the client is answered with a close frame, so the
+/// client sees a clean close (1000), not an abrupt end (1006).
+#[tokio::test]
+async fn a_websocket_close_from_the_client_is_answered_with_a_close() {
+    use futures_util::{SinkExt, StreamExt};
+    use quibble_protocol::mux::Envelope;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+    let dir = tempfile::TempDir::new().unwrap();
+    let server = TestServer::start(&dir.path().join("data"));
+    let token = server.api().signup("closer").await;
+    let url = format!("ws://127.0.0.1:{}/ws", server.port);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("upgrade");
+    let hello = quibble_protocol::codec::encode(&ClientFrame::Hello {
+        version: quibble_protocol::PROTOCOL_VERSION,
+        token,
+    })
+    .unwrap();
+    ws.send(Message::Binary(
+        quibble_protocol::mux::wrap(0, &hello).into(),
+    ))
+    .await
+    .unwrap();
+    loop {
+        let message = tokio::time::timeout(support::WAIT, ws.next())
+            .await
+            .expect("Welcome in time")
+            .expect("open")
+            .expect("read");
+        if let Message::Binary(data) = message
+            && let Ok(Envelope::Frame(0, ServerFrame::Welcome { .. })) =
+                quibble_protocol::mux::unwrap::<ServerFrame>(&data, usize::MAX)
+        {
+            break;
+        }
+    }
+    ws.send(Message::Close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "bye".into(),
+    })))
+    .await
+    .unwrap();
+    let answer = loop {
+        match tokio::time::timeout(support::WAIT, ws.next())
+            .await
+            .expect("the server answers the close in time")
+        {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            other => panic!("the connection ended without a close frame: {other:?}"),
+        }
+    };
+    let code = answer.map(|f| u16::from(f.code));
+    assert!(
+        matches!(code, None | Some(1000)),
+        "close answered with {code:?}"
+    );
+}

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use quibble_protocol::{ClientFrame, PROTOCOL_VERSION, ServerFrame, codec};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rustls::pki_types::pem::PemObject;
 use support::TestServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -19,20 +18,11 @@ struct Pki {
     ca_der: rustls::pki_types::CertificateDer<'static>,
 }
 
-/// Make a CA and a server certificate for 127.0.0.1 it signed; write the server's PEM files.
+/// Make a CA and a server certificate for 127.0.0.1 it signed; write the server's PEM files
+/// (`cert.pem`, `key.pem`) into `dir` (the shared test PKI).
 fn make_pki(dir: &std::path::Path) -> Pki {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca)
-        .unwrap();
-    std::fs::write(dir.join("cert.pem"), leaf.pem()).unwrap();
-    std::fs::write(dir.join("key.pem"), leaf_key.serialize_pem()).unwrap();
     Pki {
-        ca_der: ca.der().clone(),
+        ca_der: quibble_test_support::pki::TestPki::new(dir).ca_der(),
     }
 }
 

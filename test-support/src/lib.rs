@@ -1,9 +1,11 @@
 //! Test support shared by the client and bench tests: the real `quibble` server binary on an
 //! ephemeral loopback port with a temp data dir (killed by its own handle when the guard drops,
 //! also on panic), running child processes with a time limit, a fault-injecting proxy
-//! ([`proxy`]) for chaos tests, and throwaway PostgreSQL ([`postgres`]) and Redis ([`redis`])
-//! servers (`scripts/setup-services` installs them).
+//! ([`proxy`]) for chaos tests, a CA and server certificate for TLS tests ([`pki`]), and
+//! throwaway PostgreSQL ([`postgres`]) and Redis ([`redis`]) servers (`scripts/setup-services`
+//! installs them).
 
+pub mod pki;
 pub mod postgres;
 pub mod proxy;
 pub mod redis;

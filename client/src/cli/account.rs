@@ -2,7 +2,7 @@
 //! lookup by name, and the realtime connection options.
 
 use anyhow::{Context, anyhow, bail};
-use quibble_client::{Api, Client, ClientOptions, Dm, Login, Room};
+use quibble_client::{Api, Client, ClientOptions, Dm, Login, Room, TlsRoots};
 
 use super::args::Cli;
 use super::format::find_room;
@@ -26,8 +26,10 @@ pub fn credentials(cli: &Cli) -> anyhow::Result<(String, String)> {
     Ok((user, password))
 }
 
+/// The REST client for `--server`, trusting the system's roots and `--ca-cert`.
 pub fn api(cli: &Cli) -> anyhow::Result<Api> {
-    Ok(Api::new(&cli.server)?)
+    let tls = TlsRoots::from_option(cli.ca_cert.as_deref())?;
+    Ok(Api::with_tls(&cli.server, tls)?)
 }
 
 impl Session {
@@ -71,13 +73,11 @@ impl Session {
             .with_context(|| format!("no DM with {user:?}"))
     }
 
-    /// Open the realtime connection.
+    /// Open the realtime connection, trusting what the REST client trusts.
     pub async fn connect(&self, cli: &Cli) -> anyhow::Result<Client> {
-        let mut options =
-            ClientOptions::new(cli.server.clone(), self.token()).transport(cli.transport);
-        if let Some(path) = &cli.ca_cert {
-            options = options.ca_cert(path);
-        }
+        let options = ClientOptions::new(cli.server.clone(), self.token())
+            .transport(cli.transport)
+            .api(self.api.clone());
         Client::connect(options)
             .await
             .context("cannot open the realtime connection")

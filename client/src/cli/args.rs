@@ -22,7 +22,9 @@ pub struct Cli {
     /// Password (prefer the environment variable: command lines are visible to other users).
     #[arg(long, global = true, env = "QUIBBLE_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
-    /// PEM file of CA certificates for WebTransport (default: pin the hash from /api/cert).
+    /// PEM file of CA certificates to trust besides the system's roots, for HTTPS, WSS and
+    /// WebTransport (without it, an http:// server's WebTransport certificate is pinned by the
+    /// hash from /api/cert).
     #[arg(long, global = true)]
     pub ca_cert: Option<PathBuf>,
     #[command(subcommand)]

@@ -18,6 +18,7 @@ use super::wt_endpoints::WtEndpoints;
 use super::{Connection, TransportChoice, TransportKind, ws, wt};
 use crate::endpoints::ServerUrl;
 use crate::error::TransportError;
+use crate::tls::TlsRoots;
 
 /// How long WebTransport may take before a WebSocket is raced against it.
 pub(crate) const HEAD_START: Duration = Duration::from_millis(300);
@@ -29,6 +30,8 @@ pub(crate) const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) struct DialConfig {
     pub server: ServerUrl,
     pub trust: Trust,
+    /// The roots WSS verifies an `https` server with.
+    pub tls: TlsRoots,
     pub choice: TransportChoice,
     /// Where WebTransport sessions get their UDP socket.
     pub wt_endpoints: WtEndpoints,
@@ -76,9 +79,12 @@ async fn websocket(
     first_flight: Vec<Transmit>,
 ) -> Result<Connection, TransportError> {
     let url = config.server.websocket();
-    limited(TransportKind::WebSocket, ws::connect(&url, first_flight))
-        .await
-        .map(Connection::WebSocket)
+    limited(
+        TransportKind::WebSocket,
+        ws::connect(&url, first_flight, &config.tls),
+    )
+    .await
+    .map(Connection::WebSocket)
 }
 
 /// One attempt, within [`ATTEMPT_TIMEOUT`]; failures are logged (a race may hide them).

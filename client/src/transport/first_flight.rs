@@ -7,8 +7,8 @@
 //! frame formatting. [`FirstFlight`] wraps the socket under the WebSocket handshake: its first
 //! write takes the caller's bytes (the request) and appends the flight, and reports the
 //! caller's bytes written only once both are out; every later read and write passes straight
-//! through. It sits directly on the TCP stream, so it is only used for plain `ws://` (under
-//! TLS the flight would go out in clear).
+//! through. It sits on the stream the WebSocket handshake writes to: the TCP stream for
+//! `ws://`, the TLS stream for `wss://` (so the flight is encrypted like the request).
 
 use std::io;
 use std::pin::Pin;

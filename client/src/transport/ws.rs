@@ -1,5 +1,6 @@
-//! The WebSocket transport (`ws://host:port/ws`): every frame travels as one binary message
-//! in the `protocol::mux` envelope, stream id 0 being the control stream and each
+//! The WebSocket transport (`ws://host:port/ws`, or `wss://` for an `https` server, verified
+//! with the client's roots from `tls.rs` over tokio-rustls): every frame travels as one
+//! binary message in the `protocol::mux` envelope, stream id 0 being the control stream and each
 //! conversation stream getting a fresh, strictly increasing id (ids are never reused). One
 //! task reads and reports, one task writes (batching whatever is queued into one flush).
 //!
@@ -7,9 +8,8 @@
 //! per open stream, and forgetting one (the server ended it, its frame was malformed, or a
 //! rejoin replaced it) sends our finish for its id, so neither side keeps a dead id.
 //!
-//! The dial takes the session's first flight (`Hello` and the `Join`s behind it): over plain
-//! `ws://` it goes out in the upgrade request's write (see `first_flight`), elsewhere it waits
-//! in the write queue for the upgrade.
+//! The dial takes the session's first flight (`Hello` and the `Join`s behind it): it goes out
+//! in the upgrade request's write (see `first_flight`), inside TLS for `wss://`.
 
 use std::time::Duration;
 
@@ -25,15 +25,17 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
+use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::error::UrlError;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{WebSocketStream, client_async_with_config, connect_async_with_config};
+use tokio_tungstenite::{WebSocketStream, client_async_with_config};
 
 use super::first_flight::{self, FirstFlight};
 use super::streams::{CONTROL_ID, INBOUND_QUEUE, Inbound, StreamTable};
 use super::{CloseInfo, TransportEvent, TransportKind, encode_transmit};
 use crate::error::TransportError;
+use crate::tls::{self, TlsRoots};
 
 /// Room for the stream id in front of a frame.
 const ENVELOPE_SLACK: usize = 16;
@@ -54,10 +56,12 @@ pub(crate) struct WsConnection {
 /// whose bots read a few small messages at a time. 16 KiB still takes ~100 deliveries a read.
 const READ_BUFFER: usize = 16 * 1024;
 
-/// Open the WebSocket at `url`, carrying `first_flight` (see the module docs).
+/// Open the WebSocket at `url`, carrying `first_flight` (see the module docs); a `wss` URL is
+/// verified with `tls`.
 pub(crate) async fn connect(
     url: &Url,
     first_flight: Vec<Transmit>,
+    tls: &TlsRoots,
 ) -> Result<WsConnection, TransportError> {
     let failed = |e: tungstenite::Error| TransportError::Failed {
         transport: TransportKind::WebSocket,
@@ -78,23 +82,33 @@ pub(crate) async fn connect(
         }
     }
     let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE);
-    let reader = if url.scheme() == "ws" {
-        let queued = std::iter::from_fn(|| out_rx.try_recv().ok());
-        let flight = first_flight::encode(queued).map_err(|e| failed(e.into()))?;
-        let tcp = TcpStream::connect(authority(url).map_err(failed)?)
-            .await
-            .map_err(|e| failed(e.into()))?;
-        tcp.set_nodelay(true).map_err(|e| failed(e.into()))?;
-        let stream = FirstFlight::new(tcp, flight);
-        let (socket, _response) = client_async_with_config(url.as_str(), stream, Some(config))
-            .await
-            .map_err(failed)?;
-        start(socket, out_rx, inbound_tx)
-    } else {
-        let (socket, _response) = connect_async_with_config(url.as_str(), Some(config), true)
-            .await
-            .map_err(failed)?;
-        start(socket, out_rx, inbound_tx)
+    let queued = std::iter::from_fn(|| out_rx.try_recv().ok());
+    let flight = first_flight::encode(queued).map_err(|e| failed(e.into()))?;
+    let tcp = TcpStream::connect(authority(url).map_err(failed)?)
+        .await
+        .map_err(|e| failed(e.into()))?;
+    tcp.set_nodelay(true).map_err(|e| failed(e.into()))?;
+    let reader = match url.scheme() {
+        "ws" => {
+            let stream = FirstFlight::new(tcp, flight);
+            let (socket, _response) = client_async_with_config(url.as_str(), stream, Some(config))
+                .await
+                .map_err(failed)?;
+            start(socket, out_rx, inbound_tx)
+        }
+        "wss" => {
+            let tls_stream = handshake_tls(url, tcp, tls).await?;
+            let stream = FirstFlight::new(tls_stream, flight);
+            let (socket, _response) = client_async_with_config(url.as_str(), stream, Some(config))
+                .await
+                .map_err(failed)?;
+            start(socket, out_rx, inbound_tx)
+        }
+        _ => {
+            return Err(failed(tungstenite::Error::Url(
+                UrlError::UnsupportedUrlScheme,
+            )));
+        }
     };
     Ok(WsConnection {
         inbound,
@@ -102,6 +116,33 @@ pub(crate) async fn connect(
         out,
         reader,
     })
+}
+
+/// The TLS handshake of a `wss` connection: the server's certificate verified with `tls` for
+/// the URL's host; a refused certificate is [`TransportError::Certificate`].
+async fn handshake_tls(
+    url: &Url,
+    tcp: TcpStream,
+    tls: &TlsRoots,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, TransportError> {
+    let failed = |reason: String| TransportError::Failed {
+        transport: TransportKind::WebSocket,
+        reason,
+    };
+    let name = tls::server_name(url)
+        .ok_or_else(|| failed(format!("{url} has no host name usable for TLS")))?;
+    TlsConnector::from(tls.tcp())
+        .connect(name, tcp)
+        .await
+        .map_err(|e| match tls::certificate_failure(&e) {
+            Some(reason) => TransportError::Certificate {
+                transport: TransportKind::WebSocket,
+                server: authority(url).unwrap_or_else(|_| url.to_string()),
+                reason,
+                trusted: tls.describe(),
+            },
+            None => failed(format!("TLS handshake failed: {e}")),
+        })
 }
 
 /// `host:port` of `url`, for the TCP connection.

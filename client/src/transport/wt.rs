@@ -2,8 +2,9 @@
 //! stream is the first bidirectional stream, opened while connecting; each conversation stream
 //! is another client-opened bidirectional stream. Frames are written length-prefixed as
 //! encoded and read back with `protocol::codec::Decoder`. The server certificate is trusted
-//! either through a CA certificate or by pinning the hash `/api/cert` publishes (fetched anew
-//! for every connection, since the server rotates its certificate). The session runs on an
+//! either through the client's roots (`tls.rs`: an `https` server or a CA file) or by pinning
+//! the hash `/api/cert` publishes (fetched anew for every connection, since the server rotates
+//! its certificate); a certificate refused is [`TransportError::Certificate`]. The session runs on an
 //! endpoint (UDP socket) leased from a [`WtEndpoints`] pool, shared with other sessions.
 //!
 //! A handshake is tried up to [`HANDSHAKE_TRIES`] times, after a short jittered pause, when it
@@ -19,7 +20,6 @@
 //! every other failure (a refused session, a TLS error) is final.
 
 use std::ops::RangeInclusive;
-use std::sync::Arc;
 use std::time::Duration;
 
 use quibble_protocol::session::StreamKey;
@@ -30,7 +30,6 @@ use tokio::time::{sleep, timeout};
 use wtransport::endpoint::endpoint_side;
 use wtransport::error::{ConnectingError, ConnectionError, StreamReadError};
 use wtransport::tls::Sha256Digest;
-use wtransport::tls::rustls::RootCertStore;
 use wtransport::{Connection, Endpoint, RecvStream, SendStream, VarInt};
 
 use super::streams::{CONTROL_ID, INBOUND_QUEUE, Inbound, StreamTable};
@@ -39,6 +38,7 @@ use super::{CloseInfo, TransportEvent, TransportKind};
 use crate::api::Api;
 use crate::endpoints::ServerUrl;
 use crate::error::TransportError;
+use crate::tls::{self, TlsRoots};
 
 /// Bytes read from a stream at a time.
 const READ_CHUNK: usize = 16 * 1024;
@@ -57,8 +57,8 @@ const H3_ERRORS: RangeInclusive<u64> = 0x100..=0x110;
 pub(crate) enum Trust {
     /// Pin the hash from `/api/cert` (fetched per connection).
     PinnedHash(Api),
-    /// Verify against these CA roots.
-    Roots(Arc<RootCertStore>),
+    /// Verify against these roots.
+    Roots(TlsRoots),
 }
 
 /// An open WebTransport session.
@@ -101,7 +101,9 @@ pub(crate) async fn connect(
         }
     };
     let endpoint = endpoints.lease(&EndpointKey { family, pinning })?;
-    let connection = open_session(endpoint.endpoint(), url.as_str()).await?;
+    let connection = open_session(endpoint.endpoint(), url.as_str())
+        .await
+        .map_err(|e| certificate_error(e, &url, trust))?;
     let (send, recv) = open_bi(&connection).await.map_err(failed)?;
     // Control frames (pings, pongs) go first when streams compete for the path.
     send.set_priority(1);
@@ -156,6 +158,30 @@ async fn open_session(
         sleep(pause).await;
         tries += 1;
         pause_ms *= 2;
+    }
+}
+
+/// [`TransportError::Certificate`] if `error` is the server's certificate failing
+/// verification, else `error`.
+fn certificate_error(error: TransportError, url: &reqwest::Url, trust: &Trust) -> TransportError {
+    let TransportError::Failed { reason, .. } = &error else {
+        return error;
+    };
+    let Some(reason) = tls::quic_certificate_failure(reason) else {
+        return error;
+    };
+    TransportError::Certificate {
+        transport: TransportKind::WebTransport,
+        server: format!(
+            "{}:{}",
+            url.host_str().unwrap_or_default(),
+            url.port_or_known_default().unwrap_or_default()
+        ),
+        reason,
+        trusted: match trust {
+            Trust::Roots(roots) => roots.describe(),
+            Trust::PinnedHash(_) => "the certificate hash from /api/cert".to_owned(),
+        },
     }
 }
 

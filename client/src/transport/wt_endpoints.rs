@@ -21,11 +21,11 @@ use wtransport::config::IpBindConfig;
 use wtransport::endpoint::endpoint_side;
 use wtransport::quinn::{IdleTimeout, MtuDiscoveryConfig, TransportConfig};
 use wtransport::tls::Sha256Digest;
-use wtransport::tls::rustls::RootCertStore;
 use wtransport::{ClientConfig, Endpoint};
 
 use super::{TransportKind, wt_udp_buffers};
 use crate::error::TransportError;
+use crate::tls::TlsRoots;
 
 /// QUIC keep-alive (the server drops connections idle for 30 s).
 const KEEP_ALIVE: Duration = Duration::from_secs(10);
@@ -67,8 +67,8 @@ impl std::fmt::Debug for WtEndpoints {
 pub(crate) enum Pinning {
     /// The certificate with this SHA-256 hash (from `/api/cert`).
     Hash(Sha256Digest),
-    /// Certificates these CA roots vouch for.
-    Roots(Arc<RootCertStore>),
+    /// Certificates these roots vouch for.
+    Roots(TlsRoots),
 }
 
 /// The address family of an endpoint's socket.
@@ -115,7 +115,7 @@ impl PartialEq for EndpointKey {
         self.family == other.family
             && match (&self.pinning, &other.pinning) {
                 (Pinning::Hash(a), Pinning::Hash(b)) => a == b,
-                (Pinning::Roots(a), Pinning::Roots(b)) => Arc::ptr_eq(a, b),
+                (Pinning::Roots(a), Pinning::Roots(b)) => a.same(b),
                 _ => false,
             }
     }
@@ -243,10 +243,7 @@ fn open(key: &EndpointKey, sessions: usize) -> Result<ClientEndpoint, TransportE
         None => bind.with_bind_config(key.family.bind_config()),
     };
     let builder = match &key.pinning {
-        Pinning::Roots(roots) => {
-            let tls = wtransport::tls::client::build_default_tls_config(roots.clone(), None);
-            bind.with_custom_tls(tls)
-        }
+        Pinning::Roots(roots) => bind.with_custom_tls(roots.quic().clone()),
         Pinning::Hash(hash) => bind.with_server_certificate_hashes([hash.clone()]),
     };
     let mut config = builder.build();

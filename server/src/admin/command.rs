@@ -14,7 +14,7 @@ use clap::{Args, Subcommand};
 
 use super::ops::{self, OpError, Operation, Outcome};
 use super::socket::{self, SOCKET_NAME, SocketError};
-use crate::config::FileConfig;
+use crate::config::Loaded;
 use crate::store::{Actor, Role, Store, StoreError};
 use crate::tls::unix_ms;
 
@@ -58,6 +58,16 @@ pub enum AdminCommand {
     /// Ban, list or unban addresses and CIDR ranges.
     #[command(subcommand)]
     IpBan(IpBanCommand),
+    /// Set the retention of room ROOM (its id); with neither option, turn it off.
+    Retention {
+        room: u64,
+        /// Retain away messages older than this, e.g. 30d, 12h.
+        #[arg(long = "max-age", value_parser = parse_duration)]
+        max_age: Option<u64>,
+        /// Keep only this many of the newest messages.
+        #[arg(long = "max-messages")]
+        max_messages: Option<u64>,
+    },
     /// Show the audit log, newest first.
     Audit {
         /// How many entries (1-500).
@@ -131,10 +141,12 @@ fn data_dir(args: &AdminArgs) -> Result<PathBuf, AdminError> {
         return Ok(dir.clone());
     }
     let from_file = match &args.config {
-        Some(path) => FileConfig::load(path)
-            .map_err(|e| AdminError::Config(e.to_string()))?
-            .data_dir
-            .clone(),
+        Some(path) => Some(
+            Loaded::from_file(path)
+                .map_err(|e| AdminError::Config(e.to_string()))?
+                .settings
+                .data_dir,
+        ),
         None => None,
     };
     Ok(from_file.unwrap_or_else(|| PathBuf::from("quibble-data")))
@@ -169,6 +181,15 @@ fn operation(command: AdminCommand) -> Operation {
         AdminCommand::Audit { limit } => Operation::Audit {
             limit: Some(limit),
             before: None,
+        },
+        AdminCommand::Retention {
+            room,
+            max_age,
+            max_messages,
+        } => Operation::SetRetention {
+            room,
+            max_age_seconds: max_age,
+            max_messages,
         },
     }
 }
@@ -283,6 +304,15 @@ fn lines(outcome: &Outcome) -> Vec<String> {
                 )
             })
             .collect(),
+        Outcome::Retention(set) => {
+            let show = |rule: Option<u64>| rule.map_or_else(|| "-".to_owned(), |n| n.to_string());
+            vec![format!(
+                "retention\t{}\t{}\t{}",
+                set.room,
+                show(set.max_age_seconds),
+                show(set.max_messages)
+            )]
+        }
     }
 }
 

@@ -1,5 +1,5 @@
 //! The moderation operations themselves — promote, demote, ban, unban, list bans, IP ban add,
-//! remove and list, read the audit log — as one [`Operation`] type run by [`execute`] against
+//! remove and list, read the audit log, set a room's retention — as one [`Operation`] type run by [`execute`] against
 //! the store, whoever asks: an admin over REST, the operator over the admin socket, or
 //! `quibble admin` on a stopped server's data directory. So every path validates the same way
 //! and answers the same [`Outcome`], whose JSON is the REST API's (docs/api.md).
@@ -15,7 +15,10 @@ use std::net::IpAddr;
 use ipnet::{IpNet, Ipv4Net};
 use serde::{Deserialize, Serialize};
 
+use quibble_protocol::ConversationId;
+
 use crate::http::accounts::UserView;
+use crate::http::retention::RetentionView;
 use crate::store::{Actor, AuditEntry, AuditPage, Ban, IpBan, Role, Store, StoreError, Unbanned};
 
 /// The longest ban reason, in characters (after trimming).
@@ -59,6 +62,12 @@ pub enum Operation {
     Audit {
         limit: Option<usize>,
         before: Option<u64>,
+    },
+    /// A room's retention (both `None`: off), checked as `PUT /api/rooms/{id}/retention`.
+    SetRetention {
+        room: u64,
+        max_age_seconds: Option<u64>,
+        max_messages: Option<u64>,
     },
 }
 
@@ -157,6 +166,16 @@ pub enum Outcome {
     IpBanRemoved(IpBanRemovedView),
     IpBans(IpBansView),
     Audit(AuditPageView),
+    Retention(RetentionSetView),
+}
+
+/// A room's retention as set (`PUT /api/rooms/{id}/retention`'s answer).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSetView {
+    pub room: u64,
+    pub max_age_seconds: Option<u64>,
+    pub max_messages: Option<u64>,
 }
 
 /// Why an operation was refused or failed.
@@ -174,6 +193,10 @@ pub enum OpError {
     InvalidNetwork(String),
     #[error("{0}")]
     BadRequest(String),
+    #[error("{0}")]
+    InvalidRetention(String),
+    #[error("no room {0}")]
+    UnknownRoom(u64),
     #[error("only admins may do this")]
     Forbidden,
     #[error(transparent)]
@@ -272,6 +295,31 @@ pub async fn execute(
                 entries: entries.into_iter().map(audit_view).collect(),
                 next,
             }))
+        }
+        Operation::SetRetention {
+            room,
+            max_age_seconds,
+            max_messages,
+        } => {
+            let asked = RetentionView {
+                max_age_seconds,
+                max_messages,
+            };
+            let retention = asked
+                .to_retention()
+                .map_err(|e| OpError::InvalidRetention(e.message))?;
+            match store
+                .set_retention(actor, ConversationId(room), retention)
+                .await
+            {
+                Ok(()) => Ok(Outcome::Retention(RetentionSetView {
+                    room,
+                    max_age_seconds,
+                    max_messages,
+                })),
+                Err(StoreError::NotFound) => Err(OpError::UnknownRoom(room)),
+                Err(e) => Err(refusal(e)),
+            }
         }
     }
 }
@@ -508,6 +556,11 @@ mod tests {
                     reason: None,
                 }],
                 next: None,
+            }),
+            Outcome::Retention(RetentionSetView {
+                room: 3,
+                max_age_seconds: None,
+                max_messages: Some(10),
             }),
         ];
         for outcome in outcomes {

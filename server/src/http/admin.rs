@@ -169,6 +169,8 @@ impl From<OpError> for ApiError {
             OpError::InvalidDuration(_) => ApiError::bad_request("invalid_duration", message),
             OpError::InvalidNetwork(_) => ApiError::bad_request("invalid_network", message),
             OpError::BadRequest(_) => ApiError::bad_request("bad_request", message),
+            OpError::InvalidRetention(_) => ApiError::bad_request("invalid_retention", message),
+            OpError::UnknownRoom(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
             OpError::Forbidden => ApiError::new(StatusCode::FORBIDDEN, "forbidden", message),
             OpError::Store(e) => e.into(),
         }

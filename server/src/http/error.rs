@@ -135,6 +135,9 @@ impl From<Refusal> for ApiError {
             Refusal::NotAllowed => {
                 Self::new(StatusCode::FORBIDDEN, "not_allowed", refusal.to_string())
             }
+            Refusal::NotRoomOwner => {
+                Self::new(StatusCode::FORBIDDEN, "forbidden", refusal.to_string())
+            }
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod listener;
 pub mod login_limit;
 pub mod messages;
 pub mod request_body;
+pub mod retention;
 pub mod rooms;
 pub mod signup_limit;
 pub mod status;
@@ -53,6 +54,10 @@ pub fn router(state: AppState, web_dir: Option<&std::path::Path>, metrics_public
         .route("/rooms", get(rooms::list).post(rooms::create))
         .route("/rooms/{id}/join", post(rooms::join))
         .route("/rooms/{id}/leave", post(rooms::leave))
+        .route(
+            "/rooms/{id}/retention",
+            get(retention::get).put(retention::put),
+        )
         .route("/conversations", get(conversations::list))
         .route("/conversations/{id}/receipts", get(conversations::receipts))
         .route("/friends", get(friends::list))

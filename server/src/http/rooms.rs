@@ -1,5 +1,6 @@
 //! Room endpoints: list (in pages, each room marked with whether the caller is in it), create
-//! (rate-limited per user; the creator joins it), join and leave (durable membership).
+//! (rate-limited per user; the creator joins it), join and leave (durable membership). A
+//! room's retention has endpoints of its own (`crate::http::retention`).
 
 use std::collections::HashSet;
 
@@ -15,8 +16,9 @@ use crate::auth;
 use crate::fleet::control::Control;
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiJson, Authenticated, PageQuery};
+use crate::http::retention::RetentionView;
 use crate::state::AppState;
-use crate::store::{Room, RoomEntry, StoreError};
+use crate::store::{Retention, Room, RoomEntry, StoreError};
 
 #[derive(Deserialize)]
 pub struct NewRoom {
@@ -31,6 +33,8 @@ pub struct RoomView {
     pub head_seq: u64,
     /// Whether the caller is a member.
     pub member: bool,
+    /// How long, or how many messages, the room keeps (`crate::http::retention`).
+    pub retention: RetentionView,
 }
 
 #[derive(Serialize)]
@@ -48,13 +52,14 @@ pub struct MembershipChange {
     pub changed: bool,
 }
 
-fn view(room: Room, head_seq: u64, member: bool) -> RoomView {
+fn view(room: Room, head_seq: u64, member: bool, retention: Retention) -> RoomView {
     RoomView {
         id: room.id.0,
         name: room.name,
         created_at_ms: room.created_at_ms,
         head_seq,
         member,
+        retention: retention.into(),
     }
 }
 
@@ -86,10 +91,16 @@ pub async fn list(
     let rooms = page
         .rooms
         .into_iter()
-        .map(|RoomEntry { room, head_seq }| {
-            let member = joined.contains(&room.id);
-            view(room, head_seq, member)
-        })
+        .map(
+            |RoomEntry {
+                 room,
+                 head_seq,
+                 retention,
+             }| {
+                let member = joined.contains(&room.id);
+                view(room, head_seq, member, retention)
+            },
+        )
         .collect();
     Ok(Json(RoomList {
         rooms,
@@ -122,7 +133,10 @@ pub async fn create(
                 .users
                 .joined(&state.store, auth.user.id, room.id)
                 .await;
-            Ok((StatusCode::CREATED, Json(view(room, 0, true))))
+            Ok((
+                StatusCode::CREATED,
+                Json(view(room, 0, true, Retention::default())),
+            ))
         }
         Err(StoreError::NameTaken) => Err(ApiError::name_taken("room name")),
         Err(e) => Err(e.into()),

@@ -19,6 +19,7 @@ mod commit_counts;
 mod conformance;
 mod postgres;
 mod redb;
+pub mod retention;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
@@ -38,6 +39,7 @@ pub use self::redb::{
 };
 pub use commit_counts::CommitCounts;
 use commit_counts::Counters;
+pub use retention::{MAX_RETAIN_BATCH, Retained, Retention};
 
 /// A write the writer has queued; resolves once it is committed (or failed).
 pub struct Pending<T>(oneshot::Receiver<Result<T, StoreError>>);
@@ -841,13 +843,64 @@ impl Store {
         }
     }
 
-    /// The room with id `id` (the server asks [`Store::conversation_kind`]; tests read the
-    /// record back with this).
-    #[cfg(test)]
+    /// The room with id `id`, if there is one (a DM is not a room).
     pub async fn room(&self, id: ConversationId) -> Result<Option<Room>, StoreError> {
         match &self.engine {
             Engine::Redb(s) => s.room(id).await,
             Engine::Postgres(s) => s.room(id).await,
+        }
+    }
+
+    /// Sets the retention of the room `room` as `actor` (the caller checks who may:
+    /// `crate::access::may_set_retention`), audited; [`Retention::default`] turns it off.
+    /// [`StoreError::NotFound`] unless `room` is a room (DMs have no retention).
+    pub async fn set_retention(
+        &self,
+        actor: Actor,
+        room: ConversationId,
+        retention: Retention,
+    ) -> Result<(), StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.set_retention(actor, room, retention).await,
+            Engine::Postgres(s) => s.set_retention(actor, room, retention).await,
+        }
+    }
+
+    /// The retention of `room` (off for a room without one, or for no room).
+    pub async fn retention(&self, room: ConversationId) -> Result<Retention, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.retention(room).await,
+            Engine::Postgres(s) => s.retention(room).await,
+        }
+    }
+
+    /// Up to `limit` rooms with retention on, with ids above `after`, ascending: what the
+    /// background sweep walks.
+    pub async fn retention_page(
+        &self,
+        after: Option<ConversationId>,
+        limit: usize,
+    ) -> Result<Vec<(ConversationId, Retention)>, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.retention_page(after, limit).await,
+            Engine::Postgres(s) => s.retention_page(after, limit).await,
+        }
+    }
+
+    /// One retention step for `room` (see [`retention`]): in one transaction, every live
+    /// message of the next at most `limit` (capped at [`MAX_RETAIN_BATCH`]) seqs that its
+    /// retention at `now_ms` no longer keeps becomes a tombstone, through the deletion path
+    /// (the commit hook gets the tombstones; no audit entry). Idempotent: a tombstone is never
+    /// made twice, whichever node runs the step. A room without retention retains nothing.
+    pub async fn retain(
+        &self,
+        room: ConversationId,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Retained, StoreError> {
+        match &self.engine {
+            Engine::Redb(s) => s.retain(room, now_ms, limit).await,
+            Engine::Postgres(s) => s.retain(room, now_ms, limit).await,
         }
     }
 

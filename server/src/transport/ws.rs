@@ -310,7 +310,12 @@ impl Writer {
                     reason: Utf8Bytes::from(truncate(&reason.reason, 120)),
                 };
                 Writer::Closing(Box::pin(async move {
-                    let _ = timeout(WRITE_STALL, sink.send(Message::Close(Some(close)))).await;
+                    let _ = timeout(WRITE_STALL, async {
+                        if sink.send(Message::Close(Some(close))).await.is_err() {
+                            answer_close(&mut sink).await;
+                        }
+                    })
+                    .await;
                 }))
             }
             Batch::Failed => Writer::Done,
@@ -572,14 +577,28 @@ fn envelopes(items: Vec<(u64, Item)>) -> impl Iterator<Item = Bytes> {
 }
 
 /// Write a batch's messages and flush them.
-async fn write_batch(
-    sink: &mut SplitSink<WebSocket, Message>,
-    items: Vec<(u64, Item)>,
-) -> Result<(), axum::Error> {
+async fn write_batch(sink: &mut Sink, items: Vec<(u64, Item)>) -> Result<(), axum::Error> {
+    let mut written = Ok(());
     for message in envelopes(items) {
-        sink.feed(Message::Binary(message)).await?;
+        written = sink.feed(Message::Binary(message)).await;
+        if written.is_err() {
+            break;
+        }
     }
-    sink.flush().await
+    if written.is_ok() {
+        written = sink.flush().await;
+    }
+    if written.is_err() {
+        answer_close(sink).await;
+    }
+    written
+}
+
+/// After the peer's close frame the library refuses anything more of ours (what the engine
+/// still had queued, our own close) but has queued its answer (RFC 6455 §5.5.1): a flush sends
+/// it, so the peer sees a clean close rather than an abrupt end. Harmless on a broken socket.
+async fn answer_close(sink: &mut Sink) {
+    let _ = sink.flush().await;
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! Design:
 //! - A test is a generic `async fn name<H: Harness>()` in the file of its subject
 //!   ([`accounts`], [`rooms`], [`membership`], [`messages`], [`cursors`], [`friends`],
-//!   [`blocks`], [`moderation`], [`summaries`], [`setup`], [`epoch`], [`commits`]). It sees
+//!   [`blocks`], [`moderation`], [`retention`], [`summaries`], [`setup`], [`epoch`], [`commits`]). It sees
 //!   the engine only through [`harness::Harness`]: a fresh, empty place for a store, opened
 //!   (and reopened, for durability across a restart) with a commit hook. No test touches an
 //!   engine's internals (tables, files, writer queues); those are each engine's own tests
@@ -30,6 +30,7 @@ mod harness;
 mod membership;
 mod messages;
 mod moderation;
+mod retention;
 mod rooms;
 mod setup;
 mod summaries;
@@ -98,6 +99,11 @@ macro_rules! suite {
             moderation::the_audit_log_pages_newest_first_and_survives_reopening,
             moderation::the_audit_log_keeps_who_why_and_the_actors_name_then,
             moderation::a_moderators_deletion_is_audited_once_and_an_authors_is_not,
+            retention::retention_is_stored_per_room_listed_audited_and_durable,
+            retention::retention_by_count_tombstones_the_oldest_in_batches,
+            retention::retention_by_age_stops_at_the_first_young_message,
+            retention::racing_retention_steps_tombstone_each_message_once,
+            retention::retained_and_deleted_messages_are_not_unread,
             summaries::summaries_count_unread_from_the_read_cursor_without_own_messages,
             summaries::a_dm_summary_names_the_peer_and_shows_their_cursors,
             summaries::blocked_authors_are_not_unread_and_their_last_message_is_hidden,

@@ -224,6 +224,7 @@ fn parse_action(text: &str) -> Result<AuditAction, StoreError> {
         AuditAction::IpBanAdd,
         AuditAction::IpBanRemove,
         AuditAction::DeleteMessage,
+        AuditAction::SetRetention,
     ]
     .into_iter()
     .find(|action| action.as_str() == text)

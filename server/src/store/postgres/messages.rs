@@ -22,7 +22,7 @@ use super::{Postgres, StoreError, from_sql, now_ms, to_sql};
 use crate::store::{Actor, Appended, AuditAction, Deletion, Pending, notify};
 
 /// The columns [`to_message`] reads, in its order.
-const MESSAGE_COLUMNS: &str =
+pub(super) const MESSAGE_COLUMNS: &str =
     "conversation_id, seq, author, author_name, client_id, sent_at_ms, body, deleted_at_ms";
 
 /// A message to append, as its author sent it.

@@ -18,6 +18,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (2, include_str!("migrations/0002_moderation.sql")),
     (3, include_str!("migrations/0003_social.sql")),
     (4, include_str!("migrations/0004_ip_ban_count.sql")),
+    (5, include_str!("migrations/0005_retention.sql")),
 ];
 
 /// The advisory lock held while migrating ("Quibble" and a 1, as one bigint).

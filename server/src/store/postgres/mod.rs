@@ -16,7 +16,7 @@
 //!
 //! The schema is created and migrated at start ([`migrate`]), in one transaction under an
 //! advisory lock, so nodes starting together migrate once. The operations are split by subject
-//! as in the embedded engine: [`accounts`], [`rooms`], [`membership`], [`messages`],
+//! as in the embedded engine: [`accounts`], [`rooms`], [`membership`], [`messages`], [`retention`],
 //! [`cursors`] (receipts), [`friends`] (and DMs), [`blocks`], [`last_seen`], [`summaries`]
 //! (the conversation list); what a connection's setup reads is composed in [`setup_views`];
 //! moderation: [`audit`] (roles and the log), [`bans`], [`ip_bans`].
@@ -41,6 +41,7 @@ mod last_seen;
 mod membership;
 mod messages;
 mod migrate;
+mod retention;
 mod rooms;
 mod setup_views;
 mod summaries;

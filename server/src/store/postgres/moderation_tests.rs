@@ -3,8 +3,9 @@
 //! PostgreSQL server (test-support). Beyond what the embedded engine's tests check, races of
 //! two nodes (two handles on one database) show that the row and table locks, not either
 //! node, decide: two admins demoting each other, a demotion racing a ban by the demoted admin,
-//! a ban racing new sessions, two nodes deleting one message, and two nodes taking the last
-//! free IP ban row. Each race test fails when the lock it relies on is taken out.
+//! a ban racing new sessions, two nodes deleting one message, two nodes sweeping one room's
+//! retention, and two nodes taking the last free IP ban row. Each race test fails when the
+//! lock it relies on is taken out.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -765,4 +766,46 @@ async fn two_nodes_deleting_one_message_change_it_once() {
         .filter(|m| m.is_deleted())
         .count();
     assert_eq!(tombstones, 10, "each deletion reached a hook once");
+}
+
+#[tokio::test]
+async fn two_nodes_sweeping_one_room_retain_each_message_once() {
+    let url = Server::shared().fresh_database();
+    let ((a, seen_a), (b, seen_b)) = tokio::join!(node(&url), node(&url));
+    let bob = a.create_user("bob", "p".into()).await.unwrap().id;
+    let room = a.create_room("room", bob).await.unwrap().id;
+    let keep = crate::store::Retention {
+        max_age_ms: None,
+        max_messages: Some(1),
+    };
+    a.set_retention(Actor::User(bob), room, keep).await.unwrap();
+    let now = crate::tls::unix_ms(std::time::SystemTime::now());
+    let mut retained = Vec::new();
+    for round in 1..=30u64 {
+        a.append(room, bob, "bob", round, "m").await.unwrap();
+        // Each node steps in small batches, as a sweep does, at the same moment.
+        let (x, y) = tokio::join!(a.retain(room, now, 2), b.retain(room, now, 2));
+        for step in [x.unwrap(), y.unwrap()] {
+            retained.extend(step.tombstones.iter().map(|m| m.seq));
+        }
+    }
+    // Let both finish what is left.
+    loop {
+        let (x, y) = tokio::join!(a.retain(room, now, 2), b.retain(room, now, 2));
+        let (x, y) = (x.unwrap(), y.unwrap());
+        retained.extend(x.tombstones.iter().chain(&y.tombstones).map(|m| m.seq));
+        if x.tombstones.is_empty() && y.tombstones.is_empty() && !x.more && !y.more {
+            break;
+        }
+    }
+    retained.sort_unstable();
+    assert_eq!(retained, (1..=29).collect::<Vec<_>>(), "each retained once");
+    let told = seen_a
+        .lock()
+        .unwrap()
+        .iter()
+        .chain(seen_b.lock().unwrap().iter())
+        .filter(|m| m.is_deleted())
+        .count();
+    assert_eq!(told, 29, "each tombstone reached a hook once");
 }

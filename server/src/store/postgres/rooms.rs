@@ -8,7 +8,7 @@ use tokio_postgres::Row;
 use super::errors::{db_error, unique_violation};
 use super::{Postgres, StoreError, from_sql, membership, now_ms, to_sql};
 use crate::auth::room_name_key;
-use crate::store::{Room, RoomEntry, RoomPage};
+use crate::store::{Retention, Room, RoomEntry, RoomPage};
 
 impl Postgres {
     pub async fn create_room(&self, name: &str, created_by: UserId) -> Result<Room, StoreError> {
@@ -48,7 +48,8 @@ impl Postgres {
         // One more than asked, to know whether a next page exists.
         let rows = client
             .query(
-                "SELECT id, name, created_by, created_at_ms, head FROM conversations
+                "SELECT id, name, created_by, created_at_ms, head, retention_max_age_ms,
+                        retention_max_messages FROM conversations
                  WHERE name IS NOT NULL AND id > $1 ORDER BY id LIMIT $2",
                 &[
                     &to_sql(after.map_or(0, |a| a.0)),
@@ -64,13 +65,16 @@ impl Postgres {
             .map(|row| RoomEntry {
                 room: to_room(row),
                 head_seq: from_sql(row.get(4)),
+                retention: Retention {
+                    max_age_ms: row.get::<_, Option<i64>>(5).map(from_sql),
+                    max_messages: row.get::<_, Option<i64>>(6).map(from_sql),
+                },
             })
             .collect();
         let next = more.then(|| rooms.last().map(|e| e.room.id)).flatten();
         Ok(RoomPage { rooms, next })
     }
 
-    #[cfg(test)]
     pub async fn room(&self, id: ConversationId) -> Result<Option<Room>, StoreError> {
         let client = self.client().await?;
         let row = client

@@ -2,7 +2,8 @@
 //! the user's cursors (and a DM peer's), the unread count and the last message, in one query.
 //!
 //! The rules are the embedded engine's (see `store::redb::summaries`): unread counts the
-//! messages after the read cursor written neither by the user nor by someone they block,
+//! messages after the read cursor, not deleted, written neither by the user nor by someone they
+//! block,
 //! looking at most [`UNREAD_SCAN`] messages past the cursor and counting any beyond as unread;
 //! a blocked author's last message is a hidden marker; a blocked DM peer's cursors read zero.
 
@@ -31,6 +32,7 @@ const SUMMARIES: &str = "
                  AND x.seq > coalesce(mine.read, 0)
                  AND x.seq <= least(c.head, coalesce(mine.read, 0) + $3)
                  AND x.author <> $1
+                 AND x.deleted_at_ms IS NULL
                  AND x.author NOT IN (SELECT blocked FROM blocks WHERE blocker = $1)
            )
     FROM members m

@@ -39,6 +39,8 @@ pub enum AuditAction {
     IpBanAdd,
     IpBanRemove,
     DeleteMessage,
+    /// A room's retention set (by its creator or an admin); the reason says to what.
+    SetRetention,
 }
 
 impl AuditAction {
@@ -52,6 +54,7 @@ impl AuditAction {
             AuditAction::IpBanAdd => "ip_ban_add",
             AuditAction::IpBanRemove => "ip_ban_remove",
             AuditAction::DeleteMessage => "delete_message",
+            AuditAction::SetRetention => "set_retention",
         }
     }
 }

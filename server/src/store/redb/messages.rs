@@ -333,6 +333,15 @@ fn to_message(
     })
 }
 
+/// When the message stored as `bytes` under `(conversation, seq)` was sent.
+pub(super) fn sent_at_ms(
+    conversation: ConversationId,
+    seq: u64,
+    bytes: &[u8],
+) -> Result<u64, StoreError> {
+    Ok(to_message(conversation, seq, bytes)?.sent_at_ms)
+}
+
 /// The head seq of `conversation` (0 if it has no messages), in a read transaction.
 pub(super) fn read_head(
     txn: &ReadTransaction,

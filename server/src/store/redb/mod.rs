@@ -41,6 +41,7 @@ mod membership;
 mod messages;
 mod migrate;
 mod records;
+mod retention;
 mod rooms;
 mod scrub;
 mod setup_views;

@@ -8,10 +8,11 @@ use quibble_protocol::wire::{ConversationId, UserId};
 use redb::ReadableTable;
 
 use super::records::{RoomRecord, decode, encode};
-use super::tables::{HEADS, META_NEXT_CONVERSATION_ID, ROOMS, WriteTables};
+use super::tables::{HEADS, META_NEXT_CONVERSATION_ID, RETENTION, ROOMS, WriteTables};
 use super::writer::Request;
 use super::{Redb, StoreError, membership};
 use crate::auth::room_name_key;
+use crate::store::Retention;
 
 /// A chat room; its id is its conversation id on the realtime protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,11 +24,12 @@ pub struct Room {
     pub created_at_ms: u64,
 }
 
-/// A room in a listing, with its highest seq.
+/// A room in a listing, with its highest seq and its retention.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomEntry {
     pub room: Room,
     pub head_seq: u64,
+    pub retention: Retention,
 }
 
 /// One page of the room list.
@@ -58,6 +60,7 @@ impl Redb {
         self.read(move |txn| {
             let rooms = txn.open_table(ROOMS)?;
             let heads = txn.open_table(HEADS)?;
+            let retentions = txn.open_table(RETENTION)?;
             let start = after.map_or(Bound::Unbounded, |a| Bound::Excluded(a.0));
             let mut page = Vec::with_capacity(limit.min(1024));
             let mut more = false;
@@ -69,7 +72,17 @@ impl Redb {
                 let (id, bytes) = entry?;
                 let room = to_room(ConversationId(id.value()), bytes.value())?;
                 let head_seq = heads.get(room.id.0)?.map_or(0, |seq| seq.value());
-                page.push(RoomEntry { room, head_seq });
+                let retention = retentions
+                    .get(room.id.0)?
+                    .map_or_else(Retention::default, |row| {
+                        let (age, count, _) = row.value();
+                        Retention::from_raw(age, count)
+                    });
+                page.push(RoomEntry {
+                    room,
+                    head_seq,
+                    retention,
+                });
             }
             let next = more
                 .then(|| page.last().map(|entry| entry.room.id))
@@ -79,7 +92,6 @@ impl Redb {
         .await
     }
 
-    #[cfg(test)]
     pub async fn room(&self, id: ConversationId) -> Result<Option<Room>, StoreError> {
         self.read(move |txn| {
             let rooms = txn.open_table(ROOMS)?;

@@ -1,11 +1,11 @@
 //! The conversation list: for each conversation a user is in, its title, head seq, the user's
 //! cursors, the unread count and the last message, read in one transaction.
 //!
-//! Unread = messages after the read cursor written neither by the user nor by someone the user
-//! blocks (see [`super::blocks`]; for them the last message is a hidden marker too, and a
+//! Unread = messages after the read cursor, not deleted (tombstones: deleted or retained away),
+//! written neither by the user nor by someone the user blocks (see [`super::blocks`]; for them the last message is a hidden marker too, and a
 //! blocked DM peer's cursors read as zero: nothing of theirs reaches the blocker). They are
 //! counted by
-//! walking the messages after the read cursor, reading only each record's author; the walk
+//! walking the messages after the read cursor, reading each record in place; the walk
 //! stops after [`UNREAD_SCAN`] messages and counts any beyond as unread (a user that far
 //! behind sees "500+" either way). Authors' cursors skip their own messages (see
 //! [`super::cursors`]), so the walk is short in practice.
@@ -15,7 +15,6 @@ use std::collections::HashSet;
 
 use quibble_protocol::wire::{ConversationId, UserId};
 use redb::{ReadOnlyTable, ReadTransaction};
-use serde::Deserialize;
 
 use super::blocks::blocked_ids;
 use super::cursors::Cursors;
@@ -65,12 +64,6 @@ impl Summary {
             .as_ref()
             .map_or(self.joined_at_ms, |last| last.sent_at_ms)
     }
-}
-
-/// Just the author of a message record (postcard reads fields in order and ignores the rest).
-#[derive(Deserialize)]
-struct AuthorOnly {
-    author: u64,
 }
 
 impl Redb {
@@ -246,8 +239,14 @@ impl Tables {
             .range((conversation.0, read + 1)..=(conversation.0, scan_to))?
         {
             let (_, bytes) = entry?;
-            let record: AuthorOnly = decode("messages", bytes.value())?;
-            if record.author != user.0 && !self.blocked.contains(&record.author) {
+            // Borrowed: no allocation per message walked.
+            let record: MessageRecord<&str> = postcard::from_bytes(bytes.value())
+                .map_err(|e| StoreError::Codec(format!("messages: {e}")))?;
+            // A tombstone (deleted, or retained away) is not unread.
+            if !record.body.is_empty()
+                && record.author != user.0
+                && !self.blocked.contains(&record.author)
+            {
                 unread += 1;
             }
         }

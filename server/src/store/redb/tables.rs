@@ -22,7 +22,7 @@ use super::StoreError;
 /// so they need no bump; so does the deletions index ([`DELETIONS`]; a tombstone is an
 /// ordinary message record). So do bans, IP bans and the audit log; the two account indexes ([`USER_SESSIONS`],
 /// [`ADMINS`]) are filled from the existing rows once, at the first open that has them
-/// ([`META_ACCOUNT_INDEXES`]).
+/// ([`META_ACCOUNT_INDEXES`]). So does per-room retention ([`RETENTION`]).
 pub(super) const SCHEMA_VERSION: u64 = 2;
 
 /// Redb-wide counters and constants: `meta` key → value.
@@ -83,6 +83,10 @@ pub(super) const BANS: TableDefinition<u64, &[u8]> = TableDefinition::new("bans"
 pub(super) const IP_BANS: TableDefinition<&str, &[u8]> = TableDefinition::new("ip_bans");
 /// Audit entry id (ascending with time) → [`super::records::AuditRecord`].
 pub(super) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+/// Room conversation id → (max age ms, max messages, retained through seq), 0 for a rule that
+/// is off (see [`super::retention`]).
+pub(super) const RETENTION: TableDefinition<u64, (u64, u64, u64)> =
+    TableDefinition::new("retention");
 
 /// `meta` key: the schema version of the file.
 pub(super) const META_SCHEMA_VERSION: &str = "schema_version";
@@ -130,6 +134,7 @@ pub(super) struct WriteTables<'txn> {
     pub bans: Table<'txn, u64, &'static [u8]>,
     pub ip_bans: Table<'txn, &'static str, &'static [u8]>,
     pub audit: Table<'txn, u64, &'static [u8]>,
+    pub retention: Table<'txn, u64, (u64, u64, u64)>,
 }
 
 impl<'txn> WriteTables<'txn> {
@@ -158,6 +163,7 @@ impl<'txn> WriteTables<'txn> {
             bans: txn.open_table(BANS)?,
             ip_bans: txn.open_table(IP_BANS)?,
             audit: txn.open_table(AUDIT)?,
+            retention: txn.open_table(RETENTION)?,
         })
     }
 

@@ -1,6 +1,6 @@
 //! The redb engine's own tests, of what only this engine has: its writer's queue and batches,
-//! the schema version and the migration of version-1 files, and the scrub of deleted bodies
-//! from the file; real redb files in temporary directories. Everything the store promises
+//! the schema version, the migration of version-1 files (and of files from before retention),
+//! and the scrub of deleted bodies from the file; real redb files in temporary directories. Everything the store promises
 //! whatever the engine is tested once for all engines in `store::conformance`.
 
 use std::path::Path;
@@ -494,4 +494,47 @@ async fn concurrent_appends_share_commits() {
         assert_eq!(store.head(conversation).await.unwrap(), 500);
     }
     assert_eq!(seen.lock().unwrap().len(), 1000);
+}
+
+#[tokio::test]
+async fn a_file_from_before_retention_gets_its_table_at_open() {
+    let dir = TempDir::new().unwrap();
+    let path = db_path(&dir);
+    let (store, _) = open(&path);
+    let lobby = room(&store, "lobby").await;
+    store
+        .append(lobby, UserId(1), "a", 1, "kept")
+        .await
+        .unwrap();
+    store.close().await;
+    drop(store);
+    // As a server before retention left it: no such table.
+    {
+        let db = Database::open(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        assert!(txn.delete_table(super::tables::RETENTION).unwrap());
+        txn.commit().unwrap();
+    }
+    let (store, _) = open(&path);
+    assert_eq!(
+        store.retention(lobby).await.unwrap(),
+        crate::store::Retention::default()
+    );
+    assert!(store.retention_page(None, 10).await.unwrap().is_empty());
+    assert_eq!(store.rooms_page(None, 10).await.unwrap().rooms.len(), 1);
+    let keep = crate::store::Retention {
+        max_age_ms: None,
+        max_messages: Some(1),
+    };
+    store
+        .set_retention(Actor::Operator, lobby, keep)
+        .await
+        .unwrap();
+    store
+        .append(lobby, UserId(1), "a", 2, "newer")
+        .await
+        .unwrap();
+    let step = store.retain(lobby, 0, 10).await.unwrap();
+    assert_eq!(step.tombstones.len(), 1);
+    assert_eq!(store.retention(lobby).await.unwrap(), keep);
 }

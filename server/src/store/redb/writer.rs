@@ -59,8 +59,9 @@ use super::{
     Added, Appended, CommitHook, Counters, Cursors, Deletion, Removed, Room, StoreError, User,
     accounts, cursors, friends, last_seen, membership, messages, notify, rooms,
 };
-use super::{Blocked, blocks};
+use super::{Blocked, blocks, retention};
 use crate::auth::TokenHash;
+use crate::store::retention::{Retained, Retention};
 
 /// The most requests applied in one transaction: everything the request queue can hold
 /// (`QUEUE_CAPACITY`), so a full queue is one batch and one fsync.
@@ -148,6 +149,19 @@ pub(super) enum Request {
         blocked: UserId,
         reply: Reply<Blocked>,
     },
+    SetRetention {
+        actor: Actor,
+        room: ConversationId,
+        retention: Retention,
+        reply: Reply<()>,
+    },
+    /// One retention step: its tombstones go the way of a deletion's.
+    Retain {
+        room: ConversationId,
+        now_ms: u64,
+        limit: usize,
+        reply: Reply<Retained>,
+    },
     Unblock {
         blocker: UserId,
         blocked: UserId,
@@ -221,6 +235,8 @@ impl Request {
             Request::RecordLastSeen { reply, .. } => drop(reply.send(Err(error))),
             Request::DeleteMessage { reply, .. } => drop(reply.send(Err(error))),
             Request::Block { reply, .. } => drop(reply.send(Err(error))),
+            Request::SetRetention { reply, .. } => drop(reply.send(Err(error))),
+            Request::Retain { reply, .. } => drop(reply.send(Err(error))),
             Request::Unblock { reply, .. } => drop(reply.send(Err(error))),
             Request::SetRole { reply, .. } => drop(reply.send(Err(error))),
             Request::BanUser { reply, .. } => drop(reply.send(Err(error))),
@@ -613,6 +629,32 @@ fn apply(
                 appended.push(done.tombstone.clone());
             }
             settle(reply, result, batch.deletions)
+        }
+        Request::SetRetention {
+            actor,
+            room,
+            retention,
+            reply,
+        } => settle(
+            reply,
+            retention::set(tables, now_ms, actor, room, retention),
+            answers,
+        ),
+        Request::Retain {
+            room,
+            now_ms: rule_now_ms,
+            limit,
+            reply,
+        } => {
+            let result = retention::retain(tables, now_ms, room, rule_now_ms, limit);
+            match &result {
+                // Answered after the scrub, as deletions are.
+                Ok(done) if !done.tombstones.is_empty() => {
+                    appended.extend(done.tombstones.iter().cloned());
+                    settle(reply, result, batch.deletions)
+                }
+                _ => settle(reply, result, answers),
+            }
         }
         Request::Block {
             blocker,
