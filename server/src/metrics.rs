@@ -290,6 +290,10 @@ fn describe() {
         "Sends refused because their conversation's readers were behind, by reason."
     );
     describe_counter!(
+        MESSAGES_RETAINED_AWAY,
+        "Messages made tombstones by rooms' retention."
+    );
+    describe_counter!(
         STORE_COMMITS,
         "Store write transactions committed (each one fsync)."
     );
@@ -359,6 +363,7 @@ fn register_zeros() {
         metrics::counter!(FLEET_PUBLISHED, "outcome" => outcome).increment(0);
     }
     for name in [
+        MESSAGES_RETAINED_AWAY,
         FLEET_GAPS,
         FLEET_BACKFILLED,
         FLEET_INBOX_FULL,

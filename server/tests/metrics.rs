@@ -37,6 +37,7 @@ const REQUIRED: &[&str] = &[
     "quibble_store_scrub_seconds",
     "quibble_password_hashes_total",
     "quibble_sends_congested_total",
+    "quibble_messages_retained_away_total",
     "quibble_fleet_published_total",
     "quibble_fleet_gaps_total",
     "quibble_fleet_backfilled_total",
