@@ -1,8 +1,8 @@
 //! Starting and stopping the server: raise the open-file limit and size the connection budget
 //! below it, open the store, bind the UDP and TCP sockets (one port number for both) and the
 //! optional metrics listener, run WebTransport and HTTP, rotate a self-signed certificate or
-//! reload the certificate files (`tls::reload`), and shut down gracefully (stop accepting,
-//! `GoAway`, drain, close the store).
+//! reload the certificate files (`tls::reload`), and shut down gracefully (not ready,
+//! `GoAway`, drain, stop accepting, close the store).
 
 use std::future::Future;
 use std::io;
@@ -207,6 +207,7 @@ impl Server {
             // idle (issue 9): the heartbeat sweep's watch list.
             heartbeats: Default::default(),
             fleet: fleet.as_ref().map(|(fleet, _)| Arc::clone(fleet)),
+            listening: Default::default(),
         });
         if let Some((_, tasks)) = fleet {
             tasks.spawn(committed, state.clone());
@@ -280,6 +281,13 @@ impl Server {
         let tls = https.map(tokio_rustls::TlsAcceptor::from);
         let router = crate::http::router(state.clone(), web_dir.as_deref(), metrics.is_none());
         let mut tasks = JoinSet::new();
+        // The HTTP ports accept until the drain is over (see `http::listener`).
+        let (closed, closed_rx) = watch::channel(false);
+        // Every socket was bound (the TCP ones listen) in `bind`, the store is open and the
+        // WebTransport accept loops run: ready, before any HTTP request can ask.
+        state
+            .listening
+            .store(true, std::sync::atomic::Ordering::Release);
         for tcp in listeners {
             let port = HttpPort {
                 tcp,
@@ -292,7 +300,7 @@ impl Server {
                 label: "http",
                 proxies: state.trusted_proxies.clone(),
             };
-            tasks.spawn(port.serve(state.shutdown.clone()));
+            tasks.spawn(port.serve(state.shutdown.clone(), closed_rx.clone()));
         }
         if let Some((_, tcp)) = metrics {
             let port = HttpPort {
@@ -312,17 +320,18 @@ impl Server {
                 label: "metrics",
                 proxies: TrustedProxies::default(),
             };
-            tasks.spawn(port.serve(state.shutdown.clone()));
+            tasks.spawn(port.serve(state.shutdown.clone(), closed_rx.clone()));
         }
         let housekeeping = tokio::spawn(housekeeping(state.clone()));
         let cert_reload = tokio::spawn(reload::run(state.certs.clone(), reload));
         let typing_sweeper = tokio::spawn(end_typing(state.clone()));
         // idle (issue 9): one task closes silent connections.
         let heartbeat_sweeper = tokio::spawn(crate::chat::heartbeat::sweep(state.clone()));
+        let metrics_upkeep = tokio::spawn(crate::metrics::upkeep());
         let retention_sweeper = tokio::spawn(crate::retention::sweep(state.clone()));
 
         stop.await;
-        tracing::info!("shutting down: refusing new connections, sending GoAway");
+        tracing::info!("shutting down: not ready, sending GoAway, draining");
         let _ = shutdown.send(true);
         // ws (issue 9): GoAway to every connection through the user hub (none keeps a
         // future waiting for the signal: memory per idle connection).
@@ -330,10 +339,12 @@ impl Server {
         if !state.admission.drained(state.limits.drain_timeout).await {
             tracing::warn!("some connections did not close in time");
         }
+        let _ = closed.send(true);
         housekeeping.abort();
         cert_reload.abort();
         typing_sweeper.abort();
         heartbeat_sweeper.abort();
+        metrics_upkeep.abort();
         retention_sweeper.abort();
         // The accept loops saw the shutdown signal; they must be gone before the close.
         while accept_loops.join_next().await.is_some() {}
