@@ -116,6 +116,9 @@ impl From<Refusal> for ApiError {
     }
 }
 
+/// How often [`Admission::drained`] looks whether every slot is back.
+const DRAIN_POLL: Duration = Duration::from_millis(10);
+
 pub struct Admission {
     budgets: Budgets,
     total: Arc<Semaphore>,
@@ -290,10 +293,17 @@ impl Admission {
 
     /// Completes when every slot is back, or after `max`; false if some were still out.
     pub async fn drained(&self, max: Duration) -> bool {
-        let all = u32::try_from(self.budgets.total).unwrap_or(u32::MAX);
-        tokio::time::timeout(max, self.total.acquire_many(all))
-            .await
-            .is_ok()
+        // Polled, not `acquire_many`: the semaphore is fair, so a waiting acquire would refuse
+        // every new slot, and during the drain the HTTP port still answers (`/readyz` says
+        // 503 `draining`, see `http::listener`).
+        let all = self.budgets.total.min(Semaphore::MAX_PERMITS);
+        tokio::time::timeout(max, async {
+            while self.total.available_permits() < all {
+                tokio::time::sleep(DRAIN_POLL).await;
+            }
+        })
+        .await
+        .is_ok()
     }
 
     fn lock(&self) -> MutexGuard<'_, Counts> {

@@ -12,6 +12,7 @@ pub mod config;
 pub mod enforce;
 pub mod fd_limit;
 pub mod fleet;
+pub mod handshake;
 pub mod http;
 pub mod ip_key;
 pub mod logging;

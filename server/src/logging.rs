@@ -10,7 +10,9 @@
 //! at each call site, is set to the most `RUST_LOG` lets through.
 //!
 //! Lines are text (coloured only on a terminal, so a file or a journal gets plain text) or,
-//! with `--log-format json`, one JSON object each.
+//! with `--log-format json`, one JSON object each. A line logged while a realtime connection
+//! is handled carries the connection's span (`conn`, `transport`, `peer`, `user`; see
+//! `chat::connection::span`): in text as its prefix, in JSON as the `span` object.
 
 use std::io::IsTerminal;
 
@@ -74,6 +76,10 @@ pub fn init(format: LogFormat) {
             .with(
                 tracing_subscriber::fmt::layer()
                     .json()
+                    // The connection's fields (`conn`, `transport`, `peer`, `user`) are in
+                    // `span`; the list of every enclosing span would only repeat them.
+                    .with_current_span(true)
+                    .with_span_list(false)
                     .with_writer(std::io::stderr),
             )
             .init(),

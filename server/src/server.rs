@@ -2,8 +2,8 @@
 //! below it, open the store, bind the UDP and TCP sockets (one port number for both), HTTP/3's
 //! UDP sockets (a port of their own, with certificate files) and the optional metrics
 //! listener, run WebTransport, HTTP and HTTP/3, rotate a self-signed certificate or reload the
-//! certificate files (`tls::reload`), and shut down gracefully (stop accepting, `GoAway`,
-//! drain, close the store).
+//! certificate files (`tls::reload`), and shut down gracefully (not ready, `GoAway`, drain,
+//! stop accepting, close the store).
 
 use std::future::Future;
 use std::io;
@@ -231,6 +231,7 @@ impl Server {
             // idle (issue 9): the heartbeat sweep's watch list.
             heartbeats: Default::default(),
             fleet: fleet.as_ref().map(|(fleet, _)| Arc::clone(fleet)),
+            listening: Default::default(),
         });
         if let Some((_, tasks)) = fleet {
             tasks.spawn(committed, state.clone());
@@ -323,6 +324,13 @@ impl Server {
                 router.clone(),
             ));
         }
+        // The HTTP ports accept until the drain is over (see `http::listener`).
+        let (closed, closed_rx) = watch::channel(false);
+        // Every socket was bound (the TCP ones listen) in `bind`, the store is open and the
+        // WebTransport accept loops run: ready, before any HTTP request can ask.
+        state
+            .listening
+            .store(true, std::sync::atomic::Ordering::Release);
         for tcp in listeners {
             let port = HttpPort {
                 tcp,
@@ -336,7 +344,7 @@ impl Server {
                 proxies: state.trusted_proxies.clone(),
                 alt_svc: alt_svc.clone(),
             };
-            tasks.spawn(port.serve(state.shutdown.clone()));
+            tasks.spawn(port.serve(state.shutdown.clone(), closed_rx.clone()));
         }
         if let Some((_, tcp)) = metrics {
             let port = HttpPort {
@@ -357,17 +365,18 @@ impl Server {
                 proxies: TrustedProxies::default(),
                 alt_svc: None,
             };
-            tasks.spawn(port.serve(state.shutdown.clone()));
+            tasks.spawn(port.serve(state.shutdown.clone(), closed_rx.clone()));
         }
         let housekeeping = tokio::spawn(housekeeping(state.clone()));
         let cert_reload = tokio::spawn(reload::run(state.certs.clone(), reload));
         let typing_sweeper = tokio::spawn(end_typing(state.clone()));
         // idle (issue 9): one task closes silent connections.
         let heartbeat_sweeper = tokio::spawn(crate::chat::heartbeat::sweep(state.clone()));
+        let metrics_upkeep = tokio::spawn(crate::metrics::upkeep());
         let retention_sweeper = tokio::spawn(crate::retention::sweep(state.clone()));
 
         stop.await;
-        tracing::info!("shutting down: refusing new connections, sending GoAway");
+        tracing::info!("shutting down: not ready, sending GoAway, draining");
         let _ = shutdown.send(true);
         // ws (issue 9): GoAway to every connection through the user hub (none keeps a
         // future waiting for the signal: memory per idle connection).
@@ -375,10 +384,12 @@ impl Server {
         if !state.admission.drained(state.limits.drain_timeout).await {
             tracing::warn!("some connections did not close in time");
         }
+        let _ = closed.send(true);
         housekeeping.abort();
         cert_reload.abort();
         typing_sweeper.abort();
         heartbeat_sweeper.abort();
+        metrics_upkeep.abort();
         retention_sweeper.abort();
         // The accept loops saw the shutdown signal; they must be gone before the close.
         while accept_loops.join_next().await.is_some() {}

@@ -77,6 +77,9 @@ pub struct Shared {
     // The fleet (issue 10).
     /// This node's side of the fleet (control events, health); `None` without `--redis`.
     pub fleet: Option<Arc<crate::fleet::Fleet>>,
+    /// Set once every listener is accepting (the store is open before): `/readyz` answers
+    /// 200 from then until shutdown begins.
+    pub listening: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {

@@ -370,7 +370,7 @@ async fn an_ipv4_ban_refuses_every_door_and_cuts_live_connections_until_removed(
     assert!(
         server
             .log()
-            .contains("refusing WebTransport session: this address is banned")
+            .contains("handshake failed: this address is banned")
     );
     // Health checks stay open.
     assert_eq!(

@@ -4,7 +4,9 @@
 //! consecutive messages go to the hub as one run ([`Hub::publish_run`]), so a connection gets
 //! all of a commit's messages for a stream queued before its writer runs; a deletion's
 //! tombstone ends a run and is published on its own, in order. Then, per message, the users'
-//! hub sends the conversation's activity and ends the author's typing.
+//! hub sends the conversation's activity and ends the author's typing. The fan-out latency
+//! (`quibble_fanout_seconds`) runs from the hook's call (on a fleet node, from the partition's
+//! sequencer handing the commit over) to a run queued on every live stream of its conversation.
 //!
 //! A fleet node ([`crate::fleet`]) hands over each conversation's messages with how far its
 //! streams have been fed ([`Committed::deliver`]): what is at or below that point was delivered
@@ -14,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use quibble_protocol::wire::{ChatMessage, ConversationId};
 
@@ -36,20 +39,27 @@ pub struct Committed {
 impl Committed {
     /// Fan out one commit's messages (in commit order).
     pub fn publish(&self, messages: &[ChatMessage]) {
+        let started = Instant::now();
         for group in by_conversation(messages) {
-            self.deliver(&group, None);
+            self.deliver_since(&group, None, started);
         }
     }
 
     /// Fan out messages of ONE conversation in ascending seq order, its live streams fed up to
     /// `point` ([`Hub::delivery_point`]; `None`: nothing is known delivered, every tombstone is a
     /// deletion). Messages at or below the point are skipped as delivered.
-    pub fn deliver(&self, messages: &[&ChatMessage], mut point: Option<u64>) {
+    pub fn deliver(&self, messages: &[&ChatMessage], point: Option<u64>) {
+        self.deliver_since(messages, point, Instant::now());
+    }
+
+    /// [`Committed::deliver`], its fan-out latency measured from `started` (when the commit
+    /// was handed over).
+    fn deliver_since(&self, messages: &[&ChatMessage], mut point: Option<u64>, started: Instant) {
         let mut run: Vec<&ChatMessage> = Vec::with_capacity(messages.len());
         for &message in messages {
             let delivered = point.is_some_and(|p| message.seq <= p);
             if message.is_deleted() && (delivered || point.is_none()) {
-                self.publish_run(&run);
+                self.publish_run(&run, started);
                 run.clear();
                 self.hub.publish_deleted(message.conversation, message.seq);
             } else if !delivered {
@@ -58,16 +68,16 @@ impl Committed {
                 if message.is_deleted() {
                     // Streams past the point already had the old text (from the store):
                     // they get the deletion too.
-                    self.publish_run(&run);
+                    self.publish_run(&run, started);
                     run.clear();
                     self.hub.publish_deleted(message.conversation, message.seq);
                 }
             }
         }
-        self.publish_run(&run);
+        self.publish_run(&run, started);
     }
 
-    fn publish_run(&self, run: &[&ChatMessage]) {
+    fn publish_run(&self, run: &[&ChatMessage], started: Instant) {
         if run.is_empty() {
             return;
         }
@@ -75,7 +85,7 @@ impl Committed {
             .iter()
             .map(|message| self.users.hidden_from(message.author))
             .collect();
-        let delivered = self.hub.publish_run(run, &hidden);
+        let delivered = self.hub.publish_run(run, &hidden, started);
         for (message, delivered) in run.iter().zip(&delivered) {
             self.users.on_message(message, delivered);
             if self.typing.stop(message.author, message.conversation) {

@@ -15,6 +15,7 @@ use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
@@ -41,6 +42,7 @@ use crate::chat::stream::{
 use crate::chat::stream_set::StreamSet;
 use crate::chat::users::{Peer, Registration, summary_frame};
 use crate::fleet::control::Control;
+use crate::handshake::{self, HandshakeTransport, Outcome};
 use crate::state::AppState;
 use crate::store::{ConversationKind, StoreError, User, WelcomeView};
 use crate::tls::unix_ms;
@@ -58,6 +60,21 @@ pub struct ConnIo {
     pub liveness: Arc<Liveness>,
     /// The connection's admission; it leaves the unauthenticated pool once `Hello` is accepted.
     pub admission: RealtimePermit,
+}
+
+/// The span a connection's tasks run in, so that every line logged about it carries `conn`
+/// (an id unique in the process), `transport`, `peer` (the client's address) and, once its
+/// `Hello` is accepted, `user`. Made by the transport when the peer arrives.
+pub fn span(transport: &'static str, peer: IpAddr) -> tracing::Span {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let conn = NEXT.fetch_add(1, Ordering::Relaxed);
+    tracing::info_span!(
+        "conn",
+        conn,
+        transport,
+        %peer,
+        user = tracing::field::Empty
+    )
 }
 
 /// Serve a connection until it ends; the transport then closes it with the returned reason.
@@ -79,7 +96,7 @@ pub fn serve(state: AppState, io: ConnIo) -> impl Future<Output = CloseReason> +
         let reason = welcomed(handshake.await).await;
         metrics::gauge!(crate::metrics::CONNECTIONS_OPEN, "transport" => transport).decrement(1.0);
         if let Some(code) = reason.code {
-            crate::metrics::error(crate::metrics::CONNECTION_ERRORS, code);
+            crate::metrics::connection_error(code);
         }
         reason
     }
@@ -129,22 +146,25 @@ async fn handshake(state: AppState, io: ConnIo) -> Result<(Ready, Registration),
         client,
         liveness,
         admission,
-        ..
+        transport,
     } = io;
+    let transport = HandshakeTransport::realtime(transport);
     let revocations = state.enforcement.revocations();
     let (user, version, token) = match hello(&state, &mut control).await {
         Ok(hello) => {
             admission.authenticated();
             hello
         }
-        Err(close) => {
-            tracing::debug!(%client, reason = %close.reason, "refused connection");
+        Err((outcome, close)) => {
+            handshake::failed(transport, outcome, &client, &close.reason);
             if let Some(code) = close.code {
                 send_error(&control, code, &close.reason);
             }
             return Err(close);
         }
     };
+    // Every line logged about the connection from now on names its user.
+    tracing::Span::current().record("user", user.username.as_str());
     let welcome = ServerFrame::Welcome {
         version,
         user: user.id,
@@ -169,13 +189,19 @@ async fn handshake(state: AppState, io: ConnIo) -> Result<(Ready, Registration),
     // A shutdown from now on finds the connection in the hub; one before is seen here.
     if *state.shutdown.borrow() {
         let (frame, reason) = go_away();
+        handshake::failed(transport, Outcome::ShuttingDown, &client, &reason.reason);
         control.outbound.send_last(frame);
         return Err(reason);
     }
     // Bans and revocations from now on find the connection in the hub; those made while it
     // signed in are checked here.
     if let Err(close) = state.recheck(&peer, revocations).await {
-        tracing::debug!(%client, reason = %close.reason, "refused connection");
+        let outcome = match close.code {
+            Some(ErrorCode::Banned | ErrorCode::Forbidden) => Outcome::Banned,
+            Some(ErrorCode::Internal) => Outcome::Internal,
+            _ => Outcome::Unauthorized,
+        };
+        handshake::failed(transport, outcome, &client, &close.reason);
         send_error(
             &control,
             close.code.unwrap_or(ErrorCode::Internal),
@@ -185,6 +211,7 @@ async fn handshake(state: AppState, io: ConnIo) -> Result<(Ready, Registration),
     }
     introduce(&state, &control, &user, events).await?;
     state.users.go_live(&registration);
+    handshake::succeeded(transport);
     tracing::debug!(%client, user = %user.username, "connection ready");
     // The password's hash is not needed past the token check: ~100 bytes per connection less.
     let user = User {
@@ -259,7 +286,7 @@ type ConversationTask =
 fn stream_ended(ended: std::thread::Result<()>) {
     if ended.is_err() {
         tracing::error!("a conversation stream panicked");
-        crate::metrics::error(crate::metrics::STREAM_ERRORS, ErrorCode::Internal);
+        crate::metrics::stream_error(ErrorCode::Internal);
     }
 }
 
@@ -602,34 +629,59 @@ async fn record_last_seen(state: &AppState, user: UserId, at_ms: u64) {
 async fn hello(
     state: &AppState,
     control: &mut StreamIo,
-) -> Result<(User, u16, TokenHash), CloseReason> {
+) -> Result<(User, u16, TokenHash), (Outcome, CloseReason)> {
     let first = timeout(state.limits.hello_timeout, control.inbound.recv())
         .await
-        .map_err(|_| CloseReason::error(ErrorCode::ProtocolViolation, "no Hello in time"))?;
+        .map_err(|_| {
+            (
+                Outcome::TimedOut,
+                CloseReason::error(ErrorCode::ProtocolViolation, "no Hello in time"),
+            )
+        })?;
     let (version, token) = match first {
-        None => return Err(CloseReason::normal("peer left before Hello")),
+        None => {
+            return Err((
+                Outcome::PeerLeft,
+                CloseReason::normal("peer left before Hello"),
+            ));
+        }
         Some(Inbound::Invalid(e)) => {
-            return Err(CloseReason::error(decode_error_code(&e), e.to_string()));
+            return Err((
+                Outcome::BadHello,
+                CloseReason::error(decode_error_code(&e), e.to_string()),
+            ));
         }
         Some(Inbound::Frame(ClientFrame::Hello { version, token })) => (version, token),
         Some(Inbound::Frame(other)) => {
-            return Err(CloseReason::error(
-                ErrorCode::ProtocolViolation,
-                format!("expected Hello, got {}", frame_name(&other)),
+            return Err((
+                Outcome::BadHello,
+                CloseReason::error(
+                    ErrorCode::ProtocolViolation,
+                    format!("expected Hello, got {}", frame_name(&other)),
+                ),
             ));
         }
     };
     if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version) {
-        return Err(CloseReason::error(
-            ErrorCode::UnsupportedVersion,
-            format!(
-                "protocol version {version} is not supported (this server speaks \
-                 {MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION})"
+        return Err((
+            Outcome::UnsupportedVersion,
+            CloseReason::error(
+                ErrorCode::UnsupportedVersion,
+                format!(
+                    "protocol version {version} is not supported (this server speaks \
+                     {MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION})"
+                ),
             ),
         ));
     }
+    let unauthorized = |reason: &'static str| {
+        (
+            Outcome::Unauthorized,
+            CloseReason::error(ErrorCode::Unauthorized, reason),
+        )
+    };
     if token.len() > MAX_TOKEN_LEN {
-        return Err(CloseReason::error(ErrorCode::Unauthorized, "invalid token"));
+        return Err(unauthorized("invalid token"));
     }
     let hash = hash_token(&token);
     let now = unix_ms(SystemTime::now());
@@ -637,15 +689,12 @@ async fn hello(
     // (`Store::hello_user`, store/setup_views.rs).
     match state.store.hello_user(&hash, now).await {
         Ok(Some(user)) => Ok((user, version, hash)),
-        Ok(None) => Err(CloseReason::error(
-            ErrorCode::Unauthorized,
-            "invalid or expired token",
-        )),
+        Ok(None) => Err(unauthorized("invalid or expired token")),
         Err(e) => {
             tracing::error!("session lookup failed: {e}");
-            Err(CloseReason::error(
-                ErrorCode::Internal,
-                "cannot check the token now",
+            Err((
+                Outcome::Internal,
+                CloseReason::error(ErrorCode::Internal, "cannot check the token now"),
             ))
         }
     }

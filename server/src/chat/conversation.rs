@@ -257,7 +257,7 @@ impl Serving {
 /// Tell the peer why its stream ends, if it is an error.
 fn finish(io: &StreamIo, end: End) {
     if let End::Error(code, reason) = end {
-        crate::metrics::error(crate::metrics::STREAM_ERRORS, code);
+        crate::metrics::stream_error(code);
         // The last frame of a stream always has room (see `outbound`).
         io.outbound
             .send_last(encode_frame(&ServerFrame::Error { code, reason }));
@@ -366,6 +366,9 @@ async fn join(ctx: &ConnCtx, io: &mut StreamIo) -> Result<Option<(Grant, Subscri
     let mut last_sent = view.batch.last().map_or(from_seq, |m| m.seq);
     // What the viewer blocks now (updated live), as of this batch.
     let blocked = state.users.blocked_by(grant.user);
+    crate::metrics::hot()
+        .messages_out
+        .increment(view.batch.len() as u64);
     room.send(
         std::iter::once(encode_frame(&joined)).chain(
             view.batch.into_iter().map(|message| {
@@ -449,6 +452,7 @@ async fn on_frame(
     let conversation = joined.grant.conversation;
     match frame {
         ClientFrame::Send { client_id, body } => {
+            crate::metrics::hot().messages_in.increment(1);
             let now = Instant::now();
             // Asked first, so a refused send that comes back ends the hold even when it is
             // then refused for another reason (the client knows its fate and goes on).
@@ -594,6 +598,9 @@ async fn replay(
         }
         // What the viewer blocks now (updated live), as of this batch.
         let blocked = ctx.state.users.blocked_by(grant.user);
+        crate::metrics::hot()
+            .messages_out
+            .increment(batch.len() as u64);
         room.send(
             batch.into_iter().map(|message| {
                 encode_frame(&ServerFrame::Message(access::shown(&blocked, message)))
@@ -665,6 +672,9 @@ async fn history(
             .collect();
     }
     let has_more = messages.first().is_some_and(|m| m.seq > 1);
+    crate::metrics::hot()
+        .messages_out
+        .increment(messages.len() as u64);
     room.send([encode_frame(&ServerFrame::HistoryPage {
         before_seq,
         messages,

@@ -36,6 +36,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use quibble_protocol::wire::MessageFrame;
 use quibble_protocol::{
@@ -177,7 +178,7 @@ impl Hub {
         hidden_from: Option<&HashSet<UserId>>,
     ) -> Delivered {
         let hidden = [hidden_from.cloned()];
-        self.publish_run(&[message], &hidden)
+        self.publish_run(&[message], &hidden, Instant::now())
             .pop()
             .unwrap_or_default()
     }
@@ -190,10 +191,14 @@ impl Hub {
     /// writer, woken by the first frame, finds the others queued too and writes them together.
     /// Returns, per message, the connections that take its activity from it (see the module
     /// doc).
+    ///
+    /// Once a run is queued on every live subscriber, the time since `started` (when its commit
+    /// was handed over) is recorded as the fan-out latency: once per run, not per subscriber.
     pub fn publish_run(
         &self,
         messages: &[&ChatMessage],
         hidden_from: &[Option<HashSet<UserId>>],
+        started: Instant,
     ) -> Vec<Delivered> {
         let mut delivered: Vec<Vec<ConnectionKey>> = vec![Vec::new(); messages.len()];
         let Some(conversation) = messages.first().map(|m| m.conversation) else {
@@ -225,6 +230,7 @@ impl Hub {
         for list in &mut delivered {
             list.reserve(subscribers.by_key.len());
         }
+        let mut queued = 0u64;
         subscribers.by_key.retain(|_, sub| {
             let Some(mut last) = sub.live_after else {
                 return true;
@@ -243,6 +249,7 @@ impl Hub {
                     };
                     match sub.tx.try_send_held(frame.clone()) {
                         Ok(held) => {
+                            queued += 1;
                             last = seq;
                             sub.live_after = Some(seq);
                             held_after = Some(held);
@@ -257,7 +264,7 @@ impl Hub {
                 }
                 // Full, or a gap (a fleet node that could not back-fill it): the stream
                 // resumes from the store.
-                metrics::counter!(crate::metrics::STREAMS_LAGGED).increment(1);
+                crate::metrics::hot().streams_lagged.increment(1);
                 sub.tx
                     .send_last(encode_frame(&ServerFrame::Lagged { resume_from: last }));
                 return false;
@@ -273,6 +280,11 @@ impl Hub {
             set_gauge(&inner);
         }
         drop(inner);
+        if queued > 0 {
+            let hot = crate::metrics::hot();
+            hot.fanout_seconds.record(started.elapsed().as_secs_f64());
+            hot.messages_out.increment(queued);
+        }
         delivered
             .into_iter()
             .map(|mut list| {
@@ -315,7 +327,7 @@ impl Hub {
                 Ok(()) => true,
                 Err(SendError::Closed) => false,
                 Err(SendError::Full) => {
-                    metrics::counter!(crate::metrics::STREAMS_LAGGED).increment(1);
+                    crate::metrics::hot().streams_lagged.increment(1);
                     sub.tx
                         .send_last(encode_frame(&ServerFrame::Lagged { resume_from: last }));
                     false
@@ -408,7 +420,7 @@ impl Subscription {
                 Ok(())
             }
             Err(_) => {
-                metrics::counter!(crate::metrics::STREAMS_LAGGED).increment(1);
+                crate::metrics::hot().streams_lagged.increment(1);
                 sub.tx.send_last(encode_frame(&ServerFrame::Lagged {
                     resume_from: last_sent,
                 }));
@@ -535,7 +547,7 @@ mod tests {
         sub_b.go_live(3).unwrap();
         let run: Vec<ChatMessage> = (1..=5).map(message).collect();
         let refs: Vec<&ChatMessage> = run.iter().collect();
-        let delivered = hub.publish_run(&refs, &vec![None; 5]);
+        let delivered = hub.publish_run(&refs, &vec![None; 5], std::time::Instant::now());
         assert_eq!(delivered.len(), 5);
         let a_conn = a.live().connection();
         let b_conn = b.live().connection();
@@ -591,7 +603,7 @@ mod tests {
                 })
                 .collect();
             let refs: Vec<&ChatMessage> = run.iter().collect();
-            hub.publish_run(&refs, &vec![None; run.len()]);
+            hub.publish_run(&refs, &vec![None; run.len()], std::time::Instant::now());
         }
         let got = frames(&out).await;
         let held: usize = got

@@ -33,7 +33,16 @@ pub async fn refuse_banned(
     let Some(message) = state.address_ban(ip) else {
         return next.run(request).await;
     };
-    tracing::debug!(%ip, path = request.uri().path(), "refused a banned address");
+    if request.uri().path() == "/ws" {
+        crate::handshake::failed(
+            crate::handshake::HandshakeTransport::WebSocket,
+            crate::handshake::Outcome::Banned,
+            &ip,
+            &message,
+        );
+    } else {
+        tracing::debug!(%ip, path = request.uri().path(), "refused a banned address");
+    }
     let mut response =
         ApiError::new(StatusCode::FORBIDDEN, "address_banned", message).into_response();
     if !request.body().is_end_stream() {

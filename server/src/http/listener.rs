@@ -9,8 +9,10 @@
 //! keeps so its socket stays counted. When `accept` runs out of descriptors anyway, a spare
 //! descriptor is given up to accept the waiting connection and close it at once, so peers are
 //! refused instead of left hanging. With HTTP/3 on (HTTPS with a configured certificate), every
-//! response advertises it with `Alt-Svc`. On shutdown the loop stops accepting and each connection
-//! finishes its request and closes.
+//! response advertises it with `Alt-Svc`. On shutdown each connection finishes its request and
+//! closes; during the drain that follows, the loop still accepts, and each new connection gets
+//! one request answered (`/readyz` says 503, the realtime handshakes say `GoAway`); once the
+//! drain is over it stops accepting.
 
 use std::fs::File;
 use std::io;
@@ -36,6 +38,7 @@ use tower_service::Service;
 
 use crate::admission::{Admission, Refusal, Slot};
 use crate::client_addr::TrustedProxies;
+use crate::handshake::{self, HandshakeTransport, Outcome};
 use crate::http::write_deadline::WriteDeadline;
 
 /// Largest request head (request line and headers) a connection may buffer.
@@ -72,20 +75,25 @@ pub struct HttpPort {
 }
 
 impl HttpPort {
-    /// Accept and serve until `shutdown` turns true.
-    pub async fn serve(self, mut shutdown: watch::Receiver<bool>) {
+    /// Accept and serve until `closed` turns true. Once `shutdown` has turned true (the drain),
+    /// a connection still accepted gets one request answered, then is closed: a load balancer
+    /// can read `/readyz` say so while the node drains.
+    pub async fn serve(self, shutdown: watch::Receiver<bool>, mut closed: watch::Receiver<bool>) {
         let mut http = http1::Builder::new();
         http.timer(TokioTimer::new())
             .header_read_timeout(self.header_timeout)
             .max_buf_size(MAX_HEAD)
             .max_headers(MAX_HEADERS);
+        let mut last_call = http.clone();
+        last_call.keep_alive(false);
         let served = Arc::new(Served {
             http,
+            last_call,
             router: self.router,
             tls: self.tls,
             tls_handshake_timeout: self.tls_handshake_timeout,
             write_stall: self.write_stall,
-            shutdown: shutdown.clone(),
+            shutdown,
             alt_svc: self.alt_svc,
         });
         let refusals = Arc::new(Semaphore::new(REFUSALS_IN_FLIGHT));
@@ -93,7 +101,7 @@ impl HttpPort {
         loop {
             let accepted = tokio::select! {
                 biased;
-                _ = stopped(&mut shutdown) => return,
+                _ = stopped(&mut closed) => return,
                 accepted = self.tcp.accept() => accepted,
             };
             let (stream, peer) = match accepted {
@@ -140,6 +148,8 @@ impl HttpPort {
 /// What every connection of a port shares.
 struct Served {
     http: http1::Builder,
+    /// For connections accepted during the drain: no keep-alive.
+    last_call: http1::Builder,
     router: Router,
     tls: Option<TlsAcceptor>,
     tls_handshake_timeout: Duration,
@@ -154,10 +164,34 @@ impl Served {
         let Some(acceptor) = &self.tls else {
             return self.http(TokioIo::new(stream), peer, slot).await;
         };
+        let ip = peer.ip().to_canonical();
         match timeout(self.tls_handshake_timeout, acceptor.accept(stream)).await {
-            Ok(Ok(tls)) => self.http(TokioIo::new(tls), peer, slot).await,
-            Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
-            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            Ok(Ok(tls)) => {
+                handshake::succeeded(HandshakeTransport::Https);
+                self.http(TokioIo::new(tls), peer, slot).await
+            }
+            Ok(Err(e)) => {
+                // rustls's refusals are `InvalidData`; the rest is the peer going away.
+                let outcome = match e.kind() {
+                    io::ErrorKind::InvalidData => Outcome::TlsFailed,
+                    _ => Outcome::PeerLeft,
+                };
+                handshake::failed(
+                    HandshakeTransport::Https,
+                    outcome,
+                    &ip,
+                    &format_args!("TLS: {e}"),
+                );
+            }
+            Err(_) => handshake::failed(
+                HandshakeTransport::Https,
+                Outcome::TimedOut,
+                &ip,
+                &format_args!(
+                    "TLS handshake not done within {:?}",
+                    self.tls_handshake_timeout
+                ),
+            ),
         }
     }
 
@@ -180,8 +214,15 @@ impl Served {
                 Ok::<_, std::convert::Infallible>(response)
             }
         });
-        let mut conn = pin!(self.http.serve_connection(io, service).with_upgrades());
         let mut shutdown = self.shutdown.clone();
+        if *shutdown.borrow() {
+            let conn = self.last_call.serve_connection(io, service).with_upgrades();
+            if let Ok(Err(e)) = timeout(SHUTDOWN_GRACE, conn).await {
+                tracing::debug!(%peer, "HTTP connection ended: {e}");
+            }
+            return;
+        }
+        let mut conn = pin!(self.http.serve_connection(io, service).with_upgrades());
         let ended = tokio::select! {
             ended = conn.as_mut() => ended,
             _ = stopped(&mut shutdown) => {

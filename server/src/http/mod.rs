@@ -97,6 +97,7 @@ pub fn router(state: AppState, web_dir: Option<&std::path::Path>, metrics_public
         .nest("/api", api)
         .route("/ws", get(ws::upgrade))
         .route("/healthz", get(status::health))
+        .route("/readyz", get(status::ready))
         .route("/metrics", metrics)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)

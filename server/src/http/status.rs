@@ -1,5 +1,8 @@
-//! Unauthenticated status endpoints: `/api/cert` (the certificate hash browsers pin) and
-//! `/healthz`.
+//! Unauthenticated status endpoints: `/api/cert` (the certificate hash browsers pin),
+//! `/healthz` (whether the store answers) and `/readyz` (whether this node takes connections,
+//! for a load balancer).
+
+use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::extract::State;
@@ -54,4 +57,22 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
         body["fanout"] = json!({ "engine": "redis", "ok": ok });
     }
     (code, Json(body))
+}
+
+/// `GET /readyz`: 200 `ready` once the store is open and every listener accepts; 503
+/// `starting` before, and 503 `draining` from the start of shutdown (so a load balancer stops
+/// sending new clients while the open connections are told to go).
+pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let status = if *state.shutdown.borrow() {
+        "draining"
+    } else if state.listening.load(Ordering::Acquire) {
+        "ready"
+    } else {
+        "starting"
+    };
+    let code = match status {
+        "ready" => StatusCode::OK,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    (code, Json(json!({ "status": status })))
 }

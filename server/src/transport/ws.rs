@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Extension, State};
 use axum::response::{IntoResponse, Response};
@@ -35,6 +36,7 @@ use quibble_protocol::limits::MAX_FRAME_LEN;
 use quibble_protocol::mux::{self, CONTROL_STREAM};
 use quibble_protocol::{ClientFrame, ErrorCode, ServerFrame, codec};
 use tokio::time::{Instant, sleep_until, timeout};
+use tracing::Instrument;
 
 use crate::admission::{RealtimePermit, Slot};
 use crate::chat::connection::{self, ConnIo};
@@ -45,8 +47,12 @@ use crate::chat::stream::{
     encode_frame, new_streams,
 };
 use crate::client_addr::ClientIp;
+use crate::handshake::{self, HandshakeTransport, Outcome};
 use crate::http::error::ApiError;
 use crate::state::AppState;
+
+/// This transport's handshakes.
+const WS: HandshakeTransport = HandshakeTransport::WebSocket;
 
 /// A socket that accepts nothing for this long is closed as a slow consumer.
 const WRITE_STALL: Duration = Duration::from_secs(30);
@@ -77,12 +83,23 @@ pub async fn upgrade(
     State(state): State<AppState>,
     ClientIp(client): ClientIp,
     Extension(slot): Extension<Slot>,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => {
+            handshake::failed(WS, Outcome::BadRequest, &client, &rejection.body_text());
+            return rejection.into_response();
+        }
+    };
     let permit = match state.admission.realtime(&slot, client, "websocket") {
         Ok(permit) => permit,
-        Err(refusal) => return ApiError::from(refusal).into_response(),
+        Err(refusal) => {
+            handshake::failed(WS, Outcome::Refused, &client, &refusal);
+            return ApiError::from(refusal).into_response();
+        }
     };
+    let span = connection::span("websocket", client);
     ws.max_message_size(MAX_FRAME_LEN + ENVELOPE_SLACK)
         .max_frame_size(MAX_FRAME_LEN + ENVELOPE_SLACK)
         .read_buffer_size(READ_BUFFER)
@@ -91,7 +108,7 @@ pub async fn upgrade(
             // A task of its own, sized for the connection: the upgrade's task is sized for its
             // largest step (building the WebSocket, ~0.4 KB inline), and a connection served in
             // it would hold that for its whole life.
-            tokio::spawn(handle(state, socket, client, permit));
+            tokio::spawn(handle(state, socket, client, permit).instrument(span));
             std::future::ready(())
         })
 }
@@ -208,7 +225,7 @@ async fn close(mut writer: Writer, mut reader: Reader, outbound: Outbound, reaso
     if closing != reason
         && let Some(code) = closing.code
     {
-        crate::metrics::error(crate::metrics::CONNECTION_ERRORS, code);
+        crate::metrics::connection_error(code);
     }
     let drained = sleep_until(Instant::now() + CLOSE_WAIT);
     tokio::pin!(drained);

@@ -21,8 +21,10 @@ use std::time::Duration;
 use quibble_protocol::{ClientFrame, Decoder, ErrorCode};
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
+use tracing::Instrument;
 use wtransport::endpoint::IncomingSession;
 use wtransport::endpoint::endpoint_side::Server;
+use wtransport::error::ConnectionError;
 use wtransport::quinn::VarInt as QuinnVarInt;
 use wtransport::tls::rustls::server::ResolvesServerCert;
 use wtransport::{Endpoint, RecvStream, SendStream, ServerConfig, VarInt};
@@ -35,7 +37,11 @@ use crate::chat::connection::{self, ConnIo};
 use crate::chat::liveness::Liveness;
 use crate::chat::outbound::{Outbound, StreamRef};
 use crate::chat::stream::{Inbound, InboundBudget, InboundTx, StreamIo, new_streams};
+use crate::handshake::{self, HandshakeTransport, Outcome};
 use crate::state::AppState;
+
+/// This transport's handshakes.
+const WT: HandshakeTransport = HandshakeTransport::WebTransport;
 
 /// The path clients connect to.
 pub const PATH: &str = "/wt";
@@ -74,7 +80,11 @@ pub async fn accept_loop(state: AppState, endpoint: Arc<Endpoint<Server>>) {
             biased;
             _ = state.shutting_down() => return,
             incoming = endpoint.accept() => {
-                tokio::spawn(handle(state.clone(), incoming));
+                let span = crate::chat::connection::span(
+                    "webtransport",
+                    incoming.remote_address().ip().to_canonical(),
+                );
+                tokio::spawn(handle(state.clone(), incoming).instrument(span));
             }
         }
     }
@@ -104,15 +114,25 @@ struct Accepted {
 /// far (it was answered or closed).
 async fn accept(state: AppState, incoming: IncomingSession) -> Option<Accepted> {
     let deadline = state.limits.tls_handshake_timeout;
+    let peer = incoming.remote_address().ip().to_canonical();
     let Ok(session) = timeout(deadline, session(&state, incoming)).await else {
-        tracing::info!("WebTransport handshake not done within {deadline:?}");
+        handshake::failed(
+            WT,
+            Outcome::TimedOut,
+            &peer,
+            &format_args!("QUIC handshake and session request not done within {deadline:?}"),
+        );
         return None;
     };
     let (conn, peer, permit) = session?;
     let control = match timeout(state.limits.hello_timeout, conn.accept_bi()).await {
         Ok(Ok(pair)) => pair,
-        Ok(Err(_)) => return None,
+        Ok(Err(e)) => {
+            handshake::failed(WT, Outcome::PeerLeft, &peer, &e);
+            return None;
+        }
         Err(_) => {
+            handshake::failed(WT, Outcome::TimedOut, &peer, &"no control stream in time");
             close(
                 &conn,
                 Some(ErrorCode::ProtocolViolation),
@@ -137,28 +157,45 @@ async fn session(
     state: &AppState,
     incoming: IncomingSession,
 ) -> Option<(wtransport::Connection, SocketAddr, RealtimePermit)> {
+    let addr = incoming.remote_address();
     let request = match incoming.await {
         Ok(request) => request,
         Err(e) => {
-            tracing::info!("WebTransport handshake failed: {e}");
+            let outcome = match e {
+                // The peer or its network gave up: not a fault of the handshake.
+                ConnectionError::ApplicationClosed(_)
+                | ConnectionError::TimedOut
+                | ConnectionError::LocallyClosed => Outcome::PeerLeft,
+                _ => Outcome::TlsFailed,
+            };
+            handshake::failed(WT, outcome, &addr.ip(), &format_args!("QUIC: {e}"));
             return None;
         }
     };
     let peer = request.remote_address();
     if request.path() != PATH {
+        handshake::failed(
+            WT,
+            Outcome::BadRequest,
+            &peer.ip(),
+            &format_args!(
+                "no session at {:?} (sessions are at {PATH})",
+                request.path()
+            ),
+        );
         request.not_found().await;
         return None;
     }
     // QUIC comes to the server directly: the UDP peer is the client (`client_addr`).
     if let Some(message) = state.address_ban(peer.ip()) {
-        tracing::debug!(%peer, "refusing WebTransport session: {message}");
+        handshake::failed(WT, Outcome::Banned, &peer.ip(), &message);
         request.forbidden().await;
         return None;
     }
     let permit = match state.admission.admit_realtime(peer.ip(), "webtransport") {
         Ok(permit) => permit,
         Err(refusal) => {
-            tracing::debug!(%peer, "refusing WebTransport session: {refusal}");
+            handshake::failed(WT, Outcome::Refused, &peer.ip(), &refusal);
             request.too_many_requests().await;
             return None;
         }
@@ -166,7 +203,7 @@ async fn session(
     match request.accept().await {
         Ok(conn) => Some((conn, peer, permit)),
         Err(e) => {
-            tracing::info!(%peer, "WebTransport session failed: {e}");
+            handshake::failed(WT, Outcome::PeerLeft, &peer.ip(), &e);
             None
         }
     }
@@ -311,6 +348,7 @@ async fn write_frames(mut send: SendStream, outbound: Outbound, stream: StreamRe
             Ok(Ok(())) => {}
             Ok(Err(_)) => return outbound.end_stream(&stream),
             Err(_) => {
+                crate::metrics::slow_stream();
                 let _ = send.reset(VarInt::from_u32(ErrorCode::SlowConsumer.as_u32()));
                 return outbound.end_stream(&stream);
             }

@@ -128,6 +128,7 @@ pub(super) async fn run(
         // a commit whose answer is lost (an error or the deadline after that point) can be
         // looked up and, if it happened, completed like any other.
         let mut sent = None;
+        let started = std::time::Instant::now();
         let attempt = commit(&pool, &batch, &hook.order, &mut sent);
         let committed = match tokio::time::timeout(BATCH_DEADLINE, attempt).await {
             Ok(Ok(order)) => Ok(order),
@@ -154,6 +155,7 @@ pub(super) async fn run(
                         _ => None,
                     })
                     .collect();
+                crate::metrics::commit_latency(started.elapsed());
                 counters.committed(batch.len(), appended.len());
                 if !appended.is_empty() {
                     notify(&hook.call, &appended);

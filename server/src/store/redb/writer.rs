@@ -454,6 +454,7 @@ impl Writer {
         now_ms: u64,
         mut batch: Outcomes<'_>,
     ) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         let ceiling = (now_ms > self.clock_ceiling).then(|| now_ms.saturating_add(CLOCK_AHEAD_MS));
@@ -498,6 +499,7 @@ impl Writer {
             appends.flush(&mut tables)?;
         }
         txn.commit()?;
+        crate::metrics::commit_latency(started.elapsed());
         self.known = appends.committed();
         if let Some(ceiling) = ceiling {
             self.clock_ceiling = ceiling;
