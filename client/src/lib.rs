@@ -1,9 +1,10 @@
 //! Native Quibble client: a REST client for accounts, rooms, friends, DMs, blocks, the
 //! conversation list and moderation ([`Api`]) and a realtime
 //! [`Client`] that drives the protocol's sans-IO session over WebTransport (wtransport) or a
-//! WebSocket fallback, reconnecting and resuming by itself. An `https://` server is reached
-//! over HTTPS, WSS and WebTransport, all verified with one set of trusted certificates
-//! ([`TlsRoots`]: the system's roots plus an optional CA file).
+//! WebSocket fallback, reconnecting and resuming by itself ([`Http3Api`] reaches the API over
+//! HTTP/3). An `https://` server is reached over HTTPS, WSS and WebTransport, all verified
+//! with one set of trusted certificates ([`TlsRoots`]: the system's roots plus an optional CA
+//! file).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -35,6 +36,7 @@ mod client;
 mod driver;
 mod endpoints;
 mod error;
+mod http3;
 mod social;
 mod tls;
 mod transport;
@@ -44,6 +46,7 @@ pub use api::{Api, CertInfo, DeletedMessage, Login, Role, Room, RoomPage, User};
 pub use client::{Client, ClientEvent, ClientOptions};
 pub use endpoints::ServerUrl;
 pub use error::{ApiError, ClientError, InvalidUrl, TransportError};
+pub use http3::{Http3Api, Http3Error, Http3Response};
 pub use social::{
     Conversation, ConversationPage, Dm, Friend, FriendChange, FriendOutcome, Friends, Kind, Last,
     MAX_CONVERSATION_PAGE, Membership, Peer,

@@ -1,13 +1,14 @@
 //! Connection admission: whether a peer may open one more connection now. Every connection the
 //! server holds for a peer — a TCP connection on an HTTP port (plain requests and the WebSocket
-//! it may become) or a WebTransport session — takes a [`Slot`] from one global budget and from
-//! its address's budget (counted per [`IpKey`]: IPv6 by /64). A TCP connection is also an
-//! open file, so it takes a place in the descriptor budget too (what the open-file limit
-//! leaves, [`crate::fd_limit`]); WebTransport sessions all share one UDP socket and take none,
-//! so the open-file limit does not cap them. A realtime connection whose
-//! `Hello` has not been accepted yet also holds an unauthenticated place, from a smaller pool
-//! with a smaller per-address share; [`RealtimePermit::authenticated`] gives it back, so a
-//! signed-in connection counts only against the first two budgets. Slots and permits are guards
+//! it may become), an HTTP/3 connection or a WebTransport session — takes a [`Slot`] from one
+//! global budget and from its address's budget (counted per [`IpKey`]: IPv6 by /64). A TCP
+//! connection is also an open file, so it takes a place in the descriptor budget too (what the
+//! open-file limit leaves, [`crate::fd_limit`]); QUIC connections (WebTransport, HTTP/3) share
+//! their endpoint's UDP socket and take none, so the open-file limit does not cap them. A
+//! realtime connection whose `Hello` has not been accepted yet also holds an unauthenticated
+//! place, from a smaller pool with a smaller per-address share;
+//! [`RealtimePermit::authenticated`] gives it back, so a signed-in connection counts only
+//! against the first two budgets. Slots and permits are guards
 //! (dropping them returns what they hold); a refusal says which budget was full and is counted
 //! in metrics by transport and reason. Shutdown waits for the global budget to refill.
 //!
@@ -159,6 +160,16 @@ impl Admission {
     /// Take a slot for a new TCP connection from `ip`.
     pub fn admit(self: &Arc<Self>, ip: IpAddr, transport: &'static str) -> Result<Slot, Refusal> {
         self.slot(ip, transport, Descriptor::Needed)
+    }
+
+    /// Take a slot for a QUIC connection from `ip` that is not a realtime session (HTTP/3): no
+    /// descriptor of its own, like WebTransport, and no unauthenticated place.
+    pub fn admit_shared(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        transport: &'static str,
+    ) -> Result<Slot, Refusal> {
+        self.slot(ip, transport, Descriptor::Shared)
     }
 
     /// Take a slot for a connection from `ip`, with a place in the descriptor budget if it

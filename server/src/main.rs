@@ -205,6 +205,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             writeln!(out, "also listening on {url}")?;
         }
     }
+    if let Some(http3) = server.http3() {
+        for addr in http3.addrs() {
+            writeln!(out, "HTTP/3 on udp://{addr}/")?;
+        }
+    }
     if let Some(addr) = server.metrics_addr() {
         writeln!(out, "metrics on http://{addr}/metrics")?;
     }

@@ -25,10 +25,14 @@ use crate::handshake::{HandshakeTransport, Outcome};
 pub const CONNECTIONS: &str = "quibble_connections_total";
 /// Realtime connections open now, by transport.
 pub const CONNECTIONS_OPEN: &str = "quibble_connections_open";
-/// Connections refused, by transport (`http`, `websocket`, `webtransport`, `metrics`) and
+/// Connections refused, by transport (`http`, `http3`, `websocket`, `webtransport`, `metrics`) and
 /// reason (`server_full`, `address_full`, `unauthenticated_full`,
 /// `unauthenticated_address_full`, `out_of_files`).
 pub const CONNECTIONS_REFUSED: &str = "quibble_connections_refused_total";
+/// HTTP/3 connections that completed their handshake.
+pub const HTTP3_CONNECTIONS: &str = "quibble_http3_connections_total";
+/// HTTP/3 requests whose head was read (each went to the router).
+pub const HTTP3_REQUESTS: &str = "quibble_http3_requests_total";
 /// Handshakes by transport (`webtransport`, `websocket`, `https`) and outcome
 /// ([`crate::handshake::Outcome`]).
 pub const HANDSHAKES: &str = "quibble_handshakes_total";
@@ -109,7 +113,7 @@ pub const CERTIFICATE_RELOADS: &str = "quibble_certificate_reloads_total";
 /// add its label to [`REFUSAL_TRANSPORTS`] and [`HandshakeTransport`].
 pub const REALTIME_TRANSPORTS: [&str; 2] = ["webtransport", "websocket"];
 /// The `transport` label values of [`CONNECTIONS_REFUSED`].
-const REFUSAL_TRANSPORTS: [&str; 4] = ["http", "metrics", "websocket", "webtransport"];
+const REFUSAL_TRANSPORTS: [&str; 5] = ["http", "http3", "metrics", "websocket", "webtransport"];
 /// The `reason` label values of [`CONNECTIONS_REFUSED`].
 const REFUSAL_REASONS: [&str; 5] = [
     "server_full",
@@ -230,6 +234,11 @@ fn describe() {
         CONNECTIONS_REFUSED,
         "Connections refused by admission, by transport and reason."
     );
+    describe_counter!(
+        HTTP3_CONNECTIONS,
+        "HTTP/3 connections that completed their handshake."
+    );
+    describe_counter!(HTTP3_REQUESTS, "HTTP/3 requests served through the router.");
     describe_counter!(
         HANDSHAKES,
         "Handshakes (QUIC/TLS, TLS, WebSocket upgrade, Hello) by transport and outcome."
@@ -376,6 +385,8 @@ fn register_zeros() {
         metrics::counter!(CERTIFICATE_RELOADS, "outcome" => outcome).increment(0);
     }
     for name in [
+        HTTP3_CONNECTIONS,
+        HTTP3_REQUESTS,
         MESSAGES_RETAINED_AWAY,
         FLEET_GAPS,
         FLEET_BACKFILLED,

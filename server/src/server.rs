@@ -1,8 +1,9 @@
 //! Starting and stopping the server: raise the open-file limit and size the connection budget
-//! below it, open the store, bind the UDP and TCP sockets (one port number for both) and the
-//! optional metrics listener, run WebTransport and HTTP, rotate a self-signed certificate or
-//! reload the certificate files (`tls::reload`), and shut down gracefully (not ready,
-//! `GoAway`, drain, stop accepting, close the store).
+//! below it, open the store, bind the UDP and TCP sockets (one port number for both), HTTP/3's
+//! UDP sockets (a port of their own, with certificate files) and the optional metrics
+//! listener, run WebTransport, HTTP and HTTP/3, rotate a self-signed certificate or reload the
+//! certificate files (`tls::reload`), and shut down gracefully (not ready, `GoAway`, drain,
+//! stop accepting, close the store).
 
 use std::future::Future;
 use std::io;
@@ -11,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use axum::http::HeaderValue;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::timeout;
@@ -29,6 +31,7 @@ use crate::config::Config;
 use crate::enforce::Enforcement;
 use crate::fleet::control::Control;
 use crate::fleet::{Fleet, Seeds};
+use crate::http::http3::Http3Endpoints;
 use crate::http::listener::HttpPort;
 use crate::http::login_limit::LoginLimiter;
 use crate::http::signup_limit::SignupLimiter;
@@ -62,6 +65,8 @@ pub enum ServeError {
     HashPool(#[from] crate::auth::AuthError),
     #[error("--redis: {0}")]
     Redis(#[from] crate::fleet::LinkError),
+    #[error(transparent)]
+    Http3(#[from] crate::http::http3::endpoint::EndpointError),
 }
 
 /// A bound server, ready to run.
@@ -75,6 +80,8 @@ pub struct Server {
     web_dir: Option<PathBuf>,
     /// TLS for HTTP, when certificate files are configured.
     https: Option<Arc<wtransport::tls::rustls::ServerConfig>>,
+    /// HTTP/3, on with certificate files.
+    http3: Option<Http3Endpoints>,
     /// Asks for the certificate files to be read again.
     reload: reload::Trigger,
 }
@@ -159,6 +166,23 @@ impl Server {
             );
             addrs.push(addr);
         }
+        // HTTP/3 on a UDP port of its own (WebTransport has this port's UDP socket): with
+        // certificate files only, as browsers take HTTP/3 only from a trusted certificate.
+        let http3 = match &config.tls {
+            Some(_) => {
+                let requested = config.http3_port.unwrap_or_else(|| {
+                    let https = config.listen.iter().map(SocketAddr::port).find(|p| *p != 0);
+                    crate::http::http3::endpoint::default_port(https.unwrap_or(0))
+                });
+                Some(Http3Endpoints::bind(
+                    &addrs,
+                    requested,
+                    certs.clone(),
+                    &quic_keys,
+                )?)
+            }
+            None => None,
+        };
         let state = AppState::new(Shared {
             store,
             hub,
@@ -227,6 +251,7 @@ impl Server {
             metrics,
             web_dir: config.web_dir.or_else(crate::http::web::default_dir),
             https,
+            http3,
             reload: reload::Trigger::default(),
         })
     }
@@ -239,6 +264,11 @@ impl Server {
     /// The bound addresses (HTTP on TCP and WebTransport on UDP, same port).
     pub fn addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// HTTP/3's endpoints (UDP), when it is on.
+    pub fn http3(&self) -> Option<&Http3Endpoints> {
+        self.http3.as_ref()
     }
 
     /// The metrics listener's address, when it has one.
@@ -269,6 +299,7 @@ impl Server {
             listeners,
             web_dir,
             https,
+            http3,
             metrics,
             reload,
             ..
@@ -281,6 +312,18 @@ impl Server {
         let tls = https.map(tokio_rustls::TlsAcceptor::from);
         let router = crate::http::router(state.clone(), web_dir.as_deref(), metrics.is_none());
         let mut tasks = JoinSet::new();
+        // Advertised on HTTP/1.1 (every HTTPS response): browsers then use HTTP/3 instead.
+        let alt_svc = http3
+            .as_ref()
+            .and_then(Http3Endpoints::port)
+            .and_then(|port| HeaderValue::from_str(&format!("h3=\":{port}\"; ma=86400")).ok());
+        if let Some(endpoints) = &http3 {
+            tasks.spawn(crate::http::http3::serve(
+                state.clone(),
+                endpoints.clone(),
+                router.clone(),
+            ));
+        }
         // The HTTP ports accept until the drain is over (see `http::listener`).
         let (closed, closed_rx) = watch::channel(false);
         // Every socket was bound (the TCP ones listen) in `bind`, the store is open and the
@@ -299,6 +342,7 @@ impl Server {
                 write_stall: limits.http_write_timeout,
                 label: "http",
                 proxies: state.trusted_proxies.clone(),
+                alt_svc: alt_svc.clone(),
             };
             tasks.spawn(port.serve(state.shutdown.clone(), closed_rx.clone()));
         }
@@ -319,6 +363,7 @@ impl Server {
                 write_stall: limits.http_write_timeout,
                 label: "metrics",
                 proxies: TrustedProxies::default(),
+                alt_svc: None,
             };
             tasks.spawn(port.serve(state.shutdown.clone(), closed_rx.clone()));
         }
@@ -353,6 +398,9 @@ impl Server {
         }
         for (_, endpoint) in &endpoints {
             let _ = timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+        }
+        if let Some(endpoints) = &http3 {
+            endpoints.close().await;
         }
         let _ = timeout(Duration::from_secs(2), async {
             while tasks.join_next().await.is_some() {}

@@ -33,6 +33,9 @@ pub struct Config {
     /// PEM certificate chain and private key; without them the server makes its own
     /// short-lived self-signed certificate.
     pub tls: Option<TlsFiles>,
+    /// UDP port of HTTP/3 (served only with [`Config::tls`]): `None` is the HTTPS port + 1
+    /// (any free port when that port is 0), `Some(0)` any free port.
+    pub http3_port: Option<u16>,
     /// The browser client's directory (index.html and the built `pkg/`).
     pub web_dir: Option<PathBuf>,
     /// The store's page cache, in bytes (file key `store_cache_mb`, in MiB).

@@ -45,6 +45,10 @@ pub struct Settings {
     /// PEM private key (PKCS#8, PKCS#1 or SEC1) of tls_cert.
     #[arg(long, env = "QUIBBLE_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// UDP port of HTTP/3, served only with tls_cert; when not set, the HTTPS port + 1 (any
+    /// free port when that is 0); 0 picks a free port.
+    #[arg(long, env = "QUIBBLE_HTTP3_PORT")]
+    pub http3_port: Option<u16>,
     /// The file's older form of tls_cert and tls_key: a `[tls]` table with `cert` and `key`.
     #[arg(skip)]
     #[serde(skip_serializing)]
@@ -332,6 +336,7 @@ impl Settings {
             data_dir: self.data_dir,
             listen: self.listen,
             tls,
+            http3_port: self.http3_port,
             web_dir: self.web_dir,
             store_cache_bytes: self.store_cache_mb.saturating_mul(1024 * 1024),
             limits,

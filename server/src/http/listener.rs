@@ -8,7 +8,8 @@
 //! carries `ConnectInfo<SocketAddr>` and the connection's [`Slot`], which an upgraded WebSocket
 //! keeps so its socket stays counted. When `accept` runs out of descriptors anyway, a spare
 //! descriptor is given up to accept the waiting connection and close it at once, so peers are
-//! refused instead of left hanging. On shutdown each connection finishes its request and
+//! refused instead of left hanging. With HTTP/3 on (HTTPS with a configured certificate), every
+//! response advertises it with `Alt-Svc`. On shutdown each connection finishes its request and
 //! closes; during the drain that follows, the loop still accepts, and each new connection gets
 //! one request answered (`/readyz` says 503, the realtime handshakes say `GoAway`); once the
 //! drain is over it stops accepting.
@@ -23,7 +24,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::http::Request;
+use axum::http::{HeaderValue, Request, header};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -69,6 +70,8 @@ pub struct HttpPort {
     pub label: &'static str,
     /// Peers whose connections count for no address ([`Admission::admit_proxied`]).
     pub proxies: TrustedProxies,
+    /// The `Alt-Svc` header every response carries (HTTP/3 served elsewhere), if any.
+    pub alt_svc: Option<HeaderValue>,
 }
 
 impl HttpPort {
@@ -91,6 +94,7 @@ impl HttpPort {
             tls_handshake_timeout: self.tls_handshake_timeout,
             write_stall: self.write_stall,
             shutdown,
+            alt_svc: self.alt_svc,
         });
         let refusals = Arc::new(Semaphore::new(REFUSALS_IN_FLIGHT));
         let mut spare = Spare::new(self.label);
@@ -151,6 +155,7 @@ struct Served {
     tls_handshake_timeout: Duration,
     write_stall: Duration,
     shutdown: watch::Receiver<bool>,
+    alt_svc: Option<HeaderValue>,
 }
 
 impl Served {
@@ -195,11 +200,19 @@ impl Served {
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
         let router = self.router.clone();
+        let alt_svc = self.alt_svc.clone();
         let service = service_fn(move |mut request: Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
             request.extensions_mut().insert(slot.clone());
             let mut router = router.clone();
-            async move { router.call(request.map(Body::new)).await }
+            let alt_svc = alt_svc.clone();
+            async move {
+                let mut response = router.call(request.map(Body::new)).await?;
+                if let Some(value) = alt_svc {
+                    response.headers_mut().insert(header::ALT_SVC, value);
+                }
+                Ok::<_, std::convert::Infallible>(response)
+            }
         });
         let mut shutdown = self.shutdown.clone();
         if *shutdown.borrow() {

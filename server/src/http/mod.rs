@@ -12,6 +12,7 @@ pub mod conversations;
 pub mod error;
 pub mod extract;
 pub mod friends;
+pub mod http3;
 pub mod https;
 pub mod key_budget;
 pub mod listener;
