@@ -108,6 +108,11 @@ pub struct Api {
     tls: TlsRoots,
 }
 
+/// How long connecting to the server may take (TCP and TLS).
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long one API call may take, from sending it to its whole answer.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl Api {
     /// A client for the server at `server` (`http://host:port` or `https://host:port`; HTTPS
     /// is verified with the system's roots).
@@ -124,6 +129,12 @@ impl Api {
     pub(crate) fn for_server(server: ServerUrl, tls: TlsRoots) -> Result<Api, ApiError> {
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(rustls::ClientConfig::clone(&tls.tcp()))
+            // Every call has a deadline, and a redirect (which could lead from HTTPS to
+            // plain HTTP, or to another host with the session token) is never followed: the
+            // API answers where it is asked.
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|source| ApiError::Request {
                 url: server.to_string(),

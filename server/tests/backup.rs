@@ -311,6 +311,58 @@ async fn restore_is_refused_while_a_server_runs_and_for_a_file_that_is_not_a_sto
         "nothing installed"
     );
 
+    // A FIFO is refused at once (opening it would wait for a writer).
+    let fifo = dir.path().join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let from_fifo = tokio::time::timeout(
+        Duration::from_secs(30),
+        quibble(
+            dir.path(),
+            &[
+                "restore",
+                "--from",
+                fifo.to_str().unwrap(),
+                "--data-dir",
+                elsewhere.to_str().unwrap(),
+            ],
+        ),
+    )
+    .await
+    .expect("a FIFO is refused without waiting");
+    assert!(
+        text(&from_fifo.stderr).contains("not a regular file"),
+        "{}",
+        text(&from_fifo.stderr)
+    );
+
+    // A server configured for PostgreSQL never reads a restored redb file: refused.
+    let config = dir.path().join("pg.toml");
+    std::fs::write(&config, "postgres = \"postgres://q@127.0.0.1:1/q\"\n").unwrap();
+    let on_postgres = quibble(
+        dir.path(),
+        &[
+            "restore",
+            "--from",
+            file.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--data-dir",
+            elsewhere.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(!on_postgres.status.success());
+    assert!(
+        text(&on_postgres.stderr).contains("PostgreSQL"),
+        "{}",
+        text(&on_postgres.stderr)
+    );
+    assert!(!elsewhere.join("quibble.redb").exists());
+
     // Restoring over a stopped server's store keeps the old one aside.
     let restore = quibble(
         dir.path(),

@@ -102,6 +102,11 @@ pub enum BackupCommandError {
     Backup(#[from] BackupError),
     #[error("the restore task failed: {0}")]
     Task(String),
+    #[error(
+        "this server keeps its data in PostgreSQL ({0}), not in the data directory: restore that \
+         database with pg_restore/psql"
+    )]
+    OnPostgres(&'static str),
     #[error("cannot print: {0}")]
     Output(#[from] std::io::Error),
 }
@@ -153,6 +158,19 @@ async fn offline(
 /// Runs `quibble restore`; prints what was restored.
 pub async fn restore(args: RestoreArgs) -> Result<(), BackupCommandError> {
     let data_dir = resolve_data_dir(args.data_dir.as_deref(), args.config.as_deref())?;
+    // A redb file restored next to a server on PostgreSQL would never be read.
+    if std::env::var_os("QUIBBLE_POSTGRES").is_some_and(|v| !v.is_empty()) {
+        return Err(BackupCommandError::OnPostgres("QUIBBLE_POSTGRES is set"));
+    }
+    if let Some(path) = &args.config {
+        let loaded = crate::config::Loaded::from_file(path)
+            .map_err(|e| AdminError::Config(e.to_string()))?;
+        if loaded.settings.postgres.is_some() {
+            return Err(BackupCommandError::OnPostgres(
+                "its config file sets postgres",
+            ));
+        }
+    }
     std::fs::create_dir_all(&data_dir).map_err(|source| BackupCommandError::DataDir {
         path: data_dir.clone(),
         source,

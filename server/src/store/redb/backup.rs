@@ -71,6 +71,8 @@ pub enum BackupError {
          remove it, or pass --force"
     )]
     PartialExists(PathBuf),
+    #[error("{0} is not a store file: --force replaces only an earlier backup")]
+    ForceNotStore(PathBuf),
     #[error("{0} is the store itself: back it up to another file")]
     OntoStore(PathBuf),
     #[error("a backup is already running on this server; wait for it to end")]
@@ -114,7 +116,8 @@ impl BackupError {
             BackupError::Postgres => "unsupported",
             BackupError::NotAStore { .. }
             | BackupError::Newer { .. }
-            | BackupError::OntoStore(_) => "bad_request",
+            | BackupError::OntoStore(_)
+            | BackupError::ForceNotStore(_) => "bad_request",
             BackupError::ServerRunning(_) => "conflict",
             BackupError::Io { .. } | BackupError::UnknownTable(_) | BackupError::Store(_) => {
                 "internal"
@@ -145,6 +148,11 @@ pub(super) fn write(
         let live = std::fs::metadata(store).map_err(BackupError::io("read", store))?;
         if (existing.dev(), existing.ino()) == (live.dev(), live.ino()) {
             return Err(BackupError::OntoStore(to.to_owned()));
+        }
+        // --force replaces an earlier backup, never another file the server's user can write
+        // (its admin socket, its keys, a configuration file).
+        if !existing.is_file() || !is_redb_file(to) {
+            return Err(BackupError::ForceNotStore(to.to_owned()));
         }
     }
     let partial = partial_path(to);
@@ -181,6 +189,18 @@ pub(super) fn write(
 }
 
 /// `FILE.partial`.
+/// redb's file signature: the first bytes of every store and backup file.
+const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
+
+/// Whether the regular file `path` starts with redb's signature.
+fn is_redb_file(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; REDB_MAGIC.len()];
+    File::open(path)
+        .and_then(|mut file| file.read_exact(&mut head))
+        .is_ok_and(|()| head == REDB_MAGIC)
+}
+
 fn partial_path(to: &Path) -> PathBuf {
     let mut name = to.as_os_str().to_owned();
     name.push(".partial");

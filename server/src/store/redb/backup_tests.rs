@@ -231,6 +231,16 @@ async fn an_existing_file_is_refused_unless_forced() {
         Err(BackupError::PartialExists(p)) if p == partial
     ));
     std::fs::write(&to, b"old").unwrap();
+    std::fs::remove_file(&partial).unwrap();
+    // --force replaces only an earlier backup, not any file the server's user can write.
+    assert!(matches!(
+        store.backup(to.clone(), true).await,
+        Err(BackupError::ForceNotStore(p)) if p == to
+    ));
+    assert_eq!(std::fs::read(&to).unwrap(), b"old");
+    std::fs::remove_file(&to).unwrap();
+    store.backup(to.clone(), false).await.unwrap();
+    std::fs::write(&partial, b"left by a crash").unwrap();
     store.backup(to.clone(), true).await.unwrap();
     assert!(!partial.exists());
     assert!(matches!(

@@ -121,11 +121,12 @@ fn copy_file(from: &Path, to: &Path) -> Result<(), BackupError> {
         path: from.to_owned(),
         reason: reason.to_owned(),
     };
-    let mut source = File::open(from).map_err(BackupError::io("open", from))?;
-    let meta = source.metadata().map_err(BackupError::io("read", from))?;
+    // Checked before opening: opening a FIFO would wait for a writer.
+    let meta = std::fs::metadata(from).map_err(BackupError::io("read", from))?;
     if !meta.is_file() {
         return Err(not_a_store("not a regular file"));
     }
+    let mut source = File::open(from).map_err(BackupError::io("open", from))?;
     if meta.len() == 0 {
         return Err(not_a_store("the file is empty"));
     }
