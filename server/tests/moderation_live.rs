@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use quibble_protocol::mux::Envelope;
 use quibble_protocol::{ClientFrame, ErrorCode, ServerFrame};
 use serde_json::{Value, json};
-use support::live::{AT_ONCE, ban, cut_with, still_live, welcomed};
+use support::live::{AT_ONCE, ban, cut_with, raw_ws_hello, still_live, welcomed};
 use support::{RawPeer, TestServer};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -411,37 +411,6 @@ async fn raw_ws_welcomed(
         .expect("ws connect");
     raw_ws_hello(&mut ws, token).await;
     ws
-}
-
-/// Says `Hello` with `token` on `ws` and waits for `Welcome`.
-async fn raw_ws_hello<S>(ws: &mut RawWs<S>, token: &str)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    use futures_util::{SinkExt, StreamExt};
-    let hello = quibble_protocol::codec::encode(&ClientFrame::Hello {
-        version: quibble_protocol::PROTOCOL_VERSION,
-        token: token.to_owned(),
-    })
-    .unwrap();
-    ws.send(Message::Binary(
-        quibble_protocol::mux::wrap(0, &hello).into(),
-    ))
-    .await
-    .unwrap();
-    loop {
-        let message = tokio::time::timeout(support::WAIT, ws.next())
-            .await
-            .expect("Welcome in time")
-            .expect("open")
-            .expect("read");
-        if let Message::Binary(data) = message
-            && let Ok(Envelope::Frame(0, ServerFrame::Welcome { .. })) =
-                quibble_protocol::mux::unwrap::<ServerFrame>(&data, usize::MAX)
-        {
-            return;
-        }
-    }
 }
 
 /// `ws` is still served: a ping on the control stream is answered.

@@ -266,7 +266,6 @@ async fn pipelined_sends_keep_their_order() {
 #[tokio::test]
 async fn a_websocket_close_from_the_client_is_answered_with_a_close() {
     use futures_util::{SinkExt, StreamExt};
-    use quibble_protocol::mux::Envelope;
     use tokio_tungstenite::tungstenite::Message;
     use tokio_tungstenite::tungstenite::protocol::CloseFrame;
     use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -278,29 +277,7 @@ async fn a_websocket_close_from_the_client_is_answered_with_a_close() {
     let (mut ws, _) = tokio_tungstenite::connect_async(url)
         .await
         .expect("upgrade");
-    let hello = quibble_protocol::codec::encode(&ClientFrame::Hello {
-        version: quibble_protocol::PROTOCOL_VERSION,
-        token,
-    })
-    .unwrap();
-    ws.send(Message::Binary(
-        quibble_protocol::mux::wrap(0, &hello).into(),
-    ))
-    .await
-    .unwrap();
-    loop {
-        let message = tokio::time::timeout(support::WAIT, ws.next())
-            .await
-            .expect("Welcome in time")
-            .expect("open")
-            .expect("read");
-        if let Message::Binary(data) = message
-            && let Ok(Envelope::Frame(0, ServerFrame::Welcome { .. })) =
-                quibble_protocol::mux::unwrap::<ServerFrame>(&data, usize::MAX)
-        {
-            break;
-        }
-    }
+    support::live::raw_ws_hello(&mut ws, &token).await;
     ws.send(Message::Close(Some(CloseFrame {
         code: CloseCode::Normal,
         reason: "bye".into(),

@@ -80,3 +80,36 @@ pub async fn ban(api: &Api, admin: &str, username: &str, reason: &str) {
         .await;
     assert_eq!(status, 200, "{body}");
 }
+
+/// Says `Hello` with `token` on `ws` and waits for `Welcome`.
+pub async fn raw_ws_hello<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>, token: &str)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::{SinkExt, StreamExt};
+    use quibble_protocol::mux::Envelope;
+    use tokio_tungstenite::tungstenite::Message;
+    let hello = quibble_protocol::codec::encode(&ClientFrame::Hello {
+        version: quibble_protocol::PROTOCOL_VERSION,
+        token: token.to_owned(),
+    })
+    .unwrap();
+    ws.send(Message::Binary(
+        quibble_protocol::mux::wrap(0, &hello).into(),
+    ))
+    .await
+    .unwrap();
+    loop {
+        let message = tokio::time::timeout(super::WAIT, ws.next())
+            .await
+            .expect("Welcome in time")
+            .expect("open")
+            .expect("read");
+        if let Message::Binary(data) = message
+            && let Ok(Envelope::Frame(0, ServerFrame::Welcome { .. })) =
+                quibble_protocol::mux::unwrap::<ServerFrame>(&data, usize::MAX)
+        {
+            return;
+        }
+    }
+}
