@@ -17,6 +17,14 @@ use quibble_protocol::{ConversationId, Cursor, ServerFrame};
 use quibble_test_support::postgres::Postgres;
 use support::{RawPeer, TestServer, WAIT};
 
+/// Runs `quibble restore --from FROM --data-dir DATA_DIR EXTRA…` in `cwd`.
+async fn restore(cwd: &Path, from: &Path, data_dir: &Path, extra: &[&str]) -> Output {
+    let (from, data_dir) = (from.to_str().unwrap(), data_dir.to_str().unwrap());
+    let mut args = vec!["restore", "--from", from, "--data-dir", data_dir];
+    args.extend_from_slice(extra);
+    quibble(cwd, &args).await
+}
+
 /// Runs `quibble ARGS` in `cwd` and waits for it, at most 60 s.
 async fn quibble(cwd: &Path, args: &[&str]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_quibble"));
@@ -172,17 +180,7 @@ async fn a_backup_mid_traffic_restores_everything_acknowledged_before_it_began()
 
     // Restore into a new data directory and start a server on it.
     let restored_dir = dir.path().join("restored");
-    let restore = quibble(
-        dir.path(),
-        &[
-            "restore",
-            "--from",
-            file.to_str().unwrap(),
-            "--data-dir",
-            restored_dir.to_str().unwrap(),
-        ],
-    )
-    .await;
+    let restore = restore(dir.path(), &file, &restored_dir, &[]).await;
     assert!(
         restore.status.success(),
         "restore failed: {}",
@@ -260,18 +258,7 @@ async fn restore_is_refused_while_a_server_runs_and_for_a_file_that_is_not_a_sto
     .await;
     assert!(backup.status.success(), "{}", text(&backup.stderr));
 
-    let data_arg = data.to_str().unwrap();
-    let refused = quibble(
-        dir.path(),
-        &[
-            "restore",
-            "--from",
-            file.to_str().unwrap(),
-            "--data-dir",
-            data_arg,
-        ],
-    )
-    .await;
+    let refused = restore(dir.path(), &file, &data, &[]).await;
     assert!(!refused.status.success());
     assert!(
         text(&refused.stderr).contains("a server is running on"),
@@ -289,17 +276,7 @@ async fn restore_is_refused_while_a_server_runs_and_for_a_file_that_is_not_a_sto
     let notes = dir.path().join("notes.txt");
     std::fs::write(&notes, "these are not messages\n".repeat(200)).unwrap();
     let elsewhere = dir.path().join("elsewhere");
-    let refused = quibble(
-        dir.path(),
-        &[
-            "restore",
-            "--from",
-            notes.to_str().unwrap(),
-            "--data-dir",
-            elsewhere.to_str().unwrap(),
-        ],
-    )
-    .await;
+    let refused = restore(dir.path(), &notes, &elsewhere, &[]).await;
     assert!(!refused.status.success());
     assert!(
         text(&refused.stderr).contains("is not a Quibble store"),
@@ -320,16 +297,7 @@ async fn restore_is_refused_while_a_server_runs_and_for_a_file_that_is_not_a_sto
     assert!(made.success());
     let from_fifo = tokio::time::timeout(
         Duration::from_secs(30),
-        quibble(
-            dir.path(),
-            &[
-                "restore",
-                "--from",
-                fifo.to_str().unwrap(),
-                "--data-dir",
-                elsewhere.to_str().unwrap(),
-            ],
-        ),
+        restore(dir.path(), &fifo, &elsewhere, &[]),
     )
     .await
     .expect("a FIFO is refused without waiting");
@@ -342,17 +310,11 @@ async fn restore_is_refused_while_a_server_runs_and_for_a_file_that_is_not_a_sto
     // A server configured for PostgreSQL never reads a restored redb file: refused.
     let config = dir.path().join("pg.toml");
     std::fs::write(&config, "postgres = \"postgres://q@127.0.0.1:1/q\"\n").unwrap();
-    let on_postgres = quibble(
+    let on_postgres = restore(
         dir.path(),
-        &[
-            "restore",
-            "--from",
-            file.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-            "--data-dir",
-            elsewhere.to_str().unwrap(),
-        ],
+        &file,
+        &elsewhere,
+        &["--config", config.to_str().unwrap()],
     )
     .await;
     assert!(!on_postgres.status.success());
@@ -364,17 +326,7 @@ async fn restore_is_refused_while_a_server_runs_and_for_a_file_that_is_not_a_sto
     assert!(!elsewhere.join("quibble.redb").exists());
 
     // Restoring over a stopped server's store keeps the old one aside.
-    let restore = quibble(
-        dir.path(),
-        &[
-            "restore",
-            "--from",
-            file.to_str().unwrap(),
-            "--data-dir",
-            data_arg,
-        ],
-    )
-    .await;
+    let restore = restore(dir.path(), &file, &data, &[]).await;
     assert!(restore.status.success(), "{}", text(&restore.stderr));
     let kept = field(&restore, "kept");
     assert!(kept.contains("quibble.redb.before-restore-"), "{kept}");
